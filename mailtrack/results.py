@@ -1,0 +1,99 @@
+"""What a rewrite returns and what ``verify`` says.
+
+Offsets in results refer to the *input* string, so a caller (or a test) can map
+every change back to the original bytes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+__all__ = ["TrackedLink", "SkippedLink", "PixelInsertion", "HtmlResult", "Verified", "GMAIL_CLIP_BYTES"]
+
+#: Gmail clips an HTML body larger than about 102 KB, hiding what follows, the pixel included.
+GMAIL_CLIP_BYTES = 102 * 1024
+
+
+@dataclass(frozen=True, slots=True)
+class TrackedLink:
+    """A link that now points at a signed click URL."""
+
+    index: int  # link_index signed into the token (0-based, source order)
+    url: str  # the destination: the value with character references decoded, trimmed
+    tracking_url: str
+    start: int  # span of the original attribute value (without quotes) in the input
+    end: int
+    raw: str  # the original attribute value as written
+    quote: str  # '"', "'" or "" (unquoted)
+    tag: str  # "a", "area", "v:roundrect", ...
+
+
+@dataclass(frozen=True, slots=True)
+class SkippedLink:
+    """A link left as written, and why.
+
+    Reasons: ``scheme`` (not http/https: mailto, tel, relative, #fragment, ...),
+    ``empty``, ``placeholder``, ``opt-out``, ``limit`` (over ``max_links``),
+    ``already-tracked`` (points at our base URL), ``invalid`` (control
+    characters), ``too-long`` (the token would exceed 8 KiB), ``disabled``
+    (click tracking is off).
+    """
+
+    raw: str
+    reason: str
+    start: int
+    end: int
+    url: str  # decoded destination
+    tag: str
+
+
+@dataclass(frozen=True, slots=True)
+class PixelInsertion:
+    """Where the open pixel went: ``html`` replaced ``input[position:position + len(replaced)]``."""
+
+    position: int
+    html: str
+    replaced: str = ""
+
+
+@dataclass(frozen=True)
+class HtmlResult:
+    """The rewritten document and an account of every change."""
+
+    html: str
+    links: list[TrackedLink]
+    skipped: list[SkippedLink]
+    pixels: list[PixelInsertion]
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def pixel(self) -> PixelInsertion | None:
+        """The (first) inserted pixel, or None when none was inserted."""
+        return self.pixels[0] if self.pixels else None
+
+    @property
+    def size(self) -> int:
+        """Size of the output in UTF-8 bytes."""
+        return len(self.html.encode("utf-8", "surrogatepass"))
+
+    @property
+    def gmail_clipped(self) -> bool:
+        """True when Gmail will clip this body (over ~102 KB): consider ``pixel_position="top"``."""
+        return self.size > GMAIL_CLIP_BYTES
+
+
+@dataclass(frozen=True)
+class Verified:
+    """A verified token: what it was signed for."""
+
+    kind: str  # "open", "click" or "unsubscribe"
+    message_id: str
+    recipient: str
+    issued_at: datetime
+    url: str | None = None  # destination, for clicks
+    link_index: int | None = None  # for clicks
+    metadata: Mapping[str, Any] = field(default_factory=dict)
+    token: str = ""

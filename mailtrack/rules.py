@@ -1,0 +1,71 @@
+"""Which links are left alone: template placeholders and per-link opt-outs.
+
+Placeholders are left alone because the template engine runs after us in some
+pipelines (or the ESP substitutes them): signing ``{{url}}`` would freeze a
+value nobody meant to send. Opt-out attributes are the ones teams already use
+with SendGrid and other providers, so a migration needs no template changes.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Mapping
+from typing import Union
+
+__all__ = ["DEFAULT_PLACEHOLDERS", "DEFAULT_OPT_OUTS", "PlaceholderMatcher", "opted_out"]
+
+#: Patterns searched in the decoded destination; a match means "left alone".
+DEFAULT_PLACEHOLDERS: tuple[str, ...] = (
+    r"\{\{.*?\}\}",  # Mustache, Handlebars, Jinja, Liquid output
+    r"\{%.*?%\}",  # Jinja, Django, Liquid tags
+    r"\*\|.*?\|\*",  # Mailchimp merge tags
+    r"<%.*?%>",  # SendGrid legacy, ERB
+    # %tag% (SendGrid substitutions), but not percent-encoding: the closing "%"
+    # must not start an escape like %80.
+    r"%[A-Za-z_][A-Za-z0-9_.-]*%(?![0-9A-Fa-f]{2})",
+    r"\A\[[^\[\]]+\]\Z",  # [tag] as the whole value
+    r"\$\{.*?\}",  # ${var}
+)
+
+#: Opt-out attribute -> the value that opts out (None: present at all). Values compare without case.
+DEFAULT_OPT_OUTS: Mapping[str, str | None] = {
+    "clicktracking": "off",  # SendGrid
+    "data-pm-no-track": None,  # Postmark
+    "ses:no-track": None,  # Amazon SES
+    "data-msys-clicktrack": "0",  # SparkPost
+    "mc:disable-tracking": None,  # Mailchimp / Mandrill
+    "disable-tracking": "true",  # Mailgun-style
+    "data-mautic-disable-tracking": "true",  # Mautic
+}
+
+PatternInput = Union[str, "re.Pattern[str]"]
+
+
+class PlaceholderMatcher:
+    """Finds template placeholders with one combined expression."""
+
+    def __init__(self, patterns: Iterable[PatternInput] = DEFAULT_PLACEHOLDERS) -> None:
+        sources = [p.pattern if isinstance(p, re.Pattern) else p for p in patterns]
+        for source in sources:
+            if not isinstance(source, str):
+                raise TypeError("placeholder patterns must be str or compiled re.Pattern")
+            re.compile(source)  # raise re.error naming the bad one
+        self.patterns = tuple(sources)
+        self._regex = re.compile("|".join(f"(?:{s})" for s in sources), re.DOTALL) if sources else None
+
+    def search(self, value: str) -> bool:
+        """True if ``value`` holds a placeholder."""
+        return self._regex is not None and self._regex.search(value) is not None
+
+
+def opted_out(attributes: Mapping[str, object], opt_outs: Mapping[str, str | None]) -> bool:
+    """True if a tag's attributes (name -> object with ``.value``) carry an opt-out."""
+    for name, wanted in opt_outs.items():
+        attribute = attributes.get(name)
+        if attribute is not None:
+            if wanted is None:
+                return True
+            value = getattr(attribute, "value", "")
+            if isinstance(value, str) and value.strip().lower() == wanted:
+                return True
+    return False

@@ -1,0 +1,225 @@
+"""A byte-offset HTML scanner: where are the link attributes, where does the body end.
+
+The rewriter must change a few attribute values and nothing else, so it never
+builds a tree. This module reads the document the way the WHATWG HTML tokenizer
+does (tag and attribute syntax, comments, bogus comments, raw-text and RCDATA
+elements, end of file inside a tag) and reports offsets into the original
+string. All the skipping of uninteresting markup happens inside one compiled
+regular expression, so the Python-level work is proportional to the number of
+links, not to the size of the document.
+
+What counts as a link (issue #2, rule 1):
+
+* ``href`` of ``<a>`` and ``<area>``;
+* inside an Outlook conditional comment ``<!--[if ...]> ... <![endif]-->``, whose
+  content the HTML parser treats as comment text but Outlook renders, ``href`` of
+  ``<a>``, ``<area>`` and any VML element (``<v:roundrect>``, ``<v:rect>``, ...).
+
+Known, deliberate simplifications against a full tree builder (documented in
+``docs/fidelity.md`` and pinned by tests): the tokenizer state is switched by tag
+name alone, so ``<style>``/``<title>`` inside ``<svg>`` are treated as raw text,
+and the script "double-escaped" state (``<!--<script>`` inside a script) is not
+modelled; mail clients strip scripts and SVG style blocks anyway.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+
+__all__ = ["Attribute", "LinkTag", "ScanResult", "scan"]
+
+# The tokenizer treats CR as LF after input preprocessing, so CR is whitespace too.
+_WS = r"\t\n\f\r "
+
+# One attribute, exactly as the tokenizer states "before attribute name" ..
+# "after attribute value" read it. The grammar is written so that no input can be
+# split in two ways (names and unquoted values must run to their end, a value
+# must follow "="), which keeps the expression linear even when it fails at EOF.
+_ATTR = (
+    rf"[^{_WS}/>][^{_WS}/>=]*(?![^{_WS}/>=])"  # name: first char may be "="
+    rf"(?:[{_WS}]*=[{_WS}]*"  # "=" with optional space around it
+    rf"(?:\"[^\"]*\"|'[^']*'|[^{_WS}>\"'][^{_WS}>]*(?![^{_WS}>])|(?=>))"  # value
+    rf"|(?![{_WS}]*=))"  # or no value at all
+)
+# The inside of a tag after its name: separators and attributes up to ">".
+_TAG_TAIL = rf"(?:[{_WS}/]|{_ATTR})*>"
+_TAG_NAME_END = rf"(?![^{_WS}/>])"
+
+# Elements whose content the tokenizer reads as text (RAWTEXT, RCDATA, script
+# data, PLAINTEXT). ``noscript`` is not among them: scripting is off in mail.
+_RAW_TEXT = ("script", "style", "textarea", "title", "xmp", "iframe", "noembed", "noframes", "plaintext")
+
+
+def _master(link_tags: str) -> re.Pattern[str]:
+    """Build the scanner for one context; ``link_tags`` is an alternation of tag names."""
+    interesting_start = rf"(?:{link_tags}|body|{'|'.join(_RAW_TEXT)}){_TAG_NAME_END}"
+    interesting_end = rf"(?:body|html){_TAG_NAME_END}"
+    # Markup that cannot hold a link and never changes the tokenizer state.
+    other = (
+        rf"<(?!{interesting_start})[a-zA-Z][^{_WS}/>]*{_TAG_NAME_END}{_TAG_TAIL}"  # start tag
+        rf"|</(?!{interesting_end})[a-zA-Z][^{_WS}/>]*{_TAG_NAME_END}{_TAG_TAIL}"  # end tag
+        r"|<!--(?!\[if)(?:-?>|.*?--!?>)"  # plain comment (also <!--> and <!--->)
+        r"|<!(?!--)[^>]*>"  # doctype, CDATA-as-bogus-comment, other bogus comments
+        r"|<\?[^>]*>"  # processing-instruction-like bogus comment
+        r"|</(?![a-zA-Z])[^>]*>"  # </> (ignored) and </ + non-letter (bogus comment)
+        r"|<(?![a-zA-Z!/?])"  # a lone "<" is text
+    )
+    return re.compile(
+        rf"[^<]*(?:(?:{other})[^<]*)*"
+        r"(?:"
+        rf"(?P<cond><!--\[if.*?--!?>)"
+        rf"|(?P<link><(?P<lname>{link_tags}){_TAG_NAME_END}{_TAG_TAIL})"
+        rf"|(?P<raw><(?P<rname>{'|'.join(_RAW_TEXT)}){_TAG_NAME_END}{_TAG_TAIL})"
+        rf"|(?P<body><body{_TAG_NAME_END}{_TAG_TAIL})"
+        rf"|(?P<end></(?P<ename>body|html){_TAG_NAME_END}{_TAG_TAIL})"
+        r"|(?P<eof>\Z)"
+        # A tag, comment or bogus comment cut off by the end of the input: nothing after it is markup.
+        r"|(?P<dead><.*)"
+        r")",
+        re.IGNORECASE | re.DOTALL | re.ASCII,
+    )
+
+
+_OUTER = _master("a|area")
+_CONDITIONAL = _master("a|area|v:[^" + _WS + "/>]+")
+_CONDITIONAL_COMMENT = re.compile(r"<!--\[if[^\]]*\]>", re.IGNORECASE | re.ASCII)
+_ENDIF = re.compile(r"<!\[endif\](?:--!?>)?\Z", re.IGNORECASE | re.ASCII)
+# "Appropriate end tag" of a raw-text element, then the rest of that end tag.
+_RAW_END = {name: re.compile(rf"</{name}(?=[{_WS}/>])", re.IGNORECASE | re.ASCII) for name in _RAW_TEXT}
+_TAIL = re.compile(_TAG_TAIL)
+
+# Attribute iteration inside a tag already known to be complete.
+_ATTR_ITER = re.compile(
+    rf"[{_WS}/]*(?P<name>[^{_WS}/>][^{_WS}/>=]*)"
+    rf"(?:[{_WS}]*=[{_WS}]*(?:\"(?P<dq>[^\"]*)\"|'(?P<sq>[^']*)'|(?P<uq>[^{_WS}>\"'][^{_WS}>]*)|(?=>)))?"
+)
+_ASCII_LOWER = str.maketrans("ABCDEFGHIJKLMNOPQRSTUVWXYZ", "abcdefghijklmnopqrstuvwxyz")
+
+
+@dataclass(frozen=True, slots=True)
+class Attribute:
+    """One attribute as the tokenizer keeps it (the first of repeated names).
+
+    ``start``/``end`` delimit the raw value in the scanned string, without its
+    quotes; for a valueless attribute both equal the end of the name.
+    """
+
+    name: str
+    value: str
+    start: int
+    end: int
+    quote: str  # '"', "'" or "" (unquoted or no value)
+
+
+@dataclass(frozen=True, slots=True)
+class LinkTag:
+    """A start tag that may carry a tracked link."""
+
+    tag: str  # lower-cased tag name ("a", "area", "v:roundrect", ...)
+    start: int  # offset of "<"
+    end: int  # offset after ">"
+    attributes: dict[str, Attribute]
+    conditional: bool  # inside an Outlook conditional comment
+
+
+@dataclass(slots=True)
+class ScanResult:
+    """What the rewriter needs to know about a document, as offsets into it."""
+
+    links: list[LinkTag] = field(default_factory=list)
+    body_start_end: int | None = None  # offset just after the first real <body ...>
+    body_end: int | None = None  # offset of the last real </body ...>
+    html_end: int | None = None  # offset of the last real </html ...>
+    truncated_at: int | None = None  # start of a tag, comment or raw-text element left open at the end
+
+
+def parse_attributes(text: str, pos: int, end: int) -> dict[str, Attribute]:
+    """Read the attributes of a complete tag ``text[pos:end]`` (after its name)."""
+    attrs: dict[str, Attribute] = {}
+    match = _ATTR_ITER.match
+    while True:
+        m = match(text, pos, end)
+        if m is None:
+            return attrs
+        name = m.group("name").translate(_ASCII_LOWER)
+        pos = m.end()
+        if name in attrs:
+            continue  # the tokenizer drops repeated attributes
+        if (value := m.group("dq")) is not None:
+            attrs[name] = Attribute(name, value, m.start("dq"), m.end("dq"), '"')
+        elif (value := m.group("sq")) is not None:
+            attrs[name] = Attribute(name, value, m.start("sq"), m.end("sq"), "'")
+        elif (value := m.group("uq")) is not None:
+            attrs[name] = Attribute(name, value, m.start("uq"), m.end("uq"), "")
+        else:
+            attrs[name] = Attribute(name, "", pos, pos, "")
+
+
+def scan(text: str) -> ScanResult:
+    """Scan ``text`` and return every link tag and the body/html end positions."""
+    result = ScanResult()
+    _scan(text, 0, len(text), _OUTER, False, result)
+    return result
+
+
+def _scan(text: str, pos: int, endpos: int, pattern: re.Pattern[str], conditional: bool, result: ScanResult) -> None:
+    match = pattern.match
+    while True:
+        m = match(text, pos, endpos)
+        if m is None:  # cannot happen (the eof branch always matches); be safe anyway
+            return
+        kind = m.lastgroup
+        if kind == "link":
+            start = m.start("link")
+            name_end = m.end("lname")
+            result.links.append(
+                LinkTag(
+                    m.group("lname").translate(_ASCII_LOWER),
+                    start,
+                    m.end(),
+                    parse_attributes(text, name_end, m.end() - 1),
+                    conditional,
+                )
+            )
+        elif kind == "cond":
+            start, stop = m.start("cond"), m.end()
+            opening = _CONDITIONAL_COMMENT.match(text, start, stop)
+            if opening is not None:
+                closing = _ENDIF.search(text, opening.end(), stop)
+                if closing is not None:
+                    _scan(text, opening.end(), closing.start(), _CONDITIONAL, True, result)
+        elif kind == "raw":
+            name = m.group("rname").lower()
+            if name == "plaintext":
+                if not conditional and result.truncated_at is None:
+                    result.truncated_at = m.start("raw")
+                return
+            closing = _RAW_END[name].search(text, m.end(), endpos)
+            tail = None if closing is None else _TAIL.match(text, closing.end(), endpos)
+            if tail is None:  # the element runs to the end of the input
+                if not conditional and result.truncated_at is None:
+                    result.truncated_at = m.start("raw")
+                return
+            pos = tail.end()
+            if pos >= endpos:
+                return
+            continue
+        elif kind == "body":
+            if not conditional and result.body_start_end is None:
+                result.body_start_end = m.end()
+        elif kind == "end":
+            if not conditional:
+                if m.group("ename").lower() == "body":
+                    result.body_end = m.start("end")
+                else:
+                    result.html_end = m.start("end")
+        elif kind == "dead":
+            if not conditional and result.truncated_at is None:
+                result.truncated_at = m.start("dead")
+            return
+        else:  # eof
+            return
+        pos = m.end()
+        if pos >= endpos:
+            return

@@ -1,0 +1,256 @@
+"""Signed, compact, deterministic tracking tokens.
+
+A token is itsdangerous' timestamped format, ``payload.timestamp.signature``:
+
+* ``payload`` is base64url of a compact JSON array (no keys, so a click costs
+  little more than its URL): ``[message_id, recipient, link_index, url, metadata?]``
+  for clicks, ``[message_id, recipient, metadata?]`` for opens and unsubscribes.
+  When raw DEFLATE with a preset dictionary of URL fragments makes it shorter,
+  the payload is compressed and marked with a leading ``.``.
+* ``timestamp`` is when it was signed, so ``max_age`` can refuse old tokens.
+* ``signature`` is HMAC-SHA256 (key derived per purpose with HMAC from the
+  secret and a salt like ``mailtrack.click``) truncated to 128 bits.
+
+The salt differs per purpose, so a click token is refused as an open token.
+The newest secret signs; every secret verifies (key rotation). Signatures are
+checked by itsdangerous with ``hmac.compare_digest`` (constant time).
+
+Tokens are signed, not encrypted: anyone holding one can read its payload.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import re
+import time
+import zlib
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Any
+
+from itsdangerous import BadSignature, SignatureExpired, TimestampSigner
+from itsdangerous.encoding import base64_decode, base64_encode, int_to_bytes
+from itsdangerous.signer import HMACAlgorithm
+
+from .exc import ExpiredToken, InvalidToken, MailtrackError
+from .urls import KINDS, destination_problem
+
+__all__ = ["MAX_TOKEN_LENGTH", "TokenCodec", "TokenClaims", "TruncatedHMAC"]
+
+#: Longest token (or tracking URL) ``verify`` will look at.
+MAX_TOKEN_LENGTH = 8192
+_MAX_PAYLOAD_BYTES = 3 * MAX_TOKEN_LENGTH  # inflated size bound (decompression bombs)
+
+# Common URL and mail fragments, most frequent last (DEFLATE favours the end of a dictionary).
+_ZDICT = (
+    b"utm_term=utm_content=utm_campaign=utm_medium=emailutm_source=newsletter"
+    b".html.php.aspx?id=&ref=&amp;/index/products/blog/unsubscribe/account/"
+    b"@gmail.com@outlook.com@example.com.org/.net/.co.uk/.de/.com/www.http://https://"
+)
+_TOKEN_SHAPE = re.compile(r"\.?[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*\.[A-Za-z0-9_-]+")
+_JSON_SEPARATORS = (",", ":")
+
+
+class TruncatedHMAC(HMACAlgorithm):
+    """HMAC with the digest cut to ``size`` bytes: 128 bits are plenty and save 21 characters per link."""
+
+    def __init__(self, digest_method: Any = hashlib.sha256, size: int = 16) -> None:
+        super().__init__(digest_method)
+        if not 10 <= size <= digest_method().digest_size:
+            raise MailtrackError(f"signature size must be between 10 bytes and the digest size, not {size}")
+        self.size = size
+
+    def get_signature(self, key: bytes, value: bytes) -> bytes:
+        return super().get_signature(key, value)[: self.size]
+
+
+@dataclass(frozen=True)
+class TokenClaims:
+    """What a verified token says."""
+
+    kind: str
+    message_id: str
+    recipient: str
+    issued_at: datetime
+    url: str | None = None
+    link_index: int | None = None
+    metadata: Mapping[str, Any] = field(default_factory=dict)
+
+
+def _compact_json(value: Any) -> str:
+    return json.dumps(value, ensure_ascii=False, separators=_JSON_SEPARATORS, sort_keys=True)
+
+
+class TokenCodec:
+    """Signs and verifies tokens for every purpose with one set of secret keys."""
+
+    def __init__(
+        self,
+        secret_keys: str | bytes | Iterable[str | bytes],
+        *,
+        salt: str = "mailtrack",
+        digest_method: Any = hashlib.sha256,
+        signature_size: int = 16,
+        compress: bool = True,
+    ) -> None:
+        keys = [secret_keys] if isinstance(secret_keys, (str, bytes)) else list(secret_keys)
+        if not keys:
+            raise MailtrackError("secret_keys must hold at least one key")
+        for key in keys:
+            if not isinstance(key, (str, bytes)) or not key:
+                raise MailtrackError("every secret key must be a non-empty str or bytes")
+        self.compress = compress
+        algorithm = TruncatedHMAC(digest_method, signature_size)
+        self._signers = {
+            kind: TimestampSigner(
+                keys, salt=f"{salt}.{kind}", key_derivation="hmac", digest_method=digest_method, algorithm=algorithm
+            )
+            for kind in KINDS
+        }
+        # Signing fast path: one keyed HMAC per purpose, copied per token. It yields
+        # exactly what TimestampSigner.sign would (a test pins this) without
+        # re-deriving the key for every link.
+        self._macs = {
+            kind: hmac.new(signer.derive_key(), digestmod=digest_method) for kind, signer in self._signers.items()
+        }
+        self._size = signature_size
+
+    # -- signing -----------------------------------------------------------------
+    def _encode_payload(self, raw: str) -> bytes:
+        data = raw.encode("utf-8")
+        encoded = base64_encode(data)
+        if self.compress and len(data) > 48:
+            deflate = zlib.compressobj(9, zlib.DEFLATED, -15, 9, zlib.Z_DEFAULT_STRATEGY, _ZDICT)
+            packed = base64_encode(deflate.compress(data) + deflate.flush())
+            if len(packed) + 1 < len(encoded):
+                return b"." + packed
+        return encoded
+
+    def _sign(self, kind: str, raw_payload: str, issued_at: int) -> str:
+        value = self._encode_payload(raw_payload) + b"." + base64_encode(int_to_bytes(issued_at))
+        mac = self._macs[kind].copy()
+        mac.update(value)
+        return (value + b"." + base64_encode(mac.digest()[: self._size])).decode("ascii")
+
+    def message_signer(
+        self, kind: str, message_id: str, recipient: str, metadata: Mapping[str, Any] | None, issued_at: int
+    ) -> Callable[..., str]:
+        """A function signing tokens of ``kind`` for one message and recipient.
+
+        For clicks it takes ``(link_index, url)``; otherwise no arguments. The
+        shared part of the payload is encoded once per message.
+        """
+        head = _compact_json([message_id, recipient])[:-1]
+        tail = "]" if not metadata else "," + _compact_json(dict(metadata)) + "]"
+        if kind == "click":
+            encode_str = json.encoder.encode_basestring  # type: ignore[attr-defined]
+
+            def sign_click(link_index: int, url: str) -> str:
+                return self._sign("click", f"{head},{link_index},{encode_str(url)}{tail}", issued_at)
+
+            return sign_click
+        raw = head + tail
+        return lambda: self._sign(kind, raw, issued_at)
+
+    def dumps(
+        self,
+        kind: str,
+        *,
+        message_id: str,
+        recipient: str,
+        url: str | None = None,
+        link_index: int = 0,
+        metadata: Mapping[str, Any] | None = None,
+        issued_at: int | None = None,
+    ) -> str:
+        """Sign one token (convenience; the rewriter uses :meth:`message_signer`)."""
+        if kind not in KINDS:
+            raise MailtrackError(f"unknown token kind {kind!r}")
+        when = int(time.time()) if issued_at is None else int(issued_at)
+        signer = self.message_signer(kind, message_id, recipient, metadata, when)
+        if kind == "click":
+            if url is None:
+                raise MailtrackError("a click token needs a url")
+            return str(signer(link_index, url))
+        return str(signer())
+
+    def reference_sign(self, kind: str, payload_part: str, issued_at: int) -> str:
+        """Sign with itsdangerous' own ``TimestampSigner.sign`` (for tests of the fast path)."""
+        signer = self._signers[kind]
+        original = signer.get_timestamp
+        signer.get_timestamp = lambda: issued_at  # type: ignore[method-assign]
+        try:
+            return signer.sign(payload_part).decode("ascii")
+        finally:
+            signer.get_timestamp = original  # type: ignore[method-assign]
+
+    # -- verification ------------------------------------------------------------
+    def loads(self, token: str, *, kind: str | None = None, max_age: float | None = None) -> TokenClaims:
+        """Verify ``token`` and return its claims, or raise :class:`InvalidToken`.
+
+        ``kind`` is the purpose the caller expects (from the URL path); a token
+        signed for another purpose is refused with reason ``"purpose"``. Without
+        ``kind`` every purpose is tried.
+        """
+        if not isinstance(token, str):
+            raise TypeError(f"token must be a str, not {type(token).__name__}")
+        if len(token) > MAX_TOKEN_LENGTH:
+            raise InvalidToken("token is longer than 8 KiB", reason="oversized", token=token[:64])
+        if not _TOKEN_SHAPE.fullmatch(token):
+            raise InvalidToken("token is not in the signed token format", reason="malformed", token=token)
+        kinds = [kind] if kind is not None else list(KINDS)
+        for candidate in kinds:
+            try:
+                payload, ts = self._signers[candidate].unsign(token, max_age=max_age, return_timestamp=True)
+            except SignatureExpired as exc:
+                issued = exc.date_signed
+                raise ExpiredToken(f"token expired: {exc}", token=token, issued_at=issued) from None
+            except BadSignature:
+                continue
+            return self._claims(candidate, payload, ts, token)
+        if kind is not None:
+            for other in KINDS:
+                if other != kind:
+                    try:
+                        self._signers[other].unsign(token)
+                    except BadSignature:
+                        continue
+                    raise InvalidToken(
+                        f"token was signed for {other!r}, not {kind!r}", reason="purpose", token=token
+                    )
+        raise InvalidToken("signature does not match any key", reason="signature", token=token)
+
+    def _claims(self, kind: str, payload: bytes, issued_at: datetime, token: str) -> TokenClaims:
+        try:
+            if payload.startswith(b"."):
+                inflate = zlib.decompressobj(-15, _ZDICT)
+                data = inflate.decompress(base64_decode(payload[1:]), _MAX_PAYLOAD_BYTES)
+                if inflate.unconsumed_tail or not inflate.eof:
+                    raise ValueError("compressed payload is truncated or too large")
+            else:
+                data = base64_decode(payload)
+            fields = json.loads(data.decode("utf-8"))
+        except (ValueError, zlib.error, UnicodeDecodeError) as exc:
+            raise InvalidToken(f"payload cannot be decoded: {exc}", reason="malformed", token=token) from None
+        if issued_at.tzinfo is None:
+            issued_at = issued_at.replace(tzinfo=timezone.utc)
+        if not isinstance(fields, list) or not 2 <= len(fields) <= 5:
+            raise InvalidToken("payload has the wrong shape", reason="malformed", token=token)
+        message_id, recipient, *rest = fields
+        url = link_index = None
+        if kind == "click":
+            if len(rest) not in (2, 3):
+                raise InvalidToken("click payload has the wrong shape", reason="malformed", token=token)
+            link_index, url, *rest = rest
+            if not isinstance(link_index, int) or isinstance(link_index, bool) or not isinstance(url, str):
+                raise InvalidToken("click payload has the wrong types", reason="malformed", token=token)
+            problem = destination_problem(url)
+            if problem is not None:
+                raise InvalidToken(f"destination refused ({problem}): {url[:200]!r}", reason="destination", token=token)
+        metadata = rest[0] if rest else {}
+        if len(rest) > 1 or not isinstance(message_id, str) or not isinstance(recipient, str) or not isinstance(metadata, dict):
+            raise InvalidToken("payload has the wrong types", reason="malformed", token=token)
+        return TokenClaims(kind, message_id, recipient, issued_at, url, link_index, metadata)

@@ -1,0 +1,202 @@
+"""The :class:`Tracker`: one object holding keys and URL layout, for rewriting and verifying."""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any
+
+from .exc import InvalidToken, MailtrackError
+from .results import HtmlResult, Verified
+from .rewrite import RewritePlan, rewrite_html
+from .rules import DEFAULT_OPT_OUTS, DEFAULT_PLACEHOLDERS, PatternInput, PlaceholderMatcher
+from .settings import SettingsInput, TrackingSettings
+from .tokens import MAX_TOKEN_LENGTH, TokenCodec, _compact_json
+from .urls import KINDS, UrlLayout
+
+__all__ = ["Tracker"]
+
+#: SendGrid tracks at most this many links per message; so do we by default.
+DEFAULT_MAX_LINKS = 1000
+
+
+class Tracker:
+    """Rewrites messages into signed tracking URLs and verifies those URLs.
+
+    ``secret_keys`` follows itsdangerous: a key or a list of keys, oldest first;
+    the last one signs, every one verifies, so keys rotate by appending a new
+    key and later dropping the oldest. ``base_url`` is where the tracking
+    endpoints are served (``{base_url}/c/<token>`` by default; ``paths`` moves
+    them). Options that shape every message live here; what varies per message
+    goes to :meth:`rewrite_html`.
+    """
+
+    def __init__(
+        self,
+        secret_keys: str | bytes | Iterable[str | bytes],
+        base_url: str,
+        *,
+        paths: Mapping[str, str] | None = None,
+        max_links: int = DEFAULT_MAX_LINKS,
+        placeholder_patterns: Iterable[PatternInput] = DEFAULT_PLACEHOLDERS,
+        opt_out_attributes: Mapping[str, str | None] = DEFAULT_OPT_OUTS,
+        pixel_position: str = "bottom",
+        salt: str = "mailtrack",
+        digest_method: Any = hashlib.sha256,
+        signature_size: int = 16,
+        compress_tokens: bool = True,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        if not isinstance(max_links, int) or isinstance(max_links, bool) or max_links < 0:
+            raise MailtrackError(f"max_links must be a non-negative int, not {max_links!r}")
+        if pixel_position not in ("bottom", "top"):
+            raise MailtrackError(f"pixel_position must be 'bottom' or 'top', not {pixel_position!r}")
+        self.layout = UrlLayout.create(base_url, paths)
+        self.codec = TokenCodec(
+            secret_keys, salt=salt, digest_method=digest_method, signature_size=signature_size, compress=compress_tokens
+        )
+        self.max_links = max_links
+        self.placeholders = PlaceholderMatcher(placeholder_patterns)
+        self.opt_out_attributes = {name.lower(): (None if v is None else v.lower()) for name, v in opt_out_attributes.items()}
+        self.pixel_position = pixel_position
+        self.clock = clock
+
+    @property
+    def base_url(self) -> str:
+        return self.layout.base_url
+
+    # -- rewriting ---------------------------------------------------------------
+    def rewrite_html(
+        self,
+        html: str,
+        *,
+        message_id: str,
+        recipient: str,
+        settings: SettingsInput = None,
+        metadata: Mapping[str, Any] | None = None,
+        issued_at: float | None = None,
+        pixel_position: str | None = None,
+    ) -> HtmlResult:
+        """Track the links of one HTML body for one recipient and add the open pixel.
+
+        Returns the rewritten document with every tracked and skipped link and
+        the pixel position; everything else in ``html`` is kept byte for byte.
+        ``issued_at`` (seconds since the epoch, default now) is signed into the
+        tokens: the same inputs and ``issued_at`` give the same output.
+        """
+        resolved = TrackingSettings.coerce(settings)
+        when = self._timestamp(issued_at)
+        position = self.pixel_position if pixel_position is None else pixel_position
+        if position not in ("bottom", "top"):
+            raise MailtrackError(f"pixel_position must be 'bottom' or 'top', not {position!r}")
+        self._check_identity(message_id, recipient, metadata)
+        codec = self.codec
+        plan = RewritePlan(
+            layout=self.layout,
+            placeholders=self.placeholders,
+            opt_outs=self.opt_out_attributes,
+            max_links=self.max_links,
+            click=codec.message_signer("click", message_id, recipient, metadata, when)
+            if resolved.click_tracking.enable
+            else None,
+            open_token=codec.message_signer("open", message_id, recipient, metadata, when)
+            if resolved.open_tracking.enable
+            else None,
+            substitution_tag=resolved.open_tracking.substitution_tag,
+            pixel_position=position,
+        )
+        return rewrite_html(html, plan)
+
+    # -- single URLs -------------------------------------------------------------
+    def tracking_url(
+        self,
+        kind: str,
+        *,
+        message_id: str,
+        recipient: str,
+        url: str | None = None,
+        link_index: int = 0,
+        metadata: Mapping[str, Any] | None = None,
+        issued_at: float | None = None,
+    ) -> str:
+        """One signed URL of ``kind`` ("click", "open" or "unsubscribe")."""
+        if kind not in KINDS:
+            raise MailtrackError(f"kind must be one of {', '.join(KINDS)}, not {kind!r}")
+        self._check_identity(message_id, recipient, metadata)
+        if kind == "click":
+            from .urls import destination_problem
+
+            if not isinstance(url, str) or destination_problem(url) is not None:
+                raise MailtrackError(f"a click URL needs an absolute http(s) destination without control characters, not {url!r}")
+        token = self.codec.dumps(
+            kind,
+            message_id=message_id,
+            recipient=recipient,
+            url=url,
+            link_index=link_index,
+            metadata=metadata,
+            issued_at=self._timestamp(issued_at),
+        )
+        result = self.layout.prefix(kind) + token
+        if len(result) > MAX_TOKEN_LENGTH:
+            raise MailtrackError("tracking URL would exceed 8 KiB; shorten the destination or the metadata")
+        return result
+
+    # -- verification ------------------------------------------------------------
+    def verify(self, url_or_token: str, *, max_age: float | None = None, kind: str | None = None) -> Verified:
+        """Check a tracking URL (or bare token) and say what it was signed for.
+
+        Raises :class:`~mailtrack.InvalidToken` (reason ``signature``,
+        ``purpose``, ``malformed``, ``oversized``, ``destination``,
+        ``not-ours``) or :class:`~mailtrack.ExpiredToken` when ``max_age``
+        seconds have passed since signing. A URL's path fixes the purpose it
+        must have been signed for; ``kind`` can fix it for a bare token.
+        """
+        if not isinstance(url_or_token, str):
+            raise TypeError(f"verify takes a str, not {type(url_or_token).__name__}")
+        if len(url_or_token) > MAX_TOKEN_LENGTH:
+            raise InvalidToken("input is longer than 8 KiB", reason="oversized", token=url_or_token[:64])
+        if kind is not None and kind not in KINDS:
+            raise MailtrackError(f"kind must be one of {', '.join(KINDS)}, not {kind!r}")
+        token = url_or_token
+        if "/" in url_or_token or ":" in url_or_token:
+            split = self.layout.split(url_or_token)
+            if split is None:
+                raise InvalidToken("not a tracking URL of this tracker", reason="not-ours", token=url_or_token)
+            path_kind, token = split
+            if kind is not None and kind != path_kind:
+                raise InvalidToken(f"URL is a {path_kind} URL, not {kind}", reason="purpose", token=url_or_token)
+            kind = path_kind
+        claims = self.codec.loads(token, kind=kind, max_age=max_age)
+        return Verified(
+            kind=claims.kind,
+            message_id=claims.message_id,
+            recipient=claims.recipient,
+            issued_at=claims.issued_at,
+            url=claims.url,
+            link_index=claims.link_index,
+            metadata=claims.metadata,
+            token=token,
+        )
+
+    # -- helpers -----------------------------------------------------------------
+    def _timestamp(self, issued_at: float | None) -> int:
+        value = self.clock() if issued_at is None else issued_at
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
+            raise MailtrackError(f"issued_at must be seconds since the epoch, not {value!r}")
+        return int(value)
+
+    @staticmethod
+    def _check_identity(message_id: object, recipient: object, metadata: object) -> None:
+        for name, value in (("message_id", message_id), ("recipient", recipient)):
+            if not isinstance(value, str):
+                raise TypeError(f"{name} must be a str, not {type(value).__name__}")
+        if metadata is not None and not isinstance(metadata, Mapping):
+            raise TypeError(f"metadata must be a mapping, not {type(metadata).__name__}")
+        if metadata and not all(isinstance(key, str) for key in metadata):
+            raise TypeError("metadata keys must be str")
+        try:
+            _compact_json([message_id, recipient, dict(metadata or {})]).encode("utf-8")
+        except (TypeError, ValueError) as exc:  # not JSON-serializable, lone surrogates, circular
+            raise MailtrackError(f"message_id, recipient and metadata must be JSON-serializable text: {exc}") from None

@@ -1,0 +1,106 @@
+"""Destinations and tracking URL layout.
+
+A destination is tracked and, later, redirected to only if it is an absolute
+http(s) URL with a host and no control characters: the same test runs when a
+link is signed and when a token is verified, so nothing we sign is refused later
+and nothing we refuse could have been signed by us.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from urllib.parse import urlsplit
+
+from .exc import MailtrackError
+
+__all__ = ["KINDS", "UrlLayout", "is_http_url", "destination_problem"]
+
+#: Token purposes, each with its own signing salt.
+KINDS = ("click", "open", "unsubscribe")
+
+_HTTP = re.compile(r"[hH][tT][tT][pP][sS]?://[^/?#\\]")
+_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\ud800-\udfff]")  # controls, and lone surrogates (not encodable)
+_ASCII_WS = "\t\n\f\r "
+
+
+def is_http_url(value: str) -> bool:
+    """True if ``value`` starts with ``http://`` or ``https://`` (any case) and a host."""
+    return _HTTP.match(value) is not None
+
+
+def destination_problem(value: str) -> str | None:
+    """Why ``value`` may not be a redirect destination, or None if it may.
+
+    Returns ``"scheme"`` for anything but absolute http(s) URLs and ``"control"``
+    for URLs holding C0/C1 control characters (CR/LF would split a header).
+    """
+    if _HTTP.match(value) is None:
+        return "scheme"
+    if _CONTROL.search(value) is not None:
+        return "control"
+    return None
+
+
+_DEFAULT_PATHS = {"click": "c", "open": "o", "unsubscribe": "u"}
+_PATH_SEGMENT = re.compile(r"[A-Za-z0-9._~-]+(?:/[A-Za-z0-9._~-]+)*")
+
+
+@dataclass(frozen=True)
+class UrlLayout:
+    """Where each kind of tracking URL lives under ``base_url``.
+
+    ``base_url`` is an absolute http(s) URL, optionally with a path prefix; the
+    defaults give ``{base_url}/c/{token}``, ``/o/{token}`` and ``/u/{token}``.
+    """
+
+    base_url: str
+    paths: Mapping[str, str]
+
+    @classmethod
+    def create(cls, base_url: str, paths: Mapping[str, str] | None = None) -> UrlLayout:
+        if not isinstance(base_url, str):
+            raise TypeError(f"base_url must be a str, not {type(base_url).__name__}")
+        base = base_url.strip(_ASCII_WS).rstrip("/")
+        parts = urlsplit(base)
+        if (
+            parts.scheme.lower() not in ("http", "https")
+            or not parts.netloc
+            or parts.query
+            or parts.fragment
+            or not is_http_url(base)
+            or re.search(r"[\s\"'<>`&\\]|[\x00-\x1f\x7f-\x9f]", base)
+        ):
+            raise MailtrackError(f"base_url must be an absolute http(s) URL without query or fragment: {base_url!r}")
+        merged = dict(_DEFAULT_PATHS)
+        for kind, path in (paths or {}).items():
+            if kind not in _DEFAULT_PATHS:
+                raise MailtrackError(f"paths has an unknown kind {kind!r}; expected one of {', '.join(KINDS)}")
+            if not isinstance(path, str) or not _PATH_SEGMENT.fullmatch(path.strip("/")):
+                raise MailtrackError(f"paths.{kind} must be a URL path like 'c' or 'track/click', not {path!r}")
+            merged[kind] = path.strip("/")
+        if len(set(merged.values())) != len(merged):
+            raise MailtrackError("paths must differ for click, open and unsubscribe")
+        return cls(base, merged)
+
+    def prefix(self, kind: str) -> str:
+        """The URL prefix a token of ``kind`` is appended to."""
+        return f"{self.base_url}/{self.paths[kind]}/"
+
+    def is_ours(self, url: str) -> bool:
+        """True if ``url`` points under ``base_url`` (scheme and host compared without case)."""
+        n = len(self.base_url)
+        return url[:n].lower() == self.base_url.lower() and (len(url) == n or url[n] in "/?#")
+
+    def split(self, url: str) -> tuple[str, str] | None:
+        """``(kind, token)`` for a tracking URL of ours, or None."""
+        if not self.is_ours(url):
+            return None
+        rest = urlsplit(url[len(self.base_url):]).path.lstrip("/")
+        for kind, path in self.paths.items():
+            if rest.startswith(path + "/"):
+                token = rest[len(path) + 1 :]
+                if "/" not in token:
+                    return kind, token
+        return None
