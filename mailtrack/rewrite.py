@@ -65,7 +65,7 @@ def rewrite_html(html: str, plan: RewritePlan) -> HtmlResult:
             href = tag.attributes.get("href")
             if href is None:
                 continue
-            raw = href.value
+            raw, start, end, quote = href
             url = decode_attribute(raw).strip(_ASCII_WS)
             reason = None
             if not url:
@@ -90,11 +90,11 @@ def rewrite_html(html: str, plan: RewritePlan) -> HtmlResult:
                 if len(tracking_url) > MAX_TOKEN_LENGTH:
                     reason = "too-long"
                 else:
-                    links.append(TrackedLink(counted, url, tracking_url, href.start, href.end, raw, href.quote, tag.tag))
-                    edits.append((href.start, href.end, escape_attribute(tracking_url, href.quote)))
+                    links.append(TrackedLink(counted, url, tracking_url, start, end, raw, quote, tag.tag))
+                    edits.append((start, end, escape_attribute(tracking_url, quote)))
                     counted += 1
                     continue
-            skipped.append(SkippedLink(raw, reason, href.start, href.end, url, tag.tag))
+            skipped.append(SkippedLink(raw, reason, start, end, url, tag.tag))
 
     pixels: list[PixelInsertion] = []
     if plan.open_token is not None:

@@ -58,14 +58,10 @@ class PlaceholderMatcher:
         return self._regex is not None and self._regex.search(value) is not None
 
 
-def opted_out(attributes: Mapping[str, object], opt_outs: Mapping[str, str | None]) -> bool:
-    """True if a tag's attributes (name -> object with ``.value``) carry an opt-out."""
+def opted_out(attributes: Mapping[str, tuple[str, int, int, str]], opt_outs: Mapping[str, str | None]) -> bool:
+    """True if a tag's attributes (name -> ``(value, start, end, quote)``) carry an opt-out."""
     for name, wanted in opt_outs.items():
         attribute = attributes.get(name)
-        if attribute is not None:
-            if wanted is None:
-                return True
-            value = getattr(attribute, "value", "")
-            if isinstance(value, str) and value.strip().lower() == wanted:
-                return True
+        if attribute is not None and (wanted is None or attribute[0].strip().lower() == wanted):
+            return True
     return False

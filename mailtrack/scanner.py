@@ -27,7 +27,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
-__all__ = ["Attribute", "LinkTag", "ScanResult", "scan"]
+__all__ = ["Attribute", "LinkTag", "ScanResult", "parse_attributes", "scan"]
 
 # The tokenizer treats CR as LF after input preprocessing, so CR is whitespace too.
 _WS = r"\t\n\f\r "
@@ -89,27 +89,20 @@ _ENDIF = re.compile(r"<!\[endif\](?:--!?>)?\Z", re.IGNORECASE | re.ASCII)
 _RAW_END = {name: re.compile(rf"</{name}(?=[{_WS}/>])", re.IGNORECASE | re.ASCII) for name in _RAW_TEXT}
 _TAIL = re.compile(_TAG_TAIL)
 
-# Attribute iteration inside a tag already known to be complete.
+# Attribute iteration inside a tag already known to be complete. Searching skips
+# the separators (whitespace and "/"), since any other character starts a name.
 _ATTR_ITER = re.compile(
-    rf"[{_WS}/]*(?P<name>[^{_WS}/>][^{_WS}/>=]*)"
+    rf"(?P<name>[^{_WS}/>][^{_WS}/>=]*)"
     rf"(?:[{_WS}]*=[{_WS}]*(?:\"(?P<dq>[^\"]*)\"|'(?P<sq>[^']*)'|(?P<uq>[^{_WS}>\"'][^{_WS}>]*)|(?=>)))?"
 )
 _ASCII_LOWER = str.maketrans("ABCDEFGHIJKLMNOPQRSTUVWXYZ", "abcdefghijklmnopqrstuvwxyz")
+_QUOTES = {"dq": '"', "sq": "'", "uq": ""}
 
-
-@dataclass(frozen=True, slots=True)
-class Attribute:
-    """One attribute as the tokenizer keeps it (the first of repeated names).
-
-    ``start``/``end`` delimit the raw value in the scanned string, without its
-    quotes; for a valueless attribute both equal the end of the name.
-    """
-
-    name: str
-    value: str
-    start: int
-    end: int
-    quote: str  # '"', "'" or "" (unquoted or no value)
+#: An attribute as the tokenizer keeps it: ``(value, start, end, quote)``, where
+#: ``start``/``end`` delimit the raw value in the scanned string without its quotes
+#: (both at the end of the name for a valueless attribute) and ``quote`` is '"',
+#: "'" or "" (unquoted or no value).
+Attribute = tuple[str, int, int, str]
 
 
 @dataclass(frozen=True, slots=True)
@@ -135,25 +128,21 @@ class ScanResult:
 
 
 def parse_attributes(text: str, pos: int, end: int) -> dict[str, Attribute]:
-    """Read the attributes of a complete tag ``text[pos:end]`` (after its name)."""
+    """Read the attributes of a complete tag, from after its name to its ``>`` at ``end - 1``.
+
+    Names are lower-cased (ASCII only, as the tokenizer does); the first of
+    repeated names wins.
+    """
     attrs: dict[str, Attribute] = {}
-    match = _ATTR_ITER.match
-    while True:
-        m = match(text, pos, end)
-        if m is None:
-            return attrs
+    for m in _ATTR_ITER.finditer(text, pos, end):
         name = m.group("name").translate(_ASCII_LOWER)
-        pos = m.end()
-        if name in attrs:
-            continue  # the tokenizer drops repeated attributes
-        if (value := m.group("dq")) is not None:
-            attrs[name] = Attribute(name, value, m.start("dq"), m.end("dq"), '"')
-        elif (value := m.group("sq")) is not None:
-            attrs[name] = Attribute(name, value, m.start("sq"), m.end("sq"), "'")
-        elif (value := m.group("uq")) is not None:
-            attrs[name] = Attribute(name, value, m.start("uq"), m.end("uq"), "")
-        else:
-            attrs[name] = Attribute(name, "", pos, pos, "")
+        if name not in attrs:
+            group = m.lastgroup
+            if group == "name":
+                attrs[name] = ("", m.end(), m.end(), "")
+            else:
+                attrs[name] = (m.group(group), m.start(group), m.end(group), _QUOTES[group])
+    return attrs
 
 
 def scan(text: str) -> ScanResult:
@@ -178,7 +167,7 @@ def _scan(text: str, pos: int, endpos: int, pattern: re.Pattern[str], conditiona
                     m.group("lname").translate(_ASCII_LOWER),
                     start,
                     m.end(),
-                    parse_attributes(text, name_end, m.end() - 1),
+                    parse_attributes(text, name_end, m.end()),
                     conditional,
                 )
             )

@@ -26,12 +26,13 @@ import json
 import re
 import time
 import zlib
+from base64 import urlsafe_b64encode
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
 
-from itsdangerous import BadSignature, SignatureExpired, TimestampSigner
+from itsdangerous import BadData, BadSignature, SignatureExpired, TimestampSigner
 from itsdangerous.encoding import base64_decode, base64_encode, int_to_bytes
 from itsdangerous.signer import HMACAlgorithm
 
@@ -94,7 +95,7 @@ class TokenCodec:
         salt: str = "mailtrack",
         digest_method: Any = hashlib.sha256,
         signature_size: int = 16,
-        compress: bool = True,
+        compress: bool = False,
     ) -> None:
         keys = [secret_keys] if isinstance(secret_keys, (str, bytes)) else list(secret_keys)
         if not keys:
@@ -119,21 +120,14 @@ class TokenCodec:
         self._size = signature_size
 
     # -- signing -----------------------------------------------------------------
-    def _encode_payload(self, raw: str) -> bytes:
-        data = raw.encode("utf-8")
-        encoded = base64_encode(data)
+    def _encode_payload(self, data: bytes) -> bytes:
+        encoded = urlsafe_b64encode(data).rstrip(b"=")
         if self.compress and len(data) > 48:
             deflate = zlib.compressobj(9, zlib.DEFLATED, -15, 9, zlib.Z_DEFAULT_STRATEGY, _ZDICT)
-            packed = base64_encode(deflate.compress(data) + deflate.flush())
+            packed = urlsafe_b64encode(deflate.compress(data) + deflate.flush()).rstrip(b"=")
             if len(packed) + 1 < len(encoded):
                 return b"." + packed
         return encoded
-
-    def _sign(self, kind: str, raw_payload: str, issued_at: int) -> str:
-        value = self._encode_payload(raw_payload) + b"." + base64_encode(int_to_bytes(issued_at))
-        mac = self._macs[kind].copy()
-        mac.update(value)
-        return (value + b"." + base64_encode(mac.digest()[: self._size])).decode("ascii")
 
     def message_signer(
         self, kind: str, message_id: str, recipient: str, metadata: Mapping[str, Any] | None, issued_at: int
@@ -141,19 +135,31 @@ class TokenCodec:
         """A function signing tokens of ``kind`` for one message and recipient.
 
         For clicks it takes ``(link_index, url)``; otherwise no arguments. The
-        shared part of the payload is encoded once per message.
+        parts shared by every link of a message (identity, metadata, timestamp)
+        are encoded once.
         """
         head = _compact_json([message_id, recipient])[:-1]
         tail = "]" if not metadata else "," + _compact_json(dict(metadata)) + "]"
+        stamp = b"." + base64_encode(int_to_bytes(issued_at))
+        base_mac = self._macs[kind]
+        size = self._size
+        encode_payload = self._encode_payload
+
+        def sign(raw_payload: str) -> str:
+            value = encode_payload(raw_payload.encode("utf-8")) + stamp
+            mac = base_mac.copy()
+            mac.update(value)
+            return (value + b"." + urlsafe_b64encode(mac.digest()[:size]).rstrip(b"=")).decode("ascii")
+
         if kind == "click":
             encode_str = json.encoder.encode_basestring  # type: ignore[attr-defined]
 
             def sign_click(link_index: int, url: str) -> str:
-                return self._sign("click", f"{head},{link_index},{encode_str(url)}{tail}", issued_at)
+                return sign(f"{head},{link_index},{encode_str(url)}{tail}")
 
             return sign_click
         raw = head + tail
-        return lambda: self._sign(kind, raw, issued_at)
+        return lambda: sign(raw)
 
     def dumps(
         self,
@@ -201,6 +207,14 @@ class TokenCodec:
             raise InvalidToken("token is longer than 8 KiB", reason="oversized", token=token[:64])
         if not _TOKEN_SHAPE.fullmatch(token):
             raise InvalidToken("token is not in the signed token format", reason="malformed", token=token)
+        signature = token.rsplit(".", 1)[1]
+        try:
+            canonical = base64_encode(base64_decode(signature)).decode("ascii") == signature
+        except BadData:
+            canonical = False
+        if not canonical:
+            # base64 ignores the spare bits of the last character; accept one spelling only
+            raise InvalidToken("signature is not canonically encoded", reason="signature", token=token)
         kinds = [kind] if kind is not None else list(KINDS)
         for candidate in kinds:
             try:

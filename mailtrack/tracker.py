@@ -45,7 +45,7 @@ class Tracker:
         salt: str = "mailtrack",
         digest_method: Any = hashlib.sha256,
         signature_size: int = 16,
-        compress_tokens: bool = True,
+        compress_tokens: bool = False,
         clock: Callable[[], float] = time.time,
     ) -> None:
         if not isinstance(max_links, int) or isinstance(max_links, bool) or max_links < 0:
