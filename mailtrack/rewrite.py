@@ -104,11 +104,13 @@ def rewrite_html(html: str, plan: RewritePlan) -> HtmlResult:
         else:
             open_url = open_prefix + plan.open_token()
             pixel = pixel_html(open_url)
-            tag = plan.substitution_tag
-            if tag:
-                pixels = _substitutions(html, tag, pixel, edits)
+            substitution = plan.substitution_tag
+            if substitution:
+                pixels = _substitutions(html, substitution, pixel, edits)
                 if not pixels:
-                    warnings.append(f"open_tracking.substitution_tag {tag!r} not found; pixel placed at the default position")
+                    warnings.append(
+                        f"open_tracking.substitution_tag {substitution!r} not found; pixel placed at the default position"
+                    )
             if not pixels:
                 pixels = [PixelInsertion(_pixel_position(html, scanned, plan.pixel_position), pixel)]
             edits.extend((p.position, p.position + len(p.replaced), p.html) for p in pixels)

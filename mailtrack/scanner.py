@@ -138,7 +138,7 @@ def parse_attributes(text: str, pos: int, end: int) -> dict[str, Attribute]:
         name = m.group("name").translate(_ASCII_LOWER)
         if name not in attrs:
             group = m.lastgroup
-            if group == "name":
+            if group is None or group == "name":
                 attrs[name] = ("", m.end(), m.end(), "")
             else:
                 attrs[name] = (m.group(group), m.start(group), m.end(group), _QUOTES[group])

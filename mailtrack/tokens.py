@@ -33,7 +33,7 @@ from datetime import datetime, timezone
 from typing import Any
 
 from itsdangerous import BadData, BadSignature, SignatureExpired, TimestampSigner
-from itsdangerous.encoding import base64_decode, base64_encode, int_to_bytes
+from itsdangerous.encoding import base64_decode, base64_encode, int_to_bytes, want_bytes
 from itsdangerous.signer import HMACAlgorithm
 
 from .exc import ExpiredToken, InvalidToken, MailtrackError
@@ -97,7 +97,7 @@ class TokenCodec:
         signature_size: int = 16,
         compress: bool = False,
     ) -> None:
-        keys = [secret_keys] if isinstance(secret_keys, (str, bytes)) else list(secret_keys)
+        keys: list[str | bytes] = [secret_keys] if isinstance(secret_keys, (str, bytes)) else list(secret_keys)
         if not keys:
             raise MailtrackError("secret_keys must hold at least one key")
         for key in keys:
@@ -107,7 +107,7 @@ class TokenCodec:
         algorithm = TruncatedHMAC(digest_method, signature_size)
         self._signers = {
             kind: TimestampSigner(
-                keys, salt=f"{salt}.{kind}", key_derivation="hmac", digest_method=digest_method, algorithm=algorithm
+                [want_bytes(key) for key in keys], salt=f"{salt}.{kind}", key_derivation="hmac", digest_method=digest_method, algorithm=algorithm
             )
             for kind in KINDS
         }
@@ -152,7 +152,7 @@ class TokenCodec:
             return (value + b"." + urlsafe_b64encode(mac.digest()[:size]).rstrip(b"=")).decode("ascii")
 
         if kind == "click":
-            encode_str = json.encoder.encode_basestring  # type: ignore[attr-defined]
+            encode_str = json.encoder.encode_basestring
 
             def sign_click(link_index: int, url: str) -> str:
                 return sign(f"{head},{link_index},{encode_str(url)}{tail}")
@@ -218,7 +218,10 @@ class TokenCodec:
         kinds = [kind] if kind is not None else list(KINDS)
         for candidate in kinds:
             try:
-                payload, ts = self._signers[candidate].unsign(token, max_age=max_age, return_timestamp=True)
+                # itsdangerous types max_age as int; it compares, so floats work too
+                payload, ts = self._signers[candidate].unsign(  # type: ignore[call-overload]
+                    token, max_age=max_age, return_timestamp=True
+                )
             except SignatureExpired as exc:
                 issued = exc.date_signed
                 raise ExpiredToken(f"token expired: {exc}", token=token, issued_at=issued) from None

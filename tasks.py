@@ -1,0 +1,66 @@
+#!/usr/bin/env python3
+"""Set up and run mailtrack with nothing but Python 3.10+.
+
+    python3 tasks.py demo    # make .venv, install mailtrack, run the end-to-end demo
+    python3 tasks.py test    # make .venv, install mailtrack[test], run the whole test suite
+    python3 tasks.py bench   # make .venv, install mailtrack[bench], run the rewrite benchmark
+
+Extra arguments go to the command run (pytest, the demo, the benchmark).
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import venv
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent
+VENV = ROOT / ".venv"
+BIN = VENV / ("Scripts" if os.name == "nt" else "bin")
+PYTHON = BIN / ("python.exe" if os.name == "nt" else "python")
+EXTRAS = {"demo": "", "test": "[test]", "bench": "[bench,test]"}
+
+
+def run(*args: str | os.PathLike[str]) -> None:
+    print("+", " ".join(str(a) for a in args), flush=True)
+    subprocess.run([str(a) for a in args], cwd=ROOT, check=True)
+
+
+def ensure_venv(extra: str) -> None:
+    if sys.version_info < (3, 10):
+        sys.exit(f"mailtrack needs Python 3.10 or newer; this is {sys.version.split()[0]}")
+    if not PYTHON.exists():
+        print(f"+ creating {VENV}", flush=True)
+        try:
+            venv.create(VENV, with_pip=True)
+        except Exception as exc:  # e.g. Debian's python3 without python3-venv
+            sys.exit(f"could not create a virtual environment ({exc}); install your Python's venv/ensurepip support")
+    stamp = VENV / f".installed{extra or '[]'}"
+    pyproject = ROOT / "pyproject.toml"
+    if not stamp.exists() or stamp.stat().st_mtime < pyproject.stat().st_mtime:
+        run(PYTHON, "-m", "pip", "install", "--quiet", "--disable-pip-version-check", "-e", f".{extra}")
+        stamp.touch()
+
+
+def main(argv: list[str]) -> int:
+    if not argv or argv[0] not in EXTRAS:
+        print(__doc__)
+        return 2
+    command, rest = argv[0], argv[1:]
+    ensure_venv(EXTRAS[command])
+    try:
+        if command == "demo":
+            run(PYTHON, "-m", "mailtrack", "demo", *rest)
+        elif command == "test":
+            run(PYTHON, "-m", "pytest", *rest)
+        else:
+            run(PYTHON, "benchmarks/bench_rewrite.py", *rest)
+    except subprocess.CalledProcessError as exc:
+        return exc.returncode
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -1,0 +1,45 @@
+"""The command line, run as a user runs it (a real subprocess)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import mailtrack
+from helpers import BASE_URL
+
+
+def run(*args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "mailtrack", *args], input=stdin, capture_output=True, text=True,
+                          timeout=60, check=False)
+
+
+def test_demo_runs_end_to_end() -> None:
+    proc = run("demo")
+    assert proc.returncode == 0, proc.stderr
+    out = proc.stdout
+    assert "Tracked links (4)" in out and "verifies: NO" not in out
+    assert "'{{unsubscribe_url}}': placeholder" in out and "opt-out" in out
+    assert "Forged URL refused: signature" in out
+    assert "Second pass over the output changes nothing: True" in out
+
+
+def test_rewrite_command(tmp_path: Path) -> None:
+    page = tmp_path / "mail.html"
+    page.write_text('<body><a href="https://x.example/?a&amp;b">x</a></body>', encoding="utf-8")
+    proc = run("rewrite", str(page), "--message-id", "m1", "--recipient", "r@x.example", "--secret-key", "k",
+               "--base-url", BASE_URL, "--metadata", '{"campaign": "c"}')
+    assert proc.returncode == 0, proc.stderr
+    assert "tracked 1 links" in proc.stderr
+    url = proc.stdout.split('href="', 1)[1].split('"', 1)[0]
+    verified = mailtrack.Tracker(["k"], BASE_URL).verify(url)
+    assert (verified.url, verified.message_id, verified.metadata) == ("https://x.example/?a&b", "m1", {"campaign": "c"})
+
+
+def test_rewrite_command_errors_are_clear() -> None:
+    proc = run("rewrite", "-", "--message-id", "m", "--recipient", "r", stdin="<a>")
+    assert proc.returncode == 2 and "--secret-key" in proc.stderr
+    proc = run("rewrite", "-", "--message-id", "m", "--recipient", "r", "--secret-key", "k", "--base-url", "ftp://x",
+               stdin="<a>")
+    assert proc.returncode == 1 and "base_url" in proc.stderr
