@@ -36,16 +36,25 @@ def _replace(match: re.Match[str]) -> str:
 
 def decode_attribute(value: str) -> str:
     """Decode character references in an attribute value exactly once."""
-    if "&" not in value:
+    ampersands = value.count("&")
+    if not ampersands:
         return value
+    if ampersands == value.count("&amp;"):  # the common case in URLs: only &amp;
+        return value.replace("&amp;", "&")
     return _CHARREF.sub(_replace, value)
 
 
-_ESCAPES = {'"': str.maketrans({"&": "&amp;", '"': "&quot;"}), "'": str.maketrans({"&": "&amp;", "'": "&#39;"})}
-_UNQUOTED = str.maketrans({"&": "&amp;", '"': "&quot;", "'": "&#39;", "<": "&lt;", ">": "&gt;", "=": "&#61;", "`": "&#96;",
-                           " ": "&#32;", "\t": "&#9;", "\n": "&#10;", "\f": "&#12;", "\r": "&#13;"})
+_UNQUOTED_SPECIAL = re.compile(r"[&\"'<>=`\t\n\f\r ]")
+_UNQUOTED = {"&": "&amp;", '"': "&quot;", "'": "&#39;", "<": "&lt;", ">": "&gt;", "=": "&#61;", "`": "&#96;",
+             " ": "&#32;", "\t": "&#9;", "\n": "&#10;", "\f": "&#12;", "\r": "&#13;"}
 
 
 def escape_attribute(value: str, quote: str) -> str:
     """Escape ``value`` so that it reads back unchanged inside ``quote`` ('"', "'" or "")."""
-    return value.translate(_ESCAPES.get(quote, _UNQUOTED))
+    if quote == '"':
+        return value.replace("&", "&amp;").replace('"', "&quot;") if ("&" in value or '"' in value) else value
+    if quote == "'":
+        return value.replace("&", "&amp;").replace("'", "&#39;") if ("&" in value or "'" in value) else value
+    if _UNQUOTED_SPECIAL.search(value) is None:
+        return value
+    return _UNQUOTED_SPECIAL.sub(lambda m: _UNQUOTED[m.group(0)], value)

@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 __all__ = ["TrackedLink", "SkippedLink", "PixelInsertion", "HtmlResult", "Verified", "GMAIL_CLIP_BYTES"]
 
@@ -17,8 +17,7 @@ __all__ = ["TrackedLink", "SkippedLink", "PixelInsertion", "HtmlResult", "Verifi
 GMAIL_CLIP_BYTES = 102 * 1024
 
 
-@dataclass(frozen=True, slots=True)
-class TrackedLink:
+class TrackedLink(NamedTuple):
     """A link that now points at a signed click URL."""
 
     index: int  # link_index signed into the token (0-based, source order)
@@ -31,8 +30,7 @@ class TrackedLink:
     tag: str  # "a", "area", "v:roundrect", ...
 
 
-@dataclass(frozen=True, slots=True)
-class SkippedLink:
+class SkippedLink(NamedTuple):
     """A link left as written, and why.
 
     Reasons: ``scheme`` (not http/https: mailto, tel, relative, #fragment, ...),
@@ -50,8 +48,7 @@ class SkippedLink:
     tag: str
 
 
-@dataclass(frozen=True, slots=True)
-class PixelInsertion:
+class PixelInsertion(NamedTuple):
     """Where the open pixel went: ``html`` replaced ``input[position:position + len(replaced)]``."""
 
     position: int

@@ -12,8 +12,8 @@ from dataclasses import dataclass
 
 from .charrefs import decode_attribute, escape_attribute
 from .results import HtmlResult, PixelInsertion, SkippedLink, TrackedLink
-from .rules import PlaceholderMatcher, opted_out
-from .scanner import ScanResult, scan
+from .rules import OptOuts, PlaceholderMatcher
+from .scanner import LinkTag, ScanResult, scan
 from .tokens import MAX_TOKEN_LENGTH
 from .urls import UrlLayout, destination_problem
 
@@ -37,7 +37,7 @@ class RewritePlan:
 
     layout: UrlLayout
     placeholders: PlaceholderMatcher
-    opt_outs: Mapping[str, str | None]
+    opt_outs: OptOuts
     max_links: int
     click: Callable[[int, str], str] | None  # signs (link_index, url); None: click tracking off
     open_token: Callable[[], str] | None  # signs the open token; None: open tracking off
@@ -58,43 +58,7 @@ def rewrite_html(html: str, plan: RewritePlan) -> HtmlResult:
     warnings: list[str] = []
 
     if plan.click is not None:
-        layout = plan.layout
-        click_prefix = layout.prefix("click")
-        counted = 0
-        for tag in scanned.links:
-            href = tag.attributes.get("href")
-            if href is None:
-                continue
-            raw, start, end, quote = href
-            url = decode_attribute(raw).strip(_ASCII_WS)
-            reason = None
-            if not url:
-                reason = "empty"
-            elif opted_out(tag.attributes, plan.opt_outs):
-                reason = "opt-out"
-            elif plan.placeholders.search(url):
-                reason = "placeholder"
-            else:
-                problem = destination_problem(url)
-                if problem == "scheme":
-                    reason = "scheme"
-                elif problem is not None:
-                    reason = "invalid"
-                elif layout.is_ours(url):
-                    reason = "already-tracked"
-                    counted += 1
-                elif counted >= plan.max_links:
-                    reason = "limit"
-            if reason is None:
-                tracking_url = click_prefix + plan.click(counted, url)
-                if len(tracking_url) > MAX_TOKEN_LENGTH:
-                    reason = "too-long"
-                else:
-                    links.append(TrackedLink(counted, url, tracking_url, start, end, raw, quote, tag.tag))
-                    edits.append((start, end, escape_attribute(tracking_url, quote)))
-                    counted += 1
-                    continue
-            skipped.append(SkippedLink(raw, reason, start, end, url, tag.tag))
+        _track_links(html, scanned, plan, plan.click, edits, links, skipped)
 
     pixels: list[PixelInsertion] = []
     if plan.open_token is not None:
@@ -126,6 +90,58 @@ def rewrite_html(html: str, plan: RewritePlan) -> HtmlResult:
         pos = end
     out.append(html[pos:])
     return HtmlResult("".join(out), links, skipped, pixels, warnings)
+
+
+def _classify(url: str, html: str, tag: LinkTag, plan: RewritePlan) -> str | None:
+    """Why a link is left alone (see :class:`SkippedLink`), or None to track it (limit aside)."""
+    if not url:
+        return "empty"
+    if plan.opt_outs.applies(html, tag):
+        return "opt-out"
+    if plan.placeholders.search(url):
+        return "placeholder"
+    problem = destination_problem(url)
+    if problem is not None:
+        return "scheme" if problem == "scheme" else "invalid"
+    if plan.layout.is_ours(url):
+        return "already-tracked"
+    return None
+
+
+def _track_links(
+    html: str,
+    scanned: ScanResult,
+    plan: RewritePlan,
+    sign: Callable[[int, str], str],
+    edits: list[tuple[int, int, str]],
+    links: list[TrackedLink],
+    skipped: list[SkippedLink],
+) -> None:
+    """Decide every link in source order; sign and schedule the tracked ones."""
+    click_prefix = plan.layout.prefix("click")
+    max_links = plan.max_links
+    counted = 0  # tracked and already-tracked links: both count toward max_links
+    for tag in scanned.links:
+        href = tag.href
+        if href is None:
+            continue
+        raw, start, end, quote = href
+        url = decode_attribute(raw).strip(_ASCII_WS)
+        reason = _classify(url, html, tag, plan)
+        if reason is None:
+            if counted >= max_links:
+                reason = "limit"
+            else:
+                tracking_url = click_prefix + sign(counted, url)
+                if len(tracking_url) <= MAX_TOKEN_LENGTH:
+                    links.append(TrackedLink(counted, url, tracking_url, start, end, raw, quote, tag.tag))
+                    edits.append((start, end, escape_attribute(tracking_url, quote)))
+                    counted += 1
+                    continue
+                reason = "too-long"
+        elif reason == "already-tracked":
+            counted += 1
+        skipped.append(SkippedLink(raw, reason, start, end, url, tag.tag))
 
 
 def _pixel_position(html: str, scanned: ScanResult, where: str) -> int:

@@ -12,7 +12,9 @@ import re
 from collections.abc import Iterable, Mapping
 from typing import Union
 
-__all__ = ["DEFAULT_PLACEHOLDERS", "DEFAULT_OPT_OUTS", "PlaceholderMatcher", "opted_out"]
+from .scanner import LinkTag
+
+__all__ = ["DEFAULT_PLACEHOLDERS", "DEFAULT_OPT_OUTS", "OptOuts", "PlaceholderMatcher"]
 
 #: Patterns searched in the decoded destination; a match means "left alone".
 DEFAULT_PLACEHOLDERS: tuple[str, ...] = (
@@ -52,16 +54,40 @@ class PlaceholderMatcher:
             re.compile(source)  # raise re.error naming the bad one
         self.patterns = tuple(sources)
         self._regex = re.compile("|".join(f"(?:{s})" for s in sources), re.DOTALL) if sources else None
+        # Every default pattern needs one of these characters; most URLs have none,
+        # so one character-class scan settles them (custom lists always run in full).
+        self._trigger = re.compile(r"[{%|<\[$]").search if self.patterns == DEFAULT_PLACEHOLDERS else None
 
     def search(self, value: str) -> bool:
         """True if ``value`` holds a placeholder."""
-        return self._regex is not None and self._regex.search(value) is not None
+        if self._regex is None or (self._trigger is not None and self._trigger(value) is None):
+            return False
+        return self._regex.search(value) is not None
 
 
-def opted_out(attributes: Mapping[str, tuple[str, int, int, str]], opt_outs: Mapping[str, str | None]) -> bool:
-    """True if a tag's attributes (name -> ``(value, start, end, quote)``) carry an opt-out."""
-    for name, wanted in opt_outs.items():
-        attribute = attributes.get(name)
-        if attribute is not None and (wanted is None or attribute[0].strip().lower() == wanted):
-            return True
-    return False
+class OptOuts:
+    """Per-link opt-out attributes: name -> the value that opts out (None: mere presence).
+
+    A tag is first searched for any of the names as plain text (one C-level
+    search); only a hit costs a full attribute parse, so the common link pays
+    almost nothing for the rule.
+    """
+
+    def __init__(self, attributes: Mapping[str, str | None] = DEFAULT_OPT_OUTS) -> None:
+        self.attributes = {name.lower(): (None if value is None else value.lower()) for name, value in attributes.items()}
+        self._names = tuple(self.attributes)
+
+    def applies(self, text: str, tag: LinkTag) -> bool:
+        """True if ``tag`` (scanned from ``text``) carries an opt-out attribute."""
+        lowered = text[tag.start : tag.end].lower()
+        for name in self._names:
+            if name in lowered:
+                break
+        else:
+            return False
+        found = tag.attributes(text)
+        for name, wanted in self.attributes.items():
+            attribute = found.get(name)
+            if attribute is not None and (wanted is None or attribute[0].strip().lower() == wanted):
+                return True
+        return False

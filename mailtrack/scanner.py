@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 __all__ = ["Attribute", "LinkTag", "ScanResult", "parse_attributes", "scan"]
 
@@ -45,6 +46,15 @@ _ATTR = (
 # The inside of a tag after its name: separators and attributes up to ">".
 _TAG_TAIL = rf"(?:[{_WS}/]|{_ATTR})*>"
 _TAG_NAME_END = rf"(?![^{_WS}/>])"
+# The first ``href`` of a link tag, captured by the scanner itself so that the
+# common case needs no attribute parsing in Python: non-href attributes, then
+# the href with its value in one of three groups by quoting.
+_HREF_NAME = rf"href(?![^{_WS}/>=])"
+_HREF = (
+    rf"(?P<href>{_HREF_NAME}(?:[{_WS}]*=[{_WS}]*"
+    rf"(?:\"(?P<hdq>[^\"]*)\"|'(?P<hsq>[^']*)'|(?P<huq>[^{_WS}>\"'][^{_WS}>]*(?![^{_WS}>]))|(?=>))"
+    rf"|(?![{_WS}]*=)))"
+)
 
 # Elements whose content the tokenizer reads as text (RAWTEXT, RCDATA, script
 # data, PLAINTEXT). ``noscript`` is not among them: scripting is off in mail.
@@ -69,7 +79,8 @@ def _master(link_tags: str) -> re.Pattern[str]:
         rf"[^<]*(?:(?:{other})[^<]*)*"
         r"(?:"
         rf"(?P<cond><!--\[if.*?--!?>)"
-        rf"|(?P<link><(?P<lname>{link_tags}){_TAG_NAME_END}{_TAG_TAIL})"
+        rf"|(?P<link><(?P<lname>{link_tags}){_TAG_NAME_END}"
+        rf"(?:(?:[{_WS}/]|(?!{_HREF_NAME}){_ATTR})*{_HREF})?{_TAG_TAIL})"
         rf"|(?P<raw><(?P<rname>{'|'.join(_RAW_TEXT)}){_TAG_NAME_END}{_TAG_TAIL})"
         rf"|(?P<body><body{_TAG_NAME_END}{_TAG_TAIL})"
         rf"|(?P<end></(?P<ename>body|html){_TAG_NAME_END}{_TAG_TAIL})"
@@ -97,6 +108,7 @@ _ATTR_ITER = re.compile(
 )
 _ASCII_LOWER = str.maketrans("ABCDEFGHIJKLMNOPQRSTUVWXYZ", "abcdefghijklmnopqrstuvwxyz")
 _QUOTES = {"dq": '"', "sq": "'", "uq": ""}
+_HREF_GROUPS = (("hdq", '"'), ("hsq", "'"), ("huq", ""))
 
 #: An attribute as the tokenizer keeps it: ``(value, start, end, quote)``, where
 #: ``start``/``end`` delimit the raw value in the scanned string without its quotes
@@ -105,15 +117,18 @@ _QUOTES = {"dq": '"', "sq": "'", "uq": ""}
 Attribute = tuple[str, int, int, str]
 
 
-@dataclass(frozen=True, slots=True)
-class LinkTag:
-    """A start tag that may carry a tracked link."""
+class LinkTag(NamedTuple):
+    """A start tag that may carry a tracked link, with its first ``href`` (or None)."""
 
     tag: str  # lower-cased tag name ("a", "area", "v:roundrect", ...)
     start: int  # offset of "<"
     end: int  # offset after ">"
-    attributes: dict[str, Attribute]
+    href: Attribute | None
     conditional: bool  # inside an Outlook conditional comment
+
+    def attributes(self, text: str) -> dict[str, Attribute]:
+        """Every attribute of this tag in ``text`` (the string that was scanned)."""
+        return parse_attributes(text, self.start + 1 + len(self.tag), self.end)
 
 
 @dataclass(slots=True)
@@ -127,6 +142,11 @@ class ScanResult:
     truncated_at: int | None = None  # start of a tag, comment or raw-text element left open at the end
 
 
+def _lower(name: str) -> str:
+    """ASCII-only lower-casing, as the tokenizer does for tag and attribute names."""
+    return name.lower() if name.isascii() else name.translate(_ASCII_LOWER)
+
+
 def parse_attributes(text: str, pos: int, end: int) -> dict[str, Attribute]:
     """Read the attributes of a complete tag, from after its name to its ``>`` at ``end - 1``.
 
@@ -135,7 +155,7 @@ def parse_attributes(text: str, pos: int, end: int) -> dict[str, Attribute]:
     """
     attrs: dict[str, Attribute] = {}
     for m in _ATTR_ITER.finditer(text, pos, end):
-        name = m.group("name").translate(_ASCII_LOWER)
+        name = _lower(m.group("name"))
         if name not in attrs:
             group = m.lastgroup
             if group is None or group == "name":
@@ -160,17 +180,17 @@ def _scan(text: str, pos: int, endpos: int, pattern: re.Pattern[str], conditiona
             return
         kind = m.lastgroup
         if kind == "link":
-            start = m.start("link")
-            name_end = m.end("lname")
-            result.links.append(
-                LinkTag(
-                    m.group("lname").translate(_ASCII_LOWER),
-                    start,
-                    m.end(),
-                    parse_attributes(text, name_end, m.end()),
-                    conditional,
-                )
-            )
+            href: Attribute | None = None
+            if m.start("href") >= 0:
+                for group, quote in _HREF_GROUPS:
+                    start = m.start(group)
+                    if start >= 0:
+                        href = (m.group(group), start, m.end(group), quote)
+                        break
+                else:
+                    at = m.end("href")
+                    href = ("", at, at, "")
+            result.links.append(LinkTag(_lower(m.group("lname")), m.start("link"), m.end(), href, conditional))
         elif kind == "cond":
             start, stop = m.start("cond"), m.end()
             opening = _CONDITIONAL_COMMENT.match(text, start, stop)

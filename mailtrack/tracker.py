@@ -10,7 +10,7 @@ from typing import Any
 from .exc import InvalidToken, MailtrackError
 from .results import HtmlResult, Verified
 from .rewrite import RewritePlan, rewrite_html
-from .rules import DEFAULT_OPT_OUTS, DEFAULT_PLACEHOLDERS, PatternInput, PlaceholderMatcher
+from .rules import DEFAULT_OPT_OUTS, DEFAULT_PLACEHOLDERS, OptOuts, PatternInput, PlaceholderMatcher
 from .settings import SettingsInput, TrackingSettings
 from .tokens import MAX_TOKEN_LENGTH, TokenCodec, _compact_json
 from .urls import KINDS, UrlLayout
@@ -58,7 +58,7 @@ class Tracker:
         )
         self.max_links = max_links
         self.placeholders = PlaceholderMatcher(placeholder_patterns)
-        self.opt_out_attributes = {name.lower(): (None if v is None else v.lower()) for name, v in opt_out_attributes.items()}
+        self.opt_outs = OptOuts(opt_out_attributes)
         self.pixel_position = pixel_position
         self.clock = clock
 
@@ -95,7 +95,7 @@ class Tracker:
         plan = RewritePlan(
             layout=self.layout,
             placeholders=self.placeholders,
-            opt_outs=self.opt_out_attributes,
+            opt_outs=self.opt_outs,
             max_links=self.max_links,
             click=codec.message_signer("click", message_id, recipient, metadata, when)
             if resolved.click_tracking.enable
