@@ -18,9 +18,13 @@ GMAIL_CLIP_BYTES = 102 * 1024
 
 
 class TrackedLink(NamedTuple):
-    """A link that now points at a signed click URL."""
+    """A link that now points at a signed click URL.
 
-    index: int  # link_index signed into the token (0-based, source order)
+    A named tuple because a newsletter makes a thousand of these per message;
+    its ``index`` field deliberately shadows ``tuple.index``.
+    """
+
+    index: int  # type: ignore[assignment]  # link_index signed into the token (0-based, source order)
     url: str  # the destination: the value with character references decoded, trimmed
     tracking_url: str
     start: int  # span of the original attribute value (without quotes) in the input
