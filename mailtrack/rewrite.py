@@ -7,7 +7,8 @@ everything outside those spans is copied unchanged.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+import re
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from .charrefs import decode_attribute, escape_attribute
@@ -92,12 +93,19 @@ def rewrite_html(html: str, plan: RewritePlan) -> HtmlResult:
     return HtmlResult("".join(out), links, skipped, pixels, warnings)
 
 
+# An absolute http(s) URL with none of the characters that a placeholder, a
+# control character or a bad host start needs: most links, settled in one match.
+_PLAIN_HTTP = re.compile("[hH][tT][tT][pP][sS]?://[^/?#\\{%|<\\[$\x00-\x20\x7f-\x9f\ud800-\udfff][^{%|<$\x00-\x1f\x7f-\x9f\ud800-\udfff]*")
+
+
 def _classify(url: str, html: str, tag: LinkTag, plan: RewritePlan) -> str | None:
     """Why a link is left alone (see :class:`SkippedLink`), or None to track it (limit aside)."""
     if not url:
         return "empty"
     if plan.opt_outs.applies(html, tag):
         return "opt-out"
+    if plan.placeholders.default_triggers and _PLAIN_HTTP.fullmatch(url):
+        return "already-tracked" if plan.layout.is_ours(url) else None
     if plan.placeholders.search(url):
         return "placeholder"
     problem = destination_problem(url)

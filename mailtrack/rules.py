@@ -57,6 +57,8 @@ class PlaceholderMatcher:
         # Every default pattern needs one of these characters; most URLs have none,
         # so one character-class scan settles them (custom lists always run in full).
         self._trigger = re.compile(r"[{%|<\[$]").search if self.patterns == DEFAULT_PLACEHOLDERS else None
+        #: True when :meth:`search` can only match values holding a character of ``[{%|<[$]``.
+        self.default_triggers = self._trigger is not None
 
     def search(self, value: str) -> bool:
         """True if ``value`` holds a placeholder."""
@@ -76,14 +78,16 @@ class OptOuts:
     def __init__(self, attributes: Mapping[str, str | None] = DEFAULT_OPT_OUTS) -> None:
         self.attributes = {name.lower(): (None if value is None else value.lower()) for name, value in attributes.items()}
         self._names = tuple(self.attributes)
+        self._common = _common_substring(self._names)
 
     def applies(self, text: str, tag: LinkTag) -> bool:
         """True if ``tag`` (scanned from ``text``) carries an opt-out attribute."""
+        if not self._names:
+            return False
         lowered = text[tag.start : tag.end].lower()
-        for name in self._names:
-            if name in lowered:
-                break
-        else:
+        if self._common and self._common not in lowered:
+            return False  # e.g. every default name holds "track"
+        if not any(name in lowered for name in self._names):
             return False
         found = tag.attributes(text)
         for name, wanted in self.attributes.items():
@@ -91,3 +95,16 @@ class OptOuts:
             if attribute is not None and (wanted is None or attribute[0].strip().lower() == wanted):
                 return True
         return False
+
+
+def _common_substring(names: tuple[str, ...]) -> str:
+    """The longest string found in every name ("" if none): one test rules most tags out."""
+    if not names:
+        return ""
+    shortest = min(names, key=len)
+    for size in range(len(shortest), 2, -1):
+        for start in range(len(shortest) - size + 1):
+            candidate = shortest[start : start + size]
+            if all(candidate in name for name in names):
+                return candidate
+    return ""

@@ -161,9 +161,11 @@ class TokenCodec:
         inner_pad, outer_pad = self._pads[kind]
         size = self._size
         encode_payload = self._encode_payload
+        compress = self.compress
 
         def sign(raw_payload: str) -> str:
-            value = encode_payload(raw_payload.encode("utf-8")) + stamp
+            data = raw_payload.encode("utf-8")
+            value = (encode_payload(data) if compress else _b64(data)) + stamp
             inner = inner_pad.copy()
             inner.update(value)
             outer = outer_pad.copy()
