@@ -8,7 +8,6 @@ while ``&amp;`` and ``&#38;`` become ``&``.
 
 from __future__ import annotations
 
-import html
 import re
 from html.entities import html5
 
@@ -17,10 +16,34 @@ __all__ = ["decode_attribute", "escape_attribute"]
 _CHARREF = re.compile(r"&(#[0-9]+;?|#[xX][0-9a-fA-F]+;?|[^\t\n\f <&#;]{1,32};?)")
 
 
+def _c1(code: int) -> str:
+    try:
+        return bytes([code]).decode("cp1252")
+    except UnicodeDecodeError:  # 0x81, 0x8D, 0x8F, 0x90, 0x9D stay as they are
+        return chr(code)
+
+
+# The spec's "numeric character reference end state" replacements for C1 controls.
+_C1 = {code: _c1(code) for code in range(0x80, 0xA0)}
+
+
+def _numeric(ref: str) -> str:
+    """A numeric reference as the tokenizer resolves it (``html.unescape`` drops controls instead)."""
+    digits = ref[1:].rstrip(";")
+    hexadecimal = digits[:1] in ("x", "X")
+    digits = digits[1:] if hexadecimal else digits
+    if len(digits.lstrip("0")) > 8:
+        return "\ufffd"  # far beyond U+10FFFF (and beyond int()'s digit limit)
+    code = int(digits, 16 if hexadecimal else 10)
+    if code == 0 or code > 0x10FFFF or 0xD800 <= code <= 0xDFFF:
+        return "\ufffd"
+    return _C1.get(code) or chr(code)
+
+
 def _replace(match: re.Match[str]) -> str:
     ref = match.group(1)
     if ref[0] == "#":
-        return html.unescape(match.group(0))  # numeric: stdlib applies the spec's replacement table
+        return _numeric(ref)
     if ref in html5:
         return html5[ref]
     # Longest legacy name (no ";") that prefixes the reference.

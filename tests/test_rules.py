@@ -325,3 +325,21 @@ def test_disabled_tracking_returns_input_unchanged(tracker: mailtrack.Tracker) -
     off = {"click_tracking": {"enable": False}, "open_tracking": {"enable": False}}
     result = rewrite(tracker, html, settings=off)
     assert result.html == html and result.links == [] and result.pixels == []
+
+
+@pytest.mark.parametrize(
+    "raw, destination",
+    [
+        ("https://x.example/&#1;", "https://x.example/\x01"),  # kept (html.unescape would drop it)
+        ("https://x.example/&#x80;", "https://x.example/\u20ac"),  # C1 table
+        ("https://x.example/&#0;", "https://x.example/\ufffd"),
+        ("https://x.example/&#xD800;", "https://x.example/\ufffd"),
+        ("https://x.example/&#" + "9" * 6000 + ";", "https://x.example/\ufffd"),
+        ("https://x.example/&#x" + "0" * 40 + "41;", "https://x.example/A"),
+        ("https://x.example/&#;", "https://x.example/&#;"),
+    ],
+)
+def test_rule3_numeric_references_as_the_tokenizer(raw: str, destination: str) -> None:
+    from mailtrack.charrefs import decode_attribute
+
+    assert decode_attribute(raw) == destination
