@@ -8,8 +8,8 @@ Every contender tracks clicks and opens for message ``msg-1`` to
 * ``pytracking`` - ``pytracking.html.adapt_html`` 0.2.2 (lxml parse + re-serialize; its tokens are
   unsigned base64 JSON, as Fernet encryption would need ``cryptography`` and be slower still);
 * ``bs4``        - a naive BeautifulSoup(lxml) rewrite: signed base64 JSON per ``<a href>``, ``str(soup)``;
-* ``floor``      - one ``re.sub`` over quoted http(s) ``href`` values with one HMAC-SHA256 per link,
-  plus one string insert of the pixel: the least work any tracker has to do.
+* ``floor``      - one regex pass over quoted http(s) ``href`` values, one HMAC-SHA256 per link,
+  the pixel spliced in, one ``join``: the least work any tracker has to do.
 
 Factories import their library lazily, so the harness can run the others while
 one is missing (``mailtrack`` under development, say).
@@ -119,36 +119,53 @@ def make_bs4() -> Rewrite:
     return rewrite
 
 
-# Quoted http(s) href values, either quote. Case-insensitive like HTML attribute names.
+# Quoted http(s) href values, either quote. Case-insensitive, as HTML attribute
+# names are (Outlook writes HREF=); a case-sensitive pattern is ~30 % faster but
+# would miss links a tracker must rewrite.
 _FLOOR_HREF = re.compile(r"""href=(?:"(https?://[^"]*)"|'(https?://[^']*)')""", re.IGNORECASE)
 
 
 def make_floor() -> Rewrite:
-    """The floor: one regex pass over hrefs, one HMAC-SHA256 per link, one pixel insert.
+    """The floor: one regex pass over hrefs, one HMAC-SHA256 per link, one pixel, one join.
 
     The MAC is pre-keyed with the message identity, so each link costs one
     ``copy()`` + ``update(value)`` + ``digest()``; the token is the value in
     base64 plus a 128-bit tag. No entity decoding, no tokenizer, no metadata
-    per link: anything a real tracker does beyond this is overhead.
+    per link: anything a real tracker does beyond this is overhead. Output is
+    assembled from slices in one ``join`` with the pixel before the last
+    ``</body>`` (at the end when there is none), so the document is copied once
+    (``re.sub`` plus slicing the pixel in would copy it three times).
     """
     keyed = hmac.new(_SIGNING_KEY, f"{MESSAGE_ID}\x00{RECIPIENT}\x00".encode("utf-8"), hashlib.sha256)
     click_prefix = BASE_URL + "/c/"
     pixel = f'<img src="{BASE_URL}/o/{_b64(keyed.copy().digest()[:16])}" width="1" height="1" alt="">'
-
-    def replace(match: re.Match[str]) -> str:
-        value = match.group(1)
-        quote = '"'
-        if value is None:
-            value, quote = match.group(2), "'"
-        data = value.encode("utf-8")
-        mac = keyed.copy()
-        mac.update(data)
-        return f"href={quote}{click_prefix}{_b64(data)}.{_b64(mac.digest()[:16])}{quote}"
+    finditer = _FLOOR_HREF.finditer
 
     def rewrite(html: str) -> str:
-        out = _FLOOR_HREF.sub(replace, html)
-        end = out.rfind("</body>")
-        return out + pixel if end < 0 else out[:end] + pixel + out[end:]
+        body_end = html.rfind("</body>")
+        if body_end < 0:
+            body_end = len(html)
+        pieces: list[str] = []
+        pos = 0
+        placed = False
+        for match in finditer(html):
+            start = match.start()
+            if not placed and start >= body_end:
+                pieces += (html[pos:body_end], pixel)
+                pos, placed = body_end, True
+            value, quote = match.group(1), '"'
+            if value is None:
+                value, quote = match.group(2), "'"
+            data = value.encode("utf-8")
+            mac = keyed.copy()
+            mac.update(data)
+            pieces += (html[pos:start], f"href={quote}{click_prefix}{_b64(data)}.{_b64(mac.digest()[:16])}{quote}")
+            pos = match.end()
+        if not placed:
+            pieces += (html[pos:body_end], pixel)
+            pos = body_end
+        pieces.append(html[pos:])
+        return "".join(pieces)
 
     return rewrite
 
