@@ -45,48 +45,66 @@ Each link is then classified with an independent implementation of the rules
 
 Deliberate, known differences between the oracle and mailtrack
 ---------------------------------------------------------------
-Found by running the differential tests; each one is pinned by an explicit
-example in ``tests/test_differential.py::test_documented_difference`` so a
-change on either side is noticed. In every case mailtrack's choice is the
-intended one (a byte-offset scanner that switches tokenizer state by tag name,
-without a tree builder), and the divergent markup does not occur in real mail
-(none of it occurs in the ../shared/corpus files).
+Found by running the differential tests (generated documents, markup soup and
+the corpus); each one is pinned by an example in
+``tests/test_differential.py::DIFFERENCES`` so that a change on either side is
+noticed. In every case the divergent markup does not occur in the corpus
+(every corpus file agrees exactly) and the difference follows from mailtrack
+being a byte-offset scanner that switches tokenizer state by tag name, without
+a tree builder (see ``mailtrack/scanner.py``).
 
-1. Foreign content (``<svg>``, ``<math>``). The tree builder parses these with
-   foreign-content rules: ``<style>``/``<title>``/``<textarea>``... inside
-   ``<svg>`` are ordinary elements (not raw text), ``<svg><title>`` is an HTML
-   integration point whose content is HTML, and ``<![CDATA[...]]>`` is a CDATA
+1. Foreign content (``<svg>``, ``<math>``). ``<svg><a href>``/``<math><a href>``
+   (also ``area``) create SVG/MathML elements, not HTML links: the oracle
+   ignores them, mailtrack tracks them. The tree builder also switches
+   tokenizer rules inside foreign content: ``<style>``, ``<title>``,
+   ``<textarea>``... there are ordinary elements (not raw text), ``<svg><title>``
+   is an HTML integration point whose content is HTML again (a link the oracle
+   sees and mailtrack hides as RCDATA), and ``<![CDATA[ ... ]]>`` is a CDATA
    section (text) instead of a bogus comment ending at the first ``>``.
-   mailtrack switches state by tag name alone. Also ``<svg><a href>`` creates
-   an *SVG* ``a`` element, which the oracle does not count as a link
-   (``a``/``area`` means HTML elements), while mailtrack tracks it.
-2. Script "double escaped" state: ``<script><!--<script></script><a href=x>
-   </script>`` keeps everything up to the second ``</script>`` as script text
-   for the tokenizer; mailtrack ends the script at the first ``</script>``.
-3. ``<select>``: html5lib implements the pre-2025 "in select" insertion mode,
-   which drops ``<a>`` start tags inside ``<select>`` (the current spec, after
-   the customizable-select change, keeps them). mailtrack tracks them.
-4. ``<frameset>`` after links in ``<body>`` (with frameset-ok still set, which
-   ``<a>`` does not clear) removes the body from the tree; the oracle drops
-   those links (they are not in the document any more), mailtrack tracks them.
-5. ``<template>``: html5lib 1.1 has no template contents support and treats it
-   like a normal element; links inside are counted by both (consistent, but
-   note that a browser would put them in an inert fragment).
-6. Input preprocessing: the HTML parser normalises CR LF and lone CR to LF and
-   replaces U+0000 in attribute values with U+FFFD. mailtrack decodes the raw
-   value as written, so such URLs differ (and mailtrack skips both with reason
-   ``invalid``: control characters). The differential test applies the same
-   normalisation to mailtrack's destinations and leaves URLs containing control
-   characters (C0/C1, DEL, lone surrogates; mailtrack's ``invalid``) out of
-   the comparison, because the rules of the brief do not cover them.
-7. Opt-out attribute values are compared by the oracle after decoding
-   character references and stripping ASCII whitespace (what the tokenizer
-   gives); mailtrack compares the raw value with ``str.strip()``, so
-   ``clicktracking="&#111;ff"`` opts out for the oracle, not for mailtrack.
-8. An unterminated conditional comment at end of input (``<!--[if mso]>
-   <a href=x><![endif]`` with no ``-->``): the tokenizer emits a comment whose
-   data ends with ``<![endif]``, so the oracle parses it; mailtrack requires
-   the closing ``-->`` and treats the tail as truncated.
+   (``<foreignObject>`` and ``<math><mi>`` switch back to HTML: both agree.)
+2. Script "double escaped" state: in ``<script><!--<script></script><a href=x>
+   </script>`` the tokenizer keeps everything up to the *second*
+   ``</script>`` as script text; mailtrack ends the script at the first one.
+3. ``<select>``: html5lib 1.1 implements the pre-2025 "in select" insertion
+   mode, which drops ``<a>``/``<area>`` start tags inside ``<select>`` (the
+   current spec, since the customizable-select change, keeps them); mailtrack
+   tracks them.
+4. ``<frameset>``: in a frameset document everything after ``<frameset>`` is
+   dropped by the tree builder, and a ``<frameset>`` after links in the body
+   (``<a>`` does not clear frameset-ok) removes the body from the tree. The
+   oracle only counts elements still in the final tree; mailtrack tracks them.
+5. Input preprocessing: the HTML parser normalises CR LF and lone CR to LF and
+   replaces U+0000 in attribute values with U+FFFD; mailtrack decodes the value
+   as written (and then skips such URLs with reason ``invalid``, control
+   characters). The differential test normalises mailtrack's destinations the
+   same way and counts ``invalid`` like tracked, because the rules of the brief
+   do not cover control characters; the oracle's ``trackable`` excludes them.
+6. Opt-out attribute values are compared by the oracle after the tokenizer
+   decoded them (and with ASCII whitespace stripped); mailtrack compares the
+   raw value, so ``clicktracking="&#111;ff"`` opts out for the oracle only.
+7. An unterminated conditional comment at the end of the input
+   (``<!--[if mso]><a href=x><![endif]`` and no ``-->``): the tokenizer still
+   emits a comment whose data ends with ``<![endif]``, so the oracle parses its
+   content; mailtrack requires the closing ``-->`` and leaves it alone.
+8. ``http:///host/`` (extra slashes): browsers skip them and open
+   ``http://host/``; the oracle counts it as http(s), mailtrack wants a host
+   right after ``//`` and skips it as ``scheme`` (left untracked: safe). Both
+   agree that ``http://``, ``http://?q`` (no host) and ``https:host`` (no
+   ``//``) are not tracked.
+
+Not differences, but worth knowing: ``<template>`` contents are parsed as
+ordinary elements by html5lib 1.1 and both count links there (a browser would
+keep them in an inert fragment); ``<noscript>`` is a normal element (scripting
+is off in mail) for both; ``<base href>`` is ignored by both, so relative links
+stay untracked even where a client would resolve them against the base.
+
+Pixel placement (:func:`expected_pixel_position`): the oracle records the
+position of every ``</body>``/``</html>`` end tag *token* (so ``</body>``
+inside comments, raw text or attribute values does not count). When there is
+none, the rule says "append"; mailtrack instead inserts before an unterminated
+tag/comment/raw-text element at the end, because appended markup would be
+swallowed by it. The oracle returns None in that case and the tests only check
+that the pixel is a real ``<img>`` element of the output.
 """
 
 from __future__ import annotations
@@ -98,27 +116,33 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import html5lib
-from html5lib.constants import namespaces
+from html5lib import _tokenizer
+from html5lib.constants import namespaces, tokenTypes
 from html5lib.treebuilders import getTreeBuilder
 
 __all__ = [
+    "CORPUS_DIR",
+    "OPT_OUTS",
+    "CorpusFile",
+    "LocatedEdit",
     "OracleLink",
-    "extract_links",
     "classify",
-    "tracked_destinations",
+    "corpus_html_files",
     "decode_attribute_value",
-    "parse_elements",
+    "end_tag_positions",
+    "expected_pixel_position",
+    "extract_links",
+    "has_control",
     "is_http",
     "is_placeholder",
-    "has_control",
-    "OPT_OUTS",
-    "CORPUS_DIR",
-    "CorpusFile",
-    "corpus_html_files",
+    "locate_edits",
+    "parse_elements",
     "restore_original",
+    "tracked_destinations",
 ]
 
 HTML_NS = namespaces["html"]
+_END_TAG = tokenTypes["EndTag"]
 ASCII_WS = "\t\n\f\r "
 
 
@@ -137,7 +161,7 @@ class _RecordingTreeBuilder(_EtreeBuilder):  # type: ignore[misc, valid-type]
         self.events: list[tuple[str, object, object]] = []
         self._cloning = False
 
-    def reconstructActiveFormattingElements(self):  # noqa: N802 (html5lib API)
+    def reconstructActiveFormattingElements(self):
         # Clones of formatting elements are inserted through insertElement with a
         # synthetic token; they repeat an attribute that is already recorded.
         self._cloning = True
@@ -146,12 +170,12 @@ class _RecordingTreeBuilder(_EtreeBuilder):  # type: ignore[misc, valid-type]
         finally:
             self._cloning = False
 
-    def insertElementNormal(self, token):  # noqa: N802 (html5lib API)
+    def insertElementNormal(self, token):
         element = super().insertElementNormal(token)
         self._record(token, element)
         return element
 
-    def insertElementTable(self, token):  # noqa: N802
+    def insertElementTable(self, token):
         element = super().insertElementTable(token)
         self._record(token, element)  # no-op when insertElementNormal already did it
         return element
@@ -163,7 +187,7 @@ class _RecordingTreeBuilder(_EtreeBuilder):  # type: ignore[misc, valid-type]
             return
         self.events.append(("element", token, element))
 
-    def insertComment(self, token, parent=None):  # noqa: N802
+    def insertComment(self, token, parent=None):
         super().insertComment(token, parent)
         self.events.append(("comment", token, None))
 
@@ -238,10 +262,22 @@ _WHOLE_SQUARE = re.compile(r"\A\[[^\[\]]+\]\Z")
 _CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\ud800-\udfff]")
 
 
+_HTTP_PREFIX = re.compile(r"https?://", re.IGNORECASE)
+
+
 def is_http(url: str) -> bool:
-    """Absolute http(s) URL, scheme in any case, with something after ``//``."""
-    lowered = url[:8].lower()
-    return (lowered.startswith("http://") and len(url) > 7) or (lowered.startswith("https://") and len(url) > 8)
+    """An absolute http(s) URL (scheme in any case) with a non-empty host.
+
+    Like the URL standard for special schemes, extra slashes (or backslashes)
+    after ``//`` are skipped before the host: ``http:///host/`` has host
+    ``host``; ``http://?q`` has none and is not a URL at all.
+    """
+    m = _HTTP_PREFIX.match(url)
+    if m is None:
+        return False
+    rest = url[m.end() :].lstrip("/\\")
+    host = re.split(r"[/\\?#]", rest, maxsplit=1)[0]
+    return bool(host)
 
 
 def _percent_tag(url: str) -> bool:
@@ -270,9 +306,8 @@ def has_control(url: str) -> bool:
 
 def _opted_out(attrs: dict[str, str]) -> bool:
     for name, wanted in OPT_OUTS.items():
-        if name in attrs:
-            if wanted is None or attrs[name].strip(ASCII_WS).lower() == wanted:
-                return True
+        if name in attrs and (wanted is None or attrs[name].strip(ASCII_WS).lower() == wanted):
+            return True
     return False
 
 
@@ -291,6 +326,19 @@ class OracleLink:
     placeholder: bool = False
     opted_out: bool = False
     control: bool = False
+
+    @property
+    def reason(self) -> str | None:
+        """Why the rules leave it alone, first match in this order: empty, opt-out, placeholder, scheme."""
+        if not self.url:
+            return "empty"
+        if self.opted_out:
+            return "opt-out"
+        if self.placeholder:
+            return "placeholder"
+        if not self.http:
+            return "scheme"
+        return None
 
     @property
     def trackable(self) -> bool:
@@ -355,6 +403,92 @@ def decode_attribute_value(raw: str, quote: str) -> str:
 
 
 # --------------------------------------------------------------------------
+# Where the open pixel belongs
+# --------------------------------------------------------------------------
+
+
+class _PositionTokenizer(_tokenizer.HTMLTokenizer):
+    """Notes where (in the preprocessed stream) each ``</body>``/``</html>`` end tag token ends."""
+
+    def closeTagOpenState(self):
+        self.tag_start = self.stream.position()
+        return super().closeTagOpenState()
+
+    def __iter__(self):
+        for token in super().__iter__():
+            if token["type"] == _END_TAG and token.get("name", "").lower() in ("body", "html"):
+                self.end_tags.append((token["name"].lower(), self.tag_start))
+            yield token
+
+
+class _PositionParser(html5lib.HTMLParser):
+    def _parse(self, stream, innerHTML=False, container="div", scripting=False, **kwargs):
+        # html5lib.HTMLParser._parse, with the tokenizer swapped for the recording one.
+        self.innerHTMLMode = innerHTML
+        self.container = container
+        self.scripting = scripting
+        self.tokenizer = _PositionTokenizer(stream, parser=self, **kwargs)
+        self.tokenizer.end_tags = []
+        self.reset()
+        self.mainLoop()
+
+
+_PROBE = "oracle-probe:pixel"
+
+
+def _preprocessed_offsets(html: str) -> tuple[str, list[int]]:
+    """The text after CR LF / CR -> LF, and for each of its offsets the offset in ``html``."""
+    out: list[str] = []
+    index: list[int] = []
+    i = 0
+    n = len(html)
+    while i < n:
+        c = html[i]
+        index.append(i)
+        if c == "\r":
+            out.append("\n")
+            i += 2 if i + 1 < n and html[i + 1] == "\n" else 1
+        else:
+            out.append(c)
+            i += 1
+    index.append(n)
+    return "".join(out), index
+
+
+def end_tag_positions(html: str) -> list[tuple[str, int]]:
+    """``(name, offset of "<")`` of every ``</body>``/``</html>`` end tag token, in order."""
+    parser = _PositionParser(tree=_RecordingTreeBuilder, namespaceHTMLElements=True)
+    parser.parse(html)
+    text, index = _preprocessed_offsets(html)
+    line_starts = [0] + [m.end() for m in re.finditer("\n", text)]
+    found = []
+    for name, (line, col) in parser.tokenizer.end_tags:
+        start = line_starts[line - 1] + col - 2  # the tag starts 2 characters before: "</"
+        original = index[start]
+        assert html[original : original + 2 + len(name)].lower() == "</" + name, (html, original)
+        found.append((name, original))
+    return found
+
+
+def expected_pixel_position(html: str) -> int | None:
+    """Where the pixel rule puts the pixel: before the last real ``</body>``, else ``</html>``, else the end.
+
+    Returns None when appending at the end would not give an element (the
+    input ends inside a tag, comment or raw-text element): the rule does not
+    say where the pixel goes then, only that it must still be an image.
+    """
+    ends = end_tag_positions(html)
+    for wanted in ("body", "html"):
+        positions = [pos for name, pos in ends if name == wanted]
+        if positions:
+            return positions[-1]
+    probe = f'<img src="{_PROBE}">'
+    if any(el.name == "img" and el.attributes.get("src") == _PROBE for el in parse_elements(html + probe)):
+        return len(html)
+    return None
+
+
+# --------------------------------------------------------------------------
 # Helpers shared by the test modules (no mailtrack imports either)
 # --------------------------------------------------------------------------
 
@@ -389,8 +523,25 @@ def corpus_html_files() -> list[CorpusFile]:
     return [CorpusFile(r["path"], r.get("encoding", "utf-8"), r) for r in rows if r.get("format") == "html"]
 
 
-def restore_original(output: str, links: Iterable[object], pixels: Iterable[object]) -> str:
-    """Undo a rewrite: put every original link value back and take the pixel(s) out.
+@dataclass(frozen=True)
+class LocatedEdit:
+    """One change of a rewrite, located in both the input and the output."""
+
+    kind: str  # "link" or "pixel"
+    item: object  # the TrackedLink / PixelInsertion
+    in_start: int
+    in_end: int
+    out_start: int
+    out_end: int
+    original: str  # input[in_start:in_end]
+    new: str  # output[out_start:out_end]
+
+
+_UNQUOTED_VALUE = re.compile(r"[^\t\n\f\r >]*")
+
+
+def locate_edits(output: str, links: Iterable[object], pixels: Iterable[object]) -> list[LocatedEdit]:
+    """Find every change of a rewrite in its output.
 
     Uses only what the result promises: each tracked link's ``start``/``end``/
     ``raw``/``quote`` (a span of the *input*) and each pixel's ``position``/
@@ -406,30 +557,40 @@ def restore_original(output: str, links: Iterable[object], pixels: Iterable[obje
     for pixel in pixels:
         edits.append((pixel.position, 1, "pixel", pixel))  # type: ignore[attr-defined]
     edits.sort(key=lambda e: (e[0], e[1]))
-    pieces: list[str] = []
+    located: list[LocatedEdit] = []
     delta = 0  # output offset - input offset
-    out_pos = 0
+    previous_out_end = 0
     for in_start, _, kind, item in edits:
         o = in_start + delta
-        assert o >= out_pos, f"edits overlap at input offset {in_start}"
-        pieces.append(output[out_pos:o])
+        assert o >= previous_out_end, f"edits overlap at input offset {in_start}"
         if kind == "link":
             quote = item.quote  # type: ignore[attr-defined]
             if quote:
                 e = output.find(quote, o)
                 assert e != -1, f"no closing {quote} after the new value at output offset {o}"
             else:
-                m = re.compile(r"[^\t\n\f\r >]*").match(output, o)
-                e = m.end()  # type: ignore[union-attr]
-            pieces.append(item.raw)  # type: ignore[attr-defined]
-            delta += (e - o) - (item.end - item.start)  # type: ignore[attr-defined]
-            out_pos = e
+                e = _UNQUOTED_VALUE.match(output, o).end()  # type: ignore[union-attr]
+            in_end = item.end  # type: ignore[attr-defined]
+            original = item.raw  # type: ignore[attr-defined]
         else:
             html = item.html  # type: ignore[attr-defined]
             assert output.startswith(html, o), f"pixel html not found at output offset {o}"
-            replaced = getattr(item, "replaced", "")
-            pieces.append(replaced)
-            delta += len(html) - len(replaced)
-            out_pos = o + len(html)
-    pieces.append(output[out_pos:])
+            e = o + len(html)
+            original = getattr(item, "replaced", "")
+            in_end = in_start + len(original)
+        located.append(LocatedEdit(kind, item, in_start, in_end, o, e, original, output[o:e]))
+        delta += (e - o) - (in_end - in_start)
+        previous_out_end = e
+    return located
+
+
+def restore_original(output: str, links: Iterable[object], pixels: Iterable[object]) -> str:
+    """Undo a rewrite: put every original link value back and take the pixel(s) out."""
+    pieces: list[str] = []
+    pos = 0
+    for edit in locate_edits(output, links, pixels):
+        pieces.append(output[pos : edit.out_start])
+        pieces.append(edit.original)
+        pos = edit.out_end
+    pieces.append(output[pos:])
     return "".join(pieces)
