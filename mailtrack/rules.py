@@ -12,6 +12,7 @@ import re
 from collections.abc import Iterable, Mapping
 from typing import Union
 
+from .charrefs import decode_attribute
 from .scanner import LinkTag
 
 __all__ = ["DEFAULT_PLACEHOLDERS", "DEFAULT_OPT_OUTS", "OptOuts", "PlaceholderMatcher"]
@@ -92,7 +93,9 @@ class OptOuts:
         found = tag.attributes(text)
         for name, wanted in self.attributes.items():
             attribute = found.get(name)
-            if attribute is not None and (wanted is None or attribute[0].strip().lower() == wanted):
+            if attribute is not None and (
+                wanted is None or decode_attribute(attribute[0]).strip("\t\n\f\r ").lower() == wanted
+            ):
                 return True
         return False
 

@@ -79,14 +79,11 @@ a tree builder (see ``mailtrack/scanner.py``).
    characters). The differential test normalises mailtrack's destinations the
    same way and counts ``invalid`` like tracked, because the rules of the brief
    do not cover control characters; the oracle's ``trackable`` excludes them.
-6. Opt-out attribute values are compared by the oracle after the tokenizer
-   decoded them (and with ASCII whitespace stripped); mailtrack compares the
-   raw value, so ``clicktracking="&#111;ff"`` opts out for the oracle only.
-7. An unterminated conditional comment at the end of the input
+6. An unterminated conditional comment at the end of the input
    (``<!--[if mso]><a href=x><![endif]`` and no ``-->``): the tokenizer still
    emits a comment whose data ends with ``<![endif]``, so the oracle parses its
    content; mailtrack requires the closing ``-->`` and leaves it alone.
-8. ``http:///host/`` (extra slashes): browsers skip them and open
+7. ``http:///host/`` (extra slashes): browsers skip them and open
    ``http://host/``; the oracle counts it as http(s), mailtrack wants a host
    right after ``//`` and skips it as ``scheme`` (left untracked: safe). Both
    agree that ``http://``, ``http://?q`` (no host) and ``https:host`` (no
