@@ -23,7 +23,6 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-import time
 import zlib
 from binascii import b2a_base64
 from collections.abc import Callable, Iterable, Mapping
@@ -182,37 +181,22 @@ class TokenCodec:
         raw = head + tail
         return lambda: sign(raw)
 
-    def dumps(
-        self,
-        kind: str,
-        *,
-        message_id: str,
-        recipient: str,
-        url: str | None = None,
-        link_index: int = 0,
-        metadata: Mapping[str, Any] | None = None,
-        issued_at: int | None = None,
-    ) -> str:
-        """Sign one token (convenience; the rewriter uses :meth:`message_signer`)."""
-        if kind not in KINDS:
-            raise MailtrackError(f"unknown token kind {kind!r}")
-        when = int(time.time()) if issued_at is None else int(issued_at)
-        signer = self.message_signer(kind, message_id, recipient, metadata, when)
-        if kind == "click":
-            if url is None:
-                raise MailtrackError("a click token needs a url")
-            return str(signer(link_index, url))
-        return str(signer())
-
     def reference_sign(self, kind: str, payload_part: str, issued_at: int) -> str:
         """Sign with itsdangerous' own ``TimestampSigner.sign`` (for tests of the fast path)."""
-        signer = self._signers[kind]
-        original = signer.get_timestamp
-        signer.get_timestamp = lambda: issued_at  # type: ignore[method-assign]
-        try:
-            return signer.sign(payload_part).decode("ascii")
-        finally:
-            signer.get_timestamp = original  # type: ignore[method-assign]
+        base = self._signers[kind]
+
+        class FixedTime(TimestampSigner):
+            def get_timestamp(self) -> int:
+                return issued_at
+
+        signer = FixedTime(
+            base.secret_keys,
+            salt=base.salt,
+            key_derivation=base.key_derivation,
+            digest_method=base.digest_method,
+            algorithm=base.algorithm,
+        )
+        return signer.sign(payload_part).decode("ascii")
 
     # -- verification ------------------------------------------------------------
     def loads(self, token: str, *, kind: str | None = None, max_age: float | None = None) -> TokenClaims:

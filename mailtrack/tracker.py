@@ -13,7 +13,7 @@ from .rewrite import RewritePlan, rewrite_html
 from .rules import DEFAULT_OPT_OUTS, DEFAULT_PLACEHOLDERS, OptOuts, PatternInput, PlaceholderMatcher
 from .settings import SettingsInput, TrackingSettings
 from .tokens import MAX_TOKEN_LENGTH, TokenCodec, _compact_json
-from .urls import KINDS, UrlLayout
+from .urls import KINDS, UrlLayout, destination_problem
 
 __all__ = ["Tracker"]
 
@@ -124,20 +124,13 @@ class Tracker:
         if kind not in KINDS:
             raise MailtrackError(f"kind must be one of {', '.join(KINDS)}, not {kind!r}")
         self._check_identity(message_id, recipient, metadata)
+        signer = self.codec.message_signer(kind, message_id, recipient, metadata, self._timestamp(issued_at))
         if kind == "click":
-            from .urls import destination_problem
-
             if not isinstance(url, str) or destination_problem(url) is not None:
                 raise MailtrackError(f"a click URL needs an absolute http(s) destination without control characters, not {url!r}")
-        token = self.codec.dumps(
-            kind,
-            message_id=message_id,
-            recipient=recipient,
-            url=url,
-            link_index=link_index,
-            metadata=metadata,
-            issued_at=self._timestamp(issued_at),
-        )
+            token = str(signer(link_index, url))
+        else:
+            token = str(signer())
         result = self.layout.prefix(kind) + token
         if len(result) > MAX_TOKEN_LENGTH:
             raise MailtrackError("tracking URL would exceed 8 KiB; shorten the destination or the metadata")
