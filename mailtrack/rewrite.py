@@ -12,7 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from .charrefs import decode_attribute, escape_attribute
-from .results import HtmlResult, PixelInsertion, SkippedLink, TrackedLink
+from .results import GMAIL_CLIP_BYTES, HtmlResult, PixelInsertion, SkippedLink, TrackedLink
 from .rules import OptOuts, PlaceholderMatcher
 from .scanner import LinkTag, ScanResult, scan
 from .tokens import MAX_TOKEN_LENGTH
@@ -81,16 +81,29 @@ def rewrite_html(html: str, plan: RewritePlan) -> HtmlResult:
             edits.extend((p.position, p.position + len(p.replaced), p.html) for p in pixels)
             edits.sort(key=lambda edit: edit[0])
 
-    if not edits:
-        return HtmlResult(html, links, skipped, pixels, warnings)
-    out: list[str] = []
-    pos = 0
-    for start, end, replacement in edits:
-        out.append(html[pos:start])
-        out.append(replacement)
-        pos = end
-    out.append(html[pos:])
-    return HtmlResult("".join(out), links, skipped, pixels, warnings)
+    output = html
+    if edits:
+        out: list[str] = []
+        pos = 0
+        for start, end, replacement in edits:
+            out.append(html[pos:start])
+            out.append(replacement)
+            pos = end
+        out.append(html[pos:])
+        output = "".join(out)
+    if _over_gmail_clip(output):
+        where = "; the open pixel is after the cut, consider pixel_position='top'" if pixels and plan.pixel_position == "bottom" else ""
+        warnings.append(f"the output is over {GMAIL_CLIP_BYTES} bytes: Gmail will clip it{where}")
+    return HtmlResult(output, links, skipped, pixels, warnings)
+
+
+def _over_gmail_clip(text: str) -> bool:
+    """True if ``text`` is over Gmail's clipping size in UTF-8, encoding only when the length cannot tell."""
+    if len(text) > GMAIL_CLIP_BYTES:
+        return True  # every character is at least one byte
+    if len(text) * 4 <= GMAIL_CLIP_BYTES:
+        return False  # and at most four
+    return len(text.encode("utf-8", "surrogatepass")) > GMAIL_CLIP_BYTES
 
 
 # An absolute http(s) URL with none of the characters that a placeholder, a

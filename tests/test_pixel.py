@@ -111,8 +111,13 @@ def test_no_second_pixel(tracker: mailtrack.Tracker) -> None:
 def test_gmail_clip_is_reported(tracker: mailtrack.Tracker) -> None:
     small = rewrite(tracker, "<body>x</body>")
     assert not small.gmail_clipped
-    big = rewrite(tracker, "<body>" + "\u00e9" * 60_000 + "</body>")  # 120 KB in UTF-8
+    assert small.warnings == []
+    big = rewrite(tracker, "<body>" + "\u00e9" * 60_000 + "</body>")  # 120 KB in UTF-8, 60 K characters
     assert big.gmail_clipped and big.size > mailtrack.GMAIL_CLIP_BYTES
+    assert any("Gmail will clip" in w and "pixel_position='top'" in w for w in big.warnings)
+    top = rewrite(tracker, "<body>" + "x" * 200_000 + "</body>", pixel_position="top")
+    assert any("Gmail will clip" in w for w in top.warnings)
+    assert not any("pixel_position" in w for w in top.warnings)
 
 
 def test_open_tracking_off(tracker: mailtrack.Tracker) -> None:
