@@ -63,7 +63,8 @@ def run_demo(html: str = SAMPLE_CAMPAIGN, *, out: Callable[[str], None] = print,
         ok = verified.url == link.url and verified.kind == "click"
         failures += not ok
         out(f"  #{link.index} <{link.tag}> {link.url}")
-        out(f"      -> {link.tracking_url[:72]}...  verifies: {'yes' if ok else 'NO'}")
+        shown = link.tracking_url if len(link.tracking_url) < 90 else f"{link.tracking_url[:44]}...{link.tracking_url[-40:]}"
+        out(f"      -> {shown}  verifies: {'yes' if ok else 'NO'}")
     out(f"\nLeft alone ({len(result.skipped)}):")
     for skip in result.skipped:
         out(f"  <{skip.tag}> {skip.raw!r}: {skip.reason}")
