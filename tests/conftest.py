@@ -3,9 +3,21 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import HealthCheck, settings
 
 import mailtrack
 from helpers import make_tracker
+
+# Property tests are deterministic (same examples on every run and in CI) and
+# untimed: this machine is shared, and speed is measured in benchmarks/.
+settings.register_profile(
+    "mailtrack",
+    derandomize=True,
+    deadline=None,
+    database=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+)
+settings.load_profile("mailtrack")
 
 
 @pytest.fixture

@@ -29,6 +29,14 @@ def links_only(tracker: mailtrack.Tracker, html: str, **kwargs: object) -> mailt
     return rewrite(tracker, html, **kwargs)
 
 
+def assert_left_alone(tracker: mailtrack.Tracker, html: str, reason: str) -> None:
+    """``html`` holds one link, skipped for ``reason``, and comes out unchanged."""
+    result = links_only(tracker, html)
+    assert result.links == []
+    assert [s.reason for s in result.skipped] == [reason]
+    assert result.html == html
+
+
 def tracked(tracker: mailtrack.Tracker, html: str, **kwargs: object) -> list[str]:
     """Destinations tracked in ``html``."""
     return [link.url for link in links_only(tracker, html, **kwargs).links]

@@ -21,7 +21,7 @@ oracle's docstring). Every other known difference is pinned by
 from __future__ import annotations
 
 import pytest
-from hypothesis import HealthCheck, assume, given, settings
+from hypothesis import assume, given, settings
 from oracle import corpus_html_files, expected_pixel_position, extract_links
 from strategies import BASE_URL, documents, email_html, markup_soup, no_double_escape
 
@@ -32,13 +32,7 @@ TRACKER = mailtrack.Tracker(secret_keys=["older-key", "newest-key"], base_url=BA
 #: Reasons that say nothing about rules 1-6: the link would be tracked otherwise.
 NOT_A_RULE = {"limit", "already-tracked", "too-long", "invalid"}
 
-DIFFERENTIAL = settings(
-    max_examples=300,
-    derandomize=True,
-    deadline=None,
-    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
-    database=None,
-)
+DIFFERENTIAL = settings(max_examples=300)  # profile: conftest.py
 
 
 class _Any(str):

@@ -9,7 +9,7 @@ from __future__ import annotations
 import html as html_module
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given, settings
 from hypothesis import strategies as st
 from oracle import ASCII_WS, decode_attribute_value, expected_pixel_position, locate_edits, parse_elements, restore_original
 from strategies import BASE_URL, documents, email_html, markup_soup, mutated_documents
@@ -23,13 +23,7 @@ OFF = {"open_tracking": {"enable": False}, "click_tracking": {"enable": False}}
 
 TRACKER = mailtrack.Tracker(secret_keys=["older-key", "newest-key"], base_url=BASE_URL)
 
-PROPERTY = settings(
-    max_examples=250,
-    derandomize=True,
-    deadline=None,
-    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
-    database=None,
-)
+PROPERTY = settings(max_examples=250)  # profile: conftest.py
 SMALL = settings(PROPERTY, max_examples=120)
 
 # Any str at all, lone surrogates (category Cs) and NUL included.
