@@ -20,15 +20,21 @@ def _rewrite(args: argparse.Namespace) -> int:
         print("mailtrack rewrite: --secret-key and --base-url (or MAILTRACK_SECRET_KEY, MAILTRACK_BASE_URL) are required",
               file=sys.stderr)
         return 2
-    html = Path(args.file).read_text(encoding=args.encoding) if args.file != "-" else sys.stdin.read()
     try:
+        # Bytes in, bytes out, in the given encoding: no newline translation, so CRLF stays CRLF.
+        raw = Path(args.file).read_bytes() if args.file != "-" else sys.stdin.buffer.read()
+        html = raw.decode(args.encoding)
         tracker = Tracker(secret_keys=[key], base_url=base)
         metadata = json.loads(args.metadata) if args.metadata else None
         result = tracker.rewrite_html(html, message_id=args.message_id, recipient=args.recipient, metadata=metadata)
-    except (MailtrackError, ValueError, TypeError) as exc:
+        output = result.html.encode(args.encoding)
+    except (OSError, LookupError, MailtrackError, ValueError, TypeError) as exc:  # decoding errors are ValueErrors
         print(f"mailtrack rewrite: {exc}", file=sys.stderr)
         return 1
-    sys.stdout.write(result.html)
+    sys.stdout.buffer.write(output)
+    sys.stdout.buffer.flush()
+    for warning in result.warnings:
+        print(f"warning: {warning}", file=sys.stderr)
     for skip in result.skipped:
         print(f"skipped {skip.raw!r}: {skip.reason}", file=sys.stderr)
     print(f"tracked {len(result.links)} links, skipped {len(result.skipped)}", file=sys.stderr)
@@ -36,6 +42,7 @@ def _rewrite(args: argparse.Namespace) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line with ``argv`` (default: ``sys.argv[1:]``); returns the exit status."""
     parser = argparse.ArgumentParser(prog="mailtrack", description="Make outbound email trackable without breaking it.")
     sub = parser.add_subparsers(dest="command", required=True)
     demo = sub.add_parser("demo", help="track a sample campaign mail and check every URL (no setup needed)")

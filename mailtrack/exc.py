@@ -32,8 +32,8 @@ class InvalidToken(MailtrackError):
 
     ``reason`` is a short machine-readable word (``"signature"``, ``"purpose"``,
     ``"malformed"``, ``"oversized"``, ``"destination"``, ``"expired"``,
-    ``"not-ours"``) and ``token`` is the input that failed (possibly truncated
-    for oversized input).
+    ``"future"``, ``"not-ours"``) and ``token`` is the input that failed
+    (possibly truncated for oversized input).
     """
 
     def __init__(self, message: str, *, reason: str, token: str | None = None) -> None:

@@ -14,13 +14,12 @@ from dataclasses import dataclass
 from .charrefs import decode_attribute, escape_attribute
 from .results import GMAIL_CLIP_BYTES, HtmlResult, PixelInsertion, SkippedLink, TrackedLink
 from .rules import OptOuts, PlaceholderMatcher
-from .scanner import LinkTag, ScanResult, scan
+from .scanner import LinkTag, ScanResult, scan, text_occurrences
 from .tokens import MAX_TOKEN_LENGTH
-from .urls import UrlLayout, destination_problem
+from .urls import ASCII_WHITESPACE, UrlLayout, destination_problem
 
 __all__ = ["RewritePlan", "rewrite_html", "pixel_html"]
 
-_ASCII_WS = "\t\n\f\r "
 _PIXEL_STYLE = (
     "height:1px!important;width:1px!important;max-height:1px!important;max-width:1px!important;"
     "border:0!important;margin:0!important;padding:0!important;overflow:hidden!important"
@@ -42,6 +41,7 @@ class RewritePlan:
     max_links: int
     click: Callable[[int, str], str] | None  # signs (link_index, url); None: click tracking off
     open_token: Callable[[], str] | None  # signs the open token; None: open tracking off
+    is_open_token: Callable[[str], bool]  # True for an authentic open token of ours (an earlier pass's pixel)
     substitution_tag: str | None
     pixel_position: str  # "bottom" or "top"
 
@@ -61,25 +61,10 @@ def rewrite_html(html: str, plan: RewritePlan) -> HtmlResult:
     if plan.click is not None:
         _track_links(html, scanned, plan, plan.click, edits, links, skipped)
 
-    pixels: list[PixelInsertion] = []
-    if plan.open_token is not None:
-        open_prefix = plan.layout.prefix("open")
-        if open_prefix in html:
-            warnings.append("open pixel already present; none added")
-        else:
-            open_url = open_prefix + plan.open_token()
-            pixel = pixel_html(open_url)
-            substitution = plan.substitution_tag
-            if substitution:
-                pixels = _substitutions(html, substitution, pixel, edits)
-                if not pixels:
-                    warnings.append(
-                        f"open_tracking.substitution_tag {substitution!r} not found; pixel placed at the default position"
-                    )
-            if not pixels:
-                pixels = [PixelInsertion(_pixel_position(html, scanned, plan.pixel_position), pixel)]
-            edits.extend((p.position, p.position + len(p.replaced), p.html) for p in pixels)
-            edits.sort(key=lambda edit: edit[0])
+    pixels = _place_pixels(html, scanned, plan, edits, warnings) if plan.open_token is not None else []
+    if pixels:
+        edits.extend((p.position, p.position + len(p.replaced), p.html) for p in pixels)
+        edits.sort(key=lambda edit: edit[0])
 
     output = html
     if edits:
@@ -92,7 +77,8 @@ def rewrite_html(html: str, plan: RewritePlan) -> HtmlResult:
         out.append(html[pos:])
         output = "".join(out)
     if _over_gmail_clip(output):
-        where = "; the open pixel is after the cut, consider pixel_position='top'" if pixels and plan.pixel_position == "bottom" else ""
+        at_top = bool(pixels) and pixels[0].position == scanned.body_start_end
+        where = "" if at_top or not pixels else "; the open pixel may be cut off, consider pixel_position='top'"
         warnings.append(f"the output is over {GMAIL_CLIP_BYTES} bytes: Gmail will clip it{where}")
     return HtmlResult(output, links, skipped, pixels, warnings)
 
@@ -106,18 +92,13 @@ def _over_gmail_clip(text: str) -> bool:
     return len(text.encode("utf-8", "surrogatepass")) > GMAIL_CLIP_BYTES
 
 
-# An absolute http(s) URL with none of the characters that a placeholder, a
-# control character or a bad host start needs: most links, settled in one match.
-_PLAIN_HTTP = re.compile("[hH][tT][tT][pP][sS]?://[^/?#\\{%|<\\[$\x00-\x20\x7f-\x9f\ud800-\udfff][^{%|<$\x00-\x1f\x7f-\x9f\ud800-\udfff]*")
-
-
 def _classify(url: str, html: str, tag: LinkTag, plan: RewritePlan) -> str | None:
     """Why a link is left alone (see :class:`SkippedLink`), or None to track it (limit aside)."""
     if not url:
         return "empty"
     if plan.opt_outs.applies(html, tag):
         return "opt-out"
-    if plan.placeholders.default_triggers and _PLAIN_HTTP.fullmatch(url):
+    if plan.placeholders.plain_http(url):
         return "already-tracked" if plan.layout.is_ours(url) else None
     if plan.placeholders.search(url):
         return "placeholder"
@@ -147,7 +128,7 @@ def _track_links(
         if href is None:
             continue
         raw, start, end, quote = href
-        url = decode_attribute(raw).strip(_ASCII_WS)
+        url = decode_attribute(raw).strip(ASCII_WHITESPACE)
         reason = _classify(url, html, tag, plan)
         if reason is None:
             if counted >= max_links:
@@ -175,16 +156,35 @@ def _pixel_position(html: str, scanned: ScanResult, where: str) -> int:
     return len(html)
 
 
-def _substitutions(html: str, tag: str, pixel: str, edits: list[tuple[int, int, str]]) -> list[PixelInsertion]:
-    """Every occurrence of ``tag`` outside the link values being replaced."""
-    found = []
-    pos = html.find(tag)
-    spans = sorted((start, end) for start, end, _ in edits)
-    while pos != -1:
-        end = pos + len(tag)
-        if not any(start < end and pos < stop for start, stop in spans):
-            found.append(PixelInsertion(pos, pixel, tag))
-            pos = html.find(tag, end)
-        else:
-            pos = html.find(tag, pos + 1)
-    return found
+def _place_pixels(
+    html: str, scanned: ScanResult, plan: RewritePlan, edits: list[tuple[int, int, str]], warnings: list[str]
+) -> list[PixelInsertion]:
+    """Where the open pixel goes, or nowhere (with a warning saying why)."""
+    assert plan.open_token is not None
+    open_prefix = plan.layout.prefix("open")
+    if any(plan.is_open_token(token) for token in _tokens_after(html, open_prefix)):
+        warnings.append("an open pixel of ours is already present; none added")
+        return []
+    open_url = open_prefix + plan.open_token()
+    if len(open_url) > MAX_TOKEN_LENGTH:
+        warnings.append("the open pixel URL would exceed 8 KiB (metadata too large); no pixel added")
+        return []
+    pixel = pixel_html(open_url)
+    substitution = plan.substitution_tag
+    if substitution:
+        positions = text_occurrences(html, substitution)
+        elsewhere = html.count(substitution) - len(positions)
+        if elsewhere:
+            warnings.append(
+                f"open_tracking.substitution_tag {substitution!r} left as is {elsewhere} time(s) inside markup "
+                "(an attribute, a comment, a script or style): a pixel there would break the document or never load"
+            )
+        if positions:
+            return [PixelInsertion(at, pixel, substitution) for at in positions]
+        warnings.append(f"open_tracking.substitution_tag {substitution!r} not found in the text; pixel placed at the default position")
+    return [PixelInsertion(_pixel_position(html, scanned, plan.pixel_position), pixel)]
+
+
+def _tokens_after(html: str, prefix: str) -> list[str]:
+    """The token-shaped strings that follow ``prefix`` (any case) in ``html``."""
+    return [m.group(1) for m in re.finditer(re.escape(prefix) + r"([A-Za-z0-9_.-]+)", html, re.IGNORECASE)]

@@ -14,20 +14,21 @@ from typing import Union
 
 from .charrefs import decode_attribute
 from .scanner import LinkTag
+from .urls import CONTROL_CHARS, HTTP_PREFIX
 
 __all__ = ["DEFAULT_PLACEHOLDERS", "DEFAULT_OPT_OUTS", "OptOuts", "PlaceholderMatcher"]
 
 #: Patterns searched in the decoded destination; a match means "left alone".
 DEFAULT_PLACEHOLDERS: tuple[str, ...] = (
-    r"\{\{.*?\}\}",  # Mustache, Handlebars, Jinja, Liquid output
-    r"\{%.*?%\}",  # Jinja, Django, Liquid tags
-    r"\*\|.*?\|\*",  # Mailchimp merge tags
-    r"<%.*?%>",  # SendGrid legacy, ERB
+    r"(?s:\{\{.*?\}\})",  # Mustache, Handlebars, Jinja, Liquid output
+    r"(?s:\{%.*?%\})",  # Jinja, Django, Liquid tags
+    r"(?s:\*\|.*?\|\*)",  # Mailchimp merge tags
+    r"(?s:<%.*?%>)",  # SendGrid legacy, ERB
     # %tag% (SendGrid substitutions), but not percent-encoding: the closing "%"
     # must not start an escape like %80.
     r"%[A-Za-z_][A-Za-z0-9_.-]*%(?![0-9A-Fa-f]{2})",
     r"\A\[[^\[\]]+\]\Z",  # [tag] as the whole value
-    r"\$\{.*?\}",  # ${var}
+    r"(?s:\$\{.*?\})",  # ${var}
 )
 
 #: Opt-out attribute -> the value that opts out (None: present at all). Values compare without case.
@@ -42,30 +43,51 @@ DEFAULT_OPT_OUTS: Mapping[str, str | None] = {
 }
 
 PatternInput = Union[str, "re.Pattern[str]"]
+_TRIGGERS = r"{%|<\[$"  # a character every default placeholder pattern needs
 
 
 class PlaceholderMatcher:
     """Finds template placeholders with one combined expression."""
 
-    def __init__(self, patterns: Iterable[PatternInput] = DEFAULT_PLACEHOLDERS) -> None:
-        sources = [p.pattern if isinstance(p, re.Pattern) else p for p in patterns]
-        for source in sources:
-            if not isinstance(source, str):
-                raise TypeError("placeholder patterns must be str or compiled re.Pattern")
-            re.compile(source)  # raise re.error naming the bad one
+    def __init__(self, patterns: PatternInput | Iterable[PatternInput] = DEFAULT_PLACEHOLDERS) -> None:
+        if isinstance(patterns, (str, re.Pattern)):
+            patterns = [patterns]  # one pattern, not its characters
+        sources = [_scoped(p) for p in patterns]
         self.patterns = tuple(sources)
-        self._regex = re.compile("|".join(f"(?:{s})" for s in sources), re.DOTALL) if sources else None
+        self._regex = re.compile("|".join(f"(?:{s})" for s in sources)) if sources else None
         # Every default pattern needs one of these characters; most URLs have none,
         # so one character-class scan settles them (custom lists always run in full).
-        self._trigger = re.compile(r"[{%|<\[$]").search if self.patterns == DEFAULT_PLACEHOLDERS else None
-        #: True when :meth:`search` can only match values holding a character of ``[{%|<[$]``.
-        self.default_triggers = self._trigger is not None
+        defaults = self.patterns == DEFAULT_PLACEHOLDERS
+        self._trigger = re.compile(f"[{_TRIGGERS}]").search if defaults else None
+        self._plain = re.compile(f"{HTTP_PREFIX}[^{_TRIGGERS}{CONTROL_CHARS}]+").fullmatch if defaults else None
+
+    def plain_http(self, url: str) -> bool:
+        """True if ``url`` is a valid http(s) destination that cannot hold a placeholder.
+
+        The fast path for most links: one match instead of a placeholder search
+        and the destination checks, built from the same pieces as those checks.
+        """
+        return self._plain is not None and self._plain(url) is not None
 
     def search(self, value: str) -> bool:
         """True if ``value`` holds a placeholder."""
         if self._regex is None or (self._trigger is not None and self._trigger(value) is None):
             return False
         return self._regex.search(value) is not None
+
+
+def _scoped(pattern: PatternInput) -> str:
+    """A pattern's source with its flags inline, so that patterns can be joined without losing them."""
+    if isinstance(pattern, str):
+        re.compile(pattern)  # raise re.error naming the bad one
+        return pattern
+    if not isinstance(pattern, re.Pattern) or not isinstance(pattern.pattern, str):
+        raise TypeError(f"placeholder patterns must be str or compiled str patterns, not {pattern!r}")
+    flags = "".join(letter for flag, letter in _INLINE_FLAGS if pattern.flags & flag)
+    return f"(?{flags}:{pattern.pattern})" if flags else pattern.pattern
+
+
+_INLINE_FLAGS = ((re.IGNORECASE, "i"), (re.MULTILINE, "m"), (re.DOTALL, "s"), (re.VERBOSE, "x"))
 
 
 class OptOuts:
@@ -77,6 +99,11 @@ class OptOuts:
     """
 
     def __init__(self, attributes: Mapping[str, str | None] = DEFAULT_OPT_OUTS) -> None:
+        if not isinstance(attributes, Mapping):
+            raise TypeError(f"opt_out_attributes must be a mapping of name -> value or None, not {attributes!r}")
+        for name, value in attributes.items():
+            if not isinstance(name, str) or not name or not (value is None or isinstance(value, str)):
+                raise TypeError(f"opt_out_attributes maps a non-empty str name to a str or None, not {name!r}: {value!r}")
         self.attributes = {name.lower(): (None if value is None else value.lower()) for name, value in attributes.items()}
         self._names = tuple(self.attributes)
         self._common = _common_substring(self._names)

@@ -29,7 +29,7 @@ import sys
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
-__all__ = ["Attribute", "LinkTag", "ScanResult", "parse_attributes", "scan"]
+__all__ = ["Attribute", "LinkTag", "ScanResult", "parse_attributes", "scan", "text_occurrences"]
 
 # The tokenizer treats CR as LF after input preprocessing, so CR is whitespace too.
 _WS = r"\t\n\f\r "
@@ -106,6 +106,16 @@ _ENDIF = re.compile(r"<!\[endif\](?:--!?>)?\Z", re.IGNORECASE | re.ASCII)
 _RAW_END = {name: re.compile(rf"</{name}(?=[{_WS}/>])", re.IGNORECASE | re.ASCII) for name in _RAW_TEXT}
 _TAIL = re.compile(_TAG_TAIL)
 
+# One token at a time, for finding text in the data state (substitution tags).
+_TOKEN = re.compile(
+    r"(?P<text>[^<]+|<(?![a-zA-Z!/?]))"
+    rf"|<(?P<rname>{'|'.join(_RAW_TEXT)}){_TAG_NAME_END}{_TAG_TAIL}"
+    rf"|</?[a-zA-Z][^{_WS}/>]*{_TAG_NAME_END}{_TAG_TAIL}"
+    r"|<!--(?:-?>|.*?--!?>)|<!(?!--)[^>]*>|<\?[^>]*>|</(?![a-zA-Z])[^>]*>"
+    r"|(?P<dead><.*)",
+    re.IGNORECASE | re.DOTALL | re.ASCII,
+)
+
 # Attribute iteration inside a tag already known to be complete. Searching skips
 # the separators (whitespace and "/"), since any other character starts a name.
 _ATTR_ITER = re.compile(
@@ -169,6 +179,49 @@ def parse_attributes(text: str, pos: int, end: int) -> dict[str, Attribute]:
             else:
                 attrs[name] = (m.group(group), m.start(group), m.end(group), _QUOTES[group])
     return attrs
+
+
+def text_occurrences(text: str, needle: str) -> list[int]:
+    """Offsets of ``needle`` where it stands in document text (the data state).
+
+    Occurrences inside tags (attribute values), comments (conditional ones
+    included), raw-text elements or after markup cut off at the end are left
+    out: replacing those with markup would break the document or hide it.
+    """
+    found: list[int] = []
+    if not needle:
+        return found
+    pos, end, region = 0, len(text), 0
+    match = _TOKEN.match
+    while pos < end:
+        m = match(text, pos)
+        if m is None:  # cannot happen: the dead branch matches any "<"
+            break
+        if m.lastgroup == "text":
+            pos = m.end()
+            continue
+        found += _find_all(text, needle, region, m.start())
+        if m.lastgroup == "dead":
+            return found
+        pos = m.end()
+        if m.lastgroup == "rname":
+            closing = _RAW_END[m.group("rname").lower()].search(text, pos)
+            tail = None if closing is None else _TAIL.match(text, closing.end())
+            if tail is None:
+                return found
+            pos = tail.end()
+        region = pos
+    found += _find_all(text, needle, region, end)
+    return found
+
+
+def _find_all(text: str, needle: str, start: int, end: int) -> list[int]:
+    found = []
+    at = text.find(needle, start, end)
+    while at != -1:
+        found.append(at)
+        at = text.find(needle, at + len(needle), end)
+    return found
 
 
 def scan(text: str) -> ScanResult:

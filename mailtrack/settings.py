@@ -6,6 +6,8 @@ open tracking on, click tracking on). This version supports click and open
 tracking; ``subscription_tracking`` and ``ganalytics`` are recognised and
 accepted while disabled, and refused with a clear error when enabled, because
 silently ignoring a feature a caller switched on would lose data.
+``click_tracking.enable_text`` is kept for plain-text parts, which HTML
+rewriting does not touch.
 """
 
 from __future__ import annotations
@@ -78,6 +80,12 @@ class TrackingSettings:
     click_tracking: ClickTracking = field(default_factory=ClickTracking)
     open_tracking: OpenTracking = field(default_factory=OpenTracking)
 
+    def __post_init__(self) -> None:
+        if not isinstance(self.click_tracking, ClickTracking):
+            raise SettingsError("click_tracking", f"must be a ClickTracking, not {type(self.click_tracking).__name__}")
+        if not isinstance(self.open_tracking, OpenTracking):
+            raise SettingsError("open_tracking", f"must be an OpenTracking, not {type(self.open_tracking).__name__}")
+
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> TrackingSettings:
         """Load SendGrid's ``tracking_settings`` object; missing fields take defaults."""
@@ -120,4 +128,5 @@ class TrackingSettings:
 
 
 DEFAULT_SETTINGS = TrackingSettings()
+#: What every ``settings=`` argument accepts.
 SettingsInput = Union[TrackingSettings, Mapping[str, Any], None]

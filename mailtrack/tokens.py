@@ -22,7 +22,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import re
+import time
 import zlib
 from binascii import b2a_base64
 from collections.abc import Callable, Iterable, Mapping
@@ -30,14 +32,14 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
 
-from itsdangerous import BadData, BadSignature, SignatureExpired, TimestampSigner
+from itsdangerous import BadData, BadSignature, TimestampSigner
 from itsdangerous.encoding import base64_decode, base64_encode, int_to_bytes, want_bytes
 from itsdangerous.signer import HMACAlgorithm
 
 from .exc import ExpiredToken, InvalidToken, MailtrackError
 from .urls import KINDS, destination_problem
 
-__all__ = ["MAX_TOKEN_LENGTH", "TokenCodec", "TokenClaims", "TruncatedHMAC"]
+__all__ = ["MAX_TOKEN_LENGTH", "TokenCodec", "TokenClaims", "TruncatedHMAC", "check_claims"]
 
 #: Longest token (or tracking URL) ``verify`` will look at.
 MAX_TOKEN_LENGTH = 8192
@@ -99,7 +101,23 @@ def _hmac_pads(key: bytes, digest_method: Any) -> tuple[Any, Any]:
 
 
 def _compact_json(value: Any) -> str:
-    return json.dumps(value, ensure_ascii=False, separators=_JSON_SEPARATORS, sort_keys=True)
+    return json.dumps(value, ensure_ascii=False, separators=_JSON_SEPARATORS, sort_keys=True, allow_nan=False)
+
+
+def check_claims(message_id: str, recipient: str, metadata: Mapping[str, Any] | None) -> None:
+    """Raise :class:`MailtrackError` unless these survive a JSON round trip unchanged.
+
+    ``verify`` must give back exactly what was signed: tuples would come back
+    as lists, non-str keys as strings, and NaN is not JSON at all.
+    """
+    value = [message_id, recipient, dict(metadata or {})]
+    try:
+        encoded = _compact_json(value)
+        encoded.encode("utf-8")
+    except (TypeError, ValueError) as exc:  # not serializable, NaN, lone surrogates, circular
+        raise MailtrackError(f"message_id, recipient and metadata must be JSON text: {exc}") from None
+    if json.loads(encoded) != value:
+        raise MailtrackError("metadata must survive JSON unchanged: use str keys, lists (not tuples), and JSON types")
 
 
 class TokenCodec:
@@ -113,6 +131,8 @@ class TokenCodec:
         digest_method: Any = hashlib.sha256,
         signature_size: int = 16,
         compress: bool = False,
+        clock: Callable[[], float] = time.time,
+        max_clock_skew: float = 300,
     ) -> None:
         keys: list[str | bytes] = [secret_keys] if isinstance(secret_keys, (str, bytes)) else list(secret_keys)
         if not keys:
@@ -121,6 +141,10 @@ class TokenCodec:
             if not isinstance(key, (str, bytes)) or not key:
                 raise MailtrackError("every secret key must be a non-empty str or bytes")
         self.compress = compress
+        #: Seconds since the epoch, for ``max_age`` checks (the signing time is passed in explicitly).
+        self.clock = clock
+        #: How far in the future a token's time may be (signing hosts' clocks differ) when ``max_age`` is checked.
+        self.max_clock_skew = max_clock_skew
         algorithm = TruncatedHMAC(digest_method, signature_size)
         self._signers = {
             kind: TimestampSigner(
@@ -220,19 +244,19 @@ class TokenCodec:
         if not canonical:
             # base64 ignores the spare bits of the last character; accept one spelling only
             raise InvalidToken("signature is not canonically encoded", reason="signature", token=token)
+        if max_age is not None and (
+            isinstance(max_age, bool) or not isinstance(max_age, (int, float)) or not 0 <= max_age < math.inf
+        ):
+            raise MailtrackError(f"max_age must be a finite number of seconds >= 0, or None, not {max_age!r}")
         kinds = [kind] if kind is not None else list(KINDS)
         for candidate in kinds:
             try:
-                # itsdangerous types max_age as int; it compares, so floats work too
-                payload, ts = self._signers[candidate].unsign(  # type: ignore[call-overload]
-                    token, max_age=max_age, return_timestamp=True
-                )
-            except SignatureExpired as exc:
-                issued = exc.date_signed
-                raise ExpiredToken(f"token expired: {exc}", token=token, issued_at=issued) from None
+                payload, signed_at = self._signers[candidate].unsign(token, return_timestamp=True)
             except BadSignature:
                 continue
-            return self._claims(candidate, payload, ts, token)
+            if max_age is not None:
+                self._check_age(signed_at, max_age, token)
+            return self._claims(candidate, payload, signed_at, token)
         if kind is not None:
             for other in KINDS:
                 if other != kind:
@@ -244,6 +268,18 @@ class TokenCodec:
                         f"token was signed for {other!r}, not {kind!r}", reason="purpose", token=token
                     )
         raise InvalidToken("signature does not match any key", reason="signature", token=token)
+
+    def _check_age(self, signed_at: datetime, max_age: float, token: str) -> None:
+        """Refuse an authentic token older than ``max_age`` or dated too far ahead (by our clock)."""
+        age = self.clock() - signed_at.timestamp()
+        if age > max_age:
+            raise ExpiredToken(f"token is {age:.0f} s old, more than {max_age} s", token=token, issued_at=signed_at)
+        if age < -self.max_clock_skew:
+            raise InvalidToken(
+                f"token is dated {-age:.0f} s in the future (allowed clock skew: {self.max_clock_skew} s)",
+                reason="future",
+                token=token,
+            )
 
     def _claims(self, kind: str, payload: bytes, issued_at: datetime, token: str) -> TokenClaims:
         try:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import re
 import time
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
@@ -12,13 +13,15 @@ from .results import HtmlResult, Verified
 from .rewrite import RewritePlan, rewrite_html
 from .rules import DEFAULT_OPT_OUTS, DEFAULT_PLACEHOLDERS, OptOuts, PatternInput, PlaceholderMatcher
 from .settings import SettingsInput, TrackingSettings
-from .tokens import MAX_TOKEN_LENGTH, TokenCodec, _compact_json
+from .tokens import MAX_TOKEN_LENGTH, TokenCodec, check_claims
 from .urls import KINDS, UrlLayout, destination_problem
 
 __all__ = ["Tracker"]
 
 #: SendGrid tracks at most this many links per message; so do we by default.
 DEFAULT_MAX_LINKS = 1000
+_MAX_TIMESTAMP = 2**40  # year 36812: far enough, and finite
+_UNSAFE_INPUT = re.compile(r"[\x00-\x20\x7f-\x9f]")
 
 
 class Tracker:
@@ -39,7 +42,7 @@ class Tracker:
         *,
         paths: Mapping[str, str] | None = None,
         max_links: int = DEFAULT_MAX_LINKS,
-        placeholder_patterns: Iterable[PatternInput] = DEFAULT_PLACEHOLDERS,
+        placeholder_patterns: PatternInput | Iterable[PatternInput] = DEFAULT_PLACEHOLDERS,
         opt_out_attributes: Mapping[str, str | None] = DEFAULT_OPT_OUTS,
         pixel_position: str = "bottom",
         salt: str = "mailtrack",
@@ -47,6 +50,7 @@ class Tracker:
         signature_size: int = 16,
         compress_tokens: bool = False,
         clock: Callable[[], float] = time.time,
+        max_clock_skew: float = 300,
     ) -> None:
         if not isinstance(max_links, int) or isinstance(max_links, bool) or max_links < 0:
             raise MailtrackError(f"max_links must be a non-negative int, not {max_links!r}")
@@ -54,7 +58,13 @@ class Tracker:
             raise MailtrackError(f"pixel_position must be 'bottom' or 'top', not {pixel_position!r}")
         self.layout = UrlLayout.create(base_url, paths)
         self.codec = TokenCodec(
-            secret_keys, salt=salt, digest_method=digest_method, signature_size=signature_size, compress=compress_tokens
+            secret_keys,
+            salt=salt,
+            digest_method=digest_method,
+            signature_size=signature_size,
+            compress=compress_tokens,
+            clock=clock,
+            max_clock_skew=max_clock_skew,
         )
         self.max_links = max_links
         self.placeholders = PlaceholderMatcher(placeholder_patterns)
@@ -103,6 +113,7 @@ class Tracker:
             open_token=codec.message_signer("open", message_id, recipient, metadata, when)
             if resolved.open_tracking.enable
             else None,
+            is_open_token=self._is_open_token,
             substitution_tag=resolved.open_tracking.substitution_tag,
             pixel_position=position,
         )
@@ -123,7 +134,7 @@ class Tracker:
         """One signed URL of ``kind`` ("click", "open" or "unsubscribe")."""
         if kind not in KINDS:
             raise MailtrackError(f"kind must be one of {', '.join(KINDS)}, not {kind!r}")
-        self._check_identity(message_id, recipient, metadata)
+        self._check_identity(message_id, recipient, metadata, link_index)
         signer = self.codec.message_signer(kind, message_id, recipient, metadata, self._timestamp(issued_at))
         if kind == "click":
             if not isinstance(url, str) or destination_problem(url) is not None:
@@ -142,9 +153,11 @@ class Tracker:
 
         Raises :class:`~mailtrack.InvalidToken` (reason ``signature``,
         ``purpose``, ``malformed``, ``oversized``, ``destination``,
-        ``not-ours``) or :class:`~mailtrack.ExpiredToken` when ``max_age``
-        seconds have passed since signing. A URL's path fixes the purpose it
-        must have been signed for; ``kind`` can fix it for a bare token.
+        ``not-ours``, ``future``) or :class:`~mailtrack.ExpiredToken` when
+        ``max_age`` seconds have passed since signing (by ``clock``). A URL's
+        path fixes the purpose it must have been signed for; ``kind`` can fix
+        it for a bare token. Input holding whitespace or control characters is
+        refused as ``malformed``: nothing we issue contains any.
         """
         if not isinstance(url_or_token, str):
             raise TypeError(f"verify takes a str, not {type(url_or_token).__name__}")
@@ -152,6 +165,8 @@ class Tracker:
             raise InvalidToken("input is longer than 8 KiB", reason="oversized", token=url_or_token[:64])
         if kind is not None and kind not in KINDS:
             raise MailtrackError(f"kind must be one of {', '.join(KINDS)}, not {kind!r}")
+        if _UNSAFE_INPUT.search(url_or_token):
+            raise InvalidToken("input holds whitespace or control characters", reason="malformed", token=url_or_token)
         token = url_or_token
         if "/" in url_or_token or ":" in url_or_token:
             split = self.layout.split(url_or_token)
@@ -174,22 +189,28 @@ class Tracker:
         )
 
     # -- helpers -----------------------------------------------------------------
+    def _is_open_token(self, token: str) -> bool:
+        try:
+            self.codec.loads(token, kind="open")
+        except InvalidToken:
+            return False
+        return True
+
     def _timestamp(self, issued_at: float | None) -> int:
         value = self.clock() if issued_at is None else issued_at
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
-            raise MailtrackError(f"issued_at must be seconds since the epoch, not {value!r}")
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value < _MAX_TIMESTAMP:
+            raise MailtrackError(f"issued_at must be seconds since the epoch (0 to 2**40), not {value!r}")
         return int(value)
 
     @staticmethod
-    def _check_identity(message_id: object, recipient: object, metadata: object) -> None:
+    def _check_identity(message_id: object, recipient: object, metadata: object, link_index: object = 0) -> None:
         for name, value in (("message_id", message_id), ("recipient", recipient)):
             if not isinstance(value, str):
                 raise TypeError(f"{name} must be a str, not {type(value).__name__}")
+        if isinstance(link_index, bool) or not isinstance(link_index, int) or link_index < 0:
+            raise MailtrackError(f"link_index must be an int >= 0, not {link_index!r}")
         if metadata is not None and not isinstance(metadata, Mapping):
             raise TypeError(f"metadata must be a mapping, not {type(metadata).__name__}")
         if metadata and not all(isinstance(key, str) for key in metadata):
             raise TypeError("metadata keys must be str")
-        try:
-            _compact_json([message_id, recipient, dict(metadata or {})]).encode("utf-8")
-        except (TypeError, ValueError) as exc:  # not JSON-serializable, lone surrogates, circular
-            raise MailtrackError(f"message_id, recipient and metadata must be JSON-serializable text: {exc}") from None
+        check_claims(message_id, recipient, metadata)  # type: ignore[arg-type]

@@ -15,14 +15,18 @@ from urllib.parse import urlsplit
 
 from .exc import MailtrackError
 
-__all__ = ["KINDS", "UrlLayout", "is_http_url", "destination_problem"]
+__all__ = ["ASCII_WHITESPACE", "CONTROL_CHARS", "HTTP_PREFIX", "KINDS", "UrlLayout", "destination_problem", "is_http_url"]
 
 #: Token purposes, each with its own signing salt.
 KINDS = ("click", "open", "unsubscribe")
 
-_HTTP = re.compile(r"[hH][tT][tT][pP][sS]?://[^/?#\\]")
-_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\ud800-\udfff]")  # controls, and lone surrogates (not encodable)
-_ASCII_WS = "\t\n\f\r "
+#: Pattern source: "http://" or "https://" in any case, then a host (not empty, not "\\").
+HTTP_PREFIX = r"[hH][tT][tT][pP][sS]?://(?![/?#\\])(?=.)"
+#: Character-class body: C0/C1 controls and lone surrogates (CR/LF would split a header; surrogates cannot be encoded).
+CONTROL_CHARS = "\x00-\x1f\x7f-\x9f\ud800-\udfff"
+_HTTP = re.compile(HTTP_PREFIX, re.DOTALL)
+_CONTROL = re.compile(f"[{CONTROL_CHARS}]")
+ASCII_WHITESPACE = "\t\n\f\r "
 
 
 def is_http_url(value: str) -> bool:
@@ -62,7 +66,7 @@ class UrlLayout:
     def create(cls, base_url: str, paths: Mapping[str, str] | None = None) -> UrlLayout:
         if not isinstance(base_url, str):
             raise TypeError(f"base_url must be a str, not {type(base_url).__name__}")
-        base = base_url.strip(_ASCII_WS).rstrip("/")
+        base = base_url.strip(ASCII_WHITESPACE).rstrip("/")
         parts = urlsplit(base)
         if (
             parts.scheme.lower() not in ("http", "https")
