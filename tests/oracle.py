@@ -83,9 +83,11 @@ a tree builder (see ``mailtrack/scanner.py``).
    (``<!--[if mso]><a href=x><![endif]`` and no ``-->``): the tokenizer still
    emits a comment whose data ends with ``<![endif]``, so the oracle parses its
    content; mailtrack requires the closing ``-->`` and leaves it alone.
-7. ``http:///host/`` (extra slashes): browsers skip them and open
-   ``http://host/``; the oracle counts it as http(s), mailtrack wants a host
-   right after ``//`` and skips it as ``scheme`` (left untracked: safe). Both
+7. ``http:///host/`` and ``http://\\host/`` (extra slashes or backslashes):
+   browsers skip them and open ``http://host/``; the oracle counts it as
+   http(s), mailtrack wants a host right after ``//`` and skips it as
+   ``scheme`` (left untracked: safe; ``verify`` refuses such destinations
+   too). The differential test maps the oracle's verdict accordingly. Both
    agree that ``http://``, ``http://?q`` (no host) and ``https:host`` (no
    ``//``) are not tracked.
 

@@ -92,12 +92,28 @@ _schemes = st.sampled_from(["http", "https", "HTTP", "Https", "hTtPs"])
 _fragments = st.sampled_from(["", "", "#top", "#x&amp;y"])
 
 
+# Characters that sit on the edge of some rule: placeholder triggers, the "\\"
+# browsers read as "/", quotes, controls, non-ASCII; also as references.
+_odd = st.lists(
+    st.sampled_from(list("\\{}%|<>[]$*\"'` \t~^") + ["&#92;", "&#x5C;", "&#1;", "\u00e9", "\U0001F600"]),
+    min_size=1,
+    max_size=3,
+).map("".join)
+
+
 @st.composite
 def http_urls(draw: st.DrawFn) -> str:
     path = draw(_paths)
     if draw(st.integers(0, 9)) == 0:
         path += draw(_numeric_refs)
-    return f"{draw(_schemes)}://{draw(_hosts)}{path}{draw(_queries())}{draw(_fragments)}"
+    host = draw(_hosts)
+    if draw(st.integers(0, 7)) == 0:  # odd characters right after "//" or in the path
+        odd = draw(_odd).replace('"', "&quot;").replace("'", "&#39;")
+        if draw(st.booleans()):
+            host = odd + host
+        else:
+            path += odd
+    return f"{draw(_schemes)}://{host}{path}{draw(_queries())}{draw(_fragments)}"
 
 
 _non_http = st.sampled_from(
@@ -119,6 +135,8 @@ _non_http = st.sampled_from(
         "http:/missing-slash",
         "https:",
         "http://",
+        "http://\\\\evil.example/",
+        "http://&#92;evil.example/",
         "webcal://example.com/cal.ics",
         "?query=only",
     ]

@@ -43,3 +43,16 @@ def test_rewrite_command_errors_are_clear() -> None:
     proc = run("rewrite", "-", "--message-id", "m", "--recipient", "r", "--secret-key", "k", "--base-url", "ftp://x",
                stdin="<a>")
     assert proc.returncode == 1 and "base_url" in proc.stderr
+
+
+def test_rewrite_command_keeps_bytes_and_reports_read_errors(tmp_path: Path) -> None:
+    page = tmp_path / "crlf.html"
+    page.write_bytes(b'<body>\r\n<a href="https://x.example/">caf\xe9</a>\r\n</body>\r\n')
+    common = ["--message-id", "m", "--recipient", "r", "--secret-key", "k", "--base-url", BASE_URL]
+    proc = subprocess.run([sys.executable, "-m", "mailtrack", "rewrite", str(page), "--encoding", "latin-1", *common],
+                          capture_output=True, timeout=60, check=False)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.count(b"\r\n") == 3 and b"caf\xe9" in proc.stdout
+    for args in (["rewrite", str(tmp_path / "missing.html"), *common], ["rewrite", str(page), *common]):
+        failed = run(*args)  # a missing file; latin-1 bytes read as utf-8
+        assert failed.returncode == 1 and "mailtrack rewrite:" in failed.stderr and "Traceback" not in failed.stderr

@@ -123,3 +123,48 @@ def test_gmail_clip_is_reported(tracker: mailtrack.Tracker) -> None:
 def test_open_tracking_off(tracker: mailtrack.Tracker) -> None:
     result = rewrite(tracker, "<body>x</body>", settings={"open_tracking": {"enable": False}})
     assert result.pixels == [] and result.html == "<body>x</body>"
+
+
+def test_oversized_metadata_skips_the_pixel_with_a_warning(tracker: mailtrack.Tracker) -> None:
+    result = rewrite(tracker, '<body><a href="https://x.example/">x</a></body>', metadata={"k": "v" * 9000})
+    assert result.pixels == [] and [s.reason for s in result.skipped] == ["too-long"]
+    assert any("8 KiB" in w for w in result.warnings)
+
+
+def test_text_mentioning_our_prefix_does_not_suppress_the_pixel(tracker: mailtrack.Tracker) -> None:
+    html = f"<body><p>Our pixels live under {BASE_URL}/o/ and {BASE_URL.upper()}/O/abc.def.ghi</p></body>"
+    result = rewrite(tracker, html)
+    assert result.pixel is not None
+    assert rewrite(tracker, result.html).pixels == []  # but a real one does
+    upper = result.html.replace(BASE_URL + "/o/", BASE_URL.upper() + "/o/")
+    assert rewrite(tracker, upper).pixels == []  # scheme and host compare without case
+
+
+@pytest.mark.parametrize(
+    "html, replaced",
+    [
+        ('<img alt="%open%"><p>%open%</p>', 1),
+        ('<a title="%open%" href="https://x.example/">x</a>%open%', 1),
+        ('<a href="%open%">x</a><!-- %open% --><title>%open%</title>%open%', 1),
+        ('<script>"%open%"</script><style>/*%open%*/</style><p>%open% and %open%</p>', 2),
+        ("<!--[if mso]>%open%<![endif]--><div>%open%</div>", 1),
+    ],
+)
+def test_substitution_tag_only_in_text(tracker: mailtrack.Tracker, html: str, replaced: int) -> None:
+    settings = {"open_tracking": {"substitution_tag": "%open%"}, "click_tracking": {"enable": False}}
+    result = rewrite(tracker, html, settings=settings)
+    assert len(result.pixels) == replaced
+    assert any("inside markup" in w for w in result.warnings)
+    doc = html5lib.parse(result.html, namespaceHTMLElements=False)
+    assert len([img for img in doc.iter("img") if (img.get("src") or "").startswith(BASE_URL + "/o/")]) == replaced
+
+
+def test_substitution_tag_that_is_markup(tracker: mailtrack.Tracker) -> None:
+    settings = {"open_tracking": {"substitution_tag": "body"}, "click_tracking": {"enable": False}}
+    result = rewrite(tracker, "<body>somebody</body>", settings=settings)
+    assert result.html == "<body>some" + result.pixels[0].html + "</body>"
+
+
+def test_gmail_hint_follows_the_actual_position(tracker: mailtrack.Tracker) -> None:
+    no_body = rewrite(tracker, "<p>" + "x" * 200_000 + "</p>", pixel_position="top")  # falls back to the end
+    assert any("pixel_position='top'" in w for w in no_body.warnings)

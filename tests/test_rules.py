@@ -155,6 +155,10 @@ def test_rule4_http_any_case(tracker: mailtrack.Tracker, url: str) -> None:
         ("//proto-relative.example/", "scheme"),
         ("#top", "scheme"),
         ("https:no-slashes.example", "scheme"),
+        ("http://\\evil.example/", "scheme"),  # browsers read "\\" as "/": no host
+        ("http://&#92;evil.example/", "scheme"),
+        ("http:///x.example/", "scheme"),
+        ("http://", "scheme"),
         ("", "empty"),
         ("   ", "empty"),
         ("https://x.example/&#10;split", "invalid"),  # a decoded newline inside the URL
@@ -337,3 +341,13 @@ def test_rule3_numeric_references_as_the_tokenizer(raw: str, destination: str) -
     from mailtrack.charrefs import decode_attribute
 
     assert decode_attribute(raw) == destination
+
+
+def test_placeholder_patterns_keep_their_flags_and_a_single_string_is_one_pattern() -> None:
+    import re
+
+    by_flag = make_tracker(placeholder_patterns=[re.compile(r"@@id@@", re.IGNORECASE)])
+    assert_left_alone(by_flag, '<a href="https://x.example/@@ID@@">', "placeholder")
+    single = make_tracker(placeholder_patterns="@@")
+    assert_left_alone(single, '<a href="https://x.example/@@">', "placeholder")
+    assert tracked(single, '<a href="https://x.example/@">') == ["https://x.example/@"]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import pytest
@@ -62,6 +63,18 @@ def test_settings_round_trip() -> None:
 def test_bad_settings_name_the_field(tracker: mailtrack.Tracker, settings: Any, message: str) -> None:
     with pytest.raises(mailtrack.SettingsError, match=message.replace(".", r"\.")):
         rewrite(tracker, HTML, settings=settings)
+
+
+@pytest.mark.parametrize(
+    "build",
+    [
+        lambda: mailtrack.TrackingSettings(click_tracking=None),  # type: ignore[arg-type]
+        lambda: mailtrack.TrackingSettings(open_tracking={"enable": True}),  # type: ignore[arg-type]
+    ],
+)
+def test_settings_object_checks_its_parts(build: Any) -> None:
+    with pytest.raises(mailtrack.SettingsError):
+        build()
 
 
 def test_settings_error_is_a_mailtrack_error() -> None:
@@ -145,11 +158,15 @@ def test_bad_call_arguments(tracker: mailtrack.Tracker, kwargs: dict[str, Any], 
         {"max_links": "10"},
         {"pixel_position": "left"},
         {"signature_size": 4},
+        {"opt_out_attributes": {"x": 1}},
+        {"opt_out_attributes": {"": None}},
+        {"placeholder_patterns": [b"bytes"]},
+        {"placeholder_patterns": ["(unclosed"]},
     ],
 )
 def test_bad_tracker_configuration(kwargs: dict[str, Any]) -> None:
     options: dict[str, Any] = {"secret_keys": ["k"], "base_url": BASE_URL, **kwargs}
-    with pytest.raises(mailtrack.MailtrackError):
+    with pytest.raises((mailtrack.MailtrackError, TypeError, re.error)):
         mailtrack.Tracker(**options)
 
 

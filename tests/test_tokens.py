@@ -167,19 +167,52 @@ def test_signed_but_unacceptable_payloads(tracker: mailtrack.Tracker, payload: b
     assert info.value.reason == reason
 
 
-def test_max_age() -> None:
+def test_max_age_uses_the_trackers_clock() -> None:
     now = [T0 + 100.0]
     tracker = mailtrack.Tracker(["k"], BASE_URL, clock=lambda: now[0])
-    url = click_url(tracker)
+    url = click_url(tracker)  # signed at T0
     assert tracker.verify(url).url  # no max_age: any age
-    import time as _time
-
-    age = _time.time() - T0
-    assert tracker.verify(url, max_age=age + 3600).kind == "click"
+    assert tracker.verify(url, max_age=100).kind == "click"
     with pytest.raises(mailtrack.ExpiredToken) as info:
         tracker.verify(url, max_age=60)
     assert isinstance(info.value, mailtrack.InvalidToken) and info.value.reason == "expired"
     assert info.value.issued_at == datetime.fromtimestamp(T0, timezone.utc)
+    fresh = mailtrack.Tracker(["k"], BASE_URL, clock=lambda: 1e9)  # signs and verifies on its own clock
+    assert fresh.verify(fresh.tracking_url("open", message_id="m", recipient="r"), max_age=3600).kind == "open"
+
+
+def test_tokens_from_the_future() -> None:
+    now = [float(T0)]
+    tracker = mailtrack.Tracker(["k"], BASE_URL, clock=lambda: now[0])
+    url = click_url(tracker, issued_at=T0 + 200)  # a signing host 200 s ahead
+    assert tracker.verify(url, max_age=60).kind == "click"  # within the default 300 s skew
+    ahead = click_url(tracker, issued_at=T0 + 3600)
+    with pytest.raises(mailtrack.InvalidToken) as info:
+        tracker.verify(ahead, max_age=60)
+    assert info.value.reason == "future" and not isinstance(info.value, mailtrack.ExpiredToken)
+    assert tracker.verify(ahead).kind == "click"  # without max_age, time does not matter
+    strict = mailtrack.Tracker(["k"], BASE_URL, clock=lambda: now[0], max_clock_skew=0)
+    with pytest.raises(mailtrack.InvalidToken):
+        strict.verify(url, max_age=60)
+
+
+@pytest.mark.parametrize("max_age", [float("nan"), float("inf"), -1, "10", True])
+def test_bad_max_age(tracker: mailtrack.Tracker, max_age: object) -> None:
+    with pytest.raises(mailtrack.MailtrackError, match="max_age"):
+        tracker.verify(click_url(tracker), max_age=max_age)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("insert", ["\r\n", "\t", " ", "\x00", "\x85"])
+def test_whitespace_or_controls_anywhere_are_refused(tracker: mailtrack.Tracker, insert: str) -> None:
+    url = click_url(tracker)
+    for bad in (url[:30] + insert + url[30:], url + insert, insert + url):
+        with pytest.raises(mailtrack.InvalidToken) as info:
+            tracker.verify(bad)
+        assert info.value.reason == "malformed"
+
+
+def test_query_string_on_a_tracking_url_is_ignored(tracker: mailtrack.Tracker) -> None:
+    assert tracker.verify(click_url(tracker) + "?utm_source=forwarded").url == "https://x.example/?a=1&b=2"
 
 
 def test_expired_forgery_is_a_signature_error() -> None:
@@ -231,3 +264,35 @@ def test_tracking_url_refuses_bad_destinations(tracker: mailtrack.Tracker) -> No
             tracker.tracking_url("click", message_id="m", recipient="r", url=bad)
     with pytest.raises(mailtrack.MailtrackError):
         tracker.tracking_url("bounce", message_id="m", recipient="r")
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        {"link_index": True},
+        {"link_index": 1.5},
+        {"link_index": "1"},
+        {"link_index": -1},
+        {"issued_at": float("inf")},
+        {"issued_at": float("nan")},
+        {"issued_at": 2**64},
+        {"metadata": {"n": float("nan")}},
+        {"metadata": {"t": (1, 2)}},
+        {"metadata": {"nested": {1: 2}}},
+    ],
+)
+def test_tracking_url_refuses_what_would_not_verify_back(tracker: mailtrack.Tracker, kwargs: dict[str, object]) -> None:
+    with pytest.raises(mailtrack.MailtrackError):
+        click_url(tracker, **kwargs)
+
+
+def test_metadata_round_trips_exactly(tracker: mailtrack.Tracker) -> None:
+    metadata = {"campaign": "spring \u00e9\U0001F600", "n": 1, "f": 1.5, "ok": True, "none": None, "list": [1, "a", {"b": []}]}
+    assert tracker.verify(click_url(tracker, metadata=metadata)).metadata == metadata
+
+
+def test_mixed_str_and_bytes_keys() -> None:
+    old = mailtrack.Tracker([b"k1"], BASE_URL)
+    mixed = mailtrack.Tracker([b"k1", "k2"], BASE_URL)
+    assert mixed.verify(click_url(old)).kind == "click"
+    assert mailtrack.Tracker("k2", BASE_URL).verify(click_url(mixed)).kind == "click"
