@@ -4,7 +4,7 @@ Every contender tracks clicks and opens for message ``msg-1`` to
 ``ann@example.com`` with metadata ``{"campaign": "spring"}`` under
 ``https://t.example.com``:
 
-* ``mailtrack``  - :meth:`mailtrack.Tracker.rewrite_html` (byte-exact splice, signed, compressed tokens);
+* ``mailtrack``  - :meth:`mailtrack.Tracker.rewrite_html` (byte-exact splice, signed tokens, default options);
 * ``pytracking`` - ``pytracking.html.adapt_html`` 0.2.2 (lxml parse + re-serialize; its tokens are
   unsigned base64 JSON, as Fernet encryption would need ``cryptography`` and be slower still);
 * ``bs4``        - a naive BeautifulSoup(lxml) rewrite: signed base64 JSON per ``<a href>``, ``str(soup)``;

@@ -14,7 +14,7 @@ pixel, changing nothing else in the document; verifies those URLs again.
 from .exc import ExpiredToken, InvalidToken, MailtrackError, SettingsError
 from .results import GMAIL_CLIP_BYTES, HtmlResult, PixelInsertion, SkippedLink, TrackedLink, Verified
 from .rules import DEFAULT_OPT_OUTS, DEFAULT_PLACEHOLDERS
-from .settings import ClickTracking, OpenTracking, TrackingSettings
+from .settings import ClickTracking, OpenTracking, SettingsInput, TrackingSettings
 from .tracker import DEFAULT_MAX_LINKS, Tracker
 
 __version__ = "0.1.0"
@@ -32,6 +32,7 @@ __all__ = [
     "OpenTracking",
     "PixelInsertion",
     "SettingsError",
+    "SettingsInput",
     "SkippedLink",
     "TrackedLink",
     "Tracker",

@@ -8,10 +8,11 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from functools import cached_property
 from datetime import datetime
 from typing import Any, NamedTuple
 
-__all__ = ["TrackedLink", "SkippedLink", "PixelInsertion", "HtmlResult", "Verified", "GMAIL_CLIP_BYTES"]
+__all__ = ["GMAIL_CLIP_BYTES", "HtmlResult", "PixelInsertion", "SkippedLink", "TrackedLink", "Verified", "exceeds_gmail_clip"]
 
 #: Gmail clips an HTML body larger than about 102 KB, hiding what follows, the pixel included.
 GMAIL_CLIP_BYTES = 102 * 1024
@@ -40,8 +41,8 @@ class SkippedLink(NamedTuple):
     Reasons: ``scheme`` (not http/https: mailto, tel, relative, #fragment, ...),
     ``empty``, ``placeholder``, ``opt-out``, ``limit`` (over ``max_links``),
     ``already-tracked`` (points at our base URL), ``invalid`` (control
-    characters), ``too-long`` (the token would exceed 8 KiB), ``disabled``
-    (click tracking is off).
+    characters), ``too-long`` (the token would exceed 8 KiB). With click
+    tracking off, links are neither tracked nor reported.
     """
 
     raw: str
@@ -75,7 +76,7 @@ class HtmlResult:
         """The (first) inserted pixel, or None when none was inserted."""
         return self.pixels[0] if self.pixels else None
 
-    @property
+    @cached_property
     def size(self) -> int:
         """Size of the output in UTF-8 bytes."""
         return len(self.html.encode("utf-8", "surrogatepass"))
@@ -83,7 +84,16 @@ class HtmlResult:
     @property
     def gmail_clipped(self) -> bool:
         """True when Gmail will clip this body (over ~102 KB): consider ``pixel_position="top"``."""
-        return self.size > GMAIL_CLIP_BYTES
+        return exceeds_gmail_clip(self.html)
+
+
+def exceeds_gmail_clip(text: str) -> bool:
+    """True if ``text`` is over Gmail's clipping size in UTF-8, encoding only when its length cannot tell."""
+    if len(text) > GMAIL_CLIP_BYTES:
+        return True  # every character is at least one byte
+    if len(text) * 4 <= GMAIL_CLIP_BYTES:
+        return False  # and at most four
+    return len(text.encode("utf-8", "surrogatepass")) > GMAIL_CLIP_BYTES
 
 
 @dataclass(frozen=True)

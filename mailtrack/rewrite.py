@@ -12,7 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from .charrefs import decode_attribute, escape_attribute
-from .results import GMAIL_CLIP_BYTES, HtmlResult, PixelInsertion, SkippedLink, TrackedLink
+from .results import GMAIL_CLIP_BYTES, HtmlResult, PixelInsertion, SkippedLink, TrackedLink, exceeds_gmail_clip
 from .rules import OptOuts, PlaceholderMatcher
 from .scanner import LinkTag, ScanResult, scan, text_occurrences
 from .tokens import MAX_TOKEN_LENGTH
@@ -76,20 +76,11 @@ def rewrite_html(html: str, plan: RewritePlan) -> HtmlResult:
             pos = end
         out.append(html[pos:])
         output = "".join(out)
-    if _over_gmail_clip(output):
+    if exceeds_gmail_clip(output):
         at_top = bool(pixels) and pixels[0].position == scanned.body_start_end
         where = "" if at_top or not pixels else "; the open pixel may be cut off, consider pixel_position='top'"
         warnings.append(f"the output is over {GMAIL_CLIP_BYTES} bytes: Gmail will clip it{where}")
     return HtmlResult(output, links, skipped, pixels, warnings)
-
-
-def _over_gmail_clip(text: str) -> bool:
-    """True if ``text`` is over Gmail's clipping size in UTF-8, encoding only when the length cannot tell."""
-    if len(text) > GMAIL_CLIP_BYTES:
-        return True  # every character is at least one byte
-    if len(text) * 4 <= GMAIL_CLIP_BYTES:
-        return False  # and at most four
-    return len(text.encode("utf-8", "surrogatepass")) > GMAIL_CLIP_BYTES
 
 
 def _classify(url: str, html: str, tag: LinkTag, plan: RewritePlan) -> str | None:

@@ -14,7 +14,7 @@ from typing import Union
 
 from .charrefs import decode_attribute
 from .scanner import LinkTag
-from .urls import CONTROL_CHARS, HTTP_PREFIX
+from .urls import ASCII_WHITESPACE, CONTROL_CHARS, HTTP_PREFIX
 
 __all__ = ["DEFAULT_PLACEHOLDERS", "DEFAULT_OPT_OUTS", "OptOuts", "PlaceholderMatcher"]
 
@@ -121,7 +121,7 @@ class OptOuts:
         for name, wanted in self.attributes.items():
             attribute = found.get(name)
             if attribute is not None and (
-                wanted is None or decode_attribute(attribute[0]).strip("\t\n\f\r ").lower() == wanted
+                wanted is None or decode_attribute(attribute[0]).strip(ASCII_WHITESPACE).lower() == wanted
             ):
                 return True
         return False

@@ -15,9 +15,9 @@ What counts as a link (issue #2, rule 1):
   content the HTML parser treats as comment text but Outlook renders, ``href`` of
   ``<a>``, ``<area>`` and any VML element (``<v:roundrect>``, ``<v:rect>``, ...).
 
-Known, deliberate simplifications against a full tree builder (documented in
-``docs/fidelity.md`` and pinned by tests): the tokenizer state is switched by tag
-name alone, so ``<style>``/``<title>`` inside ``<svg>`` are treated as raw text,
+Known, deliberate simplifications against a full tree builder (listed in
+``tests/oracle.py`` and each pinned by ``tests/test_differential.py``): the
+tokenizer state is switched by tag name alone, so ``<style>``/``<title>`` inside ``<svg>`` are treated as raw text,
 and the script "double-escaped" state (``<!--<script>`` inside a script) is not
 modelled; mail clients strip scripts and SVG style blocks anyway.
 """
@@ -232,6 +232,7 @@ def scan(text: str) -> ScanResult:
 
 
 def _scan(text: str, pos: int, endpos: int, pattern: re.Pattern[str], conditional: bool, result: ScanResult) -> None:
+    """Scan ``text[pos:endpos]`` into ``result``; recurses into conditional comments with their own pattern."""
     match = pattern.match
     while True:
         m = match(text, pos, endpos)

@@ -205,23 +205,6 @@ class TokenCodec:
         raw = head + tail
         return lambda: sign(raw)
 
-    def reference_sign(self, kind: str, payload_part: str, issued_at: int) -> str:
-        """Sign with itsdangerous' own ``TimestampSigner.sign`` (for tests of the fast path)."""
-        base = self._signers[kind]
-
-        class FixedTime(TimestampSigner):
-            def get_timestamp(self) -> int:
-                return issued_at
-
-        signer = FixedTime(
-            base.secret_keys,
-            salt=base.salt,
-            key_derivation=base.key_derivation,
-            digest_method=base.digest_method,
-            algorithm=base.algorithm,
-        )
-        return signer.sign(payload_part).decode("ascii")
-
     # -- verification ------------------------------------------------------------
     def loads(self, token: str, *, kind: str | None = None, max_age: float | None = None) -> TokenClaims:
         """Verify ``token`` and return its claims, or raise :class:`InvalidToken`.

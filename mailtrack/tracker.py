@@ -56,8 +56,8 @@ class Tracker:
             raise MailtrackError(f"max_links must be a non-negative int, not {max_links!r}")
         if pixel_position not in ("bottom", "top"):
             raise MailtrackError(f"pixel_position must be 'bottom' or 'top', not {pixel_position!r}")
-        self.layout = UrlLayout.create(base_url, paths)
-        self.codec = TokenCodec(
+        self._layout = UrlLayout.create(base_url, paths)
+        self._codec = TokenCodec(
             secret_keys,
             salt=salt,
             digest_method=digest_method,
@@ -66,15 +66,32 @@ class Tracker:
             clock=clock,
             max_clock_skew=max_clock_skew,
         )
-        self.max_links = max_links
-        self.placeholders = PlaceholderMatcher(placeholder_patterns)
-        self.opt_outs = OptOuts(opt_out_attributes)
-        self.pixel_position = pixel_position
-        self.clock = clock
+        self._max_links = max_links
+        self._placeholders = PlaceholderMatcher(placeholder_patterns)
+        self._opt_outs = OptOuts(opt_out_attributes)
+        self._pixel_position = pixel_position
+        self._clock = clock
+
+    # Read-only views: a Tracker is configured once, so a change cannot bypass validation.
+    @property
+    def layout(self) -> UrlLayout:
+        """Where the tracking URLs live."""
+        return self._layout
+
+    @property
+    def codec(self) -> TokenCodec:
+        """The token signer and verifier."""
+        return self._codec
+
+    @property
+    def max_links(self) -> int:
+        """How many links per message are tracked at most."""
+        return self._max_links
 
     @property
     def base_url(self) -> str:
-        return self.layout.base_url
+        """The normalized ``base_url`` (no trailing slash) every tracking URL starts with."""
+        return self._layout.base_url
 
     # -- rewriting ---------------------------------------------------------------
     def rewrite_html(
@@ -97,16 +114,16 @@ class Tracker:
         """
         resolved = TrackingSettings.coerce(settings)
         when = self._timestamp(issued_at)
-        position = self.pixel_position if pixel_position is None else pixel_position
+        position = self._pixel_position if pixel_position is None else pixel_position
         if position not in ("bottom", "top"):
             raise MailtrackError(f"pixel_position must be 'bottom' or 'top', not {position!r}")
         self._check_identity(message_id, recipient, metadata)
-        codec = self.codec
+        codec = self._codec
         plan = RewritePlan(
-            layout=self.layout,
-            placeholders=self.placeholders,
-            opt_outs=self.opt_outs,
-            max_links=self.max_links,
+            layout=self._layout,
+            placeholders=self._placeholders,
+            opt_outs=self._opt_outs,
+            max_links=self._max_links,
             click=codec.message_signer("click", message_id, recipient, metadata, when)
             if resolved.click_tracking.enable
             else None,
@@ -135,14 +152,14 @@ class Tracker:
         if kind not in KINDS:
             raise MailtrackError(f"kind must be one of {', '.join(KINDS)}, not {kind!r}")
         self._check_identity(message_id, recipient, metadata, link_index)
-        signer = self.codec.message_signer(kind, message_id, recipient, metadata, self._timestamp(issued_at))
+        signer = self._codec.message_signer(kind, message_id, recipient, metadata, self._timestamp(issued_at))
         if kind == "click":
             if not isinstance(url, str) or destination_problem(url) is not None:
                 raise MailtrackError(f"a click URL needs an absolute http(s) destination without control characters, not {url!r}")
             token = str(signer(link_index, url))
         else:
             token = str(signer())
-        result = self.layout.prefix(kind) + token
+        result = self._layout.prefix(kind) + token
         if len(result) > MAX_TOKEN_LENGTH:
             raise MailtrackError("tracking URL would exceed 8 KiB; shorten the destination or the metadata")
         return result
@@ -169,14 +186,14 @@ class Tracker:
             raise InvalidToken("input holds whitespace or control characters", reason="malformed", token=url_or_token)
         token = url_or_token
         if "/" in url_or_token or ":" in url_or_token:
-            split = self.layout.split(url_or_token)
+            split = self._layout.split(url_or_token)
             if split is None:
                 raise InvalidToken("not a tracking URL of this tracker", reason="not-ours", token=url_or_token)
             path_kind, token = split
             if kind is not None and kind != path_kind:
                 raise InvalidToken(f"URL is a {path_kind} URL, not {kind}", reason="purpose", token=url_or_token)
             kind = path_kind
-        claims = self.codec.loads(token, kind=kind, max_age=max_age)
+        claims = self._codec.loads(token, kind=kind, max_age=max_age)
         return Verified(
             kind=claims.kind,
             message_id=claims.message_id,
@@ -191,13 +208,13 @@ class Tracker:
     # -- helpers -----------------------------------------------------------------
     def _is_open_token(self, token: str) -> bool:
         try:
-            self.codec.loads(token, kind="open")
+            self._codec.loads(token, kind="open")
         except InvalidToken:
             return False
         return True
 
     def _timestamp(self, issued_at: float | None) -> int:
-        value = self.clock() if issued_at is None else issued_at
+        value = self._clock() if issued_at is None else issued_at
         if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value < _MAX_TIMESTAMP:
             raise MailtrackError(f"issued_at must be seconds since the epoch (0 to 2**40), not {value!r}")
         return int(value)

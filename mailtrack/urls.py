@@ -64,6 +64,7 @@ class UrlLayout:
 
     @classmethod
     def create(cls, base_url: str, paths: Mapping[str, str] | None = None) -> UrlLayout:
+        """Validate ``base_url`` and ``paths`` (overrides of the defaults) and build the layout."""
         if not isinstance(base_url, str):
             raise TypeError(f"base_url must be a str, not {type(base_url).__name__}")
         base = base_url.strip(ASCII_WHITESPACE).rstrip("/")

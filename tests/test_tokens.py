@@ -7,12 +7,26 @@ import json
 from datetime import datetime, timezone
 
 import pytest
+from itsdangerous import TimestampSigner
 
 import mailtrack
 from helpers import BASE_URL, make_tracker, rewrite
 from mailtrack.tokens import MAX_TOKEN_LENGTH
 
 T0 = 1_700_000_000
+
+
+def reference_sign(tracker: mailtrack.Tracker, kind: str, payload_part: str, issued_at: int) -> str:
+    """Sign with itsdangerous' own ``TimestampSigner.sign``: the reference for the fast signing path."""
+    base = tracker.codec._signers[kind]
+
+    class FixedTime(TimestampSigner):
+        def get_timestamp(self) -> int:
+            return issued_at
+
+    signer = FixedTime(base.secret_keys, salt=base.salt, key_derivation=base.key_derivation,
+                       digest_method=base.digest_method, algorithm=base.algorithm)
+    return signer.sign(payload_part).decode("ascii")
 
 
 def click_url(tracker: mailtrack.Tracker, url: str = "https://x.example/?a=1&b=2", **kw: object) -> str:
@@ -47,7 +61,7 @@ def test_deterministic(tracker: mailtrack.Tracker) -> None:
 def test_fast_signing_path_matches_itsdangerous(tracker: mailtrack.Tracker) -> None:
     token = click_url(tracker).rsplit("/", 1)[1]
     payload = token.split(".")[0]
-    assert tracker.codec.reference_sign("click", payload, T0) == token
+    assert reference_sign(tracker, "click", payload, T0) == token
 
 
 def test_purposes_are_separate(tracker: mailtrack.Tracker) -> None:
@@ -141,7 +155,7 @@ def test_verify_wants_text(tracker: mailtrack.Tracker) -> None:
 
 def _signed(tracker: mailtrack.Tracker, raw_payload: bytes, kind: str = "click") -> str:
     payload = base64.urlsafe_b64encode(raw_payload).rstrip(b"=").decode()
-    return tracker.codec.reference_sign(kind, payload, T0)
+    return reference_sign(tracker, kind, payload, T0)
 
 
 @pytest.mark.parametrize(
@@ -241,7 +255,7 @@ def test_decompression_bomb_is_refused(tracker: mailtrack.Tracker) -> None:
     body = b'["m","r",0,"https://x.example/' + b"a" * 200_000 + b'"]'
     deflate = zlib.compressobj(9, zlib.DEFLATED, -15, 9, zlib.Z_DEFAULT_STRATEGY, _ZDICT)
     packed = base64.urlsafe_b64encode(deflate.compress(body) + deflate.flush()).rstrip(b"=").decode()
-    token = tracker.codec.reference_sign("click", "." + packed, T0)
+    token = reference_sign(tracker, "click", "." + packed, T0)
     assert len(token) < MAX_TOKEN_LENGTH
     with pytest.raises(mailtrack.InvalidToken) as info:
         tracker.verify(token)
