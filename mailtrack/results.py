@@ -91,9 +91,15 @@ def exceeds_gmail_clip(text: str) -> bool:
     """True if ``text`` is over Gmail's clipping size in UTF-8, encoding only when its length cannot tell."""
     if len(text) > GMAIL_CLIP_BYTES:
         return True  # every character is at least one byte
-    if len(text) * 4 <= GMAIL_CLIP_BYTES:
-        return False  # and at most four
-    return len(text.encode("utf-8", "surrogatepass")) > GMAIL_CLIP_BYTES
+    if len(text) * 4 <= GMAIL_CLIP_BYTES or text.isascii():
+        return False  # at most four bytes each; ASCII: exactly one
+    # Encode in slices so the check never holds a second copy of a large body.
+    size = 0
+    for start in range(0, len(text), 4096):
+        size += len(text[start : start + 4096].encode("utf-8", "surrogatepass"))
+        if size > GMAIL_CLIP_BYTES:
+            return True
+    return False
 
 
 @dataclass(frozen=True)

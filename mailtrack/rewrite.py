@@ -177,5 +177,9 @@ def _place_pixels(
 
 
 def _tokens_after(html: str, prefix: str) -> list[str]:
-    """The token-shaped strings that follow ``prefix`` (any case) in ``html``."""
-    return [m.group(1) for m in re.finditer(re.escape(prefix) + r"([A-Za-z0-9_.-]+)", html, re.IGNORECASE)]
+    """The token-shaped strings that follow ``prefix`` in ``html``.
+
+    Case-sensitive: our pixels are written with this exact prefix, and a
+    case-insensitive search would cost more than the rest of a rewrite.
+    """
+    return [m.group(1) for m in re.finditer(re.escape(prefix) + r"([A-Za-z0-9_.-]+)", html)]
