@@ -61,7 +61,7 @@ def rewrite_html(html: str, plan: RewritePlan) -> HtmlResult:
     if plan.click is not None:
         _track_links(html, scanned, plan, plan.click, edits, links, skipped)
 
-    pixels = _place_pixels(html, scanned, plan, edits, warnings) if plan.open_token is not None else []
+    pixels = _place_pixels(html, scanned, plan, warnings) if plan.open_token is not None else []
     if pixels:
         edits.extend((p.position, p.position + len(p.replaced), p.html) for p in pixels)
         edits.sort(key=lambda edit: edit[0])
@@ -147,9 +147,7 @@ def _pixel_position(html: str, scanned: ScanResult, where: str) -> int:
     return len(html)
 
 
-def _place_pixels(
-    html: str, scanned: ScanResult, plan: RewritePlan, edits: list[tuple[int, int, str]], warnings: list[str]
-) -> list[PixelInsertion]:
+def _place_pixels(html: str, scanned: ScanResult, plan: RewritePlan, warnings: list[str]) -> list[PixelInsertion]:
     """Where the open pixel goes, or nowhere (with a warning saying why)."""
     assert plan.open_token is not None
     open_prefix = plan.layout.prefix("open")

@@ -24,6 +24,12 @@ _MAX_TIMESTAMP = 2**40  # year 36812: far enough, and finite
 _UNSAFE_INPUT = re.compile(r"[\x00-\x20\x7f-\x9f]")
 
 
+def _check_position(position: object) -> str:
+    if position not in ("bottom", "top"):
+        raise MailtrackError(f"pixel_position must be 'bottom' or 'top', not {position!r}")
+    return str(position)
+
+
 class Tracker:
     """Rewrites messages into signed tracking URLs and verifies those URLs.
 
@@ -54,8 +60,7 @@ class Tracker:
     ) -> None:
         if not isinstance(max_links, int) or isinstance(max_links, bool) or max_links < 0:
             raise MailtrackError(f"max_links must be a non-negative int, not {max_links!r}")
-        if pixel_position not in ("bottom", "top"):
-            raise MailtrackError(f"pixel_position must be 'bottom' or 'top', not {pixel_position!r}")
+        _check_position(pixel_position)
         self._layout = UrlLayout.create(base_url, paths)
         self._codec = TokenCodec(
             secret_keys,
@@ -114,9 +119,7 @@ class Tracker:
         """
         resolved = TrackingSettings.coerce(settings)
         when = self._timestamp(issued_at)
-        position = self._pixel_position if pixel_position is None else pixel_position
-        if position not in ("bottom", "top"):
-            raise MailtrackError(f"pixel_position must be 'bottom' or 'top', not {position!r}")
+        position = self._pixel_position if pixel_position is None else _check_position(pixel_position)
         self._check_identity(message_id, recipient, metadata)
         codec = self._codec
         plan = RewritePlan(
