@@ -14,7 +14,14 @@ pixel, changing nothing else in the document; verifies those URLs again.
 from .exc import ExpiredToken, InvalidToken, MailtrackError, SettingsError
 from .results import GMAIL_CLIP_BYTES, HtmlResult, PixelInsertion, SkippedLink, TrackedLink, Verified
 from .rules import DEFAULT_OPT_OUTS, DEFAULT_PLACEHOLDERS
-from .settings import ClickTracking, OpenTracking, SettingsInput, TrackingSettings
+from .settings import (
+    ClickTracking,
+    GoogleAnalytics,
+    OpenTracking,
+    SettingsInput,
+    SubscriptionTracking,
+    TrackingSettings,
+)
 from .tracker import DEFAULT_MAX_LINKS, Tracker
 
 __version__ = "0.1.0"
@@ -26,6 +33,7 @@ __all__ = [
     "DEFAULT_PLACEHOLDERS",
     "ExpiredToken",
     "GMAIL_CLIP_BYTES",
+    "GoogleAnalytics",
     "HtmlResult",
     "InvalidToken",
     "MailtrackError",
@@ -34,6 +42,7 @@ __all__ = [
     "SettingsError",
     "SettingsInput",
     "SkippedLink",
+    "SubscriptionTracking",
     "TrackedLink",
     "Tracker",
     "TrackingSettings",

@@ -8,7 +8,7 @@ import time
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
-from .exc import InvalidToken, MailtrackError
+from .exc import InvalidToken, MailtrackError, SettingsError
 from .results import HtmlResult, Verified
 from .rewrite import RewritePlan, rewrite_html
 from .rules import DEFAULT_OPT_OUTS, DEFAULT_PLACEHOLDERS, OptOuts, PatternInput, PlaceholderMatcher
@@ -38,7 +38,9 @@ class Tracker:
     key and later dropping the oldest. ``base_url`` is where the tracking
     endpoints are served (``{base_url}/c/<token>`` by default; ``paths`` moves
     them). Options that shape every message live here; what varies per message
-    goes to :meth:`rewrite_html`.
+    goes to :meth:`rewrite_html`. ``settings`` are the account-level defaults
+    (for example ``TrackingSettings.from_account(...)``); a message's own
+    ``settings`` are laid over them field by field.
     """
 
     def __init__(
@@ -57,10 +59,12 @@ class Tracker:
         compress_tokens: bool = False,
         clock: Callable[[], float] = time.time,
         max_clock_skew: float = 300,
+        settings: SettingsInput = None,
     ) -> None:
         if not isinstance(max_links, int) or isinstance(max_links, bool) or max_links < 0:
             raise MailtrackError(f"max_links must be a non-negative int, not {max_links!r}")
         _check_position(pixel_position)
+        self._settings = TrackingSettings.coerce(settings)
         self._layout = UrlLayout.create(base_url, paths)
         self._codec = TokenCodec(
             secret_keys,
@@ -94,6 +98,11 @@ class Tracker:
         return self._max_links
 
     @property
+    def settings(self) -> TrackingSettings:
+        """The account-level settings every message starts from."""
+        return self._settings
+
+    @property
     def base_url(self) -> str:
         """The normalized ``base_url`` (no trailing slash) every tracking URL starts with."""
         return self._layout.base_url
@@ -117,7 +126,10 @@ class Tracker:
         ``issued_at`` (seconds since the epoch, default now) is signed into the
         tokens: the same inputs and ``issued_at`` give the same output.
         """
-        resolved = TrackingSettings.coerce(settings)
+        resolved = self._settings.merged(settings)
+        for part in (resolved.subscription_tracking, resolved.ganalytics):
+            if part.enable:
+                raise SettingsError(f"{part.MESSAGE_KEY}.enable", "is not supported by this version of mailtrack")
         when = self._timestamp(issued_at)
         position = self._pixel_position if pixel_position is None else _check_position(pixel_position)
         self._check_identity(message_id, recipient, metadata)

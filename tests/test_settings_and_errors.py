@@ -33,12 +33,17 @@ def test_settings_shapes(tracker: mailtrack.Tracker, settings: Any, clicks: int,
 
 def test_settings_round_trip() -> None:
     data = {"click_tracking": {"enable": False, "enable_text": True},
-            "open_tracking": {"enable": True, "substitution_tag": "%open%"}}
+            "open_tracking": {"enable": True, "substitution_tag": "%open%"},
+            "subscription_tracking": {"enable": False, "text": "Bye <% %>", "html": "<p><% Bye %></p>",
+                                      "substitution_tag": "[unsub]"},
+            "ganalytics": {"enable": False, "utm_source": "news", "utm_medium": "email", "utm_term": "",
+                           "utm_content": "hero", "utm_campaign": "spring"}}
     settings = mailtrack.TrackingSettings.from_dict(data)
     assert settings.to_dict() == data
     assert mailtrack.TrackingSettings.from_dict(settings.to_dict()) == settings
     assert mailtrack.TrackingSettings().to_dict() == {
-        "click_tracking": {"enable": True, "enable_text": False}, "open_tracking": {"enable": True}}
+        "click_tracking": {"enable": True, "enable_text": False}, "open_tracking": {"enable": True},
+        "subscription_tracking": {"enable": False}, "ganalytics": {"enable": False}}
 
 
 @pytest.mark.parametrize(
@@ -51,7 +56,8 @@ def test_settings_round_trip() -> None:
         ({"open_tracking": {"substitution_tag": 5}}, "open_tracking.substitution_tag must be a string"),
         ({"open_tracking": {"substitution_tag": " "}}, "open_tracking.substitution_tag must be a non-empty string"),
         ({"click_tracking": {"enabled": True}}, "click_tracking.enabled is not a known setting"),
-        ({"click": {"enable": True}}, "click is not a known setting"),
+        ({"click": {"enable": True}}, "click must be a boolean (per-message shorthand"),
+        ({"clicks": True}, "clicks is not a known setting"),
         ({"click_tracking": True}, "click_tracking must be an object"),
         ({"subscription_tracking": {"enable": True}}, "subscription_tracking.enable is not supported"),
         ({"ganalytics": {"enable": True, "utm_source": "x"}}, "ganalytics.enable is not supported"),
@@ -61,7 +67,7 @@ def test_settings_round_trip() -> None:
     ],
 )
 def test_bad_settings_name_the_field(tracker: mailtrack.Tracker, settings: Any, message: str) -> None:
-    with pytest.raises(mailtrack.SettingsError, match=message.replace(".", r"\.")):
+    with pytest.raises(mailtrack.SettingsError, match=re.escape(message)):
         rewrite(tracker, HTML, settings=settings)
 
 
