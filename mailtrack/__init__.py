@@ -12,7 +12,7 @@ pixel, changing nothing else in the document; verifies those URLs again.
 """
 
 from .exc import ExpiredToken, InvalidToken, MailtrackError, SettingsError
-from .results import GMAIL_CLIP_BYTES, HtmlResult, PixelInsertion, SkippedLink, TrackedLink, Verified
+from .results import GMAIL_CLIP_BYTES, HtmlResult, PixelInsertion, SkippedLink, TextResult, TrackedLink, Verified
 from .rules import DEFAULT_OPT_OUTS, DEFAULT_PLACEHOLDERS
 from .settings import (
     ClickTracking,
@@ -43,6 +43,7 @@ __all__ = [
     "SettingsInput",
     "SkippedLink",
     "SubscriptionTracking",
+    "TextResult",
     "TrackedLink",
     "Tracker",
     "TrackingSettings",

@@ -12,7 +12,16 @@ from functools import cached_property
 from datetime import datetime
 from typing import Any, NamedTuple
 
-__all__ = ["GMAIL_CLIP_BYTES", "HtmlResult", "PixelInsertion", "SkippedLink", "TrackedLink", "Verified", "exceeds_gmail_clip"]
+__all__ = [
+    "GMAIL_CLIP_BYTES",
+    "HtmlResult",
+    "PixelInsertion",
+    "SkippedLink",
+    "TextResult",
+    "TrackedLink",
+    "Verified",
+    "exceeds_gmail_clip",
+]
 
 #: Gmail clips an HTML body larger than about 102 KB, hiding what follows, the pixel included.
 GMAIL_CLIP_BYTES = 102 * 1024
@@ -100,6 +109,16 @@ def exceeds_gmail_clip(text: str) -> bool:
         if size > GMAIL_CLIP_BYTES:
             return True
     return False
+
+
+@dataclass(frozen=True)
+class TextResult:
+    """A rewritten plain-text body: ``links`` carry ``tag="text"`` and spans into the input."""
+
+    text: str
+    links: list[TrackedLink]
+    skipped: list[SkippedLink]
+    warnings: list[str] = field(default_factory=list)
 
 
 @dataclass(frozen=True)

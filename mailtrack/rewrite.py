@@ -12,13 +12,14 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from .charrefs import decode_attribute, escape_attribute
-from .results import GMAIL_CLIP_BYTES, HtmlResult, PixelInsertion, SkippedLink, TrackedLink, exceeds_gmail_clip
+from .results import GMAIL_CLIP_BYTES, HtmlResult, PixelInsertion, SkippedLink, TextResult, TrackedLink, exceeds_gmail_clip
 from .rules import OptOuts, PlaceholderMatcher
 from .scanner import LinkTag, ScanResult, scan, text_occurrences
+from .text import find_urls
 from .tokens import MAX_TOKEN_LENGTH
 from .urls import ASCII_WHITESPACE, UrlLayout, destination_problem
 
-__all__ = ["RewritePlan", "rewrite_html", "pixel_html"]
+__all__ = ["RewritePlan", "pixel_html", "rewrite_html", "rewrite_text"]
 
 _PIXEL_STYLE = (
     "height:1px!important;width:1px!important;max-height:1px!important;max-width:1px!important;"
@@ -83,12 +84,56 @@ def rewrite_html(html: str, plan: RewritePlan) -> HtmlResult:
     return HtmlResult(output, links, skipped, pixels, warnings)
 
 
+def rewrite_text(text: str, plan: RewritePlan, exclude: frozenset[str] = frozenset()) -> TextResult:
+    """Rewrite the URLs of a plain-text body as ``plan`` says; see :meth:`mailtrack.Tracker.rewrite_text`.
+
+    ``exclude`` holds destinations to leave alone with reason ``opt-out`` (links
+    opted out in the message's HTML part). No pixel: text cannot load one.
+    """
+    if not isinstance(text, str):
+        raise TypeError(f"text must be a str, not {type(text).__name__}; decode bytes with the message part's charset first")
+    links: list[TrackedLink] = []
+    skipped: list[SkippedLink] = []
+    if plan.click is None:
+        return TextResult(text, links, skipped)
+    click_prefix = plan.layout.prefix("click")
+    out: list[str] = []
+    pos = counted = 0
+    for start, end in find_urls(text):
+        url = text[start:end]
+        reason = "opt-out" if url in exclude else _classify_destination(url, plan)
+        if reason is None:
+            if counted >= plan.max_links:
+                reason = "limit"
+            else:
+                tracking_url = click_prefix + plan.click(counted, url)
+                if len(tracking_url) <= MAX_TOKEN_LENGTH:
+                    links.append(TrackedLink(counted, url, tracking_url, start, end, url, "", "text"))
+                    out += (text[pos:start], tracking_url)
+                    pos = end
+                    counted += 1
+                    continue
+                reason = "too-long"
+        elif reason == "already-tracked":
+            counted += 1
+        skipped.append(SkippedLink(url, reason, start, end, url, "text"))
+    if not out:
+        return TextResult(text, links, skipped)
+    out.append(text[pos:])
+    return TextResult("".join(out), links, skipped)
+
+
 def _classify(url: str, html: str, tag: LinkTag, plan: RewritePlan) -> str | None:
     """Why a link is left alone (see :class:`SkippedLink`), or None to track it (limit aside)."""
     if not url:
         return "empty"
     if plan.opt_outs.applies(html, tag):
         return "opt-out"
+    return _classify_destination(url, plan)
+
+
+def _classify_destination(url: str, plan: RewritePlan) -> str | None:
+    """The rules that look at the destination alone (placeholders, scheme, ours)."""
     if plan.placeholders.plain_http(url):
         return "already-tracked" if plan.layout.is_ours(url) else None
     if plan.placeholders.search(url):

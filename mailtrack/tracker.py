@@ -9,8 +9,8 @@ from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from .exc import InvalidToken, MailtrackError, SettingsError
-from .results import HtmlResult, Verified
-from .rewrite import RewritePlan, rewrite_html
+from .results import HtmlResult, TextResult, Verified
+from .rewrite import RewritePlan, rewrite_html, rewrite_text
 from .rules import DEFAULT_OPT_OUTS, DEFAULT_PLACEHOLDERS, OptOuts, PatternInput, PlaceholderMatcher
 from .settings import SettingsInput, TrackingSettings
 from .tokens import MAX_TOKEN_LENGTH, TokenCodec, check_claims
@@ -126,6 +126,44 @@ class Tracker:
         ``issued_at`` (seconds since the epoch, default now) is signed into the
         tokens: the same inputs and ``issued_at`` give the same output.
         """
+        plan = self._plan(settings, message_id, recipient, metadata, issued_at, pixel_position, text=False)
+        return rewrite_html(html, plan)
+
+    def rewrite_text(
+        self,
+        text: str,
+        *,
+        message_id: str,
+        recipient: str,
+        settings: SettingsInput = None,
+        metadata: Mapping[str, Any] | None = None,
+        issued_at: float | None = None,
+        exclude: Iterable[str] = (),
+    ) -> TextResult:
+        """Track the http(s) URLs of one plain-text body, when ``click_tracking.enable_text`` is on.
+
+        URL boundaries follow what a reader sees (see :mod:`mailtrack.text`);
+        placeholders, ``max_links`` and our own URLs are handled as in HTML, and
+        everything else in ``text`` is kept exactly. URLs in ``exclude`` (for
+        example those opted out in the HTML part) are left alone as ``opt-out``.
+        """
+        plan = self._plan(settings, message_id, recipient, metadata, issued_at, None, text=True)
+        if isinstance(exclude, str):
+            raise TypeError("exclude takes an iterable of URLs, not one str")
+        return rewrite_text(text, plan, frozenset(exclude))
+
+    def _plan(
+        self,
+        settings: SettingsInput,
+        message_id: str,
+        recipient: str,
+        metadata: Mapping[str, Any] | None,
+        issued_at: float | None,
+        pixel_position: str | None,
+        *,
+        text: bool,
+    ) -> RewritePlan:
+        """Resolve settings (account < message) and signers for one body."""
         resolved = self._settings.merged(settings)
         for part in (resolved.subscription_tracking, resolved.ganalytics):
             if part.enable:
@@ -133,23 +171,20 @@ class Tracker:
         when = self._timestamp(issued_at)
         position = self._pixel_position if pixel_position is None else _check_position(pixel_position)
         self._check_identity(message_id, recipient, metadata)
+        clicks = resolved.click_tracking.enable and (resolved.click_tracking.enable_text or not text)
+        opens = resolved.open_tracking.enable and not text
         codec = self._codec
-        plan = RewritePlan(
+        return RewritePlan(
             layout=self._layout,
             placeholders=self._placeholders,
             opt_outs=self._opt_outs,
             max_links=self._max_links,
-            click=codec.message_signer("click", message_id, recipient, metadata, when)
-            if resolved.click_tracking.enable
-            else None,
-            open_token=codec.message_signer("open", message_id, recipient, metadata, when)
-            if resolved.open_tracking.enable
-            else None,
+            click=codec.message_signer("click", message_id, recipient, metadata, when) if clicks else None,
+            open_token=codec.message_signer("open", message_id, recipient, metadata, when) if opens else None,
             is_open_token=self._is_open_token,
             substitution_tag=resolved.open_tracking.substitution_tag,
             pixel_position=position,
         )
-        return rewrite_html(html, plan)
 
     # -- single URLs -------------------------------------------------------------
     def tracking_url(
