@@ -55,12 +55,13 @@ def rewrite_html(html: str, plan: RewritePlan) -> HtmlResult:
         )
     scanned = scan(html)
     edits: list[tuple[int, int, str]] = []
+    warnings: list[str] = []
     links: list[TrackedLink] = []
     skipped: list[SkippedLink] = []
-    warnings: list[str] = []
-
     if plan.click is not None:
-        _track_links(html, scanned, plan, plan.click, edits, links, skipped)
+        book = _LinkBook(plan, plan.click)
+        _track_links(html, scanned, plan, book, edits)
+        links, skipped = book.links, book.skipped
 
     pixels = _place_pixels(html, scanned, plan, warnings) if plan.open_token is not None else []
     if pixels:
@@ -92,35 +93,20 @@ def rewrite_text(text: str, plan: RewritePlan, exclude: frozenset[str] = frozens
     """
     if not isinstance(text, str):
         raise TypeError(f"text must be a str, not {type(text).__name__}; decode bytes with the message part's charset first")
-    links: list[TrackedLink] = []
-    skipped: list[SkippedLink] = []
     if plan.click is None:
-        return TextResult(text, links, skipped)
-    click_prefix = plan.layout.prefix("click")
+        return TextResult(text, [], [])
+    book = _LinkBook(plan, plan.click)
     out: list[str] = []
-    pos = counted = 0
+    pos = 0
     for start, end in find_urls(text):
         url = text[start:end]
-        reason = "opt-out" if url in exclude else _classify_destination(url, plan)
-        if reason is None:
-            if counted >= plan.max_links:
-                reason = "limit"
-            else:
-                tracking_url = click_prefix + plan.click(counted, url)
-                if len(tracking_url) <= MAX_TOKEN_LENGTH:
-                    links.append(TrackedLink(counted, url, tracking_url, start, end, url, "", "text"))
-                    out += (text[pos:start], tracking_url)
-                    pos = end
-                    counted += 1
-                    continue
-                reason = "too-long"
-        elif reason == "already-tracked":
-            counted += 1
-        skipped.append(SkippedLink(url, reason, start, end, url, "text"))
-    if not out:
-        return TextResult(text, links, skipped)
-    out.append(text[pos:])
-    return TextResult("".join(out), links, skipped)
+        tracking_url = book.decide(url, "opt-out" if url in exclude else _classify_destination(url, plan), start, end, url, "", "text")
+        if tracking_url is not None:
+            out += (text[pos:start], tracking_url)
+            pos = end
+    if out:
+        out.append(text[pos:])
+    return TextResult("".join(out) if out else text, book.links, book.skipped)
 
 
 def _classify(url: str, html: str, tag: LinkTag, plan: RewritePlan) -> str | None:
@@ -146,40 +132,50 @@ def _classify_destination(url: str, plan: RewritePlan) -> str | None:
     return None
 
 
-def _track_links(
-    html: str,
-    scanned: ScanResult,
-    plan: RewritePlan,
-    sign: Callable[[int, str], str],
-    edits: list[tuple[int, int, str]],
-    links: list[TrackedLink],
-    skipped: list[SkippedLink],
-) -> None:
-    """Decide every link in source order; sign and schedule the tracked ones."""
-    click_prefix = plan.layout.prefix("click")
-    max_links = plan.max_links
-    counted = 0  # tracked and already-tracked links: both count toward max_links
+class _LinkBook:
+    """Counts links toward ``max_links`` in source order, signs the tracked ones, and records both lists.
+
+    Tracked and already-tracked links both count, so a second pass sees the
+    same limit as the first.
+    """
+
+    def __init__(self, plan: RewritePlan, sign: Callable[[int, str], str]) -> None:
+        self.prefix = plan.layout.prefix("click")
+        self.max_links = plan.max_links
+        self.sign = sign
+        self.counted = 0
+        self.links: list[TrackedLink] = []
+        self.skipped: list[SkippedLink] = []
+
+    def decide(self, url: str, reason: str | None, start: int, end: int, raw: str, quote: str, tag: str) -> str | None:
+        """The tracking URL for this link, or None (recorded as skipped, with its reason)."""
+        if reason is None:
+            if self.counted >= self.max_links:
+                reason = "limit"
+            else:
+                tracking_url = self.prefix + self.sign(self.counted, url)
+                if len(tracking_url) <= MAX_TOKEN_LENGTH:
+                    self.links.append(TrackedLink(self.counted, url, tracking_url, start, end, raw, quote, tag))
+                    self.counted += 1
+                    return tracking_url
+                reason = "too-long"
+        elif reason == "already-tracked":
+            self.counted += 1
+        self.skipped.append(SkippedLink(raw, reason, start, end, url, tag))
+        return None
+
+
+def _track_links(html: str, scanned: ScanResult, plan: RewritePlan, book: _LinkBook, edits: list[tuple[int, int, str]]) -> None:
+    """Decide every link of the document in source order; schedule the tracked ones."""
     for tag in scanned.links:
         href = tag.href
         if href is None:
             continue
         raw, start, end, quote = href
         url = decode_attribute(raw).strip(ASCII_WHITESPACE)
-        reason = _classify(url, html, tag, plan)
-        if reason is None:
-            if counted >= max_links:
-                reason = "limit"
-            else:
-                tracking_url = click_prefix + sign(counted, url)
-                if len(tracking_url) <= MAX_TOKEN_LENGTH:
-                    links.append(TrackedLink(counted, url, tracking_url, start, end, raw, quote, tag.tag))
-                    edits.append((start, end, escape_attribute(tracking_url, quote)))
-                    counted += 1
-                    continue
-                reason = "too-long"
-        elif reason == "already-tracked":
-            counted += 1
-        skipped.append(SkippedLink(raw, reason, start, end, url, tag.tag))
+        tracking_url = book.decide(url, _classify(url, html, tag, plan), start, end, raw, quote, tag.tag)
+        if tracking_url is not None:
+            edits.append((start, end, escape_attribute(tracking_url, quote)))
 
 
 def _pixel_position(html: str, scanned: ScanResult, where: str) -> int:
