@@ -35,7 +35,7 @@ class TrackedLink(NamedTuple):
     """
 
     index: int  # type: ignore[assignment]  # link_index signed into the token (0-based, source order)
-    url: str  # the destination: the value with character references decoded, trimmed
+    url: str  # the destination: the value with character references decoded, trimmed (plus any UTM parameters)
     tracking_url: str
     start: int  # span of the original attribute value (without quotes) in the input
     end: int

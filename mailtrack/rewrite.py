@@ -17,7 +17,7 @@ from .rules import OptOuts, PlaceholderMatcher
 from .scanner import LinkTag, ScanResult, scan, text_occurrences
 from .text import find_urls
 from .tokens import MAX_TOKEN_LENGTH
-from .urls import ASCII_WHITESPACE, UrlLayout, destination_problem
+from .urls import ASCII_WHITESPACE, UrlLayout, add_query_parameters, destination_problem
 
 __all__ = ["RewritePlan", "pixel_html", "rewrite_html", "rewrite_text"]
 
@@ -45,6 +45,7 @@ class RewritePlan:
     is_open_token: Callable[[str], bool]  # True for an authentic open token of ours (an earlier pass's pixel)
     substitution_tag: str | None
     pixel_position: str  # "bottom" or "top"
+    utm: tuple[tuple[str, str], ...] = ()  # Google Analytics parameters added to tracked destinations
 
 
 def rewrite_html(html: str, plan: RewritePlan) -> HtmlResult:
@@ -143,6 +144,7 @@ class _LinkBook:
         self.prefix = plan.layout.prefix("click")
         self.max_links = plan.max_links
         self.sign = sign
+        self.utm = plan.utm
         self.counted = 0
         self.links: list[TrackedLink] = []
         self.skipped: list[SkippedLink] = []
@@ -153,6 +155,8 @@ class _LinkBook:
             if self.counted >= self.max_links:
                 reason = "limit"
             else:
+                if self.utm:
+                    url = add_query_parameters(url, self.utm)  # signed, so the redirect carries them
                 tracking_url = self.prefix + self.sign(self.counted, url)
                 if len(tracking_url) <= MAX_TOKEN_LENGTH:
                     self.links.append(TrackedLink(self.counted, url, tracking_url, start, end, raw, quote, tag))

@@ -165,9 +165,14 @@ class Tracker:
     ) -> RewritePlan:
         """Resolve settings (account < message) and signers for one body."""
         resolved = self._settings.merged(settings)
-        for part in (resolved.subscription_tracking, resolved.ganalytics):
-            if part.enable:
-                raise SettingsError(f"{part.MESSAGE_KEY}.enable", "is not supported by this version of mailtrack")
+        if resolved.subscription_tracking.enable:
+            raise SettingsError("subscription_tracking.enable", "is not supported by this version of mailtrack")
+        analytics = resolved.ganalytics
+        utm = tuple(
+            (name, value)
+            for name in ("utm_source", "utm_medium", "utm_term", "utm_content", "utm_campaign")
+            if (value := getattr(analytics, name))
+        ) if analytics.enable else ()
         when = self._timestamp(issued_at)
         position = self._pixel_position if pixel_position is None else _check_position(pixel_position)
         self._check_identity(message_id, recipient, metadata)
@@ -184,6 +189,7 @@ class Tracker:
             is_open_token=self._is_open_token,
             substitution_tag=resolved.open_tracking.substitution_tag,
             pixel_position=position,
+            utm=utm,
         )
 
     # -- single URLs -------------------------------------------------------------

@@ -11,11 +11,20 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
-from urllib.parse import urlsplit
+from urllib.parse import parse_qsl, quote, urlencode, urlsplit
 
 from .exc import MailtrackError
 
-__all__ = ["ASCII_WHITESPACE", "CONTROL_CHARS", "HTTP_PREFIX", "KINDS", "UrlLayout", "destination_problem", "is_http_url"]
+__all__ = [
+    "ASCII_WHITESPACE",
+    "CONTROL_CHARS",
+    "HTTP_PREFIX",
+    "KINDS",
+    "UrlLayout",
+    "add_query_parameters",
+    "destination_problem",
+    "is_http_url",
+]
 
 #: Token purposes, each with its own signing salt.
 KINDS = ("click", "open", "unsubscribe")
@@ -109,3 +118,21 @@ class UrlLayout:
                 if "/" not in token:
                     return kind, token
         return None
+
+
+def add_query_parameters(url: str, parameters: tuple[tuple[str, str], ...]) -> str:
+    """``url`` with ``parameters`` appended to its query, except names it already has.
+
+    The existing query and the fragment are kept exactly as written; only the
+    new pairs are percent-encoded. Empty values are left out (SendGrid's
+    account settings carry ``""`` for unset UTM fields).
+    """
+    base, hash_mark, fragment = url.partition("#")
+    path, _, query = base.partition("?")
+    present = {name for name, _ in parse_qsl(query, keep_blank_values=True)}
+    extra = [(name, value) for name, value in parameters if value and name not in present]
+    if not extra:
+        return url
+    added = urlencode(extra, quote_via=quote)
+    query = f"{query}&{added}" if query and not query.endswith("&") else f"{query}{added}"
+    return f"{path}?{query}{hash_mark}{fragment}"
