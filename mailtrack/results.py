@@ -79,6 +79,7 @@ class HtmlResult:
     skipped: list[SkippedLink]
     pixels: list[PixelInsertion]
     warnings: list[str] = field(default_factory=list)
+    unsubscribe: list[PixelInsertion] = field(default_factory=list)  # footer or substitution-tag places
 
     @property
     def pixel(self) -> PixelInsertion | None:
@@ -119,6 +120,7 @@ class TextResult:
     links: list[TrackedLink]
     skipped: list[SkippedLink]
     warnings: list[str] = field(default_factory=list)
+    unsubscribe: list[PixelInsertion] = field(default_factory=list)  # footer or substitution-tag places
 
 
 @dataclass(frozen=True)

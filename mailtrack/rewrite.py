@@ -15,6 +15,7 @@ from .charrefs import decode_attribute, escape_attribute
 from .results import GMAIL_CLIP_BYTES, HtmlResult, PixelInsertion, SkippedLink, TextResult, TrackedLink, exceeds_gmail_clip
 from .rules import OptOuts, PlaceholderMatcher
 from .scanner import LinkTag, ScanResult, scan, text_occurrences
+from .subscription import html_footer, text_footer
 from .text import find_urls
 from .tokens import MAX_TOKEN_LENGTH
 from .urls import ASCII_WHITESPACE, UrlLayout, add_query_parameters, destination_problem
@@ -46,6 +47,18 @@ class RewritePlan:
     substitution_tag: str | None
     pixel_position: str  # "bottom" or "top"
     utm: tuple[tuple[str, str], ...] = ()  # Google Analytics parameters added to tracked destinations
+    unsubscribe: Unsubscribe | None = None  # subscription tracking; None: off
+
+
+@dataclass(frozen=True)
+class Unsubscribe:
+    """Subscription tracking for one message: how to sign the URL and where it goes."""
+
+    token: Callable[[], str]
+    is_token: Callable[[str], bool]  # True for an authentic unsubscribe token of ours
+    html: str  # footer template with <% link text %>
+    text: str  # footer template with <% %>
+    substitution_tag: str | None  # replaced by the bare URL instead of any footer
 
 
 def rewrite_html(html: str, plan: RewritePlan) -> HtmlResult:
@@ -57,33 +70,19 @@ def rewrite_html(html: str, plan: RewritePlan) -> HtmlResult:
     scanned = scan(html)
     edits: list[tuple[int, int, str]] = []
     warnings: list[str] = []
-    links: list[TrackedLink] = []
-    skipped: list[SkippedLink] = []
+    book = _LinkBook(plan)
     if plan.click is not None:
-        book = _LinkBook(plan, plan.click)
         _track_links(html, scanned, plan, book, edits)
-        links, skipped = book.links, book.skipped
 
+    unsubscribe = _unsubscribe_edits(html, plan, edits, warnings, text=False, at=_pixel_position(html, scanned, "bottom"))
     pixels = _place_pixels(html, scanned, plan, warnings) if plan.open_token is not None else []
-    if pixels:
-        edits.extend((p.position, p.position + len(p.replaced), p.html) for p in pixels)
-        edits.sort(key=lambda edit: edit[0])
-
-    output = html
-    if edits:
-        out: list[str] = []
-        pos = 0
-        for start, end, replacement in edits:
-            out.append(html[pos:start])
-            out.append(replacement)
-            pos = end
-        out.append(html[pos:])
-        output = "".join(out)
+    edits.extend((p.position, p.position + len(p.replaced), p.html) for p in unsubscribe + pixels)
+    output = _splice(html, edits)
     if exceeds_gmail_clip(output):
         at_top = bool(pixels) and pixels[0].position == scanned.body_start_end
         where = "" if at_top or not pixels else "; the open pixel may be cut off, consider pixel_position='top'"
         warnings.append(f"the output is over {GMAIL_CLIP_BYTES} bytes: Gmail will clip it{where}")
-    return HtmlResult(output, links, skipped, pixels, warnings)
+    return HtmlResult(output, book.links, book.skipped, pixels, warnings, unsubscribe)
 
 
 def rewrite_text(text: str, plan: RewritePlan, exclude: frozenset[str] = frozenset()) -> TextResult:
@@ -94,20 +93,72 @@ def rewrite_text(text: str, plan: RewritePlan, exclude: frozenset[str] = frozens
     """
     if not isinstance(text, str):
         raise TypeError(f"text must be a str, not {type(text).__name__}; decode bytes with the message part's charset first")
-    if plan.click is None:
-        return TextResult(text, [], [])
-    book = _LinkBook(plan, plan.click)
+    edits: list[tuple[int, int, str]] = []
+    warnings: list[str] = []
+    book = _LinkBook(plan)
+    if plan.click is not None:
+        for start, end in find_urls(text):
+            url = text[start:end]
+            reason = "opt-out" if url in exclude else _classify_destination(url, plan)
+            tracking_url = book.decide(url, reason, start, end, url, "", "text")
+            if tracking_url is not None:
+                edits.append((start, end, tracking_url))
+    unsubscribe = _unsubscribe_edits(text, plan, edits, warnings, text=True, at=len(text))
+    edits.extend((p.position, p.position + len(p.replaced), p.html) for p in unsubscribe)
+    return TextResult(_splice(text, edits), book.links, book.skipped, warnings, unsubscribe)
+
+
+def _splice(source: str, edits: list[tuple[int, int, str]]) -> str:
+    """``source`` with each ``(start, end, replacement)`` applied; insertions at one offset keep their order."""
+    if not edits:
+        return source
+    edits.sort(key=lambda edit: edit[0])
     out: list[str] = []
     pos = 0
-    for start, end in find_urls(text):
-        url = text[start:end]
-        tracking_url = book.decide(url, "opt-out" if url in exclude else _classify_destination(url, plan), start, end, url, "", "text")
-        if tracking_url is not None:
-            out += (text[pos:start], tracking_url)
-            pos = end
-    if out:
-        out.append(text[pos:])
-    return TextResult("".join(out) if out else text, book.links, book.skipped)
+    for start, end, replacement in edits:
+        out.append(source[pos:start])
+        out.append(replacement)
+        pos = end
+    out.append(source[pos:])
+    return "".join(out)
+
+
+def _unsubscribe_edits(
+    source: str, plan: RewritePlan, edits: list[tuple[int, int, str]], warnings: list[str], *, text: bool, at: int
+) -> list[PixelInsertion]:
+    """Where the unsubscribe URL goes: the substitution tag's places, or a footer at ``at``."""
+    settings = plan.unsubscribe
+    if settings is None:
+        return []
+    prefix = plan.layout.prefix("unsubscribe")
+    if any(settings.is_token(token) for token in _tokens_after(source, prefix)):
+        return []  # an earlier pass put it there
+    url = prefix + settings.token()
+    tag = settings.substitution_tag
+    if tag:
+        taken = [(start, end) for start, end, _ in edits]
+        places, overlapping, pos = [], 0, source.find(tag)
+        while pos != -1:
+            if any(start < pos + len(tag) and pos < end for start, end in taken):
+                overlapping += 1
+            else:
+                places.append(PixelInsertion(pos, url, tag))
+            pos = source.find(tag, pos + len(tag))
+        if overlapping:
+            warnings.append(f"subscription_tracking.substitution_tag {tag!r} inside a tracked link left as is {overlapping} time(s)")
+        if not places:
+            warnings.append(f"subscription_tracking.substitution_tag {tag!r} not found; no unsubscribe link added")
+        return places
+    if text:
+        newline = "\r\n" if "\r\n" in source else "\n"
+        if not source or source.endswith(newline * 2):
+            separator = ""
+        elif source.endswith(newline):
+            separator = newline
+        else:
+            separator = newline * 2
+        return [PixelInsertion(at, separator + text_footer(settings.text, url) + newline)]
+    return [PixelInsertion(at, html_footer(settings.html, url))]
 
 
 def _classify(url: str, html: str, tag: LinkTag, plan: RewritePlan) -> str | None:
@@ -140,10 +191,10 @@ class _LinkBook:
     same limit as the first.
     """
 
-    def __init__(self, plan: RewritePlan, sign: Callable[[int, str], str]) -> None:
+    def __init__(self, plan: RewritePlan) -> None:
         self.prefix = plan.layout.prefix("click")
         self.max_links = plan.max_links
-        self.sign = sign
+        self.sign = plan.click
         self.utm = plan.utm
         self.counted = 0
         self.links: list[TrackedLink] = []
@@ -157,6 +208,7 @@ class _LinkBook:
             else:
                 if self.utm:
                     url = add_query_parameters(url, self.utm)  # signed, so the redirect carries them
+                assert self.sign is not None, "links are decided only with click tracking on"
                 tracking_url = self.prefix + self.sign(self.counted, url)
                 if len(tracking_url) <= MAX_TOKEN_LENGTH:
                     self.links.append(TrackedLink(self.counted, url, tracking_url, start, end, raw, quote, tag))
@@ -225,4 +277,5 @@ def _tokens_after(html: str, prefix: str) -> list[str]:
     Case-sensitive: our pixels are written with this exact prefix, and a
     case-insensitive search would cost more than the rest of a rewrite.
     """
-    return [m.group(1) for m in re.finditer(re.escape(prefix) + r"([A-Za-z0-9_.-]+)", html)]
+    # A sentence may end right after a URL in text: a token never ends with ".".
+    return [m.group(1).rstrip(".") for m in re.finditer(re.escape(prefix) + r"([A-Za-z0-9_.-]+)", html)]

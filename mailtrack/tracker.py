@@ -8,9 +8,10 @@ import time
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
-from .exc import InvalidToken, MailtrackError, SettingsError
+from .exc import InvalidToken, MailtrackError
 from .results import HtmlResult, TextResult, Verified
-from .rewrite import RewritePlan, rewrite_html, rewrite_text
+from .rewrite import RewritePlan, Unsubscribe, rewrite_html, rewrite_text
+from .subscription import DEFAULT_HTML, DEFAULT_TEXT
 from .rules import DEFAULT_OPT_OUTS, DEFAULT_PLACEHOLDERS, OptOuts, PatternInput, PlaceholderMatcher
 from .settings import SettingsInput, TrackingSettings
 from .tokens import MAX_TOKEN_LENGTH, TokenCodec, check_claims
@@ -165,8 +166,14 @@ class Tracker:
     ) -> RewritePlan:
         """Resolve settings (account < message) and signers for one body."""
         resolved = self._settings.merged(settings)
-        if resolved.subscription_tracking.enable:
-            raise SettingsError("subscription_tracking.enable", "is not supported by this version of mailtrack")
+        subscription = resolved.subscription_tracking
+        unsubscribe = Unsubscribe(
+            token=self._codec.message_signer("unsubscribe", message_id, recipient, metadata, self._timestamp(issued_at)),
+            is_token=self._is_unsubscribe_token,
+            html=subscription.html or DEFAULT_HTML,
+            text=subscription.text or DEFAULT_TEXT,
+            substitution_tag=subscription.substitution_tag or None,
+        ) if subscription.enable else None
         analytics = resolved.ganalytics
         utm = tuple(
             (name, value)
@@ -190,6 +197,7 @@ class Tracker:
             substitution_tag=resolved.open_tracking.substitution_tag,
             pixel_position=position,
             utm=utm,
+            unsubscribe=unsubscribe,
         )
 
     # -- single URLs -------------------------------------------------------------
@@ -263,8 +271,14 @@ class Tracker:
 
     # -- helpers -----------------------------------------------------------------
     def _is_open_token(self, token: str) -> bool:
+        return self._is_token(token, "open")
+
+    def _is_unsubscribe_token(self, token: str) -> bool:
+        return self._is_token(token, "unsubscribe")
+
+    def _is_token(self, token: str, kind: str) -> bool:
         try:
-            self._codec.loads(token, kind="open")
+            self._codec.loads(token, kind=kind)
         except InvalidToken:
             return False
         return True

@@ -59,7 +59,6 @@ def test_settings_round_trip() -> None:
         ({"click": {"enable": True}}, "click must be a boolean (per-message shorthand"),
         ({"clicks": True}, "clicks is not a known setting"),
         ({"click_tracking": True}, "click_tracking must be an object"),
-        ({"subscription_tracking": {"enable": True}}, "subscription_tracking.enable is not supported"),
         ({"ganalytics": {"utm_sauce": "x"}}, "ganalytics.utm_sauce is not a known setting"),
         ("open", "settings must be a TrackingSettings"),
         ([("click_tracking", {})], "settings must be a TrackingSettings"),

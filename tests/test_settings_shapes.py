@@ -118,9 +118,8 @@ def test_errors_name_the_field(call: Any, message: str) -> None:
         call(mailtrack.TrackingSettings())
 
 
-def test_enabled_features_of_a_later_version_are_refused_when_used() -> None:
+def test_patched_account_settings_drive_rewriting() -> None:
     settings, _ = mailtrack.TrackingSettings().patch("subscription", {"enabled": True})
-    tracker = make_tracker(settings=settings)  # loading is fine
-    with pytest.raises(mailtrack.SettingsError, match="subscription_tracking.enable is not supported"):
-        rewrite(tracker, "<body></body>")
-    assert rewrite(tracker, "<body></body>", settings={"subscription_tracking": {"enable": False}}).pixels
+    tracker = make_tracker(settings=settings)
+    assert len(rewrite(tracker, "<body></body>").unsubscribe) == 1
+    assert rewrite(tracker, "<body></body>", settings={"subscription_tracking": {"enable": False}}).unsubscribe == []
