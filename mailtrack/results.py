@@ -37,7 +37,8 @@ class TrackedLink(NamedTuple):
     index: int  # type: ignore[assignment]  # link_index signed into the token (0-based, source order)
     url: str  # the destination: the value with character references decoded, trimmed (plus any UTM parameters)
     tracking_url: str
-    start: int  # span of the original attribute value (without quotes) in the input
+    start: int  # span of the original attribute value (without quotes) in the input; for a link in
+    # a subscription footer we added, start == end == where the footer went
     end: int
     raw: str  # the original attribute value as written
     quote: str  # '"', "'" or "" (unquoted)

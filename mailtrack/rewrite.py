@@ -74,7 +74,8 @@ def rewrite_html(html: str, plan: RewritePlan) -> HtmlResult:
     if plan.click is not None:
         _track_links(html, scanned, plan, book, edits)
 
-    unsubscribe = _unsubscribe_edits(html, plan, edits, warnings, text=False, at=_pixel_position(html, scanned, "bottom"))
+    at = _pixel_position(html, scanned, "bottom")
+    unsubscribe = _unsubscribe_edits(html, plan, book, edits, warnings, text=False, at=at)
     pixels = _place_pixels(html, scanned, plan, warnings) if plan.open_token is not None else []
     edits.extend((p.position, p.position + len(p.replaced), p.html) for p in unsubscribe + pixels)
     output = _splice(html, edits)
@@ -103,7 +104,7 @@ def rewrite_text(text: str, plan: RewritePlan, exclude: frozenset[str] = frozens
             tracking_url = book.decide(url, reason, start, end, url, "", "text")
             if tracking_url is not None:
                 edits.append((start, end, tracking_url))
-    unsubscribe = _unsubscribe_edits(text, plan, edits, warnings, text=True, at=len(text))
+    unsubscribe = _unsubscribe_edits(text, plan, book, edits, warnings, text=True, at=len(text))
     edits.extend((p.position, p.position + len(p.replaced), p.html) for p in unsubscribe)
     return TextResult(_splice(text, edits), book.links, book.skipped, warnings, unsubscribe)
 
@@ -124,9 +125,21 @@ def _splice(source: str, edits: list[tuple[int, int, str]]) -> str:
 
 
 def _unsubscribe_edits(
-    source: str, plan: RewritePlan, edits: list[tuple[int, int, str]], warnings: list[str], *, text: bool, at: int
+    source: str,
+    plan: RewritePlan,
+    book: _LinkBook,
+    edits: list[tuple[int, int, str]],
+    warnings: list[str],
+    *,
+    text: bool,
+    at: int,
 ) -> list[PixelInsertion]:
-    """Where the unsubscribe URL goes: the substitution tag's places, or a footer at ``at``."""
+    """Where the unsubscribe URL goes: the substitution tag's places, or a footer at ``at``.
+
+    Other links in a footer are tracked now, like the body's (recorded with
+    ``start == end == at``: they are not in the input), so that a second pass
+    finds nothing left to do.
+    """
     settings = plan.unsubscribe
     if settings is None:
         return []
@@ -144,11 +157,12 @@ def _unsubscribe_edits(
             else:
                 places.append(PixelInsertion(pos, url, tag))
             pos = source.find(tag, pos + len(tag))
-        if overlapping:
-            warnings.append(f"subscription_tracking.substitution_tag {tag!r} inside a tracked link left as is {overlapping} time(s)")
-        if not places:
-            warnings.append(f"subscription_tracking.substitution_tag {tag!r} not found; no unsubscribe link added")
-        return places
+        if places:
+            if overlapping:
+                warnings.append(f"subscription_tracking.substitution_tag {tag!r} inside a tracked link left as is {overlapping} time(s)")
+            return places
+        where = "only inside tracked links" if overlapping else "not found"
+        warnings.append(f"subscription_tracking.substitution_tag {tag!r} {where}; the unsubscribe footer was added instead")
     if text:
         newline = "\r\n" if "\r\n" in source else "\n"
         if not source or source.endswith(newline * 2):
@@ -157,8 +171,21 @@ def _unsubscribe_edits(
             separator = newline
         else:
             separator = newline * 2
-        return [PixelInsertion(at, separator + text_footer(settings.text, url) + newline)]
-    return [PixelInsertion(at, html_footer(settings.html, url))]
+        footer = text_footer(settings.text, url)
+        if plan.click is not None:
+            footer = _splice(footer, [
+                (start, end, tracking)
+                for start, end in find_urls(footer)
+                if (tracking := book.decide(footer[start:end], _classify_destination(footer[start:end], plan),
+                                            at, at, footer[start:end], "", "text")) is not None
+            ])
+        return [PixelInsertion(at, separator + footer + newline)]
+    footer = html_footer(settings.html, url)
+    if plan.click is not None:
+        footer_edits: list[tuple[int, int, str]] = []
+        _track_links(footer, scan(footer), plan, book, footer_edits, recorded_at=at)
+        footer = _splice(footer, footer_edits)
+    return [PixelInsertion(at, footer)]
 
 
 def _classify(url: str, html: str, tag: LinkTag, plan: RewritePlan) -> str | None:
@@ -221,15 +248,26 @@ class _LinkBook:
         return None
 
 
-def _track_links(html: str, scanned: ScanResult, plan: RewritePlan, book: _LinkBook, edits: list[tuple[int, int, str]]) -> None:
-    """Decide every link of the document in source order; schedule the tracked ones."""
+def _track_links(
+    html: str,
+    scanned: ScanResult,
+    plan: RewritePlan,
+    book: _LinkBook,
+    edits: list[tuple[int, int, str]],
+    recorded_at: int | None = None,
+) -> None:
+    """Decide every link of the document in source order; schedule the tracked ones.
+
+    ``recorded_at`` replaces the spans reported in results (for markup we add).
+    """
     for tag in scanned.links:
         href = tag.href
         if href is None:
             continue
         raw, start, end, quote = href
         url = decode_attribute(raw).strip(ASCII_WHITESPACE)
-        tracking_url = book.decide(url, _classify(url, html, tag, plan), start, end, raw, quote, tag.tag)
+        span = (start, end) if recorded_at is None else (recorded_at, recorded_at)
+        tracking_url = book.decide(url, _classify(url, html, tag, plan), *span, raw, quote, tag.tag)
         if tracking_url is not None:
             edits.append((start, end, escape_attribute(tracking_url, quote)))
 

@@ -131,6 +131,11 @@ class SubscriptionTracking(_Section):
 
     MESSAGE_KEY = "subscription_tracking"
     ACCOUNT_KEY = "subscription"
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.substitution_tag is not None and self.substitution_tag and not self.substitution_tag.strip():
+            raise SettingsError("subscription_tracking.substitution_tag", "must not be blank")
     MESSAGE = {"enable": "enable", "text": "text", "html": "html", "substitution_tag": "substitution_tag"}
     ACCOUNT = {
         "enable": "enabled",
@@ -187,6 +192,11 @@ class TrackingSettings:
             value = getattr(self, attribute)
             if not isinstance(value, part):
                 raise SettingsError(attribute, f"must be a {part.__name__}, not {type(value).__name__}")
+        tag = self.open_tracking.substitution_tag
+        if tag and tag == self.subscription_tracking.substitution_tag:
+            raise SettingsError(
+                "subscription_tracking.substitution_tag", "must differ from open_tracking.substitution_tag (one place each)"
+            )
 
     # -- the message shape (mail/send tracking_settings) ---------------------------
     @classmethod
@@ -195,7 +205,10 @@ class TrackingSettings:
         return DEFAULT_SETTINGS.merged(data)
 
     def to_dict(self) -> dict[str, Any]:
-        """The mail/send ``tracking_settings`` object (fields that are None are left out)."""
+        """The mail/send ``tracking_settings`` object, every part (fields that are None are left out).
+
+        ``from_dict(s.to_dict()) == s`` always; a complete dict also comes back equal.
+        """
         return {attribute: getattr(self, attribute)._dump(part.MESSAGE) for attribute, part in _PARTS.items()}
 
     # -- the account shape (v3 tracking settings API) ------------------------------
@@ -214,7 +227,7 @@ class TrackingSettings:
         Returns the new settings and the endpoint's response body (the whole
         section after the change), as SendGrid answers.
         """
-        attribute = _BY_ACCOUNT_KEY.get(section)
+        attribute = _BY_ACCOUNT_KEY.get(section) if isinstance(section, str) else None
         if attribute is None:
             raise SettingsError(section, f"is not a tracking setting (expected one of: {', '.join(_BY_ACCOUNT_KEY)})")
         part = _PARTS[attribute]
@@ -227,8 +240,9 @@ class TrackingSettings:
         """These settings with a message's ``overrides`` laid over them, field by field.
 
         ``overrides`` may be None (no change), a :class:`TrackingSettings` (taken
-        whole), a mail/send ``tracking_settings`` dict, or the shorthand
-        ``{"open": bool, "click": bool}``.
+        whole: an object states every field, so nothing of ``self`` remains), a
+        mail/send ``tracking_settings`` dict (only the fields it names change), or
+        the shorthand ``{"open": bool, "click": bool}``.
         """
         if overrides is None:
             return self
@@ -240,6 +254,8 @@ class TrackingSettings:
             )
         if overrides and set(overrides) <= {"open", "click"}:
             return self._shorthand(overrides)
+        if {"open", "click"} & set(overrides) and set(overrides) & set(_PARTS):
+            raise SettingsError("settings", "mixes the shorthand (open, click) with tracking_settings keys; use one shape")
         return self._overlay(overrides, "", account=False)
 
     def _shorthand(self, data: Mapping[str, Any]) -> TrackingSettings:

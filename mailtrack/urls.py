@@ -129,7 +129,7 @@ def add_query_parameters(url: str, parameters: tuple[tuple[str, str], ...]) -> s
     """
     base, hash_mark, fragment = url.partition("#")
     path, _, query = base.partition("?")
-    present = {name for name, _ in parse_qsl(query, keep_blank_values=True)}
+    present = {name for name, _ in parse_qsl(query.replace(";", "&"), keep_blank_values=True)}  # ";" separates too
     extra = [(name, value) for name, value in parameters if value and name not in present]
     if not extra:
         return url

@@ -74,3 +74,7 @@ def test_existing_query_and_fragment_are_kept_exactly(url: str) -> None:
     base, _, fragment = url.partition("#")
     assert out.startswith(base) and out.endswith(fragment)
     assert out.count("utm_medium") == 1
+
+
+def test_semicolon_separated_parameters_count_as_present() -> None:
+    assert add_query_parameters("https://a.example/?a=1;utm_source=x", (("utm_source", "s"),)) == "https://a.example/?a=1;utm_source=x"

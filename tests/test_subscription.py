@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import html5lib
+import pytest
 
 import mailtrack
 from helpers import BASE_URL, make_tracker, rewrite
@@ -56,8 +57,8 @@ def test_substitution_tag_overrides_footers() -> None:
     text = tracker.rewrite_text("Stop: [unsub]", message_id="msg-1", recipient="ann@example.com", settings=settings,
                                 issued_at=1_700_000_000)
     assert text.text == f"Stop: {url}" and text.links == []  # the bare URL, never click-wrapped
-    missing = rewrite(tracker, "<body>x</body>", settings=settings)
-    assert missing.html == "<body>x</body>" and any("not found" in w for w in missing.warnings)
+    missing = rewrite(tracker, "<body>x</body>", settings=settings)  # an unsubscribe link must exist: footer instead
+    assert "<p>never</p>" in missing.html and any("not found" in w and "footer" in w for w in missing.warnings)
 
 
 def test_second_pass_adds_no_second_footer() -> None:
@@ -83,3 +84,37 @@ def test_account_settings_load_subscription() -> None:
     tracker = make_tracker(settings=account)
     result = rewrite(tracker, "<body>x</body>", settings={"open_tracking": {"enable": False}})
     assert result.html.startswith("<body>x<p><a href=") and ">Unsubscribe</a></p></body>" in result.html
+
+
+def test_links_in_footers_are_tracked_once() -> None:
+    tracker = make_tracker()
+    settings = {"subscription_tracking": {"enable": True, "html": '<a href="https://b.example/">b</a> <% Unsub %>',
+                                          "text": "See https://b.example/ <% %>"},
+                "click_tracking": {"enable": True, "enable_text": True}}
+    first = rewrite(tracker, "<p>x</p>", settings=settings)
+    assert [link.url for link in first.links] == ["https://b.example/"]
+    assert (first.links[0].start, first.links[0].end) == (8, 8)  # not in the input: where the footer went
+    assert rewrite(tracker, first.html, settings=settings).html == first.html
+    text = tracker.rewrite_text("Hi", message_id="m", recipient="r", settings=settings)
+    assert [link.url for link in text.links] == ["https://b.example/"]
+    assert tracker.rewrite_text(text.text, message_id="m", recipient="r", settings=settings).text == text.text
+
+
+def test_subscription_settings_checks() -> None:
+    with pytest.raises(mailtrack.SettingsError, match="must not be blank"):
+        mailtrack.TrackingSettings.coerce({"subscription_tracking": {"enable": True, "substitution_tag": "  "}})
+    with pytest.raises(mailtrack.SettingsError, match="must differ"):
+        mailtrack.TrackingSettings.coerce({"subscription_tracking": {"substitution_tag": "[t]"},
+                                           "open_tracking": {"substitution_tag": "[t]"}})
+    with pytest.raises(mailtrack.SettingsError):
+        mailtrack.TrackingSettings().patch(["click"], {})  # type: ignore[arg-type]
+    with pytest.raises(mailtrack.SettingsError, match="mixes the shorthand"):
+        mailtrack.TrackingSettings.coerce({"open": True, "click_tracking": {"enable": False}})
+
+
+def test_tag_only_inside_a_tracked_link_falls_back_to_the_footer() -> None:
+    tracker = make_tracker()
+    settings = {"subscription_tracking": {"enable": True, "substitution_tag": "[u]"}, "open_tracking": {"enable": False}}
+    result = rewrite(tracker, '<body><a href="https://a.example/?x=[u]">x</a></body>', settings=settings)
+    assert len(result.unsubscribe) == 1 and "If you would like to unsubscribe" in result.unsubscribe[0].html
+    assert len([w for w in result.warnings if "[u]" in w]) == 1
