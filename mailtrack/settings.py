@@ -131,11 +131,6 @@ class SubscriptionTracking(_Section):
 
     MESSAGE_KEY = "subscription_tracking"
     ACCOUNT_KEY = "subscription"
-
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        if self.substitution_tag is not None and self.substitution_tag and not self.substitution_tag.strip():
-            raise SettingsError("subscription_tracking.substitution_tag", "must not be blank")
     MESSAGE = {"enable": "enable", "text": "text", "html": "html", "substitution_tag": "substitution_tag"}
     ACCOUNT = {
         "enable": "enabled",
@@ -145,6 +140,11 @@ class SubscriptionTracking(_Section):
         "url": "url",
         "landing": "landing",
     }
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.substitution_tag and not self.substitution_tag.strip():
+            raise SettingsError("subscription_tracking.substitution_tag", "must not be blank")
 
 
 @dataclass(frozen=True)

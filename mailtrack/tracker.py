@@ -166,9 +166,13 @@ class Tracker:
     ) -> RewritePlan:
         """Resolve settings (account < message) and signers for one body."""
         resolved = self._settings.merged(settings)
+        when = self._timestamp(issued_at)
+        position = self._pixel_position if pixel_position is None else _check_position(pixel_position)
+        self._check_identity(message_id, recipient, metadata)
+        codec = self._codec
         subscription = resolved.subscription_tracking
         unsubscribe = Unsubscribe(
-            token=self._codec.message_signer("unsubscribe", message_id, recipient, metadata, self._timestamp(issued_at)),
+            token=codec.message_signer("unsubscribe", message_id, recipient, metadata, when),
             is_token=self._is_unsubscribe_token,
             html=subscription.html or DEFAULT_HTML,
             text=subscription.text or DEFAULT_TEXT,
@@ -176,16 +180,10 @@ class Tracker:
         ) if subscription.enable else None
         analytics = resolved.ganalytics
         utm = tuple(
-            (name, value)
-            for name in ("utm_source", "utm_medium", "utm_term", "utm_content", "utm_campaign")
-            if (value := getattr(analytics, name))
+            (name, value) for name in analytics.MESSAGE if name != "enable" and (value := getattr(analytics, name))
         ) if analytics.enable else ()
-        when = self._timestamp(issued_at)
-        position = self._pixel_position if pixel_position is None else _check_position(pixel_position)
-        self._check_identity(message_id, recipient, metadata)
         clicks = resolved.click_tracking.enable and (resolved.click_tracking.enable_text or not text)
         opens = resolved.open_tracking.enable and not text
-        codec = self._codec
         return RewritePlan(
             layout=self._layout,
             placeholders=self._placeholders,
