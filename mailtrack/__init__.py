@@ -12,7 +12,17 @@ pixel, changing nothing else in the document; verifies those URLs again.
 """
 
 from .exc import ExpiredToken, InvalidToken, MailtrackError, SettingsError
-from .results import GMAIL_CLIP_BYTES, HtmlResult, PixelInsertion, SkippedLink, TextResult, TrackedLink, Verified
+from .results import (
+    GMAIL_CLIP_BYTES,
+    HtmlResult,
+    MessagePart,
+    MessageResult,
+    PixelInsertion,
+    SkippedLink,
+    TextResult,
+    TrackedLink,
+    Verified,
+)
 from .rules import DEFAULT_OPT_OUTS, DEFAULT_PLACEHOLDERS
 from .settings import (
     ClickTracking,
@@ -37,6 +47,8 @@ __all__ = [
     "HtmlResult",
     "InvalidToken",
     "MailtrackError",
+    "MessagePart",
+    "MessageResult",
     "OpenTracking",
     "PixelInsertion",
     "SettingsError",

@@ -10,11 +10,13 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from functools import cached_property
 from datetime import datetime
-from typing import Any, NamedTuple
+from typing import Any, Generic, NamedTuple, TypeVar
 
 __all__ = [
     "GMAIL_CLIP_BYTES",
     "HtmlResult",
+    "MessagePart",
+    "MessageResult",
     "PixelInsertion",
     "SkippedLink",
     "TextResult",
@@ -122,6 +124,69 @@ class TextResult:
     skipped: list[SkippedLink]
     warnings: list[str] = field(default_factory=list)
     unsubscribe: list[PixelInsertion] = field(default_factory=list)  # footer or substitution-tag places
+
+
+@dataclass(frozen=True)
+class MessagePart:
+    """What happened to one leaf part of a MIME message.
+
+    ``status`` is ``rewritten`` (its body changed), ``unchanged`` (a text body
+    with nothing to do), ``undecodable`` (a text body we could not read: left as
+    it was, ``reason`` says why) or ``left`` (not ours to change: attachments,
+    images, ``message/rfc822`` ...).
+    """
+
+    path: str  # IMAP section number: "1" for a single-part message, "2.1" for the first child of the second part
+    content_type: str
+    charset: str | None  # as declared (lowercased), None when not declared
+    transfer_encoding: str  # as declared (lowercased; "7bit" when not declared)
+    status: str
+    reason: str = ""
+    body: bool = False  # the message's HTML or plain-text body (gets the pixel and the footer)
+    result: HtmlResult | TextResult | None = None
+    warnings: list[str] = field(default_factory=list)
+    new_transfer_encoding: str | None = None  # after rewriting (differs when a new line did not fit the old one)
+    new_charset: str | None = None
+
+
+MessageT = TypeVar("MessageT")
+
+
+@dataclass(frozen=True)
+class MessageResult(Generic[MessageT]):
+    """A rewritten message, in the kind it was given (bytes, str or a Message), and an account of each part."""
+
+    message: MessageT
+    message_id: str  # signed into the tokens: the Message-ID without angle brackets, unless given
+    recipient: str
+    parts: list[MessagePart]
+    warnings: list[str] = field(default_factory=list)
+    list_unsubscribe: str | None = None  # the unsubscribe URL put in List-Unsubscribe, if any
+
+    @property
+    def links(self) -> list[TrackedLink]:
+        """Every tracked link, part by part."""
+        return [link for part in self.parts if part.result is not None for link in part.result.links]
+
+    @property
+    def skipped(self) -> list[SkippedLink]:
+        """Every link left alone, part by part."""
+        return [link for part in self.parts if part.result is not None for link in part.result.skipped]
+
+    @property
+    def undecodable(self) -> list[MessagePart]:
+        """The text parts left untouched because they could not be decoded."""
+        return [part for part in self.parts if part.status == "undecodable"]
+
+    @property
+    def html(self) -> HtmlResult | None:
+        """The result for the HTML body, if the message has one and it was read."""
+        return next((p.result for p in self.parts if p.body and isinstance(p.result, HtmlResult)), None)
+
+    @property
+    def text(self) -> TextResult | None:
+        """The result for the plain-text body, if the message has one and it was read."""
+        return next((p.result for p in self.parts if p.body and isinstance(p.result, TextResult)), None)
 
 
 @dataclass(frozen=True)

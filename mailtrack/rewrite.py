@@ -20,7 +20,10 @@ from .text import find_urls
 from .tokens import MAX_TOKEN_LENGTH
 from .urls import ASCII_WHITESPACE, UrlLayout, add_query_parameters, destination_problem
 
-__all__ = ["RewritePlan", "pixel_html", "rewrite_html", "rewrite_text"]
+__all__ = ["Edits", "RewritePlan", "pixel_html", "rewrite_html", "rewrite_html_edits", "rewrite_text", "rewrite_text_edits"]
+
+#: ``(start, end, replacement)`` spans of the input, sorted by start: what a rewrite changed.
+Edits = list[tuple[int, int, str]]
 
 _PIXEL_STYLE = (
     "height:1px!important;width:1px!important;max-height:1px!important;max-width:1px!important;"
@@ -63,6 +66,11 @@ class Unsubscribe:
 
 def rewrite_html(html: str, plan: RewritePlan) -> HtmlResult:
     """Rewrite ``html`` as ``plan`` says; see :meth:`mailtrack.Tracker.rewrite_html`."""
+    return rewrite_html_edits(html, plan)[0]
+
+
+def rewrite_html_edits(html: str, plan: RewritePlan) -> tuple[HtmlResult, Edits]:
+    """:func:`rewrite_html`, plus the edits it made (so MIME re-encodes only the lines they touch)."""
     if not isinstance(html, str):
         raise TypeError(
             f"html must be a str, not {type(html).__name__}; decode bytes with the message part's charset first"
@@ -83,7 +91,7 @@ def rewrite_html(html: str, plan: RewritePlan) -> HtmlResult:
         at_top = bool(pixels) and pixels[0].position == scanned.body_start_end
         where = "" if at_top or not pixels else "; the open pixel may be cut off, consider pixel_position='top'"
         warnings.append(f"the output is over {GMAIL_CLIP_BYTES} bytes: Gmail will clip it{where}")
-    return HtmlResult(output, book.links, book.skipped, pixels, warnings, unsubscribe)
+    return HtmlResult(output, book.links, book.skipped, pixels, warnings, unsubscribe), edits
 
 
 def rewrite_text(text: str, plan: RewritePlan, exclude: frozenset[str] = frozenset()) -> TextResult:
@@ -92,6 +100,11 @@ def rewrite_text(text: str, plan: RewritePlan, exclude: frozenset[str] = frozens
     ``exclude`` holds destinations to leave alone with reason ``opt-out`` (links
     opted out in the message's HTML part). No pixel: text cannot load one.
     """
+    return rewrite_text_edits(text, plan, exclude)[0]
+
+
+def rewrite_text_edits(text: str, plan: RewritePlan, exclude: frozenset[str] = frozenset()) -> tuple[TextResult, Edits]:
+    """:func:`rewrite_text`, plus the edits it made."""
     if not isinstance(text, str):
         raise TypeError(f"text must be a str, not {type(text).__name__}; decode bytes with the message part's charset first")
     edits: list[tuple[int, int, str]] = []
@@ -106,10 +119,10 @@ def rewrite_text(text: str, plan: RewritePlan, exclude: frozenset[str] = frozens
                 edits.append((start, end, tracking_url))
     unsubscribe = _unsubscribe_edits(text, plan, book, edits, warnings, text=True, at=len(text))
     edits.extend((p.position, p.position + len(p.replaced), p.html) for p in unsubscribe)
-    return TextResult(_splice(text, edits), book.links, book.skipped, warnings, unsubscribe)
+    return TextResult(_splice(text, edits), book.links, book.skipped, warnings, unsubscribe), edits
 
 
-def _splice(source: str, edits: list[tuple[int, int, str]]) -> str:
+def _splice(source: str, edits: Edits) -> str:
     """``source`` with each ``(start, end, replacement)`` applied; insertions at one offset keep their order."""
     if not edits:
         return source

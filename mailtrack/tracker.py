@@ -6,10 +6,13 @@ import hashlib
 import re
 import time
 from collections.abc import Callable, Iterable, Mapping
-from typing import Any
+from email.message import Message
+from typing import Any, TypeVar, overload
+from urllib.parse import urlsplit
 
 from .exc import InvalidToken, MailtrackError
-from .results import HtmlResult, TextResult, Verified
+from .message import rewrite_message
+from .results import HtmlResult, MessageResult, TextResult, Verified
 from .rewrite import RewritePlan, Unsubscribe, rewrite_html, rewrite_text
 from .subscription import DEFAULT_HTML, DEFAULT_TEXT
 from .rules import DEFAULT_OPT_OUTS, DEFAULT_PLACEHOLDERS, OptOuts, PatternInput, PlaceholderMatcher
@@ -23,6 +26,7 @@ __all__ = ["Tracker"]
 DEFAULT_MAX_LINKS = 1000
 _MAX_TIMESTAMP = 2**40  # year 36812: far enough, and finite
 _UNSAFE_INPUT = re.compile(r"[\x00-\x20\x7f-\x9f]")
+_MessageT = TypeVar("_MessageT", bound=Message)
 
 
 def _check_position(position: object) -> str:
@@ -152,6 +156,77 @@ class Tracker:
         if isinstance(exclude, str):
             raise TypeError("exclude takes an iterable of URLs, not one str")
         return rewrite_text(text, plan, frozenset(exclude))
+
+    @overload
+    def rewrite_message(
+        self, message: bytes, *, message_id: str | None = ..., recipient: str | None = ..., settings: SettingsInput = ...,
+        metadata: Mapping[str, Any] | None = ..., issued_at: float | None = ..., force: bool = ...,
+    ) -> MessageResult[bytes]: ...
+
+    @overload
+    def rewrite_message(
+        self, message: str, *, message_id: str | None = ..., recipient: str | None = ..., settings: SettingsInput = ...,
+        metadata: Mapping[str, Any] | None = ..., issued_at: float | None = ..., force: bool = ...,
+    ) -> MessageResult[str]: ...
+
+    @overload
+    def rewrite_message(
+        self, message: _MessageT, *, message_id: str | None = ..., recipient: str | None = ...,
+        settings: SettingsInput = ..., metadata: Mapping[str, Any] | None = ..., issued_at: float | None = ...,
+        force: bool = ...,
+    ) -> MessageResult[_MessageT]: ...
+
+    def rewrite_message(
+        self,
+        message: bytes | str | Message,
+        *,
+        message_id: str | None = None,
+        recipient: str | None = None,
+        settings: SettingsInput = None,
+        metadata: Mapping[str, Any] | None = None,
+        issued_at: float | None = None,
+        force: bool = False,
+    ) -> MessageResult[Any]:
+        """Track a whole MIME message: its inline HTML and plain-text parts, for one recipient.
+
+        ``message`` may be ``bytes``, ``str`` or an ``email.message.Message``
+        (``EmailMessage`` included); ``result.message`` is the same kind, a new
+        object. Only the lines of the text parts that hold a change are encoded
+        again (same charset, same transfer encoding unless a new line no longer
+        fits it); attachments, other parts and headers keep their bytes.
+        ``message_id`` defaults to the Message-ID header (added when missing),
+        ``recipient`` to the single To address; an ``X-SMTPAPI`` header's
+        tracking filters apply as message settings (below ``settings=``) and the
+        header is removed. A message carrying ``DKIM-Signature`` is refused
+        unless ``force=True``: rewriting would invalidate it, so sign after
+        mailtrack. Parts that cannot be decoded are left as they are and listed
+        in ``result.undecodable``. See :mod:`mailtrack.message` and
+        :mod:`mailtrack.mime` for the details.
+        """
+        when = self._timestamp(issued_at)
+        for name, value in (("message_id", message_id), ("recipient", recipient)):
+            if value is not None and not isinstance(value, str):
+                raise TypeError(f"{name} must be a str or None, not {type(value).__name__}")
+
+        def plans(
+            resolved: TrackingSettings, mid: str, rcpt: str, meta: Mapping[str, Any] | None
+        ) -> tuple[RewritePlan, RewritePlan]:
+            return (
+                self._plan(resolved, mid, rcpt, meta, when, None, text=False),
+                self._plan(resolved, mid, rcpt, meta, when, None, text=True),
+            )
+
+        return rewrite_message(
+            message,
+            plans=plans,
+            account=self._settings,
+            settings=settings,
+            message_id=message_id,
+            recipient=recipient,
+            metadata=metadata,
+            force=force,
+            domain=urlsplit(self.base_url).hostname or "localhost",
+        )
 
     def _plan(
         self,

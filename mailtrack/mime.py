@@ -1,0 +1,536 @@
+"""Whole MIME messages: rewrite the inline text bodies and keep every other byte.
+
+A message is handled as bytes. Its structure is read by the rules of Python's
+``email`` package (header blocks, boundary delimiter lines, the body parts the
+way ``EmailMessage.get_body`` picks them), but it is never re-generated:
+
+* each inline ``text/html`` and ``text/plain`` part is decoded (transfer
+  encoding, then its own charset), rewritten, and only the lines that hold a
+  change are encoded again, in the same charset and transfer encoding; lines
+  without a change keep their original bytes (a base64 body, which has no
+  lines to keep, is encoded whole, with its original line length);
+* the transfer encoding (or, for text we cannot express in its charset, the
+  charset) changes only when the new lines would break it: a 7bit line that is
+  no longer ASCII, or any line longer than RFC 5322's 998 octets;
+* headers are removed or added as whole fields; nothing else is touched.
+  Attachments, ``message/rfc822`` parts, preambles and epilogues are copied.
+
+Parts that cannot be decoded (an unknown charset or transfer encoding, bytes
+invalid in the declared charset, broken base64) are left as they are and
+reported, never dropped.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import bisect
+import codecs
+import re
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from email.message import Message
+from email.parser import BytesHeaderParser
+from email.policy import compat32
+
+from .results import HtmlResult, MessagePart, TextResult
+from .rewrite import Edits, RewritePlan, rewrite_html_edits, rewrite_text_edits
+
+__all__ = ["MimeNode", "parse_message", "rewrite_parts", "unfold"]
+
+#: RFC 5322 section 2.1.1: a line is at most 998 octets, line break excluded.
+MAX_LINE = 998
+_MAX_DEPTH = 64  # deeper nesting is left as it is: no real message needs it, a hostile one would
+# The stdlib parser's header-line test (email.feedparser.headerRE).
+_HEADER_LINE = re.compile(rb"(From |[\041-\071\073-\176]*:|[\t ])")
+_IDENTITY = ("7bit", "8bit", "binary")
+_HEADER_PARSER = BytesHeaderParser(policy=compat32)
+
+
+@dataclass
+class Field:
+    """One header field: its lowercased name and the span of all its lines (line breaks included)."""
+
+    name: str
+    start: int
+    end: int
+
+
+@dataclass
+class MimeNode:
+    """One entity of the message: where its headers and body lie in the raw bytes."""
+
+    path: str  # IMAP section number: "1" for a single-part message, "2.1" for the first child of the second part
+    start: int
+    header_end: int  # where the last field ends (new fields go here)
+    body_start: int
+    end: int
+    headers: Message  # the header block, parsed by the stdlib (values only; spans are in ``fields``)
+    fields: list[Field]
+    children: list[MimeNode] = field(default_factory=list)
+    depth: int = 0
+
+    @property
+    def content_type(self) -> str:
+        return self.headers.get_content_type()
+
+    @property
+    def is_attachment(self) -> bool:
+        return self.headers.get_content_disposition() == "attachment"
+
+    def field(self, name: str) -> Field | None:
+        """The first field called ``name`` (case-insensitive)."""
+        return next((f for f in self.fields if f.name == name.lower()), None)
+
+    def leaves(self) -> list[MimeNode]:
+        """Every entity without children, in order (a multipart without parts counts as one)."""
+        if not self.children:
+            return [self]
+        return [leaf for child in self.children for leaf in child.leaves()]
+
+
+def parse_message(raw: bytes) -> MimeNode:
+    """The MIME tree of ``raw``; never raises on malformed structure (it becomes preamble or body)."""
+    return _parse(raw, 0, len(raw), "1", 0, top=True)
+
+
+def _parse(raw: bytes, start: int, end: int, path: str, depth: int, *, top: bool = False, digest: bool = False) -> MimeNode:
+    fields, header_end, body_start = _header_block(raw, start, end)
+    headers = _HEADER_PARSER.parsebytes(raw[start:body_start])
+    if digest:
+        headers.set_default_type("message/rfc822")
+    node = MimeNode(path, start, header_end, body_start, end, headers, fields, depth=depth)
+    boundary = headers.get_boundary() if headers.get_content_maintype() == "multipart" else None
+    if boundary and depth < _MAX_DEPTH:
+        prefix = "" if top else path + "."
+        spans = _child_spans(raw, body_start, end, boundary)
+        child_digest = headers.get_content_subtype() == "digest"
+        node.children = [
+            _parse(raw, s, e, f"{prefix}{i}", depth + 1, digest=child_digest) for i, (s, e) in enumerate(spans, 1)
+        ]
+    return node
+
+
+def _header_block(raw: bytes, start: int, end: int) -> tuple[list[Field], int, int]:
+    """Fields, where the last one ends, and where the body starts (after the blank line, if any)."""
+    fields: list[Field] = []
+    pos = start
+    while pos < end:
+        newline = raw.find(b"\n", pos, end)
+        line_end = end if newline == -1 else newline + 1
+        line = raw[pos:line_end]
+        if line in (b"\n", b"\r\n"):
+            return fields, pos, line_end
+        if not _HEADER_LINE.match(line):
+            return fields, pos, pos  # not a header line: the body starts here (the stdlib's rule too)
+        if line[:1] in (b" ", b"\t"):
+            if fields:
+                fields[-1].end = line_end
+        else:
+            # A "From " envelope line is kept in the block under no name, as the stdlib keeps it.
+            name = "" if line.startswith(b"From ") else line.split(b":", 1)[0].decode("ascii").strip().lower()
+            fields.append(Field(name, pos, line_end))
+        pos = line_end
+    return fields, end, end
+
+
+def _child_spans(raw: bytes, start: int, end: int, boundary: str) -> list[tuple[int, int]]:
+    """The byte spans of the body parts between delimiter lines (the line break before a delimiter is its own)."""
+    try:
+        token = boundary.encode("ascii")
+    except UnicodeEncodeError:
+        return []
+    delimiter = re.compile(rb"^--" + re.escape(token) + rb"(--)?[ \t]*(?:\r\n|\n|\r|\Z)", re.MULTILINE)
+    spans: list[tuple[int, int]] = []
+    part_start: int | None = None
+    for match in delimiter.finditer(raw, start, end):
+        if part_start is not None:
+            spans.append((part_start, _before_line_break(raw, match.start(), part_start)))
+        if match.group(1):
+            return spans
+        part_start = match.end()
+    if part_start is not None:
+        spans.append((part_start, end))  # no close delimiter: the last part runs to the end
+    return spans
+
+
+def _before_line_break(raw: bytes, pos: int, floor: int) -> int:
+    if pos - 2 >= floor and raw[pos - 2 : pos] == b"\r\n":
+        return pos - 2
+    if pos - 1 >= floor and raw[pos - 1 : pos] in (b"\n", b"\r"):
+        return pos - 1
+    return pos
+
+
+def unfold(value: str) -> str:
+    """A header value without its folding line breaks."""
+    return re.sub(r"\r?\n(?=[ \t])", "", value).strip()
+
+
+# -- choosing the body ---------------------------------------------------------------
+
+
+def body_parts(root: MimeNode) -> set[str]:
+    """The paths of the HTML and plain-text body, chosen like ``EmailMessage.get_body``."""
+    chosen = set()
+    for subtype in ("html", "plain"):
+        for node in _find_body(root, subtype):
+            chosen.add(node.path)
+            break
+    return chosen
+
+
+def _find_body(node: MimeNode, subtype: str) -> list[MimeNode]:
+    if node.is_attachment:
+        return []
+    maintype, _, sub = node.content_type.partition("/")
+    if maintype == "text":
+        return [node] if sub == subtype else []
+    if maintype != "multipart" or not node.children:
+        return []
+    if sub != "related":
+        return [found for child in node.children for found in _find_body(child, subtype)]
+    start = node.headers.get_param("start")
+    candidate = next((c for c in node.children if start and c.headers.get("content-id") == start), node.children[0])
+    return _find_body(candidate, subtype)
+
+
+# -- rewriting the parts -------------------------------------------------------------
+
+# The plan for a body part, or None to leave that kind of part alone.
+PlanFor = Callable[[str, bool], "RewritePlan | None"]  # (subtype, is_body) -> plan
+
+
+@dataclass
+class _Decoded:
+    """A text part decoded, with the line map that lets unchanged lines keep their bytes."""
+
+    text: str
+    codec: str
+    charset: str
+    encoding: str  # the transfer encoding, lowercased
+    raw_lines: list[bytes] | None  # raw logical lines (a QP line with its soft breaks), None: no line map
+    offsets: list[int]  # where each raw line starts in ``text``
+    eol: bytes
+    guessed: bool  # no charset declared and not ASCII: read as UTF-8
+
+
+def rewrite_parts(raw: bytes, root: MimeNode, plan_for: PlanFor) -> tuple[list[tuple[int, int, bytes]], list[MessagePart], list[str]]:
+    """Rewrite every inline text part; return byte edits for ``raw``, a report per leaf part, and warnings.
+
+    HTML parts go first so that links opted out there are left alone in the
+    text parts too.
+    """
+    bodies = body_parts(root)
+    leaves = root.leaves()
+    edits: list[tuple[int, int, bytes]] = []
+    reports: dict[str, MessagePart] = {}
+    warnings: list[str] = []
+    opted_out: set[str] = set()
+    order = sorted(leaves, key=lambda n: n.content_type != "text/html")
+    for node in order:
+        report = _rewrite_leaf(raw, node, plan_for, node.path in bodies, frozenset(opted_out), edits)
+        reports[node.path] = report
+        if isinstance(report.result, HtmlResult):
+            opted_out.update(s.url for s in report.result.skipped if s.reason == "opt-out")
+        for warning in report.warnings:
+            warnings.append(f"part {node.path}: {warning}")
+    return edits, [reports[n.path] for n in leaves], warnings
+
+
+def _rewrite_leaf(
+    raw: bytes,
+    node: MimeNode,
+    plan_for: PlanFor,
+    is_body: bool,
+    exclude: frozenset[str],
+    edits: list[tuple[int, int, bytes]],
+) -> MessagePart:
+    ctype = node.content_type
+    encoding = (node.headers.get("content-transfer-encoding") or "7bit").strip().lower()
+    charset = node.headers.get_content_charset()
+    part = MessagePart(node.path, ctype, charset, encoding, "left", body=is_body)
+    if ctype not in ("text/html", "text/plain"):
+        if ctype.startswith("multipart/"):
+            return replace(part, reason="multipart without parts (no boundary or no delimiter found)")
+        return replace(part, reason="not a text body")
+    if node.is_attachment:
+        return replace(part, reason="attachment")
+    if node.depth >= _MAX_DEPTH:
+        return replace(part, reason="nested too deeply")
+    decoded = _decode(raw, node, encoding, charset)
+    if isinstance(decoded, str):
+        return replace(part, status="undecodable", reason=decoded)
+    subtype = ctype[5:]
+    plan = plan_for(subtype, is_body)
+    if plan is None:
+        return replace(part, status="unchanged", reason="tracking off for this part")
+    newline = "\r\n" if "\r\n" in decoded.text or decoded.eol == b"\r\n" else "\n"
+    plan = _with_newline(plan, newline)
+    result: HtmlResult | TextResult
+    if subtype == "html":
+        result, changes = rewrite_html_edits(decoded.text, plan)
+    else:
+        result, changes = rewrite_text_edits(decoded.text, plan, exclude)
+    notes = list(result.warnings)
+    if decoded.guessed:
+        notes.insert(0, "no charset declared and the bytes are not ASCII: read and written as UTF-8")
+    if not changes:
+        return replace(part, status="unchanged", result=result, warnings=notes)
+    body, new_encoding, new_charset = _encode(decoded, changes, html=subtype == "html")
+    edits.append((node.body_start, node.end, body))
+    if new_encoding != encoding:
+        edits.extend(_set_field(raw, node, "Content-Transfer-Encoding", new_encoding, decoded.eol))
+        notes.append(f"Content-Transfer-Encoding changed from {encoding} to {new_encoding}: the new lines did not fit it")
+    if new_charset != decoded.charset:
+        edits.extend(_set_charset(raw, node, new_charset, decoded.eol))
+        notes.append(f"charset changed from {decoded.charset} to {new_charset}: the footer has characters {decoded.charset} lacks")
+    return replace(
+        part, status="rewritten", result=result, warnings=notes,
+        new_transfer_encoding=new_encoding, new_charset=new_charset,
+    )
+
+
+def _with_newline(plan: RewritePlan, newline: str) -> RewritePlan:
+    """The plan with footer templates using the part's line breaks (never a bare LF in a CRLF body)."""
+    if plan.unsubscribe is None or newline == "\n":
+        return plan
+    fix = re.compile(r"\r?\n")
+    unsubscribe = replace(plan.unsubscribe, html=fix.sub(newline, plan.unsubscribe.html), text=fix.sub(newline, plan.unsubscribe.text))
+    return replace(plan, unsubscribe=unsubscribe)
+
+
+# -- decoding ------------------------------------------------------------------------
+
+
+def _decode(raw: bytes, node: MimeNode, encoding: str, charset: str | None) -> _Decoded | str:
+    """The decoded part, or why it cannot be decoded."""
+    body = raw[node.body_start : node.end]
+    eol = b"\r\n" if b"\r\n" in raw[node.start : node.body_start] or b"\r\n" in body else b"\n"
+    declared = charset or "us-ascii"
+    try:
+        info = codecs.lookup(declared)
+    except (LookupError, UnicodeError, ValueError):
+        return f"unknown charset {declared!r}"
+    if not getattr(info, "_is_text_encoding", True):  # "base64", "rot13", ...: codecs, not charsets
+        return f"unknown charset {declared!r}"
+    codec = info.name
+    if encoding in _IDENTITY or encoding == "quoted-printable":
+        raw_lines = _logical_lines(body, qp=encoding == "quoted-printable")
+        plain = [binascii.a2b_qp(line) for line in raw_lines] if encoding == "quoted-printable" else raw_lines
+        data = b"".join(plain)
+    elif encoding == "base64":
+        try:
+            data = base64.b64decode(body)
+        except (binascii.Error, ValueError) as exc:
+            return f"invalid base64 ({exc})"
+        raw_lines = None
+        plain = []
+    else:
+        return f"unknown Content-Transfer-Encoding {encoding!r}"
+    guessed = False
+    try:
+        text = data.decode(codec)
+    except UnicodeDecodeError as exc:
+        if charset is not None:
+            return f"bytes not valid in the declared charset {declared} ({exc.reason} at byte {exc.start})"
+        try:
+            text, codec, guessed = data.decode("utf-8"), "utf-8", True
+        except UnicodeDecodeError:
+            return "no charset declared, and the bytes are neither ASCII nor UTF-8"
+    offsets: list[int] = []
+    if raw_lines is not None:
+        pieces, at = [], 0
+        try:
+            for chunk in plain:
+                offsets.append(at)
+                piece = chunk.decode(codec)
+                pieces.append(piece)
+                at += len(piece)
+        except UnicodeDecodeError:
+            pieces = []
+        if "".join(pieces) != text:  # a stateful charset across lines: no line map, re-encode whole
+            raw_lines, offsets = None, []
+    return _Decoded(text, codec, declared, encoding, raw_lines, offsets, eol, guessed)
+
+
+def _logical_lines(body: bytes, *, qp: bool) -> list[bytes]:
+    """``body`` in lines (line breaks kept); for quoted-printable, soft-broken lines joined into one."""
+    lines = body.splitlines(keepends=True)
+    if not qp:
+        return lines
+    joined: list[bytes] = []
+    current = b""
+    for line in lines:
+        current += line
+        if not line.rstrip(b"\r\n").rstrip(b" \t").endswith(b"="):
+            joined.append(current)
+            current = b""
+    if current:
+        joined.append(current)
+    return joined
+
+
+# -- encoding ------------------------------------------------------------------------
+
+
+def _encode(decoded: _Decoded, changes: Edits, *, html: bool) -> tuple[bytes, str, str]:
+    """The new raw body: original bytes for every untouched line; the new encoding and charset."""
+    encoding, charset, codec = decoded.encoding, decoded.charset, decoded.codec
+    new_text = _apply(decoded.text, changes)
+    if not _encodable(new_text, codec, html):
+        # Only our footer can bring characters the part's charset lacks (the rest was decoded from it).
+        charset = codec = "utf-8"
+    elif decoded.raw_lines is not None:
+        body = _encode_lines(decoded, changes, html)
+        if body is not None:
+            return body, encoding, charset
+    data = _charset_encode(new_text, codec, html)
+    if encoding in _IDENTITY and not _fits(data, encoding):
+        encoding = "quoted-printable"  # a new line is too long, or not ASCII in a 7bit part
+    return _transfer_encode(data, encoding, decoded.eol), encoding, charset
+
+
+def _apply(text: str, changes: Edits) -> str:
+    out, pos = [], 0
+    for start, end, replacement in changes:
+        out.append(text[pos:start])
+        out.append(replacement)
+        pos = end
+    out.append(text[pos:])
+    return "".join(out)
+
+
+def _encodable(text: str, codec: str, html: bool) -> bool:
+    if html:
+        return True  # HTML can write any character as a character reference
+    try:
+        text.encode(codec)
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def _charset_encode(text: str, codec: str, html: bool) -> bytes:
+    return text.encode(codec, "xmlcharrefreplace" if html else "strict")
+
+
+def _encode_lines(decoded: _Decoded, changes: Edits, html: bool) -> bytes | None:
+    """Re-encode only the lines the changes touch; None if a new line breaks a 7bit/8bit encoding."""
+    assert decoded.raw_lines is not None
+    lines, offsets, text = decoded.raw_lines, decoded.offsets, decoded.text
+    groups: list[list[int]] = []  # [first line, last line, first change, last change] (inclusive)
+    for index, (start, end, _) in enumerate(changes):
+        first = max(bisect.bisect_right(offsets, start) - 1, 0)
+        last = max(bisect.bisect_right(offsets, max(start, end - 1)) - 1, first)
+        if groups and first <= groups[-1][1] + 0:
+            groups[-1][1] = max(groups[-1][1], last)
+            groups[-1][3] = index
+        else:
+            groups.append([first, last, index, index])
+    out: list[bytes] = []
+    done = 0
+    for first, last, first_change, last_change in groups:
+        out.extend(lines[done:first])
+        begin = offsets[first] if lines else 0
+        stop = offsets[last + 1] if last + 1 < len(offsets) else len(text)
+        local = [(s - begin, e - begin, r) for s, e, r in changes[first_change : last_change + 1]]
+        new = _charset_encode(_apply(text[begin:stop], local), decoded.codec, html)
+        if decoded.encoding == "quoted-printable":
+            out.append(_qp_lines(new, decoded.eol))
+        elif _fits(new, decoded.encoding):
+            out.append(new)
+        else:
+            return None
+        done = last + 1
+    out.extend(lines[done:])
+    return b"".join(out)
+
+
+def _fits(data: bytes, encoding: str) -> bool:
+    """True if ``data`` is valid in a 7bit/8bit/binary body."""
+    if encoding == "binary":
+        return True
+    if encoding == "7bit" and not data.isascii():
+        return False
+    if b"\0" in data:
+        return False
+    return all(len(line.rstrip(b"\r\n")) <= MAX_LINE for line in data.splitlines(keepends=True))
+
+
+def _qp_lines(data: bytes, eol: bytes) -> bytes:
+    """Quoted-printable for whole lines of ``data``, each ending as it did (a bare CR becomes ``eol``)."""
+    out = []
+    for line in data.splitlines(keepends=True):
+        content = line.rstrip(b"\r\n")
+        ending = line[len(content):]
+        encoded = binascii.b2a_qp(content, quotetabs=False, istext=False, header=False)
+        if eol != b"\n":
+            encoded = encoded.replace(b"=\n", b"=" + eol)
+        out.append(encoded + (ending if ending in (b"\n", b"\r\n") else eol if ending else b""))
+    return b"".join(out)
+
+
+def _transfer_encode(data: bytes, encoding: str, eol: bytes) -> bytes:
+    if encoding == "quoted-printable":
+        return _qp_lines(data, eol)
+    if encoding == "base64":
+        return _base64(data, eol)
+    return data
+
+
+def _base64(data: bytes, eol: bytes) -> bytes:
+    """Base64 in 76-character lines (RFC 2045's limit, as the stdlib writes it), ending with ``eol``."""
+    encoded = base64.b64encode(data)
+    return b"".join(encoded[i : i + 76] + eol for i in range(0, len(encoded), 76))
+
+
+# -- header fields -------------------------------------------------------------------
+
+
+def add_field(node: MimeNode, name: str, value: str, eol: bytes) -> tuple[int, int, bytes]:
+    """An edit adding ``name: value`` after the node's last field."""
+    return (node.header_end, node.header_end, f"{name}: {value}".encode("ascii") + eol)
+
+
+def _set_field(raw: bytes, node: MimeNode, name: str, value: str, eol: bytes) -> list[tuple[int, int, bytes]]:
+    """Edits making the field ``name`` hold ``value`` (replacing its value, or adding the field)."""
+    found = node.field(name)
+    if found is None:
+        return [add_field(node, name, value, eol)]
+    line = raw[found.start : found.end]
+    colon = line.index(b":")
+    ending = line[len(line.rstrip(b"\r\n")):]
+    return [(found.start + colon + 1, found.end, b" " + value.encode("ascii") + (ending or eol))]
+
+
+_CHARSET_PARAM = re.compile(rb'(?i)(;\s*charset\s*=\s*)("[^"]*"|[^\s;()]*)')
+
+
+def _set_charset(raw: bytes, node: MimeNode, charset: str, eol: bytes) -> list[tuple[int, int, bytes]]:
+    """Edits setting the Content-Type charset parameter, keeping the rest of the field as written."""
+    found = node.field("content-type")
+    if found is None:
+        return [add_field(node, "Content-Type", f"{node.content_type}; charset={charset}", eol)]
+    line = raw[found.start : found.end]
+    match = _CHARSET_PARAM.search(line)
+    if match is not None:
+        quoted = match.group(2).startswith(b'"')
+        value = f'"{charset}"' if quoted else charset
+        return [(found.start + match.start(2), found.start + match.end(2), value.encode("ascii"))]
+    content_end = found.start + len(line.rstrip(b"\r\n"))
+    return [(content_end, content_end, f"; charset={charset}".encode("ascii"))]
+
+
+def splice_bytes(raw: bytes, edits: list[tuple[int, int, bytes]]) -> bytes:
+    """``raw`` with each ``(start, end, replacement)`` applied; insertions at one offset keep their order."""
+    if not edits:
+        return raw
+    edits = sorted(edits, key=lambda edit: (edit[0], edit[1]))
+    out, pos = [], 0
+    for start, end, replacement in edits:
+        out.append(raw[pos:start])
+        out.append(replacement)
+        pos = max(pos, end)
+    out.append(raw[pos:])
+    return b"".join(out)
