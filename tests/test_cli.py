@@ -56,3 +56,25 @@ def test_rewrite_command_keeps_bytes_and_reports_read_errors(tmp_path: Path) -> 
     for args in (["rewrite", str(tmp_path / "missing.html"), *common], ["rewrite", str(page), *common]):
         failed = run(*args)  # a missing file; latin-1 bytes read as utf-8
         assert failed.returncode == 1 and "mailtrack rewrite:" in failed.stderr and "Traceback" not in failed.stderr
+
+
+def test_rewrite_message_command(tmp_path: Path) -> None:
+    eml = tmp_path / "mail.eml"
+    eml.write_bytes(
+        b"From: a@x.example\r\nTo: Ann <ann@x.example>\r\nMessage-ID: <m7@x.example>\r\nSubject: hi\r\n"
+        b"Content-Type: text/html; charset=utf-8\r\n\r\n<p><a href=\"https://x.example/\">x</a></p>\r\n"
+    )
+    common = ["--secret-key", "k", "--base-url", BASE_URL]
+    proc = subprocess.run([sys.executable, "-m", "mailtrack", "rewrite-message", str(eml), *common,
+                           "--settings", '{"subscription_tracking": {"enable": true}}'],
+                          capture_output=True, timeout=60, check=False)
+    assert proc.returncode == 0, proc.stderr
+    assert b"List-Unsubscribe-Post: List-Unsubscribe=One-Click\r\n" in proc.stdout
+    assert b"part 1 text/html: rewritten" in proc.stderr and b"m7@x.example for ann@x.example: tracked 1 links" in proc.stderr
+    url = proc.stdout.split(b'href="', 1)[1].split(b'"', 1)[0].decode()
+    assert mailtrack.Tracker(["k"], BASE_URL).verify(url).url == "https://x.example/"
+    eml.write_bytes(eml.read_bytes().replace(b"To: Ann <ann@x.example>", b"To: a@x.example, b@x.example"))
+    failed = run("rewrite-message", str(eml), *common)
+    assert failed.returncode == 1 and "2 To addresses" in failed.stderr and "Traceback" not in failed.stderr
+    failed = run("rewrite-message", str(eml), *common, "--recipient", "a@x.example", "--settings", "{bad")
+    assert failed.returncode == 1 and "Traceback" not in failed.stderr
