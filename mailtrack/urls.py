@@ -87,6 +87,11 @@ class UrlLayout:
             or re.search(r"[\s\"'<>`&\\]|[\x00-\x1f\x7f-\x9f]", base)
         ):
             raise MailtrackError(f"base_url must be an absolute http(s) URL without query or fragment: {base_url!r}")
+        if not base.isascii():
+            # Tracking URLs also go into headers (List-Unsubscribe) and ASCII-only text parts.
+            raise MailtrackError(
+                f"base_url must be ASCII (an IDN host as punycode, xn--...; a path percent-encoded): {base_url!r}"
+            )
         merged = dict(_DEFAULT_PATHS)
         for kind, path in (paths or {}).items():
             if kind not in _DEFAULT_PATHS:
