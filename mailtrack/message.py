@@ -27,7 +27,7 @@ from email.parser import BytesParser
 from typing import Any
 
 from .exc import MailtrackError, SettingsError
-from .mime import MimeNode, add_field, parse_message, rewrite_parts, splice_bytes, unfold
+from .mime import MimeNode, add_field, line_break, parse_message, rewrite_parts, splice_bytes, unfold
 from .results import MessageResult
 from .rewrite import RewritePlan
 from .settings import SettingsInput, TrackingSettings
@@ -39,6 +39,7 @@ MessageInput = bytes | str | Message
 #: Builds the (HTML, text) body plans for resolved settings, message ID, recipient and metadata.
 Plans = Callable[[TrackingSettings, str, str, "Mapping[str, Any] | None"], tuple[RewritePlan, RewritePlan]]
 _MSG_ID = re.compile(r"[^<>\s@]+@[^<>\s@]+")
+_SURROGATES_ONLY = re.compile(r"[\x00-\x7f\udc80-\udcff]*")
 
 
 def rewrite_message(
@@ -56,7 +57,11 @@ def rewrite_message(
     """Rewrite ``message``; see :meth:`mailtrack.Tracker.rewrite_message`."""
     raw, convert = _as_bytes(message)
     root = parse_message(raw)
-    eol = b"\r\n" if b"\r\n" in raw[: root.body_start] else b"\n"
+    eol = line_break(raw[: root.body_start])
+    if root.header_end == len(raw) and raw and not raw.endswith((b"\n", b"\r")):
+        # Only headers, the last one unterminated: end it, so that fields can follow it.
+        raw += eol
+        root = parse_message(raw)
     edits: list[tuple[int, int, bytes]] = []
     warnings: list[str] = []
 
@@ -101,8 +106,9 @@ def _as_bytes(message: Any) -> tuple[bytes, Callable[[bytes], Any]]:
     if isinstance(message, (bytes, bytearray)):
         return bytes(message), bytes
     if isinstance(message, str):
-        # A message read as text keeps undecodable bytes as surrogates (the stdlib's way); both ways round-trip.
-        codec = "ascii" if message.isascii() else "utf-8"
+        # A str read the stdlib's way holds non-ASCII bytes as surrogates: give them back as they were.
+        # Otherwise its non-ASCII characters are text, written as UTF-8 (RFC 6532).
+        codec = "ascii" if _SURROGATES_ONLY.fullmatch(message) else "utf-8"
         return message.encode(codec, "surrogateescape"), lambda data: data.decode(codec, "surrogateescape")
     if isinstance(message, Message):
         policy = message.policy

@@ -36,7 +36,7 @@ from email.policy import compat32
 from .results import HtmlResult, MessagePart, TextResult
 from .rewrite import Edits, RewritePlan, rewrite_html_edits, rewrite_text_edits
 
-__all__ = ["MimeNode", "parse_message", "rewrite_parts", "unfold"]
+__all__ = ["MimeNode", "add_field", "line_break", "parse_message", "rewrite_parts", "splice_bytes", "unfold"]
 
 #: RFC 5322 section 2.1.1: a line is at most 998 octets, line break excluded.
 MAX_LINE = 998
@@ -111,15 +111,30 @@ def _parse(raw: bytes, start: int, end: int, path: str, depth: int, *, top: bool
     return node
 
 
+_LINE_END = re.compile(rb"\r\n|\r|\n")
+
+
+def line_break(data: bytes) -> bytes:
+    """The line break ``data`` uses: CRLF, LF, or a bare CR (LF when it has none)."""
+    if b"\r\n" in data:
+        return b"\r\n"
+    if b"\n" not in data and b"\r" in data:
+        return b"\r"
+    return b"\n"
+
+
 def _header_block(raw: bytes, start: int, end: int) -> tuple[list[Field], int, int]:
-    """Fields, where the last one ends, and where the body starts (after the blank line, if any)."""
+    """Fields, where the last one ends, and where the body starts (after the blank line, if any).
+
+    Lines end at CRLF, CR or LF, as the stdlib's parser reads them.
+    """
     fields: list[Field] = []
     pos = start
     while pos < end:
-        newline = raw.find(b"\n", pos, end)
-        line_end = end if newline == -1 else newline + 1
+        found = _LINE_END.search(raw, pos, end)
+        line_end = end if found is None else found.end()
         line = raw[pos:line_end]
-        if line in (b"\n", b"\r\n"):
+        if line in (b"\n", b"\r\n", b"\r"):
             return fields, pos, line_end
         if not _HEADER_LINE.match(line):
             return fields, pos, pos  # not a header line: the body starts here (the stdlib's rule too)
@@ -135,20 +150,31 @@ def _header_block(raw: bytes, start: int, end: int) -> tuple[list[Field], int, i
 
 
 def _child_spans(raw: bytes, start: int, end: int, boundary: str) -> list[tuple[int, int]]:
-    """The byte spans of the body parts between delimiter lines (the line break before a delimiter is its own)."""
+    """The byte spans of the body parts between delimiter lines (the line break before a delimiter is its own).
+
+    A delimiter line is ``--boundary`` at the start of a line, then ``--`` for
+    the last one, then only blanks (the stdlib's ``boundaryre``). The literal is
+    searched first: a line-anchored regex would be tried at every byte.
+    """
     try:
-        token = boundary.encode("ascii")
+        needle = b"--" + boundary.encode("ascii")
     except UnicodeEncodeError:
         return []
-    delimiter = re.compile(rb"^--" + re.escape(token) + rb"(--)?[ \t]*(?:\r\n|\n|\r|\Z)", re.MULTILINE)
+    tail = re.compile(rb"(--)?[ \t]*(?:\r\n|\n|\r|\Z)")
     spans: list[tuple[int, int]] = []
     part_start: int | None = None
-    for match in delimiter.finditer(raw, start, end):
-        if part_start is not None:
-            spans.append((part_start, _before_line_break(raw, match.start(), part_start)))
-        if match.group(1):
-            return spans
-        part_start = match.end()
+    at = raw.find(needle, start, end)
+    while at != -1:
+        match = tail.match(raw, at + len(needle), end)
+        if match is not None and (at == start or raw[at - 1] in b"\r\n"):
+            if part_start is not None:
+                spans.append((part_start, _before_line_break(raw, at, part_start)))
+            if match.group(1):
+                return spans
+            part_start = match.end()
+            at = raw.find(needle, part_start, end)
+        else:
+            at = raw.find(needle, at + 1, end)
     if part_start is not None:
         spans.append((part_start, end))  # no close delimiter: the last part runs to the end
     return spans
@@ -210,6 +236,7 @@ class _Decoded:
     charset: str
     encoding: str  # the transfer encoding, lowercased
     raw_lines: list[bytes] | None  # raw logical lines (a QP line with its soft breaks), None: no line map
+    width: int  # base64 line length to write (the body's own)
     offsets: list[int]  # where each raw line starts in ``text``
     eol: bytes
     guessed: bool  # no charset declared and not ASCII: read as UTF-8
@@ -250,14 +277,16 @@ def _rewrite_leaf(
     encoding = (node.headers.get("content-transfer-encoding") or "7bit").strip().lower()
     charset = node.headers.get_content_charset()
     part = MessagePart(node.path, ctype, charset, encoding, "left", body=is_body)
+    if node.depth >= _MAX_DEPTH:
+        return replace(part, reason=f"nested more than {_MAX_DEPTH} levels deep")
     if ctype not in ("text/html", "text/plain"):
         if ctype.startswith("multipart/"):
             return replace(part, reason="multipart without parts (no boundary or no delimiter found)")
         return replace(part, reason="not a text body")
     if node.is_attachment:
         return replace(part, reason="attachment")
-    if node.depth >= _MAX_DEPTH:
-        return replace(part, reason="nested too deeply")
+    if node.body_start == node.header_end and node.body_start == node.end:
+        return replace(part, status="unchanged", reason="no body (nothing after the headers)")
     decoded = _decode(raw, node, encoding, charset)
     if isinstance(decoded, str):
         return replace(part, status="undecodable", reason=decoded)
@@ -265,8 +294,7 @@ def _rewrite_leaf(
     plan = plan_for(subtype, is_body)
     if plan is None:
         return replace(part, status="unchanged", reason="tracking off for this part")
-    newline = "\r\n" if "\r\n" in decoded.text or decoded.eol == b"\r\n" else "\n"
-    plan = _with_newline(plan, newline)
+    plan = _for_part(plan, decoded, subtype == "html")
     result: HtmlResult | TextResult
     if subtype == "html":
         result, changes = rewrite_html_edits(decoded.text, plan)
@@ -278,26 +306,49 @@ def _rewrite_leaf(
     if not changes:
         return replace(part, status="unchanged", result=result, warnings=notes)
     body, new_encoding, new_charset = _encode(decoded, changes, html=subtype == "html")
-    edits.append((node.body_start, node.end, body))
     if new_encoding != encoding:
         edits.extend(_set_field(raw, node, "Content-Transfer-Encoding", new_encoding, decoded.eol))
         notes.append(f"Content-Transfer-Encoding changed from {encoding} to {new_encoding}: the new lines did not fit it")
+        if decoded.guessed:
+            new_charset = "utf-8"  # encoded bytes can no longer be sniffed: say what they are
     if new_charset != decoded.charset:
         edits.extend(_set_charset(raw, node, new_charset, decoded.eol))
-        notes.append(f"charset changed from {decoded.charset} to {new_charset}: the footer has characters {decoded.charset} lacks")
+        why = "it was read as UTF-8" if decoded.guessed else f"the footer has characters {decoded.charset} lacks"
+        notes.append(f"charset set from {decoded.charset} to {new_charset}: {why}")
+    edits.append((node.body_start, node.end, body))  # after any field added at the same offset
     return replace(
         part, status="rewritten", result=result, warnings=notes,
         new_transfer_encoding=new_encoding, new_charset=new_charset,
     )
 
 
-def _with_newline(plan: RewritePlan, newline: str) -> RewritePlan:
-    """The plan with footer templates using the part's line breaks (never a bare LF in a CRLF body)."""
-    if plan.unsubscribe is None or newline == "\n":
+def _for_part(plan: RewritePlan, decoded: _Decoded, html: bool) -> RewritePlan:
+    """The plan fitted to one part: footers with its line breaks, HTML footers in its charset.
+
+    A CRLF body never gets a bare LF; characters an HTML part's charset lacks
+    become character references here, so the result reports what is written.
+    """
+    unsubscribe = plan.unsubscribe
+    if unsubscribe is None:
         return plan
+    newline = "\r\n" if "\r\n" in decoded.text or decoded.eol == b"\r\n" else "\n"
     fix = re.compile(r"\r?\n")
-    unsubscribe = replace(plan.unsubscribe, html=fix.sub(newline, plan.unsubscribe.html), text=fix.sub(newline, plan.unsubscribe.text))
+    template = fix.sub(newline, unsubscribe.html)
+    if html:
+        try:
+            template.encode(decoded.codec)
+        except UnicodeEncodeError:
+            template = "".join(c if _fits_codec(c, decoded.codec) else f"&#{ord(c)};" for c in template)
+    unsubscribe = replace(unsubscribe, html=template, text=fix.sub(newline, unsubscribe.text), newline=newline)
     return replace(plan, unsubscribe=unsubscribe)
+
+
+def _fits_codec(char: str, codec: str) -> bool:
+    try:
+        char.encode(codec)
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 # -- decoding ------------------------------------------------------------------------
@@ -306,7 +357,7 @@ def _with_newline(plan: RewritePlan, newline: str) -> RewritePlan:
 def _decode(raw: bytes, node: MimeNode, encoding: str, charset: str | None) -> _Decoded | str:
     """The decoded part, or why it cannot be decoded."""
     body = raw[node.body_start : node.end]
-    eol = b"\r\n" if b"\r\n" in raw[node.start : node.body_start] or b"\r\n" in body else b"\n"
+    eol = line_break(raw[node.start : node.body_start] + body[:4096])
     declared = charset or "us-ascii"
     try:
         info = codecs.lookup(declared)
@@ -315,17 +366,22 @@ def _decode(raw: bytes, node: MimeNode, encoding: str, charset: str | None) -> _
     if not getattr(info, "_is_text_encoding", True):  # "base64", "rot13", ...: codecs, not charsets
         return f"unknown charset {declared!r}"
     codec = info.name
-    if encoding in _IDENTITY or encoding == "quoted-printable":
-        raw_lines = _logical_lines(body, qp=encoding == "quoted-printable")
-        plain = [binascii.a2b_qp(line) for line in raw_lines] if encoding == "quoted-printable" else raw_lines
-        data = b"".join(plain)
+    qp = encoding == "quoted-printable"
+    width = 76
+    raw_lines: list[bytes] | None
+    if encoding in _IDENTITY or qp:
+        raw_lines = _QP_LINE.findall(body) if qp else _LINE.findall(body)
+        if raw_lines and not raw_lines[-1]:
+            raw_lines.pop()  # the empty match at the end
+        data = binascii.a2b_qp(body) if qp else body
     elif encoding == "base64":
         try:
             data = base64.b64decode(body)
         except (binascii.Error, ValueError) as exc:
             return f"invalid base64 ({exc})"
         raw_lines = None
-        plain = []
+        first = len(body.split(b"\n", 1)[0].rstrip(b"\r"))
+        width = first if 4 <= first <= 76 and first % 4 == 0 and len(body) > first + 2 else 76
     else:
         return f"unknown Content-Transfer-Encoding {encoding!r}"
     guessed = False
@@ -340,35 +396,41 @@ def _decode(raw: bytes, node: MimeNode, encoding: str, charset: str | None) -> _
             return "no charset declared, and the bytes are neither ASCII nor UTF-8"
     offsets: list[int] = []
     if raw_lines is not None:
-        pieces, at = [], 0
-        try:
-            for chunk in plain:
+        offsets = _line_offsets(text, raw_lines, codec, qp)
+        if not offsets and raw_lines:
+            raw_lines = None  # no line map: a change re-encodes the whole part
+    return _Decoded(text, codec, declared, encoding, raw_lines, width, offsets, eol, guessed)
+
+
+# Lines with their line break; for quoted-printable, soft-broken lines (ending in "=") joined into one.
+_LINE = re.compile(rb"[^\n]*(?:\n|\Z)")
+_QP_LINE = re.compile(rb"(?:[^\n]*=[ \t]*\r?\n)*[^\n]*(?:\n|\Z)")
+# Charsets that keep state across bytes, or can hold byte 0x0A inside a character: their lines
+# are decoded one by one and checked against the whole.
+_UNSPLITTABLE = ("utf-16", "utf-32", "utf_16", "utf_32", "iso2022", "hz", "utf-7")
+
+
+def _line_offsets(text: str, raw_lines: list[bytes], codec: str, qp: bool) -> list[int]:
+    """Where each raw line starts in ``text``; [] when the lines do not map one to one."""
+    if not codec.startswith(_UNSPLITTABLE) and not (qp and re.search(rb"=0[aAdD]", b"".join(raw_lines))):
+        # Byte 0x0A is the character "\n" and nothing else: line i of the text is raw line i decoded.
+        lengths = [len(line) for line in text.split("\n")]
+        if len(lengths) == len(raw_lines) + (0 if raw_lines and not raw_lines[-1].endswith(b"\n") else 1):
+            offsets, at = [], 0
+            for length in lengths[: len(raw_lines)]:
                 offsets.append(at)
-                piece = chunk.decode(codec)
-                pieces.append(piece)
-                at += len(piece)
-        except UnicodeDecodeError:
-            pieces = []
-        if "".join(pieces) != text:  # a stateful charset across lines: no line map, re-encode whole
-            raw_lines, offsets = None, []
-    return _Decoded(text, codec, declared, encoding, raw_lines, offsets, eol, guessed)
-
-
-def _logical_lines(body: bytes, *, qp: bool) -> list[bytes]:
-    """``body`` in lines (line breaks kept); for quoted-printable, soft-broken lines joined into one."""
-    lines = body.splitlines(keepends=True)
-    if not qp:
-        return lines
-    joined: list[bytes] = []
-    current = b""
-    for line in lines:
-        current += line
-        if not line.rstrip(b"\r\n").rstrip(b" \t").endswith(b"="):
-            joined.append(current)
-            current = b""
-    if current:
-        joined.append(current)
-    return joined
+                at += length + 1
+            return offsets
+    offsets, pieces, at = [], [], 0
+    try:
+        for line in raw_lines:
+            offsets.append(at)
+            piece = (binascii.a2b_qp(line) if qp else line).decode(codec)
+            pieces.append(piece)
+            at += len(piece)
+    except UnicodeDecodeError:
+        return []
+    return offsets if "".join(pieces) == text else []
 
 
 # -- encoding ------------------------------------------------------------------------
@@ -377,18 +439,17 @@ def _logical_lines(body: bytes, *, qp: bool) -> list[bytes]:
 def _encode(decoded: _Decoded, changes: Edits, *, html: bool) -> tuple[bytes, str, str]:
     """The new raw body: original bytes for every untouched line; the new encoding and charset."""
     encoding, charset, codec = decoded.encoding, decoded.charset, decoded.codec
-    new_text = _apply(decoded.text, changes)
-    if not _encodable(new_text, codec, html):
+    if not _encodable(changes, codec, html):
         # Only our footer can bring characters the part's charset lacks (the rest was decoded from it).
         charset = codec = "utf-8"
     elif decoded.raw_lines is not None:
         body = _encode_lines(decoded, changes, html)
         if body is not None:
             return body, encoding, charset
-    data = _charset_encode(new_text, codec, html)
+    data = _charset_encode(_apply(decoded.text, changes), codec, html)
     if encoding in _IDENTITY and not _fits(data, encoding):
         encoding = "quoted-printable"  # a new line is too long, or not ASCII in a 7bit part
-    return _transfer_encode(data, encoding, decoded.eol), encoding, charset
+    return _transfer_encode(data, encoding, decoded.eol, decoded.width), encoding, charset
 
 
 def _apply(text: str, changes: Edits) -> str:
@@ -401,11 +462,13 @@ def _apply(text: str, changes: Edits) -> str:
     return "".join(out)
 
 
-def _encodable(text: str, codec: str, html: bool) -> bool:
+def _encodable(changes: Edits, codec: str, html: bool) -> bool:
+    """True if what the changes bring fits the charset (the rest was decoded from it)."""
     if html:
         return True  # HTML can write any character as a character reference
     try:
-        text.encode(codec)
+        for _, _, replacement in changes:
+            replacement.encode(codec)
     except UnicodeEncodeError:
         return False
     return True
@@ -416,14 +479,28 @@ def _charset_encode(text: str, codec: str, html: bool) -> bytes:
 
 
 def _encode_lines(decoded: _Decoded, changes: Edits, html: bool) -> bytes | None:
-    """Re-encode only the lines the changes touch; None if a new line breaks a 7bit/8bit encoding."""
+    """Re-encode only the lines the changes touch; None if a new line breaks a 7bit/8bit encoding.
+
+    An insertion where a line starts (a footer after the last line break)
+    touches no line: it is encoded on its own, between the lines around it.
+    """
     assert decoded.raw_lines is not None
     lines, offsets, text = decoded.raw_lines, decoded.offsets, decoded.text
-    groups: list[list[int]] = []  # [first line, last line, first change, last change] (inclusive)
-    for index, (start, end, _) in enumerate(changes):
-        first = max(bisect.bisect_right(offsets, start) - 1, 0)
-        last = max(bisect.bisect_right(offsets, max(start, end - 1)) - 1, first)
-        if groups and first <= groups[-1][1] + 0:
+    count = len(lines)
+    starts = set(offsets)
+    ends_with_break = not lines or lines[-1].endswith((b"\n",))
+    groups: list[list[int]] = []  # [first line, last line, first change, last change]; last = first - 1: between lines
+    for index, (start, end, replacement) in enumerate(changes):
+        at_end = start == len(text) and ends_with_break
+        if start == end and (at_end or (start in starts and replacement.endswith("\n"))):
+            # Between lines: at the end, or whole lines before line ``first`` (which stays as it is).
+            first = count if at_end else bisect.bisect_left(offsets, start)
+            last = first - 1
+        else:
+            first = max(bisect.bisect_right(offsets, start) - 1, 0)
+            last = max(bisect.bisect_right(offsets, max(start, end - 1)) - 1, first)
+        previous = groups[-1] if groups else None
+        if previous is not None and (first <= previous[1] or (previous[1] < previous[0] == first)):
             groups[-1][1] = max(groups[-1][1], last)
             groups[-1][3] = index
         else:
@@ -432,8 +509,8 @@ def _encode_lines(decoded: _Decoded, changes: Edits, html: bool) -> bytes | None
     done = 0
     for first, last, first_change, last_change in groups:
         out.extend(lines[done:first])
-        begin = offsets[first] if lines else 0
-        stop = offsets[last + 1] if last + 1 < len(offsets) else len(text)
+        begin = offsets[first] if first < count else len(text)
+        stop = offsets[last + 1] if last + 1 < count else len(text)
         local = [(s - begin, e - begin, r) for s, e, r in changes[first_change : last_change + 1]]
         new = _charset_encode(_apply(text[begin:stop], local), decoded.codec, html)
         if decoded.encoding == "quoted-printable":
@@ -442,7 +519,7 @@ def _encode_lines(decoded: _Decoded, changes: Edits, html: bool) -> bytes | None
             out.append(new)
         else:
             return None
-        done = last + 1
+        done = max(done, last + 1)
     out.extend(lines[done:])
     return b"".join(out)
 
@@ -459,30 +536,35 @@ def _fits(data: bytes, encoding: str) -> bool:
 
 
 def _qp_lines(data: bytes, eol: bytes) -> bytes:
-    """Quoted-printable for whole lines of ``data``, each ending as it did (a bare CR becomes ``eol``)."""
+    """Quoted-printable for whole lines of ``data``, each ending as it did (LF or CRLF).
+
+    Only LF ends a line: a bare CR is content and is written as ``=0D``.
+    """
     out = []
-    for line in data.splitlines(keepends=True):
-        content = line.rstrip(b"\r\n")
-        ending = line[len(content):]
+    for line in _LINE.findall(data):
+        if not line:
+            continue
+        ending = b"\r\n" if line.endswith(b"\r\n") else b"\n" if line.endswith(b"\n") else b""
+        content = line[: len(line) - len(ending)]
         encoded = binascii.b2a_qp(content, quotetabs=False, istext=False, header=False)
         if eol != b"\n":
             encoded = encoded.replace(b"=\n", b"=" + eol)
-        out.append(encoded + (ending if ending in (b"\n", b"\r\n") else eol if ending else b""))
+        out.append(encoded + ending)
     return b"".join(out)
 
 
-def _transfer_encode(data: bytes, encoding: str, eol: bytes) -> bytes:
+def _transfer_encode(data: bytes, encoding: str, eol: bytes, width: int) -> bytes:
     if encoding == "quoted-printable":
         return _qp_lines(data, eol)
     if encoding == "base64":
-        return _base64(data, eol)
+        return _base64(data, eol, width)
     return data
 
 
-def _base64(data: bytes, eol: bytes) -> bytes:
-    """Base64 in 76-character lines (RFC 2045's limit, as the stdlib writes it), ending with ``eol``."""
+def _base64(data: bytes, eol: bytes, width: int) -> bytes:
+    """Base64 in lines of ``width`` (the body's own; at most RFC 2045's 76), each ending with ``eol``."""
     encoded = base64.b64encode(data)
-    return b"".join(encoded[i : i + 76] + eol for i in range(0, len(encoded), 76))
+    return b"".join(encoded[i : i + width] + eol for i in range(0, len(encoded), width))
 
 
 # -- header fields -------------------------------------------------------------------

@@ -62,6 +62,7 @@ class Unsubscribe:
     html: str  # footer template with <% link text %>
     text: str  # footer template with <% %>
     substitution_tag: str | None  # replaced by the bare URL instead of any footer
+    newline: str = ""  # line break around a text footer; "" to follow the text's own
 
 
 def rewrite_html(html: str, plan: RewritePlan) -> HtmlResult:
@@ -177,10 +178,10 @@ def _unsubscribe_edits(
         where = "only inside tracked links" if overlapping else "not found"
         warnings.append(f"subscription_tracking.substitution_tag {tag!r} {where}; the unsubscribe footer was added instead")
     if text:
-        newline = "\r\n" if "\r\n" in source else "\n"
-        if not source or source.endswith(newline * 2):
-            separator = ""
-        elif source.endswith(newline):
+        newline = settings.newline or ("\r\n" if "\r\n" in source else "\n")
+        if not source or source.endswith(("\n\n", "\n\r\n")):
+            separator = ""  # already ends with a blank line
+        elif source.endswith("\n"):
             separator = newline
         else:
             separator = newline * 2
