@@ -24,7 +24,7 @@ ROOT = Path(__file__).resolve().parent
 VENV = ROOT / ".venv"
 BIN = VENV / ("Scripts" if os.name == "nt" else "bin")
 PYTHON = BIN / ("python.exe" if os.name == "nt" else "python")
-EXTRAS = {"demo": "", "test": "[test]", "bench": "[bench,test]"}
+EXTRAS = {"demo": "[serve]", "test": "[test,serve]", "bench": "[bench,test,serve]"}
 BENCHMARKS = {"rewrite": "benchmarks/bench_rewrite.py", "message": "benchmarks/bench_message.py"}
 
 

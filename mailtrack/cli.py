@@ -1,4 +1,9 @@
-"""The ``mailtrack`` command line: ``demo``, ``rewrite`` (one HTML file) and ``rewrite-message`` (one .eml)."""
+"""The ``mailtrack`` command line.
+
+``demo``; ``rewrite`` (one HTML file) and ``rewrite-message`` (one .eml);
+``serve`` (the tracking endpoints on waitress), ``events`` and ``stats`` (what
+the store holds).
+"""
 
 from __future__ import annotations
 
@@ -79,6 +84,98 @@ def _rewrite_message(args: argparse.Namespace) -> int:
     return 0
 
 
+def _serve(args: argparse.Namespace) -> int:
+    keys = _keys(args)
+    db = args.db or os.environ.get("MAILTRACK_DB")
+    if keys is None or not db:
+        if not db:
+            print("mailtrack serve: --db (or MAILTRACK_DB) is required", file=sys.stderr)
+        return 2
+    try:
+        import waitress  # type: ignore[import-untyped]
+    except ImportError:
+        print("mailtrack serve needs waitress: pip install 'mailtrack[serve]'", file=sys.stderr)
+        return 2
+    from .recorder import Recorder
+    from .store import SQLiteStore
+    from .web import Endpoints
+    from .webhook import WebhookDelivery
+    from .wsgi import WsgiApp
+
+    secret = args.webhook_secret or os.environ.get("MAILTRACK_WEBHOOK_SECRET")
+    try:
+        tracker = Tracker(secret_keys=keys[0].split(","), base_url=keys[1])
+        store = SQLiteStore(db)
+        if args.webhook and not secret:
+            raise MailtrackError("--webhook needs --webhook-secret (or MAILTRACK_WEBHOOK_SECRET)")
+        webhooks = [WebhookDelivery(store, url, secret or "").start() for url in args.webhook]
+        recorder = Recorder(store, outbox=args.webhook)
+        endpoints = Endpoints(tracker, recorder, trusted_proxies=args.trusted_proxy, max_age=args.max_age)
+        server = waitress.create_server(WsgiApp(endpoints), host=args.host, port=args.port, threads=args.threads,
+                                        ident="mailtrack")
+    except (OSError, ValueError, MailtrackError, RuntimeError) as exc:
+        print(f"mailtrack serve: {exc}", file=sys.stderr)
+        return 1
+    port = getattr(server, "effective_port", args.port)
+    print(f"mailtrack: serving {tracker.base_url} on http://{args.host}:{port} (events in {db})", flush=True)
+    try:
+        server.run()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        for webhook in webhooks:
+            webhook.stop()
+        recorder.close()
+    return 0
+
+
+def _store(args: argparse.Namespace) -> object:
+    from .store import SQLiteStore
+
+    db = args.db or os.environ.get("MAILTRACK_DB")
+    if not db or not Path(db).exists():
+        raise MailtrackError(f"no event database at {db!r}; pass --db (or MAILTRACK_DB)")
+    return SQLiteStore(db)
+
+
+def _events(args: argparse.Namespace) -> int:
+    try:
+        store = _store(args)
+        events = store.events(message_id=args.message_id, event_type=args.type)  # type: ignore[attr-defined]
+    except (MailtrackError, OSError, RuntimeError) as exc:
+        print(f"mailtrack events: {exc}", file=sys.stderr)
+        return 1
+    for event in events:
+        if args.json:
+            print(json.dumps(event.to_dict(), separators=(",", ":")))
+        else:
+            where = f" {event.url} (link {event.link_index})" if event.url else ""
+            first = " first" if event.first else ""
+            print(f"{event.timestamp:%Y-%m-%d %H:%M:%S}Z {event.event_type:<12} {event.message_id} "
+                  f"{event.recipient}{where}{first} ip={event.ip} ua={event.user_agent!r}")
+    return 0
+
+
+def _stats(args: argparse.Namespace) -> int:
+    try:
+        stats = _store(args).stats()  # type: ignore[attr-defined]
+    except (MailtrackError, OSError, RuntimeError) as exc:
+        print(f"mailtrack stats: {exc}", file=sys.stderr)
+        return 1
+    if args.json:
+        print(json.dumps(stats, indent=2))
+        return 0
+    for message in stats["messages"]:
+        cto = "-" if message["click_to_open"] is None else f"{message['click_to_open']:.1%}"
+        print(f"{message['message_id']}: {message['recipients']} recipient(s) seen; "
+              f"opens {message['opened_total']} ({message['opened_unique']} unique), "
+              f"clicks {message['clicked_total']} ({message['clicked_unique']} unique), "
+              f"unsubscribes {message['unsubscribed_unique']}; CTR {message['ctr']:.1%}, click-to-open {cto}")
+        for link in message["links"]:
+            print(f"  link {link['link_index']}: {link['clicks']} click(s), {link['unique']} unique  {link['url']}")
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line with ``argv`` (default: ``sys.argv[1:]``); returns the exit status."""
     parser = argparse.ArgumentParser(prog="mailtrack", description="Make outbound email trackable without breaking it.")
@@ -102,7 +199,27 @@ def main(argv: Sequence[str] | None = None) -> int:
     message.add_argument("--force", action="store_true", help="rewrite even if the message carries a DKIM-Signature")
     message.add_argument("--secret-key")
     message.add_argument("--base-url")
+    serve = sub.add_parser("serve", help="serve the tracking endpoints (pixel, click, unsubscribe) on waitress")
+    serve.add_argument("--db", help="SQLite event database (MAILTRACK_DB); created if missing")
+    serve.add_argument("--secret-key", help="comma-separated keys, newest last (MAILTRACK_SECRET_KEY)")
+    serve.add_argument("--base-url", help="the public URL the tracking links use (MAILTRACK_BASE_URL)")
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--port", type=int, default=8025)
+    serve.add_argument("--threads", type=int, default=8)
+    serve.add_argument("--trusted-proxy", action="append", default=[], help="believe X-Forwarded-For from this address/network")
+    serve.add_argument("--max-age", type=float, help="refuse click/unsubscribe tokens older than this many seconds")
+    serve.add_argument("--webhook", action="append", default=[], help="POST each event to this URL (repeatable)")
+    serve.add_argument("--webhook-secret", help="HMAC key for the webhook signature (MAILTRACK_WEBHOOK_SECRET)")
+    for name, helptext in (("events", "print stored events"), ("stats", "opens and clicks per message and link")):
+        command = sub.add_parser(name, help=helptext)
+        command.add_argument("--db", help="SQLite event database (MAILTRACK_DB)")
+        command.add_argument("--json", action="store_true", help="JSON lines (events) or a JSON document (stats)")
+        if name == "events":
+            command.add_argument("--message-id")
+            command.add_argument("--type", choices=["opened", "clicked", "unsubscribed"])
     args = parser.parse_args(argv)
+    if args.command in ("serve", "events", "stats"):
+        return {"serve": _serve, "events": _events, "stats": _stats}[args.command](args)
     if args.command == "demo":
         from .demo import run_demo
 

@@ -1,0 +1,100 @@
+"""Tracking events: what a served tracking URL tells us, in one normalized shape.
+
+Modelled on django-anymail's normalized tracking events: every event has an
+``event_type`` (``opened``, ``clicked``, ``unsubscribed``), an aware UTC
+``timestamp``, the ``message_id`` and ``recipient`` the token was signed for,
+and what the request said about the reader (``user_agent``, ``ip``,
+``referer``). Sinks receive events through one small interface,
+:class:`EventSink`; the SQLite store, the webhook outbox and a plain callback
+are all sinks.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, replace
+from datetime import datetime, timezone
+from typing import Any, Protocol
+
+__all__ = ["EVENT_TYPES", "CallbackSink", "EventSink", "TrackingEvent"]
+
+#: Event type per token kind.
+EVENT_TYPES = {"open": "opened", "click": "clicked", "unsubscribe": "unsubscribed"}
+
+
+@dataclass(frozen=True)
+class TrackingEvent:
+    """One open, click or unsubscribe.
+
+    ``first`` says whether this is the first event of its type for this
+    message and recipient (None when no store was there to tell). ``machine``
+    is reserved for classifying bots and privacy proxies (Apple Mail Privacy
+    Protection, link scanners); None means not classified. ``event_id`` is
+    unique per event, so a retried write is recorded once.
+    """
+
+    event_type: str
+    timestamp: datetime
+    message_id: str
+    recipient: str
+    url: str | None = None
+    link_index: int | None = None
+    user_agent: str | None = None
+    ip: str | None = None
+    referer: str | None = None
+    metadata: Mapping[str, Any] = field(default_factory=dict)
+    first: bool | None = None
+    machine: str | None = None
+    event_id: str = field(default_factory=lambda: uuid.uuid4().hex)
+
+    def __post_init__(self) -> None:
+        if self.event_type not in EVENT_TYPES.values():
+            raise ValueError(f"event_type must be one of {', '.join(EVENT_TYPES.values())}, not {self.event_type!r}")
+        if self.timestamp.tzinfo is None:
+            raise ValueError("timestamp must be timezone-aware (UTC)")
+
+    def with_first(self, first: bool) -> TrackingEvent:
+        return replace(self, first=first)
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready dict; ``timestamp`` in ISO 8601 UTC with a ``Z``."""
+        return {
+            "event_id": self.event_id,
+            "event_type": self.event_type,
+            "timestamp": self.timestamp.astimezone(timezone.utc).isoformat().replace("+00:00", "Z"),
+            "message_id": self.message_id,
+            "recipient": self.recipient,
+            "url": self.url,
+            "link_index": self.link_index,
+            "user_agent": self.user_agent,
+            "ip": self.ip,
+            "referer": self.referer,
+            "metadata": dict(self.metadata),
+            "first": self.first,
+            "machine": self.machine,
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> TrackingEvent:
+        """The inverse of :meth:`to_dict`."""
+        values = dict(data)
+        stamp = str(values.pop("timestamp"))
+        timestamp = datetime.fromisoformat(stamp.replace("Z", "+00:00"))
+        return cls(timestamp=timestamp, **values)
+
+
+class EventSink(Protocol):
+    """Anything that takes events. ``record`` may raise; the caller logs and carries on."""
+
+    def record(self, event: TrackingEvent) -> None: ...
+
+
+class CallbackSink:
+    """Calls ``callback(event)`` for each event: the simplest sink, for your own code."""
+
+    def __init__(self, callback: Callable[[TrackingEvent], object]) -> None:
+        self.callback = callback
+
+    def record(self, event: TrackingEvent) -> None:
+        self.callback(event)

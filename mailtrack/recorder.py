@@ -1,0 +1,224 @@
+"""Recording events without ever failing or holding up the response a recipient sees.
+
+:class:`Recorder` writes each event to the store synchronously (a WAL commit:
+well under a millisecond), so an event whose response was sent survives a
+``kill -9`` of the server. When the store cannot be written (locked past its
+short busy timeout, disk full, file gone), the event goes to an append-only
+spool file next to the database instead, and a background thread moves spooled
+events into the store once it works again; if even the spool cannot be
+written, the event waits in memory. Every failure is logged to the
+``mailtrack`` logger. Events carry a unique ``event_id``, so an event moved
+twice is stored once.
+
+Other sinks (callbacks) are called from a background thread after the store
+has set ``first``: a slow callback never delays a response.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import queue
+import threading
+import time
+from collections import deque
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+
+from .events import EventSink, TrackingEvent
+from .store import SQLiteStore
+
+try:  # advisory locks mark a live process's spool; without them (Windows) only our own spool is recovered
+    import fcntl
+except ImportError:  # pragma: no cover - not on POSIX
+    fcntl = None  # type: ignore[assignment]
+
+__all__ = ["Recorder"]
+
+log = logging.getLogger("mailtrack")
+_MAX_IN_MEMORY = 100_000
+
+
+class Recorder:
+    """Sends events to the store (and webhook outbox), spooling on failure, then to the other sinks."""
+
+    def __init__(
+        self,
+        store: SQLiteStore | None,
+        sinks: Iterable[EventSink] = (),
+        *,
+        outbox: Sequence[str] = (),
+        spool_dir: str | Path | None = None,
+        retry_interval: float = 0.5,
+        max_retry_interval: float = 30.0,
+    ) -> None:
+        self.store = store
+        self.sinks = list(sinks)
+        self.outbox = tuple(outbox)
+        self.retry_interval = retry_interval
+        self.max_retry_interval = max_retry_interval
+        default_spool = Path(store.path + ".spool") if store is not None else None
+        self.spool_dir = Path(spool_dir) if spool_dir is not None else default_spool
+        self._spool_lock = threading.Lock()
+        self._spool_file: int | None = None
+        self._spool_path: Path | None = None
+        self._pending: deque[TrackingEvent] = deque(maxlen=_MAX_IN_MEMORY)
+        self._wake = threading.Event()
+        self._closed = threading.Event()
+        self._fanout: queue.SimpleQueue[TrackingEvent | None] = queue.SimpleQueue()
+        self._threads = [
+            threading.Thread(target=self._retry_loop, name="mailtrack-spool", daemon=True),
+            threading.Thread(target=self._fanout_loop, name="mailtrack-sinks", daemon=True),
+        ]
+        for thread in self._threads:
+            thread.start()
+        if store is not None:
+            self._wake.set()  # recover spools left by earlier processes
+
+    # -- the request path -------------------------------------------------------
+    def record(self, event: TrackingEvent) -> TrackingEvent:
+        """Record ``event``; never raises. Returns it with ``first`` when the store could tell."""
+        if self.store is not None:
+            try:
+                event = self.store.record(event, self.outbox)
+            except Exception as exc:  # sqlite3.Error, OSError, ...: the recipient must not notice
+                log.warning("mailtrack: store write failed (%s); event %s spooled for retry", exc, event.event_id)
+                self._spool(event)
+                return event
+        if self.sinks:
+            self._fanout.put(event)
+        return event
+
+    def _spool(self, event: TrackingEvent) -> None:
+        line = (json.dumps(event.to_dict(), separators=(",", ":")) + "\n").encode("utf-8")
+        with self._spool_lock:
+            try:
+                fd = self._open_spool()
+                os.write(fd, line)  # in the page cache once written: survives a kill of this process
+            except OSError as exc:
+                log.error("mailtrack: spool write failed (%s); event %s kept in memory", exc, event.event_id)
+                self._pending.append(event)
+        self._wake.set()
+
+    def _open_spool(self) -> int:
+        if self._spool_file is None:
+            if self.spool_dir is None:
+                raise OSError("no spool directory (no store)")
+            self.spool_dir.mkdir(parents=True, exist_ok=True)
+            self._spool_path = self.spool_dir / f"{os.getpid()}-{time.time_ns()}.jsonl"
+            fd = os.open(self._spool_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+            if fcntl is not None:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            self._spool_file = fd
+        return self._spool_file
+
+    # -- background work --------------------------------------------------------------
+    def _retry_loop(self) -> None:
+        delay = self.retry_interval
+        while not self._closed.is_set():
+            self._wake.wait(delay)
+            self._wake.clear()
+            if self._closed.is_set() or self.store is None:
+                continue
+            if self.drain():
+                delay = self.retry_interval
+            else:
+                delay = min(delay * 2, self.max_retry_interval)
+
+    def drain(self) -> bool:
+        """Move spooled and in-memory events into the store; True when nothing is left."""
+        if self.store is None:
+            return not self._pending
+        ok = True
+        with self._spool_lock:
+            while self._pending:
+                try:
+                    self._stored(self.store.record(self._pending[0], self.outbox))
+                except Exception as exc:
+                    log.warning("mailtrack: retry failed (%s); %d event(s) waiting in memory", exc, len(self._pending))
+                    return False
+                self._pending.popleft()
+            for path in self._spool_files():
+                ok = self._drain_file(path) and ok
+        return ok
+
+    def _spool_files(self) -> list[Path]:
+        if self.spool_dir is None or not self.spool_dir.is_dir():
+            return []
+        return sorted(self.spool_dir.glob("*.jsonl"))
+
+    def _drain_file(self, path: Path) -> bool:
+        ours = path == self._spool_path
+        fd: int | None = None
+        try:
+            if not ours:
+                if fcntl is None:
+                    return True  # without locks, other processes' spools are left to them
+                fd = os.open(path, os.O_RDWR)
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                except OSError:
+                    return True  # a live process owns it and drains it itself
+            data = path.read_bytes()
+        except FileNotFoundError:
+            return True
+        except OSError as exc:
+            log.warning("mailtrack: cannot read spool %s (%s)", path, exc)
+            return False
+        try:
+            for line in data.splitlines():
+                if not line.strip():
+                    continue
+                try:
+                    event = TrackingEvent.from_dict(json.loads(line))
+                except (ValueError, TypeError, KeyError) as exc:  # a torn last line after a crash mid-write
+                    log.error("mailtrack: unreadable spool line in %s skipped (%s)", path, exc)
+                    continue
+                assert self.store is not None
+                try:
+                    self._stored(self.store.record(event, self.outbox))
+                except Exception as exc:
+                    log.warning("mailtrack: retry from spool failed (%s); will try again", exc)
+                    return False
+            # Everything in it is stored (a rerun would store nothing twice): remove it.
+            if ours:
+                assert self._spool_file is not None
+                os.ftruncate(self._spool_file, 0)
+            else:
+                path.unlink()
+            return True
+        finally:
+            if fd is not None:
+                os.close(fd)
+
+    def _stored(self, event: TrackingEvent) -> None:
+        if self.sinks:
+            self._fanout.put(event)
+
+    def _fanout_loop(self) -> None:
+        while True:
+            event = self._fanout.get()
+            if event is None:
+                return
+            for sink in self.sinks:
+                try:
+                    sink.record(event)
+                except Exception:
+                    log.exception("mailtrack: event sink %r failed for event %s", sink, event.event_id)
+
+    def close(self, timeout: float = 5.0) -> None:
+        """Try a last drain, stop the threads (spooled events stay on disk for the next start)."""
+        if self._closed.is_set():
+            return
+        try:
+            self.drain()
+        finally:
+            self._closed.set()
+            self._wake.set()
+            self._fanout.put(None)
+            for thread in self._threads:
+                thread.join(timeout)
+            if self._spool_file is not None:
+                os.close(self._spool_file)
+                self._spool_file = None

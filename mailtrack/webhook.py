@@ -1,0 +1,185 @@
+"""Webhook delivery: POST each event to your endpoint, signed, from a durable outbox.
+
+Events are queued in the store's ``outbox`` table in the same transaction that
+records them (see :class:`~mailtrack.recorder.Recorder`'s ``outbox``), so a
+receiver that is down loses nothing: :class:`WebhookDelivery` retries with
+exponential backoff until it answers 2xx, across restarts.
+
+Each request is a JSON body ``{"type": "email.opened" | "email.clicked" |
+"email.unsubscribed", "created_at": ..., "data": {event fields}}`` with the
+header ``Mailtrack-Signature: t=<unix seconds>,v1=<hex HMAC-SHA256 of
+"<t>." + body>`` (the timestamp is signed, so a captured request cannot be
+replayed later) and ``Mailtrack-Event-Id`` for de-duplication: delivery is at
+least once. :func:`verify_signature` checks a request on the receiving side.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import logging
+import threading
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable
+from datetime import datetime, timezone
+
+from .events import TrackingEvent
+from .exc import MailtrackError
+from .store import OutboxItem, SQLiteStore
+
+__all__ = ["SIGNATURE_HEADER", "WebhookDelivery", "payload", "sign", "verify_signature"]
+
+log = logging.getLogger("mailtrack")
+SIGNATURE_HEADER = "Mailtrack-Signature"
+_TYPES = {"opened": "email.opened", "clicked": "email.clicked", "unsubscribed": "email.unsubscribed"}
+
+
+def payload(event: TrackingEvent) -> bytes:
+    """The JSON body posted for ``event``."""
+    body = {
+        "type": _TYPES[event.event_type],
+        "created_at": datetime.now(timezone.utc).isoformat().replace("+00:00", "Z"),
+        "data": event.to_dict(),
+    }
+    return json.dumps(body, separators=(",", ":")).encode("utf-8")
+
+
+def sign(body: bytes, secret: str | bytes, timestamp: int) -> str:
+    """The signature header value for ``body`` sent at ``timestamp``."""
+    key = secret.encode("utf-8") if isinstance(secret, str) else secret
+    digest = hmac.new(key, str(timestamp).encode("ascii") + b"." + body, hashlib.sha256).hexdigest()
+    return f"t={timestamp},v1={digest}"
+
+
+def verify_signature(body: bytes, header: str, secrets: str | bytes | list[str | bytes], *, tolerance: float = 300,
+                     now: float | None = None) -> dict[str, object]:
+    """Check a received webhook; return its parsed JSON or raise :class:`~mailtrack.MailtrackError`.
+
+    Accepts a list of secrets (for rotation). Refuses a timestamp more than
+    ``tolerance`` seconds from ``now``. Signatures are compared in constant time.
+    """
+    try:
+        fields = dict(item.split("=", 1) for item in header.split(","))
+        timestamp = int(fields["t"])
+        given = fields["v1"]
+    except (ValueError, KeyError):
+        raise MailtrackError("malformed webhook signature header") from None
+    current = time.time() if now is None else now
+    if abs(current - timestamp) > tolerance:
+        raise MailtrackError("webhook signature timestamp is outside the tolerance")
+    for secret in secrets if isinstance(secrets, list) else [secrets]:
+        expected = sign(body, secret, timestamp).split("v1=", 1)[1]
+        if hmac.compare_digest(expected, given):
+            return dict(json.loads(body))
+    raise MailtrackError("webhook signature does not match")
+
+
+class WebhookDelivery:
+    """Delivers the outbox rows for ``url`` from a background thread.
+
+    Backoff after the n-th failed attempt is ``backoff * 2**(n-1)`` seconds,
+    capped at ``max_backoff``; after ``max_attempts`` the row is marked dead
+    (kept, with its last error, for inspection).
+    """
+
+    def __init__(
+        self,
+        store: SQLiteStore,
+        url: str,
+        secret: str | bytes,
+        *,
+        backoff: float = 1.0,
+        max_backoff: float = 3600.0,
+        max_attempts: int = 15,
+        timeout: float = 10.0,
+        poll_interval: float = 0.5,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        if not url.startswith(("http://", "https://")):
+            raise MailtrackError(f"webhook URL must be http(s): {url!r}")
+        if not secret:
+            raise MailtrackError("webhook secret must not be empty")
+        self.store = store
+        self.url = url
+        self.secret = secret
+        self.backoff = backoff
+        self.max_backoff = max_backoff
+        self.max_attempts = max_attempts
+        self.timeout = timeout
+        self.poll_interval = poll_interval
+        self.clock = clock
+        self._stop = threading.Event()
+        self._wake = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> WebhookDelivery:
+        self._thread = threading.Thread(target=self._loop, name="mailtrack-webhook", daemon=True)
+        self._thread.start()
+        return self
+
+    def wake(self) -> None:
+        """Look at the outbox now (after an event was recorded)."""
+        self._wake.set()
+
+    def stop(self, timeout: float = 5.0) -> None:
+        self._stop.set()
+        self._wake.set()
+        if self._thread is not None:
+            self._thread.join(timeout)
+
+    def _loop(self) -> None:
+        while not self._stop.is_set():
+            try:
+                self.deliver_due()
+            except Exception:
+                log.exception("mailtrack: webhook delivery loop failed; retrying")
+            self._wake.wait(self.poll_interval)
+            self._wake.clear()
+
+    def deliver_due(self) -> int:
+        """Attempt every due delivery once; returns how many succeeded."""
+        done = 0
+        for item in self.store.outbox_due(self.clock()):
+            if item.target != self.url or self._stop.is_set():
+                continue
+            done += self._attempt(item)
+        return done
+
+    def _attempt(self, item: OutboxItem) -> int:
+        body = payload(item.event)
+        request = urllib.request.Request(
+            self.url,
+            data=body,
+            method="POST",
+            headers={
+                "Content-Type": "application/json",
+                "User-Agent": "mailtrack-webhook",
+                SIGNATURE_HEADER: sign(body, self.secret, int(self.clock())),
+                "Mailtrack-Event-Id": item.event.event_id,
+            },
+        )
+        try:
+            with urllib.request.urlopen(request, timeout=self.timeout) as response:  # noqa: S310 - http(s) checked above
+                status = response.status
+        except urllib.error.HTTPError as exc:
+            status, error = exc.code, f"HTTP {exc.code}"
+        except (urllib.error.URLError, OSError, TimeoutError) as exc:
+            status, error = 0, str(getattr(exc, "reason", exc))
+        else:
+            error = f"HTTP {status}"
+        if 200 <= status < 300:
+            self.store.outbox_delivered(item.id, self.clock())
+            return 1
+        attempts = item.attempts + 1
+        if attempts >= self.max_attempts:
+            log.error("mailtrack: webhook gave up on event %s after %d attempts (%s)", item.event.event_id, attempts, error)
+            self.store.outbox_failed(item.id, error, None)
+        else:
+            delay = min(self.backoff * 2 ** (attempts - 1), self.max_backoff)
+            log.warning("mailtrack: webhook attempt %d for event %s failed (%s); retry in %.1fs",
+                        attempts, item.event.event_id, error, delay)
+            self.store.outbox_failed(item.id, error, self.clock() + delay)
+        return 0
