@@ -1,15 +1,23 @@
-"""The end-to-end demo: track a sample campaign mail and check every URL it produced.
+"""The end-to-end demo: track a sample campaign mail, serve its URLs, and show the events.
 
 Runs on embedded defaults (a throwaway key, ``https://t.example.com``), so it
 needs no configuration; it prints what a user would want to see first: which
 links were tracked, which were left alone and why, that each URL verifies back
 to its destination, that forgeries are refused, and that nothing else changed.
+Then it starts the tracking server (waitress, on a free loopback port, with a
+SQLite store in a temporary directory), fetches the pixel and a click over HTTP
+as a mail client would, and prints the events that were recorded.
 """
 
 from __future__ import annotations
 
 import difflib
+import http.client
+import socket
+import tempfile
+import threading
 from collections.abc import Callable
+from pathlib import Path
 
 from .exc import InvalidToken
 from .tracker import Tracker
@@ -88,4 +96,68 @@ def run_demo(html: str = SAMPLE_CAMPAIGN, *, out: Callable[[str], None] = print,
             if not line.startswith(("---", "+++", "@@")):
                 out("  " + (line if len(line) < 140 else line[:137] + "..."))
     out(f"\nOutput size {result.size} bytes; Gmail would clip it: {result.gmail_clipped}")
+    failures += _serve_and_fetch(html, out)
     return 1 if failures else 0
+
+
+def _serve_and_fetch(html: str, out: Callable[[str], None]) -> int:
+    """Serve the tracking URLs on loopback, fetch a pixel and a click, print the events; returns failures."""
+    try:
+        import waitress  # type: ignore[import-untyped]
+    except ImportError:
+        out("\n(waitress is not installed, so the server part is skipped: pip install 'mailtrack[serve]')")
+        return 0
+    from .recorder import Recorder
+    from .store import SQLiteStore
+    from .web import Endpoints
+    from .wsgi import WsgiApp
+
+    failures = 0
+    with tempfile.TemporaryDirectory(prefix="mailtrack-demo-") as folder:
+        store = SQLiteStore(Path(folder) / "events.sqlite")
+        recorder = Recorder(store)
+        listener = socket.socket()
+        listener.bind(("127.0.0.1", 0))  # a free port: it goes into base_url, so bind before making the tracker
+        port = listener.getsockname()[1]
+        base_url = f"http://127.0.0.1:{port}"
+        tracker = Tracker(secret_keys=["demo-old-key", "demo-new-key"], base_url=base_url)
+        app = WsgiApp(Endpoints(tracker, recorder))
+        server = waitress.create_server(app, sockets=[listener], threads=4, ident="mailtrack")
+        thread = threading.Thread(target=server.run, daemon=True)
+        thread.start()
+        try:
+            out(f"\nServing the tracking endpoints on {base_url} (mailtrack serve does the same; events in SQLite)")
+            served = tracker.rewrite_html(html, message_id="<spring-2026-0001@example.com>", recipient="ann@example.com",
+                                          metadata={"campaign": "spring"})
+            assert served.pixel is not None
+            pixel = served.pixel.html.split('src="', 1)[1].split('"', 1)[0]
+            click = served.links[0].tracking_url
+            agent = {"User-Agent": "Mozilla/5.0 (demo mail client)"}
+            for label, url, want in (("pixel", pixel, 200), ("click", click, 302), ("forged click", click[:-2] + "AA", 404)):
+                status, headers, body = _get(port, url[len(base_url):], agent)
+                failures += status != want
+                detail = f"Location: {headers.get('location')}" if status == 302 else f"{headers.get('content-type')}, {len(body)} bytes"
+                out(f"  GET {label:<13} -> {status} {detail}")
+        finally:
+            server.close()
+            thread.join(5)
+            recorder.close()
+        events = store.events()
+        out(f"\nRecorded events ({len(events)}):")
+        for event in events:
+            where = f" {event.url} (link {event.link_index})" if event.url else ""
+            out(f"  {event.event_type:<8} {event.message_id} {event.recipient}{where} first={event.first} "
+                f"ip={event.ip} metadata={dict(event.metadata)}")
+        failures += [e.event_type for e in events] != ["opened", "clicked"]
+        store.close()
+    return failures
+
+
+def _get(port: int, path: str, headers: dict[str, str]) -> tuple[int, dict[str, str], bytes]:
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    try:
+        connection.request("GET", path, headers=headers)
+        response = connection.getresponse()
+        return response.status, {k.lower(): v for k, v in response.getheaders()}, response.read()
+    finally:
+        connection.close()

@@ -23,6 +23,11 @@ def test_demo_runs_end_to_end() -> None:
     assert "'{{unsubscribe_url}}': placeholder" in out and "opt-out" in out
     assert "Forged URL refused: signature" in out
     assert "Second pass over the output changes nothing: True" in out
+    # The server part: real HTTP against waitress on loopback, events read back from SQLite.
+    assert "GET pixel         -> 200 image/gif, 43 bytes" in out
+    assert "GET click         -> 302 Location: https://shop.example.com/sale?src=mail&id=42" in out
+    assert "GET forged click  -> 404" in out
+    assert "Recorded events (2):" in out and "opened   <spring-2026-0001@example.com> ann@example.com" in out
 
 
 def test_rewrite_command(tmp_path: Path) -> None:
