@@ -11,7 +11,9 @@ pixel, changing nothing else in the document; verifies those URLs again.
 'https://example.com/?a=1&b=2'
 """
 
+from .events import CallbackSink, EventSink, TrackingEvent
 from .exc import ExpiredToken, InvalidToken, MailtrackError, SettingsError
+from .recorder import Recorder
 from .results import (
     GMAIL_CLIP_BYTES,
     HtmlResult,
@@ -32,15 +34,18 @@ from .settings import (
     SubscriptionTracking,
     TrackingSettings,
 )
+from .store import SQLiteStore
 from .tracker import DEFAULT_MAX_LINKS, Tracker
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "CallbackSink",
     "ClickTracking",
     "DEFAULT_MAX_LINKS",
     "DEFAULT_OPT_OUTS",
     "DEFAULT_PLACEHOLDERS",
+    "EventSink",
     "ExpiredToken",
     "GMAIL_CLIP_BYTES",
     "GoogleAnalytics",
@@ -51,12 +56,15 @@ __all__ = [
     "MessageResult",
     "OpenTracking",
     "PixelInsertion",
+    "Recorder",
+    "SQLiteStore",
     "SettingsError",
     "SettingsInput",
     "SkippedLink",
     "SubscriptionTracking",
     "TextResult",
     "TrackedLink",
+    "TrackingEvent",
     "Tracker",
     "TrackingSettings",
     "Verified",
