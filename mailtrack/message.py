@@ -8,9 +8,12 @@ kind, a new object. Underneath it always works on bytes (see :mod:`mailtrack.mim
   brackets (a header is added when missing); ``recipient`` to the single
   address in ``To`` (tracking URLs are per recipient, so several are an error);
 * an ``X-SMTPAPI`` header's tracking filters apply as message settings, its
-  ``unique_args`` become token metadata, and the header is removed;
-* a ``DKIM-Signature`` would no longer verify after rewriting, so such a
-  message is refused unless ``force=True`` (sign after mailtrack instead);
+  ``unique_args`` become token metadata, and the header is replaced by
+  ``X-Mailtrack-Settings`` (the settings it set, for a second pass); a ``to``
+  fanning out to several recipients is refused;
+* a ``DKIM-Signature`` or a ``multipart/signed`` part would no longer verify
+  after rewriting, so such a message is refused unless ``force=True`` (sign
+  after mailtrack instead);
 * with subscription tracking on, ``List-Unsubscribe: <https://...>`` and
   ``List-Unsubscribe-Post: List-Unsubscribe=One-Click`` (RFC 8058) are added,
   unless the message already has its own ``List-Unsubscribe``.
@@ -18,7 +21,10 @@ kind, a new object. Underneath it always works on bytes (see :mod:`mailtrack.mim
 
 from __future__ import annotations
 
+import copy
+import email.header
 import email.utils
+import json
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import replace
@@ -33,13 +39,19 @@ from .rewrite import RewritePlan
 from .settings import SettingsInput, TrackingSettings
 from .smtpapi import HEADER as SMTPAPI, parse_smtpapi
 
+#: Replaces a consumed X-SMTPAPI header: the tracking settings it set, read again by a second pass.
+APPLIED = "X-Mailtrack-Settings"
+
 __all__ = ["MessageInput", "Plans", "rewrite_message"]
 
 MessageInput = bytes | str | Message
 #: Builds the (HTML, text) body plans for resolved settings, message ID, recipient and metadata.
 Plans = Callable[[TrackingSettings, str, str, "Mapping[str, Any] | None"], tuple[RewritePlan, RewritePlan]]
-_MSG_ID = re.compile(r"[^<>\s@]+@[^<>\s@]+")
+# RFC 5322 dot-atom-text on both sides (ASCII only): what we are willing to write into a header.
+_MSG_ID = re.compile(r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~.-]+@[A-Za-z0-9!#$%&'*+/=?^_`{|}~.-]+")
+_ANGLE_ID = re.compile(r"<([^<>]*)>")
 _SURROGATES_ONLY = re.compile(r"[\x00-\x7f\udc80-\udcff]*")
+_SURROGATES = re.compile(r"[\udc80-\udcff]")
 
 
 def rewrite_message(
@@ -72,11 +84,24 @@ def rewrite_message(
                 "sign after mailtrack, or pass force=True to rewrite anyway"
             )
         warnings.append("force=True: the DKIM-Signature was kept but no longer verifies; sign again after rewriting")
+    signed = _signed_part(root)
+    if signed is not None:
+        if not force:
+            raise MailtrackError(
+                f"part {signed.path} is multipart/signed (S/MIME or PGP/MIME): rewriting its content would break "
+                "the signature; sign after mailtrack, or pass force=True to rewrite anyway"
+            )
+        warnings.append(f"force=True: the signature of part {signed.path} (multipart/signed) no longer verifies")
 
-    resolved, metadata = _smtpapi(raw, root, account, metadata, edits, warnings)
+    resolved, metadata, fan_out = _smtpapi(raw, root, account, metadata, eol, edits, warnings)
     resolved = resolved.merged(settings)
-    message_id = _message_id(root, message_id, domain, eol, edits)
-    recipient = _recipient(root, recipient)
+    message_id = _message_id(raw, root, message_id, domain, eol, edits)
+    if len(fan_out) > 1:
+        raise MailtrackError(
+            f"{SMTPAPI}.to fans this message out to {len(fan_out)} recipients; tracking URLs are per recipient, "
+            "so send one copy per recipient"
+        )
+    recipient = _recipient(raw, root, recipient if recipient is not None else (fan_out[0] if fan_out else None))
     html_plan, text_plan = plans(resolved, message_id, recipient, metadata)
 
     def plan_for(subtype: str, is_body: bool) -> RewritePlan | None:
@@ -93,12 +118,21 @@ def rewrite_message(
 
     list_unsubscribe = None
     if html_plan.unsubscribe is not None:
-        if not any(part.body for part in parts):
-            warnings.append("subscription tracking: the message has no text body for the footer; List-Unsubscribe only")
+        if not any(part.result is not None and part.result.unsubscribe for part in parts):
+            if not any(part.body for part in parts):
+                warnings.append("subscription tracking: the message has no text body for the footer; List-Unsubscribe only")
+            elif not any(part.body and part.result is not None for part in parts):
+                warnings.append("subscription tracking: no body part could be read, so no footer was added")
         prefix = html_plan.layout.prefix("unsubscribe")
         list_unsubscribe = _list_unsubscribe(raw, root, prefix, html_plan.unsubscribe.token(), eol, edits, warnings)
     output = convert(splice_bytes(raw, edits))
     return MessageResult(output, message_id, recipient, parts, warnings, list_unsubscribe)
+
+
+def _signed_part(node: MimeNode) -> MimeNode | None:
+    if node.content_type == "multipart/signed":
+        return node
+    return next((found for child in node.children if (found := _signed_part(child)) is not None), None)
 
 
 def _as_bytes(message: Any) -> tuple[bytes, Callable[[bytes], Any]]:
@@ -107,13 +141,14 @@ def _as_bytes(message: Any) -> tuple[bytes, Callable[[bytes], Any]]:
         return bytes(message), bytes
     if isinstance(message, str):
         # A str read the stdlib's way holds non-ASCII bytes as surrogates: give them back as they were.
-        # Otherwise its non-ASCII characters are text, written as UTF-8 (RFC 6532).
-        codec = "ascii" if _SURROGATES_ONLY.fullmatch(message) else "utf-8"
+        # Otherwise its non-ASCII characters are text, written as UTF-8 (RFC 6532), and so are ours.
+        codec = "ascii" if _SURROGATES.search(message) and _SURROGATES_ONLY.fullmatch(message) else "utf-8"
         return message.encode(codec, "surrogateescape"), lambda data: data.decode(codec, "surrogateescape")
     if isinstance(message, Message):
         policy = message.policy
         try:
-            raw = message.as_bytes(policy=policy)
+            # A copy: serializing sets a boundary on a multipart built in memory, which would change the input.
+            raw = copy.deepcopy(message).as_bytes(policy=policy)
         except Exception as exc:  # the stdlib generator's own errors: a header or payload it cannot write
             raise MailtrackError(f"cannot serialize the message ({type(exc).__name__}: {exc})") from exc
         factory = EmailMessage if isinstance(message, EmailMessage) else Message
@@ -129,60 +164,103 @@ def _as_bytes(message: Any) -> tuple[bytes, Callable[[bytes], Any]]:
     raise TypeError(f"rewrite_message takes an email.message.Message, bytes or str, not {type(message).__name__}")
 
 
-def _field_value(raw: bytes, start: int, end: int, name: str) -> str:
-    """A header field's value, unfolded; UTF-8 (RFC 6532) allowed."""
-    value = raw[start:end].split(b":", 1)[1]
-    try:
-        return unfold(value.decode("utf-8"))
-    except UnicodeDecodeError:
-        raise SettingsError(name, "is not UTF-8 text") from None
-
-
 def _smtpapi(
     raw: bytes,
     root: MimeNode,
     account: TrackingSettings,
     metadata: Mapping[str, Any] | None,
+    eol: bytes,
     edits: list[tuple[int, int, bytes]],
     warnings: list[str],
-) -> tuple[TrackingSettings, Mapping[str, Any] | None]:
-    """Account settings with the X-SMTPAPI filters laid over them; metadata with its unique_args."""
+) -> tuple[TrackingSettings, Mapping[str, Any] | None, list[str]]:
+    """Account settings with the X-SMTPAPI filters laid over them; metadata with its unique_args; its ``to``.
+
+    The header is replaced by ``X-Mailtrack-Settings`` holding the tracking
+    settings it asked for, so that a second pass applies the same ones.
+    """
     found = [f for f in root.fields if f.name == SMTPAPI.lower()]
     if not found:
-        return account, metadata
+        applied = root.field(APPLIED.lower())
+        if applied is None:
+            return account, metadata, []
+        try:
+            earlier = json.loads(_header_text(raw, applied.start, applied.end))
+        except (ValueError, RecursionError):
+            raise SettingsError(APPLIED, "is not valid JSON") from None
+        return account.merged(earlier), metadata, []
     if len(found) > 1:
         raise SettingsError(SMTPAPI, "appears more than once; merge the headers into one JSON object")
     header = found[0]
-    api = parse_smtpapi(_field_value(raw, header.start, header.end, SMTPAPI))
-    edits.append((header.start, header.end, b""))
+    value = _header_text(raw, header.start, header.end)
+    if "=?" in value:  # written by a generator that encodes long or unusual values (RFC 2047)
+        try:
+            value = str(email.header.make_header(email.header.decode_header(value)))
+        except (ValueError, LookupError, UnicodeError):
+            pass
+    api = parse_smtpapi(value)
+    replacement = b""
+    if api.settings:
+        TrackingSettings.coerce(api.settings)  # a bad filter fails here, naming its path
+        replacement = _folded(APPLIED, json.dumps(api.settings, separators=(", ", ": "), sort_keys=True), eol)
+    edits.append((header.start, header.end, replacement))
     if api.ignored:
         warnings.append(f"{SMTPAPI}: not acted on and removed with the header: {', '.join(api.ignored)}")
     if api.metadata:
         metadata = {**api.metadata, **(metadata or {})}
-    return account.merged(api.settings), metadata
+    return account.merged(api.settings), metadata, api.to
 
 
-def _message_id(root: MimeNode, given: str | None, domain: str, eol: bytes, edits: list[tuple[int, int, bytes]]) -> str:
-    header = root.headers.get("message-id")
-    if header is not None:
-        value = unfold(str(header))
+def _folded(name: str, value: str, eol: bytes) -> bytes:
+    """``name: value`` folded after ", " into lines of about 78 characters (unfolding restores it exactly)."""
+    pieces = value.split(", ")
+    lines = [f"{name}: {pieces[0]}"]
+    for piece in pieces[1:]:
+        if len(lines[-1]) + 2 + len(piece) > 78:
+            lines[-1] += ","
+            lines.append(" " + piece)
+        else:
+            lines[-1] += ", " + piece
+    return eol.join(line.encode("ascii") for line in lines) + eol
+
+def _message_id(raw: bytes, root: MimeNode, given: str | None, domain: str, eol: bytes,
+                edits: list[tuple[int, int, bytes]]) -> str:
+    if given is not None and not given.strip():
+        raise MailtrackError("message_id must not be empty")
+    found = root.field("message-id")
+    if found is not None:
         if given is not None:
             return given
-        if not value.strip("<> \t"):
+        value = _header_text(raw, found.start, found.end)
+        match = _ANGLE_ID.search(value)  # the msg-id may carry comments: "<id@host> (sent by ...)"
+        ident = (match.group(1) if match else value).strip()
+        if not ident:
             raise MailtrackError("the Message-ID header is empty; pass message_id= or give the message a Message-ID")
-        return value.strip().strip("<>").strip()
+        return ident
     if given is not None and _MSG_ID.fullmatch(given):
         edits.append(add_field(root, "Message-ID", f"<{given}>", eol))
         return given
-    new = email.utils.make_msgid(domain=domain)
+    host = domain if _MSG_ID.fullmatch(f"x@{domain}") else "mailtrack.invalid"
+    new = email.utils.make_msgid(domain=host)
     edits.append(add_field(root, "Message-ID", new, eol))
     return new.strip("<>") if given is None else given
 
 
-def _recipient(root: MimeNode, given: str | None) -> str:
+def _header_text(raw: bytes, start: int, end: int) -> str:
+    """A header field's value, unfolded, UTF-8 (RFC 6532) read as text; other bytes as Latin-1."""
+    value = raw[start:end].split(b":", 1)[1]
+    try:
+        text = value.decode("utf-8")
+    except UnicodeDecodeError:
+        text = value.decode("latin-1")
+    return unfold(text)
+
+
+def _recipient(raw: bytes, root: MimeNode, given: str | None) -> str:
     if given is not None:
+        if not given.strip():
+            raise MailtrackError("recipient must not be empty")
         return given
-    values = [unfold(str(v)) for v in root.headers.get_all("to") or []]
+    values = [_header_text(raw, f.start, f.end) for f in root.fields if f.name == "to"]
     addresses = [address for _, address in email.utils.getaddresses(values) if address]
     if len(addresses) == 1:
         return addresses[0]
@@ -206,8 +284,11 @@ def _list_unsubscribe(
     """Add RFC 8058 one-click unsubscribe headers, unless the message has a List-Unsubscribe already."""
     existing = root.field("list-unsubscribe")
     if existing is not None:
-        if prefix.encode("ascii") not in raw[existing.start : existing.end]:  # ours: an earlier pass
-            warnings.append("the message has its own List-Unsubscribe; kept it and added none")
+        value = _header_text(raw, existing.start, existing.end)
+        if prefix in value:  # ours, from an earlier pass
+            match = _ANGLE_ID.search(value)
+            return match.group(1) if match else None
+        warnings.append("the message has its own List-Unsubscribe; kept it and added none")
         return None
     url = prefix + token
     line = f"List-Unsubscribe: <{url}>"
@@ -215,6 +296,8 @@ def _list_unsubscribe(
         warnings.append("the unsubscribe URL is too long for a List-Unsubscribe line (metadata too large); none added")
         return None
     edits.append(add_field(root, "List-Unsubscribe", f"<{url}>", eol))
-    if root.field("list-unsubscribe-post") is None:
+    if not url.startswith("https://"):
+        warnings.append("List-Unsubscribe-Post not added: RFC 8058 one-click needs an https base_url")
+    elif root.field("list-unsubscribe-post") is None:
         edits.append(add_field(root, "List-Unsubscribe-Post", "List-Unsubscribe=One-Click", eol))
     return url

@@ -76,7 +76,16 @@ class MimeNode:
 
     @property
     def is_attachment(self) -> bool:
-        return self.headers.get_content_disposition() == "attachment"
+        """``Content-Disposition: attachment``, or a file name on a part without a disposition.
+
+        Several mail clients send attached text files as ``Content-Type:
+        text/plain; name="server.log"`` with no disposition: such a part is a
+        file, not the message's text.
+        """
+        disposition = self.headers.get_content_disposition()
+        if disposition is not None:
+            return disposition == "attachment" or (disposition != "inline" and self.headers.get_filename() is not None)
+        return self.headers.get_param("name") is not None
 
     def field(self, name: str) -> Field | None:
         """The first field called ``name`` (case-insensitive)."""
@@ -190,7 +199,7 @@ def _before_line_break(raw: bytes, pos: int, floor: int) -> int:
 
 def unfold(value: str) -> str:
     """A header value without its folding line breaks."""
-    return re.sub(r"\r?\n(?=[ \t])", "", value).strip()
+    return re.sub(r"(?:\r\n|\r|\n)(?=[ \t])", "", value).strip()
 
 
 # -- choosing the body ---------------------------------------------------------------
@@ -254,10 +263,16 @@ def rewrite_parts(raw: bytes, root: MimeNode, plan_for: PlanFor) -> tuple[list[t
     reports: dict[str, MessagePart] = {}
     warnings: list[str] = []
     opted_out: set[str] = set()
+    exclude: frozenset[str] = frozenset()
+    counted = 0  # links counted so far: indexes continue, and max_links holds for the whole message
     order = sorted(leaves, key=lambda n: n.content_type != "text/html")
     for node in order:
-        report = _rewrite_leaf(raw, node, plan_for, node.path in bodies, frozenset(opted_out), edits)
+        if len(exclude) != len(opted_out):
+            exclude = frozenset(opted_out)
+        report = _rewrite_leaf(raw, node, plan_for, node.path in bodies, exclude, edits, counted)
         reports[node.path] = report
+        if report.result is not None:
+            counted += len(report.result.links) + sum(s.reason == "already-tracked" for s in report.result.skipped)
         if isinstance(report.result, HtmlResult):
             opted_out.update(s.url for s in report.result.skipped if s.reason == "opt-out")
         for warning in report.warnings:
@@ -272,6 +287,7 @@ def _rewrite_leaf(
     is_body: bool,
     exclude: frozenset[str],
     edits: list[tuple[int, int, bytes]],
+    counted: int,
 ) -> MessagePart:
     ctype = node.content_type
     encoding = (node.headers.get("content-transfer-encoding") or "7bit").strip().lower()
@@ -294,7 +310,7 @@ def _rewrite_leaf(
     plan = plan_for(subtype, is_body)
     if plan is None:
         return replace(part, status="unchanged", reason="tracking off for this part")
-    plan = _for_part(plan, decoded, subtype == "html")
+    plan = _for_part(replace(plan, first_index=counted), decoded, subtype == "html")
     result: HtmlResult | TextResult
     if subtype == "html":
         result, changes = rewrite_html_edits(decoded.text, plan)
@@ -305,7 +321,10 @@ def _rewrite_leaf(
         notes.insert(0, "no charset declared and the bytes are not ASCII: read and written as UTF-8")
     if not changes:
         return replace(part, status="unchanged", result=result, warnings=notes)
-    body, new_encoding, new_charset = _encode(decoded, changes, html=subtype == "html")
+    try:
+        body, new_encoding, new_charset = _encode(decoded, changes, html=subtype == "html")
+    except UnicodeError as exc:  # a codec that reads but cannot write back: leave the part as it was
+        return replace(part, status="undecodable", reason=f"cannot write {decoded.charset} back ({exc})")
     if new_encoding != encoding:
         edits.extend(_set_field(raw, node, "Content-Transfer-Encoding", new_encoding, decoded.eol))
         notes.append(f"Content-Transfer-Encoding changed from {encoding} to {new_encoding}: the new lines did not fit it")
@@ -331,8 +350,8 @@ def _for_part(plan: RewritePlan, decoded: _Decoded, html: bool) -> RewritePlan:
     unsubscribe = plan.unsubscribe
     if unsubscribe is None:
         return plan
-    newline = "\r\n" if "\r\n" in decoded.text or decoded.eol == b"\r\n" else "\n"
-    fix = re.compile(r"\r?\n")
+    newline = "\r\n" if "\r\n" in decoded.text or decoded.eol == b"\r\n" else decoded.eol.decode("ascii")
+    fix = re.compile(r"\r\n|\r|\n")
     template = fix.sub(newline, unsubscribe.html)
     if html:
         try:
@@ -366,6 +385,8 @@ def _decode(raw: bytes, node: MimeNode, encoding: str, charset: str | None) -> _
     if not getattr(info, "_is_text_encoding", True):  # "base64", "rot13", ...: codecs, not charsets
         return f"unknown charset {declared!r}"
     codec = info.name
+    if not _ascii_compatible(codec):
+        return f"charset {declared!r} is not ASCII-compatible (markup and URLs could not be found in place)"
     qp = encoding == "quoted-printable"
     width = 76
     raw_lines: list[bytes] | None
@@ -387,9 +408,10 @@ def _decode(raw: bytes, node: MimeNode, encoding: str, charset: str | None) -> _
     guessed = False
     try:
         text = data.decode(codec)
-    except UnicodeDecodeError as exc:
+    except UnicodeError as exc:
         if charset is not None:
-            return f"bytes not valid in the declared charset {declared} ({exc.reason} at byte {exc.start})"
+            where = f" at byte {exc.start}" if isinstance(exc, UnicodeDecodeError) else ""
+            return f"bytes not valid in the declared charset {declared} ({getattr(exc, 'reason', exc)}{where})"
         try:
             text, codec, guessed = data.decode("utf-8"), "utf-8", True
         except UnicodeDecodeError:
@@ -400,6 +422,17 @@ def _decode(raw: bytes, node: MimeNode, encoding: str, charset: str | None) -> _
         if not offsets and raw_lines:
             raw_lines = None  # no line map: a change re-encodes the whole part
     return _Decoded(text, codec, declared, encoding, raw_lines, width, offsets, eol, guessed)
+
+
+_PROBE = "<a href=\"https://x.example/?a=1&b=2#c\">Az09 '(;)-_.~%+,!*</a>\r\n"
+
+
+def _ascii_compatible(codec: str) -> bool:
+    """True if ASCII text is the same bytes in ``codec``, both ways (not UTF-16, UTF-7, IDNA, ...)."""
+    try:
+        return _PROBE.encode(codec) == _PROBE.encode("ascii") and _PROBE.encode("ascii").decode(codec) == _PROBE
+    except (UnicodeError, LookupError, ValueError, TypeError):
+        return False
 
 
 # Lines with their line break; for quoted-printable, soft-broken lines (ending in "=") joined into one.
@@ -428,7 +461,7 @@ def _line_offsets(text: str, raw_lines: list[bytes], codec: str, qp: bool) -> li
             piece = (binascii.a2b_qp(line) if qp else line).decode(codec)
             pieces.append(piece)
             at += len(piece)
-    except UnicodeDecodeError:
+    except UnicodeError:
         return []
     return offsets if "".join(pieces) == text else []
 
@@ -512,7 +545,8 @@ def _encode_lines(decoded: _Decoded, changes: Edits, html: bool) -> bytes | None
         begin = offsets[first] if first < count else len(text)
         stop = offsets[last + 1] if last + 1 < count else len(text)
         local = [(s - begin, e - begin, r) for s, e, r in changes[first_change : last_change + 1]]
-        new = _charset_encode(_apply(text[begin:stop], local), decoded.codec, html)
+        codec = "utf-8" if decoded.codec == "utf-8-sig" and first > 0 else decoded.codec  # one BOM, at the start
+        new = _charset_encode(_apply(text[begin:stop], local), codec, html)
         if decoded.encoding == "quoted-printable":
             out.append(_qp_lines(new, decoded.eol))
         elif _fits(new, decoded.encoding):

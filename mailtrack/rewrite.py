@@ -51,6 +51,7 @@ class RewritePlan:
     pixel_position: str  # "bottom" or "top"
     utm: tuple[tuple[str, str], ...] = ()  # Google Analytics parameters added to tracked destinations
     unsubscribe: Unsubscribe | None = None  # subscription tracking; None: off
+    first_index: int = 0  # link_index of the first link (later parts of a message continue the count)
 
 
 @dataclass(frozen=True)
@@ -237,7 +238,7 @@ class _LinkBook:
         self.max_links = plan.max_links
         self.sign = plan.click
         self.utm = plan.utm
-        self.counted = 0
+        self.counted = plan.first_index  # counts toward max_links too: the limit is per message
         self.links: list[TrackedLink] = []
         self.skipped: list[SkippedLink] = []
 

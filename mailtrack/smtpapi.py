@@ -22,6 +22,7 @@ from .exc import SettingsError
 __all__ = ["SmtpApi", "parse_smtpapi"]
 
 HEADER = "X-SMTPAPI"
+MAX_LENGTH = 256 * 1024
 
 # filter -> (mail/send part, {filter setting: mail/send field})
 _FILTERS: dict[str, tuple[str, dict[str, str]]] = {
@@ -47,6 +48,7 @@ class SmtpApi(NamedTuple):
     settings: dict[str, Any]  # mail/send tracking_settings (only the parts the filters named)
     metadata: dict[str, str]  # unique_args
     ignored: list[str]  # keys and filters mailtrack does not act on, dropped with the header
+    to: list[str]  # SendGrid's fan-out list, if any (mailtrack tracks one recipient per copy)
 
 
 def parse_smtpapi(value: str) -> SmtpApi:
@@ -56,13 +58,21 @@ def parse_smtpapi(value: str) -> SmtpApi:
     JSON is broken or a tracking filter holds a wrong key or value: a header
     meant to turn tracking off must never be half-read.
     """
+    if len(value) > MAX_LENGTH:
+        raise SettingsError(HEADER, f"is longer than {MAX_LENGTH} characters")
     try:
         data = json.loads(value)
     except ValueError as exc:
         raise SettingsError(HEADER, f"is not valid JSON ({exc})") from None
+    except RecursionError:
+        raise SettingsError(HEADER, "is nested too deeply") from None
     if not isinstance(data, Mapping):
         raise SettingsError(HEADER, f"must be a JSON object, not {type(data).__name__}")
-    ignored = [key for key in data if key not in ("filters", "unique_args")]
+    ignored = [key for key in data if key not in ("filters", "unique_args", "to")]
+    to = data.get("to", [])
+    to = [to] if isinstance(to, str) else to
+    if not isinstance(to, list) or not all(isinstance(address, str) for address in to):
+        raise SettingsError(f"{HEADER}.to", "must be an address or a list of addresses")
     metadata = _unique_args(data.get("unique_args", {}))
     filters = data.get("filters", {})
     if not isinstance(filters, Mapping):
@@ -91,7 +101,7 @@ def parse_smtpapi(value: str) -> SmtpApi:
             else:
                 raise SettingsError(where, "must be a string")
         settings[part] = section
-    return SmtpApi(settings, metadata, ignored)
+    return SmtpApi(settings, metadata, ignored, to)
 
 
 def _boolean(raw: Any, where: str) -> bool:

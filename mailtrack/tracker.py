@@ -6,8 +6,8 @@ import hashlib
 import re
 import time
 from collections.abc import Callable, Iterable, Mapping
-from email.message import Message
-from typing import Any, TypeVar, overload
+from email.message import EmailMessage, Message
+from typing import Any, overload
 from urllib.parse import urlsplit
 
 from .exc import InvalidToken, MailtrackError
@@ -26,7 +26,6 @@ __all__ = ["Tracker"]
 DEFAULT_MAX_LINKS = 1000
 _MAX_TIMESTAMP = 2**40  # year 36812: far enough, and finite
 _UNSAFE_INPUT = re.compile(r"[\x00-\x20\x7f-\x9f]")
-_MessageT = TypeVar("_MessageT", bound=Message)
 
 
 def _check_position(position: object) -> str:
@@ -171,10 +170,17 @@ class Tracker:
 
     @overload
     def rewrite_message(
-        self, message: _MessageT, *, message_id: str | None = ..., recipient: str | None = ...,
+        self, message: EmailMessage, *, message_id: str | None = ..., recipient: str | None = ...,
         settings: SettingsInput = ..., metadata: Mapping[str, Any] | None = ..., issued_at: float | None = ...,
         force: bool = ...,
-    ) -> MessageResult[_MessageT]: ...
+    ) -> MessageResult[EmailMessage]: ...
+
+    @overload
+    def rewrite_message(
+        self, message: Message, *, message_id: str | None = ..., recipient: str | None = ...,
+        settings: SettingsInput = ..., metadata: Mapping[str, Any] | None = ..., issued_at: float | None = ...,
+        force: bool = ...,
+    ) -> MessageResult[Message]: ...
 
     def rewrite_message(
         self,
@@ -191,7 +197,10 @@ class Tracker:
 
         ``message`` may be ``bytes``, ``str`` or an ``email.message.Message``
         (``EmailMessage`` included); ``result.message`` is the same kind, a new
-        object. Only the lines of the text parts that hold a change are encoded
+        object (``bytes`` for a ``bytearray``; an ``EmailMessage`` or a
+        ``Message``, parsed with the input's policy, for their subclasses such
+        as ``MIMEText``). A message carrying ``multipart/signed`` content is
+        refused like one carrying ``DKIM-Signature``. Only the lines of the text parts that hold a change are encoded
         again (same charset, same transfer encoding unless a new line no longer
         fits it); attachments, other parts and headers keep their bytes.
         ``message_id`` defaults to the Message-ID header (added when missing),

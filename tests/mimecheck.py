@@ -38,7 +38,7 @@ __all__ = [
 ]
 
 #: Fields rewrite_message may add to the top-level header (Message-ID only when the input had none).
-HEADERS_WE_ADD = ("message-id", "list-unsubscribe", "list-unsubscribe-post")
+HEADERS_WE_ADD = ("message-id", "list-unsubscribe", "list-unsubscribe-post", "x-mailtrack-settings")
 _FIELD_START = re.compile(rb"[\041-\071\073-\176]+:")
 _HEADER_PARSER = BytesHeaderParser(policy=compat32)
 _BARE_LF = re.compile(rb"(?<!\r)\n")
@@ -346,7 +346,7 @@ def check_rewrite(
     assert [e.path for e in tin.walk()] == [e.path for e in tout.walk()], "the MIME tree changed shape"
     assert [leaf.path for leaf in tin.leaves()] == [p.path for p in result.parts], "result.parts are not the leaves"
 
-    # Top-level header: only our fields added, only X-SMTPAPI removed.
+    # Top-level header: only our fields added, only X-SMTPAPI removed (X-Mailtrack-Settings takes its place).
     had_id = any(f.name == "message-id" for f in tin.fields)
     added_names = [n for n in HEADERS_WE_ADD if n != "message-id" or not had_id]
     top_in = [f for f in tin.fields if f.name != "x-smtpapi"]

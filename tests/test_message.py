@@ -16,6 +16,7 @@ from pathlib import Path
 import dkim
 import pytest
 
+import mailtrack
 from mailtrack import MailtrackError, SettingsError, TrackingSettings
 from mailtrack.smtpapi import parse_smtpapi
 
@@ -276,7 +277,7 @@ def test_one_click_unsubscribe_headers(tracker):
     assert (verified.kind, verified.message_id, verified.recipient) == ("unsubscribe", "m1@example.com", "ann@example.com")
     assert result.list_unsubscribe in result.html.html and result.list_unsubscribe in result.text.text
     again = tracker.rewrite_message(result.message, settings={"subscription_tracking": {"enable": True}}, issued_at=5)
-    assert again.message == result.message and again.list_unsubscribe is None
+    assert again.message == result.message and again.list_unsubscribe == result.list_unsubscribe
     assert not any("List-Unsubscribe" in w for w in again.warnings)
 
 
@@ -352,3 +353,146 @@ def test_crlf_messages_get_no_bare_lf_even_from_a_footer_template(tracker):
     settings = {"subscription_tracking": {"enable": True, "html": "<p>a\nb <% x %></p>", "text": "a\nb <% %>"}}
     result = tracker.rewrite_message(build(), settings=settings, issued_at=0)
     assert b"\n" not in result.message.replace(b"\r\n", b"")
+
+
+# -- review findings, each pinned ---------------------------------------------------------
+
+
+def m(headers: str, body: str = "Hi https://example.com/a\n") -> bytes:
+    return (headers.strip().replace("\n", "\r\n") + "\r\n\r\n" + body.replace("\n", "\r\n")).encode()
+
+
+def test_multipart_signed_is_refused_unless_forced(tracker):
+    raw = m('To: b@y.example\nMessage-ID: <m@x>\nContent-Type: multipart/signed; protocol="application/pkcs7-signature"; '
+            "micalg=sha-256; boundary=S",
+            "--S\nContent-Type: text/plain\n\nHi https://example.com/a\n--S\nContent-Type: application/pkcs7-signature\n\nMIAG\n--S--\n")
+    with pytest.raises(MailtrackError, match="multipart/signed"):
+        tracker.rewrite_message(raw)
+    forced = tracker.rewrite_message(raw, force=True, issued_at=0)
+    assert forced.links and any("signature" in w for w in forced.warnings)
+
+
+@pytest.mark.parametrize("charset", ["idna", "punycode", "undefined", "utf-16", "utf-7", "base64", "rot13", "x-bogus"])
+def test_charsets_that_are_not_ascii_compatible_leave_the_part_undecodable(tracker, charset):
+    raw = m(f"To: b@y.example\nMessage-ID: <m@x>\nContent-Type: text/plain; charset={charset}")
+    result = tracker.rewrite_message(raw, issued_at=0)
+    assert result.message == raw and [p.status for p in result.parts] == ["undecodable"]
+
+
+def test_deeply_nested_or_huge_smtpapi_is_a_settings_error(tracker):
+    for value in ('{"a":' * 3000 + "1" + "}" * 3000, '{"x": "' + "a" * 300_000 + '"}'):
+        with pytest.raises(SettingsError, match="X-SMTPAPI"):
+            tracker.rewrite_message(m(f"To: b@y.example\nMessage-ID: <m@x>\nX-SMTPAPI: {value}"))
+
+
+def test_utf8_headers_give_the_right_identity(tracker):
+    result = tracker.rewrite_message(m("To: Jörg <jörg@y.de>\nMessage-ID: <jörg@x.de>"), issued_at=0)
+    assert (result.recipient, result.message_id) == ("jörg@y.de", "jörg@x.de")
+    assert tracker.verify(result.links[0].tracking_url).recipient == "jörg@y.de" if result.links else True
+
+
+@pytest.mark.parametrize("header", ["<m1@x> (sent by foo)", "(c) <m1@x>", " <m1@x> "])
+def test_message_id_comments_are_ignored(tracker, header):
+    assert tracker.rewrite_message(m(f"To: b@y.example\nMessage-ID: {header}")).message_id == "m1@x"
+
+
+def test_an_email_message_built_in_memory_is_not_mutated(tracker):
+    msg = EmailMessage()
+    msg["To"], msg["Message-ID"] = "b@y.example", "<m@x>"
+    msg.set_content("hi https://example.com/a\n")
+    msg.add_alternative("<a href='https://example.com/a'>x</a>", subtype="html")
+    before = [(k, str(v)) for k, v in msg.items()]
+    tracker.rewrite_message(msg, issued_at=0)
+    assert [(k, str(v)) for k, v in msg.items()] == before
+
+
+def test_smtpapi_written_by_the_stdlib_as_encoded_words_is_read(tracker):
+    msg = EmailMessage()
+    msg["To"], msg["Message-ID"] = "b@y.example", "<m@x>"
+    msg["X-SMTPAPI"] = json.dumps({"filters": {"clicktrack": {"settings": {"enable": 0}}},
+                                   "unique_args": {"c": "x" * 80}}, separators=(",", ":"))
+    msg.set_content("<a href='https://example.com/a'>x</a>", subtype="html")
+    raw = msg.as_bytes()
+    assert b"=?utf-8?" in raw  # the generator encoded the long value
+    result = tracker.rewrite_message(raw, issued_at=0)
+    assert not result.links and b"X-SMTPAPI" not in result.message
+
+
+def test_smtpapi_settings_survive_a_second_pass(tracker):
+    body = "<html><body><a href='https://example.com/a'>A</a></body></html>"
+    raw = m('To: b@y.example\nMessage-ID: <m@x>\nContent-Type: text/html\nX-SMTPAPI: {"filters":{"opentrack":{"settings":{"enable":0}}}}', body)
+    first = tracker.rewrite_message(raw, issued_at=0)
+    assert first.html.pixel is None and b"X-Mailtrack-Settings: {\"open_tracking\": {\"enable\": false}}\r\n" in first.message
+    second = tracker.rewrite_message(first.message, issued_at=5)
+    assert second.message == first.message
+
+
+def test_long_applied_settings_are_folded_and_read_back(tracker):
+    footer = "Vous ne voulez plus de nos nouvelles, de nos offres, de nos conseils ? <% Cliquez ici %>, merci."
+    header = json.dumps({"filters": {"subscriptiontrack": {"settings": {"enable": 1, "text/html": footer, "text/plain": footer}}}})
+    raw = m(f"To: b@y.example\nMessage-ID: <m@x>\nContent-Type: text/html\nX-SMTPAPI: {header}",
+            "<html><body><p>x</p></body></html>")
+    first = tracker.rewrite_message(raw, issued_at=0)
+    head = headers_of(first.message)
+    assert all(len(line) <= 998 for line in head.split(b"\r\n")) and b"\r\n " in head.split(b"X-Mailtrack-Settings")[1]
+    assert tracker.rewrite_message(first.message, issued_at=9).message == first.message
+
+
+def test_smtpapi_fan_out_is_refused_and_a_single_to_is_the_recipient(tracker):
+    with pytest.raises(MailtrackError, match="fans this message out to 2"):
+        tracker.rewrite_message(m('To: b@y.example\nMessage-ID: <m@x>\nX-SMTPAPI: {"to": ["a@x.example", "c@z.example"]}'))
+    single = tracker.rewrite_message(m('To: list@y.example, x@y.example\nMessage-ID: <m@x>\nX-SMTPAPI: {"to": ["a@x.example"]}'))
+    assert single.recipient == "a@x.example"
+
+
+def test_a_text_part_with_a_file_name_is_an_attachment(tracker):
+    raw = m("To: b@y.example\nMessage-ID: <m@x>\nContent-Type: multipart/mixed; boundary=B",
+            '--B\nContent-Type: text/plain\n\nbody https://example.com/b\n--B\nContent-Type: text/plain; name="server.log"\n\n'
+            "log https://internal.example.com/x\n--B--\n")
+    parts = tracker.rewrite_message(raw, issued_at=0).parts
+    assert [(p.status, p.reason) for p in parts] == [("rewritten", ""), ("left", "attachment")]
+
+
+def test_ascii_str_with_a_utf8_footer_comes_back_as_real_text(tracker):
+    text = "To: b@y.example\nMessage-ID: <m@x>\nContent-Type: text/plain; charset=utf-8\nContent-Transfer-Encoding: 8bit\n\nHi\n"
+    out = tracker.rewrite_message(text, settings={"subscription_tracking": {"enable": True, "text": "Abmelden für: <% %>"}},
+                                  issued_at=0).message
+    assert "Abmelden für: https://" in out and out.encode("utf-8")
+
+
+def test_max_links_holds_for_the_whole_message_and_indexes_continue():
+    tracker = make_tracker(max_links=10, settings={"click_tracking": {"enable_text": True}})
+    raw = m("To: b@y.example\nMessage-ID: <m@x>\nContent-Type: multipart/alternative; boundary=b",
+            "--b\nContent-Type: text/plain\n\n" + " ".join(f"https://example.com/{i}" for i in range(8)) +
+            "\n--b\nContent-Type: text/html\n\n" + "".join(f"<a href='https://example.com/{i}'>x</a>" for i in range(8)) + "\n--b--\n")
+    result = tracker.rewrite_message(raw, issued_at=0)
+    by_part = {p.content_type: [link.index for link in p.result.links] for p in result.parts}
+    assert by_part == {"text/html": list(range(8)), "text/plain": [8, 9]}  # HTML first, the text part continues
+    assert sum(s.reason == "limit" for s in result.skipped) == 6
+
+
+@pytest.mark.parametrize("given", ["jörg@x.de", "a@b\x00", "a b@c"])
+def test_a_message_id_unfit_for_a_header_is_not_written(tracker, given):
+    result = tracker.rewrite_message(m("To: b@y.example"), message_id=given, issued_at=0)
+    assert result.message_id == given
+    added = headers_of(result.message).split(b"Message-ID: ", 1)[1].split(b"\r\n", 1)[0]
+    assert added.isascii() and b"\x00" not in added and given.encode("utf-8") not in added
+
+
+def test_empty_identity_is_refused(tracker):
+    for kwargs in ({"message_id": " "}, {"recipient": ""}):
+        with pytest.raises(MailtrackError, match="must not be empty"):
+            tracker.rewrite_message(m("To: b@y.example\nMessage-ID: <m@x>"), **kwargs)
+
+
+def test_no_one_click_post_header_for_an_http_base_url():
+    tracker = mailtrack.Tracker(["k"], "http://t.example.com")
+    result = tracker.rewrite_message(m("To: b@y.example\nMessage-ID: <m@x>"), settings={"subscription_tracking": {"enable": True}})
+    assert b"List-Unsubscribe: <http://" in result.message and b"List-Unsubscribe-Post" not in result.message
+    assert any("RFC 8058" in w for w in result.warnings)
+
+
+def test_footer_that_found_no_readable_body_is_reported(tracker):
+    raw = m("To: b@y.example\nMessage-ID: <m@x>\nContent-Type: text/plain; charset=x-bogus")
+    result = tracker.rewrite_message(raw, settings={"subscription_tracking": {"enable": True}})
+    assert any("no footer" in w for w in result.warnings)

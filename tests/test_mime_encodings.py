@@ -745,6 +745,7 @@ def test_x_smtpapi_header_is_the_only_field_removed() -> None:
     result = TRACKER.rewrite_message(raw, issued_at=0)
     check_rewrite(TRACKER, raw, result, kwargs={"issued_at": 0}, expect_links=expect)
     assert b"X-SMTPAPI" not in result.message
+    assert b"\r\nX-Mailtrack-Settings: {\"click_tracking\": {\"enable_text\": true}}\r\n" in result.message
     assert all(TRACKER.verify(link.tracking_url).metadata == {"campaign": "spring"} for link in result.links)
 
 
