@@ -111,8 +111,9 @@ def _serve(args: argparse.Namespace) -> int:
         webhooks = [WebhookDelivery(store, url, secret or "").start() for url in args.webhook]
         recorder = Recorder(store, outbox=args.webhook)
         endpoints = Endpoints(tracker, recorder, trusted_proxies=args.trusted_proxy, max_age=args.max_age)
+        # X-Forwarded-For is judged by Endpoints (--trusted-proxy); waitress must pass it through untouched.
         server = waitress.create_server(WsgiApp(endpoints), host=args.host, port=args.port, threads=args.threads,
-                                        ident="mailtrack")
+                                        ident="mailtrack", clear_untrusted_proxy_headers=False)
     except (OSError, ValueError, MailtrackError, RuntimeError) as exc:
         print(f"mailtrack serve: {exc}", file=sys.stderr)
         return 1

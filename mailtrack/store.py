@@ -223,15 +223,44 @@ class SQLiteStore:
         return {"messages": sorted(messages.values(), key=lambda m: m["message_id"])}
 
     # -- the webhook outbox -------------------------------------------------------------
-    def outbox_due(self, now: float, limit: int = 50) -> list[OutboxItem]:
-        """Deliveries whose next attempt is due, oldest first."""
-        rows = self._connection().execute(
+    def outbox_due(self, now: float, limit: int = 50, target: str | None = None) -> list[OutboxItem]:
+        """Deliveries whose next attempt is due, oldest first (read only; see :meth:`outbox_claim`)."""
+        return self._due(self._connection(), now, limit, target)
+
+    def outbox_claim(self, target: str, now: float, lease: float, limit: int = 50) -> list[OutboxItem]:
+        """Take the due deliveries for ``target``: nobody else gets them for ``lease`` seconds.
+
+        Several server processes share one outbox; claiming (moving the next
+        attempt past the lease, in the transaction that reads the rows) makes
+        each delivery attempt happen once. A worker that dies mid-delivery
+        leaves its rows to be taken again when the lease ends.
+        """
+        db = self._connection()
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            items = self._due(db, now, limit, target)
+            db.executemany("UPDATE outbox SET next_attempt = ? WHERE id = ?", [(now + lease, item.id) for item in items])
+            db.execute("COMMIT")
+        except BaseException:
+            if db.in_transaction:
+                db.execute("ROLLBACK")
+            raise
+        return items
+
+    @staticmethod
+    def _due(db: sqlite3.Connection, now: float, limit: int, target: str | None) -> list[OutboxItem]:
+        rows = db.execute(
             f"SELECT o.id, o.target, o.attempts, {', '.join('e.' + c.strip() for c in _COLUMNS.split(','))} "
             "FROM outbox o JOIN events e ON e.event_id = o.event_id "
-            "WHERE o.delivered IS NULL AND o.dead = 0 AND o.next_attempt <= ? ORDER BY o.next_attempt, o.id LIMIT ?",
-            (now, limit),
+            "WHERE o.delivered IS NULL AND o.dead = 0 AND o.next_attempt <= ? AND (? IS NULL OR o.target = ?) "
+            "ORDER BY o.next_attempt, o.id LIMIT ?",
+            (now, target, target, limit),
         ).fetchall()
         return [OutboxItem(row[0], row[1], row[2], _event(row[3:])) for row in rows]
+
+    def outbox_release(self, item_id: int, now: float) -> None:
+        """Give a claimed delivery back without an attempt (shutting down)."""
+        self._write("UPDATE outbox SET next_attempt = ? WHERE id = ?", (now, item_id))
 
     def outbox_delivered(self, item_id: int, now: float) -> None:
         self._write("UPDATE outbox SET delivered = ?, attempts = attempts + 1 WHERE id = ?", (now, item_id))

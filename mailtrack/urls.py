@@ -141,3 +141,37 @@ def add_query_parameters(url: str, parameters: tuple[tuple[str, str], ...]) -> s
     added = urlencode(extra, quote_via=quote)
     query = f"{query}&{added}" if query and not query.endswith("&") else f"{query}{added}"
     return f"{path}?{query}{hash_mark}{fragment}"
+
+
+_NOT_URI = re.compile(r"[^\x21-\x7e]+")
+
+
+def as_uri(url: str) -> str | None:
+    """``url`` as an ASCII URI for a ``Location`` header: IDNA host, other characters UTF-8 percent-encoded.
+
+    Existing ``%XX`` escapes are kept. None when the host cannot be written in
+    IDNA (the caller answers 404 rather than redirect somewhere else).
+    """
+    if url.isascii() and " " not in url:
+        return url
+    parts = urlsplit(url)
+    netloc = parts.netloc
+    host = parts.hostname or ""
+    if not host.isascii():
+        try:
+            ascii_host = host.encode("idna").decode("ascii")
+            port = f":{parts.port}" if parts.port is not None else ""
+        except (UnicodeError, ValueError):
+            return None
+        userinfo = netloc.rpartition("@")[0] + "@" if "@" in netloc else ""
+        netloc = userinfo + ascii_host + port
+
+    def escape(text: str) -> str:
+        return _NOT_URI.sub(lambda m: quote(m.group(0), safe=""), text)
+
+    rebuilt = f"{parts.scheme}://{escape(netloc)}{escape(parts.path)}"
+    if parts.query or "?" in url:
+        rebuilt += "?" + escape(parts.query)
+    if parts.fragment or "#" in url:
+        rebuilt += "#" + escape(parts.fragment)
+    return rebuilt

@@ -35,7 +35,7 @@ from .events import EVENT_TYPES, TrackingEvent
 from .exc import InvalidToken, MailtrackError
 from .recorder import Recorder
 from .tracker import Tracker
-from .urls import destination_problem
+from .urls import as_uri, destination_problem
 
 __all__ = ["GIF", "Endpoints", "Request", "Response"]
 
@@ -142,11 +142,12 @@ class Endpoints:
             return _not_allowed("GET, HEAD")
         claims = self._verify(token, "click", self.max_age)
         url = None if claims is None else claims.url
-        if url is None or destination_problem(url) is not None or any(c in url for c in "\r\n"):
+        location = None if url is None or destination_problem(url) is not None else as_uri(url)
+        if location is None or any(c in location for c in "\r\n\x00"):
             return _page(404, "Link not found", "This link is not valid or has expired.", head=request.method == "HEAD")
         if request.method == "GET":
             self._record(request, claims)
-        return Response(302, [("Location", url), ("Content-Length", "0"), *NO_CACHE, ("Referrer-Policy", "no-referrer")])
+        return Response(302, [("Location", location), ("Content-Length", "0"), *NO_CACHE, ("Referrer-Policy", "no-referrer")])
 
     def _unsubscribe(self, request: Request, token: str) -> Response:
         if request.method not in ("GET", "HEAD", "POST"):

@@ -142,8 +142,10 @@ class WebhookDelivery:
     def deliver_due(self) -> int:
         """Attempt every due delivery once; returns how many succeeded."""
         done = 0
-        for item in self.store.outbox_due(self.clock()):
-            if item.target != self.url or self._stop.is_set():
+        lease = self.timeout + 30  # long enough for one attempt; a dead worker's rows come back after it
+        for item in self.store.outbox_claim(self.url, self.clock(), lease):
+            if self._stop.is_set():
+                self.store.outbox_release(item.id, self.clock())
                 continue
             done += self._attempt(item)
         return done
