@@ -20,6 +20,7 @@ import json
 import logging
 import os
 import queue
+import sqlite3
 import threading
 import time
 from collections import deque
@@ -79,19 +80,22 @@ class Recorder:
     # -- the request path -------------------------------------------------------
     def record(self, event: TrackingEvent) -> TrackingEvent:
         """Record ``event``; never raises. Returns it with ``first`` when the store could tell."""
-        if self.store is not None:
-            try:
-                event = self.store.record(event, self.outbox)
-            except Exception as exc:  # sqlite3.Error, OSError, ...: the recipient must not notice
-                log.warning("mailtrack: store write failed (%s); event %s spooled for retry", exc, event.event_id)
-                self._spool(event)
-                return event
-        if self.sinks:
-            self._fanout.put(event)
+        try:
+            if self.store is not None:
+                try:
+                    event = self.store.record(event, self.outbox)
+                except Exception as exc:  # sqlite3.Error, OSError, ...: the recipient must not notice
+                    log.warning("mailtrack: store write failed (%s); event %s spooled for retry", exc, event.event_id)
+                    self._spool(event)
+                    return event
+            if self.sinks:
+                self._fanout.put(event)
+        except Exception:  # a last guard: recording must never break a response
+            log.exception("mailtrack: could not record event %s", event.event_id)
         return event
 
     def _spool(self, event: TrackingEvent) -> None:
-        line = (json.dumps(event.to_dict(), separators=(",", ":")) + "\n").encode("utf-8")
+        line = (json.dumps(event.to_dict(), separators=(",", ":"), default=str) + "\n").encode("utf-8")
         with self._spool_lock:
             try:
                 fd = self._open_spool()
@@ -106,10 +110,15 @@ class Recorder:
             if self.spool_dir is None:
                 raise OSError("no spool directory (no store)")
             self.spool_dir.mkdir(parents=True, exist_ok=True)
-            self._spool_path = self.spool_dir / f"{os.getpid()}-{time.time_ns()}.jsonl"
-            fd = os.open(self._spool_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+            name = f"{os.getpid()}-{time.time_ns()}"
+            # Created under a name no drain looks at, locked, then renamed: another process can never
+            # take (and delete) the file between its creation and its lock.
+            making = self.spool_dir / f"{name}.new"
+            fd = os.open(making, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
             if fcntl is not None:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            self._spool_path = self.spool_dir / f"{name}.jsonl"
+            os.replace(making, self._spool_path)
             self._spool_file = fd
         return self._spool_file
 
@@ -135,9 +144,11 @@ class Recorder:
             while self._pending:
                 try:
                     self._stored(self.store.record(self._pending[0], self.outbox))
-                except Exception as exc:
+                except sqlite3.OperationalError as exc:
                     log.warning("mailtrack: retry failed (%s); %d event(s) waiting in memory", exc, len(self._pending))
                     return False
+                except Exception as exc:
+                    log.error("mailtrack: event %s refused by the store (%s); dropped", self._pending[0].event_id, exc)
                 self._pending.popleft()
             for path in self._spool_files():
                 ok = self._drain_file(path) and ok
@@ -178,9 +189,14 @@ class Recorder:
                 assert self.store is not None
                 try:
                     self._stored(self.store.record(event, self.outbox))
-                except Exception as exc:
+                except sqlite3.OperationalError as exc:  # locked, full, unreachable: later
                     log.warning("mailtrack: retry from spool failed (%s); will try again", exc)
                     return False
+                except Exception as exc:  # this event itself is refused: set it aside, go on with the rest
+                    log.error("mailtrack: spooled event %s refused by the store (%s); kept in %s",
+                              event.event_id, exc, self._rejected())
+                    with open(self._rejected(), "ab") as rejected:
+                        rejected.write(line + b"\n")
             # Everything in it is stored (a rerun would store nothing twice): remove it.
             if ours:
                 assert self._spool_file is not None
@@ -191,6 +207,10 @@ class Recorder:
         finally:
             if fd is not None:
                 os.close(fd)
+
+    def _rejected(self) -> Path:
+        assert self.spool_dir is not None
+        return self.spool_dir / "rejected.log"
 
     def _stored(self, event: TrackingEvent) -> None:
         if self.sinks:

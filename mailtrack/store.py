@@ -299,7 +299,7 @@ def _row(event: TrackingEvent) -> tuple[Any, ...]:
         event.user_agent,
         event.ip,
         event.referer,
-        json.dumps(dict(event.metadata), separators=(",", ":"), sort_keys=True),
+        json.dumps(dict(event.metadata), separators=(",", ":"), sort_keys=True, default=str),
         int(bool(event.first)),
         event.machine,
     )

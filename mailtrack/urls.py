@@ -170,7 +170,7 @@ def as_uri(url: str) -> str | None:
         return _NOT_URI.sub(lambda m: quote(m.group(0), safe=""), text)
 
     rebuilt = f"{parts.scheme}://{escape(netloc)}{escape(parts.path)}"
-    if parts.query or "?" in url:
+    if parts.query or "?" in url.split("#", 1)[0]:
         rebuilt += "?" + escape(parts.query)
     if parts.fragment or "#" in url:
         rebuilt += "#" + escape(parts.fragment)

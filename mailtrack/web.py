@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import html
 import ipaddress
+import re
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -59,6 +60,7 @@ _PAGE_HEADERS = (
     *NO_CACHE,
 )
 _MAX_HEADER = 1024  # user agents and referers are stored up to this many characters
+_BODY_END = re.compile(r"</body\s*>", re.IGNORECASE | re.ASCII)
 
 
 @dataclass(frozen=True)
@@ -115,7 +117,9 @@ class Endpoints:
         self.clock = clock
         self._proxies = [ipaddress.ip_network(p, strict=False) for p in trusted_proxies]
         base_path = _path_of(tracker.base_url)
-        self._routes = {f"{base_path}/{path}/": kind for kind, path in tracker.layout.paths.items()}
+        # Longest prefix first: with paths like "t" and "t/o", "/t/o/..." is an open URL.
+        routes = {f"{base_path}/{path}/": kind for kind, path in tracker.layout.paths.items()}
+        self._routes = dict(sorted(routes.items(), key=lambda item: -len(item[0])))
 
     # -- dispatch ---------------------------------------------------------------------
     def handle(self, request: Request) -> Response:
@@ -147,7 +151,8 @@ class Endpoints:
             return _page(404, "Link not found", "This link is not valid or has expired.", head=request.method == "HEAD")
         if request.method == "GET":
             self._record(request, claims)
-        return Response(302, [("Location", location), ("Content-Length", "0"), *NO_CACHE, ("Referrer-Policy", "no-referrer")])
+        headers = [("Location", location), ("Content-Type", "text/plain; charset=utf-8"), ("Content-Length", "0")]
+        return Response(302, [*headers, *NO_CACHE, ("Referrer-Policy", "no-referrer")])
 
     def _unsubscribe(self, request: Request, token: str) -> Response:
         if request.method not in ("GET", "HEAD", "POST"):
@@ -168,7 +173,8 @@ class Endpoints:
         )
         if self.landing_html:
             page = self.landing_html
-            at = page.lower().rfind("</body>")
+            ends = list(_BODY_END.finditer(page))
+            at = ends[-1].start() if ends else -1
             body = page[:at] + form + page[at:] if at != -1 else page + form
             data = body.encode("utf-8")
             return Response(200, [*_PAGE_HEADERS, ("Content-Length", str(len(data)))], b"" if head else data)
@@ -228,7 +234,8 @@ class Endpoints:
             ip = ipaddress.ip_address(address)
         except ValueError:
             return False
-        return any(ip in network for network in self._proxies)
+        mapped = getattr(ip, "ipv4_mapped", None)  # "::ffff:10.0.0.1" on a dual-stack socket is 10.0.0.1
+        return any(ip in network or (mapped is not None and mapped in network) for network in self._proxies)
 
 
 def _header(request: Request, name: str) -> str | None:

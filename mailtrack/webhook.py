@@ -37,6 +37,16 @@ SIGNATURE_HEADER = "Mailtrack-Signature"
 _TYPES = {"opened": "email.opened", "clicked": "email.clicked", "unsubscribed": "email.unsubscribed"}
 
 
+class _NoRedirects(urllib.request.HTTPRedirectHandler):
+    """A redirect is a failed delivery: following it would turn the POST into a bodiless GET."""
+
+    def redirect_request(self, *args: object, **kwargs: object) -> None:
+        return None
+
+
+_OPENER = urllib.request.build_opener(_NoRedirects)
+
+
 def payload(event: TrackingEvent) -> bytes:
     """The JSON body posted for ``event``."""
     body = {
@@ -70,9 +80,10 @@ def verify_signature(body: bytes, header: str, secrets: str | bytes | list[str |
     current = time.time() if now is None else now
     if abs(current - timestamp) > tolerance:
         raise MailtrackError("webhook signature timestamp is outside the tolerance")
+    given_bytes = given.encode("utf-8", "replace")  # compare_digest refuses non-ASCII str
     for secret in secrets if isinstance(secrets, list) else [secrets]:
         expected = sign(body, secret, timestamp).split("v1=", 1)[1]
-        if hmac.compare_digest(expected, given):
+        if hmac.compare_digest(expected.encode("ascii"), given_bytes):
             return dict(json.loads(body))
     raise MailtrackError("webhook signature does not match")
 
@@ -142,12 +153,13 @@ class WebhookDelivery:
     def deliver_due(self) -> int:
         """Attempt every due delivery once; returns how many succeeded."""
         done = 0
-        lease = self.timeout + 30  # long enough for one attempt; a dead worker's rows come back after it
-        for item in self.store.outbox_claim(self.url, self.clock(), lease):
-            if self._stop.is_set():
-                self.store.outbox_release(item.id, self.clock())
-                continue
-            done += self._attempt(item)
+        lease = self.timeout + 30  # long enough for one attempt; a dead worker's row comes back after it
+        while not self._stop.is_set():
+            # One row per claim: a slow receiver never holds rows it is not posting yet.
+            claimed = self.store.outbox_claim(self.url, self.clock(), lease, limit=1)
+            if not claimed:
+                break
+            done += self._attempt(claimed[0])
         return done
 
     def _attempt(self, item: OutboxItem) -> int:
@@ -164,7 +176,7 @@ class WebhookDelivery:
             },
         )
         try:
-            with urllib.request.urlopen(request, timeout=self.timeout) as response:  # noqa: S310 - http(s) checked above
+            with _OPENER.open(request, timeout=self.timeout) as response:
                 status = response.status
         except urllib.error.HTTPError as exc:
             status, error = exc.code, f"HTTP {exc.code}"

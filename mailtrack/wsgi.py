@@ -42,7 +42,11 @@ class WsgiApp:
             return Response(413, [("Content-Type", "text/plain"), ("Content-Length", "0")])
         body = environ["wsgi.input"].read(length) if length > 0 else b""
         # PEP 3333 gives the path as latin-1-decoded bytes.
-        path = (environ.get("SCRIPT_NAME", "") + environ.get("PATH_INFO", "")).encode("latin-1").decode("utf-8", "replace")
+        path = environ.get("SCRIPT_NAME", "") + environ.get("PATH_INFO", "")
+        try:
+            path = path.encode("latin-1").decode("utf-8", "replace")
+        except UnicodeEncodeError:  # a server that did not follow PEP 3333: take the text as it is
+            pass
         headers = {
             key[5:].replace("_", "-").lower(): value for key, value in environ.items() if key.startswith("HTTP_")
         }
