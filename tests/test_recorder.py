@@ -340,6 +340,25 @@ def test_store_gone_then_back(tmp_path: Path, recorders: list[Recorder]) -> None
     assert stored_ids(db) == [e.event_id]
 
 
+def test_store_full_spools_then_drains(db: Path, recorders: list[Recorder], caplog: pytest.LogCaptureFixture) -> None:
+    # A full disk, made real with SQLite's own page limit on the request thread's connection: SQLITE_FULL.
+    # (The background drain uses its own connection, without the limit: it may store them at once.)
+    recorder = make(recorders, db, **IDLE)
+    assert recorder.store is not None
+    recorder.record(event())
+    connection = recorder.store._connection()
+    pages = connection.execute("PRAGMA page_count").fetchone()[0]
+    connection.execute(f"PRAGMA max_page_count = {pages}")
+    big = [event(metadata={"blob": "x" * 50_000}) for _ in range(3)]
+    with caplog.at_level("WARNING", logger="mailtrack"):
+        for e in big:
+            recorder.record(e)  # must not raise
+    assert sum("full" in r.getMessage() and "spooled" in r.getMessage() for r in caplog.records) == 3
+    connection.execute("PRAGMA max_page_count = 1073741823")  # space again
+    assert recorder.drain() is True
+    assert sorted(stored_ids(db)[1:]) == sorted(e.event_id for e in big)
+
+
 # -- sinks ---------------------------------------------------------------------------------
 
 
