@@ -3,13 +3,13 @@
 
     python3 tasks.py demo    # make .venv, install mailtrack, run the end-to-end demo
     python3 tasks.py test    # make .venv, install mailtrack[test], run the whole test suite
-    python3 tasks.py bench   # make .venv, install mailtrack[bench], run both benchmarks (rewrite, then message)
+    python3 tasks.py bench   # make .venv, install mailtrack[bench], run the three benchmarks (rewrite, message, serve)
 
 Extra arguments go to the command run (pytest, the demo, the benchmark). For
 ``bench`` they all go to benchmarks/bench_rewrite.py, and ``--quick`` (or ``--help``) to
-benchmarks/bench_message.py as well (its other options, such as ``--out``, would
-clash); ``bench rewrite ARGS...`` or ``bench message ARGS...`` runs just that one
-benchmark with all the arguments.
+benchmarks/bench_message.py and benchmarks/bench_serve.py as well (their other options,
+such as ``--out``, would clash); ``bench rewrite ARGS...``, ``bench message ARGS...`` or
+``bench serve ARGS...`` runs just that one benchmark with all the arguments.
 """
 
 from __future__ import annotations
@@ -25,7 +25,11 @@ VENV = ROOT / ".venv"
 BIN = VENV / ("Scripts" if os.name == "nt" else "bin")
 PYTHON = BIN / ("python.exe" if os.name == "nt" else "python")
 EXTRAS = {"demo": "[serve]", "test": "[test,serve]", "bench": "[bench,test,serve]"}
-BENCHMARKS = {"rewrite": "benchmarks/bench_rewrite.py", "message": "benchmarks/bench_message.py"}
+BENCHMARKS = {
+    "rewrite": "benchmarks/bench_rewrite.py",
+    "message": "benchmarks/bench_message.py",
+    "serve": "benchmarks/bench_serve.py",
+}
 
 
 def run(*args: str | os.PathLike[str]) -> None:
@@ -64,7 +68,9 @@ def main(argv: list[str]) -> int:
             run(PYTHON, BENCHMARKS[rest[0]], *rest[1:])
         else:
             run(PYTHON, BENCHMARKS["rewrite"], *rest)
-            run(PYTHON, BENCHMARKS["message"], *[arg for arg in rest if arg in ("--quick", "-h", "--help")])
+            passed_on = [arg for arg in rest if arg in ("--quick", "-h", "--help")]
+            run(PYTHON, BENCHMARKS["message"], *passed_on)
+            run(PYTHON, BENCHMARKS["serve"], *passed_on)
     except subprocess.CalledProcessError as exc:
         return exc.returncode
     return 0

@@ -27,13 +27,10 @@ from __future__ import annotations
 import argparse
 import binascii
 import cProfile
-import datetime
 import difflib
 import email
 import email.policy
 import html as html_lib
-import os
-import platform
 import pstats
 import re
 import shlex
@@ -53,6 +50,7 @@ sys.path.insert(0, str(HERE))
 
 from bench_rewrite import time_call  # GC collected before and disabled during the timed span
 from newsletters import count_trackable_links, make_newsletter
+from report import header
 from peers import BASE_URL, MESSAGE_ID, METADATA, RECIPIENT, SECRET_KEYS
 
 HTML_BYTES, HTML_LINKS = 25_000, 40
@@ -442,16 +440,8 @@ def _mailtrack_version() -> str:
 def render(
     variants: list[Variant], series: Series, fidelity: list[Fidelity], notes: list[str], plan_name: str, command: str
 ) -> str:
-    load = os.getloadavg() if hasattr(os, "getloadavg") else None
     lines = [
-        "# mailtrack whole-message benchmark",
-        "",
-        f"- date: {datetime.datetime.now(datetime.timezone.utc).strftime('%Y-%m-%d %H:%M UTC')}",
-        f"- command: `{command}` ({plan_name} run)",
-        f"- python: {platform.python_implementation()} {platform.python_version()}",
-        f"- machine: {platform.platform()}, {platform.machine()}, {os.cpu_count()} CPU(s)"
-        + (f", load average {load[0]:.2f} at the end" if load else ""),
-        f"- versions: {_mailtrack_version()}",
+        *header("mailtrack whole-message benchmark", command, plan_name, _mailtrack_version()),
         (
             f"- input: `make_newsletter({HTML_BYTES:_}, {HTML_LINKS})` wrapped to {WRAP}-column lines (tags unsplit) as the "
             "HTML body, its text with each http(s) `<a>` as `label (URL)` as the plain-text body; multipart/alternative "

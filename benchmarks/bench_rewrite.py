@@ -18,27 +18,24 @@ from __future__ import annotations
 
 import argparse
 import csv
-import datetime
 import gc
-import os
-import platform
 import re
 import shlex
 import statistics
 import sys
 import time
 import tracemalloc
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from importlib import metadata as importlib_metadata
 from pathlib import Path
-from typing import Any
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
 sys.path.insert(0, str(HERE))
 
 from newsletters import SIZES, make_newsletter  # noqa: E402
+from report import header  # noqa: E402
 from peers import BASE_URL, CONTENDERS, METADATA, MESSAGE_ID, RECIPIENT, Rewrite, make_tracker  # noqa: E402
 
 DEFAULT_CORPUS = REPO.parent / "shared" / "corpus"
@@ -417,16 +414,8 @@ def evaluate_goals(results: list[Result]) -> list[Goal]:
 
 def render(results: list[Result], names: list[str], missing: dict[str, str], plan_name: str, command: str) -> str:
     """The markdown report: header, four tables, goal check, notes."""
-    load = os.getloadavg() if hasattr(os, "getloadavg") else None
     lines = [
-        "# mailtrack rewrite benchmark",
-        "",
-        f"- date: {datetime.datetime.now(datetime.timezone.utc).strftime('%Y-%m-%d %H:%M UTC')}",
-        f"- command: `{command}` ({plan_name} run)",
-        f"- python: {platform.python_implementation()} {platform.python_version()}",
-        f"- machine: {platform.platform()}, {platform.machine()}, {os.cpu_count()} CPU(s)"
-        + (f", load average {load[0]:.2f} at the end" if load else ""),
-        f"- versions: {_versions()}",
+        *header("mailtrack rewrite benchmark", command, plan_name, _versions()),
         "- method: contenders interleaved in one process (round robin, order rotated each repetition), "
         "GC collected before and disabled during each timed call, one warm-up call each; "
         "ratios are median ÷ median within this run (min ÷ min in parentheses).",

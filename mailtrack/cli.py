@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import os
+import signal
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -118,6 +120,14 @@ def _serve(args: argparse.Namespace) -> int:
         print(f"mailtrack serve: {exc}", file=sys.stderr)
         return 1
     port = getattr(server, "effective_port", args.port)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    logging.getLogger("waitress.queue").setLevel(logging.ERROR)  # "Task queue depth" on every busy request
+
+    def stop(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt  # SIGTERM (systemd, docker) shuts down like Ctrl-C: the recorder is closed
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, signal.default_int_handler)  # even when started in the background, where it is ignored
     print(f"mailtrack: serving {tracker.base_url} on http://{args.host}:{port} (events in {db})", flush=True)
     try:
         server.run()

@@ -93,6 +93,9 @@ class SQLiteStore:
         self.path = str(path)
         self.busy_timeout = busy_timeout
         self._local = threading.local()
+        # One writer at a time within a process: SQLite serializes writers anyway, but threads that contend
+        # for its lock while trading the GIL hold it far longer (and starve WAL checkpoints).
+        self._write_lock = threading.Lock()
         self._migrate()
 
     # -- connections ---------------------------------------------------------------
@@ -102,6 +105,7 @@ class SQLiteStore:
             connection = sqlite3.connect(self.path, timeout=self.busy_timeout, isolation_level=None)
             connection.execute("PRAGMA journal_mode=WAL")
             connection.execute("PRAGMA synchronous=NORMAL")  # durable across a process kill; fsync at checkpoints
+            connection.execute("PRAGMA journal_size_limit=67108864")  # give a grown WAL back after a checkpoint
             connection.execute("PRAGMA foreign_keys=ON")
             self._local.connection = connection
         return connection
@@ -143,6 +147,14 @@ class SQLiteStore:
         ``sqlite3.Error`` when the database cannot be written.
         """
         db = self._connection()
+        if not self._write_lock.acquire(timeout=self.busy_timeout):
+            raise sqlite3.OperationalError("database is locked (another thread of this process is writing)")
+        try:
+            return self._record(db, event, outbox)
+        finally:
+            self._write_lock.release()
+
+    def _record(self, db: sqlite3.Connection, event: TrackingEvent, outbox: Sequence[str]) -> TrackingEvent:
         db.execute("BEGIN IMMEDIATE")
         try:
             stored = db.execute("SELECT first FROM events WHERE event_id = ?", (event.event_id,)).fetchone()

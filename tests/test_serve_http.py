@@ -1049,3 +1049,43 @@ def test_three_processes_share_one_database(serve: Callable[..., Server], tmp_pa
         assert server.proc.poll() is None
         assert "database is locked" not in server.stderr()
         assert "Traceback" not in server.stderr()
+
+
+# -- configuration from the environment, and shutdown ------------------------------------------
+
+
+def test_serve_from_environment_and_sigterm_shuts_down_cleanly(tmp_path: Path) -> None:
+    db = tmp_path / "env.sqlite"
+    env = {**os.environ, "MAILTRACK_SECRET_KEY": KEYS, "MAILTRACK_BASE_URL": BASE_URL, "MAILTRACK_DB": str(db)}
+    out = tmp_path / "serve.out"
+    with open(out, "wb") as stdout:
+        proc = subprocess.Popen([sys.executable, "-m", "mailtrack", "serve", "--port", "0"], stdout=stdout,
+                                stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, env=env)
+    try:
+        deadline, port = time.monotonic() + START_TIMEOUT, None
+        while port is None and time.monotonic() < deadline:
+            text = out.read_text(encoding="utf-8", errors="replace")
+            if " on http://127.0.0.1:" in text:
+                port = int(text.split(" on http://127.0.0.1:", 1)[1].split()[0])
+            elif proc.poll() is not None:
+                raise AssertionError(proc.stderr.read().decode() if proc.stderr else "serve exited")
+            else:
+                time.sleep(0.02)
+        assert port is not None
+        tracker = make_tracker()
+        pixel = path_of(tracker.tracking_url("open", message_id="env-1", recipient="r@x.example"))
+        assert http_request(port, "GET", pixel).status == 200
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(15) == 0  # SIGTERM (systemd, docker) stops it like Ctrl-C
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(10)
+    assert [e.message_id for e in SQLiteStore(db).events()] == ["env-1"]
+
+
+def test_serve_without_configuration_says_what_is_missing(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MAILTRACK_")}
+    proc = subprocess.run([sys.executable, "-m", "mailtrack", "serve", "--port", "0"], capture_output=True, text=True,
+                          env=env, timeout=60, check=False)
+    assert proc.returncode == 2 and "--secret-key" in proc.stderr and "Traceback" not in proc.stderr
