@@ -1,8 +1,8 @@
 """The ``mailtrack`` command line.
 
 ``demo``; ``rewrite`` (one HTML file) and ``rewrite-message`` (one .eml);
-``serve`` (the tracking endpoints on waitress), ``events`` and ``stats`` (what
-the store holds).
+``serve`` (the tracking endpoints on waitress), ``events``, ``stats`` and
+``webhooks`` (what the store holds).
 """
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ import json
 import logging
 import os
 import signal
+import sqlite3
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -102,21 +103,27 @@ def _serve(args: argparse.Namespace) -> int:
     from .store import SQLiteStore
     from .web import Endpoints
     from .webhook import WebhookDelivery
-    from .wsgi import WsgiApp
+    from .wsgi import MAX_BODY, WsgiApp
 
     secret = args.webhook_secret or os.environ.get("MAILTRACK_WEBHOOK_SECRET")
+    webhooks: list[WebhookDelivery] = []
     try:
         tracker = Tracker(secret_keys=keys[0].split(","), base_url=keys[1])
+        if not Path(db).resolve().parent.is_dir():
+            raise MailtrackError(f"the directory of --db {db!r} does not exist")
+        landing = Path(args.landing).read_text(encoding="utf-8") if args.landing else None
         store = SQLiteStore(db)
         if args.webhook and not secret:
             raise MailtrackError("--webhook needs --webhook-secret (or MAILTRACK_WEBHOOK_SECRET)")
         webhooks = [WebhookDelivery(store, url, secret or "").start() for url in args.webhook]
         recorder = Recorder(store, outbox=args.webhook)
-        endpoints = Endpoints(tracker, recorder, trusted_proxies=args.trusted_proxy, max_age=args.max_age)
+        endpoints = Endpoints(tracker, recorder, trusted_proxies=args.trusted_proxy, max_age=args.max_age,
+                              landing_html=landing)
         # X-Forwarded-For is judged by Endpoints (--trusted-proxy); waitress must pass it through untouched.
         server = waitress.create_server(WsgiApp(endpoints), host=args.host, port=args.port, threads=args.threads,
-                                        ident="mailtrack", clear_untrusted_proxy_headers=False)
-    except (OSError, ValueError, MailtrackError, RuntimeError) as exc:
+                                        ident="mailtrack", clear_untrusted_proxy_headers=False,
+                                        max_request_body_size=MAX_BODY)  # refuse big bodies before reading them
+    except (OSError, ValueError, MailtrackError, RuntimeError, sqlite3.Error) as exc:
         print(f"mailtrack serve: {exc}", file=sys.stderr)
         return 1
     port = getattr(server, "effective_port", args.port)
@@ -144,7 +151,7 @@ def _store(args: argparse.Namespace) -> object:
     from .store import SQLiteStore
 
     db = args.db or os.environ.get("MAILTRACK_DB")
-    if not db or not Path(db).exists():
+    if not db or not Path(db).is_file():
         raise MailtrackError(f"no event database at {db!r}; pass --db (or MAILTRACK_DB)")
     return SQLiteStore(db)
 
@@ -153,7 +160,7 @@ def _events(args: argparse.Namespace) -> int:
     try:
         store = _store(args)
         events = store.events(message_id=args.message_id, event_type=args.type)  # type: ignore[attr-defined]
-    except (MailtrackError, OSError, RuntimeError) as exc:
+    except (MailtrackError, OSError, RuntimeError, sqlite3.Error) as exc:
         print(f"mailtrack events: {exc}", file=sys.stderr)
         return 1
     for event in events:
@@ -170,7 +177,7 @@ def _events(args: argparse.Namespace) -> int:
 def _stats(args: argparse.Namespace) -> int:
     try:
         stats = _store(args).stats()  # type: ignore[attr-defined]
-    except (MailtrackError, OSError, RuntimeError) as exc:
+    except (MailtrackError, OSError, RuntimeError, sqlite3.Error) as exc:
         print(f"mailtrack stats: {exc}", file=sys.stderr)
         return 1
     if args.json:
@@ -181,9 +188,32 @@ def _stats(args: argparse.Namespace) -> int:
         print(f"{message['message_id']}: {message['recipients']} recipient(s) seen; "
               f"opens {message['opened_total']} ({message['opened_unique']} unique), "
               f"clicks {message['clicked_total']} ({message['clicked_unique']} unique), "
-              f"unsubscribes {message['unsubscribed_unique']}; CTR {message['ctr']:.1%}, click-to-open {cto}")
+              f"unsubscribes {message['unsubscribed_unique']}; CTR {message['ctr']:.1%} (of recipients seen), "
+              f"click-to-open {cto}")
         for link in message["links"]:
             print(f"  link {link['link_index']}: {link['clicks']} click(s), {link['unique']} unique  {link['url']}")
+    return 0
+
+
+def _webhooks(args: argparse.Namespace) -> int:
+    import time
+    from collections import Counter
+
+    try:
+        store = _store(args)
+        requeued = store.outbox_requeue(time.time()) if args.requeue else None  # type: ignore[attr-defined]
+        rows = store.outbox_rows()  # type: ignore[attr-defined]
+    except (MailtrackError, OSError, RuntimeError, sqlite3.Error) as exc:
+        print(f"mailtrack webhooks: {exc}", file=sys.stderr)
+        return 1
+    if requeued is not None:
+        print(f"requeued {requeued} dead deliver{'y' if requeued == 1 else 'ies'}")
+    counts: Counter[tuple[str, str]] = Counter()
+    for row in rows:
+        state = "delivered" if row["delivered"] is not None else "dead" if row["dead"] else "pending"
+        counts[(row["target"], state)] += 1
+    for target in sorted({target for target, _ in counts}):
+        print(f"{target}: " + ", ".join(f"{counts[(target, state)]} {state}" for state in ("pending", "delivered", "dead")))
     return 0
 
 
@@ -218,7 +248,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     serve.add_argument("--port", type=int, default=8025)
     serve.add_argument("--threads", type=int, default=8)
     serve.add_argument("--trusted-proxy", action="append", default=[], help="believe X-Forwarded-For from this address/network")
-    serve.add_argument("--max-age", type=float, help="refuse click/unsubscribe tokens older than this many seconds")
+    serve.add_argument("--max-age", type=float, help="refuse click links older than this many seconds")
+    serve.add_argument("--landing", help="HTML file for the unsubscribe confirmation page (a button is added)")
     serve.add_argument("--webhook", action="append", default=[], help="POST each event to this URL (repeatable)")
     serve.add_argument("--webhook-secret", help="HMAC key for the webhook signature (MAILTRACK_WEBHOOK_SECRET)")
     for name, helptext in (("events", "print stored events"), ("stats", "opens and clicks per message and link")):
@@ -228,9 +259,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         if name == "events":
             command.add_argument("--message-id")
             command.add_argument("--type", choices=["opened", "clicked", "unsubscribed"])
+    hooks = sub.add_parser("webhooks", help="webhook deliveries per target: pending, delivered, dead")
+    hooks.add_argument("--db", help="SQLite event database (MAILTRACK_DB)")
+    hooks.add_argument("--requeue", action="store_true", help="give dead deliveries a fresh start")
     args = parser.parse_args(argv)
-    if args.command in ("serve", "events", "stats"):
-        return {"serve": _serve, "events": _events, "stats": _stats}[args.command](args)
+    if args.command in ("serve", "events", "stats", "webhooks"):
+        return {"serve": _serve, "events": _events, "stats": _stats, "webhooks": _webhooks}[args.command](args)
     if args.command == "demo":
         from .demo import run_demo
 

@@ -10,6 +10,10 @@ written, the event waits in memory. Every failure is logged to the
 ``mailtrack`` logger. Events carry a unique ``event_id``, so an event moved
 twice is stored once.
 
+After a failed write the recorder stays on the spool until the background
+thread has emptied it: no response waits for a store that just failed, and
+events reach the store in the order they happened, so ``first`` stays right.
+
 Other sinks (callbacks) are called from a background thread after the store
 has set ``first``: a slow callback never delays a response.
 """
@@ -65,6 +69,8 @@ class Recorder:
         self._spool_file: int | None = None
         self._spool_path: Path | None = None
         self._pending: deque[TrackingEvent] = deque(maxlen=_MAX_IN_MEMORY)
+        self._degraded = False  # True from a failed store write until the spool is empty again
+        self._drain_lock = threading.Lock()  # one drain at a time in this process (flock only tells processes apart)
         self._wake = threading.Event()
         self._closed = threading.Event()
         self._fanout: queue.SimpleQueue[TrackingEvent | None] = queue.SimpleQueue()
@@ -82,10 +88,13 @@ class Recorder:
         """Record ``event``; never raises. Returns it with ``first`` when the store could tell."""
         try:
             if self.store is not None:
+                if self._degraded:  # the store failed a moment ago, or older events still wait: queue behind them
+                    self._spool(event)
+                    return event
                 try:
                     event = self.store.record(event, self.outbox)
                 except Exception as exc:  # sqlite3.Error, OSError, ...: the recipient must not notice
-                    log.warning("mailtrack: store write failed (%s); event %s spooled for retry", exc, event.event_id)
+                    log.warning("mailtrack: store write failed (%s); spooling events until it works again", exc)
                     self._spool(event)
                     return event
             if self.sinks:
@@ -99,11 +108,15 @@ class Recorder:
         with self._spool_lock:
             try:
                 fd = self._open_spool()
-                os.write(fd, line)  # in the page cache once written: survives a kill of this process
+                written = 0
+                while written < len(line):  # in the page cache once written: survives a kill of this process
+                    written += os.write(fd, line[written:])
             except OSError as exc:
                 log.error("mailtrack: spool write failed (%s); event %s kept in memory", exc, event.event_id)
                 self._pending.append(event)
-        self._wake.set()
+            if not self._degraded:
+                self._degraded = True
+                self._wake.set()
 
     def _open_spool(self) -> int:
         if self._spool_file is None:
@@ -130,17 +143,37 @@ class Recorder:
             self._wake.clear()
             if self._closed.is_set() or self.store is None:
                 continue
-            if self.drain():
-                delay = self.retry_interval
-            else:
-                delay = min(delay * 2, self.max_retry_interval)
+            try:
+                drained = self.drain()
+            except Exception:  # never let this thread die: the next tick tries again
+                log.exception("mailtrack: draining the spool failed")
+                drained = False
+            delay = self.retry_interval if drained else min(delay * 2, self.max_retry_interval)
 
     def drain(self) -> bool:
-        """Move spooled and in-memory events into the store; True when nothing is left."""
+        """Move spooled and in-memory events into the store, oldest first; True when nothing is left.
+
+        Other processes' spools left behind (their owner died) are taken too.
+        Only the last step, for the events spooled while this ran, holds the
+        lock request threads spool under.
+        """
         if self.store is None:
             return not self._pending
-        ok = True
+        with self._drain_lock:
+            return self._drain()
+
+    def _drain(self) -> bool:
+        assert self.store is not None
         with self._spool_lock:
+            self._rotate()
+        for path in self._spool_files():
+            if not self._drain_file(path):
+                return False
+        with self._spool_lock:
+            self._rotate()
+            for path in self._spool_files():  # just what arrived during the pass above
+                if not self._drain_file(path):
+                    return False
             while self._pending:
                 try:
                     self._stored(self.store.record(self._pending[0], self.outbox))
@@ -150,9 +183,15 @@ class Recorder:
                 except Exception as exc:
                     log.error("mailtrack: event %s refused by the store (%s); dropped", self._pending[0].event_id, exc)
                 self._pending.popleft()
-            for path in self._spool_files():
-                ok = self._drain_file(path) and ok
-        return ok
+            self._degraded = False
+        return True
+
+    def _rotate(self) -> None:
+        """Close our spool file (under ``_spool_lock``): it is drained like any other; new events start a new one."""
+        if self._spool_file is not None:
+            os.close(self._spool_file)
+            self._spool_file = None
+            self._spool_path = None
 
     def _spool_files(self) -> list[Path]:
         if self.spool_dir is None or not self.spool_dir.is_dir():
@@ -160,24 +199,23 @@ class Recorder:
         return sorted(self.spool_dir.glob("*.jsonl"))
 
     def _drain_file(self, path: Path) -> bool:
-        ours = path == self._spool_path
-        fd: int | None = None
+        """Store the events of one spool file not held by a live writer, then remove it."""
+        if fcntl is None and not path.name.startswith(f"{os.getpid()}-"):
+            return True  # without locks, other processes' spools are left to them
         try:
-            if not ours:
-                if fcntl is None:
-                    return True  # without locks, other processes' spools are left to them
-                fd = os.open(path, os.O_RDWR)
+            fd = os.open(path, os.O_RDWR)
+        except FileNotFoundError:
+            return True  # another process drained it
+        except OSError as exc:
+            log.warning("mailtrack: cannot open spool %s (%s)", path, exc)
+            return False
+        try:
+            if fcntl is not None:
                 try:
                     fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
                 except OSError:
-                    return True  # a live process owns it and drains it itself
+                    return True  # a live process is still writing it
             data = path.read_bytes()
-        except FileNotFoundError:
-            return True
-        except OSError as exc:
-            log.warning("mailtrack: cannot read spool %s (%s)", path, exc)
-            return False
-        try:
             for line in data.splitlines():
                 if not line.strip():
                     continue
@@ -198,15 +236,13 @@ class Recorder:
                     with open(self._rejected(), "ab") as rejected:
                         rejected.write(line + b"\n")
             # Everything in it is stored (a rerun would store nothing twice): remove it.
-            if ours:
-                assert self._spool_file is not None
-                os.ftruncate(self._spool_file, 0)
-            else:
-                path.unlink()
+            path.unlink(missing_ok=True)
             return True
+        except OSError as exc:
+            log.warning("mailtrack: cannot drain spool %s (%s); will try again", path, exc)
+            return False
         finally:
-            if fd is not None:
-                os.close(fd)
+            os.close(fd)
 
     def _rejected(self) -> Path:
         assert self.spool_dir is not None
@@ -239,6 +275,5 @@ class Recorder:
             self._fanout.put(None)
             for thread in self._threads:
                 thread.join(timeout)
-            if self._spool_file is not None:
-                os.close(self._spool_file)
-                self._spool_file = None
+            with self._spool_lock:
+                self._rotate()

@@ -12,10 +12,11 @@ webhook is never told about an event the store lost, nor the reverse.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sqlite3
 import threading
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -120,6 +121,8 @@ class SQLiteStore:
     def _migrate(self) -> None:
         db = sqlite3.connect(self.path, timeout=30, isolation_level=None)
         try:
+            if db.execute("PRAGMA user_version").fetchone()[0] == len(MIGRATIONS):
+                return  # up to date: no write lock taken (readers such as `mailtrack events` stay out of the way)
             db.execute("PRAGMA journal_mode=WAL")
             db.execute("BEGIN IMMEDIATE")  # one process migrates; the others wait, then see the new version
             version = db.execute("PRAGMA user_version").fetchone()[0]
@@ -147,12 +150,8 @@ class SQLiteStore:
         ``sqlite3.Error`` when the database cannot be written.
         """
         db = self._connection()
-        if not self._write_lock.acquire(timeout=self.busy_timeout):
-            raise sqlite3.OperationalError("database is locked (another thread of this process is writing)")
-        try:
+        with self._writing():
             return self._record(db, event, outbox)
-        finally:
-            self._write_lock.release()
 
     def _record(self, db: sqlite3.Connection, event: TrackingEvent, outbox: Sequence[str]) -> TrackingEvent:
         db.execute("BEGIN IMMEDIATE")
@@ -248,6 +247,10 @@ class SQLiteStore:
         leaves its rows to be taken again when the lease ends.
         """
         db = self._connection()
+        with self._writing():
+            return self._claim(db, target, now, lease, limit)
+
+    def _claim(self, db: sqlite3.Connection, target: str, now: float, lease: float, limit: int) -> list[OutboxItem]:
         db.execute("BEGIN IMMEDIATE")
         try:
             items = self._due(db, now, limit, target)
@@ -271,8 +274,16 @@ class SQLiteStore:
         return [OutboxItem(row[0], row[1], row[2], _event(row[3:])) for row in rows]
 
     def outbox_release(self, item_id: int, now: float) -> None:
-        """Give a claimed delivery back without an attempt (shutting down)."""
+        """Give a claimed delivery back without an attempt (a worker shutting down)."""
         self._write("UPDATE outbox SET next_attempt = ? WHERE id = ?", (now, item_id))
+
+    def outbox_requeue(self, now: float) -> int:
+        """Give every dead delivery a fresh start (after a long outage of the receiver); returns how many."""
+        with self._writing():
+            cursor = self._connection().execute(
+                "UPDATE outbox SET dead = 0, attempts = 0, next_attempt = ? WHERE dead = 1 AND delivered IS NULL", (now,)
+            )
+            return int(cursor.rowcount)
 
     def outbox_delivered(self, item_id: int, now: float) -> None:
         self._write("UPDATE outbox SET delivered = ?, attempts = attempts + 1 WHERE id = ?", (now, item_id))
@@ -296,7 +307,18 @@ class SQLiteStore:
         return [dict(zip(names, row)) for row in cursor]
 
     def _write(self, sql: str, args: Iterable[Any]) -> None:
-        self._connection().execute(sql, tuple(args))
+        with self._writing():
+            self._connection().execute(sql, tuple(args))
+
+    @contextlib.contextmanager
+    def _writing(self) -> Iterator[None]:
+        """This process's write lock (see ``__init__``), waited for as long as SQLite's busy timeout."""
+        if not self._write_lock.acquire(timeout=self.busy_timeout):
+            raise sqlite3.OperationalError("database is locked (another thread of this process is writing)")
+        try:
+            yield
+        finally:
+            self._write_lock.release()
 
 
 def _row(event: TrackingEvent) -> tuple[Any, ...]:

@@ -38,7 +38,7 @@ from .recorder import Recorder
 from .tracker import Tracker
 from .urls import as_uri, destination_problem
 
-__all__ = ["GIF", "Endpoints", "Request", "Response"]
+__all__ = ["GIF", "Endpoints", "Request", "Response", "check_max_age"]
 
 #: A 1x1 transparent GIF89a, 43 bytes.
 GIF = (
@@ -89,13 +89,21 @@ class Response:
 _REASONS = {200: "OK", 302: "Found", 404: "Not Found", 405: "Method Not Allowed", 413: "Content Too Large"}
 
 
+def check_max_age(value: float | None) -> float | None:
+    """``value`` if it is None or a positive number of seconds; a clear error otherwise."""
+    if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value < float("inf")):
+        raise MailtrackError(f"max_age must be a positive number of seconds, not {value!r}")
+    return value
+
+
 class Endpoints:
     """Serve the tracking URLs of ``tracker``, recording events through ``recorder``.
 
     ``trusted_proxies`` lists the addresses or networks (``"10.0.0.0/8"``) of
     reverse proxies whose ``X-Forwarded-For`` is believed; from anyone else the
-    header is ignored. ``max_age`` (seconds) refuses older click and
-    unsubscribe tokens. ``landing_html`` is the unsubscribe confirmation page
+    header is ignored. ``max_age`` (seconds) refuses older click tokens;
+    unsubscribe links never expire (CAN-SPAM wants them working for 30 days
+    at least, and an unsubscribe that fails helps nobody). ``landing_html`` is the unsubscribe confirmation page
     (SendGrid's ``subscription_tracking.landing``); mailtrack adds its button
     before ``</body>`` (or at the end).
     """
@@ -112,7 +120,7 @@ class Endpoints:
     ) -> None:
         self.tracker = tracker
         self.recorder = recorder
-        self.max_age = max_age
+        self.max_age = check_max_age(max_age)
         self.landing_html = landing_html if landing_html is not None else tracker.settings.subscription_tracking.landing
         self.clock = clock
         self._proxies = [ipaddress.ip_network(p, strict=False) for p in trusted_proxies]
@@ -157,7 +165,7 @@ class Endpoints:
     def _unsubscribe(self, request: Request, token: str) -> Response:
         if request.method not in ("GET", "HEAD", "POST"):
             return _not_allowed("GET, HEAD, POST")
-        claims = self._verify(token, "unsubscribe", self.max_age)
+        claims = self._verify(token, "unsubscribe")
         if claims is None:
             return _page(404, "Link not found", "This unsubscribe link is not valid or has expired.",
                          head=request.method == "HEAD")

@@ -19,11 +19,12 @@ import hashlib
 import hmac
 import json
 import logging
+import sqlite3
 import threading
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from datetime import datetime, timezone
 
 from .events import TrackingEvent
@@ -64,26 +65,32 @@ def sign(body: bytes, secret: str | bytes, timestamp: int) -> str:
     return f"t={timestamp},v1={digest}"
 
 
-def verify_signature(body: bytes, header: str, secrets: str | bytes | list[str | bytes], *, tolerance: float = 300,
+def verify_signature(body: bytes, header: str, secrets: str | bytes | Iterable[str | bytes], *, tolerance: float = 300,
                      now: float | None = None) -> dict[str, object]:
     """Check a received webhook; return its parsed JSON or raise :class:`~mailtrack.MailtrackError`.
 
-    Accepts a list of secrets (for rotation). Refuses a timestamp more than
-    ``tolerance`` seconds from ``now``. Signatures are compared in constant time.
+    ``secrets`` may be several (rotation on the receiving side), and the header
+    may carry several ``v1=`` signatures (rotation on the sending side): one
+    match is enough. Refuses a timestamp more than ``tolerance`` seconds from
+    ``now``. Signatures are compared in constant time.
     """
-    try:
-        fields = dict(item.split("=", 1) for item in header.split(","))
-        timestamp = int(fields["t"])
-        given = fields["v1"]
-    except (ValueError, KeyError):
-        raise MailtrackError("malformed webhook signature header") from None
+    timestamp: int | None = None
+    given: list[bytes] = []
+    for item in header.split(","):
+        key, _, value = item.strip().partition("=")
+        if key == "t" and value.isdigit() and len(value) <= 12:
+            timestamp = int(value)
+        elif key == "v1":
+            given.append(value.encode("utf-8", "replace"))  # compare_digest refuses non-ASCII str
+    if timestamp is None or not given:
+        raise MailtrackError("malformed webhook signature header")
     current = time.time() if now is None else now
     if abs(current - timestamp) > tolerance:
         raise MailtrackError("webhook signature timestamp is outside the tolerance")
-    given_bytes = given.encode("utf-8", "replace")  # compare_digest refuses non-ASCII str
-    for secret in secrets if isinstance(secrets, list) else [secrets]:
-        expected = sign(body, secret, timestamp).split("v1=", 1)[1]
-        if hmac.compare_digest(expected.encode("ascii"), given_bytes):
+    keys = [secrets] if isinstance(secrets, (str, bytes)) else list(secrets)
+    for secret in keys:
+        expected = sign(body, secret, timestamp).split("v1=", 1)[1].encode("ascii")
+        if any(hmac.compare_digest(expected, candidate) for candidate in given):
             return dict(json.loads(body))
     raise MailtrackError("webhook signature does not match")
 
@@ -92,8 +99,10 @@ class WebhookDelivery:
     """Delivers the outbox rows for ``url`` from a background thread.
 
     Backoff after the n-th failed attempt is ``backoff * 2**(n-1)`` seconds,
-    capped at ``max_backoff``; after ``max_attempts`` the row is marked dead
-    (kept, with its last error, for inspection).
+    capped at ``max_backoff``: with the defaults a receiver may be down for
+    about 31 hours. After ``max_attempts`` the row is marked dead (kept, with
+    its last error); :meth:`SQLiteStore.outbox_requeue` (``mailtrack
+    webhooks --requeue``) gives dead rows a fresh start.
     """
 
     def __init__(
@@ -104,7 +113,7 @@ class WebhookDelivery:
         *,
         backoff: float = 1.0,
         max_backoff: float = 3600.0,
-        max_attempts: int = 15,
+        max_attempts: int = 40,
         timeout: float = 10.0,
         poll_interval: float = 0.5,
         clock: Callable[[], float] = time.time,
@@ -145,6 +154,8 @@ class WebhookDelivery:
         while not self._stop.is_set():
             try:
                 self.deliver_due()
+            except sqlite3.OperationalError as exc:  # the store is busy or failing: the next poll tries again
+                log.warning("mailtrack: webhook outbox not readable now (%s); retrying", exc)
             except Exception:
                 log.exception("mailtrack: webhook delivery loop failed; retrying")
             self._wake.wait(self.poll_interval)

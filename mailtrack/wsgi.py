@@ -1,14 +1,17 @@
 """The tracking endpoints as a WSGI application (PEP 3333), for any WSGI server.
 
 ``mailtrack serve`` runs it on waitress; gunicorn, uWSGI or mod_wsgi take it
-as ``mailtrack.wsgi:application`` configured from the environment
-(``MAILTRACK_SECRET_KEY``, ``MAILTRACK_BASE_URL``, ``MAILTRACK_DB``).
+as ``mailtrack.wsgi:application``, configured from the environment (see
+:func:`from_environment`), e.g. ``gunicorn -w 4 mailtrack.wsgi:application``
+for one process per core.
 """
 
 from __future__ import annotations
 
 import os
+import threading
 from collections.abc import Callable, Iterable
+from pathlib import Path
 from typing import Any
 
 from .recorder import Recorder
@@ -31,7 +34,8 @@ class WsgiApp:
     def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
         response = self.respond(environ)
         start_response(f"{response.status} {response.reason}", _safe_headers(response.headers))
-        return [response.body]
+        # HEAD: the headers of the GET, never a body (one would desynchronize a keep-alive connection).
+        return [b""] if environ.get("REQUEST_METHOD", "GET").upper() == "HEAD" else [response.body]
 
     def respond(self, environ: dict[str, Any]) -> Response:
         try:
@@ -48,7 +52,7 @@ class WsgiApp:
         except UnicodeEncodeError:  # a server that did not follow PEP 3333: take the text as it is
             pass
         headers = {
-            key[5:].replace("_", "-").lower(): value for key, value in environ.items() if key.startswith("HTTP_")
+            key[5:].replace("_", "-").lower(): _text(value) for key, value in environ.items() if key.startswith("HTTP_")
         }
         request = Request(
             method=environ.get("REQUEST_METHOD", "GET").upper(),
@@ -61,32 +65,68 @@ class WsgiApp:
         return self.endpoints.handle(request)
 
 
+def _text(value: str) -> str:
+    """A header value as text: PEP 3333 hands over bytes as Latin-1; most clients send UTF-8."""
+    try:
+        return value.encode("latin-1").decode("utf-8", "replace")
+    except UnicodeEncodeError:
+        return value
+
+
 def _safe_headers(headers: list[tuple[str, str]]) -> list[tuple[str, str]]:
     """Headers with any CR, LF or NUL removed: a last guard against response splitting."""
     return [(name, value.translate({13: None, 10: None, 0: None})) for name, value in headers]
 
 
-def from_environment(environ: dict[str, str] | None = None) -> tuple[WsgiApp, Recorder]:
-    """Build the app from ``MAILTRACK_SECRET_KEY`` (comma-separated for rotation, newest last),
-    ``MAILTRACK_BASE_URL`` and ``MAILTRACK_DB``."""
+def from_environment(environ: dict[str, str] | None = None) -> tuple[WsgiApp, Recorder, list[Any]]:
+    """Build the app as ``mailtrack serve`` would, from environment variables.
+
+    ``MAILTRACK_SECRET_KEY`` (comma-separated for rotation, newest last),
+    ``MAILTRACK_BASE_URL``, ``MAILTRACK_DB``; optional
+    ``MAILTRACK_TRUSTED_PROXIES`` (comma-separated addresses or networks),
+    ``MAILTRACK_MAX_AGE`` (seconds, for click links), ``MAILTRACK_WEBHOOK``
+    (comma-separated URLs) with ``MAILTRACK_WEBHOOK_SECRET``, and
+    ``MAILTRACK_LANDING`` (a file with the unsubscribe page's HTML). Returns
+    the app, its recorder and the started webhook deliveries.
+    """
+    from .exc import MailtrackError
     from .store import SQLiteStore
     from .tracker import Tracker
+    from .web import Endpoints, check_max_age
+    from .webhook import WebhookDelivery
 
     env = os.environ if environ is None else environ
     missing = [name for name in ("MAILTRACK_SECRET_KEY", "MAILTRACK_BASE_URL", "MAILTRACK_DB") if not env.get(name)]
     if missing:
-        raise RuntimeError(f"set {', '.join(missing)}")
-    tracker = Tracker(env["MAILTRACK_SECRET_KEY"].split(","), env["MAILTRACK_BASE_URL"])
-    recorder = Recorder(SQLiteStore(env["MAILTRACK_DB"]))
-    return WsgiApp(Endpoints(tracker, recorder)), recorder
+        raise MailtrackError(f"set {', '.join(missing)}")
+
+    def listed(name: str) -> list[str]:
+        return [item.strip() for item in env.get(name, "").split(",") if item.strip()]
+
+    webhooks = listed("MAILTRACK_WEBHOOK")
+    secret = env.get("MAILTRACK_WEBHOOK_SECRET", "")
+    if webhooks and not secret:
+        raise MailtrackError("MAILTRACK_WEBHOOK needs MAILTRACK_WEBHOOK_SECRET")
+    max_age = check_max_age(float(env["MAILTRACK_MAX_AGE"])) if env.get("MAILTRACK_MAX_AGE") else None
+    landing = Path(env["MAILTRACK_LANDING"]).read_text(encoding="utf-8") if env.get("MAILTRACK_LANDING") else None
+    tracker = Tracker(listed("MAILTRACK_SECRET_KEY"), env["MAILTRACK_BASE_URL"])
+    store = SQLiteStore(env["MAILTRACK_DB"])
+    deliveries = [WebhookDelivery(store, url, secret).start() for url in webhooks]
+    recorder = Recorder(store, outbox=webhooks)
+    endpoints = Endpoints(tracker, recorder, trusted_proxies=listed("MAILTRACK_TRUSTED_PROXIES"), max_age=max_age,
+                          landing_html=landing)
+    return WsgiApp(endpoints), recorder, deliveries
 
 
 def application(environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
     """A WSGI entry point configured from the environment on first use (``mailtrack.wsgi:application``)."""
     global _app
     if _app is None:
-        _app = from_environment()[0]
+        with _app_lock:
+            if _app is None:
+                _app = from_environment()[0]
     return _app(environ, start_response)
 
 
 _app: WsgiApp | None = None
+_app_lock = threading.Lock()

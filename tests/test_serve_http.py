@@ -478,15 +478,17 @@ def test_click_expired_token_gets_404_with_max_age(serve: Callable[..., Server],
     result = tracker.rewrite_html('<a href="https://x.example/old">x</a>', message_id="m-exp", recipient="a@x.example",
                                   issued_at=old)
     assert_not_found_page(server.raw(path_of(result.links[0].tracking_url)))
+    # Unsubscribe links never expire (CAN-SPAM): the old one still works.
     unsub = tracker.tracking_url("unsubscribe", message_id="m-exp", recipient="a@x.example", issued_at=old)
+    assert server.get(path_of(unsub)).status == 200
     assert server.request("POST", path_of(unsub), body=b"List-Unsubscribe=One-Click",
-                          headers={"Content-Type": "application/x-www-form-urlencoded"}).status == 404
-    assert server.get(path_of(unsub)).status == 404
+                          headers={"Content-Type": "application/x-www-form-urlencoded"}).status == 200
     # opens have no expiry: the pixel is served and the open is real
     assert_pixel(server.get(path_of(tracker.tracking_url("open", message_id="m-exp", recipient="a@x.example", issued_at=old))))
     fresh = tracker.tracking_url("click", message_id="m-exp", recipient="a@x.example", url="https://x.example/new")
     assert server.get(path_of(fresh)).header("Location") == "https://x.example/new"
-    assert [(e.event_type, e.url) for e in stored(server.db)] == [("opened", None), ("clicked", "https://x.example/new")]
+    assert [(e.event_type, e.url) for e in stored(server.db)] == [
+        ("unsubscribed", None), ("opened", None), ("clicked", "https://x.example/new")]
 
 
 def test_unknown_paths_are_404(shared: Server) -> None:
@@ -624,10 +626,10 @@ def test_stats_after_opens_and_clicks_from_two_recipients(serve: Callable[..., S
     text = cli("stats", "--db", str(server.db))
     assert text.returncode == 0, text.stderr
     assert text.stdout.splitlines() == [
-        ("m-other: 1 recipient(s) seen; opens 1 (1 unique), clicks 1 (1 unique), unsubscribes 0; CTR 100.0%, "
+        ("m-other: 1 recipient(s) seen; opens 1 (1 unique), clicks 1 (1 unique), unsubscribes 0; CTR 100.0% (of recipients seen), "
          "click-to-open 100.0%"),
         "  link 1: 1 click(s), 1 unique  https://b.example/",
-        ("m-stats: 2 recipient(s) seen; opens 3 (2 unique), clicks 3 (1 unique), unsubscribes 0; CTR 50.0%, "
+        ("m-stats: 2 recipient(s) seen; opens 3 (2 unique), clicks 3 (1 unique), unsubscribes 0; CTR 50.0% (of recipients seen), "
          "click-to-open 50.0%"),
         "  link 0: 2 click(s), 1 unique  https://a.example/",
         "  link 1: 1 click(s), 1 unique  https://b.example/",
@@ -994,7 +996,8 @@ def test_kill_9_with_events_in_the_spool_recovered_by_next_start(serve: Callable
         lock.close()
     assert stored(server.db) == []
     spooled = list(Path(str(server.db) + ".spool").glob("*.jsonl"))
-    assert len(spooled) == 1 and spooled[0].read_bytes().count(b"\n") == 12
+    # One file, or several when a retry rotated it while the store was still locked.
+    assert spooled and sum(path.read_bytes().count(b"\n") for path in spooled) == 12
 
     serve(db=server.db)
     wait_for(lambda: len(stored(server.db)) >= 12, timeout=20, what="the dead server's spool recovered")

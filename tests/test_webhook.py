@@ -120,7 +120,7 @@ def test_stale_or_future_timestamp_refused() -> None:
 
 @pytest.mark.parametrize(
     "header",
-    ["", "garbage", "t=abc,v1=00", "v1=00", "t=1000", "t=1000,v1=ab,junk", "t=1000;v1=ab", "t=,v1=", "t=1e3,v1=00",
+    ["", "garbage", "t=abc,v1=00", "v1=00", "t=1000", "t=1000;v1=ab", "t=,v1=", "t=1e3,v1=00",
      "t=" + "9" * 5000 + ",v1=00"],
 )
 def test_malformed_header_refused(header: str) -> None:
