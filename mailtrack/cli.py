@@ -99,31 +99,29 @@ def _serve(args: argparse.Namespace) -> int:
     except ImportError:
         print("mailtrack serve needs waitress: pip install 'mailtrack[serve]'", file=sys.stderr)
         return 2
-    from .recorder import Recorder
-    from .store import SQLiteStore
-    from .web import Endpoints
-    from .webhook import WebhookDelivery
-    from .wsgi import MAX_BODY, WsgiApp
+    from .wsgi import MAX_BODY, build_service
 
-    secret = args.webhook_secret or os.environ.get("MAILTRACK_WEBHOOK_SECRET")
-    webhooks: list[WebhookDelivery] = []
     try:
-        tracker = Tracker(secret_keys=keys[0].split(","), base_url=keys[1])
-        if not Path(db).resolve().parent.is_dir():
-            raise MailtrackError(f"the directory of --db {db!r} does not exist")
-        landing = Path(args.landing).read_text(encoding="utf-8") if args.landing else None
-        store = SQLiteStore(db)
-        if args.webhook and not secret:
-            raise MailtrackError("--webhook needs --webhook-secret (or MAILTRACK_WEBHOOK_SECRET)")
-        webhooks = [WebhookDelivery(store, url, secret or "").start() for url in args.webhook]
-        recorder = Recorder(store, outbox=args.webhook)
-        endpoints = Endpoints(tracker, recorder, trusted_proxies=args.trusted_proxy, max_age=args.max_age,
-                              landing_html=landing)
+        service = build_service(
+            keys[0].split(","),
+            keys[1],
+            db,
+            trusted_proxies=args.trusted_proxy,
+            max_age=args.max_age,
+            landing_html=Path(args.landing).read_text(encoding="utf-8") if args.landing else None,
+            webhooks=args.webhook,
+            webhook_secret=args.webhook_secret or os.environ.get("MAILTRACK_WEBHOOK_SECRET"),
+        )
+    except (OSError, ValueError, MailtrackError, RuntimeError, sqlite3.Error) as exc:
+        print(f"mailtrack serve: {exc}", file=sys.stderr)
+        return 1
+    try:
         # X-Forwarded-For is judged by Endpoints (--trusted-proxy); waitress must pass it through untouched.
-        server = waitress.create_server(WsgiApp(endpoints), host=args.host, port=args.port, threads=args.threads,
+        server = waitress.create_server(service.app, host=args.host, port=args.port, threads=args.threads,
                                         ident="mailtrack", clear_untrusted_proxy_headers=False,
                                         max_request_body_size=MAX_BODY)  # refuse big bodies before reading them
-    except (OSError, ValueError, MailtrackError, RuntimeError, sqlite3.Error) as exc:
+    except (OSError, ValueError) as exc:
+        service.close()
         print(f"mailtrack serve: {exc}", file=sys.stderr)
         return 1
     port = getattr(server, "effective_port", args.port)
@@ -135,15 +133,14 @@ def _serve(args: argparse.Namespace) -> int:
 
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, signal.default_int_handler)  # even when started in the background, where it is ignored
-    print(f"mailtrack: serving {tracker.base_url} on http://{args.host}:{port} (events in {db})", flush=True)
+    base_url = service.app.endpoints.tracker.base_url
+    print(f"mailtrack: serving {base_url} on http://{args.host}:{port} (events in {db})", flush=True)
     try:
         server.run()
     except KeyboardInterrupt:
         pass
     finally:
-        for webhook in webhooks:
-            webhook.stop()
-        recorder.close()
+        service.close()
     return 0
 
 

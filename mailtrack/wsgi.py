@@ -10,14 +10,18 @@ from __future__ import annotations
 
 import os
 import threading
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
+from .exc import MailtrackError
 from .recorder import Recorder
-from .web import Endpoints, Request, Response
+from .store import SQLiteStore
+from .tracker import Tracker
+from .web import Endpoints, Request, Response, check_max_age
+from .webhook import WebhookDelivery
 
-__all__ = ["MAX_BODY", "WsgiApp", "application", "from_environment"]
+__all__ = ["MAX_BODY", "Service", "WsgiApp", "application", "build_service", "from_environment"]
 
 #: Request bodies above this many bytes are refused (an unsubscribe POST is a few dozen).
 MAX_BODY = 64 * 1024
@@ -78,23 +82,55 @@ def _safe_headers(headers: list[tuple[str, str]]) -> list[tuple[str, str]]:
     return [(name, value.translate({13: None, 10: None, 0: None})) for name, value in headers]
 
 
-def from_environment(environ: dict[str, str] | None = None) -> tuple[WsgiApp, Recorder, list[Any]]:
-    """Build the app as ``mailtrack serve`` would, from environment variables.
+class Service(NamedTuple):
+    """A configured tracking service: the WSGI app, its recorder, and the started webhook deliveries."""
+
+    app: WsgiApp
+    recorder: Recorder
+    deliveries: list[WebhookDelivery]
+
+    def close(self) -> None:
+        """Stop the webhook deliveries and close the recorder (a last drain of its spool)."""
+        for delivery in self.deliveries:
+            delivery.stop()
+        self.recorder.close()
+
+
+def build_service(
+    secret_keys: Sequence[str],
+    base_url: str,
+    db: str | Path,
+    *,
+    trusted_proxies: Sequence[str] = (),
+    max_age: float | None = None,
+    landing_html: str | None = None,
+    webhooks: Sequence[str] = (),
+    webhook_secret: str | None = None,
+) -> Service:
+    """Wire tracker, store, recorder, endpoints and webhook deliveries, as ``mailtrack serve`` runs them."""
+    check_max_age(max_age)  # every check before anything starts a thread
+    if webhooks and not webhook_secret:
+        raise MailtrackError("webhooks need a secret (--webhook-secret or MAILTRACK_WEBHOOK_SECRET)")
+    if not Path(db).resolve().parent.is_dir():
+        raise MailtrackError(f"the directory of the database {str(db)!r} does not exist")
+    tracker = Tracker(list(secret_keys), base_url)
+    store = SQLiteStore(db)
+    deliveries = [WebhookDelivery(store, url, webhook_secret or "").start() for url in webhooks]
+    recorder = Recorder(store, outbox=webhooks)
+    endpoints = Endpoints(tracker, recorder, trusted_proxies=trusted_proxies, max_age=max_age, landing_html=landing_html)
+    return Service(WsgiApp(endpoints), recorder, deliveries)
+
+
+def from_environment(environ: Mapping[str, str] | None = None) -> Service:
+    """:func:`build_service` configured from environment variables.
 
     ``MAILTRACK_SECRET_KEY`` (comma-separated for rotation, newest last),
     ``MAILTRACK_BASE_URL``, ``MAILTRACK_DB``; optional
     ``MAILTRACK_TRUSTED_PROXIES`` (comma-separated addresses or networks),
     ``MAILTRACK_MAX_AGE`` (seconds, for click links), ``MAILTRACK_WEBHOOK``
     (comma-separated URLs) with ``MAILTRACK_WEBHOOK_SECRET``, and
-    ``MAILTRACK_LANDING`` (a file with the unsubscribe page's HTML). Returns
-    the app, its recorder and the started webhook deliveries.
+    ``MAILTRACK_LANDING`` (a file with the unsubscribe page's HTML).
     """
-    from .exc import MailtrackError
-    from .store import SQLiteStore
-    from .tracker import Tracker
-    from .web import Endpoints, check_max_age
-    from .webhook import WebhookDelivery
-
     env = os.environ if environ is None else environ
     missing = [name for name in ("MAILTRACK_SECRET_KEY", "MAILTRACK_BASE_URL", "MAILTRACK_DB") if not env.get(name)]
     if missing:
@@ -103,19 +139,16 @@ def from_environment(environ: dict[str, str] | None = None) -> tuple[WsgiApp, Re
     def listed(name: str) -> list[str]:
         return [item.strip() for item in env.get(name, "").split(",") if item.strip()]
 
-    webhooks = listed("MAILTRACK_WEBHOOK")
-    secret = env.get("MAILTRACK_WEBHOOK_SECRET", "")
-    if webhooks and not secret:
-        raise MailtrackError("MAILTRACK_WEBHOOK needs MAILTRACK_WEBHOOK_SECRET")
-    max_age = check_max_age(float(env["MAILTRACK_MAX_AGE"])) if env.get("MAILTRACK_MAX_AGE") else None
-    landing = Path(env["MAILTRACK_LANDING"]).read_text(encoding="utf-8") if env.get("MAILTRACK_LANDING") else None
-    tracker = Tracker(listed("MAILTRACK_SECRET_KEY"), env["MAILTRACK_BASE_URL"])
-    store = SQLiteStore(env["MAILTRACK_DB"])
-    deliveries = [WebhookDelivery(store, url, secret).start() for url in webhooks]
-    recorder = Recorder(store, outbox=webhooks)
-    endpoints = Endpoints(tracker, recorder, trusted_proxies=listed("MAILTRACK_TRUSTED_PROXIES"), max_age=max_age,
-                          landing_html=landing)
-    return WsgiApp(endpoints), recorder, deliveries
+    return build_service(
+        listed("MAILTRACK_SECRET_KEY"),
+        env["MAILTRACK_BASE_URL"],
+        env["MAILTRACK_DB"],
+        trusted_proxies=listed("MAILTRACK_TRUSTED_PROXIES"),
+        max_age=float(env["MAILTRACK_MAX_AGE"]) if env.get("MAILTRACK_MAX_AGE") else None,
+        landing_html=Path(env["MAILTRACK_LANDING"]).read_text(encoding="utf-8") if env.get("MAILTRACK_LANDING") else None,
+        webhooks=listed("MAILTRACK_WEBHOOK"),
+        webhook_secret=env.get("MAILTRACK_WEBHOOK_SECRET"),
+    )
 
 
 def application(environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
