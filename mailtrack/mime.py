@@ -354,17 +354,16 @@ def _for_part(plan: RewritePlan, decoded: _Decoded, html: bool) -> RewritePlan:
     fix = re.compile(r"\r\n|\r|\n")
     template = fix.sub(newline, unsubscribe.html)
     if html:
-        try:
-            template.encode(decoded.codec)
-        except UnicodeEncodeError:
-            template = "".join(c if _fits_codec(c, decoded.codec) else f"&#{ord(c)};" for c in template)
+        if not _encodes(template, decoded.codec):
+            template = "".join(c if _encodes(c, decoded.codec) else f"&#{ord(c)};" for c in template)
     unsubscribe = replace(unsubscribe, html=template, text=fix.sub(newline, unsubscribe.text), newline=newline)
     return replace(plan, unsubscribe=unsubscribe)
 
 
-def _fits_codec(char: str, codec: str) -> bool:
+def _encodes(text: str, codec: str) -> bool:
+    """True if ``codec`` can write ``text``."""
     try:
-        char.encode(codec)
+        text.encode(codec)
     except UnicodeEncodeError:
         return False
     return True
@@ -497,14 +496,8 @@ def _apply(text: str, changes: Edits) -> str:
 
 def _encodable(changes: Edits, codec: str, html: bool) -> bool:
     """True if what the changes bring fits the charset (the rest was decoded from it)."""
-    if html:
-        return True  # HTML can write any character as a character reference
-    try:
-        for _, _, replacement in changes:
-            replacement.encode(codec)
-    except UnicodeEncodeError:
-        return False
-    return True
+    # HTML can write any character as a character reference.
+    return html or all(_encodes(replacement, codec) for _, _, replacement in changes)
 
 
 def _charset_encode(text: str, codec: str, html: bool) -> bytes:

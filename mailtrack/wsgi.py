@@ -49,12 +49,7 @@ class WsgiApp:
         if length > MAX_BODY:
             return Response(413, [("Content-Type", "text/plain"), ("Content-Length", "0")])
         body = environ["wsgi.input"].read(length) if length > 0 else b""
-        # PEP 3333 gives the path as latin-1-decoded bytes.
-        path = environ.get("SCRIPT_NAME", "") + environ.get("PATH_INFO", "")
-        try:
-            path = path.encode("latin-1").decode("utf-8", "replace")
-        except UnicodeEncodeError:  # a server that did not follow PEP 3333: take the text as it is
-            pass
+        path = _text(environ.get("SCRIPT_NAME", "") + environ.get("PATH_INFO", ""))
         headers = {
             key[5:].replace("_", "-").lower(): _text(value) for key, value in environ.items() if key.startswith("HTTP_")
         }
@@ -70,10 +65,10 @@ class WsgiApp:
 
 
 def _text(value: str) -> str:
-    """A header value as text: PEP 3333 hands over bytes as Latin-1; most clients send UTF-8."""
+    """A path or header value as text: PEP 3333 hands over bytes as Latin-1; clients send UTF-8."""
     try:
         return value.encode("latin-1").decode("utf-8", "replace")
-    except UnicodeEncodeError:
+    except UnicodeEncodeError:  # a server that did not follow PEP 3333: take the text as it is
         return value
 
 
