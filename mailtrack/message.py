@@ -42,9 +42,8 @@ from .smtpapi import HEADER as SMTPAPI, parse_smtpapi
 #: Replaces a consumed X-SMTPAPI header: the tracking settings it set, read again by a second pass.
 APPLIED = "X-Mailtrack-Settings"
 
-__all__ = ["MessageInput", "Plans", "rewrite_message"]
+__all__ = ["Plans", "rewrite_message"]
 
-MessageInput = bytes | str | Message
 #: Builds the (HTML, text) body plans for resolved settings, message ID, recipient and metadata.
 Plans = Callable[[TrackingSettings, str, str, "Mapping[str, Any] | None"], tuple[RewritePlan, RewritePlan]]
 # RFC 5322 dot-atom-text on both sides (ASCII only): what we are willing to write into a header.
@@ -77,21 +76,13 @@ def rewrite_message(
     edits: list[tuple[int, int, bytes]] = []
     warnings: list[str] = []
 
-    if root.field("dkim-signature") is not None:
+    for signature in _signatures(root):
         if not force:
             raise MailtrackError(
-                "the message carries a DKIM-Signature that rewriting would break; "
+                f"the message carries {signature}, which rewriting would break; "
                 "sign after mailtrack, or pass force=True to rewrite anyway"
             )
-        warnings.append("force=True: the DKIM-Signature was kept but no longer verifies; sign again after rewriting")
-    signed = _signed_part(root)
-    if signed is not None:
-        if not force:
-            raise MailtrackError(
-                f"part {signed.path} is multipart/signed (S/MIME or PGP/MIME): rewriting its content would break "
-                "the signature; sign after mailtrack, or pass force=True to rewrite anyway"
-            )
-        warnings.append(f"force=True: the signature of part {signed.path} (multipart/signed) no longer verifies")
+        warnings.append(f"force=True: {signature} was kept, but rewriting broke its signature; sign again after rewriting")
 
     resolved, metadata, fan_out = _smtpapi(raw, root, account, metadata, eol, edits, warnings)
     resolved = resolved.merged(settings)
@@ -129,10 +120,16 @@ def rewrite_message(
     return MessageResult(output, message_id, recipient, parts, warnings, list_unsubscribe)
 
 
-def _signed_part(node: MimeNode) -> MimeNode | None:
-    if node.content_type == "multipart/signed":
-        return node
-    return next((found for child in node.children if (found := _signed_part(child)) is not None), None)
+def _signatures(root: MimeNode) -> list[str]:
+    """What in the message is signed over its bytes: a DKIM-Signature, multipart/signed parts (S/MIME, PGP/MIME)."""
+    found = ["a DKIM-Signature"] if root.field("dkim-signature") is not None else []
+    stack = [root]
+    while stack:
+        node = stack.pop()
+        if node.content_type == "multipart/signed":
+            found.append(f"a multipart/signed part {node.path} (S/MIME or PGP/MIME)")
+        stack.extend(reversed(node.children))
+    return found
 
 
 def _as_bytes(message: Any) -> tuple[bytes, Callable[[bytes], Any]]:
