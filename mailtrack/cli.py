@@ -21,6 +21,10 @@ from .exc import MailtrackError
 from .tracker import Tracker
 
 
+# What opening or reading the event database can raise: reported as one line, never a traceback.
+_STORE_ERRORS = (MailtrackError, OSError, RuntimeError, sqlite3.Error)
+
+
 def _keys(args: argparse.Namespace) -> tuple[str, str] | None:
     key = args.secret_key or os.environ.get("MAILTRACK_SECRET_KEY")
     base = args.base_url or os.environ.get("MAILTRACK_BASE_URL")
@@ -112,7 +116,7 @@ def _serve(args: argparse.Namespace) -> int:
             webhooks=args.webhook,
             webhook_secret=args.webhook_secret or os.environ.get("MAILTRACK_WEBHOOK_SECRET"),
         )
-    except (OSError, ValueError, MailtrackError, RuntimeError, sqlite3.Error) as exc:
+    except (*_STORE_ERRORS, ValueError) as exc:
         print(f"mailtrack serve: {exc}", file=sys.stderr)
         return 1
     try:
@@ -157,7 +161,7 @@ def _events(args: argparse.Namespace) -> int:
     try:
         store = _store(args)
         events = store.events(message_id=args.message_id, event_type=args.type)  # type: ignore[attr-defined]
-    except (MailtrackError, OSError, RuntimeError, sqlite3.Error) as exc:
+    except _STORE_ERRORS as exc:
         print(f"mailtrack events: {exc}", file=sys.stderr)
         return 1
     for event in events:
@@ -174,7 +178,7 @@ def _events(args: argparse.Namespace) -> int:
 def _stats(args: argparse.Namespace) -> int:
     try:
         stats = _store(args).stats()  # type: ignore[attr-defined]
-    except (MailtrackError, OSError, RuntimeError, sqlite3.Error) as exc:
+    except _STORE_ERRORS as exc:
         print(f"mailtrack stats: {exc}", file=sys.stderr)
         return 1
     if args.json:
@@ -200,7 +204,7 @@ def _webhooks(args: argparse.Namespace) -> int:
         store = _store(args)
         requeued = store.outbox_requeue(time.time()) if args.requeue else None  # type: ignore[attr-defined]
         rows = store.outbox_rows()  # type: ignore[attr-defined]
-    except (MailtrackError, OSError, RuntimeError, sqlite3.Error) as exc:
+    except _STORE_ERRORS as exc:
         print(f"mailtrack webhooks: {exc}", file=sys.stderr)
         return 1
     if requeued is not None:

@@ -31,6 +31,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
+from urllib.parse import urlsplit
 
 from .events import EVENT_TYPES, TrackingEvent
 from .exc import InvalidToken, MailtrackError
@@ -252,8 +253,6 @@ def _header(request: Request, name: str) -> str | None:
 
 
 def _path_of(base_url: str) -> str:
-    from urllib.parse import urlsplit
-
     return urlsplit(base_url).path.rstrip("/")
 
 
