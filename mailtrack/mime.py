@@ -34,7 +34,7 @@ from email.parser import BytesHeaderParser
 from email.policy import compat32
 
 from .results import HtmlResult, MessagePart, TextResult
-from .rewrite import Edits, RewritePlan, rewrite_html_edits, rewrite_text_edits
+from .rewrite import Edits, RewritePlan, rewrite_html_edits, rewrite_text_edits, splice
 
 __all__ = ["MimeNode", "add_field", "line_break", "parse_message", "rewrite_parts", "splice_bytes", "unfold"]
 
@@ -478,20 +478,10 @@ def _encode(decoded: _Decoded, changes: Edits, *, html: bool) -> tuple[bytes, st
         body = _encode_lines(decoded, changes, html)
         if body is not None:
             return body, encoding, charset
-    data = _charset_encode(_apply(decoded.text, changes), codec, html)
+    data = _charset_encode(splice(decoded.text, changes), codec, html)
     if encoding in _IDENTITY and not _fits(data, encoding):
         encoding = "quoted-printable"  # a new line is too long, or not ASCII in a 7bit part
     return _transfer_encode(data, encoding, decoded.eol, decoded.width), encoding, charset
-
-
-def _apply(text: str, changes: Edits) -> str:
-    out, pos = [], 0
-    for start, end, replacement in changes:
-        out.append(text[pos:start])
-        out.append(replacement)
-        pos = end
-    out.append(text[pos:])
-    return "".join(out)
 
 
 def _encodable(changes: Edits, codec: str, html: bool) -> bool:
@@ -539,7 +529,7 @@ def _encode_lines(decoded: _Decoded, changes: Edits, html: bool) -> bytes | None
         stop = offsets[last + 1] if last + 1 < count else len(text)
         local = [(s - begin, e - begin, r) for s, e, r in changes[first_change : last_change + 1]]
         codec = "utf-8" if decoded.codec == "utf-8-sig" and first > 0 else decoded.codec  # one BOM, at the start
-        new = _charset_encode(_apply(text[begin:stop], local), codec, html)
+        new = _charset_encode(splice(text[begin:stop], local), codec, html)
         if decoded.encoding == "quoted-printable":
             out.append(_qp_lines(new, decoded.eol))
         elif _fits(new, decoded.encoding):

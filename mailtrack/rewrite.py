@@ -20,7 +20,16 @@ from .text import find_urls
 from .tokens import MAX_TOKEN_LENGTH
 from .urls import ASCII_WHITESPACE, UrlLayout, add_query_parameters, destination_problem
 
-__all__ = ["Edits", "RewritePlan", "pixel_html", "rewrite_html", "rewrite_html_edits", "rewrite_text", "rewrite_text_edits"]
+__all__ = [
+    "Edits",
+    "RewritePlan",
+    "pixel_html",
+    "rewrite_html",
+    "rewrite_html_edits",
+    "rewrite_text",
+    "rewrite_text_edits",
+    "splice",
+]
 
 #: ``(start, end, replacement)`` spans of the input, sorted by start: what a rewrite changed.
 Edits = list[tuple[int, int, str]]
@@ -88,7 +97,7 @@ def rewrite_html_edits(html: str, plan: RewritePlan) -> tuple[HtmlResult, Edits]
     unsubscribe = _unsubscribe_edits(html, plan, book, edits, warnings, text=False, at=at)
     pixels = _place_pixels(html, scanned, plan, warnings) if plan.open_token is not None else []
     edits.extend((p.position, p.position + len(p.replaced), p.html) for p in unsubscribe + pixels)
-    output = _splice(html, edits)
+    output = splice(html, edits)
     if exceeds_gmail_clip(output):
         at_top = bool(pixels) and pixels[0].position == scanned.body_start_end
         where = "" if at_top or not pixels else "; the open pixel may be cut off, consider pixel_position='top'"
@@ -121,10 +130,10 @@ def rewrite_text_edits(text: str, plan: RewritePlan, exclude: frozenset[str] = f
                 edits.append((start, end, tracking_url))
     unsubscribe = _unsubscribe_edits(text, plan, book, edits, warnings, text=True, at=len(text))
     edits.extend((p.position, p.position + len(p.replaced), p.html) for p in unsubscribe)
-    return TextResult(_splice(text, edits), book.links, book.skipped, warnings, unsubscribe), edits
+    return TextResult(splice(text, edits), book.links, book.skipped, warnings, unsubscribe), edits
 
 
-def _splice(source: str, edits: Edits) -> str:
+def splice(source: str, edits: Edits) -> str:
     """``source`` with each ``(start, end, replacement)`` applied; insertions at one offset keep their order."""
     if not edits:
         return source
@@ -188,7 +197,7 @@ def _unsubscribe_edits(
             separator = newline * 2
         footer = text_footer(settings.text, url)
         if plan.click is not None:
-            footer = _splice(footer, [
+            footer = splice(footer, [
                 (start, end, tracking)
                 for start, end in find_urls(footer)
                 if (tracking := book.decide(footer[start:end], _classify_destination(footer[start:end], plan),
@@ -199,7 +208,7 @@ def _unsubscribe_edits(
     if plan.click is not None:
         footer_edits: list[tuple[int, int, str]] = []
         _track_links(footer, scan(footer), plan, book, footer_edits, recorded_at=at)
-        footer = _splice(footer, footer_edits)
+        footer = splice(footer, footer_edits)
     return [PixelInsertion(at, footer)]
 
 
