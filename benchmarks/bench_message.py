@@ -50,8 +50,8 @@ sys.path.insert(0, str(HERE))
 
 from bench_rewrite import time_call  # GC collected before and disabled during the timed span
 from newsletters import count_trackable_links, make_newsletter
-from report import header
 from peers import BASE_URL, MESSAGE_ID, METADATA, RECIPIENT, SECRET_KEYS
+from report import header
 
 HTML_BYTES, HTML_LINKS = 25_000, 40
 WRAP = 78  # RFC 5322's recommended line length; tags are never split, so a few lines are longer

@@ -35,8 +35,8 @@ REPO = HERE.parent
 sys.path.insert(0, str(HERE))
 
 from newsletters import SIZES, make_newsletter  # noqa: E402
+from peers import BASE_URL, CONTENDERS, MESSAGE_ID, METADATA, RECIPIENT, Rewrite, make_tracker  # noqa: E402
 from report import header  # noqa: E402
-from peers import BASE_URL, CONTENDERS, METADATA, MESSAGE_ID, RECIPIENT, Rewrite, make_tracker  # noqa: E402
 
 DEFAULT_CORPUS = REPO.parent / "shared" / "corpus"
 README = HERE / "README.md"
@@ -285,7 +285,7 @@ def measure_outputs(result: Result, contenders: dict[str, Rewrite]) -> None:
         res = tracker.rewrite_html(doc, message_id=MESSAGE_ID, recipient=RECIPIENT, metadata=METADATA)
         links = res.links
         if links:
-            from mailtrack.charrefs import escape_attribute
+            from mailtrack.core.charrefs import escape_attribute
 
             by_links = sum(
                 len(escape_attribute(link.tracking_url, link.quote or '"').encode("utf-8")) - len(link.raw.encode("utf-8"))

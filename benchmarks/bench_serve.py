@@ -766,7 +766,7 @@ def run_once(generator: str, workload: Workload, args: argparse.Namespace, durat
         os_threads = max(filter(None, [os_threads, server.os_threads()]), default=None)
     finally:
         server.stop()
-    from mailtrack.store import SQLiteStore
+    from mailtrack.storage.sqlite import SQLiteStore
 
     store = SQLiteStore(server.db)
     stored = store.count()

@@ -136,7 +136,7 @@ def make_floor() -> Rewrite:
     ``</body>`` (at the end when there is none), so the document is copied once
     (``re.sub`` plus slicing the pixel in would copy it three times).
     """
-    keyed = hmac.new(_SIGNING_KEY, f"{MESSAGE_ID}\x00{RECIPIENT}\x00".encode("utf-8"), hashlib.sha256)
+    keyed = hmac.new(_SIGNING_KEY, f"{MESSAGE_ID}\x00{RECIPIENT}\x00".encode(), hashlib.sha256)
     click_prefix = BASE_URL + "/c/"
     pixel = f'<img src="{BASE_URL}/o/{_b64(keyed.copy().digest()[:16])}" width="1" height="1" alt="">'
     finditer = _FLOOR_HREF.finditer

@@ -9,12 +9,20 @@ pixel, changing nothing else in the document; verifies those URLs again.
 ...                               message_id="msg-1", recipient="ann@example.com", issued_at=0)
 >>> tracker.verify(result.links[0].tracking_url).url
 'https://example.com/?a=1&b=2'
+
+``import mailtrack`` and a rewrite load only the pure core (``mailtrack.core``).
+Adapter names (the store, the recorder, webhooks, the HTTP endpoints) resolve
+on first use through the module ``__getattr__`` below, so a program that only
+rewrites never imports sqlite3 or an HTTP server.
 """
 
-from .events import CallbackSink, EventSink, TrackingEvent
-from .exc import ExpiredToken, InvalidToken, MailtrackError, SettingsError
-from .recorder import Recorder
-from .results import (
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+from mailtrack import _legacy
+from mailtrack.core.results import (
     GMAIL_CLIP_BYTES,
     HtmlResult,
     MessagePart,
@@ -25,8 +33,8 @@ from .results import (
     TrackedLink,
     Verified,
 )
-from .rules import DEFAULT_OPT_OUTS, DEFAULT_PLACEHOLDERS
-from .settings import (
+from mailtrack.core.rewrite.rules import DEFAULT_OPT_OUTS, DEFAULT_PLACEHOLDERS
+from mailtrack.core.settings import (
     ClickTracking,
     GoogleAnalytics,
     OpenTracking,
@@ -34,25 +42,77 @@ from .settings import (
     SubscriptionTracking,
     TrackingSettings,
 )
-from .store import SQLiteStore
-from .tracker import DEFAULT_MAX_LINKS, Tracker
+from mailtrack.core.tracker import DEFAULT_MAX_LINKS, Tracker
+from mailtrack.exceptions import (
+    ConfigurationError,
+    ExpiredToken,
+    InvalidToken,
+    MailtrackError,
+    MessageRefused,
+    SettingsError,
+    WebhookSignatureError,
+)
+
+if TYPE_CHECKING:
+    from mailtrack.delivery.recorder import Recorder
+    from mailtrack.delivery.webhooks import WebhookDelivery, verify_signature
+    from mailtrack.events import CallbackSink, EventSink, EventType, TrackingEvent
+    from mailtrack.http.endpoints import Endpoints
+    from mailtrack.storage.base import EventStore, StoreUnavailable
+    from mailtrack.storage.sqlite import SQLiteStore
 
 __version__ = "0.1.0"
 
+#: Public names that live in adapters, imported on first access.
+_LAZY = {
+    "CallbackSink": "mailtrack.events",
+    "EventSink": "mailtrack.events",
+    "EventType": "mailtrack.events",
+    "TrackingEvent": "mailtrack.events",
+    "Recorder": "mailtrack.delivery.recorder",
+    "WebhookDelivery": "mailtrack.delivery.webhooks",
+    "verify_signature": "mailtrack.delivery.webhooks",
+    "Endpoints": "mailtrack.http.endpoints",
+    "EventStore": "mailtrack.storage.base",
+    "StoreUnavailable": "mailtrack.storage.base",
+    "SQLiteStore": "mailtrack.storage.sqlite",
+}
+
+_legacy.install()
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'mailtrack' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_LAZY))
+
+
 __all__ = [
-    "CallbackSink",
-    "ClickTracking",
     "DEFAULT_MAX_LINKS",
     "DEFAULT_OPT_OUTS",
     "DEFAULT_PLACEHOLDERS",
-    "EventSink",
-    "ExpiredToken",
     "GMAIL_CLIP_BYTES",
+    "CallbackSink",
+    "ClickTracking",
+    "ConfigurationError",
+    "Endpoints",
+    "EventSink",
+    "EventStore",
+    "EventType",
+    "ExpiredToken",
     "GoogleAnalytics",
     "HtmlResult",
     "InvalidToken",
     "MailtrackError",
     "MessagePart",
+    "MessageRefused",
     "MessageResult",
     "OpenTracking",
     "PixelInsertion",
@@ -61,11 +121,15 @@ __all__ = [
     "SettingsError",
     "SettingsInput",
     "SkippedLink",
+    "StoreUnavailable",
     "SubscriptionTracking",
     "TextResult",
     "TrackedLink",
-    "TrackingEvent",
     "Tracker",
+    "TrackingEvent",
     "TrackingSettings",
     "Verified",
+    "WebhookDelivery",
+    "WebhookSignatureError",
+    "verify_signature",
 ]

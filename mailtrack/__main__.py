@@ -3,7 +3,7 @@
 import os
 import sys
 
-from .cli import main
+from mailtrack.cli import main
 
 try:
     sys.exit(main())

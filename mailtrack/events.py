@@ -15,12 +15,40 @@ import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
+from enum import Enum
 from typing import Any, Protocol
 
-__all__ = ["EVENT_TYPES", "CallbackSink", "EventSink", "TrackingEvent"]
+from mailtrack.exceptions import MailtrackError
+
+__all__ = ["EVENT_TYPES", "CallbackSink", "EventSink", "EventType", "InvalidEvent", "TrackingEvent"]
+
+
+class EventType(str, Enum):
+    """What happened: the event names live here and only here.
+
+    A ``str`` enum (``StrEnum`` arrived in Python 3.11; we support 3.10), so
+    ``EventType.OPENED == "opened"`` and it goes into JSON and SQL as its value.
+    """
+
+    OPENED = "opened"
+    CLICKED = "clicked"
+    UNSUBSCRIBED = "unsubscribed"
+
+    def __str__(self) -> str:
+        return self.value
+
+    @classmethod
+    def for_kind(cls, kind: str) -> EventType:
+        """The event a token of ``kind`` (``open``, ``click``, ``unsubscribe``) records."""
+        return EVENT_TYPES[kind]
+
 
 #: Event type per token kind.
-EVENT_TYPES = {"open": "opened", "click": "clicked", "unsubscribe": "unsubscribed"}
+EVENT_TYPES = {"open": EventType.OPENED, "click": EventType.CLICKED, "unsubscribe": EventType.UNSUBSCRIBED}
+
+
+class InvalidEvent(MailtrackError, ValueError):
+    """A :class:`TrackingEvent` was built with a value it cannot hold (unknown type, naive timestamp)."""
 
 
 @dataclass(frozen=True)
@@ -34,7 +62,7 @@ class TrackingEvent:
     unique per event, so a retried write is recorded once.
     """
 
-    event_type: str
+    event_type: EventType
     timestamp: datetime
     message_id: str
     recipient: str
@@ -49,10 +77,14 @@ class TrackingEvent:
     event_id: str = field(default_factory=lambda: uuid.uuid4().hex)
 
     def __post_init__(self) -> None:
-        if self.event_type not in EVENT_TYPES.values():
-            raise ValueError(f"event_type must be one of {', '.join(EVENT_TYPES.values())}, not {self.event_type!r}")
-        if self.timestamp.tzinfo is None:
-            raise ValueError("timestamp must be timezone-aware (UTC)")
+        try:
+            event_type = EventType(self.event_type)
+        except ValueError:
+            names = ", ".join(member.value for member in EventType)
+            raise InvalidEvent(f"event_type must be one of {names}, not {self.event_type!r}") from None
+        object.__setattr__(self, "event_type", event_type)  # a plain str given: keep the enum member
+        if not isinstance(self.timestamp, datetime) or self.timestamp.tzinfo is None:
+            raise InvalidEvent("timestamp must be a timezone-aware datetime (UTC)")
 
     def with_first(self, first: bool) -> TrackingEvent:
         return replace(self, first=first)
@@ -61,7 +93,7 @@ class TrackingEvent:
         """A JSON-ready dict; ``timestamp`` in ISO 8601 UTC with a ``Z``."""
         return {
             "event_id": self.event_id,
-            "event_type": self.event_type,
+            "event_type": self.event_type.value,
             "timestamp": self.timestamp.astimezone(timezone.utc).isoformat().replace("+00:00", "Z"),
             "message_id": self.message_id,
             "recipient": self.recipient,

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import pytest
+from support.helpers import make_tracker
 from hypothesis import HealthCheck, settings
 
 import mailtrack
-from helpers import make_tracker
 
 # Property tests are deterministic (same examples on every run and in CI) and
 # untimed: this machine is shared, and speed is measured in benchmarks/.

@@ -1,0 +1,163 @@
+"""The end-to-end demo: track a sample campaign mail, serve its URLs, and show the events.
+
+Runs on embedded defaults (a throwaway key, ``https://t.example.com``), so it
+needs no configuration; it prints what a user would want to see first: which
+links were tracked, which were left alone and why, that each URL verifies back
+to its destination, that forgeries are refused, and that nothing else changed.
+Then it starts the tracking server (waitress, on a free loopback port, with a
+SQLite store in a temporary directory), fetches the pixel and a click over HTTP
+as a mail client would, and prints the events that were recorded.
+"""
+
+from __future__ import annotations
+
+import difflib
+import http.client
+import socket
+import tempfile
+import threading
+from collections.abc import Callable
+from pathlib import Path
+
+from mailtrack.core.tracker import Tracker
+from mailtrack.exceptions import InvalidToken
+
+SAMPLE_CAMPAIGN = """\
+<!DOCTYPE html>
+<html lang="en" xmlns:v="urn:schemas-microsoft-com:vml">
+<head>
+  <meta charset="utf-8">
+  <title>Spring sale &mdash; up to 40% off</title>
+  <style>a { color: #0a66c2; } /* <a href="https://not-a-link.example/"> */</style>
+</head>
+<body style="margin:0;padding:0;background:#f4f4f4;">
+  <table role="presentation" width="100%" cellpadding="0" cellspacing="0">
+    <tr><td align="center" style="padding:24px;font-family:Arial,sans-serif;">
+      <h1 style="margin:0;">Spring is here, Ann!</h1>
+      <p>Fresh picks, from caf&eacute; au lait mugs to garden chairs &ndash; 40&nbsp;% off.</p>
+      <!--[if mso]>
+      <v:roundrect xmlns:v="urn:schemas-microsoft-com:vml" href="https://shop.example.com/sale?src=mail&amp;id=42"
+        style="height:44px;v-text-anchor:middle;width:220px;" arcsize="10%" fillcolor="#0a66c2" stroke="f">
+        <center style="color:#ffffff;">Shop the sale</center></v:roundrect>
+      <![endif]-->
+      <!--[if !mso]><!-->
+      <a href="https://shop.example.com/sale?src=mail&amp;id=42" class="button"
+         style="background:#0a66c2;color:#fff;padding:12px 24px;border-radius:4px;">Shop the sale</a>
+      <!--<![endif]-->
+      <p><a href='https://blog.example.com/spring-guide#plants'>Read the planting guide</a> &middot;
+         <a href=https://shop.example.com/gift-cards>Gift cards</a></p>
+      <p>Questions? <a href="mailto:help@example.com">Write to us</a> or call <a href="tel:+15551234567">555 1234</a>.</p>
+      <p><a href="https://partner.example.org/ad" clicktracking="off">Our partner (untracked)</a></p>
+      <p style="font-size:12px;color:#777;">Sent to {{email}} &middot;
+         <a href="{{unsubscribe_url}}">Unsubscribe</a> &middot; <a href="#top">Back to top</a></p>
+    </td></tr>
+  </table>
+</body>
+</html>
+"""
+
+
+def run_demo(html: str = SAMPLE_CAMPAIGN, *, out: Callable[[str], None] = print, show_diff: bool = True) -> int:
+    """Rewrite ``html`` for one recipient and report; returns a process exit code."""
+    tracker = Tracker(secret_keys=["demo-old-key", "demo-new-key"], base_url="https://t.example.com")
+    result = tracker.rewrite_html(
+        html, message_id="<spring-2026-0001@example.com>", recipient="ann@example.com", metadata={"campaign": "spring"}
+    )
+    out(f"Rewrote a {len(html.encode())}-byte campaign mail for ann@example.com\n")
+    out(f"Tracked links ({len(result.links)}):")
+    failures = 0
+    for link in result.links:
+        verified = tracker.verify(link.tracking_url)
+        ok = verified.url == link.url and verified.kind == "click"
+        failures += not ok
+        out(f"  #{link.index} <{link.tag}> {link.url}")
+        shown = link.tracking_url if len(link.tracking_url) < 90 else f"{link.tracking_url[:44]}...{link.tracking_url[-40:]}"
+        out(f"      -> {shown}  verifies: {'yes' if ok else 'NO'}")
+    out(f"\nLeft alone ({len(result.skipped)}):")
+    for skip in result.skipped:
+        out(f"  <{skip.tag}> {skip.raw!r}: {skip.reason}")
+    pixel = result.pixel
+    if pixel is not None:
+        opened = tracker.verify(pixel.html.split('src="', 1)[1].split('"', 1)[0])
+        out(f"\nOpen pixel inserted at offset {pixel.position} (before </body>), verifies as: {opened.kind}")
+    forged = result.links[0].tracking_url[:-2] + ("AA" if not result.links[0].tracking_url.endswith("AA") else "BA")
+    try:
+        tracker.verify(forged)
+        out("Forged URL: ACCEPTED (this is a bug)")
+        failures += 1
+    except InvalidToken as exc:
+        out(f"Forged URL refused: {exc.reason}")
+    again = tracker.rewrite_html(result.html, message_id="x", recipient="y")
+    out(f"Second pass over the output changes nothing: {again.html == result.html}")
+    failures += again.html != result.html
+    if show_diff:
+        out("\nEvery changed line (everything else is byte-identical):")
+        for line in difflib.unified_diff(html.splitlines(), result.html.splitlines(), lineterm="", n=0):
+            if not line.startswith(("---", "+++", "@@")):
+                out("  " + (line if len(line) < 140 else line[:137] + "..."))
+    out(f"\nOutput size {result.size} bytes; Gmail would clip it: {result.gmail_clipped}")
+    failures += _serve_and_fetch(html, out)
+    return 1 if failures else 0
+
+
+def _serve_and_fetch(html: str, out: Callable[[str], None]) -> int:
+    """Serve the tracking URLs on loopback, fetch a pixel and a click, print the events; returns failures."""
+    try:
+        import waitress  # type: ignore[import-untyped]
+    except ImportError:
+        out("\n(waitress is not installed, so the server part is skipped: pip install 'mailtrack[serve]')")
+        return 0
+    from mailtrack.delivery.recorder import Recorder
+    from mailtrack.http.endpoints import Endpoints
+    from mailtrack.http.wsgi import WsgiApp
+    from mailtrack.storage.sqlite import SQLiteStore
+
+    failures = 0
+    with tempfile.TemporaryDirectory(prefix="mailtrack-demo-") as folder:
+        store = SQLiteStore(Path(folder) / "events.sqlite")
+        recorder = Recorder(store)
+        listener = socket.socket()
+        listener.bind(("127.0.0.1", 0))  # a free port: it goes into base_url, so bind before making the tracker
+        port = listener.getsockname()[1]
+        base_url = f"http://127.0.0.1:{port}"
+        tracker = Tracker(secret_keys=["demo-old-key", "demo-new-key"], base_url=base_url)
+        app = WsgiApp(Endpoints(tracker, recorder))
+        server = waitress.create_server(app, sockets=[listener], threads=4, ident="mailtrack")
+        thread = threading.Thread(target=server.run, daemon=True)
+        thread.start()
+        try:
+            out(f"\nServing the tracking endpoints on {base_url} (mailtrack serve does the same; events in SQLite)")
+            served = tracker.rewrite_html(html, message_id="<spring-2026-0001@example.com>", recipient="ann@example.com",
+                                          metadata={"campaign": "spring"})
+            assert served.pixel is not None
+            pixel = served.pixel.html.split('src="', 1)[1].split('"', 1)[0]
+            click = served.links[0].tracking_url
+            agent = {"User-Agent": "Mozilla/5.0 (demo mail client)"}
+            for label, url, want in (("pixel", pixel, 200), ("click", click, 302), ("forged click", click[:-2] + "AA", 404)):
+                status, headers, body = _get(port, url[len(base_url):], agent)
+                failures += status != want
+                detail = f"Location: {headers.get('location')}" if status == 302 else f"{headers.get('content-type')}, {len(body)} bytes"
+                out(f"  GET {label:<13} -> {status} {detail}")
+        finally:
+            server.close()
+            thread.join(5)
+            recorder.close()
+        events = store.events()
+        out(f"\nRecorded events ({len(events)}):")
+        for event in events:
+            where = f" {event.url} (link {event.link_index})" if event.url else ""
+            out(f"  {event.event_type:<8} {event.message_id} {event.recipient}{where} first={event.first} "
+                f"ip={event.ip} metadata={dict(event.metadata)}")
+        failures += [e.event_type for e in events] != ["opened", "clicked"]
+        store.close()
+    return failures
+
+
+def _get(port: int, path: str, headers: dict[str, str]) -> tuple[int, dict[str, str], bytes]:
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    try:
+        connection.request("GET", path, headers=headers)
+        response = connection.getresponse()
+        return response.status, {k.lower(): v for k, v in response.getheaders()}, response.read()
+    finally:
+        connection.close()

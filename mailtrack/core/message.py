@@ -1,0 +1,303 @@
+"""One outgoing message, as an SMTP pipeline holds it: identity, per-message settings, headers.
+
+:func:`rewrite_message` takes the message as ``bytes``, ``str`` or an
+``email.message.Message`` (``EmailMessage`` included) and gives back the same
+kind, a new object. Underneath it always works on bytes (see :mod:`mailtrack.mime`):
+
+* ``message_id`` defaults to the ``Message-ID`` header without its angle
+  brackets (a header is added when missing); ``recipient`` to the single
+  address in ``To`` (tracking URLs are per recipient, so several are an error);
+* an ``X-SMTPAPI`` header's tracking filters apply as message settings, its
+  ``unique_args`` become token metadata, and the header is replaced by
+  ``X-Mailtrack-Settings`` (the settings it set, for a second pass); a ``to``
+  fanning out to several recipients is refused;
+* a ``DKIM-Signature`` or a ``multipart/signed`` part would no longer verify
+  after rewriting, so such a message is refused unless ``force=True`` (sign
+  after mailtrack instead);
+* with subscription tracking on, ``List-Unsubscribe: <https://...>`` and
+  ``List-Unsubscribe-Post: List-Unsubscribe=One-Click`` (RFC 8058) are added,
+  unless the message already has its own ``List-Unsubscribe``.
+"""
+
+from __future__ import annotations
+
+import copy
+import email.header
+import email.utils
+import json
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import replace
+from email.message import EmailMessage, Message
+from email.parser import BytesParser
+from typing import Any
+
+from mailtrack.core.mime import MimeNode, add_field, line_break, parse_message, rewrite_parts, splice_bytes, unfold
+from mailtrack.core.results import MessageResult
+from mailtrack.core.rewrite import RewritePlan
+from mailtrack.core.settings import SettingsInput, TrackingSettings
+from mailtrack.core.smtpapi import HEADER as SMTPAPI
+from mailtrack.core.smtpapi import parse_smtpapi
+from mailtrack.exceptions import MailtrackError, MessageRefused, SettingsError
+
+#: Replaces a consumed X-SMTPAPI header: the tracking settings it set, read again by a second pass.
+APPLIED = "X-Mailtrack-Settings"
+
+__all__ = ["Plans", "rewrite_message"]
+
+#: Builds the (HTML, text) body plans for resolved settings, message ID, recipient and metadata.
+Plans = Callable[[TrackingSettings, str, str, "Mapping[str, Any] | None"], tuple[RewritePlan, RewritePlan]]
+# RFC 5322 dot-atom-text on both sides (ASCII only): what we are willing to write into a header.
+_MSG_ID = re.compile(r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~.-]+@[A-Za-z0-9!#$%&'*+/=?^_`{|}~.-]+")
+_ANGLE_ID = re.compile(r"<([^<>]*)>")
+_SURROGATES_ONLY = re.compile(r"[\x00-\x7f\udc80-\udcff]*")
+_SURROGATES = re.compile(r"[\udc80-\udcff]")
+
+
+def rewrite_message(
+    message: Any,
+    *,
+    plans: Plans,
+    account: TrackingSettings,
+    settings: SettingsInput,
+    message_id: str | None,
+    recipient: str | None,
+    metadata: Mapping[str, Any] | None,
+    force: bool,
+    domain: str,
+) -> MessageResult[Any]:
+    """Rewrite ``message``; see :meth:`mailtrack.Tracker.rewrite_message`."""
+    raw, convert = _as_bytes(message)
+    root = parse_message(raw)
+    eol = line_break(raw[: root.body_start])
+    if root.header_end == len(raw) and raw and not raw.endswith((b"\n", b"\r")):
+        # Only headers, the last one unterminated: end it, so that fields can follow it.
+        raw += eol
+        root = parse_message(raw)
+    edits: list[tuple[int, int, bytes]] = []
+    warnings: list[str] = []
+
+    for signature in _signatures(root):
+        if not force:
+            raise MessageRefused(
+                f"the message carries {signature}, which rewriting would break; "
+                "sign after mailtrack, or pass force=True to rewrite anyway",
+                reason="signed" if "multipart/signed" in signature else "dkim",
+            )
+        warnings.append(f"force=True: {signature} was kept, but rewriting broke its signature; sign again after rewriting")
+
+    resolved, metadata, fan_out = _smtpapi(raw, root, account, metadata, eol, edits, warnings)
+    resolved = resolved.merged(settings)
+    message_id = _message_id(raw, root, message_id, domain, eol, edits)
+    if len(fan_out) > 1:
+        raise MessageRefused(
+            f"{SMTPAPI}.to fans this message out to {len(fan_out)} recipients; tracking URLs are per recipient, "
+            "so send one copy per recipient",
+            reason="fan-out",
+        )
+    recipient = _recipient(raw, root, recipient if recipient is not None else (fan_out[0] if fan_out else None))
+    html_plan, text_plan = plans(resolved, message_id, recipient, metadata)
+
+    def plan_for(subtype: str, is_body: bool) -> RewritePlan | None:
+        plan = html_plan if subtype == "html" else text_plan
+        if not is_body:
+            plan = replace(plan, open_token=None, unsubscribe=None)  # pixel and footer go in the body only
+        if plan.click is None and plan.open_token is None and plan.unsubscribe is None:
+            return None
+        return plan
+
+    part_edits, parts, part_warnings = rewrite_parts(raw, root, plan_for)
+    edits.extend(part_edits)
+    warnings.extend(part_warnings)
+
+    list_unsubscribe = None
+    if html_plan.unsubscribe is not None:
+        if not any(part.result is not None and part.result.unsubscribe for part in parts):
+            if not any(part.body for part in parts):
+                warnings.append("subscription tracking: the message has no text body for the footer; List-Unsubscribe only")
+            elif not any(part.body and part.result is not None for part in parts):
+                warnings.append("subscription tracking: no body part could be read, so no footer was added")
+        prefix = html_plan.layout.prefix("unsubscribe")
+        list_unsubscribe = _list_unsubscribe(raw, root, prefix, html_plan.unsubscribe.token(), eol, edits, warnings)
+    output = convert(splice_bytes(raw, edits))
+    return MessageResult(output, message_id, recipient, parts, warnings, list_unsubscribe)
+
+
+def _signatures(root: MimeNode) -> list[str]:
+    """What in the message is signed over its bytes: a DKIM-Signature, multipart/signed parts (S/MIME, PGP/MIME)."""
+    found = ["a DKIM-Signature"] if root.field("dkim-signature") is not None else []
+    stack = [root]
+    while stack:
+        node = stack.pop()
+        if node.content_type == "multipart/signed":
+            found.append(f"a multipart/signed part {node.path} (S/MIME or PGP/MIME)")
+        stack.extend(reversed(node.children))
+    return found
+
+
+def _as_bytes(message: Any) -> tuple[bytes, Callable[[bytes], Any]]:
+    """The message's bytes, and how to turn rewritten bytes back into the kind it came as."""
+    if isinstance(message, (bytes, bytearray)):
+        return bytes(message), bytes
+    if isinstance(message, str):
+        # A str read the stdlib's way holds non-ASCII bytes as surrogates: give them back as they were.
+        # Otherwise its non-ASCII characters are text, written as UTF-8 (RFC 6532), and so are ours.
+        codec = "ascii" if _SURROGATES.search(message) and _SURROGATES_ONLY.fullmatch(message) else "utf-8"
+        return message.encode(codec, "surrogateescape"), lambda data: data.decode(codec, "surrogateescape")
+    if isinstance(message, Message):
+        policy = message.policy
+        try:
+            # A copy: serializing sets a boundary on a multipart built in memory, which would change the input.
+            raw = copy.deepcopy(message).as_bytes(policy=policy)
+        except Exception as exc:  # the stdlib generator's own errors: a header or payload it cannot write
+            raise MailtrackError(f"cannot serialize the message ({type(exc).__name__}: {exc})") from exc
+        factory = EmailMessage if isinstance(message, EmailMessage) else Message
+        unixfrom = message.get_unixfrom()
+
+        def convert(data: bytes) -> Message:
+            parsed: Message = BytesParser(_class=factory, policy=policy).parsebytes(data)
+            if unixfrom:
+                parsed.set_unixfrom(unixfrom)
+            return parsed
+
+        return raw, convert
+    raise TypeError(f"rewrite_message takes an email.message.Message, bytes or str, not {type(message).__name__}")
+
+
+def _smtpapi(
+    raw: bytes,
+    root: MimeNode,
+    account: TrackingSettings,
+    metadata: Mapping[str, Any] | None,
+    eol: bytes,
+    edits: list[tuple[int, int, bytes]],
+    warnings: list[str],
+) -> tuple[TrackingSettings, Mapping[str, Any] | None, list[str]]:
+    """Account settings with the X-SMTPAPI filters laid over them; metadata with its unique_args; its ``to``.
+
+    The header is replaced by ``X-Mailtrack-Settings`` holding the tracking
+    settings it asked for, so that a second pass applies the same ones.
+    """
+    found = [f for f in root.fields if f.name == SMTPAPI.lower()]
+    if not found:
+        applied = root.field(APPLIED.lower())
+        if applied is None:
+            return account, metadata, []
+        try:
+            earlier = json.loads(_header_text(raw, applied.start, applied.end))
+        except (ValueError, RecursionError):
+            raise SettingsError(APPLIED, "is not valid JSON") from None
+        return account.merged(earlier), metadata, []
+    if len(found) > 1:
+        raise SettingsError(SMTPAPI, "appears more than once; merge the headers into one JSON object")
+    header = found[0]
+    value = _header_text(raw, header.start, header.end)
+    if "=?" in value:  # written by a generator that encodes long or unusual values (RFC 2047)
+        try:
+            value = str(email.header.make_header(email.header.decode_header(value)))
+        except (ValueError, LookupError, UnicodeError):
+            pass
+    api = parse_smtpapi(value)
+    replacement = b""
+    if api.settings:
+        TrackingSettings.coerce(api.settings)  # a bad filter fails here, naming its path
+        replacement = _folded(APPLIED, json.dumps(api.settings, separators=(", ", ": "), sort_keys=True), eol)
+    edits.append((header.start, header.end, replacement))
+    if api.ignored:
+        warnings.append(f"{SMTPAPI}: not acted on and removed with the header: {', '.join(api.ignored)}")
+    if api.metadata:
+        metadata = {**api.metadata, **(metadata or {})}
+    return account.merged(api.settings), metadata, api.to
+
+
+def _folded(name: str, value: str, eol: bytes) -> bytes:
+    """``name: value`` folded after ", " into lines of about 78 characters (unfolding restores it exactly)."""
+    pieces = value.split(", ")
+    lines = [f"{name}: {pieces[0]}"]
+    for piece in pieces[1:]:
+        if len(lines[-1]) + 2 + len(piece) > 78:
+            lines[-1] += ","
+            lines.append(" " + piece)
+        else:
+            lines[-1] += ", " + piece
+    return eol.join(line.encode("ascii") for line in lines) + eol
+
+def _message_id(raw: bytes, root: MimeNode, given: str | None, domain: str, eol: bytes,
+                edits: list[tuple[int, int, bytes]]) -> str:
+    if given is not None and not given.strip():
+        raise MailtrackError("message_id must not be empty")
+    found = root.field("message-id")
+    if found is not None:
+        if given is not None:
+            return given
+        value = _header_text(raw, found.start, found.end)
+        match = _ANGLE_ID.search(value)  # the msg-id may carry comments: "<id@host> (sent by ...)"
+        ident = (match.group(1) if match else value).strip()
+        if not ident:
+            raise MailtrackError("the Message-ID header is empty; pass message_id= or give the message a Message-ID")
+        return ident
+    if given is not None and _MSG_ID.fullmatch(given):
+        edits.append(add_field(root, "Message-ID", f"<{given}>", eol))
+        return given
+    host = domain if _MSG_ID.fullmatch(f"x@{domain}") else "mailtrack.invalid"
+    new = email.utils.make_msgid(domain=host)
+    edits.append(add_field(root, "Message-ID", new, eol))
+    return new.strip("<>") if given is None else given
+
+
+def _header_text(raw: bytes, start: int, end: int) -> str:
+    """A header field's value, unfolded, UTF-8 (RFC 6532) read as text; other bytes as Latin-1."""
+    value = raw[start:end].split(b":", 1)[1]
+    try:
+        text = value.decode("utf-8")
+    except UnicodeDecodeError:
+        text = value.decode("latin-1")
+    return unfold(text)
+
+
+def _recipient(raw: bytes, root: MimeNode, given: str | None) -> str:
+    if given is not None:
+        if not given.strip():
+            raise MailtrackError("recipient must not be empty")
+        return given
+    values = [_header_text(raw, f.start, f.end) for f in root.fields if f.name == "to"]
+    addresses = [address for _, address in email.utils.getaddresses(values) if address]
+    if len(addresses) == 1:
+        return addresses[0]
+    if not addresses:
+        raise MailtrackError("the message has no To address; pass recipient= (tracking URLs are per recipient)")
+    raise MailtrackError(
+        f"the message has {len(addresses)} To addresses; tracking URLs are per recipient, "
+        "so rewrite one copy per recipient with recipient="
+    )
+
+
+def _list_unsubscribe(
+    raw: bytes,
+    root: MimeNode,
+    prefix: str,
+    token: str,
+    eol: bytes,
+    edits: list[tuple[int, int, bytes]],
+    warnings: list[str],
+) -> str | None:
+    """Add RFC 8058 one-click unsubscribe headers, unless the message has a List-Unsubscribe already."""
+    existing = root.field("list-unsubscribe")
+    if existing is not None:
+        value = _header_text(raw, existing.start, existing.end)
+        if prefix in value:  # ours, from an earlier pass
+            match = _ANGLE_ID.search(value)
+            return match.group(1) if match else None
+        warnings.append("the message has its own List-Unsubscribe; kept it and added none")
+        return None
+    url = prefix + token
+    line = f"List-Unsubscribe: <{url}>"
+    if len(line) > 998:
+        warnings.append("the unsubscribe URL is too long for a List-Unsubscribe line (metadata too large); none added")
+        return None
+    edits.append(add_field(root, "List-Unsubscribe", f"<{url}>", eol))
+    if not url.startswith("https://"):
+        warnings.append("List-Unsubscribe-Post not added: RFC 8058 one-click needs an https base_url")
+    elif root.field("list-unsubscribe-post") is None:
+        edits.append(add_field(root, "List-Unsubscribe-Post", "List-Unsubscribe=One-Click", eol))
+    return url

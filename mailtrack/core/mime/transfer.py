@@ -1,0 +1,260 @@
+"""Decode a text part (transfer encoding, then charset) and encode changed lines back.
+
+Only lines holding a change are encoded again, in the part's own charset and
+transfer encoding; a line map keeps every other line's original bytes.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import bisect
+import codecs
+import re
+from dataclasses import dataclass
+
+from mailtrack.core.mime.tree import MimeNode, line_break
+from mailtrack.core.rewrite import Edits, splice
+
+#: RFC 5322 section 2.1.1: a line is at most 998 octets, line break excluded.
+MAX_LINE = 998
+
+
+_IDENTITY = ("7bit", "8bit", "binary")
+
+
+@dataclass
+class DecodedPart:
+    """A text part decoded, with the line map that lets unchanged lines keep their bytes."""
+
+    text: str
+    codec: str
+    charset: str
+    encoding: str  # the transfer encoding, lowercased
+    raw_lines: list[bytes] | None  # raw logical lines (a QP line with its soft breaks), None: no line map
+    width: int  # base64 line length to write (the body's own)
+    offsets: list[int]  # where each raw line starts in ``text``
+    eol: bytes
+    guessed: bool  # no charset declared and not ASCII: read as UTF-8
+
+
+def can_encode(text: str, codec: str) -> bool:
+    """True if ``codec`` can write ``text``."""
+    try:
+        text.encode(codec)
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def decode_part(raw: bytes, node: MimeNode, encoding: str, charset: str | None) -> DecodedPart | str:
+    """The decoded part, or why it cannot be decoded."""
+    body = raw[node.body_start : node.end]
+    eol = line_break(raw[node.start : node.body_start] + body[:4096])
+    declared = charset or "us-ascii"
+    try:
+        info = codecs.lookup(declared)
+    except (LookupError, UnicodeError, ValueError):
+        return f"unknown charset {declared!r}"
+    if not getattr(info, "_is_text_encoding", True):  # "base64", "rot13", ...: codecs, not charsets
+        return f"unknown charset {declared!r}"
+    codec = info.name
+    if not _ascii_compatible(codec):
+        return f"charset {declared!r} is not ASCII-compatible (markup and URLs could not be found in place)"
+    qp = encoding == "quoted-printable"
+    width = 76
+    raw_lines: list[bytes] | None
+    if encoding in _IDENTITY or qp:
+        raw_lines = _QP_LINE.findall(body) if qp else _LINE.findall(body)
+        if raw_lines and not raw_lines[-1]:
+            raw_lines.pop()  # the empty match at the end
+        data = binascii.a2b_qp(body) if qp else body
+    elif encoding == "base64":
+        try:
+            data = base64.b64decode(body)
+        except (binascii.Error, ValueError) as exc:
+            return f"invalid base64 ({exc})"
+        raw_lines = None
+        first = len(body.split(b"\n", 1)[0].rstrip(b"\r"))
+        width = first if 4 <= first <= 76 and first % 4 == 0 and len(body) > first + 2 else 76
+    else:
+        return f"unknown Content-Transfer-Encoding {encoding!r}"
+    guessed = False
+    try:
+        text = data.decode(codec)
+    except UnicodeError as exc:
+        if charset is not None:
+            where = f" at byte {exc.start}" if isinstance(exc, UnicodeDecodeError) else ""
+            return f"bytes not valid in the declared charset {declared} ({getattr(exc, 'reason', exc)}{where})"
+        try:
+            text, codec, guessed = data.decode("utf-8"), "utf-8", True
+        except UnicodeDecodeError:
+            return "no charset declared, and the bytes are neither ASCII nor UTF-8"
+    offsets: list[int] = []
+    if raw_lines is not None:
+        offsets = _line_offsets(text, raw_lines, codec, qp)
+        if not offsets and raw_lines:
+            raw_lines = None  # no line map: a change re-encodes the whole part
+    return DecodedPart(text, codec, declared, encoding, raw_lines, width, offsets, eol, guessed)
+
+
+_PROBE = "<a href=\"https://x.example/?a=1&b=2#c\">Az09 '(;)-_.~%+,!*</a>\r\n"
+
+
+def _ascii_compatible(codec: str) -> bool:
+    """True if ASCII text is the same bytes in ``codec``, both ways (not UTF-16, UTF-7, IDNA, ...)."""
+    try:
+        return _PROBE.encode(codec) == _PROBE.encode("ascii") and _PROBE.encode("ascii").decode(codec) == _PROBE
+    except (UnicodeError, LookupError, ValueError, TypeError):
+        return False
+
+
+# Lines with their line break; for quoted-printable, soft-broken lines (ending in "=") joined into one.
+_LINE = re.compile(rb"[^\n]*(?:\n|\Z)")
+
+
+_QP_LINE = re.compile(rb"(?:[^\n]*=[ \t]*\r?\n)*[^\n]*(?:\n|\Z)")
+
+
+# Charsets that keep state across bytes, or can hold byte 0x0A inside a character: their lines
+# are decoded one by one and checked against the whole.
+_UNSPLITTABLE = ("utf-16", "utf-32", "utf_16", "utf_32", "iso2022", "hz", "utf-7")
+
+
+def _line_offsets(text: str, raw_lines: list[bytes], codec: str, qp: bool) -> list[int]:
+    """Where each raw line starts in ``text``; [] when the lines do not map one to one."""
+    if not codec.startswith(_UNSPLITTABLE) and not (qp and re.search(rb"=0[aAdD]", b"".join(raw_lines))):
+        # Byte 0x0A is the character "\n" and nothing else: line i of the text is raw line i decoded.
+        lengths = [len(line) for line in text.split("\n")]
+        if len(lengths) == len(raw_lines) + (0 if raw_lines and not raw_lines[-1].endswith(b"\n") else 1):
+            offsets, at = [], 0
+            for length in lengths[: len(raw_lines)]:
+                offsets.append(at)
+                at += length + 1
+            return offsets
+    offsets, pieces, at = [], [], 0
+    try:
+        for line in raw_lines:
+            offsets.append(at)
+            piece = (binascii.a2b_qp(line) if qp else line).decode(codec)
+            pieces.append(piece)
+            at += len(piece)
+    except UnicodeError:
+        return []
+    return offsets if "".join(pieces) == text else []
+
+
+def encode_part(decoded: DecodedPart, changes: Edits, *, html: bool) -> tuple[bytes, str, str]:
+    """The new raw body: original bytes for every untouched line; the new encoding and charset."""
+    encoding, charset, codec = decoded.encoding, decoded.charset, decoded.codec
+    if not _encodable(changes, codec, html):
+        # Only our footer can bring characters the part's charset lacks (the rest was decoded from it).
+        charset = codec = "utf-8"
+    elif decoded.raw_lines is not None:
+        body = _encode_lines(decoded, changes, html)
+        if body is not None:
+            return body, encoding, charset
+    data = _charset_encode(splice(decoded.text, changes), codec, html)
+    if encoding in _IDENTITY and not _fits(data, encoding):
+        encoding = "quoted-printable"  # a new line is too long, or not ASCII in a 7bit part
+    return _transfer_encode(data, encoding, decoded.eol, decoded.width), encoding, charset
+
+
+def _encodable(changes: Edits, codec: str, html: bool) -> bool:
+    """True if what the changes bring fits the charset (the rest was decoded from it)."""
+    # HTML can write any character as a character reference.
+    return html or all(can_encode(replacement, codec) for _, _, replacement in changes)
+
+
+def _charset_encode(text: str, codec: str, html: bool) -> bytes:
+    return text.encode(codec, "xmlcharrefreplace" if html else "strict")
+
+
+def _encode_lines(decoded: DecodedPart, changes: Edits, html: bool) -> bytes | None:
+    """Re-encode only the lines the changes touch; None if a new line breaks a 7bit/8bit encoding.
+
+    An insertion where a line starts (a footer after the last line break)
+    touches no line: it is encoded on its own, between the lines around it.
+    """
+    assert decoded.raw_lines is not None
+    lines, offsets, text = decoded.raw_lines, decoded.offsets, decoded.text
+    count = len(lines)
+    starts = set(offsets)
+    ends_with_break = not lines or lines[-1].endswith((b"\n",))
+    groups: list[list[int]] = []  # [first line, last line, first change, last change]; last = first - 1: between lines
+    for index, (start, end, replacement) in enumerate(changes):
+        at_end = start == len(text) and ends_with_break
+        if start == end and (at_end or (start in starts and replacement.endswith("\n"))):
+            # Between lines: at the end, or whole lines before line ``first`` (which stays as it is).
+            first = count if at_end else bisect.bisect_left(offsets, start)
+            last = first - 1
+        else:
+            first = max(bisect.bisect_right(offsets, start) - 1, 0)
+            last = max(bisect.bisect_right(offsets, max(start, end - 1)) - 1, first)
+        previous = groups[-1] if groups else None
+        if previous is not None and (first <= previous[1] or (previous[1] < previous[0] == first)):
+            groups[-1][1] = max(groups[-1][1], last)
+            groups[-1][3] = index
+        else:
+            groups.append([first, last, index, index])
+    out: list[bytes] = []
+    done = 0
+    for first, last, first_change, last_change in groups:
+        out.extend(lines[done:first])
+        begin = offsets[first] if first < count else len(text)
+        stop = offsets[last + 1] if last + 1 < count else len(text)
+        local = [(s - begin, e - begin, r) for s, e, r in changes[first_change : last_change + 1]]
+        codec = "utf-8" if decoded.codec == "utf-8-sig" and first > 0 else decoded.codec  # one BOM, at the start
+        new = _charset_encode(splice(text[begin:stop], local), codec, html)
+        if decoded.encoding == "quoted-printable":
+            out.append(_qp_lines(new, decoded.eol))
+        elif _fits(new, decoded.encoding):
+            out.append(new)
+        else:
+            return None
+        done = max(done, last + 1)
+    out.extend(lines[done:])
+    return b"".join(out)
+
+
+def _fits(data: bytes, encoding: str) -> bool:
+    """True if ``data`` is valid in a 7bit/8bit/binary body."""
+    if encoding == "binary":
+        return True
+    if encoding == "7bit" and not data.isascii():
+        return False
+    if b"\0" in data:
+        return False
+    return all(len(line.rstrip(b"\r\n")) <= MAX_LINE for line in data.splitlines(keepends=True))
+
+
+def _qp_lines(data: bytes, eol: bytes) -> bytes:
+    """Quoted-printable for whole lines of ``data``, each ending as it did (LF or CRLF).
+
+    Only LF ends a line: a bare CR is content and is written as ``=0D``.
+    """
+    out = []
+    for line in _LINE.findall(data):
+        if not line:
+            continue
+        ending = b"\r\n" if line.endswith(b"\r\n") else b"\n" if line.endswith(b"\n") else b""
+        content = line[: len(line) - len(ending)]
+        encoded = binascii.b2a_qp(content, quotetabs=False, istext=False, header=False)
+        if eol != b"\n":
+            encoded = encoded.replace(b"=\n", b"=" + eol)
+        out.append(encoded + ending)
+    return b"".join(out)
+
+
+def _transfer_encode(data: bytes, encoding: str, eol: bytes, width: int) -> bytes:
+    if encoding == "quoted-printable":
+        return _qp_lines(data, eol)
+    if encoding == "base64":
+        return _base64(data, eol, width)
+    return data
+
+
+def _base64(data: bytes, eol: bytes, width: int) -> bytes:
+    """Base64 in lines of ``width`` (the body's own; at most RFC 2045's 76), each ending with ``eol``."""
+    encoded = base64.b64encode(data)
+    return b"".join(encoded[i : i + width] + eol for i in range(0, len(encoded), width))

@@ -1,0 +1,202 @@
+"""The structure of a MIME message read from its bytes: header blocks, boundaries, body parts.
+
+Read by the rules of Python's ``email`` package (``headerRE``, ``boundaryre``,
+``get_body``), but kept as byte spans of the input so nothing is re-generated.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from email.message import Message
+from email.parser import BytesHeaderParser
+from email.policy import compat32
+
+MAX_DEPTH = 64  # deeper nesting is left as it is: no real message needs it, a hostile one would
+
+
+# The stdlib parser's header-line test (email.feedparser.headerRE).
+_HEADER_LINE = re.compile(rb"(From |[\041-\071\073-\176]*:|[\t ])")
+
+
+_HEADER_PARSER = BytesHeaderParser(policy=compat32)
+
+
+@dataclass
+class Field:
+    """One header field: its lowercased name and the span of all its lines (line breaks included)."""
+
+    name: str
+    start: int
+    end: int
+
+
+@dataclass
+class MimeNode:
+    """One entity of the message: where its headers and body lie in the raw bytes."""
+
+    path: str  # IMAP section number: "1" for a single-part message, "2.1" for the first child of the second part
+    start: int
+    header_end: int  # where the last field ends (new fields go here)
+    body_start: int
+    end: int
+    headers: Message  # the header block, parsed by the stdlib (values only; spans are in ``fields``)
+    fields: list[Field]
+    children: list[MimeNode] = field(default_factory=list)
+    depth: int = 0
+
+    @property
+    def content_type(self) -> str:
+        return self.headers.get_content_type()
+
+    @property
+    def is_attachment(self) -> bool:
+        """``Content-Disposition: attachment``, or a file name on a part without a disposition.
+
+        Several mail clients send attached text files as ``Content-Type:
+        text/plain; name="server.log"`` with no disposition: such a part is a
+        file, not the message's text.
+        """
+        disposition = self.headers.get_content_disposition()
+        if disposition is not None:
+            return disposition == "attachment" or (disposition != "inline" and self.headers.get_filename() is not None)
+        return self.headers.get_param("name") is not None
+
+    def field(self, name: str) -> Field | None:
+        """The first field called ``name`` (case-insensitive)."""
+        return next((f for f in self.fields if f.name == name.lower()), None)
+
+    def leaves(self) -> list[MimeNode]:
+        """Every entity without children, in order (a multipart without parts counts as one)."""
+        if not self.children:
+            return [self]
+        return [leaf for child in self.children for leaf in child.leaves()]
+
+
+def parse_message(raw: bytes) -> MimeNode:
+    """The MIME tree of ``raw``; never raises on malformed structure (it becomes preamble or body)."""
+    return _parse(raw, 0, len(raw), "1", 0, top=True)
+
+
+def _parse(raw: bytes, start: int, end: int, path: str, depth: int, *, top: bool = False, digest: bool = False) -> MimeNode:
+    fields, header_end, body_start = _header_block(raw, start, end)
+    headers = _HEADER_PARSER.parsebytes(raw[start:body_start])
+    if digest:
+        headers.set_default_type("message/rfc822")
+    node = MimeNode(path, start, header_end, body_start, end, headers, fields, depth=depth)
+    boundary = headers.get_boundary() if headers.get_content_maintype() == "multipart" else None
+    if boundary and depth < MAX_DEPTH:
+        prefix = "" if top else path + "."
+        spans = _child_spans(raw, body_start, end, boundary)
+        child_digest = headers.get_content_subtype() == "digest"
+        node.children = [
+            _parse(raw, s, e, f"{prefix}{i}", depth + 1, digest=child_digest) for i, (s, e) in enumerate(spans, 1)
+        ]
+    return node
+
+
+_LINE_END = re.compile(rb"\r\n|\r|\n")
+
+
+def line_break(data: bytes) -> bytes:
+    """The line break ``data`` uses: CRLF, LF, or a bare CR (LF when it has none)."""
+    if b"\r\n" in data:
+        return b"\r\n"
+    if b"\n" not in data and b"\r" in data:
+        return b"\r"
+    return b"\n"
+
+
+def _header_block(raw: bytes, start: int, end: int) -> tuple[list[Field], int, int]:
+    """Fields, where the last one ends, and where the body starts (after the blank line, if any).
+
+    Lines end at CRLF, CR or LF, as the stdlib's parser reads them.
+    """
+    fields: list[Field] = []
+    pos = start
+    while pos < end:
+        found = _LINE_END.search(raw, pos, end)
+        line_end = end if found is None else found.end()
+        line = raw[pos:line_end]
+        if line in (b"\n", b"\r\n", b"\r"):
+            return fields, pos, line_end
+        if not _HEADER_LINE.match(line):
+            return fields, pos, pos  # not a header line: the body starts here (the stdlib's rule too)
+        if line[:1] in (b" ", b"\t"):
+            if fields:
+                fields[-1].end = line_end
+        else:
+            # A "From " envelope line is kept in the block under no name, as the stdlib keeps it.
+            name = "" if line.startswith(b"From ") else line.split(b":", 1)[0].decode("ascii").strip().lower()
+            fields.append(Field(name, pos, line_end))
+        pos = line_end
+    return fields, end, end
+
+
+def _child_spans(raw: bytes, start: int, end: int, boundary: str) -> list[tuple[int, int]]:
+    """The byte spans of the body parts between delimiter lines (the line break before a delimiter is its own).
+
+    A delimiter line is ``--boundary`` at the start of a line, then ``--`` for
+    the last one, then only blanks (the stdlib's ``boundaryre``). The literal is
+    searched first: a line-anchored regex would be tried at every byte.
+    """
+    try:
+        needle = b"--" + boundary.encode("ascii")
+    except UnicodeEncodeError:
+        return []
+    tail = re.compile(rb"(--)?[ \t]*(?:\r\n|\n|\r|\Z)")
+    spans: list[tuple[int, int]] = []
+    part_start: int | None = None
+    at = raw.find(needle, start, end)
+    while at != -1:
+        match = tail.match(raw, at + len(needle), end)
+        if match is not None and (at == start or raw[at - 1] in b"\r\n"):
+            if part_start is not None:
+                spans.append((part_start, _before_line_break(raw, at, part_start)))
+            if match.group(1):
+                return spans
+            part_start = match.end()
+            at = raw.find(needle, part_start, end)
+        else:
+            at = raw.find(needle, at + 1, end)
+    if part_start is not None:
+        spans.append((part_start, end))  # no close delimiter: the last part runs to the end
+    return spans
+
+
+def _before_line_break(raw: bytes, pos: int, floor: int) -> int:
+    if pos - 2 >= floor and raw[pos - 2 : pos] == b"\r\n":
+        return pos - 2
+    if pos - 1 >= floor and raw[pos - 1 : pos] in (b"\n", b"\r"):
+        return pos - 1
+    return pos
+
+
+def unfold(value: str) -> str:
+    """A header value without its folding line breaks."""
+    return re.sub(r"(?:\r\n|\r|\n)(?=[ \t])", "", value).strip()
+
+
+def body_parts(root: MimeNode) -> set[str]:
+    """The paths of the HTML and plain-text body, chosen like ``EmailMessage.get_body``."""
+    chosen = set()
+    for subtype in ("html", "plain"):
+        for node in _find_body(root, subtype):
+            chosen.add(node.path)
+            break
+    return chosen
+
+
+def _find_body(node: MimeNode, subtype: str) -> list[MimeNode]:
+    if node.is_attachment:
+        return []
+    maintype, _, sub = node.content_type.partition("/")
+    if maintype == "text":
+        return [node] if sub == subtype else []
+    if maintype != "multipart" or not node.children:
+        return []
+    if sub != "related":
+        return [found for child in node.children for found in _find_body(child, subtype)]
+    start = node.headers.get_param("start")
+    candidate = next((c for c in node.children if start and c.headers.get("content-id") == start), node.children[0])
+    return _find_body(candidate, subtype)

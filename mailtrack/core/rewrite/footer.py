@@ -1,0 +1,100 @@
+"""Subscription tracking (SendGrid semantics): unsubscribe footers and substitution tags.
+
+``html`` and ``text`` are footers appended to the body; in them ``<% link text %>``
+becomes a link to the signed unsubscribe URL (HTML) or the bare URL (text, where
+the link text is dropped). A ``substitution_tag`` overrides both: every
+occurrence of it is replaced by the bare URL and nothing is appended.
+"""
+
+from __future__ import annotations
+
+import re
+
+from mailtrack.core.results import PixelInsertion
+from mailtrack.core.rewrite.links import LinkBook, classify_destination, tokens_after, track_html_links
+from mailtrack.core.rewrite.plan import RewritePlan
+from mailtrack.core.rewrite.splice import splice
+from mailtrack.core.scanner import scan
+from mailtrack.core.urlfinder import find_urls
+
+__all__ = ["DEFAULT_HTML", "DEFAULT_TEXT", "html_footer", "text_footer"]
+
+#: SendGrid's default footers, used when subscription tracking is on without ``html``/``text``.
+DEFAULT_HTML = "<p>If you would like to unsubscribe and stop receiving these emails <% click here %>.</p>"
+DEFAULT_TEXT = "If you would like to unsubscribe and stop receiving these emails click here: <% %>."
+
+_TAG = re.compile(r"<%\s*(.*?)\s*%>", re.DOTALL)
+
+
+def html_footer(template: str, url: str) -> str:
+    """``template`` with each ``<% text %>`` made a link to ``url`` (the URL itself when the text is empty)."""
+    return _TAG.sub(lambda m: f'<a href="{url}">{m.group(1) or url}</a>', template)
+
+
+def text_footer(template: str, url: str) -> str:
+    """``template`` with each ``<% ... %>`` replaced by the bare ``url``."""
+    return _TAG.sub(lambda m: url, template)
+
+
+def unsubscribe_edits(
+    source: str,
+    plan: RewritePlan,
+    book: LinkBook,
+    edits: list[tuple[int, int, str]],
+    warnings: list[str],
+    *,
+    text: bool,
+    at: int,
+) -> list[PixelInsertion]:
+    """Where the unsubscribe URL goes: the substitution tag's places, or a footer at ``at``.
+
+    Other links in a footer are tracked now, like the body's (recorded with
+    ``start == end == at``: they are not in the input), so that a second pass
+    finds nothing left to do.
+    """
+    settings = plan.unsubscribe
+    if settings is None:
+        return []
+    prefix = plan.layout.prefix("unsubscribe")
+    if any(settings.is_token(token) for token in tokens_after(source, prefix)):
+        return []  # an earlier pass put it there
+    url = prefix + settings.token()
+    tag = settings.substitution_tag
+    if tag:
+        taken = [(start, end) for start, end, _ in edits]
+        places, overlapping, pos = [], 0, source.find(tag)
+        while pos != -1:
+            if any(start < pos + len(tag) and pos < end for start, end in taken):
+                overlapping += 1
+            else:
+                places.append(PixelInsertion(pos, url, tag))
+            pos = source.find(tag, pos + len(tag))
+        if places:
+            if overlapping:
+                warnings.append(f"subscription_tracking.substitution_tag {tag!r} inside a tracked link left as is {overlapping} time(s)")
+            return places
+        where = "only inside tracked links" if overlapping else "not found"
+        warnings.append(f"subscription_tracking.substitution_tag {tag!r} {where}; the unsubscribe footer was added instead")
+    if text:
+        newline = settings.newline or ("\r\n" if "\r\n" in source else "\n")
+        if not source or source.endswith(("\n\n", "\n\r\n")):
+            separator = ""  # already ends with a blank line
+        elif source.endswith("\n"):
+            separator = newline
+        else:
+            separator = newline * 2
+        footer = text_footer(settings.text, url)
+        if plan.click is not None:
+            footer = splice(footer, [
+                (start, end, tracking)
+                for start, end in find_urls(footer)
+                if (tracking := book.decide(footer[start:end], classify_destination(footer[start:end], plan),
+                                            at, at, footer[start:end], "", "text")) is not None
+            ])
+        return [PixelInsertion(at, separator + footer + newline)]
+    footer = html_footer(settings.html, url)
+    if plan.click is not None:
+        footer_edits: list[tuple[int, int, str]] = []
+        track_html_links(footer, scan(footer), plan, book, footer_edits, recorded_at=at)
+        footer = splice(footer, footer_edits)
+    return [PixelInsertion(at, footer)]

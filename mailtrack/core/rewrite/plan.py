@@ -1,0 +1,43 @@
+"""What one rewrite needs besides the document: resolved settings and the signers.
+
+A :class:`RewritePlan` is built by :class:`mailtrack.Tracker` for each call and
+read by the HTML, text and MIME rewriters; it holds no I/O.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from mailtrack.core.rewrite.rules import OptOuts, PlaceholderMatcher
+from mailtrack.core.urls import UrlLayout
+
+
+@dataclass(frozen=True)
+class RewritePlan:
+    """Everything one rewrite needs besides the document: resolved settings and signers."""
+
+    layout: UrlLayout
+    placeholders: PlaceholderMatcher
+    opt_outs: OptOuts
+    max_links: int
+    click: Callable[[int, str], str] | None  # signs (link_index, url); None: click tracking off
+    open_token: Callable[[], str] | None  # signs the open token; None: open tracking off
+    is_open_token: Callable[[str], bool]  # True for an authentic open token of ours (an earlier pass's pixel)
+    substitution_tag: str | None
+    pixel_position: str  # "bottom" or "top"
+    utm: tuple[tuple[str, str], ...] = ()  # Google Analytics parameters added to tracked destinations
+    unsubscribe: Unsubscribe | None = None  # subscription tracking; None: off
+    first_index: int = 0  # link_index of the first link (later parts of a message continue the count)
+
+
+@dataclass(frozen=True)
+class Unsubscribe:
+    """Subscription tracking for one message: how to sign the URL and where it goes."""
+
+    token: Callable[[], str]
+    is_token: Callable[[str], bool]  # True for an authentic unsubscribe token of ours
+    html: str  # footer template with <% link text %>
+    text: str  # footer template with <% %>
+    substitution_tag: str | None  # replaced by the bare URL instead of any footer
+    newline: str = ""  # line break around a text footer; "" to follow the text's own

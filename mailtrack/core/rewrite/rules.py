@@ -1,0 +1,140 @@
+"""Which links are left alone: template placeholders and per-link opt-outs.
+
+Placeholders are left alone because the template engine runs after us in some
+pipelines (or the ESP substitutes them): signing ``{{url}}`` would freeze a
+value nobody meant to send. Opt-out attributes are the ones teams already use
+with SendGrid and other providers, so a migration needs no template changes.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Mapping
+from typing import Union
+
+from mailtrack.core.charrefs import decode_attribute
+from mailtrack.core.scanner import LinkTag
+from mailtrack.core.urls import ASCII_WHITESPACE, CONTROL_CHARS, HTTP_PREFIX
+
+__all__ = ["DEFAULT_OPT_OUTS", "DEFAULT_PLACEHOLDERS", "OptOuts", "PlaceholderMatcher"]
+
+#: Patterns searched in the decoded destination; a match means "left alone".
+DEFAULT_PLACEHOLDERS: tuple[str, ...] = (
+    r"(?s:\{\{.*?\}\})",  # Mustache, Handlebars, Jinja, Liquid output
+    r"(?s:\{%.*?%\})",  # Jinja, Django, Liquid tags
+    r"(?s:\*\|.*?\|\*)",  # Mailchimp merge tags
+    r"(?s:<%.*?%>)",  # SendGrid legacy, ERB
+    # %tag% (SendGrid substitutions), but not percent-encoding: the closing "%"
+    # must not start an escape like %80.
+    r"%[A-Za-z_][A-Za-z0-9_.-]*%(?![0-9A-Fa-f]{2})",
+    r"\A\[[^\[\]]+\]\Z",  # [tag] as the whole value
+    r"(?s:\$\{.*?\})",  # ${var}
+)
+
+#: Opt-out attribute -> the value that opts out (None: present at all). Values compare without case.
+DEFAULT_OPT_OUTS: Mapping[str, str | None] = {
+    "clicktracking": "off",  # SendGrid
+    "data-pm-no-track": None,  # Postmark
+    "ses:no-track": None,  # Amazon SES
+    "data-msys-clicktrack": "0",  # SparkPost
+    "mc:disable-tracking": None,  # Mailchimp / Mandrill
+    "disable-tracking": "true",  # Mailgun-style
+    "data-mautic-disable-tracking": "true",  # Mautic
+}
+
+PatternInput = Union[str, "re.Pattern[str]"]
+_TRIGGERS = r"{%|<\[$"  # a character every default placeholder pattern needs
+
+
+class PlaceholderMatcher:
+    """Finds template placeholders with one combined expression."""
+
+    def __init__(self, patterns: PatternInput | Iterable[PatternInput] = DEFAULT_PLACEHOLDERS) -> None:
+        if isinstance(patterns, (str, re.Pattern)):
+            patterns = [patterns]  # one pattern, not its characters
+        sources = [_scoped(p) for p in patterns]
+        self.patterns = tuple(sources)
+        self._regex = re.compile("|".join(f"(?:{s})" for s in sources)) if sources else None
+        # Every default pattern needs one of these characters; most URLs have none,
+        # so one character-class scan settles them (custom lists always run in full).
+        defaults = self.patterns == DEFAULT_PLACEHOLDERS
+        self._trigger = re.compile(f"[{_TRIGGERS}]").search if defaults else None
+        self._plain = re.compile(f"{HTTP_PREFIX}[^{_TRIGGERS}{CONTROL_CHARS}]+").fullmatch if defaults else None
+
+    def plain_http(self, url: str) -> bool:
+        """True if ``url`` is a valid http(s) destination that cannot hold a placeholder.
+
+        The fast path for most links: one match instead of a placeholder search
+        and the destination checks, built from the same pieces as those checks.
+        """
+        return self._plain is not None and self._plain(url) is not None
+
+    def search(self, value: str) -> bool:
+        """True if ``value`` holds a placeholder."""
+        if self._regex is None or (self._trigger is not None and self._trigger(value) is None):
+            return False
+        return self._regex.search(value) is not None
+
+
+def _scoped(pattern: PatternInput) -> str:
+    """A pattern's source with its flags inline, so that patterns can be joined without losing them."""
+    if isinstance(pattern, str):
+        re.compile(pattern)  # raise re.error naming the bad one
+        return pattern
+    if not isinstance(pattern, re.Pattern) or not isinstance(pattern.pattern, str):
+        raise TypeError(f"placeholder patterns must be str or compiled str patterns, not {pattern!r}")
+    flags = "".join(letter for flag, letter in _INLINE_FLAGS if pattern.flags & flag)
+    return f"(?{flags}:{pattern.pattern})" if flags else pattern.pattern
+
+
+_INLINE_FLAGS = ((re.IGNORECASE, "i"), (re.MULTILINE, "m"), (re.DOTALL, "s"), (re.VERBOSE, "x"))
+
+
+class OptOuts:
+    """Per-link opt-out attributes: name -> the value that opts out (None: mere presence).
+
+    A tag is first searched for any of the names as plain text (one C-level
+    search); only a hit costs a full attribute parse, so the common link pays
+    almost nothing for the rule.
+    """
+
+    def __init__(self, attributes: Mapping[str, str | None] = DEFAULT_OPT_OUTS) -> None:
+        if not isinstance(attributes, Mapping):
+            raise TypeError(f"opt_out_attributes must be a mapping of name -> value or None, not {attributes!r}")
+        for name, value in attributes.items():
+            if not isinstance(name, str) or not name or not (value is None or isinstance(value, str)):
+                raise TypeError(f"opt_out_attributes maps a non-empty str name to a str or None, not {name!r}: {value!r}")
+        self.attributes = {name.lower(): (None if value is None else value.lower()) for name, value in attributes.items()}
+        self._names = tuple(self.attributes)
+        self._common = _common_substring(self._names)
+
+    def applies(self, text: str, tag: LinkTag) -> bool:
+        """True if ``tag`` (scanned from ``text``) carries an opt-out attribute."""
+        if not self._names:
+            return False
+        lowered = text[tag.start : tag.end].lower()
+        if self._common and self._common not in lowered:
+            return False  # e.g. every default name holds "track"
+        if not any(name in lowered for name in self._names):
+            return False
+        found = tag.attributes(text)
+        for name, wanted in self.attributes.items():
+            attribute = found.get(name)
+            if attribute is not None and (
+                wanted is None or decode_attribute(attribute[0]).strip(ASCII_WHITESPACE).lower() == wanted
+            ):
+                return True
+        return False
+
+
+def _common_substring(names: tuple[str, ...]) -> str:
+    """The longest string found in every name ("" if none): one test rules most tags out."""
+    if not names:
+        return ""
+    shortest = min(names, key=len)
+    for size in range(len(shortest), 2, -1):
+        for start in range(len(shortest) - size + 1):
+            candidate = shortest[start : start + size]
+            if all(candidate in name for name in names):
+                return candidate
+    return ""

@@ -1,0 +1,24 @@
+"""Apply edits to a text in one pass: ``(start, end, replacement)`` spans, everything else copied.
+
+The rewriters never re-serialize a document; they collect these spans and splice them.
+"""
+
+from __future__ import annotations
+
+#: ``(start, end, replacement)`` spans of the input, sorted by start: what a rewrite changed.
+Edits = list[tuple[int, int, str]]
+
+
+def splice(source: str, edits: Edits) -> str:
+    """``source`` with each ``(start, end, replacement)`` applied; insertions at one offset keep their order."""
+    if not edits:
+        return source
+    edits.sort(key=lambda edit: edit[0])
+    out: list[str] = []
+    pos = 0
+    for start, end, replacement in edits:
+        out.append(source[pos:start])
+        out.append(replacement)
+        pos = end
+    out.append(source[pos:])
+    return "".join(out)

@@ -1,0 +1,41 @@
+"""Plain-text bodies: track the URLs a reader sees (:mod:`mailtrack.core.urlfinder`), patch them in place."""
+
+from __future__ import annotations
+
+from mailtrack.core.results import TextResult
+from mailtrack.core.rewrite.footer import unsubscribe_edits
+from mailtrack.core.rewrite.links import LinkBook, classify_destination
+from mailtrack.core.rewrite.plan import RewritePlan
+from mailtrack.core.rewrite.splice import Edits, splice
+from mailtrack.core.urlfinder import find_urls
+
+__all__ = ["rewrite_text", "rewrite_text_edits"]
+
+
+
+def rewrite_text(text: str, plan: RewritePlan, exclude: frozenset[str] = frozenset()) -> TextResult:
+    """Rewrite the URLs of a plain-text body as ``plan`` says; see :meth:`mailtrack.Tracker.rewrite_text`.
+
+    ``exclude`` holds destinations to leave alone with reason ``opt-out`` (links
+    opted out in the message's HTML part). No pixel: text cannot load one.
+    """
+    return rewrite_text_edits(text, plan, exclude)[0]
+
+
+def rewrite_text_edits(text: str, plan: RewritePlan, exclude: frozenset[str] = frozenset()) -> tuple[TextResult, Edits]:
+    """:func:`rewrite_text`, plus the edits it made."""
+    if not isinstance(text, str):
+        raise TypeError(f"text must be a str, not {type(text).__name__}; decode bytes with the message part's charset first")
+    edits: list[tuple[int, int, str]] = []
+    warnings: list[str] = []
+    book = LinkBook(plan)
+    if plan.click is not None:
+        for start, end in find_urls(text):
+            url = text[start:end]
+            reason = "opt-out" if url in exclude else classify_destination(url, plan)
+            tracking_url = book.decide(url, reason, start, end, url, "", "text")
+            if tracking_url is not None:
+                edits.append((start, end, tracking_url))
+    unsubscribe = unsubscribe_edits(text, plan, book, edits, warnings, text=True, at=len(text))
+    edits.extend((p.position, p.position + len(p.replaced), p.html) for p in unsubscribe)
+    return TextResult(splice(text, edits), book.links, book.skipped, warnings, unsubscribe), edits

@@ -1,0 +1,43 @@
+"""Plain-text bodies: find URLs as a reader sees them and patch them in place.
+
+A URL starts at ``http://`` or ``https://`` (any case, not glued to a preceding
+letter or digit) and runs to whitespace, ``<``, ``>`` or ``"``. Then, as a reader
+would, trailing sentence punctuation ``.,;:!?`` and closing quotes are left
+out, and a closing ``)``, ``]`` or ``}`` is left out when it has no opening
+partner inside the URL: ``(see https://x.example/a)`` ends before ``)`` while
+``https://en.wikipedia.org/wiki/Foo_(bar)`` keeps it; ``<https://...>`` stops
+at ``>``.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+
+__all__ = ["find_urls"]
+
+_START = re.compile(r"(?<![A-Za-z0-9])[hH][tT][tT][pP][sS]?://[^\s<>\"]+")
+_TRAILING = ".,;:!?'\u2019\u201d\u00bb*"  # sentence punctuation, closing quotes, an emphasis mark
+_PAIRS = {")": "(", "]": "[", "}": "{"}
+
+
+def find_urls(text: str) -> Iterator[tuple[int, int]]:
+    """``(start, end)`` of every http(s) URL in ``text``, in order."""
+    for match in _START.finditer(text):
+        start, end = match.span()
+        end = _trim(text, start, end)
+        if end > start:
+            yield start, end
+
+
+def _trim(text: str, start: int, end: int) -> int:
+    """Where a reader would say the URL ``text[start:end]`` really ends."""
+    while end > start:
+        last = text[end - 1]
+        if last == "*" and text[end - 2 : end] == "|*":
+            break  # the end of a Mailchimp merge tag *|X|*, not emphasis
+        if last in _TRAILING or last in _PAIRS and text.count(last, start, end) > text.count(_PAIRS[last], start, end):
+            end -= 1
+        else:
+            break
+    return end

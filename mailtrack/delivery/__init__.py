@@ -1,0 +1,1 @@
+"""Getting an event from a request to its destinations: the recorder, its spool, and webhooks."""

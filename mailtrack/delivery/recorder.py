@@ -1,0 +1,279 @@
+"""Recording events without ever failing or holding up the response a recipient sees.
+
+:class:`Recorder` writes each event to the store synchronously (a WAL commit:
+well under a millisecond), so an event whose response was sent survives a
+``kill -9`` of the server. When the store cannot be written (locked past its
+short busy timeout, disk full, file gone), the event goes to an append-only
+spool file next to the database instead, and a background thread moves spooled
+events into the store once it works again; if even the spool cannot be
+written, the event waits in memory. Every failure is logged to the
+``mailtrack`` logger. Events carry a unique ``event_id``, so an event moved
+twice is stored once.
+
+After a failed write the recorder stays on the spool until the background
+thread has emptied it: no response waits for a store that just failed, and
+events reach the store in the order they happened, so ``first`` stays right.
+
+Other sinks (callbacks) are called from a background thread after the store
+has set ``first``: a slow callback never delays a response.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import queue
+import sqlite3
+import threading
+import time
+from collections import deque
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+
+from mailtrack.events import EventSink, TrackingEvent
+from mailtrack.storage.sqlite import SQLiteStore
+
+try:  # advisory locks mark a live process's spool; without them (Windows) only our own spool is recovered
+    import fcntl
+except ImportError:  # pragma: no cover - not on POSIX
+    fcntl = None  # type: ignore[assignment]
+
+__all__ = ["Recorder"]
+
+log = logging.getLogger("mailtrack")
+_MAX_IN_MEMORY = 100_000
+
+
+class Recorder:
+    """Sends events to the store (and webhook outbox), spooling on failure, then to the other sinks."""
+
+    def __init__(
+        self,
+        store: SQLiteStore | None,
+        sinks: Iterable[EventSink] = (),
+        *,
+        outbox: Sequence[str] = (),
+        spool_dir: str | Path | None = None,
+        retry_interval: float = 0.5,
+        max_retry_interval: float = 30.0,
+    ) -> None:
+        self.store = store
+        self.sinks = list(sinks)
+        self.outbox = tuple(outbox)
+        self.retry_interval = retry_interval
+        self.max_retry_interval = max_retry_interval
+        default_spool = Path(store.path + ".spool") if store is not None else None
+        self.spool_dir = Path(spool_dir) if spool_dir is not None else default_spool
+        self._spool_lock = threading.Lock()
+        self._spool_file: int | None = None
+        self._spool_path: Path | None = None
+        self._pending: deque[TrackingEvent] = deque(maxlen=_MAX_IN_MEMORY)
+        self._degraded = False  # True from a failed store write until the spool is empty again
+        self._drain_lock = threading.Lock()  # one drain at a time in this process (flock only tells processes apart)
+        self._wake = threading.Event()
+        self._closed = threading.Event()
+        self._fanout: queue.SimpleQueue[TrackingEvent | None] = queue.SimpleQueue()
+        self._threads = [
+            threading.Thread(target=self._retry_loop, name="mailtrack-spool", daemon=True),
+            threading.Thread(target=self._fanout_loop, name="mailtrack-sinks", daemon=True),
+        ]
+        for thread in self._threads:
+            thread.start()
+        if store is not None:
+            self._wake.set()  # recover spools left by earlier processes
+
+    # -- the request path -------------------------------------------------------
+    def record(self, event: TrackingEvent) -> TrackingEvent:
+        """Record ``event``; never raises. Returns it with ``first`` when the store could tell."""
+        try:
+            if self.store is not None:
+                if self._degraded:  # the store failed a moment ago, or older events still wait: queue behind them
+                    self._spool(event)
+                    return event
+                try:
+                    event = self.store.record(event, self.outbox)
+                except Exception as exc:  # sqlite3.Error, OSError, ...: the recipient must not notice
+                    log.warning("mailtrack: store write failed (%s); spooling events until it works again", exc)
+                    self._spool(event)
+                    return event
+            if self.sinks:
+                self._fanout.put(event)
+        except Exception:  # a last guard: recording must never break a response
+            log.exception("mailtrack: could not record event %s", event.event_id)
+        return event
+
+    def _spool(self, event: TrackingEvent) -> None:
+        line = (json.dumps(event.to_dict(), separators=(",", ":"), default=str) + "\n").encode("utf-8")
+        with self._spool_lock:
+            try:
+                fd = self._open_spool()
+                written = 0
+                while written < len(line):  # in the page cache once written: survives a kill of this process
+                    written += os.write(fd, line[written:])
+            except OSError as exc:
+                log.error("mailtrack: spool write failed (%s); event %s kept in memory", exc, event.event_id)
+                self._pending.append(event)
+            if not self._degraded:
+                self._degraded = True
+                self._wake.set()
+
+    def _open_spool(self) -> int:
+        if self._spool_file is None:
+            if self.spool_dir is None:
+                raise OSError("no spool directory (no store)")
+            self.spool_dir.mkdir(parents=True, exist_ok=True)
+            name = f"{os.getpid()}-{time.time_ns()}"
+            # Created under a name no drain looks at, locked, then renamed: another process can never
+            # take (and delete) the file between its creation and its lock.
+            making = self.spool_dir / f"{name}.new"
+            fd = os.open(making, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+            if fcntl is not None:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            self._spool_path = self.spool_dir / f"{name}.jsonl"
+            os.replace(making, self._spool_path)
+            self._spool_file = fd
+        return self._spool_file
+
+    # -- background work --------------------------------------------------------------
+    def _retry_loop(self) -> None:
+        delay = self.retry_interval
+        while not self._closed.is_set():
+            self._wake.wait(delay)
+            self._wake.clear()
+            if self._closed.is_set() or self.store is None:
+                continue
+            try:
+                drained = self.drain()
+            except Exception:  # never let this thread die: the next tick tries again
+                log.exception("mailtrack: draining the spool failed")
+                drained = False
+            delay = self.retry_interval if drained else min(delay * 2, self.max_retry_interval)
+
+    def drain(self) -> bool:
+        """Move spooled and in-memory events into the store, oldest first; True when nothing is left.
+
+        Other processes' spools left behind (their owner died) are taken too.
+        Only the last step, for the events spooled while this ran, holds the
+        lock request threads spool under.
+        """
+        if self.store is None:
+            return not self._pending
+        with self._drain_lock:
+            return self._drain()
+
+    def _drain(self) -> bool:
+        assert self.store is not None
+        with self._spool_lock:
+            self._rotate()
+        for path in self._spool_files():
+            if not self._drain_file(path):
+                return False
+        with self._spool_lock:
+            self._rotate()
+            for path in self._spool_files():  # just what arrived during the pass above
+                if not self._drain_file(path):
+                    return False
+            while self._pending:
+                try:
+                    self._stored(self.store.record(self._pending[0], self.outbox))
+                except sqlite3.OperationalError as exc:
+                    log.warning("mailtrack: retry failed (%s); %d event(s) waiting in memory", exc, len(self._pending))
+                    return False
+                except Exception as exc:
+                    log.error("mailtrack: event %s refused by the store (%s); dropped", self._pending[0].event_id, exc)
+                self._pending.popleft()
+            self._degraded = False
+        return True
+
+    def _rotate(self) -> None:
+        """Close our spool file (under ``_spool_lock``): it is drained like any other; new events start a new one."""
+        if self._spool_file is not None:
+            os.close(self._spool_file)
+            self._spool_file = None
+            self._spool_path = None
+
+    def _spool_files(self) -> list[Path]:
+        if self.spool_dir is None or not self.spool_dir.is_dir():
+            return []
+        return sorted(self.spool_dir.glob("*.jsonl"))
+
+    def _drain_file(self, path: Path) -> bool:
+        """Store the events of one spool file not held by a live writer, then remove it."""
+        if fcntl is None and not path.name.startswith(f"{os.getpid()}-"):
+            return True  # without locks, other processes' spools are left to them
+        try:
+            fd = os.open(path, os.O_RDWR)
+        except FileNotFoundError:
+            return True  # another process drained it
+        except OSError as exc:
+            log.warning("mailtrack: cannot open spool %s (%s)", path, exc)
+            return False
+        try:
+            if fcntl is not None:
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                except OSError:
+                    return True  # a live process is still writing it
+            data = path.read_bytes()
+            for line in data.splitlines():
+                if not line.strip():
+                    continue
+                try:
+                    event = TrackingEvent.from_dict(json.loads(line))
+                except (ValueError, TypeError, KeyError) as exc:  # a torn last line after a crash mid-write
+                    log.error("mailtrack: unreadable spool line in %s skipped (%s)", path, exc)
+                    continue
+                assert self.store is not None
+                try:
+                    self._stored(self.store.record(event, self.outbox))
+                except sqlite3.OperationalError as exc:  # locked, full, unreachable: later
+                    log.warning("mailtrack: retry from spool failed (%s); will try again", exc)
+                    return False
+                except Exception as exc:  # this event itself is refused: set it aside, go on with the rest
+                    log.error("mailtrack: spooled event %s refused by the store (%s); kept in %s",
+                              event.event_id, exc, self._rejected())
+                    with open(self._rejected(), "ab") as rejected:
+                        rejected.write(line + b"\n")
+            # Everything in it is stored (a rerun would store nothing twice): remove it.
+            path.unlink(missing_ok=True)
+            return True
+        except OSError as exc:
+            log.warning("mailtrack: cannot drain spool %s (%s); will try again", path, exc)
+            return False
+        finally:
+            os.close(fd)
+
+    def _rejected(self) -> Path:
+        assert self.spool_dir is not None
+        return self.spool_dir / "rejected.log"
+
+    def _stored(self, event: TrackingEvent) -> None:
+        if self.sinks:
+            self._fanout.put(event)
+
+    def _fanout_loop(self) -> None:
+        while True:
+            event = self._fanout.get()
+            if event is None:
+                return
+            for sink in self.sinks:
+                try:
+                    sink.record(event)
+                except Exception:
+                    log.exception("mailtrack: event sink %r failed for event %s", sink, event.event_id)
+
+    def close(self, timeout: float = 5.0) -> None:
+        """Try a last drain, stop the threads (spooled events stay on disk for the next start)."""
+        if self._closed.is_set():
+            return
+        try:
+            self.drain()
+        finally:
+            self._closed.set()
+            self._wake.set()
+            self._fanout.put(None)
+            for thread in self._threads:
+                thread.join(timeout)
+            with self._spool_lock:
+                self._rotate()

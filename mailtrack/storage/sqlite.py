@@ -1,0 +1,349 @@
+"""The embedded event store: one SQLite file, safe for several threads and processes.
+
+WAL journaling lets readers run beside the one writer, and a short busy
+timeout bounds how long a write waits for another process; a write that still
+fails raises, and :class:`~mailtrack.recorder.Recorder` spools the event
+instead of failing the request. The schema is versioned (``PRAGMA
+user_version``) and upgraded by the migrations below, in order, on open.
+
+An event and its webhook outbox rows are written in one transaction, so a
+webhook is never told about an event the store lost, nor the reverse.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import sqlite3
+import threading
+from collections.abc import Iterable, Iterator, Sequence
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from mailtrack.events import TrackingEvent
+from mailtrack.storage.base import OutboxItem
+
+__all__ = ["MIGRATIONS", "OutboxItem", "SQLiteStore"]
+
+#: Each entry upgrades the schema by one version (user_version = index + 1).
+MIGRATIONS: tuple[str, ...] = (
+    # 1: events, and which (type, message, recipient) has been seen
+    """
+    CREATE TABLE events (
+        id INTEGER PRIMARY KEY,
+        event_id TEXT NOT NULL UNIQUE,
+        event_type TEXT NOT NULL,
+        timestamp REAL NOT NULL,
+        message_id TEXT NOT NULL,
+        recipient TEXT NOT NULL,
+        url TEXT,
+        link_index INTEGER,
+        user_agent TEXT,
+        ip TEXT,
+        referer TEXT,
+        metadata TEXT NOT NULL DEFAULT '{}',
+        first INTEGER NOT NULL,
+        machine TEXT
+    );
+    CREATE INDEX events_message ON events (message_id, event_type, recipient);
+    CREATE INDEX events_time ON events (timestamp);
+    CREATE TABLE firsts (
+        event_type TEXT NOT NULL,
+        message_id TEXT NOT NULL,
+        recipient TEXT NOT NULL,
+        PRIMARY KEY (event_type, message_id, recipient)
+    ) WITHOUT ROWID;
+    """,
+    # 2: the webhook outbox
+    """
+    CREATE TABLE outbox (
+        id INTEGER PRIMARY KEY,
+        event_id TEXT NOT NULL REFERENCES events (event_id),
+        target TEXT NOT NULL,
+        attempts INTEGER NOT NULL DEFAULT 0,
+        next_attempt REAL NOT NULL,
+        last_error TEXT,
+        delivered REAL,
+        dead INTEGER NOT NULL DEFAULT 0,
+        UNIQUE (event_id, target)
+    );
+    CREATE INDEX outbox_due ON outbox (next_attempt) WHERE delivered IS NULL AND dead = 0;
+    """,
+)
+
+_COLUMNS = (
+    "event_id, event_type, timestamp, message_id, recipient, url, link_index, user_agent, ip, referer, metadata, first, machine"
+)
+
+
+class SQLiteStore:
+    """Events in a SQLite file. ``busy_timeout`` (seconds) bounds the wait for another writer."""
+
+    def __init__(self, path: str | Path, *, busy_timeout: float = 0.25) -> None:
+        self.path = str(path)
+        self.busy_timeout = busy_timeout
+        self._local = threading.local()
+        # One writer at a time within a process: SQLite serializes writers anyway, but threads that contend
+        # for its lock while trading the GIL hold it far longer (and starve WAL checkpoints).
+        self._write_lock = threading.Lock()
+        self._migrate()
+
+    # -- connections ---------------------------------------------------------------
+    def _connection(self) -> sqlite3.Connection:
+        connection: sqlite3.Connection | None = getattr(self._local, "connection", None)
+        if connection is None:
+            connection = sqlite3.connect(self.path, timeout=self.busy_timeout, isolation_level=None)
+            connection.execute("PRAGMA journal_mode=WAL")
+            connection.execute("PRAGMA synchronous=NORMAL")  # durable across a process kill; fsync at checkpoints
+            connection.execute("PRAGMA journal_size_limit=67108864")  # give a grown WAL back after a checkpoint
+            connection.execute("PRAGMA foreign_keys=ON")
+            self._local.connection = connection
+        return connection
+
+    def close(self) -> None:
+        """Close this thread's connection (others close when their threads end)."""
+        connection = getattr(self._local, "connection", None)
+        if connection is not None:
+            connection.close()
+            self._local.connection = None
+
+    def _migrate(self) -> None:
+        db = sqlite3.connect(self.path, timeout=30, isolation_level=None)
+        try:
+            if db.execute("PRAGMA user_version").fetchone()[0] == len(MIGRATIONS):
+                return  # up to date: no write lock taken (readers such as `mailtrack events` stay out of the way)
+            db.execute("PRAGMA journal_mode=WAL")
+            db.execute("BEGIN IMMEDIATE")  # one process migrates; the others wait, then see the new version
+            version = db.execute("PRAGMA user_version").fetchone()[0]
+            if version > len(MIGRATIONS):
+                db.execute("ROLLBACK")
+                raise RuntimeError(f"{self.path} has schema version {version}; this mailtrack knows up to {len(MIGRATIONS)}")
+            for number, script in enumerate(MIGRATIONS[version:], version + 1):
+                for statement in script.split(";"):
+                    if statement.strip():
+                        db.execute(statement)
+                db.execute(f"PRAGMA user_version = {number}")
+            db.execute("COMMIT")
+        finally:
+            db.close()
+
+    @property
+    def version(self) -> int:
+        return int(self._connection().execute("PRAGMA user_version").fetchone()[0])
+
+    # -- writing -------------------------------------------------------------------
+    def record(self, event: TrackingEvent, outbox: Sequence[str] = ()) -> TrackingEvent:
+        """Store ``event`` (once per ``event_id``), decide ``first``, queue it for each ``outbox`` target.
+
+        Returns the event as stored (with ``first`` set). Raises
+        ``sqlite3.Error`` when the database cannot be written.
+        """
+        db = self._connection()
+        with self._writing():
+            return self._record(db, event, outbox)
+
+    def _record(self, db: sqlite3.Connection, event: TrackingEvent, outbox: Sequence[str]) -> TrackingEvent:
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            stored = db.execute("SELECT first FROM events WHERE event_id = ?", (event.event_id,)).fetchone()
+            if stored is not None:  # a retried write: recorded already
+                db.execute("COMMIT")
+                return event.with_first(bool(stored[0]))
+            first = db.execute(
+                "INSERT OR IGNORE INTO firsts (event_type, message_id, recipient) VALUES (?, ?, ?)",
+                (event.event_type, event.message_id, event.recipient),
+            ).rowcount == 1
+            event = event.with_first(first)
+            db.execute(f"INSERT INTO events ({_COLUMNS}) VALUES ({', '.join('?' * 13)})", _row(event))
+            now = event.timestamp.timestamp()
+            db.executemany(
+                "INSERT OR IGNORE INTO outbox (event_id, target, next_attempt) VALUES (?, ?, ?)",
+                [(event.event_id, target, now) for target in outbox],
+            )
+            db.execute("COMMIT")
+        except BaseException:
+            if db.in_transaction:
+                db.execute("ROLLBACK")
+            raise
+        return event
+
+    # -- reading -------------------------------------------------------------------
+    def events(
+        self,
+        *,
+        message_id: str | None = None,
+        event_type: str | None = None,
+        after_id: int = 0,
+        limit: int | None = None,
+    ) -> list[TrackingEvent]:
+        """Stored events in the order they were recorded, optionally filtered."""
+        where, args = ["id > ?"], [after_id]
+        if message_id is not None:
+            where.append("message_id = ?")
+            args.append(message_id)  # type: ignore[arg-type]
+        if event_type is not None:
+            where.append("event_type = ?")
+            args.append(event_type)  # type: ignore[arg-type]
+        sql = f"SELECT {_COLUMNS} FROM events WHERE {' AND '.join(where)} ORDER BY id"
+        if limit is not None:
+            sql += f" LIMIT {int(limit)}"
+        return [_event(row) for row in self._connection().execute(sql, args)]
+
+    def count(self) -> int:
+        return int(self._connection().execute("SELECT count(*) FROM events").fetchone()[0])
+
+    def stats(self) -> dict[str, Any]:
+        """Opens and clicks per message and per link, total and unique (distinct recipients).
+
+        ``recipients`` is how many recipients did anything at all: the store
+        does not know how many were sent, so click-through is unique clickers
+        over those (``ctr``) and over unique openers (``click_to_open``).
+        """
+        db = self._connection()
+        messages: dict[str, dict[str, Any]] = {}
+        for message_id, event_type, total, unique in db.execute(
+            "SELECT message_id, event_type, count(*), count(DISTINCT recipient) FROM events GROUP BY message_id, event_type"
+        ):
+            entry = messages.setdefault(message_id, {"message_id": message_id, "links": []})
+            entry[f"{event_type}_total"] = total
+            entry[f"{event_type}_unique"] = unique
+        for message_id, recipients in db.execute("SELECT message_id, count(DISTINCT recipient) FROM events GROUP BY message_id"):
+            entry = messages[message_id]
+            entry["recipients"] = recipients
+            for name in ("opened", "clicked", "unsubscribed"):
+                entry.setdefault(f"{name}_total", 0)
+                entry.setdefault(f"{name}_unique", 0)
+            entry["ctr"] = entry["clicked_unique"] / recipients if recipients else 0.0
+            entry["click_to_open"] = entry["clicked_unique"] / entry["opened_unique"] if entry["opened_unique"] else None
+        for message_id, index, url, total, unique in db.execute(
+            "SELECT message_id, link_index, url, count(*), count(DISTINCT recipient) FROM events "
+            "WHERE event_type = 'clicked' GROUP BY message_id, link_index, url ORDER BY message_id, link_index, url"
+        ):
+            messages[message_id]["links"].append({"link_index": index, "url": url, "clicks": total, "unique": unique})
+        return {"messages": sorted(messages.values(), key=lambda m: m["message_id"])}
+
+    # -- the webhook outbox -------------------------------------------------------------
+    def outbox_due(self, now: float, limit: int = 50, target: str | None = None) -> list[OutboxItem]:
+        """Deliveries whose next attempt is due, oldest first (read only; see :meth:`outbox_claim`)."""
+        return self._due(self._connection(), now, limit, target)
+
+    def outbox_claim(self, target: str, now: float, lease: float, limit: int = 50) -> list[OutboxItem]:
+        """Take the due deliveries for ``target``: nobody else gets them for ``lease`` seconds.
+
+        Several server processes share one outbox; claiming (moving the next
+        attempt past the lease, in the transaction that reads the rows) makes
+        each delivery attempt happen once. A worker that dies mid-delivery
+        leaves its rows to be taken again when the lease ends.
+        """
+        db = self._connection()
+        with self._writing():
+            return self._claim(db, target, now, lease, limit)
+
+    def _claim(self, db: sqlite3.Connection, target: str, now: float, lease: float, limit: int) -> list[OutboxItem]:
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            items = self._due(db, now, limit, target)
+            db.executemany("UPDATE outbox SET next_attempt = ? WHERE id = ?", [(now + lease, item.id) for item in items])
+            db.execute("COMMIT")
+        except BaseException:
+            if db.in_transaction:
+                db.execute("ROLLBACK")
+            raise
+        return items
+
+    @staticmethod
+    def _due(db: sqlite3.Connection, now: float, limit: int, target: str | None) -> list[OutboxItem]:
+        rows = db.execute(
+            f"SELECT o.id, o.target, o.attempts, {', '.join('e.' + c.strip() for c in _COLUMNS.split(','))} "
+            "FROM outbox o JOIN events e ON e.event_id = o.event_id "
+            "WHERE o.delivered IS NULL AND o.dead = 0 AND o.next_attempt <= ? AND (? IS NULL OR o.target = ?) "
+            "ORDER BY o.next_attempt, o.id LIMIT ?",
+            (now, target, target, limit),
+        ).fetchall()
+        return [OutboxItem(row[0], row[1], row[2], _event(row[3:])) for row in rows]
+
+    def outbox_release(self, item_id: int, now: float) -> None:
+        """Give a claimed delivery back without an attempt (a worker shutting down)."""
+        self._write("UPDATE outbox SET next_attempt = ? WHERE id = ?", (now, item_id))
+
+    def outbox_requeue(self, now: float) -> int:
+        """Give every dead delivery a fresh start (after a long outage of the receiver); returns how many."""
+        with self._writing():
+            cursor = self._connection().execute(
+                "UPDATE outbox SET dead = 0, attempts = 0, next_attempt = ? WHERE dead = 1 AND delivered IS NULL", (now,)
+            )
+            return int(cursor.rowcount)
+
+    def outbox_delivered(self, item_id: int, now: float) -> None:
+        self._write("UPDATE outbox SET delivered = ?, attempts = attempts + 1 WHERE id = ?", (now, item_id))
+
+    def outbox_failed(self, item_id: int, error: str, next_attempt: float | None) -> None:
+        """Record a failed attempt; ``next_attempt`` None gives up (the row stays, marked dead)."""
+        if next_attempt is None:
+            self._write("UPDATE outbox SET attempts = attempts + 1, last_error = ?, dead = 1 WHERE id = ?", (error, item_id))
+        else:
+            self._write(
+                "UPDATE outbox SET attempts = attempts + 1, last_error = ?, next_attempt = ? WHERE id = ?",
+                (error, next_attempt, item_id),
+            )
+
+    def outbox_rows(self) -> list[dict[str, Any]]:
+        """Every outbox row, for inspection and tests."""
+        cursor = self._connection().execute(
+            "SELECT id, event_id, target, attempts, next_attempt, last_error, delivered, dead FROM outbox ORDER BY id"
+        )
+        names = [d[0] for d in cursor.description]
+        return [dict(zip(names, row)) for row in cursor]
+
+    def _write(self, sql: str, args: Iterable[Any]) -> None:
+        with self._writing():
+            self._connection().execute(sql, tuple(args))
+
+    @contextlib.contextmanager
+    def _writing(self) -> Iterator[None]:
+        """This process's write lock (see ``__init__``), waited for as long as SQLite's busy timeout."""
+        if not self._write_lock.acquire(timeout=self.busy_timeout):
+            raise sqlite3.OperationalError("database is locked (another thread of this process is writing)")
+        try:
+            yield
+        finally:
+            self._write_lock.release()
+
+
+def _row(event: TrackingEvent) -> tuple[Any, ...]:
+    return (
+        event.event_id,
+        event.event_type.value,
+        event.timestamp.timestamp(),
+        event.message_id,
+        event.recipient,
+        event.url,
+        event.link_index,
+        event.user_agent,
+        event.ip,
+        event.referer,
+        json.dumps(dict(event.metadata), separators=(",", ":"), sort_keys=True, default=str),
+        int(bool(event.first)),
+        event.machine,
+    )
+
+
+def _event(row: Sequence[Any]) -> TrackingEvent:
+    (event_id, event_type, timestamp, message_id, recipient, url, link_index, user_agent, ip, referer, metadata, first,
+     machine) = row
+    return TrackingEvent(
+        event_type=event_type,
+        timestamp=datetime.fromtimestamp(timestamp, timezone.utc),
+        message_id=message_id,
+        recipient=recipient,
+        url=url,
+        link_index=link_index,
+        user_agent=user_agent,
+        ip=ip,
+        referer=referer,
+        metadata=json.loads(metadata),
+        first=bool(first),
+        machine=machine,
+        event_id=event_id,
+    )

@@ -1,0 +1,72 @@
+"""Shared test helpers: the corpus location and deterministic rewrites."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import mailtrack
+
+#: ``../shared/corpus`` next to the checkout; absent on a user's machine.
+CORPUS = Path(__file__).resolve().parents[3] / "shared" / "corpus"
+BASE_URL = "https://t.example.com"
+
+
+def make_tracker(**kwargs: object) -> mailtrack.Tracker:
+    return mailtrack.Tracker(secret_keys=["older-key", "newest-key"], base_url=BASE_URL, **kwargs)  # type: ignore[arg-type]
+
+
+def rewrite(tracker: mailtrack.Tracker, html: str, **kwargs: object) -> mailtrack.HtmlResult:
+    """Rewrite with fixed identity and timestamp (deterministic)."""
+    kwargs.setdefault("message_id", "msg-1")
+    kwargs.setdefault("recipient", "ann@example.com")
+    kwargs.setdefault("issued_at", 1_700_000_000)
+    return tracker.rewrite_html(html, **kwargs)  # type: ignore[arg-type]
+
+
+def links_only(tracker: mailtrack.Tracker, html: str, **kwargs: object) -> mailtrack.HtmlResult:
+    """Rewrite with open tracking off, to look at links alone."""
+    kwargs.setdefault("settings", {"open_tracking": {"enable": False}})
+    return rewrite(tracker, html, **kwargs)
+
+
+def assert_left_alone(tracker: mailtrack.Tracker, html: str, reason: str) -> None:
+    """``html`` holds one link, skipped for ``reason``, and comes out unchanged."""
+    result = links_only(tracker, html)
+    assert result.links == []
+    assert [s.reason for s in result.skipped] == [reason]
+    assert result.html == html
+
+
+def tracked(tracker: mailtrack.Tracker, html: str, **kwargs: object) -> list[str]:
+    """Destinations tracked in ``html``."""
+    return [link.url for link in links_only(tracker, html, **kwargs).links]
+
+
+def restore(result: mailtrack.HtmlResult, original: str) -> str:
+    """Undo a rewrite using only the result's spans: original values back, pixel out."""
+    edits = [(link.start, link.end, link.raw) for link in result.links]
+    edits += [(p.position, p.position + len(p.replaced), p.replaced) for p in result.pixels]
+    out, pos_out, pos_in = [], 0, 0
+    html = result.html
+    for start, end, raw in sorted(edits):
+        # the output has the same text as the input up to ``start``
+        out.append(html[pos_out : pos_out + (start - pos_in)])
+        pos_out += start - pos_in
+        replacement_len = _replacement_length(result, start)
+        out.append(raw)
+        pos_out += replacement_len
+        pos_in = end
+    out.append(html[pos_out:])
+    return "".join(out)
+
+
+def _replacement_length(result: mailtrack.HtmlResult, start: int) -> int:
+    from mailtrack.core.charrefs import escape_attribute
+
+    for link in result.links:
+        if link.start == start:
+            return len(escape_attribute(link.tracking_url, link.quote))
+    for pixel in result.pixels:
+        if pixel.position == start:
+            return len(pixel.html)
+    raise AssertionError(f"no edit at {start}")

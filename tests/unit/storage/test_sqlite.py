@@ -1,0 +1,426 @@
+"""The embedded SQLite store (mailtrack.store) and TrackingEvent, on real files in tmp_path."""
+
+from __future__ import annotations
+
+import multiprocessing
+import sqlite3
+from collections.abc import Iterator
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import mailtrack
+from mailtrack.events import EVENT_TYPES, TrackingEvent
+from mailtrack.storage.sqlite import MIGRATIONS, SQLiteStore
+
+T0 = datetime(2023, 11, 14, 22, 13, 20, 123456, tzinfo=timezone.utc)
+
+
+def event(event_type: str = "opened", message_id: str = "m1", recipient: str = "a@x", **kwargs: Any) -> TrackingEvent:
+    kwargs.setdefault("timestamp", T0)
+    if event_type == "clicked":
+        kwargs.setdefault("url", "https://example.com/")
+        kwargs.setdefault("link_index", 0)
+    return TrackingEvent(event_type=event_type, message_id=message_id, recipient=recipient, **kwargs)
+
+
+@pytest.fixture
+def db(tmp_path: Path) -> Path:
+    return tmp_path / "events.sqlite"
+
+
+@pytest.fixture
+def store(db: Path) -> Iterator[SQLiteStore]:
+    store = SQLiteStore(db)
+    yield store
+    store.close()
+
+
+def raw(db: Path) -> sqlite3.Connection:
+    return sqlite3.connect(db, isolation_level=None)
+
+
+def tables(db: Path) -> set[str]:
+    with raw(db) as connection:
+        return {row[0] for row in connection.execute("SELECT name FROM sqlite_master WHERE type IN ('table', 'index')")}
+
+
+# -- TrackingEvent ----------------------------------------------------------------------------
+
+
+def test_event_validation() -> None:
+    with pytest.raises(ValueError, match="event_type"):
+        event("bounced")
+    with pytest.raises(ValueError, match="timezone"):
+        event(timestamp=datetime(2023, 1, 1))
+    assert set(EVENT_TYPES.values()) == {"opened", "clicked", "unsubscribed"}
+    assert event().event_id != event().event_id
+
+
+def test_event_dict_round_trip() -> None:
+    original = event("clicked", url="https://example.com/ü?a=1", link_index=4, user_agent="UA", ip="::1",
+                     referer="https://r/", metadata={"k": [1, {"x": None}]}, first=True, machine="apple-mpp",
+                     timestamp=T0.astimezone(timezone(timedelta(hours=5))))
+    data = original.to_dict()
+    assert data["timestamp"] == "2023-11-14T22:13:20.123456Z"
+    assert TrackingEvent.from_dict(data) == original
+    assert set(data) == {"event_id", "event_type", "timestamp", "message_id", "recipient", "url", "link_index",
+                         "user_agent", "ip", "referer", "metadata", "first", "machine"}
+
+
+def test_tracking_event_is_exported_from_the_package() -> None:
+    assert mailtrack.TrackingEvent is TrackingEvent  # issue #4 names it so
+
+
+# -- schema and migrations --------------------------------------------------------------------
+
+
+def test_new_file_gets_latest_schema_in_wal_mode(store: SQLiteStore, db: Path) -> None:
+    assert store.version == len(MIGRATIONS) == 2
+    assert {"events", "firsts", "outbox", "events_message", "events_time", "outbox_due"} <= tables(db)
+    with raw(db) as connection:
+        assert connection.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+        assert connection.execute("PRAGMA user_version").fetchone()[0] == 2
+    assert store._connection().execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    assert store._connection().execute("PRAGMA foreign_keys").fetchone()[0] == 1
+    store.record(event())
+    assert Path(str(db) + "-wal").exists()
+
+
+def test_reopening_keeps_data_and_version(store: SQLiteStore, db: Path) -> None:
+    store.record(event())
+    again = SQLiteStore(db)
+    assert again.version == 2
+    assert again.count() == 1
+
+
+def test_upgrade_from_version_1_keeps_rows(db: Path) -> None:
+    connection = raw(db)
+    connection.executescript(MIGRATIONS[0])
+    connection.execute("PRAGMA user_version = 1")
+    connection.execute(
+        "INSERT INTO events (event_id, event_type, timestamp, message_id, recipient, metadata, first) "
+        "VALUES ('old-1', 'opened', ?, 'm-old', 'old@x', '{\"c\":1}', 1)",
+        (T0.timestamp(),),
+    )
+    connection.execute("INSERT INTO firsts VALUES ('opened', 'm-old', 'old@x')")
+    connection.close()
+    assert "outbox" not in tables(db)
+
+    store = SQLiteStore(db)
+    assert store.version == len(MIGRATIONS)
+    assert "outbox" in tables(db)
+    [old] = store.events()
+    assert (old.event_id, old.message_id, old.recipient, old.metadata, old.first, old.timestamp) == (
+        "old-1", "m-old", "old@x", {"c": 1}, True, T0)
+    # the v1 firsts table still decides first
+    assert store.record(event(message_id="m-old", recipient="old@x")).first is False
+    assert store.record(event(message_id="m-old", recipient="new@x"), outbox=["https://hook/"]).first is True
+    assert len(store.outbox_rows()) == 1
+
+
+def test_database_from_the_future_is_refused(db: Path) -> None:
+    connection = raw(db)
+    connection.execute("CREATE TABLE something_new (x)")
+    connection.execute("PRAGMA user_version = 99")
+    connection.close()
+    with pytest.raises(RuntimeError, match=r"schema version 99.*knows up to 2"):
+        SQLiteStore(db)
+    assert tables(db) == {"something_new"}  # untouched
+    with raw(db) as connection:
+        assert connection.execute("PRAGMA user_version").fetchone()[0] == 99
+
+
+def test_not_a_database_raises(tmp_path: Path) -> None:
+    path = tmp_path / "junk.sqlite"
+    path.write_bytes(b"this is not a database" * 100)
+    with pytest.raises(sqlite3.DatabaseError):
+        SQLiteStore(path)
+
+
+# -- writing ------------------------------------------------------------------------------
+
+
+def test_first_flag_per_type_message_and_recipient(store: SQLiteStore) -> None:
+    sequence = [
+        ("opened", "m1", "a@x", True),
+        ("opened", "m1", "a@x", False),
+        ("clicked", "m1", "a@x", True),  # another type
+        ("opened", "m1", "b@x", True),  # another recipient
+        ("opened", "m2", "a@x", True),  # another message
+        ("clicked", "m1", "a@x", False),
+        ("unsubscribed", "m1", "a@x", True),
+        ("unsubscribed", "m1", "a@x", False),
+    ]
+    returned = [store.record(event(t, m, r)).first for t, m, r, _ in sequence]
+    assert returned == [f for *_, f in sequence]
+    assert [e.first for e in store.events()] == returned
+
+
+def test_first_flag_is_set_by_the_store_not_the_caller(store: SQLiteStore) -> None:
+    assert store.record(event(first=False)).first is True
+    assert store.record(event(first=True)).first is False
+
+
+def test_duplicate_event_id_is_stored_once(store: SQLiteStore) -> None:
+    e = event()
+    first = store.record(e, outbox=["https://hook.example/"])
+    again = store.record(e, outbox=["https://hook.example/", "https://other.example/"])
+    retried = store.record(e.with_first(False))
+    assert first.first is again.first is retried.first is True
+    assert store.count() == 1
+    assert [row["target"] for row in store.outbox_rows()] == ["https://hook.example/"]
+    assert store.record(event()).first is False  # a new event_id: a second open
+
+
+def test_stored_event_round_trips_every_field(store: SQLiteStore) -> None:
+    e = event("clicked", url="https://example.com/日本?q=1", link_index=7, user_agent="UA", ip="2001:db8::1",
+              referer="https://ref/", metadata={"campaign": "x", "n": 3, "l": [1, "2"]}, machine="scanner")
+    stored = store.record(e)
+    [loaded] = store.events()
+    assert loaded == stored == e.with_first(True)
+    assert loaded.timestamp == T0 and loaded.timestamp.tzinfo is not None
+
+
+def test_events_filters(store: SQLiteStore) -> None:
+    for i in range(6):
+        store.record(event(["opened", "clicked"][i % 2], f"m{i % 3}", f"r{i}", timestamp=T0 + timedelta(seconds=i)))
+    everything = store.events()
+    assert [e.recipient for e in everything] == [f"r{i}" for i in range(6)]
+    assert [e.recipient for e in store.events(message_id="m0")] == ["r0", "r3"]
+    assert [e.recipient for e in store.events(event_type="clicked")] == ["r1", "r3", "r5"]
+    assert [e.recipient for e in store.events(message_id="m1", event_type="clicked")] == ["r1"]
+    assert [e.recipient for e in store.events(limit=2)] == ["r0", "r1"]
+    assert store.events(limit=0) == []
+    assert [e.recipient for e in store.events(after_id=4)] == ["r4", "r5"]
+    assert [e.recipient for e in store.events(after_id=2, limit=1, event_type="opened")] == ["r2"]
+    assert store.events(message_id="nope") == []
+    assert store.count() == 6
+
+
+def test_stats(store: SQLiteStore) -> None:
+    record = store.record
+    # m1: a opens twice and clicks link 0 twice and link 1; b opens; c clicks link 0 without opening
+    for _ in range(2):
+        record(event("opened", "m1", "a"))
+        record(event("clicked", "m1", "a", url="https://x/0", link_index=0))
+    record(event("clicked", "m1", "a", url="https://x/1", link_index=1))
+    record(event("opened", "m1", "b"))
+    record(event("clicked", "m1", "c", url="https://x/0", link_index=0))
+    record(event("unsubscribed", "m1", "b"))
+    # m2: only an open
+    record(event("opened", "m2", "z"))
+    stats = store.stats()
+    m1, m2 = stats["messages"]
+    assert m1 == {
+        "message_id": "m1",
+        "recipients": 3,
+        "opened_total": 3, "opened_unique": 2,
+        "clicked_total": 4, "clicked_unique": 2,
+        "unsubscribed_total": 1, "unsubscribed_unique": 1,
+        "ctr": pytest.approx(2 / 3),
+        "click_to_open": pytest.approx(1.0),
+        "links": [
+            {"link_index": 0, "url": "https://x/0", "clicks": 3, "unique": 2},
+            {"link_index": 1, "url": "https://x/1", "clicks": 1, "unique": 1},
+        ],
+    }
+    assert m2["recipients"] == 1 and m2["opened_unique"] == 1
+    assert m2["clicked_total"] == 0 and m2["ctr"] == 0.0 and m2["click_to_open"] == 0.0
+    assert m2["links"] == []
+
+
+def test_stats_empty_and_click_without_open(store: SQLiteStore) -> None:
+    assert store.stats() == {"messages": []}
+    store.record(event("clicked", "m", "a"))
+    [m] = store.stats()["messages"]
+    assert m["click_to_open"] is None and m["ctr"] == 1.0
+
+
+def test_write_while_another_connection_holds_the_lock_raises(db: Path) -> None:
+    store = SQLiteStore(db, busy_timeout=0.05)
+    holder = raw(db)
+    holder.execute("BEGIN EXCLUSIVE")
+    try:
+        with pytest.raises(sqlite3.OperationalError, match="locked"):
+            store.record(event())
+        assert store.count() == 0  # reading still works beside the writer (WAL)
+    finally:
+        holder.execute("ROLLBACK")
+        holder.close()
+    assert store.record(event()).first is True  # the failed attempt left no transaction or firsts row behind
+
+
+# -- the outbox ----------------------------------------------------------------------------
+
+
+def test_outbox_rows_written_with_the_event(store: SQLiteStore) -> None:
+    e = store.record(event(), outbox=["https://a.example/hook", "https://b.example/hook"])
+    rows = store.outbox_rows()
+    assert [(r["event_id"], r["target"], r["attempts"], r["delivered"], r["dead"], r["last_error"]) for r in rows] == [
+        (e.event_id, "https://a.example/hook", 0, None, 0, None),
+        (e.event_id, "https://b.example/hook", 0, None, 0, None),
+    ]
+    assert all(r["next_attempt"] == T0.timestamp() for r in rows)
+    store.record(event())  # no targets: no rows
+    assert len(store.outbox_rows()) == 2
+
+
+def test_outbox_not_written_when_the_event_insert_fails(store: SQLiteStore, db: Path) -> None:
+    with raw(db) as connection:
+        connection.execute("CREATE TRIGGER refuse BEFORE INSERT ON events BEGIN SELECT RAISE(ABORT, 'disk says no'); END")
+    with pytest.raises(sqlite3.Error, match="disk says no"):
+        store.record(event(), outbox=["https://hook.example/"])
+    assert store.outbox_rows() == []
+    assert store.count() == 0
+    assert not store._connection().in_transaction
+    with raw(db) as connection:
+        assert connection.execute("SELECT count(*) FROM firsts").fetchone()[0] == 0  # rolled back too
+        connection.execute("DROP TRIGGER refuse")
+    assert store.record(event(), outbox=["https://hook.example/"]).first is True
+    assert len(store.outbox_rows()) == 1
+
+
+def test_outbox_and_firsts_roll_back_when_the_row_cannot_be_built(store: SQLiteStore) -> None:
+    import sqlite3
+
+    with pytest.raises(sqlite3.Error):
+        store.record(event(link_index=[1]), outbox=["https://hook.example/"])  # type: ignore[arg-type]  # cannot bind
+    assert store.outbox_rows() == [] and store.count() == 0
+    assert store.record(event()).first is True
+
+
+def test_metadata_that_is_not_json_is_stored_as_text(store: SQLiteStore) -> None:
+    stored = store.record(event(metadata={"when": object}))
+    assert store.events()[0].metadata == {"when": str(object)} and stored.first is True
+
+
+def test_outbox_due_delivered_failed_dead(store: SQLiteStore) -> None:
+    hook = "https://hook.example/"
+    e1 = store.record(event(message_id="m1", timestamp=T0), outbox=[hook])
+    e2 = store.record(event(message_id="m2", timestamp=T0 + timedelta(seconds=10)), outbox=[hook, "https://other/"])
+    t0 = T0.timestamp()
+    assert store.outbox_due(t0 - 1) == []
+    [due] = store.outbox_due(t0)
+    assert (due.target, due.attempts, due.event) == (hook, 0, e1)
+    due_all = store.outbox_due(t0 + 10)
+    assert [(d.event.event_id, d.target) for d in due_all] == [
+        (e1.event_id, hook), (e2.event_id, hook), (e2.event_id, "https://other/")]
+    assert len(store.outbox_due(t0 + 10, limit=2)) == 2
+
+    first, second, third = due_all
+    store.outbox_delivered(first.id, t0 + 11)
+    store.outbox_failed(second.id, "HTTP 500", t0 + 100)
+    store.outbox_failed(third.id, "HTTP 410", None)
+    rows = {r["id"]: r for r in store.outbox_rows()}
+    assert (rows[first.id]["delivered"], rows[first.id]["attempts"]) == (t0 + 11, 1)
+    assert (rows[second.id]["next_attempt"], rows[second.id]["attempts"], rows[second.id]["last_error"],
+            rows[second.id]["dead"]) == (t0 + 100, 1, "HTTP 500", 0)
+    assert (rows[third.id]["dead"], rows[third.id]["attempts"], rows[third.id]["last_error"]) == (1, 1, "HTTP 410")
+    assert store.outbox_due(t0 + 99) == []
+    [retry] = store.outbox_due(t0 + 100)
+    assert (retry.id, retry.attempts) == (second.id, 1)
+    store.outbox_failed(second.id, "HTTP 502", t0 + 300)
+    assert store.outbox_rows()[1]["attempts"] == 2
+    store.outbox_delivered(second.id, t0 + 300)
+    assert store.outbox_due(10**12) == []
+
+
+def test_outbox_due_by_target(store: SQLiteStore) -> None:
+    store.record(event(message_id="a"), outbox=["https://a/", "https://b/"])
+    store.record(event(message_id="b"), outbox=["https://b/"])
+    now = T0.timestamp()
+    assert len(store.outbox_due(now)) == 3
+    assert [i.event.message_id for i in store.outbox_due(now, target="https://b/")] == ["a", "b"]
+    assert [i.target for i in store.outbox_due(now, target="https://a/")] == ["https://a/"]
+    assert store.outbox_due(now, target="https://c/") == []
+
+
+def test_outbox_claim_leases_rows(store: SQLiteStore, db: Path) -> None:
+    for i in range(3):
+        store.record(event(message_id=f"m{i}"), outbox=["https://a/", "https://b/"])
+    now = T0.timestamp()
+    claimed = store.outbox_claim("https://a/", now, lease=40, limit=2)
+    assert [i.event.message_id for i in claimed] == ["m0", "m1"]
+    other = SQLiteStore(db)  # another worker
+    assert [i.event.message_id for i in other.outbox_claim("https://a/", now + 1, lease=40)] == ["m2"]
+    assert other.outbox_claim("https://a/", now + 39, lease=40) == []
+    assert len(other.outbox_due(now + 39, target="https://b/")) == 3  # other targets untouched
+    # a worker that died mid-delivery: its rows come back when the lease ends
+    assert [i.event.message_id for i in other.outbox_claim("https://a/", now + 40, lease=40)] == ["m0", "m1"]
+    assert all(r["attempts"] == 0 for r in store.outbox_rows())
+    # released (shutting down): due again at once, no attempt counted
+    store.outbox_release(claimed[0].id, now + 40.5)
+    [again] = store.outbox_claim("https://a/", now + 40.5, lease=40)
+    assert again.id == claimed[0].id and again.attempts == 0
+
+
+# -- several processes on one file ---------------------------------------------------------
+
+PROCESSES, PER_PROCESS = 4, 200
+
+
+def _writer(path: str, number: int, start: Any, errors: Any) -> None:
+    try:
+        store = SQLiteStore(path)  # default busy_timeout: what a server worker uses
+        start.wait(60)
+        for i in range(PER_PROCESS):
+            e = TrackingEvent(event_type="opened", timestamp=datetime.now(timezone.utc), message_id=f"m{i % 7}",
+                              recipient=f"r{i % 5}", metadata={"proc": number, "i": i})
+            store.record(e, outbox=["https://hook.example/"] if i % 4 == 0 else ())
+            if i % 50 == 0:
+                store.events(limit=5)  # readers beside the writers
+        store.close()
+    except BaseException as exc:  # reported to the parent
+        errors.put(f"process {number}: {type(exc).__name__}: {exc}")
+        raise
+
+
+def test_several_processes_write_one_file(db: Path) -> None:
+    # A brand-new file: the processes also race through the migration.
+    ctx = multiprocessing.get_context("spawn")
+    start, errors = ctx.Event(), ctx.Queue()
+    processes = [ctx.Process(target=_writer, args=(str(db), n, start, errors)) for n in range(PROCESSES)]
+    for process in processes:
+        process.start()
+    start.set()
+    for process in processes:
+        process.join(90)
+    problems = []
+    while not errors.empty():
+        problems.append(errors.get())
+    assert problems == []
+    assert [p.exitcode for p in processes] == [0] * PROCESSES
+    store = SQLiteStore(db)
+    assert store.count() == PROCESSES * PER_PROCESS
+    assert store.version == len(MIGRATIONS)
+    firsts = [e for e in store.events() if e.first]
+    assert len(firsts) == len({(e.message_id, e.recipient) for e in store.events()}) == 35  # one per (message, recipient)
+    assert len(store.outbox_rows()) == PROCESSES * PER_PROCESS // 4
+    per_process = sorted(e.metadata["proc"] for e in store.events())
+    assert per_process == sorted(list(range(PROCESSES)) * PER_PROCESS)
+
+
+def test_threads_share_a_store(store: SQLiteStore) -> None:
+    import threading
+
+    failures: list[BaseException] = []
+
+    def work(n: int) -> None:
+        try:
+            for i in range(50):
+                store.record(event(message_id=f"t{n}", recipient=f"r{i % 3}"))
+            store.close()
+        except BaseException as exc:  # noqa: BLE001
+            failures.append(exc)
+
+    threads = [threading.Thread(target=work, args=(n,)) for n in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    assert failures == []
+    assert store.count() == 200
+    assert sum(e.first for e in store.events()) == 12
