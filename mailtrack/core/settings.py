@@ -291,4 +291,4 @@ class TrackingSettings:
 
 DEFAULT_SETTINGS = TrackingSettings()
 #: What every ``settings=`` argument accepts.
-SettingsInput = Union[TrackingSettings, Mapping[str, Any], None]
+SettingsInput = Union[TrackingSettings, Mapping[str, Any], None]  # noqa: UP007 - a runtime alias; `|` needs 3.10 types

@@ -20,24 +20,16 @@ has set ``first``: a slow callback never delays a response.
 
 from __future__ import annotations
 
-import json
 import logging
-import os
 import queue
-import sqlite3
 import threading
-import time
 from collections import deque
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
+from mailtrack.delivery.spool import Spool
 from mailtrack.events import EventSink, TrackingEvent
-from mailtrack.storage.sqlite import SQLiteStore
-
-try:  # advisory locks mark a live process's spool; without them (Windows) only our own spool is recovered
-    import fcntl
-except ImportError:  # pragma: no cover - not on POSIX
-    fcntl = None  # type: ignore[assignment]
+from mailtrack.storage.base import EventStore, StoreUnavailable
 
 __all__ = ["Recorder"]
 
@@ -50,7 +42,7 @@ class Recorder:
 
     def __init__(
         self,
-        store: SQLiteStore | None,
+        store: EventStore | None,
         sinks: Iterable[EventSink] = (),
         *,
         outbox: Sequence[str] = (),
@@ -63,11 +55,10 @@ class Recorder:
         self.outbox = tuple(outbox)
         self.retry_interval = retry_interval
         self.max_retry_interval = max_retry_interval
-        default_spool = Path(store.path + ".spool") if store is not None else None
+        default_spool = Path(str(getattr(store, "path", "mailtrack")) + ".spool") if store is not None else None
         self.spool_dir = Path(spool_dir) if spool_dir is not None else default_spool
+        self.spool = Spool(self.spool_dir)
         self._spool_lock = threading.Lock()
-        self._spool_file: int | None = None
-        self._spool_path: Path | None = None
         self._pending: deque[TrackingEvent] = deque(maxlen=_MAX_IN_MEMORY)
         self._degraded = False  # True from a failed store write until the spool is empty again
         self._drain_lock = threading.Lock()  # one drain at a time in this process (flock only tells processes apart)
@@ -93,7 +84,7 @@ class Recorder:
                     return event
                 try:
                     event = self.store.record(event, self.outbox)
-                except Exception as exc:  # sqlite3.Error, OSError, ...: the recipient must not notice
+                except Exception as exc:  # StoreUnavailable, or any bug: the recipient must not notice
                     log.warning("mailtrack: store write failed (%s); spooling events until it works again", exc)
                     self._spool(event)
                     return event
@@ -104,36 +95,15 @@ class Recorder:
         return event
 
     def _spool(self, event: TrackingEvent) -> None:
-        line = (json.dumps(event.to_dict(), separators=(",", ":"), default=str) + "\n").encode("utf-8")
         with self._spool_lock:
             try:
-                fd = self._open_spool()
-                written = 0
-                while written < len(line):  # in the page cache once written: survives a kill of this process
-                    written += os.write(fd, line[written:])
+                self.spool.append(event)
             except OSError as exc:
                 log.error("mailtrack: spool write failed (%s); event %s kept in memory", exc, event.event_id)
                 self._pending.append(event)
             if not self._degraded:
                 self._degraded = True
                 self._wake.set()
-
-    def _open_spool(self) -> int:
-        if self._spool_file is None:
-            if self.spool_dir is None:
-                raise OSError("no spool directory (no store)")
-            self.spool_dir.mkdir(parents=True, exist_ok=True)
-            name = f"{os.getpid()}-{time.time_ns()}"
-            # Created under a name no drain looks at, locked, then renamed: another process can never
-            # take (and delete) the file between its creation and its lock.
-            making = self.spool_dir / f"{name}.new"
-            fd = os.open(making, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
-            if fcntl is not None:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            self._spool_path = self.spool_dir / f"{name}.jsonl"
-            os.replace(making, self._spool_path)
-            self._spool_file = fd
-        return self._spool_file
 
     # -- background work --------------------------------------------------------------
     def _retry_loop(self) -> None:
@@ -164,20 +134,25 @@ class Recorder:
 
     def _drain(self) -> bool:
         assert self.store is not None
+        store = self.store
+
+        def put(event: TrackingEvent) -> None:
+            self._stored(store.record(event, self.outbox))
+
         with self._spool_lock:
-            self._rotate()
-        for path in self._spool_files():
-            if not self._drain_file(path):
+            self.spool.rotate()
+        for path in self.spool.files():
+            if not self.spool.drain_file(path, put):
                 return False
         with self._spool_lock:
-            self._rotate()
-            for path in self._spool_files():  # just what arrived during the pass above
-                if not self._drain_file(path):
+            self.spool.rotate()
+            for path in self.spool.files():  # just what arrived during the pass above
+                if not self.spool.drain_file(path, put):
                     return False
             while self._pending:
                 try:
                     self._stored(self.store.record(self._pending[0], self.outbox))
-                except sqlite3.OperationalError as exc:
+                except StoreUnavailable as exc:
                     log.warning("mailtrack: retry failed (%s); %d event(s) waiting in memory", exc, len(self._pending))
                     return False
                 except Exception as exc:
@@ -185,68 +160,6 @@ class Recorder:
                 self._pending.popleft()
             self._degraded = False
         return True
-
-    def _rotate(self) -> None:
-        """Close our spool file (under ``_spool_lock``): it is drained like any other; new events start a new one."""
-        if self._spool_file is not None:
-            os.close(self._spool_file)
-            self._spool_file = None
-            self._spool_path = None
-
-    def _spool_files(self) -> list[Path]:
-        if self.spool_dir is None or not self.spool_dir.is_dir():
-            return []
-        return sorted(self.spool_dir.glob("*.jsonl"))
-
-    def _drain_file(self, path: Path) -> bool:
-        """Store the events of one spool file not held by a live writer, then remove it."""
-        if fcntl is None and not path.name.startswith(f"{os.getpid()}-"):
-            return True  # without locks, other processes' spools are left to them
-        try:
-            fd = os.open(path, os.O_RDWR)
-        except FileNotFoundError:
-            return True  # another process drained it
-        except OSError as exc:
-            log.warning("mailtrack: cannot open spool %s (%s)", path, exc)
-            return False
-        try:
-            if fcntl is not None:
-                try:
-                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                except OSError:
-                    return True  # a live process is still writing it
-            data = path.read_bytes()
-            for line in data.splitlines():
-                if not line.strip():
-                    continue
-                try:
-                    event = TrackingEvent.from_dict(json.loads(line))
-                except (ValueError, TypeError, KeyError) as exc:  # a torn last line after a crash mid-write
-                    log.error("mailtrack: unreadable spool line in %s skipped (%s)", path, exc)
-                    continue
-                assert self.store is not None
-                try:
-                    self._stored(self.store.record(event, self.outbox))
-                except sqlite3.OperationalError as exc:  # locked, full, unreachable: later
-                    log.warning("mailtrack: retry from spool failed (%s); will try again", exc)
-                    return False
-                except Exception as exc:  # this event itself is refused: set it aside, go on with the rest
-                    log.error("mailtrack: spooled event %s refused by the store (%s); kept in %s",
-                              event.event_id, exc, self._rejected())
-                    with open(self._rejected(), "ab") as rejected:
-                        rejected.write(line + b"\n")
-            # Everything in it is stored (a rerun would store nothing twice): remove it.
-            path.unlink(missing_ok=True)
-            return True
-        except OSError as exc:
-            log.warning("mailtrack: cannot drain spool %s (%s); will try again", path, exc)
-            return False
-        finally:
-            os.close(fd)
-
-    def _rejected(self) -> Path:
-        assert self.spool_dir is not None
-        return self.spool_dir / "rejected.log"
 
     def _stored(self, event: TrackingEvent) -> None:
         if self.sinks:
@@ -276,4 +189,4 @@ class Recorder:
             for thread in self._threads:
                 thread.join(timeout)
             with self._spool_lock:
-                self._rotate()
+                self.spool.rotate()

@@ -19,7 +19,6 @@ import hashlib
 import hmac
 import json
 import logging
-import sqlite3
 import threading
 import time
 import urllib.error
@@ -29,8 +28,7 @@ from datetime import datetime, timezone
 
 from mailtrack.events import TrackingEvent
 from mailtrack.exceptions import ConfigurationError, WebhookSignatureError
-from mailtrack.storage.base import OutboxItem
-from mailtrack.storage.sqlite import SQLiteStore
+from mailtrack.storage.base import EventStore, OutboxItem, StoreUnavailable
 
 __all__ = ["SIGNATURE_HEADER", "WebhookDelivery", "payload", "sign", "verify_signature"]
 
@@ -102,13 +100,13 @@ class WebhookDelivery:
     Backoff after the n-th failed attempt is ``backoff * 2**(n-1)`` seconds,
     capped at ``max_backoff``: with the defaults a receiver may be down for
     about 31 hours. After ``max_attempts`` the row is marked dead (kept, with
-    its last error); :meth:`SQLiteStore.outbox_requeue` (``mailtrack
+    its last error); :meth:`EventStore.outbox_requeue` (``mailtrack
     webhooks --requeue``) gives dead rows a fresh start.
     """
 
     def __init__(
         self,
-        store: SQLiteStore,
+        store: EventStore,
         url: str,
         secret: str | bytes,
         *,
@@ -141,10 +139,6 @@ class WebhookDelivery:
         self._thread.start()
         return self
 
-    def wake(self) -> None:
-        """Look at the outbox now (after an event was recorded)."""
-        self._wake.set()
-
     def stop(self, timeout: float = 5.0) -> None:
         self._stop.set()
         self._wake.set()
@@ -155,7 +149,7 @@ class WebhookDelivery:
         while not self._stop.is_set():
             try:
                 self.deliver_due()
-            except sqlite3.OperationalError as exc:  # the store is busy or failing: the next poll tries again
+            except StoreUnavailable as exc:  # the store is busy or failing: the next poll tries again
                 log.warning("mailtrack: webhook outbox not readable now (%s); retrying", exc)
             except Exception:
                 log.exception("mailtrack: webhook delivery loop failed; retrying")

@@ -17,10 +17,14 @@ from typing import Any, Protocol, runtime_checkable
 from mailtrack.events import TrackingEvent
 from mailtrack.exceptions import MailtrackError
 
-__all__ = ["EventStore", "OutboxItem", "StoreUnavailable"]
+__all__ = ["EventStore", "OutboxItem", "StoreError", "StoreUnavailable"]
 
 
-class StoreUnavailable(MailtrackError):
+class StoreError(MailtrackError):
+    """The store refused an operation for a reason that retrying will not fix (a constraint, a corrupt file)."""
+
+
+class StoreUnavailable(StoreError):
     """The store cannot be read or written right now (locked, full, unreachable, missing).
 
     ``cause`` is the driver's exception, kept for logs; callers decide by this

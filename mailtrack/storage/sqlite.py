@@ -13,18 +13,22 @@ webhook is never told about an event the store lost, nor the reverse.
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import sqlite3
 import threading
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import Any, ParamSpec, TypeVar
 
 from mailtrack.events import TrackingEvent
-from mailtrack.storage.base import OutboxItem
+from mailtrack.storage.base import OutboxItem, StoreError, StoreUnavailable
 
 __all__ = ["MIGRATIONS", "OutboxItem", "SQLiteStore"]
+
+P = ParamSpec("P")
+R = TypeVar("R")
 
 #: Each entry upgrades the schema by one version (user_version = index + 1).
 MIGRATIONS: tuple[str, ...] = (
@@ -77,9 +81,35 @@ _COLUMNS = (
 )
 
 
-class SQLiteStore:
-    """Events in a SQLite file. ``busy_timeout`` (seconds) bounds the wait for another writer."""
+def _translated(method: Callable[P, R]) -> Callable[P, R]:
+    """Raise SQLite's failures as the storage protocol's: the callers never see ``sqlite3``.
 
+    ``OperationalError`` (locked, full, I/O error, read-only, cannot open) is
+    :class:`StoreUnavailable`: try again later. Any other ``sqlite3.Error``
+    (a constraint, a corrupt file) is :class:`StoreError`.
+    """
+
+    @functools.wraps(method)
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+        try:
+            return method(*args, **kwargs)
+        except sqlite3.OperationalError as exc:
+            raise StoreUnavailable(f"the SQLite store is unavailable: {exc}", cause=exc) from exc
+        except sqlite3.Error as exc:
+            raise StoreError(f"the SQLite store refused the operation: {exc}") from exc
+
+    return wrapper
+
+
+class SQLiteStore:
+    """Events in a SQLite file. ``busy_timeout`` (seconds) bounds the wait for another writer.
+
+    Implements :class:`~mailtrack.storage.base.EventStore`; every public
+    method raises :class:`StoreUnavailable` (or :class:`StoreError`), never a
+    ``sqlite3`` exception.
+    """
+
+    @_translated
     def __init__(self, path: str | Path, *, busy_timeout: float = 0.25) -> None:
         self.path = str(path)
         self.busy_timeout = busy_timeout
@@ -101,6 +131,7 @@ class SQLiteStore:
             self._local.connection = connection
         return connection
 
+    @_translated
     def close(self) -> None:
         """Close this thread's connection (others close when their threads end)."""
         connection = getattr(self._local, "connection", None)
@@ -129,15 +160,17 @@ class SQLiteStore:
             db.close()
 
     @property
+    @_translated
     def version(self) -> int:
         return int(self._connection().execute("PRAGMA user_version").fetchone()[0])
 
     # -- writing -------------------------------------------------------------------
+    @_translated
     def record(self, event: TrackingEvent, outbox: Sequence[str] = ()) -> TrackingEvent:
         """Store ``event`` (once per ``event_id``), decide ``first``, queue it for each ``outbox`` target.
 
         Returns the event as stored (with ``first`` set). Raises
-        ``sqlite3.Error`` when the database cannot be written.
+        :class:`StoreUnavailable` when the database cannot be written now.
         """
         db = self._connection()
         with self._writing():
@@ -169,6 +202,7 @@ class SQLiteStore:
         return event
 
     # -- reading -------------------------------------------------------------------
+    @_translated
     def events(
         self,
         *,
@@ -190,9 +224,11 @@ class SQLiteStore:
             sql += f" LIMIT {int(limit)}"
         return [_event(row) for row in self._connection().execute(sql, args)]
 
+    @_translated
     def count(self) -> int:
         return int(self._connection().execute("SELECT count(*) FROM events").fetchone()[0])
 
+    @_translated
     def stats(self) -> dict[str, Any]:
         """Opens and clicks per message and per link, total and unique (distinct recipients).
 
@@ -224,10 +260,12 @@ class SQLiteStore:
         return {"messages": sorted(messages.values(), key=lambda m: m["message_id"])}
 
     # -- the webhook outbox -------------------------------------------------------------
+    @_translated
     def outbox_due(self, now: float, limit: int = 50, target: str | None = None) -> list[OutboxItem]:
         """Deliveries whose next attempt is due, oldest first (read only; see :meth:`outbox_claim`)."""
         return self._due(self._connection(), now, limit, target)
 
+    @_translated
     def outbox_claim(self, target: str, now: float, lease: float, limit: int = 50) -> list[OutboxItem]:
         """Take the due deliveries for ``target``: nobody else gets them for ``lease`` seconds.
 
@@ -263,10 +301,7 @@ class SQLiteStore:
         ).fetchall()
         return [OutboxItem(row[0], row[1], row[2], _event(row[3:])) for row in rows]
 
-    def outbox_release(self, item_id: int, now: float) -> None:
-        """Give a claimed delivery back without an attempt (a worker shutting down)."""
-        self._write("UPDATE outbox SET next_attempt = ? WHERE id = ?", (now, item_id))
-
+    @_translated
     def outbox_requeue(self, now: float) -> int:
         """Give every dead delivery a fresh start (after a long outage of the receiver); returns how many."""
         with self._writing():
@@ -275,9 +310,11 @@ class SQLiteStore:
             )
             return int(cursor.rowcount)
 
+    @_translated
     def outbox_delivered(self, item_id: int, now: float) -> None:
         self._write("UPDATE outbox SET delivered = ?, attempts = attempts + 1 WHERE id = ?", (now, item_id))
 
+    @_translated
     def outbox_failed(self, item_id: int, error: str, next_attempt: float | None) -> None:
         """Record a failed attempt; ``next_attempt`` None gives up (the row stays, marked dead)."""
         if next_attempt is None:
@@ -288,13 +325,14 @@ class SQLiteStore:
                 (error, next_attempt, item_id),
             )
 
+    @_translated
     def outbox_rows(self) -> list[dict[str, Any]]:
         """Every outbox row, for inspection and tests."""
         cursor = self._connection().execute(
             "SELECT id, event_id, target, attempts, next_attempt, last_error, delivered, dead FROM outbox ORDER BY id"
         )
         names = [d[0] for d in cursor.description]
-        return [dict(zip(names, row)) for row in cursor]
+        return [dict(zip(names, row, strict=True)) for row in cursor]
 
     def _write(self, sql: str, args: Iterable[Any]) -> None:
         with self._writing():
@@ -304,7 +342,7 @@ class SQLiteStore:
     def _writing(self) -> Iterator[None]:
         """This process's write lock (see ``__init__``), waited for as long as SQLite's busy timeout."""
         if not self._write_lock.acquire(timeout=self.busy_timeout):
-            raise sqlite3.OperationalError("database is locked (another thread of this process is writing)")
+            raise StoreUnavailable("the SQLite store is locked (another thread of this process is writing)")
         try:
             yield
         finally:

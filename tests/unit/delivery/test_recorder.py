@@ -494,7 +494,7 @@ def test_regression_record_raises_when_the_event_cannot_be_spooled_as_json(db: P
 def test_regression_spool_file_unlinked_by_another_recorder_before_its_owner_locks_it(
     db: Path, spool: Path, recorders: list[Recorder], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    # Recorder._open_spool creates "<pid>-<ns>.jsonl" and only then flocks it. Every live Recorder globs the
+    # Spool._open creates "<pid>-<ns>.jsonl" and only then flocks it. Every live Recorder globs the
     # spool directory on each retry tick (every retry_interval), so another worker can take the lock on the
     # new, still-empty file, find nothing in it, and unlink it. The owner then appends its events to an
     # unlinked inode that no drain ever finds: events that the store did not take are lost. The interleaving
@@ -516,7 +516,7 @@ def test_regression_spool_file_unlinked_by_another_recorder_before_its_owner_loc
                 other.drain()  # ...and another worker's periodic drain runs in the window
             real(fd, operation)
 
-    monkeypatch.setattr("mailtrack.recorder.fcntl", Fcntl)
+    monkeypatch.setattr("mailtrack.delivery.spool.fcntl", Fcntl)
     e = event()
     lock.connection.execute("BEGIN EXCLUSIVE")
     armed["now"] = True

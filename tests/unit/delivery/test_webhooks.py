@@ -344,7 +344,6 @@ def test_background_thread_delivers_after_receiver_recovers(receiver: Receiver, 
     events = [store.record(event(), outbox=[receiver.url]) for _ in range(3)]
     delivery = WebhookDelivery(store, receiver.url, SECRET, backoff=0.01, poll_interval=0.05).start()
     try:
-        delivery.wake()
         wait_for(lambda: all(r["delivered"] is not None for r in store.outbox_rows()))
     finally:
         delivery.stop()

@@ -13,6 +13,7 @@ import pytest
 
 import mailtrack
 from mailtrack.events import EVENT_TYPES, TrackingEvent
+from mailtrack.storage.base import StoreError, StoreUnavailable
 from mailtrack.storage.sqlite import MIGRATIONS, SQLiteStore
 
 T0 = datetime(2023, 11, 14, 22, 13, 20, 123456, tzinfo=timezone.utc)
@@ -136,8 +137,9 @@ def test_database_from_the_future_is_refused(db: Path) -> None:
 def test_not_a_database_raises(tmp_path: Path) -> None:
     path = tmp_path / "junk.sqlite"
     path.write_bytes(b"this is not a database" * 100)
-    with pytest.raises(sqlite3.DatabaseError):
+    with pytest.raises(StoreError, match="not a database") as caught:
         SQLiteStore(path)
+    assert not isinstance(caught.value, StoreUnavailable)  # retrying will not help: not "unavailable"
 
 
 # -- writing ------------------------------------------------------------------------------
@@ -244,7 +246,7 @@ def test_write_while_another_connection_holds_the_lock_raises(db: Path) -> None:
     holder = raw(db)
     holder.execute("BEGIN EXCLUSIVE")
     try:
-        with pytest.raises(sqlite3.OperationalError, match="locked"):
+        with pytest.raises(StoreUnavailable, match="locked"):
             store.record(event())
         assert store.count() == 0  # reading still works beside the writer (WAL)
     finally:
@@ -271,7 +273,7 @@ def test_outbox_rows_written_with_the_event(store: SQLiteStore) -> None:
 def test_outbox_not_written_when_the_event_insert_fails(store: SQLiteStore, db: Path) -> None:
     with raw(db) as connection:
         connection.execute("CREATE TRIGGER refuse BEFORE INSERT ON events BEGIN SELECT RAISE(ABORT, 'disk says no'); END")
-    with pytest.raises(sqlite3.Error, match="disk says no"):
+    with pytest.raises(StoreError, match="disk says no"):
         store.record(event(), outbox=["https://hook.example/"])
     assert store.outbox_rows() == []
     assert store.count() == 0
@@ -284,9 +286,7 @@ def test_outbox_not_written_when_the_event_insert_fails(store: SQLiteStore, db: 
 
 
 def test_outbox_and_firsts_roll_back_when_the_row_cannot_be_built(store: SQLiteStore) -> None:
-    import sqlite3
-
-    with pytest.raises(sqlite3.Error):
+    with pytest.raises(StoreError):
         store.record(event(link_index=[1]), outbox=["https://hook.example/"])  # type: ignore[arg-type]  # cannot bind
     assert store.outbox_rows() == [] and store.count() == 0
     assert store.record(event()).first is True
@@ -351,10 +351,6 @@ def test_outbox_claim_leases_rows(store: SQLiteStore, db: Path) -> None:
     # a worker that died mid-delivery: its rows come back when the lease ends
     assert [i.event.message_id for i in other.outbox_claim("https://a/", now + 40, lease=40)] == ["m0", "m1"]
     assert all(r["attempts"] == 0 for r in store.outbox_rows())
-    # released (shutting down): due again at once, no attempt counted
-    store.outbox_release(claimed[0].id, now + 40.5)
-    [again] = store.outbox_claim("https://a/", now + 40.5, lease=40)
-    assert again.id == claimed[0].id and again.attempts == 0
 
 
 # -- several processes on one file ---------------------------------------------------------
@@ -424,3 +420,15 @@ def test_threads_share_a_store(store: SQLiteStore) -> None:
     assert failures == []
     assert store.count() == 200
     assert sum(e.first for e in store.events()) == 12
+
+
+def test_a_store_in_a_missing_directory_is_unavailable_not_a_sqlite_error(tmp_path: Path) -> None:
+    with pytest.raises(StoreUnavailable) as caught:
+        SQLiteStore(tmp_path / "missing" / "events.sqlite")
+    assert isinstance(caught.value.cause, sqlite3.OperationalError)  # kept for logs
+
+
+def test_sqlite_store_implements_the_storage_protocol(store: SQLiteStore) -> None:
+    from mailtrack.storage.base import EventStore
+
+    assert isinstance(store, EventStore)
