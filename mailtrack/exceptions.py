@@ -55,6 +55,13 @@ class ExpiredToken(InvalidToken):
         self.issued_at = issued_at
 
 
+class ArgumentError(MailtrackError, TypeError):
+    """An argument has the wrong type (a ``bytes`` message id, a list as metadata, ...).
+
+    Also a ``TypeError``, so code written against the stdlib's convention keeps catching it.
+    """
+
+
 class ConfigurationError(MailtrackError, ValueError):
     """A configuration value (keys, base URL, database, webhook secret, ...) is missing or invalid.
 

@@ -38,7 +38,7 @@ from mailtrack.core.rewrite import RewritePlan
 from mailtrack.core.settings import SettingsInput, TrackingSettings
 from mailtrack.core.smtpapi import HEADER as SMTPAPI
 from mailtrack.core.smtpapi import parse_smtpapi
-from mailtrack.exceptions import MailtrackError, MessageRefused, SettingsError
+from mailtrack.exceptions import ArgumentError, MailtrackError, MessageRefused, SettingsError
 
 #: Replaces a consumed X-SMTPAPI header: the tracking settings it set, read again by a second pass.
 APPLIED = "X-Mailtrack-Settings"
@@ -161,7 +161,7 @@ def _as_bytes(message: Any) -> tuple[bytes, Callable[[bytes], Any]]:
             return parsed
 
         return raw, convert
-    raise TypeError(f"rewrite_message takes an email.message.Message, bytes or str, not {type(message).__name__}")
+    raise ArgumentError(f"rewrite_message takes an email.message.Message, bytes or str, not {type(message).__name__}")
 
 
 def _smtpapi(

@@ -10,7 +10,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from functools import cached_property
-from typing import Any, Generic, NamedTuple, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, NamedTuple, TypeVar
+
+if TYPE_CHECKING:
+    from mailtrack.core.urls import TokenKind
 
 __all__ = [
     "GMAIL_CLIP_BYTES",
@@ -191,13 +194,13 @@ class MessageResult(Generic[MessageT]):
 
 @dataclass(frozen=True)
 class Verified:
-    """A verified token: what it was signed for."""
+    """A verified token: what it was signed for (also known as ``TokenClaims``: the codec returns it as is)."""
 
-    kind: str  # "open", "click" or "unsubscribe"
+    kind: TokenKind
     message_id: str
     recipient: str
     issued_at: datetime
     url: str | None = None  # destination, for clicks
     link_index: int | None = None  # for clicks
     metadata: Mapping[str, Any] = field(default_factory=dict)
-    token: str = ""
+    token: str = ""  # the bare token that was verified

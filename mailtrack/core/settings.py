@@ -32,6 +32,7 @@ __all__ = [
     "SettingsInput",
     "SubscriptionTracking",
     "TrackingSettings",
+    "UTM_FIELDS",
 ]
 
 
@@ -51,13 +52,16 @@ class _Section:
 
     def __post_init__(self) -> None:
         for item in fields(self):  # type: ignore[arg-type]
-            value = getattr(self, item.name)
-            where = f"{self.MESSAGE_KEY}.{self.MESSAGE.get(item.name, item.name)}"
-            if item.name in self.BOOLEANS:
-                if not isinstance(value, bool):
-                    raise SettingsError(where, "must be a boolean")
-            elif value is not None and not isinstance(value, str):
-                raise SettingsError(where, "must be a string")
+            self._check(item.name, getattr(self, item.name), f"{self.MESSAGE_KEY}.{self.MESSAGE.get(item.name, item.name)}")
+
+    @classmethod
+    def _check(cls, name: str, value: object, where: str) -> None:
+        """The one type check of a field value: a boolean for ``BOOLEANS``, else a string or None."""
+        if name in cls.BOOLEANS:
+            if not isinstance(value, bool):
+                raise SettingsError(where, "must be a boolean")
+        elif value is not None and not isinstance(value, str):
+            raise SettingsError(where, "must be a string")
 
     @classmethod
     def _values(cls, data: Any, path: str, keys: dict[str, str]) -> dict[str, Any]:
@@ -70,11 +74,7 @@ class _Section:
             name = by_key.get(key)
             if name is None:
                 raise SettingsError(f"{path}.{key}", f"is not a known setting (expected one of: {', '.join(keys.values())})")
-            if name in cls.BOOLEANS:
-                if not isinstance(value, bool):
-                    raise SettingsError(f"{path}.{key}", "must be a boolean")
-            elif value is not None and not isinstance(value, str):
-                raise SettingsError(f"{path}.{key}", "must be a string")
+            cls._check(name, value, f"{path}.{key}")
             values[name] = value
         return values
 
@@ -147,6 +147,10 @@ class SubscriptionTracking(_Section):
             raise SettingsError("subscription_tracking.substitution_tag", "must not be blank")
 
 
+#: Google Analytics' campaign parameters, in SendGrid's order: the one list every shape and the signer use.
+UTM_FIELDS = ("utm_source", "utm_medium", "utm_term", "utm_content", "utm_campaign")
+
+
 @dataclass(frozen=True)
 class GoogleAnalytics(_Section):
     """``ganalytics``: add these ``utm_*`` parameters to tracked destinations."""
@@ -160,11 +164,14 @@ class GoogleAnalytics(_Section):
 
     MESSAGE_KEY = "ganalytics"
     ACCOUNT_KEY = "google_analytics"
-    MESSAGE = {
-        "enable": "enable",
-        **{f"utm_{part}": f"utm_{part}" for part in ("source", "medium", "term", "content", "campaign")},
-    }
+    MESSAGE = {"enable": "enable", **{name: name for name in UTM_FIELDS}}
     ACCOUNT = {**MESSAGE, "enable": "enabled"}
+
+    def parameters(self) -> tuple[tuple[str, str], ...]:
+        """The ``utm_*`` parameters to add to tracked destinations: the set ones, none when disabled."""
+        if not self.enable:
+            return ()
+        return tuple((name, value) for name in UTM_FIELDS if (value := getattr(self, name)))
 
 
 _PARTS: dict[str, type[_Section]] = {
@@ -200,9 +207,16 @@ class TrackingSettings:
 
     # -- the message shape (mail/send tracking_settings) ---------------------------
     @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> TrackingSettings:
-        """Load SendGrid's mail/send ``tracking_settings``; missing fields take the defaults."""
+    def from_dict(cls, data: SettingsInput) -> TrackingSettings:
+        """Load SendGrid's mail/send ``tracking_settings`` (or any ``settings=`` value); missing fields take the defaults.
+
+        Also accepts None, a :class:`TrackingSettings` and the shorthand
+        ``{"open": bool, "click": bool}``: what every ``settings=`` argument takes.
+        """
         return DEFAULT_SETTINGS.merged(data)
+
+    #: The same as :meth:`from_dict` (the name the rest of the code used first).
+    coerce = from_dict
 
     def to_dict(self) -> dict[str, Any]:
         """The mail/send ``tracking_settings`` object, every part (fields that are None are left out).
@@ -282,11 +296,6 @@ class TrackingSettings:
             values = part._values(value, key, part.ACCOUNT if account else part.MESSAGE)
             changes[attribute] = replace(getattr(self, attribute), **values)
         return replace(self, **changes)
-
-    @classmethod
-    def coerce(cls, value: SettingsInput) -> TrackingSettings:
-        """Accept None, a :class:`TrackingSettings`, a ``tracking_settings`` dict or the shorthand."""
-        return DEFAULT_SETTINGS.merged(value)
 
 
 DEFAULT_SETTINGS = TrackingSettings()

@@ -18,6 +18,7 @@ import re
 from collections.abc import Mapping
 from typing import Any, NamedTuple
 
+from mailtrack.core.settings import UTM_FIELDS
 from mailtrack.exceptions import SettingsError
 
 __all__ = ["SmtpApi", "parse_smtpapi"]
@@ -35,7 +36,7 @@ _FILTERS: dict[str, tuple[str, dict[str, str]]] = {
     ),
     "ganalytics": (
         "ganalytics",
-        {"enable": "enable", **{f"utm_{x}": f"utm_{x}" for x in ("source", "medium", "term", "content", "campaign")}},
+        {"enable": "enable", **{name: name for name in UTM_FIELDS}},
     ),
 }
 # Booleans as the SMTP API writes them: 0|1 in SendGrid's documentation, true|false in enable_text.

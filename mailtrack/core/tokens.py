@@ -28,7 +28,6 @@ import time
 import zlib
 from binascii import b2a_base64
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
 
@@ -36,8 +35,9 @@ from itsdangerous import BadData, BadSignature, TimestampSigner
 from itsdangerous.encoding import base64_decode, base64_encode, int_to_bytes, want_bytes
 from itsdangerous.signer import HMACAlgorithm
 
-from mailtrack.core.urls import KINDS, destination_problem
-from mailtrack.exceptions import ConfigurationError, ExpiredToken, InvalidToken, MailtrackError
+from mailtrack.core.results import Verified
+from mailtrack.core.urls import KINDS, TokenKind, destination_problem
+from mailtrack.exceptions import ArgumentError, ConfigurationError, ExpiredToken, InvalidToken, MailtrackError
 
 __all__ = ["MAX_TOKEN_LENGTH", "TokenClaims", "TokenCodec", "TruncatedHMAC", "check_claims"]
 
@@ -68,17 +68,8 @@ class TruncatedHMAC(HMACAlgorithm):
         return super().get_signature(key, value)[: self.size]
 
 
-@dataclass(frozen=True)
-class TokenClaims:
-    """What a verified token says."""
-
-    kind: str
-    message_id: str
-    recipient: str
-    issued_at: datetime
-    url: str | None = None
-    link_index: int | None = None
-    metadata: Mapping[str, Any] = field(default_factory=dict)
+#: What a verified token says: the same type :meth:`Tracker.verify` returns (one type, two names).
+TokenClaims = Verified
 
 
 _URLSAFE = bytes.maketrans(b"+/", b"-_")
@@ -170,7 +161,7 @@ class TokenCodec:
         return encoded
 
     def message_signer(
-        self, kind: str, message_id: str, recipient: str, metadata: Mapping[str, Any] | None, issued_at: int
+        self, kind: TokenKind, message_id: str, recipient: str, metadata: Mapping[str, Any] | None, issued_at: int
     ) -> Callable[..., str]:
         """A function signing tokens of ``kind`` for one message and recipient.
 
@@ -206,7 +197,7 @@ class TokenCodec:
         return lambda: sign(raw)
 
     # -- verification ------------------------------------------------------------
-    def loads(self, token: str, *, kind: str | None = None, max_age: float | None = None) -> TokenClaims:
+    def loads(self, token: str, *, kind: TokenKind | None = None, max_age: float | None = None) -> Verified:
         """Verify ``token`` and return its claims, or raise :class:`InvalidToken`.
 
         ``kind`` is the purpose the caller expects (from the URL path); a token
@@ -214,7 +205,7 @@ class TokenCodec:
         ``kind`` every purpose is tried.
         """
         if not isinstance(token, str):
-            raise TypeError(f"token must be a str, not {type(token).__name__}")
+            raise ArgumentError(f"token must be a str, not {type(token).__name__}")
         if len(token) > MAX_TOKEN_LENGTH:
             raise InvalidToken("token is longer than 8 KiB", reason="oversized", token=token[:64])
         if not _TOKEN_SHAPE.fullmatch(token):
@@ -231,6 +222,8 @@ class TokenCodec:
             isinstance(max_age, bool) or not isinstance(max_age, (int, float)) or not 0 <= max_age < math.inf
         ):
             raise MailtrackError(f"max_age must be a finite number of seconds >= 0, or None, not {max_age!r}")
+        if kind is not None and kind not in KINDS:
+            raise ArgumentError(f"kind must be one of {', '.join(KINDS)}, not {kind!r}")
         kinds = [kind] if kind is not None else list(KINDS)
         for candidate in kinds:
             try:
@@ -264,7 +257,7 @@ class TokenCodec:
                 token=token,
             )
 
-    def _claims(self, kind: str, payload: bytes, issued_at: datetime, token: str) -> TokenClaims:
+    def _claims(self, kind: TokenKind, payload: bytes, issued_at: datetime, token: str) -> TokenClaims:
         try:
             if payload.startswith(b"."):
                 inflate = zlib.decompressobj(-15, _ZDICT)
@@ -294,4 +287,4 @@ class TokenCodec:
         metadata = rest[0] if rest else {}
         if len(rest) > 1 or not isinstance(message_id, str) or not isinstance(recipient, str) or not isinstance(metadata, dict):
             raise InvalidToken("payload has the wrong types", reason="malformed", token=token)
-        return TokenClaims(kind, message_id, recipient, issued_at, url, link_index, metadata)
+        return Verified(kind, message_id, recipient, issued_at, url, link_index, metadata, token)

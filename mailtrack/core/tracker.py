@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import hashlib
 import re
-import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 from email.message import EmailMessage, Message
 from typing import Any, overload
 from urllib.parse import urlsplit
@@ -17,8 +15,8 @@ from mailtrack.core.rewrite.footer import DEFAULT_HTML, DEFAULT_TEXT
 from mailtrack.core.rewrite.rules import DEFAULT_OPT_OUTS, DEFAULT_PLACEHOLDERS, OptOuts, PatternInput, PlaceholderMatcher
 from mailtrack.core.settings import SettingsInput, TrackingSettings
 from mailtrack.core.tokens import MAX_TOKEN_LENGTH, TokenCodec, check_claims
-from mailtrack.core.urls import KINDS, UrlLayout, destination_problem
-from mailtrack.exceptions import ConfigurationError, InvalidToken, MailtrackError
+from mailtrack.core.urls import KINDS, TokenKind, UrlLayout, destination_problem
+from mailtrack.exceptions import ArgumentError, ConfigurationError, InvalidToken, MailtrackError
 
 __all__ = ["Tracker"]
 
@@ -49,41 +47,37 @@ class Tracker:
 
     def __init__(
         self,
-        secret_keys: str | bytes | Iterable[str | bytes],
-        base_url: str,
+        secret_keys: str | bytes | Iterable[str | bytes] | None = None,
+        base_url: str = "",
         *,
+        codec: TokenCodec | None = None,
         paths: Mapping[str, str] | None = None,
         max_links: int = DEFAULT_MAX_LINKS,
         placeholder_patterns: PatternInput | Iterable[PatternInput] = DEFAULT_PLACEHOLDERS,
         opt_out_attributes: Mapping[str, str | None] = DEFAULT_OPT_OUTS,
         pixel_position: str = "bottom",
-        salt: str = "mailtrack",
-        digest_method: Any = hashlib.sha256,
-        signature_size: int = 16,
-        compress_tokens: bool = False,
-        clock: Callable[[], float] = time.time,
-        max_clock_skew: float = 300,
         settings: SettingsInput = None,
+        **token_options: Any,
     ) -> None:
+        """``codec`` is the token signer; without one, ``secret_keys`` and ``token_options`` build it.
+
+        ``token_options`` are :class:`~mailtrack.core.tokens.TokenCodec`'s keyword
+        arguments (``salt``, ``digest_method``, ``signature_size``, ``compress``,
+        ``clock``, ``max_clock_skew``; ``compress_tokens`` is taken as ``compress``),
+        so ``Tracker(keys, url, salt="x")`` keeps working while the token format
+        is configured in one place.
+        """
         if not isinstance(max_links, int) or isinstance(max_links, bool) or max_links < 0:
             raise ConfigurationError(f"max_links must be a non-negative int, not {max_links!r}")
         _check_position(pixel_position)
         self._settings = TrackingSettings.coerce(settings)
         self._layout = UrlLayout.create(base_url, paths)
-        self._codec = TokenCodec(
-            secret_keys,
-            salt=salt,
-            digest_method=digest_method,
-            signature_size=signature_size,
-            compress=compress_tokens,
-            clock=clock,
-            max_clock_skew=max_clock_skew,
-        )
+        self._codec = _codec(secret_keys, codec, token_options)
         self._max_links = max_links
         self._placeholders = PlaceholderMatcher(placeholder_patterns)
         self._opt_outs = OptOuts(opt_out_attributes)
         self._pixel_position = pixel_position
-        self._clock = clock
+        self._clock = self._codec.clock
 
     # Read-only views: a Tracker is configured once, so a change cannot bypass validation.
     @property
@@ -153,7 +147,7 @@ class Tracker:
         """
         plan = self._plan(settings, message_id, recipient, metadata, issued_at, None, text=True)
         if isinstance(exclude, str):
-            raise TypeError("exclude takes an iterable of URLs, not one str")
+            raise ArgumentError("exclude takes an iterable of URLs, not one str")
         return rewrite_text(text, plan, frozenset(exclude))
 
     @overload
@@ -215,7 +209,7 @@ class Tracker:
         when = self._timestamp(issued_at)
         for name, value in (("message_id", message_id), ("recipient", recipient)):
             if value is not None and not isinstance(value, str):
-                raise TypeError(f"{name} must be a str or None, not {type(value).__name__}")
+                raise ArgumentError(f"{name} must be a str or None, not {type(value).__name__}")
 
         def plans(
             resolved: TrackingSettings, mid: str, rcpt: str, meta: Mapping[str, Any] | None
@@ -262,10 +256,6 @@ class Tracker:
             text=subscription.text or DEFAULT_TEXT,
             substitution_tag=subscription.substitution_tag or None,
         ) if subscription.enable else None
-        analytics = resolved.ganalytics
-        utm = tuple(
-            (name, value) for name in analytics.MESSAGE if name != "enable" and (value := getattr(analytics, name))
-        ) if analytics.enable else ()
         clicks = resolved.click_tracking.enable and (resolved.click_tracking.enable_text or not text)
         opens = resolved.open_tracking.enable and not text
         return RewritePlan(
@@ -278,7 +268,7 @@ class Tracker:
             is_open_token=self._is_open_token,
             substitution_tag=resolved.open_tracking.substitution_tag,
             pixel_position=position,
-            utm=utm,
+            utm=resolved.ganalytics.parameters(),
             unsubscribe=unsubscribe,
         )
 
@@ -311,7 +301,7 @@ class Tracker:
         return result
 
     # -- verification ------------------------------------------------------------
-    def verify(self, url_or_token: str, *, max_age: float | None = None, kind: str | None = None) -> Verified:
+    def verify(self, url_or_token: str, *, max_age: float | None = None, kind: TokenKind | None = None) -> Verified:
         """Check a tracking URL (or bare token) and say what it was signed for.
 
         Raises :class:`~mailtrack.InvalidToken` (reason ``signature``,
@@ -323,11 +313,11 @@ class Tracker:
         refused as ``malformed``: nothing we issue contains any.
         """
         if not isinstance(url_or_token, str):
-            raise TypeError(f"verify takes a str, not {type(url_or_token).__name__}")
+            raise ArgumentError(f"verify takes a str, not {type(url_or_token).__name__}")
         if len(url_or_token) > MAX_TOKEN_LENGTH:
             raise InvalidToken("input is longer than 8 KiB", reason="oversized", token=url_or_token[:64])
         if kind is not None and kind not in KINDS:
-            raise MailtrackError(f"kind must be one of {', '.join(KINDS)}, not {kind!r}")
+            raise ArgumentError(f"kind must be one of {', '.join(KINDS)}, not {kind!r}")
         if _UNSAFE_INPUT.search(url_or_token):
             raise InvalidToken("input holds whitespace or control characters", reason="malformed", token=url_or_token)
         token = url_or_token
@@ -339,17 +329,7 @@ class Tracker:
             if kind is not None and kind != path_kind:
                 raise InvalidToken(f"URL is a {path_kind} URL, not {kind}", reason="purpose", token=url_or_token)
             kind = path_kind
-        claims = self._codec.loads(token, kind=kind, max_age=max_age)
-        return Verified(
-            kind=claims.kind,
-            message_id=claims.message_id,
-            recipient=claims.recipient,
-            issued_at=claims.issued_at,
-            url=claims.url,
-            link_index=claims.link_index,
-            metadata=claims.metadata,
-            token=token,
-        )
+        return self._codec.loads(token, kind=kind, max_age=max_age)
 
     # -- helpers -----------------------------------------------------------------
     def _is_open_token(self, token: str) -> bool:
@@ -358,7 +338,7 @@ class Tracker:
     def _is_unsubscribe_token(self, token: str) -> bool:
         return self._is_token(token, "unsubscribe")
 
-    def _is_token(self, token: str, kind: str) -> bool:
+    def _is_token(self, token: str, kind: TokenKind) -> bool:
         try:
             self._codec.loads(token, kind=kind)
         except InvalidToken:
@@ -375,11 +355,32 @@ class Tracker:
     def _check_identity(message_id: object, recipient: object, metadata: object, link_index: object = 0) -> None:
         for name, value in (("message_id", message_id), ("recipient", recipient)):
             if not isinstance(value, str):
-                raise TypeError(f"{name} must be a str, not {type(value).__name__}")
+                raise ArgumentError(f"{name} must be a str, not {type(value).__name__}")
         if isinstance(link_index, bool) or not isinstance(link_index, int) or link_index < 0:
             raise MailtrackError(f"link_index must be an int >= 0, not {link_index!r}")
         if metadata is not None and not isinstance(metadata, Mapping):
-            raise TypeError(f"metadata must be a mapping, not {type(metadata).__name__}")
+            raise ArgumentError(f"metadata must be a mapping, not {type(metadata).__name__}")
         if metadata and not all(isinstance(key, str) for key in metadata):
-            raise TypeError("metadata keys must be str")
+            raise ArgumentError("metadata keys must be str")
         check_claims(message_id, recipient, metadata)  # type: ignore[arg-type]
+
+
+_CODEC_OPTIONS = frozenset({"salt", "digest_method", "signature_size", "compress", "clock", "max_clock_skew"})
+
+
+def _codec(secret_keys: str | bytes | Iterable[str | bytes] | None, codec: TokenCodec | None, options: dict[str, Any]) -> TokenCodec:
+    """The tracker's codec: the one given, or one built from the keys and the token options."""
+    if "compress_tokens" in options:
+        options["compress"] = options.pop("compress_tokens")
+    unknown = sorted(set(options) - _CODEC_OPTIONS)
+    if unknown:
+        raise ArgumentError(f"Tracker() got unexpected keyword argument(s): {', '.join(unknown)}")
+    if codec is not None:
+        if secret_keys is not None or options:
+            raise ConfigurationError("pass either codec= or secret_keys (with token options), not both")
+        if not isinstance(codec, TokenCodec):
+            raise ArgumentError(f"codec must be a TokenCodec, not {type(codec).__name__}")
+        return codec
+    if secret_keys is None:
+        raise ConfigurationError("Tracker needs secret_keys (or a codec)")
+    return TokenCodec(secret_keys, **options)

@@ -11,9 +11,10 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Literal
 from urllib.parse import parse_qsl, quote, urlencode, urlsplit
 
-from mailtrack.exceptions import ConfigurationError
+from mailtrack.exceptions import ArgumentError, ConfigurationError
 
 __all__ = [
     "ASCII_WHITESPACE",
@@ -27,7 +28,9 @@ __all__ = [
 ]
 
 #: Token purposes, each with its own signing salt.
-KINDS = ("click", "open", "unsubscribe")
+#: The purposes a token is signed for; each has its own path and its own signing key.
+TokenKind = Literal["click", "open", "unsubscribe"]
+KINDS: tuple[TokenKind, ...] = ("click", "open", "unsubscribe")
 
 #: Pattern source: "http://" or "https://" in any case, then a host (not empty, not "\\").
 HTTP_PREFIX = r"[hH][tT][tT][pP][sS]?://(?![/?#\\])(?=.)"
@@ -56,7 +59,7 @@ def destination_problem(value: str) -> str | None:
     return None
 
 
-_DEFAULT_PATHS = {"click": "c", "open": "o", "unsubscribe": "u"}
+_DEFAULT_PATHS: dict[TokenKind, str] = {"click": "c", "open": "o", "unsubscribe": "u"}
 _PATH_SEGMENT = re.compile(r"[A-Za-z0-9._~-]+(?:/[A-Za-z0-9._~-]+)*")
 
 
@@ -69,13 +72,13 @@ class UrlLayout:
     """
 
     base_url: str
-    paths: Mapping[str, str]
+    paths: Mapping[TokenKind, str]
 
     @classmethod
     def create(cls, base_url: str, paths: Mapping[str, str] | None = None) -> UrlLayout:
         """Validate ``base_url`` and ``paths`` (overrides of the defaults) and build the layout."""
         if not isinstance(base_url, str):
-            raise TypeError(f"base_url must be a str, not {type(base_url).__name__}")
+            raise ArgumentError(f"base_url must be a str, not {type(base_url).__name__}")
         base = base_url.strip(ASCII_WHITESPACE).rstrip("/")
         parts = urlsplit(base)
         if (
@@ -103,7 +106,7 @@ class UrlLayout:
             raise ConfigurationError("paths must differ for click, open and unsubscribe")
         return cls(base, merged)
 
-    def prefix(self, kind: str) -> str:
+    def prefix(self, kind: TokenKind) -> str:
         """The URL prefix a token of ``kind`` is appended to."""
         return f"{self.base_url}/{self.paths[kind]}/"
 
@@ -112,7 +115,7 @@ class UrlLayout:
         n = len(self.base_url)
         return url[:n].lower() == self.base_url.lower() and (len(url) == n or url[n] in "/?#")
 
-    def split(self, url: str) -> tuple[str, str] | None:
+    def split(self, url: str) -> tuple[TokenKind, str] | None:
         """``(kind, token)`` for a tracking URL of ours, or None."""
         if not self.is_ours(url):
             return None

@@ -30,11 +30,11 @@ import re
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from typing import Any
 from urllib.parse import urlsplit
 
+from mailtrack.core.results import Verified
 from mailtrack.core.tracker import Tracker
-from mailtrack.core.urls import as_uri, destination_problem
+from mailtrack.core.urls import TokenKind, as_uri, destination_problem
 from mailtrack.delivery.recorder import Recorder
 from mailtrack.events import EventType, TrackingEvent
 from mailtrack.exceptions import ConfigurationError, InvalidToken, MailtrackError
@@ -158,7 +158,7 @@ class Endpoints:
         location = None if url is None or destination_problem(url) is not None else as_uri(url)
         if location is None or any(c in location for c in "\r\n\x00"):
             return _page(404, "Link not found", "This link is not valid or has expired.", head=request.method == "HEAD")
-        if request.method == "GET":
+        if request.method == "GET" and claims is not None:
             self._record(request, claims)
         headers = [("Location", location), ("Content-Type", "text/plain; charset=utf-8"), ("Content-Length", "0")]
         return Response(302, [*headers, *NO_CACHE, ("Referrer-Policy", "no-referrer")])
@@ -190,7 +190,7 @@ class Endpoints:
         return _page(200, "Unsubscribe", "Do you want to stop receiving these emails?", extra=form, head=head)
 
     # -- helpers ----------------------------------------------------------------------
-    def _verify(self, token: str, kind: str, max_age: float | None = None) -> Any:
+    def _verify(self, token: str, kind: TokenKind, max_age: float | None = None) -> Verified | None:
         try:
             return self.tracker.verify(token, kind=kind, max_age=max_age)
         except (InvalidToken, MailtrackError):  # ExpiredToken is an InvalidToken
@@ -198,7 +198,7 @@ class Endpoints:
         except Exception:  # anything a hostile token could still provoke: a 404, never a 500
             return None
 
-    def _record(self, request: Request, claims: Any) -> None:
+    def _record(self, request: Request, claims: Verified) -> None:
         if self.recorder is None:
             return
         now = self.clock() if self.clock is not None else None

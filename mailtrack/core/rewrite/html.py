@@ -20,6 +20,7 @@ from mailtrack.core.rewrite.plan import RewritePlan
 from mailtrack.core.rewrite.splice import Edits, splice
 from mailtrack.core.scanner import ScanResult, scan, text_occurrences
 from mailtrack.core.tokens import MAX_TOKEN_LENGTH
+from mailtrack.exceptions import ArgumentError
 
 _PIXEL_STYLE = (
     "height:1px!important;width:1px!important;max-height:1px!important;max-width:1px!important;"
@@ -40,7 +41,7 @@ def rewrite_html(html: str, plan: RewritePlan) -> HtmlResult:
 def rewrite_html_edits(html: str, plan: RewritePlan) -> tuple[HtmlResult, Edits]:
     """:func:`rewrite_html`, plus the edits it made (so MIME re-encodes only the lines they touch)."""
     if not isinstance(html, str):
-        raise TypeError(
+        raise ArgumentError(
             f"html must be a str, not {type(html).__name__}; decode bytes with the message part's charset first"
         )
     scanned = scan(html)

@@ -15,6 +15,7 @@ from typing import Union
 from mailtrack.core.charrefs import decode_attribute
 from mailtrack.core.scanner import LinkTag
 from mailtrack.core.urls import ASCII_WHITESPACE, CONTROL_CHARS, HTTP_PREFIX
+from mailtrack.exceptions import ArgumentError
 
 __all__ = ["DEFAULT_OPT_OUTS", "DEFAULT_PLACEHOLDERS", "OptOuts", "PlaceholderMatcher"]
 
@@ -82,7 +83,7 @@ def _scoped(pattern: PatternInput) -> str:
         re.compile(pattern)  # raise re.error naming the bad one
         return pattern
     if not isinstance(pattern, re.Pattern) or not isinstance(pattern.pattern, str):
-        raise TypeError(f"placeholder patterns must be str or compiled str patterns, not {pattern!r}")
+        raise ArgumentError(f"placeholder patterns must be str or compiled str patterns, not {pattern!r}")
     flags = "".join(letter for flag, letter in _INLINE_FLAGS if pattern.flags & flag)
     return f"(?{flags}:{pattern.pattern})" if flags else pattern.pattern
 
@@ -100,10 +101,10 @@ class OptOuts:
 
     def __init__(self, attributes: Mapping[str, str | None] = DEFAULT_OPT_OUTS) -> None:
         if not isinstance(attributes, Mapping):
-            raise TypeError(f"opt_out_attributes must be a mapping of name -> value or None, not {attributes!r}")
+            raise ArgumentError(f"opt_out_attributes must be a mapping of name -> value or None, not {attributes!r}")
         for name, value in attributes.items():
             if not isinstance(name, str) or not name or not (value is None or isinstance(value, str)):
-                raise TypeError(f"opt_out_attributes maps a non-empty str name to a str or None, not {name!r}: {value!r}")
+                raise ArgumentError(f"opt_out_attributes maps a non-empty str name to a str or None, not {name!r}: {value!r}")
         self.attributes = {name.lower(): (None if value is None else value.lower()) for name, value in attributes.items()}
         self._names = tuple(self.attributes)
         self._common = _common_substring(self._names)

@@ -8,6 +8,7 @@ from mailtrack.core.rewrite.links import LinkBook, classify_destination
 from mailtrack.core.rewrite.plan import RewritePlan
 from mailtrack.core.rewrite.splice import Edits, splice
 from mailtrack.core.urlfinder import find_urls
+from mailtrack.exceptions import ArgumentError
 
 __all__ = ["rewrite_text", "rewrite_text_edits"]
 
@@ -25,7 +26,7 @@ def rewrite_text(text: str, plan: RewritePlan, exclude: frozenset[str] = frozens
 def rewrite_text_edits(text: str, plan: RewritePlan, exclude: frozenset[str] = frozenset()) -> tuple[TextResult, Edits]:
     """:func:`rewrite_text`, plus the edits it made."""
     if not isinstance(text, str):
-        raise TypeError(f"text must be a str, not {type(text).__name__}; decode bytes with the message part's charset first")
+        raise ArgumentError(f"text must be a str, not {type(text).__name__}; decode bytes with the message part's charset first")
     edits: list[tuple[int, int, str]] = []
     warnings: list[str] = []
     book = LinkBook(plan)
