@@ -85,6 +85,18 @@ class TrackingEvent:
         object.__setattr__(self, "event_type", event_type)  # a plain str given: keep the enum member
         if not isinstance(self.timestamp, datetime) or self.timestamp.tzinfo is None:
             raise InvalidEvent("timestamp must be a timezone-aware datetime (UTC)")
+        for name in ("message_id", "recipient", "event_id"):
+            if not isinstance(getattr(self, name), str):
+                raise InvalidEvent(f"{name} must be a str, not {type(getattr(self, name)).__name__}")
+        for name in ("url", "user_agent", "ip", "referer", "machine"):
+            if not isinstance(getattr(self, name), (str, type(None))):
+                raise InvalidEvent(f"{name} must be a str or None, not {type(getattr(self, name)).__name__}")
+        if self.link_index is not None and (isinstance(self.link_index, bool) or not isinstance(self.link_index, int)):
+            raise InvalidEvent(f"link_index must be an int or None, not {self.link_index!r}")
+        if not isinstance(self.metadata, Mapping):
+            raise InvalidEvent(f"metadata must be a mapping, not {type(self.metadata).__name__}")
+        if self.first is not None and not isinstance(self.first, bool):
+            raise InvalidEvent(f"first must be a bool or None, not {self.first!r}")
 
     def with_first(self, first: bool) -> TrackingEvent:
         return replace(self, first=first)
@@ -109,11 +121,27 @@ class TrackingEvent:
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> TrackingEvent:
-        """The inverse of :meth:`to_dict`."""
+        """The inverse of :meth:`to_dict`; anything else raises :class:`InvalidEvent`."""
+        if not isinstance(data, Mapping):
+            raise InvalidEvent(f"an event must be a mapping, not {type(data).__name__}")
         values = dict(data)
-        stamp = str(values.pop("timestamp"))
-        timestamp = datetime.fromisoformat(stamp.replace("Z", "+00:00"))
-        return cls(timestamp=timestamp, **values)
+        stamp = values.pop("timestamp", None)
+        if not isinstance(stamp, str):
+            raise InvalidEvent(f"timestamp must be an ISO 8601 string, not {stamp!r}")
+        try:
+            timestamp = datetime.fromisoformat(stamp.replace("Z", "+00:00"))
+        except ValueError:
+            raise InvalidEvent(f"timestamp must be an ISO 8601 string, not {stamp!r}") from None
+        unknown = sorted(str(key) for key in values if key not in _FIELDS)
+        if unknown:
+            raise InvalidEvent(f"unknown event field(s): {', '.join(unknown)}")
+        try:
+            return cls(timestamp=timestamp, **values)
+        except TypeError as exc:  # a required field missing
+            raise InvalidEvent(f"incomplete event: {exc}") from None
+
+
+_FIELDS = frozenset(TrackingEvent.__dataclass_fields__)
 
 
 class EventSink(Protocol):

@@ -60,6 +60,8 @@ def parse_smtpapi(value: str) -> SmtpApi:
     JSON is broken or a tracking filter holds a wrong key or value: a header
     meant to turn tracking off must never be half-read.
     """
+    if not isinstance(value, str):
+        raise SettingsError(HEADER, f"must be a str, not {type(value).__name__}")
     if len(value) > MAX_LENGTH:
         raise SettingsError(HEADER, f"is longer than {MAX_LENGTH} characters")
     if _depth(value) > MAX_DEPTH:
