@@ -286,8 +286,12 @@ def test_outbox_not_written_when_the_event_insert_fails(store: SQLiteStore, db: 
 
 
 def test_outbox_and_firsts_roll_back_when_the_row_cannot_be_built(store: SQLiteStore) -> None:
+    with pytest.raises(mailtrack.MailtrackError):
+        event(link_index=[1])  # type: ignore[arg-type]  # refused when built
+    unbindable = event()
+    object.__setattr__(unbindable, "link_index", [1])  # forced past the check: SQLite cannot bind it
     with pytest.raises(StoreError):
-        store.record(event(link_index=[1]), outbox=["https://hook.example/"])  # type: ignore[arg-type]  # cannot bind
+        store.record(unbindable, outbox=["https://hook.example/"])
     assert store.outbox_rows() == [] and store.count() == 0
     assert store.record(event()).first is True
 
