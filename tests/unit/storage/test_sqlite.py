@@ -289,8 +289,8 @@ def test_outbox_and_firsts_roll_back_when_the_row_cannot_be_built(store: SQLiteS
     with pytest.raises(mailtrack.MailtrackError):
         event(link_index=[1])  # type: ignore[arg-type]  # refused when built
     unbindable = event()
-    object.__setattr__(unbindable, "link_index", [1])  # forced past the check: SQLite cannot bind it
-    with pytest.raises(StoreError):
+    object.__setattr__(unbindable, "link_index", [1])  # forced past the check: fails inside the transaction
+    with pytest.raises(mailtrack.MailtrackError):
         store.record(unbindable, outbox=["https://hook.example/"])
     assert store.outbox_rows() == [] and store.count() == 0
     assert store.record(event()).first is True
