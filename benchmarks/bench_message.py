@@ -2,8 +2,8 @@
 
 Run from the repository root::
 
-    .venv/bin/python benchmarks/bench_message.py            # full run (~2.5 min), writes benchmarks/results_message.md
-    .venv/bin/python benchmarks/bench_message.py --quick    # smoke run (seconds), writes benchmarks/results_message-quick.md
+    .venv/bin/python benchmarks/bench_message.py            # full run (~2.5 min), writes benchmarks/results/message.md
+    .venv/bin/python benchmarks/bench_message.py --quick    # smoke run (seconds), writes benchmarks/results/message-quick.md
 
 Input: one ``make_newsletter(25_000, 40)`` HTML body, wrapped into lines of at most
 78 characters, plus a plain-text alternative carrying the same ``<a>`` links, built
@@ -48,10 +48,10 @@ from typing import Any
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
-from bench_rewrite import time_call  # GC collected before and disabled during the timed span
-from newsletters import count_trackable_links, make_newsletter
-from peers import BASE_URL, MESSAGE_ID, METADATA, RECIPIENT, SECRET_KEYS
-from report import header
+from harness.newsletters import count_trackable_links, make_newsletter  # noqa: E402
+from harness.peers import BASE_URL, MESSAGE_ID, METADATA, RECIPIENT, SECRET_KEYS  # noqa: E402
+from harness.report import header  # noqa: E402
+from harness.timing import time_call  # noqa: E402  (GC collected before and disabled during the timed span)
 
 HTML_BYTES, HTML_LINKS = 25_000, 40
 WRAP = 78  # RFC 5322's recommended line length; tags are never split, so a few lines are longer
@@ -567,7 +567,7 @@ def main(argv: list[str] | None = None) -> int:
         "--out",
         type=Path,
         default=None,
-        help="markdown report (default benchmarks/results_message.md; results_message-quick.md with --quick)",
+        help="markdown report (default benchmarks/results/message.md; message-quick.md with --quick)",
     )
     parser.add_argument(
         "--profile",
@@ -577,7 +577,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     args = parser.parse_args(argv)
     plan = QUICK if args.quick else FULL
-    out_path: Path = args.out or HERE / ("results_message-quick.md" if args.quick else "results_message.md")
+    out_path: Path = args.out or HERE / "results" / ("message-quick.md" if args.quick else "message.md")
     command = shlex.join(["python", "benchmarks/bench_message.py", *(sys.argv[1:] if argv is None else argv)])
 
     started = time.monotonic()

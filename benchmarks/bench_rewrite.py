@@ -2,12 +2,12 @@
 
 Run from the repository root::
 
-    .venv/bin/python benchmarks/bench_rewrite.py            # full run, writes benchmarks/results.md
-    .venv/bin/python benchmarks/bench_rewrite.py --quick    # smoke run (< 30 s), writes benchmarks/results-quick.md
+    .venv/bin/python benchmarks/bench_rewrite.py            # full run, writes benchmarks/results/rewrite.md
+    .venv/bin/python benchmarks/bench_rewrite.py --quick    # smoke run (< 30 s), writes benchmarks/results/rewrite-quick.md
 
-Inputs: three generated newsletters (``newsletters.SIZES``) and, when present,
+Inputs: three generated newsletters (``harness.newsletters.SIZES``) and, when present,
 every ``format == html`` file of the shared corpus (``../shared/corpus``).
-Contenders (``peers.CONTENDERS``) run interleaved: each repetition runs every
+Contenders (``harness.peers.CONTENDERS``) run interleaved: each repetition runs every
 contender once, in an order rotated by one per repetition, so drift and noise on
 a shared machine hit all of them alike. We report medians, minima and *ratios
 within the run*, never absolute goals. Memory (tracemalloc) and bytes per link
@@ -34,12 +34,14 @@ HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
 sys.path.insert(0, str(HERE))
 
-from newsletters import SIZES, make_newsletter  # noqa: E402
-from peers import BASE_URL, CONTENDERS, MESSAGE_ID, METADATA, RECIPIENT, Rewrite, make_tracker  # noqa: E402
-from report import header  # noqa: E402
+from harness.newsletters import SIZES, make_newsletter  # noqa: E402
+from harness.peers import BASE_URL, CONTENDERS, MESSAGE_ID, METADATA, RECIPIENT, Rewrite, make_tracker  # noqa: E402
+from harness.report import header  # noqa: E402
+from harness.timing import time_call  # noqa: E402
 
 DEFAULT_CORPUS = REPO.parent / "shared" / "corpus"
 README = HERE / "README.md"
+RESULTS = HERE / "results"
 README_START, README_END = "<!-- results:start -->", "<!-- results:end -->"
 CORPUS_NAME = "corpus"
 
@@ -176,27 +178,6 @@ def warm_up(result: Result, contenders: dict[str, Rewrite]) -> list[str]:
         for name in list(result.failed):
             result.workload.notes.append(f"{name}: {result.failed.pop(name)}")
     return kept
-
-
-def time_call(fn: Rewrite, docs: Sequence[str]) -> int:
-    """Nanoseconds to rewrite ``docs`` one after the other, with the cyclic GC off while timing.
-
-    A full collection runs before the first document; between documents only
-    generation 0 is collected (with the GC off, it holds exactly the previous
-    call's garbage, e.g. bs4's parent/child cycles), outside the timed spans.
-    """
-    total = 0
-    gc.collect()
-    gc.disable()
-    try:
-        for doc in docs:
-            gc.collect(0)
-            start = time.perf_counter_ns()
-            fn(doc)
-            total += time.perf_counter_ns() - start
-    finally:
-        gc.enable()
-    return total
 
 
 def run_interleaved(
@@ -531,7 +512,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="few repetitions, no corpus memory pass (< 30 s)")
     parser.add_argument(
-        "--out", type=Path, default=None, help="markdown report (default benchmarks/results.md; results-quick.md with --quick)"
+        "--out", type=Path, default=None, help="markdown report (default benchmarks/results/rewrite.md; rewrite-quick.md with --quick)"
     )
     parser.add_argument("--corpus", type=Path, default=DEFAULT_CORPUS, help="shared corpus folder (default ../shared/corpus)")
     parser.add_argument("--no-corpus", action="store_true", help="generated inputs only")
@@ -540,7 +521,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     args = parser.parse_args(argv)
     plan = QUICK if args.quick else FULL
-    out_path: Path = args.out or HERE / ("results-quick.md" if args.quick else "results.md")
+    out_path: Path = args.out or RESULTS / ("rewrite-quick.md" if args.quick else "rewrite.md")
     command = shlex.join(["python", "benchmarks/bench_rewrite.py", *(sys.argv[1:] if argv is None else argv)])
 
     contenders, missing = load_contenders()

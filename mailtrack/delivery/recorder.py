@@ -64,6 +64,7 @@ class Recorder:
         self._drain_lock = threading.Lock()  # one drain at a time in this process (flock only tells processes apart)
         self._wake = threading.Event()
         self._closed = threading.Event()
+        self._recovered = threading.Event()  # set once the start-up recovery of earlier spools has run
         self._fanout: queue.SimpleQueue[TrackingEvent | None] = queue.SimpleQueue()
         self._threads = [
             threading.Thread(target=self._retry_loop, name="mailtrack-spool", daemon=True),
@@ -73,6 +74,8 @@ class Recorder:
             thread.start()
         if store is not None:
             self._wake.set()  # recover spools left by earlier processes
+        else:
+            self._recovered.set()
 
     # -- the request path -------------------------------------------------------
     def record(self, event: TrackingEvent) -> TrackingEvent:
@@ -119,6 +122,16 @@ class Recorder:
                 log.exception("mailtrack: draining the spool failed")
                 drained = False
             delay = self.retry_interval if drained else min(delay * 2, self.max_retry_interval)
+            self._recovered.set()
+
+    def wait_recovered(self, timeout: float | None = None) -> bool:
+        """Wait until the start-up pass over earlier processes' spools has run; True if it has.
+
+        A new recorder drains what dead processes left behind from its
+        background thread; callers that need a quiet recorder (tests, a
+        migration script) wait for that pass here instead of guessing a delay.
+        """
+        return self._recovered.wait(timeout)
 
     def drain(self) -> bool:
         """Move spooled and in-memory events into the store, oldest first; True when nothing is left.

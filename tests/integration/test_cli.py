@@ -84,3 +84,37 @@ def test_rewrite_message_command(tmp_path: Path) -> None:
     assert failed.returncode == 1 and "2 To addresses" in failed.stderr and "Traceback" not in failed.stderr
     failed = run("rewrite-message", str(eml), *common, "--recipient", "a@x.example", "--settings", "{bad")
     assert failed.returncode == 1 and "Traceback" not in failed.stderr
+
+
+# -- moved from tests/integration/test_serve_review.py (issue 8) -------------------------------
+
+
+def test_cli_errors_on_bad_databases_are_one_clear_line(tmp_path: Path) -> None:
+    text = tmp_path / "notes.txt"
+    text.write_text("not a database " * 100)
+    for args in (["events", "--db", str(text)], ["stats", "--db", str(tmp_path)], ["webhooks", "--db", str(text)],
+                 ["events", "--db", str(tmp_path / "missing.sqlite")]):
+        proc = run(*args)
+        assert proc.returncode == 1 and "Traceback" not in proc.stderr and proc.stderr.startswith("mailtrack "), args
+    proc = run("serve", "--db", str(tmp_path / "no" / "dir" / "e.sqlite"), "--secret-key", "k", "--base-url", BASE_URL,
+               "--port", "0")
+    assert proc.returncode == 1 and "does not exist" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_dead_webhook_deliveries_can_be_requeued(tmp_path: Path) -> None:
+    import time
+    from datetime import datetime, timezone
+
+    from mailtrack.storage.sqlite import SQLiteStore
+
+    db = tmp_path / "e.sqlite"
+    store = SQLiteStore(db)
+    event = store.record(mailtrack.TrackingEvent("opened", datetime.now(timezone.utc), "d1", "r@x.example"),
+                         outbox=["https://hook.example/"])
+    row = store.outbox_rows()[0]
+    store.outbox_failed(row["id"], "HTTP 500", None)
+    assert run("webhooks", "--db", str(db)).stdout.strip() == "https://hook.example/: 0 pending, 0 delivered, 1 dead"
+    proc = run("webhooks", "--db", str(db), "--requeue")
+    assert "requeued 1 dead delivery" in proc.stdout and "1 pending, 0 delivered, 0 dead" in proc.stdout
+    assert [item.event.event_id for item in store.outbox_due(time.time() + 1)] == [event.event_id]
+    store.close()

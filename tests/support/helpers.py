@@ -1,10 +1,15 @@
-"""Shared test helpers: the corpus location and deterministic rewrites."""
+"""Shared test helpers: the corpus location, deterministic rewrites, waiting for another thread or process."""
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import TypeVar
 
 import mailtrack
+
+T = TypeVar("T")
 
 #: ``../shared/corpus`` next to the checkout; absent on a user's machine.
 CORPUS = Path(__file__).resolve().parents[3] / "shared" / "corpus"
@@ -70,3 +75,21 @@ def _replacement_length(result: mailtrack.HtmlResult, start: int) -> int:
         if pixel.position == start:
             return len(pixel.html)
     raise AssertionError(f"no edit at {start}")
+
+
+def wait_until(predicate: Callable[[], T], timeout: float = 20.0, *, interval: float = 0.01, what: str | None = None) -> T:
+    """Poll ``predicate`` until it returns something truthy, and return that; fail at the deadline.
+
+    The way to wait for something another thread or process does: the test goes
+    on as soon as it happened, and a clear AssertionError says what never
+    happened instead of a later, puzzling failure. ``timeout`` is a hang guard
+    (generous: the machine is shared), never a measurement.
+    """
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() >= deadline:
+            raise AssertionError(f"timed out after {timeout:g} s waiting for {what or getattr(predicate, '__name__', predicate)}")
+        time.sleep(interval)

@@ -507,7 +507,7 @@ def test_str_in_str_out() -> None:
     assert parsed.get_body(("html",)) is not None
 
 
-def test_regression_str_read_the_stdlib_way_keeps_its_surrogates() -> None:
+def test_str_read_the_stdlib_way_keeps_its_surrogates() -> None:
     """Regression (found in review; fixed): a str holding 8-bit bytes as surrogates (how the stdlib holds bytes it read as
     text) comes back with those bytes decoded as UTF-8 characters when they happen to be valid UTF-8.
     The untouched bytes change representation: ``out.encode("ascii", "surrogateescape")`` raises, and
@@ -785,7 +785,7 @@ def test_the_checker_catches_tampering() -> None:
 # -- regressions: bugs found in review, each fixed in mailtrack/ ----------------------------
 
 
-def test_regression_html_result_is_what_was_written_when_the_footer_needs_character_references() -> None:
+def test_html_result_is_what_was_written_when_the_footer_needs_character_references() -> None:
     """Regression (found in review; fixed): an HTML part whose charset lacks a footer character is written with a character
     reference (&#233;), but MessagePart.result.html (and MessageResult.html.html) still holds the raw
     character, so the reported result is not the part's content. mime.py ``_encode`` applies
@@ -802,7 +802,7 @@ def test_regression_html_result_is_what_was_written_when_the_footer_needs_charac
     assert result.parts[0].result.html == written
 
 
-def test_regression_undeclared_utf8_part_switched_to_quoted_printable_declares_its_charset() -> None:
+def test_undeclared_utf8_part_switched_to_quoted_printable_declares_its_charset() -> None:
     """Regression (found in review; fixed): a text part with no charset parameter and raw UTF-8 bytes is read as UTF-8
     (with a warning); when its new line no longer fits 7bit, it is re-encoded as quoted-printable but the
     charset stays undeclared (us-ascii by default), so a reader decodes "Café" as "Caf\\ufffd\\ufffd".
@@ -848,7 +848,7 @@ def test_text_part_without_a_body_is_left_and_headers_stay_headers(raw: bytes) -
     assert again.message == result.message
 
 
-def test_regression_bare_cr_line_breaks_are_read_like_the_stdlib() -> None:
+def test_bare_cr_line_breaks_are_read_like_the_stdlib() -> None:
     """Regression (found in review; fixed): with bare-CR line breaks the stdlib (which mime.py says it follows)
     ends the header at "\\r\\r"; mime.py splits lines on LF only, so it sees one header line and no body:
     the link in the body is not tracked, Message-ID is appended after the body (the stdlib reads it as
@@ -862,7 +862,7 @@ def test_regression_bare_cr_line_breaks_are_read_like_the_stdlib() -> None:
     assert [link.url for link in result.links] == ["https://example.com/x"]
 
 
-def test_regression_base64_body_keeps_its_line_length() -> None:
+def test_base64_body_keeps_its_line_length() -> None:
     """Regression (found in review; fixed): mime.py's docstring says a base64 body "is encoded whole, with its
     original line length", but ``_base64`` always writes 76-character lines: a body written in 64-character
     lines (as PEM-style encoders do) comes back in 76-character lines."""
@@ -886,7 +886,7 @@ def test_regression_base64_body_keeps_its_line_length() -> None:
     ],
     ids=["qp-encoded-cr", "7bit-switched-to-qp"],
 )
-def test_regression_bare_cr_becomes_a_line_break_when_encoded_as_quoted_printable(body: bytes, cte: str) -> None:
+def test_bare_cr_stays_a_cr_when_encoded_as_quoted_printable(body: bytes, cte: str) -> None:
     """Regression (found in review; fixed): ``_qp_lines`` splits on every line break including a bare CR and
     writes a bare CR as ``eol`` ("a bare CR becomes eol"). A CR the text holds (QP "=0D", or the bare-CR
     lines of a 7bit part switched to QP for a >998 line) decodes as LF afterwards, so the part no longer
@@ -903,7 +903,7 @@ def test_regression_bare_cr_becomes_a_line_break_when_encoded_as_quoted_printabl
 
 
 @pytest.mark.parametrize("content_type", [b"text/plain", b"text/plain; charset=utf-8"])
-def test_regression_text_footer_separator_uses_the_message_line_breaks(content_type: bytes) -> None:
+def test_text_footer_separator_uses_the_message_line_breaks(content_type: bytes) -> None:
     """Regression (found in review; fixed): in a CRLF message, a text body with no line break of its own ("Hello") gets the
     footer after a bare-LF separator ("Hello\\n\\nIf you would like...\\n"): ``_unsubscribe_edits`` picks the
     separator from the text alone, while mime.py ``_with_newline`` fixes only the footer template. The
@@ -914,7 +914,7 @@ def test_regression_text_footer_separator_uses_the_message_line_breaks(content_t
     assert re.search(rb"(?<!\r)\n", result.message) is None, "a bare LF in a CRLF message"
 
 
-def test_regression_line_before_a_text_footer_keeps_its_bytes() -> None:
+def test_line_before_a_text_footer_keeps_its_bytes() -> None:
     """Regression (found in review; fixed): a text footer is inserted after the body's last line break, but ``_encode_lines``
     attributes an edit at ``len(text)`` to the last line and re-encodes it: a quoted-printable line
     without any link, soft-broken early by its encoder, comes back re-broken by ``b2a_qp`` (and with

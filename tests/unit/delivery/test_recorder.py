@@ -15,13 +15,13 @@ import os
 import signal
 import sqlite3
 import threading
-import time
 from collections.abc import Callable, Iterator
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
 import pytest
+from support.helpers import wait_until
 
 from mailtrack.delivery.recorder import Recorder
 from mailtrack.events import CallbackSink, TrackingEvent
@@ -36,12 +36,9 @@ def event(message_id: str = "m1", recipient: str = "a@x", event_type: str = "ope
     return TrackingEvent(event_type=event_type, message_id=message_id, recipient=recipient, **kwargs)
 
 
-def wait_for(predicate: Callable[[], bool], timeout: float = 20.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {predicate}")
-        time.sleep(0.02)
+def logged(caplog: pytest.LogCaptureFixture, text: str, at_least: int = 1) -> Callable[[], bool]:
+    """A predicate: ``text`` is in at least ``at_least`` records logged so far (by any thread)."""
+    return lambda: sum(text in r.getMessage() for r in caplog.records) >= at_least
 
 
 class Lock:
@@ -86,6 +83,7 @@ def recorders() -> Iterator[list[Recorder]]:
 def make(recorders: list[Recorder], db: Path, *, busy_timeout: float = 0.05, **kwargs: Any) -> Recorder:
     recorder = Recorder(SQLiteStore(db, busy_timeout=busy_timeout), **{**FAST, **kwargs})
     recorders.append(recorder)
+    assert recorder.wait_recovered(30), "the start-up spool recovery never ran"  # no background drain races the test
     return recorder
 
 
@@ -129,23 +127,23 @@ def test_record_writes_synchronously_and_sets_first(db: Path, recorders: list[Re
 # -- store failure: the spool -------------------------------------------------------------------
 
 
+@pytest.mark.timeout(120)  # record() waits out the busy timeout, not the lock: a hang here is that bug
 def test_store_locked_spools_then_drains_exactly_once(db: Path, spool: Path, recorders: list[Recorder],
                                                       caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.WARNING, logger="mailtrack")
     recorder = make(recorders, db, outbox=["https://hook.example/"])
     e = event()
     with Lock(db) as lock:
-        started = time.monotonic()
         returned = recorder.record(e)  # must not raise
-        assert time.monotonic() - started < 10  # generous: bounded by the busy timeout, not by the lock
         assert returned.first is None  # the store could not tell
         assert [line["event_id"] for line in spool_lines(spool)] == [e.event_id]
         assert stored_ids(db) == []
         assert any("store write failed" in r.getMessage() and r.levelno == logging.WARNING for r in caplog.records)
-        time.sleep(0.3)  # a few failed background retries while locked
+        wait_until(logged(caplog, "retry from spool failed", at_least=2), what="two failed background retries")
+        assert stored_ids(db) == []  # they failed: still locked
         lock.release()
-        wait_for(lambda: stored_ids(db) == [e.event_id])
-    wait_for(lambda: spool_lines(spool) == [])  # the spool is emptied once stored
+        wait_until(lambda: stored_ids(db) == [e.event_id])
+    wait_until(lambda: spool_lines(spool) == [])  # the spool is emptied once stored
     assert recorder.drain() is True
     assert stored_ids(db) == [e.event_id]  # exactly once
     assert recorder.store is not None
@@ -162,7 +160,7 @@ def test_many_events_spooled_in_order_all_drained(db: Path, spool: Path, recorde
         for e in events:
             recorder.record(e)
         assert [line["event_id"] for line in spool_lines(spool)] == [e.event_id for e in events]
-    wait_for(lambda: len(stored_ids(db)) == 20)
+    wait_until(lambda: len(stored_ids(db)) == 20)
     assert stored_ids(db) == [e.event_id for e in events]
     assert recorder.store is not None
     assert [e.first for e in recorder.store.events()] == [True] * 3 + [False] * 17
@@ -218,10 +216,10 @@ def test_spool_of_a_dead_process_is_drained_by_a_new_recorder(db: Path, spool: P
     path = write_spool(spool, "31337-1700000000000000000.jsonl", events)
     got: list[TrackingEvent] = []
     make(recorders, db, sinks=[CallbackSink(got.append)])  # recovers at start, by itself
-    wait_for(lambda: len(stored_ids(db)) == 3)
+    wait_until(lambda: len(stored_ids(db)) == 3)
     assert stored_ids(db) == [e.event_id for e in events]
-    wait_for(lambda: not path.exists())
-    wait_for(lambda: len(got) == 3)
+    wait_until(lambda: not path.exists())
+    wait_until(lambda: len(got) == 3)
     assert [(e.event_id, e.first) for e in got] == [(events[0].event_id, True), (events[1].event_id, False),
                                                     (events[2].event_id, True)]
 
@@ -264,7 +262,7 @@ def _spool_and_wait(db: str, spool_dir: str, opened: Any, locked: Any, ready: An
         recorder.record(TrackingEvent(event_type="opened", timestamp=datetime.now(timezone.utc),
                                       message_id=f"child-{i}", recipient="c@x"))
     ready.set()
-    time.sleep(120)
+    threading.Event().wait(120)  # idle until the parent kills it (not a synchronisation: the bound only ends an orphan)
 
 
 def test_spool_of_a_killed_process_recovered_only_after_it_died(db: Path, tmp_path: Path, recorders: list[Recorder]) -> None:
@@ -282,9 +280,9 @@ def test_spool_of_a_killed_process_recovered_only_after_it_died(db: Path, tmp_pa
         locked.set()
         try:
             assert ready.wait(60), "child did not spool"
-            # One file, or several when the child's retry tick rotated it between two events.
+            # One file, or several when the child's own retry rotated it between two of its writes.
             paths = sorted(spool.glob("*.jsonl"))
-            assert paths and all(path.name.startswith(f"{child.pid}-") for path in paths)
+            assert paths and all(path.name.startswith(f"{child.pid}-") for path in paths), paths
             assert len(spool_lines(spool)) == 3
             recorder = make(recorders, db, spool_dir=spool, **IDLE)
             assert recorder.drain() is True  # our store works, but the child is alive and owns its spool
@@ -313,8 +311,9 @@ def test_unwritable_spool_keeps_events_in_memory(db: Path, tmp_path: Path, recor
         assert [r.first for r in returned] == [None, None]
         messages = [r.getMessage() for r in caplog.records if r.levelno == logging.ERROR]
         assert any("spool write failed" in m and "kept in memory" in m for m in messages)
-        time.sleep(0.2)
-    wait_for(lambda: len(stored_ids(db)) == 2)
+        wait_until(logged(caplog, "waiting in memory"), what="a failed background retry of the events in memory")
+        assert stored_ids(db) == []
+    wait_until(lambda: len(stored_ids(db)) == 2)
     assert stored_ids(db) == [e.event_id for e in events]
     assert recorder.drain() is True
 
@@ -370,7 +369,7 @@ def test_callback_sink_gets_events_with_first(db: Path, recorders: list[Recorder
     events = [event(), event(), event(recipient="b@x")]
     for e in events:
         recorder.record(e)
-    wait_for(lambda: len(got) == 3)
+    wait_until(lambda: len(got) == 3)
     assert [(g.event_id, g.first) for g in got] == [(events[0].event_id, True), (events[1].event_id, False),
                                                     (events[2].event_id, True)]
 
@@ -388,7 +387,7 @@ def test_callback_runs_off_the_request_thread(db: Path, recorders: list[Recorder
     recorder.record(event())  # returns although the sink is still busy with the first
     assert len(stored_ids(db)) == 2
     release.set()
-    wait_for(lambda: len(threads) == 2)
+    wait_until(lambda: len(threads) == 2)
     assert threading.current_thread().name not in threads
 
 
@@ -404,7 +403,7 @@ def test_raising_callback_does_not_break_recording(db: Path, recorders: list[Rec
     first = recorder.record(event())
     second = recorder.record(event())
     assert (first.first, second.first) == (True, False)
-    wait_for(lambda: len(got) == 2)
+    wait_until(lambda: len(got) == 2)
     assert stored_ids(db) == [first.event_id, second.event_id]
     failures = [r for r in caplog.records if "event sink" in r.getMessage() and "failed" in r.getMessage()]
     assert len(failures) == 2
@@ -412,15 +411,17 @@ def test_raising_callback_does_not_break_recording(db: Path, recorders: list[Rec
     assert failures[0].exc_info is not None and "callback exploded" in str(failures[0].exc_info[1])
 
 
-def test_spooled_event_reaches_sinks_after_it_is_stored(db: Path, recorders: list[Recorder]) -> None:
+def test_spooled_event_reaches_sinks_after_it_is_stored(db: Path, recorders: list[Recorder],
+                                                        caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.WARNING, logger="mailtrack")
     got: list[TrackingEvent] = []
     recorder = make(recorders, db, sinks=[CallbackSink(got.append)])
     e = event()
     with Lock(db):
         recorder.record(e)
-        time.sleep(0.2)
+        wait_until(logged(caplog, "retry from spool failed"), what="a failed background retry")
         assert got == []  # not before the store has decided first
-    wait_for(lambda: len(got) == 1)
+    wait_until(lambda: len(got) == 1)
     assert got[0].event_id == e.event_id and got[0].first is True
 
 
@@ -430,7 +431,7 @@ def test_recorder_without_store_only_fans_out(recorders: list[Recorder]) -> None
     recorders.append(recorder)
     returned = recorder.record(event())
     assert returned.first is None
-    wait_for(lambda: len(got) == 1)
+    wait_until(lambda: len(got) == 1)
     assert recorder.drain() is True
 
 
@@ -441,12 +442,12 @@ def test_close_drains(db: Path, spool: Path, recorders: list[Recorder]) -> None:
     got: list[TrackingEvent] = []
     settled = write_spool(spool, "1-1.jsonl", [event(message_id="at-start")])
     recorder = make(recorders, db, sinks=[CallbackSink(got.append)], **IDLE)
-    wait_for(lambda: not settled.exists())  # the start-up drain has run; the next background one is an hour away
-    wait_for(lambda: len(got) == 1)
+    wait_until(lambda: not settled.exists())  # the start-up drain has run; the next background one is an hour away
+    wait_until(lambda: len(got) == 1)
     events = [event(message_id="late"), event(message_id="late")]
-    late = write_spool(spool, "2-2.jsonl", events)  # a spool left by a process that died meanwhile
-    time.sleep(0.2)
-    assert len(stored_ids(db)) == 1 and late.exists()
+    with recorder._drain_lock:  # the start-up drain has finished (it removed `settled` while holding this lock)
+        late = write_spool(spool, "2-2.jsonl", events)  # a spool left by a process that died meanwhile
+    assert len(stored_ids(db)) == 1 and late.exists()  # nobody drains it before close(): the next retry is an hour away
     recorder.close()
     assert stored_ids(db)[1:] == [e.event_id for e in events]
     assert [g.event_id for g in got[1:]] == [e.event_id for e in events]  # sinks flushed before close returns
@@ -477,14 +478,14 @@ def test_close_while_still_failing_leaves_spool_for_next_start(db: Path, spool: 
         recorder.close(timeout=2)
         assert [line["event_id"] for line in spool_lines(spool)] == [e.event_id]
     make(recorders, db)  # the next start recovers it
-    wait_for(lambda: stored_ids(db) == [e.event_id])
-    wait_for(lambda: list(spool.glob("*.jsonl")) == [])
+    wait_until(lambda: stored_ids(db) == [e.event_id])
+    wait_until(lambda: list(spool.glob("*.jsonl")) == [])
 
 
-# -- regressions: bugs found by these tests, fixed ------------------------------------------
+# -- found by these tests (each a fixed bug) ---------------------------------------------------
 
 
-def test_regression_record_raises_when_the_event_cannot_be_spooled_as_json(db: Path, recorders: list[Recorder]) -> None:
+def test_record_never_raises_for_an_event_that_is_not_json_serializable(db: Path, recorders: list[Recorder]) -> None:
     # Recorder.record promises never to raise. An event whose metadata is not JSON (a datetime, say, in an event
     # built by library code) fails the store write with TypeError, and then _spool's json.dumps raises the same
     # TypeError out of record(), because _spool only catches OSError.
@@ -492,7 +493,7 @@ def test_regression_record_raises_when_the_event_cannot_be_spooled_as_json(db: P
     recorder.record(event(metadata={"sent_at": datetime(2024, 1, 1, tzinfo=timezone.utc)}))
 
 
-def test_regression_spool_file_unlinked_by_another_recorder_before_its_owner_locks_it(
+def test_a_new_spool_file_is_never_taken_by_another_recorder_before_its_owner_locks_it(
     db: Path, spool: Path, recorders: list[Recorder], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # Spool._open creates "<pid>-<ns>.jsonl" and only then flocks it. Every live Recorder globs the

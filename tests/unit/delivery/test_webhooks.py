@@ -6,14 +6,14 @@ import json
 import logging
 import socket
 import threading
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from datetime import datetime, timezone
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
 import pytest
+from support.helpers import wait_until
 
 from mailtrack.delivery.webhooks import SIGNATURE_HEADER, WebhookDelivery, payload, sign, verify_signature
 from mailtrack.events import TrackingEvent
@@ -30,14 +30,6 @@ def event(event_type: str = "opened", **kwargs: Any) -> TrackingEvent:
         kwargs.setdefault("url", "https://example.com/")
         kwargs.setdefault("link_index", 1)
     return TrackingEvent(event_type=event_type, message_id="m1", recipient="a@x", **kwargs)
-
-
-def wait_for(predicate: Callable[[], bool], timeout: float = 20.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s")
-        time.sleep(0.02)
 
 
 # -- signing ---------------------------------------------------------------------------------
@@ -129,7 +121,7 @@ def test_malformed_header_refused(header: str) -> None:
 
 
 @pytest.mark.parametrize("v1", ["é" * 64, "\u00ff", "☃"], ids=["latin-1", "y-umlaut", "snowman"])
-def test_regression_non_ascii_signature_raises_typeerror_not_mailtrackerror(v1: str) -> None:
+def test_non_ascii_signature_is_refused_with_mailtrackerror(v1: str) -> None:
     # hmac.compare_digest refuses str holding non-ASCII ("comparing strings with non-ASCII characters is not
     # supported"), so an attacker-controlled header makes verify_signature raise TypeError: a receiver that
     # catches MailtrackError (the documented failure) answers 500 instead of refusing the request.
@@ -146,7 +138,7 @@ class Receiver:
     def __init__(self) -> None:
         self.script: list[Any] = []
         self.requests: list[dict[str, Any]] = []
-        self.delay = 0.0
+        self.hold: threading.Event | None = None  # when set up, every answer waits for it (a receiver that hangs)
         receiver = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -158,8 +150,8 @@ class Receiver:
                 body = self.rfile.read(length) if length else b""
                 receiver.requests.append({"method": self.command, "path": self.path, "headers": dict(self.headers),
                                           "body": body})
-                if receiver.delay:
-                    time.sleep(receiver.delay)
+                if receiver.hold is not None:
+                    receiver.hold.wait(60)
                 answer = receiver.script.pop(0) if receiver.script else 200
                 status, location = (answer, None) if isinstance(answer, int) else answer
                 self.send_response(status)
@@ -183,6 +175,8 @@ class Receiver:
         return [r for r in self.requests if r["method"] == "POST"]
 
     def close(self) -> None:
+        if self.hold is not None:
+            self.hold.set()
         self.server.shutdown()
         self.server.server_close()
 
@@ -321,8 +315,9 @@ def test_4xx_is_retried_too(receiver: Receiver, store: SQLiteStore) -> None:
     assert delivery.deliver_due() == 1
 
 
+@pytest.mark.timeout(120)
 def test_timeout_is_a_failed_attempt(receiver: Receiver, store: SQLiteStore) -> None:
-    receiver.delay = 1.5
+    receiver.hold = threading.Event()  # never answers while the delivery waits: its 0.2 s timeout must end the attempt
     store.record(event(), outbox=[receiver.url])
     delivery = WebhookDelivery(store, receiver.url, SECRET, backoff=0.01, timeout=0.2, clock=Clock())
     assert delivery.deliver_due() == 0
@@ -344,7 +339,7 @@ def test_background_thread_delivers_after_receiver_recovers(receiver: Receiver, 
     events = [store.record(event(), outbox=[receiver.url]) for _ in range(3)]
     delivery = WebhookDelivery(store, receiver.url, SECRET, backoff=0.01, poll_interval=0.05).start()
     try:
-        wait_for(lambda: all(r["delivered"] is not None for r in store.outbox_rows()))
+        wait_until(lambda: all(r["delivered"] is not None for r in store.outbox_rows()))
     finally:
         delivery.stop()
     assert delivery._thread is not None and not delivery._thread.is_alive()
@@ -379,10 +374,10 @@ def test_empty_secret_rejected(store: SQLiteStore, secret: str | bytes) -> None:
         WebhookDelivery(store, "https://example.com/hook", secret)
 
 
-# -- regressions: bugs found by these tests, fixed ------------------------------------------
+# -- found by these tests (each a fixed bug) ---------------------------------------------------
 
 
-def test_regression_redirect_turns_the_post_into_a_get_and_counts_as_delivered(receiver: Receiver, store: SQLiteStore) -> None:
+def test_a_redirect_answer_is_a_failed_attempt_never_a_delivery(receiver: Receiver, store: SQLiteStore) -> None:
     # urllib follows a 301/302/303 answer to a POST with a bodyless GET (carrying the signature header, to
     # whatever host Location names); a 2xx to that GET marks the row delivered, although the endpoint that
     # got the POST refused it and the redirect target never saw the event (an http:// URL behind an https
@@ -414,7 +409,7 @@ def test_two_deliveries_for_one_url_attempt_each_row_once(receiver: Receiver, st
     for delivery in deliveries:
         delivery.start()
     try:
-        wait_for(lambda: all(r["delivered"] is not None for r in store.outbox_rows()))
+        wait_until(lambda: all(r["delivered"] is not None for r in store.outbox_rows()))
     finally:
         for delivery in deliveries:
             delivery.stop()
@@ -468,3 +463,15 @@ def test_slow_receiver_holds_only_the_row_it_is_posting(receiver: Receiver, stor
     posted = [p["headers"]["Mailtrack-Event-Id"] for p in receiver.posts()]
     assert set(posted) == {e.event_id for e in events}, posted
     assert sorted(posted.count(e.event_id) for e in events) in ([1, 1, 1], [1, 1, 2]), posted
+
+
+# -- moved from tests/integration/test_serve_review.py (issue 8) -------------------------------
+
+
+def test_signatures_with_several_secrets_and_several_v1_values() -> None:
+    body, now = b'{"type": "email.opened"}', 1_700_000_000
+    old, new = sign(body, "old", now), sign(body, "new", now)
+    both = f"t={now}, v1={old.split('v1=')[1]}, v1={new.split('v1=')[1]}"  # sender rotating: two signatures
+    assert verify_signature(body, both, "new", now=now) and verify_signature(body, both, ("x", "old"), now=now)
+    with pytest.raises(MailtrackError, match="does not match"):
+        verify_signature(body, both, ["x", "y"], now=now)

@@ -436,7 +436,7 @@ def test_landing_html_from_account_settings(recorder: Recorder) -> None:
     assert body.startswith(b"<i>x</i><form")
 
 
-def test_regression_landing_html_with_dotted_capital_i_injects_form_inside_closing_tag(tracker: mailtrack.Tracker) -> None:
+def test_landing_html_with_dotted_capital_i_gets_the_form_before_its_closing_tag(tracker: mailtrack.Tracker) -> None:
     # "İ".lower() is two code points, so an index into page.lower() is off by one per "İ" in page.
     landing = "<html><body><p>İptal İşlemi</p></body></html>"
     body = get(Endpoints(tracker, landing_html=landing), path(url_of(tracker, "unsubscribe"))).body.decode()
@@ -490,7 +490,7 @@ def test_base_url_with_path_prefix_and_custom_paths(recorder: Recorder, store: S
     assert store.count() == 3
 
 
-def test_regression_nested_custom_paths_route_like_the_url_layout(recorder: Recorder, store: SQLiteStore) -> None:
+def test_nested_custom_paths_route_like_the_url_layout(recorder: Recorder, store: SQLiteStore) -> None:
     # paths may hold "/" and one may extend another; UrlLayout.split (and verify) tell them apart, Endpoints
     # matches the first prefix in dict order, so /t/o/<token> is served by the click handler: a 404 page, no GIF.
     tracker = make_tracker(paths={"click": "t", "open": "t/o"})
@@ -666,7 +666,7 @@ def test_wsgi_click_redirect(app: WsgiApp, tracker: mailtrack.Tracker, store: SQ
     assert store.count() == 1
 
 
-def test_regression_click_redirect_fails_wsgiref_validator(app: WsgiApp, tracker: mailtrack.Tracker) -> None:
+def test_click_redirect_passes_the_wsgiref_validator(app: WsgiApp, tracker: mailtrack.Tracker) -> None:
     # wsgiref.validate (check_content_type) requires Content-Type on every response but 204/304; the 302 has
     # none ("No Content-Type header found in headers"). Every other route passes the validator.
     status, _, _ = call(app, environ_for(path(url_of(tracker, "click"))))
@@ -759,7 +759,7 @@ def test_non_ascii_destination_redirects_to_an_ascii_uri(app: WsgiApp, tracker: 
     assert event.url == destination  # the event keeps the destination as signed
 
 
-def test_regression_redirect_adds_an_empty_query_when_the_fragment_holds_a_question_mark(
+def test_redirect_adds_no_query_when_only_the_fragment_holds_a_question_mark(
     endpoints: Endpoints, tracker: mailtrack.Tracker
 ) -> None:
     # urls.as_uri appends "?" whenever "?" occurs anywhere in the URL, also inside the fragment: a non-ASCII
@@ -783,3 +783,66 @@ def test_response_reason_phrases() -> None:
     assert [Response(s, []).reason for s in (200, 302, 404, 405, 413)] == [
         "OK", "Found", "Not Found", "Method Not Allowed", "Content Too Large"]
     assert re.fullmatch(r"\d{3} .+", f"413 {Response(413, []).reason}")
+
+
+# -- moved from tests/integration/test_serve_review.py (issue 8) -------------------------------
+
+
+def test_head_never_carries_a_body_not_even_on_404() -> None:
+    app = WsgiApp(Endpoints(make_tracker()))
+    for target in ("/favicon.ico", "/c/forged", "/u/forged", "/o/anything"):
+        status, response_headers, body = call(app, environ_for(target, "HEAD"), validate=False)
+        assert body == b"" and int(dict(response_headers)["Content-Length"]) > 0, (target, status)
+
+
+def test_the_wsgi_entry_point_reads_every_option_from_the_environment(tmp_path: Path) -> None:
+    from mailtrack.http.wsgi import from_environment
+
+    landing = tmp_path / "landing.html"
+    landing.write_text("<html><body><h1>Leaving us?</h1></body></html>", encoding="utf-8")
+    env = {"MAILTRACK_SECRET_KEY": "older-key,newest-key", "MAILTRACK_BASE_URL": BASE_URL,
+           "MAILTRACK_DB": str(tmp_path / "e.sqlite"), "MAILTRACK_TRUSTED_PROXIES": "10.0.0.0/8",
+           "MAILTRACK_MAX_AGE": "60", "MAILTRACK_LANDING": str(landing),
+           "MAILTRACK_WEBHOOK": "http://127.0.0.1:9/hook", "MAILTRACK_WEBHOOK_SECRET": "s"}
+    app, recorder, deliveries = from_environment(env)
+    try:
+        tracker = make_tracker()
+        pixel = path(tracker.tracking_url("open", message_id="w1", recipient="r@x.example"))
+        status, _, _ = call(app, environ_for(pixel, REMOTE_ADDR="10.1.2.3", HTTP_X_FORWARDED_FOR="203.0.113.9"),
+                            validate=False)
+        assert status.startswith("200")
+        old = path(tracker.tracking_url("click", message_id="w1", recipient="r@x.example", url="https://x.example/",
+                                        issued_at=ISSUED))  # long before now
+        assert call(app, environ_for(old), validate=False)[0].startswith("404")  # MAILTRACK_MAX_AGE
+        unsubscribe = path(tracker.tracking_url("unsubscribe", message_id="w1", recipient="r@x.example"))
+        page = call(app, environ_for(unsubscribe), validate=False)[2]
+        assert b"Leaving us?" in page and b'method="post"' in page
+        store = SQLiteStore(env["MAILTRACK_DB"])
+        assert [e.ip for e in store.events()] == ["203.0.113.9"]
+        assert [row["target"] for row in store.outbox_rows()] == ["http://127.0.0.1:9/hook"]
+        store.close()
+    finally:
+        for delivery in deliveries:
+            delivery.stop()
+        recorder.close()
+    with pytest.raises(mailtrack.MailtrackError, match="MAILTRACK_WEBHOOK_SECRET"):
+        from_environment({**env, "MAILTRACK_WEBHOOK_SECRET": ""})
+    with pytest.raises(mailtrack.MailtrackError, match="max_age"):
+        from_environment({**env, "MAILTRACK_MAX_AGE": "-1"})
+
+
+def test_user_agent_and_referer_are_read_as_utf8(tracker: mailtrack.Tracker, recorder: Recorder,
+                                                 store: SQLiteStore) -> None:
+    app = WsgiApp(Endpoints(tracker, recorder))
+    pixel = path(tracker.tracking_url("open", message_id="u1", recipient="r@x.example"))
+    as_wsgi = "Mozilla/5.0 (café)".encode().decode("latin-1")  # what PEP 3333 hands over
+    call(app, environ_for(pixel, HTTP_USER_AGENT=as_wsgi, HTTP_REFERER="https://ex.example/ü".encode().decode("latin-1")),
+         validate=False)
+    [event] = store.events()
+    assert (event.user_agent, event.referer) == ("Mozilla/5.0 (café)", "https://ex.example/ü")
+
+
+@pytest.mark.parametrize("value", [-1, 0, float("nan"), float("inf"), True])
+def test_max_age_must_be_a_positive_number(value: float) -> None:
+    with pytest.raises(mailtrack.MailtrackError, match="max_age"):
+        Endpoints(make_tracker(), max_age=value)

@@ -1,0 +1,198 @@
+"""The server under load: ``python -m mailtrack serve`` in a fresh folder, and what is sampled of it meanwhile."""
+
+from __future__ import annotations
+
+import os
+import re
+import select
+import signal
+import sqlite3
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from harness.serve.workload import BASE_URL, HOST, SECRET_KEY
+
+ROOT = Path(__file__).resolve().parents[3]  # the repository: its mailtrack is the one served
+
+
+def _cpu_seconds(pid: int) -> float | None:
+    """utime + stime of a live process (Linux /proc), in seconds."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def _os_threads(pid: int) -> int | None:
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("Threads:"):
+                return int(line.split()[1])
+    except (OSError, ValueError):
+        pass
+    return None
+
+
+class Server:
+    """``python -m mailtrack serve`` on a free loopback port with a fresh database in ``folder``."""
+
+    def __init__(self, folder: Path, threads: int | None) -> None:
+        self.folder = folder
+        self.db = folder / "events.sqlite"
+        self.threads = threads
+        self.stderr_path = folder / "server.stderr"
+        self.command = [
+            sys.executable,
+            "-m",
+            "mailtrack",
+            "serve",
+            "--db",
+            str(self.db),
+            "--secret-key",
+            SECRET_KEY,
+            "--base-url",
+            BASE_URL,
+            "--host",
+            HOST,
+            "--port",
+            "0",
+            *(["--threads", str(threads)] if threads is not None else []),
+        ]
+        self.proc: subprocess.Popen[str] | None = None
+        self.port = 0
+        self.banner = ""
+        self.exit_code: int | None = None
+        self.stop_s = 0.0
+        self.stop_how = ""
+
+    def start(self, timeout: float = 30.0) -> None:
+        env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])))
+        with open(self.stderr_path, "wb") as stderr:
+            self.proc = subprocess.Popen(self.command, stdout=subprocess.PIPE, stderr=stderr, text=True, cwd=self.folder, env=env)
+        assert self.proc.stdout is not None
+        ready, _, _ = select.select([self.proc.stdout], [], [], timeout)
+        line = self.proc.stdout.readline() if ready else ""
+        match = re.search(r" on http://[^ ]+:(\d+) ", line)
+        if not match:
+            self.stop()
+            raise RuntimeError(f"mailtrack serve did not start: {line!r}; stderr: {self.stderr_text()[-2000:]!r}")
+        self.banner, self.port = line.strip(), int(match.group(1))
+
+    def cpu_seconds(self) -> float | None:
+        return _cpu_seconds(self.proc.pid) if self.proc else None
+
+    def os_threads(self) -> int | None:
+        return _os_threads(self.proc.pid) if self.proc else None
+
+    def stop(self) -> None:
+        """SIGINT (what Ctrl-C sends; ``serve`` then closes the recorder, draining any spool), then escalate."""
+        if self.proc is None or self.proc.poll() is not None:
+            return
+        started = time.perf_counter()
+        for how, sig, wait in (
+            ("SIGINT", signal.SIGINT, 20.0),
+            ("SIGTERM", signal.SIGTERM, 5.0),
+            ("SIGKILL", signal.SIGKILL, 5.0),
+        ):
+            self.proc.send_signal(sig)
+            try:
+                self.exit_code = self.proc.wait(wait)
+                self.stop_how = how
+                break
+            except subprocess.TimeoutExpired:
+                continue
+        self.stop_s = time.perf_counter() - started
+        if self.proc.stdout:
+            self.proc.stdout.close()
+
+    def stderr_text(self) -> str:
+        try:
+            return self.stderr_path.read_text(encoding="utf-8", errors="replace")
+        except OSError:
+            return ""
+
+
+def file_size(path: Path) -> int:
+    try:
+        return path.stat().st_size
+    except OSError:
+        return 0
+
+
+def stored_now(db: Path) -> int:
+    """Events in the database, read-only (no write lock taken while the server runs)."""
+    try:
+        with sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=5) as connection:
+            return int(connection.execute("SELECT count(*) FROM events").fetchone()[0])
+    except sqlite3.Error:
+        return -1
+
+
+def settle(db: Path, quiet_s: float = 0.5, limit_s: float = 15.0) -> float:
+    """Wait until the event count stops moving (requests the server still had queued); seconds waited."""
+    started = time.perf_counter()
+    last = stored_now(db)
+    while time.perf_counter() - started < limit_s:
+        time.sleep(quiet_s)
+        now = stored_now(db)
+        if now == last:
+            break
+        last = now
+    return time.perf_counter() - started
+
+
+@dataclass(frozen=True)
+class Sample:
+    t_s: float  # since the load started
+    stored: int
+    wal_bytes: int
+    cpu_s: float | None
+    spooled: int  # "store write failed" lines so far
+
+
+class Monitor:
+    """Samples the server every ``interval`` seconds during the load: events stored, WAL size, CPU, spooled writes.
+
+    The count is one short read-only query (no write lock); it does not measurably load a server doing hundreds of
+    writes a second.
+    """
+
+    def __init__(self, server: Server, interval: float) -> None:
+        self.server, self.interval = server, interval
+        self.samples: list[Sample] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="bench-monitor", daemon=True)
+        self._start = 0.0
+
+    def __enter__(self) -> Monitor:  # noqa: PYI034 - typing.Self needs Python 3.11
+        self._start = time.perf_counter()
+        self._sample()
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+        self._sample()
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.interval):
+            self._sample()
+
+    def _sample(self) -> None:
+        db = self.server.db
+        spooled = self.server.stderr_text().count("store write failed")
+        self.samples.append(
+            Sample(
+                time.perf_counter() - self._start,
+                stored_now(db),
+                file_size(Path(str(db) + "-wal")),
+                self.server.cpu_seconds(),
+                spooled,
+            )
+        )
