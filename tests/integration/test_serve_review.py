@@ -94,11 +94,11 @@ def test_max_age_must_be_a_positive_number(value: float) -> None:
 
 def test_signatures_with_several_secrets_and_several_v1_values() -> None:
     body, now = b'{"type": "email.opened"}', 1_700_000_000
-    old, new = sign(body, "old", now), sign(body, "new", now)
+    old, new = sign(body, "old" * 6, now), sign(body, "new" * 6, now)  # secrets of 16+ bytes
     both = f"t={now}, v1={old.split('v1=')[1]}, v1={new.split('v1=')[1]}"  # sender rotating: two signatures
-    assert verify_signature(body, both, "new", now=now) and verify_signature(body, both, ("x", "old"), now=now)
+    assert verify_signature(body, both, "new" * 6, now=now) and verify_signature(body, both, ("x" * 16, "old" * 6), now=now)
     with pytest.raises(mailtrack.MailtrackError, match="does not match"):
-        verify_signature(body, both, ["x", "y"], now=now)
+        verify_signature(body, both, ["x" * 16, "y" * 16], now=now)
 
 
 def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
