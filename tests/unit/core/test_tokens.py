@@ -9,8 +9,8 @@ from datetime import datetime, timezone
 import pytest
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
-from support.helpers import BASE_URL, make_tracker, rewrite
 from itsdangerous import TimestampSigner
+from support.helpers import BASE_URL, make_tracker, rewrite
 
 import mailtrack
 from mailtrack.core.tokens import MAX_TOKEN_LENGTH

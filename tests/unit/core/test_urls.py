@@ -13,6 +13,7 @@ from support.helpers import BASE_URL, links_only, make_tracker
 from support.oracle import decode_attribute_value
 
 import mailtrack
+from mailtrack.core import urls
 from mailtrack.core.charrefs import decode_attribute, escape_attribute
 from mailtrack.core.urls import Destination, UrlLayout, as_uri, check_destination, destination_problem
 
@@ -203,6 +204,13 @@ def test_the_check_refuses_or_the_redirect_form_is_a_safe_uri_to_the_approved_ho
     # the redirect form is itself approved, for the same host
     again = check_destination(uri)
     assert isinstance(again, Destination) and again.host == checked.host
+
+
+@settings(max_examples=1000)
+@given(st.one_of(_URLISH, st.from_regex(r"[hH][tT]{2}[pP][sS]?://[A-Za-z0-9_.-]{0,70}(:[0-9]{0,6})?([/?#][ -~]{0,10})?",
+                                       fullmatch=True)))
+def test_the_fast_path_of_the_check_agrees_with_the_full_check(url: str) -> None:
+    assert check_destination(url) == urls._check(url)
 
 
 # -- the layout -----------------------------------------------------------------------------------------------
