@@ -286,3 +286,36 @@ def test_escape_attribute_leaves_the_other_quote_alone() -> None:
     assert escape_attribute("a'b", '"') == "a'b"
     assert escape_attribute('a"b', "'") == 'a"b'
     assert escape_attribute("plain", '"') == escape_attribute("plain", "'") == "plain"
+
+
+@settings(max_examples=1000)
+@given(st.text(alphabet="abcz09-.\u00df\u03c2\u03c3\u00fc\u00e9\u200c\u200d\u00ad\u3002\uff0e\u0661\u05d0\u094d\u0915I\u0130",
+               min_size=1, max_size=24))
+def test_non_ascii_hosts_get_the_ascii_form_idna_2008_gives_them(host: str) -> None:
+    import idna
+
+    if host.isascii():
+        host += "\u00fc"
+    checked = check_destination(f"https://{host}/")
+    try:
+        expected = idna.encode(host, uts46=True, transitional=False).decode("ascii")
+    except idna.IDNAError:
+        # Refused by idna: refused by us too, unless a label is plain ASCII that browsers accept ("-a", "ab--c").
+        if isinstance(checked, Destination):
+            labels = checked.host.rstrip(".").split(".")
+            assert any(not label.startswith("xn--") and not idna_ok(label) for label in labels), checked
+        return
+    if isinstance(checked, str):
+        assert expected.rstrip(".").split(".")[-1].isdigit(), (host, expected)  # numeric hosts: IPv4 rules
+    else:
+        assert checked.host == expected
+
+
+def idna_ok(label: str) -> bool:
+    import idna
+
+    try:
+        idna.alabel(label)
+    except idna.IDNAError:
+        return False
+    return True
