@@ -1,7 +1,8 @@
 """Character references in attribute values, decoded as the HTML tokenizer does.
 
 ``html.unescape`` follows the rules for text content. Attribute values differ in
-one way that matters for URLs: a named reference without ``;`` followed by ``=``
+two ways that matter for URLs: a raw NUL becomes U+FFFD (and, as everywhere, CR
+LF and CR become LF), and a named reference without ``;`` followed by ``=``
 or an ASCII letter or digit stays as written, so ``?a=1&copy=2`` keeps ``&copy``
 while ``&amp;`` and ``&#38;`` become ``&``.
 """
@@ -58,7 +59,18 @@ def _replace(match: re.Match[str]) -> str:
 
 
 def decode_attribute(value: str) -> str:
-    """Decode character references in an attribute value exactly once."""
+    """The attribute value a browser sees for ``value`` as written in the source.
+
+    First what the input stream preprocessor does to every character of the
+    document (CR LF and lone CR become LF), and the attribute value states'
+    one replacement (U+0000 becomes U+FFFD), then character references,
+    decoded exactly once. A reference to CR or NUL (``&#13;``, ``&#0;``) is
+    decoded after that, as the tokenizer does: ``&#13;`` stays CR.
+    """
+    if "\r" in value:
+        value = value.replace("\r\n", "\n").replace("\r", "\n")
+    if "\x00" in value:
+        value = value.replace("\x00", "\ufffd")
     ampersands = value.count("&")
     if not ampersands:
         return value

@@ -56,7 +56,8 @@ class SkippedLink(NamedTuple):
     Reasons: ``scheme`` (not http/https: mailto, tel, relative, #fragment, ...),
     ``empty``, ``placeholder``, ``opt-out``, ``limit`` (over ``max_links``),
     ``already-tracked`` (points at our base URL), ``invalid`` (control
-    characters), ``too-long`` (the token would exceed 8 KiB). With click
+    characters, or a host, port or userinfo that browsers refuse or parsers
+    read differently: see :func:`mailtrack.core.urls.check_destination`), ``too-long`` (the token would exceed 8 KiB). With click
     tracking off, links are neither tracked nor reported.
     """
 

@@ -290,8 +290,12 @@ class Tracker:
         self._check_identity(message_id, recipient, metadata, link_index)
         signer = self._codec.message_signer(kind, message_id, recipient, metadata, self._timestamp(issued_at))
         if kind == "click":
-            if not isinstance(url, str) or destination_problem(url) is not None:
-                raise MailtrackError(f"a click URL needs an absolute http(s) destination without control characters, not {url!r}")
+            problem = destination_problem(url) if isinstance(url, str) else "scheme"
+            if problem is not None:
+                raise MailtrackError(
+                    f"a click URL needs an absolute http(s) destination without control characters and with a host, "
+                    f"port and userinfo a browser accepts ({problem}), not {url!r}"
+                )
             token = str(signer(link_index, url))
         else:
             token = str(signer())

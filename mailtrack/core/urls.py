@@ -1,18 +1,35 @@
 """Destinations and tracking URL layout.
 
-A destination is tracked and, later, redirected to only if it is an absolute
-http(s) URL with a host and no control characters: the same test runs when a
-link is signed and when a token is verified, so nothing we sign is refused later
-and nothing we refuse could have been signed by us.
+A destination is tracked and, later, redirected to only if :func:`check_destination`
+approves it: the same check runs when a link is signed (``rewrite_html``,
+``rewrite_text``, ``rewrite_message``, ``Tracker.tracking_url``) and when a token
+is verified and redirected, so nothing we sign is refused later and nothing we
+refuse could have been signed by us (a token an older version signed for a
+destination refused now is answered 404, never 500).
+
+The check reads the authority the way browsers (the WHATWG URL standard) do and
+refuses everything a browser and a naive parser might read differently: the
+authority ends at the first ``/``, ``\\``, ``?`` or ``#`` (a ``\\`` there is
+refused: ``urllib`` does not end it there), userinfo is ASCII without ``%``, the port
+is 0-65535, an IPv6 literal must be valid for :mod:`ipaddress` (no zone id), a
+host that browsers read as an IPv4 address (``0x7f.1``, ``127.1``) must be a
+plain dotted quad, and ``%`` or anything outside letters, digits, ``-`` and
+``_`` in a host is refused. Non-ASCII hosts are mapped with UTS #46
+(nontransitional, as browsers do), so a fullwidth ``／`` or ``＠`` that maps
+to a delimiter is refused rather than sending the reader somewhere else.
 """
 
 from __future__ import annotations
 
+import functools
+import ipaddress
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Literal
-from urllib.parse import parse_qsl, quote, urlencode, urlsplit
+from urllib.parse import parse_qsl, quote, urlencode
+
+import idna
 
 from mailtrack.exceptions import ArgumentError, ConfigurationError
 
@@ -21,8 +38,12 @@ __all__ = [
     "CONTROL_CHARS",
     "HTTP_PREFIX",
     "KINDS",
+    "Destination",
+    "DestinationProblem",
     "UrlLayout",
     "add_query_parameters",
+    "as_uri",
+    "check_destination",
     "destination_problem",
     "is_http_url",
 ]
@@ -40,23 +61,179 @@ _HTTP = re.compile(HTTP_PREFIX, re.DOTALL)
 _CONTROL = re.compile(f"[{CONTROL_CHARS}]")
 ASCII_WHITESPACE = "\t\n\f\r "
 
+#: Why a destination is refused: not absolute http(s), control characters, or an authority we will not vouch for.
+DestinationProblem = Literal["scheme", "control", "invalid"]
+
+_AUTHORITY_END = re.compile(r"[/\\?#]")
+_USERINFO = re.compile(r"[A-Za-z0-9\-._~!$&'()*+,;=:]*")  # no "%": nothing that decodes to a delimiter
+_PORT = re.compile(r"[0-9]{0,5}")
+_IPV6 = re.compile(r"\[([0-9A-Fa-f:.]+)\]")
+#: An ASCII host after mapping: letters, digits, "-" and "_" (browsers accept the last two anywhere), 1-63 per label.
+_LABEL = re.compile(r"[a-z0-9_-]{1,63}")
+#: A last label that makes browsers parse the whole host as an IPv4 address ("ends in a number").
+_NUMBER = re.compile(r"[0-9]+|0[xX][0-9A-Fa-f]*")
+_MAX_HOST = 253
+#: The common case, settled by one match: printable ASCII, a name whose last label starts with a letter, a port.
+_PLAIN = re.compile(
+    r"[hH][tT][tT][pP][sS]?://((?:[A-Za-z0-9_-]{1,63}\.)*[A-Za-z][A-Za-z0-9_-]{0,62}\.?)(:[0-9]{1,5})?(?=[/?#]|\Z)"
+    r"[\x21-\x7e]*\Z"
+)
+_NOT_URI = re.compile(r"[^\x21-\x7e]+")
+
+
+@dataclass(frozen=True)
+class Destination:
+    """A destination :func:`check_destination` approved.
+
+    ``host`` is what a browser connects to, in ASCII: a lowercase name (IDN
+    labels as ``xn--`` A-labels), a dotted-quad IPv4 address, or an IPv6
+    address (lowercase, without brackets). ``uri`` is the redirect form: the
+    destination as an ASCII URI for a ``Location`` header, with that host.
+    """
+
+    url: str
+    host: str
+    uri: str
+
 
 def is_http_url(value: str) -> bool:
     """True if ``value`` starts with ``http://`` or ``https://`` (any case) and a host."""
     return _HTTP.match(value) is not None
 
 
-def destination_problem(value: str) -> str | None:
-    """Why ``value`` may not be a redirect destination, or None if it may.
+def check_destination(url: str) -> Destination | DestinationProblem:
+    """Approve ``url`` as a redirect destination, or say why not.
 
-    Returns ``"scheme"`` for anything but absolute http(s) URLs and ``"control"``
-    for URLs holding C0/C1 control characters (CR/LF would split a header).
+    Returns a :class:`Destination`, or ``"scheme"`` for anything but absolute
+    http(s) URLs, ``"control"`` for C0/C1 control characters or lone
+    surrogates (CR/LF would split a header), ``"invalid"`` for an authority
+    (userinfo, host, port) that browsers would refuse or that parsers disagree
+    on (see the module docstring). Never raises, linear in ``len(url)``.
     """
-    if _HTTP.match(value) is None:
+    fast = _PLAIN.match(url)
+    if fast is not None:  # most links: printable ASCII, a plain name as host
+        host = fast.group(1).lower()
+        port = fast.group(2)
+        if len(host) <= _MAX_HOST and "xn--" not in host and (port is None or int(port[1:]) <= 65535):
+            return Destination(url, host, url)
+    return _check(url)
+
+
+def _check(url: str) -> Destination | DestinationProblem:
+    """:func:`check_destination` without its fast path (which must agree with this)."""
+    prefix = _HTTP.match(url)
+    if prefix is None:
         return "scheme"
-    if _CONTROL.search(value) is not None:
+    if _CONTROL.search(url) is not None:
         return "control"
-    return None
+    start = prefix.end()
+    end_match = _AUTHORITY_END.search(url, start)
+    end = end_match.start() if end_match is not None else len(url)
+    if url.startswith("\\", end):
+        return "invalid"  # browsers end the authority here, urllib and others do not
+    userinfo, at, hostport = url[start:end].rpartition("@")
+    if at and not _USERINFO.fullmatch(userinfo):
+        return "invalid"
+    ipv6 = _IPV6.match(hostport)
+    if ipv6 is not None:
+        written_host = ipv6.group(0)
+        host = _ipv6_host(ipv6.group(1))
+    else:
+        written_host = hostport.partition(":")[0]
+        host = _name_host(written_host)
+    port_part = hostport[len(written_host):]
+    if host is None or (port_part and not _valid_port(port_part)):
+        return "invalid"
+    if url.isascii() and " " not in url:
+        uri = url  # what we signed, exactly: a browser reads the same host from it
+    else:
+        uri_host = written_host if written_host.isascii() else host
+        uri = f"{url[:start]}{userinfo}{at}{uri_host}{port_part}{_escape(url[end:])}"
+    return Destination(url, host, uri)
+
+
+def destination_problem(value: str) -> DestinationProblem | None:
+    """Why ``value`` may not be a redirect destination (see :func:`check_destination`), or None if it may."""
+    checked = check_destination(value)
+    return checked if isinstance(checked, str) else None
+
+
+def as_uri(url: str) -> str | None:
+    """The redirect form of ``url`` (:attr:`Destination.uri`), or None when :func:`check_destination` refuses it.
+
+    The host is written in ASCII as browsers would resolve it (IDNA 2008 /
+    UTS #46, so ``faß.de`` goes to ``xn--fa-hia.de`` and not, as the stdlib's
+    IDNA 2003 codec says, to ``fass.de``); other characters outside ASCII and
+    spaces are UTF-8 percent-encoded; existing ``%XX`` escapes, the query and
+    the fragment (an empty ``#`` too) are kept as written.
+    """
+    checked = check_destination(url)
+    return None if isinstance(checked, str) else checked.uri
+
+
+def _escape(text: str) -> str:
+    return _NOT_URI.sub(lambda m: quote(m.group(0), safe=""), text)
+
+
+def _valid_port(port_part: str) -> bool:
+    """``port_part`` is ``":"`` and 0-5 ASCII digits, at most 65535 (empty means the default port)."""
+    digits = port_part[1:]
+    return port_part[0] == ":" and _PORT.fullmatch(digits) is not None and (not digits or int(digits) <= 65535)
+
+
+def _ipv6_host(text: str) -> str | None:
+    try:
+        ipaddress.IPv6Address(text)
+    except ValueError:
+        return None
+    return text.lower()
+
+
+@functools.lru_cache(maxsize=1024)  # a message links to few hosts, many times; IDNA costs tens of microseconds
+def _name_host(host: str) -> str | None:
+    """The ASCII host a browser resolves for the name ``host``, or None if it would refuse it (or we do).
+
+    Non-ASCII names go through UTS #46 mapping and IDNA 2008 with the
+    ``idna`` package, nontransitional as in browsers: the stdlib's ``idna``
+    codec implements IDNA 2003, which sends ``faß.de`` to ``fass.de``, maps
+    ``ς`` to ``σ`` and silently drops a zero-width joiner, so the redirect
+    would go to another domain than the one the reader saw. ASCII labels
+    (other than ``xn--``) keep what browsers accept and strict IDNA 2008
+    refuses: ``_`` and hyphens anywhere. ``xn--`` labels must decode.
+    """
+    if not host:
+        return None
+    if not host.isascii():
+        try:
+            host = idna.uts46_remap(host, std3_rules=False)
+        except (idna.IDNAError, UnicodeError, ValueError):
+            return None
+    labels = host.lower().split(".")
+    if len(labels) > 1 and labels[-1] == "":
+        labels.pop()  # one trailing dot: a fully qualified name
+        trailing = "."
+    else:
+        trailing = ""
+    ascii_labels = []
+    for label in labels:
+        if not label.isascii() or label.startswith("xn--"):
+            try:
+                label = idna.alabel(label).decode("ascii")
+            except (idna.IDNAError, UnicodeError, ValueError):
+                return None
+        if _LABEL.fullmatch(label) is None:
+            return None
+        ascii_labels.append(label)
+    name = ".".join(ascii_labels)
+    if len(name) > _MAX_HOST:
+        return None
+    if _NUMBER.fullmatch(ascii_labels[-1]):
+        # Browsers parse this as an IPv4 address (also "0x7f.1", "127.1", "010.0.0.1"): only the plain form is kept.
+        try:
+            return name if not trailing and str(ipaddress.IPv4Address(name)) == name else None
+        except ValueError:
+            return None
+    return name + trailing
 
 
 _DEFAULT_PATHS: dict[TokenKind, str] = {"click": "c", "open": "o", "unsubscribe": "u"}
@@ -80,13 +257,10 @@ class UrlLayout:
         if not isinstance(base_url, str):
             raise ArgumentError(f"base_url must be a str, not {type(base_url).__name__}")
         base = base_url.strip(ASCII_WHITESPACE).rstrip("/")
-        parts = urlsplit(base)
         if (
-            parts.scheme.lower() not in ("http", "https")
-            or not parts.netloc
-            or parts.query
-            or parts.fragment
-            or not is_http_url(base)
+            isinstance(check_destination(base), str)
+            or "?" in base
+            or "#" in base
             or re.search(r"[\s\"'<>`&\\]|[\x00-\x1f\x7f-\x9f]", base)
         ):
             raise ConfigurationError(f"base_url must be an absolute http(s) URL without query or fragment: {base_url!r}")
@@ -119,7 +293,8 @@ class UrlLayout:
         """``(kind, token)`` for a tracking URL of ours, or None."""
         if not self.is_ours(url):
             return None
-        rest = urlsplit(url[len(self.base_url):]).path.lstrip("/")
+        # The path up to the query or fragment; no urlsplit, which raises on "[" in what it takes for a host.
+        rest = re.split(r"[?#]", url[len(self.base_url):], maxsplit=1)[0].lstrip("/")
         for kind, path in self.paths.items():
             if rest.startswith(path + "/"):
                 token = rest[len(path) + 1 :]
@@ -144,37 +319,3 @@ def add_query_parameters(url: str, parameters: tuple[tuple[str, str], ...]) -> s
     added = urlencode(extra, quote_via=quote)
     query = f"{query}&{added}" if query and not query.endswith("&") else f"{query}{added}"
     return f"{path}?{query}{hash_mark}{fragment}"
-
-
-_NOT_URI = re.compile(r"[^\x21-\x7e]+")
-
-
-def as_uri(url: str) -> str | None:
-    """``url`` as an ASCII URI for a ``Location`` header: IDNA host, other characters UTF-8 percent-encoded.
-
-    Existing ``%XX`` escapes are kept. None when the host cannot be written in
-    IDNA (the caller answers 404 rather than redirect somewhere else).
-    """
-    if url.isascii() and " " not in url:
-        return url
-    parts = urlsplit(url)
-    netloc = parts.netloc
-    host = parts.hostname or ""
-    if not host.isascii():
-        try:
-            ascii_host = host.encode("idna").decode("ascii")
-            port = f":{parts.port}" if parts.port is not None else ""
-        except (UnicodeError, ValueError):
-            return None
-        userinfo = netloc.rpartition("@")[0] + "@" if "@" in netloc else ""
-        netloc = userinfo + ascii_host + port
-
-    def escape(text: str) -> str:
-        return _NOT_URI.sub(lambda m: quote(m.group(0), safe=""), text)
-
-    rebuilt = f"{parts.scheme}://{escape(netloc)}{escape(parts.path)}"
-    if parts.query or "?" in url.split("#", 1)[0]:
-        rebuilt += "?" + escape(parts.query)
-    if parts.fragment or "#" in url:
-        rebuilt += "#" + escape(parts.fragment)
-    return rebuilt

@@ -19,6 +19,7 @@ import hashlib
 import hmac
 import json
 import logging
+import re
 import threading
 import time
 import urllib.error
@@ -30,7 +31,7 @@ from mailtrack.events import TrackingEvent
 from mailtrack.exceptions import ConfigurationError, WebhookSignatureError
 from mailtrack.storage.base import EventStore, OutboxItem, StoreUnavailable
 
-__all__ = ["SIGNATURE_HEADER", "WebhookDelivery", "payload", "sign", "verify_signature"]
+__all__ = ["MIN_SECRET_BYTES", "SIGNATURE_HEADER", "WebhookDelivery", "payload", "sign", "verify_signature"]
 
 log = logging.getLogger("mailtrack")
 SIGNATURE_HEADER = "Mailtrack-Signature"
@@ -57,40 +58,90 @@ def payload(event: TrackingEvent) -> bytes:
     return json.dumps(body, separators=(",", ":")).encode("utf-8")
 
 
+#: Shortest webhook secret accepted, in bytes (UTF-8 for str): an HMAC key shorter than this is guessable.
+MIN_SECRET_BYTES = 16
+_TIMESTAMP = re.compile(r"[0-9]{1,12}")  # ASCII digits only: str.isdigit() is true for "²", which int() refuses
+
+
+def _key(secret: object) -> bytes:
+    """``secret`` as HMAC key bytes; :class:`ConfigurationError` unless it is a str or bytes of 16+ bytes."""
+    if isinstance(secret, str):
+        key = secret.encode("utf-8", "surrogatepass")
+    elif isinstance(secret, (bytes, bytearray)):
+        key = bytes(secret)
+    else:
+        raise ConfigurationError(f"a webhook secret must be a str or bytes, not {type(secret).__name__}")
+    if len(key) < MIN_SECRET_BYTES:
+        raise ConfigurationError(
+            f"a webhook secret must be at least {MIN_SECRET_BYTES} bytes long, not {len(key)} "
+            "(--webhook-secret / MAILTRACK_WEBHOOK_SECRET; make one with "
+            "python -c 'import secrets; print(secrets.token_hex(32))')"
+        )
+    return key
+
+
 def sign(body: bytes, secret: str | bytes, timestamp: int) -> str:
-    """The signature header value for ``body`` sent at ``timestamp``."""
-    key = secret.encode("utf-8") if isinstance(secret, str) else secret
+    """The signature header value for ``body`` sent at ``timestamp``.
+
+    Raises :class:`~mailtrack.exceptions.ConfigurationError` for a secret shorter than 16 bytes.
+    """
+    return _sign(body, _key(secret), timestamp)
+
+
+def _sign(body: bytes, key: bytes, timestamp: int) -> str:
     digest = hmac.new(key, str(timestamp).encode("ascii") + b"." + body, hashlib.sha256).hexdigest()
     return f"t={timestamp},v1={digest}"
 
 
 def verify_signature(body: bytes, header: str, secrets: str | bytes | Iterable[str | bytes], *, tolerance: float = 300,
                      now: float | None = None) -> dict[str, object]:
-    """Check a received webhook; return its parsed JSON or raise :class:`~mailtrack.MailtrackError`.
+    """Check a received webhook; return its parsed JSON object or raise :class:`~mailtrack.WebhookSignatureError`.
 
     ``secrets`` may be several (rotation on the receiving side), and the header
     may carry several ``v1=`` signatures (rotation on the sending side): one
     match is enough. Refuses a timestamp more than ``tolerance`` seconds from
-    ``now``. Signatures are compared in constant time.
+    ``now``. Signatures are compared in constant time. Every refusal of the
+    request (missing or malformed header, stale timestamp, no match, a signed
+    body that is not a JSON object) is a ``WebhookSignatureError`` carrying the
+    header; a secret shorter than 16 bytes (or none) is the receiver's own
+    mistake and raises :class:`~mailtrack.exceptions.ConfigurationError`.
     """
+    if isinstance(secrets, (str, bytes, bytearray)):
+        keys = [_key(secrets)]
+    elif isinstance(secrets, Iterable):
+        keys = [_key(secret) for secret in secrets]
+    else:
+        raise ConfigurationError(f"webhook secrets must be a str, bytes or a list of them, not {type(secrets).__name__}")
+    if not keys:
+        raise ConfigurationError("no webhook secret given to verify_signature")
+    if not isinstance(header, str):
+        raise WebhookSignatureError(f"missing or non-text {SIGNATURE_HEADER} header", header=None)
+    if not isinstance(body, (bytes, bytearray, memoryview)):
+        raise WebhookSignatureError("webhook body must be the raw request bytes", header=header)
+    body = bytes(body)
     timestamp: int | None = None
     given: list[bytes] = []
     for item in header.split(","):
         key, _, value = item.strip().partition("=")
-        if key == "t" and value.isdigit() and len(value) <= 12:
+        if key == "t" and _TIMESTAMP.fullmatch(value):
             timestamp = int(value)
         elif key == "v1":
             given.append(value.encode("utf-8", "replace"))  # compare_digest refuses non-ASCII str
     if timestamp is None or not given:
         raise WebhookSignatureError("malformed webhook signature header", header=header)
     current = time.time() if now is None else now
-    if abs(current - timestamp) > tolerance:
+    if not abs(current - timestamp) <= tolerance:  # "not <=": a NaN clock or tolerance refuses
         raise WebhookSignatureError("webhook signature timestamp is outside the tolerance", header=header)
-    keys = [secrets] if isinstance(secrets, (str, bytes)) else list(secrets)
     for secret in keys:
-        expected = sign(body, secret, timestamp).split("v1=", 1)[1].encode("ascii")
+        expected = _sign(body, secret, timestamp).split("v1=", 1)[1].encode("ascii")
         if any(hmac.compare_digest(expected, candidate) for candidate in given):
-            return dict(json.loads(body))
+            try:
+                data = json.loads(body)
+            except (ValueError, RecursionError):  # UnicodeDecodeError is a ValueError
+                data = None
+            if not isinstance(data, dict):
+                raise WebhookSignatureError("signed webhook body is not a JSON object", header=header)
+            return data
     raise WebhookSignatureError("webhook signature does not match", header=header)
 
 
@@ -119,8 +170,7 @@ class WebhookDelivery:
     ) -> None:
         if not url.startswith(("http://", "https://")):
             raise ConfigurationError(f"webhook URL must be http(s): {url!r}")
-        if not secret:
-            raise ConfigurationError("webhook secret must not be empty")
+        self._key = _key(secret)  # ConfigurationError for a secret shorter than 16 bytes
         self.store = store
         self.url = url
         self.secret = secret
@@ -177,7 +227,7 @@ class WebhookDelivery:
             headers={
                 "Content-Type": "application/json",
                 "User-Agent": "mailtrack-webhook",
-                SIGNATURE_HEADER: sign(body, self.secret, int(self.clock())),
+                SIGNATURE_HEADER: _sign(body, self._key, int(self.clock())),
                 "Mailtrack-Event-Id": item.event.event_id,
             },
         )

@@ -9,7 +9,8 @@ serves:
   43-byte transparent GIF with no-cache headers, for any token: a broken image
   helps nobody. Only a valid token's ``GET`` records ``opened``.
 * **click** (``{base}/c/<token>``): ``302`` to the signed destination, which
-  :meth:`Tracker.verify` has checked is http(s) without control characters.
+  :meth:`Tracker.verify` has checked with :func:`~mailtrack.core.urls.check_destination`
+  (the check signing made), written as its ASCII redirect form (IDNA 2008 host).
   Anything else (forged, tampered, foreign key, wrong purpose, expired) gets a
   small ``404`` page and never a redirect. A ``GET`` records ``clicked``.
 * **unsubscribe** (``{base}/u/<token>``): ``GET`` shows a confirmation page
@@ -34,7 +35,7 @@ from urllib.parse import urlsplit
 
 from mailtrack.core.results import Verified
 from mailtrack.core.tracker import Tracker
-from mailtrack.core.urls import TokenKind, as_uri, destination_problem
+from mailtrack.core.urls import TokenKind, as_uri
 from mailtrack.delivery.recorder import Recorder
 from mailtrack.events import EventType, TrackingEvent
 from mailtrack.exceptions import ConfigurationError, InvalidToken, MailtrackError
@@ -155,7 +156,8 @@ class Endpoints:
             return _not_allowed("GET, HEAD")
         claims = self._verify(token, "click", self.max_age)
         url = None if claims is None else claims.url
-        location = None if url is None or destination_problem(url) is not None else as_uri(url)
+        # verify already refused destinations check_destination refuses; as_uri is that same check, and never raises.
+        location = None if not isinstance(url, str) else as_uri(url)
         if location is None or any(c in location for c in "\r\n\x00"):
             return _page(404, "Link not found", "This link is not valid or has expired.", head=request.method == "HEAD")
         if request.method == "GET" and claims is not None:

@@ -707,7 +707,7 @@ def test_webhook_signed_and_retried_until_the_receiver_recovers(serve: Callable[
                                                                 receivers: Callable[..., Receiver],
                                                                 tracker: mailtrack.Tracker) -> None:
     receiver = receivers(failures=2)
-    server = serve("--webhook", receiver.url, "--webhook-secret", "s3cret")
+    server = serve("--webhook", receiver.url, "--webhook-secret", "s3cret-0123456789")
     url = tracker.tracking_url("click", message_id="m-hook", recipient="ann@example.com", url="https://x.example/w",
                                link_index=2, metadata={"campaign": "hooks"})
     assert server.get(path_of(url), headers={"User-Agent": "hook-ua"}).status == 302
@@ -718,18 +718,18 @@ def test_webhook_signed_and_retried_until_the_receiver_recovers(serve: Callable[
     assert [r.status for r in receiver.received] == [500, 500, 200]
 
     for attempt in receiver.received:  # every attempt is signed and carries the same event
-        document = checked(attempt, "s3cret")
+        document = checked(attempt, "s3cret-0123456789")
         assert document["type"] == "email.clicked"
         assert document["data"] == event.to_dict()
         assert attempt.headers["Mailtrack-Event-Id"] == event.event_id
         assert attempt.headers["Content-Type"] == "application/json"
-    data = checked(good, "s3cret")["data"]
+    data = checked(good, "s3cret-0123456789")["data"]
     assert (data["event_type"], data["url"], data["link_index"], data["user_agent"], data["metadata"]) == (
         "clicked", "https://x.example/w", 2, "hook-ua", {"campaign": "hooks"})
     with pytest.raises(mailtrack.MailtrackError):
-        verify_signature(good.body, good.headers["Mailtrack-Signature"], "wrong-secret")
+        verify_signature(good.body, good.headers["Mailtrack-Signature"], "wrong-secret-0123456")
     with pytest.raises(mailtrack.MailtrackError):
-        verify_signature(good.body.replace(b"hook-ua", b"hook-UA"), good.headers["Mailtrack-Signature"], "s3cret")
+        verify_signature(good.body.replace(b"hook-ua", b"hook-UA"), good.headers["Mailtrack-Signature"], "s3cret-0123456789")
     # the backoff between attempts grows (1 s, then 2 s by default), as the server scheduled and logged it
     for attempt, delay in ((1, "1.0s"), (2, "2.0s")):
         assert f"webhook attempt {attempt} for event {event.event_id} failed (HTTP 500); retry in {delay}" in server.stderr()
@@ -744,7 +744,7 @@ def test_webhook_receiver_down_at_first_loses_nothing(serve: Callable[..., Serve
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
     hook = f"http://127.0.0.1:{port}/hook"
-    server = serve("--webhook", hook, "--webhook-secret", "s3cret")
+    server = serve("--webhook", hook, "--webhook-secret", "s3cret-0123456789")
     paths = [path_of(tracker.tracking_url("open", message_id="m-down", recipient=f"r{n}@example.com")) for n in range(3)]
     paths.append(path_of(tracker.tracking_url("click", message_id="m-down", recipient="r0@example.com",
                                               url="https://x.example/")))
@@ -760,7 +760,7 @@ def test_webhook_receiver_down_at_first_loses_nothing(serve: Callable[..., Serve
     wait_until(lambda: len(receiver.delivered()) >= 5 and all(r["delivered"] for r in outbox(server.db)), timeout=30,
              what="every event delivered after the receiver came up")
     events = {e.event_id: e for e in stored(server.db)}
-    documents = [checked(r, "s3cret") for r in receiver.delivered()]
+    documents = [checked(r, "s3cret-0123456789") for r in receiver.delivered()]
     assert sorted(d["data"]["event_id"] for d in documents) == sorted(events)
     assert Counter(d["type"] for d in documents) == {"email.opened": 3, "email.clicked": 1, "email.unsubscribed": 1}
     for document in documents:
@@ -791,8 +791,8 @@ def test_webhook_backoff_in_process_against_real_receiver(tmp_path: Path, receiv
             return next((r for r in store.outbox_rows() if r["target"] == receiver.url and r["attempts"] == attempts), None)
         return row
 
-    delivery = WebhookDelivery(store, receiver.url, "k", backoff=0.05, poll_interval=0.01, clock=clock).start()
-    doomed = WebhookDelivery(store, dead_url, "k", backoff=0.01, max_attempts=3, poll_interval=0.01, timeout=2).start()
+    delivery = WebhookDelivery(store, receiver.url, "k" * 16, backoff=0.05, poll_interval=0.01, clock=clock).start()
+    doomed = WebhookDelivery(store, dead_url, "k" * 16, backoff=0.01, max_attempts=3, poll_interval=0.01, timeout=2).start()
     schedule = []
     try:
         for attempt in (1, 2, 3):
@@ -811,7 +811,7 @@ def test_webhook_backoff_in_process_against_real_receiver(tmp_path: Path, receiv
     assert rows[receiver.url]["attempts"] == 4 and rows[receiver.url]["delivered"] is not None
     assert rows[dead_url]["attempts"] == 3 and rows[dead_url]["dead"] == 1 and rows[dead_url]["delivered"] is None
     for received in receiver.received:
-        assert checked(received, "k")["data"]["event_id"] == event.event_id
+        assert checked(received, "k" * 16)["data"]["event_id"] == event.event_id
     store.close()
 
 
@@ -833,7 +833,7 @@ def test_several_workers_deliver_each_webhook_once(serve: Callable[..., Server],
     """
     receiver = receivers(delay=0.05)
     db = tmp_path / "hooks.sqlite"
-    servers = [serve("--webhook", receiver.url, "--webhook-secret", "s3cret", db=db) for _ in range(3)]
+    servers = [serve("--webhook", receiver.url, "--webhook-secret", "s3cret-0123456789", db=db) for _ in range(3)]
     for i in range(30):
         path = path_of(tracker.tracking_url("open", message_id="m-workers", recipient=f"r{i}@example.com"))
         assert servers[i % 3].get(path).status == 200

@@ -74,11 +74,12 @@ a tree builder (see ``mailtrack/scanner.py``).
    (``<a>`` does not clear frameset-ok) removes the body from the tree. The
    oracle only counts elements still in the final tree; mailtrack tracks them.
 5. Input preprocessing: the HTML parser normalises CR LF and lone CR to LF and
-   replaces U+0000 in attribute values with U+FFFD; mailtrack decodes the value
-   as written (and then skips such URLs with reason ``invalid``, control
-   characters). The differential test normalises mailtrack's destinations the
-   same way and counts ``invalid`` like tracked, because the rules of the brief
-   do not cover control characters; the oracle's ``trackable`` excludes them.
+   replaces U+0000 in attribute values with U+FFFD; mailtrack's
+   ``charrefs.decode_attribute`` now does the same (so this is no longer a
+   difference; the differential test's normalisation is a no-op for it). The
+   differential test counts ``invalid`` like tracked, because the rules of the
+   brief do not cover control characters or hosts browsers refuse; the
+   oracle's ``trackable`` excludes control characters.
 6. An unterminated conditional comment at the end of the input
    (``<!--[if mso]><a href=x><![endif]`` and no ``-->``): the tokenizer still
    emits a comment whose data ends with ``<![endif]``, so the oracle parses its

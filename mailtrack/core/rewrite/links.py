@@ -29,12 +29,10 @@ def classify_tag(url: str, html: str, tag: LinkTag, plan: RewritePlan) -> str | 
 
 
 def classify_destination(url: str, plan: RewritePlan) -> str | None:
-    """The rules that look at the destination alone (placeholders, scheme, ours)."""
-    if plan.placeholders.plain_http(url):
-        return "already-tracked" if plan.layout.is_ours(url) else None
-    if plan.placeholders.search(url):
+    """The rules that look at the destination alone (placeholders, scheme, destination check, ours)."""
+    if not plan.placeholders.plain_http(url) and plan.placeholders.search(url):
         return "placeholder"
-    problem = destination_problem(url)
+    problem = destination_problem(url)  # the check the redirect makes too (mailtrack.core.urls)
     if problem is not None:
         return "scheme" if problem == "scheme" else "invalid"
     if plan.layout.is_ours(url):

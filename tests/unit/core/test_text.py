@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import pytest
-from support.helpers import BASE_URL, make_tracker
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from support.helpers import BASE_URL, make_tracker
 
 import mailtrack
 from mailtrack.core.rewrite.text import find_urls

@@ -7,8 +7,10 @@ import json
 from datetime import datetime, timezone
 
 import pytest
-from support.helpers import BASE_URL, make_tracker, rewrite
+from hypothesis import example, given, settings
+from hypothesis import strategies as st
 from itsdangerous import TimestampSigner
+from support.helpers import BASE_URL, make_tracker, rewrite
 
 import mailtrack
 from mailtrack.core.tokens import MAX_TOKEN_LENGTH
@@ -310,3 +312,62 @@ def test_mixed_str_and_bytes_keys() -> None:
     mixed = mailtrack.Tracker([b"k1", "k2"], BASE_URL)
     assert mixed.verify(click_url(old)).kind == "click"
     assert mailtrack.Tracker("k2", BASE_URL).verify(click_url(mixed)).kind == "click"
+
+
+# -- verify never raises anything but InvalidToken/ExpiredToken for any input ------------------------------
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        BASE_URL + "//[/c/x.y.z",
+        BASE_URL + "/[/c/x.y.z",
+        BASE_URL + "/c/[x.y.z",
+        BASE_URL + "//[::1/c/x.y.z",
+        BASE_URL + "//a]/c/x.y.z",
+        BASE_URL + "//\uff0f@x/c/x.y.z",
+        BASE_URL + "/c/x.y.z?[",
+        "https://[",
+        "[",
+        ":",
+    ],
+)
+def test_verify_of_a_url_urllib_cannot_split_raises_invalid_token(tracker: mailtrack.Tracker, value: str) -> None:
+    with pytest.raises(mailtrack.InvalidToken):
+        tracker.verify(value)
+
+
+def _urlish() -> st.SearchStrategy[str]:
+    piece = st.one_of(
+        st.sampled_from(["/", "//", "[", "]", ":", "@", "?", "#", "%", "\\", ".", "c/", "o/", "u/", "\uff0f", "[::1]",
+                         "x.y.z", "é"]),
+        st.text(max_size=3),
+    )
+    heads = st.sampled_from([BASE_URL, BASE_URL.upper(), "https://", "http://x", "", "c/", BASE_URL + "/c/"])
+    structure = st.sampled_from(["/", "//", "[", "]", ":", "@", "?", "#", "c/", "x.y.z"])
+    return st.builds(lambda head, parts: head + "".join(parts), heads,
+                     st.one_of(st.lists(structure, max_size=5), st.lists(piece, max_size=8)))
+
+
+@settings(max_examples=1500)
+@example(BASE_URL + "//[/c/x.y.z", None, None)
+@given(st.one_of(st.text(), _urlish()), st.sampled_from([None, "click", "open", "unsubscribe"]),
+       st.sampled_from([None, 0, 10**9]))
+def test_verify_raises_only_invalid_token_for_any_string(value: str, kind: str | None, max_age: int | None) -> None:
+    tracker = make_tracker()
+    try:
+        tracker.verify(value, kind=kind, max_age=max_age)
+    except mailtrack.InvalidToken:  # ExpiredToken is one
+        pass
+
+
+@settings(max_examples=300)
+@given(st.text(st.characters(blacklist_categories=("Cs",))))
+def test_verify_of_a_validly_signed_token_with_any_destination_raises_only_invalid_token(destination: str) -> None:
+    tracker = make_tracker()
+    token = tracker.codec.message_signer("click", "m", "r", None, T0)(0, destination)
+    try:
+        verified = tracker.verify(BASE_URL + "/c/" + token)
+    except mailtrack.InvalidToken as exc:
+        assert exc.reason == "destination"
+    else:
+        assert verified.url == destination

@@ -13,15 +13,17 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from support.helpers import wait_until
 
 from mailtrack.delivery.webhooks import SIGNATURE_HEADER, WebhookDelivery, payload, sign, verify_signature
 from mailtrack.events import TrackingEvent
-from mailtrack.exceptions import MailtrackError
+from mailtrack.exceptions import ConfigurationError, MailtrackError, WebhookSignatureError
 from mailtrack.storage.sqlite import SQLiteStore
 
 T0 = 1_700_000_000.0
-SECRET = "whsec_test"
+SECRET = "whsec_test_0123456789"
 
 
 def event(event_type: str = "opened", **kwargs: Any) -> TrackingEvent:
@@ -58,26 +60,26 @@ def test_signature_is_hmac_sha256_of_timestamp_dot_body() -> None:
     import hmac
 
     body = b'{"a":1}'
-    expected = hmac.new(b"k", b"42." + body, hashlib.sha256).hexdigest()
-    assert sign(body, "k", 42) == f"t=42,v1={expected}"
-    assert sign(body, b"k", 42) == sign(body, "k", 42)
+    expected = hmac.new(b"k" * 16, b"42." + body, hashlib.sha256).hexdigest()
+    assert sign(body, "k" * 16, 42) == f"t=42,v1={expected}"
+    assert sign(body, b"k" * 16, 42) == sign(body, "k" * 16, 42)
 
 
 def test_verify_with_rotation_list() -> None:
     body = payload(event())
-    old = sign(body, "old-secret", 1000)
-    assert verify_signature(body, old, ["new-secret", "old-secret"], now=1000)["type"] == "email.opened"
-    assert verify_signature(body, old, [b"new-secret", b"old-secret"], now=1000)
+    old = sign(body, "old-secret-0123456", 1000)
+    assert verify_signature(body, old, ["new-secret-0123456", "old-secret-0123456"], now=1000)["type"] == "email.opened"
+    assert verify_signature(body, old, [b"new-secret-0123456", b"old-secret-0123456"], now=1000)
     with pytest.raises(MailtrackError, match="does not match"):
-        verify_signature(body, old, ["new-secret"], now=1000)
-    with pytest.raises(MailtrackError, match="does not match"):
+        verify_signature(body, old, ["new-secret-0123456"], now=1000)
+    with pytest.raises(ConfigurationError, match="no webhook secret"):
         verify_signature(body, old, [], now=1000)
 
 
 def test_wrong_secret_refused() -> None:
     body = payload(event())
     with pytest.raises(MailtrackError, match="does not match"):
-        verify_signature(body, sign(body, "right", 1000), "wrong", now=1000)
+        verify_signature(body, sign(body, "right-secret-0123456", 1000), "wrong-secret-0123456", now=1000)
 
 
 def test_tampered_body_or_timestamp_refused() -> None:
@@ -127,6 +129,69 @@ def test_non_ascii_signature_is_refused_with_mailtrackerror(v1: str) -> None:
     # catches MailtrackError (the documented failure) answers 500 instead of refusing the request.
     with pytest.raises(MailtrackError):
         verify_signature(b"{}", f"t=1000,v1={v1}", SECRET, now=1000)
+
+
+@pytest.mark.parametrize("header", ["t=\u00b2,v1=ab", "t=\u0661\u0660\u0660\u0660,v1=ab", "t=\uff11,v1=ab",
+                                    "t=1000,t=\u00b2,v1=ab"])
+def test_non_ascii_digits_in_the_timestamp_raise_webhook_signature_error(header: str) -> None:
+    # str.isdigit() is true for "²", but int("²") raises ValueError.
+    with pytest.raises(WebhookSignatureError) as info:
+        verify_signature(b"{}", header, SECRET, now=1000)
+    assert info.value.header == header
+
+
+@pytest.mark.parametrize("body", [b"not json", b"[1, 2]", b"\xff\xfe", b"[" * 100_000, b'"text"'])
+def test_signed_body_that_is_not_a_json_object_raises_webhook_signature_error(body: bytes) -> None:
+    header = sign(body, SECRET, 1000)
+    with pytest.raises(WebhookSignatureError) as info:
+        verify_signature(body, header, SECRET, now=1000)
+    assert info.value.header == header
+
+
+@pytest.mark.parametrize("header", [None, 42, b"t=1000,v1=ab"])
+def test_missing_or_non_text_header_raises_webhook_signature_error(header: object) -> None:
+    with pytest.raises(WebhookSignatureError):
+        verify_signature(b"{}", header, SECRET, now=1000)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("now", [float("nan"), float("inf")])
+def test_a_clock_that_is_not_a_number_refuses_every_signature(now: float) -> None:
+    with pytest.raises(WebhookSignatureError):
+        verify_signature(b"{}", sign(b"{}", SECRET, 1000), SECRET, now=now)
+
+
+@settings(max_examples=1000)
+@given(st.binary(max_size=64), st.one_of(
+    st.text(),
+    st.builds(lambda t, vs: f"t={t}," + ",".join(f"v1={v}" for v in vs),
+              st.one_of(st.text(max_size=14), st.integers(-10, 10**13).map(str),
+                        st.text("0123456789\u00b2\u00b9\u0661\uff11 +-_.", min_size=1, max_size=14)),
+              st.lists(st.one_of(st.text(max_size=70), st.text("0123456789abcdef\u00e9", max_size=66)), max_size=3)),
+))
+def test_verify_signature_raises_only_webhook_signature_error(body: bytes, header: str) -> None:
+    try:
+        verify_signature(body, header, SECRET, now=1000)
+    except WebhookSignatureError as exc:
+        assert exc.header == header
+
+
+@pytest.mark.parametrize("secret", ["k", "s3cret", b"fifteen-bytes!!", "\u00e9" * 7 + "x"])
+def test_short_webhook_secret_is_refused_with_configuration_error(store: SQLiteStore, secret: str | bytes) -> None:
+    with pytest.raises(ConfigurationError, match="16 bytes"):
+        WebhookDelivery(store, "https://example.com/hook", secret)
+    with pytest.raises(ConfigurationError, match="16 bytes"):
+        sign(b"{}", secret, 1000)
+    with pytest.raises(ConfigurationError, match="16 bytes"):
+        verify_signature(b"{}", "t=1000,v1=00", secret, now=1000)
+    with pytest.raises(ConfigurationError, match="16 bytes"):
+        verify_signature(b"{}", "t=1000,v1=00", [SECRET, secret], now=1000)
+
+
+def test_sixteen_byte_secret_is_accepted(store: SQLiteStore) -> None:
+    secret = "0123456789abcdef"
+    WebhookDelivery(store, "https://example.com/hook", secret)
+    assert verify_signature(b"{}", sign(b"{}", secret, 1000), secret, now=1000) == {}
+    assert verify_signature(b"{}", sign(b"{}", "\u00e9" * 8, 1000), "\u00e9" * 8, now=1000) == {}  # 16 UTF-8 bytes
 
 
 # -- a real receiver -----------------------------------------------------------------------------
@@ -470,8 +535,8 @@ def test_slow_receiver_holds_only_the_row_it_is_posting(receiver: Receiver, stor
 
 def test_signatures_with_several_secrets_and_several_v1_values() -> None:
     body, now = b'{"type": "email.opened"}', 1_700_000_000
-    old, new = sign(body, "old", now), sign(body, "new", now)
+    old, new = sign(body, "old" * 6, now), sign(body, "new" * 6, now)  # secrets of 16+ bytes
     both = f"t={now}, v1={old.split('v1=')[1]}, v1={new.split('v1=')[1]}"  # sender rotating: two signatures
-    assert verify_signature(body, both, "new", now=now) and verify_signature(body, both, ("x", "old"), now=now)
+    assert verify_signature(body, both, "new" * 6, now=now) and verify_signature(body, both, ("x" * 16, "old" * 6), now=now)
     with pytest.raises(MailtrackError, match="does not match"):
-        verify_signature(body, both, ["x", "y"], now=now)
+        verify_signature(body, both, ["x" * 16, "y" * 16], now=now)

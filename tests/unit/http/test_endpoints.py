@@ -17,6 +17,8 @@ from wsgiref.util import setup_testing_defaults
 from wsgiref.validate import WSGIWarning, validator
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from support.helpers import BASE_URL, make_tracker
 
 import mailtrack
@@ -803,7 +805,7 @@ def test_the_wsgi_entry_point_reads_every_option_from_the_environment(tmp_path: 
     env = {"MAILTRACK_SECRET_KEY": "older-key,newest-key", "MAILTRACK_BASE_URL": BASE_URL,
            "MAILTRACK_DB": str(tmp_path / "e.sqlite"), "MAILTRACK_TRUSTED_PROXIES": "10.0.0.0/8",
            "MAILTRACK_MAX_AGE": "60", "MAILTRACK_LANDING": str(landing),
-           "MAILTRACK_WEBHOOK": "http://127.0.0.1:9/hook", "MAILTRACK_WEBHOOK_SECRET": "s"}
+           "MAILTRACK_WEBHOOK": "http://127.0.0.1:9/hook", "MAILTRACK_WEBHOOK_SECRET": "s" * 16}
     app, recorder, deliveries = from_environment(env)
     try:
         tracker = make_tracker()
@@ -846,3 +848,63 @@ def test_user_agent_and_referer_are_read_as_utf8(tracker: mailtrack.Tracker, rec
 def test_max_age_must_be_a_positive_number(value: float) -> None:
     with pytest.raises(mailtrack.MailtrackError, match="max_age"):
         Endpoints(make_tracker(), max_age=value)
+
+
+# -- destinations: one check when signing and when redirecting ----------------------------------------------
+
+@pytest.mark.parametrize(
+    "destination",
+    [
+        "https://[::1/é",
+        "https://[évil]/",
+        "https://good.com\uff0f@evil.com/",
+        "https://good.com\\@evil.com/",
+        "https://a\u200db.com/",
+        "https://example.com:65536/",
+        "https://ex%61mple.com/",
+        "https://0x7f.1/",
+    ],
+)
+def test_click_token_signed_by_an_older_version_with_a_refused_destination_is_a_404_not_a_500(
+    endpoints: Endpoints, tracker: mailtrack.Tracker, store: SQLiteStore, destination: str
+) -> None:
+    # Older versions signed these (rewrite_html tracked them); the redirect then raised ValueError in as_uri.
+    token = tracker.codec.message_signer("click", "m", "r", None, ISSUED)(0, destination)
+    assert_not_found(get(endpoints, "/c/" + token))
+    assert_not_found(get(endpoints, "/c/" + token, "HEAD"), head=True)
+    assert store.count() == 0
+
+
+@pytest.mark.parametrize(
+    ("destination", "location"),
+    [
+        ("https://faß.de/", "https://xn--fa-hia.de/"),  # IDNA 2003 said fass.de
+        ("https://ςοφια.gr/", "https://xn--mxaprlv.gr/"),  # IDNA 2003 said xn--mxaprpq.gr
+        ("https://u:p@bücher.de:8080/", "https://u:p@xn--bcher-kva.de:8080/"),
+        ("https://x.com/a#", "https://x.com/a#"),
+        ("https://x.com/ü#", "https://x.com/%C3%BC#"),
+    ],
+)
+def test_idn_destination_redirects_where_browsers_go(endpoints: Endpoints, tracker: mailtrack.Tracker,
+                                                     destination: str, location: str) -> None:
+    response = get(endpoints, path(url_of(tracker, "click", url=destination)))
+    assert response.status == 302
+    assert headers(response)["location"] == location
+
+
+_TEXT = st.text(st.characters(blacklist_categories=("Cs",)))  # a lone surrogate cannot be signed at all
+_PIECE = st.one_of(st.sampled_from(["[", "]", ":", "@", "/", "\\", "\uff0f", "%", "::1", "é", "\u200d", "a.b"]),
+                   st.text(st.characters(blacklist_categories=("Cs",)), max_size=3))
+_URLISH = st.lists(_PIECE, max_size=8).map(lambda parts: "https://" + "".join(parts))
+_CLICK_ENDPOINTS = Endpoints(make_tracker())
+
+
+@settings(max_examples=500)
+@given(st.one_of(_TEXT, _URLISH, _TEXT.map(lambda s: "http://a.b/" + s)))
+def test_click_never_answers_500_for_any_signed_destination(destination: str) -> None:
+    sign = _CLICK_ENDPOINTS.tracker.codec.message_signer("click", "m", "r", None, ISSUED)
+    response = get(_CLICK_ENDPOINTS, "/c/" + sign(0, destination))
+    assert response.status in (302, 404)
+    if response.status == 302:
+        location = headers(response)["location"]
+        assert location.isascii() and all(0x21 <= ord(c) <= 0x7E for c in location)
