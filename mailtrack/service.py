@@ -78,7 +78,7 @@ def create_server(service: Service, config: Config, *, sockets: Sequence[socket.
     ``X-Forwarded-For`` is judged by the endpoints (``--trusted-proxy``), so
     waitress passes it through untouched; bodies over :data:`~mailtrack.http.wsgi.MAX_BODY`
     are refused before they are read. Raises ``ImportError`` without waitress,
-    ``OSError`` when the address cannot be bound.
+    :class:`~mailtrack.exceptions.ConfigurationError` when the address cannot be bound.
     """
     import waitress  # type: ignore[import-untyped]
 
@@ -87,5 +87,6 @@ def create_server(service: Service, config: Config, *, sockets: Sequence[socket.
     try:
         return waitress.create_server(service.app, threads=config.threads, ident="mailtrack",
                                       clear_untrusted_proxy_headers=False, max_request_body_size=MAX_BODY, **where)
-    except ValueError as exc:  # waitress' own refusal of a listen address
-        raise ConfigurationError(f"cannot listen on {config.host}:{config.port}: {exc} (--host, --port)") from None
+    except (OSError, ValueError) as exc:  # in use, not ours, or waitress' own refusal of the address
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+        raise ConfigurationError(f"cannot listen on {config.host}:{config.port}: {reason} (--host, --port)") from None

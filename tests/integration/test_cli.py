@@ -6,6 +6,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 from support.helpers import BASE_URL
 
 import mailtrack
@@ -111,12 +112,14 @@ def assert_one_line_error(proc: subprocess.CompletedProcess[bytes] | subprocess.
     return err
 
 
-def test_rewrite_message_refuses_an_mbox_of_several_messages(tmp_path: Path) -> None:
-    mbox = tmp_path / "two.mbox"
-    mbox.write_bytes(mbox_message("m1") + b"\n" + mbox_message("m2", "bob@x.example"))
+@pytest.mark.parametrize("eol", [b"\n", b"\r\n"])
+def test_rewrite_message_refuses_an_mbox_of_several_messages(tmp_path: Path, eol: bytes) -> None:
+    mbox = tmp_path / "three.mbox"
+    messages = [mbox_message("m1"), mbox_message("m2", "bob@x.example"), mbox_message("m3", "cy@x.example")]
+    mbox.write_bytes(b"\n".join(messages).replace(b"\n", eol))
     proc = run_bytes("rewrite-message", str(mbox), *KEYS)
     err = assert_one_line_error(proc, 2, "mailtrack rewrite-message: ")
-    assert "2 messages" in err and "mbox" in err
+    assert "3 messages" in err and "mbox" in err
     assert proc.stdout == b""  # nothing half-tracked on stdout
 
 

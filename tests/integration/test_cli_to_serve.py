@@ -97,3 +97,40 @@ def test_urls_written_by_rewrite_message_with_rotated_env_keys_are_accepted_by_s
     assert proc.returncode == 0, proc.stderr
     click = proc.stdout.split(b'href="', 1)[1].split(b'"', 1)[0].decode()
     assert get(server_port, click) == (302, "https://shop.example/new")
+
+
+def test_the_wsgi_entry_point_reads_the_keys_as_the_cli_does(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``mailtrack.wsgi:application`` (gunicorn's way) is configured by the same reader as the CLI."""
+    from wsgiref.util import setup_testing_defaults
+
+    import mailtrack.wsgi  # the 0.1 path, aliased
+
+    import mailtrack.http.wsgi
+
+    assert mailtrack.wsgi.application is mailtrack.http.wsgi.application
+    page = tmp_path / "mail.html"
+    page.write_text('<a href="https://shop.example/w">w</a>', encoding="utf-8")
+    env = environment(tmp_path / "events.sqlite")
+    proc = subprocess.run([sys.executable, "-m", "mailtrack", "rewrite", str(page), "--message-id", "m-wsgi",
+                           "--recipient", "r@example.com"], capture_output=True, text=True, timeout=60, check=False, env=env)
+    assert proc.returncode == 0, proc.stderr
+    click = proc.stdout.split('href="', 1)[1].split('"', 1)[0]
+
+    for name, value in env.items():
+        if name.startswith("MAILTRACK_"):
+            monkeypatch.setenv(name, value)
+    monkeypatch.setattr(mailtrack.http.wsgi, "_app", None)  # built from the environment on first use
+    environ: dict[str, object] = {"REQUEST_METHOD": "GET", "PATH_INFO": click[len(BASE_URL):]}
+    setup_testing_defaults(environ)
+    seen: dict[str, object] = {}
+
+    def start_response(status: str, headers: list[tuple[str, str]]) -> None:
+        seen.update(status=status, headers=dict(headers))
+
+    try:
+        b"".join(mailtrack.wsgi.application(environ, start_response))
+        assert seen["status"] == "302 Found" and seen["headers"]["Location"] == "https://shop.example/w"
+    finally:
+        app = mailtrack.http.wsgi._app
+        if app is not None:
+            app.endpoints.recorder.close()
