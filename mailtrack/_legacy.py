@@ -5,7 +5,7 @@ every module sat at the top of ``mailtrack``; the README named
 ``mailtrack.webhook.verify_signature``, ``mailtrack.web.Endpoints`` and
 ``mailtrack.wsgi:application``. A meta path finder maps each old name to the
 module that holds the code now, as the *same* module object (so
-``mailtrack.wsgi.application is mailtrack.http.wsgi.application``), without a
+``mailtrack.webhook.sign is mailtrack.delivery.webhooks.sign``), without a
 file per alias and without loading anything before it is asked for.
 """
 
@@ -39,7 +39,6 @@ ALIASES = {
     "mailtrack.recorder": "mailtrack.delivery.recorder",
     "mailtrack.webhook": "mailtrack.delivery.webhooks",
     "mailtrack.web": "mailtrack.http.endpoints",
-    "mailtrack.wsgi": "mailtrack.http.wsgi",
     "mailtrack.demo": "mailtrack.cli.demo",
 }
 

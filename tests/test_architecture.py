@@ -61,7 +61,7 @@ print(json.dumps(sorted(sys.modules)))
 ADAPTERS = (
     "sqlite3", "waitress", "socketserver", "http.server", "wsgiref", "urllib.request",
     "mailtrack.events", "mailtrack.storage", "mailtrack.delivery", "mailtrack.http", "mailtrack.cli",
-    "mailtrack.contrib", "mailtrack.service", "mailtrack.config",
+    "mailtrack.contrib", "mailtrack.service", "mailtrack.config", "mailtrack.wsgi",
 )
 
 

@@ -11,16 +11,24 @@ as a mail client would, and prints the events that were recorded.
 
 from __future__ import annotations
 
+import argparse
 import difflib
 import http.client
+import importlib.util
 import socket
 import tempfile
 import threading
 from collections.abc import Callable
 from pathlib import Path
 
+from mailtrack.config import Config
 from mailtrack.core.tracker import Tracker
 from mailtrack.exceptions import InvalidToken
+
+__all__ = ["SAMPLE_CAMPAIGN", "register", "run_demo"]
+
+#: The demo's throwaway keys (newest last), so it runs without any configuration.
+DEMO_KEYS = ("demo-old-key", "demo-new-key")
 
 SAMPLE_CAMPAIGN = """\
 <!DOCTYPE html>
@@ -57,9 +65,17 @@ SAMPLE_CAMPAIGN = """\
 """
 
 
+def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Add ``demo`` to the subcommands ``commands``."""
+    demo = commands.add_parser("demo", help="track a sample campaign mail and check every URL (no setup needed)",
+                               description=__doc__.split("\n\n", 1)[0] if __doc__ else None)
+    demo.add_argument("--no-diff", action="store_true", help="do not print the changed lines")
+    demo.set_defaults(func=lambda args: run_demo(show_diff=not args.no_diff))
+
+
 def run_demo(html: str = SAMPLE_CAMPAIGN, *, out: Callable[[str], None] = print, show_diff: bool = True) -> int:
     """Rewrite ``html`` for one recipient and report; returns a process exit code."""
-    tracker = Tracker(secret_keys=["demo-old-key", "demo-new-key"], base_url="https://t.example.com")
+    tracker = Tracker(secret_keys=list(DEMO_KEYS), base_url="https://t.example.com")
     result = tracker.rewrite_html(
         html, message_id="<spring-2026-0001@example.com>", recipient="ann@example.com", metadata={"campaign": "spring"}
     )
@@ -102,27 +118,27 @@ def run_demo(html: str = SAMPLE_CAMPAIGN, *, out: Callable[[str], None] = print,
 
 def _serve_and_fetch(html: str, out: Callable[[str], None]) -> int:
     """Serve the tracking URLs on loopback, fetch a pixel and a click, print the events; returns failures."""
-    try:
-        import waitress  # type: ignore[import-untyped]
-    except ImportError:
+    if importlib.util.find_spec("waitress") is None:
         out("\n(waitress is not installed, so the server part is skipped: pip install 'mailtrack[serve]')")
         return 0
-    from mailtrack.delivery.recorder import Recorder
-    from mailtrack.http.endpoints import Endpoints
-    from mailtrack.http.wsgi import WsgiApp
-    from mailtrack.storage.sqlite import SQLiteStore
+    from mailtrack.service import build_service, create_server
 
     failures = 0
     with tempfile.TemporaryDirectory(prefix="mailtrack-demo-") as folder:
-        store = SQLiteStore(Path(folder) / "events.sqlite")
-        recorder = Recorder(store)
         listener = socket.socket()
-        listener.bind(("127.0.0.1", 0))  # a free port: it goes into base_url, so bind before making the tracker
+        listener.bind(("127.0.0.1", 0))  # a free port: it goes into base_url, so bind before configuring
         port = listener.getsockname()[1]
         base_url = f"http://127.0.0.1:{port}"
-        tracker = Tracker(secret_keys=["demo-old-key", "demo-new-key"], base_url=base_url)
-        app = WsgiApp(Endpoints(tracker, recorder))
-        server = waitress.create_server(app, sockets=[listener], threads=4, ident="mailtrack")
+        config = Config(secret_keys=DEMO_KEYS, base_url=base_url, db=str(Path(folder) / "events.sqlite"), threads=4)
+        service = build_service(config)  # the same wiring as `mailtrack serve`
+        store = service.recorder.store
+        assert store is not None
+        tracker = service.app.endpoints.tracker
+        try:
+            server = create_server(service, config, sockets=[listener])
+        except BaseException:
+            service.close()
+            raise
         thread = threading.Thread(target=server.run, daemon=True)
         thread.start()
         try:
@@ -141,7 +157,7 @@ def _serve_and_fetch(html: str, out: Callable[[str], None]) -> int:
         finally:
             server.close()
             thread.join(5)
-            recorder.close()
+            service.close()
         events = store.events()
         out(f"\nRecorded events ({len(events)}):")
         for event in events:

@@ -6,6 +6,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 from support.helpers import BASE_URL
 
 import mailtrack
@@ -118,3 +119,123 @@ def test_dead_webhook_deliveries_can_be_requeued(tmp_path: Path) -> None:
     assert "requeued 1 dead delivery" in proc.stdout and "1 pending, 0 delivered, 0 dead" in proc.stdout
     assert [item.event.event_id for item in store.outbox_due(time.time() + 1)] == [event.event_id]
     store.close()
+
+
+# -- issue 8: one configuration, clear errors --------------------------------------------------
+
+KEYS = ["--secret-key", "k", "--base-url", BASE_URL]
+MBOX_MESSAGE = (b"From: shop@x.example\nTo: {to}\nMessage-ID: <{mid}@x.example>\nContent-Type: text/html\n\n"
+                b'<p><a href="https://x.example/{mid}">x</a></p>\n')
+
+
+def mbox_message(mid: str, to: str = "ann@x.example") -> bytes:
+    return (b"From shop@x.example Mon Jan  1 00:00:00 2024\n"
+            + MBOX_MESSAGE.replace(b"{to}", to.encode()).replace(b"{mid}", mid.encode()))
+
+
+def run_bytes(*args: str, stdin: bytes | None = None) -> subprocess.CompletedProcess[bytes]:
+    return subprocess.run([sys.executable, "-m", "mailtrack", *args], input=stdin, capture_output=True, timeout=60,
+                          check=False)
+
+
+def assert_one_line_error(proc: subprocess.CompletedProcess[bytes] | subprocess.CompletedProcess[str], status: int,
+                          prefix: str) -> str:
+    err = proc.stderr if isinstance(proc.stderr, str) else proc.stderr.decode()
+    assert proc.returncode == status, (proc.returncode, err)
+    assert "Traceback" not in err and err.count("\n") == 1 and err.startswith(prefix), err
+    return err
+
+
+@pytest.mark.parametrize("eol", [b"\n", b"\r\n"])
+def test_rewrite_message_refuses_an_mbox_of_several_messages(tmp_path: Path, eol: bytes) -> None:
+    mbox = tmp_path / "three.mbox"
+    messages = [mbox_message("m1"), mbox_message("m2", "bob@x.example"), mbox_message("m3", "cy@x.example")]
+    mbox.write_bytes(b"\n".join(messages).replace(b"\n", eol))
+    proc = run_bytes("rewrite-message", str(mbox), *KEYS)
+    err = assert_one_line_error(proc, 2, "mailtrack rewrite-message: ")
+    assert "3 messages" in err and "mbox" in err
+    assert proc.stdout == b""  # nothing half-tracked on stdout
+
+
+def test_rewrite_message_tracks_a_one_message_mbox_and_keeps_its_from_line(tmp_path: Path) -> None:
+    # A body line "From ..." that does not start a message (no header follows it) is body text, not a separator.
+    one = mbox_message("m1").replace(b"</p>\n", b"</p>\n\nFrom the whole team,\nAnn\n")
+    mbox = tmp_path / "one.mbox"
+    mbox.write_bytes(one)
+    proc = run_bytes("rewrite-message", str(mbox), *KEYS)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.startswith(b"From shop@x.example Mon Jan  1 00:00:00 2024\nFrom: shop@x.example\n")
+    assert b"\n\nFrom the whole team,\nAnn\n" in proc.stdout
+    assert b"tracked 1 links" in proc.stderr
+
+
+def test_rewrite_message_refuses_input_without_any_header_field() -> None:
+    for garbage in (b"garbage\n", b"", b"\n\nhello\n", b"<html><a href='https://x.example/'>x</a></html>\n"):
+        proc = run_bytes("rewrite-message", "-", *KEYS, "--recipient", "r@x.example", stdin=garbage)
+        err = assert_one_line_error(proc, 2, "mailtrack rewrite-message: ")
+        assert "not an email message" in err and "header" in err, garbage
+        assert proc.stdout == b""
+
+
+def test_several_to_addresses_error_names_the_cli_option(tmp_path: Path) -> None:
+    eml = tmp_path / "mail.eml"
+    eml.write_bytes(MBOX_MESSAGE.replace(b"{to}", b"a@x.example, b@x.example").replace(b"{mid}", b"m1"))
+    err = assert_one_line_error(run_bytes("rewrite-message", str(eml), *KEYS), 1, "mailtrack rewrite-message: ")
+    assert "--recipient" in err and "recipient=" not in err
+
+
+def test_events_without_a_database_says_which_option_to_set(tmp_path: Path) -> None:
+    import os
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MAILTRACK_")}
+    for command in ("events", "stats", "webhooks"):
+        proc = subprocess.run([sys.executable, "-m", "mailtrack", command], capture_output=True, text=True, env=env,
+                              timeout=60, check=False)
+        err = assert_one_line_error(proc, 2, f"mailtrack {command}: ")
+        assert "None" not in err and "--db" in err and "MAILTRACK_DB" in err
+    missing = tmp_path / "missing.sqlite"
+    proc = run("events", "--db", str(missing))
+    err = assert_one_line_error(proc, 1, "mailtrack events: ")
+    assert str(missing) in err and "--db" in err
+
+
+def test_version_prints_the_version() -> None:
+    proc = run("--version")
+    assert proc.returncode == 0 and proc.stdout.strip() == f"mailtrack {mailtrack.__version__}"
+
+
+def help_text(*args: str) -> str:
+    proc = run(*args, "--help")
+    assert proc.returncode == 0, proc.stderr
+    return " ".join(proc.stdout.split())  # argparse wraps to the terminal's width
+
+
+def test_every_help_shows_defaults_and_environment_variables() -> None:
+    serve = help_text("serve")
+    assert "(default: 8025; env MAILTRACK_PORT)" in serve and "env MAILTRACK_SECRET_KEY" in serve
+    assert "env MAILTRACK_SECRET_KEY_FILE" in serve and "(default: 127.0.0.1; env MAILTRACK_HOST)" in serve
+    rewrite = help_text("rewrite")
+    assert "env MAILTRACK_BASE_URL" in rewrite and "(default: utf-8)" in rewrite
+    for command in ("events", "stats", "webhooks"):
+        assert "env MAILTRACK_DB" in help_text(command)
+
+
+def test_secret_key_file_is_one_key_per_line_newest_last(tmp_path: Path) -> None:
+    keyfile = tmp_path / "keys"
+    keyfile.write_text("# rotated 2026-01\nold\n\nnew\n", encoding="utf-8")
+    page = tmp_path / "mail.html"
+    page.write_text('<a href="https://x.example/">x</a>', encoding="utf-8")
+    proc = run("rewrite", str(page), "--message-id", "m", "--recipient", "r", "--secret-key-file", str(keyfile),
+               "--base-url", BASE_URL)
+    assert proc.returncode == 0, proc.stderr
+    url = proc.stdout.split('href="', 1)[1].split('"', 1)[0]
+    assert mailtrack.Tracker(["new"], BASE_URL).verify(url).url == "https://x.example/"  # the last key signs
+
+
+def test_configuration_errors_name_the_option_and_its_variable(tmp_path: Path) -> None:
+    proc = run("serve", "--db", str(tmp_path / "e.sqlite"), *KEYS, "--max-age", "-5", "--port", "0")
+    err = assert_one_line_error(proc, 1, "mailtrack serve: ")
+    assert "--max-age" in err and "MAILTRACK_MAX_AGE" in err
+    proc = run("serve", "--db", str(tmp_path / "e.sqlite"), *KEYS, "--trusted-proxy", "not-an-ip", "--port", "0")
+    err = assert_one_line_error(proc, 1, "mailtrack serve: ")
+    assert "--trusted-proxy" in err and "MAILTRACK_TRUSTED_PROXIES" in err

@@ -798,7 +798,7 @@ def test_head_never_carries_a_body_not_even_on_404() -> None:
 
 
 def test_the_wsgi_entry_point_reads_every_option_from_the_environment(tmp_path: Path) -> None:
-    from mailtrack.http.wsgi import from_environment
+    from mailtrack.service import from_environment
 
     landing = tmp_path / "landing.html"
     landing.write_text("<html><body><h1>Leaving us?</h1></body></html>", encoding="utf-8")

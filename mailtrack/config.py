@@ -1,0 +1,313 @@
+"""The one place mailtrack's settings are read: command-line arguments first, then ``MAILTRACK_*`` variables.
+
+``mailtrack serve``, ``rewrite``, ``rewrite-message``, ``events``/``stats``/
+``webhooks``, the WSGI entry point (``mailtrack.wsgi:application``) and the
+demo all build a :class:`Config` with :meth:`Config.from_sources`, so a value
+means the same everywhere. Before there was one reader, ``rewrite`` took
+``MAILTRACK_SECRET_KEY="old,new"`` as one key while ``serve`` split it, and
+the server refused every URL the command line wrote.
+
+Signing keys, one rule everywhere (itsdangerous' order, as :class:`~mailtrack.Tracker` takes them):
+
+* ``--secret-key`` / ``MAILTRACK_SECRET_KEY``: a comma-separated list,
+  **newest last**: the last key signs, every key verifies. Rotate by appending
+  a new key; drop the oldest once its links no longer matter.
+* ``--secret-key-file`` / ``MAILTRACK_SECRET_KEY_FILE``: a file with one key
+  per line, in the same order (newest last); blank lines and lines starting
+  with ``#`` are ignored. A key in a file may hold commas.
+
+Each key is stripped of surrounding whitespace. Give a key or a key file, not
+both (from the same source: an argument still wins over the environment).
+
+An argument that is given (not None, not an empty list) wins over the
+variable; an empty variable counts as unset. Every invalid value raises
+:class:`~mailtrack.exceptions.ConfigurationError` naming the option and its
+variable; a missing one (:meth:`Config.require`) raises
+:class:`MissingSetting`, which the command line reports as a usage error.
+Secrets never appear in a :class:`Config`'s ``repr`` or in any error message.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ipaddress
+import math
+import os
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+from mailtrack.core.urls import UrlLayout
+from mailtrack.exceptions import ConfigurationError, MailtrackError
+
+__all__ = ["OPTIONS", "Config", "MissingSetting", "Option"]
+
+
+class MissingSetting(ConfigurationError):
+    """A setting the command needs was given neither as an argument nor in the environment.
+
+    ``options`` names the :data:`OPTIONS` that are missing.
+    """
+
+    def __init__(self, message: str, *, options: Sequence[str]) -> None:
+        super().__init__(message)
+        self.options = tuple(options)
+
+
+@dataclass(frozen=True)
+class Option:
+    """One setting as a user spells it: ``--flag``, ``MAILTRACK_*`` variable, default and help.
+
+    ``name`` is the argparse ``dest`` (and the key of a mapping given to
+    :meth:`Config.from_sources`); ``field`` the :class:`Config` attribute it
+    fills. ``many``: the flag repeats and the variable is comma-separated.
+    """
+
+    name: str
+    flag: str
+    env: str
+    help: str
+    field: str = ""
+    default: Any = None
+    metavar: str | None = None
+    many: bool = False
+    secret: bool = False
+
+    @property
+    def where(self) -> str:
+        """How the user sets it, for messages: ``--max-age, MAILTRACK_MAX_AGE``."""
+        return f"{self.flag}, {self.env}"
+
+
+def _options(*options: Option) -> dict[str, Option]:
+    return {o.name: o if o.field else replace(o, field=o.name) for o in options}
+
+
+#: Every setting mailtrack reads, by argparse ``dest``.
+OPTIONS: dict[str, Option] = _options(
+    Option("secret_key", "--secret-key", "MAILTRACK_SECRET_KEY", "signing keys, comma-separated, newest last: "
+           "the last signs, every one verifies", field="secret_keys", metavar="KEYS", secret=True),
+    Option("secret_key_file", "--secret-key-file", "MAILTRACK_SECRET_KEY_FILE", "file with one signing key per line, "
+           "newest last; blank lines and # comments are ignored", field="secret_keys", metavar="FILE"),
+    Option("base_url", "--base-url", "MAILTRACK_BASE_URL", "the public URL the tracking links use, "
+           "e.g. https://t.example.com", metavar="URL"),
+    Option("db", "--db", "MAILTRACK_DB", "SQLite event database", metavar="FILE"),
+    Option("host", "--host", "MAILTRACK_HOST", "address to listen on", default="127.0.0.1"),
+    Option("port", "--port", "MAILTRACK_PORT", "port to listen on, 0 for any free port", default=8025),
+    Option("threads", "--threads", "MAILTRACK_THREADS", "worker threads", default=8),
+    Option("trusted_proxy", "--trusted-proxy", "MAILTRACK_TRUSTED_PROXIES", "believe X-Forwarded-For from this "
+           "address or network; repeatable, comma-separated in the variable", field="trusted_proxies",
+           metavar="ADDRESS", many=True),
+    Option("max_age", "--max-age", "MAILTRACK_MAX_AGE", "refuse click links older than this many seconds; "
+           "unsubscribe links never expire", metavar="SECONDS"),
+    Option("landing", "--landing", "MAILTRACK_LANDING", "HTML file for the unsubscribe confirmation page; "
+           "mailtrack adds its button", field="landing_html", metavar="FILE"),
+    Option("webhook", "--webhook", "MAILTRACK_WEBHOOK", "POST each event to this URL; repeatable, "
+           "comma-separated in the variable", field="webhooks", metavar="URL", many=True),
+    Option("webhook_secret", "--webhook-secret", "MAILTRACK_WEBHOOK_SECRET", "HMAC key for the webhook signature",
+           metavar="SECRET", secret=True),
+)
+
+_BY_FIELD: dict[str, list[Option]] = {}
+for _option in OPTIONS.values():
+    _BY_FIELD.setdefault(_option.field, []).append(_option)
+
+
+def _where(field_name: str) -> str:
+    """``(--flag, MAILTRACK_VAR)`` for the option(s) behind a :class:`Config` field."""
+    options = _BY_FIELD[field_name]
+    return "(" + ", ".join([o.flag for o in options] + [o.env for o in options]) + ")"
+
+
+def _invalid(field_name: str, problem: str) -> ConfigurationError:
+    return ConfigurationError(f"{problem} {_where(field_name)}")
+
+
+@dataclass(frozen=True, repr=False)
+class Config:
+    """Every setting of a mailtrack process, validated; build it with :meth:`from_sources`.
+
+    Direct construction (``Config(secret_keys=["k"], base_url=...)``) takes
+    typed values and validates them the same way; lists become tuples. Fields
+    a command does not need may stay unset; :meth:`require` checks the ones it
+    does. ``landing_html`` holds the page's text (read from ``--landing``).
+    """
+
+    secret_keys: tuple[str, ...] = ()
+    base_url: str | None = None
+    db: str | None = None
+    host: str = OPTIONS["host"].default
+    port: int = OPTIONS["port"].default
+    threads: int = OPTIONS["threads"].default
+    trusted_proxies: tuple[str, ...] = ()
+    max_age: float | None = None
+    landing_html: str | None = None
+    webhooks: tuple[str, ...] = ()
+    webhook_secret: str | None = None
+
+    def __post_init__(self) -> None:
+        for name in ("secret_keys", "trusted_proxies", "webhooks"):
+            value = getattr(self, name)
+            if isinstance(value, (str, bytes)) or not isinstance(value, Iterable):
+                raise _invalid(name, f"{name} must be a list of strings")
+            object.__setattr__(self, name, tuple(value))
+        if not all(isinstance(key, str) and key for key in self.secret_keys):
+            raise _invalid("secret_keys", "secret keys must be non-empty strings")
+        if self.base_url is not None:
+            try:
+                object.__setattr__(self, "base_url", UrlLayout.create(self.base_url).base_url)
+            except (MailtrackError, TypeError) as exc:
+                raise _invalid("base_url", str(exc)) from None
+        if self.db is not None and (not isinstance(self.db, (str, os.PathLike)) or not str(self.db)):
+            raise _invalid("db", f"db must be a file path, not {self.db!r}")
+        if self.db is not None:
+            object.__setattr__(self, "db", os.fspath(self.db))
+        if not isinstance(self.host, str) or not self.host:
+            raise _invalid("host", f"host must be an address to listen on, not {self.host!r}")
+        if not _is_int(self.port) or not 0 <= self.port <= 65535:
+            raise _invalid("port", f"port must be a whole number from 0 to 65535, not {self.port!r}")
+        if not _is_int(self.threads) or self.threads < 1:
+            raise _invalid("threads", f"threads must be a whole number of at least 1, not {self.threads!r}")
+        for proxy in self.trusted_proxies:
+            try:
+                ipaddress.ip_network(proxy, strict=False)
+            except (ValueError, TypeError):
+                raise _invalid("trusted_proxies", f"trusted proxy {proxy!r} is not an IP address or network") from None
+        if self.max_age is not None and (
+            isinstance(self.max_age, bool) or not isinstance(self.max_age, (int, float)) or not 0 < self.max_age < math.inf
+        ):
+            raise _invalid("max_age", f"max_age must be a positive number of seconds, not {self.max_age!r}")
+        if self.landing_html is not None and not isinstance(self.landing_html, str):
+            raise _invalid("landing_html", "the landing page must be text")
+        for url in self.webhooks:
+            parts = urlsplit(url) if isinstance(url, str) else None
+            if parts is None or parts.scheme not in ("http", "https") or not parts.hostname:
+                raise _invalid("webhooks", f"webhook URL must be an absolute http(s) URL, not {url!r}")
+        if self.webhook_secret is not None and not isinstance(self.webhook_secret, str):
+            raise _invalid("webhook_secret", "the webhook secret must be a string")
+        if self.webhooks and not self.webhook_secret:
+            raise _invalid("webhook_secret", "webhooks need a secret")
+
+    @classmethod
+    def from_sources(
+        cls, args: Mapping[str, Any] | argparse.Namespace | None = None, environ: Mapping[str, str] | None = None
+    ) -> Config:
+        """Read every setting from ``args`` (argparse's namespace, or a mapping by :data:`OPTIONS` name), then ``environ``.
+
+        ``environ`` defaults to ``os.environ``. Values may be strings (parsed
+        here, the same way for both sources) or already typed.
+        """
+        env = os.environ if environ is None else environ
+        given = vars(args) if isinstance(args, argparse.Namespace) else dict(args or {})
+
+        def argument(name: str) -> Any:
+            value = given.get(name)
+            return None if value is None or (OPTIONS[name].many and not isinstance(value, str) and not value) else value
+
+        def variable(name: str) -> str | None:
+            return env.get(OPTIONS[name].env) or None
+
+        def pick(name: str) -> Any:
+            value = argument(name)
+            return value if value is not None else variable(name)
+
+        values: dict[str, Any] = {"secret_keys": _secret_keys(argument, variable)}
+        for name in ("base_url", "db", "host", "webhook_secret"):
+            value = pick(name)
+            if value is not None:
+                values[OPTIONS[name].field] = value
+        for name in ("port", "threads"):
+            value = pick(name)
+            if value is not None:
+                values[name] = _parse(name, value, int, "a whole number")
+        value = pick("max_age")
+        if value is not None:
+            values["max_age"] = _parse("max_age", value, float, "a positive number of seconds")
+        for name in ("trusted_proxy", "webhook"):
+            values[OPTIONS[name].field] = _listed(pick(name))
+        landing = pick("landing")
+        if landing is not None:
+            values["landing_html"] = _read_text(landing, OPTIONS["landing"], "the landing page")
+        return cls(**values)
+
+    def require(self, *fields: str) -> Config:
+        """``self`` if every named field is set; else a :class:`MissingSetting` naming the options to set."""
+        missing = [name for name in fields if getattr(self, name) in (None, ())]
+        if missing:
+            wanted = [
+                " or ".join(o.flag for o in _BY_FIELD[name]) + " (or " + ", ".join(o.env for o in _BY_FIELD[name]) + ")"
+                for name in missing
+            ]
+            verb = "is" if len(wanted) == 1 else "are"
+            raise MissingSetting(f"{' and '.join(wanted)} {verb} required", options=missing)
+        return self
+
+    def __repr__(self) -> str:
+        shown = []
+        for name in self.__dataclass_fields__:
+            value = getattr(self, name)
+            if name == "secret_keys":
+                shown.append(f"secret_keys=<{len(value)} key{'s' if len(value) != 1 else ''}>")
+            elif name == "webhook_secret":
+                shown.append(f"webhook_secret={'<set>' if value else None}")
+            elif name == "landing_html":
+                shown.append(f"landing_html={None if value is None else f'<{len(value)} characters>'}")
+            else:
+                shown.append(f"{name}={value!r}")
+        return f"Config({', '.join(shown)})"
+
+    __str__ = __repr__
+
+
+def _is_int(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _parse(name: str, value: Any, kind: type[Any], what: str) -> Any:
+    if not isinstance(value, str):
+        return value  # typed already; __post_init__ checks it
+    try:
+        return kind(value.strip())
+    except ValueError:
+        raise _invalid(OPTIONS[name].field, f"{name} must be {what}, not {value!r}") from None
+
+
+def _listed(value: Any) -> tuple[Any, ...]:
+    """A comma-separated string, or a repeated option's values, as a tuple without blanks (each stripped)."""
+    if value is None:
+        return ()
+    items = value.split(",") if isinstance(value, str) else list(value)
+    stripped = [item.strip() if isinstance(item, str) else item for item in items]
+    return tuple(item for item in stripped if item != "")
+
+
+def _secret_keys(argument: Callable[[str], Any], variable: Callable[[str], Any]) -> tuple[str, ...]:
+    """The keys from the first source that names any: arguments, then the environment."""
+    for source, label in ((argument, "arguments"), (variable, "environment")):
+        key, key_file = source("secret_key"), source("secret_key_file")
+        if key is not None and key_file is not None:
+            where = "--secret-key and --secret-key-file" if label == "arguments" else \
+                "MAILTRACK_SECRET_KEY and MAILTRACK_SECRET_KEY_FILE"
+            raise ConfigurationError(f"give {where} one at a time, not both")
+        if key is not None:
+            keys = _listed(key)
+            if not keys:
+                raise _invalid("secret_keys", "no secret key given (only commas and blanks)")
+            return keys
+        if key_file is not None:
+            text = _read_text(key_file, OPTIONS["secret_key_file"], "the key file")
+            keys = tuple(line.strip() for line in text.splitlines() if line.strip() and not line.strip().startswith("#"))
+            if not keys:
+                raise ConfigurationError(f"the key file {str(key_file)!r} holds no key ({OPTIONS['secret_key_file'].where})")
+            return keys
+    return ()
+
+
+def _read_text(path: Any, option: Option, what: str) -> str:
+    try:
+        return Path(path).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError, TypeError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else type(exc).__name__
+        raise ConfigurationError(f"cannot read {what} {str(path)!r}: {reason} ({option.where})") from None

@@ -1,0 +1,92 @@
+"""The one place the tracking service is wired: store, recorder, webhook deliveries, endpoints, WSGI app.
+
+``mailtrack serve``, the WSGI entry point (``mailtrack.wsgi:application``,
+through :func:`from_environment`) and ``mailtrack demo`` all build their
+service here from a :class:`~mailtrack.config.Config`, so they run the same
+thing. :func:`create_server` puts a service on waitress the way ``serve`` and
+the demo both need it.
+"""
+
+from __future__ import annotations
+
+import socket
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any, NamedTuple
+
+from mailtrack.config import Config
+from mailtrack.core.tracker import Tracker
+from mailtrack.delivery.recorder import Recorder
+from mailtrack.delivery.webhooks import WebhookDelivery
+from mailtrack.exceptions import ConfigurationError
+from mailtrack.http.endpoints import Endpoints
+from mailtrack.http.wsgi import MAX_BODY, WsgiApp
+from mailtrack.storage.sqlite import SQLiteStore
+
+__all__ = ["Service", "build_service", "create_server", "from_environment"]
+
+
+class Service(NamedTuple):
+    """A configured tracking service: the WSGI app, its recorder, and the started webhook deliveries."""
+
+    app: WsgiApp
+    recorder: Recorder
+    deliveries: list[WebhookDelivery]
+
+    def close(self) -> None:
+        """Stop the webhook deliveries and close the recorder (a last drain of its spool)."""
+        for delivery in self.deliveries:
+            delivery.stop()
+        self.recorder.close()
+
+
+def build_service(config: Config) -> Service:
+    """Wire tracker, store, recorder, endpoints and webhook deliveries from ``config``.
+
+    Needs ``secret_keys``, ``base_url`` and ``db`` (a :class:`~mailtrack.config.MissingSetting`
+    otherwise). Every check runs before anything opens the database or starts a thread.
+    """
+    config.require("secret_keys", "base_url", "db")
+    assert config.base_url is not None and config.db is not None  # require() checked them; for mypy
+    if not Path(config.db).resolve().parent.is_dir():
+        raise ConfigurationError(f"the directory of the database {config.db!r} does not exist (--db, MAILTRACK_DB)")
+    tracker = Tracker(list(config.secret_keys), config.base_url)
+    store = SQLiteStore(config.db)
+    recorder = Recorder(store, outbox=config.webhooks)
+    endpoints = Endpoints(tracker, recorder, trusted_proxies=config.trusted_proxies, max_age=config.max_age,
+                          landing_html=config.landing_html)
+    deliveries = [WebhookDelivery(store, url, config.webhook_secret or "").start() for url in config.webhooks]
+    return Service(WsgiApp(endpoints), recorder, deliveries)
+
+
+def from_environment(environ: Mapping[str, str] | None = None) -> Service:
+    """:func:`build_service` configured from ``MAILTRACK_*`` variables only (the WSGI entry point's way).
+
+    ``environ`` defaults to ``os.environ``; the variables are those of
+    :data:`mailtrack.config.OPTIONS` (``MAILTRACK_SECRET_KEY`` comma-separated,
+    newest last, or ``MAILTRACK_SECRET_KEY_FILE``; ``MAILTRACK_BASE_URL``;
+    ``MAILTRACK_DB``; optional ``MAILTRACK_TRUSTED_PROXIES``,
+    ``MAILTRACK_MAX_AGE``, ``MAILTRACK_LANDING``, ``MAILTRACK_WEBHOOK`` with
+    ``MAILTRACK_WEBHOOK_SECRET``).
+    """
+    return build_service(Config.from_sources(None, environ))
+
+
+def create_server(service: Service, config: Config, *, sockets: Sequence[socket.socket] | None = None) -> Any:
+    """A waitress server for ``service`` on ``config.host``/``config.port`` (or on ``sockets``), not yet running.
+
+    ``X-Forwarded-For`` is judged by the endpoints (``--trusted-proxy``), so
+    waitress passes it through untouched; bodies over :data:`~mailtrack.http.wsgi.MAX_BODY`
+    are refused before they are read. Raises ``ImportError`` without waitress,
+    :class:`~mailtrack.exceptions.ConfigurationError` when the address cannot be bound.
+    """
+    import waitress  # type: ignore[import-untyped]
+
+    where: dict[str, Any] = {"sockets": list(sockets)} if sockets is not None else {"host": config.host,
+                                                                                      "port": config.port}
+    try:
+        return waitress.create_server(service.app, threads=config.threads, ident="mailtrack",
+                                      clear_untrusted_proxy_headers=False, max_request_body_size=MAX_BODY, **where)
+    except (OSError, ValueError) as exc:  # in use, not ours, or waitress' own refusal of the address
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+        raise ConfigurationError(f"cannot listen on {config.host}:{config.port}: {reason} (--host, --port)") from None
