@@ -8,7 +8,7 @@ occurrence of it is replaced by the bare URL and nothing is appended.
 
 from __future__ import annotations
 
-import re
+from collections.abc import Callable
 
 from mailtrack.core.results import PixelInsertion
 from mailtrack.core.rewrite.links import LinkBook, classify_destination, tokens_after, track_html_links
@@ -23,17 +23,38 @@ __all__ = ["DEFAULT_HTML", "DEFAULT_TEXT", "html_footer", "text_footer"]
 DEFAULT_HTML = "<p>If you would like to unsubscribe and stop receiving these emails <% click here %>.</p>"
 DEFAULT_TEXT = "If you would like to unsubscribe and stop receiving these emails click here: <% %>."
 
-_TAG = re.compile(r"<%\s*(.*?)\s*%>", re.DOTALL)
+def _tags(template: str) -> list[tuple[int, int, str]]:
+    r"""``(start, end, text)`` of each ``<% text %>`` in ``template``, ``text`` stripped of whitespace.
+
+    What ``re.finditer(r"<%\s*(.*?)\s*%>", template, re.DOTALL)`` finds, in
+    linear time: that expression rescans the rest of the template for every
+    ``<%`` without a ``%>`` (and every whitespace split of a long blank run).
+    A tag ends at the first ``%>`` after its ``<%``; when there is none, no
+    later ``<%`` has one either.
+    """
+    found = []
+    start = template.find("<%")
+    while start != -1:
+        end = template.find("%>", start + 2)
+        if end == -1:
+            break
+        found.append((start, end + 2, template[start + 2 : end].strip()))  # str.strip and \s: the same spaces
+        start = template.find("<%", end + 2)
+    return found
+
+
+def _fill(template: str, replacement: Callable[[str], str]) -> str:
+    return splice(template, [(start, end, replacement(text)) for start, end, text in _tags(template)])
 
 
 def html_footer(template: str, url: str) -> str:
     """``template`` with each ``<% text %>`` made a link to ``url`` (the URL itself when the text is empty)."""
-    return _TAG.sub(lambda m: f'<a href="{url}">{m.group(1) or url}</a>', template)
+    return _fill(template, lambda text: f'<a href="{url}">{text or url}</a>')
 
 
 def text_footer(template: str, url: str) -> str:
     """``template`` with each ``<% ... %>`` replaced by the bare ``url``."""
-    return _TAG.sub(lambda m: url, template)
+    return _fill(template, lambda text: url)
 
 
 def unsubscribe_edits(
@@ -61,10 +82,13 @@ def unsubscribe_edits(
     url = prefix + settings.token()
     tag = settings.substitution_tag
     if tag:
-        taken = [(start, end) for start, end, _ in edits]
-        places, overlapping, pos = [], 0, source.find(tag)
+        taken = sorted((start, end) for start, end, _ in edits)
+        places, overlapping, pos, i = [], 0, source.find(tag), 0
         while pos != -1:
-            if any(start < pos + len(tag) and pos < end for start, end in taken):
+            # Both in source order: one walk, not every edit for every occurrence.
+            while i < len(taken) and taken[i][1] <= pos:
+                i += 1
+            if i < len(taken) and taken[i][0] < pos + len(tag):
                 overlapping += 1
             else:
                 places.append(PixelInsertion(pos, url, tag))
