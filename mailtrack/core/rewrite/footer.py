@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from mailtrack.core.results import PixelInsertion
-from mailtrack.core.rewrite.links import LinkBook, classify_destination, tokens_after, track_html_links
+from mailtrack.core.rewrite.links import LinkBook, classify_destination, earlier_tokens, track_html_links
 from mailtrack.core.rewrite.plan import RewritePlan
 from mailtrack.core.rewrite.splice import splice
 from mailtrack.core.scanner import scan
@@ -47,6 +47,10 @@ def _fill(template: str, replacement: Callable[[str], str]) -> str:
     return splice(template, [(start, end, replacement(text)) for start, end, text in _tags(template)])
 
 
+def _no(token: str) -> bool:
+    return False
+
+
 def html_footer(template: str, url: str) -> str:
     """``template`` with each ``<% text %>`` made a link to ``url`` (the URL itself when the text is empty)."""
     return _fill(template, lambda text: f'<a href="{url}">{text or url}</a>')
@@ -71,14 +75,20 @@ def unsubscribe_edits(
 
     Other links in a footer are tracked now, like the body's (recorded with
     ``start == end == at``: they are not in the input), so that a second pass
-    finds nothing left to do.
+    finds nothing left to do. Another message's unsubscribe URLs are replaced
+    by this message's where they stand, instead of a footer (whether or not
+    subscription tracking is on: leaving them would unsubscribe the other
+    recipient).
     """
     settings = plan.unsubscribe
-    if settings is None:
+    if settings is None and plan.reissue is None:
         return []
+    present, replaced = earlier_tokens(source, plan, "unsubscribe", edits, settings.is_token if settings else _no)
+    if replaced:
+        return replaced  # another message's unsubscribe URLs, now this one's: its footer is there already
+    if settings is None or present:
+        return []  # off, or an earlier pass for this message put it there
     prefix = plan.layout.prefix("unsubscribe")
-    if any(settings.is_token(token) for token in tokens_after(source, prefix)):
-        return []  # an earlier pass put it there
     url = prefix + settings.token()
     tag = settings.substitution_tag
     if tag:
