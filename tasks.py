@@ -3,13 +3,13 @@
 
     python3 tasks.py demo    # make .venv, install mailtrack, run the end-to-end demo
     python3 tasks.py test    # make .venv, install mailtrack[test], run the whole test suite
-    python3 tasks.py bench   # make .venv, install mailtrack[bench], run the three benchmarks (rewrite, message, serve)
+    python3 tasks.py bench   # make .venv, install mailtrack[bench], run the four benchmarks (rewrite, message, serve, pathological)
 
 Extra arguments go to the command run (pytest, the demo, the benchmark). For
 ``bench`` they all go to benchmarks/bench_rewrite.py, and ``--quick`` (or ``--help``) to
 benchmarks/bench_message.py and benchmarks/bench_serve.py as well (their other options,
 such as ``--out``, would clash); ``bench rewrite ARGS...``, ``bench message ARGS...`` or
-``bench serve ARGS...`` runs just that one benchmark with all the arguments.
+``bench serve ARGS...`` or ``bench pathological ARGS...`` runs just that one benchmark with all the arguments.
 """
 
 from __future__ import annotations
@@ -29,6 +29,7 @@ BENCHMARKS = {
     "rewrite": "benchmarks/bench_rewrite.py",
     "message": "benchmarks/bench_message.py",
     "serve": "benchmarks/bench_serve.py",
+    "pathological": "benchmarks/bench_pathological.py",
 }
 
 
@@ -71,6 +72,7 @@ def main(argv: list[str]) -> int:
             passed_on = [arg for arg in rest if arg in ("--quick", "-h", "--help")]
             run(PYTHON, BENCHMARKS["message"], *passed_on)
             run(PYTHON, BENCHMARKS["serve"], *passed_on)
+            run(PYTHON, BENCHMARKS["pathological"], *passed_on)
     except subprocess.CalledProcessError as exc:
         return exc.returncode
     return 0

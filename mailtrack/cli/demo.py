@@ -103,7 +103,9 @@ def run_demo(html: str = SAMPLE_CAMPAIGN, *, out: Callable[[str], None] = print,
         failures += 1
     except InvalidToken as exc:
         out(f"Forged URL refused: {exc.reason}")
-    again = tracker.rewrite_html(result.html, message_id="x", recipient="y")
+    again = tracker.rewrite_html(
+        result.html, message_id="<spring-2026-0001@example.com>", recipient="ann@example.com", metadata={"campaign": "spring"}
+    )
     out(f"Second pass over the output changes nothing: {again.html == result.html}")
     failures += again.html != result.html
     if show_diff:

@@ -16,7 +16,10 @@ kind, a new object. Underneath it always works on bytes (see :mod:`mailtrack.mim
   after mailtrack instead);
 * with subscription tracking on, ``List-Unsubscribe: <https://...>`` and
   ``List-Unsubscribe-Post: List-Unsubscribe=One-Click`` (RFC 8058) are added,
-  unless the message already has its own ``List-Unsubscribe``.
+  unless the message already has its own ``List-Unsubscribe``; one of ours
+  signed for another message (a resend of tracked output) is signed again for
+  this one, whatever the settings, and one of ours that does not verify is kept
+  with a warning.
 """
 
 from __future__ import annotations
@@ -35,6 +38,7 @@ from typing import Any
 from mailtrack.core.mime import MimeNode, add_field, line_break, parse_message, rewrite_parts, splice_bytes, unfold
 from mailtrack.core.results import MessageResult
 from mailtrack.core.rewrite import RewritePlan
+from mailtrack.core.rewrite.plan import Reissue
 from mailtrack.core.settings import SettingsInput, TrackingSettings
 from mailtrack.core.smtpapi import HEADER as SMTPAPI
 from mailtrack.core.smtpapi import parse_smtpapi
@@ -111,13 +115,17 @@ def rewrite_message(
     warnings.extend(part_warnings)
 
     list_unsubscribe = None
-    if html_plan.unsubscribe is not None:
+    prefix = html_plan.layout.prefix("unsubscribe")
+    existing = root.field("list-unsubscribe")
+    if existing is not None and html_plan.reissue is not None and prefix in _header_text(raw, existing.start, existing.end):
+        # Ours, from an earlier pass: this message's stays, another message's is signed again (any settings).
+        list_unsubscribe = _our_list_unsubscribe(raw, root, prefix, html_plan.reissue, eol, edits, warnings)
+    elif html_plan.unsubscribe is not None:
         if not any(part.result is not None and part.result.unsubscribe for part in parts):
             if not any(part.body for part in parts):
                 warnings.append("subscription tracking: the message has no text body for the footer; List-Unsubscribe only")
             elif not any(part.body and part.result is not None for part in parts):
                 warnings.append("subscription tracking: no body part could be read, so no footer was added")
-        prefix = html_plan.layout.prefix("unsubscribe")
         list_unsubscribe = _list_unsubscribe(raw, root, prefix, html_plan.unsubscribe.token(), eol, edits, warnings)
     output = convert(splice_bytes(raw, edits))
     return MessageResult(output, message_id, recipient, parts, warnings, list_unsubscribe)
@@ -270,6 +278,46 @@ def _recipient(raw: bytes, root: MimeNode, given: str | None) -> str:
         f"the message has {len(addresses)} To addresses; tracking URLs are per recipient, "
         "so rewrite one copy per recipient with recipient="
     )
+
+
+def _our_list_unsubscribe(
+    raw: bytes,
+    root: MimeNode,
+    prefix: str,
+    reissue: Reissue,
+    eol: bytes,
+    edits: list[tuple[int, int, bytes]],
+    warnings: list[str],
+) -> str | None:
+    """A List-Unsubscribe holding our prefix: kept if this message's, signed again if another's, else kept and warned.
+
+    Another message's one-click URL would unsubscribe its recipient when this
+    one clicks it, so it is replaced by this message's in place (other URIs of
+    the field, such as a ``mailto:``, are kept).
+    """
+    field = root.field("list-unsubscribe")
+    assert field is not None
+    value = _header_text(raw, field.start, field.end)
+    ours: list[str] = [url for url in _ANGLE_ID.findall(value) if url.startswith(prefix)]
+    for url in ours:
+        earlier = reissue.read(url, "unsubscribe")
+        if earlier is None:
+            continue
+        if earlier.this_message:
+            return url
+        new = prefix + reissue.unsubscribe_token()
+        before = raw[field.start : field.end]
+        after = before.replace(url.encode("utf-8"), new.encode("ascii"), 1)  # folding and other URIs kept
+        if after == before:  # folded inside the URL: write the field again, unfolded
+            after = b"List-Unsubscribe: " + value.strip().replace(url, new).encode("utf-8") + eol
+        if max(len(line) for line in after.splitlines()) > 998:
+            warnings.append("the unsubscribe URL is too long for a List-Unsubscribe line (metadata too large); "
+                            "another message's List-Unsubscribe was removed")
+            new, after = "", b""
+        edits.append((field.start, field.end, after))
+        return new or None
+    warnings.append("the message's List-Unsubscribe points at our base URL but does not verify (not-verified); kept it")
+    return None
 
 
 def _list_unsubscribe(

@@ -21,6 +21,7 @@ __all__ = [
     "MessagePart",
     "MessageResult",
     "PixelInsertion",
+    "SKIP_REASONS",
     "SkippedLink",
     "TextResult",
     "TrackedLink",
@@ -50,15 +51,28 @@ class TrackedLink(NamedTuple):
     tag: str  # "a", "area", "v:roundrect", ...
 
 
+#: Every reason a :class:`SkippedLink` can give.
+SKIP_REASONS = (
+    "scheme", "empty", "placeholder", "opt-out", "limit", "already-tracked", "not-verified", "invalid", "too-long",
+)
+
+
 class SkippedLink(NamedTuple):
     """A link left as written, and why.
 
-    Reasons: ``scheme`` (not http/https: mailto, tel, relative, #fragment, ...),
-    ``empty``, ``placeholder``, ``opt-out``, ``limit`` (over ``max_links``),
-    ``already-tracked`` (points at our base URL), ``invalid`` (control
-    characters, or a host, port or userinfo that browsers refuse or parsers
-    read differently: see :func:`mailtrack.core.urls.check_destination`), ``too-long`` (the token would exceed 8 KiB). With click
-    tracking off, links are neither tracked nor reported.
+    Reasons (:data:`SKIP_REASONS`): ``scheme`` (not http/https: mailto, tel,
+    relative, #fragment, ...), ``empty``, ``placeholder``, ``opt-out``,
+    ``limit`` (over ``max_links``), ``already-tracked`` (a tracking URL of ours
+    for this message, or an open or unsubscribe URL of ours, which the pixel and
+    footer passes re-sign when it is another message's), ``not-verified``
+    (under our base URL but not a tracking URL that verifies: forged,
+    truncated, signed with an unknown key; left as written), ``invalid``
+    (control characters, or a host, port or userinfo that browsers refuse or
+    parsers read differently: see :func:`mailtrack.core.urls.check_destination`), ``too-long`` (the token would exceed 8 KiB). With
+    click tracking off, links are neither tracked nor reported. A click URL of
+    ours signed for another message is not skipped: it is tracked again for
+    this one (``raw`` keeps the old URL); past ``max_links`` or when too long,
+    it is skipped as ``limit`` or ``too-long`` and its destination replaces it.
     """
 
     raw: str

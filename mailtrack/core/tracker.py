@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from email.message import EmailMessage, Message
 from typing import Any, overload
 from urllib.parse import urlsplit
@@ -12,6 +12,7 @@ from mailtrack.core.message import rewrite_message
 from mailtrack.core.results import HtmlResult, MessageResult, TextResult, Verified
 from mailtrack.core.rewrite import RewritePlan, Unsubscribe, rewrite_html, rewrite_text
 from mailtrack.core.rewrite.footer import DEFAULT_HTML, DEFAULT_TEXT
+from mailtrack.core.rewrite.plan import Earlier, Reissue
 from mailtrack.core.rewrite.rules import DEFAULT_OPT_OUTS, DEFAULT_PLACEHOLDERS, OptOuts, PatternInput, PlaceholderMatcher
 from mailtrack.core.settings import SettingsInput, TrackingSettings
 from mailtrack.core.tokens import MAX_TOKEN_LENGTH, TokenCodec, check_claims
@@ -258,6 +259,11 @@ class Tracker:
         ) if subscription.enable else None
         clicks = resolved.click_tracking.enable and (resolved.click_tracking.enable_text or not text)
         opens = resolved.open_tracking.enable and not text
+        reissue = Reissue(
+            read=self._reader(message_id, recipient, metadata),
+            open_token=codec.message_signer("open", message_id, recipient, metadata, when),
+            unsubscribe_token=codec.message_signer("unsubscribe", message_id, recipient, metadata, when),
+        )
         return RewritePlan(
             layout=self._layout,
             placeholders=self._placeholders,
@@ -270,7 +276,38 @@ class Tracker:
             pixel_position=position,
             utm=resolved.ganalytics.parameters(),
             unsubscribe=unsubscribe,
+            reissue=reissue,
         )
+
+    def _reader(
+        self, message_id: str, recipient: str, metadata: Mapping[str, Any] | None
+    ) -> Callable[[str, TokenKind | None], Earlier | None]:
+        """Reads our URLs found in a body, for one message: whose are they, and where does a click go.
+
+        Verified as the tracking endpoints would (:meth:`verify`: every key in
+        rotation, no age limit, since an old message's URLs are still its own).
+        A URL is this message's when its message ID and recipient are this
+        call's and, if this call has metadata, so is its metadata: a call with
+        other metadata signs it again (the newest call's metadata wins), while a
+        call with none keeps what is there (a second pass of a message whose
+        X-SMTPAPI ``unique_args`` became its metadata has no header left to
+        read them from, and must not change it).
+        """
+        wanted = dict(metadata or {})
+
+        def read(url_or_token: str, kind: TokenKind | None) -> Earlier | None:
+            try:
+                verified = self.verify(url_or_token, kind=kind)
+            except MailtrackError:  # InvalidToken and its kin: forged, truncated, another key, not a tracking path
+                return None
+            this_message = (
+                verified.message_id == message_id
+                and verified.recipient == recipient
+                and (not wanted or dict(verified.metadata) == wanted)
+            )
+            return Earlier(verified.kind, this_message, verified.url)
+
+        return read
 
     # -- single URLs -------------------------------------------------------------
     def tracking_url(

@@ -31,13 +31,27 @@ def find_urls(text: str) -> Iterator[tuple[int, int]]:
 
 
 def _trim(text: str, start: int, end: int) -> int:
-    """Where a reader would say the URL ``text[start:end]`` really ends."""
+    """Where a reader would say the URL ``text[start:end]`` really ends.
+
+    Linear: each closing bracket's surplus over its opening partner is counted
+    once, when first needed, and kept up to date as closers are cut off (a
+    recount per cut made ``https://x/))))...`` quadratic).
+    """
+    surplus: dict[str, int] = {}  # closer -> its count minus its partner's in text[start:end]
     while end > start:
         last = text[end - 1]
         if last == "*" and text[end - 2 : end] == "|*":
             break  # the end of a Mailchimp merge tag *|X|*, not emphasis
-        if last in _TRAILING or last in _PAIRS and text.count(last, start, end) > text.count(_PAIRS[last], start, end):
+        if last in _TRAILING:
             end -= 1
-        else:
-            break
+            continue
+        if last in _PAIRS:
+            excess = surplus.get(last)
+            if excess is None:
+                excess = text.count(last, start, end) - text.count(_PAIRS[last], start, end)
+            if excess > 0:
+                surplus[last] = excess - 1
+                end -= 1
+                continue
+        break
     return end

@@ -10,7 +10,7 @@ Two comparisons, over generated documents and every HTML file of the corpus:
   oracle's http(s), non-placeholder, non-opted-out destinations: rules 4-6;
 * *reasons*: each skipped href carries the reason the oracle gives it, first
   match in the order empty, opt-out, placeholder, scheme (``limit``,
-  ``already-tracked``, ``too-long`` and ``invalid`` count as tracked here).
+  ``already-tracked``, ``not-verified``, ``too-long`` and ``invalid`` count as tracked here).
 
 Destinations from mailtrack are normalised like the HTML parser's input
 stream (CR LF / CR -> LF, NUL -> U+FFFD) before comparing (difference 5 in the
@@ -32,7 +32,7 @@ import mailtrack
 TRACKER = mailtrack.Tracker(secret_keys=["older-key", "newest-key"], base_url=BASE_URL)
 
 #: Reasons that say nothing about rules 1-6: the link would be tracked otherwise.
-NOT_A_RULE = {"limit", "already-tracked", "too-long", "invalid"}
+NOT_A_RULE = {"limit", "already-tracked", "not-verified", "too-long", "invalid"}
 
 DIFFERENTIAL = settings(max_examples=300)  # profile: conftest.py
 

@@ -177,10 +177,16 @@ def test_second_pass_is_a_no_op(html: str) -> None:
 
 @SMALL
 @given(email_html, st.sampled_from(["msg-2", "other"]))
-def test_second_pass_for_another_message_is_a_no_op_too(html: str, message_id: str) -> None:
+def test_second_pass_for_another_message_signs_our_urls_again_for_it(html: str, message_id: str) -> None:
+    # Issue #8, defect 3: another message's tracking is not taken as this one's.
     first = rewrite(html)
     second = rewrite(first.html, message_id=message_id, recipient="bob@example.com")
-    assert second.html == first.html
+    assert [(l.index, l.url) for l in second.links] == [(l.index, l.url) for l in first.links]
+    assert all(TRACKER.verify(l.tracking_url).message_id == message_id for l in second.links)
+    assert len(second.pixels) == len(first.pixels) <= 1
+    assert all(p.replaced and TRACKER.verify(p.html, kind="open").message_id == message_id for p in second.pixels)
+    third = rewrite(second.html, message_id=message_id, recipient="bob@example.com")
+    assert third.html == second.html
 
 
 # ---------------------------------------------------------------------------
@@ -299,5 +305,7 @@ def test_pixel_position(html: str, tail: str) -> None:
 
 def test_pixel_not_added_twice_when_already_present() -> None:
     first = rewrite("<body>x</body>")
-    again = rewrite(first.html, message_id="other")
+    again = rewrite(first.html)
     assert again.pixels == [] and again.html == first.html
+    other = rewrite(first.html, message_id="other")  # another message's pixel is replaced, not doubled
+    assert other.html.count("<img") == 1 and [p.replaced for p in other.pixels] != [""]

@@ -8,10 +8,10 @@ occurrence of it is replaced by the bare URL and nothing is appended.
 
 from __future__ import annotations
 
-import re
+from collections.abc import Callable
 
 from mailtrack.core.results import PixelInsertion
-from mailtrack.core.rewrite.links import LinkBook, classify_destination, tokens_after, track_html_links
+from mailtrack.core.rewrite.links import LinkBook, classify_destination, earlier_tokens, track_html_links
 from mailtrack.core.rewrite.plan import RewritePlan
 from mailtrack.core.rewrite.splice import splice
 from mailtrack.core.scanner import scan
@@ -23,17 +23,42 @@ __all__ = ["DEFAULT_HTML", "DEFAULT_TEXT", "html_footer", "text_footer"]
 DEFAULT_HTML = "<p>If you would like to unsubscribe and stop receiving these emails <% click here %>.</p>"
 DEFAULT_TEXT = "If you would like to unsubscribe and stop receiving these emails click here: <% %>."
 
-_TAG = re.compile(r"<%\s*(.*?)\s*%>", re.DOTALL)
+def _tags(template: str) -> list[tuple[int, int, str]]:
+    r"""``(start, end, text)`` of each ``<% text %>`` in ``template``, ``text`` stripped of whitespace.
+
+    What ``re.finditer(r"<%\s*(.*?)\s*%>", template, re.DOTALL)`` finds, in
+    linear time: that expression rescans the rest of the template for every
+    ``<%`` without a ``%>`` (and every whitespace split of a long blank run).
+    A tag ends at the first ``%>`` after its ``<%``; when there is none, no
+    later ``<%`` has one either.
+    """
+    found = []
+    start = template.find("<%")
+    while start != -1:
+        end = template.find("%>", start + 2)
+        if end == -1:
+            break
+        found.append((start, end + 2, template[start + 2 : end].strip()))  # str.strip and \s: the same spaces
+        start = template.find("<%", end + 2)
+    return found
+
+
+def _fill(template: str, replacement: Callable[[str], str]) -> str:
+    return splice(template, [(start, end, replacement(text)) for start, end, text in _tags(template)])
+
+
+def _no(token: str) -> bool:
+    return False
 
 
 def html_footer(template: str, url: str) -> str:
     """``template`` with each ``<% text %>`` made a link to ``url`` (the URL itself when the text is empty)."""
-    return _TAG.sub(lambda m: f'<a href="{url}">{m.group(1) or url}</a>', template)
+    return _fill(template, lambda text: f'<a href="{url}">{text or url}</a>')
 
 
 def text_footer(template: str, url: str) -> str:
     """``template`` with each ``<% ... %>`` replaced by the bare ``url``."""
-    return _TAG.sub(lambda m: url, template)
+    return _fill(template, lambda text: url)
 
 
 def unsubscribe_edits(
@@ -50,21 +75,30 @@ def unsubscribe_edits(
 
     Other links in a footer are tracked now, like the body's (recorded with
     ``start == end == at``: they are not in the input), so that a second pass
-    finds nothing left to do.
+    finds nothing left to do. Another message's unsubscribe URLs are replaced
+    by this message's where they stand, instead of a footer (whether or not
+    subscription tracking is on: leaving them would unsubscribe the other
+    recipient).
     """
     settings = plan.unsubscribe
-    if settings is None:
+    if settings is None and plan.reissue is None:
         return []
+    present, replaced = earlier_tokens(source, plan, "unsubscribe", edits, settings.is_token if settings else _no)
+    if replaced:
+        return replaced  # another message's unsubscribe URLs, now this one's: its footer is there already
+    if settings is None or present:
+        return []  # off, or an earlier pass for this message put it there
     prefix = plan.layout.prefix("unsubscribe")
-    if any(settings.is_token(token) for token in tokens_after(source, prefix)):
-        return []  # an earlier pass put it there
     url = prefix + settings.token()
     tag = settings.substitution_tag
     if tag:
-        taken = [(start, end) for start, end, _ in edits]
-        places, overlapping, pos = [], 0, source.find(tag)
+        taken = sorted((start, end) for start, end, _ in edits)
+        places, overlapping, pos, i = [], 0, source.find(tag), 0
         while pos != -1:
-            if any(start < pos + len(tag) and pos < end for start, end in taken):
+            # Both in source order: one walk, not every edit for every occurrence.
+            while i < len(taken) and taken[i][1] <= pos:
+                i += 1
+            if i < len(taken) and taken[i][0] < pos + len(tag):
                 overlapping += 1
             else:
                 places.append(PixelInsertion(pos, url, tag))

@@ -15,7 +15,7 @@ from mailtrack.core.results import (
     exceeds_gmail_clip,
 )
 from mailtrack.core.rewrite.footer import unsubscribe_edits
-from mailtrack.core.rewrite.links import LinkBook, tokens_after, track_html_links
+from mailtrack.core.rewrite.links import LinkBook, earlier_tokens, track_html_links
 from mailtrack.core.rewrite.plan import RewritePlan
 from mailtrack.core.rewrite.splice import Edits, splice
 from mailtrack.core.scanner import ScanResult, scan, text_occurrences
@@ -48,12 +48,14 @@ def rewrite_html_edits(html: str, plan: RewritePlan) -> tuple[HtmlResult, Edits]
     edits: list[tuple[int, int, str]] = []
     warnings: list[str] = []
     book = LinkBook(plan)
-    if plan.click is not None:
+    if plan.click is not None or plan.reissue is not None:
         track_html_links(html, scanned, plan, book, edits)
 
     at = _pixel_position(html, scanned, "bottom")
     unsubscribe = unsubscribe_edits(html, plan, book, edits, warnings, text=False, at=at)
-    pixels = _place_pixels(html, scanned, plan, warnings) if plan.open_token is not None else []
+    present, pixels = earlier_tokens(html, plan, "open", edits, plan.is_open_token)
+    if not pixels and plan.open_token is not None:
+        pixels = _place_pixels(html, scanned, plan, warnings, present)
     edits.extend((p.position, p.position + len(p.replaced), p.html) for p in unsubscribe + pixels)
     output = splice(html, edits)
     if exceeds_gmail_clip(output):
@@ -73,14 +75,15 @@ def _pixel_position(html: str, scanned: ScanResult, where: str) -> int:
     return len(html)
 
 
-def _place_pixels(html: str, scanned: ScanResult, plan: RewritePlan, warnings: list[str]) -> list[PixelInsertion]:
-    """Where the open pixel goes, or nowhere (with a warning saying why)."""
+def _place_pixels(
+    html: str, scanned: ScanResult, plan: RewritePlan, warnings: list[str], present: bool
+) -> list[PixelInsertion]:
+    """Where the open pixel goes, or nowhere (with a warning saying why); ``present``: this message's is there."""
     assert plan.open_token is not None
-    open_prefix = plan.layout.prefix("open")
-    if any(plan.is_open_token(token) for token in tokens_after(html, open_prefix)):
+    if present:
         warnings.append("an open pixel of ours is already present; none added")
         return []
-    open_url = open_prefix + plan.open_token()
+    open_url = plan.layout.prefix("open") + plan.open_token()
     if len(open_url) > MAX_TOKEN_LENGTH:
         warnings.append("the open pixel URL would exceed 8 KiB (metadata too large); no pixel added")
         return []

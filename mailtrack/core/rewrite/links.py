@@ -7,16 +7,18 @@ indexes and the results, so HTML and text parts of a message share them.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 
 from mailtrack.core.charrefs import decode_attribute, escape_attribute
 from mailtrack.core.results import (
+    PixelInsertion,
     SkippedLink,
     TrackedLink,
 )
 from mailtrack.core.rewrite.plan import RewritePlan
 from mailtrack.core.scanner import LinkTag, ScanResult
 from mailtrack.core.tokens import MAX_TOKEN_LENGTH
-from mailtrack.core.urls import ASCII_WHITESPACE, add_query_parameters, destination_problem
+from mailtrack.core.urls import ASCII_WHITESPACE, TokenKind, add_query_parameters, destination_problem
 
 
 def classify_tag(url: str, html: str, tag: LinkTag, plan: RewritePlan) -> str | None:
@@ -28,6 +30,10 @@ def classify_tag(url: str, html: str, tag: LinkTag, plan: RewritePlan) -> str | 
     return classify_destination(url, plan)
 
 
+#: Not a reason anyone sees: a click URL of ours signed for another message, to be signed again for this one.
+ANOTHER_MESSAGE = "another-message"
+
+
 def classify_destination(url: str, plan: RewritePlan) -> str | None:
     """The rules that look at the destination alone (placeholders, scheme, destination check, ours)."""
     if not plan.placeholders.plain_http(url) and plan.placeholders.search(url):
@@ -36,8 +42,23 @@ def classify_destination(url: str, plan: RewritePlan) -> str | None:
     if problem is not None:
         return "scheme" if problem == "scheme" else "invalid"
     if plan.layout.is_ours(url):
-        return "already-tracked"
+        return ours(url, plan)
     return None
+
+
+def ours(url: str, plan: RewritePlan) -> str:
+    """The reason for a URL under our base URL: ``already-tracked``, ``not-verified`` or :data:`ANOTHER_MESSAGE`.
+
+    Open and unsubscribe URLs of another message are ``already-tracked`` here:
+    the pixel and footer passes sign them again where they stand (in a link or
+    not), so the link pass leaves them to those.
+    """
+    if plan.reissue is None:
+        return "already-tracked"
+    earlier = plan.reissue.read(url, None)
+    if earlier is None:
+        return "not-verified"
+    return ANOTHER_MESSAGE if earlier.kind == "click" and not earlier.this_message else "already-tracked"
 
 
 class LinkBook:
@@ -53,11 +74,25 @@ class LinkBook:
         self.sign = plan.click
         self.utm = plan.utm
         self.counted = plan.first_index  # counts toward max_links too: the limit is per message
+        self.reissue = plan.reissue
         self.links: list[TrackedLink] = []
         self.skipped: list[SkippedLink] = []
 
     def decide(self, url: str, reason: str | None, start: int, end: int, raw: str, quote: str, tag: str) -> str | None:
-        """The tracking URL for this link, or None (recorded as skipped, with its reason)."""
+        """The new value for this link, or None to leave it (recorded as skipped, with its reason).
+
+        A click URL of another message becomes this message's click URL for the
+        same destination, with the next index; past ``max_links``, when too long
+        or with click tracking off, it becomes that destination (recorded, but
+        with click tracking off, as skipped for ``limit`` or ``too-long``).
+        """
+        if reason == ANOTHER_MESSAGE:
+            assert self.reissue is not None, "only a plan that reads our URLs finds another message's"
+            earlier = self.reissue.read(url, "click")
+            assert earlier is not None and earlier.url is not None, "classified as a verified click URL"
+            if self.sign is None:
+                return earlier.url
+            return self.decide(earlier.url, None, start, end, raw, quote, tag) or earlier.url
         if reason is None:
             if self.counted >= self.max_links:
                 reason = "limit"
@@ -89,23 +124,62 @@ def track_html_links(
 
     ``recorded_at`` replaces the spans reported in results (for markup we add).
     """
+    only_ours = plan.click is None
     for tag in scanned.links:
         href = tag.href
         if href is None:
             continue
         raw, start, end, quote = href
         url = decode_attribute(raw).strip(ASCII_WHITESPACE)
+        if only_ours and not plan.layout.is_ours(url):
+            continue
+        reason = classify_tag(url, html, tag, plan)
+        if only_ours and reason != ANOTHER_MESSAGE:
+            continue  # click tracking off: nothing is tracked or reported, but another message's click URLs must go
         span = (start, end) if recorded_at is None else (recorded_at, recorded_at)
-        tracking_url = book.decide(url, classify_tag(url, html, tag, plan), *span, raw, quote, tag.tag)
+        tracking_url = book.decide(url, reason, *span, raw, quote, tag.tag)
         if tracking_url is not None:
             edits.append((start, end, escape_attribute(tracking_url, quote)))
 
 
-def tokens_after(html: str, prefix: str) -> list[str]:
-    """The token-shaped strings that follow ``prefix`` in ``html``.
+def tokens_after(html: str, prefix: str) -> list[tuple[str, int]]:
+    """The token-shaped strings that follow ``prefix`` in ``html``, with their offsets.
 
     Case-sensitive: our pixels are written with this exact prefix, and a
     case-insensitive search would cost more than the rest of a rewrite.
     """
     # A sentence may end right after a URL in text: a token never ends with ".".
-    return [m.group(1).rstrip(".") for m in re.finditer(re.escape(prefix) + r"([A-Za-z0-9_.-]+)", html)]
+    return [(m.group(1).rstrip("."), m.start(1)) for m in re.finditer(re.escape(prefix) + r"([A-Za-z0-9_.-]+)", html)]
+
+
+def earlier_tokens(
+    source: str, plan: RewritePlan, kind: TokenKind, edits: list[tuple[int, int, str]], fallback: Callable[[str], bool]
+) -> tuple[bool, list[PixelInsertion]]:
+    """Our ``kind`` tokens already in ``source``: is one this message's, and new tokens for another message's.
+
+    Each token of another message is replaced where it stands by this
+    message's (so its pixel or footer is not added a second time), unless it
+    lies inside a span ``edits`` already changes (a tracked link's destination
+    quoting it). Without ``plan.reissue``, any token ``fallback`` accepts counts
+    as this message's.
+    """
+    present, replaced = False, []
+    taken = sorted((start, end) for start, end, _ in edits)
+    i, new_token = 0, ""
+    for token, at in tokens_after(source, plan.layout.prefix(kind)):
+        if plan.reissue is None:
+            present = present or fallback(token)
+            continue
+        earlier = plan.reissue.read(token, kind)
+        if earlier is None:
+            continue
+        if earlier.this_message:
+            present = True
+            continue
+        while i < len(taken) and taken[i][1] <= at:
+            i += 1
+        if i < len(taken) and taken[i][0] < at + len(token):
+            continue
+        new_token = new_token or (plan.reissue.open_token if kind == "open" else plan.reissue.unsubscribe_token)()
+        replaced.append(PixelInsertion(at, new_token, token))
+    return present, replaced

@@ -8,9 +8,10 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import NamedTuple
 
 from mailtrack.core.rewrite.rules import OptOuts, PlaceholderMatcher
-from mailtrack.core.urls import UrlLayout
+from mailtrack.core.urls import TokenKind, UrlLayout
 
 
 @dataclass(frozen=True)
@@ -29,6 +30,29 @@ class RewritePlan:
     utm: tuple[tuple[str, str], ...] = ()  # Google Analytics parameters added to tracked destinations
     unsubscribe: Unsubscribe | None = None  # subscription tracking; None: off
     first_index: int = 0  # link_index of the first link (later parts of a message continue the count)
+    reissue: Reissue | None = None  # reads our URLs already in the body; None: any authentic one counts as this message's
+
+
+class Earlier(NamedTuple):
+    """What a verified tracking URL (or token) of ours says, seen from the message being rewritten."""
+
+    kind: TokenKind
+    this_message: bool  # signed for this message ID, recipient and metadata: leave it as it is
+    url: str | None  # a click's destination
+
+
+@dataclass(frozen=True)
+class Reissue:
+    """Our tracking URLs already in a body: this message's stay, another message's are signed again for this one.
+
+    A body may be another message's tracked output (a template made from a sent
+    message, a resend to another recipient): keeping its URLs would record this
+    recipient's clicks and opens as the other's, and unsubscribe the other.
+    """
+
+    read: Callable[[str, TokenKind | None], Earlier | None]  # (URL or bare token, kind or None) -> None if it does not verify
+    open_token: Callable[[], str]  # this message's open token, whatever open tracking says
+    unsubscribe_token: Callable[[], str]  # this message's unsubscribe token, whatever subscription tracking says
 
 
 @dataclass(frozen=True)

@@ -46,16 +46,38 @@ DEFAULT_OPT_OUTS: Mapping[str, str | None] = {
 PatternInput = Union[str, "re.Pattern[str]"]
 _TRIGGERS = r"{%|<\[$"  # a character every default placeholder pattern needs
 
+# The default "opening ... closing" patterns, as plain strings. A lazy ``.*?``
+# between two delimiters costs a scan to the end of the value for every opening
+# without a closing one (quadratic: ``{{{{{{...``), so these are not searched
+# as expressions: such a pattern matches exactly when the value holds the
+# closing delimiter somewhere after the end of the *first* opening one, which
+# two ``str.find`` calls settle in linear time.
+_DELIMITED: Mapping[str, tuple[str, str]] = {
+    DEFAULT_PLACEHOLDERS[0]: ("{{", "}}"),
+    DEFAULT_PLACEHOLDERS[1]: ("{%", "%}"),
+    DEFAULT_PLACEHOLDERS[2]: ("*|", "|*"),
+    DEFAULT_PLACEHOLDERS[3]: ("<%", "%>"),
+    DEFAULT_PLACEHOLDERS[6]: ("${", "}"),
+}
+
 
 class PlaceholderMatcher:
-    """Finds template placeholders with one combined expression."""
+    """Finds template placeholders: default delimiter pairs by ``str.find``, the rest with one combined expression.
+
+    Every default pattern is searched in time linear in the value. Custom
+    patterns run as given, so their cost is the caller's: avoid a lazy
+    ``.*?`` between delimiters (use the default spelling of a pair, which is
+    recognised and searched in linear time, or a negated class like ``[^}]*``).
+    """
 
     def __init__(self, patterns: PatternInput | Iterable[PatternInput] = DEFAULT_PLACEHOLDERS) -> None:
         if isinstance(patterns, (str, re.Pattern)):
             patterns = [patterns]  # one pattern, not its characters
         sources = [_scoped(p) for p in patterns]
         self.patterns = tuple(sources)
-        self._regex = re.compile("|".join(f"(?:{s})" for s in sources)) if sources else None
+        self._pairs = tuple(_DELIMITED[s] for s in sources if s in _DELIMITED)
+        rest = [s for s in sources if s not in _DELIMITED]
+        self._regex = re.compile("|".join(f"(?:{s})" for s in rest)) if rest else None
         # Every default pattern needs one of these characters; most URLs have none,
         # so one character-class scan settles them (custom lists always run in full).
         defaults = self.patterns == DEFAULT_PLACEHOLDERS
@@ -71,10 +93,14 @@ class PlaceholderMatcher:
         return self._plain is not None and self._plain(url) is not None
 
     def search(self, value: str) -> bool:
-        """True if ``value`` holds a placeholder."""
-        if self._regex is None or (self._trigger is not None and self._trigger(value) is None):
+        """True if ``value`` holds a placeholder (linear time for the default patterns)."""
+        if self._trigger is not None and self._trigger(value) is None:
             return False
-        return self._regex.search(value) is not None
+        for opening, closing in self._pairs:
+            first = value.find(opening)
+            if first != -1 and value.find(closing, first + len(opening)) != -1:
+                return True
+        return self._regex is not None and self._regex.search(value) is not None
 
 
 def _scoped(pattern: PatternInput) -> str:

@@ -4,14 +4,13 @@ from __future__ import annotations
 
 from mailtrack.core.results import TextResult
 from mailtrack.core.rewrite.footer import unsubscribe_edits
-from mailtrack.core.rewrite.links import LinkBook, classify_destination
+from mailtrack.core.rewrite.links import ANOTHER_MESSAGE, LinkBook, classify_destination
 from mailtrack.core.rewrite.plan import RewritePlan
 from mailtrack.core.rewrite.splice import Edits, splice
 from mailtrack.core.urlfinder import find_urls
 from mailtrack.exceptions import ArgumentError
 
 __all__ = ["rewrite_text", "rewrite_text_edits"]
-
 
 
 def rewrite_text(text: str, plan: RewritePlan, exclude: frozenset[str] = frozenset()) -> TextResult:
@@ -30,10 +29,14 @@ def rewrite_text_edits(text: str, plan: RewritePlan, exclude: frozenset[str] = f
     edits: list[tuple[int, int, str]] = []
     warnings: list[str] = []
     book = LinkBook(plan)
-    if plan.click is not None:
+    if plan.click is not None or plan.reissue is not None:
         for start, end in find_urls(text):
             url = text[start:end]
+            if plan.click is None and not plan.layout.is_ours(url):
+                continue
             reason = "opt-out" if url in exclude else classify_destination(url, plan)
+            if plan.click is None and reason != ANOTHER_MESSAGE:
+                continue  # click tracking off: nothing is tracked or reported, but another message's click URLs must go
             tracking_url = book.decide(url, reason, start, end, url, "", "text")
             if tracking_url is not None:
                 edits.append((start, end, tracking_url))

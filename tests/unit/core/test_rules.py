@@ -258,11 +258,21 @@ def test_rule7_second_pass_is_a_no_op(tracker: mailtrack.Tracker) -> None:
 
 def test_rule7_our_links_count_toward_the_limit() -> None:
     limited = make_tracker(max_links=2)
-    html = f'<a href="{BASE_URL}/c/abc">0</a><a href="https://1.example/">1</a><a href="https://2.example/">2</a>'
+    ours = links_only(limited, '<a href="https://0.example/">0</a>').links[0].tracking_url  # this message's
+    html = f'<a href="{ours}">0</a><a href="https://1.example/">1</a><a href="https://2.example/">2</a>'
     result = links_only(limited, html)
     assert [link.url for link in result.links] == ["https://1.example/"]
     assert [s.reason for s in result.skipped] == ["already-tracked", "limit"]
     assert result.links[0].index == 1
+
+
+def test_rule7_a_forged_link_under_our_base_url_is_not_verified_and_not_counted() -> None:
+    limited = make_tracker(max_links=1)
+    html = f'<a href="{BASE_URL}/c/abc">0</a><a href="https://1.example/">1</a>'
+    result = links_only(limited, html)
+    assert [(link.index, link.url) for link in result.links] == [(0, "https://1.example/")]
+    assert [s.reason for s in result.skipped] == ["not-verified"]
+    assert result.html.startswith(f'<a href="{BASE_URL}/c/abc">')
 
 
 # -- rule 8: max_links ---------------------------------------------------------------------------

@@ -76,10 +76,10 @@ def test_shared_rules(tracker: mailtrack.Tracker) -> None:
     assert [(s.raw, s.reason) for s in result.skipped] == [
         ("https://x.example/{{id}}", "placeholder"),
         ("https://x.example/?e=*|EMAIL|*", "placeholder"),  # the merge tag's closing "*" is kept
-        (f"{BASE_URL}/c/abc.def.ghi", "already-tracked"),
+        (f"{BASE_URL}/c/abc.def.ghi", "not-verified"),  # under our base URL, but forged
         ("https://opted.example/", "opt-out"),
     ]
-    assert result.links[0].index == 1  # our own link counted toward the limit
+    assert result.links[0].index == 0  # a forged link is not ours: it does not count toward the limit
 
 
 def test_limit() -> None:
