@@ -212,7 +212,7 @@ def _decode_problem(encoded: EncodedPart, intended: str) -> str | None:
         return f"{exc.reason} at byte {exc.start}"
     if text == intended:
         return None
-    at = next((i for i, (a, b) in enumerate(zip(text, intended)) if a != b), min(len(text), len(intended)))
+    at = next((i for i, (a, b) in enumerate(zip(text, intended, strict=False)) if a != b), min(len(text), len(intended)))
     return f"it reads differently from character {at}"
 
 
