@@ -58,7 +58,8 @@ def _rewrite_leaf(
     counted: int,
 ) -> MessagePart:
     ctype = node.content_type
-    encoding = (node.headers.get("content-transfer-encoding") or "7bit").strip().lower()
+    # str(): the stdlib gives a Header object, not a str, for a value with non-ASCII bytes.
+    encoding = str(node.headers.get("content-transfer-encoding") or "7bit").strip().lower()
     charset = node.headers.get_content_charset()
     part = MessagePart(node.path, ctype, charset, encoding, "left", body=is_body)
     if node.depth >= MAX_DEPTH:

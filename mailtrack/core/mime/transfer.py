@@ -42,7 +42,7 @@ def can_encode(text: str, codec: str) -> bool:
     """True if ``codec`` can write ``text``."""
     try:
         text.encode(codec)
-    except UnicodeEncodeError:
+    except UnicodeError:  # UnicodeEncodeError, or a bare UnicodeError from codecs such as idna
         return False
     return True
 
