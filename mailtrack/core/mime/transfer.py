@@ -107,7 +107,8 @@ def transfer_decode(body: bytes, encoding: str) -> bytes | str:
     return f"unknown Content-Transfer-Encoding {encoding!r}"
 
 
-_PROBE = "<a href=\"https://x.example/?a=1&b=2#c\">Az09 '(;)-_.~%+,!*</a>\r\n"
+# Markup, a URL, punctuation, an empty "label" and a run longer than 63 characters (IDNA refuses both).
+_PROBE = "<a href=\"https://x.example/?a=1&b=2#c\">Az09 '(;)-_.~%+,!*</a> a..b " + "x" * 70 + "\r\n"
 
 
 def _ascii_compatible(codec: str) -> bool:
