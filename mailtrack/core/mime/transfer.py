@@ -181,8 +181,8 @@ def encode_part(decoded: DecodedPart, changes: Edits, *, html: bool) -> EncodedP
     problem = _decode_problem(encoded, intended)
     if problem is not None:
         return (
-            f"the rewritten text does not come back from {encoded.charset} in {encoded.encoding} "
-            f"({problem}): a stateful codec read stray escape or shift bytes; left as it was"
+            f"the rewritten text does not come back from {encoded.charset} in {encoded.encoding} ({problem}); "
+            "left as it was (a stateful codec, such as ISO-2022 with stray escape or shift bytes, reads its own output otherwise)"
         )
     return encoded
 
