@@ -71,6 +71,18 @@ class ConfigurationError(MailtrackError, ValueError):
     """
 
 
+class MessageError(MailtrackError, ValueError):
+    """A message given to ``rewrite_message`` cannot be read or written back as given.
+
+    For example a ``str`` holding a lone surrogate (no byte sequence encodes
+    it), a ``Message`` object the stdlib generator cannot serialize, a message
+    with no or several ``To`` addresses and no ``recipient=``, or an empty
+    ``Message-ID``. The message says what is wrong and what to pass instead.
+    Distinct from :class:`MessageRefused`, where the message is fine but
+    rewriting it would break something.
+    """
+
+
 class MessageRefused(MailtrackError):
     """A message was deliberately not rewritten: changing it would break something.
 

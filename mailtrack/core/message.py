@@ -1,8 +1,13 @@
 """One outgoing message, as an SMTP pipeline holds it: identity, per-message settings, headers.
 
 :func:`rewrite_message` takes the message as ``bytes``, ``str`` or an
-``email.message.Message`` (``EmailMessage`` included) and gives back the same
-kind, a new object. Underneath it always works on bytes (see :mod:`mailtrack.mime`):
+``email.message.Message`` (any subclass and policy: ``EmailMessage``,
+``email.mime.*``, Django's ``SafeMIME*``) and gives back the same kind, a new
+object (for a ``Message``, a copy of the same class). Underneath it always
+works on bytes (see :mod:`mailtrack.mime`). Input it cannot read (a ``str``
+with a lone surrogate, an object the stdlib cannot serialize, no single
+recipient, an empty Message-ID) is a :class:`~mailtrack.exceptions.MessageError`;
+a message it will not rewrite is a :class:`~mailtrack.exceptions.MessageRefused`:
 
 * ``message_id`` defaults to the ``Message-ID`` header without its angle
   brackets (a header is added when missing); ``recipient`` to the single
@@ -27,12 +32,15 @@ from __future__ import annotations
 import copy
 import email.header
 import email.utils
+import io
 import json
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import replace
+from email.generator import BytesGenerator
 from email.message import EmailMessage, Message
 from email.parser import BytesParser
+from email.policy import compat32
 from typing import Any
 
 from mailtrack.core.mime import MimeNode, add_field, line_break, parse_message, rewrite_parts, splice_bytes, unfold
@@ -42,7 +50,7 @@ from mailtrack.core.rewrite.plan import Reissue
 from mailtrack.core.settings import SettingsInput, TrackingSettings
 from mailtrack.core.smtpapi import HEADER as SMTPAPI
 from mailtrack.core.smtpapi import parse_smtpapi
-from mailtrack.exceptions import ArgumentError, MailtrackError, MessageRefused, SettingsError
+from mailtrack.exceptions import ArgumentError, MessageError, MessageRefused, SettingsError
 
 #: Replaces a consumed X-SMTPAPI header: the tracking settings it set, read again by a second pass.
 APPLIED = "X-Mailtrack-Settings"
@@ -148,28 +156,109 @@ def _as_bytes(message: Any) -> tuple[bytes, Callable[[bytes], Any]]:
     if isinstance(message, (bytes, bytearray)):
         return bytes(message), bytes
     if isinstance(message, str):
-        # A str read the stdlib's way holds non-ASCII bytes as surrogates: give them back as they were.
-        # Otherwise its non-ASCII characters are text, written as UTF-8 (RFC 6532), and so are ours.
-        codec = "ascii" if _SURROGATES.search(message) and _SURROGATES_ONLY.fullmatch(message) else "utf-8"
-        return message.encode(codec, "surrogateescape"), lambda data: data.decode(codec, "surrogateescape")
+        return _str_as_bytes(message)
     if isinstance(message, Message):
-        policy = message.policy
-        try:
-            # A copy: serializing sets a boundary on a multipart built in memory, which would change the input.
-            raw = copy.deepcopy(message).as_bytes(policy=policy)
-        except Exception as exc:  # the stdlib generator's own errors: a header or payload it cannot write
-            raise MailtrackError(f"cannot serialize the message ({type(exc).__name__}: {exc})") from exc
-        factory = EmailMessage if isinstance(message, EmailMessage) else Message
-        unixfrom = message.get_unixfrom()
-
-        def convert(data: bytes) -> Message:
-            parsed: Message = BytesParser(_class=factory, policy=policy).parsebytes(data)
-            if unixfrom:
-                parsed.set_unixfrom(unixfrom)
-            return parsed
-
-        return raw, convert
+        return _message_as_bytes(message)
     raise ArgumentError(f"rewrite_message takes an email.message.Message, bytes or str, not {type(message).__name__}")
+
+
+def _str_as_bytes(message: str) -> tuple[bytes, Callable[[bytes], str]]:
+    """A str's bytes: surrogates U+DC80..U+DCFF stand for the bytes they escape, other characters are UTF-8.
+
+    A str read the stdlib's way holds non-ASCII bytes as surrogates: they are
+    given back as they were. Otherwise its non-ASCII characters are text,
+    written as UTF-8 (RFC 6532), and so are ours. Any other surrogate (a lone
+    half of a pair) stands for no bytes at all: the str is not a message.
+    """
+    codec = "ascii" if _SURROGATES.search(message) and _SURROGATES_ONLY.fullmatch(message) else "utf-8"
+    try:
+        raw = message.encode(codec, "surrogateescape")
+    except UnicodeEncodeError as exc:
+        bad = message[exc.start]
+        raise MessageError(
+            f"the message holds a lone surrogate U+{ord(bad):04X} at index {exc.start}, which no bytes encode; "
+            "pass the message as bytes, or as a str decoded with errors='surrogateescape'"
+        ) from None
+    return raw, lambda data: data.decode(codec, "surrogateescape")
+
+
+def _message_as_bytes(message: Message) -> tuple[bytes, Callable[[bytes], Message]]:
+    """The bytes of any ``email.message.Message`` (``email.mime`` classes, Django's, any policy).
+
+    The stdlib generator writes it the way ``Message.as_bytes`` does (with the
+    message's own policy, ``From `` lines not mangled), called directly because
+    subclasses override ``as_bytes`` with other signatures (Django's takes no
+    ``policy``). It writes a copy: serializing sets a boundary on a multipart
+    built in memory, which would change the input. The rewritten bytes are
+    parsed with the same policy and their content put into that copy, so
+    every part keeps its class and the attributes its class set
+    (:func:`_refill`).
+    """
+    policy = getattr(message, "policy", compat32)
+    try:
+        shared = {id(part.policy): part.policy for part in message.walk()}  # policies are shared, not copied
+        target = copy.deepcopy(message, shared)
+        out = io.BytesIO()
+        BytesGenerator(out, mangle_from_=False, policy=policy).flatten(target, unixfrom=False)
+    except Exception as exc:  # the stdlib generator's own errors: a header or payload it cannot write
+        raise MessageError(f"cannot serialize the message ({type(exc).__name__}: {exc})") from exc
+    factory = EmailMessage if isinstance(message, EmailMessage) else Message
+    unixfrom = message.get_unixfrom()
+
+    def convert(data: bytes) -> Message:
+        try:
+            lenient = policy.clone(raise_on_defect=False)  # a strict policy would refuse defects the input had
+        except (AttributeError, TypeError, ValueError):
+            lenient = policy
+        try:
+            parsed: Message = BytesParser(_class=factory, policy=lenient).parsebytes(data)
+        except Exception as exc:  # a policy of the caller's that cannot read what its generator wrote
+            raise MessageError(f"cannot parse the rewritten message back ({type(exc).__name__}: {exc})") from exc
+        result = target if _refill(target, parsed) else _with_policy(parsed, policy)
+        if unixfrom is not None:  # the copy has it already; a freshly parsed message does not
+            result.set_unixfrom(unixfrom)
+        return result
+
+    return out.getvalue(), convert
+
+
+#: What the parser sets on each message object (``policy`` is kept: the caller's).
+_PARSED_STATE = ("_headers", "_payload", "_charset", "preamble", "epilogue", "defects", "_default_type")
+
+
+def _refill(target: Message, parsed: Message) -> bool:
+    """Put ``parsed``'s content into ``target`` part by part; False (``target`` unusable) if their shapes differ.
+
+    Rewriting never changes the MIME tree, so the serialized copy and the
+    parsed output have the same parts: each part of the copy takes the parsed
+    headers and payload and keeps its own class and other attributes.
+    """
+    pairs: list[tuple[Message, Message]] = []
+    stack = [(target, parsed)]
+    while stack:
+        mine, theirs = stack.pop()
+        # The raw payload: a list of parts (multipart, message/*) or a str; get_payload() would decode.
+        ours, their = getattr(mine, "_payload", None), getattr(theirs, "_payload", None)
+        if isinstance(ours, list) != isinstance(their, list):
+            return False
+        if isinstance(ours, list) and isinstance(their, list):
+            if len(ours) != len(their) or not all(isinstance(p, Message) for p in ours):
+                return False
+            stack.extend(zip(ours, their, strict=True))
+        pairs.append((mine, theirs))
+    for mine, theirs in pairs:
+        keep_parts = isinstance(getattr(theirs, "_payload", None), list)
+        for name in _PARSED_STATE:
+            if name != "_payload" or not keep_parts:
+                setattr(mine, name, getattr(theirs, name, None))
+    return True
+
+
+def _with_policy(parsed: Message, policy: Any) -> Message:
+    """``parsed`` with the caller's policy on every part (it was parsed with a lenient clone)."""
+    for part in parsed.walk():
+        part.policy = policy
+    return parsed
 
 
 def _smtpapi(
@@ -233,7 +322,7 @@ def _folded(name: str, value: str, eol: bytes) -> bytes:
 def _message_id(raw: bytes, root: MimeNode, given: str | None, domain: str, eol: bytes,
                 edits: list[tuple[int, int, bytes]]) -> str:
     if given is not None and not given.strip():
-        raise MailtrackError("message_id must not be empty")
+        raise MessageError("message_id must not be empty")
     found = root.field("message-id")
     if found is not None:
         if given is not None:
@@ -242,7 +331,7 @@ def _message_id(raw: bytes, root: MimeNode, given: str | None, domain: str, eol:
         match = _ANGLE_ID.search(value)  # the msg-id may carry comments: "<id@host> (sent by ...)"
         ident = (match.group(1) if match else value).strip()
         if not ident:
-            raise MailtrackError("the Message-ID header is empty; pass message_id= or give the message a Message-ID")
+            raise MessageError("the Message-ID header is empty; pass message_id= or give the message a Message-ID")
         return ident
     if given is not None and _MSG_ID.fullmatch(given):
         edits.append(add_field(root, "Message-ID", f"<{given}>", eol))
@@ -266,15 +355,15 @@ def _header_text(raw: bytes, start: int, end: int) -> str:
 def _recipient(raw: bytes, root: MimeNode, given: str | None) -> str:
     if given is not None:
         if not given.strip():
-            raise MailtrackError("recipient must not be empty")
+            raise MessageError("recipient must not be empty")
         return given
     values = [_header_text(raw, f.start, f.end) for f in root.fields if f.name == "to"]
     addresses = [address for _, address in email.utils.getaddresses(values) if address]
     if len(addresses) == 1:
         return addresses[0]
     if not addresses:
-        raise MailtrackError("the message has no To address; pass recipient= (tracking URLs are per recipient)")
-    raise MailtrackError(
+        raise MessageError("the message has no To address; pass recipient= (tracking URLs are per recipient)")
+    raise MessageError(
         f"the message has {len(addresses)} To addresses; tracking URLs are per recipient, "
         "so rewrite one copy per recipient with recipient="
     )

@@ -150,8 +150,12 @@ class MessagePart:
 
     ``status`` is ``rewritten`` (its body changed), ``unchanged`` (a text body
     with nothing to do), ``undecodable`` (a text body we could not read: left as
-    it was, ``reason`` says why) or ``left`` (not ours to change: attachments,
-    images, ``message/rfc822`` ...).
+    it was, ``reason`` says why), ``unencodable`` (a text body we read and
+    rewrote, but whose rewritten text its charset and transfer encoding cannot
+    write so that it decodes back exactly, e.g. ISO-2022-JP with stray escape
+    bytes, or a codec that reads what it cannot write: left as it was, byte for
+    byte, no ``result``, ``reason`` says why) or ``left`` (not ours to change:
+    attachments, images, ``message/rfc822`` ...).
     """
 
     path: str  # IMAP section number: "1" for a single-part message, "2.1" for the first child of the second part
@@ -195,6 +199,11 @@ class MessageResult(Generic[MessageT]):
     def undecodable(self) -> list[MessagePart]:
         """The text parts left untouched because they could not be decoded."""
         return [part for part in self.parts if part.status == "undecodable"]
+
+    @property
+    def unencodable(self) -> list[MessagePart]:
+        """The text parts left untouched because their rewritten text could not be written back exactly."""
+        return [part for part in self.parts if part.status == "unencodable"]
 
     @property
     def html(self) -> HtmlResult | None:

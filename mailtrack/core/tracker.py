@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Iterable, Mapping
-from email.message import EmailMessage, Message
-from typing import Any, overload
+from email.message import Message
+from typing import Any, TypeVar, overload
 from urllib.parse import urlsplit
 
 from mailtrack.core.message import rewrite_message
@@ -20,6 +20,9 @@ from mailtrack.core.urls import KINDS, TokenKind, UrlLayout, destination_problem
 from mailtrack.exceptions import ArgumentError, ConfigurationError, InvalidToken, MailtrackError
 
 __all__ = ["Tracker"]
+
+#: A message object: ``rewrite_message`` gives back one of the same class.
+MessageT = TypeVar("MessageT", bound=Message)
 
 #: SendGrid tracks at most this many links per message; so do we by default.
 DEFAULT_MAX_LINKS = 1000
@@ -165,17 +168,10 @@ class Tracker:
 
     @overload
     def rewrite_message(
-        self, message: EmailMessage, *, message_id: str | None = ..., recipient: str | None = ...,
+        self, message: MessageT, *, message_id: str | None = ..., recipient: str | None = ...,
         settings: SettingsInput = ..., metadata: Mapping[str, Any] | None = ..., issued_at: float | None = ...,
         force: bool = ...,
-    ) -> MessageResult[EmailMessage]: ...
-
-    @overload
-    def rewrite_message(
-        self, message: Message, *, message_id: str | None = ..., recipient: str | None = ...,
-        settings: SettingsInput = ..., metadata: Mapping[str, Any] | None = ..., issued_at: float | None = ...,
-        force: bool = ...,
-    ) -> MessageResult[Message]: ...
+    ) -> MessageResult[MessageT]: ...
 
     def rewrite_message(
         self,
@@ -190,11 +186,14 @@ class Tracker:
     ) -> MessageResult[Any]:
         """Track a whole MIME message: its inline HTML and plain-text parts, for one recipient.
 
-        ``message`` may be ``bytes``, ``str`` or an ``email.message.Message``
-        (``EmailMessage`` included); ``result.message`` is the same kind, a new
-        object (``bytes`` for a ``bytearray``; an ``EmailMessage`` or a
-        ``Message``, parsed with the input's policy, for their subclasses such
-        as ``MIMEText``). A message carrying ``multipart/signed`` content is
+        ``message`` may be ``bytes``, ``str`` or any ``email.message.Message``
+        (``EmailMessage`` with any policy, ``email.mime`` classes, Django's
+        ``SafeMIMEText``...); ``result.message`` is the same kind, a new object
+        (``bytes`` for a ``bytearray``; for a ``Message``, a copy of the same
+        class, each part keeping its class, holding the rewritten content as
+        parsed with the input's policy; the input is not changed). A ``str``
+        holding a lone surrogate, or a message the stdlib cannot serialize, is
+        a :class:`~mailtrack.MessageError`. A message carrying ``multipart/signed`` content is
         refused like one carrying ``DKIM-Signature``. Only the lines of the text parts that hold a change are encoded
         again (same charset, same transfer encoding unless a new line no longer
         fits it); attachments, other parts and headers keep their bytes.

@@ -14,12 +14,16 @@ from __future__ import annotations
 
 import base64
 import binascii
+import email
+import email.policy
 import re
 from dataclasses import dataclass
+from email.message import Message
 
-from support.helpers import make_tracker
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from support.helpers import make_tracker
 from support.mimecheck import check_rewrite
 
 import mailtrack
@@ -266,3 +270,248 @@ def test_arbitrary_body_bytes_never_escape_as_other_errors(body: bytes, cte: str
     assert again.message == result.message
     for link in result.links:
         assert TRACKER.verify(link.tracking_url).url == link.url
+
+
+# -- stateful and lossy codecs: what is written decodes to the result, or the part is left ------------
+
+# Charsets with state (ISO-2022-*), multi-byte ones whose lead bytes swallow what follows, single-byte
+# ones, and ones that are not ASCII-compatible (UTF-7, HZ, UTF-16: reported undecodable).
+CODEC_CHARSETS = {
+    "iso-2022-jp": "日本語テキスト", "iso-2022-jp-2": "日本語éß", "iso-2022-jp-3": "日本語", "iso-2022-kr": "한국어",
+    "shift_jis": "日本語ｶﾀｶﾅ", "cp932": "日本語①", "euc-jp": "日本語", "gb18030": "中文€", "big5": "中文",
+    "euc-kr": "한국어", "utf-8": "é€日✓😀", "iso-8859-1": "éßü", "windows-1252": "é€“”", "koi8-r": "Привет",
+    "utf-7": "é+-", "hz": "中文~", "utf-16": "é",
+}
+# Bytes that put a stateful decoder into a state its encoder does not reproduce, and lead bytes without a trail.
+STRAY = [b"\x1b", b"\x1b", b"\x1b$B", b"\x1b(B", b"\x1b(J", b"\x1b$)C", b"\x1b$(D", b"\x0e", b"\x0f", b"~{", b"~}", b"+",
+         b"\x81", b"\x82\xa0", b"\x8e", b"\xa4\xa2", b"\xff", b"$", b"(", b")", b"@", b"B", b"C", b"J", b"F|K\\", b"a"]
+FOOTERS = [
+    {"click_tracking": {"enable_text": True}},
+    {"click_tracking": {"enable_text": True},
+     "subscription_tracking": {"enable": True, "text": "Abbestellen ✓ 日本 <% hier %>", "html": "<p>日本 é ✓ <% hier %></p>"}},
+]
+
+
+@st.composite
+def codec_bodies(draw: st.DrawFn, charset: str, subtype: str) -> bytes:
+    """Body bytes: text in the charset (its own characters, URLs, anchors) with stray escape/shift/lead bytes."""
+    extra = CODEC_CHARSETS[charset]
+    pieces = []
+    for _ in range(draw(st.integers(1, 12))):
+        kind = draw(st.integers(-2, 5))
+        if kind <= 0:
+            pieces.append(draw(st.sampled_from(STRAY)))
+            continue
+        if kind == 1:
+            url = draw(_urls(""))
+            text = f'<a href="{url}">x</a>' if subtype == "html" else url
+        elif kind == 2:
+            text = draw(st.sampled_from(["\n", "\r\n", " ", "<p>", "</p>", "</body>"]))
+        else:
+            text = draw(_words(extra))
+        try:
+            pieces.append(text.encode(charset))
+        except UnicodeError:
+            pieces.append(text.encode("ascii", "ignore"))
+    return b"".join(pieces)
+
+
+@settings(max_examples=300)
+@given(st.data(), st.sampled_from(sorted(CODEC_CHARSETS)), st.sampled_from(["base64", "quoted-printable", "7bit", "8bit"]),
+       st.sampled_from(["plain", "html"]), st.sampled_from(FOOTERS))
+@pytest.mark.timeout(300)
+def test_every_rewritten_part_decodes_to_the_result_or_is_left_and_reported(
+    data: st.DataObject, charset: str, cte: str, subtype: str, settings_: dict
+) -> None:
+    """Regression property (issue 8, defect 8): with any codec, a rewritten part decodes (by the stdlib) to
+    exactly the rewriter's result text; a part that would not is left byte-identical and reported."""
+    body = data.draw(codec_bodies(charset, subtype))
+    head = f"To: ann@example.com\nMessage-ID: <{MESSAGE_ID}>\nContent-Type: text/{subtype}; charset={charset}\n"
+    raw = (head + f"Content-Transfer-Encoding: {cte}\n\n").encode() + transfer_encode(body, cte, b"\n")
+    result = TRACKER.rewrite_message(raw, issued_at=0, settings=settings_)
+    [part] = result.parts
+    out_body = result.message.split(b"\n\n", 1)[1]
+    if part.status == "rewritten":
+        assert part.result is not None
+        leaf = email.message_from_bytes(result.message, policy=email.policy.compat32)
+        payload = leaf.get_payload(decode=True)
+        declared = leaf.get_content_charset()
+        assert isinstance(payload, bytes) and declared is not None
+        expected = part.result.html if isinstance(part.result, mailtrack.HtmlResult) else part.result.text
+        assert payload.decode(declared) == expected
+        return
+    assert out_body == raw.split(b"\n\n", 1)[1], part
+    assert part.status in ("unchanged", "undecodable", "unencodable"), part
+    if part.status != "unchanged":
+        assert part.reason and part.result is None
+        assert [p for p in result.parts if p.status == part.status] == getattr(result, part.status)
+
+
+STATEFUL_ATOMS = [*STRAY, b"\n", b"<p>", b"</body>", b' <a href="https://example.com/">x</a> ', b" https://example.com/t "]
+
+
+@settings(max_examples=400)
+@given(st.sampled_from(["iso-2022-jp", "iso-2022-jp-2", "iso-2022-jp-3", "iso-2022-kr"]),
+       st.lists(st.sampled_from(STATEFUL_ATOMS), min_size=2, max_size=10),
+       st.sampled_from(["base64", "quoted-printable", "7bit"]), st.sampled_from(["plain", "html"]))
+@pytest.mark.timeout(300)
+def test_stateful_codecs_with_stray_escapes_decode_to_the_result_or_are_left(
+    charset: str, atoms: list[bytes], cte: str, subtype: str
+) -> None:
+    """The same property, aimed at ISO-2022 bodies made of stray escape and shift bytes around links."""
+    body = b"".join(atoms)
+    head = f"To: ann@example.com\nMessage-ID: <{MESSAGE_ID}>\nContent-Type: text/{subtype}; charset={charset}\n"
+    raw = (head + f"Content-Transfer-Encoding: {cte}\n\n").encode() + transfer_encode(body, cte, b"\n")
+    result = TRACKER.rewrite_message(raw, issued_at=0, settings={"click_tracking": {"enable_text": True}})
+    [part] = result.parts
+    if part.status == "rewritten":
+        assert part.result is not None
+        leaf = email.message_from_bytes(result.message, policy=email.policy.compat32)
+        payload = leaf.get_payload(decode=True)
+        assert isinstance(payload, bytes)
+        expected = part.result.html if isinstance(part.result, mailtrack.HtmlResult) else part.result.text
+        assert payload.decode(leaf.get_content_charset() or "us-ascii") == expected
+    else:
+        assert result.message == raw and (part.status == "unchanged" or part.reason), part
+
+
+# -- fuzzing rewrite_message: only MailtrackError escapes, nothing hangs, the input is not changed ---------
+
+_ANY_CHAR = st.characters(min_codepoint=0, max_codepoint=0x10FFFF, exclude_categories=())  # surrogates too
+_HEADER_CHARS = st.sampled_from(list("abc:;=\"' <>@.,()/\\-_\t\r\n\x00\x1b\x7fé日") + ["\udc80", "\ud800"])
+_CTES = ["7bit", "8bit", "binary", "base64", "quoted-printable", "x-uue", "BASE64", ""]
+_CHARSETS = ["utf-8", "us-ascii", "iso-8859-1", "iso-2022-jp", "shift_jis", "utf-7", "utf-16", "x-bogus", "rot13", "idna", '"', ""]
+_TYPES = ["text/plain", "text/html"] * 3 + ["multipart/alternative", "multipart/mixed"] * 2 + [
+    "multipart/related", "multipart/signed", "multipart/digest", "message/rfc822", "application/octet-stream", "text", "/", ""]
+
+
+@st.composite
+def _fuzz_text(draw: st.DrawFn) -> str:
+    return draw(st.one_of(
+        st.sampled_from(["https://example.com/a?b=1&c=2", '<a href="https://example.com/x">x</a>', "http://a.co/ b"]),
+        st.text(_HEADER_CHARS, max_size=20),
+        st.sampled_from(["https://example.com/a?b=1&c=2", '<a href="https://example.com/x">x</a>', "=\n", "=E9", "\x1b$B",
+                         "aGVsbG8=", "<html><body>", "</body>", "\r", "From x\n", "=?utf-8?q?x?="]),
+    ))
+
+
+@st.composite
+def entities(draw: st.DrawFn, depth: int = 0) -> str:
+    """A MIME entity as text: random headers (type, charset, boundary, CTE, disposition) and a body, nested."""
+    ctype = draw(st.sampled_from(_TYPES))
+    boundary = draw(st.sampled_from(["b", "=_b", "b" * 80, "", "a b", "日", "--"]))
+    params = ""
+    if draw(st.booleans()):
+        params += f"; charset={draw(st.sampled_from(_CHARSETS))}"
+    if ctype.startswith("multipart/") or draw(st.integers(0, 5)) == 0:
+        params += f'; boundary="{boundary}"' if draw(st.booleans()) else f"; boundary={boundary}"
+    eol = draw(st.sampled_from(["\n", "\r\n", "\r"]))
+    lines = []
+    if draw(st.integers(0, 4)):
+        lines.append(f"Content-Type: {ctype}{params}")
+    if draw(st.booleans()):
+        lines.append(f"Content-Transfer-Encoding: {draw(st.sampled_from(_CTES))}")
+    if draw(st.integers(0, 5)) == 0:
+        lines.append(f"Content-Disposition: {draw(st.sampled_from(['attachment', 'inline', 'inline; filename=a.txt', '']))}")
+    for _ in range(draw(st.integers(0, 2))):
+        lines.append(f"{draw(st.sampled_from(['X-A', 'Subject', 'From ', ' ', 'Bad Name']))}: {draw(_fuzz_text())}")
+    body_parts = [draw(_fuzz_text()) for _ in range(draw(st.integers(0, 4)))]
+    if ctype.startswith("multipart/") and depth < 4:
+        children = draw(st.lists(entities(depth + 1), max_size=3))
+        close = draw(st.sampled_from([f"--{boundary}--", f"--{boundary}", ""]))
+        body = "".join(f"--{boundary}{eol}{child}{eol}" for child in children) + close + eol
+        body_parts.insert(draw(st.integers(0, len(body_parts))), body)
+    elif ctype == "message/rfc822" and depth < 4:
+        body_parts.append(draw(entities(depth + 1)))
+    return eol.join(lines) + eol + (eol if draw(st.integers(0, 6)) else "") + eol.join(body_parts)
+
+
+@st.composite
+def message_texts(draw: st.DrawFn) -> str:
+    """A whole message: identity headers (sometimes missing, doubled, empty or odd), X-SMTPAPI, DKIM, then an entity."""
+    top = []
+    for name, values in (
+        ("To", ["ann@example.com"] * 4 + ["Ann <ann@example.com>", "a@x, b@x", "", "<>", "日本 <j@x>", "\ud800@x"]),
+        ("Message-ID", ["<m1@example.com>"] * 4 + ["<>", "", "m1", "<a@b> (c)", "\udc80"]),
+        ("X-SMTPAPI", ['{"filters": {"clicktrack": {"settings": {"enable": 1}}}}', '{"to": ["a@x", "b@x"]}', "{", "[]",
+                       '{"unique_args": {"k": "v"}}', '{"filters": {"bogus": 1}}']),
+        ("X-Mailtrack-Settings", ['{"open_tracking": {"enable": false}}', "{"]),
+        ("DKIM-Signature", ["v=1; a=rsa-sha256"]),
+        ("List-Unsubscribe", ["<https://example.com/u>"]),
+    ):
+        for _ in range(draw(st.sampled_from([0] + [1] * 8 + [2] if name in ("To", "Message-ID") else [0] * 9 + [1]))):
+            top.append(f"{name}: {draw(st.sampled_from(values))}\n")
+    return "".join(top) + draw(entities())
+
+
+def _snapshot(message: Message) -> list[tuple[object, ...]]:
+    """Everything a rewrite could change in a Message object, part by part (not via as_bytes, which may raise)."""
+    out = []
+    stack = [message]
+    while stack:
+        part = stack.pop()
+        payload = part._payload  # type: ignore[attr-defined]
+        out.append((type(part), list(part._headers), None if isinstance(payload, list) else payload,  # type: ignore[attr-defined]
+                    part.preamble, part.epilogue, part.get_unixfrom(), part.get_default_type(), part.policy,
+                    part._charset, id(payload)))  # type: ignore[attr-defined]
+        if isinstance(payload, list):
+            stack.extend(p for p in payload if isinstance(p, Message))
+    return out
+
+
+FUZZ_SETTINGS = [None, {"click_tracking": {"enable_text": True}, "subscription_tracking": {"enable": True}}]
+POLICIES = [email.policy.compat32, email.policy.default, email.policy.SMTP, email.policy.strict, email.policy.HTTP]
+
+
+def _rewrite_fuzzed(message: object, settings_: dict | None) -> mailtrack.MessageResult | None:
+    """Rewrite; a MailtrackError is a fine answer, any other exception fails the test (pytest shows it)."""
+    try:
+        return TRACKER.rewrite_message(message, issued_at=0, settings=settings_)  # type: ignore[call-overload]
+    except mailtrack.MailtrackError as exc:
+        assert str(exc), "an error without a message"
+        return None
+
+
+@settings(max_examples=300)
+@given(st.one_of(st.text(_ANY_CHAR, max_size=300), message_texts()), st.sampled_from(FUZZ_SETTINGS))
+@pytest.mark.timeout(300)
+def test_fuzz_str_messages(text: str, settings_: dict | None) -> None:
+    result = _rewrite_fuzzed(text, settings_)
+    if result is not None:
+        assert isinstance(result.message, str)
+
+
+@settings(max_examples=300)
+@given(st.one_of(st.binary(max_size=300), message_texts().map(lambda t: t.encode("utf-8", "surrogateescape")
+                                                                if "\ud800" not in t else t.encode("utf-8", "replace"))),
+       st.sampled_from(FUZZ_SETTINGS))
+@pytest.mark.timeout(300)
+def test_fuzz_bytes_messages(raw: bytes, settings_: dict | None) -> None:
+    copy_ = bytes(raw)
+    result = _rewrite_fuzzed(bytearray(raw), settings_)
+    assert raw == copy_
+    if result is not None:
+        assert isinstance(result.message, bytes)
+        for link in result.links:
+            assert TRACKER.verify(link.tracking_url).url == link.url
+        for part in result.parts:
+            if part.status in ("undecodable", "unencodable"):
+                assert part.reason
+
+
+@settings(max_examples=200)
+@given(message_texts(), st.sampled_from(POLICIES), st.booleans(), st.sampled_from(FUZZ_SETTINGS))
+@pytest.mark.timeout(300)
+def test_fuzz_message_objects(text: str, policy: email.policy.Policy, from_bytes: bool, settings_: dict | None) -> None:
+    try:
+        if from_bytes:
+            message = email.message_from_bytes(text.encode("utf-8", "replace"), policy=policy)
+        else:
+            message = email.message_from_string(text, policy=policy)
+    except Exception:  # the stdlib's strict policy refuses defects while parsing: not our input then
+        return
+    before = _snapshot(message)
+    result = _rewrite_fuzzed(message, settings_)
+    assert _snapshot(message) == before, "the input message object was changed"
+    if result is not None:
+        assert type(result.message) is type(message) and result.message is not message

@@ -393,8 +393,8 @@ def check_rewrite(
             assert part.new_transfer_encoding is None and part.new_charset is None
             if part.status == "left":
                 assert part.result is None, f"{where}: left, yet has a result"
-            if part.status == "undecodable":
-                assert part.reason, f"{where}: undecodable without a reason"
+            if part.status in ("undecodable", "unencodable"):
+                assert part.reason and part.result is None, f"{where}: {part.status} without a reason, or with a result"
             if part.status == "unchanged" and part.result is not None:
                 body = part.result.html if isinstance(part.result, mailtrack.HtmlResult) else part.result.text
                 assert body == stdlib_text(in_part), f"{where}: unchanged, yet the result differs from the input"

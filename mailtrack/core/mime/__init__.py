@@ -17,7 +17,10 @@ way ``EmailMessage.get_body`` picks them), but it is never re-generated:
 
 Parts that cannot be decoded (an unknown charset or transfer encoding, bytes
 invalid in the declared charset, broken base64) are left as they are and
-reported, never dropped.
+reported (``undecodable``), never dropped. A rewritten part is decoded again
+before it is written; when it would not read back as exactly the rewritten
+text (a stateful codec such as ISO-2022-JP with stray escape bytes) it is left
+as it was too and reported (``unencodable``).
 
 ``tree`` reads the structure, ``transfer`` decodes and re-encodes parts,
 ``headers`` edits header fields, ``parts`` rewrites the leaves.

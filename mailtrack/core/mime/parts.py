@@ -58,7 +58,8 @@ def _rewrite_leaf(
     counted: int,
 ) -> MessagePart:
     ctype = node.content_type
-    encoding = (node.headers.get("content-transfer-encoding") or "7bit").strip().lower()
+    # str(): the stdlib gives a Header object, not a str, for a value with non-ASCII bytes.
+    encoding = str(node.headers.get("content-transfer-encoding") or "7bit").strip().lower()
     charset = node.headers.get_content_charset()
     part = MessagePart(node.path, ctype, charset, encoding, "left", body=is_body)
     if node.depth >= MAX_DEPTH:
@@ -89,10 +90,10 @@ def _rewrite_leaf(
         notes.insert(0, "no charset declared and the bytes are not ASCII: read and written as UTF-8")
     if not changes:
         return replace(part, status="unchanged", result=result, warnings=notes)
-    try:
-        body, new_encoding, new_charset = encode_part(decoded, changes, html=subtype == "html")
-    except UnicodeError as exc:  # a codec that reads but cannot write back: leave the part as it was
-        return replace(part, status="undecodable", reason=f"cannot write {decoded.charset} back ({exc})")
+    encoded = encode_part(decoded, changes, html=subtype == "html")
+    if isinstance(encoded, str):  # what would be written does not decode to the rewritten text: leave the part
+        return replace(part, status="unencodable", reason=encoded, warnings=notes[:1] if decoded.guessed else [])
+    body, new_encoding, new_charset = encoded.body, encoded.encoding, encoded.charset
     if new_encoding != encoding:
         edits.extend(set_field(raw, node, "Content-Transfer-Encoding", new_encoding, decoded.eol))
         notes.append(f"Content-Transfer-Encoding changed from {encoding} to {new_encoding}: the new lines did not fit it")

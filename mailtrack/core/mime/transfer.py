@@ -42,7 +42,7 @@ def can_encode(text: str, codec: str) -> bool:
     """True if ``codec`` can write ``text``."""
     try:
         text.encode(codec)
-    except UnicodeEncodeError:
+    except UnicodeError:  # UnicodeEncodeError, or a bare UnicodeError from codecs such as idna
         return False
     return True
 
@@ -62,23 +62,18 @@ def decode_part(raw: bytes, node: MimeNode, encoding: str, charset: str | None) 
     if not _ascii_compatible(codec):
         return f"charset {declared!r} is not ASCII-compatible (markup and URLs could not be found in place)"
     qp = encoding == "quoted-printable"
+    data = transfer_decode(body, encoding)
+    if isinstance(data, str):
+        return data
     width = 76
-    raw_lines: list[bytes] | None
+    raw_lines: list[bytes] | None = None
     if encoding in _IDENTITY or qp:
         raw_lines = _QP_LINE.findall(body) if qp else _LINE.findall(body)
         if raw_lines and not raw_lines[-1]:
             raw_lines.pop()  # the empty match at the end
-        data = binascii.a2b_qp(body) if qp else body
-    elif encoding == "base64":
-        try:
-            data = base64.b64decode(body)
-        except (binascii.Error, ValueError) as exc:
-            return f"invalid base64 ({exc})"
-        raw_lines = None
+    else:  # base64
         first = len(body.split(b"\n", 1)[0].rstrip(b"\r"))
         width = first if 4 <= first <= 76 and first % 4 == 0 and len(body) > first + 2 else 76
-    else:
-        return f"unknown Content-Transfer-Encoding {encoding!r}"
     guessed = False
     try:
         text = data.decode(codec)
@@ -98,7 +93,22 @@ def decode_part(raw: bytes, node: MimeNode, encoding: str, charset: str | None) 
     return DecodedPart(text, codec, declared, encoding, raw_lines, width, offsets, eol, guessed)
 
 
-_PROBE = "<a href=\"https://x.example/?a=1&b=2#c\">Az09 '(;)-_.~%+,!*</a>\r\n"
+def transfer_decode(body: bytes, encoding: str) -> bytes | str:
+    """The bytes ``body`` stands for in the (lowercased) transfer ``encoding``, or why it cannot be read."""
+    if encoding in _IDENTITY:
+        return body
+    if encoding == "quoted-printable":
+        return binascii.a2b_qp(body)
+    if encoding == "base64":
+        try:
+            return base64.b64decode(body)
+        except (binascii.Error, ValueError) as exc:
+            return f"invalid base64 ({exc})"
+    return f"unknown Content-Transfer-Encoding {encoding!r}"
+
+
+# Markup, a URL, punctuation, an empty "label" and a run longer than 63 characters (IDNA refuses both).
+_PROBE = "<a href=\"https://x.example/?a=1&b=2#c\">Az09 '(;)-_.~%+,!*</a> a..b " + "x" * 70 + "\r\n"
 
 
 def _ascii_compatible(codec: str) -> bool:
@@ -144,8 +154,40 @@ def _line_offsets(text: str, raw_lines: list[bytes], codec: str, qp: bool) -> li
     return offsets if "".join(pieces) == text else []
 
 
-def encode_part(decoded: DecodedPart, changes: Edits, *, html: bool) -> tuple[bytes, str, str]:
-    """The new raw body: original bytes for every untouched line; the new encoding and charset."""
+@dataclass(frozen=True)
+class EncodedPart:
+    """A rewritten part's new raw body, its transfer encoding and charset, and the codec that wrote it."""
+
+    body: bytes
+    encoding: str
+    charset: str
+    codec: str
+
+
+def encode_part(decoded: DecodedPart, changes: Edits, *, html: bool) -> EncodedPart | str:
+    """The new raw body (original bytes for every untouched line), or why the part cannot be written back.
+
+    What is written is decoded again (transfer encoding, then charset) and
+    must give exactly the rewritten text: a stateful codec (ISO-2022-*) reads
+    stray escape or shift bytes in a state its encoder does not reproduce, so
+    bytes that decoded can be rewritten into bytes that do not, or that read
+    as other text. Such a part is reported and left as it was.
+    """
+    intended = splice(decoded.text, changes)
+    try:
+        encoded = _encode(decoded, changes, html, intended)
+    except UnicodeError as exc:  # a codec that reads but cannot write back
+        return f"cannot write {decoded.charset} back ({exc})"
+    problem = _decode_problem(encoded, intended)
+    if problem is not None:
+        return (
+            f"the rewritten text does not come back from {encoded.charset} in {encoded.encoding} ({problem}); "
+            "left as it was (a stateful codec, such as ISO-2022 with stray escape or shift bytes, reads its own output otherwise)"
+        )
+    return encoded
+
+
+def _encode(decoded: DecodedPart, changes: Edits, html: bool, intended: str) -> EncodedPart:
     encoding, charset, codec = decoded.encoding, decoded.charset, decoded.codec
     if not _encodable(changes, codec, html):
         # Only our footer can bring characters the part's charset lacks (the rest was decoded from it).
@@ -153,11 +195,26 @@ def encode_part(decoded: DecodedPart, changes: Edits, *, html: bool) -> tuple[by
     elif decoded.raw_lines is not None:
         body = _encode_lines(decoded, changes, html)
         if body is not None:
-            return body, encoding, charset
-    data = _charset_encode(splice(decoded.text, changes), codec, html)
+            return EncodedPart(body, encoding, charset, codec)
+    data = _charset_encode(intended, codec, html)
     if encoding in _IDENTITY and not _fits(data, encoding):
         encoding = "quoted-printable"  # a new line is too long, or not ASCII in a 7bit part
-    return _transfer_encode(data, encoding, decoded.eol, decoded.width), encoding, charset
+    return EncodedPart(_transfer_encode(data, encoding, decoded.eol, decoded.width), encoding, charset, codec)
+
+
+def _decode_problem(encoded: EncodedPart, intended: str) -> str | None:
+    """Why ``encoded`` does not read back as ``intended``; None when it does, exactly."""
+    data = transfer_decode(encoded.body, encoded.encoding)
+    if isinstance(data, str):
+        return data
+    try:
+        text = data.decode(encoded.codec)
+    except UnicodeDecodeError as exc:
+        return f"{exc.reason} at byte {exc.start}"
+    if text == intended:
+        return None
+    at = next((i for i, (a, b) in enumerate(zip(text, intended, strict=False)) if a != b), min(len(text), len(intended)))
+    return f"it reads differently from character {at}"
 
 
 def _encodable(changes: Edits, codec: str, html: bool) -> bool:

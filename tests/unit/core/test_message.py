@@ -6,8 +6,11 @@ test_mime_corpus.py; this file pins what :mod:`mailtrack.message` decides.
 
 from __future__ import annotations
 
+import copy
 import email
+import email.generator
 import email.policy
+import io
 import json
 from email.message import EmailMessage, Message
 from pathlib import Path
@@ -494,3 +497,138 @@ def test_footer_that_found_no_readable_body_is_reported(tracker):
     raw = m("To: b@y.example\nMessage-ID: <m@x>\nContent-Type: text/plain; charset=x-bogus")
     result = tracker.rewrite_message(raw, settings={"subscription_tracking": {"enable": True}})
     assert any("no footer" in w for w in result.warnings)
+
+
+# -- bad input: every error is a MailtrackError subclass that says what is wrong -------------
+
+
+@pytest.mark.parametrize("text", ["To: a@x\nMessage-ID: <m@x>\n\n\ud800", "To: a@x\nSubject: \udfff\nMessage-ID: <m@x>\n\nHi",
+                                  "To: a@x\nMessage-ID: <m@x>\n\ncaf\u00e9 \udc80 \ud83d"])
+def test_str_with_a_lone_surrogate_is_a_message_error(tracker, text):
+    """Regression (issue 8, defect 7): a str holding a surrogate no byte sequence encodes raised UnicodeEncodeError."""
+    with pytest.raises(mailtrack.MessageError, match=r"lone surrogate U\+D[89A-F][0-9A-F]{2} at index \d+"):
+        tracker.rewrite_message(text)
+
+
+def test_str_with_escaped_bytes_as_surrogates_still_round_trips(tracker):
+    raw = b"To: a@x\nMessage-ID: <m@x>\nContent-Type: text/plain; charset=latin-1\n\nCaf\xe9 https://example.com/a\n"
+    out = tracker.rewrite_message(raw.decode("ascii", "surrogateescape"), issued_at=0).message
+    assert out.encode("ascii", "surrogateescape") == tracker.rewrite_message(raw, issued_at=0).message
+
+
+@pytest.mark.parametrize(
+    ("raw", "match"),
+    [
+        (b"Message-ID: <m@x>\n\nHi", "no To address"),
+        (b"To: a@x, b@x\nMessage-ID: <m@x>\n\nHi", "2 To addresses"),
+        (b"To: a@x\nMessage-ID: <>\n\nHi", "Message-ID header is empty"),
+    ],
+)
+def test_bad_messages_raise_message_error(tracker, raw, match):
+    with pytest.raises(mailtrack.MessageError, match=match) as caught:
+        tracker.rewrite_message(raw)
+    assert isinstance(caught.value, MailtrackError) and isinstance(caught.value, ValueError)
+
+
+def test_empty_identity_arguments_raise_message_error(tracker):
+    for name in ("message_id", "recipient"):
+        with pytest.raises(mailtrack.MessageError, match=f"{name} must not be empty"):
+            tracker.rewrite_message(build(), **{name: " "})
+
+
+def test_refusals_are_message_refused_and_still_mailtrack_errors(tracker):
+    fan_out = m(f"To: b@y.example\nMessage-ID: <m@x>\nX-SMTPAPI: {json.dumps({'to': ['a@x', 'b@x']})}")
+    signed = m('To: b@y.example\nMessage-ID: <m@x>\nContent-Type: multipart/signed; boundary=S',
+               "--S\nContent-Type: text/plain\n\nHi\n--S--\n")
+    for raw, reason in ((sign(build()), "dkim"), (signed, "signed"), (fan_out, "fan-out")):
+        with pytest.raises(mailtrack.MessageRefused) as caught:
+            tracker.rewrite_message(raw)
+        assert caught.value.reason == reason and isinstance(caught.value, MailtrackError)
+
+
+# -- every email.message.Message subclass comes back as itself ------------------------------
+
+
+class Tagged(Message):
+    """A subclass with its own constructor arguments and state, as frameworks write them."""
+
+    def __init__(self, tag: str) -> None:
+        super().__init__()
+        self.tag = tag
+
+    def as_bytes(self, unixfrom=False):  # type: ignore[override]  # no policy argument, like Django's
+        return super().as_bytes(unixfrom)
+
+
+def _mime_multipart():
+    from email.mime.application import MIMEApplication
+    from email.mime.multipart import MIMEMultipart
+    from email.mime.text import MIMEText
+
+    msg = MIMEMultipart("mixed")
+    msg["To"], msg["Message-ID"], msg["Subject"] = "ann@example.com", "<mm@example.com>", "Hi"
+    alternative = MIMEMultipart("alternative")
+    alternative.attach(MIMEText(TEXT, "plain", "utf-8"))
+    alternative.attach(MIMEText(HTML.replace("A</a>", "Grüße</a>"), "html", "utf-8"))
+    msg.attach(alternative)
+    msg.attach(MIMEApplication(b"\x00\x01 https://example.com/in-a-file", Name="f.bin"))
+    return msg
+
+
+def _mime_text():
+    from email.mime.text import MIMEText
+
+    msg = MIMEText(HTML, "html", "iso-8859-1")
+    msg["To"], msg["Message-ID"] = "ann@example.com", "<mt@example.com>"
+    return msg
+
+
+def _tagged():
+    msg = email.message_from_bytes(build(), _class=lambda: Tagged("t1"))
+    assert type(msg) is Tagged
+    return msg
+
+
+def _email_message(policy):
+    def make():
+        return email.message_from_bytes(build(), _class=EmailMessage, policy=policy)
+    return make
+
+
+POLICIES = {
+    "default": email.policy.default,
+    "SMTP": email.policy.SMTP,
+    "SMTPUTF8": email.policy.SMTPUTF8,
+    "HTTP": email.policy.HTTP,
+    "strict": email.policy.strict,
+    "narrow-crlf": email.policy.default.clone(linesep="\r\n", max_line_length=40),
+    "7bit": email.policy.default.clone(cte_type="7bit"),
+}
+MAKERS = {"MIMEMultipart": _mime_multipart, "MIMEText": _mime_text, "Tagged": _tagged,
+          **{f"EmailMessage-{name}": _email_message(policy) for name, policy in POLICIES.items()}}
+
+
+@pytest.mark.parametrize("kind", sorted(MAKERS))
+def test_every_message_subclass_comes_back_as_a_new_object_of_its_class(tracker, kind):
+    msg = MAKERS[kind]()
+    generated = email.generator.BytesGenerator
+
+    def serialized(message):
+        out = io.BytesIO()
+        generated(out, mangle_from_=False, policy=message.policy).flatten(message)
+        return out.getvalue()
+
+    raw_before = serialized(msg)  # sets the boundaries of a multipart built in memory
+    before = copy.deepcopy(msg)
+    result = tracker.rewrite_message(msg, issued_at=0)
+    out = result.message
+    assert type(out) is type(msg) and out is not msg and out.policy is msg.policy
+    assert serialized(msg) == raw_before and msg.as_string() == before.as_string(), "the input was changed"
+    assert [type(p) for p in out.walk()] == [type(p) for p in msg.walk()]
+    expected = tracker.rewrite_message(raw_before, issued_at=0).message
+    if kind.endswith("narrow-crlf"):  # this policy refolds long header lines whenever it writes a message
+        expected = serialized(email.message_from_bytes(expected, _class=EmailMessage, policy=msg.policy))
+    assert result.links and serialized(out) == expected
+    assert isinstance(out.as_bytes(), bytes) and isinstance(out.as_string(), str)
+    if kind == "Tagged":
+        assert out.tag == "t1"

@@ -14,6 +14,7 @@ from __future__ import annotations
 import base64
 import email
 import email.policy
+import quopri
 import re
 from email.message import EmailMessage, Message
 from email.mime.application import MIMEApplication
@@ -241,7 +242,7 @@ def test_matrix(shape: str, charset: str, cte: str, sample: str, eol: str) -> No
 
 
 def test_matrix_via_email_mime_compat32() -> None:
-    """The legacy email.mime classes (compat32): their default encodings, a Message in, a Message out."""
+    """The legacy email.mime classes (compat32): their default encodings; each part comes back as its own class."""
     outer = MIMEMultipart("mixed")
     outer["To"] = RECIPIENT
     outer["Message-ID"] = "<legacy@example.com>"
@@ -254,7 +255,8 @@ def test_matrix_via_email_mime_compat32() -> None:
     outer.attach(MIMEMessage(_inner_message()))
     raw = outer.as_bytes()
     result = TRACKER.rewrite_message(outer, **KWARGS)
-    assert type(result.message) is Message
+    assert type(result.message) is MIMEMultipart
+    assert [type(part) for part in result.message.walk()] == [type(part) for part in outer.walk()]
     out = result.message.as_bytes()
     bytes_result, kwargs = rewrite(raw)
     assert bytes_result.message == out
@@ -927,3 +929,79 @@ def test_line_before_a_text_footer_keeps_its_bytes() -> None:
     result = TRACKER.rewrite_message(raw, issued_at=0, settings={**TEXT_ON, "subscription_tracking": {"enable": True}})
     assert result.parts[0].status == "rewritten"
     assert quiet in result.message
+
+
+# -- parts a stateful codec cannot write back ------------------------------------------------
+
+JA = "日本語".encode("iso-2022-jp")
+STRAY = b'<p>' + JA + b' \x1b <a href="https://example.com/ja">x</a> \x1b(</p>\n'  # two ESC bytes starting nothing
+# (charset, transfer encoding, subtype, body bytes): each decodes, but its rewritten text, encoded again, does not
+# decode back to that text (the decoder's state after a stray ESC, SO or SI differs from the encoder's).
+UNENCODABLE = {
+    "iso-2022-jp-base64-html": (
+        "iso-2022-jp", "base64", "html",
+        b"<html><body><p>" + JA + b' <a href="https://example.com/ja">\x1b$B\x1b\xff\x0e</a></p></body></html>\n',
+    ),
+    "iso-2022-jp-base64-html-stray-esc": ("iso-2022-jp", "base64", "html", STRAY),
+    "iso-2022-jp-7bit-html-stray-esc": ("iso-2022-jp", "7bit", "html", STRAY),
+    "iso-2022-jp-qp-html-stray-esc": ("iso-2022-jp", "quoted-printable", "html", STRAY),
+    "iso-2022-jp-2-qp-html": ("iso-2022-jp-2", "quoted-printable", "html", b'<p>)B~}\x1b\x81 <a href="https://example.com/j2">x</a></p>\n'),
+    "iso-2022-jp-3-base64-plain": ("iso-2022-jp-3", "base64", "plain", b"a\x1b+\xff\x0f\xe9\x0e+ https://example.com/j3\n"),
+    "iso-2022-kr-base64-plain": ("iso-2022-kr", "base64", "plain", b"\x0e\x1b https://example.com/kr \x1b$)C)+@~}\n"),
+    "iso-2022-kr-8bit-html": ("iso-2022-kr", "8bit", "html", b'<p>+\x1b~{\x82\xa0\x8eBa <a href="https://example.com/kr">x</a></p>\n'),
+}
+
+
+def _stateful_part(charset: str, cte: str, subtype: str, data: bytes) -> bytes:
+    body = base64.encodebytes(data) if cte == "base64" else quopri.encodestring(data) if cte == "quoted-printable" else data
+    head = f"To: ann@example.com\nMessage-ID: <s1@example.com>\nContent-Type: text/{subtype}; charset={charset}\n"
+    return (head + f"Content-Transfer-Encoding: {cte}\n\n").encode() + body
+
+
+@pytest.mark.parametrize("case", sorted(UNENCODABLE))
+def test_part_a_stateful_codec_cannot_write_back_is_left_byte_identical_and_reported(case: str) -> None:
+    """Regression (issue 8, defect 8): the part was rewritten into bytes that no longer decode (or decode to other text)."""
+    charset, cte, subtype, data = UNENCODABLE[case]
+    data.decode(charset)  # the input decodes
+    raw = _stateful_part(charset, cte, subtype, data)
+    result = TRACKER.rewrite_message(raw, **KWARGS)
+    [part] = result.parts
+    assert result.message == raw
+    assert part.status == "unencodable", part
+    assert part.reason.startswith(f"the rewritten text does not come back from {charset} in {cte}"), part.reason
+    assert part.result is None and part.new_charset is None and part.new_transfer_encoding is None
+    assert result.unencodable == [part] and result.links == [] and result.html is None
+
+
+def test_an_unencodable_html_part_leaves_the_text_part_rewritten() -> None:
+    text = b"Content-Type: text/plain; charset=utf-8"
+    raw = _alternative(text, b"Go https://example.com/t").replace(
+        b'Content-Type: text/html; charset="utf-8"\nContent-Transfer-Encoding: quoted-printable\n\n'
+        b'<html><body><a href=3D"https://example.com/html">caf=C3=A9</a></body></html>',
+        b"Content-Type: text/html; charset=iso-2022-jp\nContent-Transfer-Encoding: 7bit\n\n" + STRAY.rstrip(b"\n"),
+    )
+    result, kwargs = rewrite(raw)
+    checked = check_rewrite(TRACKER, raw, result, kwargs=kwargs, expect_links={"1": ["https://example.com/t"]}, expect_pixel=False)
+    assert [p.status for p in result.parts] == ["rewritten", "unencodable"]
+    assert STRAY.rstrip(b"\n") in checked.output
+
+
+@pytest.mark.parametrize("value", [b"\x80", b"b\xc3\xa4se64", b"=?utf-8?q?base64?="])
+def test_regression_non_ascii_transfer_encoding_is_reported_not_raised(value: bytes) -> None:
+    """Regression (found by the fuzzer): a Content-Transfer-Encoding with non-ASCII bytes (read by the stdlib as a
+    Header object, not a str) raised AttributeError."""
+    raw = b"To: ann@example.com\nMessage-ID: <c@example.com>\nContent-Transfer-Encoding: " + value + b"\n\nGo https://example.com/\n"
+    result = TRACKER.rewrite_message(raw, **KWARGS)
+    assert result.message == raw
+    assert [p.status for p in result.parts] == ["undecodable"]
+    assert result.parts[0].reason.startswith("unknown Content-Transfer-Encoding")
+
+
+def test_regression_html_footer_in_a_codec_that_fails_to_encode_is_reported_not_raised() -> None:
+    """Regression (found by the fuzzer): the idna codec raises a bare UnicodeError (not UnicodeEncodeError) when
+    asked whether it can write the footer, and it escaped. IDNA is no charset: the part is now undecodable."""
+    raw = b"To: ann@example.com\nMessage-ID: <i@example.com>\nContent-Type: text/html;charset=idna\n\n<p>x</p>\n"
+    result = TRACKER.rewrite_message(raw, issued_at=0, settings={"subscription_tracking": {"enable": True}})
+    [part] = result.parts
+    assert part.status == "undecodable" and "not ASCII-compatible" in part.reason
+    assert result.message.endswith(b"\n\n<p>x</p>\n")
