@@ -44,6 +44,7 @@ from mailtrack.core.settings import (
 )
 from mailtrack.core.tracker import DEFAULT_MAX_LINKS, Tracker
 from mailtrack.exceptions import (
+    ArgumentError,
     ConfigurationError,
     ExpiredToken,
     InvalidToken,
@@ -57,9 +58,9 @@ from mailtrack.exceptions import (
 if TYPE_CHECKING:
     from mailtrack.delivery.recorder import Recorder
     from mailtrack.delivery.webhooks import WebhookDelivery, verify_signature
-    from mailtrack.events import CallbackSink, EventSink, EventType, TrackingEvent
+    from mailtrack.events import CallbackSink, EventSink, EventType, InvalidEvent, TrackingEvent
     from mailtrack.http.endpoints import Endpoints
-    from mailtrack.storage.base import EventStore, StoreUnavailable
+    from mailtrack.storage.base import EventStore, StoreError, StoreUnavailable
     from mailtrack.storage.sqlite import SQLiteStore
 
 __version__ = "0.1.0"
@@ -69,6 +70,7 @@ _LAZY = {
     "CallbackSink": "mailtrack.events",
     "EventSink": "mailtrack.events",
     "EventType": "mailtrack.events",
+    "InvalidEvent": "mailtrack.events",
     "TrackingEvent": "mailtrack.events",
     "Recorder": "mailtrack.delivery.recorder",
     "WebhookDelivery": "mailtrack.delivery.webhooks",
@@ -76,6 +78,7 @@ _LAZY = {
     "Endpoints": "mailtrack.http.endpoints",
     "EventStore": "mailtrack.storage.base",
     "StoreUnavailable": "mailtrack.storage.base",
+    "StoreError": "mailtrack.storage.base",
     "SQLiteStore": "mailtrack.storage.sqlite",
 }
 
@@ -110,6 +113,7 @@ __all__ = [
     "ExpiredToken",
     "GoogleAnalytics",
     "HtmlResult",
+    "InvalidEvent",
     "InvalidToken",
     "MailtrackError",
     "MessageError",
@@ -123,6 +127,7 @@ __all__ = [
     "SettingsError",
     "SettingsInput",
     "SkippedLink",
+    "StoreError",
     "StoreUnavailable",
     "SubscriptionTracking",
     "TextResult",

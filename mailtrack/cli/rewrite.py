@@ -127,5 +127,6 @@ def rewrite_message(args: argparse.Namespace) -> int:
     for warning in result.warnings:
         print(f"warning: {cli_wording(warning)}", file=sys.stderr)
     print(f"message {result.message_id} for {result.recipient}: tracked {len(result.links)} links, "
-          f"skipped {len(result.skipped)}, {len(result.undecodable)} undecodable part(s)", file=sys.stderr)
+          f"skipped {len(result.skipped)}, {len(result.undecodable)} undecodable part(s), "
+          f"{len(result.unencodable)} unencodable part(s)", file=sys.stderr)
     return 0

@@ -10,7 +10,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from functools import cached_property
-from typing import TYPE_CHECKING, Any, Generic, NamedTuple, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, Literal, NamedTuple, TypeVar, get_args
 
 if TYPE_CHECKING:
     from mailtrack.core.urls import TokenKind
@@ -20,8 +20,11 @@ __all__ = [
     "HtmlResult",
     "MessagePart",
     "MessageResult",
+    "PART_STATUSES",
+    "PartStatus",
     "PixelInsertion",
     "SKIP_REASONS",
+    "SkipReason",
     "SkippedLink",
     "TextResult",
     "TrackedLink",
@@ -51,10 +54,16 @@ class TrackedLink(NamedTuple):
     tag: str  # "a", "area", "v:roundrect", ...
 
 
-#: Every reason a :class:`SkippedLink` can give.
-SKIP_REASONS = (
+#: Why a link was left as written (see :class:`SkippedLink`).
+SkipReason = Literal[
     "scheme", "empty", "placeholder", "opt-out", "limit", "already-tracked", "not-verified", "invalid", "too-long",
-)
+]
+#: Every reason a :class:`SkippedLink` can give, in the order of :data:`SkipReason`.
+SKIP_REASONS: tuple[SkipReason, ...] = get_args(SkipReason)
+
+#: What happened to one leaf part of a message (see :class:`MessagePart`).
+PartStatus = Literal["rewritten", "unchanged", "undecodable", "unencodable", "left"]
+PART_STATUSES: tuple[PartStatus, ...] = get_args(PartStatus)
 
 
 class SkippedLink(NamedTuple):
@@ -76,7 +85,7 @@ class SkippedLink(NamedTuple):
     """
 
     raw: str
-    reason: str
+    reason: SkipReason
     start: int
     end: int
     url: str  # decoded destination
@@ -162,8 +171,8 @@ class MessagePart:
     content_type: str
     charset: str | None  # as declared (lowercased), None when not declared
     transfer_encoding: str  # as declared (lowercased; "7bit" when not declared)
-    status: str
-    reason: str = ""
+    status: PartStatus
+    reason: str = ""  # free text: why a part was left, undecodable or unencodable
     body: bool = False  # the message's HTML or plain-text body (gets the pixel and the footer)
     result: HtmlResult | TextResult | None = None
     warnings: list[str] = field(default_factory=list)

@@ -8,11 +8,13 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
+from typing import Final, Literal, Union
 
 from mailtrack.core.charrefs import decode_attribute, escape_attribute
 from mailtrack.core.results import (
     PixelInsertion,
     SkippedLink,
+    SkipReason,
     TrackedLink,
 )
 from mailtrack.core.rewrite.plan import RewritePlan
@@ -21,7 +23,7 @@ from mailtrack.core.tokens import MAX_TOKEN_LENGTH
 from mailtrack.core.urls import ASCII_WHITESPACE, TokenKind, add_query_parameters, destination_problem
 
 
-def classify_tag(url: str, html: str, tag: LinkTag, plan: RewritePlan) -> str | None:
+def classify_tag(url: str, html: str, tag: LinkTag, plan: RewritePlan) -> Decision | None:
     """Why a link is left alone (see :class:`SkippedLink`), or None to track it (limit aside)."""
     if not url:
         return "empty"
@@ -31,10 +33,12 @@ def classify_tag(url: str, html: str, tag: LinkTag, plan: RewritePlan) -> str | 
 
 
 #: Not a reason anyone sees: a click URL of ours signed for another message, to be signed again for this one.
-ANOTHER_MESSAGE = "another-message"
+ANOTHER_MESSAGE: Final = "another-message"
+#: What the rules decide for one link: a reason to skip it, or that it is another message's to sign again.
+Decision = Union[SkipReason, Literal["another-message"]]  # noqa: UP007 - a runtime alias on Python 3.10
 
 
-def classify_destination(url: str, plan: RewritePlan) -> str | None:
+def classify_destination(url: str, plan: RewritePlan) -> Decision | None:
     """The rules that look at the destination alone (placeholders, scheme, destination check, ours)."""
     if not plan.placeholders.plain_http(url) and plan.placeholders.search(url):
         return "placeholder"
@@ -46,7 +50,7 @@ def classify_destination(url: str, plan: RewritePlan) -> str | None:
     return None
 
 
-def ours(url: str, plan: RewritePlan) -> str:
+def ours(url: str, plan: RewritePlan) -> Decision:
     """The reason for a URL under our base URL: ``already-tracked``, ``not-verified`` or :data:`ANOTHER_MESSAGE`.
 
     Open and unsubscribe URLs of another message are ``already-tracked`` here:
@@ -78,7 +82,7 @@ class LinkBook:
         self.links: list[TrackedLink] = []
         self.skipped: list[SkippedLink] = []
 
-    def decide(self, url: str, reason: str | None, start: int, end: int, raw: str, quote: str, tag: str) -> str | None:
+    def decide(self, url: str, reason: Decision | None, start: int, end: int, raw: str, quote: str, tag: str) -> str | None:
         """The new value for this link, or None to leave it (recorded as skipped, with its reason).
 
         A click URL of another message becomes this message's click URL for the
