@@ -103,6 +103,7 @@ __all__ = [
     "DEFAULT_OPT_OUTS",
     "DEFAULT_PLACEHOLDERS",
     "GMAIL_CLIP_BYTES",
+    "ArgumentError",
     "CallbackSink",
     "ClickTracking",
     "ConfigurationError",
