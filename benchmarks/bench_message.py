@@ -336,7 +336,7 @@ def line_fidelity(label: str, before: list[bytes], after: list[bytes], decode: C
         result.changed += len(old) if old else len(new)
         result.changed_link += sum(flags)
         result.changed_other += flags.count(False) if old else len(new)
-        result.bytes_other += sum(len(line) for line, f in zip(old, flags) if not f)
+        result.bytes_other += sum(len(line) for line, f in zip(old, flags, strict=False) if not f)
         if not any(flags):  # nothing in the hunk could explain the new lines
             result.bytes_other += sum(map(len, new))
     return result

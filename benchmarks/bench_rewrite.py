@@ -25,7 +25,6 @@ import statistics
 import sys
 import time
 import tracemalloc
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 from importlib import metadata as importlib_metadata
 from pathlib import Path
@@ -169,7 +168,7 @@ def warm_up(result: Result, contenders: dict[str, Rewrite]) -> list[str]:
             count = sum(failures.values())
             detail = "; ".join(f"{n}× {k}" for k, n in sorted(failures.items(), key=lambda kv: -kv[1]))
             result.failed[name] = f"failed on {count} of {len(docs)} document(s): {detail}"
-    kept = [doc for doc, good in zip(docs, ok) if good]
+    kept = [doc for doc, good in zip(docs, ok, strict=False) if good]
     if not result.workload.generated and len(kept) < len(docs):
         result.workload.notes.append(
             f"timed on the {len(kept)} of {len(docs)} files every contender rewrites "
@@ -239,7 +238,7 @@ def bytes_per_link(before: list[str | None], after: list[str | None]) -> float |
         return None
     deltas = [
         _written_len(new) - _written_len(old)
-        for old, new in zip(before, after)
+        for old, new in zip(before, after, strict=False)
         if old is not None and new is not None and old.startswith(("http://", "https://")) and new != old
     ]
     return sum(deltas) / len(deltas) if deltas else None
@@ -286,7 +285,7 @@ def measure_outputs(result: Result, contenders: dict[str, Rewrite]) -> None:
 def corpus_memory(result: Result, fn: Rewrite) -> None:
     """mailtrack's peak ÷ input over corpus files of 10 KB or more (smaller ones are fixed-overhead bound)."""
     rows = []
-    for doc, label in zip(result.workload.docs, result.workload.labels):
+    for doc, label in zip(result.workload.docs, result.workload.labels, strict=False):
         size = len(doc.encode("utf-8"))
         if size >= 10_000:
             peak = peak_bytes(fn, doc)

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import pytest
-from support.helpers import make_tracker
 from hypothesis import HealthCheck, settings
+from support.helpers import make_tracker
 
 import mailtrack
 

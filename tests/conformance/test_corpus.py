@@ -41,7 +41,7 @@ def test_rewrite_is_byte_exact(entry) -> None:
         assert html[link.start : link.end] == link.raw, f"{entry.path}: link span does not hold .raw: {link!r}"
     restored = restore_original(result.html, result.links, result.pixels)
     if restored != html:
-        at = next((i for i, (a, b) in enumerate(zip(restored, html)) if a != b), min(len(restored), len(html)))
+        at = next((i for i, (a, b) in enumerate(zip(restored, html, strict=False)) if a != b), min(len(restored), len(html)))
         pytest.fail(
             f"{entry.path}: restored output differs from the input at offset {at}: {restored[at - 40 : at + 40]!r} vs {html[at - 40 : at + 40]!r}"
         )

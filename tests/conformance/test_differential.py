@@ -64,7 +64,7 @@ def mailtrack_view(html: str) -> tuple[list[str], list[str], list[str | None]]:
     """(every href seen, destinations tracked or trackable, rule-based skip reasons) per mailtrack."""
     result = TRACKER.rewrite_html(html, message_id="m", recipient="r", issued_at=0)
     seen = sorted(
-        [(l.start, _normalise(l.url, l.raw), None) for l in result.links]
+        [(link.start, _normalise(link.url, link.raw), None) for link in result.links]
         + [(s.start, _normalise(s.url, s.raw), None if s.reason in NOT_A_RULE else s.reason) for s in result.skipped]
     )
     return [url for _, url, _ in seen], [url for _, url, reason in seen if reason is None], [r for _, _, r in seen]
@@ -77,9 +77,9 @@ _EXTRA_SLASHES = re.compile(r"https?://[/\\]", re.IGNORECASE)
 
 def oracle_view(html: str) -> tuple[list[str], list[str], list[str | None]]:
     links = extract_links(html)
-    reasons = ["scheme" if l.reason is None and _EXTRA_SLASHES.match(l.url) else l.reason for l in links]
-    tracked = [l.url for l, reason in zip(links, reasons) if reason is None]
-    return [l.url for l in links], tracked, reasons
+    reasons = ["scheme" if link.reason is None and _EXTRA_SLASHES.match(link.url) else link.reason for link in links]
+    tracked = [link.url for link, reason in zip(links, reasons, strict=False) if reason is None]
+    return [link.url for link in links], tracked, reasons
 
 
 def assert_same(html: str, label: str = "") -> None:

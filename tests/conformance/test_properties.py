@@ -11,7 +11,14 @@ import html as html_module
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from support.oracle import ASCII_WS, decode_attribute_value, expected_pixel_position, locate_edits, parse_elements, restore_original
+from support.oracle import (
+    ASCII_WS,
+    decode_attribute_value,
+    expected_pixel_position,
+    locate_edits,
+    parse_elements,
+    restore_original,
+)
 from support.strategies import BASE_URL, documents, email_html, markup_soup, mutated_documents
 
 import mailtrack
@@ -152,7 +159,7 @@ def test_open_tracking_disabled_adds_no_pixel(html: str) -> None:
     result = rewrite(html, settings={"open_tracking": {"enable": False}})
     assert result.pixels == [] and result.pixel is None
     full = rewrite(html)
-    assert [(l.start, l.tracking_url) for l in result.links] == [(l.start, l.tracking_url) for l in full.links]
+    assert [(link.start, link.tracking_url) for link in result.links] == [(link.start, link.tracking_url) for link in full.links]
     check_fidelity(html, result)
 
 
@@ -170,7 +177,7 @@ def test_second_pass_is_a_no_op(html: str) -> None:
     assert second.links == [], f"second pass tracked again: {second.links!r}"
     assert second.pixels == [], "second pass added another pixel"
     # The same hrefs are seen, in the same order; what was tracked is now "already-tracked".
-    before = sorted([(l.start, "already-tracked") for l in first.links] + [(s.start, s.reason) for s in first.skipped])
+    before = sorted([(link.start, "already-tracked") for link in first.links] + [(s.start, s.reason) for s in first.skipped])
     after = sorted((s.start, s.reason) for s in second.skipped)
     assert [r for _, r in after] == [r for _, r in before], f"second pass classified links differently: {before!r} -> {after!r}"
 
@@ -181,8 +188,8 @@ def test_second_pass_for_another_message_signs_our_urls_again_for_it(html: str, 
     # Issue #8, defect 3: another message's tracking is not taken as this one's.
     first = rewrite(html)
     second = rewrite(first.html, message_id=message_id, recipient="bob@example.com")
-    assert [(l.index, l.url) for l in second.links] == [(l.index, l.url) for l in first.links]
-    assert all(TRACKER.verify(l.tracking_url).message_id == message_id for l in second.links)
+    assert [(link.index, link.url) for link in second.links] == [(link.index, link.url) for link in first.links]
+    assert all(TRACKER.verify(link.tracking_url).message_id == message_id for link in second.links)
     assert len(second.pixels) == len(first.pixels) <= 1
     assert all(p.replaced and TRACKER.verify(p.html, kind="open").message_id == message_id for p in second.pixels)
     third = rewrite(second.html, message_id=message_id, recipient="bob@example.com")
@@ -263,10 +270,10 @@ def test_max_links_keeps_the_first_links(html: str, max_links: int) -> None:
     limited = mailtrack.Tracker(secret_keys=["older-key", "newest-key"], base_url=BASE_URL, max_links=max_links)
     result = limited.rewrite_html(html, message_id=MESSAGE_ID, recipient=RECIPIENT, metadata=METADATA, issued_at=0)
     full = rewrite(html)
-    assert [(l.start, l.url, l.index) for l in result.links] == [
-        (l.start, l.url, l.index) for l in full.links if l.index < max_links
+    assert [(link.start, link.url, link.index) for link in result.links] == [
+        (link.start, link.url, link.index) for link in full.links if link.index < max_links
     ]
-    assert [s.start for s in result.skipped if s.reason == "limit"] == [l.start for l in full.links if l.index >= max_links]
+    assert [s.start for s in result.skipped if s.reason == "limit"] == [link.start for link in full.links if link.index >= max_links]
     assert len(result.links) <= max_links
     check_fidelity(html, result)
 

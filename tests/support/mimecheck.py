@@ -359,7 +359,7 @@ def check_rewrite(
     assert sum(f.name == "list-unsubscribe" for f in tout.fields) <= 1
 
     # Every multipart: headers (but the top's additions) and frame (preamble, delimiters, epilogue) identical.
-    for ein, eout in zip(tin.walk(), tout.walk()):
+    for ein, eout in zip(tin.walk(), tout.walk(), strict=False):
         if ein.children:
             fin = top_in if ein is tin else ein.fields
             fo = top_out if eout is tout else eout.fields
@@ -377,7 +377,7 @@ def check_rewrite(
 
     checked = Checked(out, parsed, parts, {}, {})
     links_by_part: dict[str, list[str]] = {}
-    for lin, lout in zip(tin.leaves(), tout.leaves()):
+    for lin, lout in zip(tin.leaves(), tout.leaves(), strict=False):
         part = parts[lin.path]
         where = f"part {part.path} ({part.content_type}, {part.charset}, {part.transfer_encoding}, {part.status})"
         fin = top_in if lin is tin else lin.fields

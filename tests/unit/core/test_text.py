@@ -103,7 +103,7 @@ def test_bad_input(tracker: mailtrack.Tracker) -> None:
 # only the punctuation placed after a URL decides where it ends.
 _alnum = st.text(alphabet=st.sampled_from("abcxyz0189"), min_size=1, max_size=4)
 _segment = st.builds(
-    lambda parts, seps: "".join(p + s for p, s in zip(parts, seps)) + parts[-1] if len(parts) > len(seps) else "".join(parts),
+    lambda parts, seps: "".join(p + s for p, s in zip(parts, seps, strict=False)) + parts[-1] if len(parts) > len(seps) else "".join(parts),
     st.lists(_alnum, min_size=1, max_size=3),
     st.lists(st.sampled_from(list("-_.~%=&+;:!,")), min_size=0, max_size=2),
 )

@@ -648,7 +648,7 @@ def test_wsgi_every_route_is_pep3333_compliant(app: WsgiApp, tracker: mailtrack.
     for target, method, body, status in cases:
         got_status, got_headers, got_body = call(app, environ_for(target, method, body))
         assert got_status == status, (target, method)
-        for name, value in got_headers:
+        for _name, value in got_headers:
             value.encode("latin-1")
             assert "\r" not in value and "\n" not in value
         declared = {n.lower(): v for n, v in got_headers}.get("content-length")
