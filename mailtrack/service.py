@@ -21,6 +21,7 @@ from mailtrack.delivery.webhooks import WebhookDelivery
 from mailtrack.exceptions import ConfigurationError
 from mailtrack.http.endpoints import Endpoints
 from mailtrack.http.wsgi import MAX_BODY, WsgiApp
+from mailtrack.storage.base import EventStore
 from mailtrack.storage.sqlite import SQLiteStore
 
 __all__ = ["Service", "build_service", "create_server", "from_environment"]
@@ -40,6 +41,17 @@ class Service(NamedTuple):
         self.recorder.close()
 
 
+def open_store(db: str | Path, *, create: bool = True) -> EventStore:
+    """The event store at ``db``: the one place that picks the implementation (SQLite today).
+
+    With ``create=False`` (readers such as ``mailtrack events``) a missing
+    database is a :class:`ConfigurationError` instead of a new empty file.
+    """
+    if not create and not Path(db).is_file():
+        raise ConfigurationError(f"no event database at {str(db)!r}: no such file (check --db or MAILTRACK_DB)")
+    return SQLiteStore(db)
+
+
 def build_service(config: Config) -> Service:
     """Wire tracker, store, recorder, endpoints and webhook deliveries from ``config``.
 
@@ -51,7 +63,7 @@ def build_service(config: Config) -> Service:
     if not Path(config.db).resolve().parent.is_dir():
         raise ConfigurationError(f"the directory of the database {config.db!r} does not exist (--db, MAILTRACK_DB)")
     tracker = Tracker(list(config.secret_keys), config.base_url)
-    store = SQLiteStore(config.db)
+    store = open_store(config.db)
     recorder = Recorder(store, outbox=config.webhooks)
     endpoints = Endpoints(tracker, recorder, trusted_proxies=config.trusted_proxies, max_age=config.max_age,
                           landing_html=config.landing_html)

@@ -8,10 +8,8 @@ import time
 from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from pathlib import Path
 
 from mailtrack.cli._common import add_settings, settings
-from mailtrack.exceptions import MailtrackError
 from mailtrack.storage.base import EventStore
 
 __all__ = ["register"]
@@ -39,13 +37,11 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
 @contextmanager
 def open_store(args: argparse.Namespace) -> Iterator[EventStore]:
     """The event database named by ``--db`` / ``MAILTRACK_DB``, which must exist (reading never creates one)."""
-    from mailtrack.storage.sqlite import SQLiteStore
+    from mailtrack.service import open_store as open_event_store
 
     db = settings(args, "db").db
     assert db is not None  # required above
-    if not Path(db).is_file():
-        raise MailtrackError(f"no event database at {db!r}: no such file (check --db or MAILTRACK_DB)")
-    store = SQLiteStore(db)
+    store = open_event_store(db, create=False)
     try:
         yield store
     finally:
