@@ -381,32 +381,46 @@ def _our_list_unsubscribe(
     """A List-Unsubscribe holding our prefix: kept if this message's, signed again if another's, else kept and warned.
 
     Another message's one-click URL would unsubscribe its recipient when this
-    one clicks it, so it is replaced by this message's in place (other URIs of
-    the field, such as a ``mailto:``, are kept).
+    one clicks it, so each of them (every URI of ours in the field that
+    verifies for another message, not just the first) is replaced by this
+    message's in place; other URIs of the field, such as a ``mailto:``, are kept.
     """
     field = root.field("list-unsubscribe")
     assert field is not None
     value = _header_text(raw, field.start, field.end)
-    ours: list[str] = [url for url in _ANGLE_ID.findall(value) if url.startswith(prefix)]
-    for url in ours:
+    mine: str | None = None
+    others: list[str] = []
+    for url in dict.fromkeys(url for url in _ANGLE_ID.findall(value) if url.startswith(prefix)):
         earlier = reissue.read(url, "unsubscribe")
-        if earlier is None:
-            continue
-        if earlier.this_message:
-            return url
-        new = prefix + reissue.unsubscribe_token()
-        before = raw[field.start : field.end]
-        after = before.replace(url.encode("utf-8"), new.encode("ascii"), 1)  # folding and other URIs kept
-        if after == before:  # folded inside the URL: write the field again, unfolded
-            after = b"List-Unsubscribe: " + value.strip().replace(url, new).encode("utf-8") + eol
-        if max(len(line) for line in after.splitlines()) > 998:
-            warnings.append("the unsubscribe URL is too long for a List-Unsubscribe line (metadata too large); "
-                            "another message's List-Unsubscribe was removed")
-            new, after = "", b""
-        edits.append((field.start, field.end, after))
-        return new or None
-    warnings.append("the message's List-Unsubscribe points at our base URL but does not verify (not-verified); kept it")
-    return None
+        if earlier is not None and earlier.this_message:
+            mine = mine or url
+        elif earlier is not None:
+            others.append(url)
+    if not others:
+        if mine is None:
+            warnings.append(
+                "the message's List-Unsubscribe points at our base URL but does not verify (not-verified); kept it"
+            )
+        return mine
+    # Every one of another message's URIs goes, each matched with its angle brackets (one may be a prefix of another).
+    new = prefix + reissue.unsubscribe_token()
+    before = raw[field.start : field.end]
+    after = before
+    for url in others:
+        after = after.replace(f"<{url}>".encode(), f"<{new}>".encode())
+    if any(f"<{url}>" in _header_text(after, 0, len(after)) for url in others):
+        # Folded inside a URI (or not UTF-8): write the field again, unfolded.
+        text = value.strip()
+        for url in others:
+            text = text.replace(f"<{url}>", f"<{new}>")
+        after = b"List-Unsubscribe: " + text.encode("utf-8") + eol
+    if max(len(line) for line in after.splitlines()) > 998:
+        warnings.append("the unsubscribe URL is too long for a List-Unsubscribe line (metadata too large); "
+                        "another message's List-Unsubscribe was removed")
+        edits.append((field.start, field.end, b""))
+        return None
+    edits.append((field.start, field.end, after))
+    return new
 
 
 def _list_unsubscribe(

@@ -273,3 +273,27 @@ def test_message_list_unsubscribe_of_ours_that_does_not_verify_is_kept_with_a_wa
     assert list_unsubscribe(result.message) == [BASE_URL.encode() + b"/u/a.b.c"]
     assert result.list_unsubscribe is None
     assert any("List-Unsubscribe" in w and "not verif" in w for w in result.warnings)
+
+
+def test_message_list_unsubscribe_with_several_of_another_messages_urls_keeps_none_of_them() -> None:
+    """Every one of Alice's URLs in the field is replaced, not just the first match of the first (issue #8 attack)."""
+    tracker = make_tracker()
+    alice = tracker.rewrite_message(build_message(), settings=ALL_ON, issued_at=T0)
+    assert alice.list_unsubscribe is not None
+    alices = alice.list_unsubscribe
+    # The first URI holds the second as a prefix: a replace of the first match would edit the first twice.
+    field = f"List-Unsubscribe: <{alices}?src=footer>, <mailto:u@shop.example>,\n <{alices}>".encode()
+    raw = re.sub(rb"List-Unsubscribe: <[^>]*>", field, alice.message)
+    for_bob = tracker.rewrite_message(raw, recipient="bob@example.com", message_id="msg-bob", settings=ALL_ON, issued_at=T0)
+    header = re.search(rb"List-Unsubscribe:(.*?)\n(?! )", for_bob.message, re.DOTALL)
+    assert header is not None
+    uris = re.findall(r"<([^>]*)>", header.group(1).decode())
+    assert alices not in header.group(1).decode()
+    assert "mailto:u@shop.example" in uris
+    ours = [uri for uri in uris if uri.startswith(BASE_URL)]
+    assert len(ours) == 2
+    for uri in ours:
+        assert tracker.verify(uri).recipient == "bob@example.com"
+    again = tracker.rewrite_message(for_bob.message, recipient="bob@example.com", message_id="msg-bob", settings=ALL_ON,
+                                    issued_at=T0 + 60)
+    assert again.message == for_bob.message
