@@ -40,7 +40,10 @@ class EventType(str, Enum):
     @classmethod
     def for_kind(cls, kind: str) -> EventType:
         """The event a token of ``kind`` (``open``, ``click``, ``unsubscribe``) records."""
-        return EVENT_TYPES[kind]
+        try:
+            return EVENT_TYPES[kind]
+        except (KeyError, TypeError):  # TypeError: an unhashable kind
+            raise InvalidEvent(f"unknown token kind {kind!r}; expected open, click or unsubscribe") from None
 
 
 #: Event type per token kind.

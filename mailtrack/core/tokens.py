@@ -60,7 +60,13 @@ class TruncatedHMAC(HMACAlgorithm):
 
     def __init__(self, digest_method: Any = hashlib.sha256, size: int = 16) -> None:
         super().__init__(digest_method)
-        if not 10 <= size <= digest_method().digest_size:
+        try:
+            digest_size = digest_method().digest_size
+        except Exception:  # a name ("sha256") or anything else that is not a hashlib constructor
+            raise ConfigurationError(f"digest_method must be a hashlib constructor like hashlib.sha256, not {digest_method!r}") from None
+        if isinstance(size, bool) or not isinstance(size, int) or not isinstance(digest_size, int):
+            raise ConfigurationError(f"signature size must be an int (bytes), not {size!r}")
+        if not 10 <= size <= digest_size:
             raise ConfigurationError(f"signature size must be between 10 bytes and the digest size, not {size}")
         self.size = size
 
@@ -131,6 +137,10 @@ class TokenCodec:
         for key in keys:
             if not isinstance(key, (str, bytes)) or not key:
                 raise ConfigurationError("every secret key must be a non-empty str or bytes")
+        if not callable(clock):
+            raise ConfigurationError(f"clock must be a function returning seconds since the epoch, not {clock!r}")
+        if isinstance(max_clock_skew, bool) or not isinstance(max_clock_skew, (int, float)) or not 0 <= max_clock_skew < math.inf:
+            raise ConfigurationError(f"max_clock_skew must be a finite number of seconds >= 0, not {max_clock_skew!r}")
         self.compress = compress
         #: Seconds since the epoch, for ``max_age`` checks (the signing time is passed in explicitly).
         self.clock = clock

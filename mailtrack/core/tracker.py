@@ -152,7 +152,13 @@ class Tracker:
         plan = self._plan(settings, message_id, recipient, metadata, issued_at, None, text=True)
         if isinstance(exclude, str):
             raise ArgumentError("exclude takes an iterable of URLs, not one str")
-        return rewrite_text(text, plan, frozenset(exclude))
+        try:
+            excluded = frozenset(exclude)
+        except TypeError:  # not iterable, or holding unhashable values
+            raise ArgumentError(f"exclude takes an iterable of URLs (str), not {type(exclude).__name__}") from None
+        if not all(isinstance(url, str) for url in excluded):
+            raise ArgumentError("exclude takes an iterable of URLs (str)")
+        return rewrite_text(text, plan, excluded)
 
     @overload
     def rewrite_message(

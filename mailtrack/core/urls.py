@@ -269,6 +269,8 @@ class UrlLayout:
             raise ConfigurationError(
                 f"base_url must be ASCII (an IDN host as punycode, xn--...; a path percent-encoded): {base_url!r}"
             )
+        if paths is not None and not isinstance(paths, Mapping):
+            raise ConfigurationError(f"paths must be a mapping of kind -> path, not {type(paths).__name__}")
         merged = dict(_DEFAULT_PATHS)
         for kind, path in (paths or {}).items():
             if kind not in _DEFAULT_PATHS:

@@ -125,7 +125,7 @@ class Endpoints:
         self.max_age = check_max_age(max_age)
         self.landing_html = landing_html if landing_html is not None else tracker.settings.subscription_tracking.landing
         self.clock = clock
-        self._proxies = [ipaddress.ip_network(p, strict=False) for p in trusted_proxies]
+        self._proxies = _networks(trusted_proxies)
         base_path = _path_of(tracker.base_url)
         # Longest prefix first: with paths like "t" and "t/o", "/t/o/..." is an open URL.
         routes = {f"{base_path}/{path}/": kind for kind, path in tracker.layout.paths.items()}
@@ -247,6 +247,23 @@ class Endpoints:
             return False
         mapped = getattr(ip, "ipv4_mapped", None)  # "::ffff:10.0.0.1" on a dual-stack socket is 10.0.0.1
         return any(ip in network or (mapped is not None and mapped in network) for network in self._proxies)
+
+
+def _networks(proxies: Iterable[str]) -> list[ipaddress.IPv4Network | ipaddress.IPv6Network]:
+    """The trusted proxies as networks; one str is one address or network (not its characters)."""
+    if isinstance(proxies, str):
+        proxies = [proxies]
+    if not isinstance(proxies, Iterable):
+        raise ConfigurationError(f"trusted_proxies must be an iterable of addresses or networks, not {proxies!r}")
+    networks = []
+    for proxy in proxies:
+        if not isinstance(proxy, str):
+            raise ConfigurationError(f"trusted proxy {proxy!r} must be a str like '10.0.0.0/8'")
+        try:
+            networks.append(ipaddress.ip_network(proxy, strict=False))
+        except ValueError:
+            raise ConfigurationError(f"trusted proxy {proxy!r} is not an IP address or network") from None
+    return networks
 
 
 def _header(request: Request, name: str) -> str | None:

@@ -125,3 +125,48 @@ def test_tracking_events_refuse_only_with_mailtrack_errors(fields: Any) -> None:
                             "message_id": "m", "recipient": "r@x"}
     _only_ours(mailtrack.TrackingEvent, **{**base, **fields})
     _only_ours(mailtrack.TrackingEvent.from_dict, {**base, "timestamp": "2026-01-01T00:00:00Z", **fields})
+
+
+def _endpoints(**options: Any) -> Any:
+    return mailtrack.Endpoints(TRACKER, **options)
+
+
+def _rewrite_text(**options: Any) -> Any:
+    return TRACKER.rewrite_text("see https://x.com/ now", message_id="m", recipient="r@x", **options)
+
+
+def _tracker(**options: Any) -> Any:
+    tracker = mailtrack.Tracker(["k" * 32], BASE, **options)
+    return tracker.rewrite_html("<a href='https://x.com/'>x</a>", message_id="m", recipient="r@x")
+
+
+@pytest.mark.parametrize(
+    "call",
+    [
+        pytest.param(lambda: _rewrite_text(exclude=None), id="rewrite_text exclude=None"),
+        pytest.param(lambda: _rewrite_text(exclude=5), id="rewrite_text exclude=5"),
+        pytest.param(lambda: _rewrite_text(exclude=[["https://x.com/"]]), id="rewrite_text exclude of lists"),
+        pytest.param(lambda: _tracker(placeholder_patterns="(("), id="placeholder pattern that does not compile"),
+        pytest.param(lambda: _tracker(placeholder_patterns=5), id="placeholder_patterns=5"),
+        pytest.param(lambda: _tracker(placeholder_patterns=["x", "(?i)y"]), id="placeholder patterns that do not join"),
+        pytest.param(lambda: _tracker(placeholder_patterns=["(?P<a>x)", "(?P<a>y)"]), id="placeholder group names twice"),
+        pytest.param(lambda: _tracker(paths=[("click", "x")]), id="paths as a list"),
+        pytest.param(lambda: _tracker(paths=5), id="paths=5"),
+        pytest.param(lambda: _tracker(digest_method="sha1"), id="digest_method as a name"),
+        pytest.param(lambda: _tracker(signature_size="16"), id="signature_size as a str"),
+        pytest.param(lambda: _tracker(clock="now"), id="clock not callable"),
+        pytest.param(lambda: _endpoints(trusted_proxies=["proxy.internal"]), id="trusted proxy not an address"),
+        pytest.param(lambda: _endpoints(trusted_proxies=None), id="trusted_proxies=None"),
+        pytest.param(lambda: _endpoints(trusted_proxies=[10]), id="trusted proxy an int"),
+        pytest.param(lambda: mailtrack.EventType.for_kind("visit"), id="EventType.for_kind of an unknown kind"),
+    ],
+)
+def test_bad_options_and_arguments_are_refused_with_mailtrack_errors(call: Any) -> None:
+    """Inputs the hypothesis tests above rarely or never reach (found by an adversarial pass over issue #8)."""
+    with pytest.raises(MailtrackError):
+        call()
+
+
+def test_one_trusted_proxy_given_as_a_str_is_one_network() -> None:
+    endpoints = mailtrack.Endpoints(TRACKER, trusted_proxies="10.0.0.0/8")
+    assert endpoints._trusted("10.1.2.3") and not endpoints._trusted("192.0.2.1")

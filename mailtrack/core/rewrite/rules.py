@@ -15,7 +15,7 @@ from typing import Union
 from mailtrack.core.charrefs import decode_attribute
 from mailtrack.core.scanner import LinkTag
 from mailtrack.core.urls import ASCII_WHITESPACE, CONTROL_CHARS, HTTP_PREFIX
-from mailtrack.exceptions import ArgumentError
+from mailtrack.exceptions import ArgumentError, ConfigurationError
 
 __all__ = ["DEFAULT_OPT_OUTS", "DEFAULT_PLACEHOLDERS", "OptOuts", "PlaceholderMatcher"]
 
@@ -73,11 +73,19 @@ class PlaceholderMatcher:
     def __init__(self, patterns: PatternInput | Iterable[PatternInput] = DEFAULT_PLACEHOLDERS) -> None:
         if isinstance(patterns, (str, re.Pattern)):
             patterns = [patterns]  # one pattern, not its characters
+        if not isinstance(patterns, Iterable):
+            raise ArgumentError(f"placeholder_patterns must be a pattern or an iterable of them, not {patterns!r}")
         sources = [_scoped(p) for p in patterns]
         self.patterns = tuple(sources)
         self._pairs = tuple(_DELIMITED[s] for s in sources if s in _DELIMITED)
         rest = [s for s in sources if s not in _DELIMITED]
-        self._regex = re.compile("|".join(f"(?:{s})" for s in rest)) if rest else None
+        try:
+            self._regex = re.compile("|".join(f"(?:{s})" for s in rest)) if rest else None
+        except re.error as exc:  # each compiles alone, not joined: global flags inside, a group name twice
+            raise ConfigurationError(
+                f"placeholder patterns cannot be searched together ({exc}): put flags in a scoped group like "
+                "(?i:...), and give each named group its own name"
+            ) from None
         # Every default pattern needs one of these characters; most URLs have none,
         # so one character-class scan settles them (custom lists always run in full).
         defaults = self.patterns == DEFAULT_PLACEHOLDERS
@@ -106,7 +114,10 @@ class PlaceholderMatcher:
 def _scoped(pattern: PatternInput) -> str:
     """A pattern's source with its flags inline, so that patterns can be joined without losing them."""
     if isinstance(pattern, str):
-        re.compile(pattern)  # raise re.error naming the bad one
+        try:
+            re.compile(pattern)
+        except re.error as exc:
+            raise ConfigurationError(f"placeholder pattern {pattern!r} does not compile: {exc}") from None
         return pattern
     if not isinstance(pattern, re.Pattern) or not isinstance(pattern.pattern, str):
         raise ArgumentError(f"placeholder patterns must be str or compiled str patterns, not {pattern!r}")
