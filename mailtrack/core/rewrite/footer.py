@@ -57,8 +57,30 @@ def html_footer(template: str, url: str) -> str:
 
 
 def text_footer(template: str, url: str) -> str:
-    """``template`` with each ``<% ... %>`` replaced by the bare ``url``."""
-    return _fill(template, lambda text: url)
+    """``template`` with each ``<% ... %>`` replaced by the bare ``url``, kept apart from what follows.
+
+    In plain text a reader's client decides where a URL ends; a template such as
+    ``"<% %>-now"`` would glue ``-now`` onto the signed URL (a link that no
+    longer verifies), so a space goes between them (see :func:`delimited`).
+    """
+    return splice(template, [(start, end, delimited(url, template[end:end + _LOOKAHEAD]))
+                             for start, end, _ in _tags(template)])
+
+
+#: How much of what follows a URL is enough to tell whether a reader would read it as part of the URL.
+_LOOKAHEAD = 64
+
+
+def delimited(url: str, following: str) -> str:
+    """``url``, plus a space when a reader would read the start of ``following`` as more of the URL.
+
+    Uses the same rules as the text rewriter (:func:`mailtrack.core.urlfinder.find_urls`),
+    so what we insert is exactly the URL a mail client links, and a second pass
+    finds this message's token again instead of adding another footer.
+    """
+    probe = url + following[:_LOOKAHEAD]
+    end = next((end for start, end in find_urls(probe) if start == 0), len(url))
+    return url if end <= len(url) else url + " "
 
 
 def unsubscribe_edits(
@@ -93,7 +115,7 @@ def unsubscribe_edits(
     tag = settings.substitution_tag
     if tag:
         taken = sorted((start, end) for start, end, _ in edits)
-        places, overlapping, pos, i = [], 0, source.find(tag), 0
+        places, overlapping, glued, pos, i = [], 0, 0, source.find(tag), 0
         while pos != -1:
             # Both in source order: one walk, not every edit for every occurrence.
             while i < len(taken) and taken[i][1] <= pos:
@@ -101,8 +123,13 @@ def unsubscribe_edits(
             if i < len(taken) and taken[i][0] < pos + len(tag):
                 overlapping += 1
             else:
-                places.append(PixelInsertion(pos, url, tag))
+                value = delimited(url, source[pos + len(tag):pos + len(tag) + _LOOKAHEAD]) if text else url
+                glued += value != url
+                places.append(PixelInsertion(pos, value, tag))
             pos = source.find(tag, pos + len(tag))
+        if glued:
+            warnings.append(f"subscription_tracking.substitution_tag {tag!r} is followed {glued} time(s) by characters a "
+                            "reader would take as part of the URL; a space was put after the URL")
         if places:
             if overlapping:
                 warnings.append(f"subscription_tracking.substitution_tag {tag!r} inside a tracked link left as is {overlapping} time(s)")

@@ -118,3 +118,23 @@ def test_tag_only_inside_a_tracked_link_falls_back_to_the_footer() -> None:
     result = rewrite(tracker, '<body><a href="https://a.example/?x=[u]">x</a></body>', settings=settings)
     assert len(result.unsubscribe) == 1 and "If you would like to unsubscribe" in result.unsubscribe[0].html
     assert len([w for w in result.warnings if "[u]" in w]) == 1
+
+
+def test_a_glued_substitution_tag_gets_a_space_and_says_so_once() -> None:
+    tracker = make_tracker()
+    settings = {"subscription_tracking": {"enable": True, "substitution_tag": "[unsub]"}}
+    result = tracker.rewrite_text("A [unsub]_x B [unsub]-y C [unsub] D\n", message_id="m", recipient="r@x.example",
+                                  settings=settings)
+    assert [p.html.endswith(" ") for p in result.unsubscribe] == [True, True, False]
+    assert sum("a space was put after the URL" in w and "2 time(s)" in w for w in result.warnings) == 1
+    assert "_x B" in result.text and "-y C" in result.text  # the rest of the text stays as written
+
+
+def test_a_text_footer_url_is_kept_apart_from_what_follows_it_only_when_needed() -> None:
+    from mailtrack.core.rewrite.footer import text_footer
+
+    url = BASE_URL + "/u/abc.def.ghi"
+    assert text_footer("Leave: <% %>-now", url) == f"Leave: {url} -now"
+    assert text_footer("Leave: <% %>.", url) == f"Leave: {url}."  # a full stop ends a URL for every reader
+    assert text_footer("Leave (<% %>)", url) == f"Leave ({url})"
+    assert text_footer("<% %>", url) == url

@@ -300,11 +300,6 @@ def test_message_list_unsubscribe_with_several_of_another_messages_urls_keeps_no
     assert again.message == for_bob.message
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "design decision: the unsubscribe URL of a text footer or substitution tag is glued to the token characters "
-    "that follow it ('<% %>-now', '[unsub]_x'); the URL a reader clicks then does not verify (a 404), and a second "
-    "pass, not finding this message's token, adds another footer. Separate the URL, refuse the template, or warn?"
-))
 @pytest.mark.parametrize("subscription", [
     pytest.param({"text": "Unsubscribe: <% %>-now"}, id="text footer"),
     pytest.param({"substitution_tag": "[unsub]"}, id="substitution tag"),
