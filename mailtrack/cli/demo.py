@@ -23,6 +23,7 @@ from pathlib import Path
 
 from mailtrack.config import Config
 from mailtrack.core.tracker import Tracker
+from mailtrack.events import EventType
 from mailtrack.exceptions import InvalidToken
 
 __all__ = ["SAMPLE_CAMPAIGN", "register", "run_demo"]
@@ -166,7 +167,7 @@ def _serve_and_fetch(html: str, out: Callable[[str], None]) -> int:
             where = f" {event.url} (link {event.link_index})" if event.url else ""
             out(f"  {event.event_type:<8} {event.message_id} {event.recipient}{where} first={event.first} "
                 f"ip={event.ip} metadata={dict(event.metadata)}")
-        failures += [e.event_type for e in events] != ["opened", "clicked"]
+        failures += [e.event_type for e in events] != [EventType.OPENED, EventType.CLICKED]
         store.close()
     return failures
 

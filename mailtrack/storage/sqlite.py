@@ -2,7 +2,7 @@
 
 WAL journaling lets readers run beside the one writer, and a short busy
 timeout bounds how long a write waits for another process; a write that still
-fails raises, and :class:`~mailtrack.recorder.Recorder` spools the event
+fails raises, and :class:`~mailtrack.delivery.recorder.Recorder` spools the event
 instead of failing the request. The schema is versioned (``PRAGMA
 user_version``) and upgraded by the migrations below, in order, on open.
 
@@ -22,7 +22,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, ParamSpec, TypeVar
 
-from mailtrack.events import TrackingEvent
+from mailtrack.events import EventType, TrackingEvent
 from mailtrack.storage.base import OutboxItem, StoreError, StoreUnavailable
 
 __all__ = ["MIGRATIONS", "OutboxItem", "SQLiteStore"]
@@ -247,14 +247,16 @@ class SQLiteStore:
         for message_id, recipients in db.execute("SELECT message_id, count(DISTINCT recipient) FROM events GROUP BY message_id"):
             entry = messages[message_id]
             entry["recipients"] = recipients
-            for name in ("opened", "clicked", "unsubscribed"):
-                entry.setdefault(f"{name}_total", 0)
-                entry.setdefault(f"{name}_unique", 0)
-            entry["ctr"] = entry["clicked_unique"] / recipients if recipients else 0.0
-            entry["click_to_open"] = entry["clicked_unique"] / entry["opened_unique"] if entry["opened_unique"] else None
+            for event_type in EventType:
+                entry.setdefault(f"{event_type.value}_total", 0)
+                entry.setdefault(f"{event_type.value}_unique", 0)
+            clickers, openers = entry[f"{EventType.CLICKED}_unique"], entry[f"{EventType.OPENED}_unique"]
+            entry["ctr"] = clickers / recipients if recipients else 0.0
+            entry["click_to_open"] = clickers / openers if openers else None
         for message_id, index, url, total, unique in db.execute(
             "SELECT message_id, link_index, url, count(*), count(DISTINCT recipient) FROM events "
-            "WHERE event_type = 'clicked' GROUP BY message_id, link_index, url ORDER BY message_id, link_index, url"
+            "WHERE event_type = ? GROUP BY message_id, link_index, url ORDER BY message_id, link_index, url",
+            (EventType.CLICKED.value,),
         ):
             messages[message_id]["links"].append({"link_index": index, "url": url, "clicks": total, "unique": unique})
         return {"messages": sorted(messages.values(), key=lambda m: m["message_id"])}
