@@ -167,7 +167,7 @@ class WebhookDelivery:
         poll_interval: float = 0.5,
         clock: Callable[[], float] = time.time,
     ) -> None:
-        if not url.startswith(("http://", "https://")):
+        if not isinstance(url, str) or not url.startswith(("http://", "https://")):
             raise ConfigurationError(f"webhook URL must be http(s): {url!r}")
         self._key = _key(secret)  # ConfigurationError for a secret shorter than 16 bytes
         self.store = store

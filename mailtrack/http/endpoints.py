@@ -76,12 +76,14 @@ class Endpoints:
         landing_html: str | None = None,
         clock: Callable[[], float] | None = None,
     ) -> None:
+        if not isinstance(tracker, Tracker):
+            raise ConfigurationError(f"Endpoints needs a Tracker, not {type(tracker).__name__}")
         self.tracker = tracker
         self.recorder = recorder
         self.max_age = check_max_age(max_age)
         self.landing_html = landing_html if landing_html is not None else tracker.settings.subscription_tracking.landing
         self.clock = clock
-        self._proxies = [ipaddress.ip_network(p, strict=False) for p in trusted_proxies]
+        self._proxies = _networks(trusted_proxies)
         self._router = Router(tracker.base_url, tracker.layout.paths)
         self._handlers: dict[TokenKind, Callable[[Request, str], Response]] = {
             "open": self._open, "click": self._click, "unsubscribe": self._unsubscribe,
@@ -184,6 +186,19 @@ class Endpoints:
             return False
         mapped = getattr(ip, "ipv4_mapped", None)  # "::ffff:10.0.0.1" on a dual-stack socket is 10.0.0.1
         return any(ip in network or (mapped is not None and mapped in network) for network in self._proxies)
+
+
+def _networks(proxies: Iterable[str]) -> list[ipaddress.IPv4Network | ipaddress.IPv6Network]:
+    """``trusted_proxies`` as networks; a clear error for one str (its letters) or an entry that is no address."""
+    if isinstance(proxies, (str, bytes)) or not isinstance(proxies, Iterable):
+        raise ConfigurationError(f"trusted_proxies must be a list of addresses or networks, not {proxies!r}")
+    networks = []
+    for proxy in proxies:
+        try:
+            networks.append(ipaddress.ip_network(proxy, strict=False))
+        except (ValueError, TypeError):
+            raise ConfigurationError(f"trusted proxy {proxy!r} is not an IP address or network") from None
+    return networks
 
 
 def _header(request: Request, name: str) -> str | None:

@@ -10,6 +10,7 @@ covers the whole test).
 from __future__ import annotations
 
 from datetime import datetime, timezone
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -125,3 +126,24 @@ def test_tracking_events_refuse_only_with_mailtrack_errors(fields: Any) -> None:
                             "message_id": "m", "recipient": "r@x"}
     _only_ours(mailtrack.TrackingEvent, **{**base, **fields})
     _only_ours(mailtrack.TrackingEvent.from_dict, {**base, "timestamp": "2026-01-01T00:00:00Z", **fields})
+
+
+
+@pytest.mark.parametrize(
+    "build",
+    [
+        pytest.param(lambda db: mailtrack.Endpoints(TRACKER, trusted_proxies=["not-an-address"]), id="endpoints-proxy-garbage"),
+        pytest.param(lambda db: mailtrack.Endpoints(TRACKER, trusted_proxies=None), id="endpoints-proxies-none"),
+        pytest.param(lambda db: mailtrack.Endpoints(TRACKER, trusted_proxies="10.0.0.1"), id="endpoints-proxies-one-str"),
+        pytest.param(lambda db: mailtrack.Endpoints("not a tracker"), id="endpoints-no-tracker"),
+        pytest.param(lambda db: mailtrack.WebhookDelivery(mailtrack.SQLiteStore(db), 5, "s" * 32), id="webhook-url-int"),
+        pytest.param(lambda db: mailtrack.WebhookDelivery(mailtrack.SQLiteStore(db), None, "s" * 32), id="webhook-url-none"),
+        pytest.param(lambda db: mailtrack.Recorder(None, outbox="https://hooks.example/"), id="recorder-outbox-one-str"),
+        pytest.param(lambda db: mailtrack.Recorder(None, outbox=[5]), id="recorder-outbox-int"),
+    ],
+)
+def test_adapter_constructors_refuse_bad_configuration_with_configuration_error(build: Any, tmp_path: Path) -> None:
+    with pytest.raises(mailtrack.ConfigurationError):
+        accepted = build(tmp_path / "events.sqlite")
+        if isinstance(accepted, mailtrack.Recorder):  # stop its threads before the test fails
+            accepted.close()
