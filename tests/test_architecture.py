@@ -120,3 +120,45 @@ def test_documented_entry_points_still_work() -> None:
         cwd=ROOT, capture_output=True, text=True, check=True,
     )
     assert result.stdout.strip() == "True"
+
+
+def _string_literals(path: Path) -> list[tuple[int, str]]:
+    """Every string constant in ``path`` that is not a docstring, with its line."""
+    import ast
+
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    docstrings = {
+        id(node.body[0].value) for node in ast.walk(tree)
+        if isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef))
+        and node.body and isinstance(node.body[0], ast.Expr) and isinstance(node.body[0].value, ast.Constant)
+    }
+    return [(node.lineno, node.value) for node in ast.walk(tree)
+            if isinstance(node, ast.Constant) and isinstance(node.value, str) and id(node) not in docstrings]
+
+
+def test_event_names_are_spelled_only_in_events_py() -> None:
+    from mailtrack.events import EventType
+
+    names = {member.value for member in EventType}
+    offenders = [
+        f"{path.relative_to(ROOT)}:{line}: {value[:60]!r}"
+        for path in sorted((ROOT / "mailtrack").rglob("*.py")) if path.name != "events.py"
+        for line, value in _string_literals(path)
+        if value in names or any(f"'{name}'" in value or f"email.{name}" in value for name in names)
+    ]
+    assert offenders == []
+
+
+def test_docstrings_name_modules_by_their_current_paths() -> None:
+    import re
+
+    from mailtrack._legacy import ALIASES
+
+    old = re.compile(r"(?<![\w.])(" + "|".join(re.escape(name) for name in ALIASES) + r")\b(?![\w])")
+    offenders = [
+        f"{path.relative_to(ROOT)}:{number}: {line.strip()[:80]}"
+        for path in sorted((ROOT / "mailtrack").rglob("*.py")) if path.name != "_legacy.py"
+        for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1)
+        if old.search(line)
+    ]
+    assert offenders == []

@@ -20,9 +20,11 @@ import tempfile
 import threading
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from mailtrack.config import Config
 from mailtrack.core.tracker import Tracker
+from mailtrack.events import EventType
 from mailtrack.exceptions import InvalidToken
 
 __all__ = ["SAMPLE_CAMPAIGN", "register", "run_demo"]
@@ -157,8 +159,7 @@ def _serve_and_fetch(html: str, out: Callable[[str], None]) -> int:
                 detail = f"Location: {headers.get('location')}" if status == 302 else f"{headers.get('content-type')}, {len(body)} bytes"
                 out(f"  GET {label:<13} -> {status} {detail}")
         finally:
-            server.close()
-            thread.join(5)
+            _stop(server, thread)
             service.close()
         events = store.events()
         out(f"\nRecorded events ({len(events)}):")
@@ -166,9 +167,26 @@ def _serve_and_fetch(html: str, out: Callable[[str], None]) -> int:
             where = f" {event.url} (link {event.link_index})" if event.url else ""
             out(f"  {event.event_type:<8} {event.message_id} {event.recipient}{where} first={event.first} "
                 f"ip={event.ip} metadata={dict(event.metadata)}")
-        failures += [e.event_type for e in events] != ["opened", "clicked"]
+        failures += [e.event_type for e in events] != [EventType.OPENED, EventType.CLICKED]
         store.close()
     return failures
+
+
+def _stop(server: Any, thread: threading.Thread) -> None:
+    """Stop a waitress server whose loop runs in ``thread``: its workers first, then the loop closes its own sockets.
+
+    ``server.close()`` from this thread races both: the loop goes on selecting
+    on closed descriptors and a worker finishing a request pulls the closed
+    trigger, each printing "Bad file descriptor". Run from the loop thread
+    (through the trigger), closing every socket empties the loop's map, and
+    the loop returns.
+    """
+    from waitress import wasyncore  # type: ignore[import-untyped]
+
+    server.task_dispatcher.shutdown()
+    socket_map = server._map
+    server.trigger.pull_trigger(lambda: wasyncore.close_all(socket_map))
+    thread.join(10)
 
 
 def _get(port: int, path: str, headers: dict[str, str]) -> tuple[int, dict[str, str], bytes]:

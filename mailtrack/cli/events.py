@@ -10,6 +10,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
 from mailtrack.cli._common import add_settings, settings
+from mailtrack.events import EventType
 from mailtrack.storage.base import EventStore
 
 __all__ = ["register"]
@@ -20,7 +21,7 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     events = commands.add_parser("events", help="print stored events", description="Print the stored events, oldest first.")
     events.add_argument("--json", action="store_true", help="one JSON object per line")
     events.add_argument("--message-id", help="only this message's events")
-    events.add_argument("--type", choices=["opened", "clicked", "unsubscribed"], help="only events of this type")
+    events.add_argument("--type", choices=[event_type.value for event_type in EventType], help="only events of this type")
     stats = commands.add_parser("stats", help="opens and clicks per message and link",
                                 description="Opens, clicks and unsubscribes per message and per link.")
     stats.add_argument("--json", action="store_true", help="one JSON document")

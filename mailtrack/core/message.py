@@ -4,7 +4,7 @@
 ``email.message.Message`` (any subclass and policy: ``EmailMessage``,
 ``email.mime.*``, Django's ``SafeMIME*``) and gives back the same kind, a new
 object (for a ``Message``, a copy of the same class). Underneath it always
-works on bytes (see :mod:`mailtrack.mime`). Input it cannot read (a ``str``
+works on bytes (see :mod:`mailtrack.core.mime`). Input it cannot read (a ``str``
 with a lone surrogate, an object the stdlib cannot serialize, no single
 recipient, an empty Message-ID) is a :class:`~mailtrack.exceptions.MessageError`;
 a message it will not rewrite is a :class:`~mailtrack.exceptions.MessageRefused`:

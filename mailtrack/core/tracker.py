@@ -144,7 +144,7 @@ class Tracker:
     ) -> TextResult:
         """Track the http(s) URLs of one plain-text body, when ``click_tracking.enable_text`` is on.
 
-        URL boundaries follow what a reader sees (see :mod:`mailtrack.text`);
+        URL boundaries follow what a reader sees (see :mod:`mailtrack.core.urlfinder`);
         placeholders, ``max_links`` and our own URLs are handled as in HTML, and
         everything else in ``text`` is kept exactly. URLs in ``exclude`` (for
         example those opted out in the HTML part) are left alone as ``opt-out``.
@@ -209,8 +209,8 @@ class Tracker:
         header is removed. A message carrying ``DKIM-Signature`` is refused
         unless ``force=True``: rewriting would invalidate it, so sign after
         mailtrack. Parts that cannot be decoded are left as they are and listed
-        in ``result.undecodable``. See :mod:`mailtrack.message` and
-        :mod:`mailtrack.mime` for the details.
+        in ``result.undecodable``. See :mod:`mailtrack.core.message` and
+        :mod:`mailtrack.core.mime` for the details.
         """
         when = self._timestamp(issued_at)
         for name, value in (("message_id", message_id), ("recipient", recipient)):

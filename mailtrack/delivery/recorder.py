@@ -29,6 +29,7 @@ from pathlib import Path
 
 from mailtrack.delivery.spool import Spool
 from mailtrack.events import EventSink, TrackingEvent
+from mailtrack.exceptions import ConfigurationError
 from mailtrack.storage.base import EventStore, StoreUnavailable
 
 __all__ = ["Recorder"]
@@ -50,6 +51,8 @@ class Recorder:
         retry_interval: float = 0.5,
         max_retry_interval: float = 30.0,
     ) -> None:
+        if isinstance(outbox, str) or not all(isinstance(target, str) for target in outbox):
+            raise ConfigurationError(f"outbox must be a list of webhook URLs, not {outbox!r}")  # one str would be its letters
         self.store = store
         self.sinks = list(sinks)
         self.outbox = tuple(outbox)

@@ -1,7 +1,7 @@
 """Webhook delivery: POST each event to your endpoint, signed, from a durable outbox.
 
 Events are queued in the store's ``outbox`` table in the same transaction that
-records them (see :class:`~mailtrack.recorder.Recorder`'s ``outbox``), so a
+records them (see :class:`~mailtrack.delivery.recorder.Recorder`'s ``outbox``), so a
 receiver that is down loses nothing: :class:`WebhookDelivery` retries with
 exponential backoff until it answers 2xx, across restarts.
 
@@ -35,7 +35,6 @@ __all__ = ["MIN_SECRET_BYTES", "SIGNATURE_HEADER", "WebhookDelivery", "payload",
 
 log = logging.getLogger("mailtrack")
 SIGNATURE_HEADER = "Mailtrack-Signature"
-_TYPES = {"opened": "email.opened", "clicked": "email.clicked", "unsubscribed": "email.unsubscribed"}
 
 
 class _NoRedirects(urllib.request.HTTPRedirectHandler):
@@ -51,7 +50,7 @@ _OPENER = urllib.request.build_opener(_NoRedirects)
 def payload(event: TrackingEvent) -> bytes:
     """The JSON body posted for ``event``."""
     body = {
-        "type": _TYPES[event.event_type],
+        "type": f"email.{event.event_type.value}",  # email.opened, email.clicked, email.unsubscribed
         "created_at": datetime.now(timezone.utc).isoformat().replace("+00:00", "Z"),
         "data": event.to_dict(),
     }
@@ -168,7 +167,7 @@ class WebhookDelivery:
         poll_interval: float = 0.5,
         clock: Callable[[], float] = time.time,
     ) -> None:
-        if not url.startswith(("http://", "https://")):
+        if not isinstance(url, str) or not url.startswith(("http://", "https://")):
             raise ConfigurationError(f"webhook URL must be http(s): {url!r}")
         self._key = _key(secret)  # ConfigurationError for a secret shorter than 16 bytes
         self.store = store

@@ -1,5 +1,8 @@
-"""HTTP: sans-IO endpoints (request in, response out), their pages, and the WSGI adapter.
+"""HTTP: sans-IO endpoints (request in, response out), their router and pages, and the WSGI adapter.
 
-``endpoints`` knows nothing of sockets; ``wsgi`` adapts it to PEP 3333. A
+``messages`` holds the request and response values; ``router`` finds the
+endpoint and token in a path; ``pages`` writes every body served (pixel, HTML
+pages); ``endpoints`` decides which answer a request gets and records the
+event; ``wsgi`` adapts that to PEP 3333. None of them knows sockets. A
 settings/events API and an ASGI adapter go next to them.
 """

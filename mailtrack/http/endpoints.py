@@ -2,8 +2,9 @@
 
 :class:`Endpoints` answers a :class:`Request` (method, path, query, headers,
 client address, body) with a :class:`Response`; the WSGI app
-(:mod:`mailtrack.wsgi`) and framework integrations only translate. What it
-serves:
+(:mod:`mailtrack.http.wsgi`) and framework integrations only translate. Which
+endpoint a path is for is :mod:`.router`'s business, and every body it
+answers with is :mod:`.pages`'; here is only what each endpoint does:
 
 * **open** (``GET``/``HEAD`` of ``{base}/o/<token>``): always ``200`` and the
   43-byte transparent GIF with no-cache headers, for any token: a broken image
@@ -19,7 +20,7 @@ serves:
   body, records ``unsubscribed``.
 
 ``HEAD`` never records: it is what link checkers send. Recording goes through
-:class:`~mailtrack.recorder.Recorder`, which never raises, so a broken store
+:class:`~mailtrack.delivery.recorder.Recorder`, which never raises, so a broken store
 never breaks a response.
 """
 
@@ -27,68 +28,23 @@ from __future__ import annotations
 
 import html
 import ipaddress
-import re
-from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterable
 from datetime import datetime, timezone
-from urllib.parse import urlsplit
 
 from mailtrack.core.results import Verified
 from mailtrack.core.tracker import Tracker
 from mailtrack.core.urls import TokenKind, as_uri
 from mailtrack.delivery.recorder import Recorder
 from mailtrack.events import EventType, TrackingEvent
-from mailtrack.exceptions import ConfigurationError, InvalidToken, MailtrackError
+from mailtrack.exceptions import ConfigurationError
+from mailtrack.http import pages
+from mailtrack.http.messages import Request, Response
+from mailtrack.http.pages import GIF
+from mailtrack.http.router import Router
 
 __all__ = ["GIF", "Endpoints", "Request", "Response", "check_max_age"]
 
-#: A 1x1 transparent GIF89a, 43 bytes.
-GIF = (
-    b"GIF89a\x01\x00\x01\x00\x80\x00\x00\x00\x00\x00\x00\x00\x00!\xf9\x04\x01\x00\x00\x00\x00"
-    b",\x00\x00\x00\x00\x01\x00\x01\x00\x00\x02\x02D\x01\x00;"
-)
-assert len(GIF) == 43
-
-NO_CACHE = (
-    ("Cache-Control", "no-cache, no-store, must-revalidate, max-age=0"),
-    ("Pragma", "no-cache"),
-    ("Expires", "0"),
-)
-_PAGE_HEADERS = (
-    ("Content-Type", "text/html; charset=utf-8"),
-    ("Content-Security-Policy", "default-src 'none'; style-src 'unsafe-inline'; img-src https: data:; form-action 'self'"),
-    ("X-Content-Type-Options", "nosniff"),
-    ("Referrer-Policy", "no-referrer"),
-    *NO_CACHE,
-)
 _MAX_HEADER = 1024  # user agents and referers are stored up to this many characters
-_BODY_END = re.compile(r"</body\s*>", re.IGNORECASE | re.ASCII)
-
-
-@dataclass(frozen=True)
-class Request:
-    """What the endpoints need from an HTTP request; ``headers`` keys are lowercase."""
-
-    method: str
-    path: str  # decoded path, e.g. "/c/WyJ..."
-    query: str = ""
-    headers: Mapping[str, str] = field(default_factory=dict)
-    remote_addr: str | None = None
-    body: bytes = b""
-
-
-@dataclass(frozen=True)
-class Response:
-    status: int
-    headers: list[tuple[str, str]]
-    body: bytes = b""
-
-    @property
-    def reason(self) -> str:
-        return _REASONS.get(self.status, "")
-
-
-_REASONS = {200: "OK", 302: "Found", 404: "Not Found", 405: "Method Not Allowed", 413: "Content Too Large"}
 
 
 def check_max_age(value: float | None) -> float | None:
@@ -120,84 +76,67 @@ class Endpoints:
         landing_html: str | None = None,
         clock: Callable[[], float] | None = None,
     ) -> None:
+        if not isinstance(tracker, Tracker):
+            raise ConfigurationError(f"Endpoints needs a Tracker, not {type(tracker).__name__}")
         self.tracker = tracker
         self.recorder = recorder
         self.max_age = check_max_age(max_age)
         self.landing_html = landing_html if landing_html is not None else tracker.settings.subscription_tracking.landing
         self.clock = clock
         self._proxies = _networks(trusted_proxies)
-        base_path = _path_of(tracker.base_url)
-        # Longest prefix first: with paths like "t" and "t/o", "/t/o/..." is an open URL.
-        routes = {f"{base_path}/{path}/": kind for kind, path in tracker.layout.paths.items()}
-        self._routes = dict(sorted(routes.items(), key=lambda item: -len(item[0])))
+        self._router = Router(tracker.base_url, tracker.layout.paths)
+        self._handlers: dict[TokenKind, Callable[[Request, str], Response]] = {
+            "open": self._open, "click": self._click, "unsubscribe": self._unsubscribe,
+        }
 
     # -- dispatch ---------------------------------------------------------------------
     def handle(self, request: Request) -> Response:
         """Answer ``request``; never raises for anything a client can send."""
-        for prefix, kind in self._routes.items():
-            if request.path.startswith(prefix):
-                token = request.path[len(prefix):]
-                handler: Callable[[Request, str], Response] = getattr(self, f"_{kind}")
-                return handler(request, token)
-        return _page(404, "Not found", "There is nothing here.")
+        route = self._router.match(request.path)
+        if route is None:
+            return pages.page(404, "Not found", "There is nothing here.")
+        return self._handlers[route.kind](request, route.token)
 
     def _open(self, request: Request, token: str) -> Response:
         if request.method not in ("GET", "HEAD"):
-            return _not_allowed("GET, HEAD")
+            return pages.not_allowed("GET, HEAD")
         if request.method == "GET":
             claims = self._verify(token, "open")
             if claims is not None:
                 self._record(request, claims)
-        headers = [("Content-Type", "image/gif"), ("Content-Length", str(len(GIF))), *NO_CACHE]
-        return Response(200, headers, GIF if request.method == "GET" else b"")
+        return pages.pixel(head=request.method == "HEAD")
 
     def _click(self, request: Request, token: str) -> Response:
         if request.method not in ("GET", "HEAD"):
-            return _not_allowed("GET, HEAD")
+            return pages.not_allowed("GET, HEAD")
         claims = self._verify(token, "click", self.max_age)
         url = None if claims is None else claims.url
         # verify already refused destinations check_destination refuses; as_uri is that same check, and never raises.
         location = None if not isinstance(url, str) else as_uri(url)
         if location is None or any(c in location for c in "\r\n\x00"):
-            return _page(404, "Link not found", "This link is not valid or has expired.", head=request.method == "HEAD")
+            return pages.page(404, "Link not found", "This link is not valid or has expired.", head=request.method == "HEAD")
         if request.method == "GET" and claims is not None:
             self._record(request, claims)
         headers = [("Location", location), ("Content-Type", "text/plain; charset=utf-8"), ("Content-Length", "0")]
-        return Response(302, [*headers, *NO_CACHE, ("Referrer-Policy", "no-referrer")])
+        return Response(302, [*headers, *pages.NO_CACHE, ("Referrer-Policy", "no-referrer")])
 
     def _unsubscribe(self, request: Request, token: str) -> Response:
         if request.method not in ("GET", "HEAD", "POST"):
-            return _not_allowed("GET, HEAD, POST")
+            return pages.not_allowed("GET, HEAD, POST")
         claims = self._verify(token, "unsubscribe")
         if claims is None:
-            return _page(404, "Link not found", "This unsubscribe link is not valid or has expired.",
-                         head=request.method == "HEAD")
+            return pages.page(404, "Link not found", "This unsubscribe link is not valid or has expired.",
+                              head=request.method == "HEAD")
         if request.method == "POST":
             self._record(request, claims)
-            return _page(200, "Unsubscribed", f"{html.escape(claims.recipient)} will no longer receive these emails.")
-        return self._confirmation(request.method == "HEAD")
-
-    def _confirmation(self, head: bool) -> Response:
-        form = (
-            '<form method="post"><input type="hidden" name="List-Unsubscribe" value="One-Click">'
-            '<button type="submit">Unsubscribe</button></form>'
-        )
-        if self.landing_html:
-            page = self.landing_html
-            ends = list(_BODY_END.finditer(page))
-            at = ends[-1].start() if ends else -1
-            body = page[:at] + form + page[at:] if at != -1 else page + form
-            data = body.encode("utf-8")
-            return Response(200, [*_PAGE_HEADERS, ("Content-Length", str(len(data)))], b"" if head else data)
-        return _page(200, "Unsubscribe", "Do you want to stop receiving these emails?", extra=form, head=head)
+            return pages.page(200, "Unsubscribed", f"{html.escape(claims.recipient)} will no longer receive these emails.")
+        return pages.confirmation(self.landing_html, head=request.method == "HEAD")
 
     # -- helpers ----------------------------------------------------------------------
     def _verify(self, token: str, kind: TokenKind, max_age: float | None = None) -> Verified | None:
         try:
             return self.tracker.verify(token, kind=kind, max_age=max_age)
-        except (InvalidToken, MailtrackError):  # ExpiredToken is an InvalidToken
-            return None
-        except Exception:  # anything a hostile token could still provoke: a 404, never a 500
+        except Exception:  # a MailtrackError for every refusal; anything else a hostile token provokes: a 404, never a 500
             return None
 
     def _record(self, request: Request, claims: Verified) -> None:
@@ -261,7 +200,7 @@ def _networks(proxies: Iterable[str]) -> list[ipaddress.IPv4Network | ipaddress.
             raise ConfigurationError(f"trusted proxy {proxy!r} must be a str like '10.0.0.0/8'")
         try:
             networks.append(ipaddress.ip_network(proxy, strict=False))
-        except ValueError:
+        except (ValueError, TypeError):
             raise ConfigurationError(f"trusted proxy {proxy!r} is not an IP address or network") from None
     return networks
 
@@ -269,21 +208,3 @@ def _networks(proxies: Iterable[str]) -> list[ipaddress.IPv4Network | ipaddress.
 def _header(request: Request, name: str) -> str | None:
     value = request.headers.get(name)
     return value[:_MAX_HEADER] if value else None
-
-
-def _path_of(base_url: str) -> str:
-    return urlsplit(base_url).path.rstrip("/")
-
-
-def _page(status: int, title: str, message: str, *, extra: str = "", head: bool = False) -> Response:
-    body = (
-        f'<!doctype html><html lang="en"><head><meta charset="utf-8"><meta name="viewport" '
-        f'content="width=device-width"><title>{title}</title></head><body style="font-family:sans-serif;'
-        f'max-width:32em;margin:3em auto;padding:0 1em"><h1>{title}</h1><p>{message}</p>{extra}</body></html>'
-    ).encode()
-    return Response(status, [*_PAGE_HEADERS, ("Content-Length", str(len(body)))], b"" if head else body)
-
-
-def _not_allowed(allow: str) -> Response:
-    response = _page(405, "Method not allowed", "This address takes " + allow + ".")
-    return Response(405, [*response.headers, ("Allow", allow)], response.body)

@@ -13,7 +13,8 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from mailtrack.http.endpoints import Endpoints, Request, Response
+from mailtrack.http.endpoints import Endpoints
+from mailtrack.http.messages import Request, Response
 
 __all__ = ["MAX_BODY", "StartResponse", "WsgiApp"]
 
@@ -24,7 +25,7 @@ StartResponse = Callable[..., Any]
 
 
 class WsgiApp:
-    """A WSGI callable around :class:`~mailtrack.web.Endpoints`."""
+    """A WSGI callable around :class:`~mailtrack.http.endpoints.Endpoints`."""
 
     def __init__(self, endpoints: Endpoints) -> None:
         self.endpoints = endpoints

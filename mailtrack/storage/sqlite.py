@@ -2,7 +2,7 @@
 
 WAL journaling lets readers run beside the one writer, and a short busy
 timeout bounds how long a write waits for another process; a write that still
-fails raises, and :class:`~mailtrack.recorder.Recorder` spools the event
+fails raises, and :class:`~mailtrack.delivery.recorder.Recorder` spools the event
 instead of failing the request. The schema is versioned (``PRAGMA
 user_version``) and upgraded by the migrations below, in order, on open.
 
@@ -22,7 +22,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, ParamSpec, TypeVar
 
-from mailtrack.events import TrackingEvent
+from mailtrack.events import EventType, TrackingEvent
+from mailtrack.exceptions import ArgumentError, ConfigurationError
 from mailtrack.storage.base import OutboxItem, StoreError, StoreUnavailable
 
 __all__ = ["MIGRATIONS", "OutboxItem", "SQLiteStore"]
@@ -106,11 +107,15 @@ class SQLiteStore:
 
     Implements :class:`~mailtrack.storage.base.EventStore`; every public
     method raises :class:`StoreUnavailable` (or :class:`StoreError`), never a
-    ``sqlite3`` exception.
+    ``sqlite3`` exception; a ``path`` that names no file is a
+    :class:`~mailtrack.exceptions.ConfigurationError` (``str(None)`` would
+    quietly make a file called ``None``).
     """
 
     @_translated
     def __init__(self, path: str | Path, *, busy_timeout: float = 0.25) -> None:
+        if not isinstance(path, (str, Path)) or not str(path):
+            raise ConfigurationError(f"the event database path must be a non-empty str or Path, not {path!r}")
         self.path = str(path)
         self.busy_timeout = busy_timeout
         self._local = threading.local()
@@ -149,7 +154,8 @@ class SQLiteStore:
             version = db.execute("PRAGMA user_version").fetchone()[0]
             if version > len(MIGRATIONS):
                 db.execute("ROLLBACK")
-                raise RuntimeError(f"{self.path} has schema version {version}; this mailtrack knows up to {len(MIGRATIONS)}")
+                raise StoreError(f"{self.path} has schema version {version}; this mailtrack knows up to {len(MIGRATIONS)} "
+                                 "(it was written by a newer mailtrack)")
             for number, script in enumerate(MIGRATIONS[version:], version + 1):
                 for statement in script.split(";"):
                     if statement.strip():
@@ -172,6 +178,8 @@ class SQLiteStore:
         Returns the event as stored (with ``first`` set). Raises
         :class:`StoreUnavailable` when the database cannot be written now.
         """
+        if not isinstance(event, TrackingEvent):
+            raise ArgumentError(f"record takes a TrackingEvent, not {type(event).__name__}")
         db = self._connection()
         with self._writing():
             return self._record(db, event, outbox)
@@ -211,7 +219,9 @@ class SQLiteStore:
         after_id: int = 0,
         limit: int | None = None,
     ) -> list[TrackingEvent]:
-        """Stored events in the order they were recorded, optionally filtered."""
+        """Stored events in the order they were recorded, optionally filtered; ``limit`` caps how many."""
+        if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 0):
+            raise ArgumentError(f"limit must be a non-negative int or None, not {limit!r}")
         where, args = ["id > ?"], [after_id]
         if message_id is not None:
             where.append("message_id = ?")
@@ -221,7 +231,7 @@ class SQLiteStore:
             args.append(event_type)  # type: ignore[arg-type]
         sql = f"SELECT {_COLUMNS} FROM events WHERE {' AND '.join(where)} ORDER BY id"
         if limit is not None:
-            sql += f" LIMIT {int(limit)}"
+            sql += f" LIMIT {limit}"
         return [_event(row) for row in self._connection().execute(sql, args)]
 
     @_translated
@@ -247,14 +257,16 @@ class SQLiteStore:
         for message_id, recipients in db.execute("SELECT message_id, count(DISTINCT recipient) FROM events GROUP BY message_id"):
             entry = messages[message_id]
             entry["recipients"] = recipients
-            for name in ("opened", "clicked", "unsubscribed"):
-                entry.setdefault(f"{name}_total", 0)
-                entry.setdefault(f"{name}_unique", 0)
-            entry["ctr"] = entry["clicked_unique"] / recipients if recipients else 0.0
-            entry["click_to_open"] = entry["clicked_unique"] / entry["opened_unique"] if entry["opened_unique"] else None
+            for event_type in EventType:
+                entry.setdefault(f"{event_type.value}_total", 0)
+                entry.setdefault(f"{event_type.value}_unique", 0)
+            clickers, openers = entry[f"{EventType.CLICKED}_unique"], entry[f"{EventType.OPENED}_unique"]
+            entry["ctr"] = clickers / recipients if recipients else 0.0
+            entry["click_to_open"] = clickers / openers if openers else None
         for message_id, index, url, total, unique in db.execute(
             "SELECT message_id, link_index, url, count(*), count(DISTINCT recipient) FROM events "
-            "WHERE event_type = 'clicked' GROUP BY message_id, link_index, url ORDER BY message_id, link_index, url"
+            "WHERE event_type = ? GROUP BY message_id, link_index, url ORDER BY message_id, link_index, url",
+            (EventType.CLICKED.value,),
         ):
             messages[message_id]["links"].append({"link_index": index, "url": url, "clicks": total, "unique": unique})
         return {"messages": sorted(messages.values(), key=lambda m: m["message_id"])}

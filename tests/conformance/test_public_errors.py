@@ -10,6 +10,7 @@ covers the whole test).
 from __future__ import annotations
 
 from datetime import datetime, timezone
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -170,3 +171,22 @@ def test_bad_options_and_arguments_are_refused_with_mailtrack_errors(call: Any) 
 def test_one_trusted_proxy_given_as_a_str_is_one_network() -> None:
     endpoints = mailtrack.Endpoints(TRACKER, trusted_proxies="10.0.0.0/8")
     assert endpoints._trusted("10.1.2.3") and not endpoints._trusted("192.0.2.1")
+
+
+@pytest.mark.parametrize(
+    "build",
+    [
+        pytest.param(lambda db: mailtrack.Endpoints(TRACKER, trusted_proxies=["not-an-address"]), id="endpoints-proxy-garbage"),
+        pytest.param(lambda db: mailtrack.Endpoints(TRACKER, trusted_proxies=None), id="endpoints-proxies-none"),
+        pytest.param(lambda db: mailtrack.Endpoints("not a tracker"), id="endpoints-no-tracker"),
+        pytest.param(lambda db: mailtrack.WebhookDelivery(mailtrack.SQLiteStore(db), 5, "s" * 32), id="webhook-url-int"),
+        pytest.param(lambda db: mailtrack.WebhookDelivery(mailtrack.SQLiteStore(db), None, "s" * 32), id="webhook-url-none"),
+        pytest.param(lambda db: mailtrack.Recorder(None, outbox="https://hooks.example/"), id="recorder-outbox-one-str"),
+        pytest.param(lambda db: mailtrack.Recorder(None, outbox=[5]), id="recorder-outbox-int"),
+    ],
+)
+def test_adapter_constructors_refuse_bad_configuration_with_configuration_error(build: Any, tmp_path: Path) -> None:
+    with pytest.raises(mailtrack.ConfigurationError):
+        accepted = build(tmp_path / "events.sqlite")
+        if isinstance(accepted, mailtrack.Recorder):  # stop its threads before the test fails
+            accepted.close()

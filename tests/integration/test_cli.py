@@ -32,6 +32,23 @@ def test_demo_runs_end_to_end() -> None:
     assert "Recorded events (2):" in out and "opened   <spring-2026-0001@example.com> ann@example.com" in out
 
 
+
+@pytest.mark.timeout(120)
+def test_demo_server_stops_without_a_traceback() -> None:
+    """The demo's server is stopped while its loop and worker threads run; that must not print a traceback.
+
+    Closing waitress from another thread raced its loop (select on closed
+    descriptors) and a worker pulling the closed trigger: "OSError: [Errno 9]
+    Bad file descriptor" in about half the runs. Five runs in one process.
+    """
+    probe = (
+        "from mailtrack.cli.demo import SAMPLE_CAMPAIGN, _serve_and_fetch\n"
+        "print(sum(_serve_and_fetch(SAMPLE_CAMPAIGN, lambda line: None) for _ in range(5)))\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=100, check=False)
+    assert (proc.returncode, proc.stdout.strip()) == (0, "0"), proc.stderr
+    assert "Traceback" not in proc.stderr and "Errno" not in proc.stderr, proc.stderr
+
 def test_rewrite_command(tmp_path: Path) -> None:
     page = tmp_path / "mail.html"
     page.write_text('<body><a href="https://x.example/?a&amp;b">x</a></body>', encoding="utf-8")

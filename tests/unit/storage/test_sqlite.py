@@ -1,4 +1,4 @@
-"""The embedded SQLite store (mailtrack.store) and TrackingEvent, on real files in tmp_path."""
+"""The embedded SQLite store (mailtrack.storage.sqlite) and TrackingEvent, on real files in tmp_path."""
 
 from __future__ import annotations
 
@@ -127,7 +127,7 @@ def test_database_from_the_future_is_refused(db: Path) -> None:
     connection.execute("CREATE TABLE something_new (x)")
     connection.execute("PRAGMA user_version = 99")
     connection.close()
-    with pytest.raises(RuntimeError, match=r"schema version 99.*knows up to 2"):
+    with pytest.raises(StoreError, match=r"schema version 99.*knows up to 2"):  # a MailtrackError, never RuntimeError
         SQLiteStore(db)
     assert tables(db) == {"something_new"}  # untouched
     with raw(db) as connection:
@@ -436,3 +436,27 @@ def test_sqlite_store_implements_the_storage_protocol(store: SQLiteStore) -> Non
     from mailtrack.storage.base import EventStore
 
     assert isinstance(store, EventStore)
+
+
+# -- refusals are the storage protocol's errors, never a stdlib exception ---------------------
+
+
+@pytest.mark.parametrize("path", [None, 5, b"events.sqlite", ""])
+def test_a_path_that_is_no_file_name_is_refused_before_any_file_is_made(
+    path: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(mailtrack.ConfigurationError, match="path"):
+        SQLiteStore(path)
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("limit", ["10", 1.5, True, -1])
+def test_events_refuses_a_limit_that_is_no_count(store: SQLiteStore, limit: Any) -> None:
+    with pytest.raises(mailtrack.ArgumentError, match="limit"):
+        store.events(limit=limit)
+
+
+def test_record_refuses_what_is_not_a_tracking_event(store: SQLiteStore) -> None:
+    with pytest.raises(mailtrack.ArgumentError, match="TrackingEvent"):
+        store.record({"event_type": "opened"})  # type: ignore[arg-type]
