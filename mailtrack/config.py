@@ -30,17 +30,16 @@ Secrets never appear in a :class:`Config`'s ``repr`` or in any error message.
 from __future__ import annotations
 
 import argparse
-import ipaddress
-import math
 import os
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
 from mailtrack.core.urls import UrlLayout
+from mailtrack.delivery.webhooks import check_url, secret_key
 from mailtrack.exceptions import ConfigurationError, MailtrackError
+from mailtrack.http.endpoints import check_max_age, trusted_networks
 
 __all__ = ["OPTIONS", "Config", "MissingSetting", "Option"]
 
@@ -125,6 +124,15 @@ def _invalid(field_name: str, problem: str) -> ConfigurationError:
     return ConfigurationError(f"{problem} {_where(field_name)}")
 
 
+def _checked(field_name: str, check: Callable[[Any], object], value: object) -> None:
+    """Run an adapter's own check on ``value``; its error, if any, names the option and variable too."""
+    try:
+        check(value)
+    except ConfigurationError as exc:
+        message = str(exc).split(" (--", 1)[0]  # the adapter's hint about where it is set: ours is more precise
+        raise _invalid(field_name, message) from None
+
+
 @dataclass(frozen=True, repr=False)
 class Config:
     """Every setting of a mailtrack process, validated; build it with :meth:`from_sources`.
@@ -170,25 +178,19 @@ class Config:
             raise _invalid("port", f"port must be a whole number from 0 to 65535, not {self.port!r}")
         if not _is_int(self.threads) or self.threads < 1:
             raise _invalid("threads", f"threads must be a whole number of at least 1, not {self.threads!r}")
-        for proxy in self.trusted_proxies:
-            try:
-                ipaddress.ip_network(proxy, strict=False)
-            except (ValueError, TypeError):
-                raise _invalid("trusted_proxies", f"trusted proxy {proxy!r} is not an IP address or network") from None
-        if self.max_age is not None and (
-            isinstance(self.max_age, bool) or not isinstance(self.max_age, (int, float)) or not 0 < self.max_age < math.inf
-        ):
-            raise _invalid("max_age", f"max_age must be a positive number of seconds, not {self.max_age!r}")
+        # The checks the adapters make themselves, run here first so a mistake is named with its option and variable.
+        _checked("trusted_proxies", trusted_networks, self.trusted_proxies)
+        _checked("max_age", check_max_age, self.max_age)
         if self.landing_html is not None and not isinstance(self.landing_html, str):
             raise _invalid("landing_html", "the landing page must be text")
         for url in self.webhooks:
-            parts = urlsplit(url) if isinstance(url, str) else None
-            if parts is None or parts.scheme not in ("http", "https") or not parts.hostname:
-                raise _invalid("webhooks", f"webhook URL must be an absolute http(s) URL, not {url!r}")
+            _checked("webhooks", check_url, url)
         if self.webhook_secret is not None and not isinstance(self.webhook_secret, str):
             raise _invalid("webhook_secret", "the webhook secret must be a string")
         if self.webhooks and not self.webhook_secret:
             raise _invalid("webhook_secret", "webhooks need a secret")
+        if self.webhook_secret is not None:
+            _checked("webhook_secret", secret_key, self.webhook_secret)
 
     @classmethod
     def from_sources(

@@ -23,6 +23,7 @@ import re
 import threading
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 from collections.abc import Callable, Iterable
 from datetime import datetime, timezone
@@ -31,7 +32,9 @@ from mailtrack.events import TrackingEvent
 from mailtrack.exceptions import ConfigurationError, WebhookSignatureError
 from mailtrack.storage.base import EventStore, OutboxItem, StoreUnavailable
 
-__all__ = ["MIN_SECRET_BYTES", "SIGNATURE_HEADER", "WebhookDelivery", "payload", "sign", "verify_signature"]
+__all__ = [
+    "MIN_SECRET_BYTES", "SIGNATURE_HEADER", "WebhookDelivery", "check_url", "payload", "secret_key", "sign", "verify_signature",
+]
 
 log = logging.getLogger("mailtrack")
 SIGNATURE_HEADER = "Mailtrack-Signature"
@@ -62,7 +65,16 @@ MIN_SECRET_BYTES = 16
 _TIMESTAMP = re.compile(r"[0-9]{1,12}")  # ASCII digits only: str.isdigit() is true for "²", which int() refuses
 
 
-def _key(secret: object) -> bytes:
+def check_url(url: object) -> str:
+    """``url`` if it is an absolute http(s) URL with a host; :class:`ConfigurationError` otherwise."""
+    parts = urllib.parse.urlsplit(url) if isinstance(url, str) else None
+    if parts is None or parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ConfigurationError(f"webhook URL must be an absolute http(s) URL, not {url!r}")
+    assert isinstance(url, str)
+    return url
+
+
+def secret_key(secret: object) -> bytes:
     """``secret`` as HMAC key bytes; :class:`ConfigurationError` unless it is a str or bytes of 16+ bytes."""
     if isinstance(secret, str):
         key = secret.encode("utf-8", "surrogatepass")
@@ -84,7 +96,7 @@ def sign(body: bytes, secret: str | bytes, timestamp: int) -> str:
 
     Raises :class:`~mailtrack.exceptions.ConfigurationError` for a secret shorter than 16 bytes.
     """
-    return _sign(body, _key(secret), timestamp)
+    return _sign(body, secret_key(secret), timestamp)
 
 
 def _sign(body: bytes, key: bytes, timestamp: int) -> str:
@@ -106,9 +118,9 @@ def verify_signature(body: bytes, header: str, secrets: str | bytes | Iterable[s
     mistake and raises :class:`~mailtrack.exceptions.ConfigurationError`.
     """
     if isinstance(secrets, (str, bytes, bytearray)):
-        keys = [_key(secrets)]
+        keys = [secret_key(secrets)]
     elif isinstance(secrets, Iterable):
-        keys = [_key(secret) for secret in secrets]
+        keys = [secret_key(secret) for secret in secrets]
     else:
         raise ConfigurationError(f"webhook secrets must be a str, bytes or a list of them, not {type(secrets).__name__}")
     if not keys:
@@ -167,9 +179,8 @@ class WebhookDelivery:
         poll_interval: float = 0.5,
         clock: Callable[[], float] = time.time,
     ) -> None:
-        if not isinstance(url, str) or not url.startswith(("http://", "https://")):
-            raise ConfigurationError(f"webhook URL must be http(s): {url!r}")
-        self._key = _key(secret)  # ConfigurationError for a secret shorter than 16 bytes
+        check_url(url)
+        self._key = secret_key(secret)  # ConfigurationError for a secret shorter than 16 bytes
         self.store = store
         self.url = url
         self.secret = secret

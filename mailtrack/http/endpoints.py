@@ -83,7 +83,7 @@ class Endpoints:
         self.max_age = check_max_age(max_age)
         self.landing_html = landing_html if landing_html is not None else tracker.settings.subscription_tracking.landing
         self.clock = clock
-        self._proxies = _networks(trusted_proxies)
+        self._proxies = trusted_networks(trusted_proxies)
         self._router = Router(tracker.base_url, tracker.layout.paths)
         self._handlers: dict[TokenKind, Callable[[Request, str], Response]] = {
             "open": self._open, "click": self._click, "unsubscribe": self._unsubscribe,
@@ -188,7 +188,7 @@ class Endpoints:
         return any(ip in network or (mapped is not None and mapped in network) for network in self._proxies)
 
 
-def _networks(proxies: Iterable[str]) -> list[ipaddress.IPv4Network | ipaddress.IPv6Network]:
+def trusted_networks(proxies: Iterable[str]) -> list[ipaddress.IPv4Network | ipaddress.IPv6Network]:
     """The trusted proxies as networks; one str is one address or network (not its characters)."""
     if isinstance(proxies, str):
         proxies = [proxies]

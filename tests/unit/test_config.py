@@ -73,7 +73,7 @@ def test_defaults_come_from_the_option_table() -> None:
 
 def test_lists_repeat_as_arguments_and_are_comma_separated_in_the_environment() -> None:
     env = {"MAILTRACK_TRUSTED_PROXIES": "10.0.0.0/8, 192.168.1.1", "MAILTRACK_WEBHOOK": "https://a.example/h,",
-           "MAILTRACK_WEBHOOK_SECRET": "s"}
+           "MAILTRACK_WEBHOOK_SECRET": "s" * 16}
     config = Config.from_sources(None, env)
     assert config.trusted_proxies == ("10.0.0.0/8", "192.168.1.1") and config.webhooks == ("https://a.example/h",)
     config = Config.from_sources({"trusted_proxy": ["::1"], "webhook": ["https://b.example/"]}, env)
@@ -119,7 +119,7 @@ def test_require_names_every_missing_option_and_its_variable() -> None:
 def test_repr_and_errors_never_show_secrets(tmp_path: Path) -> None:
     config = Config.from_sources(
         {"secret_key": "s3cret-old,s3cret-new"},
-        {"MAILTRACK_WEBHOOK": "https://h.example/", "MAILTRACK_WEBHOOK_SECRET": "hook-s3cret"},
+        {"MAILTRACK_WEBHOOK": "https://h.example/", "MAILTRACK_WEBHOOK_SECRET": "hook-s3cret-0123456"},
     )
     for text in (repr(config), str(config), f"{config}"):
         assert "s3cret" not in text and "<2 keys>" in text and "webhook_secret=<set>" in text
@@ -143,3 +143,9 @@ def test_landing_page_is_read_once_from_the_file(tmp_path: Path) -> None:
     page = tmp_path / "landing.html"
     page.write_text("<p>Leaving?</p>", encoding="utf-8")
     assert Config.from_sources({"landing": str(page)}, {}).landing_html == "<p>Leaving?</p>"
+
+
+def test_a_short_webhook_secret_is_refused_naming_its_option_and_variable() -> None:
+    with pytest.raises(ConfigurationError, match=r"at least 16 bytes.*--webhook-secret, MAILTRACK_WEBHOOK_SECRET") as caught:
+        Config.from_sources(None, {"MAILTRACK_WEBHOOK": "https://h.example/", "MAILTRACK_WEBHOOK_SECRET": "short-secret"})
+    assert "short-secret" not in str(caught.value)
