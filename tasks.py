@@ -4,12 +4,20 @@
     python3 tasks.py demo    # make .venv, install mailtrack, run the end-to-end demo
     python3 tasks.py test    # make .venv, install mailtrack[test], run the whole test suite
     python3 tasks.py bench   # make .venv, install mailtrack[bench], run the four benchmarks (rewrite, message, serve, pathological)
+    python3 tasks.py mutate  # make .venv, install mailtrack[mutation,test], mutation-test the core modules
 
 Extra arguments go to the command run (pytest, the demo, the benchmark). For
 ``bench`` they all go to benchmarks/bench_rewrite.py, and ``--quick`` (or ``--help``) to
 benchmarks/bench_message.py and benchmarks/bench_serve.py as well (their other options,
 such as ``--out``, would clash); ``bench rewrite ARGS...``, ``bench message ARGS...`` or
 ``bench serve ARGS...`` or ``bench pathological ARGS...`` runs just that one benchmark with all the arguments.
+
+``mutate`` runs mutmut as ``[tool.mutmut]`` in pyproject.toml configures it (the
+modules, and the fast unit tests run against each mutant), niced and one mutant
+at a time unless ``--max-children N`` is given, then prints killed/total per
+module. Arguments go to ``mutmut run`` (e.g. mutant names to re-run some);
+``mutmut results`` and ``mutmut show NAME`` (in .venv/bin) list and show the
+survivors. Mutants are written to ``mutants/`` (ignored by git).
 """
 
 from __future__ import annotations
@@ -24,7 +32,7 @@ ROOT = Path(__file__).resolve().parent
 VENV = ROOT / ".venv"
 BIN = VENV / ("Scripts" if os.name == "nt" else "bin")
 PYTHON = BIN / ("python.exe" if os.name == "nt" else "python")
-EXTRAS = {"demo": "[serve]", "test": "[test,serve]", "bench": "[bench,test,serve]"}
+EXTRAS = {"demo": "[serve]", "test": "[test,serve]", "bench": "[bench,test,serve]", "mutate": "[mutation,test,serve]"}
 BENCHMARKS = {
     "rewrite": "benchmarks/bench_rewrite.py",
     "message": "benchmarks/bench_message.py",
@@ -54,6 +62,36 @@ def ensure_venv(extra: str) -> None:
         stamp.touch()
 
 
+def mutation_scores(results: str) -> dict[str, tuple[int, int]]:
+    """``{module: (killed, total)}`` from ``mutmut results --all true`` lines (``name: status``).
+
+    A mutant counts as killed when a test failed (``killed``) or hung (``timeout``);
+    ``survived``, ``no tests`` and the rest are not.
+    """
+    scores: dict[str, tuple[int, int]] = {}
+    for line in results.splitlines():
+        name, sep, status = line.strip().rpartition(": ")
+        if not sep or "__mutmut_" not in name:
+            continue
+        # mailtrack.core.tokens.x_check_claims__mutmut_3, mailtrack.core.tokens.xǁTokenCodecǁloads__mutmut_4
+        module = name.split("__mutmut_")[0].rsplit(".", 1)[0]
+        killed, total = scores.get(module, (0, 0))
+        scores[module] = (killed + (status in ("killed", "timeout")), total + 1)
+    return scores
+
+
+def mutate(rest: list[str]) -> None:
+    mutmut = BIN / "mutmut"
+    nice = ["nice"] if os.name != "nt" else []
+    limit = [] if any(arg.startswith("--max-children") for arg in rest) else ["--max-children", "1"]
+    run(*nice, mutmut, "run", *limit, *rest)
+    results = subprocess.run([str(mutmut), "results", "--all", "true"], cwd=ROOT, check=True,
+                             capture_output=True, text=True).stdout
+    print("\n| module | killed / total | score |\n|---|---|---|")
+    for module, (killed, total) in sorted(mutation_scores(results).items()):
+        print(f"| {module} | {killed} / {total} | {100 * killed / total:.1f}% |")
+
+
 def main(argv: list[str]) -> int:
     if not argv or argv[0] not in EXTRAS:
         print(__doc__)
@@ -65,6 +103,8 @@ def main(argv: list[str]) -> int:
             run(PYTHON, "-m", "mailtrack", "demo", *rest)
         elif command == "test":
             run(PYTHON, "-m", "pytest", *rest)
+        elif command == "mutate":
+            mutate(rest)
         elif rest and rest[0] in BENCHMARKS:
             run(PYTHON, BENCHMARKS[rest[0]], *rest[1:])
         else:
