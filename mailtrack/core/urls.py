@@ -24,7 +24,7 @@ from __future__ import annotations
 import functools
 import ipaddress
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Literal
 from urllib.parse import parse_qsl, quote, urlencode
@@ -74,10 +74,10 @@ _LABEL = re.compile(r"[a-z0-9_-]{1,63}")
 _NUMBER = re.compile(r"[0-9]+|0[xX][0-9A-Fa-f]*")
 _MAX_HOST = 253
 #: The common case, settled by one match: printable ASCII, a name whose last label starts with a letter, a port.
-_PLAIN = re.compile(
+_PLAIN_AUTHORITY = (
     r"[hH][tT][tT][pP][sS]?://((?:[A-Za-z0-9_-]{1,63}\.)*[A-Za-z][A-Za-z0-9_-]{0,62}\.?)(:[0-9]{1,5})?(?=[/?#]|\Z)"
-    r"[\x21-\x7e]*\Z"
 )
+_PLAIN = re.compile(_PLAIN_AUTHORITY + r"[\x21-\x7e]*\Z")
 _NOT_URI = re.compile(r"[^\x21-\x7e]+")
 
 
@@ -111,12 +111,33 @@ def check_destination(url: str) -> Destination | DestinationProblem:
     on (see the module docstring). Never raises, linear in ``len(url)``.
     """
     fast = _PLAIN.match(url)
-    if fast is not None:  # most links: printable ASCII, a plain name as host
-        host = fast.group(1).lower()
-        port = fast.group(2)
-        if len(host) <= _MAX_HOST and "xn--" not in host and (port is None or int(port[1:]) <= 65535):
-            return Destination(url, host, url)
+    if fast is not None and _plain_authority(fast):  # most links: printable ASCII, a plain name as host
+        return Destination(url, fast.group(1).lower(), url)
     return _check(url)
+
+
+def _plain_authority(match: re.Match[str]) -> bool:
+    """What the fast path's expression cannot say itself: the host's length, no A-label, a port that exists."""
+    host, port = match.group(1), match.group(2)
+    return len(host) <= _MAX_HOST and "xn--" not in host.lower() and (port is None or int(port[1:]) <= 65535)
+
+
+def plain_destination(excluded: str = "") -> Callable[[str], bool]:
+    """A one-match test for the common link: True only if :func:`check_destination` accepts it by its fast path
+    and it holds none of the characters in ``excluded``.
+
+    The rewriter's rules use it to settle most links in one pass (no
+    placeholder can hide in a URL without the characters every placeholder
+    needs), with the same answer the full checks would give.
+    """
+    allowed = "".join(chr(c) for c in range(0x21, 0x7F) if chr(c) not in excluded)
+    pattern = re.compile(_PLAIN_AUTHORITY + f"[{re.escape(allowed)}]*\\Z")
+
+    def plain(url: str) -> bool:
+        match = pattern.match(url)
+        return match is not None and _plain_authority(match)
+
+    return plain
 
 
 def _check(url: str) -> Destination | DestinationProblem:

@@ -40,7 +40,9 @@ Decision = Union[SkipReason, Literal["another-message"]]  # noqa: UP007 - a runt
 
 def classify_destination(url: str, plan: RewritePlan) -> Decision | None:
     """The rules that look at the destination alone (placeholders, scheme, destination check, ours)."""
-    if not plan.placeholders.plain_http(url) and plan.placeholders.search(url):
+    if plan.placeholders.plain_http(url):  # settles most links in one match, as the checks below would
+        return ours(url, plan) if plan.layout.is_ours(url) else None
+    if plan.placeholders.search(url):
         return "placeholder"
     problem = destination_problem(url)  # the check the redirect makes too (mailtrack.core.urls)
     if problem is not None:

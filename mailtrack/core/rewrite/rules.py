@@ -14,7 +14,7 @@ from typing import Union
 
 from mailtrack.core.charrefs import decode_attribute
 from mailtrack.core.scanner import LinkTag
-from mailtrack.core.urls import ASCII_WHITESPACE, CONTROL_CHARS, HTTP_PREFIX
+from mailtrack.core.urls import ASCII_WHITESPACE, plain_destination
 from mailtrack.exceptions import ArgumentError, ConfigurationError
 
 __all__ = ["DEFAULT_OPT_OUTS", "DEFAULT_PLACEHOLDERS", "OptOuts", "PlaceholderMatcher"]
@@ -44,7 +44,8 @@ DEFAULT_OPT_OUTS: Mapping[str, str | None] = {
 }
 
 PatternInput = Union[str, "re.Pattern[str]"]
-_TRIGGERS = r"{%|<\[$"  # a character every default placeholder pattern needs
+_TRIGGER_CHARS = "{%|<[$"  # a character every default placeholder pattern needs
+_TRIGGERS = re.escape(_TRIGGER_CHARS)
 
 # The default "opening ... closing" patterns, as plain strings. A lazy ``.*?``
 # between two delimiters costs a scan to the end of the value for every opening
@@ -90,15 +91,17 @@ class PlaceholderMatcher:
         # so one character-class scan settles them (custom lists always run in full).
         defaults = self.patterns == DEFAULT_PLACEHOLDERS
         self._trigger = re.compile(f"[{_TRIGGERS}]").search if defaults else None
-        self._plain = re.compile(f"{HTTP_PREFIX}[^{_TRIGGERS}{CONTROL_CHARS}]+").fullmatch if defaults else None
+        # Defaults only: a custom pattern may need no trigger character at all.
+        self._plain = plain_destination(_TRIGGER_CHARS) if defaults else None
 
     def plain_http(self, url: str) -> bool:
-        """True if ``url`` is a valid http(s) destination that cannot hold a placeholder.
+        """True if ``url`` is a destination the destination check accepts and that cannot hold a placeholder.
 
         The fast path for most links: one match instead of a placeholder search
-        and the destination checks, built from the same pieces as those checks.
+        and the destination check (:func:`mailtrack.core.urls.plain_destination`,
+        which answers as that check does).
         """
-        return self._plain is not None and self._plain(url) is not None
+        return self._plain is not None and self._plain(url)
 
     def search(self, value: str) -> bool:
         """True if ``value`` holds a placeholder (linear time for the default patterns)."""

@@ -361,3 +361,31 @@ def test_placeholder_patterns_keep_their_flags_and_a_single_string_is_one_patter
     single = make_tracker(placeholder_patterns="@@")
     assert_left_alone(single, '<a href="https://x.example/@@">', "placeholder")
     assert tracked(single, '<a href="https://x.example/@">') == ["https://x.example/@"]
+
+
+# -- the one-match fast path agrees with the full checks ------------------------------------------
+from hypothesis import example, given  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+from mailtrack.core.rewrite.rules import PlaceholderMatcher  # noqa: E402
+from mailtrack.core.urls import destination_problem  # noqa: E402
+
+_URLISH = st.builds(
+    lambda scheme, host, port, rest: f"{scheme}://{host}{port}{rest}",
+    st.sampled_from(["http", "https", "HTTPS", "ftp"]),
+    st.one_of(st.from_regex(r"[A-Za-z0-9_.-]{1,80}", fullmatch=True), st.text(max_size=20),
+              st.sampled_from(["127.1", "xn--fa-hia.de", "a" * 64 + ".com", "x." * 130 + "com", "[::1]"])),
+    st.sampled_from(["", ":80", ":65535", ":65536", ":99999", ":"]),
+    st.text(alphabet=st.characters(min_codepoint=0x20, max_codepoint=0x7E) | st.sampled_from("é\x00\u2028"), max_size=30),
+)
+
+
+@given(_URLISH)
+@example("https://x.example/a?b=1")
+@example("https://127.1/")
+@example("https://x.example:65536/")
+@example("https://x.example/{{name}}")
+def test_the_plain_link_fast_path_answers_as_the_full_checks(url: str) -> None:
+    matcher = PlaceholderMatcher()
+    if matcher.plain_http(url):
+        assert destination_problem(url) is None and not matcher.search(url)
