@@ -124,3 +124,42 @@ def test_malformed_opt_out_configuration_is_named(attributes: object, message: s
 def test_prefilter_is_the_longest_substring_every_name_holds(names: tuple[str, ...], common: str) -> None:
     """The one plain-text search that rules most tags out before any attribute is parsed."""
     assert _common_substring(names) == common
+
+
+# -- the linear-time delimiter search (issue 8, defect 2) answers as the expressions did ----------------
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        ("https://x.example/{{a}} {{", True),  # a later opening without its closing does not hide the first pair
+        ("https://x.example/{{abc", False),  # an opening alone
+        ("https://x.example/}} then {{", False),  # a closing only before the opening
+        ("https://x.example/{}}", False),  # the closing must start after the whole opening
+        ("https://x.example/{{}}", True),  # right after it
+        ("https://x.example/?a={%b%}", True),
+        ("https://x.example/%>x<%", False),
+        ("https://x.example/${x", False),
+        ("https://x.example/${x}", True),
+    ],
+)
+def test_delimiter_pairs_need_a_closing_after_their_opening(value: str, expected: bool) -> None:
+    from mailtrack.core.rewrite.rules import PlaceholderMatcher
+
+    assert PlaceholderMatcher().search(value) is expected
+    regex = re.compile("|".join(f"(?:{p})" for p in mailtrack.DEFAULT_PLACEHOLDERS))
+    assert (regex.search(value) is not None) is expected  # the expressions they stand for agree
+
+
+def test_placeholder_errors_say_what_to_do() -> None:
+    from mailtrack.core.rewrite.rules import PlaceholderMatcher
+
+    with pytest.raises(mailtrack.ArgumentError, match=r"^placeholder_patterns must be a pattern or an iterable of them, not 5$"):
+        PlaceholderMatcher(5)  # type: ignore[arg-type]
+    with pytest.raises(mailtrack.ConfigurationError, match=r"^placeholder pattern '\(' does not compile: "):
+        PlaceholderMatcher(["("])
+    with pytest.raises(mailtrack.ConfigurationError) as caught:
+        PlaceholderMatcher(["x", "(?i)y"])
+    assert str(caught.value).startswith("placeholder patterns cannot be searched together (")
+    assert str(caught.value).endswith(
+        "): put flags in a scoped group like (?i:...), and give each named group its own name")
