@@ -255,19 +255,28 @@ class Tracker:
         self._check_identity(message_id, recipient, metadata)
         codec = self._codec
         subscription = resolved.subscription_tracking
+        clicks = resolved.click_tracking.enable and (resolved.click_tracking.enable_text or not text)
+        opens = resolved.open_tracking.enable and not text
+
+        def signer(kind: TokenKind) -> Callable[[], str]:
+            return codec.message_signer(kind, message_id, recipient, metadata, when)
+
+        def later(kind: TokenKind) -> Callable[[], str]:  # built only if another message's token turns up
+            return lambda: signer(kind)()
+
+        open_token = signer("open") if opens else None
+        unsubscribe_token = signer("unsubscribe") if subscription.enable else None
         unsubscribe = Unsubscribe(
-            token=codec.message_signer("unsubscribe", message_id, recipient, metadata, when),
+            token=unsubscribe_token,
             is_token=self._is_unsubscribe_token,
             html=subscription.html or DEFAULT_HTML,
             text=subscription.text or DEFAULT_TEXT,
             substitution_tag=subscription.substitution_tag or None,
-        ) if subscription.enable else None
-        clicks = resolved.click_tracking.enable and (resolved.click_tracking.enable_text or not text)
-        opens = resolved.open_tracking.enable and not text
+        ) if unsubscribe_token is not None else None
         reissue = Reissue(
             read=self._reader(message_id, recipient, metadata),
-            open_token=codec.message_signer("open", message_id, recipient, metadata, when),
-            unsubscribe_token=codec.message_signer("unsubscribe", message_id, recipient, metadata, when),
+            open_token=open_token or later("open"),
+            unsubscribe_token=unsubscribe_token or later("unsubscribe"),
         )
         return RewritePlan(
             layout=self._layout,
@@ -275,7 +284,7 @@ class Tracker:
             opt_outs=self._opt_outs,
             max_links=self._max_links,
             click=codec.message_signer("click", message_id, recipient, metadata, when) if clicks else None,
-            open_token=codec.message_signer("open", message_id, recipient, metadata, when) if opens else None,
+            open_token=open_token,
             is_open_token=self._is_open_token,
             substitution_tag=resolved.open_tracking.substitution_tag,
             pixel_position=position,

@@ -118,8 +118,8 @@ def check_destination(url: str) -> Destination | DestinationProblem:
 
 def _plain_authority(match: re.Match[str]) -> bool:
     """What the fast path's expression cannot say itself: the host's length, no A-label, a port that exists."""
-    host, port = match.group(1), match.group(2)
-    return len(host) <= _MAX_HOST and "xn--" not in host.lower() and (port is None or int(port[1:]) <= 65535)
+    host, port = match.group(1, 2)
+    return len(host) <= _MAX_HOST and ("--" not in host or "xn--" not in host.lower()) and (port is None or int(port[1:]) <= 65535)
 
 
 def plain_destination(excluded: str = "") -> Callable[[str], bool]:
@@ -134,8 +134,15 @@ def plain_destination(excluded: str = "") -> Callable[[str], bool]:
     pattern = re.compile(_PLAIN_AUTHORITY + f"[{re.escape(allowed)}]*\\Z")
 
     def plain(url: str) -> bool:
+        # _plain_authority inlined: this runs once per link of every message.
         match = pattern.match(url)
-        return match is not None and _plain_authority(match)
+        if match is None:
+            return False
+        if match.lastindex == 1 and len(url) <= _MAX_HOST and "--" not in url:
+            return True  # no port, too short for a long host, no A-label: the checks below cannot fail
+        host, port = match.group(1, 2)
+        return (len(host) <= _MAX_HOST and ("--" not in host or "xn--" not in host.lower())
+                and (port is None or int(port[1:]) <= 65535))
 
     return plain
 

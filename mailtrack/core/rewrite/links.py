@@ -40,7 +40,7 @@ Decision = Union[SkipReason, Literal["another-message"]]  # noqa: UP007 - a runt
 
 def classify_destination(url: str, plan: RewritePlan) -> Decision | None:
     """The rules that look at the destination alone (placeholders, scheme, destination check, ours)."""
-    if plan.placeholders.plain_http(url):  # settles most links in one match, as the checks below would
+    if plan.placeholders.plain(url):  # settles most links in one match, as the checks below would
         return ours(url, plan) if plan.layout.is_ours(url) else None
     if plan.placeholders.search(url):
         return "placeholder"
@@ -154,6 +154,8 @@ def tokens_after(html: str, prefix: str) -> list[tuple[str, int]]:
     Case-sensitive: our pixels are written with this exact prefix, and a
     case-insensitive search would cost more than the rest of a rewrite.
     """
+    if prefix not in html:  # nearly every body: one substring search instead of a regex pass
+        return []
     # A sentence may end right after a URL in text: a token never ends with ".".
     return [(m.group(1).rstrip("."), m.start(1)) for m in re.finditer(re.escape(prefix) + r"([A-Za-z0-9_.-]+)", html)]
 
@@ -170,7 +172,7 @@ def earlier_tokens(
     as this message's.
     """
     present, replaced = False, []
-    taken = sorted((start, end) for start, end, _ in edits)
+    taken: list[tuple[int, int]] | None = None  # sorted only once another message's token turns up
     i, new_token = 0, ""
     for token, at in tokens_after(source, plan.layout.prefix(kind)):
         if plan.reissue is None:
@@ -182,6 +184,8 @@ def earlier_tokens(
         if earlier.this_message:
             present = True
             continue
+        if taken is None:
+            taken = sorted((start, end) for start, end, _ in edits)
         while i < len(taken) and taken[i][1] <= at:
             i += 1
         if i < len(taken) and taken[i][0] < at + len(token):
