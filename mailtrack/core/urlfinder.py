@@ -37,15 +37,17 @@ def _trim(text: str, start: int, end: int) -> int:
     once, when first needed, and kept up to date as closers are cut off (a
     recount per cut made ``https://x/))))...`` quadratic).
     """
-    surplus: dict[str, int] = {}  # closer -> its count minus its partner's in text[start:end]
+    surplus: dict[str, int] | None = None  # closer -> its count minus its partner's in text[start:end]
     while end > start:
         last = text[end - 1]
-        if last == "*" and text[end - 2 : end] == "|*":
-            break  # the end of a Mailchimp merge tag *|X|*, not emphasis
         if last in _TRAILING:
+            if last == "*" and text[end - 2 : end] == "|*":
+                break  # the end of a Mailchimp merge tag *|X|*, not emphasis
             end -= 1
             continue
         if last in _PAIRS:
+            if surplus is None:
+                surplus = {}
             excess = surplus.get(last)
             if excess is None:
                 excess = text.count(last, start, end) - text.count(_PAIRS[last], start, end)
