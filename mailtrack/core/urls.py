@@ -45,7 +45,6 @@ __all__ = [
     "as_uri",
     "check_destination",
     "destination_problem",
-    "is_http_url",
 ]
 
 #: Token purposes, each with its own signing salt.
@@ -95,10 +94,6 @@ class Destination:
     host: str
     uri: str
 
-
-def is_http_url(value: str) -> bool:
-    """True if ``value`` starts with ``http://`` or ``https://`` (any case) and a host."""
-    return _HTTP.match(value) is not None
 
 
 def check_destination(url: str) -> Destination | DestinationProblem:

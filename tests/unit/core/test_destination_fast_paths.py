@@ -77,4 +77,17 @@ def test_a_long_url_on_a_short_host_is_still_plain() -> None:
 
 def test_the_redirect_form_escapes_every_non_uri_character_completely() -> None:
     assert as_uri("https://x.example/a b/é?q=ü#f r") == "https://x.example/a%20b/%C3%A9?q=%C3%BC#f%20r"
-    assert as_uri("https://x.example/ /") == "https://x.example/%20/"  # "/" inside a run is not "safe"
+    assert as_uri("https://x.example/ /") == "https://x.example/%20/"
+
+
+def test_a_closing_right_before_the_opening_is_no_placeholder() -> None:
+    assert PlaceholderMatcher().search("https://x.example/}}{{") is False
+    assert PlaceholderMatcher().search("https://x.example/%>x<%") is False
+
+
+def test_paths_that_are_no_mapping_are_named_in_the_error() -> None:
+    from mailtrack.core.urls import UrlLayout
+    from mailtrack.exceptions import ConfigurationError
+
+    with pytest.raises(ConfigurationError, match=r"^paths must be a mapping of kind -> path, not int$"):
+        UrlLayout.create("https://t.example.com", 5)  # type: ignore[arg-type]
