@@ -55,10 +55,12 @@ class ExpiredToken(InvalidToken):
         self.issued_at = issued_at
 
 
-class ArgumentError(MailtrackError, TypeError):
-    """An argument has the wrong type (a ``bytes`` message id, a list as metadata, ...).
+class ArgumentError(MailtrackError, TypeError, ValueError):
+    """An argument has the wrong type or a value out of its range (a ``bytes`` message id, a list as
+    metadata, a negative ``max_age``, an ``issued_at`` before 1970, ...).
 
-    Also a ``TypeError``, so code written against the stdlib's convention keeps catching it.
+    Also a ``TypeError`` and a ``ValueError``, so code written against the
+    stdlib's conventions keeps catching it.
     """
 
 

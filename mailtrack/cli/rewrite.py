@@ -71,7 +71,7 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
                                                       default="the single To address"))
     message.add_argument("--settings", metavar="JSON", help="JSON tracking_settings for this message")
     message.add_argument("--metadata", metavar="JSON", help="JSON object signed into every URL")
-    message.add_argument("--force", action="store_true", help="rewrite even if the message carries a DKIM-Signature")
+    message.add_argument("--force", action="store_true", help="rewrite even if the message carries a DKIM-Signature or is multipart/signed (which breaks the signature)")
     add_settings(message, "secret_key", "secret_key_file", "base_url")
     message.set_defaults(func=rewrite_message)
 

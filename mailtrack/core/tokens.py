@@ -37,7 +37,7 @@ from itsdangerous.signer import HMACAlgorithm
 
 from mailtrack.core.results import Verified
 from mailtrack.core.urls import KINDS, TokenKind, destination_problem
-from mailtrack.exceptions import ArgumentError, ConfigurationError, ExpiredToken, InvalidToken, MailtrackError
+from mailtrack.exceptions import ArgumentError, ConfigurationError, ExpiredToken, InvalidToken
 
 __all__ = ["MAX_TOKEN_LENGTH", "TokenClaims", "TokenCodec", "TruncatedHMAC", "check_claims"]
 
@@ -108,13 +108,13 @@ def check_claims(message_id: str, recipient: str, metadata: Mapping[str, Any] | 
     as lists, non-str keys as strings, and NaN is not JSON at all.
     """
     value = [message_id, recipient, dict(metadata or {})]
-    try:
-        encoded = _compact_json(value)
-        encoded.encode("utf-8")
-    except (TypeError, ValueError) as exc:  # not serializable, NaN, lone surrogates, circular
-        raise MailtrackError(f"message_id, recipient and metadata must be JSON text: {exc}") from None
-    if json.loads(encoded) != value:
-        raise MailtrackError("metadata must survive JSON unchanged: use str keys, lists (not tuples), and JSON types")
+    for name, part in zip(("message_id", "recipient", "metadata"), value, strict=True):
+        try:
+            _compact_json(part).encode("utf-8")
+        except (TypeError, ValueError) as exc:  # not serializable, NaN, lone surrogates, circular
+            raise ArgumentError(f"{name} must be JSON text: {exc}") from None
+    if json.loads(_compact_json(value)) != value:
+        raise ArgumentError("metadata must survive JSON unchanged: use str keys, lists (not tuples), and JSON types")
 
 
 class TokenCodec:
@@ -231,7 +231,7 @@ class TokenCodec:
         if max_age is not None and (
             isinstance(max_age, bool) or not isinstance(max_age, (int, float)) or not 0 <= max_age < math.inf
         ):
-            raise MailtrackError(f"max_age must be a finite number of seconds >= 0, or None, not {max_age!r}")
+            raise ArgumentError(f"max_age must be a finite number of seconds >= 0, or None, not {max_age!r}")
         if kind is not None and kind not in KINDS:
             raise ArgumentError(f"kind must be one of {', '.join(KINDS)}, not {kind!r}")
         kinds = [kind] if kind is not None else list(KINDS)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Iterable, Mapping
+from datetime import datetime
 from email.message import Message
 from typing import Any, TypeVar, overload
 from urllib.parse import urlsplit
@@ -118,7 +119,7 @@ class Tracker:
         recipient: str,
         settings: SettingsInput = None,
         metadata: Mapping[str, Any] | None = None,
-        issued_at: float | None = None,
+        issued_at: float | datetime | None = None,
         pixel_position: str | None = None,
     ) -> HtmlResult:
         """Track the links of one HTML body for one recipient and add the open pixel.
@@ -139,7 +140,7 @@ class Tracker:
         recipient: str,
         settings: SettingsInput = None,
         metadata: Mapping[str, Any] | None = None,
-        issued_at: float | None = None,
+        issued_at: float | datetime | None = None,
         exclude: Iterable[str] = (),
     ) -> TextResult:
         """Track the http(s) URLs of one plain-text body, when ``click_tracking.enable_text`` is on.
@@ -163,19 +164,19 @@ class Tracker:
     @overload
     def rewrite_message(
         self, message: bytes, *, message_id: str | None = ..., recipient: str | None = ..., settings: SettingsInput = ...,
-        metadata: Mapping[str, Any] | None = ..., issued_at: float | None = ..., force: bool = ...,
+        metadata: Mapping[str, Any] | None = ..., issued_at: float | datetime | None = ..., force: bool = ...,
     ) -> MessageResult[bytes]: ...
 
     @overload
     def rewrite_message(
         self, message: str, *, message_id: str | None = ..., recipient: str | None = ..., settings: SettingsInput = ...,
-        metadata: Mapping[str, Any] | None = ..., issued_at: float | None = ..., force: bool = ...,
+        metadata: Mapping[str, Any] | None = ..., issued_at: float | datetime | None = ..., force: bool = ...,
     ) -> MessageResult[str]: ...
 
     @overload
     def rewrite_message(
         self, message: MessageT, *, message_id: str | None = ..., recipient: str | None = ...,
-        settings: SettingsInput = ..., metadata: Mapping[str, Any] | None = ..., issued_at: float | None = ...,
+        settings: SettingsInput = ..., metadata: Mapping[str, Any] | None = ..., issued_at: float | datetime | None = ...,
         force: bool = ...,
     ) -> MessageResult[MessageT]: ...
 
@@ -187,7 +188,7 @@ class Tracker:
         recipient: str | None = None,
         settings: SettingsInput = None,
         metadata: Mapping[str, Any] | None = None,
-        issued_at: float | None = None,
+        issued_at: float | datetime | None = None,
         force: bool = False,
     ) -> MessageResult[Any]:
         """Track a whole MIME message: its inline HTML and plain-text parts, for one recipient.
@@ -243,7 +244,7 @@ class Tracker:
         message_id: str,
         recipient: str,
         metadata: Mapping[str, Any] | None,
-        issued_at: float | None,
+        issued_at: float | datetime | None,
         pixel_position: str | None,
         *,
         text: bool,
@@ -333,7 +334,7 @@ class Tracker:
         url: str | None = None,
         link_index: int = 0,
         metadata: Mapping[str, Any] | None = None,
-        issued_at: float | None = None,
+        issued_at: float | datetime | None = None,
     ) -> str:
         """One signed URL of ``kind`` ("click", "open" or "unsubscribe")."""
         if kind not in KINDS:
@@ -400,10 +401,15 @@ class Tracker:
             return False
         return True
 
-    def _timestamp(self, issued_at: float | None) -> int:
-        value = self._clock() if issued_at is None else issued_at
+    def _timestamp(self, issued_at: float | datetime | None) -> int:
+        """When tokens are signed: now by ``clock``, or ``issued_at`` (seconds since the epoch, or an aware datetime)."""
+        value: object = self._clock() if issued_at is None else issued_at
+        if isinstance(value, datetime):
+            if value.tzinfo is None:
+                raise ArgumentError(f"issued_at must be a timezone-aware datetime, not {value!r}")
+            value = value.timestamp()
         if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value < _MAX_TIMESTAMP:
-            raise MailtrackError(f"issued_at must be seconds since the epoch (0 to 2**40), not {value!r}")
+            raise ArgumentError(f"issued_at must be seconds since the epoch (0 to 2**40) or an aware datetime, not {value!r}")
         return int(value)
 
     @staticmethod

@@ -14,8 +14,9 @@ import zlib
 import pytest
 from itsdangerous import TimestampSigner
 
+import mailtrack
 from mailtrack.core.tokens import _ZDICT, TokenCodec, TruncatedHMAC
-from mailtrack.exceptions import ConfigurationError, ExpiredToken, InvalidToken, MailtrackError
+from mailtrack.exceptions import ConfigurationError, ExpiredToken, InvalidToken
 
 T0 = 1_700_000_000
 KIB8 = 8192  # the documented bound, spelled out rather than imported
@@ -262,13 +263,22 @@ def test_purpose_is_found_whichever_other_purpose_signed_it() -> None:
 @pytest.mark.parametrize(
     "metadata, message",
     [
-        ({"n": float("nan")}, "message_id, recipient and metadata must be JSON text: Out of range float values are not JSON compliant"),
+        ({"n": float("nan")}, "metadata must be JSON text: Out of range float values are not JSON compliant"),
         ({"t": (1, 2)}, "metadata must survive JSON unchanged: use str keys, lists (not tuples), and JSON types"),
     ],
 )
 def test_claims_that_would_not_come_back_are_refused_when_signing(metadata: dict[str, object], message: str) -> None:
     from mailtrack.core.tokens import check_claims
 
-    with pytest.raises(MailtrackError) as info:
+    with pytest.raises(mailtrack.ArgumentError) as info:
         check_claims("m", "r", metadata)
     assert str(info.value).startswith(message)
+
+
+@pytest.mark.parametrize("field", ["message_id", "recipient"])
+def test_the_claim_that_is_no_json_text_is_named(field: str) -> None:
+    from mailtrack.core.tokens import check_claims
+
+    claims = {"message_id": "m", "recipient": "r", field: "\ud800"}
+    with pytest.raises(mailtrack.ArgumentError, match=f"^{field} must be JSON text: "):
+        check_claims(claims["message_id"], claims["recipient"], None)

@@ -371,3 +371,30 @@ def test_verify_of_a_validly_signed_token_with_any_destination_raises_only_inval
         assert exc.reason == "destination"
     else:
         assert verified.url == destination
+
+
+def test_issued_at_takes_an_aware_datetime_and_refuses_other_values_as_argument_errors() -> None:
+    from datetime import datetime, timezone
+
+    import mailtrack
+
+    tracker = make_tracker()
+    when = datetime(2026, 1, 1, tzinfo=timezone.utc)
+    by_datetime = tracker.rewrite_html('<a href="https://x.example/">x</a>', message_id="m", recipient="r@x", issued_at=when)
+    by_seconds = tracker.rewrite_html('<a href="https://x.example/">x</a>', message_id="m", recipient="r@x",
+                                      issued_at=int(when.timestamp()))
+    assert by_datetime.html == by_seconds.html
+    assert tracker.verify(by_datetime.links[0].tracking_url).issued_at == when
+    for bad in (datetime(2026, 1, 1), -1, 2**41, "2026-01-01", True):
+        with pytest.raises(mailtrack.ArgumentError, match="issued_at"):
+            tracker.rewrite_html("x", message_id="m", recipient="r@x", issued_at=bad)  # type: ignore[arg-type]
+
+
+def test_a_bad_max_age_is_an_argument_error() -> None:
+    import mailtrack
+
+    tracker = make_tracker()
+    url = tracker.tracking_url("open", message_id="m", recipient="r@x")
+    for bad in (-1, "x", float("nan"), float("inf")):
+        with pytest.raises(mailtrack.ArgumentError, match="max_age"):
+            tracker.verify(url, max_age=bad)  # type: ignore[arg-type]
