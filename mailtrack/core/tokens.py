@@ -214,6 +214,12 @@ class TokenCodec:
         signed for another purpose is refused with reason ``"purpose"``. Without
         ``kind`` every purpose is tried.
         """
+        if max_age is not None and (
+            isinstance(max_age, bool) or not isinstance(max_age, (int, float)) or not 0 <= max_age < math.inf
+        ):
+            raise ArgumentError(f"max_age must be a finite number of seconds >= 0, or None, not {max_age!r}")
+        if kind is not None and kind not in KINDS:
+            raise ArgumentError(f"kind must be one of {', '.join(KINDS)}, not {kind!r}")
         if not isinstance(token, str):
             raise ArgumentError(f"token must be a str, not {type(token).__name__}")
         if len(token) > MAX_TOKEN_LENGTH:
@@ -228,12 +234,6 @@ class TokenCodec:
         if not canonical:
             # base64 ignores the spare bits of the last character; accept one spelling only
             raise InvalidToken("signature is not canonically encoded", reason="signature", token=token)
-        if max_age is not None and (
-            isinstance(max_age, bool) or not isinstance(max_age, (int, float)) or not 0 <= max_age < math.inf
-        ):
-            raise ArgumentError(f"max_age must be a finite number of seconds >= 0, or None, not {max_age!r}")
-        if kind is not None and kind not in KINDS:
-            raise ArgumentError(f"kind must be one of {', '.join(KINDS)}, not {kind!r}")
         kinds = [kind] if kind is not None else list(KINDS)
         for candidate in kinds:
             try:

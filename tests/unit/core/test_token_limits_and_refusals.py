@@ -282,3 +282,29 @@ def test_the_claim_that_is_no_json_text_is_named(field: str) -> None:
     claims = {"message_id": "m", "recipient": "r", field: "\ud800"}
     with pytest.raises(mailtrack.ArgumentError, match=f"^{field} must be JSON text: "):
         check_claims(claims["message_id"], claims["recipient"], None)
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        ({"digest_method": "sha1"}, "digest_method must be a hashlib constructor like hashlib.sha256, not 'sha1'"),
+        ({"signature_size": "16"}, "signature size must be an int (bytes), not '16'"),
+        ({"signature_size": True}, "signature size must be an int (bytes), not True"),
+        ({"clock": "now"}, "clock must be a function returning seconds since the epoch, not 'now'"),
+        ({"max_clock_skew": True}, "max_clock_skew must be a finite number of seconds >= 0, not True"),
+        ({"max_clock_skew": "300"}, "max_clock_skew must be a finite number of seconds >= 0, not '300'"),
+        ({"max_clock_skew": -1}, "max_clock_skew must be a finite number of seconds >= 0, not -1"),
+        ({"max_clock_skew": float("inf")}, "max_clock_skew must be a finite number of seconds >= 0, not inf"),
+    ],
+)
+def test_codec_options_are_refused_with_a_message_naming_them(options: dict[str, object], message: str) -> None:
+    with pytest.raises(mailtrack.ConfigurationError) as info:
+        TokenCodec("k", **options)  # type: ignore[arg-type]
+    assert str(info.value) == message
+
+
+def test_an_unknown_kind_is_named_with_the_kinds_there_are() -> None:
+    codec = TokenCodec("k")
+    with pytest.raises(mailtrack.ArgumentError) as info:
+        codec.loads("a.b.c", kind="visit")  # type: ignore[arg-type]
+    assert str(info.value) == "kind must be one of click, open, unsubscribe, not 'visit'"
