@@ -97,6 +97,14 @@ def _hmac_pads(key: bytes, digest_method: Any) -> tuple[Any, Any]:
     return digest_method(key.translate(_IPAD)), digest_method(key.translate(_OPAD))
 
 
+def _encodes_as_utf8(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 def _compact_json(value: Any) -> str:
     return json.dumps(value, ensure_ascii=False, separators=_JSON_SEPARATORS, sort_keys=True, allow_nan=False)
 
@@ -131,12 +139,19 @@ class TokenCodec:
         clock: Callable[[], float] = time.time,
         max_clock_skew: float = 300,
     ) -> None:
-        keys: list[str | bytes] = [secret_keys] if isinstance(secret_keys, (str, bytes)) else list(secret_keys)
+        if isinstance(secret_keys, (str, bytes)):
+            keys: list[str | bytes] = [secret_keys]
+        elif isinstance(secret_keys, Iterable):
+            keys = list(secret_keys)
+        else:
+            raise ConfigurationError(f"secret_keys must be a key or a list of keys, not {type(secret_keys).__name__}")
         if not keys:
             raise ConfigurationError("secret_keys must hold at least one key")
         for key in keys:
             if not isinstance(key, (str, bytes)) or not key:
                 raise ConfigurationError("every secret key must be a non-empty str or bytes")
+            if isinstance(key, str) and not _encodes_as_utf8(key):
+                raise ConfigurationError("every secret key must be text that UTF-8 can write (a lone surrogate cannot be)")
         if not callable(clock):
             raise ConfigurationError(f"clock must be a function returning seconds since the epoch, not {clock!r}")
         if isinstance(max_clock_skew, bool) or not isinstance(max_clock_skew, (int, float)) or not 0 <= max_clock_skew < math.inf:

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 import mailtrack
@@ -89,6 +89,8 @@ def test_tracking_url_refuses_only_with_mailtrack_errors(
 @given(keys=values, base_url=values, options=st.dictionaries(
     st.sampled_from(["paths", "max_links", "placeholder_patterns", "opt_out_attributes", "pixel_position", "settings",
                      "salt", "signature_size", "compress_tokens", "max_clock_skew"]), values, max_size=3))
+@example(keys="\ud800", base_url="HTTP://A", options={})  # found by this test: a surrogate key, then a bool
+@example(keys=True, base_url=BASE, options={})
 def test_tracker_construction_refuses_only_with_mailtrack_errors(keys: Any, base_url: Any, options: Any) -> None:
     _only_ours(mailtrack.Tracker, keys, base_url, **options)
 

@@ -308,3 +308,18 @@ def test_an_unknown_kind_is_named_with_the_kinds_there_are() -> None:
     with pytest.raises(mailtrack.ArgumentError) as info:
         codec.loads("a.b.c", kind="visit")  # type: ignore[arg-type]
     assert str(info.value) == "kind must be one of click, open, unsubscribe, not 'visit'"
+
+
+@pytest.mark.parametrize(
+    ("keys", "message"),
+    [
+        (True, "secret_keys must be a key or a list of keys, not bool"),
+        (5, "secret_keys must be a key or a list of keys, not int"),
+        ("\ud800", "every secret key must be text that UTF-8 can write (a lone surrogate cannot be)"),
+        (["ok", "\udcff"], "every secret key must be text that UTF-8 can write (a lone surrogate cannot be)"),
+    ],
+)
+def test_secret_keys_that_are_no_keys_are_refused_when_built(keys: object, message: str) -> None:
+    with pytest.raises(mailtrack.ConfigurationError) as info:
+        TokenCodec(keys)  # type: ignore[arg-type]
+    assert str(info.value) == message
