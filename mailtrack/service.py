@@ -24,7 +24,7 @@ from mailtrack.http.wsgi import MAX_BODY, WsgiApp
 from mailtrack.storage.base import EventStore
 from mailtrack.storage.sqlite import SQLiteStore
 
-__all__ = ["Service", "build_service", "create_server", "from_environment"]
+__all__ = ["Service", "build_service", "create_server", "from_environment", "open_store"]
 
 
 class Service(NamedTuple):

@@ -95,11 +95,17 @@ def _translated(method: Callable[P, R]) -> Callable[P, R]:
         try:
             return method(*args, **kwargs)
         except sqlite3.OperationalError as exc:
-            raise StoreUnavailable(f"the SQLite store is unavailable: {exc}", cause=exc) from exc
+            raise StoreUnavailable(f"the SQLite store{_at(args)} is unavailable: {exc}", cause=exc) from exc
         except sqlite3.Error as exc:
-            raise StoreError(f"the SQLite store refused the operation: {exc}") from exc
+            raise StoreError(f"the SQLite store{_at(args)} refused the operation: {exc}") from exc
 
     return wrapper
+
+
+def _at(args: tuple[object, ...]) -> str:
+    """`` at 'path'`` for the store a method was called on (what an operator needs to find it), else ""."""
+    path = getattr(args[0], "path", None) if args else None
+    return f" at {path!r}" if isinstance(path, str) else ""
 
 
 class SQLiteStore:
