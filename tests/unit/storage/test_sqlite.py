@@ -427,9 +427,11 @@ def test_threads_share_a_store(store: SQLiteStore) -> None:
 
 
 def test_a_store_in_a_missing_directory_is_unavailable_not_a_sqlite_error(tmp_path: Path) -> None:
+    path = tmp_path / "missing" / "events.sqlite"
     with pytest.raises(StoreUnavailable) as caught:
-        SQLiteStore(tmp_path / "missing" / "events.sqlite")
+        SQLiteStore(path)
     assert isinstance(caught.value.cause, sqlite3.OperationalError)  # kept for logs
+    assert repr(str(path)) in str(caught.value)  # the operator learns which database
 
 
 def test_sqlite_store_implements_the_storage_protocol(store: SQLiteStore) -> None:
