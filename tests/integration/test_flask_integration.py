@@ -291,3 +291,23 @@ def test_a_forged_click_is_a_404_without_redirect(states: list[MailtrackState]) 
     states.append(app.extensions["mailtrack"])
     response = app.test_client().get("/t/c/forged.token")
     assert response.status_code == 404 and "Location" not in response.headers
+
+
+def test_one_mail_instance_shared_by_two_apps_tracks_only_where_configured(states: list[MailtrackState]) -> None:
+    mail = flask_mail.Mail()
+    tracked_app = _app(MAILTRACK_TRACK_FLASK_MAIL=True, MAIL_SUPPRESS_SEND=True)
+    plain_app = _app(MAIL_SUPPRESS_SEND=True)
+    ext = Mailtrack(mail=mail)
+    for app in (tracked_app, plain_app):
+        mail.init_app(app)
+        states.append(ext.init_app(app, mail=mail))
+    with tracked_app.app_context(), mail.record_messages() as outbox:
+        message = flask_mail.Message("Hi", recipients=["ann@example.com"], cc=["Bob <bob@example.com>"], html=HTML)
+        mail.send(message)
+    assert [(m.recipients, m.cc) for m in outbox] == [(["ann@example.com"], []), (["Bob <bob@example.com>"], [])]
+    signed_for = [tracked_app.extensions["mailtrack"].tracker.verify(_urls(m.html, "o")[0]).recipient for m in outbox]
+    assert signed_for == ["ann@example.com", "bob@example.com"]
+    assert message.html == HTML and message.cc == ["Bob <bob@example.com>"]
+    with plain_app.app_context(), mail.record_messages() as outbox:
+        mail.send(flask_mail.Message("Hi", recipients=["ann@example.com", "bob@example.com"], html=HTML))
+    assert [m.html for m in outbox] == [HTML]

@@ -190,7 +190,10 @@ def _wrap_send(mail: Any) -> None:
     provider's per-recipient personalizations); all copies keep the original
     ``Message-ID`` so their events share the ``message_id``. Wrapped once per
     ``Mail`` instance, which may serve several apps (app factories): the
-    current app's config decides.
+    current app's config decides. Only ``mail.send`` is wrapped: messages sent
+    on a connection of your own (``with mail.connect() as conn: conn.send(m)``)
+    are not tracked; call :meth:`Mailtrack.track` on each of those. If sending
+    one copy fails, the copies before it have been sent.
     """
     if getattr(mail, _WRAPPED, None) is not None:
         return
@@ -198,19 +201,27 @@ def _wrap_send(mail: Any) -> None:
 
     def send(message: Any) -> None:
         state = flask.current_app.extensions.get("mailtrack")
-        if not isinstance(state, MailtrackState) or not state.track_flask_mail:
-            original(message)
+        addresses = list(_addresses(message))
+        if not isinstance(state, MailtrackState) or not state.track_flask_mail or not addresses:
+            original(message)  # not ours to track (no recipients: Flask-Mail's own error)
             return
-        for given, address in list(_addresses(message)):
-            single = copy.copy(message)
-            # Flask-Mail keeps .html in the .alts dict: a shallow copy would share it and rewrite the caller's message.
-            single.alts = dict(getattr(message, "alts", None) or {})
-            single.extra_headers = dict(message.extra_headers) if message.extra_headers else message.extra_headers
-            single.recipients, single.cc, single.bcc = [given], [], []
-            original(_track(state, single, address, None))
+        with mail.connect() as connection:  # one SMTP session for all the copies, as Flask-Mail's bulk sending does
+            for given, address in addresses:
+                connection.send(_track(state, _copy_for(message, given), address, None))
 
     setattr(mail, _WRAPPED, original)
     mail.send = send
+
+
+def _copy_for(message: Any, given: Any) -> Any:
+    """A copy of ``message`` addressed to ``given`` alone, sharing nothing mutable with it."""
+    single = copy.copy(message)
+    # Flask-Mail keeps .html in the .alts dict: a shallow copy would share it and rewrite the caller's message.
+    single.alts = dict(getattr(message, "alts", None) or {})
+    single.extra_headers = dict(message.extra_headers) if message.extra_headers else message.extra_headers
+    single.recipients, single.cc, single.bcc = [given], [], []
+    single.attachments = list(message.attachments)
+    return single
 
 
 # -- the blueprint --------------------------------------------------------------------------
