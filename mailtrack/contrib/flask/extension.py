@@ -1,0 +1,260 @@
+"""The ``Mailtrack`` Flask extension: configuration, the tracking blueprint, the ``tracking`` signal, Flask-Mail.
+
+Configuration (``app.config``), all read once by :meth:`Mailtrack.init_app`:
+
+``MAILTRACK_BASE_URL`` (required)
+    Where the tracking URLs point, e.g. ``https://example.com/t``.
+``MAILTRACK_SECRET_KEYS``
+    The signing keys, oldest first (the last one signs); default ``[app.secret_key]``.
+``MAILTRACK_TRACKING_SETTINGS``
+    Account-level :class:`~mailtrack.TrackingSettings` (or their dict form).
+``MAILTRACK_URL_PREFIX``
+    Where the blueprint is mounted, default ``/t``; it must be the path of
+    ``MAILTRACK_BASE_URL`` (the URLs we sign must reach the blueprint).
+``MAILTRACK_DB``
+    Optional SQLite path: events are stored there as well as signalled.
+``MAILTRACK_TRACK_FLASK_MAIL``
+    When true, every ``Mail.send`` of the ``flask_mail.Mail`` given to
+    :meth:`Mailtrack.init_app` (``mail=``) is tracked, one copy per recipient.
+
+Every error is a :class:`~mailtrack.ConfigurationError` raised by ``init_app``,
+naming the key, before anything is opened.
+
+Events reach :data:`tracking` (``sender=app``, ``event=`` a
+:class:`~mailtrack.TrackingEvent`) through a :class:`~mailtrack.Recorder`,
+which calls sinks on its own background thread after the store (if any) has
+recorded the event: receivers run **outside** the request and its app
+context, so a slow or failing receiver never delays or breaks the response
+(failures are logged to the ``mailtrack`` logger). Use the ``sender`` (the
+app) to push an app context when a receiver needs one.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Iterator
+from dataclasses import dataclass
+from email.utils import parseaddr
+from typing import Any
+from urllib.parse import urlsplit
+
+import flask
+from blinker import Namespace
+
+from mailtrack.core.tracker import Tracker
+from mailtrack.delivery.recorder import Recorder
+from mailtrack.events import CallbackSink, TrackingEvent
+from mailtrack.exceptions import ConfigurationError, MailtrackError, MessageError
+from mailtrack.http.endpoints import Endpoints
+from mailtrack.http.messages import Request, Response
+from mailtrack.http.wsgi import MAX_BODY
+from mailtrack.service import open_store
+from mailtrack.storage.base import EventStore
+
+__all__ = ["Mailtrack", "MailtrackState", "tracking"]
+
+_signals = Namespace()
+
+#: Sent for every recorded open, click and unsubscribe: ``sender`` is the Flask app, ``event`` the TrackingEvent.
+#: Receivers run on mailtrack's background thread, not in the request (see the module docstring).
+tracking = _signals.signal("mailtrack-tracking", doc="A TrackingEvent was recorded (sender=app, event=...).")
+
+_WRAPPED = "_mailtrack_wrapped_send"
+
+
+@dataclass
+class MailtrackState:
+    """What ``init_app`` built for one app, in ``app.extensions["mailtrack"]``."""
+
+    tracker: Tracker
+    recorder: Recorder
+    endpoints: Endpoints
+    store: EventStore | None
+    track_flask_mail: bool
+
+    def close(self) -> None:
+        """Stop the recorder's threads (a last drain of its spool) and close the store."""
+        self.recorder.close()
+        close = getattr(self.store, "close", None)
+        if callable(close):
+            close()
+
+
+class Mailtrack:
+    """The Flask extension: ``Mailtrack(app)``, or ``Mailtrack()`` then :meth:`init_app` (app factories)."""
+
+    def __init__(self, app: flask.Flask | None = None, *, mail: Any = None) -> None:
+        self.mail = mail
+        if app is not None:
+            self.init_app(app, mail=mail)
+
+    def init_app(self, app: flask.Flask, *, mail: Any = None) -> MailtrackState:
+        """Read the ``MAILTRACK_*`` config of ``app``, register the blueprint and, if asked, wrap ``mail.send``."""
+        config = app.config
+        base_url = config.get("MAILTRACK_BASE_URL")
+        if not isinstance(base_url, str) or not base_url:
+            raise ConfigurationError("MAILTRACK_BASE_URL is required: the URL the tracking endpoints are served at, "
+                                     "e.g. 'https://example.com/t'")
+        keys = config.get("MAILTRACK_SECRET_KEYS")
+        if keys is None:
+            if not app.secret_key:
+                raise ConfigurationError("MAILTRACK_SECRET_KEYS is not set and the app has no SECRET_KEY to default to")
+            keys = [app.secret_key]
+        prefix = config.get("MAILTRACK_URL_PREFIX", "/t")
+        if not isinstance(prefix, str) or not prefix.startswith("/"):
+            raise ConfigurationError(f"MAILTRACK_URL_PREFIX must be a path starting with '/', not {prefix!r}")
+        try:
+            tracker = Tracker(keys, base_url, settings=config.get("MAILTRACK_TRACKING_SETTINGS"))
+        except ConfigurationError as exc:
+            raise ConfigurationError(f"{exc} (MAILTRACK_SECRET_KEYS, MAILTRACK_BASE_URL)") from None
+        except MailtrackError as exc:
+            raise ConfigurationError(f"MAILTRACK_TRACKING_SETTINGS: {exc}") from None
+        base_path = urlsplit(tracker.base_url).path.rstrip("/")
+        if base_path != prefix.rstrip("/"):
+            raise ConfigurationError(
+                f"MAILTRACK_URL_PREFIX {prefix!r} must be the path of MAILTRACK_BASE_URL {base_url!r} "
+                f"({base_path or '/'!r}): tracking URLs would not reach the blueprint")
+        track_mail = bool(config.get("MAILTRACK_TRACK_FLASK_MAIL", False))
+        mail = mail if mail is not None else self.mail
+        if track_mail and mail is None:
+            raise ConfigurationError("MAILTRACK_TRACK_FLASK_MAIL needs the flask_mail.Mail instance: "
+                                     "Mailtrack(app, mail=mail) or init_app(app, mail=mail)")
+        db = config.get("MAILTRACK_DB")
+        store = open_store(db) if db else None
+
+        def signal(event: TrackingEvent) -> None:
+            tracking.send(app, event=event)
+
+        recorder = Recorder(store, [CallbackSink(signal)])
+        state = MailtrackState(tracker, recorder, Endpoints(tracker, recorder), store, track_mail)
+        app.extensions["mailtrack"] = state
+        app.register_blueprint(_blueprint(tracker, prefix.rstrip("/")))
+        if track_mail:
+            _wrap_send(mail)
+        return state
+
+    # -- Flask-Mail ---------------------------------------------------------------------
+    def track(self, message: Any, recipient: str | None = None, message_id: str | None = None) -> Any:
+        """Track a ``flask_mail.Message`` in place for one recipient, and return it.
+
+        ``.html`` gets tracked links and the open pixel; ``.body`` gets tracked
+        URLs when ``click_tracking.enable_text`` is on. ``recipient`` defaults to
+        the message's only recipient (To, Cc and Bcc together); with several, a
+        :class:`~mailtrack.MessageError` asks to send one message per recipient
+        (each recipient's links are signed for that recipient).
+        ``message_id`` defaults to ``message.msgId`` without its angle brackets.
+        Needs the app context of an app ``init_app`` set up.
+        """
+        return _track(_state(), message, recipient, message_id)
+
+
+def _state() -> MailtrackState:
+    state = flask.current_app.extensions.get("mailtrack")
+    if not isinstance(state, MailtrackState):
+        raise ConfigurationError("this app has no Mailtrack: call Mailtrack(app) or init_app(app) first")
+    return state
+
+
+def _addresses(message: Any) -> Iterator[tuple[Any, str]]:
+    """Each distinct recipient of ``message`` (To, then Cc, then Bcc) as given and as a bare address."""
+    seen: set[str] = set()
+    for given in [*message.recipients, *(message.cc or []), *(message.bcc or [])]:
+        address = given[1] if isinstance(given, tuple) else parseaddr(given)[1] or given
+        if address.lower() not in seen:
+            seen.add(address.lower())
+            yield given, address
+
+
+def _track(state: MailtrackState, message: Any, recipient: str | None, message_id: str | None) -> Any:
+    if recipient is None:
+        addresses = [address for _, address in _addresses(message)]
+        if len(addresses) != 1:
+            raise MessageError(f"track() needs one recipient per message and this one has {len(addresses)} "
+                               f"({', '.join(addresses) or 'none'}): send one message per recipient, or pass recipient=")
+        recipient = addresses[0]
+    if message_id is None:
+        message_id = str(message.msgId).strip().strip("<>")
+    tracker = state.tracker
+    if message.html is not None:
+        message.html = tracker.rewrite_html(message.html, message_id=message_id, recipient=recipient).html
+    if message.body is not None and tracker.settings.click_tracking.enable_text:
+        message.body = tracker.rewrite_text(message.body, message_id=message_id, recipient=recipient).text
+    return message
+
+
+def _wrap_send(mail: Any) -> None:
+    """Make ``mail.send`` track each message, one copy per recipient, when the current app asks for it.
+
+    Each copy is the message with ``recipients=[that recipient]`` and no Cc or
+    Bcc, so each recipient sees only their own address in ``To`` (as with a
+    provider's per-recipient personalizations); all copies keep the original
+    ``Message-ID`` so their events share the ``message_id``. Wrapped once per
+    ``Mail`` instance, which may serve several apps (app factories): the
+    current app's config decides. Only ``mail.send`` is wrapped: messages sent
+    on a connection of your own (``with mail.connect() as conn: conn.send(m)``)
+    are not tracked; call :meth:`Mailtrack.track` on each of those. If sending
+    one copy fails, the copies before it have been sent.
+    """
+    if getattr(mail, _WRAPPED, None) is not None:
+        return
+    original = mail.send
+
+    def send(message: Any) -> None:
+        state = flask.current_app.extensions.get("mailtrack")
+        addresses = list(_addresses(message))
+        if not isinstance(state, MailtrackState) or not state.track_flask_mail or not addresses:
+            original(message)  # not ours to track (no recipients: Flask-Mail's own error)
+            return
+        with mail.connect() as connection:  # one SMTP session for all the copies, as Flask-Mail's bulk sending does
+            for given, address in addresses:
+                connection.send(_track(state, _copy_for(message, given), address, None))
+
+    setattr(mail, _WRAPPED, original)
+    mail.send = send
+
+
+def _copy_for(message: Any, given: Any) -> Any:
+    """A copy of ``message`` addressed to ``given`` alone, sharing nothing mutable with it."""
+    single = copy.copy(message)
+    # Flask-Mail keeps .html in the .alts dict: a shallow copy would share it and rewrite the caller's message.
+    single.alts = dict(getattr(message, "alts", None) or {})
+    single.extra_headers = dict(message.extra_headers) if message.extra_headers else message.extra_headers
+    single.recipients, single.cc, single.bcc = [given], [], []
+    single.attachments = list(message.attachments)
+    return single
+
+
+# -- the blueprint --------------------------------------------------------------------------
+def _blueprint(tracker: Tracker, prefix: str) -> flask.Blueprint:
+    """The open, click and unsubscribe routes under ``prefix``, all answered by the shared endpoints."""
+    blueprint = flask.Blueprint("mailtrack", __name__, url_prefix=prefix or None)
+    for kind, path in tracker.layout.paths.items():
+        blueprint.add_url_rule(f"/{path}/<path:token>", endpoint=kind, view_func=_view,
+                               methods=["GET", "HEAD", "POST"], provide_automatic_options=False)
+    return blueprint
+
+
+def _view(token: str) -> flask.Response:
+    """Translate the Flask request for the endpoints and their answer back (HEAD: headers only, no body)."""
+    request = flask.request
+    if (request.content_length or 0) > MAX_BODY:
+        return _flask_response(Response(413, [("Content-Type", "text/plain"), ("Content-Length", "0")]))
+    answer = _state().endpoints.handle(Request(
+        method=request.method,
+        path=request.path,
+        query=request.query_string.decode("latin-1"),
+        headers={name.lower(): value for name, value in request.headers.items()},
+        remote_addr=request.remote_addr,
+        body=request.get_data(cache=False) if request.method == "POST" else b"",
+    ))
+    return _flask_response(answer, head=request.method == "HEAD")
+
+
+def _flask_response(answer: Response, *, head: bool = False) -> flask.Response:
+    # CR, LF and NUL dropped from header values: a last guard against response splitting (as the WSGI adapter).
+    headers = [(name, value.translate({13: None, 10: None, 0: None})) for name, value in answer.headers]
+    response = flask.Response(b"" if head else answer.body, status=answer.status)
+    # Ours replace werkzeug's defaults: a HEAD keeps the Content-Length of its GET (werkzeug would say 0).
+    response.headers.clear()
+    response.headers.extend(headers)
+    return response

@@ -1,0 +1,313 @@
+"""The Flask integration end to end: Flask-Mail sends through a real SMTP server, the blueprint serves the links.
+
+An aiosmtpd server on 127.0.0.1 receives what Flask-Mail sends through
+``Mailtrack``; the test reads each envelope, follows its pixel and links with
+Flask's test client, and waits for the events on the ``tracking`` signal (and
+in the store).
+"""
+
+from __future__ import annotations
+
+import email
+import re
+import socket
+from collections.abc import Iterator
+from email.message import EmailMessage
+from email.policy import default
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import pytest
+
+pytest.importorskip("flask")
+pytest.importorskip("flask_mail")
+pytest.importorskip("aiosmtpd")
+
+import flask  # noqa: E402
+import flask_mail  # noqa: E402
+from aiosmtpd.controller import Controller  # noqa: E402
+from support.helpers import wait_until  # noqa: E402
+
+import mailtrack  # noqa: E402
+from mailtrack.contrib.flask import Mailtrack, MailtrackState, tracking  # noqa: E402
+from mailtrack.events import TrackingEvent  # noqa: E402
+
+pytestmark = pytest.mark.timeout(120)
+
+BASE = "https://app.example.com/t"
+RECIPIENTS = ["ann@example.com", "bob@example.com", "cy@example.com"]
+HTML = ('<html><body><p>Hi</p><a href="https://example.com/one">one</a> '
+        '<a href="https://example.com/two?a=1&amp;b=2">two</a></body></html>')
+BODY = "Hi, see https://example.com/one\n"
+
+
+class Inbox:
+    """An aiosmtpd handler keeping every envelope it receives."""
+
+    def __init__(self) -> None:
+        self.envelopes: list[tuple[list[str], bytes]] = []
+
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:  # noqa: N802 (aiosmtpd's name)
+        self.envelopes.append((list(envelope.rcpt_tos), bytes(envelope.original_content or envelope.content)))
+        return "250 OK"
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@pytest.fixture
+def smtp() -> Iterator[tuple[Inbox, int]]:
+    inbox = Inbox()
+    controller = Controller(inbox, hostname="127.0.0.1", port=_free_port())
+    controller.start()
+    try:
+        yield inbox, controller.port
+    finally:
+        controller.stop()
+
+
+def _app(**config: Any) -> flask.Flask:
+    app = flask.Flask(__name__)
+    app.config.update(SECRET_KEY="app-secret", MAILTRACK_BASE_URL=BASE, MAIL_DEFAULT_SENDER="shop@example.com")
+    app.config.update(config)
+    return app
+
+
+@pytest.fixture
+def states() -> Iterator[list[MailtrackState]]:
+    """Every state a test builds, closed afterwards (the recorder's threads, the store)."""
+    built: list[MailtrackState] = []
+    yield built
+    for state in built:
+        state.close()
+
+
+def _events(app: flask.Flask) -> list[TrackingEvent]:
+    received: list[TrackingEvent] = []
+
+    def receiver(sender: flask.Flask, event: TrackingEvent) -> None:
+        received.append(event)
+
+    tracking.connect(receiver, sender=app, weak=False)
+    app.extensions["test_receiver"] = receiver  # keep it alive with the app; disconnected in _disconnect
+    return received
+
+
+def _disconnect(app: flask.Flask) -> None:
+    tracking.disconnect(app.extensions["test_receiver"], sender=app)
+
+
+def _html(raw: bytes) -> str:
+    message = email.message_from_bytes(raw, policy=default)
+    assert isinstance(message, EmailMessage)
+    part = message.get_body(("html",))
+    assert part is not None
+    return str(part.get_content())
+
+
+def _text(raw: bytes) -> str:
+    message = email.message_from_bytes(raw, policy=default)
+    assert isinstance(message, EmailMessage)
+    part = message.get_body(("plain",))
+    assert part is not None
+    return str(part.get_content())
+
+
+def _urls(text: str, kind: str) -> list[str]:
+    return re.findall(re.escape(BASE) + "/" + kind + r"/[^\"'\s<>]+", text)
+
+
+@pytest.mark.parametrize("with_db", [False, True], ids=["signal-only", "with-store"])
+def test_flask_mail_send_to_three_recipients_is_tracked_per_recipient_end_to_end(
+    smtp: tuple[Inbox, int], states: list[MailtrackState], tmp_path: Path, with_db: bool
+) -> None:
+    inbox, port = smtp
+    db = tmp_path / "events.db"
+    app = _app(MAIL_SERVER="127.0.0.1", MAIL_PORT=port, MAIL_USE_TLS=False, MAIL_USE_SSL=False, MAIL_SUPPRESS_SEND=False,
+               MAILTRACK_TRACK_FLASK_MAIL=True, MAILTRACK_TRACKING_SETTINGS={"click_tracking": {"enable_text": True}},
+               **({"MAILTRACK_DB": str(db)} if with_db else {}))
+    mail = flask_mail.Mail(app)
+    Mailtrack(app, mail=mail)
+    states.append(app.extensions["mailtrack"])
+    received = _events(app)
+    try:
+        with app.app_context():
+            message = flask_mail.Message("Hello", recipients=list(RECIPIENTS), body=BODY, html=HTML)
+            message_id = message.msgId.strip("<>")
+            mail.send(message)
+            assert message.html == HTML and message.body == BODY  # the caller's message is left as it was
+
+        assert sorted(rcpts for rcpts, _ in inbox.envelopes) == [[r] for r in RECIPIENTS]
+        client = app.test_client()
+        for rcpts, raw in inbox.envelopes:
+            html = _html(raw)
+            pixels, clicks = _urls(html, "o"), _urls(html, "c")
+            assert len(pixels) == 1 and len(clicks) == 2
+            assert len(_urls(_text(raw), "c")) == 1
+            for url in clicks:
+                assert app.extensions["mailtrack"].tracker.verify(url.replace("&amp;", "&")).recipient == rcpts[0]
+
+            pixel = client.get(urlsplit(pixels[0]).path)
+            assert pixel.status_code == 200 and pixel.mimetype == "image/gif" and pixel.data.startswith(b"GIF89a")
+            click = client.get(urlsplit(clicks[1].replace("&amp;", "&")).path)
+            assert click.status_code == 302 and click.headers["Location"] == "https://example.com/two?a=1&b=2"
+
+        wait_until(lambda: len(received) >= 6, what="six events on the tracking signal")
+        assert sorted((e.recipient, str(e.event_type)) for e in received) == sorted(
+            (r, t) for r in RECIPIENTS for t in ("opened", "clicked"))
+        assert {e.message_id for e in received} == {message_id}
+        if with_db:
+            store = app.extensions["mailtrack"].store
+            stored = store.events(message_id=message_id)
+            assert sorted((e.recipient, str(e.event_type)) for e in stored) == sorted(
+                (r, t) for r in RECIPIENTS for t in ("opened", "clicked"))
+    finally:
+        _disconnect(app)
+
+
+def test_track_rewrites_a_single_recipient_message_in_place(states: list[MailtrackState]) -> None:
+    app = _app()
+    ext = Mailtrack(app)
+    states.append(app.extensions["mailtrack"])
+    with app.app_context():
+        flask_mail.Mail(app)
+        message = flask_mail.Message("Hi", recipients=["Ann <ann@example.com>"], body=BODY, html=HTML)
+        assert ext.track(message) is message
+    assert len(_urls(message.html, "c")) == 2 and len(_urls(message.html, "o")) == 1
+    assert message.body == BODY  # text click tracking is off by default
+    verified = app.extensions["mailtrack"].tracker.verify(_urls(message.html, "o")[0])
+    assert verified.recipient == "ann@example.com" and verified.message_id == message.msgId.strip("<>")
+
+
+def test_track_refuses_a_message_with_several_recipients_and_says_to_split_it(states: list[MailtrackState]) -> None:
+    app = _app()
+    ext = Mailtrack(app)
+    states.append(app.extensions["mailtrack"])
+    with app.app_context():
+        flask_mail.Mail(app)
+        message = flask_mail.Message("Hi", recipients=["ann@example.com"], cc=["bob@example.com"], html=HTML)
+        with pytest.raises(mailtrack.MessageError, match="one message per recipient"):
+            ext.track(message)
+    assert message.html == HTML
+
+
+def test_app_factory_pattern_init_app_later(states: list[MailtrackState]) -> None:
+    ext = Mailtrack()
+    app = _app()
+    state = ext.init_app(app)
+    states.append(state)
+    assert app.extensions["mailtrack"] is state
+    with app.test_request_context():
+        assert flask.url_for("mailtrack.click", token="abc") == "/t/c/abc"
+
+
+@pytest.mark.parametrize(
+    ("config", "message"),
+    [
+        ({"MAILTRACK_BASE_URL": None}, "MAILTRACK_BASE_URL"),
+        ({"SECRET_KEY": None}, "MAILTRACK_SECRET_KEYS"),
+        ({"MAILTRACK_URL_PREFIX": "/track"}, "MAILTRACK_URL_PREFIX"),
+        ({"MAILTRACK_BASE_URL": "https://app.example.com"}, "MAILTRACK_URL_PREFIX"),
+        ({"MAILTRACK_URL_PREFIX": "t"}, "MAILTRACK_URL_PREFIX"),
+        ({"MAILTRACK_TRACK_FLASK_MAIL": True}, "MAILTRACK_TRACK_FLASK_MAIL"),
+        ({"MAILTRACK_TRACKING_SETTINGS": {"click_tracking": {"enable": "yes"}}}, "MAILTRACK_TRACKING_SETTINGS"),
+    ],
+)
+def test_bad_configuration_is_a_configuration_error_at_init_app_naming_the_key(config: dict[str, Any], message: str) -> None:
+    app = _app(**config)
+    with pytest.raises(mailtrack.ConfigurationError, match=message):
+        Mailtrack().init_app(app)
+    assert "mailtrack" not in app.extensions
+
+
+def test_head_of_the_pixel_has_headers_and_no_body_and_records_nothing(states: list[MailtrackState]) -> None:
+    app = _app()
+    Mailtrack(app)
+    state = app.extensions["mailtrack"]
+    states.append(state)
+    received = _events(app)
+    try:
+        client = app.test_client()
+        head = client.head(urlsplit(state.tracker.tracking_url("open", message_id="m-head", recipient="ann@example.com")).path)
+        assert head.status_code == 200 and head.data == b""
+        assert head.headers["Content-Type"] == "image/gif" and head.headers["Content-Length"] == "43"
+        # Then a GET, which records: events reach receivers in order, so one from the HEAD would come first.
+        get = client.get(urlsplit(state.tracker.tracking_url("open", message_id="m-get", recipient="ann@example.com")).path)
+        assert get.status_code == 200 and len(get.data) == 43
+        wait_until(lambda: received, what="the open event")
+        assert [(str(e.event_type), e.message_id) for e in received] == [("opened", "m-get")]
+    finally:
+        _disconnect(app)
+
+
+def test_unsubscribe_one_click_post_records_and_get_only_confirms(tmp_path: Path, states: list[MailtrackState]) -> None:
+    app = _app(MAILTRACK_DB=str(tmp_path / "events.db"))
+    Mailtrack(app)
+    state = app.extensions["mailtrack"]
+    states.append(state)
+    received = _events(app)
+    try:
+        path = urlsplit(state.tracker.tracking_url("unsubscribe", message_id="m1", recipient="ann@example.com")).path
+        client = app.test_client()
+        page = client.get(path)
+        assert page.status_code == 200 and b"<form" in page.data
+        done = client.post(path, data="List-Unsubscribe=One-Click", content_type="application/x-www-form-urlencoded")
+        assert done.status_code == 200 and b"ann@example.com" in done.data
+        wait_until(lambda: received, what="the unsubscribe event")
+        assert [(str(e.event_type), e.recipient) for e in received] == [("unsubscribed", "ann@example.com")]
+        assert [str(e.event_type) for e in state.store.events(message_id="m1")] == ["unsubscribed"]
+    finally:
+        _disconnect(app)
+
+
+def test_a_failing_receiver_never_breaks_the_response(states: list[MailtrackState]) -> None:
+    app = _app()
+    Mailtrack(app)
+    state = app.extensions["mailtrack"]
+    states.append(state)
+    received = _events(app)
+
+    def broken(sender: flask.Flask, event: TrackingEvent) -> None:
+        raise RuntimeError("receiver bug")
+
+    tracking.connect(broken, sender=app)
+    try:
+        url = state.tracker.tracking_url("click", message_id="m1", recipient="ann@example.com", url="https://example.com/")
+        response = app.test_client().get(urlsplit(url).path)
+        assert response.status_code == 302 and response.headers["Location"] == "https://example.com/"
+        wait_until(lambda: received, what="the click event")
+    finally:
+        tracking.disconnect(broken, sender=app)
+        _disconnect(app)
+
+
+def test_a_forged_click_is_a_404_without_redirect(states: list[MailtrackState]) -> None:
+    app = _app()
+    Mailtrack(app)
+    states.append(app.extensions["mailtrack"])
+    response = app.test_client().get("/t/c/forged.token")
+    assert response.status_code == 404 and "Location" not in response.headers
+
+
+def test_one_mail_instance_shared_by_two_apps_tracks_only_where_configured(states: list[MailtrackState]) -> None:
+    mail = flask_mail.Mail()
+    tracked_app = _app(MAILTRACK_TRACK_FLASK_MAIL=True, MAIL_SUPPRESS_SEND=True)
+    plain_app = _app(MAIL_SUPPRESS_SEND=True)
+    ext = Mailtrack(mail=mail)
+    for app in (tracked_app, plain_app):
+        mail.init_app(app)
+        states.append(ext.init_app(app, mail=mail))
+    with tracked_app.app_context(), mail.record_messages() as outbox:
+        message = flask_mail.Message("Hi", recipients=["ann@example.com"], cc=["Bob <bob@example.com>"], html=HTML)
+        mail.send(message)
+    assert [(m.recipients, m.cc) for m in outbox] == [(["ann@example.com"], []), (["Bob <bob@example.com>"], [])]
+    signed_for = [tracked_app.extensions["mailtrack"].tracker.verify(_urls(m.html, "o")[0]).recipient for m in outbox]
+    assert signed_for == ["ann@example.com", "bob@example.com"]
+    assert message.html == HTML and message.cc == ["Bob <bob@example.com>"]
+    with plain_app.app_context(), mail.record_messages() as outbox:
+        mail.send(flask_mail.Message("Hi", recipients=["ann@example.com", "bob@example.com"], html=HTML))
+    assert [m.html for m in outbox] == [HTML]
