@@ -350,3 +350,45 @@ def test_with_db_events_are_stored_and_signalled(tmp_path: Any, events: queue.Qu
         assert events.get(timeout=10).first is True
     store = mailtrack.SQLiteStore(db)
     assert [e.recipient for e in store.events(message_id="m-db")] == ["ann@example.com"]
+
+
+def test_text_body_is_tracked_when_enable_text_is_on_and_metadata_is_signed() -> None:
+    mail.outbox = []
+    msg = tracked_message()
+    msg.metadata = {"campaign": "spring"}  # type: ignore[attr-defined]
+    config = mailtrack_settings(TRACKING_SETTINGS={"click_tracking": {"enable_text": True}})
+    with override_settings(EMAIL_BACKEND=BACKEND, MAILTRACK=config):
+        tracker = TrackingEmailBackend().tracker
+        mail.get_connection().send_messages([msg])
+    for sent in mail.outbox:
+        urls = [m.group(0) for m in TRACKED.finditer(sent.body)]
+        assert [tracker.verify(url).url for url in urls] == ["https://example.com/one", "https://example.com/two?a=1&b=2"]
+        assert {tracker.verify(url).metadata["campaign"] for url in urls} == {"spring"}
+
+
+def test_a_named_or_repeated_address_gets_one_copy_and_tokens_carry_the_bare_address() -> None:
+    mail.outbox = []
+    msg = mail.EmailMultiAlternatives("Hi", TEXT, "shop@example.com", ["Ann <ann@example.com>"], cc=["ann@example.com"],
+                                      headers={"Message-ID": "<m-2@example.com>"})
+    msg.attach_alternative(HTML, "text/html")
+    with override_settings(EMAIL_BACKEND=BACKEND, MAILTRACK=mailtrack_settings()):
+        tracker = TrackingEmailBackend().tracker
+        assert mail.get_connection().send_messages([msg]) == 1
+    (sent,) = mail.outbox
+    url = TRACKED.search(sent.alternatives[0][0])
+    assert url is not None and tracker.verify(url.group(0)).recipient == "ann@example.com"
+    headers = sent.message()
+    assert headers["To"] == "Ann <ann@example.com>" and headers["Cc"] == "ann@example.com"
+
+
+def test_a_bcc_only_message_shows_no_to_header() -> None:
+    mail.outbox = []
+    msg = mail.EmailMessage("Hi", HTML, "shop@example.com", bcc=["cat@example.com", "dan@example.com"],
+                            headers={"Message-ID": "<m-3@example.com>"})
+    msg.content_subtype = "html"
+    with override_settings(EMAIL_BACKEND=BACKEND, MAILTRACK=mailtrack_settings()):
+        assert mail.get_connection().send_messages([msg]) == 1
+    assert [m.recipients() for m in mail.outbox] == [["cat@example.com"], ["dan@example.com"]]
+    for sent in mail.outbox:
+        built = sent.message()
+        assert built["To"] is None and built["Cc"] is None and built["Bcc"] is None

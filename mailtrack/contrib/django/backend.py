@@ -25,7 +25,7 @@ from __future__ import annotations
 import copy
 import logging
 from collections.abc import Mapping, Sequence
-from email.utils import make_msgid
+from email.utils import make_msgid, parseaddr
 from typing import Any
 
 from django.core.mail import get_connection
@@ -51,6 +51,22 @@ def _message_id(msg: EmailMessage) -> str:
     value = make_msgid(domain=domain)
     msg.extra_headers["Message-ID"] = value
     return value.strip("<>")
+
+
+def _recipients(msg: EmailMessage) -> list[tuple[str, str]]:
+    """Each envelope recipient once, as ``(address as given, bare address for the tokens)``.
+
+    ``"Ann <ann@x>"`` in To and ``ann@x`` in Cc are one person: one copy, and
+    the tokens name ``ann@x`` (compared case-insensitively).
+    """
+    seen: set[str] = set()
+    unique = []
+    for given in msg.recipients():
+        bare = parseaddr(str(given))[1] or str(given)
+        if bare.lower() not in seen:
+            seen.add(bare.lower())
+            unique.append((str(given), bare))
+    return unique
 
 
 def _settings_for(msg: EmailMessage) -> dict[str, Any]:
@@ -167,7 +183,7 @@ class TrackingEmailBackend(BaseEmailBackend):  # type: ignore[misc]  # Django sh
 
     def _prepare(self, msg: EmailMessage) -> list[EmailMessage]:
         """The copies to send for ``msg``: tracked ones, or ``[msg]`` itself when tracking is not possible."""
-        recipients = msg.recipients()
+        recipients = _recipients(msg)
         if not recipients:
             return []
         try:
@@ -175,9 +191,9 @@ class TrackingEmailBackend(BaseEmailBackend):  # type: ignore[misc]  # Django sh
             original.extra_headers = dict(msg.extra_headers)
             message_id = _message_id(original)
             if self.config.split_recipients:
-                return [_track(self.tracker, _addressed_to(original, rcpt), message_id, rcpt) for rcpt in recipients]
+                return [_track(self.tracker, _addressed_to(original, given), message_id, bare) for given, bare in recipients]
             if len(recipients) == 1:
-                return [_track(self.tracker, original, message_id, recipients[0])]
+                return [_track(self.tracker, original, message_id, recipients[0][1])]
             log.warning("mailtrack: message %s has %d recipients and SPLIT_RECIPIENTS is off: sent untracked",
                         message_id, len(recipients))
             return [msg]
