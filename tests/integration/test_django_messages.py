@@ -15,13 +15,13 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from support.django_settings import configure
 from support.helpers import make_tracker
 
 import mailtrack
 
 pytest.importorskip("django")
 
-from django.conf import settings  # noqa: E402
 from django.core import mail  # noqa: E402
 
 TRACKER = make_tracker(settings={"click_tracking": {"enable_text": True}})
@@ -33,14 +33,8 @@ NOTES = "Notes: https://attached.example.com/notes stay as they are.\n"
 
 @pytest.fixture(scope="module", autouse=True)
 def django_settings() -> Iterator[None]:
-    """A minimal Django configuration, made once (settings.configure refuses a second call)."""
-    if not settings.configured:
-        settings.configure(
-            EMAIL_BACKEND="django.core.mail.backends.locmem.EmailBackend",
-            DEFAULT_CHARSET="utf-8",
-            DEFAULT_FROM_EMAIL="shop@example.com",
-            USE_TZ=True,
-        )
+    """The Django configuration shared with the other Django test modules (settings.configure runs once)."""
+    configure()
     yield
 
 

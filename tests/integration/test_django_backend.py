@@ -1,0 +1,394 @@
+"""The Django integration end to end (issue 9): TrackingEmailBackend, the tracking URLs and the ``tracking`` signal.
+
+A real SMTP server (aiosmtpd, on a free local port) receives what Django's own
+SMTP backend, wrapped by ours, sends; the test reads the tracking URLs out of
+what arrived, requests them through Django's test client and receives the
+events through the signal.
+"""
+
+from __future__ import annotations
+
+import email
+import email.policy
+import logging
+import queue
+import re
+import socket
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import pytest
+from support.django_settings import configure
+
+import mailtrack
+
+pytest.importorskip("django")
+aiosmtpd_controller = pytest.importorskip("aiosmtpd.controller")
+
+from django.core import mail  # noqa: E402
+from django.test import Client, override_settings  # noqa: E402
+
+from mailtrack.contrib.django import TrackingEmailBackend  # noqa: E402
+from mailtrack.contrib.django.signals import tracking  # noqa: E402
+
+BASE_URL = "http://testserver/t"
+BACKEND = "mailtrack.contrib.django.TrackingEmailBackend"
+LOCMEM = "django.core.mail.backends.locmem.EmailBackend"
+TRACKED = re.compile(re.escape(BASE_URL) + r"/([ocu])/([A-Za-z0-9_.\-~%]+)")
+HTML = ('<html><body><p>Hello, <a href="https://example.com/one">one</a> and '
+        '<a href="https://example.com/two?a=1&amp;b=2">two</a>.</p></body></html>')
+TEXT = "Hello, see https://example.com/one and https://example.com/two?a=1&b=2\n"
+ATTACHMENT = bytes(range(256)) * 3 + b'<a href="https://example.com/in-attachment">x</a>'
+
+
+def mailtrack_settings(**overrides: Any) -> dict[str, Any]:
+    settings: dict[str, Any] = {"BACKEND": LOCMEM, "BASE_URL": BASE_URL}
+    settings.update(overrides)
+    return settings
+
+
+@pytest.fixture(scope="module", autouse=True)
+def django_settings() -> Iterator[None]:
+    configure()
+    yield
+
+
+@pytest.fixture
+def events() -> Iterator[queue.Queue[Any]]:
+    """Every event the ``tracking`` signal sends during the test."""
+    received: queue.Queue[Any] = queue.Queue()
+
+    def receiver(sender: Any, event: Any, **kwargs: Any) -> None:
+        received.put(event)
+
+    tracking.connect(receiver, weak=False, dispatch_uid="test-events")
+    yield received
+    tracking.disconnect(dispatch_uid="test-events")
+
+
+@dataclass
+class Sink:
+    """The aiosmtpd handler: keeps each envelope's recipients and content."""
+
+    envelopes: list[tuple[list[str], bytes]] = field(default_factory=list)
+
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+        self.envelopes.append((list(envelope.rcpt_tos), bytes(envelope.original_content or envelope.content)))
+        return "250 Message accepted for delivery"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@pytest.fixture
+def smtp_server() -> Iterator[tuple[Sink, int]]:
+    sink = Sink()
+    port = free_port()
+    controller = aiosmtpd_controller.Controller(sink, hostname="127.0.0.1", port=port)
+    controller.start()
+    try:
+        yield sink, port
+    finally:
+        controller.stop()
+
+
+def html_of(message: email.message.EmailMessage) -> str:
+    part = message.get_body(preferencelist=("html",))
+    assert part is not None
+    return str(part.get_content())
+
+
+def tracked_message() -> mail.EmailMultiAlternatives:
+    msg = mail.EmailMultiAlternatives(
+        "Offers", TEXT, "shop@example.com", ["ann@example.com"], cc=["bob@example.com"], bcc=["cat@example.com"],
+        headers={"Message-ID": "<campaign-1@example.com>"},
+    )
+    msg.attach_alternative(HTML, "text/html")
+    return msg
+
+
+@pytest.mark.timeout(60)
+def test_smtp_copies_per_recipient_whose_links_and_pixel_report_that_recipient(
+    smtp_server: tuple[Sink, int], events: queue.Queue[Any]
+) -> None:
+    sink, port = smtp_server
+    config = mailtrack_settings(BACKEND="django.core.mail.backends.smtp.EmailBackend")
+    with override_settings(EMAIL_BACKEND=BACKEND, EMAIL_HOST="127.0.0.1", EMAIL_PORT=port, MAILTRACK=config):
+        connection = mail.get_connection()
+        assert isinstance(connection, TrackingEmailBackend)
+        assert connection.send_messages([tracked_message()]) == 1
+
+        assert sorted(rcpts[0] for rcpts, _ in sink.envelopes) == ["ann@example.com", "bob@example.com", "cat@example.com"]
+        assert all(len(rcpts) == 1 for rcpts, _ in sink.envelopes)
+        client = Client()
+        for (recipient,), content in sink.envelopes:
+            received = email.message_from_bytes(content, policy=email.policy.default)
+            assert isinstance(received, email.message.EmailMessage)
+            assert received["To"] == "ann@example.com" and received["Cc"] == "bob@example.com"
+            assert received["Bcc"] is None
+            assert received["Message-ID"] == "<campaign-1@example.com>"
+            html = html_of(received)
+            urls = [match.group(0) for match in TRACKED.finditer(html)]
+            kinds = [match.group(1) for match in TRACKED.finditer(html)]
+            assert kinds == ["c", "c", "o"], html
+
+            pixel = client.get(urls[2][len("http://testserver"):])
+            assert pixel.status_code == 200 and pixel["Content-Type"] == "image/gif" and pixel.content.startswith(b"GIF")
+            opened = events.get(timeout=10)
+            assert (opened.event_type.value, opened.recipient, opened.message_id) == (
+                "opened", recipient, "campaign-1@example.com")
+
+            for url, destination in zip(urls[:2], ["https://example.com/one", "https://example.com/two?a=1&b=2"], strict=True):
+                click = client.get(url[len("http://testserver"):])
+                assert click.status_code == 302 and click["Location"] == destination
+                clicked = events.get(timeout=10)
+                assert (clicked.event_type.value, clicked.recipient, clicked.url) == ("clicked", recipient, destination)
+            # The text body is left alone: click tracking's enable_text is off by default.
+            text = received.get_body(preferencelist=("plain",))
+            assert text is not None and text.get_content().replace("\r\n", "\n") == TEXT
+
+
+def test_bcc_recipient_is_never_in_any_copys_headers(smtp_server: tuple[Sink, int]) -> None:
+    sink, port = smtp_server
+    config = mailtrack_settings(BACKEND="django.core.mail.backends.smtp.EmailBackend")
+    with override_settings(EMAIL_BACKEND=BACKEND, EMAIL_HOST="127.0.0.1", EMAIL_PORT=port, MAILTRACK=config):
+        mail.get_connection().send_messages([tracked_message()])
+    assert len(sink.envelopes) == 3
+    for _, content in sink.envelopes:
+        headers = content.split(b"\r\n\r\n", 1)[0]
+        assert b"cat@example.com" not in headers and b"Bcc" not in headers
+
+
+def test_locmem_backend_gets_one_copy_per_recipient_and_the_caller_counts_one() -> None:
+    mail.outbox = []
+    original = tracked_message()
+    with override_settings(EMAIL_BACKEND=BACKEND, MAILTRACK=mailtrack_settings()):
+        assert mail.get_connection().send_messages([original]) == 1
+    assert [m.recipients() for m in mail.outbox] == [["ann@example.com"], ["bob@example.com"], ["cat@example.com"]]
+    assert original.alternatives[0][0] == HTML and original.to == ["ann@example.com"], "the caller's message changed"
+    tracker = mailtrack.Tracker(["django-test-secret-key-older", "django-test-secret-key-newest"], BASE_URL)
+    for sent, recipient in zip(mail.outbox, ["ann@example.com", "bob@example.com", "cat@example.com"], strict=True):
+        html = sent.alternatives[0][0]
+        tokens = [m.group(0) for m in TRACKED.finditer(html) if m.group(1) == "c"]
+        assert [tracker.verify(url).recipient for url in tokens] == [recipient, recipient]
+
+
+def test_a_message_id_is_generated_and_carried_when_the_message_has_none() -> None:
+    mail.outbox = []
+    msg = mail.EmailMessage("Hi", HTML, "shop@example.com", ["ann@example.com"])
+    msg.content_subtype = "html"
+    with override_settings(EMAIL_BACKEND=BACKEND, MAILTRACK=mailtrack_settings(SPLIT_RECIPIENTS=False)):
+        assert mail.get_connection().send_messages([msg]) == 1
+    (sent,) = mail.outbox
+    header = sent.message()["Message-ID"]
+    assert header.startswith("<") and header.endswith("@example.com>")
+    tracker = mailtrack.Tracker(["django-test-secret-key-newest"], BASE_URL)
+    url = TRACKED.search(sent.body)
+    assert url is not None and tracker.verify(url.group(0)).message_id == header.strip("<>")
+
+
+def test_per_message_track_clicks_false_leaves_links_alone_but_keeps_the_pixel() -> None:
+    mail.outbox = []
+    msg = tracked_message()
+    msg.track_clicks = False  # type: ignore[attr-defined]
+    with override_settings(EMAIL_BACKEND=BACKEND, MAILTRACK=mailtrack_settings()):
+        mail.get_connection().send_messages([msg])
+    for sent in mail.outbox:
+        html = sent.alternatives[0][0]
+        assert 'href="https://example.com/one"' in html and "&amp;b=2" in html
+        assert [m.group(1) for m in TRACKED.finditer(html)] == ["o"]
+
+
+def test_attachments_are_byte_identical() -> None:
+    mail.outbox = []
+    msg = tracked_message()
+    msg.attach("data.bin", ATTACHMENT, "application/octet-stream")
+    msg.attach("page.html", '<a href="https://example.com/attached">x</a>', "text/html")
+    with override_settings(EMAIL_BACKEND=BACKEND, MAILTRACK=mailtrack_settings()):
+        mail.get_connection().send_messages([msg])
+    assert len(mail.outbox) == 3
+    for sent in mail.outbox:
+        parsed = email.message_from_bytes(sent.message().as_bytes(), policy=email.policy.default)
+        assert isinstance(parsed, email.message.EmailMessage)
+        attached = {part.get_filename(): part.get_content() for part in parsed.iter_attachments()}
+        assert attached["data.bin"] == ATTACHMENT
+        assert attached["page.html"] == '<a href="https://example.com/attached">x</a>'
+
+
+def test_a_message_whose_tracking_raises_is_sent_once_untracked(caplog: pytest.LogCaptureFixture) -> None:
+    mail.outbox = []
+    msg = tracked_message()
+    msg.tracking_settings = "not a dict"  # type: ignore[attr-defined]
+    with override_settings(EMAIL_BACKEND=BACKEND, MAILTRACK=mailtrack_settings()), caplog.at_level(logging.ERROR, "mailtrack"):
+        assert mail.get_connection().send_messages([msg]) == 1
+    (sent,) = mail.outbox
+    assert sent.alternatives[0][0] == HTML and sent.recipients() == msg.recipients() and sent.body == TEXT
+    assert "tracking failed" in caplog.text
+
+
+def test_an_unexpected_bug_in_tracking_still_sends_the_message_once(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    def broken(*args: Any, **kwargs: Any) -> Any:
+        raise RuntimeError("bug in the rewriter")
+
+    mail.outbox = []
+    with override_settings(EMAIL_BACKEND=BACKEND, MAILTRACK=mailtrack_settings()), caplog.at_level(logging.ERROR, "mailtrack"):
+        connection = mail.get_connection()
+        monkeypatch.setattr(connection.tracker, "rewrite_html", broken)
+        assert connection.send_messages([tracked_message()]) == 1
+    (sent,) = mail.outbox
+    assert sent.alternatives[0][0] == HTML and len(sent.recipients()) == 3
+    assert "bug in the rewriter" in caplog.text
+
+
+def test_fail_silently_tracking_false_raises_and_sends_nothing() -> None:
+    mail.outbox = []
+    msg = tracked_message()
+    msg.tracking_settings = "not a dict"  # type: ignore[attr-defined]
+    config = mailtrack_settings(FAIL_SILENTLY_TRACKING=False)
+    with override_settings(EMAIL_BACKEND=BACKEND, MAILTRACK=config), pytest.raises(mailtrack.ArgumentError):
+        mail.get_connection().send_messages([msg])
+    assert mail.outbox == []
+
+
+def test_without_split_recipients_a_message_for_several_is_sent_untracked_with_a_warning(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    mail.outbox = []
+    msg = tracked_message()
+    with override_settings(EMAIL_BACKEND=BACKEND, MAILTRACK=mailtrack_settings(SPLIT_RECIPIENTS=False)), \
+            caplog.at_level(logging.WARNING, "mailtrack"):
+        assert mail.get_connection().send_messages([msg]) == 1
+    assert len(mail.outbox) == 1 and mail.outbox[0].alternatives[0][0] == HTML
+    assert "sent untracked" in caplog.text
+
+
+@pytest.mark.parametrize(
+    "config",
+    [
+        None,
+        "https://t.example.com",
+        {"BACKEND": LOCMEM},
+        {"BASE_URL": "ftp://t.example.com"},
+        {"BASE_URL": BASE_URL, "BACKEND": BACKEND},
+        {"BASE_URL": BASE_URL, "BACKEND": "no.such.Backend"},
+        {"BASE_URL": BASE_URL, "SECRET_KEYS": "one-string"},
+        {"BASE_URL": BASE_URL, "SECRET_KEYS": []},
+        {"BASE_URL": BASE_URL, "TRACKING_SETTINGS": {"click_tracking": {"enable": "yes"}}},
+        {"BASE_URL": BASE_URL, "SPLIT_RECIPIENTS": "no"},
+        {"BASE_URL": BASE_URL, "MAX_AGE": -1},
+        {"BASE_URL": BASE_URL, "TYPO": 1},
+    ],
+)
+def test_bad_configuration_raises_configuration_error_when_the_backend_is_built(config: Any) -> None:
+    with override_settings(EMAIL_BACKEND=BACKEND, MAILTRACK=config), pytest.raises(mailtrack.ConfigurationError):
+        mail.get_connection()
+
+
+def test_secret_keys_default_to_djangos_fallbacks_then_secret_key_the_last_signing() -> None:
+    with override_settings(MAILTRACK=mailtrack_settings()):
+        backend = TrackingEmailBackend()
+    html = backend.tracker.rewrite_html(HTML, message_id="m", recipient="ann@example.com").html
+    url = TRACKED.search(html)
+    assert url is not None
+    assert mailtrack.Tracker(["django-test-secret-key-newest"], BASE_URL).verify(url.group(0)).recipient == "ann@example.com"
+    with pytest.raises(mailtrack.InvalidToken):
+        mailtrack.Tracker(["django-test-secret-key-older"], BASE_URL).verify(url.group(0))
+
+
+def test_a_receiver_that_raises_does_not_break_the_response(events: queue.Queue[Any]) -> None:
+    def broken(sender: Any, **kwargs: Any) -> None:
+        raise RuntimeError("receiver bug")
+
+    tracking.connect(broken, weak=False, dispatch_uid="broken")
+    try:
+        with override_settings(MAILTRACK=mailtrack_settings()):
+            tracker = TrackingEmailBackend().tracker
+            html = tracker.rewrite_html(HTML, message_id="m", recipient="ann@example.com").html
+            url = TRACKED.search(html)
+            assert url is not None
+            response = Client().get(url.group(0)[len("http://testserver"):])
+            assert response.status_code == 302
+            assert events.get(timeout=10).recipient == "ann@example.com"
+    finally:
+        tracking.disconnect(dispatch_uid="broken")
+
+
+def test_unsubscribe_get_shows_a_page_and_post_records_without_csrf(events: queue.Queue[Any]) -> None:
+    with override_settings(MAILTRACK=mailtrack_settings(TRACKING_SETTINGS={"subscription_tracking": {"enable": True}})):
+        tracker = TrackingEmailBackend().tracker
+        html = tracker.rewrite_html(HTML, message_id="m", recipient="ann@example.com").html
+        url = next(m.group(0) for m in TRACKED.finditer(html) if m.group(1) == "u")
+        client = Client(enforce_csrf_checks=True)
+        path = url[len("http://testserver"):]
+        assert client.get(path).status_code == 200
+        assert events.empty()
+        response = client.post(path, "List-Unsubscribe=One-Click", content_type="application/x-www-form-urlencoded")
+        assert response.status_code == 200
+        event = events.get(timeout=10)
+        assert (event.event_type.value, event.recipient) == ("unsubscribed", "ann@example.com")
+
+
+def test_a_forged_click_is_a_404_and_records_nothing(events: queue.Queue[Any]) -> None:
+    with override_settings(MAILTRACK=mailtrack_settings()):
+        assert Client().get("/t/c/forged-token").status_code == 404
+    assert events.empty()
+
+
+def test_with_db_events_are_stored_and_signalled(tmp_path: Any, events: queue.Queue[Any]) -> None:
+    db = str(tmp_path / "events.db")
+    with override_settings(MAILTRACK=mailtrack_settings(DB=db)):
+        tracker = TrackingEmailBackend().tracker
+        html = tracker.rewrite_html(HTML, message_id="m-db", recipient="ann@example.com").html
+        url = next(m.group(0) for m in TRACKED.finditer(html) if m.group(1) == "o")
+        assert Client().get(url[len("http://testserver"):]).status_code == 200
+        assert events.get(timeout=10).first is True
+    store = mailtrack.SQLiteStore(db)
+    assert [e.recipient for e in store.events(message_id="m-db")] == ["ann@example.com"]
+
+
+def test_text_body_is_tracked_when_enable_text_is_on_and_metadata_is_signed() -> None:
+    mail.outbox = []
+    msg = tracked_message()
+    msg.metadata = {"campaign": "spring"}  # type: ignore[attr-defined]
+    config = mailtrack_settings(TRACKING_SETTINGS={"click_tracking": {"enable_text": True}})
+    with override_settings(EMAIL_BACKEND=BACKEND, MAILTRACK=config):
+        tracker = TrackingEmailBackend().tracker
+        mail.get_connection().send_messages([msg])
+    for sent in mail.outbox:
+        urls = [m.group(0) for m in TRACKED.finditer(sent.body)]
+        assert [tracker.verify(url).url for url in urls] == ["https://example.com/one", "https://example.com/two?a=1&b=2"]
+        assert {tracker.verify(url).metadata["campaign"] for url in urls} == {"spring"}
+
+
+def test_a_named_or_repeated_address_gets_one_copy_and_tokens_carry_the_bare_address() -> None:
+    mail.outbox = []
+    msg = mail.EmailMultiAlternatives("Hi", TEXT, "shop@example.com", ["Ann <ann@example.com>"], cc=["ann@example.com"],
+                                      headers={"Message-ID": "<m-2@example.com>"})
+    msg.attach_alternative(HTML, "text/html")
+    with override_settings(EMAIL_BACKEND=BACKEND, MAILTRACK=mailtrack_settings()):
+        tracker = TrackingEmailBackend().tracker
+        assert mail.get_connection().send_messages([msg]) == 1
+    (sent,) = mail.outbox
+    url = TRACKED.search(sent.alternatives[0][0])
+    assert url is not None and tracker.verify(url.group(0)).recipient == "ann@example.com"
+    headers = sent.message()
+    assert headers["To"] == "Ann <ann@example.com>" and headers["Cc"] == "ann@example.com"
+
+
+def test_a_bcc_only_message_shows_no_to_header() -> None:
+    mail.outbox = []
+    msg = mail.EmailMessage("Hi", HTML, "shop@example.com", bcc=["cat@example.com", "dan@example.com"],
+                            headers={"Message-ID": "<m-3@example.com>"})
+    msg.content_subtype = "html"
+    with override_settings(EMAIL_BACKEND=BACKEND, MAILTRACK=mailtrack_settings()):
+        assert mail.get_connection().send_messages([msg]) == 1
+    assert [m.recipients() for m in mail.outbox] == [["cat@example.com"], ["dan@example.com"]]
+    for sent in mail.outbox:
+        built = sent.message()
+        assert built["To"] is None and built["Cc"] is None and built["Bcc"] is None
