@@ -101,6 +101,11 @@ class TrackingEvent:
         if self.first is not None and not isinstance(self.first, bool):
             raise InvalidEvent(f"first must be a bool or None, not {self.first!r}")
 
+    @property
+    def click_url(self) -> str | None:
+        """The clicked destination: django-anymail's name for :attr:`url`, so receivers written for anymail read ours."""
+        return self.url
+
     def with_first(self, first: bool) -> TrackingEvent:
         return replace(self, first=first)
 
