@@ -12,6 +12,7 @@ import email
 import email.charset  # noqa: E402
 import re
 import socket
+import time
 from collections.abc import Iterator
 from email.message import EmailMessage
 from email.policy import default
@@ -234,7 +235,14 @@ def test_app_factory_pattern_init_app_later(states: list[MailtrackState]) -> Non
         ({"MAILTRACK_BASE_URL": None}, "MAILTRACK_BASE_URL"),
         ({"SECRET_KEY": None}, "MAILTRACK_SECRET_KEYS"),
         ({"MAILTRACK_URL_PREFIX": "/track"}, "MAILTRACK_URL_PREFIX"),
-        ({"MAILTRACK_BASE_URL": "https://app.example.com"}, "MAILTRACK_URL_PREFIX"),
+        ({"MAILTRACK_BASE_URL": "https://app.example.com", "MAILTRACK_URL_PREFIX": "/t"}, "MAILTRACK_URL_PREFIX"),
+        ({"MAILTRACK_BASE_URL": "https://x.example/t", "MAILTRACK_URL_PREFIX": "/"}, "MAILTRACK_URL_PREFIX"),
+        ({"MAILTRACK_TRUSTED_PROXIES": ["10.0.0.0/33"]}, "MAILTRACK_TRUSTED_PROXIES"),
+        ({"MAILTRACK_TRUSTED_PROXIES": [10]}, "MAILTRACK_TRUSTED_PROXIES"),
+        ({"MAILTRACK_TRUSTED_PROXIES": 10}, "MAILTRACK_TRUSTED_PROXIES"),
+        ({"MAILTRACK_MAX_AGE": 0}, "MAILTRACK_MAX_AGE"),
+        ({"MAILTRACK_MAX_AGE": "1d"}, "MAILTRACK_MAX_AGE"),
+        ({"MAILTRACK_MAX_AGE": True}, "MAILTRACK_MAX_AGE"),
         ({"MAILTRACK_URL_PREFIX": "t"}, "MAILTRACK_URL_PREFIX"),
         ({"MAILTRACK_TRACK_FLASK_MAIL": True}, "MAILTRACK_TRACK_FLASK_MAIL"),
         ({"MAILTRACK_TRACKING_SETTINGS": {"click_tracking": {"enable": "yes"}}}, "MAILTRACK_TRACKING_SETTINGS"),
@@ -245,6 +253,72 @@ def test_bad_configuration_is_a_configuration_error_at_init_app_naming_the_key(c
     with pytest.raises(mailtrack.ConfigurationError, match=message):
         Mailtrack().init_app(app)
     assert "mailtrack" not in app.extensions
+
+
+@pytest.mark.parametrize(
+    ("base_url", "mounted_at"),
+    [("https://t.example.com", "/c/abc"), ("https://t.example.com/", "/c/abc"),
+     ("https://x.example/t", "/t/c/abc"), ("https://x.example/mail/track/", "/mail/track/c/abc")],
+)
+def test_url_prefix_defaults_to_the_path_of_the_base_url(
+    base_url: str, mounted_at: str, states: list[MailtrackState]
+) -> None:
+    app = _app(MAILTRACK_BASE_URL=base_url)
+    state = Mailtrack().init_app(app)
+    states.append(state)
+    with app.test_request_context():
+        assert flask.url_for("mailtrack.click", token="abc") == mounted_at
+    url = state.tracker.tracking_url("click", message_id="m1", recipient="ann@example.com", url="https://example.com/")
+    response = app.test_client().get(urlsplit(url).path)
+    assert response.status_code == 302 and response.headers["Location"] == "https://example.com/"
+
+
+def test_an_explicit_url_prefix_that_agrees_with_the_base_url_is_accepted(states: list[MailtrackState]) -> None:
+    app = _app(MAILTRACK_BASE_URL="https://x.example/t/", MAILTRACK_URL_PREFIX="/t/")
+    states.append(Mailtrack().init_app(app))
+    with app.test_request_context():
+        assert flask.url_for("mailtrack.open", token="abc") == "/t/o/abc"
+
+
+@pytest.mark.parametrize(("proxies", "seen_ip"), [(None, "127.0.0.1"), (["127.0.0.1"], "203.0.113.9"),
+                                                  (["127.0.0.0/8", "10.0.0.1"], "203.0.113.9"), (["10.0.0.1"], "127.0.0.1")])
+def test_trusted_proxies_decide_whether_x_forwarded_for_is_believed(
+    proxies: list[str] | None, seen_ip: str, states: list[MailtrackState]
+) -> None:
+    app = _app(**({"MAILTRACK_TRUSTED_PROXIES": proxies} if proxies is not None else {}))
+    state = Mailtrack().init_app(app)
+    states.append(state)
+    received = _events(app)
+    try:
+        url = state.tracker.tracking_url("open", message_id="m1", recipient="ann@example.com")
+        response = app.test_client().get(urlsplit(url).path, headers={"X-Forwarded-For": "203.0.113.9"})
+        assert response.status_code == 200
+        wait_until(lambda: received, what="the open event")
+        assert [e.ip for e in received] == [seen_ip]
+    finally:
+        _disconnect(app)
+
+
+def test_max_age_refuses_older_click_tokens_only(states: list[MailtrackState]) -> None:
+    app = _app(MAILTRACK_MAX_AGE=3600)
+    state = Mailtrack().init_app(app)
+    states.append(state)
+    assert state.endpoints.max_age == 3600
+    tracker, client = state.tracker, app.test_client()
+    old, fresh = time.time() - 7200, time.time() - 60
+    click = {"message_id": "m1", "recipient": "ann@example.com", "url": "https://example.com/"}
+    assert client.get(urlsplit(tracker.tracking_url("click", issued_at=old, **click)).path).status_code == 404
+    assert client.get(urlsplit(tracker.tracking_url("click", issued_at=fresh, **click)).path).status_code == 302
+    unsubscribe = tracker.tracking_url("unsubscribe", message_id="m1", recipient="ann@example.com", issued_at=old)
+    assert client.get(urlsplit(unsubscribe).path).status_code == 200  # unsubscribe links never expire
+
+
+def test_a_bad_trusted_proxy_is_refused_before_the_store_is_opened(tmp_path: Path) -> None:
+    db = tmp_path / "events.db"
+    app = _app(MAILTRACK_DB=str(db), MAILTRACK_TRUSTED_PROXIES=["not-an-ip"])
+    with pytest.raises(mailtrack.ConfigurationError, match="MAILTRACK_TRUSTED_PROXIES"):
+        Mailtrack().init_app(app)
+    assert not db.exists()
 
 
 def test_head_of_the_pixel_has_headers_and_no_body_and_records_nothing(states: list[MailtrackState]) -> None:

@@ -7,10 +7,26 @@
 >>> ext.track(message)                         # a flask_mail.Message, in place
 
 See :mod:`mailtrack.contrib.flask.extension` for the configuration keys.
+With Flask-Mailman, :class:`MailmanBackend` (``MAIL_BACKEND = "mailtrack.contrib.flask.mailman"``)
+tracks every message sent; see :mod:`mailtrack.contrib.flask.mailman`.
 """
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any
+
 from mailtrack.contrib.flask.extension import Mailtrack, MailtrackState, tracking
 
-__all__ = ["Mailtrack", "MailtrackState", "tracking"]
+if TYPE_CHECKING:
+    from mailtrack.contrib.flask.mailman import MailmanBackend
+
+__all__ = ["Mailtrack", "MailmanBackend", "MailtrackState", "tracking"]
+
+
+def __getattr__(name: str) -> Any:
+    """``MailmanBackend`` on first use, so Flask-Mailman stays optional for everyone else."""
+    if name == "MailmanBackend":
+        from mailtrack.contrib.flask.mailman import MailmanBackend
+
+        return MailmanBackend
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

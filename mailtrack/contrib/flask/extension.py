@@ -9,8 +9,16 @@ Configuration (``app.config``), all read once by :meth:`Mailtrack.init_app`:
 ``MAILTRACK_TRACKING_SETTINGS``
     Account-level :class:`~mailtrack.TrackingSettings` (or their dict form).
 ``MAILTRACK_URL_PREFIX``
-    Where the blueprint is mounted, default ``/t``; it must be the path of
-    ``MAILTRACK_BASE_URL`` (the URLs we sign must reach the blueprint).
+    Where the blueprint is mounted; default the path of ``MAILTRACK_BASE_URL``
+    (``https://t.example.com`` mounts at the root, ``https://x.example/t`` at
+    ``/t``). When set it must be that path (the URLs we sign must reach the
+    blueprint).
+``MAILTRACK_TRUSTED_PROXIES``
+    Addresses or networks (``["10.0.0.0/8"]``) of reverse proxies whose
+    ``X-Forwarded-For`` is believed for the events' ``ip``; default none.
+``MAILTRACK_MAX_AGE``
+    Seconds after which click links stop redirecting (a 404); default never.
+    Unsubscribe links never expire.
 ``MAILTRACK_DB``
     Optional SQLite path: events are stored there as well as signalled.
 ``MAILTRACK_TRACK_FLASK_MAIL``
@@ -45,7 +53,7 @@ from mailtrack.core.tracker import Tracker
 from mailtrack.delivery.recorder import Recorder
 from mailtrack.events import CallbackSink, TrackingEvent
 from mailtrack.exceptions import ConfigurationError, MailtrackError, MessageError
-from mailtrack.http.endpoints import Endpoints
+from mailtrack.http.endpoints import Endpoints, check_max_age, trusted_networks
 from mailtrack.http.messages import Request, Response
 from mailtrack.http.wsgi import MAX_BODY
 from mailtrack.service import open_store
@@ -100,8 +108,8 @@ class Mailtrack:
             if not app.secret_key:
                 raise ConfigurationError("MAILTRACK_SECRET_KEYS is not set and the app has no SECRET_KEY to default to")
             keys = [app.secret_key]
-        prefix = config.get("MAILTRACK_URL_PREFIX", "/t")
-        if not isinstance(prefix, str) or not prefix.startswith("/"):
+        prefix = config.get("MAILTRACK_URL_PREFIX")
+        if prefix is not None and (not isinstance(prefix, str) or not prefix.startswith("/")):
             raise ConfigurationError(f"MAILTRACK_URL_PREFIX must be a path starting with '/', not {prefix!r}")
         try:
             tracker = Tracker(keys, base_url, settings=config.get("MAILTRACK_TRACKING_SETTINGS"))
@@ -110,10 +118,22 @@ class Mailtrack:
         except MailtrackError as exc:
             raise ConfigurationError(f"MAILTRACK_TRACKING_SETTINGS: {exc}") from None
         base_path = urlsplit(tracker.base_url).path.rstrip("/")
+        if prefix is None:
+            prefix = base_path or "/"
         if base_path != prefix.rstrip("/"):
             raise ConfigurationError(
                 f"MAILTRACK_URL_PREFIX {prefix!r} must be the path of MAILTRACK_BASE_URL {base_url!r} "
                 f"({base_path or '/'!r}): tracking URLs would not reach the blueprint")
+        proxies = config.get("MAILTRACK_TRUSTED_PROXIES", ())
+        try:
+            trusted_networks(proxies)
+        except ConfigurationError as exc:
+            raise ConfigurationError(f"MAILTRACK_TRUSTED_PROXIES: {exc}") from None
+        max_age = config.get("MAILTRACK_MAX_AGE")
+        try:
+            check_max_age(max_age)
+        except ConfigurationError as exc:
+            raise ConfigurationError(f"MAILTRACK_MAX_AGE: {exc}") from None
         track_mail = bool(config.get("MAILTRACK_TRACK_FLASK_MAIL", False))
         mail = mail if mail is not None else self.mail
         if track_mail and mail is None:
@@ -126,7 +146,7 @@ class Mailtrack:
             tracking.send(app, event=event)
 
         recorder = Recorder(store, [CallbackSink(signal)])
-        state = MailtrackState(tracker, recorder, Endpoints(tracker, recorder), store, track_mail)
+        state = MailtrackState(tracker, recorder, Endpoints(tracker, recorder, trusted_proxies=proxies, max_age=max_age), store, track_mail)
         app.extensions["mailtrack"] = state
         app.register_blueprint(_blueprint(tracker, prefix.rstrip("/")))
         if track_mail:

@@ -1,0 +1,161 @@
+"""Tracking for Django-shaped email messages, whichever framework sends them.
+
+Django's ``EmailMessage`` and Flask-Mailman's (a port of Django's mail API)
+share the attributes used here: ``to``/``cc``/``bcc``, ``recipients()``,
+``extra_headers``, ``body``, ``content_subtype``, ``alternatives`` and
+``from_email``; both build the To and Cc headers from ``extra_headers`` first
+and the envelope from ``recipients()``. This module works on that shape and
+imports no framework.
+
+What it does is what :mod:`mailtrack.contrib.django.backend` does (the same
+rules, pinned by the same kind of tests): each envelope recipient once (a
+named and a bare address are one person; the tokens name the bare address),
+one copy per recipient sent to that address alone with the original To and
+Cc headers shown (Bcc hidden), every copy sharing the ``Message-ID``; HTML
+(the body when ``content_subtype`` is ``"html"`` and every ``text/html``
+alternative) and, with ``click_tracking.enable_text``, the plain body
+rewritten; the caller's message never changed; and tracking fails open when
+asked to (the message is sent as it was, the failure logged).
+
+Per-message attributes, as django-anymail spells them: ``track_opens``,
+``track_clicks`` (bool), ``metadata`` (dict, signed into the tokens) and
+``tracking_settings`` (SendGrid-shaped, highest precedence).
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+from collections.abc import Mapping
+from email.utils import make_msgid, parseaddr
+from typing import Any
+
+from mailtrack.core.tracker import Tracker
+from mailtrack.exceptions import ArgumentError
+
+__all__ = ["addressed_to", "message_id", "prepare", "recipients", "settings_for", "track"]
+
+log = logging.getLogger("mailtrack")
+_HIDDEN = {"to", "cc", "bcc"}
+
+
+def message_id(msg: Any) -> str:
+    """The message's Message-ID (without angle brackets), set in ``extra_headers`` when it had none."""
+    for name, value in msg.extra_headers.items():
+        if name.lower() == "message-id" and str(value).strip():
+            return str(value).strip().strip("<>")
+    domain = str(msg.from_email or "").rpartition("@")[2].strip("> ") or "mailtrack.invalid"
+    value = make_msgid(domain=domain)
+    msg.extra_headers["Message-ID"] = value
+    return value.strip("<>")
+
+
+def recipients(msg: Any) -> list[tuple[str, str]]:
+    """Each envelope recipient once, as ``(address as given, bare address for the tokens)``.
+
+    ``"Ann <ann@x>"`` in To and ``ann@x`` in Cc are one person: one copy, and
+    the tokens name ``ann@x`` (compared case-insensitively).
+    """
+    seen: set[str] = set()
+    unique = []
+    for given in msg.recipients():
+        bare = parseaddr(str(given))[1] or str(given)
+        if bare.lower() not in seen:
+            seen.add(bare.lower())
+            unique.append((str(given), bare))
+    return unique
+
+
+def settings_for(msg: Any) -> dict[str, Any]:
+    """The message's own tracking settings: ``track_opens``/``track_clicks``, under its ``tracking_settings``."""
+    merged: dict[str, Any] = {}
+    for attribute, section in (("track_opens", "open_tracking"), ("track_clicks", "click_tracking")):
+        value = getattr(msg, attribute, None)
+        if value is not None:
+            merged[section] = {"enable": bool(value)}
+    own = getattr(msg, "tracking_settings", None)
+    if own is not None:
+        if not isinstance(own, Mapping):
+            raise ArgumentError(f"tracking_settings must be a dict, not {type(own).__name__}")
+        for section, value in own.items():
+            if isinstance(value, Mapping) and isinstance(merged.get(section), dict):
+                merged[section] = {**merged[section], **value}
+            else:
+                merged[section] = value
+    return merged
+
+
+def track(tracker: Tracker, msg: Any, msg_id: str, recipient: str) -> Any:
+    """A copy of ``msg`` whose HTML (and text, if enabled) carries tracking for ``recipient``."""
+    tracked = copy.copy(msg)
+    tracked.extra_headers = dict(msg.extra_headers)
+    own = settings_for(msg)
+    metadata = getattr(msg, "metadata", None)
+    common: dict[str, Any] = {"message_id": msg_id, "recipient": recipient, "settings": own or None,
+                              "metadata": dict(metadata) if metadata else None}
+    opted_out: list[str] = []
+    if msg.content_subtype == "html":
+        result = tracker.rewrite_html(msg.body, **common)
+        tracked.body = result.html
+        opted_out += [link.url for link in result.skipped if link.reason == "opt-out"]
+    alternatives = getattr(msg, "alternatives", None)
+    if alternatives:
+        rewritten: list[Any] = []
+        for alternative in alternatives:
+            content, mimetype = alternative[0], alternative[1]
+            if isinstance(content, str) and str(mimetype).split(";")[0].strip().lower() == "text/html":
+                result = tracker.rewrite_html(content, **common)
+                opted_out += [link.url for link in result.skipped if link.reason == "opt-out"]
+                content = result.html
+                alternative = alternative._replace(content=content) if hasattr(alternative, "_replace") \
+                    else (content, mimetype)
+            rewritten.append(alternative)
+        tracked.alternatives = rewritten
+    if msg.content_subtype != "html" and isinstance(msg.body, str) and msg.body:
+        tracked.body = tracker.rewrite_text(msg.body, exclude=opted_out, **common).text
+    return tracked
+
+
+def addressed_to(msg: Any, recipient: str) -> Any:
+    """``msg`` sent to ``recipient`` alone, its To and Cc headers still showing the original lists."""
+    single = copy.copy(msg)
+    headers = {name: value for name, value in msg.extra_headers.items() if name.lower() not in _HIDDEN}
+    for header, values in (("To", msg.to), ("Cc", msg.cc)):
+        given = [value for name, value in msg.extra_headers.items() if name.lower() == header.lower()]
+        if given:
+            headers[header] = given[0]
+        elif values:
+            headers[header] = ", ".join(str(value) for value in values)
+    single.extra_headers = headers
+    # The envelope comes from recipients() = to + cc + bcc, and the To/Cc headers from extra_headers first.
+    single.to, single.cc, single.bcc = [], [], [recipient]
+    return single
+
+
+def prepare(tracker: Tracker, msg: Any, *, split_recipients: bool = True, fail_silently: bool = True) -> list[Any]:
+    """The copies to send for ``msg``: tracked ones, or ``[msg]`` itself when tracking is not possible.
+
+    No recipients: no copies (nothing to send). With ``fail_silently``, a
+    failure while tracking is logged and ``msg`` is sent untracked; without,
+    it is raised. Without ``split_recipients`` a message to several people is
+    sent untracked (each token names one recipient), with a warning.
+    """
+    addresses = recipients(msg)
+    if not addresses:
+        return []
+    try:
+        original = copy.copy(msg)
+        original.extra_headers = dict(msg.extra_headers)
+        msg_id = message_id(original)
+        if split_recipients:
+            return [track(tracker, addressed_to(original, given), msg_id, bare) for given, bare in addresses]
+        if len(addresses) == 1:
+            return [track(tracker, original, msg_id, addresses[0][1])]
+        log.warning("mailtrack: message %s has %d recipients and splitting is off: sent untracked",
+                    msg_id, len(addresses))
+        return [msg]
+    except Exception:
+        if not fail_silently:
+            raise
+        log.exception("mailtrack: tracking failed; the message is sent untracked")
+        return [msg]

@@ -1,0 +1,106 @@
+"""``MailmanBackend``: a Flask-Mailman email backend that adds tracking, then hands over to the real one.
+
+Flask-Mailman looks up ``MAIL_BACKEND`` its own way: a dotted name that does
+not end in ``EmailBackend`` is taken as a *module* holding a class named
+``EmailBackend``. So configure it as the module, or give the class itself::
+
+    app.config["MAIL_BACKEND"] = "mailtrack.contrib.flask.mailman"   # this module's EmailBackend
+    app.config["MAIL_BACKEND"] = MailmanBackend                      # or the class
+    app.config["MAILTRACK_MAILMAN_BACKEND"] = "smtp"                 # the real backend (default "smtp")
+
+The real backend is named as Flask-Mailman names backends (``"smtp"``,
+``"console"``, ``"locmem"``, a dotted path, or a class) and gets every other
+keyword argument. The tracker is the one :class:`~mailtrack.contrib.flask.Mailtrack`
+set up for the current app, so ``init_app`` must have run.
+
+Each message goes through :func:`mailtrack.contrib._mailapi.prepare`, the
+rules the Django backend follows: one copy per recipient (sent to that address
+alone, To and Cc headers as they were, Bcc hidden, one shared Message-ID),
+HTML body and ``text/html`` alternatives tracked, the plain body too with
+``click_tracking.enable_text``, the caller's message unchanged. Tracking fails
+open: a message whose tracking raises is sent untracked and the failure
+logged, unless ``MAILTRACK_FAIL_SILENTLY_TRACKING`` is false.
+``MAILTRACK_SPLIT_RECIPIENTS`` (default true) turns the splitting off: then a
+message to several people is sent untracked.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import flask
+from flask_mailman.backends.base import BaseEmailBackend
+
+from mailtrack.contrib._mailapi import prepare
+from mailtrack.contrib.flask.extension import MailtrackState
+from mailtrack.exceptions import ConfigurationError
+
+__all__ = ["EmailBackend", "MailmanBackend"]
+
+
+def _flag(config: Any, key: str, default: bool) -> bool:
+    value = config.get(key, default)
+    if not isinstance(value, bool):
+        raise ConfigurationError(f"{key} must be True or False, not {value!r}")
+    return value
+
+
+class MailmanBackend(BaseEmailBackend):  # type: ignore[misc]  # Flask-Mailman ships no type hints
+    """Adds tracking to each message, then sends it through ``MAILTRACK_MAILMAN_BACKEND``.
+
+    Built by Flask-Mailman's ``get_connection()`` in an app context; the
+    configuration is checked here, so a mistake raises a
+    :class:`~mailtrack.ConfigurationError` naming the key when the connection
+    is made, never while sending.
+    """
+
+    def __init__(self, mailman: Any = None, fail_silently: bool = False, **kwargs: Any) -> None:
+        super().__init__(mailman=mailman, fail_silently=fail_silently)
+        app = flask.current_app
+        state = app.extensions.get("mailtrack")
+        if not isinstance(state, MailtrackState):
+            raise ConfigurationError("MAIL_BACKEND is mailtrack's MailmanBackend but this app has no Mailtrack: "
+                                     "call Mailtrack(app) or init_app(app) first")
+        self.state = state
+        self.split_recipients = _flag(app.config, "MAILTRACK_SPLIT_RECIPIENTS", True)
+        self.fail_silently_tracking = _flag(app.config, "MAILTRACK_FAIL_SILENTLY_TRACKING", True)
+        backend = app.config.get("MAILTRACK_MAILMAN_BACKEND", "smtp")
+        if backend in (MailmanBackend, __name__, f"{__name__}.EmailBackend", f"{__name__}.MailmanBackend",
+                       "mailtrack.contrib.flask.MailmanBackend") or (isinstance(backend, type) and
+                                                                     issubclass(backend, MailmanBackend)):
+            raise ConfigurationError("MAILTRACK_MAILMAN_BACKEND names mailtrack's own backend: "
+                                     "name the one that really sends, e.g. 'smtp'")
+        try:
+            self.connection: Any = self.mailman.get_connection(backend, fail_silently=fail_silently, **kwargs)
+        except (ImportError, RuntimeError, AttributeError) as exc:
+            raise ConfigurationError(f"MAILTRACK_MAILMAN_BACKEND {backend!r} cannot be loaded: {exc}") from None
+
+    def open(self) -> Any:
+        """Open the wrapped backend's connection (its return value: True when it opened one)."""
+        return self.connection.open()
+
+    def close(self) -> None:
+        """Close the wrapped backend's connection."""
+        self.connection.close()
+
+    def send_messages(self, email_messages: Sequence[Any]) -> int:
+        """Send each message, tracked; the number of the caller's messages the wrapped backend sent (every copy)."""
+        if not email_messages:
+            return 0
+        opened = self.connection.open()
+        try:
+            sent = 0
+            for msg in email_messages:
+                copies = prepare(self.state.tracker, msg, split_recipients=self.split_recipients,
+                                 fail_silently=self.fail_silently_tracking)
+                if copies and self.connection.send_messages(copies) == len(copies):
+                    sent += 1
+            return sent
+        finally:
+            if opened:
+                self.connection.close()
+
+
+#: Flask-Mailman's lookup name: ``MAIL_BACKEND = "mailtrack.contrib.flask.mailman"`` finds this.
+EmailBackend = MailmanBackend
