@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+import support.flask_mail_charsets  # noqa: F401  (both charset states, before any test imports Flask-Mail)
 from hypothesis import HealthCheck, settings
 from support.helpers import make_tracker
 

@@ -7,7 +7,6 @@ that change is kept to this module's tests.
 
 from __future__ import annotations
 
-import email.charset
 import importlib.util
 import re
 from collections.abc import Iterator
@@ -17,20 +16,11 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import pytest
+from support.flask_mail_charsets import flask_mail_charsets
 
-_STDLIB_CHARSETS = (dict(email.charset.CHARSETS), dict(email.charset.ALIASES), dict(email.charset.CODEC_MAP))
 pytest.importorskip("flask")
 pytest.importorskip("flask_mail")
-_FLASK_MAIL_CHARSETS = (dict(email.charset.CHARSETS), dict(email.charset.ALIASES), dict(email.charset.CODEC_MAP))
 
-
-def _use_charsets(state: tuple[dict[Any, Any], ...]) -> None:
-    for registry, saved in zip((email.charset.CHARSETS, email.charset.ALIASES, email.charset.CODEC_MAP), state, strict=True):
-        registry.clear()
-        registry.update(saved)
-
-
-_use_charsets(_STDLIB_CHARSETS)
 
 from support.helpers import wait_until  # noqa: E402
 
@@ -44,10 +34,9 @@ EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "flask_app.py"
 
 @pytest.fixture(autouse=True, scope="module")
 def _flask_mail_charsets() -> Iterator[None]:
-    """The charset registry as Flask-Mail sets it, for this module only (see the top of the file)."""
-    _use_charsets(_FLASK_MAIL_CHARSETS)
-    yield
-    _use_charsets(_STDLIB_CHARSETS)
+    """The charset registry as Flask-Mail sets it, for this module only (support.flask_mail_charsets)."""
+    with flask_mail_charsets():
+        yield
 
 
 def _example() -> ModuleType:

@@ -21,24 +21,15 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import pytest
+from support.flask_mail_charsets import flask_mail_charsets
 
 # Flask-Mail changes the stdlib's global charset registry when it is imported (utf-8 bodies are then
 # neither base64 nor quoted-printable). Keep that to this module's tests: the rest of the suite parses
 # with the stdlib as it ships.
-_STDLIB_CHARSETS = (dict(email.charset.CHARSETS), dict(email.charset.ALIASES), dict(email.charset.CODEC_MAP))
 pytest.importorskip("flask")
 pytest.importorskip("flask_mail")
 pytest.importorskip("aiosmtpd")
-_FLASK_MAIL_CHARSETS = (dict(email.charset.CHARSETS), dict(email.charset.ALIASES), dict(email.charset.CODEC_MAP))
 
-
-def _use_charsets(state: tuple[dict[Any, Any], ...]) -> None:
-    for registry, saved in zip((email.charset.CHARSETS, email.charset.ALIASES, email.charset.CODEC_MAP), state, strict=True):
-        registry.clear()
-        registry.update(saved)
-
-
-_use_charsets(_STDLIB_CHARSETS)
 
 import flask  # noqa: E402
 import flask_mail  # noqa: E402
@@ -52,10 +43,9 @@ from mailtrack.events import TrackingEvent  # noqa: E402
 
 @pytest.fixture(autouse=True, scope="module")
 def _flask_mail_charsets() -> Iterator[None]:
-    """The charset registry as Flask-Mail sets it, for this module only (see the top of the file)."""
-    _use_charsets(_FLASK_MAIL_CHARSETS)
-    yield
-    _use_charsets(_STDLIB_CHARSETS)
+    """The charset registry as Flask-Mail sets it, for this module only (support.flask_mail_charsets)."""
+    with flask_mail_charsets():
+        yield
 
 pytestmark = pytest.mark.timeout(120)
 
