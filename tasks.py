@@ -5,12 +5,19 @@
     python3 tasks.py test    # make .venv, install mailtrack[test], run the whole test suite
     python3 tasks.py bench   # make .venv, install mailtrack[bench], run the four benchmarks (rewrite, message, serve, pathological)
     python3 tasks.py mutate  # make .venv, install mailtrack[mutation,test], mutation-test the core modules
+    python3 tasks.py test-django  # only the Django tests, under each Django of the matrix (also the end of `test`)
 
 Extra arguments go to the command run (pytest, the demo, the benchmark). For
 ``bench`` they all go to benchmarks/bench_rewrite.py, and ``--quick`` (or ``--help``) to
 benchmarks/bench_message.py and benchmarks/bench_serve.py as well (their other options,
 such as ``--out``, would clash); ``bench rewrite ARGS...``, ``bench message ARGS...`` or
 ``bench serve ARGS...`` or ``bench pathological ARGS...`` runs just that one benchmark with all the arguments.
+
+``test`` ends with ``test-django``: the Django test files alone, once per
+entry of ``DJANGO_MATRIX`` (Django 4.2 on this Python, Django 6.1 on Python
+3.12+), each in its own ``.venv-django<NN>/`` made once and reused (ignored by
+git). An entry whose Python cannot be found is skipped with a line saying so;
+extra arguments go to each of those pytest runs when run alone.
 
 ``mutate`` runs mutmut as ``[tool.mutmut]`` in pyproject.toml configures it (the
 modules, and the fast unit tests run against each mutant), niced and one mutant
@@ -23,8 +30,10 @@ survivors. Mutants are written to ``mutants/`` (ignored by git).
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
+import time
 import venv
 from pathlib import Path
 
@@ -39,6 +48,19 @@ BENCHMARKS = {
     "serve": "benchmarks/bench_serve.py",
     "pathological": "benchmarks/bench_pathological.py",
 }
+
+# The Django test files, run again under each Django of the matrix (the main run uses the newest that installs).
+DJANGO_TESTS = [
+    "tests/integration/test_django_backend.py",
+    "tests/integration/test_django_messages.py",
+    "tests/integration/test_django_checks.py",
+    "tests/integration/test_examples.py",
+]
+# (venv directory, pip requirement, minimum Python, Python executables to try when the current one is too old)
+DJANGO_MATRIX = [
+    (".venv-django42", "django>=4.2,<5.0", (3, 10), ()),
+    (".venv-django61", "django>=6.1,<6.2", (3, 12), ("python3.12", "python3.13", "python3.14")),
+]
 
 
 def run(*args: str | os.PathLike[str]) -> None:
@@ -60,6 +82,61 @@ def ensure_venv(extra: str) -> None:
     if not stamp.exists() or stamp.stat().st_mtime < pyproject.stat().st_mtime:
         run(PYTHON, "-m", "pip", "install", "--quiet", "--disable-pip-version-check", "-e", f".{extra}")
         stamp.touch()
+
+
+def find_python(minimum: tuple[int, int], candidates: tuple[str, ...]) -> str | None:
+    """This Python when new enough, else the first of ``candidates`` on PATH (or pyenv's) that is; None if none is."""
+    if sys.version_info >= minimum:
+        return sys.executable
+    pyenv = Path(os.environ.get("PYENV_ROOT", Path.home() / ".pyenv")) / "versions"
+    for name in candidates:
+        found = [shutil.which(name), *sorted(pyenv.glob(f"*/bin/{name}"), reverse=True)]
+        for path in found:
+            if path is None:
+                continue
+            probe = subprocess.run([str(path), "-c", f"import sys, venv; print(sys.version_info[:2] >= {minimum!r})"],
+                                   capture_output=True, text=True)
+            if probe.returncode == 0 and probe.stdout.strip() == "True":
+                return str(path)
+    return None
+
+
+def ensure_django_venv(directory: str, requirement: str, python: str) -> Path:
+    """``directory``'s venv with ``-e .[test]`` and ``requirement``, installed once (again when either changes)."""
+    root = ROOT / directory
+    bindir = root / ("Scripts" if os.name == "nt" else "bin")
+    interpreter = bindir / ("python.exe" if os.name == "nt" else "python")
+    if not interpreter.exists():
+        print(f"+ creating {root} with {python}", flush=True)
+        run(python, "-m", "venv", root)
+    stamp = root / ".installed-test"
+    wanted = requirement + "\n"
+    pyproject = ROOT / "pyproject.toml"
+    if not stamp.exists() or stamp.stat().st_mtime < pyproject.stat().st_mtime or stamp.read_text() != wanted:
+        run(interpreter, "-m", "pip", "install", "--quiet", "--disable-pip-version-check", "-e", ".[test]", requirement)
+        stamp.write_text(wanted)
+    return interpreter
+
+
+def test_django(rest: list[str]) -> int:
+    """The Django test files under each Django of the matrix; the first failing run's exit status, else 0."""
+    status = 0
+    for directory, requirement, minimum, candidates in DJANGO_MATRIX:
+        python = find_python(minimum, candidates)
+        if python is None:
+            wanted = ".".join(map(str, minimum))
+            print(f"SKIPPED {requirement}: needs Python >= {wanted}, none found ({', '.join(candidates)})", flush=True)
+            continue
+        started = time.monotonic()
+        try:
+            interpreter = ensure_django_venv(directory, requirement, python)
+            run(interpreter, "-m", "pytest", "-q", "-p", "no:cacheprovider", *DJANGO_TESTS, *rest)
+        except subprocess.CalledProcessError as exc:
+            status = status or exc.returncode
+            print(f"FAILED {requirement} ({time.monotonic() - started:.0f}s)", flush=True)
+        else:
+            print(f"passed {requirement} ({time.monotonic() - started:.0f}s)", flush=True)
+    return status
 
 
 def mutation_scores(results: str) -> dict[str, tuple[int, int]]:
@@ -93,6 +170,8 @@ def mutate(rest: list[str]) -> None:
 
 
 def main(argv: list[str]) -> int:
+    if argv and argv[0] == "test-django":
+        return test_django(argv[1:])
     if not argv or argv[0] not in EXTRAS:
         print(__doc__)
         return 2
@@ -103,6 +182,7 @@ def main(argv: list[str]) -> int:
             run(PYTHON, "-m", "mailtrack", "demo", *rest)
         elif command == "test":
             run(PYTHON, "-m", "pytest", *rest)
+            return test_django([])
         elif command == "mutate":
             mutate(rest)
         elif rest and rest[0] in BENCHMARKS:

@@ -3,7 +3,9 @@
 ``EMAIL_BACKEND = "mailtrack.contrib.django.TrackingEmailBackend"`` tracks
 what Django sends; ``path("t/", include("mailtrack.contrib.django.urls"))``
 serves the tracking URLs; :data:`~mailtrack.contrib.django.signals.tracking`
-tells your code about every event.
+tells your code about every event. With ``"mailtrack.contrib.django"`` in
+``INSTALLED_APPS``, ``manage.py check`` checks all of that is set up
+(:mod:`mailtrack.contrib.django.checks`).
 """
 
 from __future__ import annotations

@@ -1,0 +1,138 @@
+"""``manage.py check`` for the Django integration (issue 9): the ``mailtrack.*`` system checks.
+
+The app (``"mailtrack.contrib.django"`` in ``INSTALLED_APPS``) registers them;
+each test changes the settings with ``override_settings`` and looks only at the
+messages whose id starts with ``mailtrack.``.
+"""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from support.django_settings import configure
+
+pytest.importorskip("django")
+
+from django.core.checks import Error, Warning, run_checks  # noqa: E402
+from django.core.management import call_command  # noqa: E402
+from django.core.management.base import SystemCheckError  # noqa: E402
+from django.http import HttpResponse  # noqa: E402
+from django.test import override_settings  # noqa: E402
+from django.urls import include, path  # noqa: E402
+
+APP = "mailtrack.contrib.django"
+LOCMEM = "django.core.mail.backends.locmem.EmailBackend"
+GOOD = {"BACKEND": LOCMEM, "BASE_URL": "http://testserver/t"}
+
+
+def _other(request: Any) -> HttpResponse:
+    return HttpResponse("not tracking")
+
+
+class TrackingAtTrack:
+    """A URLconf with the tracking URLs under ``/track/`` and nothing under ``/t/``."""
+
+    urlpatterns = [path("track/", include("mailtrack.contrib.django.urls"))]
+
+
+class CatchAll:
+    """A URLconf whose catch-all view takes ``/t/o/x`` before any tracking URL could."""
+
+    urlpatterns = [path("<path:anything>", _other)]
+
+
+@pytest.fixture(scope="module", autouse=True)
+def django_settings() -> Iterator[None]:
+    configure()
+    with override_settings(INSTALLED_APPS=[APP]):
+        yield
+
+
+def mailtrack_messages(**settings: Any) -> list[Any]:
+    """The ``mailtrack.*`` check messages under ``settings`` (tag ``mailtrack``: Django's own URL checks raise on a broken URLconf)."""
+    with override_settings(**settings):
+        return [message for message in run_checks(tags=["mailtrack"]) if str(message.id).startswith("mailtrack.")]
+
+
+def only(messages: list[Any]) -> Any:
+    assert len(messages) == 1, messages
+    return messages[0]
+
+
+def test_valid_setup_routed_at_base_url_passes_every_check() -> None:
+    assert mailtrack_messages(MAILTRACK=GOOD) == []
+
+
+def test_valid_setup_passes_manage_py_check() -> None:
+    out = io.StringIO()
+    with override_settings(MAILTRACK=GOOD):
+        call_command("check", stdout=out)
+    assert "no issues" in out.getvalue()
+
+
+def test_missing_mailtrack_setting_is_e001_with_an_example() -> None:
+    message = only(mailtrack_messages(MAILTRACK=None))
+    assert isinstance(message, Error) and message.id == "mailtrack.E001"
+    assert "missing" in message.msg and "BASE_URL" in message.hint
+
+
+def test_mailtrack_setting_that_is_not_a_dict_is_e001() -> None:
+    assert only(mailtrack_messages(MAILTRACK=["BASE_URL"])).id == "mailtrack.E001"
+
+
+def test_missing_base_url_is_e002() -> None:
+    message = only(mailtrack_messages(MAILTRACK={"BACKEND": LOCMEM}))
+    assert isinstance(message, Error) and message.id == "mailtrack.E002"
+    assert "mailtrack.contrib.django.urls" in message.hint
+
+
+def test_backend_that_is_the_tracking_backend_itself_is_e003() -> None:
+    message = only(mailtrack_messages(MAILTRACK={**GOOD, "BACKEND": "mailtrack.contrib.django.TrackingEmailBackend"}))
+    assert isinstance(message, Error) and message.id == "mailtrack.E003"
+    assert "EMAIL_BACKEND" in message.hint
+
+
+def test_invalid_setting_is_e004_with_the_configuration_error_message() -> None:
+    message = only(mailtrack_messages(MAILTRACK={**GOOD, "SPLIT_RECIPIENTS": "yes"}))
+    assert isinstance(message, Error) and message.id == "mailtrack.E004"
+    assert "MAILTRACK['SPLIT_RECIPIENTS'] must be True or False" in message.msg
+
+
+def test_unknown_key_is_e004() -> None:
+    message = only(mailtrack_messages(MAILTRACK={**GOOD, "BASEURL": "x"}))
+    assert message.id == "mailtrack.E004" and "BASEURL" in message.msg
+
+
+def test_base_url_whose_path_is_not_routed_is_e005_naming_the_path() -> None:
+    message = only(mailtrack_messages(MAILTRACK={**GOOD, "BASE_URL": "http://testserver/elsewhere"}))
+    assert isinstance(message, Error) and message.id == "mailtrack.E005"
+    assert "'/elsewhere'" in message.msg and "path('elsewhere/', include('mailtrack.contrib.django.urls'))" in message.hint
+
+
+def test_tracking_urls_mounted_at_another_path_than_base_url_is_e005() -> None:
+    assert only(mailtrack_messages(MAILTRACK=GOOD, ROOT_URLCONF=TrackingAtTrack)).id == "mailtrack.E005"
+    assert mailtrack_messages(MAILTRACK={**GOOD, "BASE_URL": "https://example.com/track/"},
+                              ROOT_URLCONF=TrackingAtTrack) == []
+
+
+def test_base_url_routed_to_another_view_is_e005_naming_that_view() -> None:
+    message = only(mailtrack_messages(MAILTRACK=GOOD, ROOT_URLCONF=CatchAll))
+    assert message.id == "mailtrack.E005" and "_other" in message.msg
+
+
+def test_root_urlconf_that_cannot_be_imported_is_a_warning_w001() -> None:
+    message = only(mailtrack_messages(MAILTRACK=GOOD, ROOT_URLCONF="support.no_such_urlconf"))
+    assert isinstance(message, Warning) and not isinstance(message, Error)
+    assert message.id == "mailtrack.W001" and "support.no_such_urlconf" in message.msg
+
+
+def test_manage_py_check_fails_on_a_mailtrack_error() -> None:
+    with override_settings(MAILTRACK=None), pytest.raises(SystemCheckError, match="mailtrack.E001"):
+        call_command("check", stdout=io.StringIO(), stderr=io.StringIO())
+
+
+def test_checks_are_silent_when_the_app_is_not_installed() -> None:
+    assert mailtrack_messages(MAILTRACK=None, INSTALLED_APPS=[]) == []
