@@ -7,8 +7,8 @@ share the attributes used here: ``to``/``cc``/``bcc``, ``recipients()``,
 and the envelope from ``recipients()``. This module works on that shape and
 imports no framework.
 
-What it does is what :mod:`mailtrack.contrib.django.backend` does (the same
-rules, pinned by the same kind of tests): each envelope recipient once (a
+Both :mod:`mailtrack.contrib.django.backend` and the Flask-Mailman backend
+send through :func:`prepare`: each envelope recipient once (a
 named and a bare address are one person; the tokens name the bare address),
 one copy per recipient sent to that address alone with the original To and
 Cc headers shown (Bcc hidden), every copy sharing the ``Message-ID``; HTML
