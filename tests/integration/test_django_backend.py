@@ -398,3 +398,12 @@ def test_a_bcc_only_message_shows_no_to_header() -> None:
     for sent in mail.outbox:
         built = sent.message()
         assert built["To"] is None and built["Cc"] is None and built["Bcc"] is None
+
+
+def test_a_tracking_request_with_a_body_over_the_limit_is_refused_unread() -> None:
+    from django.test import Client
+
+    from mailtrack.http.wsgi import MAX_BODY
+
+    response = Client().generic("POST", "/t/u/forged", b"x" * (MAX_BODY + 1), content_type="application/x-www-form-urlencoded")
+    assert response.status_code == 413

@@ -25,6 +25,7 @@ from mailtrack.delivery.recorder import Recorder
 from mailtrack.events import CallbackSink, TrackingEvent
 from mailtrack.http.endpoints import Endpoints
 from mailtrack.http.messages import Request, Response
+from mailtrack.http.wsgi import MAX_BODY
 
 __all__ = ["TrackingView", "endpoints", "reset"]
 
@@ -99,7 +100,17 @@ class TrackingView(View):  # type: ignore[misc]  # Django ships no type hints
     http_method_names = ["get", "head", "post"]
 
     def dispatch(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
-        """Every method goes to the endpoints, which answer 405 themselves where needed."""
+        """Every method goes to the endpoints, which answer 405 themselves where needed.
+
+        Bodies over :data:`~mailtrack.http.wsgi.MAX_BODY` are refused before
+        they are read, as the WSGI adapter does (a one-click POST is a few dozen bytes).
+        """
+        try:
+            length = int(request.META.get("CONTENT_LENGTH") or 0)
+        except ValueError:
+            length = 0
+        if length > MAX_BODY:
+            return HttpResponse(b"", status=413)
         return to_response(endpoints().handle(to_request(request)))
 
 
