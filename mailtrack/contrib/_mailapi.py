@@ -26,14 +26,14 @@ from __future__ import annotations
 
 import copy
 import logging
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
 from email.utils import make_msgid, parseaddr
 from typing import Any
 
 from mailtrack.core.tracker import Tracker
 from mailtrack.exceptions import ArgumentError
 
-__all__ = ["addressed_to", "message_id", "prepare", "recipients", "settings_for", "track"]
+__all__ = ["addressed_to", "message_id", "prepare", "recipients", "send_tracked", "settings_for", "track"]
 
 log = logging.getLogger("mailtrack")
 _HIDDEN = {"to", "cc", "bcc"}
@@ -159,3 +159,25 @@ def prepare(tracker: Tracker, msg: Any, *, split_recipients: bool = True, fail_s
             raise
         log.exception("mailtrack: tracking failed; the message is sent untracked")
         return [msg]
+
+
+def send_tracked(connection: Any, messages: Sequence[Any], copies_of: Callable[[Any], list[Any]]) -> int:
+    """Send ``copies_of(msg)`` for each message over ``connection``; how many of ``messages`` went out whole.
+
+    The wrapped connection is opened once for the batch and closed only if it
+    was opened here; a message counts as sent when the connection took every
+    one of its copies (nothing is ever retried, so nothing is sent twice).
+    """
+    if not messages:
+        return 0
+    opened = connection.open()
+    try:
+        sent = 0
+        for msg in messages:
+            copies = copies_of(msg)
+            if copies and connection.send_messages(copies) == len(copies):
+                sent += 1
+        return sent
+    finally:
+        if opened:
+            connection.close()

@@ -11,7 +11,6 @@ from __future__ import annotations
 import email
 import email.charset  # noqa: E402
 import re
-import socket
 import time
 from collections.abc import Iterator
 from email.message import EmailMessage
@@ -33,8 +32,8 @@ pytest.importorskip("aiosmtpd")
 
 import flask  # noqa: E402
 import flask_mail  # noqa: E402
-from aiosmtpd.controller import Controller  # noqa: E402
-from support.helpers import wait_until  # noqa: E402
+from support.helpers import wait_until
+from support.smtp import Inbox, smtp_server  # noqa: E402
 
 import mailtrack  # noqa: E402
 from mailtrack.contrib.flask import Mailtrack, MailtrackState, tracking  # noqa: E402
@@ -56,32 +55,10 @@ HTML = ('<html><body><p>Hi</p><a href="https://example.com/one">one</a> '
 BODY = "Hi, see https://example.com/one\n"
 
 
-class Inbox:
-    """An aiosmtpd handler keeping every envelope it receives."""
-
-    def __init__(self) -> None:
-        self.envelopes: list[tuple[list[str], bytes]] = []
-
-    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:  # noqa: N802 (aiosmtpd's name)
-        self.envelopes.append((list(envelope.rcpt_tos), bytes(envelope.original_content or envelope.content)))
-        return "250 OK"
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 @pytest.fixture
 def smtp() -> Iterator[tuple[Inbox, int]]:
-    inbox = Inbox()
-    controller = Controller(inbox, hostname="127.0.0.1", port=_free_port())
-    controller.start()
-    try:
-        yield inbox, controller.port
-    finally:
-        controller.stop()
+    with smtp_server() as server:
+        yield server
 
 
 def _app(**config: Any) -> flask.Flask:

@@ -32,7 +32,7 @@ from django.core.mail import get_connection
 from django.core.mail.backends.base import BaseEmailBackend
 from django.core.mail.message import EmailMessage
 
-from mailtrack.contrib._mailapi import prepare
+from mailtrack.contrib._mailapi import prepare, send_tracked
 from mailtrack.contrib.django.conf import MailtrackSettings, load
 from mailtrack.core.tracker import Tracker
 from mailtrack.exceptions import ConfigurationError
@@ -75,19 +75,7 @@ class TrackingEmailBackend(BaseEmailBackend):  # type: ignore[misc]  # Django sh
 
     def send_messages(self, email_messages: Sequence[EmailMessage]) -> int:
         """Send each message, tracked; the number of the caller's messages the wrapped backend sent (every copy)."""
-        if not email_messages:
-            return 0
-        opened = self.connection.open()
-        try:
-            sent = 0
-            for msg in email_messages:
-                copies = self._prepare(msg)
-                if copies and self.connection.send_messages(copies) == len(copies):
-                    sent += 1
-            return sent
-        finally:
-            if opened:
-                self.connection.close()
+        return send_tracked(self.connection, email_messages, self._prepare)
 
     def _prepare(self, msg: EmailMessage) -> list[EmailMessage]:
         """The copies to send for ``msg``: tracked ones, or ``[msg]`` itself when tracking is not possible."""

@@ -32,7 +32,7 @@ from typing import Any
 import flask
 from flask_mailman.backends.base import BaseEmailBackend
 
-from mailtrack.contrib._mailapi import prepare
+from mailtrack.contrib._mailapi import prepare, send_tracked
 from mailtrack.contrib.flask.extension import MailtrackState
 from mailtrack.exceptions import ConfigurationError
 
@@ -86,20 +86,8 @@ class MailmanBackend(BaseEmailBackend):  # type: ignore[misc]  # Flask-Mailman s
 
     def send_messages(self, email_messages: Sequence[Any]) -> int:
         """Send each message, tracked; the number of the caller's messages the wrapped backend sent (every copy)."""
-        if not email_messages:
-            return 0
-        opened = self.connection.open()
-        try:
-            sent = 0
-            for msg in email_messages:
-                copies = prepare(self.state.tracker, msg, split_recipients=self.split_recipients,
-                                 fail_silently=self.fail_silently_tracking)
-                if copies and self.connection.send_messages(copies) == len(copies):
-                    sent += 1
-            return sent
-        finally:
-            if opened:
-                self.connection.close()
+        return send_tracked(self.connection, email_messages, lambda msg: prepare(
+            self.state.tracker, msg, split_recipients=self.split_recipients, fail_silently=self.fail_silently_tracking))
 
 
 #: Flask-Mailman's lookup name: ``MAIL_BACKEND = "mailtrack.contrib.flask.mailman"`` finds this.
