@@ -129,15 +129,12 @@ def plain_destination(excluded: str = "") -> Callable[[str], bool]:
     pattern = re.compile(_PLAIN_AUTHORITY + f"[{re.escape(allowed)}]*\\Z")
 
     def plain(url: str) -> bool:
-        # _plain_authority inlined: this runs once per link of every message.
         match = pattern.match(url)
         if match is None:
             return False
         if match.lastindex == 1 and len(url) <= _MAX_HOST and "--" not in url:
-            return True  # no port, too short for a long host, no A-label: the checks below cannot fail
-        host, port = match.group(1, 2)
-        return (len(host) <= _MAX_HOST and ("--" not in host or "xn--" not in host.lower())
-                and (port is None or int(port[1:]) <= 65535))
+            return True  # no port, too short for a long host, no A-label: _plain_authority cannot fail (the hot path)
+        return _plain_authority(match)
 
     return plain
 

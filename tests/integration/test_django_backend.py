@@ -13,18 +13,17 @@ import email.policy
 import logging
 import queue
 import re
-import socket
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
 from support.django_settings import configure
+from support.smtp import Inbox
 
 import mailtrack
 
 pytest.importorskip("django")
-aiosmtpd_controller = pytest.importorskip("aiosmtpd.controller")
+pytest.importorskip("aiosmtpd.controller")
 
 from django.core import mail  # noqa: E402
 from django.test import Client, override_settings  # noqa: E402
@@ -67,35 +66,6 @@ def events() -> Iterator[queue.Queue[Any]]:
     tracking.disconnect(dispatch_uid="test-events")
 
 
-@dataclass
-class Sink:
-    """The aiosmtpd handler: keeps each envelope's recipients and content."""
-
-    envelopes: list[tuple[list[str], bytes]] = field(default_factory=list)
-
-    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
-        self.envelopes.append((list(envelope.rcpt_tos), bytes(envelope.original_content or envelope.content)))
-        return "250 Message accepted for delivery"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-@pytest.fixture
-def smtp_server() -> Iterator[tuple[Sink, int]]:
-    sink = Sink()
-    port = free_port()
-    controller = aiosmtpd_controller.Controller(sink, hostname="127.0.0.1", port=port)
-    controller.start()
-    try:
-        yield sink, port
-    finally:
-        controller.stop()
-
-
 def html_of(message: email.message.EmailMessage) -> str:
     part = message.get_body(preferencelist=("html",))
     assert part is not None
@@ -113,9 +83,9 @@ def tracked_message() -> mail.EmailMultiAlternatives:
 
 @pytest.mark.timeout(60)
 def test_smtp_copies_per_recipient_whose_links_and_pixel_report_that_recipient(
-    smtp_server: tuple[Sink, int], events: queue.Queue[Any]
+    smtp: tuple[Inbox, int], events: queue.Queue[Any]
 ) -> None:
-    sink, port = smtp_server
+    sink, port = smtp
     config = mailtrack_settings(BACKEND="django.core.mail.backends.smtp.EmailBackend")
     with override_settings(EMAIL_BACKEND=BACKEND, EMAIL_HOST="127.0.0.1", EMAIL_PORT=port, MAILTRACK=config):
         connection = mail.get_connection()
@@ -152,8 +122,8 @@ def test_smtp_copies_per_recipient_whose_links_and_pixel_report_that_recipient(
             assert text is not None and text.get_content().replace("\r\n", "\n") == TEXT
 
 
-def test_bcc_recipient_is_never_in_any_copys_headers(smtp_server: tuple[Sink, int]) -> None:
-    sink, port = smtp_server
+def test_bcc_recipient_is_never_in_any_copys_headers(smtp: tuple[Inbox, int]) -> None:
+    sink, port = smtp
     config = mailtrack_settings(BACKEND="django.core.mail.backends.smtp.EmailBackend")
     with override_settings(EMAIL_BACKEND=BACKEND, EMAIL_HOST="127.0.0.1", EMAIL_PORT=port, MAILTRACK=config):
         mail.get_connection().send_messages([tracked_message()])

@@ -33,7 +33,7 @@ pytest.importorskip("aiosmtpd")
 import flask  # noqa: E402
 import flask_mail  # noqa: E402
 from support.helpers import wait_until
-from support.smtp import Inbox, smtp_server  # noqa: E402
+from support.smtp import Inbox  # noqa: E402
 
 import mailtrack  # noqa: E402
 from mailtrack.contrib.flask import Mailtrack, MailtrackState, tracking  # noqa: E402
@@ -53,12 +53,6 @@ RECIPIENTS = ["ann@example.com", "bob@example.com", "cy@example.com"]
 HTML = ('<html><body><p>Hi</p><a href="https://example.com/one">one</a> '
         '<a href="https://example.com/two?a=1&amp;b=2">two</a></body></html>')
 BODY = "Hi, see https://example.com/one\n"
-
-
-@pytest.fixture
-def smtp() -> Iterator[tuple[Inbox, int]]:
-    with smtp_server() as server:
-        yield server
 
 
 def _app(**config: Any) -> flask.Flask:

@@ -27,7 +27,7 @@ pytest.importorskip("aiosmtpd")
 import flask  # noqa: E402
 import flask_mailman  # noqa: E402
 from support.helpers import wait_until
-from support.smtp import Inbox, smtp_server  # noqa: E402
+from support.smtp import Inbox  # noqa: E402
 
 import mailtrack  # noqa: E402
 import mailtrack.contrib.flask  # noqa: E402
@@ -41,12 +41,6 @@ BASE = "https://app.example.com/t"
 HTML = ('<html><body><p>Hi</p><a href="https://example.com/one">one</a> '
         '<a href="https://example.com/two?a=1&amp;b=2">two</a></body></html>')
 BODY = "Hi, see https://example.com/one\n"
-
-
-@pytest.fixture
-def smtp() -> Iterator[tuple[Inbox, int]]:
-    with smtp_server() as server:
-        yield server
 
 
 @pytest.fixture
