@@ -125,7 +125,7 @@ def rewrite_message(
     list_unsubscribe = None
     prefix = html_plan.layout.prefix("unsubscribe")
     existing = root.field("list-unsubscribe")
-    if existing is not None and html_plan.reissue is not None and prefix in _header_text(raw, existing.start, existing.end):
+    if existing is not None and prefix in _header_text(raw, existing.start, existing.end):
         # Ours, from an earlier pass: this message's stays, another message's is signed again (any settings).
         list_unsubscribe = _our_list_unsubscribe(raw, root, prefix, html_plan.reissue, eol, edits, warnings)
     elif html_plan.unsubscribe is not None:

@@ -269,7 +269,6 @@ class Tracker:
         unsubscribe_token = signer("unsubscribe") if subscription.enable else None
         unsubscribe = Unsubscribe(
             token=unsubscribe_token,
-            is_token=self._is_unsubscribe_token,
             html=subscription.html or DEFAULT_HTML,
             text=subscription.text or DEFAULT_TEXT,
             substitution_tag=subscription.substitution_tag or None,
@@ -286,7 +285,6 @@ class Tracker:
             max_links=self._max_links,
             click=codec.message_signer("click", message_id, recipient, metadata, when) if clicks else None,
             open_token=open_token,
-            is_open_token=self._is_open_token,
             substitution_tag=resolved.open_tracking.substitution_tag,
             pixel_position=position,
             utm=resolved.ganalytics.parameters(),
@@ -388,19 +386,6 @@ class Tracker:
         return self._codec.loads(token, kind=kind, max_age=max_age)
 
     # -- helpers -----------------------------------------------------------------
-    def _is_open_token(self, token: str) -> bool:
-        return self._is_token(token, "open")
-
-    def _is_unsubscribe_token(self, token: str) -> bool:
-        return self._is_token(token, "unsubscribe")
-
-    def _is_token(self, token: str, kind: TokenKind) -> bool:
-        try:
-            self._codec.loads(token, kind=kind)
-        except InvalidToken:
-            return False
-        return True
-
     def _timestamp(self, issued_at: float | datetime | None) -> int:
         """When tokens are signed: now by ``clock``, or ``issued_at`` (seconds since the epoch, or an aware datetime)."""
         value: object = self._clock() if issued_at is None else issued_at

@@ -47,10 +47,6 @@ def _fill(template: str, replacement: Callable[[str], str]) -> str:
     return splice(template, [(start, end, replacement(text)) for start, end, text in _tags(template)])
 
 
-def _no(token: str) -> bool:
-    return False
-
-
 def html_footer(template: str, url: str) -> str:
     """``template`` with each ``<% text %>`` made a link to ``url`` (the URL itself when the text is empty)."""
     return _fill(template, lambda text: f'<a href="{url}">{text or url}</a>')
@@ -103,9 +99,7 @@ def unsubscribe_edits(
     recipient).
     """
     settings = plan.unsubscribe
-    if settings is None and plan.reissue is None:
-        return []
-    present, replaced = earlier_tokens(source, plan, "unsubscribe", edits, settings.is_token if settings else _no)
+    present, replaced = earlier_tokens(source, plan, "unsubscribe", edits)
     if replaced:
         return replaced  # another message's unsubscribe URLs, now this one's: its footer is there already
     if settings is None or present:

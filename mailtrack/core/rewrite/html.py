@@ -48,12 +48,11 @@ def rewrite_html_edits(html: str, plan: RewritePlan) -> tuple[HtmlResult, Edits]
     edits: list[tuple[int, int, str]] = []
     warnings: list[str] = []
     book = LinkBook(plan)
-    if plan.click is not None or plan.reissue is not None:
-        track_html_links(html, scanned, plan, book, edits)
+    track_html_links(html, scanned, plan, book, edits)  # with clicks off, only another message's click URLs change
 
     at = _pixel_position(html, scanned, "bottom")
     unsubscribe = unsubscribe_edits(html, plan, book, edits, warnings, text=False, at=at)
-    present, pixels = earlier_tokens(html, plan, "open", edits, plan.is_open_token)
+    present, pixels = earlier_tokens(html, plan, "open", edits)
     if not pixels and plan.open_token is not None:
         pixels = _place_pixels(html, scanned, plan, warnings, present)
     edits.extend((p.position, p.position + len(p.replaced), p.html) for p in unsubscribe + pixels)

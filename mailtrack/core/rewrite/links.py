@@ -7,7 +7,6 @@ indexes and the results, so HTML and text parts of a message share them.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
 from typing import Final, Literal, Union
 
 from mailtrack.core.charrefs import decode_attribute, escape_attribute
@@ -59,8 +58,6 @@ def ours(url: str, plan: RewritePlan) -> Decision:
     the pixel and footer passes sign them again where they stand (in a link or
     not), so the link pass leaves them to those.
     """
-    if plan.reissue is None:
-        return "already-tracked"
     earlier = plan.reissue.read(url, None)
     if earlier is None:
         return "not-verified"
@@ -93,7 +90,6 @@ class LinkBook:
         with click tracking off, as skipped for ``limit`` or ``too-long``).
         """
         if reason == ANOTHER_MESSAGE:
-            assert self.reissue is not None, "only a plan that reads our URLs finds another message's"
             earlier = self.reissue.read(url, "click")
             assert earlier is not None and earlier.url is not None, "classified as a verified click URL"
             if self.sign is None:
@@ -161,23 +157,19 @@ def tokens_after(html: str, prefix: str) -> list[tuple[str, int]]:
 
 
 def earlier_tokens(
-    source: str, plan: RewritePlan, kind: TokenKind, edits: list[tuple[int, int, str]], fallback: Callable[[str], bool]
+    source: str, plan: RewritePlan, kind: TokenKind, edits: list[tuple[int, int, str]]
 ) -> tuple[bool, list[PixelInsertion]]:
     """Our ``kind`` tokens already in ``source``: is one this message's, and new tokens for another message's.
 
     Each token of another message is replaced where it stands by this
     message's (so its pixel or footer is not added a second time), unless it
     lies inside a span ``edits`` already changes (a tracked link's destination
-    quoting it). Without ``plan.reissue``, any token ``fallback`` accepts counts
-    as this message's.
+    quoting it).
     """
     present, replaced = False, []
     taken: list[tuple[int, int]] | None = None  # sorted only once another message's token turns up
     i, new_token = 0, ""
     for token, at in tokens_after(source, plan.layout.prefix(kind)):
-        if plan.reissue is None:
-            present = present or fallback(token)
-            continue
         earlier = plan.reissue.read(token, kind)
         if earlier is None:
             continue

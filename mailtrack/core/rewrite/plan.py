@@ -24,13 +24,12 @@ class RewritePlan:
     max_links: int
     click: Callable[[int, str], str] | None  # signs (link_index, url); None: click tracking off
     open_token: Callable[[], str] | None  # signs the open token; None: open tracking off
-    is_open_token: Callable[[str], bool]  # True for an authentic open token of ours (an earlier pass's pixel)
     substitution_tag: str | None
     pixel_position: str  # "bottom" or "top"
+    reissue: Reissue  # reads our URLs already in the body: this message's stay, another message's are signed again
     utm: tuple[tuple[str, str], ...] = ()  # Google Analytics parameters added to tracked destinations
     unsubscribe: Unsubscribe | None = None  # subscription tracking; None: off
     first_index: int = 0  # link_index of the first link (later parts of a message continue the count)
-    reissue: Reissue | None = None  # reads our URLs already in the body; None: any authentic one counts as this message's
 
 
 class Earlier(NamedTuple):
@@ -60,7 +59,6 @@ class Unsubscribe:
     """Subscription tracking for one message: how to sign the URL and where it goes."""
 
     token: Callable[[], str]
-    is_token: Callable[[str], bool]  # True for an authentic unsubscribe token of ours
     html: str  # footer template with <% link text %>
     text: str  # footer template with <% %>
     substitution_tag: str | None  # replaced by the bare URL instead of any footer

@@ -29,17 +29,16 @@ def rewrite_text_edits(text: str, plan: RewritePlan, exclude: frozenset[str] = f
     edits: list[tuple[int, int, str]] = []
     warnings: list[str] = []
     book = LinkBook(plan)
-    if plan.click is not None or plan.reissue is not None:
-        for start, end in find_urls(text):
-            url = text[start:end]
-            if plan.click is None and not plan.layout.is_ours(url):
-                continue
-            reason = "opt-out" if url in exclude else classify_destination(url, plan)
-            if plan.click is None and reason != ANOTHER_MESSAGE:
-                continue  # click tracking off: nothing is tracked or reported, but another message's click URLs must go
-            tracking_url = book.decide(url, reason, start, end, url, "", "text")
-            if tracking_url is not None:
-                edits.append((start, end, tracking_url))
+    for start, end in find_urls(text):
+        url = text[start:end]
+        if plan.click is None and not plan.layout.is_ours(url):
+            continue
+        reason = "opt-out" if url in exclude else classify_destination(url, plan)
+        if plan.click is None and reason != ANOTHER_MESSAGE:
+            continue  # click tracking off: nothing is tracked or reported, but another message's click URLs must go
+        tracking_url = book.decide(url, reason, start, end, url, "", "text")
+        if tracking_url is not None:
+            edits.append((start, end, tracking_url))
     unsubscribe = unsubscribe_edits(text, plan, book, edits, warnings, text=True, at=len(text))
     edits.extend((p.position, p.position + len(p.replaced), p.html) for p in unsubscribe)
     return TextResult(splice(text, edits), book.links, book.skipped, warnings, unsubscribe), edits
