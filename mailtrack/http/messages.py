@@ -11,7 +11,10 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-__all__ = ["Request", "Response"]
+__all__ = ["MAX_BODY", "Request", "Response", "too_large"]
+
+#: Request bodies above this many bytes are refused unread (an unsubscribe POST is a few dozen).
+MAX_BODY = 64 * 1024
 
 
 @dataclass(frozen=True)
@@ -38,6 +41,25 @@ class Response:
     def reason(self) -> str:
         """The reason phrase of the status line (``"Found"`` for 302)."""
         return _REASONS.get(self.status, "")
+
+    @property
+    def safe_headers(self) -> list[tuple[str, str]]:
+        """The headers with any CR, LF or NUL removed: every adapter's last guard against response splitting."""
+        return [(name, value.translate(_UNSAFE)) for name, value in self.headers]
+
+
+def too_large(content_length: object) -> Response | None:
+    """The 413 answer when a declared body exceeds :data:`MAX_BODY` (checked before reading it), else None."""
+    try:
+        length = int(content_length or 0)  # type: ignore[call-overload]
+    except (TypeError, ValueError):
+        length = 0
+    if length > MAX_BODY:
+        return Response(413, [("Content-Type", "text/plain"), ("Content-Length", "0")])
+    return None
+
+
+_UNSAFE = {13: None, 10: None, 0: None}
 
 
 _REASONS = {200: "OK", 302: "Found", 404: "Not Found", 405: "Method Not Allowed", 413: "Content Too Large"}

@@ -14,12 +14,10 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 from mailtrack.http.endpoints import Endpoints
-from mailtrack.http.messages import Request, Response
+from mailtrack.http.messages import MAX_BODY, Request, Response, too_large
 
 __all__ = ["MAX_BODY", "StartResponse", "WsgiApp"]
 
-#: Request bodies above this many bytes are refused (an unsubscribe POST is a few dozen).
-MAX_BODY = 64 * 1024
 
 StartResponse = Callable[..., Any]
 
@@ -32,17 +30,18 @@ class WsgiApp:
 
     def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
         response = self.respond(environ)
-        start_response(f"{response.status} {response.reason}", _safe_headers(response.headers))
+        start_response(f"{response.status} {response.reason}", response.safe_headers)
         # HEAD: the headers of the GET, never a body (one would desynchronize a keep-alive connection).
         return [b""] if environ.get("REQUEST_METHOD", "GET").upper() == "HEAD" else [response.body]
 
     def respond(self, environ: dict[str, Any]) -> Response:
+        refused = too_large(environ.get("CONTENT_LENGTH"))
+        if refused is not None:
+            return refused
         try:
             length = int(environ.get("CONTENT_LENGTH") or 0)
         except ValueError:
             length = 0
-        if length > MAX_BODY:
-            return Response(413, [("Content-Type", "text/plain"), ("Content-Length", "0")])
         body = environ["wsgi.input"].read(length) if length > 0 else b""
         path = _text(environ.get("SCRIPT_NAME", "") + environ.get("PATH_INFO", ""))
         headers = {
@@ -66,7 +65,3 @@ def _text(value: str) -> str:
     except UnicodeEncodeError:  # a server that did not follow PEP 3333: take the text as it is
         return value
 
-
-def _safe_headers(headers: list[tuple[str, str]]) -> list[tuple[str, str]]:
-    """Headers with any CR, LF or NUL removed: a last guard against response splitting."""
-    return [(name, value.translate({13: None, 10: None, 0: None})) for name, value in headers]

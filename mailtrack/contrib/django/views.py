@@ -24,8 +24,7 @@ from mailtrack.contrib.django.signals import tracking
 from mailtrack.delivery.recorder import Recorder
 from mailtrack.events import CallbackSink, TrackingEvent
 from mailtrack.http.endpoints import Endpoints
-from mailtrack.http.messages import Request, Response
-from mailtrack.http.wsgi import MAX_BODY
+from mailtrack.http.messages import Request, Response, too_large
 
 __all__ = ["TrackingView", "endpoints", "reset"]
 
@@ -89,7 +88,7 @@ def to_request(request: HttpRequest) -> Request:
 def to_response(response: Response) -> HttpResponse:
     """Django's response for the endpoints' ``response``, every header kept."""
     http = HttpResponse(response.body, status=response.status)
-    for name, value in response.headers:
+    for name, value in response.safe_headers:  # a last guard against response splitting, as every adapter
         http.headers[name] = value
     return http
 
@@ -102,16 +101,11 @@ class TrackingView(View):  # type: ignore[misc]  # Django ships no type hints
     def dispatch(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
         """Every method goes to the endpoints, which answer 405 themselves where needed.
 
-        Bodies over :data:`~mailtrack.http.wsgi.MAX_BODY` are refused before
+        Bodies over :data:`~mailtrack.http.messages.MAX_BODY` are refused before
         they are read, as the WSGI adapter does (a one-click POST is a few dozen bytes).
         """
-        try:
-            length = int(request.META.get("CONTENT_LENGTH") or 0)
-        except ValueError:
-            length = 0
-        if length > MAX_BODY:
-            return HttpResponse(b"", status=413)
-        return to_response(endpoints().handle(to_request(request)))
+        refused = too_large(request.META.get("CONTENT_LENGTH"))
+        return to_response(refused) if refused is not None else to_response(endpoints().handle(to_request(request)))
 
 
 track = csrf_exempt(TrackingView.as_view())

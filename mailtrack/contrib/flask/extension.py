@@ -54,8 +54,7 @@ from mailtrack.delivery.recorder import Recorder
 from mailtrack.events import CallbackSink, TrackingEvent
 from mailtrack.exceptions import ConfigurationError, MailtrackError, MessageError
 from mailtrack.http.endpoints import Endpoints, check_max_age, trusted_networks
-from mailtrack.http.messages import Request, Response
-from mailtrack.http.wsgi import MAX_BODY
+from mailtrack.http.messages import Request, Response, too_large
 from mailtrack.service import open_store
 from mailtrack.storage.base import EventStore
 
@@ -257,8 +256,9 @@ def _blueprint(tracker: Tracker, prefix: str) -> flask.Blueprint:
 def _view(token: str) -> flask.Response:
     """Translate the Flask request for the endpoints and their answer back (HEAD: headers only, no body)."""
     request = flask.request
-    if (request.content_length or 0) > MAX_BODY:
-        return _flask_response(Response(413, [("Content-Type", "text/plain"), ("Content-Length", "0")]))
+    refused = too_large(request.content_length)
+    if refused is not None:
+        return _flask_response(refused)
     answer = _state().endpoints.handle(Request(
         method=request.method,
         path=request.path,
@@ -271,8 +271,7 @@ def _view(token: str) -> flask.Response:
 
 
 def _flask_response(answer: Response, *, head: bool = False) -> flask.Response:
-    # CR, LF and NUL dropped from header values: a last guard against response splitting (as the WSGI adapter).
-    headers = [(name, value.translate({13: None, 10: None, 0: None})) for name, value in answer.headers]
+    headers = answer.safe_headers  # a last guard against response splitting, as every adapter
     response = flask.Response(b"" if head else answer.body, status=answer.status)
     # Ours replace werkzeug's defaults: a HEAD keeps the Content-Length of its GET (werkzeug would say 0).
     response.headers.clear()

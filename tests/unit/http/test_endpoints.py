@@ -24,7 +24,7 @@ from support.helpers import BASE_URL, make_tracker
 import mailtrack
 from mailtrack.delivery.recorder import Recorder
 from mailtrack.http.endpoints import GIF, Endpoints, Request, Response
-from mailtrack.http.wsgi import MAX_BODY, WsgiApp, _safe_headers
+from mailtrack.http.wsgi import MAX_BODY, WsgiApp
 from mailtrack.storage.sqlite import SQLiteStore
 
 ISSUED = 1_700_000_000
@@ -732,7 +732,8 @@ def test_wsgi_non_utf8_path_does_not_crash(app: WsgiApp, store: SQLiteStore, raw
 
 
 def test_safe_headers_strip_cr_lf_nul() -> None:
-    assert _safe_headers([("Location", "https://a.example/\r\nSet-Cookie: x=1\x00"), ("X", "ok")]) == [
+    response = Response(302, [("Location", "https://a.example/\r\nSet-Cookie: x=1\x00"), ("X", "ok")])
+    assert response.safe_headers == [
         ("Location", "https://a.example/Set-Cookie: x=1"),
         ("X", "ok"),
     ]
