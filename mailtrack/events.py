@@ -2,9 +2,12 @@
 
 Modelled on django-anymail's normalized tracking events: every event has an
 ``event_type`` (``opened``, ``clicked``, ``unsubscribed``), an aware UTC
-``timestamp``, the ``message_id`` and ``recipient`` the token was signed for,
-and what the request said about the reader (``user_agent``, ``ip``,
-``referer``). Sinks receive events through one small interface,
+``timestamp``, the ``message_id`` and ``recipient`` the token was signed for
+(``None`` when the message was tracked without one: one copy to several
+people), its ``metadata`` and ``tags``, what the request said about the reader
+(``user_agent``, ``ip``, ``referer``), a unique ``event_id``, and
+``esp_event``: the raw request data, for in-process receivers only. Receivers
+written for anymail's ``AnymailTrackingEvent`` read ours (``click_url`` too). Sinks receive events through one small interface,
 :class:`EventSink`; the SQLite store, the webhook outbox and a plain callback
 are all sinks.
 """
@@ -62,13 +65,17 @@ class TrackingEvent:
     message and recipient (None when no store was there to tell). ``machine``
     is reserved for classifying bots and privacy proxies (Apple Mail Privacy
     Protection, link scanners); None means not classified. ``event_id`` is
-    unique per event, so a retried write is recorded once.
+    unique per event, so a retried write is recorded once. ``recipient`` is
+    None for a message tracked without one. ``esp_event`` (anymail's name) is
+    the raw request the event came from (method, path, query, headers,
+    remote_addr); it reaches in-process receivers (signals, callbacks) but is
+    neither stored nor sent in webhooks, and is not part of equality.
     """
 
     event_type: EventType
     timestamp: datetime
     message_id: str
-    recipient: str
+    recipient: str | None
     url: str | None = None
     link_index: int | None = None
     user_agent: str | None = None
@@ -78,6 +85,8 @@ class TrackingEvent:
     first: bool | None = None
     machine: str | None = None
     event_id: str = field(default_factory=lambda: uuid.uuid4().hex)
+    tags: tuple[str, ...] = ()
+    esp_event: Mapping[str, Any] | None = field(default=None, compare=False, repr=False)
 
     def __post_init__(self) -> None:
         try:
@@ -88,10 +97,10 @@ class TrackingEvent:
         object.__setattr__(self, "event_type", event_type)  # a plain str given: keep the enum member
         if not isinstance(self.timestamp, datetime) or self.timestamp.tzinfo is None:
             raise InvalidEvent("timestamp must be a timezone-aware datetime (UTC)")
-        for name in ("message_id", "recipient", "event_id"):
+        for name in ("message_id", "event_id"):
             if not isinstance(getattr(self, name), str):
                 raise InvalidEvent(f"{name} must be a str, not {type(getattr(self, name)).__name__}")
-        for name in ("url", "user_agent", "ip", "referer", "machine"):
+        for name in ("recipient", "url", "user_agent", "ip", "referer", "machine"):
             if not isinstance(getattr(self, name), (str, type(None))):
                 raise InvalidEvent(f"{name} must be a str or None, not {type(getattr(self, name)).__name__}")
         if self.link_index is not None and (isinstance(self.link_index, bool) or not isinstance(self.link_index, int)):
@@ -100,6 +109,12 @@ class TrackingEvent:
             raise InvalidEvent(f"metadata must be a mapping, not {type(self.metadata).__name__}")
         if self.first is not None and not isinstance(self.first, bool):
             raise InvalidEvent(f"first must be a bool or None, not {self.first!r}")
+        if isinstance(self.tags, (str, bytes)) or not isinstance(self.tags, (list, tuple)) \
+                or not all(isinstance(tag, str) for tag in self.tags):
+            raise InvalidEvent(f"tags must be a list of str, not {self.tags!r}")
+        object.__setattr__(self, "tags", tuple(self.tags))  # a list given (from JSON): keep it immutable
+        if self.esp_event is not None and not isinstance(self.esp_event, Mapping):
+            raise InvalidEvent(f"esp_event must be a mapping or None, not {type(self.esp_event).__name__}")
 
     @property
     def click_url(self) -> str | None:
@@ -125,6 +140,7 @@ class TrackingEvent:
             "metadata": dict(self.metadata),
             "first": self.first,
             "machine": self.machine,
+            "tags": list(self.tags),
         }
 
     @classmethod
@@ -140,7 +156,7 @@ class TrackingEvent:
             timestamp = datetime.fromisoformat(stamp.replace("Z", "+00:00"))
         except ValueError:
             raise InvalidEvent(f"timestamp must be an ISO 8601 string, not {stamp!r}") from None
-        unknown = sorted(str(key) for key in values if key not in _FIELDS)
+        unknown = sorted(str(key) for key in values if key not in _FIELDS or key == "esp_event")
         if unknown:
             raise InvalidEvent(f"unknown event field(s): {', '.join(unknown)}")
         try:

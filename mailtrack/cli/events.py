@@ -59,8 +59,10 @@ def print_events(args: argparse.Namespace) -> int:
         else:
             where = f" {event.url} (link {event.link_index})" if event.url else ""
             first = " first" if event.first else ""
+            who = "(no recipient)" if event.recipient is None else event.recipient
+            tags = f" tags={','.join(event.tags)}" if event.tags else ""
             print(f"{event.timestamp:%Y-%m-%d %H:%M:%S}Z {event.event_type:<12} {event.message_id} "
-                  f"{event.recipient}{where}{first} ip={event.ip} ua={event.user_agent!r}")
+                  f"{who}{where}{first}{tags} ip={event.ip} ua={event.user_agent!r}")
     return 0
 
 

@@ -18,8 +18,12 @@ rewritten; the caller's message never changed; and tracking fails open when
 asked to (the message is sent as it was, the failure logged).
 
 Per-message attributes, as django-anymail spells them: ``track_opens``,
-``track_clicks`` (bool), ``metadata`` (dict, signed into the tokens) and
+``track_clicks`` (bool), ``metadata`` (dict, signed into the tokens), ``tags``
+(list of str, signed into the tokens and given back in every event) and
 ``tracking_settings`` (SendGrid-shaped, highest precedence).
+
+Without splitting, a message to several people goes out as one copy tracked
+without a recipient: its tokens name none, and so do its events.
 """
 
 from __future__ import annotations
@@ -33,7 +37,7 @@ from typing import Any
 from mailtrack.core.tracker import Tracker
 from mailtrack.exceptions import ArgumentError
 
-__all__ = ["addressed_to", "message_id", "prepare", "recipients", "send_tracked", "settings_for", "track"]
+__all__ = ["addressed_to", "message_id", "prepare", "recipients", "send_tracked", "settings_for", "tags_of", "track"]
 
 log = logging.getLogger("mailtrack")
 _HIDDEN = {"to", "cc", "bcc"}
@@ -85,14 +89,24 @@ def settings_for(msg: Any) -> dict[str, Any]:
     return merged
 
 
-def track(tracker: Tracker, msg: Any, msg_id: str, recipient: str) -> Any:
-    """A copy of ``msg`` whose HTML (and text, if enabled) carries tracking for ``recipient``."""
+def tags_of(msg: Any) -> list[str] | None:
+    """``msg.tags`` as a list of str (anymail's attribute), or None; one str is refused, not split into letters."""
+    tags = getattr(msg, "tags", None)
+    if tags is None:
+        return None
+    if isinstance(tags, str) or not isinstance(tags, (list, tuple)) or not all(isinstance(tag, str) for tag in tags):
+        raise ArgumentError(f"tags must be a list of str, not {tags!r}")
+    return list(tags)
+
+
+def track(tracker: Tracker, msg: Any, msg_id: str, recipient: str | None) -> Any:
+    """A copy of ``msg`` whose HTML (and text, if enabled) carries tracking for ``recipient`` (None: nobody named)."""
     tracked = copy.copy(msg)
     tracked.extra_headers = dict(msg.extra_headers)
     own = settings_for(msg)
     metadata = getattr(msg, "metadata", None)
     common: dict[str, Any] = {"message_id": msg_id, "recipient": recipient, "settings": own or None,
-                              "metadata": dict(metadata) if metadata else None}
+                              "metadata": dict(metadata) if metadata else None, "tags": tags_of(msg)}
     opted_out: list[str] = []
     if msg.content_subtype == "html":
         result = tracker.rewrite_html(msg.body, **common)
@@ -138,7 +152,7 @@ def prepare(tracker: Tracker, msg: Any, *, split_recipients: bool = True, fail_s
     No recipients: no copies (nothing to send). With ``fail_silently``, a
     failure while tracking is logged and ``msg`` is sent untracked; without,
     it is raised. Without ``split_recipients`` a message to several people is
-    sent untracked (each token names one recipient), with a warning.
+    one copy tracked without a recipient (its events say ``recipient=None``).
     """
     addresses = recipients(msg)
     if not addresses:
@@ -149,11 +163,7 @@ def prepare(tracker: Tracker, msg: Any, *, split_recipients: bool = True, fail_s
         msg_id = message_id(original)
         if split_recipients:
             return [track(tracker, addressed_to(original, given), msg_id, bare) for given, bare in addresses]
-        if len(addresses) == 1:
-            return [track(tracker, original, msg_id, addresses[0][1])]
-        log.warning("mailtrack: message %s has %d recipients and splitting is off: sent untracked",
-                    msg_id, len(addresses))
-        return [msg]
+        return [track(tracker, original, msg_id, addresses[0][1] if len(addresses) == 1 else None)]
     except Exception:
         if not fail_silently:
             raise

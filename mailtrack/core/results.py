@@ -231,9 +231,10 @@ class Verified:
 
     kind: TokenKind
     message_id: str
-    recipient: str
+    recipient: str | None  # None: tracked without a recipient (one copy to several people)
     issued_at: datetime
     url: str | None = None  # destination, for clicks
     link_index: int | None = None  # for clicks
     metadata: Mapping[str, Any] = field(default_factory=dict)
     token: str = ""  # the bare token that was verified
+    tags: tuple[str, ...] = ()  # django-anymail's msg.tags, signed in

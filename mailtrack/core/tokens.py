@@ -3,8 +3,12 @@
 A token is itsdangerous' timestamped format, ``payload.timestamp.signature``:
 
 * ``payload`` is base64url of a compact JSON array (no keys, so a click costs
-  little more than its URL): ``[message_id, recipient, link_index, url, metadata?]``
-  for clicks, ``[message_id, recipient, metadata?]`` for opens and unsubscribes.
+  little more than its URL): ``[message_id, recipient, link_index, url, metadata?, tags?]``
+  for clicks, ``[message_id, recipient, metadata?, tags?]`` for opens and
+  unsubscribes. ``recipient`` is ``null`` for a message tracked without one
+  (sent to several people as one copy); ``metadata`` is ``{}`` when only tags
+  follow; ``tags`` is a list of str (django-anymail's ``msg.tags``), given
+  back in the events.
   When raw DEFLATE with a preset dictionary of URL fragments makes it shorter,
   the payload is compressed and marked with a leading ``.``.
 * ``timestamp`` is when it was signed, so ``max_age`` can refuse old tokens.
@@ -27,7 +31,7 @@ import re
 import time
 import zlib
 from binascii import b2a_base64
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import datetime, timezone
 from typing import Any
 
@@ -109,14 +113,16 @@ def _compact_json(value: Any) -> str:
     return json.dumps(value, ensure_ascii=False, separators=_JSON_SEPARATORS, sort_keys=True, allow_nan=False)
 
 
-def check_claims(message_id: str, recipient: str, metadata: Mapping[str, Any] | None) -> None:
+def check_claims(
+    message_id: str, recipient: str | None, metadata: Mapping[str, Any] | None, tags: Sequence[str] = ()
+) -> None:
     """Raise :class:`MailtrackError` unless these survive a JSON round trip unchanged.
 
     ``verify`` must give back exactly what was signed: tuples would come back
     as lists, non-str keys as strings, and NaN is not JSON at all.
     """
-    value = [message_id, recipient, dict(metadata or {})]
-    for name, part in zip(("message_id", "recipient", "metadata"), value, strict=True):
+    value = [message_id, recipient, dict(metadata or {}), list(tags)]
+    for name, part in zip(("message_id", "recipient", "metadata", "tags"), value, strict=True):
         try:
             _compact_json(part).encode("utf-8")
         except (TypeError, ValueError) as exc:  # not serializable, NaN, lone surrogates, circular
@@ -186,16 +192,25 @@ class TokenCodec:
         return encoded
 
     def message_signer(
-        self, kind: TokenKind, message_id: str, recipient: str, metadata: Mapping[str, Any] | None, issued_at: int
+        self,
+        kind: TokenKind,
+        message_id: str,
+        recipient: str | None,
+        metadata: Mapping[str, Any] | None,
+        issued_at: int,
+        tags: Sequence[str] = (),
     ) -> Callable[..., str]:
-        """A function signing tokens of ``kind`` for one message and recipient.
+        """A function signing tokens of ``kind`` for one message and recipient (None: no recipient).
 
         For clicks it takes ``(link_index, url)``; otherwise no arguments. The
-        parts shared by every link of a message (identity, metadata, timestamp)
-        are encoded once.
+        parts shared by every link of a message (identity, metadata, tags,
+        timestamp) are encoded once.
         """
         head = _compact_json([message_id, recipient])[:-1]
-        tail = "]" if not metadata else "," + _compact_json(dict(metadata)) + "]"
+        if tags:
+            tail = "," + _compact_json(dict(metadata or {})) + "," + _compact_json(list(tags)) + "]"
+        else:
+            tail = "]" if not metadata else "," + _compact_json(dict(metadata)) + "]"
         stamp = b"." + base64_encode(int_to_bytes(issued_at))
         inner_pad, outer_pad = self._pads[kind]
         size = self._size
@@ -296,12 +311,12 @@ class TokenCodec:
             raise InvalidToken(f"payload cannot be decoded: {exc}", reason="malformed", token=token) from None
         if issued_at.tzinfo is None:
             issued_at = issued_at.replace(tzinfo=timezone.utc)
-        if not isinstance(fields, list) or not 2 <= len(fields) <= 5:
+        if not isinstance(fields, list) or not 2 <= len(fields) <= 6:
             raise InvalidToken("payload has the wrong shape", reason="malformed", token=token)
         message_id, recipient, *rest = fields
         url = link_index = None
         if kind == "click":
-            if len(rest) not in (2, 3):
+            if len(rest) not in (2, 3, 4):
                 raise InvalidToken("click payload has the wrong shape", reason="malformed", token=token)
             link_index, url, *rest = rest
             if not isinstance(link_index, int) or isinstance(link_index, bool) or not isinstance(url, str):
@@ -310,6 +325,14 @@ class TokenCodec:
             if problem is not None:
                 raise InvalidToken(f"destination refused ({problem}): {url[:200]!r}", reason="destination", token=token)
         metadata = rest[0] if rest else {}
-        if len(rest) > 1 or not isinstance(message_id, str) or not isinstance(recipient, str) or not isinstance(metadata, dict):
+        tags = rest[1] if len(rest) > 1 else []
+        if (
+            len(rest) > 2
+            or not isinstance(message_id, str)
+            or not isinstance(recipient, (str, type(None)))
+            or not isinstance(metadata, dict)
+            or not isinstance(tags, list)
+            or not all(isinstance(tag, str) for tag in tags)
+        ):
             raise InvalidToken("payload has the wrong types", reason="malformed", token=token)
-        return Verified(kind, message_id, recipient, issued_at, url, link_index, metadata, token)
+        return Verified(kind, message_id, recipient, issued_at, url, link_index, metadata, token, tuple(tags))

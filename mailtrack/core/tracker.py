@@ -116,11 +116,12 @@ class Tracker:
         html: str,
         *,
         message_id: str,
-        recipient: str,
+        recipient: str | None = None,
         settings: SettingsInput = None,
         metadata: Mapping[str, Any] | None = None,
         issued_at: float | datetime | None = None,
         pixel_position: str | None = None,
+        tags: Iterable[str] | None = None,
     ) -> HtmlResult:
         """Track the links of one HTML body for one recipient and add the open pixel.
 
@@ -128,8 +129,12 @@ class Tracker:
         the pixel position; everything else in ``html`` is kept byte for byte.
         ``issued_at`` (seconds since the epoch, default now) is signed into the
         tokens: the same inputs and ``issued_at`` give the same output.
+        ``recipient=None`` tracks a body that one copy carries to several
+        people: the tokens name no recipient, and neither do their events.
+        ``tags`` (django-anymail's ``msg.tags``) are signed in and come back
+        in every event.
         """
-        plan = self._plan(settings, message_id, recipient, metadata, issued_at, pixel_position, text=False)
+        plan = self._plan(settings, message_id, recipient, metadata, issued_at, pixel_position, text=False, tags=tags)
         return rewrite_html(html, plan)
 
     def rewrite_text(
@@ -137,11 +142,12 @@ class Tracker:
         text: str,
         *,
         message_id: str,
-        recipient: str,
+        recipient: str | None = None,
         settings: SettingsInput = None,
         metadata: Mapping[str, Any] | None = None,
         issued_at: float | datetime | None = None,
         exclude: Iterable[str] = (),
+        tags: Iterable[str] | None = None,
     ) -> TextResult:
         """Track the http(s) URLs of one plain-text body, when ``click_tracking.enable_text`` is on.
 
@@ -150,7 +156,7 @@ class Tracker:
         everything else in ``text`` is kept exactly. URLs in ``exclude`` (for
         example those opted out in the HTML part) are left alone as ``opt-out``.
         """
-        plan = self._plan(settings, message_id, recipient, metadata, issued_at, None, text=True)
+        plan = self._plan(settings, message_id, recipient, metadata, issued_at, None, text=True, tags=tags)
         if isinstance(exclude, str):
             raise ArgumentError("exclude takes an iterable of URLs, not one str")
         try:
@@ -190,6 +196,7 @@ class Tracker:
         metadata: Mapping[str, Any] | None = None,
         issued_at: float | datetime | None = None,
         force: bool = False,
+        tags: Iterable[str] | None = None,
     ) -> MessageResult[Any]:
         """Track a whole MIME message: its inline HTML and plain-text parts, for one recipient.
 
@@ -217,13 +224,14 @@ class Tracker:
         for name, value in (("message_id", message_id), ("recipient", recipient)):
             if value is not None and not isinstance(value, str):
                 raise ArgumentError(f"{name} must be a str or None, not {type(value).__name__}")
+        labels = _check_tags(tags)
 
         def plans(
             resolved: TrackingSettings, mid: str, rcpt: str, meta: Mapping[str, Any] | None
         ) -> tuple[RewritePlan, RewritePlan]:
             return (
-                self._plan(resolved, mid, rcpt, meta, when, None, text=False),
-                self._plan(resolved, mid, rcpt, meta, when, None, text=True),
+                self._plan(resolved, mid, rcpt, meta, when, None, text=False, tags=labels),
+                self._plan(resolved, mid, rcpt, meta, when, None, text=True, tags=labels),
             )
 
         return rewrite_message(
@@ -242,25 +250,27 @@ class Tracker:
         self,
         settings: SettingsInput,
         message_id: str,
-        recipient: str,
+        recipient: str | None,
         metadata: Mapping[str, Any] | None,
         issued_at: float | datetime | None,
         pixel_position: str | None,
         *,
         text: bool,
+        tags: Iterable[str] | None = None,
     ) -> RewritePlan:
         """Resolve settings (account < message) and signers for one body."""
         resolved = self._settings.merged(settings)
         when = self._timestamp(issued_at)
         position = self._pixel_position if pixel_position is None else _check_position(pixel_position)
-        self._check_identity(message_id, recipient, metadata)
+        labels = _check_tags(tags)
+        self._check_identity(message_id, recipient, metadata, tags=labels)
         codec = self._codec
         subscription = resolved.subscription_tracking
         clicks = resolved.click_tracking.enable and (resolved.click_tracking.enable_text or not text)
         opens = resolved.open_tracking.enable and not text
 
         def signer(kind: TokenKind) -> Callable[[], str]:
-            return codec.message_signer(kind, message_id, recipient, metadata, when)
+            return codec.message_signer(kind, message_id, recipient, metadata, when, labels)
 
         def later(kind: TokenKind) -> Callable[[], str]:  # built only if another message's token turns up
             return lambda: signer(kind)()
@@ -274,7 +284,7 @@ class Tracker:
             substitution_tag=subscription.substitution_tag or None,
         ) if unsubscribe_token is not None else None
         reissue = Reissue(
-            read=self._reader(message_id, recipient, metadata),
+            read=self._reader(message_id, recipient, metadata, labels),
             open_token=open_token or later("open"),
             unsubscribe_token=unsubscribe_token or later("unsubscribe"),
         )
@@ -283,7 +293,7 @@ class Tracker:
             placeholders=self._placeholders,
             opt_outs=self._opt_outs,
             max_links=self._max_links,
-            click=codec.message_signer("click", message_id, recipient, metadata, when) if clicks else None,
+            click=codec.message_signer("click", message_id, recipient, metadata, when, labels) if clicks else None,
             open_token=open_token,
             substitution_tag=resolved.open_tracking.substitution_tag,
             pixel_position=position,
@@ -293,7 +303,7 @@ class Tracker:
         )
 
     def _reader(
-        self, message_id: str, recipient: str, metadata: Mapping[str, Any] | None
+        self, message_id: str, recipient: str | None, metadata: Mapping[str, Any] | None, tags: tuple[str, ...] = ()
     ) -> Callable[[str, TokenKind | None], Earlier | None]:
         """Reads our URLs found in a body, for one message: whose are they, and where does a click go.
 
@@ -304,7 +314,7 @@ class Tracker:
         other metadata signs it again (the newest call's metadata wins), while a
         call with none keeps what is there (a second pass of a message whose
         X-SMTPAPI ``unique_args`` became its metadata has no header left to
-        read them from, and must not change it).
+        read them from, and must not change it). Tags follow the same rule.
         """
         wanted = dict(metadata or {})
 
@@ -317,6 +327,7 @@ class Tracker:
                 verified.message_id == message_id
                 and verified.recipient == recipient
                 and (not wanted or dict(verified.metadata) == wanted)
+                and (not tags or verified.tags == tags)
             )
             return Earlier(verified.kind, this_message, verified.url)
 
@@ -328,17 +339,19 @@ class Tracker:
         kind: str,
         *,
         message_id: str,
-        recipient: str,
+        recipient: str | None = None,
         url: str | None = None,
         link_index: int = 0,
         metadata: Mapping[str, Any] | None = None,
         issued_at: float | datetime | None = None,
+        tags: Iterable[str] | None = None,
     ) -> str:
         """One signed URL of ``kind`` ("click", "open" or "unsubscribe")."""
         if kind not in KINDS:
             raise MailtrackError(f"kind must be one of {', '.join(KINDS)}, not {kind!r}")
-        self._check_identity(message_id, recipient, metadata, link_index)
-        signer = self._codec.message_signer(kind, message_id, recipient, metadata, self._timestamp(issued_at))
+        labels = _check_tags(tags)
+        self._check_identity(message_id, recipient, metadata, link_index, labels)
+        signer = self._codec.message_signer(kind, message_id, recipient, metadata, self._timestamp(issued_at), labels)
         if kind == "click":
             problem = destination_problem(url) if isinstance(url, str) else "scheme"
             if problem is not None:
@@ -398,17 +411,35 @@ class Tracker:
         return int(value)
 
     @staticmethod
-    def _check_identity(message_id: object, recipient: object, metadata: object, link_index: object = 0) -> None:
-        for name, value in (("message_id", message_id), ("recipient", recipient)):
-            if not isinstance(value, str):
-                raise ArgumentError(f"{name} must be a str, not {type(value).__name__}")
+    def _check_identity(
+        message_id: object, recipient: object, metadata: object, link_index: object = 0, tags: tuple[str, ...] = ()
+    ) -> None:
+        if not isinstance(message_id, str):
+            raise ArgumentError(f"message_id must be a str, not {type(message_id).__name__}")
+        if recipient is not None and not isinstance(recipient, str):
+            raise ArgumentError(f"recipient must be a str or None, not {type(recipient).__name__}")
         if isinstance(link_index, bool) or not isinstance(link_index, int) or link_index < 0:
             raise MailtrackError(f"link_index must be an int >= 0, not {link_index!r}")
         if metadata is not None and not isinstance(metadata, Mapping):
             raise ArgumentError(f"metadata must be a mapping, not {type(metadata).__name__}")
         if metadata and not all(isinstance(key, str) for key in metadata):
             raise ArgumentError("metadata keys must be str")
-        check_claims(message_id, recipient, metadata)  # type: ignore[arg-type]
+        check_claims(message_id, recipient, metadata, tags)
+
+
+def _check_tags(tags: object) -> tuple[str, ...]:
+    """``tags`` as a tuple of str (None: none), or :class:`ArgumentError`: one str is refused, not split into letters."""
+    if tags is None:
+        return ()
+    if isinstance(tags, tuple) and all(isinstance(tag, str) for tag in tags):
+        return tags
+    if isinstance(tags, (str, bytes)) or not isinstance(tags, Iterable):
+        raise ArgumentError(f"tags must be a list of str, not {type(tags).__name__}")
+    labels = tuple(tags)
+    for tag in labels:
+        if not isinstance(tag, str):
+            raise ArgumentError(f"every tag must be a str, not {type(tag).__name__}")
+    return labels
 
 
 _CODEC_OPTIONS = frozenset({"salt", "digest_method", "signature_size", "compress", "clock", "max_clock_skew"})

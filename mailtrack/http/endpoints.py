@@ -129,7 +129,8 @@ class Endpoints:
                               head=request.method == "HEAD")
         if request.method == "POST":
             self._record(request, claims)
-            return pages.page(200, "Unsubscribed", f"{html.escape(claims.recipient)} will no longer receive these emails.")
+            who = html.escape(claims.recipient) if claims.recipient is not None else "You"
+            return pages.page(200, "Unsubscribed", f"{who} will no longer receive these emails.")
         return pages.confirmation(self.landing_html, head=request.method == "HEAD")
 
     # -- helpers ----------------------------------------------------------------------
@@ -154,6 +155,14 @@ class Endpoints:
             ip=self.client_ip(request),
             referer=_header(request, "referer"),
             metadata=dict(claims.metadata),
+            tags=claims.tags,
+            esp_event={
+                "method": request.method,
+                "path": request.path,
+                "query": request.query,
+                "headers": dict(request.headers),
+                "remote_addr": request.remote_addr,
+            },
         )
         self.recorder.record(event)
 

@@ -75,11 +75,19 @@ MIGRATIONS: tuple[str, ...] = (
     );
     CREATE INDEX outbox_due ON outbox (next_attempt) WHERE delivered IS NULL AND dead = 0;
     """,
+    # 3: each event's tags (django-anymail's msg.tags, signed into the tokens)
+    """
+    ALTER TABLE events ADD COLUMN tags TEXT NOT NULL DEFAULT '[]';
+    """,
 )
 
 _COLUMNS = (
-    "event_id, event_type, timestamp, message_id, recipient, url, link_index, user_agent, ip, referer, metadata, first, machine"
+    "event_id, event_type, timestamp, message_id, recipient, url, link_index, user_agent, ip, referer, metadata, first, machine,"
+    " tags"
 )
+#: How a message tracked without a recipient is stored: ``recipient`` stays NOT NULL, so that
+#: ``firsts`` (its primary key) and ``count(DISTINCT recipient)`` treat "no recipient" as one reader.
+_NO_RECIPIENT = ""
 
 
 def _translated(method: Callable[P, R]) -> Callable[P, R]:
@@ -199,10 +207,10 @@ class SQLiteStore:
                 return event.with_first(bool(stored[0]))
             first = db.execute(
                 "INSERT OR IGNORE INTO firsts (event_type, message_id, recipient) VALUES (?, ?, ?)",
-                (event.event_type, event.message_id, event.recipient),
+                (event.event_type, event.message_id, _NO_RECIPIENT if event.recipient is None else event.recipient),
             ).rowcount == 1
             event = event.with_first(first)
-            db.execute(f"INSERT INTO events ({_COLUMNS}) VALUES ({', '.join('?' * 13)})", _row(event))
+            db.execute(f"INSERT INTO events ({_COLUMNS}) VALUES ({', '.join('?' * 14)})", _row(event))
             now = event.timestamp.timestamp()
             db.executemany(
                 "INSERT OR IGNORE INTO outbox (event_id, target, next_attempt) VALUES (?, ?, ?)",
@@ -373,7 +381,7 @@ def _row(event: TrackingEvent) -> tuple[Any, ...]:
         event.event_type.value,
         event.timestamp.timestamp(),
         event.message_id,
-        event.recipient,
+        _NO_RECIPIENT if event.recipient is None else event.recipient,
         event.url,
         event.link_index,
         event.user_agent,
@@ -382,17 +390,18 @@ def _row(event: TrackingEvent) -> tuple[Any, ...]:
         json.dumps(dict(event.metadata), separators=(",", ":"), sort_keys=True, default=str),
         int(bool(event.first)),
         event.machine,
+        json.dumps(list(event.tags), separators=(",", ":")),
     )
 
 
 def _event(row: Sequence[Any]) -> TrackingEvent:
     (event_id, event_type, timestamp, message_id, recipient, url, link_index, user_agent, ip, referer, metadata, first,
-     machine) = row
+     machine, tags) = row
     return TrackingEvent(
         event_type=event_type,
         timestamp=datetime.fromtimestamp(timestamp, timezone.utc),
         message_id=message_id,
-        recipient=recipient,
+        recipient=None if recipient == _NO_RECIPIENT else recipient,
         url=url,
         link_index=link_index,
         user_agent=user_agent,
@@ -402,4 +411,5 @@ def _event(row: Sequence[Any]) -> TrackingEvent:
         first=bool(first),
         machine=machine,
         event_id=event_id,
+        tags=tuple(json.loads(tags)),
     )

@@ -82,15 +82,20 @@ def tracked_message() -> mail.EmailMultiAlternatives:
 
 
 @pytest.mark.timeout(60)
+@pytest.mark.parametrize("with_db", [False, True], ids=["signal-only", "with-store"])
 def test_smtp_copies_per_recipient_whose_links_and_pixel_report_that_recipient(
-    smtp: tuple[Inbox, int], events: queue.Queue[Any]
+    smtp: tuple[Inbox, int], events: queue.Queue[Any], with_db: bool, tmp_path: Any
 ) -> None:
     sink, port = smtp
-    config = mailtrack_settings(BACKEND="django.core.mail.backends.smtp.EmailBackend")
+    db = str(tmp_path / "events.db") if with_db else None
+    config = mailtrack_settings(BACKEND="django.core.mail.backends.smtp.EmailBackend", DB=db)
+    msg = tracked_message()
+    msg.tags = ["spring", "promo"]  # type: ignore[attr-defined]
+    msg.metadata = {"campaign": "spring-2026"}  # type: ignore[attr-defined]
     with override_settings(EMAIL_BACKEND=BACKEND, EMAIL_HOST="127.0.0.1", EMAIL_PORT=port, MAILTRACK=config):
         connection = mail.get_connection()
         assert isinstance(connection, TrackingEmailBackend)
-        assert connection.send_messages([tracked_message()]) == 1
+        assert connection.send_messages([msg]) == 1
 
         assert sorted(rcpts[0] for rcpts, _ in sink.envelopes) == ["ann@example.com", "bob@example.com", "cat@example.com"]
         assert all(len(rcpts) == 1 for rcpts, _ in sink.envelopes)
@@ -111,6 +116,10 @@ def test_smtp_copies_per_recipient_whose_links_and_pixel_report_that_recipient(
             opened = events.get(timeout=10)
             assert (opened.event_type.value, opened.recipient, opened.message_id) == (
                 "opened", recipient, "campaign-1@example.com")
+            # anymail's normalized event: tags and metadata back, an event_id, the raw request as esp_event
+            assert opened.tags == ("spring", "promo") and opened.metadata == {"campaign": "spring-2026"}
+            assert len(opened.event_id) == 32 and opened.esp_event["method"] == "GET"
+            assert opened.esp_event["path"].endswith(urls[2].rsplit("/", 1)[1])
 
             for url, destination in zip(urls[:2], ["https://example.com/one", "https://example.com/two?a=1&b=2"], strict=True):
                 click = client.get(url[len("http://testserver"):])
@@ -120,6 +129,11 @@ def test_smtp_copies_per_recipient_whose_links_and_pixel_report_that_recipient(
             # The text body is left alone: click tracking's enable_text is off by default.
             text = received.get_body(preferencelist=("plain",))
             assert text is not None and text.get_content().replace("\r\n", "\n") == TEXT
+    if db is not None:
+        stored = mailtrack.SQLiteStore(db).events(message_id="campaign-1@example.com")
+        assert sorted((e.recipient, e.event_type.value) for e in stored) == sorted(
+            (r, t) for r in ("ann@example.com", "bob@example.com", "cat@example.com") for t in ("opened", "clicked", "clicked"))
+        assert {e.tags for e in stored} == {("spring", "promo")}
 
 
 def test_bcc_recipient_is_never_in_any_copys_headers(smtp: tuple[Inbox, int]) -> None:
@@ -232,16 +246,34 @@ def test_fail_silently_tracking_false_raises_and_sends_nothing() -> None:
     assert mail.outbox == []
 
 
-def test_without_split_recipients_a_message_for_several_is_sent_untracked_with_a_warning(
-    caplog: pytest.LogCaptureFixture,
+@pytest.mark.timeout(60)
+def test_without_split_recipients_one_copy_goes_to_all_tracked_without_a_recipient(
+    smtp: tuple[Inbox, int], events: queue.Queue[Any], tmp_path: Any
 ) -> None:
-    mail.outbox = []
+    sink, port = smtp
+    db = str(tmp_path / "events.db")
+    config = mailtrack_settings(BACKEND="django.core.mail.backends.smtp.EmailBackend", SPLIT_RECIPIENTS=False, DB=db)
     msg = tracked_message()
-    with override_settings(EMAIL_BACKEND=BACKEND, MAILTRACK=mailtrack_settings(SPLIT_RECIPIENTS=False)), \
-            caplog.at_level(logging.WARNING, "mailtrack"):
+    msg.tags = ["digest"]  # type: ignore[attr-defined]
+    with override_settings(EMAIL_BACKEND=BACKEND, EMAIL_HOST="127.0.0.1", EMAIL_PORT=port, MAILTRACK=config):
         assert mail.get_connection().send_messages([msg]) == 1
-    assert len(mail.outbox) == 1 and mail.outbox[0].alternatives[0][0] == HTML
-    assert "sent untracked" in caplog.text
+        [(envelope, content)] = sink.envelopes  # one SMTP transaction, to all three
+        assert sorted(envelope) == ["ann@example.com", "bob@example.com", "cat@example.com"]
+        received = email.message_from_bytes(content, policy=email.policy.default)
+        assert isinstance(received, email.message.EmailMessage)
+        urls = [match.group(0) for match in TRACKED.finditer(html_of(received))]
+        assert [url.split("/")[-2] for url in urls] == ["c", "c", "o"]
+        tracker = mailtrack.Tracker(secret_keys=["django-test-secret-key-newest"], base_url=BASE_URL)
+        assert {tracker.verify(url).recipient for url in urls} == {None}
+        client = Client()
+        for url in (urls[2], urls[0], urls[2]):
+            assert client.get(url[len("http://testserver"):]).status_code in (200, 302)
+        got = [events.get(timeout=10) for _ in range(3)]
+    assert [(e.event_type.value, e.recipient, e.tags) for e in got] == [
+        ("opened", None, ("digest",)), ("clicked", None, ("digest",)), ("opened", None, ("digest",))]
+    stored = mailtrack.SQLiteStore(db).events(message_id="campaign-1@example.com")
+    assert [(e.event_type.value, e.recipient, e.first) for e in stored] == [
+        ("opened", None, True), ("clicked", None, True), ("opened", None, False)]
 
 
 @pytest.mark.parametrize(

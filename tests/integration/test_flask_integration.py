@@ -168,16 +168,33 @@ def test_track_rewrites_a_single_recipient_message_in_place(states: list[Mailtra
     assert verified.recipient == "ann@example.com" and verified.message_id == message.msgId.strip("<>")
 
 
-def test_track_refuses_a_message_with_several_recipients_and_says_to_split_it(states: list[MailtrackState]) -> None:
+def test_track_a_message_to_several_people_signs_no_recipient_and_honours_anymail_attributes(
+    states: list[MailtrackState],
+) -> None:
     app = _app()
     ext = Mailtrack(app)
-    states.append(app.extensions["mailtrack"])
-    with app.app_context():
+    state = app.extensions["mailtrack"]
+    states.append(state)
+    received: list[TrackingEvent] = []
+
+    def receiver(sender: Any, event: TrackingEvent, **kwargs: Any) -> None:
+        received.append(event)
+
+    with app.app_context(), tracking.connected_to(receiver, sender=app):
         flask_mail.Mail(app)
         message = flask_mail.Message("Hi", recipients=["ann@example.com"], cc=["bob@example.com"], html=HTML)
-        with pytest.raises(mailtrack.MessageError, match="one message per recipient"):
-            ext.track(message)
-    assert message.html == HTML
+        message.tags = ["weekly"]  # type: ignore[attr-defined]
+        message.metadata = {"issue": 12}  # type: ignore[attr-defined]
+        message.track_opens = False  # type: ignore[attr-defined]
+        ext.track(message)
+        urls = re.findall(r'href="(' + re.escape(BASE) + r'/c/[^"]+)"', message.html)
+        assert len(urls) == 2 and "/t/o/" not in message.html  # track_opens=False: no pixel
+        claims = [state.tracker.verify(url) for url in urls]
+        assert {(c.recipient, c.tags, c.metadata["issue"]) for c in claims} == {(None, ("weekly",), 12)}
+        client = app.test_client()
+        assert client.get(urlsplit(urls[0]).path).status_code == 302
+        wait_until(lambda: len(received) == 1)
+    assert (received[0].recipient, received[0].tags, received[0].url) == (None, ("weekly",), claims[0].url)
 
 
 def test_app_factory_pattern_init_app_later(states: list[MailtrackState]) -> None:

@@ -169,15 +169,20 @@ def test_fail_silently_tracking_off_raises_the_tracking_error(states: list[Mailt
     assert getattr(mail, "outbox", []) == []
 
 
-def test_without_splitting_a_message_to_several_people_is_sent_untracked(states: list[MailtrackState]) -> None:
+def test_without_splitting_a_message_to_several_people_is_one_copy_tracked_without_a_recipient(
+    states: list[MailtrackState],
+) -> None:
     app, mail = _app(states, MAILTRACK_SPLIT_RECIPIENTS=False)
     with app.app_context():
         for to in (["ann@example.com"], ["ann@example.com", "bob@example.com"]):
             message = flask_mailman.EmailMessage("Hi", HTML, to=to)
             message.content_subtype = "html"
+            message.tags = ["t1"]  # type: ignore[attr-defined]
             message.send()
-    assert [m.to for m in mail.outbox] == [["ann@example.com"], ["ann@example.com", "bob@example.com"]]
-    assert len(_urls(mail.outbox[0].body, "o")) == 1 and mail.outbox[1].body == HTML
+        tracker = app.extensions["mailtrack"].tracker
+        assert [m.to for m in mail.outbox] == [["ann@example.com"], ["ann@example.com", "bob@example.com"]]
+        claims = [tracker.verify(_urls(m.body, "o")[0]) for m in mail.outbox]
+    assert [(c.recipient, c.tags) for c in claims] == [("ann@example.com", ("t1",)), (None, ("t1",))]
 
 
 @pytest.mark.parametrize(

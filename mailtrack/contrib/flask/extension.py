@@ -49,10 +49,11 @@ from urllib.parse import urlsplit
 import flask
 from blinker import Namespace
 
+from mailtrack.contrib._mailapi import settings_for, tags_of
 from mailtrack.core.tracker import Tracker
 from mailtrack.delivery.recorder import Recorder
 from mailtrack.events import CallbackSink, TrackingEvent
-from mailtrack.exceptions import ConfigurationError, MailtrackError, MessageError
+from mailtrack.exceptions import ConfigurationError, MailtrackError
 from mailtrack.http.endpoints import Endpoints, check_max_age, trusted_networks
 from mailtrack.http.messages import Request, Response, too_large
 from mailtrack.service import open_store
@@ -158,9 +159,12 @@ class Mailtrack:
 
         ``.html`` gets tracked links and the open pixel; ``.body`` gets tracked
         URLs when ``click_tracking.enable_text`` is on. ``recipient`` defaults to
-        the message's only recipient (To, Cc and Bcc together); with several, a
-        :class:`~mailtrack.MessageError` asks to send one message per recipient
-        (each recipient's links are signed for that recipient).
+        the message's only recipient (To, Cc and Bcc together); a message to
+        several people is tracked without a recipient (its events say
+        ``recipient=None``): send one message per recipient, or set
+        ``MAILTRACK_TRACK_FLASK_MAIL``, to tell readers apart. The anymail
+        attributes ``track_opens``, ``track_clicks``, ``metadata``, ``tags`` and
+        ``tracking_settings`` set on the message are honoured, as in Django.
         ``message_id`` defaults to ``message.msgId`` without its angle brackets.
         Needs the app context of an app ``init_app`` set up.
         """
@@ -187,17 +191,20 @@ def _addresses(message: Any) -> Iterator[tuple[Any, str]]:
 def _track(state: MailtrackState, message: Any, recipient: str | None, message_id: str | None) -> Any:
     if recipient is None:
         addresses = [address for _, address in _addresses(message)]
-        if len(addresses) != 1:
-            raise MessageError(f"track() needs one recipient per message and this one has {len(addresses)} "
-                               f"({', '.join(addresses) or 'none'}): send one message per recipient, or pass recipient=")
-        recipient = addresses[0]
+        recipient = addresses[0] if len(addresses) == 1 else None
     if message_id is None:
         message_id = str(message.msgId).strip().strip("<>")
     tracker = state.tracker
+    metadata = getattr(message, "metadata", None)
+    common: dict[str, Any] = {"message_id": message_id, "recipient": recipient, "settings": settings_for(message) or None,
+                              "metadata": dict(metadata) if metadata else None, "tags": tags_of(message)}
+    opted_out: list[str] = []
     if message.html is not None:
-        message.html = tracker.rewrite_html(message.html, message_id=message_id, recipient=recipient).html
-    if message.body is not None and tracker.settings.click_tracking.enable_text:
-        message.body = tracker.rewrite_text(message.body, message_id=message_id, recipient=recipient).text
+        result = tracker.rewrite_html(message.html, **common)
+        message.html = result.html
+        opted_out = [link.url for link in result.skipped if link.reason == "opt-out"]
+    if message.body is not None:  # rewrite_text leaves it alone unless click_tracking.enable_text is on
+        message.body = tracker.rewrite_text(message.body, exclude=opted_out, **common).text
     return message
 
 

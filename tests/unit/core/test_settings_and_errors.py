@@ -128,7 +128,10 @@ def test_oversized_destination_is_skipped(tracker: mailtrack.Tracker) -> None:
     "kwargs, error",
     [
         ({"message_id": 5}, TypeError),
-        ({"recipient": None}, TypeError),
+        ({"recipient": 7}, TypeError),
+        ({"tags": "one-str"}, TypeError),
+        ({"tags": ["ok", 3]}, TypeError),
+        ({"tags": 5}, TypeError),
         ({"metadata": ["x"]}, TypeError),
         ({"metadata": {1: "x"}}, TypeError),
         ({"metadata": {"x": object()}}, mailtrack.MailtrackError),

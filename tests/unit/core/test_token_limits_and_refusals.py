@@ -235,7 +235,11 @@ def test_unsigned_or_misspelled_tokens(token: str, reason: str, message: str) ->
         (b'"abc"', "open", "payload has the wrong shape"),
         (b"5", "open", "payload has the wrong shape"),
         (b'["m"]', "open", "payload has the wrong shape"),
-        (b'["m","r",0,"https://x.example/",{},{}]', "click", "payload has the wrong shape"),
+        (b'["m","r",0,"https://x.example/",{},{}]', "click", "payload has the wrong types"),  # tags must be a list
+        (b'["m","r",0,"https://x.example/",{},[],[]]', "click", "payload has the wrong shape"),
+        (b'["m","r",{},[1]]', "open", "payload has the wrong types"),
+        (b'["m","r",{},[],[]]', "open", "payload has the wrong types"),
+        (b'["m",7]', "open", "payload has the wrong types"),
         (b'["m","r",0]', "click", "click payload has the wrong shape"),
         (b'["m","r",0,5]', "click", "click payload has the wrong types"),
         (b'["m","r",true,"https://x.example/"]', "click", "click payload has the wrong types"),

@@ -398,3 +398,53 @@ def test_a_bad_max_age_is_an_argument_error() -> None:
     for bad in (-1, "x", float("nan"), float("inf")):
         with pytest.raises(mailtrack.ArgumentError, match="max_age"):
             tracker.verify(url, max_age=bad)  # type: ignore[arg-type]
+
+
+# -- recipient-less tokens and tags (issue 9) ------------------------------------------------------
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    kind=st.sampled_from(["click", "open", "unsubscribe"]),
+    recipient=st.one_of(st.none(), st.text(max_size=40)),
+    tags=st.lists(st.text(max_size=20), max_size=5),
+    metadata=st.dictionaries(st.text(max_size=10), st.integers() | st.text(max_size=10), max_size=3),
+    compress=st.booleans(),
+)
+def test_recipient_and_tags_round_trip_exactly(
+    kind: str, recipient: str | None, tags: list[str], metadata: dict[str, object], compress: bool
+) -> None:
+    tracker = make_tracker(compress_tokens=compress)
+    url = tracker.tracking_url(kind, message_id="m", recipient=recipient, url="https://x.example/" if kind == "click" else None,
+                               metadata=metadata, tags=tags, issued_at=T0)
+    verified = tracker.verify(url)
+    assert (verified.recipient, verified.tags, dict(verified.metadata)) == (recipient, tuple(tags), metadata)
+
+
+def test_a_body_tracked_without_a_recipient_names_none_in_every_token(tracker: mailtrack.Tracker) -> None:
+    html = '<a href="https://x.example/a">a</a><body></body>'
+    result = tracker.rewrite_html(html, message_id="digest-1", issued_at=T0, tags=["weekly"])
+    urls = [link.tracking_url for link in result.links]
+    assert urls and all(tracker.verify(url).recipient is None for url in urls)
+    pixel = result.html.split('src="')[1].split('"')[0]
+    assert (tracker.verify(pixel).recipient, tracker.verify(pixel).tags) == (None, ("weekly",))
+    text = tracker.rewrite_text("see https://x.example/b", message_id="digest-1", settings={"click_tracking": {"enable_text": True}})
+    assert tracker.verify(text.links[0].tracking_url).recipient is None
+
+
+def test_tokens_without_tags_keep_their_exact_0_1_format(tracker: mailtrack.Tracker) -> None:
+    """No tags and a recipient: the payload is what 0.1 signed, so old and new tokens read alike both ways."""
+    url = tracker.tracking_url("open", message_id="m", recipient="r", issued_at=T0)
+    token = url.rsplit("/", 1)[1]
+    assert base64.urlsafe_b64decode(token.split(".")[0] + "==") == b'["m","r"]'
+    assert tracker.verify(url).tags == ()
+    tagged = tracker.tracking_url("open", message_id="m", recipient="r", tags=["a"], issued_at=T0)
+    assert base64.urlsafe_b64decode(tagged.rsplit("/", 1)[1].split(".")[0] + "==") == b'["m","r",{},["a"]]'
+
+
+def test_another_messages_tags_are_signed_again_on_a_second_pass(tracker: mailtrack.Tracker) -> None:
+    first = tracker.rewrite_html('<a href="https://x.example/">x</a>', message_id="m", recipient="r", tags=["old"])
+    again = tracker.rewrite_html(first.html, message_id="m", recipient="r", tags=["new"])
+    assert tracker.verify(again.links[0].tracking_url).tags == ("new",)
+    kept = tracker.rewrite_html(first.html, message_id="m", recipient="r")
+    assert kept.html == first.html

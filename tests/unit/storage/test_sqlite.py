@@ -68,7 +68,7 @@ def test_event_dict_round_trip() -> None:
     assert data["timestamp"] == "2023-11-14T22:13:20.123456Z"
     assert TrackingEvent.from_dict(data) == original
     assert set(data) == {"event_id", "event_type", "timestamp", "message_id", "recipient", "url", "link_index",
-                         "user_agent", "ip", "referer", "metadata", "first", "machine"}
+                         "user_agent", "ip", "referer", "metadata", "first", "machine", "tags"}
 
 
 def test_tracking_event_is_exported_from_the_package() -> None:
@@ -79,11 +79,11 @@ def test_tracking_event_is_exported_from_the_package() -> None:
 
 
 def test_new_file_gets_latest_schema_in_wal_mode(store: SQLiteStore, db: Path) -> None:
-    assert store.version == len(MIGRATIONS) == 2
+    assert store.version == len(MIGRATIONS) == 3
     assert {"events", "firsts", "outbox", "events_message", "events_time", "outbox_due"} <= tables(db)
     with raw(db) as connection:
         assert connection.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
-        assert connection.execute("PRAGMA user_version").fetchone()[0] == 2
+        assert connection.execute("PRAGMA user_version").fetchone()[0] == 3
     assert store._connection().execute("PRAGMA journal_mode").fetchone()[0] == "wal"
     assert store._connection().execute("PRAGMA foreign_keys").fetchone()[0] == 1
     store.record(event())
@@ -93,7 +93,7 @@ def test_new_file_gets_latest_schema_in_wal_mode(store: SQLiteStore, db: Path) -
 def test_reopening_keeps_data_and_version(store: SQLiteStore, db: Path) -> None:
     store.record(event())
     again = SQLiteStore(db)
-    assert again.version == 2
+    assert again.version == 3
     assert again.count() == 1
 
 
@@ -116,8 +116,21 @@ def test_upgrade_from_version_1_keeps_rows(db: Path) -> None:
     [old] = store.events()
     assert (old.event_id, old.message_id, old.recipient, old.metadata, old.first, old.timestamp) == (
         "old-1", "m-old", "old@x", {"c": 1}, True, T0)
+    assert old.tags == ()  # v3 added tags: older rows have none
     # the v1 firsts table still decides first
     assert store.record(event(message_id="m-old", recipient="old@x")).first is False
+
+
+def test_tags_and_a_missing_recipient_are_stored_and_read_back(store: SQLiteStore) -> None:
+    tagged = store.record(event(recipient=None, tags=("spring", "promo")))  # type: ignore[arg-type]
+    assert tagged.first is True
+    again = store.record(event(recipient=None, tags=("spring", "promo")))  # type: ignore[arg-type]
+    assert again.first is False  # "no recipient" is one reader for firsts
+    assert store.record(event(recipient="ann@x")).first is True
+    stored = store.events()
+    assert [(e.recipient, e.tags, e.first) for e in stored] == [
+        (None, ("spring", "promo"), True), (None, ("spring", "promo"), False), ("ann@x", (), True)]
+    assert stored[0] == tagged and stored[1] == again
     assert store.record(event(message_id="m-old", recipient="new@x"), outbox=["https://hook/"]).first is True
     assert len(store.outbox_rows()) == 1
 
@@ -127,7 +140,7 @@ def test_database_from_the_future_is_refused(db: Path) -> None:
     connection.execute("CREATE TABLE something_new (x)")
     connection.execute("PRAGMA user_version = 99")
     connection.close()
-    with pytest.raises(StoreError, match=r"schema version 99.*knows up to 2"):  # a MailtrackError, never RuntimeError
+    with pytest.raises(StoreError, match=r"schema version 99.*knows up to 3"):  # a MailtrackError, never RuntimeError
         SQLiteStore(db)
     assert tables(db) == {"something_new"}  # untouched
     with raw(db) as connection:
