@@ -121,6 +121,22 @@ class TrackingEvent:
         """The clicked destination: django-anymail's name for :attr:`url`, so receivers written for anymail read ours."""
         return self.url
 
+    # anymail's AnymailTrackingEvent has these for delivery events; a tracking URL never carries them.
+    @property
+    def description(self) -> str | None:
+        """Always None (anymail's delivery-event description): here so anymail receivers can read it."""
+        return None
+
+    @property
+    def mta_response(self) -> str | None:
+        """Always None (anymail's SMTP response for delivery events)."""
+        return None
+
+    @property
+    def reject_reason(self) -> str | None:
+        """Always None (anymail's reason a message was rejected)."""
+        return None
+
     def with_first(self, first: bool) -> TrackingEvent:
         return replace(self, first=first)
 

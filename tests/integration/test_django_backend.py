@@ -409,3 +409,34 @@ def test_a_tracking_request_with_a_body_over_the_limit_is_refused_unread() -> No
 
     response = Client().generic("POST", "/t/u/forged", b"x" * (MAX_BODY + 1), content_type="application/x-www-form-urlencoded")
     assert response.status_code == 413
+
+
+def test_a_receiver_written_for_anymail_reads_our_events() -> None:
+    """The receiver below is anymail's documented tracking handler, unchanged but for the signal it connects to."""
+    seen: queue.Queue[dict[str, Any]] = queue.Queue()
+
+    def handle_tracking(sender: Any, event: Any, esp_name: str, **kwargs: Any) -> None:
+        seen.put({
+            "esp_name": esp_name, "type": event.event_type, "recipient": event.recipient, "url": event.click_url,
+            "tags": event.tags, "metadata": event.metadata, "when": event.timestamp, "id": event.event_id,
+            "ua": event.user_agent, "raw": event.esp_event, "mta": event.mta_response,
+            "description": event.description, "reject": event.reject_reason,
+        })
+
+    tracker = mailtrack.Tracker(secret_keys=["django-test-secret-key-newest"], base_url=BASE_URL)
+    url = tracker.tracking_url("click", message_id="m-anymail", recipient="ann@example.com", url="https://example.com/x",
+                               metadata={"order": "42"}, tags=["receipt"])
+    tracking.connect(handle_tracking, weak=False, dispatch_uid="anymail-style")
+    try:
+        with override_settings(MAILTRACK=mailtrack_settings()):
+            response = Client().get(url[len("http://testserver"):], HTTP_USER_AGENT="Mozilla/5.0 test")
+        assert response.status_code == 302
+        got = seen.get(timeout=10)
+    finally:
+        tracking.disconnect(dispatch_uid="anymail-style")
+    assert (got["esp_name"], got["type"], got["recipient"], got["url"]) == (
+        "mailtrack", "clicked", "ann@example.com", "https://example.com/x")
+    assert (got["tags"], got["metadata"], got["ua"]) == (("receipt",), {"order": "42"}, "Mozilla/5.0 test")
+    assert got["raw"]["headers"]["user-agent"] == "Mozilla/5.0 test" and got["raw"]["method"] == "GET"
+    assert (got["mta"], got["description"], got["reject"]) == (None, None, None)
+    assert got["when"].tzinfo is not None and got["id"]

@@ -34,7 +34,7 @@ _built: Endpoints | None = None
 
 
 def _send_signal(event: TrackingEvent) -> None:
-    for receiver, result in tracking.send_robust(sender=TrackingView, event=event):
+    for receiver, result in tracking.send_robust(sender=TrackingView, event=event, esp_name="mailtrack"):
         if isinstance(result, Exception):
             log.error("mailtrack: tracking signal receiver %r raised", receiver, exc_info=result)
 
