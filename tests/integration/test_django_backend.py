@@ -377,3 +377,15 @@ def test_a_tracking_request_with_a_body_over_the_limit_is_refused_unread() -> No
 
     response = Client().generic("POST", "/t/u/forged", b"x" * (MAX_BODY + 1), content_type="application/x-www-form-urlencoded")
     assert response.status_code == 413
+
+
+def test_send_mail_and_message_send_reach_a_wrapped_locmem_backend() -> None:
+    # The message carries the tracking backend as its connection, and locmem (Django 5.0+) deep-copies messages.
+    mail.outbox = []
+    msg = tracked_message()
+    with override_settings(EMAIL_BACKEND=BACKEND, MAILTRACK=mailtrack_settings()):
+        assert mail.send_mail("Hi", "Hello", "shop@example.com", ["ann@example.com"], html_message=HTML) == 1
+        assert msg.send() == 1
+    assert [m.recipients() for m in mail.outbox] == [["ann@example.com"], ["ann@example.com"], ["bob@example.com"],
+                                                     ["cat@example.com"]]
+    assert all(TRACKED.search(m.alternatives[0][0]) for m in mail.outbox)

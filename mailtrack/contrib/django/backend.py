@@ -60,6 +60,15 @@ class TrackingEmailBackend(BaseEmailBackend):  # type: ignore[misc]  # Django sh
         except ImportError as exc:
             raise ConfigurationError(f"MAILTRACK['BACKEND'] cannot be imported: {exc}") from None
 
+    def __deepcopy__(self, memo: dict[int, Any]) -> TrackingEmailBackend:
+        """Itself: a backend is shared, not copied (its tracker's signing state cannot be).
+
+        Django 5.0+'s locmem backend deep-copies each message it keeps, and a
+        message sent with ``send()`` or ``send_mail()`` carries this backend as
+        its ``connection``, so without this the copy would fail.
+        """
+        return self
+
     @property
     def tracker(self) -> Tracker:
         """The tracker every message is signed with."""
