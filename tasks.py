@@ -54,6 +54,7 @@ DJANGO_TESTS = [
     "tests/integration/test_django_backend.py",
     "tests/integration/test_django_messages.py",
     "tests/integration/test_django_checks.py",
+    "tests/integration/test_django_mailers.py",
     "tests/integration/test_examples.py",
 ]
 # (venv directory, pip requirement, minimum Python, Python executables to try when the current one is too old)

@@ -440,3 +440,15 @@ def test_a_receiver_written_for_anymail_reads_our_events() -> None:
     assert got["raw"]["headers"]["user-agent"] == "Mozilla/5.0 test" and got["raw"]["method"] == "GET"
     assert (got["mta"], got["description"], got["reject"]) == (None, None, None)
     assert got["when"].tzinfo is not None and got["id"]
+
+
+def test_send_mail_and_message_send_reach_a_wrapped_locmem_backend() -> None:
+    # The message carries the tracking backend as its connection, and locmem (Django 5.0+) deep-copies messages.
+    mail.outbox = []
+    msg = tracked_message()
+    with override_settings(EMAIL_BACKEND=BACKEND, MAILTRACK=mailtrack_settings()):
+        assert mail.send_mail("Hi", "Hello", "shop@example.com", ["ann@example.com"], html_message=HTML) == 1
+        assert msg.send() == 1
+    assert [m.recipients() for m in mail.outbox] == [["ann@example.com"], ["ann@example.com"], ["bob@example.com"],
+                                                     ["cat@example.com"]]
+    assert all(TRACKED.search(m.alternatives[0][0]) for m in mail.outbox)

@@ -136,3 +136,65 @@ def test_manage_py_check_fails_on_a_mailtrack_error() -> None:
 
 def test_checks_are_silent_when_the_app_is_not_installed() -> None:
     assert mailtrack_messages(MAILTRACK=None, INSTALLED_APPS=[]) == []
+
+
+# The MAILERS form (Django 6.1+): a tracking mailer wraps the mailer its OPTIONS name.
+TRACKING = "mailtrack.contrib.django.TrackingEmailBackend"
+MAILERS_GOOD = {"default": {"BACKEND": TRACKING, "OPTIONS": {"mailer": "sender"}}, "sender": {"BACKEND": LOCMEM}}
+needs_mailers = pytest.mark.skipif(not hasattr(__import__("django.core.mail").core.mail, "mailers"),
+                                   reason="MAILERS is new in Django 6.1")
+
+
+def with_default(**options: Any) -> dict[str, Any]:
+    return {**MAILERS_GOOD, "default": {"BACKEND": TRACKING, "OPTIONS": options}}
+
+
+@needs_mailers
+def test_valid_mailers_setup_passes_every_check() -> None:
+    assert mailtrack_messages(MAILERS=MAILERS_GOOD, MAILTRACK={"BASE_URL": "http://testserver/t"}) == []
+
+
+@needs_mailers
+def test_mailers_setup_without_base_url_is_e002() -> None:
+    message = only(mailtrack_messages(MAILERS=MAILERS_GOOD, MAILTRACK={"SPLIT_RECIPIENTS": False}))
+    assert message.id == "mailtrack.E002"
+
+
+@needs_mailers
+def test_mailtrack_backend_left_over_with_mailers_is_e008() -> None:
+    message = only(mailtrack_messages(MAILERS=MAILERS_GOOD, MAILTRACK=GOOD))
+    assert isinstance(message, Error) and message.id == "mailtrack.E008"
+    assert "OPTIONS['mailer']" in message.hint
+
+
+@needs_mailers
+def test_tracking_mailer_naming_no_mailer_is_e006() -> None:
+    message = only(mailtrack_messages(MAILERS=with_default(), MAILTRACK={"BASE_URL": "http://testserver/t"}))
+    assert isinstance(message, Error) and message.id == "mailtrack.E006"
+    assert "MAILERS['default']" in message.msg and "'mailer': 'smtp'" in message.hint
+
+
+@needs_mailers
+def test_tracking_mailer_naming_an_unknown_alias_is_e007_listing_the_aliases() -> None:
+    message = only(mailtrack_messages(MAILERS=with_default(mailer="smtp"), MAILTRACK={"BASE_URL": "http://testserver/t"}))
+    assert isinstance(message, Error) and message.id == "mailtrack.E007"
+    assert "'smtp', which is not in MAILERS" in message.msg and "'sender'" in message.hint
+
+
+@needs_mailers
+def test_tracking_mailer_wrapping_itself_or_another_tracking_mailer_is_e003() -> None:
+    itself = only(mailtrack_messages(MAILERS=with_default(mailer="default"), MAILTRACK={"BASE_URL": "http://testserver/t"}))
+    assert itself.id == "mailtrack.E003" and "itself" in itself.msg
+    both = {**with_default(mailer="other"), "other": {"BACKEND": TRACKING, "OPTIONS": {"mailer": "default"}}}
+    messages = mailtrack_messages(MAILERS=both, MAILTRACK={"BASE_URL": "http://testserver/t"})
+    assert [m.id for m in messages] == ["mailtrack.E003", "mailtrack.E003"]
+    assert "another tracking mailer" in messages[0].msg
+
+
+@needs_mailers
+def test_tracking_mailer_with_unknown_or_invalid_options_is_e004() -> None:
+    unknown = only(mailtrack_messages(MAILERS=with_default(mailer="sender", host="x"), MAILTRACK={"BASE_URL": "http://testserver/t"}))
+    assert unknown.id == "mailtrack.E004" and "unknown OPTIONS host" in unknown.msg
+    invalid = only(mailtrack_messages(MAILERS=with_default(mailer="sender", split_recipients="no"),
+                                      MAILTRACK={"BASE_URL": "http://testserver/t"}))
+    assert invalid.id == "mailtrack.E004" and "MAILERS['default'] OPTIONS['split_recipients']" in invalid.msg

@@ -4,10 +4,18 @@ Registered by :class:`~mailtrack.contrib.django.apps.MailtrackConfig`. Ids:
 
 * ``mailtrack.E001`` no ``MAILTRACK`` setting (or not a dict);
 * ``mailtrack.E002`` no ``BASE_URL`` in it;
-* ``mailtrack.E003`` ``BACKEND`` is the tracking backend itself (it would wrap itself);
-* ``mailtrack.E004`` any other invalid setting, with :func:`~mailtrack.contrib.django.conf.load`'s message;
+* ``mailtrack.E003`` the tracking backend would wrap itself: ``MAILTRACK["BACKEND"]``, or a tracking
+  mailer's ``OPTIONS["mailer"]``, names the tracking backend or that very mailer;
+* ``mailtrack.E004`` any other invalid setting, with :func:`~mailtrack.contrib.django.conf.load`'s message
+  (for a tracking mailer, its other ``OPTIONS`` too);
 * ``mailtrack.E005`` ``BASE_URL``'s path does not resolve to the tracking view;
+* ``mailtrack.E006`` a tracking mailer's ``OPTIONS`` do not name the ``mailer`` that sends;
+* ``mailtrack.E007`` a tracking mailer's ``OPTIONS["mailer"]`` is not an alias in ``MAILERS``;
+* ``mailtrack.E008`` ``MAILTRACK["BACKEND"]`` is set while ``MAILERS`` is in use (it would be ignored);
 * ``mailtrack.W001`` ``ROOT_URLCONF`` cannot be imported, so the routing could not be checked.
+
+E006-E008 and the mailer form of E003 concern Django 6.1+ with ``MAILERS``
+defined: a tracking mailer is an entry whose ``BACKEND`` is the tracking backend.
 
 The routing check resolves ``<BASE_URL path>/o/x`` (the shape of a pixel
 URL), which is what a mail client will request.
@@ -23,13 +31,16 @@ from django.apps import apps
 from django.conf import settings
 from django.core.checks import CheckMessage, Error, Warning
 
+from mailtrack.contrib.django.conf import is_tracking_backend, load, mailer_problem, mailers_in_use
 from mailtrack.exceptions import ConfigurationError
 
 __all__ = ["check_settings", "check_urls"]
 
 _APP = "mailtrack.contrib.django"
-_OURS = "mailtrack.contrib.django"
 _EXAMPLE = "MAILTRACK = {'BACKEND': 'django.core.mail.backends.smtp.EmailBackend', 'BASE_URL': 'https://example.com/t'}"
+_MAILERS_HINT = ("e.g. MAILERS = {'default': {'BACKEND': 'mailtrack.contrib.django.TrackingEmailBackend', "
+                 "'OPTIONS': {'mailer': 'smtp'}}, 'smtp': {'BACKEND': 'django.core.mail.backends.smtp.EmailBackend', "
+                 "'OPTIONS': {'host': ...}}}")
 
 
 def _raw() -> Any:
@@ -37,7 +48,8 @@ def _raw() -> Any:
 
 
 def check_settings(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
-    """E001-E004: ``settings.MAILTRACK`` exists, has ``BASE_URL``, wraps a real backend and passes ``conf.load``."""
+    """E001-E004, E006-E008: ``settings.MAILTRACK`` exists, has ``BASE_URL``, wraps a real backend (or each
+    tracking mailer names a real mailer) and passes ``conf.load``."""
     if not apps.is_installed(_APP):
         return []
     raw = _raw()
@@ -49,21 +61,57 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]
                       hint="Set MAILTRACK['BASE_URL'] to the public URL the tracking URLs are served under, e.g. "
                            "'https://example.com/t', and include mailtrack.contrib.django.urls at that path.",
                       id="mailtrack.E002")]
+    if mailers_in_use():
+        return _check_mailers(raw)
     backend = raw.get("BACKEND")
-    if isinstance(backend, str) and backend.startswith(_OURS):
+    if is_tracking_backend(backend):
         return [Error(f"MAILTRACK['BACKEND'] is the tracking backend itself ({backend!r})",
                       hint="Set EMAIL_BACKEND to 'mailtrack.contrib.django.TrackingEmailBackend' and "
                            "MAILTRACK['BACKEND'] to the backend that really sends, e.g. "
                            "'django.core.mail.backends.smtp.EmailBackend'.",
                       id="mailtrack.E003")]
-    from mailtrack.contrib.django.conf import load
+    return _check_load()
 
+
+def _check_load(options: Mapping[str, Any] | None = None, alias: str | None = None) -> list[CheckMessage]:
     try:
-        load()
+        load(options, alias=alias)
     except ConfigurationError as exc:
-        return [Error(f"settings.MAILTRACK is invalid: {exc}", hint="Fix the setting named in the message.",
-                      id="mailtrack.E004")]
+        message = f"settings.MAILTRACK is invalid: {exc}" if alias is None else str(exc)
+        return [Error(message, hint="Fix the setting named in the message.", id="mailtrack.E004")]
     return []
+
+
+def _check_mailers(raw: Mapping[str, Any]) -> list[CheckMessage]:
+    """E008, then E006/E007/E003/E004 for each ``MAILERS`` entry whose ``BACKEND`` is the tracking backend."""
+    if "BACKEND" in raw:
+        return [Error("MAILTRACK['BACKEND'] is set, but MAILERS is in use and it would be ignored",
+                      hint="Remove MAILTRACK['BACKEND']: the tracking mailer's OPTIONS['mailer'] names the mailer "
+                           f"that sends, {_MAILERS_HINT}.", id="mailtrack.E008")]
+    found = _check_load()
+    if found:
+        return found
+    mailers = settings.MAILERS if isinstance(settings.MAILERS, Mapping) else {}
+    for alias, entry in mailers.items():
+        if not isinstance(entry, Mapping) or not is_tracking_backend(entry.get("BACKEND")):
+            continue
+        options = entry.get("OPTIONS") or {}
+        options = options if isinstance(options, Mapping) else {}
+        others = ", ".join(repr(name) for name in mailers if name != alias) or "none"
+        hints = {
+            "missing": ("mailtrack.E006", f"Add OPTIONS {{'mailer': <the alias of the mailer that sends>}}, {_MAILERS_HINT}."),
+            "unknown": ("mailtrack.E007", f"Name another entry of MAILERS (there are: {others}), or add the mailer "
+                                          "that sends under that alias."),
+            "loop": ("mailtrack.E003", "Name a mailer whose BACKEND really sends, e.g. the SMTP backend: each "
+                                       "message is tracked once."),
+        }
+        problem = mailer_problem(alias, options.get("mailer"))
+        if problem is not None:
+            check_id, hint = hints[problem[0]]
+            found.append(Error(problem[1], hint=hint, id=check_id))
+        else:
+            found += _check_load({name: value for name, value in options.items() if name != "mailer"}, alias)
+    return found
 
 
 def check_urls(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
