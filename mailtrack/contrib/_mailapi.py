@@ -24,6 +24,12 @@ Per-message attributes, as django-anymail spells them: ``track_opens``,
 
 Without splitting, a message to several people goes out as one copy tracked
 without a recipient: its tokens name none, and so do its events.
+
+Behind django-anymail: a tracked copy says ``track_clicks = False`` (and
+``track_opens = False``) when we tracked its clicks (opens), so the ESP does
+not wrap the links a second time; ``metadata`` and ``tags`` go through to it
+unchanged. The ``anymail_status`` the ESP backend sets on each copy is merged
+onto the caller's message, which is where anymail users read it.
 """
 
 from __future__ import annotations
@@ -127,12 +133,26 @@ def track(tracker: Tracker, msg: Any, msg_id: str, recipient: str | None) -> Any
         tracked.alternatives = rewritten
     if msg.content_subtype != "html" and isinstance(msg.body, str) and msg.body:
         tracked.body = tracker.rewrite_text(msg.body, exclude=opted_out, **common).text
+    resolved = tracker.settings.merged(own or None)
+    if resolved.click_tracking.enable:
+        tracked.track_clicks = False  # tracked here: an ESP behind anymail must not wrap the links again
+    if resolved.open_tracking.enable:
+        tracked.track_opens = False
     return tracked
 
 
-def addressed_to(msg: Any, recipient: str) -> Any:
-    """``msg`` sent to ``recipient`` alone, its To and Cc headers still showing the original lists."""
+def addressed_to(msg: Any, recipient: str, *, show_all: bool = True) -> Any:
+    """``msg`` sent to ``recipient`` alone, its To and Cc headers still showing the original lists.
+
+    With ``show_all=False`` the copy is simply addressed ``To: recipient`` (no
+    Cc): for backends that cannot send a To header other than the envelope,
+    such as django-anymail's (its ESPs refuse "spoofing the To header").
+    """
     single = copy.copy(msg)
+    if not show_all:
+        single.extra_headers = {name: value for name, value in msg.extra_headers.items() if name.lower() not in _HIDDEN}
+        single.to, single.cc, single.bcc = [recipient], [], []
+        return single
     headers = {name: value for name, value in msg.extra_headers.items() if name.lower() not in _HIDDEN}
     for header, values in (("To", msg.to), ("Cc", msg.cc)):
         given = [value for name, value in msg.extra_headers.items() if name.lower() == header.lower()]
@@ -146,13 +166,16 @@ def addressed_to(msg: Any, recipient: str) -> Any:
     return single
 
 
-def prepare(tracker: Tracker, msg: Any, *, split_recipients: bool = True, fail_silently: bool = True) -> list[Any]:
+def prepare(
+    tracker: Tracker, msg: Any, *, split_recipients: bool = True, fail_silently: bool = True, show_all: bool = True
+) -> list[Any]:
     """The copies to send for ``msg``: tracked ones, or ``[msg]`` itself when tracking is not possible.
 
     No recipients: no copies (nothing to send). With ``fail_silently``, a
     failure while tracking is logged and ``msg`` is sent untracked; without,
     it is raised. Without ``split_recipients`` a message to several people is
     one copy tracked without a recipient (its events say ``recipient=None``).
+    ``show_all`` is :func:`addressed_to`'s.
     """
     addresses = recipients(msg)
     if not addresses:
@@ -162,13 +185,28 @@ def prepare(tracker: Tracker, msg: Any, *, split_recipients: bool = True, fail_s
         original.extra_headers = dict(msg.extra_headers)
         msg_id = message_id(original)
         if split_recipients:
-            return [track(tracker, addressed_to(original, given), msg_id, bare) for given, bare in addresses]
+            return [track(tracker, addressed_to(original, given, show_all=show_all), msg_id, bare)
+                    for given, bare in addresses]
         return [track(tracker, original, msg_id, addresses[0][1] if len(addresses) == 1 else None)]
     except Exception:
         if not fail_silently:
             raise
         log.exception("mailtrack: tracking failed; the message is sent untracked")
         return [msg]
+
+
+def _carry_status(msg: Any, copies: Sequence[Any]) -> None:
+    """Merge the ``anymail_status`` django-anymail set on each copy onto ``msg`` (duck-typed: anymail is not imported)."""
+    found: list[Any] = [getattr(c, "anymail_status", None) for c in copies if c is not msg]
+    statuses = [s for s in found if isinstance(getattr(s, "recipients", None), dict)]
+    if not statuses or not hasattr(statuses[0], "set_recipient_status"):
+        return
+    merged = type(statuses[0])()
+    for status in statuses:
+        if status.recipients:
+            merged.set_recipient_status(status.recipients)
+        merged.esp_response = getattr(status, "esp_response", None)
+    msg.anymail_status = merged
 
 
 def send_tracked(connection: Any, messages: Sequence[Any], copies_of: Callable[[Any], list[Any]]) -> int:
@@ -185,8 +223,11 @@ def send_tracked(connection: Any, messages: Sequence[Any], copies_of: Callable[[
         sent = 0
         for msg in messages:
             copies = copies_of(msg)
-            if copies and connection.send_messages(copies) == len(copies):
-                sent += 1
+            try:
+                if copies and connection.send_messages(copies) == len(copies):
+                    sent += 1
+            finally:
+                _carry_status(msg, copies)
         return sent
     finally:
         if opened:

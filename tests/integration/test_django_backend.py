@@ -452,3 +452,43 @@ def test_send_mail_and_message_send_reach_a_wrapped_locmem_backend() -> None:
     assert [m.recipients() for m in mail.outbox] == [["ann@example.com"], ["ann@example.com"], ["bob@example.com"],
                                                      ["cat@example.com"]]
     assert all(TRACKED.search(m.alternatives[0][0]) for m in mail.outbox)
+
+
+@pytest.mark.parametrize("backend", ["console", "filebased", "locmem", "anymail"])
+def test_any_backend_is_wrapped(backend: str, tmp_path: Any, capsys: pytest.CaptureFixture[str]) -> None:
+    """Django's console, file and locmem backends and django-anymail's (its test ESP) each get the tracked copies."""
+    if backend == "anymail":
+        pytest.importorskip("anymail")
+        path = "anymail.backends.test.EmailBackend"
+    else:
+        path = f"django.core.mail.backends.{backend}.EmailBackend"
+    mail.outbox = []
+    msg = tracked_message()
+    msg.tags = ["spring"]  # type: ignore[attr-defined]
+    msg.metadata = {"campaign": "c1"}  # type: ignore[attr-defined]
+    with override_settings(EMAIL_BACKEND=BACKEND, EMAIL_FILE_PATH=str(tmp_path), ANYMAIL={},
+                           MAILTRACK=mailtrack_settings(BACKEND=path)):
+        assert mail.get_connection().send_messages([msg]) == 1
+    tracker = mailtrack.Tracker(secret_keys=["django-test-secret-key-newest"], base_url=BASE_URL)
+    if backend == "console":
+        written = capsys.readouterr().out
+    elif backend == "filebased":
+        written = "".join(p.read_text() for p in tmp_path.iterdir())
+    else:
+        written = "".join(m.alternatives[0][0] for m in mail.outbox)
+    urls = [m.group(0) for m in TRACKED.finditer(written.replace("=\n", ""))]
+    assert len(urls) == 9, written[:2000]  # 2 links and a pixel, for each of the 3 copies
+    assert {tracker.verify(url).recipient for url in urls} == {"ann@example.com", "bob@example.com", "cat@example.com"}
+    assert {(tracker.verify(url).tags, tracker.verify(url).metadata["campaign"]) for url in urls} == {(("spring",), "c1")}
+    if backend == "anymail":
+        sent = mail.outbox
+        # anymail's ESPs refuse a To header other than the recipients: each copy is To its recipient alone
+        assert sorted(m.to[0] for m in sent) == ["ann@example.com", "bob@example.com", "cat@example.com"]
+        assert all(len(m.recipients()) == 1 and not m.cc and not m.bcc for m in sent)
+        # the ESP is told not to track again, and gets metadata and tags as anymail passes them on
+        assert {(m.anymail_test_params["track_clicks"], m.anymail_test_params["track_opens"]) for m in sent} == {(False, False)}
+        assert {tuple(m.anymail_test_params["tags"]) for m in sent} == {("spring",)}
+        assert {m.anymail_test_params["metadata"]["campaign"] for m in sent} == {"c1"}
+        # the caller's message carries the merged anymail_status, as anymail users expect
+        assert set(msg.anymail_status.recipients) == {"ann@example.com", "bob@example.com", "cat@example.com"}
+        assert msg.anymail_status.status == {"sent"}

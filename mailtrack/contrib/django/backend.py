@@ -31,7 +31,9 @@ never touched and the caller's message is never changed.
 Tokens are signed for one recipient, so with ``SPLIT_RECIPIENTS`` (the
 default) each to/cc/bcc address gets its own copy, sent to that address alone
 while its To and Cc headers still show the original lists (Bcc stays hidden);
-all copies share the message's ``Message-ID``. Tracking fails open: a message
+all copies share the message's ``Message-ID``. Behind django-anymail (whose
+ESPs refuse a To header that differs from the recipients) each copy is
+addressed To its recipient alone instead. Tracking fails open: a message
 whose tracking raises is sent as it was, and the failure logged to the
 ``mailtrack`` logger (``FAIL_SILENTLY_TRACKING: False`` raises instead).
 
@@ -141,5 +143,7 @@ class TrackingEmailBackend(BaseEmailBackend):  # type: ignore[misc]  # Django sh
         copies: list[EmailMessage] = prepare(
             self.tracker, msg, split_recipients=self.config.split_recipients,
             fail_silently=self.config.fail_silently_tracking,
+            # django-anymail's ESPs refuse a To header other than the recipients: each copy is To its recipient alone
+            show_all=getattr(self.connection, "esp_name", None) is None,
         )
         return copies
