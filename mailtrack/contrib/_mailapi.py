@@ -49,6 +49,14 @@ log = logging.getLogger("mailtrack")
 _HIDDEN = {"to", "cc", "bcc"}
 
 
+def _text(value: Any) -> Any:
+    """``value`` as Django's ``force_str`` sees it when it builds the message: lazy text (``gettext_lazy``) made str.
+
+    str, bytes and None are returned as they are.
+    """
+    return value if value is None or isinstance(value, (str, bytes)) else str(value)
+
+
 def message_id(msg: Any) -> str:
     """The message's Message-ID (without angle brackets), set in ``extra_headers`` when it had none."""
     for name, value in msg.extra_headers.items():
@@ -114,15 +122,16 @@ def track(tracker: Tracker, msg: Any, msg_id: str, recipient: str | None) -> Any
     common: dict[str, Any] = {"message_id": msg_id, "recipient": recipient, "settings": own or None,
                               "metadata": dict(metadata) if metadata else None, "tags": tags_of(msg)}
     opted_out: list[str] = []
+    body = _text(msg.body)
     if msg.content_subtype == "html":
-        result = tracker.rewrite_html(msg.body, **common)
+        result = tracker.rewrite_html(body, **common)
         tracked.body = result.html
         opted_out += [link.url for link in result.skipped if link.reason == "opt-out"]
     alternatives = getattr(msg, "alternatives", None)
     if alternatives:
         rewritten: list[Any] = []
         for alternative in alternatives:
-            content, mimetype = alternative[0], alternative[1]
+            content, mimetype = _text(alternative[0]), alternative[1]
             if isinstance(content, str) and str(mimetype).split(";")[0].strip().lower() == "text/html":
                 result = tracker.rewrite_html(content, **common)
                 opted_out += [link.url for link in result.skipped if link.reason == "opt-out"]
@@ -131,8 +140,8 @@ def track(tracker: Tracker, msg: Any, msg_id: str, recipient: str | None) -> Any
                     else (content, mimetype)
             rewritten.append(alternative)
         tracked.alternatives = rewritten
-    if msg.content_subtype != "html" and isinstance(msg.body, str) and msg.body:
-        tracked.body = tracker.rewrite_text(msg.body, exclude=opted_out, **common).text
+    if msg.content_subtype != "html" and isinstance(body, str) and body:
+        tracked.body = tracker.rewrite_text(body, exclude=opted_out, **common).text
     resolved = tracker.settings.merged(own or None)
     if resolved.click_tracking.enable:
         tracked.track_clicks = False  # tracked here: an ESP behind anymail must not wrap the links again

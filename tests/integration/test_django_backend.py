@@ -492,3 +492,24 @@ def test_any_backend_is_wrapped(backend: str, tmp_path: Any, capsys: pytest.Capt
         # the caller's message carries the merged anymail_status, as anymail users expect
         assert set(msg.anymail_status.recipients) == {"ann@example.com", "bob@example.com", "cat@example.com"}
         assert msg.anymail_status.status == {"sent"}
+
+
+def test_lazy_translation_bodies_and_alternatives_are_tracked() -> None:
+    """gettext_lazy() bodies are str to Django (it calls str() on them when it builds the message): track them too."""
+    from django.utils.translation import gettext_lazy
+
+    mail.outbox = []
+    html_body = mail.EmailMessage("Hi", gettext_lazy(HTML), "shop@example.com", ["ann@example.com"],
+                                  headers={"Message-ID": "<lazy-1@example.com>"})
+    html_body.content_subtype = "html"
+    alternative = mail.EmailMultiAlternatives("Hi", gettext_lazy(TEXT), "shop@example.com", ["bob@example.com"],
+                                              headers={"Message-ID": "<lazy-2@example.com>"})
+    alternative.attach_alternative(gettext_lazy(HTML), "text/html")
+    config = mailtrack_settings(TRACKING_SETTINGS={"click_tracking": {"enable_text": True}})
+    with override_settings(EMAIL_BACKEND=BACKEND, MAILTRACK=config):
+        assert mail.get_connection().send_messages([html_body, alternative]) == 2
+    first, second = mail.outbox
+    assert [m.group(1) for m in TRACKED.finditer(first.body)] == ["c", "c", "o"]
+    assert [m.group(1) for m in TRACKED.finditer(second.alternatives[0][0])] == ["c", "c", "o"]
+    assert [m.group(1) for m in TRACKED.finditer(second.body)] == ["c", "c"]
+    assert all(sent.message().as_bytes() for sent in mail.outbox)
