@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import copy
 import logging
+import re
 from collections.abc import Callable, Mapping, Sequence
 from email.utils import make_msgid, parseaddr
 from typing import Any
@@ -47,6 +48,17 @@ __all__ = ["addressed_to", "message_id", "prepare", "recipients", "send_tracked"
 
 log = logging.getLogger("mailtrack")
 _HIDDEN = {"to", "cc", "bcc"}
+_DOMAIN = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9.-]*[A-Za-z0-9])?")
+
+
+def _msgid_domain(from_email: Any) -> str:
+    """The sender's domain as ASCII for a Message-ID (IDNA for a non-ASCII one), or ``mailtrack.invalid``."""
+    domain = parseaddr(str(from_email or ""))[1].rpartition("@")[2]
+    try:
+        domain = domain.encode("idna").decode("ascii")
+    except UnicodeError:
+        return "mailtrack.invalid"
+    return domain if _DOMAIN.fullmatch(domain) else "mailtrack.invalid"
 
 
 def _text(value: Any) -> Any:
@@ -62,8 +74,7 @@ def message_id(msg: Any) -> str:
     for name, value in msg.extra_headers.items():
         if name.lower() == "message-id" and str(value).strip():
             return str(value).strip().strip("<>")
-    domain = str(msg.from_email or "").rpartition("@")[2].strip("> ") or "mailtrack.invalid"
-    value = make_msgid(domain=domain)
+    value = make_msgid(domain=_msgid_domain(msg.from_email))
     msg.extra_headers["Message-ID"] = value
     return value.strip("<>")
 

@@ -513,3 +513,23 @@ def test_lazy_translation_bodies_and_alternatives_are_tracked() -> None:
     assert [m.group(1) for m in TRACKED.finditer(second.alternatives[0][0])] == ["c", "c", "o"]
     assert [m.group(1) for m in TRACKED.finditer(second.body)] == ["c", "c"]
     assert all(sent.message().as_bytes() for sent in mail.outbox)
+
+
+@pytest.mark.parametrize(
+    ("sender", "domain"),
+    [("shop@bücher.example", "xn--bcher-kva.example"), ("Shop <shop@example.com> (sales)", "example.com"),
+     ('"sales@old" <shop@example.com>', "example.com")],
+)
+def test_a_generated_message_id_is_a_valid_header_whatever_the_sender(sender: str, domain: str) -> None:
+    mail.outbox = []
+    msg = mail.EmailMessage("Hi", HTML, sender, ["ann@example.com"])
+    msg.content_subtype = "html"
+    with override_settings(EMAIL_BACKEND=BACKEND, MAILTRACK=mailtrack_settings()):
+        assert mail.get_connection().send_messages([msg]) == 1
+    (sent,) = mail.outbox
+    parsed = email.message_from_bytes(sent.message().as_bytes(), policy=email.policy.default)
+    header = str(parsed["Message-ID"])
+    assert re.fullmatch(r"<[^<>@\s]+@" + re.escape(domain) + ">", header), header
+    url = TRACKED.search(sent.body)
+    tracker = mailtrack.Tracker(["django-test-secret-key-newest"], BASE_URL)
+    assert url is not None and tracker.verify(url.group(0)).message_id == header.strip("<>")
