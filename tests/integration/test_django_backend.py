@@ -533,3 +533,34 @@ def test_a_generated_message_id_is_a_valid_header_whatever_the_sender(sender: st
     url = TRACKED.search(sent.body)
     tracker = mailtrack.Tracker(["django-test-secret-key-newest"], BASE_URL)
     assert url is not None and tracker.verify(url.group(0)).message_id == header.strip("<>")
+
+@pytest.mark.timeout(120)
+def test_one_backend_shared_by_threads_sends_every_message_once(smtp: tuple[Inbox, int]) -> None:
+    """Django's SMTP backend may be shared by threads (it locks around each batch): so may the tracking backend."""
+    import threading
+
+    inbox, port = smtp
+    config = mailtrack_settings(BACKEND="django.core.mail.backends.smtp.EmailBackend")
+    with override_settings(EMAIL_BACKEND=BACKEND, EMAIL_HOST="127.0.0.1", EMAIL_PORT=port, MAILTRACK=config):
+        connection = mail.get_connection()
+        counts: list[int] = []
+        errors: list[BaseException] = []
+
+        def send(thread: int) -> None:
+            for n in range(15):
+                msg = mail.EmailMessage("Hi", HTML, "shop@example.com", [f"a{thread}-{n}@example.com", f"b{thread}-{n}@example.com"],
+                                        headers={"Message-ID": f"<t{thread}-{n}@example.com>"})
+                msg.content_subtype = "html"
+                try:
+                    counts.append(connection.send_messages([msg]))
+                except Exception as exc:  # noqa: BLE001 - collected and asserted below
+                    errors.append(exc)
+
+        threads = [threading.Thread(target=send, args=(t,)) for t in range(4)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+    assert errors == [] and counts == [1] * 60
+    assert sorted(rcpts[0] for rcpts, _ in inbox.envelopes) == sorted(
+        f"{who}{t}-{n}@example.com" for who in "ab" for t in range(4) for n in range(15))

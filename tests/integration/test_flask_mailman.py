@@ -207,3 +207,35 @@ def test_mailman_backend_without_mailtrack_on_the_app_is_a_configuration_error(s
     app, mail = _app(states, mailtrack_ext=False)
     with app.app_context(), pytest.raises(mailtrack.ConfigurationError, match="no Mailtrack"):
         mail.get_connection()
+
+
+def test_one_connection_shared_by_threads_sends_every_message_once(smtp: tuple[Inbox, int], states: list[MailtrackState]) -> None:
+    """Flask-Mailman's SMTP backend may be shared by threads (it locks around each batch): so may ours."""
+    import threading
+
+    inbox, port = smtp
+    app, mail = _app(states, MAIL_SERVER="127.0.0.1", MAIL_PORT=port, MAIL_USE_TLS=False, MAIL_USE_SSL=False,
+                     MAILTRACK_MAILMAN_BACKEND="smtp")
+    with app.app_context():
+        connection = mail.get_connection()
+    counts: list[int] = []
+    errors: list[BaseException] = []
+
+    def send(thread: int) -> None:
+        with app.app_context():
+            for n in range(15):
+                message = flask_mailman.EmailMessage("Hi", HTML, to=[f"a{thread}-{n}@example.com", f"b{thread}-{n}@example.com"])
+                message.content_subtype = "html"
+                try:
+                    counts.append(connection.send_messages([message]))
+                except Exception as exc:  # noqa: BLE001 - collected and asserted below
+                    errors.append(exc)
+
+    threads = [threading.Thread(target=send, args=(t,)) for t in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert errors == [] and counts == [1] * 60
+    assert sorted(rcpts[0] for rcpts, _ in inbox.envelopes) == sorted(
+        f"{who}{t}-{n}@example.com" for who in "ab" for t in range(4) for n in range(15))

@@ -47,6 +47,7 @@ attributes, as django-anymail spells them: ``track_opens``,
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Sequence
 from typing import Any
 
@@ -79,6 +80,8 @@ class TrackingEmailBackend(BaseEmailBackend):  # type: ignore[misc]  # Django sh
     """
 
     def __init__(self, fail_silently: bool | None = None, *, mailer: str | None = None, **kwargs: Any) -> None:
+        # One batch at a time, as Django's SMTP backend locks: a batch opens and closes the wrapped connection.
+        self._lock = threading.RLock()
         options = {name: kwargs.pop(name) for name in MAILER_OPTIONS if name in kwargs}
         alias = kwargs.pop("alias", None)
         if alias is not None:  # built by django.core.mail.mailers from MAILERS[alias] (Django 6.1+)
@@ -135,8 +138,13 @@ class TrackingEmailBackend(BaseEmailBackend):  # type: ignore[misc]  # Django sh
         self.connection.close()
 
     def send_messages(self, email_messages: Sequence[EmailMessage]) -> int:
-        """Send each message, tracked; the number of the caller's messages the wrapped backend sent (every copy)."""
-        return send_tracked(self.connection, email_messages, self._prepare)
+        """Send each message, tracked; the number of the caller's messages the wrapped backend sent (every copy).
+
+        Threads sharing this backend send one batch at a time: another's batch
+        would otherwise close the wrapped connection under this one.
+        """
+        with self._lock:
+            return send_tracked(self.connection, email_messages, self._prepare)
 
     def _prepare(self, msg: EmailMessage) -> list[EmailMessage]:
         """The copies to send for ``msg``: tracked ones, or ``[msg]`` itself when tracking is not possible."""

@@ -26,6 +26,7 @@ message to several people is sent untracked.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Sequence
 from typing import Any
 
@@ -57,6 +58,8 @@ class MailmanBackend(BaseEmailBackend):  # type: ignore[misc]  # Flask-Mailman s
 
     def __init__(self, mailman: Any = None, fail_silently: bool = False, **kwargs: Any) -> None:
         super().__init__(mailman=mailman, fail_silently=fail_silently)
+        # One batch at a time, as Flask-Mailman's SMTP backend locks: a batch opens and closes the wrapped connection.
+        self._lock = threading.RLock()
         app = flask.current_app
         state = app.extensions.get("mailtrack")
         if not isinstance(state, MailtrackState):
@@ -85,9 +88,15 @@ class MailmanBackend(BaseEmailBackend):  # type: ignore[misc]  # Flask-Mailman s
         self.connection.close()
 
     def send_messages(self, email_messages: Sequence[Any]) -> int:
-        """Send each message, tracked; the number of the caller's messages the wrapped backend sent (every copy)."""
-        return send_tracked(self.connection, email_messages, lambda msg: prepare(
-            self.state.tracker, msg, split_recipients=self.split_recipients, fail_silently=self.fail_silently_tracking))
+        """Send each message, tracked; the number of the caller's messages the wrapped backend sent (every copy).
+
+        Threads sharing this backend send one batch at a time: another's batch
+        would otherwise close the wrapped connection under this one.
+        """
+        with self._lock:
+            return send_tracked(self.connection, email_messages, lambda msg: prepare(
+                self.state.tracker, msg, split_recipients=self.split_recipients,
+                fail_silently=self.fail_silently_tracking))
 
 
 #: Flask-Mailman's lookup name: ``MAIL_BACKEND = "mailtrack.contrib.flask.mailman"`` finds this.
