@@ -224,3 +224,18 @@ def test_the_email_backend_form_warns_about_nothing_before_django_6_1() -> None:
         assert message().send() == 1
         assert mail.get_connection(fail_silently=True).send_messages([message()]) == 1
     assert deprecations(caught) == [] and len(mail.outbox) == 2
+
+
+@needs_mailers
+def test_fail_silently_reaches_the_mailer_that_sends_as_it_does_without_tracking() -> None:
+    """send_mail(fail_silently=True) (deprecated, still honoured by Django 6.1) swallows SMTP errors, tracked or not."""
+    from support.smtp import free_port
+
+    smtp = {"BACKEND": SMTP, "OPTIONS": {"host": "127.0.0.1", "port": free_port()}}  # nothing listens there
+    for entries in ({"default": smtp}, {"default": tracking_mailer("smtp"), "smtp": smtp}):
+        with override_settings(MAILERS=entries, MAILTRACK={"BASE_URL": BASE_URL}), warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # fail_silently is deprecated: the caller is told, not us
+            assert mail.send_mail("Hi", "Hello", "shop@example.com", ["ann@example.com"], fail_silently=True) == 0
+            assert message().send(fail_silently=True) == 0
+            with pytest.raises(OSError):
+                message().send()

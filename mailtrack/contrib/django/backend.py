@@ -99,6 +99,8 @@ class TrackingEmailBackend(BaseEmailBackend):  # type: ignore[misc]  # Django sh
                 self.connection: Any = mail.mailers[name]
             except ImproperlyConfigured as exc:  # InvalidMailer: the wrapped mailer's own configuration
                 raise ConfigurationError(f"MAILERS[{alias!r}] wraps {name!r}, which cannot be built: {exc}") from None
+            if fail_silently:  # get_connection(fail_silently=True), send_mail(..., fail_silently=True): deprecated, honoured
+                self.connection.fail_silently = True  # the attribute Django's backends (and anymail's) read
             return
         if mailer is not None:
             raise ConfigurationError("'mailer' is an OPTION of a MAILERS entry (Django 6.1+); with EMAIL_BACKEND, "
