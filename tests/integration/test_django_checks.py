@@ -118,6 +118,13 @@ def test_tracking_urls_mounted_at_another_path_than_base_url_is_e005() -> None:
                               ROOT_URLCONF=TrackingAtTrack) == []
 
 
+def test_a_project_served_under_force_script_name_is_checked_below_it() -> None:
+    """With FORCE_SCRIPT_NAME = "/app" a request for /app/t/o/x reaches the URLconf as t/o/x: that is what is routed."""
+    assert mailtrack_messages(MAILTRACK={**GOOD, "BASE_URL": "http://testserver/app/t"}, FORCE_SCRIPT_NAME="/app") == []
+    message = only(mailtrack_messages(MAILTRACK={**GOOD, "BASE_URL": "http://testserver/app/x"}, FORCE_SCRIPT_NAME="/app/"))
+    assert message.id == "mailtrack.E005" and "path('x/', include('mailtrack.contrib.django.urls'))" in message.hint
+
+
 def test_base_url_routed_to_another_view_is_e005_naming_that_view() -> None:
     message = only(mailtrack_messages(MAILTRACK=GOOD, ROOT_URLCONF=CatchAll))
     assert message.id == "mailtrack.E005" and "_other" in message.msg

@@ -18,7 +18,8 @@ E006-E008 and the mailer form of E003 concern Django 6.1+ with ``MAILERS``
 defined: a tracking mailer is an entry whose ``BACKEND`` is the tracking backend.
 
 The routing check resolves ``<BASE_URL path>/o/x`` (the shape of a pixel
-URL), which is what a mail client will request.
+URL), which is what a mail client will request, less ``FORCE_SCRIPT_NAME``
+(the part of the path Django's URLconf does not see).
 """
 
 from __future__ import annotations
@@ -127,6 +128,10 @@ def check_urls(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
     from mailtrack.contrib.django.views import TrackingView
 
     base_path = urlsplit(base_url).path.rstrip("/")
+    # Under FORCE_SCRIPT_NAME the URLconf sees the path below it (the view still matches the full path).
+    script = str(getattr(settings, "FORCE_SCRIPT_NAME", None) or "").rstrip("/")
+    if script and base_path.startswith(script + "/"):
+        base_path = base_path[len(script):]
     probe = f"{base_path}/o/x"
     try:
         get_resolver().url_patterns  # noqa: B018 - imports ROOT_URLCONF, which may fail
