@@ -360,6 +360,31 @@ def test_a_failing_receiver_never_breaks_the_response(states: list[MailtrackStat
         _disconnect(app)
 
 
+def test_a_failing_receiver_never_keeps_the_event_from_the_others(states: list[MailtrackState]) -> None:
+    """As Django's send_robust: each receiver gets the event whatever the others do (blinker calls them in no set order)."""
+    app = _app()
+    state = Mailtrack().init_app(app)
+    states.append(state)
+    got: list[int] = []
+    receivers: list[Any] = []
+    for n in range(6):
+        def receiver(sender: flask.Flask, event: TrackingEvent, n: int = n) -> None:
+            if n % 2:
+                raise RuntimeError(f"receiver bug {n}")
+            got.append(n)
+
+        receivers.append(receiver)
+        tracking.connect(receiver, sender=app)
+    try:
+        url = state.tracker.tracking_url("open", message_id="m1", recipient="ann@example.com")
+        assert app.test_client().get(urlsplit(url).path).status_code == 200
+        state.recorder.close()  # waits for the sinks: every receiver has run
+        assert sorted(got) == [0, 2, 4]
+    finally:
+        for receiver in receivers:
+            tracking.disconnect(receiver, sender=app)
+
+
 def test_a_forged_click_is_a_404_without_redirect(states: list[MailtrackState]) -> None:
     app = _app()
     Mailtrack(app)

@@ -33,13 +33,15 @@ Events reach :data:`tracking` (``sender=app``, ``event=`` a
 which calls sinks on its own background thread after the store (if any) has
 recorded the event: receivers run **outside** the request and its app
 context, so a slow or failing receiver never delays or breaks the response
-(failures are logged to the ``mailtrack`` logger). Use the ``sender`` (the
+(failures are logged to the ``mailtrack`` logger), nor keeps the event from
+the other receivers. Use the ``sender`` (the
 app) to push an app context when a receiver needs one.
 """
 
 from __future__ import annotations
 
 import copy
+import logging
 from collections.abc import Iterator
 from dataclasses import dataclass
 from email.utils import parseaddr
@@ -68,6 +70,7 @@ _signals = Namespace()
 tracking = _signals.signal("mailtrack-tracking", doc="A TrackingEvent was recorded (sender=app, event=...).")
 
 _WRAPPED = "_mailtrack_wrapped_send"
+log = logging.getLogger("mailtrack")
 
 
 @dataclass
@@ -143,7 +146,12 @@ class Mailtrack:
         store = open_store(db) if db else None
 
         def signal(event: TrackingEvent) -> None:
-            tracking.send(app, event=event)
+            # Each receiver on its own, as Django's send_robust: blinker's send() stops at the first that raises.
+            for receiver in tracking.receivers_for(app):
+                try:
+                    receiver(app, event=event)
+                except Exception:
+                    log.exception("mailtrack: tracking signal receiver %r raised", receiver)
 
         recorder = Recorder(store, [CallbackSink(signal)])
         state = MailtrackState(tracker, recorder, Endpoints(tracker, recorder, trusted_proxies=proxies, max_age=max_age), store, track_mail)
