@@ -385,6 +385,38 @@ def test_a_failing_receiver_never_keeps_the_event_from_the_others(states: list[M
             tracking.disconnect(receiver, sender=app)
 
 
+def test_a_chunked_body_over_the_limit_is_refused_without_reading_it_all(states: list[MailtrackState]) -> None:
+    """No Content-Length to refuse up front (Transfer-Encoding: chunked): at most MAX_BODY + 1 bytes are read."""
+    import io
+
+    from mailtrack.http.messages import MAX_BODY
+
+    app = _app()
+    states.append(Mailtrack().init_app(app))
+
+    class Huge(io.RawIOBase):
+        """A 16 MB request body, counting what is read of it."""
+
+        read_so_far = 0
+
+        def readable(self) -> bool:
+            return True
+
+        def readinto(self, buffer: Any) -> int:
+            size = min(len(buffer), 16 * 1024 * 1024 - self.read_so_far)
+            buffer[:size] = b"x" * size
+            self.read_so_far += size
+            return size
+
+    body = Huge()
+    environ = {"REQUEST_METHOD": "POST", "PATH_INFO": "/t/u/forged", "SERVER_NAME": "app.example.com", "SERVER_PORT": "443",
+               "SERVER_PROTOCOL": "HTTP/1.1", "wsgi.url_scheme": "https", "wsgi.input": body, "wsgi.errors": io.StringIO(),
+               "wsgi.input_terminated": True, "HTTP_TRANSFER_ENCODING": "chunked"}
+    status: list[str] = []
+    b"".join(app.wsgi_app(environ, lambda line, headers, exc_info=None: status.append(line)))
+    assert status[0].startswith("413") and body.read_so_far <= 2 * MAX_BODY
+
+
 def test_a_forged_click_is_a_404_without_redirect(states: list[MailtrackState]) -> None:
     app = _app()
     Mailtrack(app)
