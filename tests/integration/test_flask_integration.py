@@ -234,6 +234,24 @@ def test_bad_configuration_is_a_configuration_error_at_init_app_naming_the_key(c
 
 
 @pytest.mark.parametrize(
+    ("config", "message"),
+    [
+        ({"MAILTRACK_TRACK_FLASK_MAIL": "false"}, "MAILTRACK_TRACK_FLASK_MAIL must be True or False"),
+        ({"MAILTRACK_SPLIT_RECIPIENTS": "no"}, "MAILTRACK_SPLIT_RECIPIENTS must be True or False"),
+        ({"MAILTRACK_FAIL_SILENTLY_TRACKING": 0}, "MAILTRACK_FAIL_SILENTLY_TRACKING must be True or False"),
+        ({"MAILTRACK_MAILMAN_BACKEND": "mailtrack.contrib.flask.mailman"}, "MAILTRACK_MAILMAN_BACKEND names mailtrack's own"),
+        ({"MAILTRACK_TRACK_FLASKMAIL": True}, "unknown keys: MAILTRACK_TRACK_FLASKMAIL"),
+    ],
+)
+def test_what_is_read_at_send_time_is_checked_at_init_app_too(config: dict[str, Any], message: str) -> None:
+    """A mistake in the keys the Flask-Mail and Flask-Mailman sending reads, or a misspelt key, fails at start-up."""
+    app = _app(**config)
+    with pytest.raises(mailtrack.ConfigurationError, match=message):
+        Mailtrack().init_app(app, mail=flask_mail.Mail(app))
+    assert "mailtrack" not in app.extensions
+
+
+@pytest.mark.parametrize(
     ("base_url", "mounted_at"),
     [("https://t.example.com", "/c/abc"), ("https://t.example.com/", "/c/abc"),
      ("https://x.example/t", "/t/c/abc"), ("https://x.example/mail/track/", "/mail/track/c/abc")],

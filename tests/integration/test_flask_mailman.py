@@ -198,7 +198,8 @@ def test_without_splitting_a_message_to_several_people_is_one_copy_tracked_witho
 def test_bad_configuration_is_a_configuration_error_when_the_connection_is_made(
     config: dict[str, Any], key: str, states: list[MailtrackState]
 ) -> None:
-    app, mail = _app(states, **config)
+    app, mail = _app(states)
+    app.config.update(config)  # changed after init_app (which checks them too): the connection checks again
     with app.app_context(), pytest.raises(mailtrack.ConfigurationError, match=key):
         mail.get_connection()
 

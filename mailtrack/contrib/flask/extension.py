@@ -26,7 +26,9 @@ Configuration (``app.config``), all read once by :meth:`Mailtrack.init_app`:
     :meth:`Mailtrack.init_app` (``mail=``) is tracked, one copy per recipient.
 
 Every error is a :class:`~mailtrack.ConfigurationError` raised by ``init_app``,
-naming the key, before anything is opened.
+naming the key, before anything is opened: the Flask-Mailman keys of
+:mod:`mailtrack.contrib.flask.mailman` are checked here too, and a
+``MAILTRACK_*`` key that none of these is (a misspelling) is refused.
 
 Events reach :data:`tracking` (``sender=app``, ``event=`` a
 :class:`~mailtrack.TrackingEvent`) through a :class:`~mailtrack.Recorder`,
@@ -70,7 +72,20 @@ _signals = Namespace()
 tracking = _signals.signal("mailtrack-tracking", doc="A TrackingEvent was recorded (sender=app, event=...).")
 
 _WRAPPED = "_mailtrack_wrapped_send"
+_OURS = "mailtrack.contrib."
+#: Every ``MAILTRACK_*`` key of the app config read here or by :mod:`mailtrack.contrib.flask.mailman`.
+_KEYS = frozenset({"MAILTRACK_BASE_URL", "MAILTRACK_SECRET_KEYS", "MAILTRACK_TRACKING_SETTINGS", "MAILTRACK_URL_PREFIX",
+                   "MAILTRACK_TRUSTED_PROXIES", "MAILTRACK_MAX_AGE", "MAILTRACK_DB", "MAILTRACK_TRACK_FLASK_MAIL",
+                   "MAILTRACK_MAILMAN_BACKEND", "MAILTRACK_SPLIT_RECIPIENTS", "MAILTRACK_FAIL_SILENTLY_TRACKING"})
 log = logging.getLogger("mailtrack")
+
+
+def config_flag(config: Any, key: str, default: bool) -> bool:
+    """``config[key]`` (``default`` when absent), which must be True or False: a string such as "false" is refused."""
+    value = config.get(key, default)
+    if not isinstance(value, bool):
+        raise ConfigurationError(f"{key} must be True or False, not {value!r}")
+    return value
 
 
 @dataclass
@@ -102,6 +117,10 @@ class Mailtrack:
     def init_app(self, app: flask.Flask, *, mail: Any = None) -> MailtrackState:
         """Read the ``MAILTRACK_*`` config of ``app``, register the blueprint and, if asked, wrap ``mail.send``."""
         config = app.config
+        unknown = sorted(key for key in config if isinstance(key, str) and key.startswith("MAILTRACK_") and key not in _KEYS)
+        if unknown:
+            raise ConfigurationError(f"the app config has unknown keys: {', '.join(unknown)}; mailtrack reads "
+                                     f"{', '.join(sorted(_KEYS))}")
         base_url = config.get("MAILTRACK_BASE_URL")
         if not isinstance(base_url, str) or not base_url:
             raise ConfigurationError("MAILTRACK_BASE_URL is required: the URL the tracking endpoints are served at, "
@@ -137,7 +156,14 @@ class Mailtrack:
             check_max_age(max_age)
         except ConfigurationError as exc:
             raise ConfigurationError(f"MAILTRACK_MAX_AGE: {exc}") from None
-        track_mail = bool(config.get("MAILTRACK_TRACK_FLASK_MAIL", False))
+        track_mail = config_flag(config, "MAILTRACK_TRACK_FLASK_MAIL", False)
+        # Read when Flask-Mailman sends (mailtrack.contrib.flask.mailman): checked now, at start-up, all the same.
+        config_flag(config, "MAILTRACK_SPLIT_RECIPIENTS", True)
+        config_flag(config, "MAILTRACK_FAIL_SILENTLY_TRACKING", True)
+        backend = config.get("MAILTRACK_MAILMAN_BACKEND")
+        if str(getattr(backend, "__module__", None) if isinstance(backend, type) else backend).startswith(_OURS):
+            raise ConfigurationError("MAILTRACK_MAILMAN_BACKEND names mailtrack's own backend: "
+                                     "name the one that really sends, e.g. 'smtp'")
         mail = mail if mail is not None else self.mail
         if track_mail and mail is None:
             raise ConfigurationError("MAILTRACK_TRACK_FLASK_MAIL needs the flask_mail.Mail instance: "

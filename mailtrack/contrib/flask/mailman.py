@@ -34,17 +34,10 @@ import flask
 from flask_mailman.backends.base import BaseEmailBackend
 
 from mailtrack.contrib._mailapi import prepare, send_tracked
-from mailtrack.contrib.flask.extension import MailtrackState
+from mailtrack.contrib.flask.extension import MailtrackState, config_flag
 from mailtrack.exceptions import ConfigurationError
 
 __all__ = ["EmailBackend", "MailmanBackend"]
-
-
-def _flag(config: Any, key: str, default: bool) -> bool:
-    value = config.get(key, default)
-    if not isinstance(value, bool):
-        raise ConfigurationError(f"{key} must be True or False, not {value!r}")
-    return value
 
 
 class MailmanBackend(BaseEmailBackend):  # type: ignore[misc]  # Flask-Mailman ships no type hints
@@ -66,8 +59,8 @@ class MailmanBackend(BaseEmailBackend):  # type: ignore[misc]  # Flask-Mailman s
             raise ConfigurationError("MAIL_BACKEND is mailtrack's MailmanBackend but this app has no Mailtrack: "
                                      "call Mailtrack(app) or init_app(app) first")
         self.state = state
-        self.split_recipients = _flag(app.config, "MAILTRACK_SPLIT_RECIPIENTS", True)
-        self.fail_silently_tracking = _flag(app.config, "MAILTRACK_FAIL_SILENTLY_TRACKING", True)
+        self.split_recipients = config_flag(app.config, "MAILTRACK_SPLIT_RECIPIENTS", True)
+        self.fail_silently_tracking = config_flag(app.config, "MAILTRACK_FAIL_SILENTLY_TRACKING", True)
         backend = app.config.get("MAILTRACK_MAILMAN_BACKEND", "smtp")
         if backend in (MailmanBackend, __name__, f"{__name__}.EmailBackend", f"{__name__}.MailmanBackend",
                        "mailtrack.contrib.flask.MailmanBackend") or (isinstance(backend, type) and
