@@ -435,6 +435,32 @@ def test_a_chunked_body_over_the_limit_is_refused_without_reading_it_all(states:
     assert status[0].startswith("413") and body.read_so_far <= 2 * MAX_BODY
 
 
+@pytest.mark.parametrize("fail_silently", [True, False])
+def test_flask_mail_sending_fails_open_when_tracking_fails(
+    fail_silently: bool, states: list[MailtrackState], caplog: pytest.LogCaptureFixture
+) -> None:
+    """As the Django and Flask-Mailman backends: the message goes out once, untracked, unless told to raise."""
+    import logging
+
+    mail = flask_mail.Mail()
+    app = _app(MAILTRACK_TRACK_FLASK_MAIL=True, MAIL_SUPPRESS_SEND=True, MAILTRACK_FAIL_SILENTLY_TRACKING=fail_silently)
+    mail.init_app(app)
+    states.append(Mailtrack().init_app(app, mail=mail))
+    with app.app_context(), mail.record_messages() as outbox, caplog.at_level(logging.ERROR, "mailtrack"):
+        message = flask_mail.Message("Hi", recipients=["ann@example.com", "bob@example.com"], html=HTML)
+        message.tracking_settings = "not a dict"  # type: ignore[attr-defined]
+        if fail_silently:
+            mail.send(message)
+        else:
+            with pytest.raises(mailtrack.ArgumentError):
+                mail.send(message)
+    if fail_silently:
+        assert [(m.recipients, m.html) for m in outbox] == [(["ann@example.com", "bob@example.com"], HTML)]
+        assert "tracking failed" in caplog.text
+    else:
+        assert outbox == []
+
+
 def test_a_forged_click_is_a_404_without_redirect(states: list[MailtrackState]) -> None:
     app = _app()
     Mailtrack(app)

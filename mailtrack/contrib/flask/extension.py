@@ -24,6 +24,9 @@ Configuration (``app.config``), all read once by :meth:`Mailtrack.init_app`:
 ``MAILTRACK_TRACK_FLASK_MAIL``
     When true, every ``Mail.send`` of the ``flask_mail.Mail`` given to
     :meth:`Mailtrack.init_app` (``mail=``) is tracked, one copy per recipient.
+``MAILTRACK_FAIL_SILENTLY_TRACKING``
+    When false, a message whose tracking fails raises instead of going out
+    untracked (default true); read by Flask-Mail and Flask-Mailman sending.
 
 Every error is a :class:`~mailtrack.ConfigurationError` raised by ``init_app``,
 naming the key, before anything is opened: the Flask-Mailman keys of
@@ -253,7 +256,10 @@ def _wrap_send(mail: Any) -> None:
     current app's config decides. Only ``mail.send`` is wrapped: messages sent
     on a connection of your own (``with mail.connect() as conn: conn.send(m)``)
     are not tracked; call :meth:`Mailtrack.track` on each of those. If sending
-    one copy fails, the copies before it have been sent.
+    one copy fails, the copies before it have been sent. Tracking fails open,
+    as in the Django and Flask-Mailman backends: if tracking raises, the
+    message is sent as it was and the failure logged (raised instead when
+    ``MAILTRACK_FAIL_SILENTLY_TRACKING`` is false).
     """
     if getattr(mail, _WRAPPED, None) is not None:
         return
@@ -265,9 +271,17 @@ def _wrap_send(mail: Any) -> None:
         if not isinstance(state, MailtrackState) or not state.track_flask_mail or not addresses:
             original(message)  # not ours to track (no recipients: Flask-Mail's own error)
             return
+        try:  # every copy tracked before any is sent: a failure cannot leave some recipients served
+            copies = [_track(state, _copy_for(message, given), address, None) for given, address in addresses]
+        except Exception:
+            if not config_flag(flask.current_app.config, "MAILTRACK_FAIL_SILENTLY_TRACKING", True):
+                raise
+            log.exception("mailtrack: tracking failed; the message is sent untracked")
+            original(message)
+            return
         with mail.connect() as connection:  # one SMTP session for all the copies, as Flask-Mail's bulk sending does
-            for given, address in addresses:
-                connection.send(_track(state, _copy_for(message, given), address, None))
+            for tracked in copies:
+                connection.send(tracked)
 
     setattr(mail, _WRAPPED, original)
     mail.send = send
