@@ -276,6 +276,23 @@ def test_an_explicit_url_prefix_that_agrees_with_the_base_url_is_accepted(states
         assert flask.url_for("mailtrack.open", token="abc") == "/t/o/abc"
 
 
+def test_an_app_mounted_below_a_script_root_serves_its_tracking_urls(states: list[MailtrackState]) -> None:
+    """Served at /app (SCRIPT_NAME, as gunicorn or DispatcherMiddleware set it), with tracking URLs under /app/t."""
+    from werkzeug.middleware.dispatcher import DispatcherMiddleware
+    from werkzeug.test import Client
+    from werkzeug.wrappers import Response as WerkzeugResponse
+
+    app = _app(MAILTRACK_BASE_URL="https://x.example/app/t", MAILTRACK_URL_PREFIX="/t")  # the blueprint, below /app
+    state = Mailtrack().init_app(app)
+    states.append(state)
+    site = Client(DispatcherMiddleware(WerkzeugResponse("not here", 404), {"/app": app.wsgi_app}))
+    url = state.tracker.tracking_url("click", message_id="m1", recipient="ann@example.com", url="https://example.com/")
+    assert urlsplit(url).path.startswith("/app/t/c/")
+    response = site.get(urlsplit(url).path)
+    assert response.status_code == 302 and response.headers["Location"] == "https://example.com/"
+    assert site.get(urlsplit(url).path.replace("/app/t/", "/app/x/", 1)).status_code == 404
+
+
 @pytest.mark.parametrize(("proxies", "seen_ip"), [(None, "127.0.0.1"), (["127.0.0.1"], "203.0.113.9"),
                                                   (["127.0.0.0/8", "10.0.0.1"], "203.0.113.9"), (["10.0.0.1"], "127.0.0.1")])
 def test_trusted_proxies_decide_whether_x_forwarded_for_is_believed(

@@ -12,7 +12,9 @@ Configuration (``app.config``), all read once by :meth:`Mailtrack.init_app`:
     Where the blueprint is mounted; default the path of ``MAILTRACK_BASE_URL``
     (``https://t.example.com`` mounts at the root, ``https://x.example/t`` at
     ``/t``). When set it must be that path (the URLs we sign must reach the
-    blueprint).
+    blueprint), or the end of it when the app is served below a script root
+    (``SCRIPT_NAME``): ``/t`` for an app at ``/app`` with tracking URLs at
+    ``https://x.example/app/t``.
 ``MAILTRACK_TRUSTED_PROXIES``
     Addresses or networks (``["10.0.0.0/8"]``) of reverse proxies whose
     ``X-Forwarded-For`` is believed for the events' ``ip``; default none.
@@ -145,10 +147,13 @@ class Mailtrack:
         base_path = urlsplit(tracker.base_url).path.rstrip("/")
         if prefix is None:
             prefix = base_path or "/"
-        if base_path != prefix.rstrip("/"):
+        mounted = prefix.rstrip("/")
+        # Its end will do: what comes before it is then the script root (SCRIPT_NAME) the app is served below.
+        if base_path != mounted and not (mounted and base_path.endswith(mounted)):
             raise ConfigurationError(
                 f"MAILTRACK_URL_PREFIX {prefix!r} must be the path of MAILTRACK_BASE_URL {base_url!r} "
-                f"({base_path or '/'!r}): tracking URLs would not reach the blueprint")
+                f"({base_path or '/'!r}), or its end when the app is served below a script root: tracking URLs "
+                "would not reach the blueprint")
         proxies = config.get("MAILTRACK_TRUSTED_PROXIES", ())
         try:
             trusted_networks(proxies)
@@ -322,7 +327,7 @@ def _view(token: str) -> flask.Response:
             return _flask_response(refused)
     answer = _state().endpoints.handle(Request(
         method=request.method,
-        path=request.path,
+        path=request.script_root + request.path,  # the full path, as the tracking URL has it
         query=request.query_string.decode("latin-1"),
         headers={name.lower(): value for name, value in request.headers.items()},
         remote_addr=request.remote_addr,
