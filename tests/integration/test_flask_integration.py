@@ -251,6 +251,16 @@ def test_what_is_read_at_send_time_is_checked_at_init_app_too(config: dict[str, 
     assert "mailtrack" not in app.extensions
 
 
+def test_init_app_twice_on_one_app_is_a_configuration_error_that_starts_nothing(tmp_path: Path, states: list[MailtrackState]) -> None:
+    app = _app()
+    first = Mailtrack().init_app(app)
+    states.append(first)
+    app.config["MAILTRACK_DB"] = str(tmp_path / "events.db")
+    with pytest.raises(mailtrack.ConfigurationError, match="already"):
+        Mailtrack().init_app(app)
+    assert app.extensions["mailtrack"] is first and not (tmp_path / "events.db").exists()
+
+
 @pytest.mark.parametrize(
     ("base_url", "mounted_at"),
     [("https://t.example.com", "/c/abc"), ("https://t.example.com/", "/c/abc"),

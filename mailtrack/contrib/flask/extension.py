@@ -122,6 +122,8 @@ class Mailtrack:
     def init_app(self, app: flask.Flask, *, mail: Any = None) -> MailtrackState:
         """Read the ``MAILTRACK_*`` config of ``app``, register the blueprint and, if asked, wrap ``mail.send``."""
         config = app.config
+        if "mailtrack" in app.extensions:
+            raise ConfigurationError("this app already has a Mailtrack: call init_app once per app")
         unknown = sorted(key for key in config if isinstance(key, str) and key.startswith("MAILTRACK_") and key not in _KEYS)
         if unknown:
             raise ConfigurationError(f"the app config has unknown keys: {', '.join(unknown)}; mailtrack reads "
