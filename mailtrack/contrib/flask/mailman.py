@@ -21,7 +21,7 @@ HTML body and ``text/html`` alternatives tracked, the plain body too with
 open: a message whose tracking raises is sent untracked and the failure
 logged, unless ``MAILTRACK_FAIL_SILENTLY_TRACKING`` is false.
 ``MAILTRACK_SPLIT_RECIPIENTS`` (default true) turns the splitting off: then a
-message to several people is sent untracked.
+message to several people is one copy tracked without a recipient.
 """
 
 from __future__ import annotations
