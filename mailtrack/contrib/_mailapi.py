@@ -37,6 +37,7 @@ from __future__ import annotations
 import copy
 import logging
 import re
+import smtplib
 from collections.abc import Callable, Mapping, Sequence
 from email.utils import make_msgid, parseaddr
 from typing import Any
@@ -229,12 +230,34 @@ def _carry_status(msg: Any, copies: Sequence[Any]) -> None:
     msg.anymail_status = merged
 
 
+def _send_copies(connection: Any, copies: Sequence[Any]) -> bool:
+    """Send the copies of one message; whether it went out, as one SMTP transaction to all its recipients would.
+
+    That transaction goes to the recipients the server accepts, and raises
+    ``SMTPRecipientsRefused`` only when it accepts none: so a copy whose
+    recipient is refused does not stop the copies after it, and the message
+    counts as sent when every other copy was, and at least one was.
+    """
+    if len(copies) == 1:
+        return bool(connection.send_messages(copies) == 1)
+    went, refused = 0, {}
+    for single in copies:
+        try:
+            went += connection.send_messages([single])
+        except smtplib.SMTPRecipientsRefused as exc:
+            refused.update(exc.recipients)
+    if refused and not went:
+        raise smtplib.SMTPRecipientsRefused(refused)
+    return went > 0 and went + len(refused) >= len(copies)
+
+
 def send_tracked(connection: Any, messages: Sequence[Any], copies_of: Callable[[Any], list[Any]]) -> int:
     """Send ``copies_of(msg)`` for each message over ``connection``; how many of ``messages`` went out whole.
 
     The wrapped connection is opened once for the batch and closed only if it
     was opened here; a message counts as sent when the connection took every
-    one of its copies (nothing is ever retried, so nothing is sent twice).
+    one of its copies but those whose recipient the server refused
+    (:func:`_send_copies`; nothing is ever retried, so nothing is sent twice).
     """
     if not messages:
         return 0
@@ -244,7 +267,7 @@ def send_tracked(connection: Any, messages: Sequence[Any], copies_of: Callable[[
         for msg in messages:
             copies = copies_of(msg)
             try:
-                if copies and connection.send_messages(copies) == len(copies):
+                if copies and _send_copies(connection, copies):
                     sent += 1
             finally:
                 _carry_status(msg, copies)

@@ -564,3 +564,33 @@ def test_one_backend_shared_by_threads_sends_every_message_once(smtp: tuple[Inbo
     assert errors == [] and counts == [1] * 60
     assert sorted(rcpts[0] for rcpts, _ in inbox.envelopes) == sorted(
         f"{who}{t}-{n}@example.com" for who in "ab" for t in range(4) for n in range(15))
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("tracked", [False, True], ids=["django-alone", "tracked"])
+def test_a_refused_recipient_does_not_keep_the_message_from_the_others(tracked: bool) -> None:
+    """Django's SMTP backend sends to the recipients the server accepts and raises only when it accepts none.
+
+    Tracked, each recipient is a copy of its own: a refused one must not stop
+    the copies after it (nor count the message unsent), as it does not stop
+    the one SMTP transaction of the untracked message.
+    """
+    import smtplib
+
+    from support.smtp import smtp_server
+
+    smtp = "django.core.mail.backends.smtp.EmailBackend"
+    with smtp_server(refuse=frozenset({"nobody@example.com"})) as (inbox, port), \
+            override_settings(EMAIL_BACKEND=BACKEND if tracked else smtp, EMAIL_HOST="127.0.0.1", EMAIL_PORT=port,
+                              MAILTRACK=mailtrack_settings(BACKEND=smtp)):
+        connection = mail.get_connection()
+        msg = mail.EmailMessage("Hi", HTML, "shop@example.com", ["ann@example.com", "nobody@example.com"],
+                                cc=["cat@example.com"], headers={"Message-ID": "<refused-1@example.com>"})
+        msg.content_subtype = "html"
+        after = mail.EmailMessage("Hi", HTML, "shop@example.com", ["dan@example.com"])
+        assert connection.send_messages([msg, after]) == 2
+        assert sorted(rcpt for rcpts, _ in inbox.envelopes for rcpt in rcpts) == [
+            "ann@example.com", "cat@example.com", "dan@example.com"]
+        alone = mail.EmailMessage("Hi", HTML, "shop@example.com", ["nobody@example.com"])
+        with pytest.raises(smtplib.SMTPRecipientsRefused):
+            connection.send_messages([alone])
