@@ -14,8 +14,10 @@ one copy per recipient sent to that address alone with the original To and
 Cc headers shown (Bcc hidden), every copy sharing the ``Message-ID``; HTML
 (the body when ``content_subtype`` is ``"html"`` and every ``text/html``
 alternative) and, with ``click_tracking.enable_text``, the plain body
-rewritten; the caller's message never changed; and tracking fails open when
-asked to (the message is sent as it was, the failure logged).
+rewritten; with subscription tracking, RFC 8058's ``List-Unsubscribe`` and
+``List-Unsubscribe-Post`` headers added (unless the message has its own); the
+caller's message never changed; and tracking fails open when asked to (the
+message is sent as it was, the failure logged).
 
 Per-message attributes, as django-anymail spells them: ``track_opens``,
 ``track_clicks`` (bool), ``metadata`` (dict, signed into the tokens), ``tags``
@@ -45,7 +47,7 @@ from typing import Any
 from mailtrack.core.tracker import Tracker
 from mailtrack.exceptions import ArgumentError
 
-__all__ = ["addressed_to", "message_id", "prepare", "recipients", "send_tracked", "settings_for", "tags_of", "track"]
+__all__ = ["add_list_unsubscribe", "addressed_to", "message_id", "prepare", "recipients", "send_tracked", "settings_for", "tags_of", "track"]
 
 log = logging.getLogger("mailtrack")
 _HIDDEN = {"to", "cc", "bcc"}
@@ -155,11 +157,24 @@ def track(tracker: Tracker, msg: Any, msg_id: str, recipient: str | None) -> Any
     if msg.content_subtype != "html" and isinstance(body, str) and body:
         tracked.body = tracker.rewrite_text(body, exclude=opted_out, **common).text
     resolved = tracker.settings.merged(own or None)
+    if resolved.subscription_tracking.enable:
+        add_list_unsubscribe(tracked, tracker.tracking_url("unsubscribe", message_id=msg_id, recipient=recipient,
+                                                        metadata=common["metadata"], tags=common["tags"]))
     if resolved.click_tracking.enable:
         tracked.track_clicks = False  # tracked here: an ESP behind anymail must not wrap the links again
     if resolved.open_tracking.enable:
         tracked.track_opens = False
     return tracked
+
+
+def add_list_unsubscribe(msg: Any, url: str) -> None:
+    """RFC 8058 one-click headers on ``msg`` (``List-Unsubscribe``, and ``-Post`` for https), as the core's
+    :meth:`~mailtrack.Tracker.rewrite_message` adds them: never over the message's own ``List-Unsubscribe``."""
+    if any(name.lower() == "list-unsubscribe" for name in msg.extra_headers) or len(url) > 975:
+        return  # the message's own; or a URL too long for one header line (998 characters)
+    msg.extra_headers["List-Unsubscribe"] = f"<{url}>"
+    if url.startswith("https://") and not any(name.lower() == "list-unsubscribe-post" for name in msg.extra_headers):
+        msg.extra_headers["List-Unsubscribe-Post"] = "List-Unsubscribe=One-Click"
 
 
 def addressed_to(msg: Any, recipient: str, *, show_all: bool = True) -> Any:

@@ -594,3 +594,30 @@ def test_a_refused_recipient_does_not_keep_the_message_from_the_others(tracked: 
         alone = mail.EmailMessage("Hi", HTML, "shop@example.com", ["nobody@example.com"])
         with pytest.raises(smtplib.SMTPRecipientsRefused):
             connection.send_messages([alone])
+
+
+def test_subscription_tracking_adds_rfc_8058_headers_whose_one_click_post_unsubscribes_that_recipient(
+    events: queue.Queue[Any],
+) -> None:
+    """What a mail client needs for one-click unsubscribe: List-Unsubscribe and List-Unsubscribe-Post on each copy."""
+    mail.outbox = []
+    base = "https://testserver/t"
+    config = mailtrack_settings(BASE_URL=base, TRACKING_SETTINGS={"subscription_tracking": {"enable": True}})
+    own = mail.EmailMessage("Hi", HTML, "shop@example.com", ["dan@example.com"],
+                            headers={"Message-ID": "<own-1@example.com>", "List-Unsubscribe": "<mailto:u@example.com>"})
+    with override_settings(EMAIL_BACKEND=BACKEND, MAILTRACK=config):
+        assert mail.get_connection().send_messages([tracked_message(), own]) == 2
+        client = Client(enforce_csrf_checks=True)
+        for sent, recipient in zip(mail.outbox[:3], ["ann@example.com", "bob@example.com", "cat@example.com"], strict=True):
+            headers = email.message_from_bytes(sent.message().as_bytes(), policy=email.policy.default)
+            assert headers["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
+            url = str(headers["List-Unsubscribe"]).strip()  # a long value may be folded onto the next line
+            assert url.startswith(f"<{base}/u/") and url.endswith(">")
+            response = client.post(url[1:-1][len("https://testserver"):], "List-Unsubscribe=One-Click",
+                                    content_type="application/x-www-form-urlencoded", secure=True)
+            assert response.status_code == 200
+            event = events.get(timeout=10)
+            assert (event.event_type.value, event.recipient, event.message_id) == (
+                "unsubscribed", recipient, "campaign-1@example.com")
+    kept = mail.outbox[3].message()
+    assert kept["List-Unsubscribe"] == "<mailto:u@example.com>" and kept["List-Unsubscribe-Post"] is None

@@ -488,6 +488,41 @@ def test_flask_mail_sending_fails_open_when_tracking_fails(
         assert outbox == []
 
 
+def test_subscription_tracking_adds_rfc_8058_headers_to_flask_mail_messages(states: list[MailtrackState]) -> None:
+    """Tracked by track() or by the wrapped Mail.send: List-Unsubscribe, whose one-click POST unsubscribes."""
+    mail = flask_mail.Mail()
+    app = _app(MAILTRACK_TRACK_FLASK_MAIL=True, MAIL_SUPPRESS_SEND=True,
+               MAILTRACK_TRACKING_SETTINGS={"subscription_tracking": {"enable": True}})
+    mail.init_app(app)
+    ext = Mailtrack()
+    state = ext.init_app(app, mail=mail)
+    states.append(state)
+    received = _events(app)
+    try:
+        with app.app_context(), mail.record_messages() as outbox:
+            mail.send(flask_mail.Message("Hi", recipients=["ann@example.com", "bob@example.com"], html=HTML))
+            own = flask_mail.Message("Hi", recipients=["cy@example.com"], html=HTML,
+                                     extra_headers={"List-Unsubscribe": "<mailto:u@example.com>"})
+            ext.track(own)
+        client = app.test_client()
+        for sent, recipient in zip(outbox, ["ann@example.com", "bob@example.com"], strict=True):
+            with app.app_context():
+                headers = email.message_from_bytes(sent.as_bytes(), policy=default)
+            assert headers["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
+            url = str(headers["List-Unsubscribe"]).strip()
+            assert url.startswith(f"<{BASE}/u/") and url.endswith(">")
+            assert state.tracker.verify(url[1:-1]).recipient == recipient
+            response = client.post(urlsplit(url[1:-1]).path, data="List-Unsubscribe=One-Click",
+                                   content_type="application/x-www-form-urlencoded")
+            assert response.status_code == 200
+        wait_until(lambda: len(received) == 2, what="two unsubscribe events")
+        assert sorted((str(e.event_type), e.recipient) for e in received) == [
+            ("unsubscribed", "ann@example.com"), ("unsubscribed", "bob@example.com")]
+        assert own.extra_headers == {"List-Unsubscribe": "<mailto:u@example.com>"}
+    finally:
+        _disconnect(app)
+
+
 def test_a_forged_click_is_a_404_without_redirect(states: list[MailtrackState]) -> None:
     app = _app()
     Mailtrack(app)

@@ -58,7 +58,7 @@ from urllib.parse import urlsplit
 import flask
 from blinker import Namespace
 
-from mailtrack.contrib._mailapi import settings_for, tags_of
+from mailtrack.contrib._mailapi import add_list_unsubscribe, settings_for, tags_of
 from mailtrack.core.tracker import Tracker
 from mailtrack.delivery.recorder import Recorder
 from mailtrack.events import CallbackSink, TrackingEvent
@@ -202,7 +202,9 @@ class Mailtrack:
         """Track a ``flask_mail.Message`` in place for one recipient, and return it.
 
         ``.html`` gets tracked links and the open pixel; ``.body`` gets tracked
-        URLs when ``click_tracking.enable_text`` is on. ``recipient`` defaults to
+        URLs when ``click_tracking.enable_text`` is on; with subscription
+        tracking, ``extra_headers`` get RFC 8058's ``List-Unsubscribe`` and
+        ``List-Unsubscribe-Post`` (unless the message has its own). ``recipient`` defaults to
         the message's only recipient (To, Cc and Bcc together); a message to
         several people is tracked without a recipient (its events say
         ``recipient=None``): send one message per recipient, or set
@@ -249,6 +251,10 @@ def _track(state: MailtrackState, message: Any, recipient: str | None, message_i
         opted_out = [link.url for link in result.skipped if link.reason == "opt-out"]
     if message.body is not None:  # rewrite_text leaves it alone unless click_tracking.enable_text is on
         message.body = tracker.rewrite_text(message.body, exclude=opted_out, **common).text
+    if tracker.settings.merged(common["settings"]).subscription_tracking.enable:
+        message.extra_headers = dict(message.extra_headers or {})
+        add_list_unsubscribe(message, tracker.tracking_url("unsubscribe", message_id=message_id, recipient=recipient,
+                                                           metadata=common["metadata"], tags=common["tags"]))
     return message
 
 
