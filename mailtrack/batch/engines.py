@@ -14,7 +14,10 @@ engines; a distributed one (Dask) follows the same contract.
 from __future__ import annotations
 
 import multiprocessing
+import os
 import signal
+import threading
+import time
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
@@ -45,13 +48,37 @@ def in_process(job: Job, chunks: Iterable[Sequence[Item]]) -> Iterator[Partition
 # -- the process pool ---------------------------------------------------------------------------
 
 _WORKER: Rewriter | None = None
+#: How often a worker checks that the batch process is still there.
+_WATCH_SECONDS = 0.5
 
 
-def _start_worker(job: Job) -> None:
-    """A pool worker's initializer: keep the job's rewriter; leave Ctrl-C to the parent, which stops the pool."""
+def _start_worker(job: Job, batch_pid: int) -> None:
+    """A pool worker's initializer: keep the job's rewriter; leave Ctrl-C to the batch process, which stops the pool."""
     global _WORKER
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     _WORKER = Rewriter(job)
+    threading.Thread(target=_exit_with, args=(batch_pid,), name="mailtrack-batch-watch", daemon=True).start()
+
+
+def _exit_with(pid: int) -> None:
+    """Exit when process ``pid`` is gone: a batch killed with SIGKILL cannot stop its pool, whose workers would wait forever."""
+    while _alive(pid):
+        time.sleep(_WATCH_SECONDS)
+    os._exit(1)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as stat:
+            return stat.read().rsplit(b")", 1)[1].split()[0] != b"Z"  # killed, not yet reaped by its parent
+    except (OSError, IndexError):
+        return True
 
 
 def _rewrite_in_worker(items: Sequence[Item]) -> Partition:
@@ -82,7 +109,8 @@ def process_pool(workers: int, *, in_flight: int | None = None) -> Engine:
         raise ArgumentError(f"in_flight must be a whole number of at least 1, not {in_flight!r}")
 
     def engine(job: Job, chunks: Iterable[Sequence[Item]]) -> Iterator[Partition]:
-        pool = ProcessPoolExecutor(workers, mp_context=_context(), initializer=_start_worker, initargs=(job,))
+        pool = ProcessPoolExecutor(workers, mp_context=_context(), initializer=_start_worker,
+                                   initargs=(job, os.getpid()))
         pending: deque[Future[Partition]] = deque()
         try:
             for items in chunks:
