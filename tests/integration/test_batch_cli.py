@@ -93,7 +93,34 @@ def test_every_format_is_rewritten_into_the_same_layout(tmp_path: Path) -> None:
     rows = [json.loads(line) for line in (out / "camp" / "rows.jsonl").read_text().splitlines()]
     assert [row["row"] for row in rows] == list(range(40))
     assert TRACKER.verify(_OURS.findall(rows[7]["html"])[0]).recipient == "r7@x.example"
-    assert "7 message(s)" not in proc.stderr and "49 message(s) rewritten in" in proc.stderr
+    assert "49 message(s) rewritten in" in proc.stderr
+    assert "rewriting" not in proc.stderr and "\x1b[" not in proc.stderr  # no progress bar when stderr is no terminal
+
+
+@pytest.mark.skipif(importlib.util.find_spec("rich") is None, reason="the progress bar needs rich (mailtrack[cli])")
+def test_a_progress_bar_on_a_terminal(tmp_path: Path) -> None:
+    pty = pytest.importorskip("pty")
+    camp = campaign(tmp_path, records=200)
+    (camp / "rows.jsonl").write_text((camp / "rows.jsonl").read_text() + "{broken\n")
+    controller, terminal = pty.openpty()
+    proc = subprocess.Popen(command("rewrite", camp, "--out", tmp_path / "out", "--recipient", "r@x.example"),
+                            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=terminal, env=env())
+    os.close(terminal)
+    shown = b""
+    while True:
+        try:
+            chunk = os.read(controller, 65536)
+        except OSError:  # EIO: the terminal's other end is closed
+            break
+        if not chunk:
+            break
+        shown += chunk
+    os.close(controller)
+    assert proc.wait(timeout=120) == 1
+    text = shown.decode("utf-8", "replace")
+    assert "rewriting" in text and "messages" in text  # the bar
+    assert "not valid JSON" in text and "errors: 1 (listed above)" in text  # (rich wraps lines to the terminal)
+    assert "Traceback" not in text
 
 
 @pytest.mark.parametrize("eol", ["\n", "\r\n"], ids=["lf", "crlf"])
