@@ -12,7 +12,6 @@ whole; ``--resume`` finishes the rest).
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
 import os
 import signal
@@ -77,8 +76,10 @@ def issued_at_option(value: str | None) -> int | None:
 
 def _engine(args: argparse.Namespace) -> Engine:
     if args.dask is not None:
-        if importlib.util.find_spec("distributed") is None:
-            raise UsageError("--dask needs mailtrack[dask]: pip install 'mailtrack[dask]'")
+        try:
+            import distributed  # noqa: F401
+        except ImportError:
+            raise UsageError("--dask needs mailtrack[dask]: pip install 'mailtrack[dask]'") from None
         raise UsageError("--dask: the Dask engine is not wired into this version yet; run without --dask")
     workers = args.workers if args.workers is not None else (os.cpu_count() or 1)
     if workers < 1:

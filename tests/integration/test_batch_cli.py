@@ -180,20 +180,29 @@ def test_bad_inputs_are_listed_and_the_good_ones_written(tmp_path: Path) -> None
     ["camp", "other/camp", "--out", "out"],  # both would be written to out/camp
     ["a.html", "--out", "out"],  # HTML needs a recipient
     ["-", "--out", "out"],
-    ["camp", "--out", "out", "--dask", "tcp://127.0.0.1:8786"],  # needs mailtrack[dask] (not installed here)
 ])
 def test_usage_errors_exit_2_with_one_line(tmp_path: Path, args: list[str]) -> None:
     (tmp_path / "camp").mkdir()
     (tmp_path / "other" / "camp").mkdir(parents=True)
     (tmp_path / "a.html").write_text("<a href='https://x.example/'>x</a>")
     (tmp_path / "b.html").write_text("<p>")
-    if "--dask" in args and importlib.util.find_spec("distributed") is not None:
-        pytest.skip("dask is installed: what --dask does then is the Dask engine's to say")
     proc = subprocess.run(command("rewrite", *args), capture_output=True, text=True, env=env(), cwd=tmp_path,
                           timeout=60, check=False)
     assert proc.returncode == 2, (proc.returncode, proc.stderr)
     assert "Traceback" not in proc.stderr
     assert proc.stderr.count("\n") == 1 or proc.stderr.startswith("usage:")  # ours, or argparse's usage and error
+    assert not (tmp_path / "out").exists()
+
+
+def test_dask_without_its_extra_is_a_usage_error(tmp_path: Path) -> None:
+    hidden = tmp_path / "hide"
+    hidden.mkdir()
+    (hidden / "distributed.py").write_text("raise ImportError('not installed (simulated)')\n")  # as if it were absent
+    (tmp_path / "camp").mkdir()
+    proc = subprocess.run(command("rewrite", tmp_path / "camp", "--out", tmp_path / "out", "--dask", "tcp://127.0.0.1:1"),
+                          capture_output=True, text=True, timeout=60, check=False,
+                          env={**env(), "PYTHONPATH": os.pathsep.join([str(hidden), os.environ.get("PYTHONPATH", "")])})
+    assert proc.returncode == 2 and "needs mailtrack[dask]" in proc.stderr and "Traceback" not in proc.stderr
     assert not (tmp_path / "out").exists()
 
 
