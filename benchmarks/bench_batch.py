@@ -44,6 +44,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from importlib import metadata as importlib_metadata
 from pathlib import Path
 
@@ -51,6 +52,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
 from harness.campaign import write_campaign  # noqa: E402
+from harness.cpu import CpuWatch  # noqa: E402
 from harness.report import header  # noqa: E402
 from harness.rss import ProcessPeak, peak_rss  # noqa: E402
 
@@ -99,25 +101,40 @@ RUNS: dict[str, Callable[[Job, Path, Path], None]] = {
 }
 
 
-def throughput(job: Job, source: Path, count: int, repetitions: int, work: Path) -> tuple[dict[str, list[float]], bool]:
-    """Messages per second of each contender per repetition, and whether they all wrote the same bytes."""
-    rates: dict[str, list[float]] = {name: [] for name in CONTENDERS}
+@dataclass
+class Series:
+    """Per contender and repetition: messages per second, and the cores this run and other processes used meanwhile."""
+
+    rates: dict[str, list[float]]
+    ours: dict[str, list[float]]
+    others: dict[str, list[float]]
+    same: bool = True
+
+
+def throughput(job: Job, source: Path, count: int, repetitions: int, work: Path) -> Series:
+    """Time each contender ``repetitions`` times, round robin; check they all wrote the same bytes."""
+    series = Series({n: [] for n in CONTENDERS}, {n: [] for n in CONTENDERS}, {n: [] for n in CONTENDERS})
+    rates = series.rates
     reference: bytes | None = None
-    same = True
     for rep in range(repetitions):
         order = CONTENDERS[rep % len(CONTENDERS):] + CONTENDERS[:rep % len(CONTENDERS)]
         for name in order:
             target = work / "out.jsonl"
-            started = time.perf_counter()
-            RUNS[name](job, source, target)
-            rates[name].append(count / (time.perf_counter() - started))
+            with CpuWatch() as cpu:
+                started = time.perf_counter()
+                RUNS[name](job, source, target)
+                rates[name].append(count / (time.perf_counter() - started))
+            if cpu.ours is not None and cpu.others is not None:
+                series.ours[name].append(cpu.ours)
+                series.others[name].append(cpu.others)
             output = target.read_bytes() if rep == 0 else None
             if output is not None:
                 reference = reference if reference is not None else output
-                same = same and output == reference
+                series.same = series.same and output == reference
             target.unlink()
-            print(f"  {name}: {rates[name][-1]:.0f} messages/s", file=sys.stderr, flush=True)
-    return rates, same
+            others = f", other processes {series.others[name][-1]:.2f} cores" if series.others[name] else ""
+            print(f"  {name}: {rates[name][-1]:.0f} messages/s{others}", file=sys.stderr, flush=True)
+    return series
 
 
 def memory(source: Path, work: Path) -> tuple[ProcessPeak | None, list[ProcessPeak]]:
@@ -169,16 +186,20 @@ def main(argv: list[str] | None = None) -> int:
             inputs[size] = work / f"campaign-{size}.jsonl"
             bytes_ = write_campaign(inputs[size], size)
             print(f"wrote {size:,} messages, {bytes_ / 1e6:.1f} MB", file=sys.stderr, flush=True)
-        rates, same = throughput(job, inputs[count], count, repetitions, work)
+        series = throughput(job, inputs[count], count, repetitions, work)
         peaks = {size: memory(inputs[size], work) for size in sizes}
         size_per_message = inputs[count].stat().st_size / count
 
+    rates = series.rates
     medians = {name: statistics.median(values) for name, values in rates.items()}
     loop = medians[CONTENDERS[0]]
-    rows = ["| contender | messages/s (median) | min – max | ÷ (a) loop |", "|---|--:|--:|--:|"]
+    rows = ["| contender | messages/s (median) | min – max | ÷ (a) loop | cores used by the run | by other processes |",
+            "|---|--:|--:|--:|--:|--:|"]
     for name in CONTENDERS:
+        ours = f"{statistics.median(series.ours[name]):.2f}" if series.ours[name] else "?"
+        others = f"{statistics.median(series.others[name]):.2f}" if series.others[name] else "?"
         rows.append(f"| {name} | {medians[name]:.0f} | {min(rates[name]):.0f} – {max(rates[name]):.0f} | "
-                    f"{medians[name] / loop:.2f} |")
+                    f"{medians[name] / loop:.2f} | {ours} | {others} |")
     two_over_one = medians[CONTENDERS[3]] / medians[CONTENDERS[1]]
     one_over_loop = medians[CONTENDERS[1]] / loop
     memory_rows = ["| messages | batch process (reads, writes) | worker 1 | worker 2 |", "|--:|--:|--:|--:|"]
@@ -203,7 +224,9 @@ def main(argv: list[str] | None = None) -> int:
         "",
         f"- (b) 1 worker ÷ (a) plain loop: **{one_over_loop:.2f}** (goal: within 10 %, i.e. at least 0.90)",
         f"- (d) 2 workers ÷ (b) 1 worker: **{two_over_one:.2f}×** on {os.cpu_count()} CPU(s) (goal: at least 1.8× on 2 cores)",
-        f"- every contender wrote the same bytes: {'yes' if same else 'NO'}",
+        f"- every contender wrote the same bytes: {'yes' if series.same else 'NO'}",
+        "- cores: medians over the runs, from /proc (CPU time of this process tree, and of the whole machine less "
+        "that); on a shared machine the parallel run can only use the cores the other processes leave it",
         "",
         "Peak resident memory per process, `mailtrack rewrite IN.jsonl --out DIR --workers 2` (VmHWM from /proc):",
         "",
