@@ -193,13 +193,15 @@ def main(argv: list[str] | None = None) -> int:
     rates = series.rates
     medians = {name: statistics.median(values) for name, values in rates.items()}
     loop = medians[CONTENDERS[0]]
-    rows = ["| contender | messages/s (median) | min – max | ÷ (a) loop | cores used by the run | by other processes |",
-            "|---|--:|--:|--:|--:|--:|"]
+    rows = ["| contender | messages/s (median) | min – max | ÷ (a) loop | CPU per message | cores used by the run "
+            "| by other processes |", "|---|--:|--:|--:|--:|--:|--:|"]
     for name in CONTENDERS:
         ours = f"{statistics.median(series.ours[name]):.2f}" if series.ours[name] else "?"
         others = f"{statistics.median(series.others[name]):.2f}" if series.others[name] else "?"
+        cpu = (f"{statistics.median(c / r for c, r in zip(series.ours[name], rates[name], strict=False)) * 1000:.2f} ms"
+               if series.ours[name] else "?")
         rows.append(f"| {name} | {medians[name]:.0f} | {min(rates[name]):.0f} – {max(rates[name]):.0f} | "
-                    f"{medians[name] / loop:.2f} | {ours} | {others} |")
+                    f"{medians[name] / loop:.2f} | {cpu} | {ours} | {others} |")
     two_over_one = medians[CONTENDERS[3]] / medians[CONTENDERS[1]]
     one_over_loop = medians[CONTENDERS[1]] / loop
     memory_rows = ["| messages | batch process (reads, writes) | worker 1 | worker 2 |", "|--:|--:|--:|--:|"]
@@ -225,8 +227,10 @@ def main(argv: list[str] | None = None) -> int:
         f"- (b) 1 worker ÷ (a) plain loop: **{one_over_loop:.2f}** (goal: within 10 %, i.e. at least 0.90)",
         f"- (d) 2 workers ÷ (b) 1 worker: **{two_over_one:.2f}×** on {os.cpu_count()} CPU(s) (goal: at least 1.8× on 2 cores)",
         f"- every contender wrote the same bytes: {'yes' if series.same else 'NO'}",
-        "- cores: medians over the runs, from /proc (CPU time of this process tree, and of the whole machine less "
-        "that); on a shared machine the parallel run can only use the cores the other processes leave it",
+        "- CPU per message and cores: medians over the runs, from /proc (CPU time of this process tree, all its "
+        "processes, and of the whole machine less that). On a shared machine a parallel run only gets the cores the "
+        "other processes leave it; CPU per message does not depend on that: the same for (b), (c) and (d) means "
+        "the pool adds no work, and N free cores give about N times (b)",
         "",
         "Peak resident memory per process, `mailtrack rewrite IN.jsonl --out DIR --workers 2` (VmHWM from /proc):",
         "",

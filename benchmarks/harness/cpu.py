@@ -3,7 +3,8 @@
 On a shared machine a parallel run can only go as fast as the cores the
 others leave it. :class:`CpuWatch` samples ``/proc/stat`` (all CPU time) and
 the ``utime + stime`` of this process and its descendants (pool workers
-included, sampled every ``interval`` seconds while they live) around a run,
+included, sampled every ``interval`` seconds while they live, so up to one
+interval of a process that exits during the run is missed) around a run,
 so a report can say how many cores other processes took meanwhile. Linux
 only; elsewhere every figure is None.
 """
@@ -45,7 +46,7 @@ def _ticks(pid: int) -> int | None:
 class CpuWatch:
     """``with CpuWatch() as watch: run()`` then ``watch.ours`` and ``watch.others``: cores used on average."""
 
-    def __init__(self, interval: float = 0.2) -> None:
+    def __init__(self, interval: float = 0.05) -> None:
         self.interval = interval
         self.ours: float | None = None
         self.others: float | None = None
