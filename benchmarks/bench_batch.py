@@ -215,7 +215,8 @@ def main(argv: list[str] | None = None) -> int:
 
     command = "python benchmarks/bench_batch.py " + shlex.join(argv if argv is not None else sys.argv[1:])
     report = "\n".join([
-        *header("Campaign batches: messages per second and memory", command.strip(), "quick" if args.quick else "full",
+        *header("Campaign batches: messages per second and memory", command.strip(),
+                "quick" if args.quick else "full" if count >= 100_000 else f"default, {count:,}-message",
                 f"mailtrack {importlib_metadata.version('mailtrack')}" if _installed() else "mailtrack (source)"),
         "",
         f"{count:,} generated personalized messages, {size_per_message / 1000:.1f} KB per JSON line (multipart/alternative, "
