@@ -21,8 +21,8 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any, Literal, NamedTuple
 
-from mailtrack.batch.engines import Engine, in_process
-from mailtrack.batch.items import Format, Item
+from mailtrack.batch.engines import Engine, EngineError, in_process
+from mailtrack.batch.items import Format, Item, Partition
 from mailtrack.batch.job import Job
 from mailtrack.batch.reading import SourceError, read_source
 from mailtrack.batch.sources import Complete, Ignored, Planned, Problem, Source, plan
@@ -168,9 +168,10 @@ def run_batch(
     read = 0
     try:
         for partition in partitions:
+            script = _script_for(partition, scripts)
             results = iter(partition.results)
             failures = deque(partition.summary.errors)  # one per failed item, in item order
-            for step in scripts.popleft():
+            for step in script:
                 if isinstance(step, int):
                     read += step
                     result = next(results)
@@ -201,6 +202,17 @@ def run_batch(
         report.files_written = writer.written
         report.elapsed = time.perf_counter() - started
     return report
+
+
+def _script_for(partition: Partition, scripts: deque[list[_Step]]) -> list[_Step]:
+    """The script of the chunk this partition answers; an :class:`EngineError` if the engine broke the contract."""
+    if not scripts:
+        raise EngineError("the engine gave back more partitions than it was given chunks")
+    script = scripts.popleft()
+    expected = sum(isinstance(step, int) for step in script)
+    if len(partition.results) != expected:
+        raise EngineError(f"the engine gave back {len(partition.results)} results for a chunk of {expected} items")
+    return script
 
 
 def _safely(writer: OutputWriter, report: Report, step: Callable[..., None], *args: Any) -> None:

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from mailtrack.batch import Interrupted, Item, Job, Report, in_process, process_pool, run_batch
+from mailtrack.batch import EngineError, Interrupted, Item, Job, Partition, Report, in_process, process_pool, run_batch
 
 BASE = "https://t.example.com"
 JOB = Job(secret_keys=("k",), base_url=BASE, issued_at=1_767_225_600, recipient="r@x.example")
@@ -116,3 +116,17 @@ def test_a_ctrl_c_stops_cleanly_and_drops_the_output_being_written(tmp_path: Pat
     assert report.interrupted and report.files_written == 1 and report.summary.messages >= 11
     assert sorted(p.name for p in (tmp_path / "out" / "in").iterdir()) == ["a.eml"]  # nothing half-written, no temp file
     assert multiprocessing.active_children() == []
+
+
+def test_an_engine_that_breaks_the_contract_is_an_error_not_a_wrong_output(tmp_path: Path) -> None:
+    (tmp_path / "in").mkdir()
+    for n in range(3):
+        (tmp_path / "in" / f"{n}.eml").write_bytes(eml(n))
+
+    def lossy(job: Job, chunks: Iterator[list[Item]]) -> Iterator[Partition]:
+        for items in chunks:
+            yield Partition(in_process(job, [items[1:]]).__next__().results)  # drops an item's result
+
+    with pytest.raises(EngineError, match="results for a chunk of 3 items"):
+        run_batch(JOB, [tmp_path / "in"], tmp_path / "out", engine=lossy)
+    assert not (tmp_path / "out").exists() or not any((tmp_path / "out").rglob("*.eml"))
