@@ -1,6 +1,7 @@
 """The ``mailtrack`` command line: one parser, one module per group of subcommands.
 
-``demo`` (:mod:`.demo`); ``rewrite`` and ``rewrite-message`` (:mod:`.rewrite`);
+``demo`` (:mod:`.demo`); ``rewrite`` and ``rewrite-message`` (:mod:`.rewrite`,
+campaign batches with ``--out`` in :mod:`.batch`); ``verify`` (:mod:`.verify`);
 ``serve`` (:mod:`.serve`); ``events``, ``stats`` and ``webhooks``
 (:mod:`.events`). Each module's ``register`` adds its subcommands and binds
 each to its function with ``set_defaults(func=...)``; settings (keys, base
@@ -21,7 +22,7 @@ import os
 import sys
 from collections.abc import Sequence
 
-from mailtrack.cli import demo, events, rewrite, serve
+from mailtrack.cli import demo, events, rewrite, serve, verify
 from mailtrack.cli._common import UsageError, cli_wording
 from mailtrack.config import MissingSetting
 from mailtrack.exceptions import MailtrackError
@@ -37,7 +38,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="mailtrack", description="Make outbound email trackable without breaking it.")
     parser.add_argument("--version", action="version", version=f"mailtrack {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for module in (demo, rewrite, serve, events):
+    for module in (demo, rewrite, verify, serve, events):
         module.register(commands)
     return parser
 

@@ -1,23 +1,24 @@
-"""``mailtrack rewrite`` (one HTML file) and ``mailtrack rewrite-message`` (one MIME message), to stdout."""
+"""``mailtrack rewrite`` (one HTML file to stdout, or whole campaigns with ``--out``) and ``mailtrack rewrite-message``.
+
+``rewrite FILE --message-id ID --recipient R`` keeps its first meaning: one
+HTML document, rewritten to stdout. With ``--out DIR`` it rewrites batches
+(.eml, HTML, mbox, JSON lines, directories of them): see :mod:`.batch`.
+"""
 
 from __future__ import annotations
 
 import argparse
-import re
+import os
 import sys
 
+from mailtrack.batch.items import FORMATS
+from mailtrack.batch.mbox import ENVELOPE, FIELD, split_mbox
+from mailtrack.cli import batch
 from mailtrack.cli._common import UsageError, add_settings, cli_wording, describe, json_option, read_input, settings
 from mailtrack.core.tracker import Tracker
 from mailtrack.exceptions import MailtrackError
 
 __all__ = ["check_one_message", "register"]
-
-#: A header field line: a name of printable ASCII but ":" and a colon (RFC 5322 ftext; the stdlib's rule).
-_FIELD = re.compile(rb"[\x21-\x39\x3b-\x7e]+:")
-#: mbox's envelope line, "From sender date", at the start of the input.
-_ENVELOPE = re.compile(rb"From [^\r\n]*(?:\r\n|\n|\r)")
-#: Where a further message of an mbox starts: a blank line, a From_ line, and a header field right after it.
-_SEPARATOR = re.compile(rb"(?:\r\n|\n|\r)(?:\r\n|\n|\r)From [^\r\n]*(?:\r\n|\n|\r)(?=[\x21-\x39\x3b-\x7e]+:)")
 
 
 def check_one_message(raw: bytes) -> None:
@@ -26,38 +27,65 @@ def check_one_message(raw: bytes) -> None:
     * Input that does not start with a header field (after an optional mbox
       ``From `` envelope line) is not a message at all: ``garbage``, an HTML
       file, an empty file.
-    * Input that starts with a ``From `` line is read as an mbox: each further
-      ``From `` line after a blank line and followed by a header field starts
-      another message, and more than one message is refused (rewriting only the
-      first and passing the rest through untracked would look like success).
-      One message with its ``From `` line is taken as that message; the line
-      (and any ``>From`` quoting in the body) is kept byte for byte.
+    * Input that starts with a ``From `` line is read as an mbox, by the rule
+      of :mod:`mailtrack.batch.mbox`: each further ``From `` line after a
+      blank line and followed by a header field starts another message, and
+      more than one message is refused (rewriting only the first and passing
+      the rest through untracked would look like success; ``mailtrack rewrite
+      --out`` takes every message of an mbox). One message with its ``From ``
+      line is taken as that message; the line (and any ``>From`` quoting in
+      the body) is kept byte for byte.
     * Input without a ``From `` line is one message (an .eml) whatever its body
       holds: a body line "From the team" is text.
     """
-    envelope = _ENVELOPE.match(raw)
+    envelope = ENVELOPE.match(raw)
     start = envelope.end() if envelope else 0
-    if not _FIELD.match(raw, start):
+    if not FIELD.match(raw, start):
         raise UsageError("the input is not an email message: it does not start with a header field "
                          "(such as From: or Subject:)")
     if envelope:
-        count = 1 + sum(1 for _ in _SEPARATOR.finditer(raw, start))
+        count = sum(1 for _ in split_mbox(raw.splitlines(keepends=True)))
         if count > 1:
             raise UsageError(f"the input holds {count} messages (an mbox); rewrite-message takes one message: "
-                             "split the mbox into one file per message")
+                             "use mailtrack rewrite --out DIR, which rewrites every message of an mbox")
 
 
 def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Add ``rewrite`` and ``rewrite-message`` to the subcommands ``commands``."""
-    rewrite = commands.add_parser("rewrite", help="rewrite one HTML file to stdout",
-                                  description="Track the links of one HTML document; a report goes to stderr.")
-    rewrite.add_argument("file", help="HTML file, or - for stdin")
-    rewrite.add_argument("--message-id", required=True, help="the message's id, signed into every URL")
-    rewrite.add_argument("--recipient", required=True, help="the recipient, signed into every URL")
+    rewrite = commands.add_parser(
+        "rewrite", help="rewrite one HTML file to stdout, or campaigns (.eml, HTML, mbox, JSON lines) into --out",
+        description="Without --out: track the links of one HTML document to stdout (a report goes to stderr). "
+                    "With --out DIR: rewrite every message of the inputs (.eml, .html, .mbox, .jsonl files and "
+                    "directories of them) into DIR, mirroring their layout, on every core.")
+    rewrite.add_argument("inputs", nargs="+", metavar="INPUT", help="HTML file (or - for stdin) without --out; "
+                         "with --out: .eml, .html, .mbox, .jsonl files and directories")
+    rewrite.add_argument("--out", metavar="DIR", help="write the rewritten inputs here, mirroring their layout")
+    rewrite.add_argument("--message-id", help="the message's id, signed into every URL (with --out: for HTML inputs and "
+                         "JSON lines records without one; default: the HTML file's name)")
+    rewrite.add_argument("--recipient", help="the recipient, signed into every URL (with --out: for HTML inputs and "
+                         "JSON lines records without one)")
     rewrite.add_argument("--metadata", metavar="JSON", help="JSON object signed into every URL")
-    rewrite.add_argument("--encoding", default="utf-8", help=describe("the file's encoding, kept on output", default="utf-8"))
+    rewrite.add_argument("--settings", metavar="JSON|FILE", help="tracking_settings for every message: a JSON object, "
+                         "or a file holding one (messages' own settings are laid over it)")
+    rewrite.add_argument("--encoding", default="utf-8", help=describe("the HTML files' encoding, kept on output",
+                                                                      default="utf-8"))
+    rewrite.add_argument("--issued-at", metavar="ISO", help=describe(
+        "signing time of every token (ISO 8601 with a timezone, or seconds since the epoch): the same inputs then "
+        "give the same bytes", default="now"))
+    rewrite.add_argument("--format", choices=("auto", *FORMATS), default="auto", help=describe(
+        "how to read the inputs; auto: by extension (.eml .html .htm .mbox .jsonl .ndjson), and a named file of "
+        "another name by its first bytes", default="auto"))
+    rewrite.add_argument("--workers", type=int, metavar="N", help=describe("worker processes", default="the number "
+                         f"of cores, {os.cpu_count() or 1} here"))
+    rewrite.add_argument("--resume", action="store_true", help="skip inputs whose output exists (outputs appear whole "
+                         "or not at all)")
+    rewrite.add_argument("--json", action="store_true", help="print the summary as one JSON object on stdout")
+    rewrite.add_argument("--force", action="store_true", help="rewrite messages that carry a DKIM-Signature or are "
+                         "multipart/signed (which breaks the signature)")
+    rewrite.add_argument("--dask", metavar="ADDRESS", help="run on the Dask cluster whose scheduler is at ADDRESS "
+                         "(needs mailtrack[dask])")
     add_settings(rewrite, "secret_key", "secret_key_file", "base_url")
-    rewrite.set_defaults(func=rewrite_html)
+    rewrite.set_defaults(func=run_rewrite)
 
     message = commands.add_parser(
         "rewrite-message", help="rewrite one MIME message (.eml) to stdout",
@@ -82,18 +110,44 @@ def _tracker(args: argparse.Namespace) -> Tracker:
     return Tracker(secret_keys=list(config.secret_keys), base_url=config.base_url)
 
 
+#: Options that only mean something with --out (flag, argparse dest, value when not given).
+_BATCH_ONLY = (("--workers", "workers", None), ("--resume", "resume", False), ("--json", "json", False),
+               ("--format", "format", "auto"), ("--force", "force", False), ("--dask", "dask", None))
+
+
+def run_rewrite(args: argparse.Namespace) -> int:
+    """``mailtrack rewrite``: one HTML file to stdout, or a batch with ``--out``."""
+    if args.out is not None:
+        return batch.run(args)
+    if len(args.inputs) != 1:
+        raise UsageError("several inputs need --out DIR (without it, one HTML file is rewritten to stdout)")
+    if args.inputs[0] != "-" and os.path.isdir(args.inputs[0]):
+        raise UsageError(f"{args.inputs[0]} is a directory: give --out DIR to rewrite what it holds")
+    given = [flag for flag, dest, unset in _BATCH_ONLY if getattr(args, dest) != unset]
+    if given:
+        raise UsageError(f"{', '.join(given)} only apply with --out DIR")
+    missing = [flag for flag, value in (("--message-id", args.message_id), ("--recipient", args.recipient)) if not value]
+    if missing:
+        raise UsageError(f"{' and '.join(missing)} {'is' if len(missing) == 1 else 'are'} required to rewrite one "
+                         "HTML file to stdout (or give --out DIR)")
+    return rewrite_html(args)
+
+
 def rewrite_html(args: argparse.Namespace) -> int:
-    """``mailtrack rewrite``."""
+    """``mailtrack rewrite FILE`` without ``--out``: one HTML document to stdout."""
     tracker = _tracker(args)
     metadata = json_option(args.metadata, "--metadata")
-    raw = read_input(args.file)
+    message_settings = batch.settings_option(args.settings)
+    issued_at = batch.issued_at_option(args.issued_at)
+    raw = read_input(args.inputs[0])
     try:
         html = raw.decode(args.encoding)
     except LookupError:
         raise UsageError(f"--encoding: unknown encoding {args.encoding!r}") from None
     except UnicodeDecodeError as exc:
-        raise MailtrackError(f"{args.file} is not {args.encoding} (--encoding): {exc.reason} at byte {exc.start}") from None
-    result = tracker.rewrite_html(html, message_id=args.message_id, recipient=args.recipient, metadata=metadata)
+        raise MailtrackError(f"{args.inputs[0]} is not {args.encoding} (--encoding): {exc.reason} at byte {exc.start}") from None
+    result = tracker.rewrite_html(html, message_id=args.message_id, recipient=args.recipient, metadata=metadata,
+                                  settings=message_settings, issued_at=issued_at)
     try:
         output = result.html.encode(args.encoding)
     except UnicodeEncodeError as exc:

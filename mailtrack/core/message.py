@@ -32,6 +32,7 @@ from __future__ import annotations
 import copy
 import email.header
 import email.utils
+import hashlib
 import io
 import json
 import re
@@ -77,8 +78,15 @@ def rewrite_message(
     metadata: Mapping[str, Any] | None,
     force: bool,
     domain: str,
+    issued_at: int | None = None,
 ) -> MessageResult[Any]:
-    """Rewrite ``message``; see :meth:`mailtrack.Tracker.rewrite_message`."""
+    """Rewrite ``message``; see :meth:`mailtrack.Tracker.rewrite_message`.
+
+    ``issued_at`` is the signing time when the caller fixed it: a Message-ID
+    added to a message without one is then derived from it, the message's
+    bytes and ``recipient`` instead of drawn at random, so the same inputs give
+    the same output (a campaign batch run twice, or on several workers).
+    """
     raw, convert = _as_bytes(message)
     root = parse_message(raw)
     eol = line_break(raw[: root.body_start])
@@ -100,7 +108,7 @@ def rewrite_message(
 
     resolved, metadata, fan_out = _smtpapi(raw, root, account, metadata, eol, edits, warnings)
     resolved = resolved.merged(settings)
-    message_id = _message_id(raw, root, message_id, domain, eol, edits)
+    message_id = _message_id(raw, root, message_id, domain, eol, edits, recipient, issued_at)
     if len(fan_out) > 1:
         raise MessageRefused(
             f"{SMTPAPI}.to fans this message out to {len(fan_out)} recipients; tracking URLs are per recipient, "
@@ -319,8 +327,17 @@ def _folded(name: str, value: str, eol: bytes) -> bytes:
             lines[-1] += ", " + piece
     return eol.join(line.encode("ascii") for line in lines) + eol
 
+
+def _stable_id(raw: bytes, recipient: str | None, issued_at: int, host: str) -> str:
+    """A Message-ID derived from the fixed signing time, the recipient asked for and the message's bytes."""
+    given = (recipient or "").encode("utf-8", "surrogatepass")
+    digest = hashlib.sha256(b"%d\0%d\0%s\0" % (issued_at, len(given), given))
+    digest.update(raw)
+    return f"<{digest.hexdigest()[:32]}@{host}>"
+
+
 def _message_id(raw: bytes, root: MimeNode, given: str | None, domain: str, eol: bytes,
-                edits: list[tuple[int, int, bytes]]) -> str:
+                edits: list[tuple[int, int, bytes]], recipient: str | None = None, issued_at: int | None = None) -> str:
     if given is not None and not given.strip():
         raise MessageError("message_id must not be empty")
     found = root.field("message-id")
@@ -337,7 +354,8 @@ def _message_id(raw: bytes, root: MimeNode, given: str | None, domain: str, eol:
         edits.append(add_field(root, "Message-ID", f"<{given}>", eol))
         return given
     host = domain if _MSG_ID.fullmatch(f"x@{domain}") else "mailtrack.invalid"
-    new = email.utils.make_msgid(domain=host)
+    # Random (the stdlib's rule) unless the signing time is fixed: then the same message gets the same ID every time.
+    new = email.utils.make_msgid(domain=host) if issued_at is None else _stable_id(raw, recipient, issued_at, host)
     edits.append(add_field(root, "Message-ID", new, eol))
     return new.strip("<>") if given is None else given
 

@@ -217,7 +217,10 @@ class Tracker:
         header is removed. A message carrying ``DKIM-Signature`` is refused
         unless ``force=True``: rewriting would invalidate it, so sign after
         mailtrack. Parts that cannot be decoded are left as they are and listed
-        in ``result.undecodable``. See :mod:`mailtrack.core.message` and
+        in ``result.undecodable``. ``issued_at`` (default now) is signed into
+        the tokens; when it is given, a Message-ID added to a message without
+        one is derived from it and the message instead of drawn at random, so
+        the same inputs and ``issued_at`` give the same bytes. See :mod:`mailtrack.core.message` and
         :mod:`mailtrack.core.mime` for the details.
         """
         when = self._timestamp(issued_at)
@@ -244,6 +247,7 @@ class Tracker:
             metadata=metadata,
             force=force,
             domain=urlsplit(self.base_url).hostname or "localhost",
+            issued_at=when if issued_at is not None else None,
         )
 
     def _plan(

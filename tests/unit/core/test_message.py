@@ -74,6 +74,21 @@ def test_missing_message_id_is_added_and_signed(tracker):
     assert tracker.rewrite_message(result.message, issued_at=9).message == result.message
 
 
+def test_an_added_message_id_is_stable_when_issued_at_is_fixed(tracker):
+    """A campaign batch run twice (or on several workers) with --issued-at must give the same bytes."""
+    raw = build(message_id=None)
+    first, again = (tracker.rewrite_message(raw, issued_at=1_700_000_000) for _ in range(2))
+    assert first.message == again.message and first.message_id.endswith("@t.example.com")
+    others = {
+        tracker.rewrite_message(raw, issued_at=1_700_000_001).message_id,  # another signing time
+        tracker.rewrite_message(raw, issued_at=1_700_000_000, recipient="bob@example.com").message_id,  # another copy
+        tracker.rewrite_message(raw.replace(b"Hello", b"Hallo"), issued_at=1_700_000_000).message_id,  # another message
+    }
+    assert len(others) == 3 and first.message_id not in others
+    # Without issued_at the stdlib draws one at random, as before.
+    assert tracker.rewrite_message(raw).message_id != tracker.rewrite_message(raw).message_id
+
+
 def test_explicit_identity_wins_and_a_valid_id_becomes_the_header(tracker):
     result = tracker.rewrite_message(build(message_id=None), message_id="mine@example.org", recipient="bob@example.org", issued_at=0)
     assert b"\r\nMessage-ID: <mine@example.org>\r\n" in result.message
