@@ -67,7 +67,7 @@ def _need_dask() -> None:
         raise ConfigurationError("the Dask engine needs dask.distributed: pip install 'mailtrack[dask]'")
 
 
-class JobPlugin(WorkerPlugin):  # type: ignore[misc,valid-type]  # distributed ships partial hints
+class JobPlugin(WorkerPlugin):
     """Gives each worker the job once: ``setup`` builds the worker's rewriter, ``teardown`` drops it."""
 
     def __init__(self, job: Job, name: str) -> None:
@@ -109,7 +109,7 @@ def _connect(cluster: Any) -> tuple[Any, bool]:
     if not isinstance(cluster, str) or not cluster:
         raise ArgumentError(f"the Dask cluster is a scheduler address such as tcp://host:8786 or a Client, not {cluster!r}")
     try:
-        return Client(cluster, timeout="10s", set_as_default=False), True
+        return Client(cluster, timeout="10s", set_as_default=False), True  # type: ignore[no-untyped-call]
     except (OSError, TimeoutError) as exc:
         raise ConfigurationError(f"cannot reach the Dask scheduler at {cluster}: {exc}") from None
 
