@@ -30,9 +30,10 @@ How the work is split, and why:
   fixed ``issued_at`` the bytes are those of a local run.
 
 :func:`rewrite_on_worker` and :func:`register_job` are public for graphs of
-your own (a ``dask.bag`` whose partitions are lists of
-:class:`~mailtrack.batch.Item` living on the cluster:
-``bag.map_partitions(rewrite_on_worker, name)``).
+your own, whose data the workers read themselves: for a ``dask.bag`` of
+:class:`~mailtrack.batch.Item`, ``name = register_job(client, job)`` then
+``[dask.delayed(rewrite_on_worker)(part, name) for part in bag.to_delayed()]``
+computes one :class:`~mailtrack.batch.Partition` per bag partition.
 """
 
 from __future__ import annotations

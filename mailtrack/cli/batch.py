@@ -80,7 +80,14 @@ def _engine(args: argparse.Namespace) -> Engine:
             import distributed  # noqa: F401
         except ImportError:
             raise UsageError("--dask needs mailtrack[dask]: pip install 'mailtrack[dask]'") from None
-        raise UsageError("--dask: the Dask engine is not wired into this version yet; run without --dask")
+        if args.workers is not None:
+            raise UsageError("--workers sizes the local pool; with --dask the cluster's workers do the work")
+        from mailtrack.batch.dask_engine import dask_engine
+
+        try:
+            return dask_engine(args.dask)
+        except ArgumentError as exc:
+            raise UsageError(f"--dask: {exc}") from None
     workers = args.workers if args.workers is not None else (os.cpu_count() or 1)
     if workers < 1:
         raise UsageError(f"--workers must be at least 1, not {workers}")

@@ -61,6 +61,7 @@ def _claims(verified: Verified) -> dict[str, Any]:
         "message_id": verified.message_id,
         "recipient": verified.recipient,
         "metadata": dict(verified.metadata),
+        "tags": list(verified.tags),
         "issued_at": issued.strftime("%Y-%m-%dT%H:%M:%SZ"),
         "issued_at_unix": int(issued.timestamp()),
     }
@@ -88,8 +89,11 @@ def run_verify(args: argparse.Namespace) -> int:
     rows: list[tuple[str, str]] = [("kind", verified.kind)]
     if verified.kind == "click":
         rows += [("destination", verified.url or ""), ("link index", str(verified.link_index))]
-    rows += [("message id", verified.message_id), ("recipient", verified.recipient),
+    recipient = verified.recipient if verified.recipient is not None else "(none: tracked without a recipient)"
+    rows += [("message id", verified.message_id), ("recipient", recipient),
              ("metadata", json.dumps(claims["metadata"], ensure_ascii=False)), ("issued at", claims["issued_at"])]
+    if verified.tags:
+        rows.append(("tags", ", ".join(verified.tags)))
     print(f"valid {verified.kind} token")
     for label, value in rows:
         print(f"{label + ':':<13}{value}")

@@ -406,8 +406,18 @@ def test_verify_prints_what_a_link_was_signed_for(tmp_path: Path) -> None:
     proc = run("verify", url.rsplit("/", 1)[1], "--json")  # a bare token
     assert json.loads(proc.stdout) == {"valid": True, "kind": "click", "url": "https://x.example/a?b=1", "link_index": 3,
                                        "message_id": "m-7", "recipient": "ann@x.example",
-                                       "metadata": {"campaign": "spring"}, "issued_at": "2026-01-01T00:00:00Z",
+                                       "metadata": {"campaign": "spring"}, "tags": [], "issued_at": "2026-01-01T00:00:00Z",
                                        "issued_at_unix": 1_767_225_600}
+
+
+def test_verify_says_when_a_link_names_no_recipient_and_shows_its_tags() -> None:
+    url = TRACKER.tracking_url("open", message_id="digest-9", tags=["weekly", "digest"], issued_at=1_767_225_600)
+    proc = run("verify", url)
+    assert proc.returncode == 0, proc.stderr
+    lines = proc.stdout.splitlines()
+    assert "recipient:   (none: tracked without a recipient)" in lines and "tags:        weekly, digest" in lines
+    as_json = json.loads(run("verify", url, "--json").stdout)
+    assert (as_json["recipient"], as_json["tags"]) == (None, ["weekly", "digest"])
 
 
 def test_verify_refuses_expired_and_invalid_tokens_with_the_reason(tmp_path: Path) -> None:

@@ -12,6 +12,8 @@ import json
 import os
 import shutil
 import signal
+import subprocess
+import sys
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -144,3 +146,50 @@ def test_an_unreachable_scheduler_is_a_configuration_error(tmp_path: Path) -> No
 def test_register_job_refuses_what_is_not_a_job(client: Client) -> None:
     with pytest.raises(TypeError):
         register_job(client, {"secret_keys": ["k"]})  # type: ignore[arg-type]
+
+
+def _cli(*args: str | Path) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MAILTRACK_")}
+    env.update(MAILTRACK_SECRET_KEY=SECRET, MAILTRACK_BASE_URL=JOB.base_url)
+    return subprocess.run([sys.executable, "-m", "mailtrack", "rewrite", *map(str, args)], capture_output=True, text=True,
+                          env=env, timeout=180, check=False)
+
+
+def test_the_command_runs_on_the_cluster_with_dask_and_writes_the_one_process_bytes(client: Client, tmp_path: Path) -> None:
+    inputs = _inputs(tmp_path / "in", records=300)
+    common = ["--issued-at", "2026-01-01T00:00:00Z", "--recipient", "all@example.com", "--json"]
+    local = _cli(*inputs, "--out", tmp_path / "local", "--workers", "1", *common)
+    remote = _cli(*inputs, "--out", tmp_path / "dask", "--dask", client.scheduler.address, *common)
+    assert local.returncode == remote.returncode == 1, remote.stderr  # the bad JSON record: listed, the rest written
+    assert _tree(tmp_path / "dask") == _tree(tmp_path / "local")
+    def counts(stdout: str) -> dict[str, object]:
+        return {k: v for k, v in json.loads(stdout).items() if "seconds" not in k and "per_second" not in k}
+
+    assert counts(remote.stdout) == counts(local.stdout) and counts(local.stdout)["messages"] > 300
+
+
+def test_dask_and_workers_together_and_an_unreachable_scheduler_are_told_apart(tmp_path: Path) -> None:
+    inputs = _inputs(tmp_path / "in", records=3)
+    both = _cli(*inputs, "--out", tmp_path / "o1", "--dask", "tcp://127.0.0.1:9", "--workers", "2", "--recipient", "a@x")
+    assert both.returncode == 2 and "--workers" in both.stderr
+    gone = _cli(*inputs, "--out", tmp_path / "o2", "--dask", "tcp://127.0.0.1:9", "--recipient", "a@x")
+    assert gone.returncode == 1 and "cannot reach the Dask scheduler" in gone.stderr and "Traceback" not in gone.stderr
+    assert not (tmp_path / "o2").exists() or not any((tmp_path / "o2").rglob("*.jsonl"))
+
+
+def test_a_graph_of_your_own_rewrites_a_bag_with_the_registered_job(client: Client) -> None:
+    import dask
+    import dask.bag
+
+    items = [Item("jsonl", json.dumps({"message_id": f"b{i}", "recipient": f"u{i}@example.com", "html": _html(i, 2)}).encode(),
+                  f"bag record {i}", end=b"\n") for i in range(30)]
+    name = register_job(client, JOB)
+    try:
+        bag = dask.bag.from_sequence(items, npartitions=3)
+        partitions = dask.compute(*[dask.delayed(dask_module.rewrite_on_worker)(part, name) for part in bag.to_delayed()])
+    finally:
+        client.unregister_worker_plugin(name)
+    assert [type(p) for p in partitions] == [Partition] * 3
+    expected = in_process(JOB, [items])
+    assert [r.output for p in partitions for r in p.results] == [r.output for p in expected for r in p.results]
+    assert Summary.total(p.summary for p in partitions).links_tracked == 60
