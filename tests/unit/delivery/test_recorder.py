@@ -254,8 +254,13 @@ def test_spool_locked_by_a_live_process_is_left_alone(db: Path, spool: Path, rec
 
 
 def _spool_and_wait(db: str, spool_dir: str, opened: Any, locked: Any, ready: Any) -> None:
-    """Child process: spool three events (its database stays locked by the parent), then idle until killed."""
-    recorder = Recorder(SQLiteStore(db, busy_timeout=0.05), spool_dir=spool_dir, **FAST)
+    """Child process: spool three events (its database stays locked by the parent), then idle until killed.
+
+    No background retries (IDLE): a retry rotates the spool file, and a rotated file is any process's to
+    drain by design, so the parent could legitimately take it while the child lives; this test pins that a
+    file its live writer holds is never taken.
+    """
+    recorder = Recorder(SQLiteStore(db, busy_timeout=0.05), spool_dir=spool_dir, **IDLE)
     opened.set()
     locked.wait(60)
     for i in range(3):
