@@ -19,14 +19,17 @@ How the work is split, and why:
 * The machine that runs the batch reads the inputs and writes the outputs
   (the same reader and :class:`~mailtrack.batch.OutputWriter` as the local
   engines, so the layout, the order and the atomic writes are the same);
-  each list of items travels in its task to a worker and is rewritten there. Workers
+  each list of items is scattered straight to a worker (not through the
+  scheduler, which would carry every message twice) and rewritten there. Workers
   therefore need mailtrack installed (the same version) but no access to
   the input or output paths. At most ``in_flight`` lists are on the cluster
   at once, so memory stays flat however many messages there are.
 * A worker that dies mid-task (killed, out of memory) loses nothing: the
-  scheduler runs its tasks again on another worker, and since a partition's
-  results come back to this process exactly once and are written here with
-  temporary file + rename, no output is lost or written twice. With the job's
+  items it held are still here (until their results are written), so the
+  partition is scattered again to a live worker (:data:`RESUBMITS` times at
+  most), and since a partition's results come back to this process exactly
+  once and are written here with temporary file + rename, no output is lost
+  or written twice. With the job's
   fixed ``issued_at`` the bytes are those of a local run.
 
 :func:`rewrite_on_worker` and :func:`register_job` are public for graphs of
@@ -139,19 +142,14 @@ def dask_engine(cluster: Any, *, in_flight: int | None = None) -> Engine:
             threads = sum(client.nthreads().values()) or 1
             limit = in_flight or 2 * threads
             for items in chunks:
-                if not items:
-                    pending.append(Partition())
-                else:
-                    # The items travel in the task itself, not scattered ahead: the scheduler keeps a task until its
-                    # result is taken, so a task whose worker died runs again elsewhere (scattered data would be lost).
-                    pending.append(client.submit(rewrite_on_worker, list(items), name, pure=False))
+                pending.append((list(items), _submit(client, list(items), name) if items else None))
                 while len(pending) >= limit:
-                    yield _result(pending.popleft())
+                    yield _result(client, name, *pending.popleft())
             while pending:
-                yield _result(pending.popleft())
+                yield _result(client, name, *pending.popleft())
         finally:
-            for future in pending:
-                if not isinstance(future, Partition):
+            for _, future in pending:
+                if future is not None:
                     future.cancel()
             if name is not None:
                 try:
@@ -164,16 +162,36 @@ def dask_engine(cluster: Any, *, in_flight: int | None = None) -> Engine:
     return engine
 
 
-def _result(pending: Any) -> Partition:
-    """A partition, waited for; the cluster's failures as :class:`EngineError`."""
-    if isinstance(pending, Partition):
-        return pending
-    try:
-        partition = pending.result()
-    except EngineError:
-        raise
-    except Exception as exc:  # KilledWorker (a partition that killed too many workers), a lost scheduler, ...
-        raise EngineError(f"the Dask cluster could not rewrite a partition: {type(exc).__name__}: {exc}") from None
-    if not isinstance(partition, Partition):
-        raise EngineError(f"a Dask worker returned {type(partition).__name__}, not a Partition")
-    return partition
+#: How many times a partition is sent again after the worker holding it was lost.
+RESUBMITS = 3
+
+
+def _submit(client: Any, items: list[Item], name: str) -> Any:
+    """Send ``items`` straight to a worker (not through the scheduler) and rewrite them there."""
+    [data] = client.scatter([items], direct=True, hash=False)
+    return client.submit(rewrite_on_worker, data, name, pure=False)
+
+
+def _result(client: Any, name: str, items: list[Item], future: Any) -> Partition:
+    """The partition for ``items``, waited for; sent again if its worker was lost; other failures as :class:`EngineError`.
+
+    Scattered items live on one worker only: if that worker dies they are
+    gone and the task cannot rerun by itself, so the items (still held here,
+    until their results are written) are scattered again to a live worker.
+    """
+    if future is None:
+        return Partition()
+    for attempt in range(RESUBMITS + 1):
+        try:
+            partition = client.gather(future, direct=True)
+        except EngineError:
+            raise
+        except Exception as exc:  # a lost worker (its data with it), KilledWorker, a lost scheduler, ...
+            if attempt == RESUBMITS or client.status != "running":
+                raise EngineError(f"the Dask cluster could not rewrite a partition: {type(exc).__name__}: {exc}") from None
+            future = _submit(client, items, name)
+            continue
+        if not isinstance(partition, Partition):
+            raise EngineError(f"a Dask worker returned {type(partition).__name__}, not a Partition")
+        return partition
+    raise AssertionError("unreachable")  # pragma: no cover

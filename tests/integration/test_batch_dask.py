@@ -113,10 +113,21 @@ def test_the_job_reaches_each_worker_as_a_plugin_never_in_a_task(client: Client,
     assert len(per_worker) == 2 and all(names == [] for names in per_worker.values())  # unregistered when the batch ended
 
 
-def test_a_worker_killed_mid_run_loses_and_duplicates_nothing(client: Client, tmp_path: Path) -> None:
+def test_a_worker_killed_mid_run_loses_and_duplicates_nothing(
+    client: Client, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     inputs = _inputs(tmp_path / "in", records=1500)
     local = run_batch(JOB, inputs, tmp_path / "local", engine=in_process)
     killed: list[int] = []
+    submitted: list[int] = []
+    submit = dask_module._submit
+
+    def counting(client: Any, items: list[Item], name: str) -> Any:
+        submitted.append(len(items))
+        return submit(client, items, name)
+
+    monkeypatch.setattr(dask_module, "_submit", counting)
+    yielded: list[int] = []
 
     def killing(job: Job, chunks: Iterable[Sequence[Item]]) -> Iterator[Partition]:
         for number, partition in enumerate(dask_engine(client, in_flight=8)(job, chunks)):
@@ -125,11 +136,13 @@ def test_a_worker_killed_mid_run_loses_and_duplicates_nothing(client: Client, tm
                 pids = client.run(os.getpid)
                 victim = sorted(busy)[0] if busy else sorted(pids)[0]
                 killed.append(pids[victim])
-                os.kill(pids[victim], signal.SIGKILL)  # the nanny starts a new worker; the scheduler reruns its tasks
+                os.kill(pids[victim], signal.SIGKILL)  # the nanny starts a new worker; the engine resends what it held
+            yielded.append(len(partition.results))
             yield partition
 
     report = run_batch(JOB, inputs, tmp_path / "dask", engine=killing, chunk_items=10)
     assert killed
+    assert len(submitted) > len([n for n in yielded if n])  # the killed worker's partitions were sent again
     assert _tree(tmp_path / "dask") == _tree(tmp_path / "local")
     lines = (tmp_path / "dask" / "campaign.jsonl").read_bytes().splitlines()
     assert len(lines) == 1501 and len(set(lines)) == 1501  # every record once, none twice
