@@ -1,8 +1,9 @@
 """One JSON lines record in, one out: ``html``/``text`` bodies or a ``raw`` message, and who it is for.
 
 A record is a JSON object with ``message_id``, ``recipient``, ``html``,
-``text``, ``tracking_settings`` and ``metadata``, or ``raw`` (a whole message
-as a string) instead of the bodies. The output record is the input record,
+``text``, ``tracking_settings``, ``metadata`` and ``tags`` (a list of
+strings, signed in and given back in every event), or ``raw`` (a whole
+message as a string) instead of the bodies. The output record is the input record,
 key order and unknown keys kept, with ``html``/``text``/``raw`` rewritten and
 ``message_id``/``recipient`` set to the ones signed (for ``raw``, read from
 its headers unless the record gives them). Output is compact UTF-8 JSON, one
@@ -56,6 +57,7 @@ def rewrite_record(tracker: Tracker, job: Job, data: bytes, counts: Summary) -> 
     metadata = _optional(record, "metadata", dict, "a JSON object")
     if job.metadata or metadata:
         metadata = {**(job.metadata or {}), **(metadata or {})}
+    tags = _optional(record, "tags", list, "a list of strings")
     message_id = _optional(record, "message_id", str, "a string")
     recipient = _optional(record, "recipient", str, "a string")
     raw = _optional(record, "raw", str, "a string (a whole message)")
@@ -64,7 +66,7 @@ def rewrite_record(tracker: Tracker, job: Job, data: bytes, counts: Summary) -> 
         if any(body is not None for body in bodies.values()):
             raise ArgumentError("a record gives either raw (a whole message) or html/text bodies, not both")
         result = tracker.rewrite_message(raw, message_id=message_id, recipient=recipient, settings=settings,
-                                         metadata=metadata, issued_at=job.issued_at, force=job.force)
+                                         metadata=metadata, issued_at=job.issued_at, force=job.force, tags=tags)
         count_message(result, counts)
         record.update(raw=result.message, message_id=result.message_id, recipient=result.recipient)
         return dumps(record)
@@ -76,7 +78,7 @@ def rewrite_record(tracker: Tracker, job: Job, data: bytes, counts: Summary) -> 
         missing = " and ".join(name for name, value in (("message_id", message_id), ("recipient", recipient)) if not value)
         raise ArgumentError(f"a record with html or text needs {missing} (in the record, or for every record)")
     identity: dict[str, Any] = {"message_id": message_id, "recipient": recipient, "settings": settings,
-                                "metadata": metadata, "issued_at": job.issued_at}
+                                "metadata": metadata, "issued_at": job.issued_at, "tags": tags}
     opted_out: frozenset[str] = frozenset()
     if bodies["html"] is not None:
         html = tracker.rewrite_html(bodies["html"], **identity)

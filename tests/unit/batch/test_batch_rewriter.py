@@ -104,3 +104,16 @@ def test_a_rewriter_gives_the_same_bytes_on_every_call_and_partitions_pickle() -
     first, second = rewriter.partition(items), rewriter.partition(items)
     assert first.results == second.results
     assert pickle.loads(pickle.dumps(first)) == Partition(first.results, first.summary)
+
+
+def test_a_records_tags_are_signed_into_its_links_and_a_bad_one_is_its_error() -> None:
+    records = [{"message_id": "t1", "recipient": "a@x.example", "html": '<a href="https://x.example/1">1</a>',
+                "tags": ["spring", "vip"]},
+               {"raw": EML.decode(), "tags": ["raw-tag"]},
+               {"message_id": "t3", "recipient": "a@x.example", "html": "<p>x</p>", "tags": "one-string"}]
+    items = [Item("jsonl", json.dumps(r).encode(), f"c.jsonl line {n}", end=b"\n") for n, r in enumerate(records, 1)]
+    partition = rewrite_partition(JOB, items)
+    first, second, third = (json.loads(r.output or b"") for r in partition.results)
+    assert TRACKER.verify(first["html"].split('href="')[1].split('"')[0]).tags == ("spring", "vip")
+    assert TRACKER.verify(second["raw"].split('href="')[1].split('"')[0]).tags == ("raw-tag",)
+    assert "tags must be a list of strings" in third["error"] and partition.summary.failed == 1
