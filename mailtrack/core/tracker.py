@@ -171,19 +171,21 @@ class Tracker:
     def rewrite_message(
         self, message: bytes, *, message_id: str | None = ..., recipient: str | None = ..., settings: SettingsInput = ...,
         metadata: Mapping[str, Any] | None = ..., issued_at: float | datetime | None = ..., force: bool = ...,
+        tags: Iterable[str] | None = ...,
     ) -> MessageResult[bytes]: ...
 
     @overload
     def rewrite_message(
         self, message: str, *, message_id: str | None = ..., recipient: str | None = ..., settings: SettingsInput = ...,
         metadata: Mapping[str, Any] | None = ..., issued_at: float | datetime | None = ..., force: bool = ...,
+        tags: Iterable[str] | None = ...,
     ) -> MessageResult[str]: ...
 
     @overload
     def rewrite_message(
         self, message: MessageT, *, message_id: str | None = ..., recipient: str | None = ...,
         settings: SettingsInput = ..., metadata: Mapping[str, Any] | None = ..., issued_at: float | datetime | None = ...,
-        force: bool = ...,
+        force: bool = ..., tags: Iterable[str] | None = ...,
     ) -> MessageResult[MessageT]: ...
 
     def rewrite_message(
