@@ -21,10 +21,10 @@ from mailtrack.delivery.webhooks import WebhookDelivery
 from mailtrack.exceptions import ConfigurationError
 from mailtrack.http.endpoints import Endpoints
 from mailtrack.http.wsgi import MAX_BODY, WsgiApp
-from mailtrack.storage.base import EventStore
+from mailtrack.storage.base import AccountStore, EventStore
 from mailtrack.storage.sqlite import SQLiteStore
 
-__all__ = ["Service", "build_service", "create_server", "from_environment", "open_store"]
+__all__ = ["Service", "build_service", "create_server", "from_environment", "open_account_store", "open_store"]
 
 
 class Service(NamedTuple):
@@ -49,6 +49,13 @@ def open_store(db: str | Path, *, create: bool = True) -> EventStore:
     """
     if not create and not Path(db).is_file():
         raise ConfigurationError(f"no event database at {str(db)!r}: no such file (check --db or MAILTRACK_DB)")
+    return SQLiteStore(db)
+
+
+def open_account_store(db: str | Path) -> AccountStore:
+    """The account store at ``db`` (the same file and implementation as the events'; created if missing)."""
+    if not Path(db).resolve().parent.is_dir():
+        raise ConfigurationError(f"the directory of the database {str(db)!r} does not exist (--db, MAILTRACK_DB)")
     return SQLiteStore(db)
 
 

@@ -158,3 +158,7 @@ class AccountStore(Protocol):
         Raises :class:`~mailtrack.exceptions.SettingsError` (nothing written) for a body the section does not take.
         """
         ...
+
+    def close(self) -> None:
+        """Release this thread's resources."""
+        ...
