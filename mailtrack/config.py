@@ -38,8 +38,9 @@ from typing import Any
 
 from mailtrack.core.urls import UrlLayout
 from mailtrack.delivery.webhooks import check_url, secret_key
-from mailtrack.exceptions import ConfigurationError, MailtrackError
+from mailtrack.exceptions import ArgumentError, ConfigurationError, MailtrackError
 from mailtrack.http.endpoints import check_max_age, trusted_networks
+from mailtrack.storage.accounts import check_account_name
 
 __all__ = ["OPTIONS", "Config", "MissingSetting", "Option"]
 
@@ -107,6 +108,10 @@ OPTIONS: dict[str, Option] = _options(
            "comma-separated in the variable", field="webhooks", metavar="URL", many=True),
     Option("webhook_secret", "--webhook-secret", "MAILTRACK_WEBHOOK_SECRET", "HMAC key for the webhook signature",
            metavar="SECRET", secret=True),
+    Option("account_name", "--account-name", "MAILTRACK_ACCOUNT_NAME", "the parent account's name (subusers belong "
+           "to it)", default="parent", metavar="NAME"),
+    Option("account", "--account", "MAILTRACK_ACCOUNT", "apply this account's stored tracking settings "
+           "(the parent's name or a subuser; needs --db)", metavar="NAME"),
 )
 
 _BY_FIELD: dict[str, list[Option]] = {}
@@ -154,6 +159,8 @@ class Config:
     landing_html: str | None = None
     webhooks: tuple[str, ...] = ()
     webhook_secret: str | None = None
+    account_name: str = OPTIONS["account_name"].default
+    account: str | None = None
 
     def __post_init__(self) -> None:
         for name in ("secret_keys", "trusted_proxies", "webhooks"):
@@ -191,6 +198,9 @@ class Config:
             raise _invalid("webhook_secret", "webhooks need a secret")
         if self.webhook_secret is not None:
             _checked("webhook_secret", secret_key, self.webhook_secret)
+        _checked("account_name", _account_name, self.account_name)
+        if self.account is not None:
+            _checked("account", _account_name, self.account)
 
     @classmethod
     def from_sources(
@@ -216,7 +226,7 @@ class Config:
             return value if value is not None else variable(name)
 
         values: dict[str, Any] = {"secret_keys": _secret_keys(argument, variable)}
-        for name in ("base_url", "db", "host", "webhook_secret"):
+        for name in ("base_url", "db", "host", "webhook_secret", "account_name", "account"):
             value = pick(name)
             if value is not None:
                 values[OPTIONS[name].field] = value
@@ -261,6 +271,14 @@ class Config:
         return f"Config({', '.join(shown)})"
 
     __str__ = __repr__
+
+
+def _account_name(value: object) -> None:
+    """The store's check of an account name, as a configuration error."""
+    try:
+        check_account_name(value)
+    except ArgumentError as exc:
+        raise ConfigurationError(str(exc)) from None
 
 
 def _is_int(value: object) -> bool:

@@ -9,8 +9,9 @@ the demo both need it.
 
 from __future__ import annotations
 
+import functools
 import socket
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -20,11 +21,12 @@ from mailtrack.delivery.recorder import Recorder
 from mailtrack.delivery.webhooks import WebhookDelivery
 from mailtrack.exceptions import ConfigurationError
 from mailtrack.http.endpoints import Endpoints
+from mailtrack.http.settings_api import SettingsApi
 from mailtrack.http.wsgi import MAX_BODY, WsgiApp
-from mailtrack.storage.base import EventStore
+from mailtrack.storage.base import AccountStore, EventStore
 from mailtrack.storage.sqlite import SQLiteStore
 
-__all__ = ["Service", "build_service", "create_server", "from_environment", "open_store"]
+__all__ = ["Service", "build_service", "create_server", "from_environment", "open_account_store", "open_store"]
 
 
 class Service(NamedTuple):
@@ -52,6 +54,13 @@ def open_store(db: str | Path, *, create: bool = True) -> EventStore:
     return SQLiteStore(db)
 
 
+def open_account_store(db: str | Path) -> AccountStore:
+    """The account store at ``db`` (the same file and implementation as the events'; created if missing)."""
+    if not Path(db).resolve().parent.is_dir():
+        raise ConfigurationError(f"the directory of the database {str(db)!r} does not exist (--db, MAILTRACK_DB)")
+    return SQLiteStore(db)
+
+
 def build_service(config: Config) -> Service:
     """Wire tracker, store, recorder, endpoints and webhook deliveries from ``config``.
 
@@ -63,12 +72,22 @@ def build_service(config: Config) -> Service:
     if not Path(config.db).resolve().parent.is_dir():
         raise ConfigurationError(f"the directory of the database {config.db!r} does not exist (--db, MAILTRACK_DB)")
     tracker = Tracker(list(config.secret_keys), config.base_url)
-    store = open_store(config.db)
+    store = SQLiteStore(config.db)  # an EventStore and an AccountStore
     recorder = Recorder(store, outbox=config.webhooks)
+    landing: str | Callable[[], str | None] | None = config.landing_html
+    if landing is None:  # the parent account's stored subscription.landing, read when the page is shown
+        landing = functools.partial(_stored_landing, store, config.account_name)
     endpoints = Endpoints(tracker, recorder, trusted_proxies=config.trusted_proxies, max_age=config.max_age,
-                          landing_html=config.landing_html)
+                          landing_html=landing)
     deliveries = [WebhookDelivery(store, url, config.webhook_secret or "").start() for url in config.webhooks]
-    return Service(WsgiApp(endpoints), recorder, deliveries)
+    return Service(WsgiApp(endpoints, [SettingsApi(store).handle]), recorder, deliveries)
+
+
+def _stored_landing(store: AccountStore, account: str) -> str | None:
+    """The landing page stored for ``account`` (``PATCH /v3/tracking_settings/subscription``), or None."""
+    if store.account(account) is None:
+        return None
+    return store.tracking_settings(account).subscription_tracking.landing
 
 
 def from_environment(environ: Mapping[str, str] | None = None) -> Service:

@@ -10,9 +10,10 @@ from pathlib import Path
 from typing import Any
 
 from mailtrack.config import OPTIONS, Config
+from mailtrack.core.settings import TrackingSettings
 from mailtrack.exceptions import MailtrackError
 
-__all__ = ["UsageError", "add_settings", "cli_wording", "describe", "json_option", "read_input", "settings"]
+__all__ = ["UsageError", "account_settings", "add_settings", "cli_wording", "describe", "json_option", "read_input", "settings"]
 
 
 class UsageError(MailtrackError):
@@ -42,6 +43,27 @@ def add_settings(parser: argparse.ArgumentParser, *names: str) -> None:
 def settings(args: argparse.Namespace, *required: str) -> Config:
     """The settings for this run: ``args`` over the environment; ``required`` fields must be set."""
     return Config.from_sources(args).require(*required)
+
+
+def account_settings(config: Config) -> TrackingSettings:
+    """The defaults with ``--account``'s stored settings over them (the defaults alone without ``--account``).
+
+    Read once, before any message, and handed to the Tracker as its settings,
+    so a batch's workers (processes, a Dask cluster) need no database. An
+    account needs ``--db``; an unknown one is an error, not the defaults.
+    """
+    if config.account is None:
+        return TrackingSettings()
+    if config.db is None:
+        raise UsageError("--account needs --db (or MAILTRACK_DB): the database that holds the account's settings")
+    from mailtrack.service import open_store
+
+    store = open_store(config.db, create=False)
+    try:
+        stored = store.account_settings(config.account)  # type: ignore[attr-defined]
+    finally:
+        store.close()
+    return TrackingSettings().with_account(stored)
 
 
 def read_input(name: str) -> bytes:

@@ -24,7 +24,7 @@ from mailtrack.batch import Engine, Interrupted, Job, LayoutError, Report, in_pr
 from mailtrack.batch import plan as plan_inputs
 from mailtrack.batch import run_batch as run_engine
 from mailtrack.batch.sources import EXTENSIONS, Source
-from mailtrack.cli._common import UsageError, cli_wording, json_option, settings
+from mailtrack.cli._common import UsageError, account_settings, cli_wording, json_option, settings
 from mailtrack.cli.progress import BatchProgress
 from mailtrack.exceptions import ArgumentError, MailtrackError
 
@@ -98,7 +98,10 @@ def _job(args: argparse.Namespace) -> Job:
     config = settings(args, "secret_keys", "base_url")
     assert config.base_url is not None  # required above
     try:
-        return Job(secret_keys=config.secret_keys, base_url=config.base_url, settings=settings_option(args.settings),
+        given = settings_option(args.settings)
+        if config.account is not None:  # defaults < --account < --settings, resolved here once for every worker
+            given = account_settings(config).merged(given).to_dict()
+        return Job(secret_keys=config.secret_keys, base_url=config.base_url, settings=given,
                    metadata=json_option(args.metadata, "--metadata"), issued_at=_issued_at(args),
                    message_id=args.message_id, recipient=args.recipient, encoding=args.encoding, force=args.force)
     except ArgumentError as exc:

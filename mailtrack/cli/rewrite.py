@@ -14,7 +14,16 @@ import sys
 from mailtrack.batch.items import FORMATS
 from mailtrack.batch.mbox import ENVELOPE, FIELD, split_mbox
 from mailtrack.cli import batch
-from mailtrack.cli._common import UsageError, add_settings, cli_wording, describe, json_option, read_input, settings
+from mailtrack.cli._common import (
+    UsageError,
+    account_settings,
+    add_settings,
+    cli_wording,
+    describe,
+    json_option,
+    read_input,
+    settings,
+)
 from mailtrack.core.tracker import Tracker
 from mailtrack.exceptions import MailtrackError
 
@@ -84,7 +93,7 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
                          "multipart/signed (which breaks the signature)")
     rewrite.add_argument("--dask", metavar="ADDRESS", help="run on the Dask cluster whose scheduler is at ADDRESS "
                          "(needs mailtrack[dask])")
-    add_settings(rewrite, "secret_key", "secret_key_file", "base_url")
+    add_settings(rewrite, "secret_key", "secret_key_file", "base_url", "account", "db")
     rewrite.set_defaults(func=run_rewrite)
 
     message = commands.add_parser(
@@ -100,14 +109,14 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     message.add_argument("--settings", metavar="JSON", help="JSON tracking_settings for this message")
     message.add_argument("--metadata", metavar="JSON", help="JSON object signed into every URL")
     message.add_argument("--force", action="store_true", help="rewrite even if the message carries a DKIM-Signature or is multipart/signed (which breaks the signature)")
-    add_settings(message, "secret_key", "secret_key_file", "base_url")
+    add_settings(message, "secret_key", "secret_key_file", "base_url", "account", "db")
     message.set_defaults(func=rewrite_message)
 
 
 def _tracker(args: argparse.Namespace) -> Tracker:
     config = settings(args, "secret_keys", "base_url")
     assert config.base_url is not None  # required above
-    return Tracker(secret_keys=list(config.secret_keys), base_url=config.base_url)
+    return Tracker(secret_keys=list(config.secret_keys), base_url=config.base_url, settings=account_settings(config))
 
 
 #: Options that only mean something with --out (flag, argparse dest, value when not given).

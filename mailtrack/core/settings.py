@@ -231,6 +231,15 @@ class TrackingSettings:
         """Load account settings in the v3 API shapes (``open``, ``click``, ``subscription``, ``google_analytics``)."""
         return DEFAULT_SETTINGS._overlay(data, "", account=True)
 
+    def with_account(self, data: Mapping[str, Any] | None) -> TrackingSettings:
+        """These settings with an account's stored fields (v3 account shape, any subset) laid over them.
+
+        ``None`` or ``{}`` changes nothing. This is the middle step of
+        defaults < account < message: a field the account never set keeps
+        this object's value.
+        """
+        return self if not data else self._overlay(data, "", account=True)
+
     def to_account_dict(self) -> dict[str, Any]:
         """The account settings in the v3 API shapes, one object per endpoint."""
         return {part.ACCOUNT_KEY: getattr(self, attribute)._dump(part.ACCOUNT) for attribute, part in _PARTS.items()}

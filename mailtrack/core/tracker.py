@@ -6,7 +6,7 @@ import re
 from collections.abc import Callable, Iterable, Mapping
 from datetime import datetime
 from email.message import Message
-from typing import Any, TypeVar, overload
+from typing import Any, Optional, TypeVar, overload
 from urllib.parse import urlsplit
 
 from mailtrack.core.message import rewrite_message
@@ -20,7 +20,10 @@ from mailtrack.core.tokens import MAX_TOKEN_LENGTH, TokenCodec, check_claims
 from mailtrack.core.urls import KINDS, TokenKind, UrlLayout, destination_problem
 from mailtrack.exceptions import ArgumentError, ConfigurationError, InvalidToken, MailtrackError
 
-__all__ = ["Tracker"]
+__all__ = ["AccountSettingsSource", "Tracker"]
+
+#: Where stored per-account settings come from: account name -> v3 account-shape fields (None or {}: nothing stored).
+AccountSettingsSource = Callable[[str], Optional[Mapping[str, Any]]]  # noqa: UP045 - a runtime alias
 
 #: A message object: ``rewrite_message`` gives back one of the same class.
 MessageT = TypeVar("MessageT", bound=Message)
@@ -45,9 +48,17 @@ class Tracker:
     key and later dropping the oldest. ``base_url`` is where the tracking
     endpoints are served (``{base_url}/c/<token>`` by default; ``paths`` moves
     them). Options that shape every message live here; what varies per message
-    goes to :meth:`rewrite_html`. ``settings`` are the account-level defaults
+    goes to :meth:`rewrite_html`. ``settings`` are the defaults
     (for example ``TrackingSettings.from_account(...)``); a message's own
     ``settings`` are laid over them field by field.
+
+    ``account_settings`` is where stored per-account settings come from: any
+    callable taking an account name and giving that account's settings in the
+    v3 account shape (only the fields it set; ``None`` or ``{}`` for none),
+    such as :class:`mailtrack.storage.settings_source.StoredSettings`. The
+    core only calls it; it never knows where the settings live. With it,
+    ``account=`` (here the default for every message, or per call) applies
+    them: defaults < account < message.
     """
 
     def __init__(
@@ -62,6 +73,8 @@ class Tracker:
         opt_out_attributes: Mapping[str, str | None] = DEFAULT_OPT_OUTS,
         pixel_position: str = "bottom",
         settings: SettingsInput = None,
+        account_settings: AccountSettingsSource | None = None,
+        account: str | None = None,
         **token_options: Any,
     ) -> None:
         """``codec`` is the token signer; without one, ``secret_keys`` and ``token_options`` build it.
@@ -76,6 +89,11 @@ class Tracker:
             raise ConfigurationError(f"max_links must be a non-negative int, not {max_links!r}")
         _check_position(pixel_position)
         self._settings = TrackingSettings.coerce(settings)
+        if account_settings is not None and not callable(account_settings):
+            raise ConfigurationError(f"account_settings must be a callable (account name -> settings), "
+                                     f"not {type(account_settings).__name__}")
+        self._account_settings = account_settings
+        self._account = None if account is None else self._check_account(account)
         self._layout = UrlLayout.create(base_url, paths)
         self._codec = _codec(secret_keys, codec, token_options)
         self._max_links = max_links
@@ -122,6 +140,7 @@ class Tracker:
         issued_at: float | datetime | None = None,
         pixel_position: str | None = None,
         tags: Iterable[str] | None = None,
+        account: str | None = None,
     ) -> HtmlResult:
         """Track the links of one HTML body for one recipient and add the open pixel.
 
@@ -132,8 +151,10 @@ class Tracker:
         ``recipient=None`` tracks a body that one copy carries to several
         people: the tokens name no recipient, and neither do their events.
         ``tags`` (django-anymail's ``msg.tags``) are signed in and come back
-        in every event.
+        in every event. ``account`` (default: the Tracker's) applies that
+        account's stored settings under ``settings``.
         """
+        settings = self._account_base(account).merged(settings)
         plan = self._plan(settings, message_id, recipient, metadata, issued_at, pixel_position, text=False, tags=tags)
         return rewrite_html(html, plan)
 
@@ -148,6 +169,7 @@ class Tracker:
         issued_at: float | datetime | None = None,
         exclude: Iterable[str] = (),
         tags: Iterable[str] | None = None,
+        account: str | None = None,
     ) -> TextResult:
         """Track the http(s) URLs of one plain-text body, when ``click_tracking.enable_text`` is on.
 
@@ -155,7 +177,9 @@ class Tracker:
         placeholders, ``max_links`` and our own URLs are handled as in HTML, and
         everything else in ``text`` is kept exactly. URLs in ``exclude`` (for
         example those opted out in the HTML part) are left alone as ``opt-out``.
+        ``account`` as in :meth:`rewrite_html`.
         """
+        settings = self._account_base(account).merged(settings)
         plan = self._plan(settings, message_id, recipient, metadata, issued_at, None, text=True, tags=tags)
         if isinstance(exclude, str):
             raise ArgumentError("exclude takes an iterable of URLs, not one str")
@@ -171,21 +195,21 @@ class Tracker:
     def rewrite_message(
         self, message: bytes, *, message_id: str | None = ..., recipient: str | None = ..., settings: SettingsInput = ...,
         metadata: Mapping[str, Any] | None = ..., issued_at: float | datetime | None = ..., force: bool = ...,
-        tags: Iterable[str] | None = ...,
+        tags: Iterable[str] | None = ..., account: str | None = ...,
     ) -> MessageResult[bytes]: ...
 
     @overload
     def rewrite_message(
         self, message: str, *, message_id: str | None = ..., recipient: str | None = ..., settings: SettingsInput = ...,
         metadata: Mapping[str, Any] | None = ..., issued_at: float | datetime | None = ..., force: bool = ...,
-        tags: Iterable[str] | None = ...,
+        tags: Iterable[str] | None = ..., account: str | None = ...,
     ) -> MessageResult[str]: ...
 
     @overload
     def rewrite_message(
         self, message: MessageT, *, message_id: str | None = ..., recipient: str | None = ...,
         settings: SettingsInput = ..., metadata: Mapping[str, Any] | None = ..., issued_at: float | datetime | None = ...,
-        force: bool = ..., tags: Iterable[str] | None = ...,
+        force: bool = ..., tags: Iterable[str] | None = ..., account: str | None = ...,
     ) -> MessageResult[MessageT]: ...
 
     def rewrite_message(
@@ -199,6 +223,7 @@ class Tracker:
         issued_at: float | datetime | None = None,
         force: bool = False,
         tags: Iterable[str] | None = None,
+        account: str | None = None,
     ) -> MessageResult[Any]:
         """Track a whole MIME message: its inline HTML and plain-text parts, for one recipient.
 
@@ -223,8 +248,11 @@ class Tracker:
         the tokens; when it is given, a Message-ID added to a message without
         one is derived from it and the message instead of drawn at random, so
         the same inputs and ``issued_at`` give the same bytes. See :mod:`mailtrack.core.message` and
-        :mod:`mailtrack.core.mime` for the details.
+        :mod:`mailtrack.core.mime` for the details. ``account`` (default: the
+        Tracker's) applies that account's stored settings: defaults < account
+        < X-SMTPAPI filters < ``settings``.
         """
+        base = self._account_base(account)
         when = self._timestamp(issued_at)
         for name, value in (("message_id", message_id), ("recipient", recipient)):
             if value is not None and not isinstance(value, str):
@@ -242,7 +270,7 @@ class Tracker:
         return rewrite_message(
             message,
             plans=plans,
-            account=self._settings,
+            account=base,
             settings=settings,
             message_id=message_id,
             recipient=recipient,
@@ -251,6 +279,30 @@ class Tracker:
             domain=urlsplit(self.base_url).hostname or "localhost",
             issued_at=when if issued_at is not None else None,
         )
+
+    def _account_base(self, account: str | None) -> TrackingSettings:
+        """The defaults with ``account``'s stored settings over them (the Tracker's account when None)."""
+        name = self._account if account is None else self._check_account(account)
+        if name is None:
+            return self._settings
+        if self._account_settings is None:
+            raise ConfigurationError(f"account={name!r} needs a Tracker with account_settings= (where stored "
+                                     "settings come from)")
+        stored = self._account_settings(name)
+        if stored is not None and not isinstance(stored, Mapping):
+            raise ConfigurationError(f"account_settings({name!r}) gave a {type(stored).__name__}, not a mapping")
+        return self._settings.with_account(stored)
+
+    @staticmethod
+    def _check_account(account: object) -> str:
+        if not isinstance(account, str) or not account:
+            raise ArgumentError(f"account must be a non-empty str or None, not {account!r}")
+        return account
+
+    @property
+    def account(self) -> str | None:
+        """The account whose stored settings every message gets unless it names another (None: no account)."""
+        return self._account
 
     def _plan(
         self,

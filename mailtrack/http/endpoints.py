@@ -63,7 +63,10 @@ class Endpoints:
     unsubscribe links never expire (CAN-SPAM wants them working for 30 days
     at least, and an unsubscribe that fails helps nobody). ``landing_html`` is the unsubscribe confirmation page
     (SendGrid's ``subscription_tracking.landing``); mailtrack adds its button
-    before ``</body>`` (or at the end).
+    before ``</body>`` (or at the end). It may be a callable giving the page
+    (or None) each time one is shown: ``mailtrack serve`` reads the stored
+    account settings so, and a PATCH of ``subscription.landing`` shows at once.
+    A callable that raises falls back to the default page.
     """
 
     def __init__(
@@ -73,7 +76,7 @@ class Endpoints:
         *,
         trusted_proxies: Iterable[str] = (),
         max_age: float | None = None,
-        landing_html: str | None = None,
+        landing_html: str | Callable[[], str | None] | None = None,
         clock: Callable[[], float] | None = None,
     ) -> None:
         if not isinstance(tracker, Tracker):
@@ -131,9 +134,17 @@ class Endpoints:
             self._record(request, claims)
             who = html.escape(claims.recipient) if claims.recipient is not None else "You"
             return pages.page(200, "Unsubscribed", f"{who} will no longer receive these emails.")
-        return pages.confirmation(self.landing_html, head=request.method == "HEAD")
+        return pages.confirmation(self._landing(), head=request.method == "HEAD")
 
     # -- helpers ----------------------------------------------------------------------
+    def _landing(self) -> str | None:
+        if not callable(self.landing_html):
+            return self.landing_html
+        try:
+            return self.landing_html()
+        except Exception:  # a store that cannot be read now: the default page, never a 500 for an unsubscribe
+            return None
+
     def _verify(self, token: str, kind: TokenKind, max_age: float | None = None) -> Verified | None:
         try:
             return self.tracker.verify(token, kind=kind, max_age=max_age)

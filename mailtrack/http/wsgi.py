@@ -10,23 +10,33 @@ it knows nothing of configuration or wiring (dependencies point inward).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
+from mailtrack.http.auth import error
 from mailtrack.http.endpoints import Endpoints
 from mailtrack.http.messages import MAX_BODY, Request, Response, too_large
 
-__all__ = ["MAX_BODY", "StartResponse", "WsgiApp"]
+__all__ = ["MAX_BODY", "ApiHandler", "StartResponse", "WsgiApp"]
 
 
 StartResponse = Callable[..., Any]
+#: An API module's entry point (``SettingsApi.handle``...): its answer for a request, or None when the path is not its.
+ApiHandler = Callable[[Request], "Response | None"]
+#: Paths below these are API paths: their refusals are JSON, never the tracking endpoints' pages.
+API_PREFIXES = ("/v3/", "/v1/")
 
 
 class WsgiApp:
-    """A WSGI callable around :class:`~mailtrack.http.endpoints.Endpoints`."""
+    """A WSGI callable around :class:`~mailtrack.http.endpoints.Endpoints` and the API modules in ``apis``.
 
-    def __init__(self, endpoints: Endpoints) -> None:
+    Each API handler is asked in turn; the first that answers (not None) wins,
+    and a request none of them takes goes to the tracking endpoints.
+    """
+
+    def __init__(self, endpoints: Endpoints, apis: Sequence[ApiHandler] = ()) -> None:
         self.endpoints = endpoints
+        self.apis = tuple(apis)
 
     def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
         response = self.respond(environ)
@@ -37,6 +47,9 @@ class WsgiApp:
     def respond(self, environ: dict[str, Any]) -> Response:
         refused = too_large(environ.get("CONTENT_LENGTH"))
         if refused is not None:
+            path = environ.get("PATH_INFO", "")
+            if self.apis and path.startswith(API_PREFIXES):
+                return error(413, f"the request body is larger than {MAX_BODY} bytes")
             return refused
         try:
             length = int(environ.get("CONTENT_LENGTH") or 0)
@@ -55,6 +68,10 @@ class WsgiApp:
             remote_addr=environ.get("REMOTE_ADDR"),
             body=body,
         )
+        for api in self.apis:
+            answer = api(request)
+            if answer is not None:
+                return answer
         return self.endpoints.handle(request)
 
 

@@ -10,14 +10,16 @@ event and tries again later.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol, runtime_checkable
 
+from mailtrack.core.settings import TrackingSettings
 from mailtrack.events import TrackingEvent
 from mailtrack.exceptions import MailtrackError
+from mailtrack.storage.accounts import Account, ApiKey
 
-__all__ = ["EventStore", "OutboxItem", "StoreError", "StoreUnavailable"]
+__all__ = ["AccountStore", "EventStore", "UnknownAccount", "OutboxItem", "StoreError", "StoreUnavailable"]
 
 
 class StoreError(MailtrackError):
@@ -34,6 +36,10 @@ class StoreUnavailable(StoreError):
     def __init__(self, message: str, *, cause: BaseException | None = None) -> None:
         super().__init__(message)
         self.cause = cause
+
+
+class UnknownAccount(StoreError):
+    """No account (parent or subuser) has that name."""
 
 
 @dataclass(frozen=True)
@@ -86,6 +92,71 @@ class EventStore(Protocol):
 
     def outbox_rows(self) -> list[dict[str, Any]]:
         """Every outbox row, for inspection."""
+        ...
+
+    def close(self) -> None:
+        """Release this thread's resources."""
+        ...
+
+
+@runtime_checkable
+class AccountStore(Protocol):
+    """Accounts, subusers, API keys and each account's stored tracking settings.
+
+    The parent is the one account without a parent; subusers belong to it.
+    Settings are kept in the v3 API's account shape holding only the fields
+    that were set, so defaults < account < message stays field by field.
+    Every method may raise :class:`StoreUnavailable`; a name that is no
+    account raises :class:`UnknownAccount`.
+    """
+
+    def create_account(self, name: str, *, parent: str | None = None) -> Account:
+        """Add the parent (``parent`` None; there is one) or a subuser of ``parent`` (created when missing)."""
+        ...
+
+    def account(self, name: str) -> Account | None:
+        """The account called ``name``, or None."""
+        ...
+
+    def accounts(self) -> list[Account]:
+        """Every account, the parent first, then subusers by name."""
+        ...
+
+    def delete_account(self, name: str) -> None:
+        """Remove a subuser with its keys and settings (the parent cannot be deleted)."""
+        ...
+
+    def create_key(self, account: str, scopes: Iterable[str] | None = None, *, name: str | None = None) -> tuple[ApiKey, str]:
+        """A new key for ``account``: the stored :class:`ApiKey` and the full key, which is never stored or shown again."""
+        ...
+
+    def api_keys(self, account: str | None = None) -> list[ApiKey]:
+        """Stored keys (of ``account``, or all), oldest first, revoked ones included."""
+        ...
+
+    def revoke_key(self, key_id: str) -> ApiKey:
+        """Revoke a key by its id (a :class:`StoreError` if none has it); revoking twice keeps the first time."""
+        ...
+
+    def authenticate(self, key: str) -> ApiKey | None:
+        """The live key ``key`` is, or None (malformed, unknown, wrong secret, revoked): compared in constant time."""
+        ...
+
+    def account_settings(self, name: str) -> dict[str, Any]:
+        """The settings stored for account ``name`` (account shape, only the fields set; ``{}`` when none)."""
+        ...
+
+    def tracking_settings(self, name: str) -> TrackingSettings:
+        """The account's full settings: the defaults with its stored fields over them."""
+        ...
+
+    def patch_tracking_settings(
+        self, name: str, section: str, body: Mapping[str, Any]
+    ) -> tuple[TrackingSettings, dict[str, Any]]:
+        """``PATCH /v3/tracking_settings/{section}`` in one transaction: the new settings and the section's new state.
+
+        Raises :class:`~mailtrack.exceptions.SettingsError` (nothing written) for a body the section does not take.
+        """
         ...
 
     def close(self) -> None:

@@ -17,14 +17,25 @@ import functools
 import json
 import sqlite3
 import threading
-from collections.abc import Callable, Iterable, Iterator, Sequence
+import time
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, ParamSpec, TypeVar
 
+from mailtrack.core.settings import TrackingSettings
 from mailtrack.events import EventType, TrackingEvent
 from mailtrack.exceptions import ArgumentError, ConfigurationError
-from mailtrack.storage.base import OutboxItem, StoreError, StoreUnavailable
+from mailtrack.storage.accounts import (
+    Account,
+    ApiKey,
+    check_account_name,
+    check_scopes,
+    digest_matches,
+    new_key,
+    split_key,
+)
+from mailtrack.storage.base import OutboxItem, StoreError, StoreUnavailable, UnknownAccount
 
 __all__ = ["MIGRATIONS", "OutboxItem", "SQLiteStore"]
 
@@ -79,6 +90,26 @@ MIGRATIONS: tuple[str, ...] = (
     """
     ALTER TABLE events ADD COLUMN tags TEXT NOT NULL DEFAULT '[]';
     """,
+    # 4: accounts (one parent, its subusers) with their stored tracking settings, and hashed API keys
+    """
+    CREATE TABLE accounts (
+        name TEXT PRIMARY KEY,
+        parent TEXT REFERENCES accounts (name) ON DELETE CASCADE,
+        created REAL NOT NULL,
+        settings TEXT NOT NULL DEFAULT '{}'
+    );
+    CREATE UNIQUE INDEX accounts_one_parent ON accounts ((parent IS NULL)) WHERE parent IS NULL;
+    CREATE TABLE api_keys (
+        key_id TEXT PRIMARY KEY,
+        account TEXT NOT NULL REFERENCES accounts (name) ON DELETE CASCADE,
+        digest TEXT NOT NULL,
+        scopes TEXT NOT NULL,
+        name TEXT,
+        created REAL NOT NULL,
+        revoked REAL
+    );
+    CREATE INDEX api_keys_account ON api_keys (account);
+    """,
 )
 
 _COLUMNS = (
@@ -119,7 +150,8 @@ def _at(args: tuple[object, ...]) -> str:
 class SQLiteStore:
     """Events in a SQLite file. ``busy_timeout`` (seconds) bounds the wait for another writer.
 
-    Implements :class:`~mailtrack.storage.base.EventStore`; every public
+    Implements :class:`~mailtrack.storage.base.EventStore` and
+    :class:`~mailtrack.storage.base.AccountStore`; every public
     method raises :class:`StoreUnavailable` (or :class:`StoreError`), never a
     ``sqlite3`` exception; a ``path`` that names no file is a
     :class:`~mailtrack.exceptions.ConfigurationError` (``str(None)`` would
@@ -285,6 +317,164 @@ class SQLiteStore:
             messages[message_id]["links"].append({"link_index": index, "url": url, "clicks": total, "unique": unique})
         return {"messages": sorted(messages.values(), key=lambda m: m["message_id"])}
 
+    # -- accounts, keys and settings (AccountStore) ----------------------------------------
+    @_translated
+    def create_account(self, name: str, *, parent: str | None = None) -> Account:
+        """Add the parent (``parent`` None) or a subuser of ``parent`` (the parent is created first when missing).
+
+        A store has one parent: naming another raises :class:`StoreError`, as does a name already taken.
+        """
+        check_account_name(name)
+        if parent is not None:
+            check_account_name(parent)
+            if parent == name:
+                raise ArgumentError(f"a subuser cannot be called like its parent ({name!r})")
+        now = time.time()
+        with self._transaction() as db:
+            existing = db.execute("SELECT name FROM accounts WHERE parent IS NULL").fetchone()
+            wanted_parent = name if parent is None else parent
+            if existing is not None and existing[0] != wanted_parent:
+                raise StoreError(f"this store's parent account is {existing[0]!r}, not {wanted_parent!r} "
+                                 "(--account-name, MAILTRACK_ACCOUNT_NAME)")
+            if existing is None:
+                db.execute("INSERT INTO accounts (name, parent, created) VALUES (?, NULL, ?)", (wanted_parent, now))
+            elif parent is None:
+                raise StoreError(f"the account {name!r} exists already")
+            if parent is not None:
+                if db.execute("SELECT 1 FROM accounts WHERE name = ?", (name,)).fetchone() is not None:
+                    raise StoreError(f"the account {name!r} exists already")
+                db.execute("INSERT INTO accounts (name, parent, created) VALUES (?, ?, ?)", (name, parent, now))
+        return Account(name, parent, now)
+
+    @_translated
+    def account(self, name: str) -> Account | None:
+        """The account called ``name``, or None."""
+        row = self._connection().execute("SELECT name, parent, created FROM accounts WHERE name = ?", (name,)).fetchone()
+        return None if row is None else Account(*row)
+
+    @_translated
+    def accounts(self) -> list[Account]:
+        """Every account: the parent first, then its subusers by name."""
+        rows = self._connection().execute(
+            "SELECT name, parent, created FROM accounts ORDER BY parent IS NOT NULL, name"
+        ).fetchall()
+        return [Account(*row) for row in rows]
+
+    @_translated
+    def delete_account(self, name: str) -> None:
+        """Remove the subuser ``name`` with its keys and settings; the parent is refused."""
+        with self._transaction() as db:
+            row = db.execute("SELECT parent FROM accounts WHERE name = ?", (name,)).fetchone()
+            if row is None:
+                raise UnknownAccount(f"no account called {name!r}")
+            if row[0] is None:
+                raise StoreError(f"{name!r} is the parent account; only subusers can be deleted")
+            db.execute("DELETE FROM accounts WHERE name = ?", (name,))
+
+    @_translated
+    def create_key(self, account: str, scopes: Iterable[str] | None = None, *, name: str | None = None) -> tuple[ApiKey, str]:
+        """A new key for ``account`` with ``scopes`` (None: all); returns it and the full key, shown once."""
+        chosen = check_scopes(scopes)
+        if name is not None and not isinstance(name, str):
+            raise ArgumentError(f"a key's name must be a string, not {name!r}")
+        made, now = new_key(), time.time()
+        with self._transaction() as db:
+            if db.execute("SELECT 1 FROM accounts WHERE name = ?", (account,)).fetchone() is None:
+                raise UnknownAccount(f"no account called {account!r}")
+            db.execute(
+                "INSERT INTO api_keys (key_id, account, digest, scopes, name, created) VALUES (?, ?, ?, ?, ?, ?)",
+                (made.key_id, account, made.digest, json.dumps(sorted(chosen)), name, now),
+            )
+        return ApiKey(made.key_id, account, chosen, now, None, name), made.key
+
+    @_translated
+    def api_keys(self, account: str | None = None) -> list[ApiKey]:
+        """Stored keys (of ``account``, or every one), oldest first, revoked ones included."""
+        rows = self._connection().execute(
+            f"SELECT {_KEY_COLUMNS} FROM api_keys WHERE ? IS NULL OR account = ? ORDER BY created, key_id",
+            (account, account),
+        ).fetchall()
+        return [_api_key(row) for row in rows]
+
+    @_translated
+    def revoke_key(self, key_id: str) -> ApiKey:
+        """Revoke the key ``key_id`` (a :class:`StoreError` if there is none); a second revoke keeps the first time."""
+        with self._transaction() as db:
+            db.execute("UPDATE api_keys SET revoked = ? WHERE key_id = ? AND revoked IS NULL", (time.time(), key_id))
+            row = db.execute(f"SELECT {_KEY_COLUMNS} FROM api_keys WHERE key_id = ?", (key_id,)).fetchone()
+        if row is None:
+            raise StoreError(f"no API key with id {key_id!r}")
+        return _api_key(row)
+
+    @_translated
+    def authenticate(self, key: str) -> ApiKey | None:
+        """The live key that ``key`` is, or None: malformed, unknown, a wrong secret or revoked.
+
+        Found by its public id, then its SHA-256 compared in constant time; a
+        digest is compared even when the id is unknown, so both refusals take
+        the same work.
+        """
+        key_id = split_key(key)
+        if key_id is None:
+            return None
+        row = self._connection().execute(f"SELECT {_KEY_COLUMNS}, digest FROM api_keys WHERE key_id = ?",
+                                         (key_id,)).fetchone()
+        digest = row[-1] if row is not None else "0" * 64
+        if not digest_matches(key, digest) or row is None:
+            return None
+        found = _api_key(row[:-1])
+        return None if found.revoked is not None else found
+
+    @_translated
+    def account_settings(self, name: str) -> dict[str, Any]:
+        """The fields stored for account ``name``, in the v3 account shape (``{}``: none set)."""
+        return self._stored_settings(self._connection(), name)
+
+    def tracking_settings(self, name: str) -> TrackingSettings:
+        """The defaults with account ``name``'s stored fields laid over them."""
+        return TrackingSettings.from_account(self.account_settings(name))
+
+    @_translated
+    def patch_tracking_settings(
+        self, name: str, section: str, body: Mapping[str, Any]
+    ) -> tuple[TrackingSettings, dict[str, Any]]:
+        """Apply ``PATCH /v3/tracking_settings/{section}`` to account ``name`` in one transaction.
+
+        The body is validated by :meth:`TrackingSettings.patch` (a
+        :class:`~mailtrack.exceptions.SettingsError` leaves the store as it
+        was); only the fields it names change. Returns the new settings and
+        the section's new state.
+        """
+        with self._transaction() as db:
+            stored = self._stored_settings(db, name)
+            updated, answer = TrackingSettings.from_account(stored).patch(section, body)
+            stored.setdefault(section, {}).update(body)
+            db.execute("UPDATE accounts SET settings = ? WHERE name = ?",
+                       (json.dumps(stored, sort_keys=True, separators=(",", ":")), name))
+        return updated, answer
+
+    @staticmethod
+    def _stored_settings(db: sqlite3.Connection, name: str) -> dict[str, Any]:
+        row = db.execute("SELECT settings FROM accounts WHERE name = ?", (name,)).fetchone()
+        if row is None:
+            raise UnknownAccount(f"no account called {name!r}")
+        stored: dict[str, Any] = json.loads(row[0])
+        return stored
+
+    @contextlib.contextmanager
+    def _transaction(self) -> Iterator[sqlite3.Connection]:
+        """One write transaction (``BEGIN IMMEDIATE``) under this process's write lock; rolled back on any error."""
+        db = self._connection()
+        with self._writing():
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                yield db
+                db.execute("COMMIT")
+            except BaseException:
+                if db.in_transaction:
+                    db.execute("ROLLBACK")
+                raise
+
     # -- the webhook outbox -------------------------------------------------------------
     @_translated
     def outbox_due(self, now: float, limit: int = 50, target: str | None = None) -> list[OutboxItem]:
@@ -373,6 +563,14 @@ class SQLiteStore:
             yield
         finally:
             self._write_lock.release()
+
+
+_KEY_COLUMNS = "key_id, account, scopes, created, revoked, name"
+
+
+def _api_key(row: Sequence[Any]) -> ApiKey:
+    key_id, account, scopes, created, revoked, name = row
+    return ApiKey(key_id, account, frozenset(json.loads(scopes)), created, revoked, name)
 
 
 def _row(event: TrackingEvent) -> tuple[Any, ...]:

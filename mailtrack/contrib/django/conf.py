@@ -9,6 +9,7 @@ names; the keys and ``BASE_URL`` stay in ``MAILTRACK``, which the views read.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -19,6 +20,7 @@ from django.core.exceptions import ImproperlyConfigured
 from mailtrack.core.tracker import Tracker
 from mailtrack.exceptions import ConfigurationError, MailtrackError, SettingsError
 from mailtrack.http.endpoints import check_max_age, trusted_networks
+from mailtrack.storage.settings_source import StoredSettings
 
 __all__ = ["DEFAULT_BACKEND", "MAILER_OPTIONS", "MailtrackSettings", "is_tracking_backend", "load", "mailer_problem",
            "mailers_in_use", "wrapped_mailer"]
@@ -31,7 +33,7 @@ MAILER_OPTIONS = {"tracking_settings": "TRACKING_SETTINGS", "split_recipients": 
 _OURS = "mailtrack.contrib.django"
 _KEYS = frozenset(
     {"BACKEND", "BASE_URL", "SECRET_KEYS", "TRACKING_SETTINGS", "SPLIT_RECIPIENTS", "FAIL_SILENTLY_TRACKING", "DB",
-     "TRUSTED_PROXIES", "MAX_AGE"}
+     "TRUSTED_PROXIES", "MAX_AGE", "ACCOUNT"}
 )
 
 
@@ -115,6 +117,24 @@ def _secret_keys(raw: Mapping[str, Any]) -> list[str | bytes]:
     return list(keys)
 
 
+_SOURCES: dict[str, StoredSettings] = {}
+_SOURCES_LOCK = threading.Lock()
+
+
+def _account_source(db: str, account: str) -> StoredSettings:
+    """The stored-settings source for ``db`` (one store per file for the process), checked to hold ``account``."""
+    from mailtrack.service import open_account_store
+
+    with _SOURCES_LOCK:
+        source = _SOURCES.get(db)
+        if source is None:
+            source = _SOURCES[db] = StoredSettings(open_account_store(db))
+    if source.store.account(account) is None:
+        raise ConfigurationError(f"MAILTRACK['ACCOUNT']: no account called {account!r} in {db!r} "
+                                 f"(mailtrack subuser create {account} --db {db})")
+    return source
+
+
 def load(options: Mapping[str, Any] | None = None, *, alias: str | None = None) -> MailtrackSettings:
     """Read ``settings.MAILTRACK`` now; raises :class:`ConfigurationError` naming what is wrong.
 
@@ -159,8 +179,17 @@ def load(options: Mapping[str, Any] | None = None, *, alias: str | None = None) 
         raise ConfigurationError("MAILTRACK['TRUSTED_PROXIES'] must be a list of addresses or networks")
     trusted_networks(proxies)
     max_age = check_max_age(raw.get("MAX_AGE"))
+    account = raw.get("ACCOUNT")
+    source = None
+    if account is not None:
+        if not isinstance(account, str) or not account:
+            raise ConfigurationError(f"MAILTRACK['ACCOUNT'] must name an account (the parent or a subuser), not {account!r}")
+        if db is None:
+            raise ConfigurationError("MAILTRACK['ACCOUNT'] needs MAILTRACK['DB']: the database holding its settings")
+        source = _account_source(db, account)
     try:
-        tracker = Tracker(_secret_keys(raw), base_url, settings=raw.get("TRACKING_SETTINGS"))
+        tracker = Tracker(_secret_keys(raw), base_url, settings=raw.get("TRACKING_SETTINGS"), account_settings=source,
+                          account=account)
     except ConfigurationError:
         raise
     except SettingsError as exc:  # a bad TRACKING_SETTINGS

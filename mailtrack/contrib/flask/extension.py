@@ -23,6 +23,10 @@ Configuration (``app.config``), all read once by :meth:`Mailtrack.init_app`:
     Unsubscribe links never expire.
 ``MAILTRACK_DB``
     Optional SQLite path: events are stored there as well as signalled.
+``MAILTRACK_ACCOUNT``
+    Optional account (the parent or a subuser, see ``mailtrack subuser``) whose
+    settings stored in ``MAILTRACK_DB`` (``PATCH /v3/tracking_settings/...``)
+    every message gets: defaults < account < the message's own.
 ``MAILTRACK_TRACK_FLASK_MAIL``
     When true, every ``Mail.send`` of the ``flask_mail.Mail`` given to
     :meth:`Mailtrack.init_app` (``mail=``) is tracked, one copy per recipient.
@@ -66,7 +70,8 @@ from mailtrack.exceptions import ConfigurationError, MailtrackError
 from mailtrack.http.endpoints import Endpoints, check_max_age, trusted_networks
 from mailtrack.http.messages import MAX_BODY, Request, Response, too_large
 from mailtrack.service import open_store
-from mailtrack.storage.base import EventStore
+from mailtrack.storage.base import AccountStore, EventStore
+from mailtrack.storage.settings_source import StoredSettings
 
 __all__ = ["Mailtrack", "MailtrackState", "tracking"]
 
@@ -81,7 +86,8 @@ _OURS = "mailtrack.contrib."
 #: Every ``MAILTRACK_*`` key of the app config read here or by :mod:`mailtrack.contrib.flask.mailman`.
 _KEYS = frozenset({"MAILTRACK_BASE_URL", "MAILTRACK_SECRET_KEYS", "MAILTRACK_TRACKING_SETTINGS", "MAILTRACK_URL_PREFIX",
                    "MAILTRACK_TRUSTED_PROXIES", "MAILTRACK_MAX_AGE", "MAILTRACK_DB", "MAILTRACK_TRACK_FLASK_MAIL",
-                   "MAILTRACK_MAILMAN_BACKEND", "MAILTRACK_SPLIT_RECIPIENTS", "MAILTRACK_FAIL_SILENTLY_TRACKING"})
+                   "MAILTRACK_MAILMAN_BACKEND", "MAILTRACK_SPLIT_RECIPIENTS", "MAILTRACK_FAIL_SILENTLY_TRACKING",
+                   "MAILTRACK_ACCOUNT"})
 log = logging.getLogger("mailtrack")
 
 
@@ -179,7 +185,19 @@ class Mailtrack:
             raise ConfigurationError("MAILTRACK_TRACK_FLASK_MAIL needs the flask_mail.Mail instance: "
                                      "Mailtrack(app, mail=mail) or init_app(app, mail=mail)")
         db = config.get("MAILTRACK_DB")
+        account = config.get("MAILTRACK_ACCOUNT")
+        if account is not None and (not isinstance(account, str) or not account or not db):
+            raise ConfigurationError(f"MAILTRACK_ACCOUNT must name an account (the parent or a subuser) and needs "
+                                     f"MAILTRACK_DB, the database holding its settings, not {account!r}")
         store = open_store(db) if db else None
+        if account is not None:
+            if not isinstance(store, AccountStore) or store.account(account) is None:
+                getattr(store, "close", lambda: None)()
+                raise ConfigurationError(f"MAILTRACK_ACCOUNT: no account called {account!r} in {db!r} "
+                                         f"(mailtrack subuser create {account} --db {db})")
+            # The same keys, URL and settings, now with the account's stored settings under each message's.
+            tracker = Tracker(keys, base_url, settings=config.get("MAILTRACK_TRACKING_SETTINGS"),
+                              account_settings=StoredSettings(store), account=account)
 
         def signal(event: TrackingEvent) -> None:
             # Each receiver on its own, as Django's send_robust: blinker's send() stops at the first that raises.
