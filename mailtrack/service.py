@@ -22,6 +22,7 @@ from mailtrack.delivery.webhooks import WebhookDelivery
 from mailtrack.exceptions import ConfigurationError
 from mailtrack.http.endpoints import Endpoints
 from mailtrack.http.settings_api import SettingsApi
+from mailtrack.http.v2_api import V2Api
 from mailtrack.http.wsgi import MAX_BODY, WsgiApp
 from mailtrack.storage.base import AccountStore, EventStore
 from mailtrack.storage.sqlite import SQLiteStore
@@ -80,7 +81,7 @@ def build_service(config: Config) -> Service:
     endpoints = Endpoints(tracker, recorder, trusted_proxies=config.trusted_proxies, max_age=config.max_age,
                           landing_html=landing)
     deliveries = [WebhookDelivery(store, url, config.webhook_secret or "").start() for url in config.webhooks]
-    return Service(WsgiApp(endpoints, [SettingsApi(store).handle]), recorder, deliveries)
+    return Service(WsgiApp(endpoints, [SettingsApi(store).handle, V2Api(store).handle]), recorder, deliveries)
 
 
 def _stored_landing(store: AccountStore, account: str) -> str | None:

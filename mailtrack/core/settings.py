@@ -244,17 +244,23 @@ class TrackingSettings:
         """The account settings in the v3 API shapes, one object per endpoint."""
         return {part.ACCOUNT_KEY: getattr(self, attribute)._dump(part.ACCOUNT) for attribute, part in _PARTS.items()}
 
-    def patch(self, section: str, body: Mapping[str, Any]) -> tuple[TrackingSettings, dict[str, Any]]:
+    def patch(
+        self, section: str, body: Mapping[str, Any], *, every_field: bool = False
+    ) -> tuple[TrackingSettings, dict[str, Any]]:
         """Apply ``PATCH /v3/tracking_settings/{section}`` with ``body``.
 
         Returns the new settings and the endpoint's response body (the whole
-        section after the change), as SendGrid answers.
+        section after the change), as SendGrid answers. v3's PATCH of ``click``
+        and ``open`` takes only ``enabled``; ``every_field=True`` accepts every
+        account field of the section (v2's ``customer.apps`` ``setup`` sets
+        ``click.enable_text``, which only v3's GET shows).
         """
         attribute = _BY_ACCOUNT_KEY.get(section) if isinstance(section, str) else None
         if attribute is None:
             raise SettingsError(section, f"is not a tracking setting (expected one of: {', '.join(_BY_ACCOUNT_KEY)})")
         part = _PARTS[attribute]
-        values = part._values(body, section, _PATCHABLE.get(section, part.ACCOUNT))
+        keys = part.ACCOUNT if every_field else _PATCHABLE.get(section, part.ACCOUNT)
+        values = part._values(body, section, keys)
         updated = replace(self, **{attribute: replace(getattr(self, attribute), **values)})
         return updated, getattr(updated, attribute)._dump(part.ACCOUNT)
 

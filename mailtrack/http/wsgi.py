@@ -16,6 +16,8 @@ from typing import Any
 from mailtrack.http.auth import error
 from mailtrack.http.endpoints import Endpoints
 from mailtrack.http.messages import MAX_BODY, Request, Response, too_large
+from mailtrack.http.v2_api import PREFIX as V2_PREFIX
+from mailtrack.http.v2_api import too_large as v2_too_large
 
 __all__ = ["MAX_BODY", "ApiHandler", "StartResponse", "WsgiApp"]
 
@@ -48,6 +50,8 @@ class WsgiApp:
         refused = too_large(environ.get("CONTENT_LENGTH"))
         if refused is not None:
             path = environ.get("PATH_INFO", "")
+            if self.apis and path.startswith(V2_PREFIX):  # v2's error shape, in the format the path asks for
+                return v2_too_large(path)
             if self.apis and path.startswith(API_PREFIXES):
                 return error(413, f"the request body is larger than {MAX_BODY} bytes")
             return refused

@@ -151,9 +151,11 @@ class AccountStore(Protocol):
         ...
 
     def patch_tracking_settings(
-        self, name: str, section: str, body: Mapping[str, Any]
+        self, name: str, section: str, body: Mapping[str, Any], *, every_field: bool = False
     ) -> tuple[TrackingSettings, dict[str, Any]]:
         """``PATCH /v3/tracking_settings/{section}`` in one transaction: the new settings and the section's new state.
+
+        ``every_field=True`` also takes the section's fields v3's PATCH does not (``click.enable_text``, for v2).
 
         Raises :class:`~mailtrack.exceptions.SettingsError` (nothing written) for a body the section does not take.
         """

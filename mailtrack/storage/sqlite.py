@@ -436,10 +436,11 @@ class SQLiteStore:
 
     @_translated
     def patch_tracking_settings(
-        self, name: str, section: str, body: Mapping[str, Any]
+        self, name: str, section: str, body: Mapping[str, Any], *, every_field: bool = False
     ) -> tuple[TrackingSettings, dict[str, Any]]:
         """Apply ``PATCH /v3/tracking_settings/{section}`` to account ``name`` in one transaction.
 
+        ``every_field`` as in :meth:`TrackingSettings.patch` (v2's ``setup``).
         The body is validated by :meth:`TrackingSettings.patch` (a
         :class:`~mailtrack.exceptions.SettingsError` leaves the store as it
         was); only the fields it names change. Returns the new settings and
@@ -447,7 +448,7 @@ class SQLiteStore:
         """
         with self._transaction() as db:
             stored = self._stored_settings(db, name)
-            updated, answer = TrackingSettings.from_account(stored).patch(section, body)
+            updated, answer = TrackingSettings.from_account(stored).patch(section, body, every_field=every_field)
             stored.setdefault(section, {}).update(body)
             db.execute("UPDATE accounts SET settings = ? WHERE name = ?",
                        (json.dumps(stored, sort_keys=True, separators=(",", ":")), name))
