@@ -9,6 +9,7 @@ the demo both need it.
 
 from __future__ import annotations
 
+import ipaddress
 import socket
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -20,6 +21,8 @@ from mailtrack.delivery.recorder import Recorder
 from mailtrack.delivery.webhooks import WebhookDelivery
 from mailtrack.exceptions import ConfigurationError
 from mailtrack.http.endpoints import Endpoints
+from mailtrack.http.events_api import Authorize, EventsApi, error
+from mailtrack.http.messages import Request, Response
 from mailtrack.http.wsgi import MAX_BODY, WsgiApp
 from mailtrack.storage.base import EventStore
 from mailtrack.storage.sqlite import SQLiteStore
@@ -52,11 +55,36 @@ def open_store(db: str | Path, *, create: bool = True) -> EventStore:
     return SQLiteStore(db)
 
 
-def build_service(config: Config) -> Service:
+def loopback_only(endpoints: Endpoints) -> Authorize:
+    """The Events API's authorization until API keys exist: requests from this machine only (403 otherwise).
+
+    The client address is judged as the tracking endpoints judge it (a
+    trusted proxy's ``X-Forwarded-For`` is believed), so a remote client
+    behind a trusted proxy is refused. A proxy on this machine that is not
+    declared with ``--trusted-proxy`` makes every request look local: declare it.
+    """
+
+    def authorize(request: Request, scope: str) -> Response | None:
+        address = endpoints.client_ip(request)
+        try:
+            local = address is not None and ipaddress.ip_address(address.split("%")[0]).is_loopback
+        except ValueError:
+            local = False
+        if local:
+            return None
+        return error(403, [(None, f"the {scope} scope is only granted to requests from this machine")],
+                     head=request.method == "HEAD")
+
+    return authorize
+
+
+def build_service(config: Config, *, authorize: Authorize | None = None) -> Service:
     """Wire tracker, store, recorder, endpoints and webhook deliveries from ``config``.
 
     Needs ``secret_keys``, ``base_url`` and ``db`` (a :class:`~mailtrack.config.MissingSetting`
-    otherwise). Every check runs before anything opens the database or starts a thread.
+    otherwise). Every check runs before anything opens the database or starts a thread. The Events API
+    (``/v1/events``, ``/v1/stats``) is served beside the tracking URLs, each request allowed by
+    ``authorize(request, scope)`` (default: :func:`loopback_only`).
     """
     config.require("secret_keys", "base_url", "db")
     assert config.base_url is not None and config.db is not None  # require() checked them; for mypy
@@ -68,7 +96,8 @@ def build_service(config: Config) -> Service:
     endpoints = Endpoints(tracker, recorder, trusted_proxies=config.trusted_proxies, max_age=config.max_age,
                           landing_html=config.landing_html)
     deliveries = [WebhookDelivery(store, url, config.webhook_secret or "").start() for url in config.webhooks]
-    return Service(WsgiApp(endpoints), recorder, deliveries)
+    api = EventsApi(store, authorize=authorize if authorize is not None else loopback_only(endpoints))
+    return Service(WsgiApp(endpoints, [api]), recorder, deliveries)
 
 
 def from_environment(environ: Mapping[str, str] | None = None) -> Service:

@@ -10,23 +10,40 @@ it knows nothing of configuration or wiring (dependencies point inward).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
-from typing import Any
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any, Protocol
 
 from mailtrack.http.endpoints import Endpoints
 from mailtrack.http.messages import MAX_BODY, Request, Response, too_large
 
-__all__ = ["MAX_BODY", "StartResponse", "WsgiApp"]
+__all__ = ["MAX_BODY", "Api", "StartResponse", "WsgiApp"]
 
 
 StartResponse = Callable[..., Any]
 
 
-class WsgiApp:
-    """A WSGI callable around :class:`~mailtrack.http.endpoints.Endpoints`."""
+class Api(Protocol):
+    """An API served beside the tracking endpoints (:class:`~mailtrack.http.events_api.EventsApi`)."""
 
-    def __init__(self, endpoints: Endpoints) -> None:
+    def handles(self, path: str) -> bool:
+        """Whether requests for ``path`` are this API's."""
+        ...
+
+    def handle(self, request: Request) -> Response:
+        """Answer a request for one of its paths."""
+        ...
+
+
+class WsgiApp:
+    """A WSGI callable around :class:`~mailtrack.http.endpoints.Endpoints` and the ``apis`` served beside them.
+
+    A request goes to the first API that ``handles`` its path, else to the
+    tracking endpoints (whose paths are under the tracking base URL).
+    """
+
+    def __init__(self, endpoints: Endpoints, apis: Sequence[Api] = ()) -> None:
         self.endpoints = endpoints
+        self.apis = tuple(apis)
 
     def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
         response = self.respond(environ)
@@ -55,6 +72,9 @@ class WsgiApp:
             remote_addr=environ.get("REMOTE_ADDR"),
             body=body,
         )
+        for api in self.apis:
+            if api.handles(path):
+                return api.handle(request)
         return self.endpoints.handle(request)
 
 
