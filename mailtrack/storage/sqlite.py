@@ -153,6 +153,10 @@ EVENTS_API_MIGRATION = """
     INSERT INTO rollups SELECT 'tag', t.tag, '', day, url, sum(o), sum(uo), sum(c), sum(uc), sum(lc), sum(u), sum(uu)
         FROM rollup_source s JOIN event_tags t ON t.event = s.id GROUP BY t.tag, day, url;
     DROP VIEW rollup_source;
+    INSERT INTO rollups SELECT dim, key, value, -1, '', sum(opens), sum(unique_opens), sum(clicks), sum(unique_clicks),
+        sum(link_unique_clicks), sum(unsubscribes), sum(unique_unsubscribes) FROM rollups GROUP BY dim, key, value;
+    CREATE INDEX event_tags_event ON event_tags (event);
+    CREATE INDEX event_meta_event ON event_meta (event, key);
 """
 MIGRATIONS += (EVENTS_API_MIGRATION,)
 
@@ -323,7 +327,9 @@ class SQLiteStore:
         day, url = int(row[2] // 86400), event.url or ""
         dims = [("all", "", ""), ("message", event.message_id, ""), *(("meta", key, value) for key, value in meta),
                 *(("tag", tag, "") for tag in tags)]
-        db.executemany(_ROLLUP_UPSERT, [(*dim, day, url, *counts) for dim in dims])
+        # per (day, URL), and all-time totals (day -1) so that a group_by without since/until reads one row per group
+        db.executemany(_ROLLUP_UPSERT, [(*dim, when, where, *counts) for dim in dims
+                                        for when, where in ((day, url), (_TOTAL, ""))])
 
     # -- reading -------------------------------------------------------------------
     @_translated
@@ -586,6 +592,8 @@ _ROLLUP_UPSERT = (
     " unique_unsubscribes = unique_unsubscribes + excluded.unique_unsubscribes"
 )
 _DAY = 86400
+#: The ``day`` of the all-time total rows of the rollups.
+_TOTAL = -1
 #: The seven counts, in rollup column order, as sums over events ``e`` (the fallback's equivalent of the rollups).
 _EVENT_SUMS = (
     "sum(e.event_type = 'opened'), sum(e.event_type = 'opened' AND e.first), sum(e.event_type = 'clicked'),"
@@ -627,14 +635,17 @@ def _plan(query: EventQuery) -> tuple[str, str, list[str], list[Any]]:
         if pinned is not None:
             where.append(f"e.{column} = ?")
             args.append(pinned)
+    # with a selective driver (message, recipient, tag, metadata), type and time are checked per row found: the
+    # unary + keeps SQLite from walking the type or time index instead (which it would, to avoid sorting)
+    plus = "+" if order != "e.id" or query.message_id is not None or query.recipient is not None else ""
     if query.event_type is not None:
-        where.append("e.event_type = ?")
+        where.append(f"{plus}e.event_type = ?")
         args.append(query.event_type.value)
     if query.since is not None:
-        where.append("e.timestamp >= ?")
+        where.append(f"{plus}e.timestamp >= ?")
         args.append(query.since)
     if query.until is not None:
-        where.append("e.timestamp < ?")
+        where.append(f"{plus}e.timestamp < ?")
         args.append(query.until)
     if tag is not None:
         where.append("EXISTS (SELECT 1 FROM event_tags t WHERE t.tag = ? AND t.event = e.id)")
@@ -674,6 +685,10 @@ def _from_rollups(db: sqlite3.Connection, query: EventQuery, group_by: GroupBy,
     if value is not None:
         where.append("value = ?")
         args.append(value)
+    if query.since is None and query.until is None and group_by not in ("day", "link"):
+        where.append(f"day = {_TOTAL}")
+    else:
+        where.append("day >= 0")
     if query.since is not None:
         where.append("day >= ?")
         args.append(int(query.since // _DAY))
@@ -692,13 +707,13 @@ def _from_events(db: sqlite3.Connection, query: EventQuery, group_by: GroupBy, c
     source, _, where, args = _plan(query)
     group = {"day": "CAST(e.timestamp / 86400 AS INTEGER)", "link": "e.url", "message": "e.message_id",
              "campaign": "g.value", "tag": "g.tag"}[group_by]
-    if group_by == "campaign":
-        source += " JOIN event_meta g ON g.event = e.id AND g.key = ?"
+    if group_by == "campaign":  # CROSS JOIN: from the events found to their rows (event_meta_event, event_tags_event)
+        source += " CROSS JOIN event_meta g ON g.event = e.id AND g.key = ?"
         args = [campaign_key, *args]  # the join's placeholder comes before every WHERE one
     if group_by == "tag":
-        source += " JOIN event_tags g ON g.event = e.id"
+        source += " CROSS JOIN event_tags g ON g.event = e.id"
     if group_by == "link":
-        where.append("e.event_type = 'clicked' AND e.url IS NOT NULL")
+        where.append("+e.event_type = 'clicked' AND e.url IS NOT NULL")
     sql = f"SELECT {group}, {_EVENT_SUMS} FROM {source} WHERE {' AND '.join(where) or '1'} GROUP BY {group}"
     return db.execute(sql, args).fetchall()
 
