@@ -178,10 +178,10 @@ def run(n: int, repeat: int) -> list[str]:
 
 
 def _query(params: dict[str, str]) -> EventQuery:
-    from mailtrack.http.events_api import _parse, _query as to_query
+    from mailtrack.http.events_api import filters_query, parse_parameters
 
-    parsed, problems = _parse(urlencode(params), ("message_id", "recipient", "type", "since", "until", "tag"))
-    query = to_query(parsed, problems)
+    parsed, problems = parse_parameters(urlencode(params), ("message_id", "recipient", "type", "since", "until", "tag"))
+    query = filters_query(parsed, problems)
     assert query is not None, problems
     return query
 

@@ -42,15 +42,16 @@ from mailtrack.exceptions import MailtrackError
 from mailtrack.http.messages import Request, Response
 from mailtrack.storage.base import GROUP_BYS, MAX_PAGE, EventQuery, EventStore, GroupBy, StoreError
 
-__all__ = ["SCOPES", "Authorize", "EventsApi", "allow_all", "error", "json_response"]
+__all__ = ["FILTERS", "SCOPES", "Authorize", "EventsApi", "allow_all", "error", "filters_query", "json_response",
+           "parse_parameters"]
 
 #: ``authorize(request, scope)``: None lets the request through, a Response (401, 403) is sent instead.
 Authorize = Callable[[Request, str], "Response | None"]
 #: The scope each endpoint needs.
 SCOPES = {"events": "events.read", "stats": "stats.read"}
 DEFAULT_LIMIT = 100
-_FILTERS = ("message_id", "recipient", "type", "since", "until", "tag")
-_PARAMETERS = {"events": (*_FILTERS, "limit", "cursor"), "stats": (*_FILTERS, "group_by", "campaign_key")}
+FILTERS = ("message_id", "recipient", "type", "since", "until", "tag")
+_PARAMETERS = {"events": (*FILTERS, "limit", "cursor"), "stats": (*FILTERS, "group_by", "campaign_key")}
 _CURSOR_PREFIX = "before:"
 
 
@@ -99,8 +100,8 @@ class EventsApi:
         refused = self.authorize(request, SCOPES[name])
         if refused is not None:
             return refused
-        params, problems = _parse(request.query, _PARAMETERS[name])
-        query = _query(params, problems)
+        params, problems = parse_parameters(request.query, _PARAMETERS[name])
+        query = filters_query(params, problems)
         try:
             if name == "events":
                 limit = _int(params, "limit", DEFAULT_LIMIT, 1, MAX_PAGE, problems)
@@ -129,7 +130,7 @@ class EventsApi:
             return error(400, [(None, str(exc))], head=head)
 
 
-def _parse(query: str, allowed: tuple[str, ...]) -> tuple[dict[str, str], list[tuple[str | None, str]]]:
+def parse_parameters(query: str, allowed: tuple[str, ...]) -> tuple[dict[str, str], list[tuple[str | None, str]]]:
     """The parameters of ``query`` (``metadata.KEY`` included), with a problem for each unknown or repeated one."""
     params: dict[str, str] = {}
     problems: list[tuple[str | None, str]] = []
@@ -146,7 +147,7 @@ def _parse(query: str, allowed: tuple[str, ...]) -> tuple[dict[str, str], list[t
     return params, problems
 
 
-def _query(params: dict[str, str], problems: list[tuple[str | None, str]]) -> EventQuery | None:
+def filters_query(params: dict[str, str], problems: list[tuple[str | None, str]]) -> EventQuery | None:
     """The :class:`EventQuery` the filters describe; a problem (and None) for each bad value."""
     event_type = params.get("type")
     if event_type is not None and event_type not in {member.value for member in EventType}:

@@ -54,10 +54,10 @@ def test_events_are_the_stores_newest_first_serialized_by_to_dict(store: SQLiteS
     {"metadata.campaign": "fall"}, {"tag": "news"}, {"tag": "news", "type": "opened", "metadata.campaign": "fall"},
 ])
 def test_every_filter_reaches_the_store(store: SQLiteStore, params: dict[str, str]) -> None:
-    from mailtrack.http.events_api import _parse, _query
+    from mailtrack.http.events_api import filters_query, parse_parameters
 
-    parsed, problems = _parse(urlencode(params), ("message_id", "recipient", "type", "since", "until", "tag"))
-    query = _query(parsed, problems)
+    parsed, problems = parse_parameters(urlencode(params), ("message_id", "recipient", "type", "since", "until", "tag"))
+    query = filters_query(parsed, problems)
     assert query is not None and problems == []
     _, body = get(EventsApi(store), "/v1/events", params)
     assert body["data"] == [event.to_dict() for event in store.find(query, limit=100).events]
