@@ -91,9 +91,12 @@ MIGRATIONS: tuple[str, ...] = (
     """,
 )
 
+#: The event types as SQL literals (their names are spelled in mailtrack.events only).
+_OPENED, _CLICKED, _UNSUBSCRIBED = (f"'{kind.value}'" for kind in (EventType.OPENED, EventType.CLICKED,
+                                                                     EventType.UNSUBSCRIBED))
 #: The Events API and stats (issue 11): tag and metadata indexes, per-link firsts, rollups. Self-contained (it
 #: backfills from the events already stored), so it can take whichever number follows the accounts migration.
-EVENTS_API_MIGRATION = """
+EVENTS_API_MIGRATION = f"""
     ALTER TABLE events ADD COLUMN link_first INTEGER NOT NULL DEFAULT 0;
     CREATE INDEX events_message_id ON events (message_id, id);
     CREATE INDEX events_recipient ON events (recipient, id);
@@ -130,20 +133,20 @@ EVENTS_API_MIGRATION = """
         unique_unsubscribes INTEGER NOT NULL,
         PRIMARY KEY (dim, key, value, day, url)
     ) WITHOUT ROWID;
-    UPDATE events SET link_first = 1 WHERE event_type = 'clicked' AND url IS NOT NULL AND id = (
-        SELECT min(e2.id) FROM events e2 WHERE e2.event_type = 'clicked' AND e2.message_id = events.message_id
+    UPDATE events SET link_first = 1 WHERE event_type = {_CLICKED} AND url IS NOT NULL AND id = (
+        SELECT min(e2.id) FROM events e2 WHERE e2.event_type = {_CLICKED} AND e2.message_id = events.message_id
         AND e2.recipient = events.recipient AND e2.url = events.url);
     INSERT INTO link_firsts SELECT DISTINCT url, message_id, recipient FROM events
-        WHERE event_type = 'clicked' AND url IS NOT NULL;
+        WHERE event_type = {_CLICKED} AND url IS NOT NULL;
     INSERT INTO event_tags SELECT DISTINCT j.value, e.id FROM events e, json_each(e.tags) j WHERE j.type = 'text';
     INSERT INTO event_meta SELECT e.id_key, e.id_value, e.id FROM (
         SELECT DISTINCT events.id AS id, j.key AS id_key, CASE j.type WHEN 'text' THEN j.value WHEN 'true' THEN 'true'
             WHEN 'false' THEN 'false' WHEN 'null' THEN 'null' ELSE CAST(j.value AS TEXT) END AS id_value
         FROM events, json_each(events.metadata) j) e;
     CREATE TEMP VIEW rollup_source AS SELECT id, CAST(timestamp / 86400 AS INTEGER) AS day, coalesce(url, '') AS url,
-        event_type = 'opened' AS o, event_type = 'opened' AND first AS uo, event_type = 'clicked' AS c,
-        event_type = 'clicked' AND first AS uc, event_type = 'clicked' AND link_first AS lc,
-        event_type = 'unsubscribed' AS u, event_type = 'unsubscribed' AND first AS uu, message_id FROM events;
+        event_type = {_OPENED} AS o, event_type = {_OPENED} AND first AS uo, event_type = {_CLICKED} AS c,
+        event_type = {_CLICKED} AND first AS uc, event_type = {_CLICKED} AND link_first AS lc,
+        event_type = {_UNSUBSCRIBED} AS u, event_type = {_UNSUBSCRIBED} AND first AS uu, message_id FROM events;
     INSERT INTO rollups SELECT 'all', '', '', day, url, sum(o), sum(uo), sum(c), sum(uc), sum(lc), sum(u), sum(uu)
         FROM rollup_source GROUP BY day, url;
     INSERT INTO rollups SELECT 'message', message_id, '', day, url, sum(o), sum(uo), sum(c), sum(uc), sum(lc), sum(u),
@@ -351,13 +354,14 @@ class SQLiteStore:
             raise ArgumentError(f"limit must be an int from 1 to {MAX_PAGE}, not {limit!r}")
         if before is not None and (isinstance(before, bool) or not isinstance(before, int)):
             raise ArgumentError(f"before must be an event id (int) or None, not {before!r}")
-        source, order, where, args = _plan(query)
+        db = self._connection()
+        source, order, where, args = _plan(query, _window_is_narrow(db, query))
         if before is not None:
             where.append(f"{order} < ?")
             args.append(before)
         sql = (f"SELECT e.id, {_E_COLUMNS} FROM {source} WHERE {' AND '.join(where) or '1'} "
                f"ORDER BY {order} DESC LIMIT ?")
-        rows = self._connection().execute(sql, (*args, limit + 1)).fetchall()
+        rows = db.execute(sql, (*args, limit + 1)).fetchall()
         more = len(rows) > limit
         rows = rows[:limit]
         return EventPage([_event(row[1:]) for row in rows], rows[-1][0] if more else None)
@@ -596,9 +600,9 @@ _DAY = 86400
 _TOTAL = -1
 #: The seven counts, in rollup column order, as sums over events ``e`` (the fallback's equivalent of the rollups).
 _EVENT_SUMS = (
-    "sum(e.event_type = 'opened'), sum(e.event_type = 'opened' AND e.first), sum(e.event_type = 'clicked'),"
-    " sum(e.event_type = 'clicked' AND e.first), sum(e.event_type = 'clicked' AND e.link_first),"
-    " sum(e.event_type = 'unsubscribed'), sum(e.event_type = 'unsubscribed' AND e.first)"
+    f"sum(e.event_type = {_OPENED}), sum(e.event_type = {_OPENED} AND e.first), sum(e.event_type = {_CLICKED}),"
+    f" sum(e.event_type = {_CLICKED} AND e.first), sum(e.event_type = {_CLICKED} AND e.link_first),"
+    f" sum(e.event_type = {_UNSUBSCRIBED}), sum(e.event_type = {_UNSUBSCRIBED} AND e.first)"
 )
 _ROLLUP_SUMS = ("sum(opens), sum(unique_opens), sum(clicks), sum(unique_clicks), sum(link_unique_clicks),"
                 " sum(unsubscribes), sum(unique_unsubscribes)")
@@ -609,11 +613,12 @@ def _meta_value(value: Any) -> str:
     return value if isinstance(value, str) else json.dumps(value, separators=(",", ":"), sort_keys=True)
 
 
-def _plan(query: EventQuery) -> tuple[str, str, list[str], list[Any]]:
+def _plan(query: EventQuery, by_time: bool = False) -> tuple[str, str, list[str], list[Any]]:
     """``FROM`` clause, the id column to order by, and the conditions with their arguments, for ``query``.
 
     The most selective indexed condition drives (``CROSS JOIN`` fixes the
-    join order in SQLite): message or recipient, else tag, else a metadata pair.
+    join order in SQLite): message or recipient, else tag, else a metadata pair,
+    else (``by_time``, see :func:`_window_is_narrow`) the time index.
     """
     where: list[str] = []
     args: list[Any] = []
@@ -629,8 +634,11 @@ def _plan(query: EventQuery) -> tuple[str, str, list[str], list[Any]]:
         source, order = "event_meta d CROSS JOIN events e ON e.id = d.event", "d.event"
         where += ["d.key = ?", "d.value = ?"]
         args += [key, value]
+    elif by_time and query.message_id is None and query.recipient is None:
+        source, order = "events e INDEXED BY events_time", "e.id"
     else:
         source, order = "events e", "e.id"
+        by_time = False
     for column, pinned in (("message_id", query.message_id), ("recipient", query.recipient)):
         if pinned is not None:
             where.append(f"e.{column} = ?")
@@ -641,6 +649,8 @@ def _plan(query: EventQuery) -> tuple[str, str, list[str], list[Any]]:
     if query.event_type is not None:
         where.append(f"{plus}e.event_type = ?")
         args.append(query.event_type.value)
+    if by_time:
+        plus = ""
     if query.since is not None:
         where.append(f"{plus}e.timestamp >= ?")
         args.append(query.since)
@@ -654,6 +664,25 @@ def _plan(query: EventQuery) -> tuple[str, str, list[str], list[Any]]:
         where.append("EXISTS (SELECT 1 FROM event_meta m WHERE m.key = ? AND m.value = ? AND m.event = e.id)")
         args += [key, value]
     return source, order, where, args
+
+
+def _window_is_narrow(db: sqlite3.Connection, query: EventQuery) -> bool:
+    """Whether a ``since``..``until`` window is best read through the time index (then sorted by id).
+
+    Without a more selective condition, newest-first walks the primary key
+    down from the newest event, skipping those after ``until``; reading the
+    window from the time index instead costs the events inside it. Events
+    arrive at roughly even times, so the two time spans compare the two costs
+    (the newest timestamp is one index lookup).
+    """
+    if query.since is None or query.message_id is not None or query.recipient is not None or query.tag is not None \
+            or query.metadata:
+        return False
+    newest = db.execute("SELECT max(timestamp) FROM events").fetchone()[0]
+    if newest is None:
+        return False
+    end = newest if query.until is None else min(query.until, newest)
+    return bool(newest - end > end - query.since)
 
 
 def _from_rollups(db: sqlite3.Connection, query: EventQuery, group_by: GroupBy,
@@ -713,7 +742,7 @@ def _from_events(db: sqlite3.Connection, query: EventQuery, group_by: GroupBy, c
     if group_by == "tag":
         source += " CROSS JOIN event_tags g ON g.event = e.id"
     if group_by == "link":
-        where.append("+e.event_type = 'clicked' AND e.url IS NOT NULL")
+        where.append(f"+e.event_type = {_CLICKED} AND e.url IS NOT NULL")
     sql = f"SELECT {group}, {_EVENT_SUMS} FROM {source} WHERE {' AND '.join(where) or '1'} GROUP BY {group}"
     return db.execute(sql, args).fetchall()
 
