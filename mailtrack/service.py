@@ -10,6 +10,7 @@ the demo both need it.
 from __future__ import annotations
 
 import functools
+import ipaddress
 import socket
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
@@ -20,7 +21,10 @@ from mailtrack.core.tracker import Tracker
 from mailtrack.delivery.recorder import Recorder
 from mailtrack.delivery.webhooks import WebhookDelivery
 from mailtrack.exceptions import ConfigurationError
+from mailtrack.http.auth import authorize as key_authorize
 from mailtrack.http.endpoints import Endpoints
+from mailtrack.http.events_api import Authorize, EventsApi, error
+from mailtrack.http.messages import Request, Response
 from mailtrack.http.settings_api import SettingsApi
 from mailtrack.http.v2_api import V2Api
 from mailtrack.http.wsgi import MAX_BODY, WsgiApp
@@ -62,11 +66,47 @@ def open_account_store(db: str | Path) -> AccountStore:
     return SQLiteStore(db)
 
 
-def build_service(config: Config) -> Service:
+def loopback_only(endpoints: Endpoints) -> Authorize:
+    """A key-less authorization for the Events API: requests from this machine only (403 otherwise).
+
+    The client address is judged as the tracking endpoints judge it (a
+    trusted proxy's ``X-Forwarded-For`` is believed), so a remote client
+    behind a trusted proxy is refused. A proxy on this machine that is not
+    declared with ``--trusted-proxy`` makes every request look local: declare it.
+    """
+
+    def authorize(request: Request, scope: str) -> Response | None:
+        address = endpoints.client_ip(request)
+        try:
+            local = address is not None and ipaddress.ip_address(address.split("%")[0]).is_loopback
+        except ValueError:
+            local = False
+        if local:
+            return None
+        return error(403, [(None, f"the {scope} scope is only granted to requests from this machine")],
+                     head=request.method == "HEAD")
+
+    return authorize
+
+
+def api_keys(store: AccountStore) -> Authorize:
+    """The Events API's authorization: a live API key (``Authorization: Bearer``) holding the scope asked for."""
+
+    def authorize(request: Request, scope: str) -> Response | None:
+        found = key_authorize(request, scope, store=store)
+        return found if isinstance(found, Response) else None
+
+    return authorize
+
+
+def build_service(config: Config, *, authorize: Authorize | None = None) -> Service:
     """Wire tracker, store, recorder, endpoints and webhook deliveries from ``config``.
 
     Needs ``secret_keys``, ``base_url`` and ``db`` (a :class:`~mailtrack.config.MissingSetting`
-    otherwise). Every check runs before anything opens the database or starts a thread.
+    otherwise). Every check runs before anything opens the database or starts a thread. The Events API
+    (``/v1/events``, ``/v1/stats``) is served beside the tracking URLs, each request allowed by
+    ``authorize(request, scope)`` (default: :func:`api_keys`, a live API key holding
+    ``events.read`` or ``stats.read``; :func:`loopback_only` is the key-less alternative).
     """
     config.require("secret_keys", "base_url", "db")
     assert config.base_url is not None and config.db is not None  # require() checked them; for mypy
@@ -81,7 +121,13 @@ def build_service(config: Config) -> Service:
     endpoints = Endpoints(tracker, recorder, trusted_proxies=config.trusted_proxies, max_age=config.max_age,
                           landing_html=landing)
     deliveries = [WebhookDelivery(store, url, config.webhook_secret or "").start() for url in config.webhooks]
-    return Service(WsgiApp(endpoints, [SettingsApi(store).handle, V2Api(store).handle]), recorder, deliveries)
+    events = EventsApi(store, authorize=authorize if authorize is not None else api_keys(store))
+
+    def events_api(request: Request) -> Response | None:
+        return events.handle(request) if events.handles(request.path) else None
+
+    apis = [SettingsApi(store).handle, V2Api(store).handle, events_api]
+    return Service(WsgiApp(endpoints, apis), recorder, deliveries)
 
 
 def _stored_landing(store: AccountStore, account: str) -> str | None:

@@ -8,23 +8,33 @@ import time
 from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from urllib.parse import urlencode
 
-from mailtrack.cli._common import add_settings, settings
-from mailtrack.events import EventType
-from mailtrack.storage.base import EventStore
+from mailtrack.cli._common import UsageError, add_settings, settings
+from mailtrack.events import EventType, TrackingEvent
+from mailtrack.exceptions import ArgumentError
+from mailtrack.http.events_api import FILTERS, filters_query, parse_parameters
+from mailtrack.storage.base import GROUP_BYS, MAX_PAGE, EventQuery, EventStore, GroupBy
 
 __all__ = ["register"]
 
 
 def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Add ``events``, ``stats`` and ``webhooks`` to the subcommands ``commands``."""
-    events = commands.add_parser("events", help="print stored events", description="Print the stored events, oldest first.")
+    events = commands.add_parser(
+        "events", help="print stored events",
+        description="Print the stored events, oldest first; with --limit, the newest LIMIT of them (still oldest first).")
     events.add_argument("--json", action="store_true", help="one JSON object per line")
-    events.add_argument("--message-id", help="only this message's events")
-    events.add_argument("--type", choices=[event_type.value for event_type in EventType], help="only events of this type")
-    stats = commands.add_parser("stats", help="opens and clicks per message and link",
-                                description="Opens, clicks and unsubscribes per message and per link.")
+    add_filters(events)
+    events.add_argument("--limit", type=int, default=None, help="only the newest LIMIT matching events (1 to 1000)")
+    stats = commands.add_parser(
+        "stats", help="opens and clicks per message and link, or per --group-by",
+        description="Opens, clicks and unsubscribes per message and per link; with --group-by or a filter, the counts "
+                    "per day, campaign, message, link or tag (as GET /v1/stats).")
     stats.add_argument("--json", action="store_true", help="one JSON document")
+    add_filters(stats)
+    stats.add_argument("--group-by", choices=GROUP_BYS, help="count per day, campaign, message, link or tag")
+    stats.add_argument("--campaign-key", default="campaign", help="the metadata key naming a campaign (default campaign)")
     hooks = commands.add_parser("webhooks", help="webhook deliveries per target: pending, delivered, dead",
                                 description="Webhook deliveries per target: pending, delivered, dead.")
     hooks.add_argument("--requeue", action="store_true", help="give dead deliveries a fresh start")
@@ -33,6 +43,38 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     for command, run in ((events, print_events), (stats, print_stats), (hooks, print_webhooks)):
         add_settings(command, "db")
         command.set_defaults(func=run)
+
+
+def add_filters(parser: argparse.ArgumentParser) -> None:
+    """The filters of ``GET /v1/events`` and ``/v1/stats``, as options."""
+    parser.add_argument("--message-id", help="only this message's events")
+    parser.add_argument("--recipient", help="only this recipient's events ('' for messages tracked without one)")
+    parser.add_argument("--type", choices=[event_type.value for event_type in EventType], help="only events of this type")
+    parser.add_argument("--since", help="only events at or after this time (ISO 8601, UTC if no offset, or Unix seconds)")
+    parser.add_argument("--until", help="only events before this time (ISO 8601 or Unix seconds)")
+    parser.add_argument("--metadata", action="append", default=[], metavar="KEY=VALUE",
+                        help="only events whose metadata KEY is VALUE (repeatable: all must match)")
+    parser.add_argument("--tag", help="only events with this tag")
+
+
+def event_query(args: argparse.Namespace, *extra: tuple[str, str]) -> tuple[EventQuery, str]:
+    """The filters of ``args`` as an :class:`EventQuery` (and as a query string), checked as the Events API checks them."""
+    pairs: list[tuple[str, str]] = []
+    for name in ("message_id", "recipient", "type", "since", "until", "tag"):
+        value = getattr(args, name)
+        if value is not None:
+            pairs.append((name, value))
+    for item in args.metadata:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise UsageError(f"--metadata takes KEY=VALUE, not {item!r}")
+        pairs.append((f"metadata.{key}", value))
+    query_string = urlencode([*pairs, *extra])
+    params, problems = parse_parameters(query_string, (*FILTERS, *(name for name, _ in extra)))
+    query = filters_query(params, problems)
+    if problems or query is None:
+        raise ArgumentError("; ".join(f"--{(field or 'query').replace('_', '-')} {message}" for field, message in problems))
+    return query, query_string
 
 
 @contextmanager
@@ -51,8 +93,14 @@ def open_store(args: argparse.Namespace) -> Iterator[EventStore]:
 
 def print_events(args: argparse.Namespace) -> int:
     """``mailtrack events``."""
+    query, _ = event_query(args)
+    if args.limit is not None and not 1 <= args.limit <= MAX_PAGE:
+        raise ArgumentError(f"--limit must be from 1 to {MAX_PAGE}, not {args.limit}")
     with open_store(args) as store:
-        events = store.events(message_id=args.message_id, event_type=args.type)
+        if args.limit is None and query == EventQuery():
+            events = store.events()  # everything, oldest first, as before
+        else:
+            events = _all_matching(store, query, args.limit)
     for event in events:
         if args.json:
             print(json.dumps(event.to_dict(), separators=(",", ":")))
@@ -66,8 +114,24 @@ def print_events(args: argparse.Namespace) -> int:
     return 0
 
 
+def _all_matching(store: EventStore, query: EventQuery, limit: int | None) -> list[TrackingEvent]:
+    """The events matching ``query`` (only the newest ``limit`` with one), oldest first."""
+    found: list[TrackingEvent] = []
+    before = None
+    while limit is None or len(found) < limit:
+        page = store.find(query, before=before, limit=MAX_PAGE if limit is None else min(MAX_PAGE, limit - len(found)))
+        found += page.events
+        if page.next_before is None:
+            break
+        before = page.next_before
+    return found[::-1]
+
+
 def print_stats(args: argparse.Namespace) -> int:
-    """``mailtrack stats``."""
+    """``mailtrack stats``: per message and link as before; with --group-by or a filter, as GET /v1/stats."""
+    query, _ = event_query(args)
+    if args.group_by is not None or query != EventQuery():
+        return _print_grouped(args, query)
     with open_store(args) as store:
         stats = store.stats()
     if args.json:
@@ -82,6 +146,25 @@ def print_stats(args: argparse.Namespace) -> int:
               f"click-to-open {cto}")
         for link in message["links"]:
             print(f"  link {link['link_index']}: {link['clicks']} click(s), {link['unique']} unique  {link['url']}")
+    return 0
+
+
+def _print_grouped(args: argparse.Namespace, query: EventQuery) -> int:
+    group_by: GroupBy = args.group_by or "day"  # argparse checked it against GROUP_BYS
+    if not args.campaign_key:
+        raise ArgumentError("--campaign-key must not be empty")
+    with open_store(args) as store:
+        rows = store.grouped_stats(query, group_by, campaign_key=args.campaign_key)
+    if args.json:
+        print(json.dumps({"group_by": group_by, "data": [row.to_dict() for row in rows]}, indent=2))
+        return 0
+    for row in rows:
+        cto = "-" if row.click_to_open is None else f"{row.click_to_open:.1%}"
+        if row.opens is None:
+            print(f"{row.key}: clicks {row.clicks} ({row.unique_clicks} unique)")
+        else:
+            print(f"{row.key}: opens {row.opens} ({row.unique_opens} unique), clicks {row.clicks} "
+                  f"({row.unique_clicks} unique), unsubscribes {row.unsubscribes}; click-to-open {cto}")
     return 0
 
 

@@ -62,4 +62,5 @@ def too_large(content_length: object) -> Response | None:
 _UNSAFE = {13: None, 10: None, 0: None}
 
 
-_REASONS = {200: "OK", 302: "Found", 404: "Not Found", 405: "Method Not Allowed", 413: "Content Too Large"}
+_REASONS = {200: "OK", 302: "Found", 400: "Bad Request", 401: "Unauthorized", 403: "Forbidden", 404: "Not Found",
+            405: "Method Not Allowed", 413: "Content Too Large", 503: "Service Unavailable"}

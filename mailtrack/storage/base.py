@@ -10,16 +10,24 @@ event and tries again later.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
-from typing import Any, Protocol, runtime_checkable
+from dataclasses import dataclass, field
+from typing import Any, Literal, Protocol, get_args, runtime_checkable
 
 from mailtrack.core.settings import TrackingSettings
-from mailtrack.events import TrackingEvent
-from mailtrack.exceptions import MailtrackError
+from mailtrack.events import EventType, TrackingEvent
+from mailtrack.exceptions import ArgumentError, MailtrackError
 from mailtrack.storage.accounts import Account, ApiKey
 
-__all__ = ["AccountStore", "EventStore", "UnknownAccount", "OutboxItem", "StoreError", "StoreUnavailable"]
+__all__ = ["GROUP_BYS", "MAX_PAGE", "AccountStore", "EventPage", "EventQuery", "EventStore", "GroupBy", "OutboxItem",
+           "StatsRow", "StoreError", "StoreUnavailable", "UnknownAccount"]
+
+#: What ``stats`` can group by: UTC day, a metadata key's value (the campaign), message, clicked URL, tag.
+GroupBy = Literal["day", "campaign", "message", "link", "tag"]
+GROUP_BYS: tuple[str, ...] = get_args(GroupBy)
+#: The most events one page may hold (the Events API's ``limit`` ceiling).
+MAX_PAGE = 1000
 
 
 class StoreError(MailtrackError):
@@ -52,6 +60,95 @@ class OutboxItem:
     event: TrackingEvent
 
 
+@dataclass(frozen=True)
+class EventQuery:
+    """Which events a query or a stats request covers; every field None (or empty) means "no condition".
+
+    ``recipient`` ``""`` selects the events of messages tracked without a
+    recipient (stored that way). ``since`` is inclusive and ``until``
+    exclusive, both Unix seconds. ``metadata`` pairs must all match (a value
+    that is not a str matches its compact JSON: ``5``, ``true``). An event
+    matches ``tag`` when the tag is one of its tags. Built from untrusted input
+    by the HTTP API and the CLI, so every field is checked here
+    (:class:`~mailtrack.exceptions.ArgumentError`).
+    """
+
+    message_id: str | None = None
+    recipient: str | None = None
+    event_type: EventType | None = None
+    since: float | None = None
+    until: float | None = None
+    metadata: tuple[tuple[str, str], ...] = field(default=())
+    tag: str | None = None
+
+    def __post_init__(self) -> None:
+        for name in ("message_id", "recipient", "tag"):
+            if not isinstance(getattr(self, name), (str, type(None))):
+                raise ArgumentError(f"{name} must be a str or None, not {getattr(self, name)!r}")
+        if self.event_type is not None:
+            try:
+                object.__setattr__(self, "event_type", EventType(self.event_type))
+            except ValueError:
+                raise ArgumentError(f"type must be one of {', '.join(t.value for t in EventType)}, "
+                                    f"not {self.event_type!r}") from None
+        for name in ("since", "until"):
+            value = getattr(self, name)
+            if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))
+                                      or not math.isfinite(value)):
+                raise ArgumentError(f"{name} must be Unix seconds, not {value!r}")
+        if not isinstance(self.metadata, tuple) or not all(
+                isinstance(pair, tuple) and len(pair) == 2 and all(isinstance(x, str) for x in pair)
+                for pair in self.metadata):
+            raise ArgumentError(f"metadata must be a tuple of (key, value) str pairs, not {self.metadata!r}")
+
+
+@dataclass(frozen=True)
+class EventPage:
+    """One page of events, newest first; ``next_before`` is the id to continue below (None: this was the last page)."""
+
+    events: list[TrackingEvent]
+    next_before: int | None
+
+
+@dataclass(frozen=True)
+class StatsRow:
+    """The counts of one group. ``unique_*`` count recipients of a message (each counted on its first such event).
+
+    ``sent`` is None: the store does not know how many were sent, so the
+    open and click rates (unique over sent) are None too; ``click_to_open``
+    (unique clicks over unique opens) is known. In ``link`` rows only clicks
+    mean anything and the other counts are None.
+    """
+
+    key: str
+    opens: int | None
+    unique_opens: int | None
+    clicks: int
+    unique_clicks: int
+    unsubscribes: int | None
+    unique_unsubscribes: int | None
+    sent: int | None = None
+
+    @property
+    def open_rate(self) -> float | None:
+        return None if not self.sent or self.unique_opens is None else self.unique_opens / self.sent
+
+    @property
+    def click_rate(self) -> float | None:
+        return None if not self.sent else self.unique_clicks / self.sent
+
+    @property
+    def click_to_open(self) -> float | None:
+        return None if not self.unique_opens else self.unique_clicks / self.unique_opens
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON shape of ``GET /v1/stats`` and ``mailtrack stats --group-by ... --json``."""
+        return {"key": self.key, "sent": self.sent, "opens": self.opens, "unique_opens": self.unique_opens,
+                "clicks": self.clicks, "unique_clicks": self.unique_clicks, "unsubscribes": self.unsubscribes,
+                "unique_unsubscribes": self.unique_unsubscribes, "open_rate": self.open_rate,
+                "click_rate": self.click_rate, "click_to_open_rate": self.click_to_open}
+
+
 @runtime_checkable
 class EventStore(Protocol):
     """Events, the ``first`` flags and the webhook outbox. Every method may raise :class:`StoreUnavailable`."""
@@ -64,6 +161,14 @@ class EventStore(Protocol):
         self, *, message_id: str | None = None, event_type: str | None = None, after_id: int = 0, limit: int | None = None
     ) -> list[TrackingEvent]:
         """Stored events in the order they were recorded, optionally filtered."""
+        ...
+
+    def find(self, query: EventQuery, *, before: int | None = None, limit: int = 100) -> EventPage:
+        """Events matching ``query``, newest (highest id) first, below id ``before``; at most ``limit`` (<= MAX_PAGE)."""
+        ...
+
+    def grouped_stats(self, query: EventQuery, group_by: GroupBy, *, campaign_key: str = "campaign") -> list[StatsRow]:
+        """Counts of the events matching ``query`` per ``group_by`` group, from rollups or index-narrowed rows."""
         ...
 
     def count(self) -> int:

@@ -35,9 +35,20 @@ from mailtrack.storage.accounts import (
     new_key,
     split_key,
 )
-from mailtrack.storage.base import OutboxItem, StoreError, StoreUnavailable, UnknownAccount
+from mailtrack.storage.base import (
+    GROUP_BYS,
+    MAX_PAGE,
+    EventPage,
+    EventQuery,
+    GroupBy,
+    OutboxItem,
+    StatsRow,
+    StoreError,
+    StoreUnavailable,
+    UnknownAccount,
+)
 
-__all__ = ["MIGRATIONS", "OutboxItem", "SQLiteStore"]
+__all__ = ["EVENTS_API_MIGRATION", "MIGRATIONS", "OutboxItem", "SQLiteStore"]
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -111,6 +122,78 @@ MIGRATIONS: tuple[str, ...] = (
     CREATE INDEX api_keys_account ON api_keys (account);
     """,
 )
+
+#: The event types as SQL literals (their names are spelled in mailtrack.events only).
+_OPENED, _CLICKED, _UNSUBSCRIBED = (f"'{kind.value}'" for kind in (EventType.OPENED, EventType.CLICKED,
+                                                                     EventType.UNSUBSCRIBED))
+#: The Events API and stats (issue 11): tag and metadata indexes, per-link firsts, rollups. Self-contained (it
+#: backfills from the events already stored), so it can take whichever number follows the accounts migration.
+EVENTS_API_MIGRATION = f"""
+    ALTER TABLE events ADD COLUMN link_first INTEGER NOT NULL DEFAULT 0;
+    CREATE INDEX events_message_id ON events (message_id, id);
+    CREATE INDEX events_recipient ON events (recipient, id);
+    CREATE INDEX events_type ON events (event_type, id);
+    CREATE TABLE event_tags (
+        tag TEXT NOT NULL,
+        event INTEGER NOT NULL,
+        PRIMARY KEY (tag, event)
+    ) WITHOUT ROWID;
+    CREATE TABLE event_meta (
+        key TEXT NOT NULL,
+        value TEXT NOT NULL,
+        event INTEGER NOT NULL,
+        PRIMARY KEY (key, value, event)
+    ) WITHOUT ROWID;
+    CREATE TABLE link_firsts (
+        url TEXT NOT NULL,
+        message_id TEXT NOT NULL,
+        recipient TEXT NOT NULL,
+        PRIMARY KEY (url, message_id, recipient)
+    ) WITHOUT ROWID;
+    CREATE TABLE rollups (
+        dim TEXT NOT NULL,
+        key TEXT NOT NULL,
+        value TEXT NOT NULL,
+        day INTEGER NOT NULL,
+        url TEXT NOT NULL,
+        opens INTEGER NOT NULL,
+        unique_opens INTEGER NOT NULL,
+        clicks INTEGER NOT NULL,
+        unique_clicks INTEGER NOT NULL,
+        link_unique_clicks INTEGER NOT NULL,
+        unsubscribes INTEGER NOT NULL,
+        unique_unsubscribes INTEGER NOT NULL,
+        PRIMARY KEY (dim, key, value, day, url)
+    ) WITHOUT ROWID;
+    UPDATE events SET link_first = 1 WHERE event_type = {_CLICKED} AND url IS NOT NULL AND id = (
+        SELECT min(e2.id) FROM events e2 WHERE e2.event_type = {_CLICKED} AND e2.message_id = events.message_id
+        AND e2.recipient = events.recipient AND e2.url = events.url);
+    INSERT INTO link_firsts SELECT DISTINCT url, message_id, recipient FROM events
+        WHERE event_type = {_CLICKED} AND url IS NOT NULL;
+    INSERT INTO event_tags SELECT DISTINCT j.value, e.id FROM events e, json_each(e.tags) j WHERE j.type = 'text';
+    INSERT INTO event_meta SELECT e.id_key, e.id_value, e.id FROM (
+        SELECT DISTINCT events.id AS id, j.key AS id_key, CASE j.type WHEN 'text' THEN j.value WHEN 'true' THEN 'true'
+            WHEN 'false' THEN 'false' WHEN 'null' THEN 'null' ELSE CAST(j.value AS TEXT) END AS id_value
+        FROM events, json_each(events.metadata) j) e;
+    CREATE TEMP VIEW rollup_source AS SELECT id, CAST(timestamp / 86400 AS INTEGER) AS day, coalesce(url, '') AS url,
+        event_type = {_OPENED} AS o, event_type = {_OPENED} AND first AS uo, event_type = {_CLICKED} AS c,
+        event_type = {_CLICKED} AND first AS uc, event_type = {_CLICKED} AND link_first AS lc,
+        event_type = {_UNSUBSCRIBED} AS u, event_type = {_UNSUBSCRIBED} AND first AS uu, message_id FROM events;
+    INSERT INTO rollups SELECT 'all', '', '', day, url, sum(o), sum(uo), sum(c), sum(uc), sum(lc), sum(u), sum(uu)
+        FROM rollup_source GROUP BY day, url;
+    INSERT INTO rollups SELECT 'message', message_id, '', day, url, sum(o), sum(uo), sum(c), sum(uc), sum(lc), sum(u),
+        sum(uu) FROM rollup_source GROUP BY message_id, day, url;
+    INSERT INTO rollups SELECT 'meta', m.key, m.value, day, url, sum(o), sum(uo), sum(c), sum(uc), sum(lc), sum(u),
+        sum(uu) FROM rollup_source s JOIN event_meta m ON m.event = s.id GROUP BY m.key, m.value, day, url;
+    INSERT INTO rollups SELECT 'tag', t.tag, '', day, url, sum(o), sum(uo), sum(c), sum(uc), sum(lc), sum(u), sum(uu)
+        FROM rollup_source s JOIN event_tags t ON t.event = s.id GROUP BY t.tag, day, url;
+    DROP VIEW rollup_source;
+    INSERT INTO rollups SELECT dim, key, value, -1, '', sum(opens), sum(unique_opens), sum(clicks), sum(unique_clicks),
+        sum(link_unique_clicks), sum(unsubscribes), sum(unique_unsubscribes) FROM rollups GROUP BY dim, key, value;
+    CREATE INDEX event_tags_event ON event_tags (event);
+    CREATE INDEX event_meta_event ON event_meta (event, key);
+"""
+MIGRATIONS += (EVENTS_API_MIGRATION,)
 
 _COLUMNS = (
     "event_id, event_type, timestamp, message_id, recipient, url, link_index, user_agent, ip, referer, metadata, first, machine,"
@@ -242,7 +325,14 @@ class SQLiteStore:
                 (event.event_type, event.message_id, _NO_RECIPIENT if event.recipient is None else event.recipient),
             ).rowcount == 1
             event = event.with_first(first)
-            db.execute(f"INSERT INTO events ({_COLUMNS}) VALUES ({', '.join('?' * 14)})", _row(event))
+            row = _row(event)
+            link_first = event.event_type is EventType.CLICKED and event.url is not None and db.execute(
+                "INSERT OR IGNORE INTO link_firsts (url, message_id, recipient) VALUES (?, ?, ?)",
+                (event.url, row[3], row[4]),
+            ).rowcount == 1
+            rowid = db.execute(f"INSERT INTO events ({_COLUMNS}, link_first) VALUES ({', '.join('?' * 15)})",
+                               (*row, int(link_first))).lastrowid
+            self._index(db, rowid, event, row, link_first)
             now = event.timestamp.timestamp()
             db.executemany(
                 "INSERT OR IGNORE INTO outbox (event_id, target, next_attempt) VALUES (?, ?, ?)",
@@ -255,7 +345,87 @@ class SQLiteStore:
             raise
         return event
 
+    @staticmethod
+    def _index(db: sqlite3.Connection, rowid: int | None, event: TrackingEvent, row: tuple[Any, ...],
+               link_first: bool) -> None:
+        """Index the new event's tags and metadata, and add it to every rollup it belongs to (same transaction)."""
+        tags = sorted(set(event.tags))
+        meta = [(key, _meta_value(value)) for key, value in json.loads(row[10]).items()]
+        db.executemany("INSERT OR IGNORE INTO event_tags (tag, event) VALUES (?, ?)", [(tag, rowid) for tag in tags])
+        db.executemany("INSERT OR IGNORE INTO event_meta (key, value, event) VALUES (?, ?, ?)",
+                       [(key, value, rowid) for key, value in meta])
+        kind, first = event.event_type, bool(event.first)
+        counts = (
+            int(kind is EventType.OPENED), int(kind is EventType.OPENED and first),
+            int(kind is EventType.CLICKED), int(kind is EventType.CLICKED and first), int(link_first),
+            int(kind is EventType.UNSUBSCRIBED), int(kind is EventType.UNSUBSCRIBED and first),
+        )
+        day, url = int(row[2] // 86400), event.url or ""
+        dims = [("all", "", ""), ("message", event.message_id, ""), *(("meta", key, value) for key, value in meta),
+                *(("tag", tag, "") for tag in tags)]
+        # per (day, URL), and all-time totals (day -1) so that a group_by without since/until reads one row per group
+        db.executemany(_ROLLUP_UPSERT, [(*dim, when, where, *counts) for dim in dims
+                                        for when, where in ((day, url), (_TOTAL, ""))])
+
     # -- reading -------------------------------------------------------------------
+    @_translated
+    def find(self, query: EventQuery, *, before: int | None = None, limit: int = 100) -> EventPage:
+        """Events matching ``query``, newest (highest id) first, below id ``before``; at most ``limit``.
+
+        Ordered by id, not timestamp, so a cursor (``next_before``) never skips
+        or repeats an event however many arrive meanwhile: new events get
+        higher ids and land before the first page. Every condition is served
+        by an index: the query is driven by ``message_id`` or ``recipient``
+        (``(column, id)`` indexes) when given, else by ``tag`` or the first
+        metadata pair (``event_tags``/``event_meta``, kept in id order), else
+        by ``type``/time over the primary key; the other conditions are checked
+        per row found.
+        """
+        if not isinstance(query, EventQuery):
+            raise ArgumentError(f"find takes an EventQuery, not {type(query).__name__}")
+        if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= MAX_PAGE:
+            raise ArgumentError(f"limit must be an int from 1 to {MAX_PAGE}, not {limit!r}")
+        if before is not None and (isinstance(before, bool) or not isinstance(before, int)):
+            raise ArgumentError(f"before must be an event id (int) or None, not {before!r}")
+        db = self._connection()
+        source, order, where, args = _plan(query, _window_is_narrow(db, query))
+        if before is not None:
+            where.append(f"{order} < ?")
+            args.append(before)
+        sql = (f"SELECT e.id, {_E_COLUMNS} FROM {source} WHERE {' AND '.join(where) or '1'} "
+               f"ORDER BY {order} DESC LIMIT ?")
+        rows = db.execute(sql, (*args, limit + 1)).fetchall()
+        more = len(rows) > limit
+        rows = rows[:limit]
+        return EventPage([_event(row[1:]) for row in rows], rows[-1][0] if more else None)
+
+    @_translated
+    def grouped_stats(self, query: EventQuery, group_by: GroupBy, *, campaign_key: str = "campaign") -> list[StatsRow]:
+        """Counts of the events matching ``query`` per ``group_by`` group (see :class:`StatsRow`).
+
+        Answered from the ``rollups`` table (kept by :meth:`record`) whenever
+        it holds the answer: no ``recipient`` condition, ``since``/``until`` on
+        UTC day boundaries, and at most one of message/metadata/tag named by
+        the conditions and the grouping together. Otherwise the events the
+        conditions select are found through the same indexes as :meth:`find`
+        and counted; at least one condition then narrows them, so no request
+        reads every event. Groups: ``day`` (``YYYY-MM-DD`` UTC), ``campaign``
+        (the value of metadata ``campaign_key``; events without it are left
+        out), ``message``, ``link`` (clicked URL; clicks only) and ``tag`` (an
+        event counts in each of its tags).
+        """
+        if not isinstance(query, EventQuery):
+            raise ArgumentError(f"grouped_stats takes an EventQuery, not {type(query).__name__}")
+        if group_by not in GROUP_BYS:
+            raise ArgumentError(f"group_by must be one of {', '.join(GROUP_BYS)}, not {group_by!r}")
+        if not isinstance(campaign_key, str) or not campaign_key:
+            raise ArgumentError(f"campaign_key must be a non-empty str, not {campaign_key!r}")
+        db = self._connection()
+        rows = _from_rollups(db, query, group_by, campaign_key)
+        if rows is None:
+            rows = _from_events(db, query, group_by, campaign_key)
+        return _stats_rows(rows, group_by, query.event_type)
+
     @_translated
     def events(
         self,
@@ -612,3 +782,191 @@ def _event(row: Sequence[Any]) -> TrackingEvent:
         event_id=event_id,
         tags=tuple(json.loads(tags)),
     )
+
+
+_E_COLUMNS = ", ".join("e." + column.strip() for column in _COLUMNS.split(","))
+_ROLLUP_UPSERT = (
+    "INSERT INTO rollups (dim, key, value, day, url, opens, unique_opens, clicks, unique_clicks, link_unique_clicks,"
+    " unsubscribes, unique_unsubscribes) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+    " ON CONFLICT (dim, key, value, day, url) DO UPDATE SET opens = opens + excluded.opens,"
+    " unique_opens = unique_opens + excluded.unique_opens, clicks = clicks + excluded.clicks,"
+    " unique_clicks = unique_clicks + excluded.unique_clicks,"
+    " link_unique_clicks = link_unique_clicks + excluded.link_unique_clicks,"
+    " unsubscribes = unsubscribes + excluded.unsubscribes,"
+    " unique_unsubscribes = unique_unsubscribes + excluded.unique_unsubscribes"
+)
+_DAY = 86400
+#: The ``day`` of the all-time total rows of the rollups.
+_TOTAL = -1
+#: The seven counts, in rollup column order, as sums over events ``e`` (the fallback's equivalent of the rollups).
+_EVENT_SUMS = (
+    f"sum(e.event_type = {_OPENED}), sum(e.event_type = {_OPENED} AND e.first), sum(e.event_type = {_CLICKED}),"
+    f" sum(e.event_type = {_CLICKED} AND e.first), sum(e.event_type = {_CLICKED} AND e.link_first),"
+    f" sum(e.event_type = {_UNSUBSCRIBED}), sum(e.event_type = {_UNSUBSCRIBED} AND e.first)"
+)
+_ROLLUP_SUMS = ("sum(opens), sum(unique_opens), sum(clicks), sum(unique_clicks), sum(link_unique_clicks),"
+                " sum(unsubscribes), sum(unique_unsubscribes)")
+
+
+def _meta_value(value: Any) -> str:
+    """How a metadata value is indexed and matched: a str as itself, anything else as compact JSON."""
+    return value if isinstance(value, str) else json.dumps(value, separators=(",", ":"), sort_keys=True)
+
+
+def _plan(query: EventQuery, by_time: bool = False) -> tuple[str, str, list[str], list[Any]]:
+    """``FROM`` clause, the id column to order by, and the conditions with their arguments, for ``query``.
+
+    The most selective indexed condition drives (``CROSS JOIN`` fixes the
+    join order in SQLite): message or recipient, else tag, else a metadata pair,
+    else (``by_time``, see :func:`_window_is_narrow`) the time index.
+    """
+    where: list[str] = []
+    args: list[Any] = []
+    metadata = list(query.metadata)
+    tag = query.tag
+    if query.message_id is None and query.recipient is None and tag is not None:
+        source, order = "event_tags d CROSS JOIN events e ON e.id = d.event", "d.event"
+        where.append("d.tag = ?")
+        args.append(tag)
+        tag = None
+    elif query.message_id is None and query.recipient is None and metadata:
+        key, value = metadata.pop(0)
+        source, order = "event_meta d CROSS JOIN events e ON e.id = d.event", "d.event"
+        where += ["d.key = ?", "d.value = ?"]
+        args += [key, value]
+    elif by_time and query.message_id is None and query.recipient is None:
+        source, order = "events e INDEXED BY events_time", "e.id"
+    else:
+        source, order = "events e", "e.id"
+        by_time = False
+    for column, pinned in (("message_id", query.message_id), ("recipient", query.recipient)):
+        if pinned is not None:
+            where.append(f"e.{column} = ?")
+            args.append(pinned)
+    # with a selective driver (message, recipient, tag, metadata), type and time are checked per row found: the
+    # unary + keeps SQLite from walking the type or time index instead (which it would, to avoid sorting)
+    plus = "+" if order != "e.id" or query.message_id is not None or query.recipient is not None else ""
+    if query.event_type is not None:
+        where.append(f"{plus}e.event_type = ?")
+        args.append(query.event_type.value)
+    if by_time:
+        plus = ""
+    if query.since is not None:
+        where.append(f"{plus}e.timestamp >= ?")
+        args.append(query.since)
+    if query.until is not None:
+        where.append(f"{plus}e.timestamp < ?")
+        args.append(query.until)
+    if tag is not None:
+        where.append("EXISTS (SELECT 1 FROM event_tags t WHERE t.tag = ? AND t.event = e.id)")
+        args.append(tag)
+    for key, value in metadata:
+        where.append("EXISTS (SELECT 1 FROM event_meta m WHERE m.key = ? AND m.value = ? AND m.event = e.id)")
+        args += [key, value]
+    return source, order, where, args
+
+
+def _window_is_narrow(db: sqlite3.Connection, query: EventQuery) -> bool:
+    """Whether a ``since``..``until`` window is best read through the time index (then sorted by id).
+
+    Without a more selective condition, newest-first walks the primary key
+    down from the newest event, skipping those after ``until``; reading the
+    window from the time index instead costs the events inside it. Events
+    arrive at roughly even times, so the two time spans compare the two costs
+    (the newest timestamp is one index lookup).
+    """
+    if query.since is None or query.message_id is not None or query.recipient is not None or query.tag is not None \
+            or query.metadata:
+        return False
+    newest = db.execute("SELECT max(timestamp) FROM events").fetchone()[0]
+    if newest is None:
+        return False
+    end = newest if query.until is None else min(query.until, newest)
+    return bool(newest - end > end - query.since)
+
+
+def _from_rollups(db: sqlite3.Connection, query: EventQuery, group_by: GroupBy,
+                  campaign_key: str) -> list[tuple[Any, ...]] | None:
+    """``(group, seven counts)`` rows from the rollups, or None when they cannot answer ``query`` exactly."""
+    if query.recipient is not None or any(t is not None and t % _DAY for t in (query.since, query.until)):
+        return None
+    named: list[tuple[str, str | None, str | None]] = []  # (dim, key, value) the conditions pin
+    if query.message_id is not None:
+        named.append(("message", query.message_id, ""))
+    named += [("meta", key, value) for key, value in query.metadata]
+    if query.tag is not None:
+        named.append(("tag", query.tag, ""))
+    grouping = {"campaign": ("meta", campaign_key, None), "message": ("message", None, ""),
+                "tag": ("tag", None, "")}.get(group_by)
+    if grouping is not None and named:
+        # one dimension at most: grouping by what a condition pins (a message, one metadata key) is that one group
+        if len(named) > 1 or grouping[0] == "tag" or named[0][0] != grouping[0] or \
+                (grouping[0] == "meta" and named[0][1] != campaign_key):
+            return None
+    elif len(named) > 1:
+        return None
+    dim, key, value = named[0] if named else grouping if grouping is not None else ("all", "", "")
+    where: list[str] = ["dim = ?"]
+    args: list[Any] = [dim]
+    if key is not None:
+        where.append("key = ?")
+        args.append(key)
+    if value is not None:
+        where.append("value = ?")
+        args.append(value)
+    if query.since is None and query.until is None and group_by not in ("day", "link"):
+        where.append(f"day = {_TOTAL}")
+    else:
+        where.append("day >= 0")
+    if query.since is not None:
+        where.append("day >= ?")
+        args.append(int(query.since // _DAY))
+    if query.until is not None:
+        where.append("day < ?")
+        args.append(int(query.until // _DAY))
+    group = {"day": "day", "link": "url", "campaign": "value", "message": "key", "tag": "key"}[group_by]
+    if group_by == "link":
+        where.append("url != ''")
+    sql = f"SELECT {group}, {_ROLLUP_SUMS} FROM rollups WHERE {' AND '.join(where)} GROUP BY {group}"
+    return db.execute(sql, args).fetchall()
+
+
+def _from_events(db: sqlite3.Connection, query: EventQuery, group_by: GroupBy, campaign_key: str) -> list[tuple[Any, ...]]:
+    """``(group, seven counts)`` rows counted over the events ``query`` selects, found through :func:`_plan`'s indexes."""
+    source, _, where, args = _plan(query)
+    group = {"day": "CAST(e.timestamp / 86400 AS INTEGER)", "link": "e.url", "message": "e.message_id",
+             "campaign": "g.value", "tag": "g.tag"}[group_by]
+    if group_by == "campaign":  # CROSS JOIN: from the events found to their rows (event_meta_event, event_tags_event)
+        source += " CROSS JOIN event_meta g ON g.event = e.id AND g.key = ?"
+        args = [campaign_key, *args]  # the join's placeholder comes before every WHERE one
+    if group_by == "tag":
+        source += " CROSS JOIN event_tags g ON g.event = e.id"
+    if group_by == "link":
+        where.append(f"+e.event_type = {_CLICKED} AND e.url IS NOT NULL")
+    sql = f"SELECT {group}, {_EVENT_SUMS} FROM {source} WHERE {' AND '.join(where) or '1'} GROUP BY {group}"
+    return db.execute(sql, args).fetchall()
+
+
+def _stats_rows(rows: list[tuple[Any, ...]], group_by: GroupBy, event_type: EventType | None) -> list[StatsRow]:
+    """:class:`StatsRow` per group, counts of other types than ``event_type`` zeroed, in the group's order."""
+    result = []
+    for group, opens, unique_opens, clicks, unique_clicks, link_unique, unsubscribes, unique_unsubscribes in rows:
+        keep = {t: event_type is None or event_type is t for t in EventType}
+        opens, unique_opens = (opens, unique_opens) if keep[EventType.OPENED] else (0, 0)
+        clicks, unique_clicks, link_unique = (clicks, unique_clicks, link_unique) if keep[EventType.CLICKED] else (0, 0, 0)
+        if not keep[EventType.UNSUBSCRIBED]:
+            unsubscribes = unique_unsubscribes = 0
+        if group_by == "day":
+            key = datetime.fromtimestamp(int(group) * _DAY, timezone.utc).strftime("%Y-%m-%d")
+        else:
+            key = str(group)
+        if group_by == "link":
+            result.append(StatsRow(key, None, None, int(clicks or 0), int(link_unique or 0), None, None))
+        else:
+            result.append(StatsRow(key, int(opens or 0), int(unique_opens or 0), int(clicks or 0),
+                                   int(unique_clicks or 0), int(unsubscribes or 0), int(unique_unsubscribes or 0)))
+    if group_by == "link":
+        result.sort(key=lambda row: (-row.clicks, row.key))
+    else:
+        result.sort(key=lambda row: row.key)
+    return [row for row in result if row.opens or row.clicks or row.unsubscribes]

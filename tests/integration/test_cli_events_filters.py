@@ -1,0 +1,81 @@
+"""``mailtrack events`` and ``mailtrack stats`` with the Events API's filters, --group-by and --limit (in process)."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+import pytest
+
+from mailtrack.cli import main
+from mailtrack.events import TrackingEvent
+from mailtrack.storage.base import EventQuery
+from mailtrack.storage.sqlite import SQLiteStore
+
+DAY0 = datetime(2024, 3, 1, tzinfo=timezone.utc)
+
+
+@pytest.fixture
+def db(tmp_path: Path) -> Path:
+    path = tmp_path / "events.sqlite"
+    store = SQLiteStore(path)
+    for i in range(40):
+        store.record(TrackingEvent(
+            event_type=["opened", "clicked", "unsubscribed", "opened"][i % 4], message_id=f"m{i % 5}",
+            recipient=None if i % 7 == 0 else f"r{i % 3}@x", url="https://e.com/a" if i % 4 == 1 else None,
+            timestamp=DAY0 + timedelta(hours=6 * i), metadata={"campaign": f"c{i % 2}", "wave": str(i % 3)},
+            tags=("news",) if i % 3 else ("promo",)))
+    store.close()
+    return path
+
+
+def run(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
+    status = main(list(args))
+    out, err = capsys.readouterr()
+    return status, out, err
+
+
+def test_events_filters_and_limit_match_the_store(db: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    store = SQLiteStore(db)
+    query = EventQuery(event_type="opened", metadata=(("campaign", "c1"), ("wave", "2")),
+                       since=(DAY0 + timedelta(days=2)).timestamp(), tag="news")
+    expected = [event.to_dict() for event in reversed(store.find(query, limit=1000).events)]
+    store.close()
+    status, out, _ = run(capsys, "events", "--db", str(db), "--json", "--type", "opened", "--metadata", "campaign=c1",
+                         "--metadata", "wave=2", "--since", "2024-03-03", "--tag", "news")
+    assert status == 0 and [json.loads(line) for line in out.splitlines()] == expected and expected
+    status, out, _ = run(capsys, "events", "--db", str(db), "--json", "--limit", "3")
+    assert [json.loads(line)["timestamp"] for line in out.splitlines()] == [
+        f"2024-03-10T{h:02d}:00:00Z" for h in (6, 12, 18)]  # the newest three, oldest first
+    status, out, _ = run(capsys, "events", "--db", str(db), "--recipient", "", "--until", "2024-03-03")
+    assert status == 0 and len(out.splitlines()) == 2 and "(no recipient)" in out
+
+
+def test_stats_group_by_is_the_apis_answer(db: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    status, out, _ = run(capsys, "stats", "--db", str(db), "--json", "--group-by", "campaign", "--campaign-key", "wave")
+    assert status == 0
+    body = json.loads(out)
+    assert body["group_by"] == "campaign" and [row["key"] for row in body["data"]] == ["0", "1", "2"]
+    store = SQLiteStore(db)
+    assert body["data"] == [row.to_dict() for row in store.grouped_stats(EventQuery(), "campaign", campaign_key="wave")]
+    store.close()
+    status, out, _ = run(capsys, "stats", "--db", str(db), "--group-by", "day", "--tag", "news")
+    assert status == 0 and out.splitlines()[0].startswith("2024-03-01: opens ")
+    status, out, _ = run(capsys, "stats", "--db", str(db), "--group-by", "link")
+    assert out == "https://e.com/a: clicks 10 (10 unique)\n"
+    status, out, _ = run(capsys, "stats", "--db", str(db))  # no filter, no --group-by: the per-message report as before
+    assert out.startswith("m0: ")
+
+
+@pytest.mark.parametrize(("args", "status", "message"), [
+    (["events", "--since", "soon"], 1, "--since must be ISO 8601"),
+    (["events", "--limit", "0"], 1, "--limit must be from 1 to 1000"),
+    (["events", "--metadata", "campaign"], 2, "--metadata takes KEY=VALUE"),
+    (["stats", "--until", "2024-03-01", "--since", "2024-03-02"], 1, "--until must be later than since"),
+    (["stats", "--group-by", "campaign", "--campaign-key", ""], 1, "--campaign-key must not be empty"),
+])
+def test_bad_filters_are_one_line_errors(db: Path, capsys: pytest.CaptureFixture[str], args: list[str], status: int,
+                                         message: str) -> None:
+    code, out, err = run(capsys, *args, "--db", str(db))
+    assert code == status and out == "" and message in err and len(err.splitlines()) == 1

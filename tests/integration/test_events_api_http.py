@@ -1,0 +1,57 @@
+"""``GET /v1/events`` and ``/v1/stats`` from a real ``mailtrack serve`` process, after real opens and clicks over HTTP."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from urllib.parse import urlencode
+
+from test_serve_http import Server, path_of, serve  # noqa: F401, F811  (the fixture)
+
+import mailtrack
+from mailtrack.storage.sqlite import SQLiteStore
+
+
+def api(server: Server, path: str, **params: str) -> tuple[int, dict[str, object]]:
+    reply = server.get(f"{path}?{urlencode(params)}" if params else path)
+    assert reply.header("Content-Type") == "application/json"
+    return reply.status, json.loads(reply.body)
+
+
+def test_events_and_stats_over_http(serve: Callable[..., Server], tracker: mailtrack.Tracker) -> None:  # noqa: F811
+    server = serve()
+    html = '<html><body><a href="https://example.com/a">a</a></body></html>'
+    for recipient in ("ann@example.com", "bob@example.com"):
+        result = tracker.rewrite_html(html, message_id=f"m-{recipient[:3]}", recipient=recipient,
+                                      metadata={"campaign": "spring"})
+        assert result.pixel is not None
+        pixel = result.html.split('src="', 1)[1].split('"', 1)[0]
+        assert server.get(path_of(pixel)).status == 200
+        assert server.get(path_of(result.links[0].tracking_url)).status == 302
+    assert server.get(path_of(pixel)).status == 200  # bob opens again
+
+    status, body = api(server, "/v1/events", limit="2")
+    assert status == 200
+    store = SQLiteStore(server.db)
+    try:
+        newest = [event.to_dict() for event in reversed(store.events())]
+    finally:
+        store.close()
+    assert len(newest) == 5 and body["data"] == newest[:2]
+    status, rest = api(server, "/v1/events", limit="1000", cursor=str(body["next_cursor"]))
+    assert status == 200 and rest == {"data": newest[2:], "next_cursor": None}
+
+    status, body = api(server, "/v1/events", type="clicked", **{"metadata.campaign": "spring"})
+    assert [event["recipient"] for event in body["data"]] == ["bob@example.com", "ann@example.com"]
+
+    status, stats = api(server, "/v1/stats", group_by="campaign")
+    assert status == 200
+    assert stats["data"] == [{"key": "spring", "sent": None, "opens": 3, "unique_opens": 2, "clicks": 2,
+                              "unique_clicks": 2, "unsubscribes": 0, "unique_unsubscribes": 0, "open_rate": None,
+                              "click_rate": None, "click_to_open_rate": 1.0}]
+    status, errors = api(server, "/v1/stats", group_by="week")
+    assert status == 400 and errors == {"errors": [{"field": "group_by",
+                                                    "message": "must be one of day, campaign, message, link, tag"}]}
+    assert server.get("/v1/").status == 404
+    # the tracking endpoints are served as before
+    assert server.get(path_of(pixel)).header("Content-Type") == "image/gif"

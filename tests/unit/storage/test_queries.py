@@ -1,0 +1,231 @@
+"""Filtered, paginated event queries and grouped stats of the SQLite store, against brute force over the same events.
+
+The reference implementations here read every event (``store.events()``) and
+filter or count in Python; the store answers from its indexes and rollups.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections import defaultdict
+from collections.abc import Iterator
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from mailtrack.events import EventType, TrackingEvent
+from mailtrack.exceptions import ArgumentError
+from mailtrack.storage.base import GROUP_BYS, EventQuery, StatsRow
+from mailtrack.storage.sqlite import _COLUMNS, MIGRATIONS, SQLiteStore, _row
+
+DAY0 = datetime(2024, 3, 1, tzinfo=timezone.utc)
+MESSAGES = ["m1", "m2", "m3"]
+RECIPIENTS = ["a@x", "b@x", None]
+URLS = ["https://e.com/1", "https://e.com/2"]
+CAMPAIGNS = [{"campaign": "spring"}, {"campaign": "fall", "n": 5}, {}, {"other": "spring"}]
+TAGS = [(), ("news",), ("news", "promo")]
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Iterator[SQLiteStore]:
+    store = SQLiteStore(tmp_path / "events.sqlite")
+    yield store
+    store.close()
+
+
+event_st = st.builds(
+    lambda kind, m, r, u, hours, c, t: TrackingEvent(
+        event_type=kind, message_id=MESSAGES[m], recipient=RECIPIENTS[r],
+        url=URLS[u] if kind == "clicked" else None, link_index=u if kind == "clicked" else None,
+        timestamp=DAY0 + timedelta(hours=hours), metadata=CAMPAIGNS[m if c else 3 - m % 2], tags=TAGS[(m + c) % 3]),
+    st.sampled_from(["opened", "clicked", "unsubscribed"]), st.integers(0, 2), st.integers(0, 2), st.integers(0, 1),
+    st.floats(0, 24 * 4, allow_nan=False), st.booleans(), st.integers(0, 2))
+
+query_st = st.builds(
+    EventQuery,
+    message_id=st.sampled_from([None, *MESSAGES]),
+    recipient=st.sampled_from([None, "a@x", ""]),
+    event_type=st.sampled_from([None, *EventType]),
+    since=st.sampled_from([None, DAY0.timestamp(), DAY0.timestamp() + 86400, DAY0.timestamp() + 5000]),
+    until=st.sampled_from([None, DAY0.timestamp() + 3 * 86400, DAY0.timestamp() + 2 * 86400 + 77]),
+    metadata=st.sampled_from([(), (("campaign", "spring"),), (("n", "5"),), (("campaign", "fall"), ("n", "5"))]),
+    tag=st.sampled_from([None, "news", "promo"]),
+)
+
+
+def matches(event: TrackingEvent, query: EventQuery) -> bool:
+    """Brute force: does ``event`` satisfy ``query``?"""
+    stamp = event.timestamp.timestamp()
+    return ((query.message_id is None or event.message_id == query.message_id)
+            and (query.recipient is None or (event.recipient or "") == query.recipient)
+            and (query.event_type is None or event.event_type is query.event_type)
+            and (query.since is None or stamp >= query.since) and (query.until is None or stamp < query.until)
+            and all(key in event.metadata and (event.metadata[key] if isinstance(event.metadata[key], str)
+                                               else str(event.metadata[key])) == value for key, value in query.metadata)
+            and (query.tag is None or query.tag in event.tags))
+
+
+def brute_stats(events: list[TrackingEvent], query: EventQuery, group_by: str, campaign_key: str) -> list[dict[str, Any]]:
+    """Brute force of grouped_stats: ``events`` in recording order (``first`` as stored)."""
+    seen_links: set[tuple[str, str, str]] = set()
+    link_first = []
+    for event in events:
+        key = (event.url or "", event.message_id, event.recipient or "")
+        link_first.append(event.event_type is EventType.CLICKED and event.url is not None and key not in seen_links)
+        if event.event_type is EventType.CLICKED and event.url is not None:
+            seen_links.add(key)
+    counts: dict[str, list[int]] = defaultdict(lambda: [0] * 7)
+    for event, lf in zip(events, link_first, strict=True):
+        if not matches(event, query):
+            continue
+        if group_by == "day":
+            groups = [event.timestamp.strftime("%Y-%m-%d")]
+        elif group_by == "message":
+            groups = [event.message_id]
+        elif group_by == "campaign":
+            value = event.metadata.get(campaign_key)
+            groups = [] if campaign_key not in event.metadata else [value if isinstance(value, str) else str(value)]
+        elif group_by == "tag":
+            groups = sorted(set(event.tags))
+        else:
+            groups = [event.url] if event.event_type is EventType.CLICKED and event.url else []
+        kind, first = event.event_type, bool(event.first)
+        add = [kind is EventType.OPENED, kind is EventType.OPENED and first, kind is EventType.CLICKED,
+               kind is EventType.CLICKED and first, lf, kind is EventType.UNSUBSCRIBED,
+               kind is EventType.UNSUBSCRIBED and first]
+        for group in groups:
+            counts[group] = [a + int(b) for a, b in zip(counts[group], add, strict=True)]
+    rows = []
+    for key, (o, uo, c, uc, lc, u, uu) in counts.items():
+        row = StatsRow(key, None, None, c, lc, None, None) if group_by == "link" else StatsRow(key, o, uo, c, uc, u, uu)
+        if row.opens or row.clicks or row.unsubscribes:
+            rows.append(row.to_dict())
+    rows.sort(key=lambda r: (-r["clicks"], r["key"]) if group_by == "link" else r["key"])
+    return rows
+
+
+def all_pages(store: SQLiteStore, query: EventQuery, limit: int) -> list[TrackingEvent]:
+    found: list[TrackingEvent] = []
+    before = None
+    while True:
+        page = store.find(query, before=before, limit=limit)
+        found += page.events
+        if page.next_before is None:
+            return found
+        assert len(page.events) == limit
+        before = page.next_before
+
+
+@given(events=st.lists(event_st, max_size=40), queries=st.lists(query_st, min_size=1, max_size=4),
+       limit=st.integers(1, 7))
+def test_find_and_stats_match_brute_force(tmp_path_factory: pytest.TempPathFactory, events: list[TrackingEvent],
+                                          queries: list[EventQuery], limit: int) -> None:
+    store = SQLiteStore(tmp_path_factory.mktemp("q") / "events.sqlite")
+    try:
+        for event in events:
+            store.record(event)
+        stored = store.events()
+        for query in queries:
+            expected = [event for event in reversed(stored) if matches(event, query)]
+            assert all_pages(store, query, limit) == expected
+            for group_by in GROUP_BYS:
+                for campaign_key in ("campaign", "n"):
+                    got = [row.to_dict() for row in store.grouped_stats(query, group_by, campaign_key=campaign_key)]
+                    assert got == brute_stats(stored, query, group_by, campaign_key), (query, group_by, campaign_key)
+    finally:
+        store.close()
+
+
+def test_each_filter(store: SQLiteStore) -> None:
+    a = store.record(TrackingEvent(event_type="opened", message_id="m1", recipient="a@x", timestamp=DAY0,
+                                   metadata={"campaign": "spring"}, tags=("news",)))
+    b = store.record(TrackingEvent(event_type="clicked", message_id="m1", recipient=None, url="https://e/",
+                                   timestamp=DAY0 + timedelta(days=1), metadata={"campaign": "fall"}))
+    c = store.record(TrackingEvent(event_type="unsubscribed", message_id="m2", recipient="b@x",
+                                   timestamp=DAY0 + timedelta(days=2), tags=("promo", "news")))
+
+    def ids(**kwargs: Any) -> list[str]:
+        return [event.event_id for event in store.find(EventQuery(**kwargs)).events]
+
+    assert ids() == [c.event_id, b.event_id, a.event_id]  # newest first
+    assert ids(message_id="m1") == [b.event_id, a.event_id]
+    assert ids(recipient="a@x") == [a.event_id]
+    assert ids(recipient="") == [b.event_id]  # recipient-less
+    assert ids(event_type="clicked") == [b.event_id]
+    assert ids(since=(DAY0 + timedelta(days=1)).timestamp()) == [c.event_id, b.event_id]
+    assert ids(until=(DAY0 + timedelta(days=1)).timestamp()) == [a.event_id]  # until is exclusive
+    assert ids(metadata=(("campaign", "fall"),)) == [b.event_id]
+    assert ids(tag="news") == [c.event_id, a.event_id]
+    assert ids(tag="news", message_id="m2") == [c.event_id]
+    assert ids(tag="nothing") == []
+
+
+def test_pagination_has_no_gaps_or_duplicates_while_events_arrive(store: SQLiteStore) -> None:
+    def add(n: int, start: int) -> None:
+        for i in range(start, start + n):
+            store.record(TrackingEvent(event_type="opened", message_id=f"m{i % 7}", recipient=f"r{i}@x",
+                                       timestamp=DAY0 + timedelta(minutes=i), tags=("t",) if i % 2 else ()))
+
+    add(300, 0)
+    arrived = 300
+    for query in (EventQuery(), EventQuery(tag="t"), EventQuery(message_id="m3")):
+        snapshot = {event.event_id for event in store.events()}  # what was there when the first page was asked for
+        seen: list[str] = []
+        before = None
+        while True:
+            page = store.find(query, before=before, limit=23)
+            seen += [event.event_id for event in page.events]
+            add(5, arrived)  # new events between pages never show up below the cursor
+            arrived += 5
+            if page.next_before is None:
+                break
+            before = page.next_before
+        assert len(seen) == len(set(seen))
+        expected = {event.event_id for event in store.events() if event.event_id in snapshot and matches(event, query)}
+        assert set(seen) == expected
+
+
+def test_bad_arguments_are_argument_errors(store: SQLiteStore) -> None:
+    for bad in ({"limit": 0}, {"limit": 1001}, {"limit": True}, {"before": "3"}):
+        with pytest.raises(ArgumentError):
+            store.find(EventQuery(), **bad)
+    with pytest.raises(ArgumentError):
+        store.grouped_stats(EventQuery(), "week")  # type: ignore[arg-type]
+    with pytest.raises(ArgumentError):
+        store.grouped_stats(EventQuery(), "campaign", campaign_key="")
+    for fields in ({"event_type": "bounced"}, {"since": float("nan")}, {"until": "x"}, {"metadata": (("a",),)},
+                   {"message_id": 3}):
+        with pytest.raises(ArgumentError):
+            EventQuery(**fields)
+
+
+def test_migration_backfills_indexes_and_rollups(tmp_path: Path) -> None:
+    """A v3 database upgraded by the events migration answers exactly as one recorded since."""
+    events = [TrackingEvent(event_type=kind, message_id=f"m{i % 3}", recipient=["a@x", None][i % 2],
+                            url=f"https://e/{i % 2}" if kind == "clicked" else None,
+                            timestamp=DAY0 + timedelta(hours=7 * i), metadata={"campaign": ["x", "y"][i % 2], "n": i % 2},
+                            tags=(("news",), ("a", "b"), ())[i % 3])
+              for i, kind in enumerate(["opened", "clicked", "opened", "clicked", "unsubscribed", "clicked"] * 3)]
+    fresh = SQLiteStore(tmp_path / "fresh.sqlite")
+    for event in events:
+        fresh.record(event)
+    old = tmp_path / "old.sqlite"
+    connection = sqlite3.connect(old, isolation_level=None)
+    for script in MIGRATIONS[:3]:
+        connection.executescript(script)
+    connection.execute("PRAGMA user_version = 3")
+    for event in fresh.events():  # as v3 stored them, first flags included
+        connection.execute(f"INSERT INTO events ({_COLUMNS}) VALUES ({', '.join('?' * 14)})", _row(event))
+    connection.close()
+    upgraded = SQLiteStore(old)
+    assert upgraded.version == len(MIGRATIONS)
+    for query in (EventQuery(), EventQuery(tag="a"), EventQuery(metadata=(("n", "1"),)), EventQuery(message_id="m1")):
+        assert upgraded.find(query).events == fresh.find(query).events
+        for group_by in GROUP_BYS:
+            assert upgraded.grouped_stats(query, group_by) == fresh.grouped_stats(query, group_by)
+    fresh.close()
+    upgraded.close()
