@@ -250,7 +250,7 @@ def main(argv: list[str] | None = None) -> int:
         cpu = (f"{statistics.median(c / r for c, r in zip(series.ours[name], rates[name], strict=False)) * 1000:.2f} ms"
                if series.ours[name] else "?")
         rows.append(f"| {name} | {medians[name]:.0f} | {min(rates[name]):.0f} – {max(rates[name]):.0f} | "
-                    f"{medians[name] / loop if loop else float('nan'):.2f} | {cpu} | {ours} | {others} |")
+                    f"{f'{medians[name] / loop:.2f}' if loop else '–'} | {cpu} | {ours} | {others} |")
     ratios = []
     if "a" in by_letter and "b" in by_letter:
         ratios.append(f"- (b) 1 worker ÷ (a) plain loop: **{by_letter['b'] / by_letter['a']:.2f}** "

@@ -12,8 +12,20 @@ import mailtrack
 from mailtrack.storage.sqlite import SQLiteStore
 
 
-def api(server: Server, path: str, **params: str) -> tuple[int, dict[str, object]]:
-    reply = server.get(f"{path}?{urlencode(params)}" if params else path)
+def key_for(server: Server, *scopes: str) -> str:
+    """A live API key of the parent account holding ``scopes`` (as ``mailtrack apikey create`` makes one)."""
+    store = SQLiteStore(server.db)
+    try:
+        if store.account("parent") is None:
+            store.create_account("parent")
+        return store.create_key("parent", list(scopes))[1]
+    finally:
+        store.close()
+
+
+def api(server: Server, path: str, key: str | None = None, **params: str) -> tuple[int, dict[str, object]]:
+    headers = {"Authorization": f"Bearer {key}"} if key else {}
+    reply = server.get(f"{path}?{urlencode(params)}" if params else path, headers=headers)
     assert reply.header("Content-Type") == "application/json"
     return reply.status, json.loads(reply.body)
 
@@ -30,7 +42,10 @@ def test_events_and_stats_over_http(serve: Callable[..., Server], tracker: mailt
         assert server.get(path_of(result.links[0].tracking_url)).status == 302
     assert server.get(path_of(pixel)).status == 200  # bob opens again
 
-    status, body = api(server, "/v1/events", limit="2")
+    assert api(server, "/v1/events")[0] == 401  # no key
+    key = key_for(server, "events.read", "stats.read")
+    assert api(server, "/v1/events", key_for(server, "stats.read"))[0] == 403  # a key without the scope
+    status, body = api(server, "/v1/events", key, limit="2")
     assert status == 200
     store = SQLiteStore(server.db)
     try:
@@ -38,18 +53,18 @@ def test_events_and_stats_over_http(serve: Callable[..., Server], tracker: mailt
     finally:
         store.close()
     assert len(newest) == 5 and body["data"] == newest[:2]
-    status, rest = api(server, "/v1/events", limit="1000", cursor=str(body["next_cursor"]))
+    status, rest = api(server, "/v1/events", key, limit="1000", cursor=str(body["next_cursor"]))
     assert status == 200 and rest == {"data": newest[2:], "next_cursor": None}
 
-    status, body = api(server, "/v1/events", type="clicked", **{"metadata.campaign": "spring"})
+    status, body = api(server, "/v1/events", key, type="clicked", **{"metadata.campaign": "spring"})
     assert [event["recipient"] for event in body["data"]] == ["bob@example.com", "ann@example.com"]
 
-    status, stats = api(server, "/v1/stats", group_by="campaign")
+    status, stats = api(server, "/v1/stats", key, group_by="campaign")
     assert status == 200
     assert stats["data"] == [{"key": "spring", "sent": None, "opens": 3, "unique_opens": 2, "clicks": 2,
                               "unique_clicks": 2, "unsubscribes": 0, "unique_unsubscribes": 0, "open_rate": None,
                               "click_rate": None, "click_to_open_rate": 1.0}]
-    status, errors = api(server, "/v1/stats", group_by="week")
+    status, errors = api(server, "/v1/stats", key, group_by="week")
     assert status == 400 and errors == {"errors": [{"field": "group_by",
                                                     "message": "must be one of day, campaign, message, link, tag"}]}
     assert server.get("/v1/").status == 404
