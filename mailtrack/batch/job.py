@@ -14,28 +14,13 @@ import json
 import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
 from typing import Any
 
 from mailtrack.core.settings import TrackingSettings
-from mailtrack.core.tracker import Tracker
+from mailtrack.core.tracker import Tracker, issued_at_seconds
 from mailtrack.exceptions import ArgumentError, ConfigurationError
 
 __all__ = ["Job", "issued_at_seconds"]
-
-_MAX_TIMESTAMP = 2**40  # the Tracker's bound: year 36812
-
-
-def issued_at_seconds(value: float | datetime) -> int:
-    """``value`` (seconds since the epoch, or an aware datetime) as whole seconds, as the Tracker signs it."""
-    if isinstance(value, datetime):
-        if value.tzinfo is None:
-            raise ArgumentError(f"issued_at must be a timezone-aware datetime, not {value!r}")
-        value = value.timestamp()
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value < _MAX_TIMESTAMP:
-        raise ArgumentError(f"issued_at must be seconds since the epoch (0 to 2**40) or an aware datetime, not {value!r}")
-    return int(value)
-
 
 def _json_object(value: Mapping[str, Any] | None, name: str) -> dict[str, Any] | None:
     """A plain-data copy of ``value`` (a JSON object), so the job pickles and nothing outside can change it."""

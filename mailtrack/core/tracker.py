@@ -20,7 +20,7 @@ from mailtrack.core.tokens import MAX_TOKEN_LENGTH, TokenCodec, check_claims
 from mailtrack.core.urls import KINDS, TokenKind, UrlLayout, destination_problem
 from mailtrack.exceptions import ArgumentError, ConfigurationError, InvalidToken, MailtrackError
 
-__all__ = ["AccountSettingsSource", "Tracker"]
+__all__ = ["AccountSettingsSource", "Tracker", "issued_at_seconds"]
 
 #: Where stored per-account settings come from: account name -> v3 account-shape fields (None or {}: nothing stored).
 AccountSettingsSource = Callable[[str], Optional[Mapping[str, Any]]]  # noqa: UP045 - a runtime alias
@@ -459,14 +459,7 @@ class Tracker:
     # -- helpers -----------------------------------------------------------------
     def _timestamp(self, issued_at: float | datetime | None) -> int:
         """When tokens are signed: now by ``clock``, or ``issued_at`` (seconds since the epoch, or an aware datetime)."""
-        value: object = self._clock() if issued_at is None else issued_at
-        if isinstance(value, datetime):
-            if value.tzinfo is None:
-                raise ArgumentError(f"issued_at must be a timezone-aware datetime, not {value!r}")
-            value = value.timestamp()
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value < _MAX_TIMESTAMP:
-            raise ArgumentError(f"issued_at must be seconds since the epoch (0 to 2**40) or an aware datetime, not {value!r}")
-        return int(value)
+        return issued_at_seconds(self._clock() if issued_at is None else issued_at)
 
     @staticmethod
     def _check_identity(
@@ -483,6 +476,21 @@ class Tracker:
         if metadata and not all(isinstance(key, str) for key in metadata):
             raise ArgumentError("metadata keys must be str")
         check_claims(message_id, recipient, metadata, tags)
+
+
+def issued_at_seconds(value: object) -> int:
+    """``value`` (seconds since the epoch, or an aware datetime) as the whole seconds a token is signed with.
+
+    The one check of a signing time, used by :class:`Tracker` and by batch jobs
+    (which fix theirs once for every worker); anything else is an :class:`ArgumentError`.
+    """
+    if isinstance(value, datetime):
+        if value.tzinfo is None:
+            raise ArgumentError(f"issued_at must be a timezone-aware datetime, not {value!r}")
+        value = value.timestamp()
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value < _MAX_TIMESTAMP:
+        raise ArgumentError(f"issued_at must be seconds since the epoch (0 to 2**40) or an aware datetime, not {value!r}")
+    return int(value)
 
 
 def _check_tags(tags: object) -> tuple[str, ...]:
