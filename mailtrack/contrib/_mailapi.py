@@ -266,6 +266,38 @@ def _send_copies(connection: Any, copies: Sequence[Any]) -> bool:
     return went > 0 and went + len(refused) >= len(copies)
 
 
+class TrackingConnection:
+    """What every tracking backend does the same way around the backend it wraps (``self.connection``).
+
+    ``open``/``close`` are the wrapped backend's; ``send_messages`` sends the
+    copies :meth:`copies_of` makes for each message through :func:`send_tracked`,
+    one batch at a time under ``self._lock`` (an ``RLock`` the subclass makes
+    first thing in ``__init__``), as Django's and Flask-Mailman's SMTP backends
+    lock: another thread's batch would otherwise close the wrapped connection
+    under this one. Put it before the framework's ``BaseEmailBackend`` in the bases.
+    """
+
+    connection: Any
+    _lock: Any  # a threading.RLock
+
+    def open(self) -> Any:
+        """Open the wrapped backend's connection (its return value: True when it opened one)."""
+        return self.connection.open()
+
+    def close(self) -> None:
+        """Close the wrapped backend's connection."""
+        self.connection.close()
+
+    def send_messages(self, email_messages: Sequence[Any]) -> int:
+        """Send each message, tracked; the number of the caller's messages the wrapped backend sent (every copy)."""
+        with self._lock:
+            return send_tracked(self.connection, email_messages, self.copies_of)
+
+    def copies_of(self, msg: Any) -> list[Any]:
+        """The copies to send for ``msg`` (see :func:`prepare`)."""
+        raise NotImplementedError
+
+
 def send_tracked(connection: Any, messages: Sequence[Any], copies_of: Callable[[Any], list[Any]]) -> int:
     """Send ``copies_of(msg)`` for each message over ``connection``; how many of ``messages`` went out whole.
 

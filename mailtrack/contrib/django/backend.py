@@ -48,7 +48,6 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Sequence
 from typing import Any
 
 from django.core import mail
@@ -57,7 +56,7 @@ from django.core.mail import get_connection
 from django.core.mail.backends.base import BaseEmailBackend
 from django.core.mail.message import EmailMessage
 
-from mailtrack.contrib._mailapi import prepare, send_tracked
+from mailtrack.contrib._mailapi import TrackingConnection, prepare
 from mailtrack.contrib.django.conf import MAILER_OPTIONS, MailtrackSettings, load, mailers_in_use, wrapped_mailer
 from mailtrack.core.tracker import Tracker
 from mailtrack.exceptions import ConfigurationError
@@ -68,7 +67,7 @@ log = logging.getLogger("mailtrack")
 _HIDDEN = {"to", "cc", "bcc"}
 
 
-class TrackingEmailBackend(BaseEmailBackend):  # type: ignore[misc]  # Django ships no type hints
+class TrackingEmailBackend(TrackingConnection, BaseEmailBackend):  # type: ignore[misc]  # Django ships no type hints
     """Adds tracking to each message, then sends it through the wrapped backend (``self.connection``).
 
     That is ``MAILERS[OPTIONS["mailer"]]`` when Django builds this backend from
@@ -131,24 +130,7 @@ class TrackingEmailBackend(BaseEmailBackend):  # type: ignore[misc]  # Django sh
         """The tracker every message is signed with."""
         return self.config.tracker
 
-    def open(self) -> Any:
-        """Open the wrapped backend's connection (its return value: True when it opened one)."""
-        return self.connection.open()
-
-    def close(self) -> None:
-        """Close the wrapped backend's connection."""
-        self.connection.close()
-
-    def send_messages(self, email_messages: Sequence[EmailMessage]) -> int:
-        """Send each message, tracked; the number of the caller's messages the wrapped backend sent (every copy).
-
-        Threads sharing this backend send one batch at a time: another's batch
-        would otherwise close the wrapped connection under this one.
-        """
-        with self._lock:
-            return send_tracked(self.connection, email_messages, self._prepare)
-
-    def _prepare(self, msg: EmailMessage) -> list[EmailMessage]:
+    def copies_of(self, msg: EmailMessage) -> list[EmailMessage]:
         """The copies to send for ``msg``: tracked ones, or ``[msg]`` itself when tracking is not possible."""
         copies: list[EmailMessage] = prepare(
             self.tracker, msg, split_recipients=self.config.split_recipients,

@@ -27,20 +27,19 @@ message to several people is one copy tracked without a recipient.
 from __future__ import annotations
 
 import threading
-from collections.abc import Sequence
 from typing import Any
 
 import flask
 from flask_mailman.backends.base import BaseEmailBackend
 
-from mailtrack.contrib._mailapi import prepare, send_tracked
+from mailtrack.contrib._mailapi import TrackingConnection, prepare
 from mailtrack.contrib.flask.extension import MailtrackState, config_flag
 from mailtrack.exceptions import ConfigurationError
 
 __all__ = ["EmailBackend", "MailmanBackend"]
 
 
-class MailmanBackend(BaseEmailBackend):  # type: ignore[misc]  # Flask-Mailman ships no type hints
+class MailmanBackend(TrackingConnection, BaseEmailBackend):  # type: ignore[misc]  # Flask-Mailman ships no type hints
     """Adds tracking to each message, then sends it through ``MAILTRACK_MAILMAN_BACKEND``.
 
     Built by Flask-Mailman's ``get_connection()`` in an app context; the
@@ -72,24 +71,10 @@ class MailmanBackend(BaseEmailBackend):  # type: ignore[misc]  # Flask-Mailman s
         except (ImportError, RuntimeError, AttributeError) as exc:
             raise ConfigurationError(f"MAILTRACK_MAILMAN_BACKEND {backend!r} cannot be loaded: {exc}") from None
 
-    def open(self) -> Any:
-        """Open the wrapped backend's connection (its return value: True when it opened one)."""
-        return self.connection.open()
-
-    def close(self) -> None:
-        """Close the wrapped backend's connection."""
-        self.connection.close()
-
-    def send_messages(self, email_messages: Sequence[Any]) -> int:
-        """Send each message, tracked; the number of the caller's messages the wrapped backend sent (every copy).
-
-        Threads sharing this backend send one batch at a time: another's batch
-        would otherwise close the wrapped connection under this one.
-        """
-        with self._lock:
-            return send_tracked(self.connection, email_messages, lambda msg: prepare(
-                self.state.tracker, msg, split_recipients=self.split_recipients,
-                fail_silently=self.fail_silently_tracking))
+    def copies_of(self, msg: Any) -> list[Any]:
+        """The copies to send for ``msg``: tracked ones, or ``[msg]`` itself when tracking is not possible."""
+        return prepare(self.state.tracker, msg, split_recipients=self.split_recipients,
+                       fail_silently=self.fail_silently_tracking)
 
 
 #: Flask-Mailman's lookup name: ``MAIL_BACKEND = "mailtrack.contrib.flask.mailman"`` finds this.
