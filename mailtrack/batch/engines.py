@@ -7,7 +7,9 @@ It should pull lists only as it has room for them (the reader streams, so
 memory stays flat) and give the job to each worker once, not with every list.
 It must handle empty lists (yield an empty partition), and clean up in a
 ``finally`` block: the runner closes the generator when it stops early
-(Ctrl-C, an error). :func:`in_process` and :func:`process_pool` are the local
+(Ctrl-C, an error). An engine may carry ``chunk_items`` and ``chunk_bytes``
+attributes: the chunk bounds it works best with, which
+:func:`~mailtrack.batch.run_batch` uses unless told others. :func:`in_process` and :func:`process_pool` are the local
 engines; a distributed one (Dask) follows the same contract.
 """
 

@@ -33,6 +33,8 @@ from mailtrack.exceptions import ArgumentError
 __all__ = ["Interrupted", "Report", "run_batch"]
 
 #: Default chunk bounds: enough work per chunk to hide the cost of sending it, little enough to keep memory low.
+#: An engine whose chunks cost more to send (Dask's, tens of milliseconds of CPU per task) says its own
+#: bounds in ``chunk_items`` and ``chunk_bytes`` attributes, which :func:`run_batch` uses when not told otherwise.
 CHUNK_ITEMS = 64
 CHUNK_BYTES = 4 << 20
 
@@ -143,19 +145,26 @@ def run_batch(
     engine: Engine = in_process,
     format: Format | Literal["auto"] = "auto",
     resume: bool = False,
-    chunk_items: int = CHUNK_ITEMS,
-    chunk_bytes: int = CHUNK_BYTES,
+    chunk_items: int | None = None,
+    chunk_bytes: int | None = None,
     progress: Callable[[Report, int], None] | None = None,
 ) -> Report:
     """Rewrite every message under ``inputs`` into ``out`` (mirroring the layout: see :mod:`mailtrack.batch.sources`).
 
     ``engine`` runs the partitions (:func:`~mailtrack.batch.in_process`,
     :func:`~mailtrack.batch.process_pool`, ...); ``resume`` skips inputs whose
-    output exists. ``progress(report, bytes_read)`` is called after each
-    partition is written. Returns the :class:`Report`; raises
+    output exists. A chunk (what the engine runs as one task) holds at most
+    ``chunk_items`` items and ``chunk_bytes`` bytes beyond its first item;
+    by default the engine's own ``chunk_items``/``chunk_bytes`` attributes if
+    it has them, else :data:`CHUNK_ITEMS` and :data:`CHUNK_BYTES`.
+    ``progress(report, bytes_read)`` is called after each partition is written. Returns the :class:`Report`; raises
     :class:`Interrupted` on Ctrl-C and :class:`~mailtrack.batch.sources.LayoutError`
     (before anything is read) when two inputs would share an output name.
     """
+    if chunk_items is None:
+        chunk_items = getattr(engine, "chunk_items", CHUNK_ITEMS)
+    if chunk_bytes is None:
+        chunk_bytes = getattr(engine, "chunk_bytes", CHUNK_BYTES)
     for name, value in (("chunk_items", chunk_items), ("chunk_bytes", chunk_bytes)):
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
             raise ArgumentError(f"{name} must be a whole number of at least 1, not {value!r}")

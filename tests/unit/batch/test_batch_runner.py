@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import multiprocessing
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 
 import pytest
@@ -62,6 +62,41 @@ def test_the_output_does_not_depend_on_chunks_or_workers(tmp_path: Path) -> None
     assert pooled.summary.errors == reference.summary.errors
     assert pooled.summary.to_dict() | {"seconds": 0} == reference.summary.to_dict() | {"seconds": 0}
     assert multiprocessing.active_children() == []  # the pool is shut down
+
+
+class _Sizing:
+    """An engine with chunk bounds of its own (as the Dask engine has): records the size of each chunk it gets."""
+
+    chunk_items = 7
+    chunk_bytes = 1 << 30
+
+    def __init__(self) -> None:
+        self.sizes: list[int] = []
+
+    def __call__(self, job: Job, chunks: Iterable[Sequence[Item]]) -> Iterator[Partition]:
+        for items in chunks:
+            self.sizes.append(len(items))
+            yield from in_process(job, [items])
+
+
+def test_an_engine_chooses_its_chunk_bounds_unless_the_caller_does(tmp_path: Path) -> None:
+    camp = campaign(tmp_path)
+    engine = _Sizing()
+    run_batch(JOB, [camp], tmp_path / "own", engine=engine)
+    assert max(engine.sizes) == 7 and sum(engine.sizes) > 7
+    chosen = _Sizing()
+    run_batch(JOB, [camp], tmp_path / "chosen", engine=chosen, chunk_items=3)
+    assert max(chosen.sizes) == 3 and sum(chosen.sizes) == sum(engine.sizes)
+    assert files(tmp_path / "own") == files(tmp_path / "chosen")
+    plain: list[int] = []
+
+    def bare(job: Job, chunks: Iterable[Sequence[Item]]) -> Iterator[Partition]:
+        for items in chunks:
+            plain.append(len(items))
+            yield from in_process(job, [items])
+
+    run_batch(JOB, [camp], tmp_path / "plain", engine=bare)
+    assert plain == [sum(engine.sizes)]  # the default bound (64 items) holds this whole small campaign
 
 
 def test_the_pool_holds_a_bounded_number_of_chunks(tmp_path: Path) -> None:
@@ -123,7 +158,7 @@ def test_an_engine_that_breaks_the_contract_is_an_error_not_a_wrong_output(tmp_p
     for n in range(3):
         (tmp_path / "in" / f"{n}.eml").write_bytes(eml(n))
 
-    def lossy(job: Job, chunks: Iterator[list[Item]]) -> Iterator[Partition]:
+    def lossy(job: Job, chunks: Iterable[Sequence[Item]]) -> Iterator[Partition]:
         for items in chunks:
             yield Partition(in_process(job, [items[1:]]).__next__().results)  # drops an item's result
 
