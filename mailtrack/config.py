@@ -37,7 +37,7 @@ from pathlib import Path
 from typing import Any
 
 from mailtrack.core.urls import UrlLayout
-from mailtrack.delivery.webhooks import check_url, secret_key
+from mailtrack.delivery.webhooks import check_url, secret_keys
 from mailtrack.exceptions import ArgumentError, ConfigurationError, MailtrackError
 from mailtrack.http.endpoints import check_max_age, trusted_networks
 from mailtrack.storage.accounts import check_account_name
@@ -106,7 +106,8 @@ OPTIONS: dict[str, Option] = _options(
            "mailtrack adds its button", field="landing_html", metavar="FILE"),
     Option("webhook", "--webhook", "MAILTRACK_WEBHOOK", "POST each event to this URL; repeatable, "
            "comma-separated in the variable", field="webhooks", metavar="URL", many=True),
-    Option("webhook_secret", "--webhook-secret", "MAILTRACK_WEBHOOK_SECRET", "HMAC key for the webhook signature",
+    Option("webhook_secret", "--webhook-secret", "MAILTRACK_WEBHOOK_SECRET", "Standard Webhooks signing secret "
+           "(whsec_..., from mailtrack webhooks --new-secret); several separated by spaces while rotating",
            metavar="SECRET", secret=True),
     Option("account_name", "--account-name", "MAILTRACK_ACCOUNT_NAME", "the parent account's name (subusers belong "
            "to it)", default="parent", metavar="NAME"),
@@ -197,7 +198,7 @@ class Config:
         if self.webhooks and not self.webhook_secret:
             raise _invalid("webhook_secret", "webhooks need a secret")
         if self.webhook_secret is not None:
-            _checked("webhook_secret", secret_key, self.webhook_secret)
+            _checked("webhook_secret", secret_keys, self.webhook_secret)
         _checked("account_name", _account_name, self.account_name)
         if self.account is not None:
             _checked("account", _account_name, self.account)
