@@ -41,6 +41,7 @@ from mailtrack.delivery.webhooks import check_url, secret_keys
 from mailtrack.exceptions import ArgumentError, ConfigurationError, MailtrackError
 from mailtrack.http.endpoints import check_max_age, trusted_networks
 from mailtrack.storage.accounts import check_account_name
+from mailtrack.storage.dsn import masked
 
 __all__ = ["OPTIONS", "Config", "MissingSetting", "Option"]
 
@@ -93,7 +94,8 @@ OPTIONS: dict[str, Option] = _options(
            "newest last; blank lines and # comments are ignored", field="secret_keys", metavar="FILE"),
     Option("base_url", "--base-url", "MAILTRACK_BASE_URL", "the public URL the tracking links use, "
            "e.g. https://t.example.com", metavar="URL"),
-    Option("db", "--db", "MAILTRACK_DB", "SQLite event database", metavar="FILE"),
+    Option("db", "--db", "MAILTRACK_DB", "event database: a SQLite file, or postgresql://user:password@host/db "
+           "for a PostgreSQL database several servers share (pip install 'mailtrack[postgres]')", metavar="FILE|URL"),
     Option("host", "--host", "MAILTRACK_HOST", "address to listen on", default="127.0.0.1"),
     Option("port", "--port", "MAILTRACK_PORT", "port to listen on, 0 for any free port", default=8025),
     Option("threads", "--threads", "MAILTRACK_THREADS", "worker threads", default=8),
@@ -177,7 +179,7 @@ class Config:
             except (MailtrackError, TypeError) as exc:
                 raise _invalid("base_url", str(exc)) from None
         if self.db is not None and (not isinstance(self.db, (str, os.PathLike)) or not str(self.db)):
-            raise _invalid("db", f"db must be a file path, not {self.db!r}")
+            raise _invalid("db", f"db must be a file path or a postgresql:// URL, not {self.db!r}")
         if self.db is not None:
             object.__setattr__(self, "db", os.fspath(self.db))
         if not isinstance(self.host, str) or not self.host:
@@ -265,6 +267,8 @@ class Config:
                 shown.append(f"secret_keys=<{len(value)} key{'s' if len(value) != 1 else ''}>")
             elif name == "webhook_secret":
                 shown.append(f"webhook_secret={'<set>' if value else None}")
+            elif name == "db" and value is not None:
+                shown.append(f"db={masked(value)!r}")  # a PostgreSQL URL's password is never shown
             elif name == "landing_html":
                 shown.append(f"landing_html={None if value is None else f'<{len(value)} characters>'}")
             else:

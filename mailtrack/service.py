@@ -14,7 +14,7 @@ import ipaddress
 import socket
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from mailtrack.config import Config
 from mailtrack.core.tracker import Tracker
@@ -29,7 +29,11 @@ from mailtrack.http.settings_api import SettingsApi
 from mailtrack.http.v2_api import V2Api
 from mailtrack.http.wsgi import MAX_BODY, WsgiApp
 from mailtrack.storage.base import AccountStore, EventStore
+from mailtrack.storage.dsn import is_postgres_url, masked
 from mailtrack.storage.sqlite import SQLiteStore
+
+if TYPE_CHECKING:
+    from mailtrack.storage.postgres import PostgresStore
 
 __all__ = ["Service", "build_service", "create_server", "from_environment", "open_account_store", "open_store"]
 
@@ -42,28 +46,50 @@ class Service(NamedTuple):
     deliveries: list[WebhookDelivery]
 
     def close(self) -> None:
-        """Stop the webhook deliveries and close the recorder (a last drain of its spool)."""
+        """Stop the webhook deliveries, close the recorder (a last drain of its spool), then the store's connections."""
         for delivery in self.deliveries:
             delivery.stop()
         self.recorder.close()
+        if self.recorder.store is not None:
+            self.recorder.store.close()
 
 
 def open_store(db: str | Path, *, create: bool = True) -> EventStore:
-    """The event store at ``db``: the one place that picks the implementation (SQLite today).
+    """The event store ``db`` names: the one place that picks the implementation.
 
-    With ``create=False`` (readers such as ``mailtrack events``) a missing
-    database is a :class:`ConfigurationError` instead of a new empty file.
+    A ``postgresql://`` (or ``postgres://``) URL opens a :class:`~mailtrack.storage.postgres.PostgresStore`
+    (the ``mailtrack[postgres]`` extra); anything else is a SQLite file. With ``create=False`` (readers such
+    as ``mailtrack events``) a missing SQLite file is a :class:`ConfigurationError` instead of a new empty
+    file (a PostgreSQL database is always there to read, migrated on open).
     """
+    if is_postgres_url(db):
+        return _postgres(str(db))
     if not create and not Path(db).is_file():
         raise ConfigurationError(f"no event database at {str(db)!r}: no such file (check --db or MAILTRACK_DB)")
     return SQLiteStore(db)
 
 
 def open_account_store(db: str | Path) -> AccountStore:
-    """The account store at ``db`` (the same file and implementation as the events'; created if missing)."""
+    """The account store ``db`` names (the same database and implementation as the events'; created if missing)."""
+    if is_postgres_url(db):
+        return _postgres(str(db))
+    _check_directory(db)
+    return SQLiteStore(db)
+
+
+def _check_directory(db: str | Path) -> None:
+    """A SQLite file's directory must exist (SQLite creates the file, never its directory)."""
     if not Path(db).resolve().parent.is_dir():
         raise ConfigurationError(f"the directory of the database {str(db)!r} does not exist (--db, MAILTRACK_DB)")
-    return SQLiteStore(db)
+
+
+def _postgres(url: str) -> PostgresStore:
+    """A :class:`~mailtrack.storage.postgres.PostgresStore` on ``url``; a one-line error without the extra."""
+    try:
+        from mailtrack.storage.postgres import PostgresStore
+    except ImportError as exc:
+        raise ConfigurationError(f"--db {masked(url)} needs psycopg: pip install 'mailtrack[postgres]' ({exc})") from None
+    return PostgresStore(url)
 
 
 def loopback_only(endpoints: Endpoints) -> Authorize:
@@ -110,10 +136,12 @@ def build_service(config: Config, *, authorize: Authorize | None = None) -> Serv
     """
     config.require("secret_keys", "base_url", "db")
     assert config.base_url is not None and config.db is not None  # require() checked them; for mypy
-    if not Path(config.db).resolve().parent.is_dir():
-        raise ConfigurationError(f"the directory of the database {config.db!r} does not exist (--db, MAILTRACK_DB)")
+    postgres = is_postgres_url(config.db)
+    if not postgres:
+        _check_directory(config.db)
     tracker = Tracker(list(config.secret_keys), config.base_url)
-    store = SQLiteStore(config.db)  # an EventStore and an AccountStore
+    # an EventStore and an AccountStore: PostgreSQL for a database several servers share, else a SQLite file
+    store: SQLiteStore | PostgresStore = _postgres(config.db) if postgres else SQLiteStore(config.db)
     recorder = Recorder(store, outbox=config.webhooks)
     landing: str | Callable[[], str | None] | None = config.landing_html
     if landing is None:  # the parent account's stored subscription.landing, read when the page is shown

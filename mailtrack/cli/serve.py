@@ -8,6 +8,7 @@ import logging
 import signal
 
 from mailtrack.cli._common import UsageError, add_settings, settings
+from mailtrack.storage.dsn import masked
 
 __all__ = ["register"]
 
@@ -20,7 +21,7 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     """Add ``serve`` to the subcommands ``commands``."""
     serve = commands.add_parser(
         "serve", help="serve the tracking endpoints (pixel, click, unsubscribe) on waitress",
-        description="Serve the tracking URLs and record events in SQLite until SIGTERM or Ctrl-C. "
+        description="Serve the tracking URLs and record events in SQLite or PostgreSQL until SIGTERM or Ctrl-C. "
                     "The WSGI entry point mailtrack.wsgi:application reads the same MAILTRACK_* variables.")
     add_settings(serve, *SERVE_OPTIONS)
     serve.set_defaults(func=run_serve)
@@ -48,7 +49,8 @@ def run_serve(args: argparse.Namespace) -> int:
 
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, signal.default_int_handler)  # even when started in the background, where it is ignored
-    print(f"mailtrack: serving {config.base_url} on http://{config.host}:{port} (events in {config.db})", flush=True)
+    print(f"mailtrack: serving {config.base_url} on http://{config.host}:{port} (events in {masked(config.db)})",
+          flush=True)
     try:
         server.run()
     except KeyboardInterrupt:
