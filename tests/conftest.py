@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
+import importlib.util
+from collections.abc import Iterator
+from pathlib import Path
+
 import pytest
 import support.flask_mail_charsets  # noqa: F401  (both charset states, before any test imports Flask-Mail)
 from hypothesis import HealthCheck, settings
 from support.helpers import make_tracker
+from support.postgres import Cluster, find_binary
+from support.stores import Backend
 
 import mailtrack
 
@@ -25,3 +31,37 @@ settings.load_profile("mailtrack")
 def tracker() -> mailtrack.Tracker:
     """A tracker with two keys: the newest signs, both verify."""
     return make_tracker()
+
+
+@pytest.fixture(scope="session")
+def postgres_cluster() -> Iterator[Cluster]:
+    """A throwaway PostgreSQL server for the whole run (started on first use, stopped at the end).
+
+    Skipped, with the reason, only when PostgreSQL is not installed (``python3 tasks.py test`` installs
+    Debian's package when it can) or psycopg is missing; a server that is installed but fails to start fails.
+    """
+    initdb, pg_ctl = find_binary("initdb"), find_binary("pg_ctl")
+    if initdb is None or pg_ctl is None:
+        pytest.skip("PostgreSQL is not installed (no initdb/pg_ctl on PATH or in /usr/lib/postgresql/*/bin); "
+                    "python3 tasks.py test installs it with apt-get as root or with CI=true")
+    if importlib.util.find_spec("psycopg") is None or importlib.util.find_spec("psycopg_pool") is None:
+        pytest.skip("psycopg is not installed: pip install 'mailtrack[postgres]'")
+    cluster = Cluster(initdb, pg_ctl).start()
+    try:
+        yield cluster
+    finally:
+        cluster.stop()
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Backend]:
+    """A fresh database of each kind: a SQLite file in tmp_path, or a new schema in the session's PostgreSQL."""
+    if request.param == "sqlite":
+        made = Backend("sqlite", path=tmp_path / "events.sqlite")
+    else:
+        cluster: Cluster = request.getfixturevalue("postgres_cluster")
+        made = Backend("postgres", url=cluster.url, schema=cluster.new_schema())
+    try:
+        yield made
+    finally:
+        made.close()

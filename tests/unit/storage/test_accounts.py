@@ -1,4 +1,4 @@
-"""Accounts, subusers, hashed API keys and stored tracking settings in the SQLite store (schema v4)."""
+"""Accounts, subusers, hashed API keys and stored tracking settings, in both stores (SQLite's schema v4)."""
 
 from __future__ import annotations
 
@@ -6,8 +6,10 @@ import sqlite3
 import threading
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
+from support.stores import Backend
 
 from mailtrack.core.settings import TrackingSettings
 from mailtrack.exceptions import ArgumentError, SettingsError
@@ -17,13 +19,14 @@ from mailtrack.storage.sqlite import MIGRATIONS, SQLiteStore
 
 
 @pytest.fixture
-def store(tmp_path: Path) -> Iterator[SQLiteStore]:
-    store = SQLiteStore(tmp_path / "events.sqlite")
+def store(backend: Backend) -> Iterator[Any]:
+    """A store on a fresh database of each kind."""
+    store = backend.open()
     yield store
     store.close()
 
 
-def test_sqlite_store_implements_the_account_protocol(store: SQLiteStore) -> None:
+def test_store_implements_the_account_protocol(store: Any) -> None:
     assert isinstance(store, AccountStore)
 
 
@@ -42,7 +45,7 @@ def test_upgrade_from_version_3_adds_accounts_and_keeps_events(tmp_path: Path) -
     assert [a.name for a in store.accounts()] == ["parent", "sub1"]
 
 
-def test_subusers_belong_to_the_one_parent(store: SQLiteStore) -> None:
+def test_subusers_belong_to_the_one_parent(store: Any) -> None:
     sub = store.create_account("sub1", parent="parent")
     assert sub.is_subuser and sub.parent == "parent"
     parent = store.account("parent")
@@ -61,7 +64,7 @@ def test_subusers_belong_to_the_one_parent(store: SQLiteStore) -> None:
         store.create_account("parent", parent="parent")
 
 
-def test_deleting_a_subuser_removes_its_keys_and_settings_but_the_parent_stays(store: SQLiteStore) -> None:
+def test_deleting_a_subuser_removes_its_keys_and_settings_but_the_parent_stays(store: Any) -> None:
     store.create_account("sub1", parent="parent")
     _, key = store.create_key("sub1")
     store.patch_tracking_settings("sub1", "open", {"enabled": False})
@@ -75,19 +78,18 @@ def test_deleting_a_subuser_removes_its_keys_and_settings_but_the_parent_stays(s
     assert store.account_settings("sub1") == {}  # a new subuser of the same name starts afresh
 
 
-def test_a_key_is_stored_only_as_its_hash_and_shown_once(store: SQLiteStore, tmp_path: Path) -> None:
+def test_a_key_is_stored_only_as_its_hash_and_shown_once(store: Any, backend: Backend) -> None:
     store.create_account("parent")
     stored, key = store.create_key("parent", ["tracking_settings.read"], name="ci")
     assert split_key(key) == stored.key_id and key.startswith(stored.prefix)
     assert stored.scopes == {"tracking_settings.read"} and stored.name == "ci"
-    with sqlite3.connect(tmp_path / "events.sqlite") as connection:
-        dump = "\n".join(connection.iterdump())
+    dump = backend.dump()
     assert key not in dump and key.split(".")[2] not in dump
     assert hash_key(key) in dump
     assert store.api_keys() == [stored] and store.api_keys("parent") == [stored] and store.api_keys("nobody") == []
 
 
-def test_authenticate_refuses_wrong_malformed_unknown_and_revoked_keys(store: SQLiteStore) -> None:
+def test_authenticate_refuses_wrong_malformed_unknown_and_revoked_keys(store: Any) -> None:
     store.create_account("parent")
     stored, key = store.create_key("parent")
     assert stored.scopes == set(ALL_SCOPES)  # no scopes named: full access, as SendGrid's default
@@ -104,7 +106,7 @@ def test_authenticate_refuses_wrong_malformed_unknown_and_revoked_keys(store: SQ
         store.revoke_key("ffffffffffff")
 
 
-def test_keys_need_a_known_account_and_known_scopes(store: SQLiteStore) -> None:
+def test_keys_need_a_known_account_and_known_scopes(store: Any) -> None:
     with pytest.raises(UnknownAccount):
         store.create_key("nobody")
     store.create_account("parent")
@@ -114,7 +116,7 @@ def test_keys_need_a_known_account_and_known_scopes(store: SQLiteStore) -> None:
         store.create_key("parent", [])
 
 
-def test_patch_stores_only_the_fields_it_names(store: SQLiteStore) -> None:
+def test_patch_stores_only_the_fields_it_names(store: Any) -> None:
     store.create_account("sub1", parent="parent")
     assert store.tracking_settings("sub1") == TrackingSettings()
     settings, answer = store.patch_tracking_settings("sub1", "subscription", {"enabled": True, "landing": "<p>bye</p>"})
@@ -127,7 +129,7 @@ def test_patch_stores_only_the_fields_it_names(store: SQLiteStore) -> None:
     assert store.account_settings("parent") == {}  # the parent's settings are its own
 
 
-def test_a_refused_patch_writes_nothing(store: SQLiteStore) -> None:
+def test_a_refused_patch_writes_nothing(store: Any) -> None:
     store.create_account("sub1", parent="parent")
     store.patch_tracking_settings("sub1", "click", {"enabled": False})
     for section, body in (("click", {"enabled": "yes"}), ("click", {"enable_text": True}), ("open", {"nope": 1}),
@@ -139,7 +141,7 @@ def test_a_refused_patch_writes_nothing(store: SQLiteStore) -> None:
         store.patch_tracking_settings("nobody", "open", {"enabled": True})
 
 
-def test_concurrent_patches_of_different_fields_both_land(store: SQLiteStore) -> None:
+def test_concurrent_patches_of_different_fields_both_land(store: Any) -> None:
     store.create_account("sub1", parent="parent")
     fields = [f"utm_{name}" for name in ("source", "medium", "term", "content", "campaign")]
     errors: list[BaseException] = []

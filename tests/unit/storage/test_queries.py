@@ -1,4 +1,4 @@
-"""Filtered, paginated event queries and grouped stats of the SQLite store, against brute force over the same events.
+"""Filtered, paginated event queries and grouped stats of both stores, against brute force over the same events.
 
 The reference implementations here read every event (``store.events()``) and
 filter or count in Python; the store answers from its indexes and rollups.
@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+from support.stores import Backend
 
 from mailtrack.events import EventType, TrackingEvent
 from mailtrack.exceptions import ArgumentError
@@ -31,8 +32,9 @@ TAGS = [(), ("news",), ("news", "promo")]
 
 
 @pytest.fixture
-def store(tmp_path: Path) -> Iterator[SQLiteStore]:
-    store = SQLiteStore(tmp_path / "events.sqlite")
+def store(backend: Backend) -> Iterator[Any]:
+    """A store on a fresh database of each kind."""
+    store = backend.open()
     yield store
     store.close()
 
@@ -108,7 +110,7 @@ def brute_stats(events: list[TrackingEvent], query: EventQuery, group_by: str, c
     return rows
 
 
-def all_pages(store: SQLiteStore, query: EventQuery, limit: int) -> list[TrackingEvent]:
+def all_pages(store: Any, query: EventQuery, limit: int) -> list[TrackingEvent]:
     found: list[TrackingEvent] = []
     before = None
     while True:
@@ -120,11 +122,22 @@ def all_pages(store: SQLiteStore, query: EventQuery, limit: int) -> list[Trackin
         before = page.next_before
 
 
+def fresh_backend(kind: str, request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Backend:
+    """A new empty database of ``kind`` (one per Hypothesis example, which a function fixture cannot give)."""
+    if kind == "sqlite":
+        return Backend("sqlite", path=tmp_path_factory.mktemp("q") / "events.sqlite")
+    cluster = request.getfixturevalue("postgres_cluster")
+    return Backend("postgres", url=cluster.url, schema=cluster.new_schema())
+
+
+@pytest.mark.parametrize("kind", ["sqlite", "postgres"])
 @given(events=st.lists(event_st, max_size=40), queries=st.lists(query_st, min_size=1, max_size=4),
        limit=st.integers(1, 7))
-def test_find_and_stats_match_brute_force(tmp_path_factory: pytest.TempPathFactory, events: list[TrackingEvent],
+def test_find_and_stats_match_brute_force(kind: str, request: pytest.FixtureRequest,
+                                          tmp_path_factory: pytest.TempPathFactory, events: list[TrackingEvent],
                                           queries: list[EventQuery], limit: int) -> None:
-    store = SQLiteStore(tmp_path_factory.mktemp("q") / "events.sqlite")
+    backend = fresh_backend(kind, request, tmp_path_factory)
+    store = backend.open()
     try:
         for event in events:
             store.record(event)
@@ -137,10 +150,10 @@ def test_find_and_stats_match_brute_force(tmp_path_factory: pytest.TempPathFacto
                     got = [row.to_dict() for row in store.grouped_stats(query, group_by, campaign_key=campaign_key)]
                     assert got == brute_stats(stored, query, group_by, campaign_key), (query, group_by, campaign_key)
     finally:
-        store.close()
+        backend.close()
 
 
-def test_each_filter(store: SQLiteStore) -> None:
+def test_each_filter(store: Any) -> None:
     a = store.record(TrackingEvent(event_type="opened", message_id="m1", recipient="a@x", timestamp=DAY0,
                                    metadata={"campaign": "spring"}, tags=("news",)))
     b = store.record(TrackingEvent(event_type="clicked", message_id="m1", recipient=None, url="https://e/",
@@ -164,7 +177,7 @@ def test_each_filter(store: SQLiteStore) -> None:
     assert ids(tag="nothing") == []
 
 
-def test_pagination_has_no_gaps_or_duplicates_while_events_arrive(store: SQLiteStore) -> None:
+def test_pagination_has_no_gaps_or_duplicates_while_events_arrive(store: Any) -> None:
     def add(n: int, start: int) -> None:
         for i in range(start, start + n):
             store.record(TrackingEvent(event_type="opened", message_id=f"m{i % 7}", recipient=f"r{i}@x",
@@ -189,7 +202,7 @@ def test_pagination_has_no_gaps_or_duplicates_while_events_arrive(store: SQLiteS
         assert set(seen) == expected
 
 
-def test_bad_arguments_are_argument_errors(store: SQLiteStore) -> None:
+def test_bad_arguments_are_argument_errors(store: Any) -> None:
     for bad in ({"limit": 0}, {"limit": 1001}, {"limit": True}, {"before": "3"}):
         with pytest.raises(ArgumentError):
             store.find(EventQuery(), **bad)

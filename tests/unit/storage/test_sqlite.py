@@ -1,4 +1,6 @@
-"""The embedded SQLite store (mailtrack.storage.sqlite) and TrackingEvent, on real files in tmp_path."""
+"""The event stores and TrackingEvent: every store test runs against SQLite (a file in tmp_path) and PostgreSQL
+(a fresh schema in the session's throwaway cluster) through the ``backend`` fixture; SQLite's own file
+handling (WAL, upgrades from its old versions, paths) is tested on SQLite alone, PostgreSQL's in test_postgres.py."""
 
 from __future__ import annotations
 
@@ -10,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from support.stores import Backend
 
 import mailtrack
 from mailtrack.events import EVENT_TYPES, TrackingEvent
@@ -33,8 +36,9 @@ def db(tmp_path: Path) -> Path:
 
 
 @pytest.fixture
-def store(db: Path) -> Iterator[SQLiteStore]:
-    store = SQLiteStore(db)
+def store(backend: Backend) -> Iterator[Any]:
+    """A store on a fresh database of each kind (SQLiteStore, PostgresStore)."""
+    store = backend.open()
     yield store
     store.close()
 
@@ -78,7 +82,8 @@ def test_tracking_event_is_exported_from_the_package() -> None:
 # -- schema and migrations --------------------------------------------------------------------
 
 
-def test_new_file_gets_latest_schema_in_wal_mode(store: SQLiteStore, db: Path) -> None:
+def test_new_file_gets_latest_schema_in_wal_mode(db: Path) -> None:
+    store = SQLiteStore(db)
     assert store.version == len(MIGRATIONS)
     assert {"events", "firsts", "outbox", "events_message", "events_time", "outbox_due"} <= tables(db)
     with raw(db) as connection:
@@ -90,10 +95,10 @@ def test_new_file_gets_latest_schema_in_wal_mode(store: SQLiteStore, db: Path) -
     assert Path(str(db) + "-wal").exists()
 
 
-def test_reopening_keeps_data_and_version(store: SQLiteStore, db: Path) -> None:
+def test_reopening_keeps_data_and_version(store: Any, backend: Backend) -> None:
     store.record(event())
-    again = SQLiteStore(db)
-    assert again.version == len(MIGRATIONS)
+    again = backend.open()
+    assert again.version == store.version >= 1
     assert again.count() == 1
 
 
@@ -121,7 +126,7 @@ def test_upgrade_from_version_1_keeps_rows(db: Path) -> None:
     assert store.record(event(message_id="m-old", recipient="old@x")).first is False
 
 
-def test_tags_and_a_missing_recipient_are_stored_and_read_back(store: SQLiteStore) -> None:
+def test_tags_and_a_missing_recipient_are_stored_and_read_back(store: Any) -> None:
     tagged = store.record(event(recipient=None, tags=("spring", "promo")))  # type: ignore[arg-type]
     assert tagged.first is True
     again = store.record(event(recipient=None, tags=("spring", "promo")))  # type: ignore[arg-type]
@@ -158,7 +163,7 @@ def test_not_a_database_raises(tmp_path: Path) -> None:
 # -- writing ------------------------------------------------------------------------------
 
 
-def test_first_flag_per_type_message_and_recipient(store: SQLiteStore) -> None:
+def test_first_flag_per_type_message_and_recipient(store: Any) -> None:
     sequence = [
         ("opened", "m1", "a@x", True),
         ("opened", "m1", "a@x", False),
@@ -174,12 +179,12 @@ def test_first_flag_per_type_message_and_recipient(store: SQLiteStore) -> None:
     assert [e.first for e in store.events()] == returned
 
 
-def test_first_flag_is_set_by_the_store_not_the_caller(store: SQLiteStore) -> None:
+def test_first_flag_is_set_by_the_store_not_the_caller(store: Any) -> None:
     assert store.record(event(first=False)).first is True
     assert store.record(event(first=True)).first is False
 
 
-def test_duplicate_event_id_is_stored_once(store: SQLiteStore) -> None:
+def test_duplicate_event_id_is_stored_once(store: Any) -> None:
     e = event()
     first = store.record(e, outbox=["https://hook.example/"])
     again = store.record(e, outbox=["https://hook.example/", "https://other.example/"])
@@ -190,7 +195,7 @@ def test_duplicate_event_id_is_stored_once(store: SQLiteStore) -> None:
     assert store.record(event()).first is False  # a new event_id: a second open
 
 
-def test_stored_event_round_trips_every_field(store: SQLiteStore) -> None:
+def test_stored_event_round_trips_every_field(store: Any) -> None:
     e = event("clicked", url="https://example.com/日本?q=1", link_index=7, user_agent="UA", ip="2001:db8::1",
               referer="https://ref/", metadata={"campaign": "x", "n": 3, "l": [1, "2"]}, machine="scanner")
     stored = store.record(e)
@@ -199,7 +204,7 @@ def test_stored_event_round_trips_every_field(store: SQLiteStore) -> None:
     assert loaded.timestamp == T0 and loaded.timestamp.tzinfo is not None
 
 
-def test_events_filters(store: SQLiteStore) -> None:
+def test_events_filters(store: Any) -> None:
     for i in range(6):
         store.record(event(["opened", "clicked"][i % 2], f"m{i % 3}", f"r{i}", timestamp=T0 + timedelta(seconds=i)))
     everything = store.events()
@@ -215,7 +220,7 @@ def test_events_filters(store: SQLiteStore) -> None:
     assert store.count() == 6
 
 
-def test_stats(store: SQLiteStore) -> None:
+def test_stats(store: Any) -> None:
     record = store.record
     # m1: a opens twice and clicks link 0 twice and link 1; b opens; c clicks link 0 without opening
     for _ in range(2):
@@ -247,31 +252,28 @@ def test_stats(store: SQLiteStore) -> None:
     assert m2["links"] == []
 
 
-def test_stats_empty_and_click_without_open(store: SQLiteStore) -> None:
+def test_stats_empty_and_click_without_open(store: Any) -> None:
     assert store.stats() == {"messages": []}
     store.record(event("clicked", "m", "a"))
     [m] = store.stats()["messages"]
     assert m["click_to_open"] is None and m["ctr"] == 1.0
 
 
-def test_write_while_another_connection_holds_the_lock_raises(db: Path) -> None:
-    store = SQLiteStore(db, busy_timeout=0.05)
-    holder = raw(db)
-    holder.execute("BEGIN EXCLUSIVE")
-    try:
-        with pytest.raises(StoreUnavailable, match="locked"):
+def test_write_while_another_connection_holds_the_lock_raises(backend: Backend) -> None:
+    store = backend.open(busy_timeout=0.05)
+    with backend.lock():
+        with pytest.raises(StoreUnavailable, match="lock"):
             store.record(event())
-        assert store.count() == 0  # reading still works beside the writer (WAL)
-    finally:
-        holder.execute("ROLLBACK")
-        holder.close()
+        if backend.kind == "sqlite":
+            assert store.count() == 0  # reading still works beside the writer (WAL)
+    assert store.count() == 0
     assert store.record(event()).first is True  # the failed attempt left no transaction or firsts row behind
 
 
 # -- the outbox ----------------------------------------------------------------------------
 
 
-def test_outbox_rows_written_with_the_event(store: SQLiteStore) -> None:
+def test_outbox_rows_written_with_the_event(store: Any) -> None:
     e = store.record(event(), outbox=["https://a.example/hook", "https://b.example/hook"])
     rows = store.outbox_rows()
     assert [(r["event_id"], r["target"], r["attempts"], r["delivered"], r["dead"], r["last_error"]) for r in rows] == [
@@ -283,22 +285,22 @@ def test_outbox_rows_written_with_the_event(store: SQLiteStore) -> None:
     assert len(store.outbox_rows()) == 2
 
 
-def test_outbox_not_written_when_the_event_insert_fails(store: SQLiteStore, db: Path) -> None:
-    with raw(db) as connection:
-        connection.execute("CREATE TRIGGER refuse BEFORE INSERT ON events BEGIN SELECT RAISE(ABORT, 'disk says no'); END")
+def test_outbox_not_written_when_the_event_insert_fails(store: Any, backend: Backend) -> None:
+    backend.refuse_event_inserts("disk says no")
     with pytest.raises(StoreError, match="disk says no"):
         store.record(event(), outbox=["https://hook.example/"])
     assert store.outbox_rows() == []
     assert store.count() == 0
-    assert not store._connection().in_transaction
-    with raw(db) as connection:
-        assert connection.execute("SELECT count(*) FROM firsts").fetchone()[0] == 0  # rolled back too
-        connection.execute("DROP TRIGGER refuse")
+    if backend.kind == "sqlite":
+        assert not store._connection().in_transaction
+    for table in ("firsts", "rollups", "link_firsts", "event_tags", "event_meta"):
+        assert backend.sql(f"SELECT count(*) FROM {table}") == [(0,)], table  # rolled back too
+    backend.allow_event_inserts()
     assert store.record(event(), outbox=["https://hook.example/"]).first is True
     assert len(store.outbox_rows()) == 1
 
 
-def test_outbox_and_firsts_roll_back_when_the_row_cannot_be_built(store: SQLiteStore) -> None:
+def test_outbox_and_firsts_roll_back_when_the_row_cannot_be_built(store: Any) -> None:
     with pytest.raises(mailtrack.MailtrackError):
         event(link_index=[1])  # type: ignore[arg-type]  # refused when built
     unbindable = event()
@@ -309,12 +311,12 @@ def test_outbox_and_firsts_roll_back_when_the_row_cannot_be_built(store: SQLiteS
     assert store.record(event()).first is True
 
 
-def test_metadata_that_is_not_json_is_stored_as_text(store: SQLiteStore) -> None:
+def test_metadata_that_is_not_json_is_stored_as_text(store: Any) -> None:
     stored = store.record(event(metadata={"when": object}))
     assert store.events()[0].metadata == {"when": str(object)} and stored.first is True
 
 
-def test_outbox_due_delivered_failed_dead(store: SQLiteStore) -> None:
+def test_outbox_due_delivered_failed_dead(store: Any) -> None:
     hook = "https://hook.example/"
     e1 = store.record(event(message_id="m1", timestamp=T0), outbox=[hook])
     e2 = store.record(event(message_id="m2", timestamp=T0 + timedelta(seconds=10)), outbox=[hook, "https://other/"])
@@ -345,7 +347,7 @@ def test_outbox_due_delivered_failed_dead(store: SQLiteStore) -> None:
     assert store.outbox_due(10**12) == []
 
 
-def test_outbox_due_by_target(store: SQLiteStore) -> None:
+def test_outbox_due_by_target(store: Any) -> None:
     store.record(event(message_id="a"), outbox=["https://a/", "https://b/"])
     store.record(event(message_id="b"), outbox=["https://b/"])
     now = T0.timestamp()
@@ -355,13 +357,13 @@ def test_outbox_due_by_target(store: SQLiteStore) -> None:
     assert store.outbox_due(now, target="https://c/") == []
 
 
-def test_outbox_claim_leases_rows(store: SQLiteStore, db: Path) -> None:
+def test_outbox_claim_leases_rows(store: Any, backend: Backend) -> None:
     for i in range(3):
         store.record(event(message_id=f"m{i}"), outbox=["https://a/", "https://b/"])
     now = T0.timestamp()
     claimed = store.outbox_claim("https://a/", now, lease=40, limit=2)
     assert [i.event.message_id for i in claimed] == ["m0", "m1"]
-    other = SQLiteStore(db)  # another worker
+    other = backend.open()  # another worker
     assert [i.event.message_id for i in other.outbox_claim("https://a/", now + 1, lease=40)] == ["m2"]
     assert other.outbox_claim("https://a/", now + 39, lease=40) == []
     assert len(other.outbox_due(now + 39, target="https://b/")) == 3  # other targets untouched
@@ -375,9 +377,9 @@ def test_outbox_claim_leases_rows(store: SQLiteStore, db: Path) -> None:
 PROCESSES, PER_PROCESS = 4, 200
 
 
-def _writer(path: str, number: int, start: Any, errors: Any) -> None:
+def _writer(spec: tuple[str, str, str | None], number: int, start: Any, errors: Any) -> None:
     try:
-        store = SQLiteStore(path)  # default busy_timeout: what a server worker uses
+        store = Backend.open_spec(spec)  # default busy_timeout: what a server worker uses
         start.wait(60)
         for i in range(PER_PROCESS):
             e = TrackingEvent(event_type="opened", timestamp=datetime.now(timezone.utc), message_id=f"m{i % 7}",
@@ -391,11 +393,11 @@ def _writer(path: str, number: int, start: Any, errors: Any) -> None:
         raise
 
 
-def test_several_processes_write_one_file(db: Path) -> None:
-    # A brand-new file: the processes also race through the migration.
+def test_several_processes_write_one_database(backend: Backend) -> None:
+    # A brand-new file or schema: the processes also race through the migration.
     ctx = multiprocessing.get_context("spawn")
     start, errors = ctx.Event(), ctx.Queue()
-    processes = [ctx.Process(target=_writer, args=(str(db), n, start, errors)) for n in range(PROCESSES)]
+    processes = [ctx.Process(target=_writer, args=(backend.spec, n, start, errors)) for n in range(PROCESSES)]
     for process in processes:
         process.start()
     start.set()
@@ -406,9 +408,9 @@ def test_several_processes_write_one_file(db: Path) -> None:
         problems.append(errors.get())
     assert problems == []
     assert [p.exitcode for p in processes] == [0] * PROCESSES
-    store = SQLiteStore(db)
+    store = backend.open()
     assert store.count() == PROCESSES * PER_PROCESS
-    assert store.version == len(MIGRATIONS)
+    assert store.version == (len(MIGRATIONS) if backend.kind == "sqlite" else store.version) >= 1
     firsts = [e for e in store.events() if e.first]
     assert len(firsts) == len({(e.message_id, e.recipient) for e in store.events()}) == 35  # one per (message, recipient)
     assert len(store.outbox_rows()) == PROCESSES * PER_PROCESS // 4
@@ -416,7 +418,7 @@ def test_several_processes_write_one_file(db: Path) -> None:
     assert per_process == sorted(list(range(PROCESSES)) * PER_PROCESS)
 
 
-def test_threads_share_a_store(store: SQLiteStore) -> None:
+def test_threads_share_a_store(store: Any) -> None:
     import threading
 
     failures: list[BaseException] = []
@@ -447,10 +449,10 @@ def test_a_store_in_a_missing_directory_is_unavailable_not_a_sqlite_error(tmp_pa
     assert repr(str(path)) in str(caught.value)  # the operator learns which database
 
 
-def test_sqlite_store_implements_the_storage_protocol(store: SQLiteStore) -> None:
-    from mailtrack.storage.base import EventStore
+def test_store_implements_the_storage_protocols(store: Any) -> None:
+    from mailtrack.storage.base import AccountStore, EventStore
 
-    assert isinstance(store, EventStore)
+    assert isinstance(store, EventStore) and isinstance(store, AccountStore)
 
 
 # -- refusals are the storage protocol's errors, never a stdlib exception ---------------------
@@ -467,11 +469,11 @@ def test_a_path_that_is_no_file_name_is_refused_before_any_file_is_made(
 
 
 @pytest.mark.parametrize("limit", ["10", 1.5, True, -1])
-def test_events_refuses_a_limit_that_is_no_count(store: SQLiteStore, limit: Any) -> None:
+def test_events_refuses_a_limit_that_is_no_count(store: Any, limit: Any) -> None:
     with pytest.raises(mailtrack.ArgumentError, match="limit"):
         store.events(limit=limit)
 
 
-def test_record_refuses_what_is_not_a_tracking_event(store: SQLiteStore) -> None:
+def test_record_refuses_what_is_not_a_tracking_event(store: Any) -> None:
     with pytest.raises(mailtrack.ArgumentError, match="TrackingEvent"):
         store.record({"event_type": "opened"})  # type: ignore[arg-type]
