@@ -93,7 +93,8 @@ class Backend:
                     connection.execute("ROLLBACK")
             else:
                 with connection.transaction():
-                    connection.execute("LOCK TABLE firsts, events, rollups IN ACCESS EXCLUSIVE MODE")
+                    # EXCLUSIVE: every write waits (then times out), reads go on, as beside SQLite's writer
+                    connection.execute("LOCK TABLE firsts, events, rollups IN EXCLUSIVE MODE")
                     yield
 
     def refuse_event_inserts(self, message: str) -> None:

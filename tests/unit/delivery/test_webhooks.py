@@ -9,13 +9,13 @@ import threading
 from collections.abc import Iterator
 from datetime import datetime, timezone
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from pathlib import Path
 from typing import Any
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from support.helpers import wait_until
+from support.stores import Backend
 
 from mailtrack.delivery.webhooks import SIGNATURE_HEADER, WebhookDelivery, payload, sign, verify_signature
 from mailtrack.events import TrackingEvent
@@ -256,8 +256,9 @@ def receiver() -> Iterator[Receiver]:
 
 
 @pytest.fixture
-def store(tmp_path: Path) -> Iterator[SQLiteStore]:
-    s = SQLiteStore(tmp_path / "events.sqlite")
+def store(backend: Backend) -> Iterator[SQLiteStore]:
+    """A store on a fresh database of each kind (SQLite, PostgreSQL): deliveries only use the protocol."""
+    s = backend.open()
     yield s
     s.close()
 
@@ -417,14 +418,13 @@ def test_background_thread_delivers_after_receiver_recovers(receiver: Receiver, 
         verify_signature(post["body"], post["headers"][SIGNATURE_HEADER], SECRET)
 
 
-def test_outbox_survives_a_restart(receiver: Receiver, tmp_path: Path) -> None:
-    db = tmp_path / "restart.sqlite"
-    first = SQLiteStore(db)
+def test_outbox_survives_a_restart(receiver: Receiver, backend: Backend) -> None:
+    first = backend.open()
     first.record(event(), outbox=[receiver.url])
     receiver.script = [500]
     WebhookDelivery(first, receiver.url, SECRET, backoff=0.01, clock=Clock()).deliver_due()
     first.close()
-    again = SQLiteStore(db)
+    again = backend.open()
     assert WebhookDelivery(again, receiver.url, SECRET, clock=Clock(T0 + 1)).deliver_due() == 1
     assert row(again)["attempts"] == 2
 
@@ -469,10 +469,10 @@ def test_due_rows_of_another_target_do_not_starve_delivery(receiver: Receiver, s
     assert my_row["delivered"] == T0 + 60
 
 
-def test_two_deliveries_for_one_url_attempt_each_row_once(receiver: Receiver, store: SQLiteStore) -> None:
+def test_two_deliveries_for_one_url_attempt_each_row_once(receiver: Receiver, store: SQLiteStore, backend: Backend) -> None:
     # Several server processes each run a WebhookDelivery for the same URL over one outbox.
     events = [store.record(event(), outbox=[receiver.url]) for _ in range(20)]
-    deliveries = [WebhookDelivery(SQLiteStore(store.path), receiver.url, SECRET, backoff=0.01, poll_interval=0.02)
+    deliveries = [WebhookDelivery(backend.open(), receiver.url, SECRET, backoff=0.01, poll_interval=0.02)
                   for _ in range(3)]
     for delivery in deliveries:
         delivery.start()
@@ -498,7 +498,7 @@ def test_stopped_delivery_gives_claimed_rows_back(receiver: Receiver, store: SQL
     assert len(store.outbox_due(T0)) == 3
 
 
-def test_slow_receiver_holds_only_the_row_it_is_posting(receiver: Receiver, store: SQLiteStore) -> None:
+def test_slow_receiver_holds_only_the_row_it_is_posting(receiver: Receiver, store: SQLiteStore, backend: Backend) -> None:
     # Regression: deliver_due once claimed 50 rows under one lease and posted them one by one, so a slow receiver
     # let the lease of rows still waiting in the batch run out, and another worker posted them too. Rows are now
     # claimed only as threads are free to post them (here one). Forced with a shared fake clock: the first request "takes" 100 s (past its 31 s
@@ -508,7 +508,7 @@ def test_slow_receiver_holds_only_the_row_it_is_posting(receiver: Receiver, stor
     clock = Clock()
     first_arrived, answer_first = threading.Event(), threading.Event()
     slow = WebhookDelivery(store, receiver.url, SECRET, timeout=1, clock=clock, concurrency=1)  # lease: 31 s
-    other = WebhookDelivery(SQLiteStore(store.path), receiver.url, SECRET, timeout=1, clock=clock, concurrency=1)
+    other = WebhookDelivery(backend.open(), receiver.url, SECRET, timeout=1, clock=clock, concurrency=1)
     real_handler = receiver.server.RequestHandlerClass
 
     class Slow(real_handler):  # type: ignore[misc,valid-type]
