@@ -10,6 +10,7 @@ the demo both need it.
 from __future__ import annotations
 
 import functools
+import hashlib
 import ipaddress
 import socket
 from collections.abc import Callable, Mapping, Sequence
@@ -142,7 +143,7 @@ def build_service(config: Config, *, authorize: Authorize | None = None) -> Serv
     tracker = Tracker(list(config.secret_keys), config.base_url)
     # an EventStore and an AccountStore: PostgreSQL for a database several servers share, else a SQLite file
     store: SQLiteStore | PostgresStore = _postgres(config.db) if postgres else SQLiteStore(config.db)
-    recorder = Recorder(store, outbox=config.webhooks)
+    recorder = Recorder(store, outbox=config.webhooks, spool_dir=_spool_dir(config.db) if postgres else None)
     landing: str | Callable[[], str | None] | None = config.landing_html
     if landing is None:  # the parent account's stored subscription.landing, read when the page is shown
         landing = functools.partial(_stored_landing, store, config.account_name)
@@ -156,6 +157,16 @@ def build_service(config: Config, *, authorize: Authorize | None = None) -> Serv
 
     apis = [SettingsApi(store).handle, V2Api(store).handle, events_api]
     return Service(WsgiApp(endpoints, apis), recorder, deliveries)
+
+
+def _spool_dir(url: str) -> Path:
+    """Where a server spools events while PostgreSQL is unreachable: ``mailtrack-<id>.spool`` in the working directory.
+
+    A SQLite store spools beside its file; a database URL names no local place, so the spool goes where the
+    server runs, named after the database (a hash of its URL without the password), so that a restarted server,
+    or another one started there, finds and drains what a killed one left.
+    """
+    return Path(f"mailtrack-{hashlib.sha256(masked(url).encode()).hexdigest()[:12]}.spool").resolve()
 
 
 def _stored_landing(store: AccountStore, account: str) -> str | None:
