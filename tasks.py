@@ -2,7 +2,7 @@
 """Set up and run mailtrack with nothing but Python 3.10+.
 
     python3 tasks.py demo    # make .venv, install mailtrack, run the end-to-end demo
-    python3 tasks.py test    # make .venv, install mailtrack[test], run the whole test suite
+    python3 tasks.py test    # make .venv, install mailtrack[test], PostgreSQL when missing (root or CI), run the whole test suite
     python3 tasks.py bench   # make .venv, install mailtrack[bench], run the seven benchmarks (rewrite, message, serve, pathological, batch, events_api, webhooks)
     python3 tasks.py mutate  # make .venv, install mailtrack[mutation,test], mutation-test the core modules
     python3 tasks.py test-django  # only the Django tests, under each Django of the matrix (also the end of `test`)
@@ -66,6 +66,39 @@ DJANGO_MATRIX = [
     (".venv-django42", "django>=4.2,<5.0", (3, 10), ()),
     (".venv-django61", "django>=6.1,<6.2", (3, 12), ("python3.12", "python3.13", "python3.14")),
 ]
+
+
+def postgres_installed() -> bool:
+    """Whether initdb and pg_ctl are on PATH or in Debian's /usr/lib/postgresql/*/bin."""
+    import glob
+
+    return all(shutil.which(name) or glob.glob(f"/usr/lib/postgresql/*/bin/{name}") for name in ("initdb", "pg_ctl"))
+
+
+def ensure_postgres() -> None:
+    """Install Debian's ``postgresql`` package for the PostgreSQL store tests when it is missing.
+
+    Only as root or in CI (``CI=true``, with sudo when not root), and only with apt-get; otherwise, or when the
+    install fails, the PostgreSQL tests skip with the reason (tests/conftest.py). The tests start their own
+    throwaway cluster (initdb/pg_ctl in a temporary directory), never the system's.
+    """
+    if postgres_installed() or not shutil.which("apt-get"):
+        return
+    root = hasattr(os, "geteuid") and os.geteuid() == 0
+    if not root and os.environ.get("CI") != "true":
+        print("+ PostgreSQL is not installed: its store tests will be skipped (apt-get install postgresql)", flush=True)
+        return
+    sudo = [] if root else ["sudo", "-n"]
+    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+    for command in ([*sudo, "apt-get", "update", "-q"], [*sudo, "apt-get", "install", "-y", "-q", "postgresql"]):
+        print("+", " ".join(command), flush=True)
+        try:
+            failed = subprocess.run(command, env=env, timeout=900).returncode != 0
+        except (OSError, subprocess.TimeoutExpired):
+            failed = True
+        if failed:
+            print("+ could not install PostgreSQL: its store tests will be skipped", flush=True)
+            return
 
 
 def run(*args: str | os.PathLike[str]) -> None:
@@ -186,6 +219,7 @@ def main(argv: list[str]) -> int:
         if command == "demo":
             run(PYTHON, "-m", "mailtrack", "demo", *rest)
         elif command == "test":
+            ensure_postgres()
             run(PYTHON, "-m", "pytest", *rest)
             return test_django([])
         elif command == "mutate":
