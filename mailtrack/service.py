@@ -153,18 +153,18 @@ def from_environment(environ: Mapping[str, str] | None = None) -> Service:
 def create_server(service: Service, config: Config, *, sockets: Sequence[socket.socket] | None = None) -> Any:
     """A waitress server for ``service`` on ``config.host``/``config.port`` (or on ``sockets``), not yet running.
 
-    ``X-Forwarded-For`` is judged by the endpoints (``--trusted-proxy``), so
-    waitress passes it through untouched; bodies over :data:`~mailtrack.http.wsgi.MAX_BODY`
-    are refused before they are read. Raises ``ImportError`` without waitress,
+    Tuned to hold thousands of idle or slow connections (:mod:`mailtrack.http.server`: poll, a
+    connection limit from the file limit, a request deadline, idle connections shed at the limit).
+    ``X-Forwarded-For`` is judged by the endpoints (``--trusted-proxy``), so waitress passes it
+    through untouched; bodies over :data:`~mailtrack.http.wsgi.MAX_BODY` are refused by the app in
+    each path's own shape. Raises ``ImportError`` without waitress,
     :class:`~mailtrack.exceptions.ConfigurationError` when the address cannot be bound.
     """
-    import waitress  # type: ignore[import-untyped]
+    from mailtrack.http import server
 
-    where: dict[str, Any] = {"sockets": list(sockets)} if sockets is not None else {"host": config.host,
-                                                                                      "port": config.port}
     try:
-        return waitress.create_server(service.app, threads=config.threads, ident="mailtrack",
-                                      clear_untrusted_proxy_headers=False, max_request_body_size=MAX_BODY, **where)
+        return server.create(service.app, threads=config.threads, max_body=MAX_BODY, host=config.host,
+                             port=config.port, sockets=sockets)
     except (OSError, ValueError) as exc:  # in use, not ours, or waitress' own refusal of the address
         reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
         raise ConfigurationError(f"cannot listen on {config.host}:{config.port}: {reason} (--host, --port)") from None
