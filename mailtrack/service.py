@@ -24,11 +24,12 @@ from mailtrack.exceptions import ConfigurationError
 from mailtrack.http.auth import authorize as key_authorize
 from mailtrack.http.endpoints import Endpoints
 from mailtrack.http.events_api import Authorize, EventsApi, error
+from mailtrack.http.health import HealthCheck, HealthReport
 from mailtrack.http.messages import Request, Response
 from mailtrack.http.settings_api import SettingsApi
 from mailtrack.http.v2_api import V2Api
 from mailtrack.http.wsgi import MAX_BODY, WsgiApp
-from mailtrack.storage.base import AccountStore, EventStore
+from mailtrack.storage.base import AccountStore, EventStore, StoreUnavailable
 from mailtrack.storage.sqlite import SQLiteStore
 
 __all__ = ["Service", "build_service", "create_server", "from_environment", "open_account_store", "open_store"]
@@ -126,8 +127,28 @@ def build_service(config: Config, *, authorize: Authorize | None = None) -> Serv
     def events_api(request: Request) -> Response | None:
         return events.handle(request) if events.handles(request.path) else None
 
-    apis = [SettingsApi(store).handle, V2Api(store).handle, events_api]
-    return Service(WsgiApp(endpoints, apis), recorder, deliveries)
+    health = HealthCheck(functools.partial(health_report, recorder, store))
+    apis = [health.handle, SettingsApi(store).handle, V2Api(store).handle, events_api]
+    return Service(WsgiApp(endpoints, apis, access_log=config.access_log), recorder, deliveries)
+
+
+def health_report(recorder: Recorder, store: EventStore) -> HealthReport:
+    """``/healthz``'s answer now: the store asked (a cheap indexed count), the spool's files measured."""
+    try:
+        backlog: int | None = store.outbox_backlog()
+        ok, error = True, None
+    except StoreUnavailable as exc:
+        backlog, ok, error = None, False, str(exc) or type(exc).__name__
+    files = size = 0
+    directory = recorder.spool_dir
+    if directory is not None:
+        try:
+            for path in directory.glob("*.jsonl"):
+                files += 1
+                size += path.stat().st_size
+        except OSError:  # the directory is gone or unreadable: nothing spooled that we can see
+            pass
+    return HealthReport(store_ok=ok, store_error=error, spool_files=files, spool_bytes=size, webhook_backlog=backlog)
 
 
 def _stored_landing(store: AccountStore, account: str) -> str | None:

@@ -173,3 +173,74 @@ def test_serve_stops_on_sigterm_with_two_thousand_connections_open(tmp_path: Pat
         for conn in idle:
             conn.close()
         server.stop()
+
+
+# -- /healthz and the access log -----------------------------------------------------------------
+
+def test_healthz_reports_the_store_the_spool_and_the_webhook_backlog(tmp_path: Path) -> None:
+    import json
+
+    server = Server(tmp_path / "events.sqlite", tmp_path / "logs", "--webhook", "http://127.0.0.1:9/hook",
+                    "--webhook-secret", "whsec_" + "QUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFB")
+    try:
+        reply = server.get("/healthz")
+        assert reply.status == 200 and reply.header("Content-Type") == "application/json"
+        assert reply.header("Cache-Control") == "no-store"
+        body = json.loads(reply.body)
+        assert body == {"status": "ok", "store": {"ok": True, "error": None},
+                        "spool": {"files": 0, "bytes": 0, "full": False}, "webhooks": {"backlog": 0}, "lost": 0}
+        head = server.request("HEAD", "/healthz")
+        assert head.status == 200 and head.body == b""
+        assert server.request("POST", "/healthz", body=b"").status == 405
+    finally:
+        server.stop()
+
+
+def test_healthz_is_degraded_while_the_spool_holds_what_a_locked_store_refused(tmp_path: Path) -> None:
+    import sqlite3
+    from datetime import datetime, timezone
+
+    import mailtrack
+    from mailtrack.delivery.recorder import Recorder
+    from mailtrack.service import health_report
+    from mailtrack.storage.sqlite import SQLiteStore
+
+    store = SQLiteStore(tmp_path / "events.sqlite")
+    recorder = Recorder(store, outbox=["http://127.0.0.1:9/hook"])
+    try:
+        recorder.record(mailtrack.TrackingEvent("opened", datetime.now(timezone.utc), "m", "r@x.example"))
+        assert health_report(recorder, store).to_dict()["status"] == "ok"
+        assert health_report(recorder, store).webhook_backlog == 1
+        locker = sqlite3.connect(tmp_path / "events.sqlite", isolation_level=None, timeout=0.1)
+        locker.execute("BEGIN EXCLUSIVE")  # another process holds the write lock: writes fail past the busy timeout
+        try:
+            recorder.record(mailtrack.TrackingEvent("opened", datetime.now(timezone.utc), "m2", "r@x.example"))
+            report = health_report(recorder, store)
+            assert report.status == "degraded" and report.spool_files >= 1 and report.spool_bytes > 0
+        finally:
+            locker.execute("ROLLBACK")
+            locker.close()
+        wait_until(lambda: health_report(recorder, store).status == "ok", timeout=30, what="the spool to drain")
+        assert store.count() == 2
+    finally:
+        recorder.close()
+        store.close()
+
+
+def test_access_log_is_off_by_default_and_never_shows_a_whole_token_or_query(tmp_path: Path) -> None:
+    token_path = "/o/" + "A" * 60
+    quiet = Server(tmp_path / "a.sqlite", tmp_path / "logs")
+    loud = Server(tmp_path / "b.sqlite", tmp_path / "logs", "--access-log")
+    try:
+        for server in (quiet, loud):
+            assert server.get(token_path, headers={"User-Agent": 'probe "ua"\\x01'}).status == 200
+            assert server.get("/v1/events?recipient=ann@x.example",
+                              headers={"Authorization": "Bearer mt.secretkey.value"}).status in (401, 403)
+        wait_until(lambda: "/v1/events" in loud.stderr(), timeout=10, what="the access log lines")
+        assert "AAAAAAAA..." in loud.stderr() and "A" * 20 not in loud.stderr()
+        assert '"GET /v1/events?..." 401' in loud.stderr()
+        assert "ann@x.example" not in loud.stderr() and "secretkey" not in loud.stderr()
+        assert "AAAAAAAA" not in quiet.stderr() and "/v1/events" not in quiet.stderr()
+    finally:
+        quiet.stop()
+        loud.stop()
