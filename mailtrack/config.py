@@ -75,6 +75,7 @@ class Option:
     metavar: str | None = None
     many: bool = False
     secret: bool = False
+    switch: bool = False  #: on or off: ``--flag`` alone; the variable is 1/true/yes/on or 0/false/no/off
 
     @property
     def where(self) -> str:
@@ -99,6 +100,8 @@ OPTIONS: dict[str, Option] = _options(
     Option("host", "--host", "MAILTRACK_HOST", "address to listen on", default="127.0.0.1"),
     Option("port", "--port", "MAILTRACK_PORT", "port to listen on, 0 for any free port", default=8025),
     Option("threads", "--threads", "MAILTRACK_THREADS", "worker threads", default=8),
+    Option("access_log", "--access-log", "MAILTRACK_ACCESS_LOG", "log a line per request (tokens shortened, "
+           "no query strings or credentials)", default=False, switch=True),
     Option("trusted_proxy", "--trusted-proxy", "MAILTRACK_TRUSTED_PROXIES", "believe X-Forwarded-For from this "
            "address or network; repeatable, comma-separated in the variable", field="trusted_proxies",
            metavar="ADDRESS", many=True),
@@ -157,6 +160,7 @@ class Config:
     host: str = OPTIONS["host"].default
     port: int = OPTIONS["port"].default
     threads: int = OPTIONS["threads"].default
+    access_log: bool = OPTIONS["access_log"].default
     trusted_proxies: tuple[str, ...] = ()
     max_age: float | None = None
     landing_html: str | None = None
@@ -188,6 +192,8 @@ class Config:
             raise _invalid("port", f"port must be a whole number from 0 to 65535, not {self.port!r}")
         if not _is_int(self.threads) or self.threads < 1:
             raise _invalid("threads", f"threads must be a whole number of at least 1, not {self.threads!r}")
+        if not isinstance(self.access_log, bool):
+            raise _invalid("access_log", f"access_log must be true or false, not {self.access_log!r}")
         # The checks the adapters make themselves, run here first so a mistake is named with its option and variable.
         _checked("trusted_proxies", trusted_networks, self.trusted_proxies)
         _checked("max_age", check_max_age, self.max_age)
@@ -237,6 +243,9 @@ class Config:
             value = pick(name)
             if value is not None:
                 values[name] = _parse(name, value, int, "a whole number")
+        value = pick("access_log")
+        if value is not None:
+            values["access_log"] = _switch("access_log", value)
         value = pick("max_age")
         if value is not None:
             values["max_age"] = _parse("max_age", value, float, "a positive number of seconds")
@@ -297,6 +306,19 @@ def _parse(name: str, value: Any, kind: type[Any], what: str) -> Any:
         return kind(value.strip())
     except ValueError:
         raise _invalid(OPTIONS[name].field, f"{name} must be {what}, not {value!r}") from None
+
+
+_ON, _OFF = ("1", "true", "yes", "on"), ("0", "false", "no", "off")
+
+
+def _switch(name: str, value: Any) -> Any:
+    """An on/off setting from its variable's text (typed values pass through to ``__post_init__``'s check)."""
+    if not isinstance(value, str):
+        return value
+    word = value.strip().lower()
+    if word in _ON or word in _OFF:
+        return word in _ON
+    raise _invalid(OPTIONS[name].field, f"{name} must be one of {'/'.join(_ON)} or {'/'.join(_OFF)}, not {value!r}")
 
 
 def _listed(value: Any) -> tuple[Any, ...]:

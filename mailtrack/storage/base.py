@@ -191,6 +191,10 @@ class EventStore(Protocol):
         """Mark several deliveries done, in one transaction."""
         ...
 
+    def outbox_backlog(self) -> int:
+        """How many deliveries are waiting (not delivered, not dead): cheap (an index), so ``/healthz`` can ask often."""
+        ...
+
     def outbox_failed(self, item_id: int, error: str, next_attempt: float | None) -> None:
         """Record a failed attempt; ``next_attempt`` None gives up."""
         ...

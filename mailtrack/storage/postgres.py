@@ -779,6 +779,13 @@ class PostgresStore:
                        (now, list(item_ids)))
 
     @_translated
+    def outbox_backlog(self) -> int:
+        """Deliveries waiting (not delivered, not dead), counted on the partial index ``outbox_due`` (``/healthz``)."""
+        with self._connection() as db:
+            row = db.execute("SELECT count(*) FROM outbox WHERE delivered IS NULL AND dead = 0").fetchone()
+        return int(row[0]) if row else 0
+
+    @_translated
     def outbox_failed(self, item_id: int, error: str, next_attempt: float | None) -> None:
         """Record a failed attempt; ``next_attempt`` None gives up (the row stays, marked dead)."""
         with self._connection() as db:

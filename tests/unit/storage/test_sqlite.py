@@ -477,3 +477,16 @@ def test_events_refuses_a_limit_that_is_no_count(store: Any, limit: Any) -> None
 def test_record_refuses_what_is_not_a_tracking_event(store: Any) -> None:
     with pytest.raises(mailtrack.ArgumentError, match="TrackingEvent"):
         store.record({"event_type": "opened"})  # type: ignore[arg-type]
+
+
+def test_outbox_backlog_counts_the_waiting_deliveries(store: Any) -> None:
+    assert store.outbox_backlog() == 0
+    for i in range(3):
+        store.record(event(message_id=f"m{i}"), outbox=["https://a/", "https://b/"])
+    assert store.outbox_backlog() == 6
+    first, second, *_ = store.outbox_due(T0.timestamp())
+    store.outbox_delivered(first.id, T0.timestamp())
+    store.outbox_failed(second.id, "HTTP 410", None)  # dead: no longer waiting
+    assert store.outbox_backlog() == 4
+    store.outbox_requeue(T0.timestamp())
+    assert store.outbox_backlog() == 5
