@@ -47,7 +47,7 @@ import mailtrack  # noqa: E402
 from mailtrack.http.events_api import EventsApi  # noqa: E402
 from mailtrack.http.messages import Request  # noqa: E402
 from mailtrack.storage.base import EventQuery  # noqa: E402
-from mailtrack.storage.sqlite import _COLUMNS, MIGRATIONS, SQLiteStore  # noqa: E402
+from mailtrack.storage.sqlite import _COLUMNS, _V3_COLUMNS, MIGRATIONS, SQLiteStore  # noqa: E402
 
 DAY = 86400
 START = 1_709_251_200  # 2024-03-01T00:00:00Z
@@ -92,7 +92,7 @@ def build(path: Path, n: int, seed: int = 7) -> float:
 
 def _insert(db: sqlite3.Connection, rows: list[tuple[object, ...]]) -> None:
     db.execute("BEGIN")
-    db.executemany(f"INSERT INTO events ({_COLUMNS}) VALUES ({', '.join('?' * 14)})", rows)
+    db.executemany(f"INSERT INTO events ({_V3_COLUMNS}) VALUES ({', '.join('?' * 14)})", rows)
     db.execute("COMMIT")
     rows.clear()
 

@@ -20,7 +20,7 @@ from hypothesis import strategies as st
 from mailtrack.events import EventType, TrackingEvent
 from mailtrack.exceptions import ArgumentError
 from mailtrack.storage.base import GROUP_BYS, EventQuery, StatsRow
-from mailtrack.storage.sqlite import _COLUMNS, MIGRATIONS, SQLiteStore, _row
+from mailtrack.storage.sqlite import _V3_COLUMNS, MIGRATIONS, SQLiteStore, _row
 
 DAY0 = datetime(2024, 3, 1, tzinfo=timezone.utc)
 MESSAGES = ["m1", "m2", "m3"]
@@ -219,7 +219,7 @@ def test_migration_backfills_indexes_and_rollups(tmp_path: Path) -> None:
         connection.executescript(script)
     connection.execute("PRAGMA user_version = 3")
     for event in fresh.events():  # as v3 stored them, first flags included
-        connection.execute(f"INSERT INTO events ({_COLUMNS}) VALUES ({', '.join('?' * 14)})", _row(event))
+        connection.execute(f"INSERT INTO events ({_V3_COLUMNS}) VALUES ({', '.join('?' * 14)})", _row(event)[:14])
     connection.close()
     upgraded = SQLiteStore(old)
     assert upgraded.version == len(MIGRATIONS)
