@@ -202,11 +202,12 @@ _COUNTS_COLUMNS = ("opens INTEGER NOT NULL, unique_opens INTEGER NOT NULL, click
                    " unique_unsubscribes INTEGER NOT NULL")
 _SOURCE_SUMS = "sum(o), sum(uo), sum(c), sum(uc), sum(lc), sum(u), sum(uu)"
 #: Stats from rollups for every group_by x filter, and the account of each event (issue 11). Replaces v5's one-dimension
-#: ``rollups`` with two tables keyed by (account, filter atom, group atom[, day], url), where an atom is
-#: ('all', '', ''), ('message', id, ''), ('meta', key, value) or ('tag', tag, ''):
+#: ``rollups`` with two tables keyed by (account, filter atom f, group atom g[, day], url), where an atom is
+#: ('all', '', ''), ('message', id, ''), ('meta', key, value) or ('tag', tag, ''), with the two atoms' dims first so
+#: that each kind of row is one key range:
 #:   - (all, all) and (atom, all) per (day, url): group_by day/link, and every group of message/campaign/tag unfiltered;
-#:   - (meta or tag atom f, atom g) per day (url ''): group_by message/campaign/tag filtered by a metadata pair or tag,
-#:     and group_by day filtered by two of them; g = f only for tags (a tag filter grouped by tag shows that tag too).
+#:   - (meta or tag atom f, atom g) per (day, url): group_by message/campaign/tag filtered by a metadata pair or tag,
+#:     and group_by day/link filtered by two atoms; g = f only for tags (a tag filter grouped by tag shows that tag).
 #: ``rollup_totals`` holds the same sums over every day, so a request without since/until reads one row per group.
 #: Backfilled from the events already stored (v5 files upgrade in place); the v5 ``rollups`` table is dropped.
 STATS_MIGRATION = f"""
@@ -217,13 +218,13 @@ STATS_MIGRATION = f"""
         account TEXT NOT NULL, fdim TEXT NOT NULL, fkey TEXT NOT NULL, fvalue TEXT NOT NULL,
         gdim TEXT NOT NULL, gkey TEXT NOT NULL, gvalue TEXT NOT NULL, day INTEGER NOT NULL, url TEXT NOT NULL,
         {_COUNTS_COLUMNS},
-        PRIMARY KEY (account, fdim, fkey, fvalue, gdim, gkey, gvalue, day, url)
+        PRIMARY KEY (account, fdim, gdim, fkey, fvalue, gkey, gvalue, day, url)
     ) WITHOUT ROWID;
     CREATE TABLE rollup_totals (
         account TEXT NOT NULL, fdim TEXT NOT NULL, fkey TEXT NOT NULL, fvalue TEXT NOT NULL,
         gdim TEXT NOT NULL, gkey TEXT NOT NULL, gvalue TEXT NOT NULL, url TEXT NOT NULL,
         {_COUNTS_COLUMNS},
-        PRIMARY KEY (account, fdim, fkey, fvalue, gdim, gkey, gvalue, url)
+        PRIMARY KEY (account, fdim, gdim, fkey, fvalue, gkey, gvalue, url)
     ) WITHOUT ROWID;
     CREATE TEMP TABLE atoms (
         event INTEGER NOT NULL, dim TEXT NOT NULL, key TEXT NOT NULL, value TEXT NOT NULL,
@@ -240,10 +241,10 @@ STATS_MIGRATION = f"""
         FROM rollup_source GROUP BY account, day, url;
     INSERT INTO rollup_days SELECT s.account, a.dim, a.key, a.value, 'all', '', '', s.day, s.url, {_SOURCE_SUMS}
         FROM atoms a JOIN rollup_source s ON s.id = a.event GROUP BY s.account, a.dim, a.key, a.value, s.day, s.url;
-    INSERT INTO rollup_days SELECT s.account, f.dim, f.key, f.value, g.dim, g.key, g.value, s.day, '', {_SOURCE_SUMS}
+    INSERT INTO rollup_days SELECT s.account, f.dim, f.key, f.value, g.dim, g.key, g.value, s.day, s.url, {_SOURCE_SUMS}
         FROM atoms f JOIN atoms g ON g.event = f.event JOIN rollup_source s ON s.id = f.event
         WHERE f.dim IN ('meta', 'tag') AND (f.dim = 'tag' OR f.dim != g.dim OR f.key != g.key OR f.value != g.value)
-        GROUP BY s.account, f.dim, f.key, f.value, g.dim, g.key, g.value, s.day;
+        GROUP BY s.account, f.dim, f.key, f.value, g.dim, g.key, g.value, s.day, s.url;
     DROP VIEW rollup_source;
     DROP TABLE atoms;
     INSERT INTO rollup_totals SELECT account, fdim, fkey, fvalue, gdim, gkey, gvalue, url, sum(opens), sum(unique_opens),
@@ -425,10 +426,10 @@ class SQLiteStore:
         atoms = [("message", event.message_id, ""), *(("meta", key, value) for key, value in meta),
                  *(("tag", tag, "") for tag in tags)]
         # see STATS_MIGRATION: (all|atom, all) per (day, url), and (metadata pair|tag, atom) per day
-        cells = [(f, _ALL, url) for f in (_ALL, *atoms)]
-        cells += [(f, g, "") for f in atoms if f[0] != "message" for g in atoms if g != f or f[0] == "tag"]
-        db.executemany(_DAYS_UPSERT, [(account, *f, *g, day, where, *counts) for f, g, where in cells])
-        db.executemany(_TOTALS_UPSERT, [(account, *f, *g, where, *counts) for f, g, where in cells])
+        cells = [(f, _ALL, url) for f in (_ALL, *atoms)]  # (f, g, url)
+        cells += [(f, g, url) for f in atoms if f[0] != "message" for g in atoms if g != f or f[0] == "tag"]
+        db.executemany(_DAYS_UPSERT, [(account, f[0], g[0], *f[1:], *g[1:], day, url, *counts) for f, g, url in cells])
+        db.executemany(_TOTALS_UPSERT, [(account, f[0], g[0], *f[1:], *g[1:], url, *counts) for f, g, url in cells])
 
     # -- reading -------------------------------------------------------------------
     @_translated
@@ -494,8 +495,8 @@ class SQLiteStore:
 
         - no condition, or one of message_id / a metadata pair / tag, with
           every ``group_by`` (a message_id with group_by campaign or tag excepted);
-        - two of those with group_by ``day``, or with the group pinned by one of
-          them (message_id + group_by message, the campaign pair + group_by campaign);
+        - two of those with group_by ``day`` or ``link``, or with the group pinned by
+          one of them (message_id + group_by message, the campaign pair + group_by campaign);
         - ``type`` always (the rollups count each type apart);
         - ``since``/``until``: whole UTC days from the day rows; the partial
           days at the window's ends are counted from the events the time index
@@ -507,9 +508,9 @@ class SQLiteStore:
         most selective condition, so the cost is those events, not the store):
         a ``recipient`` (the recipient's events); a message_id with group_by
         campaign or tag (the message's events); three or more of message_id /
-        metadata pairs / tag, two of them with group_by ``link``, or with an
-        unpinned group_by message/campaign/tag (the events of the first tag or
-        metadata pair, or of the message).
+        metadata pairs / tag, or two of them with an unpinned group_by
+        message/campaign/tag (the events of the message, else of the tag, else
+        of the first metadata pair).
         """
         if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= MAX_PAGE:
             raise ArgumentError(f"limit must be an int from 1 to {MAX_PAGE}, not {limit!r}")
@@ -913,7 +914,7 @@ def _event(row: Sequence[Any]) -> TrackingEvent:
 
 
 _E_COLUMNS = ", ".join("e." + column.strip() for column in _COLUMNS.split(","))
-_ROLLUP_KEY = "account, fdim, fkey, fvalue, gdim, gkey, gvalue"
+_ROLLUP_KEY = "account, fdim, gdim, fkey, fvalue, gkey, gvalue"
 _ROLLUP_COUNTS = ("opens", "unique_opens", "clicks", "unique_clicks", "link_unique_clicks", "unsubscribes",
                   "unique_unsubscribes")
 
@@ -1065,7 +1066,7 @@ def _rollup_spec(query: EventQuery, group_by: GroupBy, campaign_key: str) -> _Sp
         group = None if pinned is not None else "day" if group_by == "day" else "url"
         if len(atoms) <= 1:
             return _fixed(atoms[0] if atoms else _ALL, _ALL), group, pinned
-        if len(atoms) == 2 and group_by != "link":
+        if len(atoms) == 2:
             f, g = atoms if atoms[0][0] != "message" else atoms[::-1]  # pair rows are filed under a pair or a tag
             return _fixed(f, g), group, pinned
         return None
