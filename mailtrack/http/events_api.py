@@ -24,14 +24,17 @@ Every refusal is JSON in SendGrid's error shape ``{"errors": [{"field": ...,
 once), 404 for an unknown ``/v1`` path, 405 for a method other than GET/HEAD,
 503 when the store cannot be read now; never a 500 or an HTML page.
 Authorization is not decided here: ``authorize(request, scope)`` (scopes
-``events.read`` and ``stats.read``) returns None to allow or the refusal to
-send, and is injected by :mod:`mailtrack.service`.
+``events.read`` and ``stats.read``) returns the refusal to send, or the
+account whose events the caller may read (``""`` the parent's; None: every
+account), and is injected by :mod:`mailtrack.service` (an API key's account,
+or a subuser's under ``on-behalf-of``).
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
+import dataclasses
 import json
 import math
 from collections.abc import Callable
@@ -46,8 +49,9 @@ from mailtrack.storage.base import GROUP_BYS, MAX_PAGE, EventQuery, EventStore, 
 __all__ = ["FILTERS", "SCOPES", "Authorize", "EventsApi", "allow_all", "encode_stats_cursor", "error", "filters_query",
            "json_response", "parse_parameters", "stats_cursor"]
 
-#: ``authorize(request, scope)``: None lets the request through, a Response (401, 403) is sent instead.
-Authorize = Callable[[Request, str], "Response | None"]
+#: ``authorize(request, scope)``: a Response (401, 403) is sent instead; None lets the request read every account's
+#: events; a str lets it read that account's only (``""`` the parent's, else a subuser's name).
+Authorize = Callable[[Request, str], "Response | str | None"]
 #: The scope each endpoint needs.
 SCOPES = {"events": "events.read", "stats": "stats.read"}
 DEFAULT_LIMIT = 100
@@ -99,11 +103,13 @@ class EventsApi:
         if request.method not in ("GET", "HEAD"):
             return error(405, [(None, f"{request.method} is not allowed here; use GET")], head=head,
                          headers=[("Allow", "GET, HEAD")])
-        refused = self.authorize(request, SCOPES[name])
-        if refused is not None:
-            return refused
+        allowed = self.authorize(request, SCOPES[name])
+        if isinstance(allowed, Response):
+            return allowed
         params, problems = parse_parameters(request.query, _PARAMETERS[name])
         query = filters_query(params, problems)
+        if query is not None and allowed is not None:  # the caller's account only
+            query = dataclasses.replace(query, account=allowed)
         try:
             if name == "events":
                 limit = _int(params, "limit", DEFAULT_LIMIT, 1, MAX_PAGE, problems)
