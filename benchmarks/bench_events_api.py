@@ -180,8 +180,8 @@ def stats_lines(store: SQLiteStore, api: EventsApi, raw: sqlite3.Connection, rep
             all_ms = median_ms(lambda q=query, g=group_by: store.grouped_stats(q, g), max(3, repeat // 4))
 
             def floor(count: int = max(groups, 1)) -> object:
-                return raw.execute("SELECT * FROM rollup_totals WHERE account = '' AND fdim = 'message' "
-                                   "ORDER BY fkey LIMIT ?", (count,)).fetchall()
+                return raw.execute("SELECT * FROM rollup_totals WHERE account = '' AND fdim = 'message' AND gdim = 'all'"
+                                   " ORDER BY fkey LIMIT ?", (count,)).fetchall()
 
             floor_ms = median_ms(floor, repeat)
             worst = max(worst, page_ms, all_ms)

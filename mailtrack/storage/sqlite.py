@@ -504,13 +504,19 @@ class SQLiteStore:
         - ``account`` always (the rollups are kept per account; None reads each
           account's page and merges them).
 
+        Page-bounded: group_by ``message`` under two or more metadata pairs /
+        tag (no message_id, no recipient) takes the page's candidate messages
+        in key order from one condition's pair rows and counts only their
+        events (``(message_id, id)`` index), page after page until it is full.
+
         Index-bounded instead (counted over the events an index finds for the
         most selective condition, so the cost is those events, not the store):
         a ``recipient`` (the recipient's events); a message_id with group_by
-        campaign or tag (the message's events); three or more of message_id /
-        metadata pairs / tag, or two of them with an unpinned group_by
-        message/campaign/tag (the events of the message, else of the tag, else
-        of the first metadata pair).
+        campaign or tag (the message's events); group_by campaign/tag under two
+        or more metadata pairs / tag, or three conditions (the events of the
+        message, else of whichever of the tag and metadata pairs the rollups
+        say has the fewest); :meth:`grouped_stats` (no page) for the
+        page-bounded case above, likewise.
         """
         if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= MAX_PAGE:
             raise ArgumentError(f"limit must be an int from 1 to {MAX_PAGE}, not {limit!r}")
@@ -533,7 +539,10 @@ class SQLiteStore:
         fetch = None if limit is None else limit + 1
         spec = _rollup_spec(query, group_by, campaign_key)
         sources: list[tuple[list[tuple[Any, ...]], bool]] = []
-        if spec is None:
+        if spec is None and group_by == "message" and query.message_id is None and query.recipient is None \
+                and limit is not None:
+            sources.append(_by_candidate_messages(db, query, campaign_key, start, fetch))
+        elif spec is None:
             sources.append((_from_events(db, query, group_by, campaign_key), True))
         else:
             use_days, low, high, edges = _window(query)
@@ -948,19 +957,39 @@ def _meta_value(value: Any) -> str:
     return value if isinstance(value, str) else json.dumps(value, separators=(",", ":"), sort_keys=True)
 
 
-def _plan(query: EventQuery, by_time: bool = False, *, time_first: bool = False) -> tuple[str, str, list[str], list[Any]]:
+def _plan(query: EventQuery, by_time: bool = False, *, time_first: bool = False,
+          driver: tuple[str, str] | None = None, messages: Sequence[str] = ()) -> tuple[str, str, list[str], list[Any]]:
     """``FROM`` clause, the id column to order by, and the conditions with their arguments, for ``query``.
 
     The most selective indexed condition drives (``CROSS JOIN`` fixes the
     join order in SQLite): message or recipient, else tag, else a metadata pair,
     else (``by_time``, see :func:`_window_is_narrow`) the time index, else the
     account's ``(account, id)`` index when one is named. ``time_first`` puts
-    the time index before tag and metadata (stats' partial edge days).
+    the time index before tag and metadata (stats' partial edge days);
+    ``driver``, one of the query's metadata pairs, drives before the tag (stats:
+    the condition the rollups say selects the fewest events). ``messages``
+    (with no ``message_id``) drives by those messages' ``(message_id, id)`` rows.
     """
+    if messages:
+        narrowed = _plan(EventQuery(
+            recipient=query.recipient, event_type=query.event_type, since=query.since, until=query.until,
+            metadata=query.metadata, tag=query.tag, account=query.account, message_id=messages[0]))
+        conditions, values = narrowed[2], narrowed[3]
+        at = conditions.index("e.message_id = ?")
+        conditions[at] = f"e.message_id IN ({', '.join('?' * len(messages))})"
+        marks = sum(part.count("?") for part in conditions[:at])
+        return narrowed[0], narrowed[1], conditions, [*values[:marks], *messages, *values[marks + 1:]]
     where: list[str] = []
     args: list[Any] = []
     metadata = list(query.metadata)
     tag = query.tag
+    if driver is not None and driver in metadata and not time_first:
+        metadata.remove(driver)
+        metadata.insert(0, driver)
+        if tag is not None:
+            where.append("EXISTS (SELECT 1 FROM event_tags t WHERE t.tag = ? AND t.event = e.id)")
+            args.append(tag)
+            tag = None
     if time_first and query.message_id is None and query.recipient is None and query.since is not None:
         source, order = "events e INDEXED BY events_time", "e.id"
         by_time = True
@@ -1165,13 +1194,16 @@ def _from_rollups(db: sqlite3.Connection, spec: _Spec, account: str, days: tuple
 
 
 def _from_events(db: sqlite3.Connection, query: EventQuery, group_by: GroupBy, campaign_key: str, *,
-                 time_first: bool = False) -> list[tuple[Any, ...]]:
+                 time_first: bool = False, messages: Sequence[str] = ()) -> list[tuple[Any, ...]]:
     """``(group, seven counts)`` rows counted over the events ``query`` selects, found through :func:`_plan`'s indexes.
 
     ``time_first`` (a window's partial edge days) drives by the time index
     unless a message or recipient is pinned, so the cost is the edge's events.
+    Otherwise, among a tag and metadata pairs, the one with the fewest events
+    (the rollups' totals tell) drives.
     """
-    source, _, where, args = _plan(query, time_first=time_first)
+    source, _, where, args = _plan(query, time_first=time_first, driver=None if messages else _fewest(db, query),
+                                   messages=messages)
     group = {"day": "CAST(e.timestamp / 86400 AS INTEGER)", "link": "e.url", "message": "e.message_id",
              "campaign": "g.value", "tag": "g.tag"}[group_by]
     if group_by == "campaign":  # CROSS JOIN: from the events found to their rows (event_meta_event, event_tags_event)
@@ -1183,6 +1215,71 @@ def _from_events(db: sqlite3.Connection, query: EventQuery, group_by: GroupBy, c
         where.append(f"+e.event_type = {_CLICKED} AND e.url IS NOT NULL")
     sql = f"SELECT {group}, {_EVENT_SUMS} FROM {source} WHERE {' AND '.join(where) or '1'} GROUP BY {group}"
     return db.execute(sql, args).fetchall()
+
+
+def _by_candidate_messages(db: sqlite3.Connection, query: EventQuery, campaign_key: str, after: int | str | None,
+                           fetch: int | None) -> tuple[list[tuple[Any, ...]], bool]:
+    """group_by=message under two or more of metadata pairs / tag: a page's messages, counted one message at a time.
+
+    The candidates are the messages of one condition (the pair rows of the
+    tag, or of the metadata pair with the fewest events), read in key order
+    from the rollups; each is counted over its own events (the
+    ``(message_id, id)`` index) with every condition, until ``fetch`` groups
+    have counts. The cost is the candidates read times their events, bounded
+    by the page, not by the store or the conditions' events.
+    """
+    driver = _fewest(db, query)
+    atom = ("meta", *driver) if driver is not None else ("tag", query.tag or "", "") if query.tag is not None \
+        else ("meta", *query.metadata[0])
+    spec: _Spec = ({**dict(zip(("fdim", "fkey", "fvalue"), atom, strict=True)), "gdim": "message", "gvalue": ""},
+                   "gkey", None)
+    accounts = _accounts(db) if query.account is None else [query.account]
+    found: list[tuple[Any, ...]] = []
+    cursor = after
+    batch = max(fetch or 0, 20)
+    while fetch is None or len(found) < fetch:
+        sources = [(rows, len(rows) < batch) for rows in
+                   (_from_rollups(db, spec, account, None, "message", None, cursor, batch) for account in accounts)]
+        candidates = [row[0] for row in _merge(sources, cursor)]
+        if not candidates:
+            return found, True
+        counted = {row[0]: row for row in _from_events(db, query, "message", campaign_key, messages=candidates)
+                   if any(row[i] for i in _SHOWN[query.event_type])}
+        for message_id in candidates:  # in key order, so that a cut page knows every group before its last
+            if message_id in counted:
+                found.append(counted[message_id])
+                if fetch is not None and len(found) >= fetch:
+                    return found, False
+        cursor = candidates[-1]
+    return found, False
+
+
+#: Which of the seven counts (after the group) make a group worth showing, per ``type`` filter.
+_SHOWN: dict[EventType | None, tuple[int, ...]] = {None: (1, 3, 6), EventType.OPENED: (1,), EventType.CLICKED: (3,),
+                                                   EventType.UNSUBSCRIBED: (6,)}
+
+
+def _fewest(db: sqlite3.Connection, query: EventQuery) -> tuple[str, str] | None:
+    """The metadata pair of ``query`` with fewer events than its tag and its other pairs (None: the tag, or no choice)."""
+    if query.message_id is not None or query.recipient is not None or not query.metadata or \
+            len(query.metadata) + (query.tag is not None) < 2:
+        return None
+    accounts = _accounts(db) if query.account is None else [query.account]
+
+    def events_of(dim: str, key: str, value: str) -> int:
+        total = 0
+        for account in accounts:
+            row = db.execute("SELECT sum(opens) + sum(clicks) + sum(unsubscribes) FROM rollup_totals WHERE account = ?"
+                             " AND fdim = ? AND gdim = 'all' AND fkey = ? AND fvalue = ? AND gkey = '' AND gvalue = ''",
+                             (account, dim, key, value)).fetchone()
+            total += int(row[0] or 0)
+        return total
+
+    sizes = {pair: events_of("meta", *pair) for pair in query.metadata}
+    best = min(sizes, key=lambda pair: sizes[pair])
+    if query.tag is not None and events_of("tag", query.tag, "") <= sizes[best]:
+        return None
+    return best
 
 
 def _group_value(key: str, group_by: GroupBy) -> int | str:
