@@ -120,8 +120,9 @@ def print_events(args: argparse.Namespace) -> int:
             first = " first" if event.first else ""
             who = "(no recipient)" if event.recipient is None else event.recipient
             tags = f" tags={','.join(event.tags)}" if event.tags else ""
+            account = f" account={event.account}" if event.account is not None else ""
             print(f"{event.timestamp:%Y-%m-%d %H:%M:%S}Z {event.event_type:<12} {event.message_id} "
-                  f"{who}{where}{first}{tags} ip={event.ip} ua={event.user_agent!r}")
+                  f"{who}{where}{first}{tags}{account} ip={event.ip} ua={event.user_agent!r}")
     return 0
 
 

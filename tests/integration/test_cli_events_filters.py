@@ -68,6 +68,18 @@ def test_stats_group_by_is_the_apis_answer(db: Path, capsys: pytest.CaptureFixtu
     assert out.startswith("m0: ")
 
 
+def test_events_show_a_subusers_account(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = tmp_path / "accounts.sqlite"
+    store = SQLiteStore(path)
+    store.record(TrackingEvent(event_type="opened", message_id="m-sub", recipient="a@x", timestamp=DAY0, account="sub1"))
+    store.record(TrackingEvent(event_type="opened", message_id="m-parent", recipient="a@x", timestamp=DAY0))
+    store.close()
+    status, out, _ = run(capsys, "events", "--db", str(path))
+    assert status == 0 and "m-sub a@x first account=sub1 " in out and "account=" not in out.splitlines()[1]
+    status, out, _ = run(capsys, "events", "--db", str(path), "--json")
+    assert [json.loads(line).get("account") for line in out.splitlines()] == ["sub1", None]
+
+
 def test_stats_limit_and_cursor_page_like_the_api(db: Path, capsys: pytest.CaptureFixture[str]) -> None:
     store = SQLiteStore(db)
     whole = [row.to_dict() for row in store.grouped_stats(EventQuery(), "day")]
