@@ -940,8 +940,6 @@ _TOTALS_UPSERT = _upsert("rollup_totals", f"{_ROLLUP_KEY}, url")
 #: The atom every event has (the filter "none" and the group "per day / per link").
 _ALL = ("all", "", "")
 _DAY = 86400
-#: The ``day`` of the all-time total rows of the rollups.
-_TOTAL = -1
 #: The seven counts, in rollup column order, as sums over events ``e`` (the fallback's equivalent of the rollups).
 _EVENT_SUMS = (
     f"sum(e.event_type = {_OPENED}), sum(e.event_type = {_OPENED} AND e.first), sum(e.event_type = {_CLICKED}),"
