@@ -48,8 +48,9 @@ from harness.report import header  # noqa: E402
 import mailtrack  # noqa: E402
 from mailtrack.http.events_api import EventsApi  # noqa: E402
 from mailtrack.http.messages import Request  # noqa: E402
+from mailtrack.storage._shared import _COLUMNS, _V3_COLUMNS  # noqa: E402
 from mailtrack.storage.base import EventQuery  # noqa: E402
-from mailtrack.storage.sqlite import _COLUMNS, _V3_COLUMNS, MIGRATIONS, SQLiteStore  # noqa: E402
+from mailtrack.storage.sqlite import MIGRATIONS, SQLiteStore  # noqa: E402
 
 DAY = 86400
 START = 1_709_251_200  # 2024-03-01T00:00:00Z

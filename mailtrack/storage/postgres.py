@@ -51,6 +51,25 @@ from psycopg_pool import ConnectionPool, PoolClosed, PoolTimeout
 from mailtrack.core.settings import TrackingSettings
 from mailtrack.events import EventType, TrackingEvent
 from mailtrack.exceptions import ArgumentError, ConfigurationError
+from mailtrack.storage._shared import (
+    _COLUMNS,
+    _DAY,
+    _ROLLUP_SUMS,
+    _SHOWN,
+    _api_key,
+    _counts,
+    _event,
+    _group_value,
+    _merge,
+    _meta_value,
+    _nonzero,
+    _rollup_cells,
+    _rollup_spec,
+    _row,
+    _Spec,
+    _stats_rows,
+    _window,
+)
 from mailtrack.storage.accounts import Account, ApiKey, check_account_name, check_scopes, digest_matches, new_key, split_key
 from mailtrack.storage.base import (
     GROUP_BYS,
@@ -59,15 +78,15 @@ from mailtrack.storage.base import (
     EventQuery,
     GroupBy,
     OutboxItem,
+    StatsPage,
     StatsRow,
     StoreError,
     StoreUnavailable,
     UnknownAccount,
 )
 from mailtrack.storage.dsn import is_postgres_url, masked
-from mailtrack.storage.sqlite import _COLUMNS, _api_key, _event, _meta_value, _row, _stats_rows
 
-__all__ = ["MIGRATIONS", "PostgresStore"]
+__all__ = ["MIGRATIONS", "STATS_MIGRATION", "PostgresStore"]
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -175,12 +194,67 @@ MIGRATIONS: tuple[str, ...] = (
     """,
 )
 
+#: The seven counts of a rollup row, in column order (``_ROLLUP_SUMS`` sums them).
+_COUNTS_COLUMNS = ("opens BIGINT NOT NULL, unique_opens BIGINT NOT NULL, clicks BIGINT NOT NULL,"
+                   " unique_clicks BIGINT NOT NULL, link_unique_clicks BIGINT NOT NULL, unsubscribes BIGINT NOT NULL,"
+                   " unique_unsubscribes BIGINT NOT NULL")
+_SOURCE_SUMS = "sum(o), sum(uo), sum(c), sum(uc), sum(lc), sum(u), sum(uu)"
+#: Version 2: SQLite's ``STATS_MIGRATION`` (schema v6) on PostgreSQL: each event's ``account`` (column, index) and
+#: the two-atom rollups ``rollup_days``/``rollup_totals`` keyed by (account, filter atom, group atom[, day], url),
+#: which replace version 1's one-dimension ``rollups`` (see sqlite.py for what each kind of row serves). Their text
+#: columns use the "C" collation, so that their key order (pages, ``after``) is Python's and SQLite's code-point
+#: order whatever the database's locale. ``event_order`` is the one row every event transaction updates before it
+#: takes ids (version 1 used the all-time ``all`` rollup row, which is per account now): ids in commit order.
+#: Backfilled from the events already stored, so a version 1 database upgrades in place.
+STATS_MIGRATION = f"""
+    ALTER TABLE events ADD COLUMN account TEXT NOT NULL DEFAULT '';
+    CREATE INDEX events_account ON events (account, id);
+    DROP TABLE rollups;
+    CREATE TABLE event_order (writes BIGINT NOT NULL);
+    INSERT INTO event_order (writes) VALUES (0);
+    CREATE TABLE rollup_days (
+        account TEXT COLLATE "C" NOT NULL, fdim TEXT COLLATE "C" NOT NULL, fkey TEXT COLLATE "C" NOT NULL,
+        fvalue TEXT COLLATE "C" NOT NULL, gdim TEXT COLLATE "C" NOT NULL, gkey TEXT COLLATE "C" NOT NULL,
+        gvalue TEXT COLLATE "C" NOT NULL, day BIGINT NOT NULL, url TEXT COLLATE "C" NOT NULL,
+        {_COUNTS_COLUMNS},
+        PRIMARY KEY (account, fdim, gdim, fkey, fvalue, gkey, gvalue, day, url)
+    );
+    CREATE TABLE rollup_totals (
+        account TEXT COLLATE "C" NOT NULL, fdim TEXT COLLATE "C" NOT NULL, fkey TEXT COLLATE "C" NOT NULL,
+        fvalue TEXT COLLATE "C" NOT NULL, gdim TEXT COLLATE "C" NOT NULL, gkey TEXT COLLATE "C" NOT NULL,
+        gvalue TEXT COLLATE "C" NOT NULL, url TEXT COLLATE "C" NOT NULL,
+        {_COUNTS_COLUMNS},
+        PRIMARY KEY (account, fdim, gdim, fkey, fvalue, gkey, gvalue, url)
+    );
+    CREATE TEMP TABLE atoms ON COMMIT DROP AS
+        SELECT id AS event, 'message'::text AS dim, message_id AS key, ''::text AS value FROM events
+        UNION SELECT event, 'meta', key, value FROM event_meta
+        UNION SELECT event, 'tag', tag, '' FROM event_tags;
+    CREATE INDEX ON atoms (event);
+    CREATE TEMP TABLE rollup_source ON COMMIT DROP AS SELECT id, account, floor(timestamp / {_DAY})::bigint AS day,
+        coalesce(url, '') AS url, (event_type = {_OPENED})::int AS o, (event_type = {_OPENED} AND first)::int AS uo,
+        (event_type = {_CLICKED})::int AS c, (event_type = {_CLICKED} AND first)::int AS uc,
+        (event_type = {_CLICKED} AND link_first)::int AS lc, (event_type = {_UNSUBSCRIBED})::int AS u,
+        (event_type = {_UNSUBSCRIBED} AND first)::int AS uu FROM events;
+    INSERT INTO rollup_days SELECT account, 'all', '', '', 'all', '', '', day, url, {_SOURCE_SUMS}
+        FROM rollup_source GROUP BY account, day, url;
+    INSERT INTO rollup_days SELECT s.account, a.dim, a.key, a.value, 'all', '', '', s.day, s.url, {_SOURCE_SUMS}
+        FROM atoms a JOIN rollup_source s ON s.id = a.event GROUP BY s.account, a.dim, a.key, a.value, s.day, s.url;
+    INSERT INTO rollup_days SELECT s.account, f.dim, f.key, f.value, g.dim, g.key, g.value, s.day, s.url, {_SOURCE_SUMS}
+        FROM atoms f JOIN atoms g ON g.event = f.event JOIN rollup_source s ON s.id = f.event
+        WHERE f.dim IN ('meta', 'tag') AND (f.dim = 'tag' OR f.dim != g.dim OR f.key != g.key OR f.value != g.value)
+        GROUP BY s.account, f.dim, f.key, f.value, g.dim, g.key, g.value, s.day, s.url;
+    INSERT INTO rollup_totals SELECT account, fdim, fkey, fvalue, gdim, gkey, gvalue, url, sum(opens), sum(unique_opens),
+        sum(clicks), sum(unique_clicks), sum(link_unique_clicks), sum(unsubscribes), sum(unique_unsubscribes)
+        FROM rollup_days GROUP BY account, fdim, fkey, fvalue, gdim, gkey, gvalue, url;
+    DROP TABLE atoms;
+    DROP TABLE rollup_source;
+"""
+MIGRATIONS += (STATS_MIGRATION,)
+
 #: The advisory lock every mailtrack takes while it migrates (any 64-bit number no other application uses).
 MIGRATION_LOCK = 0x6D61_696C_7472_6B01
 _SCHEMA_NAME = re.compile(r"[a-z_][a-z0-9_]{0,62}")
-_NO_RECIPIENT = ""
-_DAY = 86400
-_TOTAL = -1
 #: How many times a transaction that lost a deadlock or an event_id race is tried again before giving up.
 _ATTEMPTS = 4
 #: SQLSTATE classes that mean "not now" rather than "never": connection (08), transaction rollback (40:
@@ -200,11 +274,18 @@ _EVENT_SUMS = (
     f" count(*) FILTER (WHERE e.event_type = {_UNSUBSCRIBED}),"
     f" count(*) FILTER (WHERE e.event_type = {_UNSUBSCRIBED} AND e.first)"
 )
-_ROLLUP_SUMS = ("sum(opens), sum(unique_opens), sum(clicks), sum(unique_clicks), sum(link_unique_clicks),"
-                " sum(unsubscribes), sum(unique_unsubscribes)")
 _KEY_COLUMNS = "key_id, account, scopes, created, revoked, name"
-#: Names for the 15 columns an events insert unnests (ids handed out in the batch's order).
-_U_COLUMNS = ", ".join(f"c{i}" for i in range(15))
+#: Names for the 16 columns an events insert unnests (ids handed out in the batch's order).
+_U_COLUMNS = ", ".join(f"c{i}" for i in range(16))
+_ROLLUP_KEY = "account, fdim, gdim, fkey, fvalue, gkey, gvalue"
+_ROLLUP_COUNTS = ("opens", "unique_opens", "clicks", "unique_clicks", "link_unique_clicks", "unsubscribes",
+                  "unique_unsubscribes")
+_DAY_TYPES = ", ".join(["%s::text[]"] * 7 + ["%s::bigint[]", "%s::text[]"] + ["%s::bigint[]"] * 7)
+_TOTAL_TYPES = ", ".join(["%s::text[]"] * 8 + ["%s::bigint[]"] * 7)
+#: Adds a batch's summed counts to the rows of ``{table}`` (key columns ``{key}``, unnest casts ``{types}``).
+_ROLLUP_UPSERT = ("INSERT INTO {table} ({key}, " + ", ".join(_ROLLUP_COUNTS) + ") SELECT * FROM unnest({types})"
+                  " ON CONFLICT ({key}) DO UPDATE SET "
+                  + ", ".join(f"{column} = {{table}}.{column} + excluded.{column}" for column in _ROLLUP_COUNTS))
 
 
 class _Retry(Exception):
@@ -444,27 +525,20 @@ class PostgresStore:
                 link_won.discard(link_key)
                 event = event.with_first(first)
                 decided.append((event, (*row[:11], first, *row[12:]), link_first))
-            # the rollups, in key order: the ('all', '', '', -1, '') row, which every event transaction updates,
-            # comes first, so the ids handed out below follow the order transactions commit in
-            rollups = _rollup_rows(decided)
-            cursor.execute(
-                "INSERT INTO rollups (dim, key, value, day, url, opens, unique_opens, clicks, unique_clicks,"
-                " link_unique_clicks, unsubscribes, unique_unsubscribes) SELECT * FROM unnest(%s::text[], %s::text[],"
-                " %s::text[], %s::bigint[], %s::text[], %s::bigint[], %s::bigint[], %s::bigint[], %s::bigint[],"
-                " %s::bigint[], %s::bigint[], %s::bigint[])"
-                " ON CONFLICT (dim, key, value, day, url) DO UPDATE SET opens = rollups.opens + excluded.opens,"
-                " unique_opens = rollups.unique_opens + excluded.unique_opens,"
-                " clicks = rollups.clicks + excluded.clicks, unique_clicks = rollups.unique_clicks + excluded.unique_clicks,"
-                " link_unique_clicks = rollups.link_unique_clicks + excluded.link_unique_clicks,"
-                " unsubscribes = rollups.unsubscribes + excluded.unsubscribes,"
-                " unique_unsubscribes = rollups.unique_unsubscribes + excluded.unique_unsubscribes",
-                _columns(rollups, 12))
+            # every event transaction takes the one event_order row before its ids: they follow the commit order;
+            # then the rollups, each table in key order (one lock order for every writer)
+            cursor.execute("UPDATE event_order SET writes = writes + %s", (len(decided),))
+            days, totals = _rollup_rows(decided)
+            cursor.execute(_ROLLUP_UPSERT.format(table="rollup_days", key=f"{_ROLLUP_KEY}, day, url", types=_DAY_TYPES),
+                           _columns(days, 16))
+            cursor.execute(_ROLLUP_UPSERT.format(table="rollup_totals", key=f"{_ROLLUP_KEY}, url", types=_TOTAL_TYPES),
+                           _columns(totals, 15))
             inserted = cursor.execute(
                 f"INSERT INTO events ({_COLUMNS}, link_first) SELECT {_U_COLUMNS} FROM unnest(%s::text[], %s::text[],"
                 " %s::float8[], %s::text[], %s::text[], %s::text[], %s::integer[], %s::text[], %s::text[], %s::text[],"
-                " %s::text[], %s::boolean[], %s::text[], %s::text[], %s::boolean[]) WITH ORDINALITY"
+                " %s::text[], %s::boolean[], %s::text[], %s::text[], %s::text[], %s::boolean[]) WITH ORDINALITY"
                 f" AS u({_U_COLUMNS}, n) ORDER BY n ON CONFLICT (event_id) DO NOTHING RETURNING id, event_id",
-                _columns([(*row, link_first) for _, row, link_first in decided], 15)).fetchall()
+                _columns([(*row, link_first) for _, row, link_first in decided], 16)).fetchall()
             if len(inserted) != len(decided):
                 raise _Retry  # another server stored one of these event_ids since the SELECT above
             ids = dict((event_id, rowid) for rowid, event_id in inserted)
@@ -514,22 +588,68 @@ class PostgresStore:
 
     @_translated
     def grouped_stats(self, query: EventQuery, group_by: GroupBy, *, campaign_key: str = "campaign") -> list[StatsRow]:
-        """Counts of the events matching ``query`` per ``group_by`` group, from the rollups when they hold the answer.
+        """Every group of :meth:`stats_page`, in key order; ``link`` groups by clicks, most first (as SQLite's)."""
+        rows = self._grouped(query, group_by, campaign_key, None, None)[0]
+        if group_by == "link":
+            rows.sort(key=lambda row: (-row.clicks, row.key))
+        return rows
 
-        The same rules and groups as :meth:`SQLiteStore.grouped_stats
-        <mailtrack.storage.sqlite.SQLiteStore.grouped_stats>`.
+    @_translated
+    def stats_page(self, query: EventQuery, group_by: GroupBy, *, campaign_key: str = "campaign",
+                   after: str | None = None, limit: int = 100) -> StatsPage:
+        """Counts of the events matching ``query`` per ``group_by`` group, by key, paged: at most ``limit`` above ``after``.
+
+        The same groups, answers and plan as :meth:`SQLiteStore.stats_page
+        <mailtrack.storage.sqlite.SQLiteStore.stats_page>` (whose docstring
+        lists what the rollups serve and what is counted from index-bounded
+        event reads). Every read of one call sees one snapshot (a repeatable
+        read transaction), so rollups, edge days and candidate messages agree
+        while other servers write.
         """
+        if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= MAX_PAGE:
+            raise ArgumentError(f"limit must be an int from 1 to {MAX_PAGE}, not {limit!r}")
+        if after is not None and not isinstance(after, str):
+            raise ArgumentError(f"after must be a group's key (str) or None, not {after!r}")
+        rows, more = self._grouped(query, group_by, campaign_key, after, limit)
+        return StatsPage(rows, rows[-1].key if more else None)
+
+    def _grouped(self, query: EventQuery, group_by: GroupBy, campaign_key: str, after: str | None,
+                 limit: int | None) -> tuple[list[StatsRow], bool]:
+        """The groups above ``after`` in key order, at most ``limit`` (None: all), and whether more follow."""
         if not isinstance(query, EventQuery):
             raise ArgumentError(f"grouped_stats takes an EventQuery, not {type(query).__name__}")
         if group_by not in GROUP_BYS:
             raise ArgumentError(f"group_by must be one of {', '.join(GROUP_BYS)}, not {group_by!r}")
         if not isinstance(campaign_key, str) or not campaign_key:
             raise ArgumentError(f"campaign_key must be a non-empty str, not {campaign_key!r}")
-        with self._connection() as db:
-            rows = _from_rollups(db, query, group_by, campaign_key)
-            if rows is None:
-                rows = _from_events(db, query, group_by, campaign_key)
-        return _stats_rows(rows, group_by, query.event_type)
+        start = None if after is None else _group_value(after, group_by)
+        fetch = None if limit is None else limit + 1
+        spec = _rollup_spec(query, group_by, campaign_key)
+        sources: list[tuple[list[tuple[Any, ...]], bool]] = []
+        with self._connection() as db, db.transaction():
+            db.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+            if spec is None and group_by == "message" and query.message_id is None and query.recipient is None \
+                    and limit is not None:
+                sources.append(_by_candidate_messages(db, query, campaign_key, start, fetch))
+            elif spec is None:
+                sources.append((_from_events(db, query, group_by, campaign_key), True))
+            else:
+                use_days, low, high, edges = _window(query)
+                if use_days or not edges:
+                    accounts = _accounts(db) if query.account is None else [query.account]
+                    for account in accounts:
+                        rows = _from_rollups(db, spec, account, (low, high) if use_days else None, group_by,
+                                             query.event_type, start, fetch)
+                        sources.append((rows, fetch is None or len(rows) < fetch))
+                for since, until in edges:
+                    edge = EventQuery(message_id=query.message_id, recipient=query.recipient,
+                                      event_type=query.event_type, since=since, until=until, metadata=query.metadata,
+                                      tag=query.tag, account=query.account)
+                    sources.append((_from_events(db, edge, group_by, campaign_key, time_first=True), True))
+        found = _stats_rows(_merge(sources, start), group_by, query.event_type)
+        if limit is None:
+            return found, False
+        return found[:limit], len(found) > limit
 
     @_translated
     def events(
@@ -819,27 +939,25 @@ def _columns(rows: Sequence[Sequence[Any]], width: int) -> list[list[Any]]:
     return [[row[i] for row in rows] for i in range(width)]
 
 
-def _rollup_rows(decided: list[tuple[TrackingEvent, tuple[Any, ...], bool]]) -> list[tuple[Any, ...]]:
-    """The rollup increments of a batch, summed per row key and sorted by it (one lock order for every writer)."""
-    sums: dict[tuple[Any, ...], list[int]] = defaultdict(lambda: [0] * 7)
+def _rollup_rows(decided: list[tuple[TrackingEvent, tuple[Any, ...], bool]]
+                 ) -> tuple[list[tuple[Any, ...]], list[tuple[Any, ...]]]:
+    """The ``rollup_days`` and ``rollup_totals`` increments of a batch: summed per row key, sorted by it.
+
+    The cells are SQLite's (:func:`~mailtrack.storage._shared._rollup_cells`); one upsert statement may touch a
+    row once only, hence the sums, and the sort gives every writer one lock order.
+    """
+    days: dict[tuple[Any, ...], list[int]] = defaultdict(lambda: [0] * 7)
+    totals: dict[tuple[Any, ...], list[int]] = defaultdict(lambda: [0] * 7)
     for event, row, link_first in decided:
-        kind, first = event.event_type, bool(event.first)
-        counts = (
-            int(kind is EventType.OPENED), int(kind is EventType.OPENED and first),
-            int(kind is EventType.CLICKED), int(kind is EventType.CLICKED and first), int(link_first),
-            int(kind is EventType.UNSUBSCRIBED), int(kind is EventType.UNSUBSCRIBED and first),
-        )
-        tags = sorted(set(event.tags))
-        meta = [(key, _meta_value(value)) for key, value in json.loads(row[10]).items()]
-        day, url = int(row[2] // _DAY), event.url or ""
-        dims = [("all", "", ""), ("message", event.message_id, ""), *(("meta", key, value) for key, value in meta),
-                *(("tag", tag, "") for tag in tags)]
-        for dim in dims:
-            for when, where in ((day, url), (_TOTAL, "")):
-                total = sums[(*dim, when, where)]
+        counts = _counts(event, link_first)
+        account, day = row[14], int(row[2] // _DAY)
+        for f, g, url in _rollup_cells(event, row):
+            key = (account, f[0], g[0], *f[1:], *g[1:])
+            for into in (days[(*key, day, url)], totals[(*key, url)]):
                 for i, count in enumerate(counts):
-                    total[i] += count
-    return [(*key, *counts) for key, counts in sorted(sums.items())]
+                    into[i] += count
+    return ([(*key, *counts) for key, counts in sorted(days.items())],
+            [(*key, *counts) for key, counts in sorted(totals.items())])
 
 
 def _due(db: psycopg.Connection[Any], now: float, limit: int, target: str | None, *, lock: bool) -> list[OutboxItem]:
@@ -852,32 +970,52 @@ def _due(db: psycopg.Connection[Any], now: float, limit: int, target: str | None
     return [OutboxItem(row[0], row[1], row[2], _event(row[3:])) for row in rows]
 
 
-def _plan(query: EventQuery) -> tuple[str, str, list[str], list[Any]]:
+def _plan(query: EventQuery, *, time_first: bool = False, driver: tuple[str, str] | None = None,
+          messages: Sequence[str] = ()) -> tuple[str, str, list[str], list[Any]]:
     """``FROM`` clause, the id column to order by, and the conditions with their arguments, for ``query``.
 
-    As SQLite's: a tag or metadata pair drives through its index (kept in id
-    order) when no message or recipient is named; the planner chooses the rest.
+    As SQLite's :func:`~mailtrack.storage.sqlite._plan`: a tag or metadata
+    pair drives through its index (kept in id order) when no message or
+    recipient is named; ``driver`` (one of the query's metadata pairs, the one
+    the rollups say selects the fewest events) drives before the tag;
+    ``time_first`` leaves the time index to the planner for a window's edge
+    days; ``messages`` (no ``message_id``) pins those messages. PostgreSQL's
+    planner picks among the indexes for the rest (``(account, id)``, time, type).
     """
     where: list[str] = []
     args: list[Any] = []
     metadata = list(query.metadata)
     tag = query.tag
-    if query.message_id is None and query.recipient is None and tag is not None:
+    pinned = query.message_id is not None or query.recipient is not None or bool(messages)
+    if driver is not None and driver in metadata and not time_first:
+        metadata.remove(driver)
+        metadata.insert(0, driver)
+        if tag is not None:
+            where.append("EXISTS (SELECT 1 FROM event_tags t WHERE t.tag = %s AND t.event = e.id)")
+            args.append(tag)
+            tag = None
+    if (time_first and query.since is not None) or pinned:
+        source, order = "events e", "e.id"
+    elif tag is not None:
         source, order = "event_tags d JOIN events e ON e.id = d.event", "d.event"
         where.append("d.tag = %s")
         args.append(tag)
         tag = None
-    elif query.message_id is None and query.recipient is None and metadata:
+    elif metadata:
         key, value = metadata.pop(0)
         source, order = "event_meta d JOIN events e ON e.id = d.event", "d.event"
         where += ["d.key = %s", "d.value = %s"]
         args += [key, value]
     else:
         source, order = "events e", "e.id"
-    for column, pinned in (("message_id", query.message_id), ("recipient", query.recipient)):
-        if pinned is not None:
+    if messages:
+        where.append("e.message_id = ANY(%s)")
+        args.append(list(messages))
+    for column, wanted in (("message_id", query.message_id), ("recipient", query.recipient),
+                           ("account", query.account)):
+        if wanted is not None:
             where.append(f"e.{column} = %s")
-            args.append(pinned)
+            args.append(wanted)
     if query.event_type is not None:
         where.append("e.event_type = %s")
         args.append(query.event_type.value)
@@ -896,56 +1034,65 @@ def _plan(query: EventQuery) -> tuple[str, str, list[str], list[Any]]:
     return source, order, where, args
 
 
-def _from_rollups(db: psycopg.Connection[Any], query: EventQuery, group_by: GroupBy,
-                  campaign_key: str) -> list[tuple[Any, ...]] | None:
-    """``(group, seven counts)`` rows from the rollups, or None when they cannot answer ``query`` exactly."""
-    if query.recipient is not None or any(t is not None and t % _DAY for t in (query.since, query.until)):
-        return None
-    named: list[tuple[str, str | None, str | None]] = []
-    if query.message_id is not None:
-        named.append(("message", query.message_id, ""))
-    named += [("meta", key, value) for key, value in query.metadata]
-    if query.tag is not None:
-        named.append(("tag", query.tag, ""))
-    grouping = {"campaign": ("meta", campaign_key, None), "message": ("message", None, ""),
-                "tag": ("tag", None, "")}.get(group_by)
-    if grouping is not None and named:
-        if len(named) > 1 or grouping[0] == "tag" or named[0][0] != grouping[0] or \
-                (grouping[0] == "meta" and named[0][1] != campaign_key):
-            return None
-    elif len(named) > 1:
-        return None
-    dim, key, value = named[0] if named else grouping if grouping is not None else ("all", "", "")
-    where: list[str] = ["dim = %s"]
-    args: list[Any] = [dim]
-    if key is not None:
-        where.append("key = %s")
-        args.append(key)
-    if value is not None:
-        where.append("value = %s")
-        args.append(value)
-    if query.since is None and query.until is None and group_by not in ("day", "link"):
-        where.append(f"day = {_TOTAL}")
-    else:
-        where.append("day >= 0")
-    if query.since is not None:
-        where.append("day >= %s")
-        args.append(int(query.since // _DAY))
-    if query.until is not None:
-        where.append("day < %s")
-        args.append(int(query.until // _DAY))
-    group = {"day": "day", "link": "url", "campaign": "value", "message": "key", "tag": "key"}[group_by]
+def _accounts(db: psycopg.Connection[Any]) -> list[str]:
+    """The accounts that have events (a skip scan over the rollups' leading column: one index probe per account)."""
+    rows = db.execute(
+        "WITH RECURSIVE a(x) AS (SELECT (SELECT min(account) FROM rollup_totals) UNION ALL"
+        " SELECT (SELECT min(account) FROM rollup_totals WHERE account > a.x) FROM a WHERE a.x IS NOT NULL)"
+        " SELECT x FROM a WHERE x IS NOT NULL").fetchall()
+    return [row[0] for row in rows]
+
+
+def _having(condition: str) -> str:
+    """:func:`~mailtrack.storage._shared._nonzero`'s condition as a PostgreSQL boolean (its "nothing" is ``0``)."""
+    return "false" if condition in ("0", "") else condition
+
+
+def _from_rollups(db: psycopg.Connection[Any], spec: _Spec, account: str, days: tuple[int | None, int | None] | None,
+                  group_by: GroupBy, event_type: EventType | None, after: int | str | None,
+                  fetch: int | None) -> list[tuple[Any, ...]]:
+    """``(group, seven counts)`` rows of ``account`` above ``after`` in group order, at most ``fetch`` (None: all).
+
+    As SQLite's: one key prefix of the primary key read in order, so ``LIMIT``
+    stops the read (the "C" collation of the key columns orders as Python does).
+    """
+    fixed, group, pinned = spec
+    use_days = days is not None or group == "day"
+    table = "rollup_days" if use_days else "rollup_totals"
+    where = ["account = %s", *(f"{column} = %s" for column in fixed)]
+    args: list[Any] = [account, *fixed.values()]
+    if days is not None:
+        for bound, op in zip(days, (">=", "<"), strict=True):
+            if bound is not None:
+                where.append(f"day {op} %s")
+                args.append(bound)
     if group_by == "link":
         where.append("url != ''")
-    statement = f"SELECT {group}, {_ROLLUP_SUMS} FROM rollups WHERE {' AND '.join(where)} GROUP BY {group}"
+    if group is None:  # one group, pinned by a condition
+        if after is not None and str(pinned) <= str(after):
+            return []
+        nonzero = _having(_nonzero(group_by, event_type, ("o", "c", "u")))
+        statement = (f"SELECT * FROM (SELECT %s::text AS g, sum(opens) AS o, sum(unique_opens) AS uo, sum(clicks) AS c,"
+                     f" sum(unique_clicks) AS uc, sum(link_unique_clicks) AS lc, sum(unsubscribes) AS u,"
+                     f" sum(unique_unsubscribes) AS uu FROM {table} WHERE {' AND '.join(where)}) s WHERE {nonzero}")
+        return list(db.execute(statement.encode(), [pinned, *args]).fetchall())
+    if after is not None:
+        where.append(f"{group} > %s")
+        args.append(after)
+    nonzero = _having(_nonzero(group_by, event_type, ("sum(opens)", "sum(clicks)", "sum(unsubscribes)")))
+    statement = (f"SELECT {group}, {_ROLLUP_SUMS} FROM {table} WHERE {' AND '.join(where)} GROUP BY {group}"
+                 f" HAVING {nonzero} ORDER BY {group}")
+    if fetch is not None:
+        statement += f" LIMIT {int(fetch)}"
     return list(db.execute(statement.encode(), args).fetchall())
 
 
-def _from_events(db: psycopg.Connection[Any], query: EventQuery, group_by: GroupBy,
-                 campaign_key: str) -> list[tuple[Any, ...]]:
-    """``(group, seven counts)`` rows counted over the events ``query`` selects."""
-    source, _, where, args = _plan(query)
-    group = {"day": "floor(e.timestamp / 86400)::bigint", "link": "e.url", "message": "e.message_id",
+def _from_events(db: psycopg.Connection[Any], query: EventQuery, group_by: GroupBy, campaign_key: str, *,
+                 time_first: bool = False, messages: Sequence[str] = ()) -> list[tuple[Any, ...]]:
+    """``(group, seven counts)`` rows counted over the events ``query`` selects (see SQLite's ``_from_events``)."""
+    source, _, where, args = _plan(query, time_first=time_first, driver=None if messages else _fewest(db, query),
+                                   messages=messages)
+    group = {"day": f"floor(e.timestamp / {_DAY})::bigint", "link": "e.url", "message": "e.message_id",
              "campaign": "g.value", "tag": "g.tag"}[group_by]
     if group_by == "campaign":
         source += " JOIN event_meta g ON g.event = e.id AND g.key = %s"
@@ -956,3 +1103,56 @@ def _from_events(db: psycopg.Connection[Any], query: EventQuery, group_by: Group
         where.append(f"e.event_type = {_CLICKED} AND e.url IS NOT NULL")
     statement = f"SELECT {group}, {_EVENT_SUMS} FROM {source} WHERE {' AND '.join(where) or 'TRUE'} GROUP BY {group}"
     return list(db.execute(statement.encode(), args).fetchall())
+
+
+def _by_candidate_messages(db: psycopg.Connection[Any], query: EventQuery, campaign_key: str,
+                           after: int | str | None, fetch: int | None) -> tuple[list[tuple[Any, ...]], bool]:
+    """group_by=message under two or more of metadata pairs / tag: a page's messages, counted one batch at a time.
+
+    As SQLite's ``_by_candidate_messages``: candidates in key order from one
+    condition's pair rows, each counted over its own events with every condition.
+    """
+    driver = _fewest(db, query)
+    atom = ("meta", *driver) if driver is not None else ("tag", query.tag or "", "") if query.tag is not None \
+        else ("meta", *query.metadata[0])
+    spec: _Spec = ({**dict(zip(("fdim", "fkey", "fvalue"), atom, strict=True)), "gdim": "message", "gvalue": ""},
+                   "gkey", None)
+    accounts = _accounts(db) if query.account is None else [query.account]
+    found: list[tuple[Any, ...]] = []
+    cursor = after
+    batch = max(fetch or 0, 20)
+    while fetch is None or len(found) < fetch:
+        sources = [(rows, len(rows) < batch) for rows in
+                   (_from_rollups(db, spec, account, None, "message", None, cursor, batch) for account in accounts)]
+        candidates = [row[0] for row in _merge(sources, cursor)]
+        if not candidates:
+            return found, True
+        counted = {row[0]: row for row in _from_events(db, query, "message", campaign_key, messages=candidates)
+                   if any(row[i] for i in _SHOWN[query.event_type])}
+        for message_id in candidates:  # in key order, so that a cut page knows every group before its last
+            if message_id in counted:
+                found.append(counted[message_id])
+                if fetch is not None and len(found) >= fetch:
+                    return found, False
+        cursor = candidates[-1]
+    return found, False
+
+
+def _fewest(db: psycopg.Connection[Any], query: EventQuery) -> tuple[str, str] | None:
+    """The metadata pair of ``query`` with fewer events than its tag and its other pairs (None: the tag, or no choice)."""
+    if query.message_id is not None or query.recipient is not None or not query.metadata or \
+            len(query.metadata) + (query.tag is not None) < 2:
+        return None
+    accounts = _accounts(db) if query.account is None else [query.account]
+
+    def events_of(dim: str, key: str, value: str) -> int:
+        row = db.execute("SELECT sum(opens) + sum(clicks) + sum(unsubscribes) FROM rollup_totals WHERE"
+                         " account = ANY(%s) AND fdim = %s AND gdim = 'all' AND fkey = %s AND fvalue = %s"
+                         " AND gkey = '' AND gvalue = ''", (accounts, dim, key, value)).fetchone()
+        return int(row[0] or 0) if row else 0
+
+    sizes = {pair: events_of("meta", *pair) for pair in query.metadata}
+    best = min(sizes, key=lambda pair: sizes[pair])
+    if query.tag is not None and events_of("tag", query.tag, "") <= sizes[best]:
+        return None
+    return best

@@ -19,13 +19,33 @@ import sqlite3
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, ParamSpec, TypeVar
 
 from mailtrack.core.settings import TrackingSettings
 from mailtrack.events import EventType, TrackingEvent
 from mailtrack.exceptions import ArgumentError, ConfigurationError
+from mailtrack.storage._shared import (
+    _COLUMNS,
+    _DAY,
+    _KEY_COLUMNS,
+    _NO_RECIPIENT,
+    _ROLLUP_SUMS,
+    _SHOWN,
+    _api_key,
+    _counts,
+    _event,
+    _group_value,
+    _merge,
+    _meta_value,
+    _nonzero,
+    _rollup_cells,
+    _rollup_spec,
+    _row,
+    _Spec,
+    _stats_rows,
+    _window,
+)
 from mailtrack.storage.accounts import (
     Account,
     ApiKey,
@@ -253,18 +273,6 @@ STATS_MIGRATION = f"""
 """
 MIGRATIONS += (STATS_MIGRATION,)
 
-_COLUMNS = (
-    "event_id, event_type, timestamp, message_id, recipient, url, link_index, user_agent, ip, referer, metadata, first, machine,"
-    " tags, account"
-)
-#: The columns of an event as schema v3 had them (before ``account``): for tests and benchmarks building old files.
-_V3_COLUMNS = _COLUMNS.rsplit(",", 1)[0]
-#: How the parent's events (``account`` None) are stored: the column stays NOT NULL, so it can lead indexes and keys.
-_PARENT = ""
-#: How a message tracked without a recipient is stored: ``recipient`` stays NOT NULL, so that
-#: ``firsts`` (its primary key) and ``count(DISTINCT recipient)`` treat "no recipient" as one reader.
-_NO_RECIPIENT = ""
-
 
 def _translated(method: Callable[P, R]) -> Callable[P, R]:
     """Raise SQLite's failures as the storage protocol's: the callers never see ``sqlite3``.
@@ -416,18 +424,10 @@ class SQLiteStore:
         db.executemany("INSERT OR IGNORE INTO event_tags (tag, event) VALUES (?, ?)", [(tag, rowid) for tag in tags])
         db.executemany("INSERT OR IGNORE INTO event_meta (key, value, event) VALUES (?, ?, ?)",
                        [(key, value, rowid) for key, value in meta])
-        kind, first = event.event_type, bool(event.first)
-        counts = (
-            int(kind is EventType.OPENED), int(kind is EventType.OPENED and first),
-            int(kind is EventType.CLICKED), int(kind is EventType.CLICKED and first), int(link_first),
-            int(kind is EventType.UNSUBSCRIBED), int(kind is EventType.UNSUBSCRIBED and first),
-        )
-        account, day, url = row[14], int(row[2] // _DAY), event.url or ""
-        atoms = [("message", event.message_id, ""), *(("meta", key, value) for key, value in meta),
-                 *(("tag", tag, "") for tag in tags)]
+        counts = _counts(event, link_first)
+        account, day = row[14], int(row[2] // _DAY)
         # see STATS_MIGRATION: (all|atom, all) per (day, url), and (metadata pair|tag, atom) per day
-        cells = [(f, _ALL, url) for f in (_ALL, *atoms)]  # (f, g, url)
-        cells += [(f, g, url) for f in atoms if f[0] != "message" for g in atoms if g != f or f[0] == "tag"]
+        cells = _rollup_cells(event, row)
         db.executemany(_DAYS_UPSERT, [(account, f[0], g[0], *f[1:], *g[1:], day, url, *counts) for f, g, url in cells])
         db.executemany(_TOTALS_UPSERT, [(account, f[0], g[0], *f[1:], *g[1:], url, *counts) for f, g, url in cells])
 
@@ -896,56 +896,6 @@ class SQLiteStore:
             self._write_lock.release()
 
 
-_KEY_COLUMNS = "key_id, account, scopes, created, revoked, name"
-
-
-def _api_key(row: Sequence[Any]) -> ApiKey:
-    key_id, account, scopes, created, revoked, name = row
-    return ApiKey(key_id, account, frozenset(json.loads(scopes)), created, revoked, name)
-
-
-def _row(event: TrackingEvent) -> tuple[Any, ...]:
-    return (
-        event.event_id,
-        event.event_type.value,
-        event.timestamp.timestamp(),
-        event.message_id,
-        _NO_RECIPIENT if event.recipient is None else event.recipient,
-        event.url,
-        event.link_index,
-        event.user_agent,
-        event.ip,
-        event.referer,
-        json.dumps(dict(event.metadata), separators=(",", ":"), sort_keys=True, default=str),
-        int(bool(event.first)),
-        event.machine,
-        json.dumps(list(event.tags), separators=(",", ":")),
-        _PARENT if event.account is None else event.account,
-    )
-
-
-def _event(row: Sequence[Any]) -> TrackingEvent:
-    (event_id, event_type, timestamp, message_id, recipient, url, link_index, user_agent, ip, referer, metadata, first,
-     machine, tags, account) = row
-    return TrackingEvent(
-        event_type=event_type,
-        timestamp=datetime.fromtimestamp(timestamp, timezone.utc),
-        message_id=message_id,
-        recipient=None if recipient == _NO_RECIPIENT else recipient,
-        url=url,
-        link_index=link_index,
-        user_agent=user_agent,
-        ip=ip,
-        referer=referer,
-        metadata=json.loads(metadata),
-        first=bool(first),
-        machine=machine,
-        event_id=event_id,
-        tags=tuple(json.loads(tags)),
-        account=None if account == _PARENT else account,
-    )
-
-
 _E_COLUMNS = ", ".join("e." + column.strip() for column in _COLUMNS.split(","))
 _ROLLUP_KEY = "account, fdim, gdim, fkey, fvalue, gkey, gvalue"
 _ROLLUP_COUNTS = ("opens", "unique_opens", "clicks", "unique_clicks", "link_unique_clicks", "unsubscribes",
@@ -961,24 +911,12 @@ def _upsert(table: str, key: str) -> str:
 
 _DAYS_UPSERT = _upsert("rollup_days", f"{_ROLLUP_KEY}, day, url")
 _TOTALS_UPSERT = _upsert("rollup_totals", f"{_ROLLUP_KEY}, url")
-#: The atom every event has (the filter "none" and the group "per day / per link").
-_ALL = ("all", "", "")
-_DAY = 86400
 #: The seven counts, in rollup column order, as sums over events ``e`` (the fallback's equivalent of the rollups).
 _EVENT_SUMS = (
     f"sum(e.event_type = {_OPENED}), sum(e.event_type = {_OPENED} AND e.first), sum(e.event_type = {_CLICKED}),"
     f" sum(e.event_type = {_CLICKED} AND e.first), sum(e.event_type = {_CLICKED} AND e.link_first),"
     f" sum(e.event_type = {_UNSUBSCRIBED}), sum(e.event_type = {_UNSUBSCRIBED} AND e.first)"
 )
-_ROLLUP_SUMS = ("sum(opens), sum(unique_opens), sum(clicks), sum(unique_clicks), sum(link_unique_clicks),"
-                " sum(unsubscribes), sum(unique_unsubscribes)")
-
-
-def _meta_value(value: Any) -> str:
-    """How a metadata value is indexed and matched: a str as itself, anything else as compact JSON."""
-    return value if isinstance(value, str) else json.dumps(value, separators=(",", ":"), sort_keys=True)
-
-
 def _plan(query: EventQuery, by_time: bool = False, *, time_first: bool = False,
           driver: tuple[str, str] | None = None, messages: Sequence[str] = ()) -> tuple[str, str, list[str], list[Any]]:
     """``FROM`` clause, the id column to order by, and the conditions with their arguments, for ``query``.
@@ -1077,93 +1015,6 @@ def _window_is_narrow(db: sqlite3.Connection, query: EventQuery) -> bool:
         return False
     end = newest if query.until is None else min(query.until, newest)
     return bool(newest - end > end - query.since)
-
-
-#: The rollup atom dimension each group_by groups by (day and link group the "all" rows by day or URL).
-_ATOM_OF_GROUP = {"message": "message", "campaign": "meta", "tag": "tag"}
-#: (fixed rollup key columns, the grouping column or None, the one group's key when the conditions pin it)
-_Spec = tuple[dict[str, str], str | None, str | None]
-
-
-def _fixed(f: tuple[str, str, str], g: tuple[str, str, str]) -> dict[str, str]:
-    return dict(zip(("fdim", "fkey", "fvalue", "gdim", "gkey", "gvalue"), (*f, *g), strict=True))
-
-
-def _rollup_spec(query: EventQuery, group_by: GroupBy, campaign_key: str) -> _Spec | None:
-    """Which rollup rows hold ``query`` grouped by ``group_by`` (see ``STATS_MIGRATION``), or None: counted from events.
-
-    The conditions name atoms (the message, each metadata pair, the tag). Served from rollups: no atom, one atom,
-    or two atoms when the group is a day or pinned by a condition (a message_id with group_by=message, a campaign
-    pair with group_by=campaign), from the pair rows; group_by message/campaign/tag under one metadata pair or tag.
-    Not served (counted from the events the most selective condition's index finds, see :meth:`grouped_stats`):
-    a recipient; three or more atoms; two atoms with group_by link, or with an unpinned group_by
-    message/campaign/tag; a message_id with an unpinned group_by campaign/tag.
-    """
-    if query.recipient is not None:
-        return None
-    atoms: list[tuple[str, str, str]] = []
-    if query.message_id is not None:
-        atoms.append(("message", query.message_id, ""))
-    atoms += [("meta", key, value) for key, value in query.metadata]
-    if query.tag is not None:
-        atoms.append(("tag", query.tag, ""))
-    atoms = list(dict.fromkeys(atoms))
-    pinned = None
-    if group_by == "message" and query.message_id is not None:
-        pinned = query.message_id
-    if group_by == "campaign":
-        pinned = next((value for key, value in query.metadata if key == campaign_key), None)
-    if group_by in ("day", "link") or pinned is not None:
-        group = None if pinned is not None else "day" if group_by == "day" else "url"
-        if len(atoms) <= 1:
-            return _fixed(atoms[0] if atoms else _ALL, _ALL), group, pinned
-        if len(atoms) == 2:
-            f, g = atoms if atoms[0][0] != "message" else atoms[::-1]  # pair rows are filed under a pair or a tag
-            return _fixed(f, g), group, pinned
-        return None
-    dim = _ATOM_OF_GROUP[group_by]
-    if not atoms:  # every group's own rows: (group atom, all)
-        if dim == "meta":
-            return {"fdim": "meta", "fkey": campaign_key, "gdim": "all", "gkey": "", "gvalue": ""}, "fvalue", None
-        return {"fdim": dim, "fvalue": "", "gdim": "all", "gkey": "", "gvalue": ""}, "fkey", None
-    if len(atoms) == 1 and atoms[0][0] != "message":
-        only = dict(zip(("fdim", "fkey", "fvalue"), atoms[0], strict=True))
-        if dim == "meta":
-            return {**only, "gdim": "meta", "gkey": campaign_key}, "gvalue", None
-        return {**only, "gdim": dim, "gvalue": ""}, "gkey", None
-    return None
-
-
-def _nonzero(group_by: GroupBy, event_type: EventType | None, sums: tuple[str, str, str]) -> str:
-    """SQL true for a group with a count to show: clicks for links; else any of the counts ``type`` keeps."""
-    opens, clicks, unsubscribes = sums
-    if group_by == "link":
-        return f"{clicks} > 0" if event_type in (None, EventType.CLICKED) else "0"
-    kept = {EventType.OPENED: opens, EventType.CLICKED: clicks, EventType.UNSUBSCRIBED: unsubscribes}
-    return " OR ".join(f"{column} > 0" for kind, column in kept.items() if event_type in (None, kind))
-
-
-def _window(query: EventQuery) -> tuple[bool, int | None, int | None, list[tuple[float, float]]]:
-    """(read day rows, first whole day, end day, sub-day edges) for ``since``/``until``.
-
-    Whole UTC days inside the window come from the rollups' day rows; the
-    partial days at its ends (at most two) are counted from the events the
-    time index finds in them. ``(False, None, None, [])``: no window, the
-    all-time totals answer.
-    """
-    since, until = query.since, query.until
-    if since is None and until is None:
-        return False, None, None, []
-    low = None if since is None else int(since // _DAY) + (1 if since % _DAY else 0)
-    high = None if until is None else int(until // _DAY)
-    if since is not None and until is not None and low is not None and high is not None and low >= high:
-        return False, None, None, [(since, until)] if since < until else []  # no whole day inside
-    edges = []
-    if since is not None and low is not None and low * _DAY > since:
-        edges.append((since, float(low * _DAY)))
-    if until is not None and high is not None and high * _DAY < until:
-        edges.append((float(high * _DAY), until))
-    return True, low, high, edges
 
 
 def _accounts(db: sqlite3.Connection) -> list[str]:
@@ -1276,11 +1127,6 @@ def _by_candidate_messages(db: sqlite3.Connection, query: EventQuery, campaign_k
     return found, False
 
 
-#: Which of the seven counts (after the group) make a group worth showing, per ``type`` filter.
-_SHOWN: dict[EventType | None, tuple[int, ...]] = {None: (1, 3, 6), EventType.OPENED: (1,), EventType.CLICKED: (3,),
-                                                   EventType.UNSUBSCRIBED: (6,)}
-
-
 def _fewest(db: sqlite3.Connection, query: EventQuery) -> tuple[str, str] | None:
     """The metadata pair of ``query`` with fewer events than its tag and its other pairs (None: the tag, or no choice)."""
     if query.message_id is not None or query.recipient is not None or not query.metadata or \
@@ -1303,57 +1149,3 @@ def _fewest(db: sqlite3.Connection, query: EventQuery) -> tuple[str, str] | None
         return None
     return best
 
-
-def _group_value(key: str, group_by: GroupBy) -> int | str:
-    """A group's key as the rollups order it: the day number for ``day`` (``YYYY-MM-DD``), else the key itself."""
-    if group_by != "day":
-        return key
-    try:
-        return int(datetime.strptime(key, "%Y-%m-%d").replace(tzinfo=timezone.utc).timestamp() // _DAY)
-    except ValueError:
-        raise ArgumentError(f"a day group's key is YYYY-MM-DD, not {key!r}") from None
-
-
-def _merge(sources: list[tuple[list[tuple[Any, ...]], bool]], after: int | str | None) -> list[tuple[Any, ...]]:
-    """Sum rows of the same group over ``sources`` (each ``(rows, complete)``): the groups above ``after``, in order.
-
-    An incomplete source (cut at ``limit + 1`` groups) knows nothing past its
-    last group, so the merge keeps only groups up to the smallest such last
-    group: every group kept has all its counts (its rank in any one source is
-    at most its rank in the union), and the first ``limit`` of them are right.
-    """
-    totals: dict[Any, list[int]] = {}
-    horizon = None
-    for rows, complete in sources:
-        if not complete and rows:
-            horizon = rows[-1][0] if horizon is None else min(horizon, rows[-1][0])
-        for group, *counts in rows:
-            if group is None or (after is not None and group <= after):
-                continue
-            into = totals.setdefault(group, [0] * 7)
-            for i, count in enumerate(counts):
-                into[i] += int(count or 0)
-    return sorted((group, *counts) for group, counts in totals.items() if horizon is None or group <= horizon)
-
-
-def _stats_rows(rows: list[tuple[Any, ...]], group_by: GroupBy, event_type: EventType | None) -> list[StatsRow]:
-    """:class:`StatsRow` per group, counts of other types than ``event_type`` zeroed, groups with nothing left out."""
-    result = []
-    for group, opens, unique_opens, clicks, unique_clicks, link_unique, unsubscribes, unique_unsubscribes in rows:
-        keep = {t: event_type is None or event_type is t for t in EventType}
-        opens, unique_opens = (opens, unique_opens) if keep[EventType.OPENED] else (0, 0)
-        clicks, unique_clicks, link_unique = (clicks, unique_clicks, link_unique) if keep[EventType.CLICKED] else (0, 0, 0)
-        if not keep[EventType.UNSUBSCRIBED]:
-            unsubscribes = unique_unsubscribes = 0
-        if group_by == "day":
-            key = datetime.fromtimestamp(int(group) * _DAY, timezone.utc).strftime("%Y-%m-%d")
-        else:
-            key = str(group)
-        if group_by == "link":
-            row = StatsRow(key, None, None, int(clicks or 0), int(link_unique or 0), None, None)
-        else:
-            row = StatsRow(key, int(opens or 0), int(unique_opens or 0), int(clicks or 0),
-                           int(unique_clicks or 0), int(unsubscribes or 0), int(unique_unsubscribes or 0))
-        if row.opens or row.clicks or row.unsubscribes:
-            result.append(row)
-    return result

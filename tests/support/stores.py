@@ -94,7 +94,7 @@ class Backend:
             else:
                 with connection.transaction():
                     # EXCLUSIVE: every write waits (then times out), reads go on, as beside SQLite's writer
-                    connection.execute("LOCK TABLE firsts, events, rollups IN EXCLUSIVE MODE")
+                    connection.execute("LOCK TABLE firsts, events, event_order, rollup_days, rollup_totals IN EXCLUSIVE MODE")
                     yield
 
     def refuse_event_inserts(self, message: str) -> None:

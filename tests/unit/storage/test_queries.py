@@ -20,8 +20,9 @@ from support.stores import Backend
 
 from mailtrack.events import EventType, TrackingEvent
 from mailtrack.exceptions import ArgumentError
+from mailtrack.storage._shared import _V3_COLUMNS, _rollup_spec, _row
 from mailtrack.storage.base import GROUP_BYS, EventQuery, StatsRow
-from mailtrack.storage.sqlite import _V3_COLUMNS, MIGRATIONS, SQLiteStore, _rollup_spec, _row
+from mailtrack.storage.sqlite import MIGRATIONS, SQLiteStore
 
 DAY0 = datetime(2024, 3, 1, tzinfo=timezone.utc)
 MESSAGES = ["m1", "m2", "m3"]

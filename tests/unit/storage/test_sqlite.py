@@ -293,7 +293,7 @@ def test_outbox_not_written_when_the_event_insert_fails(store: Any, backend: Bac
     assert store.count() == 0
     if backend.kind == "sqlite":
         assert not store._connection().in_transaction
-    for table in ("firsts", "rollups", "link_firsts", "event_tags", "event_meta"):
+    for table in ("firsts", "rollup_days", "rollup_totals", "link_firsts", "event_tags", "event_meta"):
         assert backend.sql(f"SELECT count(*) FROM {table}") == [(0,)], table  # rolled back too
     backend.allow_event_inserts()
     assert store.record(event(), outbox=["https://hook.example/"]).first is True
