@@ -7,9 +7,9 @@ import json
 from collections.abc import Callable
 from urllib.parse import urlencode
 
+from support.stores import Backend
 from test_serve_http import Server, path_of, serve  # noqa: F401, F811  (the fixture)
 
-from mailtrack.storage.sqlite import SQLiteStore
 from tests.support.helpers import make_tracker
 
 HTML = '<html><body><a href="https://example.com/a">a</a></body></html>'
@@ -23,9 +23,10 @@ def api(server: Server, path: str, key: str, behalf: str | None = None, **params
 
 
 def test_each_key_reads_its_accounts_events_and_each_subuser_gets_its_landing_page(
-        serve: Callable[..., Server]) -> None:  # noqa: F811
-    server = serve()
-    store = SQLiteStore(server.db)
+        serve: Callable[..., Server], backend: Backend) -> None:  # noqa: F811
+    """On SQLite and on PostgreSQL (``--db postgresql://...``): the same answers."""
+    store = backend.open()  # first: on PostgreSQL it makes the schema the server's URL names
+    server = serve(db=backend.serve_db)
     store.create_account("parent")
     for sub in ("sub1", "sub2"):
         store.create_account(sub, parent="parent")

@@ -4,23 +4,20 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
+from typing import Any
 from urllib.parse import urlencode
 
+from support.stores import Backend
 from test_serve_http import Server, path_of, serve  # noqa: F401, F811  (the fixture)
 
 import mailtrack
-from mailtrack.storage.sqlite import SQLiteStore
 
 
-def key_for(server: Server, *scopes: str) -> str:
+def key_for(store: Any, *scopes: str) -> str:
     """A live API key of the parent account holding ``scopes`` (as ``mailtrack apikey create`` makes one)."""
-    store = SQLiteStore(server.db)
-    try:
-        if store.account("parent") is None:
-            store.create_account("parent")
-        return store.create_key("parent", list(scopes))[1]
-    finally:
-        store.close()
+    if store.account("parent") is None:
+        store.create_account("parent")
+    return str(store.create_key("parent", list(scopes))[1])
 
 
 def api(server: Server, path: str, key: str | None = None, **params: str) -> tuple[int, dict[str, object]]:
@@ -30,8 +27,11 @@ def api(server: Server, path: str, key: str | None = None, **params: str) -> tup
     return reply.status, json.loads(reply.body)
 
 
-def test_events_and_stats_over_http(serve: Callable[..., Server], tracker: mailtrack.Tracker) -> None:  # noqa: F811
-    server = serve()
+def test_events_and_stats_over_http(serve: Callable[..., Server], tracker: mailtrack.Tracker,  # noqa: F811
+                                    backend: Backend) -> None:
+    """On SQLite and on PostgreSQL (``--db postgresql://...``): the same answers."""
+    store = backend.open()  # first: on PostgreSQL it makes the schema the server's URL names
+    server = serve(db=backend.serve_db)
     html = '<html><body><a href="https://example.com/a">a</a></body></html>'
     for recipient in ("ann@example.com", "bob@example.com"):
         result = tracker.rewrite_html(html, message_id=f"m-{recipient[:3]}", recipient=recipient,
@@ -43,15 +43,11 @@ def test_events_and_stats_over_http(serve: Callable[..., Server], tracker: mailt
     assert server.get(path_of(pixel)).status == 200  # bob opens again
 
     assert api(server, "/v1/events")[0] == 401  # no key
-    key = key_for(server, "events.read", "stats.read")
-    assert api(server, "/v1/events", key_for(server, "stats.read"))[0] == 403  # a key without the scope
+    key = key_for(store, "events.read", "stats.read")
+    assert api(server, "/v1/events", key_for(store, "stats.read"))[0] == 403  # a key without the scope
     status, body = api(server, "/v1/events", key, limit="2")
     assert status == 200
-    store = SQLiteStore(server.db)
-    try:
-        newest = [event.to_dict() for event in reversed(store.events())]
-    finally:
-        store.close()
+    newest = [event.to_dict() for event in reversed(store.events())]
     assert len(newest) == 5 and body["data"] == newest[:2]
     status, rest = api(server, "/v1/events", key, limit="1000", cursor=str(body["next_cursor"]))
     assert status == 200 and rest == {"data": newest[2:], "next_cursor": None}

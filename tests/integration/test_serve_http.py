@@ -116,7 +116,8 @@ def path_of(url: str) -> str:
 class Server:
     """A running ``mailtrack serve`` subprocess."""
 
-    def __init__(self, db: Path, workdir: Path, *extra: str, env: dict[str, str] | None = None) -> None:
+    def __init__(self, db: Path, workdir: Path, *extra: str, env: dict[str, str] | None = None,
+                 cwd: Path | None = None) -> None:
         self.db = db
         workdir.mkdir(parents=True, exist_ok=True)
         self.stdout_path = workdir / f"serve-{time.time_ns()}.out"
@@ -125,7 +126,7 @@ class Server:
                    BASE_URL, "--port", "0", *extra]
         with open(self.stdout_path, "wb") as out, open(self.stderr_path, "wb") as err:
             self.proc = subprocess.Popen(command, stdout=out, stderr=err, stdin=subprocess.DEVNULL,
-                                         env={**os.environ, **(env or {})})
+                                         env={**os.environ, **(env or {})}, cwd=cwd)
         try:
             self.port = self._wait_for_port()
         except BaseException:
@@ -172,11 +173,16 @@ class Server:
 
 @pytest.fixture
 def serve(tmp_path: Path) -> Iterator[Callable[..., Server]]:
-    """``serve(*args, db=None)`` starts a server (default DB: tmp_path/events.sqlite); all are stopped afterwards."""
+    """``serve(*args, db=None)`` starts a server (default DB: tmp_path/events.sqlite); all are stopped afterwards.
+
+    ``db`` may be a ``postgresql://`` URL (a str): that server runs in tmp_path, where it keeps its spool.
+    """
     started: list[Server] = []
 
-    def start(*extra: str, db: Path | None = None, env: dict[str, str] | None = None) -> Server:
-        server = Server(db or tmp_path / "events.sqlite", tmp_path / "logs", *extra, env=env)
+    def start(*extra: str, db: Path | str | None = None, env: dict[str, str] | None = None) -> Server:
+        url = isinstance(db, str) and db.startswith("postgresql://")
+        server = Server(db or tmp_path / "events.sqlite", tmp_path / "logs", *extra, env=env,  # type: ignore[arg-type]
+                        cwd=tmp_path if url else None)
         started.append(server)
         return server
 

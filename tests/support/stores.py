@@ -32,6 +32,16 @@ class Backend:
         """What a child process needs to open the same database: ``(kind, path or URL, schema)``."""
         return (self.kind, str(self.path) if self.kind == "sqlite" else str(self.url), self.schema)
 
+    @property
+    def serve_db(self) -> str:
+        """What ``mailtrack serve --db`` takes for this database: the file, or the URL with the schema on its search path.
+
+        For PostgreSQL, open a store first (:meth:`open`): it creates the schema that the URL names.
+        """
+        if self.kind == "sqlite":
+            return str(self.path)
+        return f"{self.url}?options=-csearch_path%3D{self.schema}"
+
     @staticmethod
     def open_spec(spec: tuple[str, str, str | None], **kwargs: Any) -> Any:
         kind, where, schema = spec
