@@ -1,4 +1,5 @@
-"""The Events API (mailtrack.http.events_api), sans-IO over a real SQLite store: shapes, filters, cursors, refusals."""
+"""The Events API (mailtrack.http.events_api), sans-IO over a real store of each kind (SQLite, PostgreSQL): shapes,
+filters, cursors, refusals."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from typing import Any
 from urllib.parse import urlencode
 
 import pytest
+from support.stores import Backend
 
 from mailtrack.events import TrackingEvent
 from mailtrack.http.events_api import EventsApi, error
@@ -22,8 +24,8 @@ DAY0 = datetime(2024, 3, 1, tzinfo=timezone.utc)
 
 
 @pytest.fixture
-def store(tmp_path: Path) -> Iterator[SQLiteStore]:
-    store = SQLiteStore(tmp_path / "events.sqlite")
+def store(backend: Backend) -> Iterator[Any]:
+    store = backend.open()
     for i in range(30):
         store.record(TrackingEvent(
             event_type=["opened", "clicked", "unsubscribed"][i % 3], message_id=f"m{i % 4}",
@@ -41,7 +43,7 @@ def get(api: EventsApi, path: str, params: dict[str, Any] | str = "", method: st
     return response, json.loads(response.body) if response.body else None
 
 
-def test_events_are_the_stores_newest_first_serialized_by_to_dict(store: SQLiteStore) -> None:
+def test_events_are_the_stores_newest_first_serialized_by_to_dict(store: Any) -> None:
     api = EventsApi(store)
     response, body = get(api, "/v1/events", {"limit": 1000})
     assert response.status == 200
@@ -53,7 +55,7 @@ def test_events_are_the_stores_newest_first_serialized_by_to_dict(store: SQLiteS
     {"since": "2024-03-02"}, {"until": "2024-03-02T10:00:00+00:00"}, {"since": str(int(DAY0.timestamp()) + 86400)},
     {"metadata.campaign": "fall"}, {"tag": "news"}, {"tag": "news", "type": "opened", "metadata.campaign": "fall"},
 ])
-def test_every_filter_reaches_the_store(store: SQLiteStore, params: dict[str, str]) -> None:
+def test_every_filter_reaches_the_store(store: Any, params: dict[str, str]) -> None:
     from mailtrack.http.events_api import filters_query, parse_parameters
 
     parsed, problems = parse_parameters(urlencode(params), ("message_id", "recipient", "type", "since", "until", "tag"))
@@ -64,7 +66,7 @@ def test_every_filter_reaches_the_store(store: SQLiteStore, params: dict[str, st
     assert 0 < len(body["data"]) < 30
 
 
-def test_cursor_pages_through_everything_once(store: SQLiteStore) -> None:
+def test_cursor_pages_through_everything_once(store: Any) -> None:
     api = EventsApi(store)
     seen: list[str] = []
     params: dict[str, Any] = {"limit": 7}
@@ -77,7 +79,7 @@ def test_cursor_pages_through_everything_once(store: SQLiteStore) -> None:
     assert seen == [event.event_id for event in reversed(store.events())]
 
 
-def test_stats_groups(store: SQLiteStore) -> None:
+def test_stats_groups(store: Any) -> None:
     api = EventsApi(store)
     _, body = get(api, "/v1/stats", {"group_by": "campaign"})
     assert body["group_by"] == "campaign"
@@ -94,7 +96,7 @@ def test_stats_groups(store: SQLiteStore) -> None:
 @pytest.mark.parametrize("group_by", ["day", "campaign", "message", "link", "tag"])
 @pytest.mark.parametrize("filters", [{}, {"metadata.campaign": "fall"}, {"tag": "news", "type": "opened"},
                                      {"since": "2024-03-02T07:00:00Z", "until": "2024-03-06T05:00:00Z"}])
-def test_stats_pages_concatenated_are_the_whole_answer(store: SQLiteStore, group_by: str,
+def test_stats_pages_concatenated_are_the_whole_answer(store: Any, group_by: str,
                                                          filters: dict[str, str]) -> None:
     api = EventsApi(store)
     _, whole = get(api, "/v1/stats", {**filters, "group_by": group_by, "limit": 1000})
@@ -117,8 +119,8 @@ def test_stats_pages_concatenated_are_the_whole_answer(store: SQLiteStore, group
         assert len(keys) > 3  # the pages above really paged
 
 
-def test_stats_default_page_is_100_groups(tmp_path: Path) -> None:
-    big = SQLiteStore(tmp_path / "big.sqlite")
+def test_stats_default_page_is_100_groups(backend: Backend) -> None:
+    big = backend.open()
     for i in range(130):
         big.record(TrackingEvent(event_type="opened", message_id=f"m{i:03d}", recipient="a@x", timestamp=DAY0))
     api = EventsApi(big)
@@ -153,7 +155,7 @@ def test_stats_default_page_is_100_groups(tmp_path: Path) -> None:
     ("/v1/stats", {"before": "x"}, ["before"]),
     ("/v1/stats", "%ff=1", [None]),
 ])
-def test_bad_parameters_are_400_in_sendgrids_shape(store: SQLiteStore, path: str, params: Any,
+def test_bad_parameters_are_400_in_sendgrids_shape(store: Any, path: str, params: Any,
                                                     fields: list[str | None]) -> None:
     response, body = get(EventsApi(store), path, params)
     assert response.status == 400
@@ -161,7 +163,7 @@ def test_bad_parameters_are_400_in_sendgrids_shape(store: SQLiteStore, path: str
     assert all(isinstance(problem["message"], str) and problem["message"] for problem in body["errors"])
 
 
-def test_unknown_paths_methods_and_a_store_that_is_down(store: SQLiteStore, tmp_path: Path) -> None:
+def test_unknown_paths_methods_and_a_store_that_is_down(store: Any, tmp_path: Path) -> None:
     api = EventsApi(store)
     assert api.handles("/v1/events") and api.handles("/v1/nothing") and not api.handles("/o/token")
     response, body = get(api, "/v1/nothing")
@@ -182,7 +184,7 @@ def test_unknown_paths_methods_and_a_store_that_is_down(store: SQLiteStore, tmp_
         assert response.status == 503 and "unavailable" in body["errors"][0]["message"]
 
 
-def test_authorize_is_asked_with_the_endpoints_scope(store: SQLiteStore) -> None:
+def test_authorize_is_asked_with_the_endpoints_scope(store: Any) -> None:
     asked: list[tuple[str, str]] = []
 
     def authorize(request: Request, scope: str) -> Response | None:
@@ -196,7 +198,7 @@ def test_authorize_is_asked_with_the_endpoints_scope(store: SQLiteStore) -> None
     assert asked == [("/v1/events", "events.read"), ("/v1/stats", "stats.read")]
 
 
-def test_serves_default_authorization_is_this_machine_only(store: SQLiteStore, tracker: Any) -> None:
+def test_serves_default_authorization_is_this_machine_only(store: Any, tracker: Any) -> None:
     from mailtrack.http.endpoints import Endpoints
     from mailtrack.service import loopback_only
 
