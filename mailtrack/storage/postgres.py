@@ -10,11 +10,17 @@ reference), for when one box is not enough:
   first one's transaction and then sees the conflict. Per-link firsts
   (``link_firsts``), the tag and metadata indexes and the rollups are written
   in that same transaction, as SQLite does.
-* **Ids in commit order.** Every event transaction updates the all-time
-  ``all`` rollup row before it inserts its events, so event ids are handed out
+* **Ids in commit order.** Every event transaction updates the one row of
+  ``event_order`` before it inserts its events, so event ids are handed out
   in the order transactions commit, as with SQLite's single writer: a reader
   paging down by id (``find(before=)``) or following new ids (``events(after_id=)``)
   never misses a row committed later with a lower id.
+* **Stats as SQLite answers them.** Events carry their account; the
+  per-account two-atom rollups (``rollup_days``/``rollup_totals``, schema
+  version 2, SQLite's v6) are kept in the event's transaction, and
+  :meth:`PostgresStore.stats_page` follows SQLite's plan (the pure part is
+  :mod:`mailtrack.storage._shared`): rollups for what they hold, index-bounded
+  event reads for the rest, key order in the "C" collation.
 * **Batched.** :meth:`PostgresStore.record_many` writes many events (a group
   commit) in one transaction with one ``unnest`` statement per table.
 * **Webhook outbox with leases.** :meth:`PostgresStore.outbox_claim` takes due
