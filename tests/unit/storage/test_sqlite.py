@@ -501,7 +501,7 @@ def test_record_many_decides_everything_exactly_as_record_one_by_one(tmp_path: P
 
     rng = random.Random(12)
     events = []
-    for i in range(300):
+    for _ in range(300):
         kind = rng.choice(["opened", "opened", "clicked", "unsubscribed"])
         extra: dict[str, Any] = {"tags": rng.sample(["a", "b", "c"], rng.randint(0, 2)),
                                  "metadata": {"campaign": rng.choice(["x", "y"])} if rng.random() < 0.7 else {},
