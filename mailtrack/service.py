@@ -114,7 +114,7 @@ def build_service(config: Config, *, authorize: Authorize | None = None) -> Serv
         raise ConfigurationError(f"the directory of the database {config.db!r} does not exist (--db, MAILTRACK_DB)")
     tracker = Tracker(list(config.secret_keys), config.base_url)
     store = SQLiteStore(config.db)  # an EventStore and an AccountStore
-    recorder = Recorder(store, outbox=config.webhooks)
+    recorder = Recorder(store, outbox=config.webhooks, spool_dir=config.spool_dir, spool_max_bytes=config.spool_max_bytes)
     landing: str | Callable[[], str | None] | None = config.landing_html
     if landing is None:  # the parent account's stored subscription.landing, read when the page is shown
         landing = functools.partial(_stored_landing, store, config.account_name)

@@ -13,7 +13,7 @@ __all__ = ["register"]
 
 #: Every setting ``serve`` reads (the order of its --help).
 SERVE_OPTIONS = ("db", "secret_key", "secret_key_file", "base_url", "host", "port", "threads", "trusted_proxy", "max_age",
-                 "landing", "webhook", "webhook_secret", "account_name")
+                 "landing", "webhook", "webhook_secret", "account_name", "spool_dir", "spool_max_bytes")
 
 
 def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
