@@ -437,10 +437,17 @@ class Recorder:
         assert self.store is not None
         store = self.store
 
+        release = getattr(store, "release_space", None)  # SQLite: checkpoint the WAL so freed spool space is reused
+
         def put(events: list[TrackingEvent]) -> None:
             for event in store.record_many(events, self.outbox):
                 self._stored(event)
             self._store_ok = True
+            if release is not None:
+                try:
+                    release()
+                except StoreUnavailable:
+                    pass  # a reader holds the log, or no room to copy it yet: the next batch tries again
 
         def done(count: int) -> None:
             with self._counts_lock:

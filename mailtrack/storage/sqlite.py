@@ -377,6 +377,19 @@ class SQLiteStore:
                 raise
         return stored
 
+    @_translated
+    def release_space(self) -> None:
+        """Copy the write-ahead log into the database and truncate it (``wal_checkpoint(TRUNCATE)``).
+
+        Not part of the storage protocol: the recorder calls it, when a store
+        has it, after each batch it moves from the spool. Without it the WAL
+        grows to about 4 MiB before SQLite checkpoints it, holding every page
+        twice (log and, later, file): on a volume that was full, a drain then
+        ran out of space with the freed spool pages all taken by the log.
+        """
+        with self._writing():
+            self._connection().execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall()
+
     def _record(self, db: sqlite3.Connection, event: TrackingEvent, outbox: Sequence[str]) -> TrackingEvent:
         db.execute("BEGIN IMMEDIATE")
         try:
