@@ -735,6 +735,7 @@ def test_a_database_read_only_at_start_is_written_once_writable(tmp_path: Path, 
         wait_until(lambda: not recorder.health().store_ok and recorder.health().spool_events == 3)
         readonly.writable()
         wait_until(lambda: len(stored_ids(db)) == 3, what="the spool drained into the now writable database")
+        wait_until(lambda: recorder.health().store_ok, what="the drain finished (off the spool again)")
         after = recorder.record(event(recipient="r0"))
         assert after.first is False  # straight into the store again: the read-only connection is gone
         assert recorder.health().store_ok
