@@ -126,7 +126,7 @@ def build_service(config: Config, *, authorize: Authorize | None = None) -> Serv
         raise ConfigurationError(f"the directory of the database {config.db!r} does not exist (--db, MAILTRACK_DB)")
     tracker = Tracker(list(config.secret_keys), config.base_url)
     store = SQLiteStore(config.db)  # an EventStore and an AccountStore
-    recorder = Recorder(store, outbox=config.webhooks)
+    recorder = Recorder(store, outbox=config.webhooks, spool_dir=config.spool_dir, spool_max_bytes=config.spool_max_bytes)
     landing: str | Callable[[], str | None] | None = config.landing_html
     if landing is None:  # the parent account's stored subscription.landing, read when the page is shown
         landing = functools.partial(_stored_landing, store, config.account_name)
@@ -145,22 +145,17 @@ def build_service(config: Config, *, authorize: Authorize | None = None) -> Serv
 
 
 def health_report(recorder: Recorder, store: EventStore) -> HealthReport:
-    """``/healthz``'s answer now: the store asked (a cheap indexed count), the spool's files measured."""
+    """``/healthz``'s answer now: the store asked (a cheap indexed count) and the recorder's own account of the spool."""
     try:
         backlog: int | None = store.outbox_backlog()
         ok, error = True, None
     except StoreUnavailable as exc:
         backlog, ok, error = None, False, str(exc) or type(exc).__name__
-    files = size = 0
-    directory = recorder.spool_dir
-    if directory is not None:
-        try:
-            for path in directory.glob("*.jsonl"):
-                files += 1
-                size += path.stat().st_size
-        except OSError:  # the directory is gone or unreadable: nothing spooled that we can see
-            pass
-    return HealthReport(store_ok=ok, store_error=error, spool_files=files, spool_bytes=size, webhook_backlog=backlog)
+    recording = recorder.health()
+    return HealthReport(
+        store_ok=ok and recording.store_ok, store_error=error or (None if recording.store_ok else recording.last_error),
+        spool_files=recording.spool_events, spool_bytes=recording.spool_bytes,
+        spool_full=recording.spool_full or recording.memory_events > 0, webhook_backlog=backlog, lost=recording.lost)
 
 
 def _own_landing(store: AccountStore, account: str) -> str | None:
