@@ -22,6 +22,7 @@ from mailtrack.delivery.recorder import Recorder
 from mailtrack.delivery.webhooks import WebhookDelivery
 from mailtrack.exceptions import ConfigurationError
 from mailtrack.http.auth import authorize as key_authorize
+from mailtrack.http.dashboard import Dashboard
 from mailtrack.http.endpoints import Endpoints
 from mailtrack.http.events_api import Authorize, EventsApi, error
 from mailtrack.http.messages import Request, Response
@@ -106,7 +107,8 @@ def build_service(config: Config, *, authorize: Authorize | None = None) -> Serv
     otherwise). Every check runs before anything opens the database or starts a thread. The Events API
     (``/v1/events``, ``/v1/stats``) is served beside the tracking URLs, each request allowed by
     ``authorize(request, scope)`` (default: :func:`api_keys`, a live API key holding
-    ``events.read`` or ``stats.read``; :func:`loopback_only` is the key-less alternative).
+    ``events.read`` or ``stats.read``; :func:`loopback_only` is the key-less alternative). The dashboard
+    (``/dashboard``, :mod:`mailtrack.http.dashboard`) always asks for a key holding ``stats.read``.
     """
     config.require("secret_keys", "base_url", "db")
     assert config.base_url is not None and config.db is not None  # require() checked them; for mypy
@@ -126,7 +128,8 @@ def build_service(config: Config, *, authorize: Authorize | None = None) -> Serv
     def events_api(request: Request) -> Response | None:
         return events.handle(request) if events.handles(request.path) else None
 
-    apis = [SettingsApi(store).handle, V2Api(store).handle, events_api]
+    dashboard = Dashboard(store, store, base_url=config.base_url)
+    apis = [SettingsApi(store).handle, V2Api(store).handle, events_api, dashboard.handle]
     return Service(WsgiApp(endpoints, apis), recorder, deliveries)
 
 
