@@ -28,7 +28,7 @@ gets the login form (200) and any other client a 401 with
 403 page. A wrong key on the form shows the form again with one message for
 every reason (unknown, malformed, revoked): nothing about which keys exist
 leaks. The login and logout POSTs are refused (403) when ``Origin`` names
-another origin or ``Sec-Fetch-Site`` says the request is cross-site.
+another origin or ``Sec-Fetch-Site`` says the request is not same-origin.
 
 **Hostile data.** Recipients, URLs, metadata, tags and campaign names come
 from tracked messages and are attacker-controlled: every value is escaped
@@ -234,13 +234,25 @@ class Dashboard:
         return key
 
     def _same_origin(self, request: Request) -> bool:
-        """Whether a POST comes from our own pages: ``Origin`` (when sent) is ours, and it is not cross-site."""
-        if request.headers.get("sec-fetch-site", "same-origin").strip().lower() not in ("same-origin", "none"):
+        """Whether a POST comes from our own pages (login CSRF, logout CSRF).
+
+        ``Sec-Fetch-Site`` (set by the browser, never by a page) must say
+        ``same-origin`` when sent. ``Origin``, when sent, must be ours: the
+        request's own ``Host`` or the base URL's origin. ``Origin: null`` is
+        what Chromium sends for a same-origin form POST from a page with
+        ``Referrer-Policy: no-referrer`` (ours), so it passes only with
+        ``Sec-Fetch-Site: same-origin``; sandboxed frames and ``data:`` pages
+        also send ``null``, but never with that.
+        """
+        fetch_site = request.headers.get("sec-fetch-site")
+        if fetch_site is not None and fetch_site.strip().lower() not in ("same-origin", "none"):
             return False
         origin = request.headers.get("origin")
         if origin is None:
             return True  # older browsers and non-browser clients; SameSite=Strict still guards the cookie
         origin = origin.strip().lower()
+        if origin == "null":
+            return fetch_site is not None and fetch_site.strip().lower() == "same-origin"
         host = request.headers.get("host", "").strip().lower()
         parts = urlsplit(origin)
         return origin == self.origin or (parts.scheme in ("http", "https") and bool(host) and parts.netloc == host)
@@ -424,7 +436,7 @@ class Dashboard:
 def _document(title: str, main: str, *, nav: str = "") -> bytes:
     header = f"<header><h1>mailtrack</h1><nav>{nav}</nav></header>" if nav else ""
     return (f'<!doctype html><html lang="en"><head><meta charset="utf-8">'
-            f'<meta name="viewport" content="width=device-width,initial-scale=1">'
+            f'<meta name="viewport" content="width=device-width,initial-scale=1"><link rel="icon" href="data:,">'
             f"<title>{escape(title)} \u2013 mailtrack</title><style>{_CSS}</style></head>"
             f"<body>{header}<main>{main}</main></body></html>").encode()
 
