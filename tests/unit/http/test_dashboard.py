@@ -8,6 +8,7 @@ import html
 import io
 import re
 import sqlite3
+import xml.etree.ElementTree as ET
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
@@ -379,6 +380,8 @@ def test_hostile_values_from_the_store_are_escaped_everywhere(tmp_path: Path) ->
             assert not any(name.startswith("on") for tag in page.find_all(True) for name in tag.attrs)
             assert "javascript:" not in " ".join(str(a.get("href")) for a in page.find_all("a"))
             assert '<script>alert("recipient")' not in text and "<img src=x" not in text
+            charts = re.findall(r"<svg .*?</svg>", text, re.S)
+            assert charts and all(ET.fromstring(svg).get("role") == "img" for svg in charts)  # well-formed XML
         overview = soup(pages[0]).get_text()
         for value in (HOSTILE["recipient"], HOSTILE["campaign"], HOSTILE["tag"], HOSTILE["message_id"], HOSTILE["url"]):
             assert value in overview  # shown as text, exactly
