@@ -25,11 +25,12 @@ from mailtrack.http.auth import authorize as key_authorize
 from mailtrack.http.dashboard import Dashboard
 from mailtrack.http.endpoints import Endpoints
 from mailtrack.http.events_api import Authorize, EventsApi, error
+from mailtrack.http.health import HealthCheck, HealthReport
 from mailtrack.http.messages import Request, Response
 from mailtrack.http.settings_api import SettingsApi
 from mailtrack.http.v2_api import V2Api
 from mailtrack.http.wsgi import MAX_BODY, WsgiApp
-from mailtrack.storage.base import AccountStore, EventStore
+from mailtrack.storage.base import AccountStore, EventStore, StoreUnavailable
 from mailtrack.storage.sqlite import SQLiteStore
 
 __all__ = ["Service", "build_service", "create_server", "from_environment", "open_account_store", "open_store"]
@@ -128,9 +129,29 @@ def build_service(config: Config, *, authorize: Authorize | None = None) -> Serv
     def events_api(request: Request) -> Response | None:
         return events.handle(request) if events.handles(request.path) else None
 
+    health = HealthCheck(functools.partial(health_report, recorder, store))
     dashboard = Dashboard(store, store, base_url=config.base_url)
-    apis = [SettingsApi(store).handle, V2Api(store).handle, events_api, dashboard.handle]
-    return Service(WsgiApp(endpoints, apis), recorder, deliveries)
+    apis = [health.handle, SettingsApi(store).handle, V2Api(store).handle, events_api, dashboard.handle]
+    return Service(WsgiApp(endpoints, apis, access_log=config.access_log), recorder, deliveries)
+
+
+def health_report(recorder: Recorder, store: EventStore) -> HealthReport:
+    """``/healthz``'s answer now: the store asked (a cheap indexed count), the spool's files measured."""
+    try:
+        backlog: int | None = store.outbox_backlog()
+        ok, error = True, None
+    except StoreUnavailable as exc:
+        backlog, ok, error = None, False, str(exc) or type(exc).__name__
+    files = size = 0
+    directory = recorder.spool_dir
+    if directory is not None:
+        try:
+            for path in directory.glob("*.jsonl"):
+                files += 1
+                size += path.stat().st_size
+        except OSError:  # the directory is gone or unreadable: nothing spooled that we can see
+            pass
+    return HealthReport(store_ok=ok, store_error=error, spool_files=files, spool_bytes=size, webhook_backlog=backlog)
 
 
 def _stored_landing(store: AccountStore, account: str) -> str | None:
@@ -156,18 +177,18 @@ def from_environment(environ: Mapping[str, str] | None = None) -> Service:
 def create_server(service: Service, config: Config, *, sockets: Sequence[socket.socket] | None = None) -> Any:
     """A waitress server for ``service`` on ``config.host``/``config.port`` (or on ``sockets``), not yet running.
 
-    ``X-Forwarded-For`` is judged by the endpoints (``--trusted-proxy``), so
-    waitress passes it through untouched; bodies over :data:`~mailtrack.http.wsgi.MAX_BODY`
-    are refused before they are read. Raises ``ImportError`` without waitress,
+    Tuned to hold thousands of idle or slow connections (:mod:`mailtrack.http.server`: poll, a
+    connection limit from the file limit, a request deadline, idle connections shed at the limit).
+    ``X-Forwarded-For`` is judged by the endpoints (``--trusted-proxy``), so waitress passes it
+    through untouched; bodies over :data:`~mailtrack.http.wsgi.MAX_BODY` are refused by the app in
+    each path's own shape. Raises ``ImportError`` without waitress,
     :class:`~mailtrack.exceptions.ConfigurationError` when the address cannot be bound.
     """
-    import waitress  # type: ignore[import-untyped]
+    from mailtrack.http import server
 
-    where: dict[str, Any] = {"sockets": list(sockets)} if sockets is not None else {"host": config.host,
-                                                                                      "port": config.port}
     try:
-        return waitress.create_server(service.app, threads=config.threads, ident="mailtrack",
-                                      clear_untrusted_proxy_headers=False, max_request_body_size=MAX_BODY, **where)
+        return server.create(service.app, threads=config.threads, max_body=MAX_BODY, host=config.host,
+                             port=config.port, sockets=sockets)
     except (OSError, ValueError) as exc:  # in use, not ours, or waitress' own refusal of the address
         reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
         raise ConfigurationError(f"cannot listen on {config.host}:{config.port}: {reason} (--host, --port)") from None

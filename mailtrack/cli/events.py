@@ -11,6 +11,7 @@ from contextlib import contextmanager
 from urllib.parse import urlencode
 
 from mailtrack.cli._common import UsageError, add_settings, settings
+from mailtrack.delivery.webhooks import new_secret
 from mailtrack.events import EventType, TrackingEvent
 from mailtrack.exceptions import ArgumentError
 from mailtrack.http.events_api import FILTERS, filters_query, parse_parameters
@@ -38,6 +39,8 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     hooks = commands.add_parser("webhooks", help="webhook deliveries per target: pending, delivered, dead",
                                 description="Webhook deliveries per target: pending, delivered, dead.")
     hooks.add_argument("--requeue", action="store_true", help="give dead deliveries a fresh start")
+    hooks.add_argument("--new-secret", action="store_true",
+                       help="print a fresh Standard Webhooks secret (whsec_...) for --webhook-secret, and exit")
     command: argparse.ArgumentParser
     run: Callable[[argparse.Namespace], int]
     for command, run in ((events, print_events), (stats, print_stats), (hooks, print_webhooks)):
@@ -170,6 +173,9 @@ def _print_grouped(args: argparse.Namespace, query: EventQuery) -> int:
 
 def print_webhooks(args: argparse.Namespace) -> int:
     """``mailtrack webhooks``."""
+    if args.new_secret:
+        print(new_secret())
+        return 0
     with open_store(args) as store:
         requeued = store.outbox_requeue(time.time()) if args.requeue else None
         rows = store.outbox_rows()

@@ -187,6 +187,14 @@ class EventStore(Protocol):
         """Mark a delivery done."""
         ...
 
+    def outbox_delivered_many(self, item_ids: Sequence[int], now: float) -> None:
+        """Mark several deliveries done, in one transaction."""
+        ...
+
+    def outbox_backlog(self) -> int:
+        """How many deliveries are waiting (not delivered, not dead): cheap (an index), so ``/healthz`` can ask often."""
+        ...
+
     def outbox_failed(self, item_id: int, error: str, next_attempt: float | None) -> None:
         """Record a failed attempt; ``next_attempt`` None gives up."""
         ...

@@ -702,6 +702,30 @@ class SQLiteStore:
         self._write("UPDATE outbox SET delivered = ?, attempts = attempts + 1 WHERE id = ?", (now, item_id))
 
     @_translated
+    def outbox_backlog(self) -> int:
+        """Deliveries waiting, counted on the partial index ``outbox_due`` (only the waiting rows are in it)."""
+        row = self._connection().execute(
+            "SELECT count(*) FROM outbox INDEXED BY outbox_due WHERE delivered IS NULL AND dead = 0").fetchone()
+        return int(row[0])
+
+    @_translated
+    def outbox_delivered_many(self, item_ids: Sequence[int], now: float) -> None:
+        """Mark several deliveries done in one transaction (what a pooled sender's finished posts cost: one commit)."""
+        if not item_ids:
+            return
+        db = self._connection()
+        with self._writing():
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                db.executemany("UPDATE outbox SET delivered = ?, attempts = attempts + 1 WHERE id = ?",
+                               [(now, item_id) for item_id in item_ids])
+                db.execute("COMMIT")
+            except BaseException:
+                if db.in_transaction:
+                    db.execute("ROLLBACK")
+                raise
+
+    @_translated
     def outbox_failed(self, item_id: int, error: str, next_attempt: float | None) -> None:
         """Record a failed attempt; ``next_attempt`` None gives up (the row stays, marked dead)."""
         if next_attempt is None:

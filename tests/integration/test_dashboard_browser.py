@@ -129,7 +129,7 @@ def as_dataset(group: dict[str, str]) -> dict[str, str]:
 
 def test_dashboard_in_chromium_matches_the_store(serve: Callable[..., Server], tracker: mailtrack.Tracker,  # noqa: F811
                                                  browser: Any, tmp_path: Path) -> None:
-    server = serve()
+    server = serve("--access-log")  # a line per request: none may hold the key
     fill(server, tracker)
     key = cli("apikey", "create", "--db", str(server.db), "--scopes", "stats.read", "--name", "dashboard")
     base = f"http://127.0.0.1:{server.port}"
@@ -236,7 +236,9 @@ def test_dashboard_in_chromium_matches_the_store(serve: Callable[..., Server], t
     for shot in ("dashboard.png", "campaign.png"):
         data = (tmp_path / shot).read_bytes()
         assert data.startswith(b"\x89PNG\r\n\x1a\n") and len(data) > 20_000
-    assert key not in server.stderr() and key not in Path(server.stdout_path).read_text()  # never logged
+    logs = server.stderr() + Path(server.stdout_path).read_text()
+    assert '"POST /dashboard/login" 303' in logs and '"GET /dashboard" 200' in logs  # the access log was on
+    assert key not in logs and key.split(".")[2][:8] not in logs  # and never held the key
 
 
 def test_sign_out_in_chromium(serve: Callable[..., Server], browser: Any) -> None:  # noqa: F811
