@@ -30,7 +30,7 @@ from mailtrack.http.messages import Request, Response
 from mailtrack.http.settings_api import SettingsApi
 from mailtrack.http.v2_api import V2Api
 from mailtrack.http.wsgi import MAX_BODY, WsgiApp
-from mailtrack.storage.base import AccountStore, EventStore, StoreUnavailable
+from mailtrack.storage.base import AccountStore, EventStore, StoreError, StoreUnavailable
 from mailtrack.storage.sqlite import SQLiteStore
 
 __all__ = ["Service", "build_service", "create_server", "from_environment", "open_account_store", "open_store"]
@@ -92,11 +92,22 @@ def loopback_only(endpoints: Endpoints) -> Authorize:
 
 
 def api_keys(store: AccountStore) -> Authorize:
-    """The Events API's authorization: a live API key (``Authorization: Bearer``) holding the scope asked for."""
+    """The Events API's authorization: a live API key (``Authorization: Bearer``) holding the scope asked for.
 
-    def authorize(request: Request, scope: str) -> Response | None:
+    Allowed requests read one account's events: a subuser's key its own; a
+    parent's key the parent's (``""``), or a subuser's with ``on-behalf-of``.
+    """
+
+    def authorize(request: Request, scope: str) -> Response | str | None:
         found = key_authorize(request, scope, store=store)
-        return found if isinstance(found, Response) else None
+        if isinstance(found, Response):
+            return found
+        try:
+            acting = store.account(found.account)
+        except StoreError:
+            return error(503, [(None, "the store is unavailable; try again")], head=request.method == "HEAD",
+                         headers=[("Retry-After", "1")])
+        return found.account if acting is not None and acting.is_subuser else ""
 
     return authorize
 
@@ -122,7 +133,8 @@ def build_service(config: Config, *, authorize: Authorize | None = None) -> Serv
     if landing is None:  # the parent account's stored subscription.landing, read when the page is shown
         landing = functools.partial(_stored_landing, store, config.account_name)
     endpoints = Endpoints(tracker, recorder, trusted_proxies=config.trusted_proxies, max_age=config.max_age,
-                          landing_html=landing)
+                          landing_html=landing, parent_account=config.account_name,
+                          account_landing=functools.partial(_own_landing, store))
     deliveries = [WebhookDelivery(store, url, config.webhook_secret or "").start() for url in config.webhooks]
     events = EventsApi(store, authorize=authorize if authorize is not None else api_keys(store))
 
@@ -152,6 +164,14 @@ def health_report(recorder: Recorder, store: EventStore) -> HealthReport:
         except OSError:  # the directory is gone or unreadable: nothing spooled that we can see
             pass
     return HealthReport(store_ok=ok, store_error=error, spool_files=files, spool_bytes=size, webhook_backlog=backlog)
+
+
+def _own_landing(store: AccountStore, account: str) -> str | None:
+    """The landing page ``account`` itself stored (not its defaults), or None: then the parent's is shown."""
+    if store.account(account) is None:
+        return None
+    landing = store.account_settings(account).get("subscription", {}).get("landing")
+    return landing if isinstance(landing, str) and landing else None
 
 
 def _stored_landing(store: AccountStore, account: str) -> str | None:
