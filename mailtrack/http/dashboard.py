@@ -12,7 +12,8 @@ Pages (all below ``{prefix}/dashboard``):
 * ``GET``/``POST /dashboard/login`` (the form; POST takes ``key``) and
   ``POST /dashboard/logout``.
 
-Every number comes from the store's :meth:`~mailtrack.storage.base.EventStore.grouped_stats`
+A key reads its own account's events, as on ``/v1/stats``: a subuser's key
+the subuser's, the parent's key the parent's. Every number comes from the store's :meth:`~mailtrack.storage.base.EventStore.grouped_stats`
 and :meth:`~mailtrack.storage.base.EventStore.find`, the calls behind
 ``GET /v1/stats`` and ``/v1/events``: one source of truth. Ranges are whole
 UTC days, so the store answers from its rollups.
@@ -48,6 +49,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import dataclasses
 import hashlib
 import json
 import time
@@ -179,10 +181,11 @@ class Dashboard:
                 return self._logout(request)
             key, by_cookie = self._caller(request)
             params = _parameters(request.query)
+            account = self._account_of(key)
             if page == "":
-                body = self._overview(params, key, by_cookie)
+                body = self._overview(params, key, by_cookie, account)
             else:
-                body = self._campaign(params, key, by_cookie)
+                body = self._campaign(params, key, by_cookie, account)
             return _html(200, body, head=head)
         except _Refusal as refusal:
             return refusal.response if not head else _headless(refusal.response)
@@ -224,6 +227,11 @@ class Dashboard:
         if not key or len(key) > _MAX_KEY:
             return None
         return self.accounts.authenticate(key)
+
+    def _account_of(self, key: ApiKey) -> str:
+        """Whose events ``key`` reads (as ``/v1/stats`` decides): a subuser's key its own, the parent's ``""``."""
+        acting = self.accounts.account(key.account)
+        return key.account if acting is not None and acting.is_subuser else ""
 
     def _scoped(self, key: ApiKey, *, by_cookie: bool) -> ApiKey:
         if SCOPE not in key.scopes:
@@ -328,9 +336,9 @@ class Dashboard:
 
     # -- pages --------------------------------------------------------------------------------
 
-    def _overview(self, params: dict[str, str], key: ApiKey, by_cookie: bool) -> bytes:
+    def _overview(self, params: dict[str, str], key: ApiKey, by_cookie: bool, account: str) -> bytes:
         first, last, campaign_key = self._range(params)
-        window = _window(first, last)
+        window = _window(first, last, account)
         days = self.events.grouped_stats(window, "day")
         campaigns = self.events.grouped_stats(window, "campaign", campaign_key=campaign_key)
         recent = self.events.find(window, limit=RECENT).events
@@ -358,13 +366,12 @@ class Dashboard:
         )
         return _document("Dashboard", main, nav=self._nav(key, by_cookie))
 
-    def _campaign(self, params: dict[str, str], key: ApiKey, by_cookie: bool) -> bytes:
+    def _campaign(self, params: dict[str, str], key: ApiKey, by_cookie: bool, account: str) -> bytes:
         first, last, campaign_key = self._range(params)
         name = params.get("name")
         if name is None:
             raise _Refusal(self._message(400, "Bad request", "Name a campaign: <code>?name=...</code>."))
-        base = _window(first, last)
-        window = EventQuery(since=base.since, until=base.until, metadata=((campaign_key, name),))
+        window = dataclasses.replace(_window(first, last, account), metadata=((campaign_key, name),))
         days = self.events.grouped_stats(window, "day")
         rows = self.events.grouped_stats(window, "campaign", campaign_key=campaign_key)
         links = self.events.grouped_stats(window, "link")[:TOP_LINKS]
@@ -619,10 +626,10 @@ def _day(params: dict[str, str], name: str, problems: list[str]) -> date | None:
     return day
 
 
-def _window(first: date, last: date) -> EventQuery:
-    """The events of the UTC days ``first`` to ``last`` inclusive (day boundaries: the store answers from rollups)."""
+def _window(first: date, last: date, account: str) -> EventQuery:
+    """``account``'s events of the UTC days ``first`` to ``last`` inclusive (whole days: answered from rollups)."""
     since = datetime(first.year, first.month, first.day, tzinfo=timezone.utc).timestamp()
-    return EventQuery(since=since, until=since + 86400 * ((last - first).days + 1))
+    return EventQuery(since=since, until=since + 86400 * ((last - first).days + 1), account=account)
 
 
 def _basic(credentials: str) -> tuple[str | None, str | None]:

@@ -101,7 +101,7 @@ def fill(server: Server, tracker: mailtrack.Tracker) -> None:
 def window(first: str, last: str, **filters: Any) -> EventQuery:
     start = datetime.combine(date.fromisoformat(first), datetime.min.time(), timezone.utc).timestamp()
     end = datetime.combine(date.fromisoformat(last) + timedelta(days=1), datetime.min.time(), timezone.utc).timestamp()
-    return EventQuery(since=start, until=end, **filters)
+    return EventQuery(since=start, until=end, account="", **filters)  # the parent's events: the key is the parent's
 
 
 def numbers(row: Any) -> dict[str, str]:

@@ -55,6 +55,11 @@ def store(tmp_path: Path) -> Iterator[SQLiteStore]:
             url=f"https://example.com/{['a', 'b', 'c'][i % 3]}" if kind == "clicked" else None,
             timestamp=NOW - timedelta(days=i % 12, hours=i % 3),
             metadata={"campaign": ["spring", "fall"][i % 2], "batch": f"b{i % 3}"}, tags=("news",) if i % 2 else ()))
+    for i in range(12):  # a subuser's: never on the parent's pages
+        store.record(TrackingEvent(
+            event_type="opened" if i % 3 else "clicked", message_id=f"s{i % 3}", recipient=f"s{i % 2}@example.com",
+            url="https://sub.example/x" if i % 3 == 0 else None, timestamp=NOW - timedelta(days=i % 4),
+            metadata={"campaign": "sub-campaign"}, account="sub1"))
     store.record(TrackingEvent(  # outside the default range: never counted by the default page
         event_type="opened", message_id="old", recipient="old@example.com", timestamp=NOW - timedelta(days=45),
         metadata={"campaign": "spring"}))
@@ -123,9 +128,10 @@ def expected_numbers(stats_row: object) -> dict[str, str]:
             "click_to_open": cto}
 
 
-def window(first: object = FIRST, last: object = TODAY) -> EventQuery:
+def window(first: object = FIRST, last: object = TODAY, account: str = "") -> EventQuery:
     since = datetime(first.year, first.month, first.day, tzinfo=timezone.utc).timestamp()  # type: ignore[attr-defined]
-    return EventQuery(since=since, until=since + 86400 * ((last - first).days + 1))  # type: ignore[operator]
+    return EventQuery(since=since, until=since + 86400 * ((last - first).days + 1),  # type: ignore[operator]
+                      account=account)
 
 
 # -- who may look ---------------------------------------------------------------------------------
@@ -319,7 +325,7 @@ def test_the_campaign_page_shows_its_days_top_links_and_events(store: SQLiteStor
     response = get(dashboard(store), "/dashboard/campaign", {"name": "spring"}, headers=basic(keys.full))
     assert response.status == 200
     page = soup(response)
-    query = EventQuery(since=window().since, until=window().until, metadata=(("campaign", "spring"),))
+    query = EventQuery(since=window().since, until=window().until, metadata=(("campaign", "spring"),), account="")
     (row,) = store.grouped_stats(query, "campaign")
     summary = page.select_one("#campaign table.stats tbody tr")
     assert summary is not None and row_numbers(summary) == expected_numbers(row)
@@ -469,7 +475,8 @@ def test_a_store_that_cannot_be_read_gives_a_503_page(tmp_path: Path) -> None:
         store.create_account("parent")
         key = store.create_key("parent", ["stats.read"])[1]
         with sqlite3.connect(path) as connection:  # the event tables went away under the store
-            connection.executescript("DROP TABLE rollups; DROP TABLE outbox; DROP TABLE events;")
+            connection.executescript("DROP TABLE IF EXISTS rollups; DROP TABLE IF EXISTS rollup_days; "
+                                     "DROP TABLE IF EXISTS rollup_totals; DROP TABLE outbox; DROP TABLE events;")
         with pytest.raises(StoreUnavailable):
             store.find(EventQuery())
         board = dashboard(store)
@@ -496,3 +503,26 @@ def test_through_the_wsgi_adapter_the_form_post_signs_in(store: SQLiteStore, key
     environ = {"REQUEST_METHOD": "GET", "PATH_INFO": "/dashboard", "wsgi.input": io.BytesIO(b""),
                "HTTP_COOKIE": f"{COOKIE}={keys.full}"}
     assert app.respond(environ).status == 200
+
+
+def test_a_key_reads_its_own_accounts_events_only(store: SQLiteStore, keys: Keys) -> None:
+    """As on /v1/stats: the parent's key the parent's events, a subuser's key the subuser's."""
+    store.create_account("sub1", parent="parent")
+    sub_key = store.create_key("sub1", ["stats.read"])[1]
+    board = dashboard(store)
+    parent_page = soup(get(board, headers=basic(keys.full)))
+    sub_page = soup(get(board, headers=basic(sub_key)))
+    parent_campaigns = {str(tr["data-key"]) for tr in parent_page.select("#campaigns table.stats tbody tr")}
+    sub_rows = {str(tr["data-key"]): row_numbers(tr) for tr in sub_page.select("#campaigns table.stats tbody tr")}
+    assert parent_campaigns == {"spring", "fall"}
+    sub_stats = store.grouped_stats(window(account="sub1"), "campaign")
+    assert sub_rows == {row.key: expected_numbers(row) for row in sub_stats} and set(sub_rows) == {"sub-campaign"}
+    assert [tr["data-event-id"] for tr in sub_page.select("#recent tbody tr")] == [
+        e.event_id for e in store.find(window(account="sub1"), limit=50).events]
+    assert {g["data-key"]: g["data-opens"] for g in groups(sub_page, "days") if g["data-opens"] != "0"} == {
+        row.key: str(row.opens) for row in store.grouped_stats(window(account="sub1"), "day") if row.opens}
+    sub_campaign = soup(get(board, "/dashboard/campaign", {"name": "sub-campaign"}, headers=basic(sub_key)))
+    assert [tr["data-key"] for tr in sub_campaign.select("#links table.links tbody tr")] == ["https://sub.example/x"]
+    hidden = get(board, "/dashboard/campaign", {"name": "sub-campaign"}, headers=basic(keys.full))
+    assert "No events yet for this campaign" in hidden.body.decode()  # the parent's key does not see it
+    assert "sub1" in (sub_page.select_one("header nav") or Tag(name="x")).get_text()
