@@ -22,6 +22,7 @@ from mailtrack.delivery.recorder import Recorder
 from mailtrack.delivery.webhooks import WebhookDelivery
 from mailtrack.exceptions import ConfigurationError
 from mailtrack.http.auth import authorize as key_authorize
+from mailtrack.http.dashboard import Dashboard
 from mailtrack.http.endpoints import Endpoints
 from mailtrack.http.events_api import Authorize, EventsApi, error
 from mailtrack.http.health import HealthCheck, HealthReport
@@ -118,7 +119,8 @@ def build_service(config: Config, *, authorize: Authorize | None = None) -> Serv
     otherwise). Every check runs before anything opens the database or starts a thread. The Events API
     (``/v1/events``, ``/v1/stats``) is served beside the tracking URLs, each request allowed by
     ``authorize(request, scope)`` (default: :func:`api_keys`, a live API key holding
-    ``events.read`` or ``stats.read``; :func:`loopback_only` is the key-less alternative).
+    ``events.read`` or ``stats.read``; :func:`loopback_only` is the key-less alternative). The dashboard
+    (``/dashboard``, :mod:`mailtrack.http.dashboard`) always asks for a key holding ``stats.read``.
     """
     config.require("secret_keys", "base_url", "db")
     assert config.base_url is not None and config.db is not None  # require() checked them; for mypy
@@ -140,7 +142,8 @@ def build_service(config: Config, *, authorize: Authorize | None = None) -> Serv
         return events.handle(request) if events.handles(request.path) else None
 
     health = HealthCheck(functools.partial(health_report, recorder, store))
-    apis = [health.handle, SettingsApi(store).handle, V2Api(store).handle, events_api]
+    dashboard = Dashboard(store, store, base_url=config.base_url)
+    apis = [health.handle, SettingsApi(store).handle, V2Api(store).handle, events_api, dashboard.handle]
     return Service(WsgiApp(endpoints, apis, access_log=config.access_log), recorder, deliveries)
 
 

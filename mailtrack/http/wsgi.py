@@ -70,6 +70,10 @@ class WsgiApp:
         headers = {
             key[5:].replace("_", "-").lower(): _text(value) for key, value in environ.items() if key.startswith("HTTP_")
         }
+        # PEP 3333 keeps these two out of HTTP_*: without them no handler could tell a form body from another
+        for key, name in (("CONTENT_TYPE", "content-type"), ("CONTENT_LENGTH", "content-length")):
+            if environ.get(key):
+                headers[name] = _text(environ[key])
         request = Request(
             method=environ.get("REQUEST_METHOD", "GET").upper(),
             path=path,
