@@ -25,6 +25,7 @@ from mailtrack.http.auth import authorize as key_authorize
 from mailtrack.http.endpoints import Endpoints
 from mailtrack.http.events_api import Authorize, EventsApi, error
 from mailtrack.http.messages import Request, Response
+from mailtrack.http.openapi import OpenApiDocument
 from mailtrack.http.settings_api import SettingsApi
 from mailtrack.http.v2_api import V2Api
 from mailtrack.http.wsgi import MAX_BODY, WsgiApp
@@ -126,7 +127,7 @@ def build_service(config: Config, *, authorize: Authorize | None = None) -> Serv
     def events_api(request: Request) -> Response | None:
         return events.handle(request) if events.handles(request.path) else None
 
-    apis = [SettingsApi(store).handle, V2Api(store).handle, events_api]
+    apis = [OpenApiDocument().handle, SettingsApi(store).handle, V2Api(store).handle, events_api]
     return Service(WsgiApp(endpoints, apis), recorder, deliveries)
 
 
@@ -162,9 +163,50 @@ def create_server(service: Service, config: Config, *, sockets: Sequence[socket.
 
     where: dict[str, Any] = {"sockets": list(sockets)} if sockets is not None else {"host": config.host,
                                                                                       "port": config.port}
+    servers: dict[Any, Any] = {}  # waitress' socket map: the listening servers register themselves in it
     try:
-        return waitress.create_server(service.app, threads=config.threads, ident="mailtrack",
-                                      clear_untrusted_proxy_headers=False, max_request_body_size=MAX_BODY, **where)
+        # One byte above ours: waitress refuses a body that reaches its limit, and MAX_BODY bytes are allowed.
+        server = waitress.create_server(service.app, map=servers, threads=config.threads, ident="mailtrack",
+                                        clear_untrusted_proxy_headers=False, max_request_body_size=MAX_BODY + 1,
+                                        **where)
     except (OSError, ValueError) as exc:  # in use, not ours, or waitress' own refusal of the address
         reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
         raise ConfigurationError(f"cannot listen on {config.host}:{config.port}: {reason} (--host, --port)") from None
+    channel = _api_error_channel(service.app)
+    for listener in servers.values():  # before run(): every connection accepted from now on uses it
+        if hasattr(listener, "channel_class"):
+            listener.channel_class = channel
+    return server
+
+
+def _api_error_channel(app: WsgiApp) -> Any:
+    """A waitress channel class whose own refusals on API paths are in the API's shape (JSON, or v2's XML).
+
+    waitress answers some requests itself, before the app runs: a chunked body
+    over ``max_request_body_size`` (413), broken chunked encoding (400), an
+    app that raised (500). Its answer is ``text/plain``; on an API path that
+    breaks the promise of the API's error shape, so :meth:`WsgiApp.server_refusal`
+    writes it instead. Other paths keep waitress' answer. ``error_task_class``
+    is waitress' hook for this (``HTTPChannel`` reads it for each refusal).
+    """
+    from waitress.channel import HTTPChannel  # type: ignore[import-untyped]
+    from waitress.task import ErrorTask  # type: ignore[import-untyped]
+
+    class ApiErrorTask(ErrorTask):  # type: ignore[misc]
+        def execute(self) -> None:
+            problem = self.request.error
+            answer = app.server_refusal(self.request.path or "", int(problem.code), f"{problem.reason}: {problem.body}")
+            if answer is None:
+                super().execute()
+                return
+            self.status = f"{answer.status} {answer.reason}"
+            self.response_headers.extend((name, value) for name, value in answer.safe_headers
+                                         if name.lower() != "content-length")  # waitress writes its own
+            self.set_close_on_finish()
+            self.content_length = len(answer.body)
+            self.write(answer.body)
+
+    class ApiChannel(HTTPChannel):  # type: ignore[misc]
+        error_task_class = ApiErrorTask
+
+    return ApiChannel

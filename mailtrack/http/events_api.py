@@ -42,7 +42,7 @@ from mailtrack.exceptions import MailtrackError
 from mailtrack.http.messages import Request, Response
 from mailtrack.storage.base import GROUP_BYS, MAX_PAGE, EventQuery, EventStore, GroupBy, StoreError
 
-__all__ = ["FILTERS", "SCOPES", "Authorize", "EventsApi", "allow_all", "error", "filters_query", "json_response",
+__all__ = ["DEFAULT_LIMIT", "FILTERS", "PARAMETERS", "SCOPES", "Authorize", "EventsApi", "allow_all", "error", "filters_query", "json_response",
            "parse_parameters"]
 
 #: ``authorize(request, scope)``: None lets the request through, a Response (401, 403) is sent instead.
@@ -52,6 +52,8 @@ SCOPES = {"events": "events.read", "stats": "stats.read"}
 DEFAULT_LIMIT = 100
 FILTERS = ("message_id", "recipient", "type", "since", "until", "tag")
 _PARAMETERS = {"events": (*FILTERS, "limit", "cursor"), "stats": (*FILTERS, "group_by", "campaign_key")}
+#: Each endpoint's query parameters (besides ``metadata.KEY``); the OpenAPI document lists these.
+PARAMETERS = _PARAMETERS
 _CURSOR_PREFIX = "before:"
 
 
