@@ -185,7 +185,8 @@ def _time(params: dict[str, str], name: str, problems: list[tuple[str | None, st
             value = None
         else:
             value = (moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)).timestamp()
-    if value is None or not math.isfinite(value) or not 0 <= value < 253402300800:  # up to year 9999
+    # Years 1 to 9999, as ISO 8601 writes them: a filter before 1970 is a fair question (it selects every event).
+    if value is None or not math.isfinite(value) or not -62135596800 <= value < 253402300800:
         problems.append((name, "must be ISO 8601 (2024-03-01, 2024-03-01T09:00:00Z) or Unix seconds"))
         return None
     return value

@@ -46,9 +46,13 @@ __all__ = ["PATH", "OpenApiDocument", "build_document"]
 PATH = "/openapi.json"
 _JSON = "application/json"
 _XML = "application/xml"
+_URL_SET = "an absolute http(s) URI, or \"\" to unset it"
+#: ``url`` as we take it: SendGrid's ``format: uri``, http(s) only, or "" to unset it.
+_WEB_URI_OR_EMPTY: dict[str, Any] = {"type": "string", "anyOf": [{"format": "uri", "pattern": "^[Hh][Tt][Tt][Pp][Ss]?://"},
+                                                 {"maxLength": 0}]}
 
 # -- SendGrid's schemas (tsg_tracking_settings_v3.json, MIT, see the module docstring) ----------------------------
-_ON_BEHALF_OF = {
+_ON_BEHALF_OF: dict[str, Any] = {
     "name": "on-behalf-of",
     "in": "header",
     "description": (
@@ -59,7 +63,7 @@ _ON_BEHALF_OF = {
     "required": False,
     "schema": {"type": "string"},
 }
-_CLICK_TRACKING = {
+_CLICK_TRACKING: dict[str, Any] = {
     "title": "Settings: Click Tracking",
     "type": "object",
     "properties": {
@@ -70,7 +74,7 @@ _CLICK_TRACKING = {
     "required": ["enable_text", "enabled"],
     "example": {"enable_text": False, "enabled": False},
 }
-_GOOGLE_ANALYTICS = {
+_GOOGLE_ANALYTICS: dict[str, Any] = {
     "title": "Settings: Google Analytics",
     "type": "object",
     "properties": {
@@ -84,7 +88,7 @@ _GOOGLE_ANALYTICS = {
     "example": {"enabled": True, "utm_source": "sendgrid.com", "utm_medium": "email", "utm_term": "",
                 "utm_content": "", "utm_campaign": "website"},
 }
-_SUBSCRIPTION = {
+_SUBSCRIPTION: dict[str, Any] = {
     "title": "Settings: Subscription Tracking",
     "type": "object",
     "properties": {
@@ -103,17 +107,23 @@ _SUBSCRIPTION = {
                 "description": "The URL where you would like your users sent to unsubscribe."},
     },
 }
-_OPEN = {
+#: What GET and PATCH answer for subscription: SendGrid's schema, with ``url`` "" when it was never set.
+_SUBSCRIPTION_STATE = copy.deepcopy(_SUBSCRIPTION)
+_SUBSCRIPTION_STATE["title"] = "Subscription Tracking Settings as answered"
+_SUBSCRIPTION_STATE["properties"]["url"] = {
+    "type": "string", "anyOf": [{"format": "uri"}, {"maxLength": 0}],
+    "description": _SUBSCRIPTION["properties"]["url"]["description"] + " An empty string when not set."}
+_OPEN: dict[str, Any] = {
     "type": "object",
     "properties": {"enabled": {"type": "boolean", "description": "Indicates if open tracking is enabled."}},
     "required": ["enabled"],
 }
-_ENABLED_ONLY = {
+_ENABLED_ONLY: dict[str, Any] = {
     "type": "object",
     "properties": {"enabled": {"type": "boolean", "description": "The new status of this tracking setting."}},
     "example": {"enabled": True},
 }
-_LIST = {
+_LIST: dict[str, Any] = {
     "type": "object",
     "properties": {
         "result": {
@@ -143,11 +153,11 @@ _V3_SECTIONS: dict[str, tuple[str, str, str, dict[str, Any], dict[str, Any]]] = 
     "open": ("OpenTracking", "Get Open Tracking Settings", "Update Open Tracking Settings", _OPEN, _ENABLED_ONLY),
     "subscription": ("SubscriptionTracking", "Retrieve Subscription Tracking Settings",
                      "Update Subscription Tracking Settings",
-                     {"$ref": "#/components/schemas/SubscriptionTrackingSettings"}, _SUBSCRIPTION),
+                     {"$ref": "#/components/schemas/SubscriptionTrackingState"}, _SUBSCRIPTION),
 }
 
 # -- our own schemas --------------------------------------------------------------------------------------------
-_ERRORS = {
+_ERRORS: dict[str, Any] = {
     "title": "Errors",
     "description": "SendGrid's error shape; `field` names the request field at fault, or is null.",
     "type": "object",
@@ -166,8 +176,8 @@ _ERRORS = {
         },
     },
 }
-_NULLABLE_STRING = {"type": ["string", "null"]}
-_EVENT = {
+_NULLABLE_STRING: dict[str, Any] = {"type": ["string", "null"]}
+_EVENT: dict[str, Any] = {
     "title": "TrackingEvent",
     "description": "One open, click or unsubscribe, as webhooks and `mailtrack events --json` show it.",
     "type": "object",
@@ -191,10 +201,10 @@ _EVENT = {
         "tags": {"type": "array", "items": {"type": "string"}},
     },
 }
-_COUNT = {"type": "integer", "minimum": 0}
-_NULLABLE_COUNT = {"type": ["integer", "null"], "minimum": 0}
-_RATE = {"type": ["number", "null"], "minimum": 0}
-_STATS_ROW = {
+_COUNT: dict[str, Any] = {"type": "integer", "minimum": 0}
+_NULLABLE_COUNT: dict[str, Any] = {"type": ["integer", "null"], "minimum": 0}
+_RATE: dict[str, Any] = {"type": ["number", "null"], "minimum": 0}
+_STATS_ROW: dict[str, Any] = {
     "title": "StatsRow",
     "description": "The counts of one group; `sent` and the rates over it are null while the store does not know "
                    "how many were sent; in `link` rows only the click counts mean anything (the rest are null).",
@@ -209,14 +219,17 @@ _STATS_ROW = {
         "click_rate": _RATE, "click_to_open_rate": _RATE,
     },
 }
+#: ``since``/``until``: what ``events_api`` reads (a year up to 9999; a date that does not exist is a 400).
+_MOMENT: dict[str, Any] = {"anyOf": [{"type": "string", "format": "date-time"}, {"type": "string", "format": "date"},
+                     {"type": "string", "pattern": "^[0-9]{1,11}(\\.[0-9]{1,6})?$", "description": "Unix seconds"}]}
 #: Each Events API query parameter's schema and description (every name in events_api.PARAMETERS must be here).
 _V1_PARAMETERS: dict[str, tuple[dict[str, Any], str]] = {
     "message_id": ({"type": "string", "minLength": 1}, "Only the events of this Message-ID."),
     "recipient": ({"type": "string"}, "Only the events of this recipient (empty: of messages tracked without one)."),
     "type": ({"type": "string", "enum": [member.value for member in EventType]}, "Only events of this type."),
-    "since": ({"type": "string"}, "Events at or after this time: ISO 8601 (a date, or a date and time; UTC when "
-                                  "no offset is given) or Unix seconds."),
-    "until": ({"type": "string"}, "Events before this time (same forms as since; must be later than since)."),
+    "since": (_MOMENT, "Events at or after this time: ISO 8601 (a date, or a date and time; UTC when no offset is "
+                       "given) or Unix seconds."),
+    "until": (_MOMENT, "Events before this time (same forms as since; must be later than since)."),
     "tag": ({"type": "string", "minLength": 1}, "Only events of messages with this tag."),
     "limit": ({"type": "integer", "minimum": 1, "maximum": MAX_PAGE, "default": DEFAULT_LIMIT},
               f"At most this many events (1 to {MAX_PAGE})."),
@@ -271,9 +284,12 @@ def _v3_paths() -> dict[str, Any]:
     for section, (stem, get_summary, patch_summary, answer, body) in sorted(_V3_SECTIONS.items()):
         strict = copy.deepcopy(body)
         strict["additionalProperties"] = False  # ours: an unknown field is a 400, not ignored
-        for field in strict["properties"].values():
+        for name, field in strict["properties"].items():
             if field.get("type") == "string":
                 field["description"] += " (Here: null clears it, as if never set.)"
+            if name == "url":  # ours: only web URIs are stored (or "" to unset)
+                strict["properties"][name] = {**_WEB_URI_OR_EMPTY,
+                                              "description": field["description"] + f" Here: {_URL_SET}."}
         ok = _json(answer, f"The {section} setting (strings never set are \"\").", _NO_STORE)
         paths[f"{V3_PREFIX}/{section}"] = {
             "get": {"operationId": f"List{stem}Setting", "summary": get_summary, **common,
@@ -289,29 +305,47 @@ def _v3_paths() -> dict[str, Any]:
 
 
 def _v2_form() -> dict[str, Any]:
-    properties: dict[str, Any] = {
+    """The form of each task (one variant per task group, one per app for setup), as the server checks it."""
+    common: dict[str, Any] = {
         "api_user": {"type": "string", "description": "The account's name."},
         "api_key": {"type": "string", "description": "A key from `mailtrack apikey create` for api_user."},
-        "task": {"type": "string", "enum": list(TASKS.values()), "description": "Matched without regard to case."},
         "user": {"type": "string", "description": "A subuser of api_user (absent or api_user: its own settings)."},
-        "name": {"type": "string", "enum": list(APPS), "description": "The app (all tasks but getAvailable)."},
     }
+
+    def variant(title: str, tasks: list[str], extra: dict[str, Any], required: list[str],
+                **more: Any) -> dict[str, Any]:
+        return {"title": title, "type": "object", "additionalProperties": False,
+                "required": ["api_user", "api_key", "task", *required],
+                "properties": {**common, "task": {"type": "string", "enum": tasks}, **extra}, **more}
+
+    variants = [
+        variant("getAvailable", ["getAvailable"], {}, []),
+        variant("an app's state or settings", [TASKS[name] for name in ("activate", "deactivate", "getsettings")],
+                {"name": {"type": "string", "enum": list(APPS)}}, ["name"]),
+    ]
     for name, app in APPS.items():
+        if not app.fields:
+            continue
+        fields: dict[str, Any] = {}
         for field in app.fields:
-            entry = properties.setdefault(field, {"type": "string", "description": "A setup field of "})
-            if field in app.booleans:
-                entry["enum"] = ["0", "1"]
-            entry["description"] += f"{name} "
-    return {"type": "object", "required": ["api_user", "api_key", "task"], "additionalProperties": False,
-            "properties": properties}
+            fields[field] = ({"type": "string", "enum": ["0", "1"]} if field in app.booleans
+                             else {**_WEB_URI_OR_EMPTY, "description": _URL_SET} if field == "url"
+                             else {"type": "string"})
+        required = sorted(app.required)
+        # setup needs the app's required fields, or else at least one field (v2's "missing parameters")
+        more = {} if required else {"anyOf": [{"required": [field]} for field in app.fields]}
+        variants.append(variant(f"setup {name}", ["setup"], {"name": {"const": name}, **fields},
+                                ["name", *required], **more))
+    return {"title": "V2Form", "description": "Tasks are matched without regard to case (getavailable works).",
+            "oneOf": variants}
 
 
-_V2_ERROR = {
+_V2_ERROR: dict[str, Any] = {
     "title": "V2Error", "type": "object", "required": ["message", "errors"], "additionalProperties": False,
     "properties": {"message": {"const": "error"},
                    "errors": {"type": "array", "minItems": 1, "items": {"type": "string"}}},
 }
-_V2_OK = {"anyOf": [
+_V2_OK: dict[str, Any] = {"anyOf": [
     {"title": "getAvailable", "type": "array", "items": {
         "type": "object", "required": ["name", "title", "description", "activated"], "additionalProperties": False,
         "properties": {"name": {"type": "string", "enum": list(APPS)}, "title": {"type": "string"},
@@ -401,7 +435,8 @@ def build_document() -> dict[str, Any]:
         "paths": {**_v3_paths(), **_v2_paths(), **_v1_paths()},
         "components": {
             "schemas": {"ClickTracking": _CLICK_TRACKING, "GoogleAnalyticsSettings": _GOOGLE_ANALYTICS,
-                        "SubscriptionTrackingSettings": _SUBSCRIPTION, "Errors": _ERRORS, "TrackingEvent": _EVENT,
+                        "SubscriptionTrackingSettings": _SUBSCRIPTION,
+                        "SubscriptionTrackingState": _SUBSCRIPTION_STATE, "Errors": _ERRORS, "TrackingEvent": _EVENT,
                         "StatsRow": _STATS_ROW, "V2Form": _v2_form(), "V2Result": _V2_OK, "V2Error": _V2_ERROR},
             "parameters": {"OnBehalfOf": _ON_BEHALF_OF},
             "securitySchemes": {"BearerAuth": {
