@@ -165,9 +165,11 @@ def create_server(service: Service, config: Config, *, sockets: Sequence[socket.
                                                                                       "port": config.port}
     servers: dict[Any, Any] = {}  # waitress' socket map: the listening servers register themselves in it
     try:
-        # One byte above ours: waitress refuses a body that reaches its limit, and MAX_BODY bytes are allowed.
+        # Twice ours: waitress counts a chunked body's framing too (and refuses a body that reaches its limit), so a
+        # body of MAX_BODY bytes in chunks passes it and WsgiApp judges the real length. Anything bigger is still
+        # refused by waitress before it is buffered (a Content-Length unread), in the API's shape (_api_error_channel).
         server = waitress.create_server(service.app, map=servers, threads=config.threads, ident="mailtrack",
-                                        clear_untrusted_proxy_headers=False, max_request_body_size=MAX_BODY + 1,
+                                        clear_untrusted_proxy_headers=False, max_request_body_size=2 * MAX_BODY,
                                         **where)
     except (OSError, ValueError) as exc:  # in use, not ours, or waitress' own refusal of the address
         reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)

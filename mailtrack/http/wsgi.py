@@ -96,6 +96,10 @@ class WsgiApp:
         headers = {
             key[5:].replace("_", "-").lower(): _text(value) for key, value in environ.items() if key.startswith("HTTP_")
         }
+        # PEP 3333 keeps these two out of HTTP_*: without them the APIs never saw a body's Content-Type.
+        for key in ("CONTENT_TYPE", "CONTENT_LENGTH"):
+            if environ.get(key):
+                headers[key.replace("_", "-").lower()] = _text(environ[key])
         request = Request(
             method=environ.get("REQUEST_METHOD", "GET").upper(),
             path=path,
