@@ -220,8 +220,11 @@ _STATS_ROW: dict[str, Any] = {
     },
 }
 #: ``since``/``until``: what ``events_api`` reads (a year up to 9999; a date that does not exist is a 400).
-_MOMENT: dict[str, Any] = {"anyOf": [{"type": "string", "format": "date-time"}, {"type": "string", "format": "date"},
-                     {"type": "string", "pattern": "^[0-9]{1,11}(\\.[0-9]{1,6})?$", "description": "Unix seconds"}]}
+_MOMENT: dict[str, Any] = {"anyOf": [
+    {"type": "string", "format": "date-time"},
+    {"type": "string", "format": "date"},
+    {"type": "string", "pattern": "^[0-9]{1,11}(\\.[0-9]{1,6})?$", "description": "Unix seconds"},
+]}
 #: Each Events API query parameter's schema and description (every name in events_api.PARAMETERS must be here).
 _V1_PARAMETERS: dict[str, tuple[dict[str, Any], str]] = {
     "message_id": ({"type": "string", "minLength": 1}, "Only the events of this Message-ID."),
