@@ -3,15 +3,15 @@
 
     python3 tasks.py demo    # make .venv, install mailtrack, run the end-to-end demo
     python3 tasks.py test    # make .venv, install mailtrack[test], run the whole test suite
-    python3 tasks.py bench   # make .venv, install mailtrack[bench], run the six benchmarks (rewrite, message, serve, pathological, batch, events_api)
+    python3 tasks.py bench   # make .venv, install mailtrack[bench], run the seven benchmarks (rewrite, message, serve, pathological, batch, events_api, webhooks)
     python3 tasks.py mutate  # make .venv, install mailtrack[mutation,test], mutation-test the core modules
     python3 tasks.py test-django  # only the Django tests, under each Django of the matrix (also the end of `test`)
 
 Extra arguments go to the command run (pytest, the demo, the benchmark). For
 ``bench`` they all go to benchmarks/bench_rewrite.py, and ``--quick`` (or ``--help``) to
-benchmarks/bench_message.py, bench_serve.py, bench_pathological.py, bench_batch.py and bench_events_api.py as well (their other options,
+benchmarks/bench_message.py, bench_serve.py, bench_pathological.py, bench_batch.py, bench_events_api.py and bench_webhooks.py as well (their other options,
 such as ``--out``, would clash); ``bench rewrite ARGS...``, ``bench message ARGS...``,
-``bench serve ARGS...``, ``bench pathological ARGS...``, ``bench batch ARGS...`` or ``bench events_api ARGS...`` runs just that one benchmark
+``bench serve ARGS...``, ``bench pathological ARGS...``, ``bench batch ARGS...``, ``bench events_api ARGS...`` or ``bench webhooks ARGS...`` runs just that one benchmark
 with all the arguments (``bench batch --messages 100000`` for the issue's full figure).
 
 ``test`` ends with ``test-django``: the Django test files alone, once per
@@ -50,6 +50,7 @@ BENCHMARKS = {
     "pathological": "benchmarks/bench_pathological.py",
     "batch": "benchmarks/bench_batch.py",
     "events_api": "benchmarks/bench_events_api.py",
+    "webhooks": "benchmarks/bench_webhooks.py",
 }
 
 # The Django test files, run again under each Django of the matrix (the main run uses the newest that installs).
@@ -199,6 +200,7 @@ def main(argv: list[str]) -> int:
             run(PYTHON, BENCHMARKS["pathological"], *passed_on)
             run(PYTHON, BENCHMARKS["batch"], *passed_on)
             run(PYTHON, BENCHMARKS["events_api"], *passed_on)
+            run(PYTHON, BENCHMARKS["webhooks"], *passed_on)
     except subprocess.CalledProcessError as exc:
         return exc.returncode
     return 0

@@ -37,7 +37,7 @@ from pathlib import Path
 from typing import Any
 
 from mailtrack.core.urls import UrlLayout
-from mailtrack.delivery.webhooks import check_url, secret_key
+from mailtrack.delivery.webhooks import check_url, secret_keys
 from mailtrack.exceptions import ArgumentError, ConfigurationError, MailtrackError
 from mailtrack.http.endpoints import check_max_age, trusted_networks
 from mailtrack.storage.accounts import check_account_name
@@ -74,6 +74,7 @@ class Option:
     metavar: str | None = None
     many: bool = False
     secret: bool = False
+    switch: bool = False  #: on or off: ``--flag`` alone; the variable is 1/true/yes/on or 0/false/no/off
 
     @property
     def where(self) -> str:
@@ -97,6 +98,8 @@ OPTIONS: dict[str, Option] = _options(
     Option("host", "--host", "MAILTRACK_HOST", "address to listen on", default="127.0.0.1"),
     Option("port", "--port", "MAILTRACK_PORT", "port to listen on, 0 for any free port", default=8025),
     Option("threads", "--threads", "MAILTRACK_THREADS", "worker threads", default=8),
+    Option("access_log", "--access-log", "MAILTRACK_ACCESS_LOG", "log a line per request (tokens shortened, "
+           "no query strings or credentials)", default=False, switch=True),
     Option("trusted_proxy", "--trusted-proxy", "MAILTRACK_TRUSTED_PROXIES", "believe X-Forwarded-For from this "
            "address or network; repeatable, comma-separated in the variable", field="trusted_proxies",
            metavar="ADDRESS", many=True),
@@ -106,7 +109,8 @@ OPTIONS: dict[str, Option] = _options(
            "mailtrack adds its button", field="landing_html", metavar="FILE"),
     Option("webhook", "--webhook", "MAILTRACK_WEBHOOK", "POST each event to this URL; repeatable, "
            "comma-separated in the variable", field="webhooks", metavar="URL", many=True),
-    Option("webhook_secret", "--webhook-secret", "MAILTRACK_WEBHOOK_SECRET", "HMAC key for the webhook signature",
+    Option("webhook_secret", "--webhook-secret", "MAILTRACK_WEBHOOK_SECRET", "Standard Webhooks signing secret "
+           "(whsec_..., from mailtrack webhooks --new-secret); several separated by spaces while rotating",
            metavar="SECRET", secret=True),
     Option("account_name", "--account-name", "MAILTRACK_ACCOUNT_NAME", "the parent account's name (subusers belong "
            "to it)", default="parent", metavar="NAME"),
@@ -154,6 +158,7 @@ class Config:
     host: str = OPTIONS["host"].default
     port: int = OPTIONS["port"].default
     threads: int = OPTIONS["threads"].default
+    access_log: bool = OPTIONS["access_log"].default
     trusted_proxies: tuple[str, ...] = ()
     max_age: float | None = None
     landing_html: str | None = None
@@ -185,6 +190,8 @@ class Config:
             raise _invalid("port", f"port must be a whole number from 0 to 65535, not {self.port!r}")
         if not _is_int(self.threads) or self.threads < 1:
             raise _invalid("threads", f"threads must be a whole number of at least 1, not {self.threads!r}")
+        if not isinstance(self.access_log, bool):
+            raise _invalid("access_log", f"access_log must be true or false, not {self.access_log!r}")
         # The checks the adapters make themselves, run here first so a mistake is named with its option and variable.
         _checked("trusted_proxies", trusted_networks, self.trusted_proxies)
         _checked("max_age", check_max_age, self.max_age)
@@ -197,7 +204,7 @@ class Config:
         if self.webhooks and not self.webhook_secret:
             raise _invalid("webhook_secret", "webhooks need a secret")
         if self.webhook_secret is not None:
-            _checked("webhook_secret", secret_key, self.webhook_secret)
+            _checked("webhook_secret", secret_keys, self.webhook_secret)
         _checked("account_name", _account_name, self.account_name)
         if self.account is not None:
             _checked("account", _account_name, self.account)
@@ -234,6 +241,9 @@ class Config:
             value = pick(name)
             if value is not None:
                 values[name] = _parse(name, value, int, "a whole number")
+        value = pick("access_log")
+        if value is not None:
+            values["access_log"] = _switch("access_log", value)
         value = pick("max_age")
         if value is not None:
             values["max_age"] = _parse("max_age", value, float, "a positive number of seconds")
@@ -292,6 +302,19 @@ def _parse(name: str, value: Any, kind: type[Any], what: str) -> Any:
         return kind(value.strip())
     except ValueError:
         raise _invalid(OPTIONS[name].field, f"{name} must be {what}, not {value!r}") from None
+
+
+_ON, _OFF = ("1", "true", "yes", "on"), ("0", "false", "no", "off")
+
+
+def _switch(name: str, value: Any) -> Any:
+    """An on/off setting from its variable's text (typed values pass through to ``__post_init__``'s check)."""
+    if not isinstance(value, str):
+        return value
+    word = value.strip().lower()
+    if word in _ON or word in _OFF:
+        return word in _ON
+    raise _invalid(OPTIONS[name].field, f"{name} must be one of {'/'.join(_ON)} or {'/'.join(_OFF)}, not {value!r}")
 
 
 def _listed(value: Any) -> tuple[Any, ...]:

@@ -70,6 +70,10 @@ class TrackingEvent:
     the raw request the event came from (method, path, query, headers,
     remote_addr); it reaches in-process receivers (signals, callbacks) but is
     neither stored nor sent in webhooks, and is not part of equality.
+    ``account`` is the subuser the message was rewritten for (signed into its
+    token); None for the parent's messages. It appears in :meth:`to_dict`
+    (webhooks, the Events API) only when set, so the parent's events keep
+    the shape they always had.
     """
 
     event_type: EventType
@@ -86,6 +90,7 @@ class TrackingEvent:
     machine: str | None = None
     event_id: str = field(default_factory=lambda: uuid.uuid4().hex)
     tags: tuple[str, ...] = ()
+    account: str | None = None
     esp_event: Mapping[str, Any] | None = field(default=None, compare=False, repr=False)
 
     def __post_init__(self) -> None:
@@ -100,7 +105,7 @@ class TrackingEvent:
         for name in ("message_id", "event_id"):
             if not isinstance(getattr(self, name), str):
                 raise InvalidEvent(f"{name} must be a str, not {type(getattr(self, name)).__name__}")
-        for name in ("recipient", "url", "user_agent", "ip", "referer", "machine"):
+        for name in ("recipient", "url", "user_agent", "ip", "referer", "machine", "account"):
             if not isinstance(getattr(self, name), (str, type(None))):
                 raise InvalidEvent(f"{name} must be a str or None, not {type(getattr(self, name)).__name__}")
         if self.link_index is not None and (isinstance(self.link_index, bool) or not isinstance(self.link_index, int)):
@@ -141,8 +146,8 @@ class TrackingEvent:
         return replace(self, first=first)
 
     def to_dict(self) -> dict[str, Any]:
-        """A JSON-ready dict; ``timestamp`` in ISO 8601 UTC with a ``Z``."""
-        return {
+        """A JSON-ready dict; ``timestamp`` in ISO 8601 UTC with a ``Z``; ``account`` only when there is one."""
+        data: dict[str, Any] = {
             "event_id": self.event_id,
             "event_type": self.event_type.value,
             "timestamp": self.timestamp.astimezone(timezone.utc).isoformat().replace("+00:00", "Z"),
@@ -158,6 +163,9 @@ class TrackingEvent:
             "machine": self.machine,
             "tags": list(self.tags),
         }
+        if self.account is not None:  # only when set: the parent's events keep their webhook shape
+            data["account"] = self.account
+        return data
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> TrackingEvent:

@@ -24,12 +24,13 @@ from mailtrack.exceptions import ConfigurationError
 from mailtrack.http.auth import authorize as key_authorize
 from mailtrack.http.endpoints import Endpoints
 from mailtrack.http.events_api import Authorize, EventsApi, error
+from mailtrack.http.health import HealthCheck, HealthReport
 from mailtrack.http.messages import Request, Response
 from mailtrack.http.openapi import OpenApiDocument
 from mailtrack.http.settings_api import SettingsApi
 from mailtrack.http.v2_api import V2Api
 from mailtrack.http.wsgi import MAX_BODY, WsgiApp
-from mailtrack.storage.base import AccountStore, EventStore
+from mailtrack.storage.base import AccountStore, EventStore, StoreError, StoreUnavailable
 from mailtrack.storage.sqlite import SQLiteStore
 
 __all__ = ["Service", "build_service", "create_server", "from_environment", "open_account_store", "open_store"]
@@ -91,11 +92,22 @@ def loopback_only(endpoints: Endpoints) -> Authorize:
 
 
 def api_keys(store: AccountStore) -> Authorize:
-    """The Events API's authorization: a live API key (``Authorization: Bearer``) holding the scope asked for."""
+    """The Events API's authorization: a live API key (``Authorization: Bearer``) holding the scope asked for.
 
-    def authorize(request: Request, scope: str) -> Response | None:
+    Allowed requests read one account's events: a subuser's key its own; a
+    parent's key the parent's (``""``), or a subuser's with ``on-behalf-of``.
+    """
+
+    def authorize(request: Request, scope: str) -> Response | str | None:
         found = key_authorize(request, scope, store=store)
-        return found if isinstance(found, Response) else None
+        if isinstance(found, Response):
+            return found
+        try:
+            acting = store.account(found.account)
+        except StoreError:
+            return error(503, [(None, "the store is unavailable; try again")], head=request.method == "HEAD",
+                         headers=[("Retry-After", "1")])
+        return found.account if acting is not None and acting.is_subuser else ""
 
     return authorize
 
@@ -120,15 +132,44 @@ def build_service(config: Config, *, authorize: Authorize | None = None) -> Serv
     if landing is None:  # the parent account's stored subscription.landing, read when the page is shown
         landing = functools.partial(_stored_landing, store, config.account_name)
     endpoints = Endpoints(tracker, recorder, trusted_proxies=config.trusted_proxies, max_age=config.max_age,
-                          landing_html=landing)
+                          landing_html=landing, parent_account=config.account_name,
+                          account_landing=functools.partial(_own_landing, store))
     deliveries = [WebhookDelivery(store, url, config.webhook_secret or "").start() for url in config.webhooks]
     events = EventsApi(store, authorize=authorize if authorize is not None else api_keys(store))
 
     def events_api(request: Request) -> Response | None:
         return events.handle(request) if events.handles(request.path) else None
 
-    apis = [OpenApiDocument().handle, SettingsApi(store).handle, V2Api(store).handle, events_api]
-    return Service(WsgiApp(endpoints, apis), recorder, deliveries)
+    health = HealthCheck(functools.partial(health_report, recorder, store))
+    apis = [health.handle, OpenApiDocument().handle, SettingsApi(store).handle, V2Api(store).handle, events_api]
+    return Service(WsgiApp(endpoints, apis, access_log=config.access_log), recorder, deliveries)
+
+
+def health_report(recorder: Recorder, store: EventStore) -> HealthReport:
+    """``/healthz``'s answer now: the store asked (a cheap indexed count), the spool's files measured."""
+    try:
+        backlog: int | None = store.outbox_backlog()
+        ok, error = True, None
+    except StoreUnavailable as exc:
+        backlog, ok, error = None, False, str(exc) or type(exc).__name__
+    files = size = 0
+    directory = recorder.spool_dir
+    if directory is not None:
+        try:
+            for path in directory.glob("*.jsonl"):
+                files += 1
+                size += path.stat().st_size
+        except OSError:  # the directory is gone or unreadable: nothing spooled that we can see
+            pass
+    return HealthReport(store_ok=ok, store_error=error, spool_files=files, spool_bytes=size, webhook_backlog=backlog)
+
+
+def _own_landing(store: AccountStore, account: str) -> str | None:
+    """The landing page ``account`` itself stored (not its defaults), or None: then the parent's is shown."""
+    if store.account(account) is None:
+        return None
+    landing = store.account_settings(account).get("subscription", {}).get("landing")
+    return landing if isinstance(landing, str) and landing else None
 
 
 def _stored_landing(store: AccountStore, account: str) -> str | None:
@@ -154,61 +195,18 @@ def from_environment(environ: Mapping[str, str] | None = None) -> Service:
 def create_server(service: Service, config: Config, *, sockets: Sequence[socket.socket] | None = None) -> Any:
     """A waitress server for ``service`` on ``config.host``/``config.port`` (or on ``sockets``), not yet running.
 
-    ``X-Forwarded-For`` is judged by the endpoints (``--trusted-proxy``), so
-    waitress passes it through untouched; bodies over :data:`~mailtrack.http.wsgi.MAX_BODY`
-    are refused before they are read. Raises ``ImportError`` without waitress,
+    Tuned to hold thousands of idle or slow connections (:mod:`mailtrack.http.server`: poll, a
+    connection limit from the file limit, a request deadline, idle connections shed at the limit).
+    ``X-Forwarded-For`` is judged by the endpoints (``--trusted-proxy``), so waitress passes it
+    through untouched; bodies over :data:`~mailtrack.http.wsgi.MAX_BODY` are refused by the app in
+    each path's own shape. Raises ``ImportError`` without waitress,
     :class:`~mailtrack.exceptions.ConfigurationError` when the address cannot be bound.
     """
-    import waitress  # type: ignore[import-untyped]
+    from mailtrack.http import server
 
-    where: dict[str, Any] = {"sockets": list(sockets)} if sockets is not None else {"host": config.host,
-                                                                                      "port": config.port}
-    servers: dict[Any, Any] = {}  # waitress' socket map: the listening servers register themselves in it
     try:
-        # Twice ours: waitress counts a chunked body's framing too (and refuses a body that reaches its limit), so a
-        # body of MAX_BODY bytes in chunks passes it and WsgiApp judges the real length. Anything bigger is still
-        # refused by waitress before it is buffered (a Content-Length unread), in the API's shape (_api_error_channel).
-        server = waitress.create_server(service.app, map=servers, threads=config.threads, ident="mailtrack",
-                                        clear_untrusted_proxy_headers=False, max_request_body_size=2 * MAX_BODY,
-                                        **where)
+        return server.create(service.app, threads=config.threads, max_body=MAX_BODY, host=config.host,
+                             port=config.port, sockets=sockets, refusal=service.app.server_refusal)
     except (OSError, ValueError) as exc:  # in use, not ours, or waitress' own refusal of the address
         reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
         raise ConfigurationError(f"cannot listen on {config.host}:{config.port}: {reason} (--host, --port)") from None
-    channel = _api_error_channel(service.app)
-    for listener in servers.values():  # before run(): every connection accepted from now on uses it
-        if hasattr(listener, "channel_class"):
-            listener.channel_class = channel
-    return server
-
-
-def _api_error_channel(app: WsgiApp) -> Any:
-    """A waitress channel class whose own refusals on API paths are in the API's shape (JSON, or v2's XML).
-
-    waitress answers some requests itself, before the app runs: a chunked body
-    over ``max_request_body_size`` (413), broken chunked encoding (400), an
-    app that raised (500). Its answer is ``text/plain``; on an API path that
-    breaks the promise of the API's error shape, so :meth:`WsgiApp.server_refusal`
-    writes it instead. Other paths keep waitress' answer. ``error_task_class``
-    is waitress' hook for this (``HTTPChannel`` reads it for each refusal).
-    """
-    from waitress.channel import HTTPChannel  # type: ignore[import-untyped]
-    from waitress.task import ErrorTask  # type: ignore[import-untyped]
-
-    class ApiErrorTask(ErrorTask):  # type: ignore[misc]
-        def execute(self) -> None:
-            problem = self.request.error
-            answer = app.server_refusal(self.request.path or "", int(problem.code), f"{problem.reason}: {problem.body}")
-            if answer is None:
-                super().execute()
-                return
-            self.status = f"{answer.status} {answer.reason}"
-            self.response_headers.extend((name, value) for name, value in answer.safe_headers
-                                         if name.lower() != "content-length")  # waitress writes its own
-            self.set_close_on_finish()
-            self.content_length = len(answer.body)
-            self.write(answer.body)
-
-    class ApiChannel(HTTPChannel):  # type: ignore[misc]
-        error_task_class = ApiErrorTask
-
-    return ApiChannel

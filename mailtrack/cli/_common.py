@@ -35,6 +35,10 @@ def add_settings(parser: argparse.ArgumentParser, *names: str) -> None:
     """
     for name in names:
         option = OPTIONS[name]
+        if option.switch:
+            parser.add_argument(option.flag, dest=option.name, default=None, action="store_const", const=True,
+                                help=describe(option.help, default=None, env=option.env))
+            continue
         parser.add_argument(option.flag, dest=option.name, metavar=option.metavar, default=None,
                             action="append" if option.many else "store",
                             help=describe(option.help, default=option.default, env=option.env))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
@@ -11,9 +12,17 @@ from contextlib import contextmanager
 from urllib.parse import urlencode
 
 from mailtrack.cli._common import UsageError, add_settings, settings
+from mailtrack.delivery.webhooks import new_secret
 from mailtrack.events import EventType, TrackingEvent
 from mailtrack.exceptions import ArgumentError
-from mailtrack.http.events_api import FILTERS, filters_query, parse_parameters
+from mailtrack.http.events_api import (
+    DEFAULT_LIMIT,
+    FILTERS,
+    encode_stats_cursor,
+    filters_query,
+    parse_parameters,
+    stats_cursor,
+)
 from mailtrack.storage.base import GROUP_BYS, MAX_PAGE, EventQuery, EventStore, GroupBy
 
 __all__ = ["register"]
@@ -35,9 +44,14 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     add_filters(stats)
     stats.add_argument("--group-by", choices=GROUP_BYS, help="count per day, campaign, message, link or tag")
     stats.add_argument("--campaign-key", default="campaign", help="the metadata key naming a campaign (default campaign)")
+    stats.add_argument("--limit", type=int, default=None,
+                       help="only the first LIMIT groups in key order (1 to 1000), as one page of GET /v1/stats")
+    stats.add_argument("--cursor", default=None, help="continue after the page that printed this next cursor")
     hooks = commands.add_parser("webhooks", help="webhook deliveries per target: pending, delivered, dead",
                                 description="Webhook deliveries per target: pending, delivered, dead.")
     hooks.add_argument("--requeue", action="store_true", help="give dead deliveries a fresh start")
+    hooks.add_argument("--new-secret", action="store_true",
+                       help="print a fresh Standard Webhooks secret (whsec_...) for --webhook-secret, and exit")
     command: argparse.ArgumentParser
     run: Callable[[argparse.Namespace], int]
     for command, run in ((events, print_events), (stats, print_stats), (hooks, print_webhooks)):
@@ -109,8 +123,9 @@ def print_events(args: argparse.Namespace) -> int:
             first = " first" if event.first else ""
             who = "(no recipient)" if event.recipient is None else event.recipient
             tags = f" tags={','.join(event.tags)}" if event.tags else ""
+            account = f" account={event.account}" if event.account is not None else ""
             print(f"{event.timestamp:%Y-%m-%d %H:%M:%S}Z {event.event_type:<12} {event.message_id} "
-                  f"{who}{where}{first}{tags} ip={event.ip} ua={event.user_agent!r}")
+                  f"{who}{where}{first}{tags}{account} ip={event.ip} ua={event.user_agent!r}")
     return 0
 
 
@@ -130,7 +145,7 @@ def _all_matching(store: EventStore, query: EventQuery, limit: int | None) -> li
 def print_stats(args: argparse.Namespace) -> int:
     """``mailtrack stats``: per message and link as before; with --group-by or a filter, as GET /v1/stats."""
     query, _ = event_query(args)
-    if args.group_by is not None or query != EventQuery():
+    if args.group_by is not None or query != EventQuery() or args.limit is not None or args.cursor is not None:
         return _print_grouped(args, query)
     with open_store(args) as store:
         stats = store.stats()
@@ -153,11 +168,30 @@ def _print_grouped(args: argparse.Namespace, query: EventQuery) -> int:
     group_by: GroupBy = args.group_by or "day"  # argparse checked it against GROUP_BYS
     if not args.campaign_key:
         raise ArgumentError("--campaign-key must not be empty")
+    paged = args.limit is not None or args.cursor is not None
+    limit = DEFAULT_LIMIT if args.limit is None else args.limit
+    if not 1 <= limit <= MAX_PAGE:
+        raise ArgumentError(f"--limit must be from 1 to {MAX_PAGE}, not {args.limit}")
+    problems: list[tuple[str | None, str]] = []
+    after = stats_cursor(args.cursor, group_by, problems)
+    if problems:
+        raise ArgumentError(f"--cursor {problems[0][1]}")
+    next_cursor = None
     with open_store(args) as store:
-        rows = store.grouped_stats(query, group_by, campaign_key=args.campaign_key)
+        if paged:
+            page = store.stats_page(query, group_by, campaign_key=args.campaign_key, after=after, limit=limit)
+            rows = page.rows
+            next_cursor = None if page.next_after is None else encode_stats_cursor(group_by, page.next_after)
+        else:
+            rows = store.grouped_stats(query, group_by, campaign_key=args.campaign_key)
     if args.json:
-        print(json.dumps({"group_by": group_by, "data": [row.to_dict() for row in rows]}, indent=2))
+        document: dict[str, object] = {"group_by": group_by, "data": [row.to_dict() for row in rows]}
+        if paged:
+            document["next_cursor"] = next_cursor
+        print(json.dumps(document, indent=2))
         return 0
+    if next_cursor is not None:
+        print(f"more groups follow: --cursor {next_cursor}", file=sys.stderr)
     for row in rows:
         cto = "-" if row.click_to_open is None else f"{row.click_to_open:.1%}"
         if row.opens is None:
@@ -170,6 +204,9 @@ def _print_grouped(args: argparse.Namespace, query: EventQuery) -> int:
 
 def print_webhooks(args: argparse.Namespace) -> int:
     """``mailtrack webhooks``."""
+    if args.new_secret:
+        print(new_secret())
+        return 0
     with open_store(args) as store:
         requeued = store.outbox_requeue(time.time()) if args.requeue else None
         rows = store.outbox_rows()

@@ -114,9 +114,20 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
 
 
 def _tracker(args: argparse.Namespace) -> Tracker:
+    """The Tracker for ``rewrite``/``rewrite-message``: ``--account``'s stored settings resolved once into its settings,
+    and the account signed into every token (so that the message's events are that account's)."""
     config = settings(args, "secret_keys", "base_url")
     assert config.base_url is not None  # required above
-    return Tracker(secret_keys=list(config.secret_keys), base_url=config.base_url, settings=account_settings(config))
+    resolved = account_settings(config)
+    if config.account is None:
+        return Tracker(secret_keys=list(config.secret_keys), base_url=config.base_url, settings=resolved)
+    return Tracker(secret_keys=list(config.secret_keys), base_url=config.base_url, settings=resolved,
+                   account=config.account, account_settings=_already_resolved)
+
+
+def _already_resolved(account: str) -> dict[str, object]:
+    """The account's stored settings are in the Tracker's settings already (read once from --db): nothing more."""
+    return {}
 
 
 #: Options that only mean something with --out (flag, argparse dest, value when not given).

@@ -9,11 +9,14 @@ import signal
 
 from mailtrack.cli._common import UsageError, add_settings, settings
 
-__all__ = ["register"]
+__all__ = ["DRAIN_SECONDS", "register"]
+
+#: On SIGTERM, how long the requests in flight get to be answered before the server stops anyway.
+DRAIN_SECONDS = 10.0
 
 #: Every setting ``serve`` reads (the order of its --help).
-SERVE_OPTIONS = ("db", "secret_key", "secret_key_file", "base_url", "host", "port", "threads", "trusted_proxy", "max_age",
-                 "landing", "webhook", "webhook_secret", "account_name")
+SERVE_OPTIONS = ("db", "secret_key", "secret_key_file", "base_url", "host", "port", "threads", "access_log",
+                 "trusted_proxy", "max_age", "landing", "webhook", "webhook_secret", "account_name")
 
 
 def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -49,10 +52,18 @@ def run_serve(args: argparse.Namespace) -> int:
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, signal.default_int_handler)  # even when started in the background, where it is ignored
     print(f"mailtrack: serving {config.base_url} on http://{config.host}:{port} (events in {config.db})", flush=True)
+    from mailtrack.http.server import drain, run
+
     try:
-        server.run()
+        run(server)
     except KeyboardInterrupt:
         pass
     finally:
-        service.close()
+        # Stop accepting, answer what is in flight (a request being served is an event being stored), then go.
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        try:
+            drain(server, grace=DRAIN_SECONDS)
+        finally:
+            service.close()
     return 0

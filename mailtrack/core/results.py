@@ -238,3 +238,4 @@ class Verified:
     metadata: Mapping[str, Any] = field(default_factory=dict)
     token: str = ""  # the bare token that was verified
     tags: tuple[str, ...] = ()  # django-anymail's msg.tags, signed in
+    account: str | None = None  # the subuser the message was rewritten for, signed in (None: the parent's)

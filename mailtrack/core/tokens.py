@@ -3,12 +3,15 @@
 A token is itsdangerous' timestamped format, ``payload.timestamp.signature``:
 
 * ``payload`` is base64url of a compact JSON array (no keys, so a click costs
-  little more than its URL): ``[message_id, recipient, link_index, url, metadata?, tags?]``
-  for clicks, ``[message_id, recipient, metadata?, tags?]`` for opens and
+  little more than its URL): ``[message_id, recipient, link_index, url, metadata?, tags?, account?]``
+  for clicks, ``[message_id, recipient, metadata?, tags?, account?]`` for opens and
   unsubscribes. ``recipient`` is ``null`` for a message tracked without one
   (sent to several people as one copy); ``metadata`` is ``{}`` when only tags
   follow; ``tags`` is a list of str (django-anymail's ``msg.tags``), given
-  back in the events.
+  back in the events (``[]`` when only an account follows); ``account`` is the
+  subuser the message was rewritten for. Each optional part is left out when
+  it and those after it are empty, so a token without an account has the
+  bytes it had before accounts existed (and those tokens still verify).
   When raw DEFLATE with a preset dictionary of URL fragments makes it shorter,
   the payload is compressed and marked with a leading ``.``.
 * ``timestamp`` is when it was signed, so ``max_age`` can refuse old tokens.
@@ -199,6 +202,7 @@ class TokenCodec:
         metadata: Mapping[str, Any] | None,
         issued_at: int,
         tags: Sequence[str] = (),
+        account: str | None = None,
     ) -> Callable[..., str]:
         """A function signing tokens of ``kind`` for one message and recipient (None: no recipient).
 
@@ -207,7 +211,9 @@ class TokenCodec:
         timestamp) are encoded once.
         """
         head = _compact_json([message_id, recipient])[:-1]
-        if tags:
+        if account is not None:
+            tail = (f",{_compact_json(dict(metadata or {}))},{_compact_json(list(tags))},{_compact_json(account)}]")
+        elif tags:
             tail = "," + _compact_json(dict(metadata or {})) + "," + _compact_json(list(tags)) + "]"
         else:
             tail = "]" if not metadata else "," + _compact_json(dict(metadata)) + "]"
@@ -311,12 +317,12 @@ class TokenCodec:
             raise InvalidToken(f"payload cannot be decoded: {exc}", reason="malformed", token=token) from None
         if issued_at.tzinfo is None:
             issued_at = issued_at.replace(tzinfo=timezone.utc)
-        if not isinstance(fields, list) or not 2 <= len(fields) <= 6:
+        if not isinstance(fields, list) or not 2 <= len(fields) <= 7:
             raise InvalidToken("payload has the wrong shape", reason="malformed", token=token)
         message_id, recipient, *rest = fields
         url = link_index = None
         if kind == "click":
-            if len(rest) not in (2, 3, 4):
+            if len(rest) not in (2, 3, 4, 5):
                 raise InvalidToken("click payload has the wrong shape", reason="malformed", token=token)
             link_index, url, *rest = rest
             if not isinstance(link_index, int) or isinstance(link_index, bool) or not isinstance(url, str):
@@ -326,8 +332,10 @@ class TokenCodec:
                 raise InvalidToken(f"destination refused ({problem}): {url[:200]!r}", reason="destination", token=token)
         metadata = rest[0] if rest else {}
         tags = rest[1] if len(rest) > 1 else []
+        account = rest[2] if len(rest) > 2 else None
         if (
-            len(rest) > 2
+            len(rest) > 3
+            or not isinstance(account, (str, type(None)))
             or not isinstance(message_id, str)
             or not isinstance(recipient, (str, type(None)))
             or not isinstance(metadata, dict)
@@ -335,4 +343,4 @@ class TokenCodec:
             or not all(isinstance(tag, str) for tag in tags)
         ):
             raise InvalidToken("payload has the wrong types", reason="malformed", token=token)
-        return Verified(kind, message_id, recipient, issued_at, url, link_index, metadata, token, tuple(tags))
+        return Verified(kind, message_id, recipient, issued_at, url, link_index, metadata, token, tuple(tags), account)

@@ -152,10 +152,12 @@ class Tracker:
         people: the tokens name no recipient, and neither do their events.
         ``tags`` (django-anymail's ``msg.tags``) are signed in and come back
         in every event. ``account`` (default: the Tracker's) applies that
-        account's stored settings under ``settings``.
+        account's stored settings under ``settings``, and is signed into the
+        tokens so that its events are that account's (see :meth:`verify`).
         """
         settings = self._account_base(account).merged(settings)
-        plan = self._plan(settings, message_id, recipient, metadata, issued_at, pixel_position, text=False, tags=tags)
+        plan = self._plan(settings, message_id, recipient, metadata, issued_at, pixel_position, text=False, tags=tags,
+                          account=self._signed_account(account))
         return rewrite_html(html, plan)
 
     def rewrite_text(
@@ -180,7 +182,8 @@ class Tracker:
         ``account`` as in :meth:`rewrite_html`.
         """
         settings = self._account_base(account).merged(settings)
-        plan = self._plan(settings, message_id, recipient, metadata, issued_at, None, text=True, tags=tags)
+        plan = self._plan(settings, message_id, recipient, metadata, issued_at, None, text=True, tags=tags,
+                          account=self._signed_account(account))
         if isinstance(exclude, str):
             raise ArgumentError("exclude takes an iterable of URLs, not one str")
         try:
@@ -258,13 +261,14 @@ class Tracker:
             if value is not None and not isinstance(value, str):
                 raise ArgumentError(f"{name} must be a str or None, not {type(value).__name__}")
         labels = _check_tags(tags)
+        signed = self._signed_account(account)
 
         def plans(
             resolved: TrackingSettings, mid: str, rcpt: str, meta: Mapping[str, Any] | None
         ) -> tuple[RewritePlan, RewritePlan]:
             return (
-                self._plan(resolved, mid, rcpt, meta, when, None, text=False, tags=labels),
-                self._plan(resolved, mid, rcpt, meta, when, None, text=True, tags=labels),
+                self._plan(resolved, mid, rcpt, meta, when, None, text=False, tags=labels, account=signed),
+                self._plan(resolved, mid, rcpt, meta, when, None, text=True, tags=labels, account=signed),
             )
 
         return rewrite_message(
@@ -293,6 +297,10 @@ class Tracker:
             raise ConfigurationError(f"account_settings({name!r}) gave a {type(stored).__name__}, not a mapping")
         return self._settings.with_account(stored)
 
+    def _signed_account(self, account: str | None) -> str | None:
+        """The account signed into a message's tokens: the call's, else the Tracker's, else none."""
+        return self._account if account is None else self._check_account(account)
+
     @staticmethod
     def _check_account(account: object) -> str:
         if not isinstance(account, str) or not account:
@@ -315,6 +323,7 @@ class Tracker:
         *,
         text: bool,
         tags: Iterable[str] | None = None,
+        account: str | None = None,
     ) -> RewritePlan:
         """Resolve settings (account < message) and signers for one body."""
         resolved = self._settings.merged(settings)
@@ -328,7 +337,7 @@ class Tracker:
         opens = resolved.open_tracking.enable and not text
 
         def signer(kind: TokenKind) -> Callable[[], str]:
-            return codec.message_signer(kind, message_id, recipient, metadata, when, labels)
+            return codec.message_signer(kind, message_id, recipient, metadata, when, labels, account)
 
         def later(kind: TokenKind) -> Callable[[], str]:  # built only if another message's token turns up
             return lambda: signer(kind)()
@@ -342,7 +351,7 @@ class Tracker:
             substitution_tag=subscription.substitution_tag or None,
         ) if unsubscribe_token is not None else None
         reissue = Reissue(
-            read=self._reader(message_id, recipient, metadata, labels),
+            read=self._reader(message_id, recipient, metadata, labels, account),
             open_token=open_token or later("open"),
             unsubscribe_token=unsubscribe_token or later("unsubscribe"),
         )
@@ -351,7 +360,7 @@ class Tracker:
             placeholders=self._placeholders,
             opt_outs=self._opt_outs,
             max_links=self._max_links,
-            click=codec.message_signer("click", message_id, recipient, metadata, when, labels) if clicks else None,
+            click=codec.message_signer("click", message_id, recipient, metadata, when, labels, account) if clicks else None,
             open_token=open_token,
             substitution_tag=resolved.open_tracking.substitution_tag,
             pixel_position=position,
@@ -361,7 +370,8 @@ class Tracker:
         )
 
     def _reader(
-        self, message_id: str, recipient: str | None, metadata: Mapping[str, Any] | None, tags: tuple[str, ...] = ()
+        self, message_id: str, recipient: str | None, metadata: Mapping[str, Any] | None, tags: tuple[str, ...] = (),
+        account: str | None = None,
     ) -> Callable[[str, TokenKind | None], Earlier | None]:
         """Reads our URLs found in a body, for one message: whose are they, and where does a click go.
 
@@ -372,7 +382,7 @@ class Tracker:
         other metadata signs it again (the newest call's metadata wins), while a
         call with none keeps what is there (a second pass of a message whose
         X-SMTPAPI ``unique_args`` became its metadata has no header left to
-        read them from, and must not change it). Tags follow the same rule.
+        read them from, and must not change it). Tags and the account follow the same rule.
         """
         wanted = dict(metadata or {})
 
@@ -386,6 +396,7 @@ class Tracker:
                 and verified.recipient == recipient
                 and (not wanted or dict(verified.metadata) == wanted)
                 and (not tags or verified.tags == tags)
+                and (account is None or verified.account == account)
             )
             return Earlier(verified.kind, this_message, verified.url)
 
@@ -403,13 +414,15 @@ class Tracker:
         metadata: Mapping[str, Any] | None = None,
         issued_at: float | datetime | None = None,
         tags: Iterable[str] | None = None,
+        account: str | None = None,
     ) -> str:
-        """One signed URL of ``kind`` ("click", "open" or "unsubscribe")."""
+        """One signed URL of ``kind`` ("click", "open" or "unsubscribe"); ``account`` (default the Tracker's) signed in."""
         if kind not in KINDS:
             raise MailtrackError(f"kind must be one of {', '.join(KINDS)}, not {kind!r}")
         labels = _check_tags(tags)
         self._check_identity(message_id, recipient, metadata, link_index, labels)
-        signer = self._codec.message_signer(kind, message_id, recipient, metadata, self._timestamp(issued_at), labels)
+        signer = self._codec.message_signer(kind, message_id, recipient, metadata, self._timestamp(issued_at), labels,
+                                            self._signed_account(account))
         if kind == "click":
             problem = destination_problem(url) if isinstance(url, str) else "scheme"
             if problem is not None:

@@ -3,58 +3,73 @@
 Events are queued in the store's ``outbox`` table in the same transaction that
 records them (see :class:`~mailtrack.delivery.recorder.Recorder`'s ``outbox``), so a
 receiver that is down loses nothing: :class:`WebhookDelivery` retries with
-exponential backoff until it answers 2xx, across restarts.
+jittered exponential backoff until it answers 2xx, across restarts.
 
 Each request is a JSON body ``{"type": "email.opened" | "email.clicked" |
-"email.unsubscribed", "created_at": ..., "data": {event fields}}`` with the
-header ``Mailtrack-Signature: t=<unix seconds>,v1=<hex HMAC-SHA256 of
-"<t>." + body>`` (the timestamp is signed, so a captured request cannot be
-replayed later) and ``Mailtrack-Event-Id`` for de-duplication: delivery is at
-least once. :func:`verify_signature` checks a request on the receiving side.
+"email.unsubscribed", "created_at": <when the event happened>, "data": {event
+fields}}``, signed as the `Standard Webhooks <https://www.standardwebhooks.com/>`_
+specification says, so receivers verify it with the ``standardwebhooks`` or
+``svix`` libraries:
+
+* ``webhook-id`` (the event id, the same on every retry: de-duplicate on it;
+  delivery is at least once), ``webhook-timestamp`` (Unix seconds of the
+  attempt) and ``webhook-signature: v1,<base64 HMAC-SHA256 of
+  "id.timestamp.body">``, one ``v1,...`` per secret, space-separated, while
+  secrets rotate; the same three values again as ``svix-id``,
+  ``svix-timestamp`` and ``svix-signature``.
+* Secrets are ``whsec_`` + base64 of random bytes (:func:`new_secret`; 24 to 64
+  bytes as the specification advises, 16 at least). ``--webhook-secret`` takes
+  one, or several separated by spaces while rotating (all sign). A secret
+  without the ``whsec_`` prefix (the form before 0.2) is used as its UTF-8
+  bytes; its Standard Webhooks form is :func:`standard_secret` of it.
+* Deprecated, kept for one release: ``Mailtrack-Signature: t=<unix
+  seconds>,v1=<hex HMAC-SHA256 of "<t>." + body>`` (one ``v1=`` per secret)
+  and ``Mailtrack-Event-Id``; :func:`verify_signature` checks them.
+
+The signing is the ``standardwebhooks`` package's (``pip install
+'mailtrack[serve]'``), the HTTP is urllib3's pooled keep-alive connections.
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
+import email.utils
 import hashlib
 import hmac
 import json
 import logging
+import random
 import re
+import secrets as _secrets
 import threading
 import time
-import urllib.error
 import urllib.parse
-import urllib.request
 from collections.abc import Callable, Iterable
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from datetime import datetime, timezone
+from typing import Any
 
 from mailtrack.events import TrackingEvent
 from mailtrack.exceptions import ConfigurationError, WebhookSignatureError
 from mailtrack.storage.base import EventStore, OutboxItem, StoreUnavailable
 
 __all__ = [
-    "MIN_SECRET_BYTES", "SIGNATURE_HEADER", "WebhookDelivery", "check_url", "payload", "secret_key", "sign", "verify_signature",
+    "MIN_SECRET_BYTES", "SIGNATURE_HEADER", "WebhookDelivery", "check_url", "new_secret", "payload", "secret_key",
+    "retry_after", "secret_keys", "sign", "standard_headers", "standard_secret", "verify_signature",
 ]
 
 log = logging.getLogger("mailtrack")
+#: The deprecated signature header (kept for one release beside the Standard Webhooks ones).
 SIGNATURE_HEADER = "Mailtrack-Signature"
-
-
-class _NoRedirects(urllib.request.HTTPRedirectHandler):
-    """A redirect is a failed delivery: following it would turn the POST into a bodiless GET."""
-
-    def redirect_request(self, *args: object, **kwargs: object) -> None:
-        return None
-
-
-_OPENER = urllib.request.build_opener(_NoRedirects)
+_WHSEC = "whsec_"
 
 
 def payload(event: TrackingEvent) -> bytes:
-    """The JSON body posted for ``event``."""
+    """The JSON body posted for ``event``: the same bytes on every attempt (``created_at`` is when it happened)."""
     body = {
         "type": f"email.{event.event_type.value}",  # email.opened, email.clicked, email.unsubscribed
-        "created_at": datetime.now(timezone.utc).isoformat().replace("+00:00", "Z"),
+        "created_at": event.timestamp.astimezone(timezone.utc).isoformat().replace("+00:00", "Z"),
         "data": event.to_dict(),
     }
     return json.dumps(body, separators=(",", ":")).encode("utf-8")
@@ -74,10 +89,33 @@ def check_url(url: object) -> str:
     return url
 
 
+def new_secret() -> str:
+    """A fresh Standard Webhooks secret: ``whsec_`` + base64 of 32 random bytes."""
+    return _WHSEC + base64.b64encode(_secrets.token_bytes(32)).decode("ascii")
+
+
+def standard_secret(secret: str | bytes) -> str:
+    """The ``whsec_`` form of ``secret``, for a receiver's Standard Webhooks library (a ``whsec_`` secret is returned as is)."""
+    keys = secret_keys(secret)
+    if len(keys) != 1:
+        raise ConfigurationError("standard_secret takes one secret, not several")
+    if isinstance(secret, str) and _whsec_key(secret) is not None:
+        return secret
+    return _WHSEC + base64.b64encode(keys[0]).decode("ascii")
+
+
 def secret_key(secret: object) -> bytes:
-    """``secret`` as HMAC key bytes; :class:`ConfigurationError` unless it is a str or bytes of 16+ bytes."""
+    """One secret as HMAC key bytes: a ``whsec_`` secret's decoded bytes, any other str's UTF-8 bytes, or bytes.
+
+    A str that starts with ``whsec_`` but is not base64 after it is taken as
+    plain text, as every secret was before 0.2 (its Standard Webhooks form is
+    then :func:`standard_secret` of it). Raises :class:`ConfigurationError`
+    unless the key has 16 bytes or more.
+    """
     if isinstance(secret, str):
-        key = secret.encode("utf-8", "surrogatepass")
+        key = _whsec_key(secret)
+        if key is None:
+            key = secret.encode("utf-8", "surrogatepass")
     elif isinstance(secret, (bytes, bytearray)):
         key = bytes(secret)
     else:
@@ -85,42 +123,74 @@ def secret_key(secret: object) -> bytes:
     if len(key) < MIN_SECRET_BYTES:
         raise ConfigurationError(
             f"a webhook secret must be at least {MIN_SECRET_BYTES} bytes long, not {len(key)} "
-            "(--webhook-secret / MAILTRACK_WEBHOOK_SECRET; make one with "
-            "python -c 'import secrets; print(secrets.token_hex(32))')"
+            "(--webhook-secret / MAILTRACK_WEBHOOK_SECRET; make one with: mailtrack webhooks --new-secret)"
         )
     return key
 
 
+def _whsec_key(secret: str) -> bytes | None:
+    """The key bytes of a ``whsec_<base64>`` secret, or None when ``secret`` is not one."""
+    if not secret.startswith(_WHSEC):
+        return None
+    encoded = secret[len(_WHSEC):]
+    try:
+        return base64.b64decode(encoded + "=" * (-len(encoded) % 4), validate=True)
+    except (binascii.Error, ValueError):
+        return None
+
+
+def secret_keys(secret: object) -> tuple[bytes, ...]:
+    """Every key in ``secret``: several ``whsec_`` secrets separated by spaces (rotation), else one (:func:`secret_key`)."""
+    if isinstance(secret, str):
+        parts = secret.split()
+        if len(parts) > 1 and all(_whsec_key(part) is not None for part in parts):
+            return tuple(secret_key(part) for part in parts)
+    return (secret_key(secret),)
+
+
 def sign(body: bytes, secret: str | bytes, timestamp: int) -> str:
-    """The signature header value for ``body`` sent at ``timestamp``.
+    """The deprecated ``Mailtrack-Signature`` value for ``body`` sent at ``timestamp`` (one ``v1=`` per key in ``secret``).
 
     Raises :class:`~mailtrack.exceptions.ConfigurationError` for a secret shorter than 16 bytes.
     """
-    return _sign(body, secret_key(secret), timestamp)
+    return _sign(body, secret_keys(secret), timestamp)
 
 
-def _sign(body: bytes, key: bytes, timestamp: int) -> str:
-    digest = hmac.new(key, str(timestamp).encode("ascii") + b"." + body, hashlib.sha256).hexdigest()
-    return f"t={timestamp},v1={digest}"
+def _sign(body: bytes, keys: Iterable[bytes], timestamp: int) -> str:
+    signed = str(timestamp).encode("ascii") + b"." + body
+    return f"t={timestamp}," + ",".join(f"v1={hmac.new(key, signed, hashlib.sha256).hexdigest()}" for key in keys)
+
+
+def standard_headers(body: bytes, event_id: str, keys: Iterable[bytes], timestamp: int) -> dict[str, str]:
+    """The Standard Webhooks headers (and their ``svix-`` twins) for ``body``, signed by the ``standardwebhooks`` package."""
+    from standardwebhooks.webhooks import Webhook  # the [serve] extra; imported here so config never needs it
+
+    when = datetime.fromtimestamp(timestamp, timezone.utc)
+    text = body.decode("utf-8")
+    signature = " ".join(Webhook(key).sign(event_id, when, text) for key in keys)
+    values = {"id": event_id, "timestamp": str(timestamp), "signature": signature}
+    return {f"{prefix}-{name}": value for prefix in ("webhook", "svix") for name, value in values.items()}
 
 
 def verify_signature(body: bytes, header: str, secrets: str | bytes | Iterable[str | bytes], *, tolerance: float = 300,
                      now: float | None = None) -> dict[str, object]:
-    """Check a received webhook; return its parsed JSON object or raise :class:`~mailtrack.WebhookSignatureError`.
+    """Check a received webhook's deprecated ``Mailtrack-Signature``; return its parsed JSON object or raise :class:`~mailtrack.WebhookSignatureError`.
 
-    ``secrets`` may be several (rotation on the receiving side), and the header
-    may carry several ``v1=`` signatures (rotation on the sending side): one
-    match is enough. Refuses a timestamp more than ``tolerance`` seconds from
-    ``now``. Signatures are compared in constant time. Every refusal of the
-    request (missing or malformed header, stale timestamp, no match, a signed
-    body that is not a JSON object) is a ``WebhookSignatureError`` carrying the
+    (New receivers verify the Standard Webhooks headers with the
+    ``standardwebhooks`` library instead.) ``secrets`` may be several
+    (rotation on the receiving side), and the header may carry several
+    ``v1=`` signatures (rotation on the sending side): one match is enough.
+    Refuses a timestamp more than ``tolerance`` seconds from ``now``.
+    Signatures are compared in constant time. Every refusal of the request
+    (missing or malformed header, stale timestamp, no match, a signed body
+    that is not a JSON object) is a ``WebhookSignatureError`` carrying the
     header; a secret shorter than 16 bytes (or none) is the receiver's own
     mistake and raises :class:`~mailtrack.exceptions.ConfigurationError`.
     """
     if isinstance(secrets, (str, bytes, bytearray)):
-        keys = [secret_key(secrets)]
+        keys = list(secret_keys(secrets))
     elif isinstance(secrets, Iterable):
-        keys = [secret_key(secret) for secret in secrets]
+        keys = [key for secret in secrets for key in secret_keys(secret)]
     else:
         raise ConfigurationError(f"webhook secrets must be a str, bytes or a list of them, not {type(secrets).__name__}")
     if not keys:
@@ -144,7 +214,7 @@ def verify_signature(body: bytes, header: str, secrets: str | bytes | Iterable[s
     if not abs(current - timestamp) <= tolerance:  # "not <=": a NaN clock or tolerance refuses
         raise WebhookSignatureError("webhook signature timestamp is outside the tolerance", header=header)
     for secret in keys:
-        expected = _sign(body, secret, timestamp).split("v1=", 1)[1].encode("ascii")
+        expected = _sign(body, [secret], timestamp).split("v1=", 1)[1].encode("ascii")
         if any(hmac.compare_digest(expected, candidate) for candidate in given):
             try:
                 data = json.loads(body)
@@ -156,14 +226,43 @@ def verify_signature(body: bytes, header: str, secrets: str | bytes | Iterable[s
     raise WebhookSignatureError("webhook signature does not match", header=header)
 
 
-class WebhookDelivery:
-    """Delivers the outbox rows for ``url`` from a background thread.
+def retry_after(value: str | None, now: float) -> float | None:
+    """Seconds to wait from a ``Retry-After`` header (delay seconds or an HTTP date), or None when absent or unreadable."""
+    if not value:
+        return None
+    value = value.strip()
+    if value.isascii() and value.isdigit():
+        return float(int(value))
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError, IndexError):
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=timezone.utc)
+    return max(0.0, when.timestamp() - now)
 
-    Backoff after the n-th failed attempt is ``backoff * 2**(n-1)`` seconds,
-    capped at ``max_backoff``: with the defaults a receiver may be down for
-    about 31 hours. After ``max_attempts`` the row is marked dead (kept, with
-    its last error); :meth:`EventStore.outbox_requeue` (``mailtrack
-    webhooks --requeue``) gives dead rows a fresh start.
+
+#: An HTTP status that ends the endpoint: the receiver said it is gone for good.
+GONE = 410
+#: Statuses whose ``Retry-After`` is honoured.
+_RETRY_AFTER = (429, 503)
+
+
+class WebhookDelivery:
+    """Delivers the outbox rows for ``url``: ``concurrency`` POSTs at once over kept-alive connections.
+
+    A background thread (:meth:`start`) claims due rows (at most as many as it
+    can post now, so a slow receiver never holds rows it is not posting) and
+    posts them from a pool of ``concurrency`` threads sharing urllib3's
+    connection pool. Backoff after the n-th failed attempt is ``backoff *
+    2**(n-1)`` seconds capped at ``max_backoff``, times a random factor in
+    [0.5, 1] (jitter, so a receiver coming back is not hit by every retry at
+    once): with the defaults a receiver may be down for about a day. A 429 or
+    503 with ``Retry-After`` waits what it says (capped at ``max_backoff``). A
+    410 disables the endpoint: it is logged, and this row and every later one
+    for it are marked dead (kept, with the reason) instead of posted, until the
+    server restarts; ``mailtrack webhooks --requeue`` gives them a fresh start.
+    After ``max_attempts`` a row is marked dead too.
     """
 
     def __init__(
@@ -177,22 +276,31 @@ class WebhookDelivery:
         max_attempts: int = 40,
         timeout: float = 10.0,
         poll_interval: float = 0.5,
+        concurrency: int = 16,
+        jitter: bool = True,
         clock: Callable[[], float] = time.time,
     ) -> None:
         check_url(url)
-        self._key = secret_key(secret)  # ConfigurationError for a secret shorter than 16 bytes
+        self._keys = secret_keys(secret)  # ConfigurationError for a secret shorter than 16 bytes
+        if isinstance(concurrency, bool) or not isinstance(concurrency, int) or concurrency < 1:
+            raise ConfigurationError(f"webhook concurrency must be a whole number of at least 1, not {concurrency!r}")
         self.store = store
         self.url = url
-        self.secret = secret
         self.backoff = backoff
         self.max_backoff = max_backoff
         self.max_attempts = max_attempts
         self.timeout = timeout
         self.poll_interval = poll_interval
+        self.concurrency = concurrency
+        self.jitter = jitter
         self.clock = clock
+        self.disabled: str | None = None  # the reason, once the endpoint answered 410
         self._stop = threading.Event()
         self._wake = threading.Event()
         self._thread: threading.Thread | None = None
+        self._pool: Any = None
+        self._executor: ThreadPoolExecutor | None = None
+        self._setup = threading.Lock()
 
     def start(self) -> WebhookDelivery:
         self._thread = threading.Thread(target=self._loop, name="mailtrack-webhook", daemon=True)
@@ -204,6 +312,10 @@ class WebhookDelivery:
         self._wake.set()
         if self._thread is not None:
             self._thread.join(timeout)
+        if self._executor is not None:
+            self._executor.shutdown(wait=True, cancel_futures=True)
+        if self._pool is not None:
+            self._pool.clear()
 
     def _loop(self) -> None:
         while not self._stop.is_set():
@@ -216,50 +328,120 @@ class WebhookDelivery:
             self._wake.wait(self.poll_interval)
             self._wake.clear()
 
+    def _http(self) -> tuple[Any, ThreadPoolExecutor]:
+        with self._setup:
+            if self._pool is None:
+                import urllib3  # the [serve] extra; imported here so config never needs it
+
+                self._pool = urllib3.PoolManager(num_pools=2, maxsize=self.concurrency, block=True, retries=False)
+            if self._executor is None:
+                self._executor = ThreadPoolExecutor(self.concurrency, thread_name_prefix="mailtrack-webhook-post")
+            return self._pool, self._executor
+
     def deliver_due(self) -> int:
-        """Attempt every due delivery once; returns how many succeeded."""
+        """Attempt every due delivery once, ``concurrency`` at a time; returns how many succeeded.
+
+        Rows are claimed only for threads free to post them, in batches (once
+        a quarter of the threads is free), and the finished ones are marked
+        delivered together, one commit for all: the store is written about
+        twice per batch, not twice per delivery.
+        """
+        _, executor = self._http()
         done = 0
         lease = self.timeout + 30  # long enough for one attempt; a dead worker's row comes back after it
-        while not self._stop.is_set():
-            # One row per claim: a slow receiver never holds rows it is not posting yet.
-            claimed = self.store.outbox_claim(self.url, self.clock(), lease, limit=1)
-            if not claimed:
-                break
-            done += self._attempt(claimed[0])
+        batch = max(1, self.concurrency // 4)
+        running: set[Future[int | None]] = set()
+        try:
+            while not self._stop.is_set():
+                free = self.concurrency - len(running)
+                claimed: list[OutboxItem] = []
+                if free >= batch or not running:
+                    claimed = self.store.outbox_claim(self.url, self.clock(), lease, limit=free)
+                    running.update(executor.submit(self._attempt, item) for item in claimed)
+                if not running:
+                    break
+                finished, running = wait(running, return_when=FIRST_COMPLETED)
+                done += self._settle(finished)
+        finally:
+            if running:
+                finished, _ = wait(running)
+                done += self._settle({future for future in finished if not future.cancelled()})
         return done
 
-    def _attempt(self, item: OutboxItem) -> int:
-        body = payload(item.event)
-        request = urllib.request.Request(
-            self.url,
-            data=body,
-            method="POST",
-            headers={
-                "Content-Type": "application/json",
-                "User-Agent": "mailtrack-webhook",
-                SIGNATURE_HEADER: _sign(body, self._key, int(self.clock())),
-                "Mailtrack-Event-Id": item.event.event_id,
-            },
-        )
+    def _settle(self, finished: Iterable[Future[int | None]]) -> int:
+        """Mark the delivered ones among ``finished`` (each the row id, or None) in one transaction; how many."""
+        delivered = [item_id for item_id in (future.result() for future in finished) if item_id is not None]
+        self.store.outbox_delivered_many(delivered, self.clock())
+        return len(delivered)
+
+    def _attempt(self, item: OutboxItem) -> int | None:
+        """Post ``item``: its id when it was delivered (to be marked so), else None (the failure already stored)."""
         try:
-            with _OPENER.open(request, timeout=self.timeout) as response:
-                status = response.status
-        except urllib.error.HTTPError as exc:
-            status, error = exc.code, f"HTTP {exc.code}"
-        except (urllib.error.URLError, OSError, TimeoutError) as exc:
-            status, error = 0, str(getattr(exc, "reason", exc))
+            return self._post(item)
+        except StoreUnavailable as exc:  # the row stays claimed; its lease ends and it is tried again
+            log.warning("mailtrack: webhook result for event %s not stored now (%s)", item.event.event_id, exc)
+            return None
+
+    def _post(self, item: OutboxItem) -> int | None:
+        if self.disabled is not None:
+            self.store.outbox_failed(item.id, self.disabled, None)
+            return None
+        pool, _ = self._http()
+        import urllib3
+
+        body = payload(item.event)
+        stamp = int(self.clock())
+        headers = {
+            "Content-Type": "application/json",
+            "User-Agent": "mailtrack-webhook",
+            **standard_headers(body, item.event.event_id, self._keys, stamp),
+            SIGNATURE_HEADER: _sign(body, self._keys, stamp),  # deprecated: one more release
+            "Mailtrack-Event-Id": item.event.event_id,
+        }
+        wait_for: float | None = None
+        try:
+            response = pool.request("POST", self.url, body=body, headers=headers, redirect=False, retries=False,
+                                    timeout=urllib3.Timeout(connect=self.timeout, read=self.timeout))
+        except urllib3.exceptions.HTTPError as exc:  # refused, reset, timed out, bad answer
+            status, error = 0, _describe(exc)
         else:
-            error = f"HTTP {status}"
+            status, error = response.status, f"HTTP {response.status}"
+            if status in _RETRY_AFTER:
+                wait_for = retry_after(response.headers.get("Retry-After"), self.clock())
         if 200 <= status < 300:
-            self.store.outbox_delivered(item.id, self.clock())
-            return 1
+            return item.id
+        if status == GONE:
+            self.disabled = "HTTP 410 Gone: endpoint disabled until the server restarts (mailtrack webhooks --requeue)"
+            log.error("mailtrack: webhook endpoint %s answered 410 Gone: disabled, its deliveries are kept as dead",
+                      _safe_url(self.url))
+            self.store.outbox_failed(item.id, self.disabled, None)
+            return None
         attempts = item.attempts + 1
         if attempts >= self.max_attempts:
             log.error("mailtrack: webhook gave up on event %s after %d attempts (%s)", item.event.event_id, attempts, error)
             self.store.outbox_failed(item.id, error, None)
-        else:
-            delay = min(self.backoff * 2 ** (attempts - 1), self.max_backoff)
-            log.warning("mailtrack: webhook attempt %d for event %s failed (%s); retry in %.1fs",
-                        attempts, item.event.event_id, error, delay)
-            self.store.outbox_failed(item.id, error, self.clock() + delay)
-        return 0
+            return None
+        delay = min(self.backoff * 2 ** (attempts - 1), self.max_backoff)
+        if self.jitter:
+            delay *= random.uniform(0.5, 1.0)
+        if wait_for is not None:
+            delay = min(wait_for, self.max_backoff)
+        log.warning("mailtrack: webhook attempt %d for event %s failed (%s); retry in %.1fs",
+                    attempts, item.event.event_id, error, delay)
+        self.store.outbox_failed(item.id, error, self.clock() + delay)
+        return None
+
+
+def _describe(exc: BaseException) -> str:
+    """A failed connection's reason without urllib3's ``HTTPConnectionPool(host=..., port=...):`` prefix."""
+    reason = getattr(exc, "reason", None) or exc
+    text = str(reason)
+    return text.split("): ", 1)[1] if "): " in text else text
+
+
+def _safe_url(url: str) -> str:
+    """``url`` without user info or query (they may hold a token): nothing secret in logs."""
+    parts = urllib.parse.urlsplit(url)
+    host = parts.hostname or ""
+    port = f":{parts.port}" if parts.port else ""
+    return f"{parts.scheme}://{host}{port}{parts.path}"

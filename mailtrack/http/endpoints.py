@@ -67,6 +67,12 @@ class Endpoints:
     (or None) each time one is shown: ``mailtrack serve`` reads the stored
     account settings so, and a PATCH of ``subscription.landing`` shows at once.
     A callable that raises falls back to the default page.
+
+    A token signed for an account (a message rewritten for a subuser) makes
+    events of that account (:attr:`TrackingEvent.account`); ``parent_account``
+    names the parent, whose tokens make events without one. Its unsubscribe
+    page is ``account_landing(account)`` (the subuser's stored
+    ``subscription.landing``) when that gives one, else ``landing_html``.
     """
 
     def __init__(
@@ -78,6 +84,8 @@ class Endpoints:
         max_age: float | None = None,
         landing_html: str | Callable[[], str | None] | None = None,
         clock: Callable[[], float] | None = None,
+        account_landing: Callable[[str], str | None] | None = None,
+        parent_account: str | None = None,
     ) -> None:
         if not isinstance(tracker, Tracker):
             raise ConfigurationError(f"Endpoints needs a Tracker, not {type(tracker).__name__}")
@@ -86,6 +94,8 @@ class Endpoints:
         self.max_age = check_max_age(max_age)
         self.landing_html = landing_html if landing_html is not None else tracker.settings.subscription_tracking.landing
         self.clock = clock
+        self.account_landing = account_landing
+        self.parent_account = parent_account
         self._proxies = trusted_networks(trusted_proxies)
         self._router = Router(tracker.base_url, tracker.layout.paths)
         self._handlers: dict[TokenKind, Callable[[Request, str], Response]] = {
@@ -134,10 +144,21 @@ class Endpoints:
             self._record(request, claims)
             who = html.escape(claims.recipient) if claims.recipient is not None else "You"
             return pages.page(200, "Unsubscribed", f"{who} will no longer receive these emails.")
-        return pages.confirmation(self._landing(), head=request.method == "HEAD")
+        return pages.confirmation(self._landing(self._account(claims)), head=request.method == "HEAD")
 
     # -- helpers ----------------------------------------------------------------------
-    def _landing(self) -> str | None:
+    def _account(self, claims: Verified) -> str | None:
+        """The account of a token's events: the subuser signed in, None for the parent's (or no) account."""
+        return None if claims.account == self.parent_account else claims.account
+
+    def _landing(self, account: str | None = None) -> str | None:
+        if account is not None and self.account_landing is not None:
+            try:
+                page = self.account_landing(account)
+            except Exception:  # a store that cannot be read now: the parent's page, then the default
+                page = None
+            if page is not None:
+                return page
         if not callable(self.landing_html):
             return self.landing_html
         try:
@@ -167,6 +188,7 @@ class Endpoints:
             referer=_header(request, "referer"),
             metadata=dict(claims.metadata),
             tags=claims.tags,
+            account=self._account(claims),
             esp_event={
                 "method": request.method,
                 "path": request.path,

@@ -5,16 +5,17 @@ matching the filters, newest first, each serialized by
 :meth:`~mailtrack.events.TrackingEvent.to_dict` (what webhooks and
 ``mailtrack events --json`` show); ``next_cursor`` is null on the last page,
 else the value to pass as ``cursor`` for the next one. ``/v1/stats`` answers
-``{"group_by": ..., "data": [{"key": ..., "opens": ..., ...}]}`` (see
-:class:`~mailtrack.storage.base.StatsRow`).
+``{"group_by": ..., "data": [{"key": ..., "opens": ..., ...}], "next_cursor": ...}``
+(see :class:`~mailtrack.storage.base.StatsRow`): the groups in key order
+(days oldest first, the others by key; links too), paged the same way.
 
 Filters (both endpoints): ``message_id``, ``recipient`` (empty: events of
 messages tracked without one), ``type`` (``opened``, ``clicked``,
 ``unsubscribed``), ``since`` (inclusive) and ``until`` (exclusive) as ISO 8601
 (a date, or a date and time; UTC when no offset is given) or Unix seconds,
 ``metadata.KEY=VALUE`` (repeatable with different keys; all must match) and
-``tag``. ``/v1/events`` also takes ``limit`` (1 to 1000, default 100) and
-``cursor``; ``/v1/stats`` takes ``group_by`` (``day``, ``campaign``,
+``tag``. Both take ``limit`` (events or groups per page, 1 to 1000, default
+100) and ``cursor``; ``/v1/stats`` also takes ``group_by`` (``day``, ``campaign``,
 ``message``, ``link``, ``tag``; default ``day``) and ``campaign_key`` (the
 metadata key naming a campaign, default ``campaign``).
 
@@ -23,14 +24,17 @@ Every refusal is JSON in SendGrid's error shape ``{"errors": [{"field": ...,
 once), 404 for an unknown ``/v1`` path, 405 for a method other than GET/HEAD,
 503 when the store cannot be read now; never a 500 or an HTML page.
 Authorization is not decided here: ``authorize(request, scope)`` (scopes
-``events.read`` and ``stats.read``) returns None to allow or the refusal to
-send, and is injected by :mod:`mailtrack.service`.
+``events.read`` and ``stats.read``) returns the refusal to send, or the
+account whose events the caller may read (``""`` the parent's; None: every
+account), and is injected by :mod:`mailtrack.service` (an API key's account,
+or a subuser's under ``on-behalf-of``).
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
+import dataclasses
 import json
 import math
 from collections.abc import Callable
@@ -42,19 +46,21 @@ from mailtrack.exceptions import MailtrackError
 from mailtrack.http.messages import Request, Response
 from mailtrack.storage.base import GROUP_BYS, MAX_PAGE, EventQuery, EventStore, GroupBy, StoreError
 
-__all__ = ["DEFAULT_LIMIT", "FILTERS", "PARAMETERS", "SCOPES", "Authorize", "EventsApi", "allow_all", "error", "filters_query", "json_response",
-           "parse_parameters"]
+__all__ = ["DEFAULT_LIMIT", "FILTERS", "PARAMETERS", "SCOPES", "Authorize", "EventsApi", "allow_all",
+           "encode_stats_cursor", "error", "filters_query", "json_response", "parse_parameters", "stats_cursor"]
 
-#: ``authorize(request, scope)``: None lets the request through, a Response (401, 403) is sent instead.
-Authorize = Callable[[Request, str], "Response | None"]
+#: ``authorize(request, scope)``: a Response (401, 403) is sent instead; None lets the request read every account's
+#: events; a str lets it read that account's only (``""`` the parent's, else a subuser's name).
+Authorize = Callable[[Request, str], "Response | str | None"]
 #: The scope each endpoint needs.
 SCOPES = {"events": "events.read", "stats": "stats.read"}
 DEFAULT_LIMIT = 100
 FILTERS = ("message_id", "recipient", "type", "since", "until", "tag")
-_PARAMETERS = {"events": (*FILTERS, "limit", "cursor"), "stats": (*FILTERS, "group_by", "campaign_key")}
+_PARAMETERS = {"events": (*FILTERS, "limit", "cursor"), "stats": (*FILTERS, "group_by", "campaign_key", "limit", "cursor")}
 #: Each endpoint's query parameters (besides ``metadata.KEY``); the OpenAPI document lists these.
 PARAMETERS = _PARAMETERS
 _CURSOR_PREFIX = "before:"
+_STATS_CURSOR_PREFIX = "after:"
 
 
 def allow_all(request: Request, scope: str) -> Response | None:
@@ -99,11 +105,13 @@ class EventsApi:
         if request.method not in ("GET", "HEAD"):
             return error(405, [(None, f"{request.method} is not allowed here; use GET")], head=head,
                          headers=[("Allow", "GET, HEAD")])
-        refused = self.authorize(request, SCOPES[name])
-        if refused is not None:
-            return refused
+        allowed = self.authorize(request, SCOPES[name])
+        if isinstance(allowed, Response):
+            return allowed
         params, problems = parse_parameters(request.query, _PARAMETERS[name])
         query = filters_query(params, problems)
+        if query is not None and allowed is not None:  # the caller's account only
+            query = dataclasses.replace(query, account=allowed)
         try:
             if name == "events":
                 limit = _int(params, "limit", DEFAULT_LIMIT, 1, MAX_PAGE, problems)
@@ -120,11 +128,15 @@ class EventsApi:
             campaign_key = params.get("campaign_key", "campaign")
             if not campaign_key:
                 problems.append(("campaign_key", "must not be empty"))
+            limit = _int(params, "limit", DEFAULT_LIMIT, 1, MAX_PAGE, problems)
+            after = stats_cursor(params.get("cursor"), group_by, problems)
             if problems or query is None:
                 return error(400, problems, head=head)
             grouping: GroupBy = group_by  # type: ignore[assignment]  # checked against GROUP_BYS just above
-            rows = self.store.grouped_stats(query, grouping, campaign_key=campaign_key)
-            return json_response(200, {"group_by": group_by, "data": [row.to_dict() for row in rows]}, head=head)
+            stats = self.store.stats_page(query, grouping, campaign_key=campaign_key, after=after, limit=limit)
+            cursor = None if stats.next_after is None else encode_stats_cursor(group_by, stats.next_after)
+            return json_response(200, {"group_by": group_by, "data": [row.to_dict() for row in stats.rows],
+                                       "next_cursor": cursor}, head=head)
         except StoreError as exc:
             return error(503, [(None, f"the event store is unavailable: {exc}")], head=head,
                          headers=[("Retry-After", "1")])
@@ -220,3 +232,23 @@ def _cursor(text: str | None, problems: list[tuple[str | None, str]]) -> int | N
         problems.append(("cursor", "is not a cursor this API gave (pass next_cursor back as it is)"))
         return None
     return int(number)
+
+
+def encode_stats_cursor(group_by: str, after: str) -> str:
+    """An opaque ``/v1/stats`` cursor: the group_by and the last key of the page (base64url of UTF-8)."""
+    return base64.urlsafe_b64encode(f"{_STATS_CURSOR_PREFIX}{group_by}:{after}".encode()).decode().rstrip("=")
+
+
+def stats_cursor(text: str | None, group_by: str, problems: list[tuple[str | None, str]]) -> str | None:
+    """The group key a ``/v1/stats`` cursor continues after; a problem when it is not one of ours for this group_by."""
+    if text is None:
+        return None
+    try:
+        decoded = base64.urlsafe_b64decode(text + "=" * (-len(text) % 4)).decode("utf-8")
+    except (binascii.Error, ValueError):
+        decoded = ""
+    prefix = f"{_STATS_CURSOR_PREFIX}{group_by}:"
+    if not decoded.startswith(prefix):
+        problems.append(("cursor", "is not a cursor this API gave for this group_by (pass next_cursor back as it is)"))
+        return None
+    return decoded[len(prefix):]

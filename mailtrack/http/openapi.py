@@ -235,7 +235,7 @@ _V1_PARAMETERS: dict[str, tuple[dict[str, Any], str]] = {
     "until": (_MOMENT, "Events before this time (same forms as since; must be later than since)."),
     "tag": ({"type": "string", "minLength": 1}, "Only events of messages with this tag."),
     "limit": ({"type": "integer", "minimum": 1, "maximum": MAX_PAGE, "default": DEFAULT_LIMIT},
-              f"At most this many events (1 to {MAX_PAGE})."),
+              f"At most this many events (or stats groups) per page (1 to {MAX_PAGE})."),
     "cursor": ({"type": "string"}, "The next_cursor of the previous page, as it was given."),
     "group_by": ({"type": "string", "enum": list(GROUP_BYS), "default": "day"}, "What one row counts."),
     "campaign_key": ({"type": "string", "minLength": 1, "default": "campaign"},
@@ -395,9 +395,11 @@ def _v1_paths() -> dict[str, Any]:
                                    "next_cursor": {"type": ["string", "null"],
                                                    "description": "null on the last page"}}},
                    "List events", "The events matching the filters, newest first (scope `events.read`). "),
-        "stats": ({"type": "object", "required": ["group_by", "data"], "additionalProperties": False,
+        "stats": ({"type": "object", "required": ["group_by", "data", "next_cursor"], "additionalProperties": False,
                    "properties": {"group_by": {"type": "string", "enum": list(GROUP_BYS)},
-                                  "data": {"type": "array", "items": {"$ref": "#/components/schemas/StatsRow"}}}},
+                                  "data": {"type": "array", "items": {"$ref": "#/components/schemas/StatsRow"}},
+                                  "next_cursor": {"type": ["string", "null"],
+                                                  "description": "null on the last page"}}},
                   "Counts and rates", "Opens, clicks and unsubscribes per group (scope `stats.read`). "),
     }
     paths: dict[str, Any] = {}

@@ -10,6 +10,8 @@ it knows nothing of configuration or wiring (dependencies point inward).
 
 from __future__ import annotations
 
+import logging
+import time
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
@@ -39,13 +41,17 @@ class WsgiApp:
     and a request none of them takes goes to the tracking endpoints.
     """
 
-    def __init__(self, endpoints: Endpoints, apis: Sequence[ApiHandler] = ()) -> None:
+    def __init__(self, endpoints: Endpoints, apis: Sequence[ApiHandler] = (), *, access_log: bool = False) -> None:
         self.endpoints = endpoints
         self.apis = tuple(apis)
+        self.access_log = access_log
 
     def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
+        started = time.perf_counter() if self.access_log else 0.0
         response = self.respond(environ)
         start_response(f"{response.status} {response.reason}", response.safe_headers)
+        if self.access_log:
+            _log_access(environ, response, time.perf_counter() - started)
         # HEAD: the headers of the GET, never a body (one would desynchronize a keep-alive connection).
         return [b""] if environ.get("REQUEST_METHOD", "GET").upper() == "HEAD" else [response.body]
 
@@ -113,6 +119,26 @@ class WsgiApp:
             if answer is not None:
                 return answer
         return self.endpoints.handle(request)
+
+
+access_log = logging.getLogger("mailtrack.access")
+#: A path segment this long is a token (it names a recipient and a message): logged as its first characters only.
+_TOKEN_LENGTH = 24
+
+
+def _log_access(environ: dict[str, Any], response: Response, seconds: float) -> None:
+    """One line for the request: address, method, path with tokens shortened (no query string: it may name
+    recipients), status, body bytes, time, user agent. Never a header that could carry a key."""
+    path = "/".join(segment if len(segment) < _TOKEN_LENGTH else segment[:8] + "..."
+                    for segment in _text(environ.get("PATH_INFO", "")).split("/"))
+    query = "?..." if environ.get("QUERY_STRING") else ""
+    agent = _text(environ.get("HTTP_USER_AGENT", ""))[:200].replace('"', "'")
+    line = (f'{environ.get("REMOTE_ADDR", "-")} "{environ.get("REQUEST_METHOD", "GET")} {path}{query}" '
+            f'{response.status} {len(response.body)} {seconds * 1000:.1f}ms "{agent}"')
+    access_log.info("%s", line.translate(_CONTROL))
+
+
+_CONTROL = {code: "?" for code in (*range(32), 127)}
 
 
 def _text(value: str) -> str:

@@ -21,7 +21,7 @@ from mailtrack.exceptions import ArgumentError, MailtrackError
 from mailtrack.storage.accounts import Account, ApiKey
 
 __all__ = ["GROUP_BYS", "MAX_PAGE", "AccountStore", "EventPage", "EventQuery", "EventStore", "GroupBy", "OutboxItem",
-           "StatsRow", "StoreError", "StoreUnavailable", "UnknownAccount"]
+           "StatsPage", "StatsRow", "StoreError", "StoreUnavailable", "UnknownAccount"]
 
 #: What ``stats`` can group by: UTC day, a metadata key's value (the campaign), message, clicked URL, tag.
 GroupBy = Literal["day", "campaign", "message", "link", "tag"]
@@ -68,7 +68,9 @@ class EventQuery:
     recipient (stored that way). ``since`` is inclusive and ``until``
     exclusive, both Unix seconds. ``metadata`` pairs must all match (a value
     that is not a str matches its compact JSON: ``5``, ``true``). An event
-    matches ``tag`` when the tag is one of its tags. Built from untrusted input
+    matches ``tag`` when the tag is one of its tags. ``account`` None reads
+    every account's events; ``""`` only the parent's (events of messages
+    rewritten without an account), a name only that subuser's. Built from untrusted input
     by the HTTP API and the CLI, so every field is checked here
     (:class:`~mailtrack.exceptions.ArgumentError`).
     """
@@ -80,9 +82,10 @@ class EventQuery:
     until: float | None = None
     metadata: tuple[tuple[str, str], ...] = field(default=())
     tag: str | None = None
+    account: str | None = None
 
     def __post_init__(self) -> None:
-        for name in ("message_id", "recipient", "tag"):
+        for name in ("message_id", "recipient", "tag", "account"):
             if not isinstance(getattr(self, name), (str, type(None))):
                 raise ArgumentError(f"{name} must be a str or None, not {getattr(self, name)!r}")
         if self.event_type is not None:
@@ -108,6 +111,14 @@ class EventPage:
 
     events: list[TrackingEvent]
     next_before: int | None
+
+
+@dataclass(frozen=True)
+class StatsPage:
+    """One page of stats groups in key order; ``next_after`` is the last key to continue after (None: last page)."""
+
+    rows: list[StatsRow]
+    next_after: str | None
 
 
 @dataclass(frozen=True)
@@ -171,6 +182,11 @@ class EventStore(Protocol):
         """Counts of the events matching ``query`` per ``group_by`` group, from rollups or index-narrowed rows."""
         ...
 
+    def stats_page(self, query: EventQuery, group_by: GroupBy, *, campaign_key: str = "campaign",
+                   after: str | None = None, limit: int = 100) -> StatsPage:
+        """At most ``limit`` (<= MAX_PAGE) of :meth:`grouped_stats`'s groups with a key above ``after``, in key order."""
+        ...
+
     def count(self) -> int:
         """How many events are stored."""
         ...
@@ -185,6 +201,14 @@ class EventStore(Protocol):
 
     def outbox_delivered(self, item_id: int, now: float) -> None:
         """Mark a delivery done."""
+        ...
+
+    def outbox_delivered_many(self, item_ids: Sequence[int], now: float) -> None:
+        """Mark several deliveries done, in one transaction."""
+        ...
+
+    def outbox_backlog(self) -> int:
+        """How many deliveries are waiting (not delivered, not dead): cheap (an index), so ``/healthz`` can ask often."""
         ...
 
     def outbox_failed(self, item_id: int, error: str, next_attempt: float | None) -> None:

@@ -42,13 +42,14 @@ from mailtrack.storage.base import (
     EventQuery,
     GroupBy,
     OutboxItem,
+    StatsPage,
     StatsRow,
     StoreError,
     StoreUnavailable,
     UnknownAccount,
 )
 
-__all__ = ["EVENTS_API_MIGRATION", "MIGRATIONS", "OutboxItem", "SQLiteStore"]
+__all__ = ["EVENTS_API_MIGRATION", "MIGRATIONS", "STATS_MIGRATION", "OutboxItem", "SQLiteStore"]
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -195,10 +196,71 @@ EVENTS_API_MIGRATION = f"""
 """
 MIGRATIONS += (EVENTS_API_MIGRATION,)
 
+#: The seven counts of a rollup row, in column order (``_ROLLUP_SUMS`` sums them).
+_COUNTS_COLUMNS = ("opens INTEGER NOT NULL, unique_opens INTEGER NOT NULL, clicks INTEGER NOT NULL,"
+                   " unique_clicks INTEGER NOT NULL, link_unique_clicks INTEGER NOT NULL, unsubscribes INTEGER NOT NULL,"
+                   " unique_unsubscribes INTEGER NOT NULL")
+_SOURCE_SUMS = "sum(o), sum(uo), sum(c), sum(uc), sum(lc), sum(u), sum(uu)"
+#: Stats from rollups for every group_by x filter, and the account of each event (issue 11). Replaces v5's one-dimension
+#: ``rollups`` with two tables keyed by (account, filter atom f, group atom g[, day], url), where an atom is
+#: ('all', '', ''), ('message', id, ''), ('meta', key, value) or ('tag', tag, ''), with the two atoms' dims first so
+#: that each kind of row is one key range:
+#:   - (all, all) and (atom, all) per (day, url): group_by day/link, and every group of message/campaign/tag unfiltered;
+#:   - (meta or tag atom f, atom g) per (day, url): group_by message/campaign/tag filtered by a metadata pair or tag,
+#:     and group_by day/link filtered by two atoms; g = f only for tags (a tag filter grouped by tag shows that tag).
+#: ``rollup_totals`` holds the same sums over every day, so a request without since/until reads one row per group.
+#: Backfilled from the events already stored (v5 files upgrade in place); the v5 ``rollups`` table is dropped.
+STATS_MIGRATION = f"""
+    ALTER TABLE events ADD COLUMN account TEXT NOT NULL DEFAULT '';
+    CREATE INDEX events_account ON events (account, id);
+    DROP TABLE rollups;
+    CREATE TABLE rollup_days (
+        account TEXT NOT NULL, fdim TEXT NOT NULL, fkey TEXT NOT NULL, fvalue TEXT NOT NULL,
+        gdim TEXT NOT NULL, gkey TEXT NOT NULL, gvalue TEXT NOT NULL, day INTEGER NOT NULL, url TEXT NOT NULL,
+        {_COUNTS_COLUMNS},
+        PRIMARY KEY (account, fdim, gdim, fkey, fvalue, gkey, gvalue, day, url)
+    ) WITHOUT ROWID;
+    CREATE TABLE rollup_totals (
+        account TEXT NOT NULL, fdim TEXT NOT NULL, fkey TEXT NOT NULL, fvalue TEXT NOT NULL,
+        gdim TEXT NOT NULL, gkey TEXT NOT NULL, gvalue TEXT NOT NULL, url TEXT NOT NULL,
+        {_COUNTS_COLUMNS},
+        PRIMARY KEY (account, fdim, gdim, fkey, fvalue, gkey, gvalue, url)
+    ) WITHOUT ROWID;
+    CREATE TEMP TABLE atoms (
+        event INTEGER NOT NULL, dim TEXT NOT NULL, key TEXT NOT NULL, value TEXT NOT NULL,
+        PRIMARY KEY (event, dim, key, value)
+    ) WITHOUT ROWID;
+    INSERT INTO atoms SELECT id, 'message', message_id, '' FROM events;
+    INSERT OR IGNORE INTO atoms SELECT event, 'meta', key, value FROM event_meta;
+    INSERT OR IGNORE INTO atoms SELECT event, 'tag', tag, '' FROM event_tags;
+    CREATE TEMP VIEW rollup_source AS SELECT id, account, CAST(timestamp / 86400 AS INTEGER) AS day,
+        coalesce(url, '') AS url, event_type = {_OPENED} AS o, event_type = {_OPENED} AND first AS uo,
+        event_type = {_CLICKED} AS c, event_type = {_CLICKED} AND first AS uc, event_type = {_CLICKED} AND link_first AS lc,
+        event_type = {_UNSUBSCRIBED} AS u, event_type = {_UNSUBSCRIBED} AND first AS uu FROM events;
+    INSERT INTO rollup_days SELECT account, 'all', '', '', 'all', '', '', day, url, {_SOURCE_SUMS}
+        FROM rollup_source GROUP BY account, day, url;
+    INSERT INTO rollup_days SELECT s.account, a.dim, a.key, a.value, 'all', '', '', s.day, s.url, {_SOURCE_SUMS}
+        FROM atoms a JOIN rollup_source s ON s.id = a.event GROUP BY s.account, a.dim, a.key, a.value, s.day, s.url;
+    INSERT INTO rollup_days SELECT s.account, f.dim, f.key, f.value, g.dim, g.key, g.value, s.day, s.url, {_SOURCE_SUMS}
+        FROM atoms f JOIN atoms g ON g.event = f.event JOIN rollup_source s ON s.id = f.event
+        WHERE f.dim IN ('meta', 'tag') AND (f.dim = 'tag' OR f.dim != g.dim OR f.key != g.key OR f.value != g.value)
+        GROUP BY s.account, f.dim, f.key, f.value, g.dim, g.key, g.value, s.day, s.url;
+    DROP VIEW rollup_source;
+    DROP TABLE atoms;
+    INSERT INTO rollup_totals SELECT account, fdim, fkey, fvalue, gdim, gkey, gvalue, url, sum(opens), sum(unique_opens),
+        sum(clicks), sum(unique_clicks), sum(link_unique_clicks), sum(unsubscribes), sum(unique_unsubscribes)
+        FROM rollup_days GROUP BY account, fdim, fkey, fvalue, gdim, gkey, gvalue, url
+"""
+MIGRATIONS += (STATS_MIGRATION,)
+
 _COLUMNS = (
     "event_id, event_type, timestamp, message_id, recipient, url, link_index, user_agent, ip, referer, metadata, first, machine,"
-    " tags"
+    " tags, account"
 )
+#: The columns of an event as schema v3 had them (before ``account``): for tests and benchmarks building old files.
+_V3_COLUMNS = _COLUMNS.rsplit(",", 1)[0]
+#: How the parent's events (``account`` None) are stored: the column stays NOT NULL, so it can lead indexes and keys.
+_PARENT = ""
 #: How a message tracked without a recipient is stored: ``recipient`` stays NOT NULL, so that
 #: ``firsts`` (its primary key) and ``count(DISTINCT recipient)`` treat "no recipient" as one reader.
 _NO_RECIPIENT = ""
@@ -330,7 +392,7 @@ class SQLiteStore:
                 "INSERT OR IGNORE INTO link_firsts (url, message_id, recipient) VALUES (?, ?, ?)",
                 (event.url, row[3], row[4]),
             ).rowcount == 1
-            rowid = db.execute(f"INSERT INTO events ({_COLUMNS}, link_first) VALUES ({', '.join('?' * 15)})",
+            rowid = db.execute(f"INSERT INTO events ({_COLUMNS}, link_first) VALUES ({', '.join('?' * 16)})",
                                (*row, int(link_first))).lastrowid
             self._index(db, rowid, event, row, link_first)
             now = event.timestamp.timestamp()
@@ -360,12 +422,14 @@ class SQLiteStore:
             int(kind is EventType.CLICKED), int(kind is EventType.CLICKED and first), int(link_first),
             int(kind is EventType.UNSUBSCRIBED), int(kind is EventType.UNSUBSCRIBED and first),
         )
-        day, url = int(row[2] // 86400), event.url or ""
-        dims = [("all", "", ""), ("message", event.message_id, ""), *(("meta", key, value) for key, value in meta),
-                *(("tag", tag, "") for tag in tags)]
-        # per (day, URL), and all-time totals (day -1) so that a group_by without since/until reads one row per group
-        db.executemany(_ROLLUP_UPSERT, [(*dim, when, where, *counts) for dim in dims
-                                        for when, where in ((day, url), (_TOTAL, ""))])
+        account, day, url = row[14], int(row[2] // _DAY), event.url or ""
+        atoms = [("message", event.message_id, ""), *(("meta", key, value) for key, value in meta),
+                 *(("tag", tag, "") for tag in tags)]
+        # see STATS_MIGRATION: (all|atom, all) per (day, url), and (metadata pair|tag, atom) per day
+        cells = [(f, _ALL, url) for f in (_ALL, *atoms)]  # (f, g, url)
+        cells += [(f, g, url) for f in atoms if f[0] != "message" for g in atoms if g != f or f[0] == "tag"]
+        db.executemany(_DAYS_UPSERT, [(account, f[0], g[0], *f[1:], *g[1:], day, url, *counts) for f, g, url in cells])
+        db.executemany(_TOTALS_UPSERT, [(account, f[0], g[0], *f[1:], *g[1:], url, *counts) for f, g, url in cells])
 
     # -- reading -------------------------------------------------------------------
     @_translated
@@ -401,19 +465,69 @@ class SQLiteStore:
 
     @_translated
     def grouped_stats(self, query: EventQuery, group_by: GroupBy, *, campaign_key: str = "campaign") -> list[StatsRow]:
-        """Counts of the events matching ``query`` per ``group_by`` group (see :class:`StatsRow`).
+        """Every group of :meth:`stats_page` (see there), in key order; ``link`` groups by clicks, most first.
 
-        Answered from the ``rollups`` table (kept by :meth:`record`) whenever
-        it holds the answer: no ``recipient`` condition, ``since``/``until`` on
-        UTC day boundaries, and at most one of message/metadata/tag named by
-        the conditions and the grouping together. Otherwise the events the
-        conditions select are found through the same indexes as :meth:`find`
-        and counted; at least one condition then narrows them, so no request
-        reads every event. Groups: ``day`` (``YYYY-MM-DD`` UTC), ``campaign``
+        The order of ``link`` groups is the one this method always had (the
+        dashboard's top links); ``stats_page`` and ``GET /v1/stats`` order
+        every grouping by key, so that they can be paged.
+        """
+        rows = self._grouped(query, group_by, campaign_key, None, None)[0]
+        if group_by == "link":
+            rows.sort(key=lambda row: (-row.clicks, row.key))
+        return rows
+
+    @_translated
+    def stats_page(self, query: EventQuery, group_by: GroupBy, *, campaign_key: str = "campaign",
+                   after: str | None = None, limit: int = 100) -> StatsPage:
+        """Counts of the events matching ``query`` per ``group_by`` group (see :class:`StatsRow`), by key, paged.
+
+        At most ``limit`` (1 to ``MAX_PAGE``) groups whose key is above
+        ``after`` (the last key of the previous page; ``next_after`` gives it
+        while more follow). Groups: ``day`` (``YYYY-MM-DD`` UTC), ``campaign``
         (the value of metadata ``campaign_key``; events without it are left
         out), ``message``, ``link`` (clicked URL; clicks only) and ``tag`` (an
-        event counts in each of its tags).
+        event counts in each of its tags); a group with nothing to count
+        (after ``type``) is left out.
+
+        No request counts every event. Answered from the rollups that
+        :meth:`record` keeps in the event's transaction (``STATS_MIGRATION``),
+        read in key order so the cost is the rows of the groups returned:
+
+        - no condition, or one of message_id / a metadata pair / tag, with
+          every ``group_by`` (a message_id with group_by campaign or tag excepted);
+        - two of those with group_by ``day`` or ``link``, or with the group pinned by
+          one of them (message_id + group_by message, the campaign pair + group_by campaign);
+        - ``type`` always (the rollups count each type apart);
+        - ``since``/``until``: whole UTC days from the day rows; the partial
+          days at the window's ends are counted from the events the time index
+          finds in them (at most two days' events);
+        - ``account`` always (the rollups are kept per account; None reads each
+          account's page and merges them).
+
+        Page-bounded: group_by ``message`` under two or more metadata pairs /
+        tag (no message_id, no recipient) takes the page's candidate messages
+        in key order from one condition's pair rows and counts only their
+        events (``(message_id, id)`` index), page after page until it is full.
+
+        Index-bounded instead (counted over the events an index finds for the
+        most selective condition, so the cost is those events, not the store):
+        a ``recipient`` (the recipient's events); a message_id with group_by
+        campaign or tag (the message's events); group_by campaign/tag under two
+        or more metadata pairs / tag, or three conditions (the events of the
+        message, else of whichever of the tag and metadata pairs the rollups
+        say has the fewest); :meth:`grouped_stats` (no page) for the
+        page-bounded case above, likewise.
         """
+        if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= MAX_PAGE:
+            raise ArgumentError(f"limit must be an int from 1 to {MAX_PAGE}, not {limit!r}")
+        if after is not None and not isinstance(after, str):
+            raise ArgumentError(f"after must be a group's key (str) or None, not {after!r}")
+        rows, more = self._grouped(query, group_by, campaign_key, after, limit)
+        return StatsPage(rows, rows[-1].key if more else None)
+
+    def _grouped(self, query: EventQuery, group_by: GroupBy, campaign_key: str, after: str | None,
+                 limit: int | None) -> tuple[list[StatsRow], bool]:
+        """The groups above ``after`` in key order, at most ``limit`` (None: all), and whether more follow."""
         if not isinstance(query, EventQuery):
             raise ArgumentError(f"grouped_stats takes an EventQuery, not {type(query).__name__}")
         if group_by not in GROUP_BYS:
@@ -421,10 +535,32 @@ class SQLiteStore:
         if not isinstance(campaign_key, str) or not campaign_key:
             raise ArgumentError(f"campaign_key must be a non-empty str, not {campaign_key!r}")
         db = self._connection()
-        rows = _from_rollups(db, query, group_by, campaign_key)
-        if rows is None:
-            rows = _from_events(db, query, group_by, campaign_key)
-        return _stats_rows(rows, group_by, query.event_type)
+        start = None if after is None else _group_value(after, group_by)
+        fetch = None if limit is None else limit + 1
+        spec = _rollup_spec(query, group_by, campaign_key)
+        sources: list[tuple[list[tuple[Any, ...]], bool]] = []
+        if spec is None and group_by == "message" and query.message_id is None and query.recipient is None \
+                and limit is not None:
+            sources.append(_by_candidate_messages(db, query, campaign_key, start, fetch))
+        elif spec is None:
+            sources.append((_from_events(db, query, group_by, campaign_key), True))
+        else:
+            use_days, low, high, edges = _window(query)
+            if use_days or not edges:
+                accounts = _accounts(db) if query.account is None else [query.account]
+                for account in accounts:
+                    rows = _from_rollups(db, spec, account, (low, high) if use_days else None, group_by,
+                                         query.event_type, start, fetch)
+                    sources.append((rows, fetch is None or len(rows) < fetch))
+            for since, until in edges:
+                edge = EventQuery(message_id=query.message_id, recipient=query.recipient, event_type=query.event_type,
+                                  since=since, until=until, metadata=query.metadata, tag=query.tag,
+                                  account=query.account)
+                sources.append((_from_events(db, edge, group_by, campaign_key, time_first=True), True))
+        found = _stats_rows(_merge(sources, start), group_by, query.event_type)
+        if limit is None:
+            return found, False
+        return found[:limit], len(found) > limit
 
     @_translated
     def events(
@@ -702,6 +838,30 @@ class SQLiteStore:
         self._write("UPDATE outbox SET delivered = ?, attempts = attempts + 1 WHERE id = ?", (now, item_id))
 
     @_translated
+    def outbox_backlog(self) -> int:
+        """Deliveries waiting, counted on the partial index ``outbox_due`` (only the waiting rows are in it)."""
+        row = self._connection().execute(
+            "SELECT count(*) FROM outbox INDEXED BY outbox_due WHERE delivered IS NULL AND dead = 0").fetchone()
+        return int(row[0])
+
+    @_translated
+    def outbox_delivered_many(self, item_ids: Sequence[int], now: float) -> None:
+        """Mark several deliveries done in one transaction (what a pooled sender's finished posts cost: one commit)."""
+        if not item_ids:
+            return
+        db = self._connection()
+        with self._writing():
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                db.executemany("UPDATE outbox SET delivered = ?, attempts = attempts + 1 WHERE id = ?",
+                               [(now, item_id) for item_id in item_ids])
+                db.execute("COMMIT")
+            except BaseException:
+                if db.in_transaction:
+                    db.execute("ROLLBACK")
+                raise
+
+    @_translated
     def outbox_failed(self, item_id: int, error: str, next_attempt: float | None) -> None:
         """Record a failed attempt; ``next_attempt`` None gives up (the row stays, marked dead)."""
         if next_attempt is None:
@@ -760,12 +920,13 @@ def _row(event: TrackingEvent) -> tuple[Any, ...]:
         int(bool(event.first)),
         event.machine,
         json.dumps(list(event.tags), separators=(",", ":")),
+        _PARENT if event.account is None else event.account,
     )
 
 
 def _event(row: Sequence[Any]) -> TrackingEvent:
     (event_id, event_type, timestamp, message_id, recipient, url, link_index, user_agent, ip, referer, metadata, first,
-     machine, tags) = row
+     machine, tags, account) = row
     return TrackingEvent(
         event_type=event_type,
         timestamp=datetime.fromtimestamp(timestamp, timezone.utc),
@@ -781,23 +942,28 @@ def _event(row: Sequence[Any]) -> TrackingEvent:
         machine=machine,
         event_id=event_id,
         tags=tuple(json.loads(tags)),
+        account=None if account == _PARENT else account,
     )
 
 
 _E_COLUMNS = ", ".join("e." + column.strip() for column in _COLUMNS.split(","))
-_ROLLUP_UPSERT = (
-    "INSERT INTO rollups (dim, key, value, day, url, opens, unique_opens, clicks, unique_clicks, link_unique_clicks,"
-    " unsubscribes, unique_unsubscribes) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
-    " ON CONFLICT (dim, key, value, day, url) DO UPDATE SET opens = opens + excluded.opens,"
-    " unique_opens = unique_opens + excluded.unique_opens, clicks = clicks + excluded.clicks,"
-    " unique_clicks = unique_clicks + excluded.unique_clicks,"
-    " link_unique_clicks = link_unique_clicks + excluded.link_unique_clicks,"
-    " unsubscribes = unsubscribes + excluded.unsubscribes,"
-    " unique_unsubscribes = unique_unsubscribes + excluded.unique_unsubscribes"
-)
+_ROLLUP_KEY = "account, fdim, gdim, fkey, fvalue, gkey, gvalue"
+_ROLLUP_COUNTS = ("opens", "unique_opens", "clicks", "unique_clicks", "link_unique_clicks", "unsubscribes",
+                  "unique_unsubscribes")
+
+
+def _upsert(table: str, key: str) -> str:
+    """``INSERT ... ON CONFLICT DO UPDATE`` adding one event's seven counts to the ``table`` row of ``key``."""
+    return (f"INSERT INTO {table} ({key}, {', '.join(_ROLLUP_COUNTS)}) VALUES ({', '.join('?' * (key.count(',') + 8))})"
+            f" ON CONFLICT ({key}) DO UPDATE SET "
+            + ", ".join(f"{column} = {column} + excluded.{column}" for column in _ROLLUP_COUNTS))
+
+
+_DAYS_UPSERT = _upsert("rollup_days", f"{_ROLLUP_KEY}, day, url")
+_TOTALS_UPSERT = _upsert("rollup_totals", f"{_ROLLUP_KEY}, url")
+#: The atom every event has (the filter "none" and the group "per day / per link").
+_ALL = ("all", "", "")
 _DAY = 86400
-#: The ``day`` of the all-time total rows of the rollups.
-_TOTAL = -1
 #: The seven counts, in rollup column order, as sums over events ``e`` (the fallback's equivalent of the rollups).
 _EVENT_SUMS = (
     f"sum(e.event_type = {_OPENED}), sum(e.event_type = {_OPENED} AND e.first), sum(e.event_type = {_CLICKED}),"
@@ -813,18 +979,43 @@ def _meta_value(value: Any) -> str:
     return value if isinstance(value, str) else json.dumps(value, separators=(",", ":"), sort_keys=True)
 
 
-def _plan(query: EventQuery, by_time: bool = False) -> tuple[str, str, list[str], list[Any]]:
+def _plan(query: EventQuery, by_time: bool = False, *, time_first: bool = False,
+          driver: tuple[str, str] | None = None, messages: Sequence[str] = ()) -> tuple[str, str, list[str], list[Any]]:
     """``FROM`` clause, the id column to order by, and the conditions with their arguments, for ``query``.
 
     The most selective indexed condition drives (``CROSS JOIN`` fixes the
     join order in SQLite): message or recipient, else tag, else a metadata pair,
-    else (``by_time``, see :func:`_window_is_narrow`) the time index.
+    else (``by_time``, see :func:`_window_is_narrow`) the time index, else the
+    account's ``(account, id)`` index when one is named. ``time_first`` puts
+    the time index before tag and metadata (stats' partial edge days);
+    ``driver``, one of the query's metadata pairs, drives before the tag (stats:
+    the condition the rollups say selects the fewest events). ``messages``
+    (with no ``message_id``) drives by those messages' ``(message_id, id)`` rows.
     """
+    if messages:
+        narrowed = _plan(EventQuery(
+            recipient=query.recipient, event_type=query.event_type, since=query.since, until=query.until,
+            metadata=query.metadata, tag=query.tag, account=query.account, message_id=messages[0]))
+        conditions, values = narrowed[2], narrowed[3]
+        at = conditions.index("e.message_id = ?")
+        conditions[at] = f"e.message_id IN ({', '.join('?' * len(messages))})"
+        marks = sum(part.count("?") for part in conditions[:at])
+        return narrowed[0], narrowed[1], conditions, [*values[:marks], *messages, *values[marks + 1:]]
     where: list[str] = []
     args: list[Any] = []
     metadata = list(query.metadata)
     tag = query.tag
-    if query.message_id is None and query.recipient is None and tag is not None:
+    if driver is not None and driver in metadata and not time_first:
+        metadata.remove(driver)
+        metadata.insert(0, driver)
+        if tag is not None:
+            where.append("EXISTS (SELECT 1 FROM event_tags t WHERE t.tag = ? AND t.event = e.id)")
+            args.append(tag)
+            tag = None
+    if time_first and query.message_id is None and query.recipient is None and query.since is not None:
+        source, order = "events e INDEXED BY events_time", "e.id"
+        by_time = True
+    elif query.message_id is None and query.recipient is None and tag is not None:
         source, order = "event_tags d CROSS JOIN events e ON e.id = d.event", "d.event"
         where.append("d.tag = ?")
         args.append(tag)
@@ -849,6 +1040,9 @@ def _plan(query: EventQuery, by_time: bool = False) -> tuple[str, str, list[str]
     if query.event_type is not None:
         where.append(f"{plus}e.event_type = ?")
         args.append(query.event_type.value)
+    if query.account is not None:
+        where.append(f"{plus}e.account = ?")
+        args.append(query.account)
     if by_time:
         plus = ""
     if query.since is not None:
@@ -885,55 +1079,153 @@ def _window_is_narrow(db: sqlite3.Connection, query: EventQuery) -> bool:
     return bool(newest - end > end - query.since)
 
 
-def _from_rollups(db: sqlite3.Connection, query: EventQuery, group_by: GroupBy,
-                  campaign_key: str) -> list[tuple[Any, ...]] | None:
-    """``(group, seven counts)`` rows from the rollups, or None when they cannot answer ``query`` exactly."""
-    if query.recipient is not None or any(t is not None and t % _DAY for t in (query.since, query.until)):
+#: The rollup atom dimension each group_by groups by (day and link group the "all" rows by day or URL).
+_ATOM_OF_GROUP = {"message": "message", "campaign": "meta", "tag": "tag"}
+#: (fixed rollup key columns, the grouping column or None, the one group's key when the conditions pin it)
+_Spec = tuple[dict[str, str], str | None, str | None]
+
+
+def _fixed(f: tuple[str, str, str], g: tuple[str, str, str]) -> dict[str, str]:
+    return dict(zip(("fdim", "fkey", "fvalue", "gdim", "gkey", "gvalue"), (*f, *g), strict=True))
+
+
+def _rollup_spec(query: EventQuery, group_by: GroupBy, campaign_key: str) -> _Spec | None:
+    """Which rollup rows hold ``query`` grouped by ``group_by`` (see ``STATS_MIGRATION``), or None: counted from events.
+
+    The conditions name atoms (the message, each metadata pair, the tag). Served from rollups: no atom, one atom,
+    or two atoms when the group is a day or pinned by a condition (a message_id with group_by=message, a campaign
+    pair with group_by=campaign), from the pair rows; group_by message/campaign/tag under one metadata pair or tag.
+    Not served (counted from the events the most selective condition's index finds, see :meth:`grouped_stats`):
+    a recipient; three or more atoms; two atoms with group_by link, or with an unpinned group_by
+    message/campaign/tag; a message_id with an unpinned group_by campaign/tag.
+    """
+    if query.recipient is not None:
         return None
-    named: list[tuple[str, str | None, str | None]] = []  # (dim, key, value) the conditions pin
+    atoms: list[tuple[str, str, str]] = []
     if query.message_id is not None:
-        named.append(("message", query.message_id, ""))
-    named += [("meta", key, value) for key, value in query.metadata]
+        atoms.append(("message", query.message_id, ""))
+    atoms += [("meta", key, value) for key, value in query.metadata]
     if query.tag is not None:
-        named.append(("tag", query.tag, ""))
-    grouping = {"campaign": ("meta", campaign_key, None), "message": ("message", None, ""),
-                "tag": ("tag", None, "")}.get(group_by)
-    if grouping is not None and named:
-        # one dimension at most: grouping by what a condition pins (a message, one metadata key) is that one group
-        if len(named) > 1 or grouping[0] == "tag" or named[0][0] != grouping[0] or \
-                (grouping[0] == "meta" and named[0][1] != campaign_key):
-            return None
-    elif len(named) > 1:
+        atoms.append(("tag", query.tag, ""))
+    atoms = list(dict.fromkeys(atoms))
+    pinned = None
+    if group_by == "message" and query.message_id is not None:
+        pinned = query.message_id
+    if group_by == "campaign":
+        pinned = next((value for key, value in query.metadata if key == campaign_key), None)
+    if group_by in ("day", "link") or pinned is not None:
+        group = None if pinned is not None else "day" if group_by == "day" else "url"
+        if len(atoms) <= 1:
+            return _fixed(atoms[0] if atoms else _ALL, _ALL), group, pinned
+        if len(atoms) == 2:
+            f, g = atoms if atoms[0][0] != "message" else atoms[::-1]  # pair rows are filed under a pair or a tag
+            return _fixed(f, g), group, pinned
         return None
-    dim, key, value = named[0] if named else grouping if grouping is not None else ("all", "", "")
-    where: list[str] = ["dim = ?"]
-    args: list[Any] = [dim]
-    if key is not None:
-        where.append("key = ?")
-        args.append(key)
-    if value is not None:
-        where.append("value = ?")
-        args.append(value)
-    if query.since is None and query.until is None and group_by not in ("day", "link"):
-        where.append(f"day = {_TOTAL}")
-    else:
-        where.append("day >= 0")
-    if query.since is not None:
-        where.append("day >= ?")
-        args.append(int(query.since // _DAY))
-    if query.until is not None:
-        where.append("day < ?")
-        args.append(int(query.until // _DAY))
-    group = {"day": "day", "link": "url", "campaign": "value", "message": "key", "tag": "key"}[group_by]
+    dim = _ATOM_OF_GROUP[group_by]
+    if not atoms:  # every group's own rows: (group atom, all)
+        if dim == "meta":
+            return {"fdim": "meta", "fkey": campaign_key, "gdim": "all", "gkey": "", "gvalue": ""}, "fvalue", None
+        return {"fdim": dim, "fvalue": "", "gdim": "all", "gkey": "", "gvalue": ""}, "fkey", None
+    if len(atoms) == 1 and atoms[0][0] != "message":
+        only = dict(zip(("fdim", "fkey", "fvalue"), atoms[0], strict=True))
+        if dim == "meta":
+            return {**only, "gdim": "meta", "gkey": campaign_key}, "gvalue", None
+        return {**only, "gdim": dim, "gvalue": ""}, "gkey", None
+    return None
+
+
+def _nonzero(group_by: GroupBy, event_type: EventType | None, sums: tuple[str, str, str]) -> str:
+    """SQL true for a group with a count to show: clicks for links; else any of the counts ``type`` keeps."""
+    opens, clicks, unsubscribes = sums
+    if group_by == "link":
+        return f"{clicks} > 0" if event_type in (None, EventType.CLICKED) else "0"
+    kept = {EventType.OPENED: opens, EventType.CLICKED: clicks, EventType.UNSUBSCRIBED: unsubscribes}
+    return " OR ".join(f"{column} > 0" for kind, column in kept.items() if event_type in (None, kind))
+
+
+def _window(query: EventQuery) -> tuple[bool, int | None, int | None, list[tuple[float, float]]]:
+    """(read day rows, first whole day, end day, sub-day edges) for ``since``/``until``.
+
+    Whole UTC days inside the window come from the rollups' day rows; the
+    partial days at its ends (at most two) are counted from the events the
+    time index finds in them. ``(False, None, None, [])``: no window, the
+    all-time totals answer.
+    """
+    since, until = query.since, query.until
+    if since is None and until is None:
+        return False, None, None, []
+    low = None if since is None else int(since // _DAY) + (1 if since % _DAY else 0)
+    high = None if until is None else int(until // _DAY)
+    if since is not None and until is not None and low is not None and high is not None and low >= high:
+        return False, None, None, [(since, until)] if since < until else []  # no whole day inside
+    edges = []
+    if since is not None and low is not None and low * _DAY > since:
+        edges.append((since, float(low * _DAY)))
+    if until is not None and high is not None and high * _DAY < until:
+        edges.append((float(high * _DAY), until))
+    return True, low, high, edges
+
+
+def _accounts(db: sqlite3.Connection) -> list[str]:
+    """The accounts that have events (a skip scan over the rollups' leading column: one seek per account)."""
+    rows = db.execute(
+        "WITH RECURSIVE a(x) AS (SELECT (SELECT min(account) FROM rollup_totals) UNION ALL"
+        " SELECT (SELECT min(account) FROM rollup_totals WHERE account > a.x) FROM a WHERE a.x IS NOT NULL)"
+        " SELECT x FROM a WHERE x IS NOT NULL").fetchall()
+    return [row[0] for row in rows]
+
+
+def _from_rollups(db: sqlite3.Connection, spec: _Spec, account: str, days: tuple[int | None, int | None] | None,
+                  group_by: GroupBy, event_type: EventType | None, after: int | str | None,
+                  fetch: int | None) -> list[tuple[Any, ...]]:
+    """``(group, seven counts)`` rows of ``account`` above ``after`` in group order, at most ``fetch`` (None: all).
+
+    Reads the rows of one key prefix in primary-key order, so the groups come
+    out ordered without a sort and ``LIMIT`` stops the read: the cost is the
+    rows of the groups returned (times their days or URLs), not the store's size.
+    """
+    fixed, group, pinned = spec
+    use_days = days is not None or group == "day"
+    where = ["account = ?", *(f"{column} = ?" for column in fixed)]
+    args: list[Any] = [account, *fixed.values()]
+    if days is not None:
+        for bound, op in zip(days, (">=", "<"), strict=True):
+            if bound is not None:
+                where.append(f"day {op} ?")
+                args.append(bound)
     if group_by == "link":
         where.append("url != ''")
-    sql = f"SELECT {group}, {_ROLLUP_SUMS} FROM rollups WHERE {' AND '.join(where)} GROUP BY {group}"
+    sums = f"{_ROLLUP_SUMS} FROM {'rollup_days' if use_days else 'rollup_totals'} WHERE {' AND '.join(where)}"
+    if group is None:  # one group, pinned by a condition
+        if after is not None and str(pinned) <= str(after):
+            return []
+        nonzero = _nonzero(group_by, event_type, ("o", "c", "u"))
+        sql = (f"SELECT * FROM (SELECT ? AS g, sum(opens) AS o, sum(unique_opens), sum(clicks) AS c, sum(unique_clicks),"
+               f" sum(link_unique_clicks), sum(unsubscribes) AS u, sum(unique_unsubscribes) FROM "
+               f"{sums.split(' FROM ', 1)[1]}) WHERE {nonzero}")
+        return db.execute(sql, [pinned, *args]).fetchall()
+    if after is not None:
+        where.append(f"{group} > ?")
+        args.append(after)
+        sums = f"{_ROLLUP_SUMS} FROM {'rollup_days' if use_days else 'rollup_totals'} WHERE {' AND '.join(where)}"
+    nonzero = _nonzero(group_by, event_type, ("sum(opens)", "sum(clicks)", "sum(unsubscribes)"))
+    sql = f"SELECT {group}, {sums} GROUP BY {group} HAVING {nonzero} ORDER BY {group}"
+    if fetch is not None:
+        sql += f" LIMIT {int(fetch)}"
     return db.execute(sql, args).fetchall()
 
 
-def _from_events(db: sqlite3.Connection, query: EventQuery, group_by: GroupBy, campaign_key: str) -> list[tuple[Any, ...]]:
-    """``(group, seven counts)`` rows counted over the events ``query`` selects, found through :func:`_plan`'s indexes."""
-    source, _, where, args = _plan(query)
+def _from_events(db: sqlite3.Connection, query: EventQuery, group_by: GroupBy, campaign_key: str, *,
+                 time_first: bool = False, messages: Sequence[str] = ()) -> list[tuple[Any, ...]]:
+    """``(group, seven counts)`` rows counted over the events ``query`` selects, found through :func:`_plan`'s indexes.
+
+    ``time_first`` (a window's partial edge days) drives by the time index
+    unless a message or recipient is pinned, so the cost is the edge's events.
+    Otherwise, among a tag and metadata pairs, the one with the fewest events
+    (the rollups' totals tell) drives.
+    """
+    source, _, where, args = _plan(query, time_first=time_first, driver=None if messages else _fewest(db, query),
+                                   messages=messages)
     group = {"day": "CAST(e.timestamp / 86400 AS INTEGER)", "link": "e.url", "message": "e.message_id",
              "campaign": "g.value", "tag": "g.tag"}[group_by]
     if group_by == "campaign":  # CROSS JOIN: from the events found to their rows (event_meta_event, event_tags_event)
@@ -947,8 +1239,105 @@ def _from_events(db: sqlite3.Connection, query: EventQuery, group_by: GroupBy, c
     return db.execute(sql, args).fetchall()
 
 
+def _by_candidate_messages(db: sqlite3.Connection, query: EventQuery, campaign_key: str, after: int | str | None,
+                           fetch: int | None) -> tuple[list[tuple[Any, ...]], bool]:
+    """group_by=message under two or more of metadata pairs / tag: a page's messages, counted one message at a time.
+
+    The candidates are the messages of one condition (the pair rows of the
+    tag, or of the metadata pair with the fewest events), read in key order
+    from the rollups; each is counted over its own events (the
+    ``(message_id, id)`` index) with every condition, until ``fetch`` groups
+    have counts. The cost is the candidates read times their events, bounded
+    by the page, not by the store or the conditions' events.
+    """
+    driver = _fewest(db, query)
+    atom = ("meta", *driver) if driver is not None else ("tag", query.tag or "", "") if query.tag is not None \
+        else ("meta", *query.metadata[0])
+    spec: _Spec = ({**dict(zip(("fdim", "fkey", "fvalue"), atom, strict=True)), "gdim": "message", "gvalue": ""},
+                   "gkey", None)
+    accounts = _accounts(db) if query.account is None else [query.account]
+    found: list[tuple[Any, ...]] = []
+    cursor = after
+    batch = max(fetch or 0, 20)
+    while fetch is None or len(found) < fetch:
+        sources = [(rows, len(rows) < batch) for rows in
+                   (_from_rollups(db, spec, account, None, "message", None, cursor, batch) for account in accounts)]
+        candidates = [row[0] for row in _merge(sources, cursor)]
+        if not candidates:
+            return found, True
+        counted = {row[0]: row for row in _from_events(db, query, "message", campaign_key, messages=candidates)
+                   if any(row[i] for i in _SHOWN[query.event_type])}
+        for message_id in candidates:  # in key order, so that a cut page knows every group before its last
+            if message_id in counted:
+                found.append(counted[message_id])
+                if fetch is not None and len(found) >= fetch:
+                    return found, False
+        cursor = candidates[-1]
+    return found, False
+
+
+#: Which of the seven counts (after the group) make a group worth showing, per ``type`` filter.
+_SHOWN: dict[EventType | None, tuple[int, ...]] = {None: (1, 3, 6), EventType.OPENED: (1,), EventType.CLICKED: (3,),
+                                                   EventType.UNSUBSCRIBED: (6,)}
+
+
+def _fewest(db: sqlite3.Connection, query: EventQuery) -> tuple[str, str] | None:
+    """The metadata pair of ``query`` with fewer events than its tag and its other pairs (None: the tag, or no choice)."""
+    if query.message_id is not None or query.recipient is not None or not query.metadata or \
+            len(query.metadata) + (query.tag is not None) < 2:
+        return None
+    accounts = _accounts(db) if query.account is None else [query.account]
+
+    def events_of(dim: str, key: str, value: str) -> int:
+        total = 0
+        for account in accounts:
+            row = db.execute("SELECT sum(opens) + sum(clicks) + sum(unsubscribes) FROM rollup_totals WHERE account = ?"
+                             " AND fdim = ? AND gdim = 'all' AND fkey = ? AND fvalue = ? AND gkey = '' AND gvalue = ''",
+                             (account, dim, key, value)).fetchone()
+            total += int(row[0] or 0)
+        return total
+
+    sizes = {pair: events_of("meta", *pair) for pair in query.metadata}
+    best = min(sizes, key=lambda pair: sizes[pair])
+    if query.tag is not None and events_of("tag", query.tag, "") <= sizes[best]:
+        return None
+    return best
+
+
+def _group_value(key: str, group_by: GroupBy) -> int | str:
+    """A group's key as the rollups order it: the day number for ``day`` (``YYYY-MM-DD``), else the key itself."""
+    if group_by != "day":
+        return key
+    try:
+        return int(datetime.strptime(key, "%Y-%m-%d").replace(tzinfo=timezone.utc).timestamp() // _DAY)
+    except ValueError:
+        raise ArgumentError(f"a day group's key is YYYY-MM-DD, not {key!r}") from None
+
+
+def _merge(sources: list[tuple[list[tuple[Any, ...]], bool]], after: int | str | None) -> list[tuple[Any, ...]]:
+    """Sum rows of the same group over ``sources`` (each ``(rows, complete)``): the groups above ``after``, in order.
+
+    An incomplete source (cut at ``limit + 1`` groups) knows nothing past its
+    last group, so the merge keeps only groups up to the smallest such last
+    group: every group kept has all its counts (its rank in any one source is
+    at most its rank in the union), and the first ``limit`` of them are right.
+    """
+    totals: dict[Any, list[int]] = {}
+    horizon = None
+    for rows, complete in sources:
+        if not complete and rows:
+            horizon = rows[-1][0] if horizon is None else min(horizon, rows[-1][0])
+        for group, *counts in rows:
+            if group is None or (after is not None and group <= after):
+                continue
+            into = totals.setdefault(group, [0] * 7)
+            for i, count in enumerate(counts):
+                into[i] += int(count or 0)
+    return sorted((group, *counts) for group, counts in totals.items() if horizon is None or group <= horizon)
+
+
 def _stats_rows(rows: list[tuple[Any, ...]], group_by: GroupBy, event_type: EventType | None) -> list[StatsRow]:
-    """:class:`StatsRow` per group, counts of other types than ``event_type`` zeroed, in the group's order."""
+    """:class:`StatsRow` per group, counts of other types than ``event_type`` zeroed, groups with nothing left out."""
     result = []
     for group, opens, unique_opens, clicks, unique_clicks, link_unique, unsubscribes, unique_unsubscribes in rows:
         keep = {t: event_type is None or event_type is t for t in EventType}
@@ -961,12 +1350,10 @@ def _stats_rows(rows: list[tuple[Any, ...]], group_by: GroupBy, event_type: Even
         else:
             key = str(group)
         if group_by == "link":
-            result.append(StatsRow(key, None, None, int(clicks or 0), int(link_unique or 0), None, None))
+            row = StatsRow(key, None, None, int(clicks or 0), int(link_unique or 0), None, None)
         else:
-            result.append(StatsRow(key, int(opens or 0), int(unique_opens or 0), int(clicks or 0),
-                                   int(unique_clicks or 0), int(unsubscribes or 0), int(unique_unsubscribes or 0)))
-    if group_by == "link":
-        result.sort(key=lambda row: (-row.clicks, row.key))
-    else:
-        result.sort(key=lambda row: row.key)
-    return [row for row in result if row.opens or row.clicks or row.unsubscribes]
+            row = StatsRow(key, int(opens or 0), int(unique_opens or 0), int(clicks or 0),
+                           int(unique_clicks or 0), int(unsubscribes or 0), int(unique_unsubscribes or 0))
+        if row.opens or row.clicks or row.unsubscribes:
+            result.append(row)
+    return result

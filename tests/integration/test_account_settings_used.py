@@ -38,6 +38,13 @@ def test_cli_account_applies_the_stored_settings_under_the_message_s(db: Path, t
     tracked = subprocess.run([*base, "--account", "sub1", "--db", str(db)], capture_output=True, check=True,
                              timeout=60).stdout
     assert b"/o/" in plain and b"/o/" not in tracked
+    verifier = mailtrack.Tracker(secret_keys=["k"], base_url=BASE_URL)
+
+    def signed_account(output: bytes) -> str | None:
+        url = BASE_URL + "/c/" + output.split(BASE_URL.encode() + b"/c/", 1)[1].split(b'"', 1)[0].decode()
+        return verifier.verify(url).account
+
+    assert signed_account(tracked) == "sub1" and signed_account(plain) is None  # --account is signed into the tokens
     opened = subprocess.run([*base, "--account", "sub1", "--db", str(db), "--settings", '{"open": true}'],
                             capture_output=True, check=True, timeout=60).stdout
     assert b"/o/" in opened  # the message's own settings win
@@ -59,6 +66,7 @@ def test_flask_mailtrack_account(db: Path) -> None:
         result = state.tracker.rewrite_message(MESSAGE)
         assert b"/o/" not in result.message
         assert "utm_source=news" in result.links[0].url
+        assert state.tracker.verify(result.links[0].tracking_url).account == "sub1"  # MAILTRACK_ACCOUNT signed in
     finally:
         state.close()
     for config in ({"MAILTRACK_ACCOUNT": "nobody"}, {"MAILTRACK_ACCOUNT": "sub1", "MAILTRACK_DB": None}):
@@ -80,6 +88,7 @@ def test_django_mailtrack_account(db: Path) -> None:
     with override_settings(MAILTRACK=settings):
         tracker = load().tracker
     assert tracker.account == "sub1" and "utm_source=news" in tracker.rewrite_message(MESSAGE).links[0].url
+    assert tracker.verify(tracker.rewrite_message(MESSAGE).links[0].tracking_url).account == "sub1"  # signed in
     for wrong, message in (({"ACCOUNT": "nobody"}, "no account called 'nobody'"), ({"DB": None}, "needs")):
         with override_settings(MAILTRACK={**settings, **wrong}), pytest.raises(mailtrack.ConfigurationError,
                                                                               match=message):

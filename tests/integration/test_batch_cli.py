@@ -366,8 +366,9 @@ def test_ctrl_c_stops_cleanly(tmp_path: Path, slow: tuple[Path, dict[str, bytes]
     assert proc.returncode == 130, stderr
     assert "Traceback" not in stderr and "interrupted" in stderr and "--resume" in stderr
     written = files(out)
-    assert "slow/m/m.jsonl" not in written and not any(Path(name).name.startswith(".") for name in written)
-    assert all(reference[name] == data for name, data in written.items())
+    # Stopped mid-run (on a loaded machine the big m.jsonl may be done by then, z/ never is: it comes after it) ...
+    assert len(written) < len(reference) and not any(Path(name).name.startswith(".") for name in written)
+    assert all(reference[name] == data for name, data in written.items())  # ... and every file there is whole
     resumed = run("rewrite", camp, "--out", out, "--issued-at", ISSUED_AT, "--workers", "2", "--resume")
     assert resumed.returncode == 0, resumed.stderr
     assert files(out) == reference

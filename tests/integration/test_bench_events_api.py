@@ -18,4 +18,4 @@ def test_tiny_run_reports_every_query(monkeypatch: pytest.MonkeyPatch, tmp_path:
     report = out.read_text(encoding="utf-8")
     for name, _ in bench.queries():
         assert f"| {name} |" in report
-    assert report.count("| day |") == 3
+    assert report.count("| day |") == len(bench.stats_combinations())

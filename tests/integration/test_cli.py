@@ -138,6 +138,16 @@ def test_dead_webhook_deliveries_can_be_requeued(tmp_path: Path) -> None:
     store.close()
 
 
+def test_webhooks_new_secret_prints_a_standard_webhooks_secret_serve_accepts(tmp_path: Path) -> None:
+    from mailtrack.delivery.webhooks import secret_keys
+
+    first, second = (run("webhooks", "--new-secret").stdout.strip() for _ in range(2))
+    assert first.startswith("whsec_") and first != second and len(secret_keys(first)[0]) == 32
+    proc = run("serve", "--db", str(tmp_path / "e.sqlite"), "--secret-key", "k", "--base-url", BASE_URL,
+               "--webhook", "http://127.0.0.1:9/hook", "--webhook-secret", "whsec_QUFB", "--port", "0")
+    assert proc.returncode == 1 and "at least 16 bytes" in proc.stderr and "QUFB" not in proc.stderr  # not echoed
+
+
 # -- issue 8: one configuration, clear errors --------------------------------------------------
 
 KEYS = ["--secret-key", "k", "--base-url", BASE_URL]

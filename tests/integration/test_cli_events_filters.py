@@ -68,7 +68,44 @@ def test_stats_group_by_is_the_apis_answer(db: Path, capsys: pytest.CaptureFixtu
     assert out.startswith("m0: ")
 
 
+def test_events_show_a_subusers_account(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = tmp_path / "accounts.sqlite"
+    store = SQLiteStore(path)
+    store.record(TrackingEvent(event_type="opened", message_id="m-sub", recipient="a@x", timestamp=DAY0, account="sub1"))
+    store.record(TrackingEvent(event_type="opened", message_id="m-parent", recipient="a@x", timestamp=DAY0))
+    store.close()
+    status, out, _ = run(capsys, "events", "--db", str(path))
+    assert status == 0 and "m-sub a@x first account=sub1 " in out and "account=" not in out.splitlines()[1]
+    status, out, _ = run(capsys, "events", "--db", str(path), "--json")
+    assert [json.loads(line).get("account") for line in out.splitlines()] == ["sub1", None]
+
+
+def test_stats_limit_and_cursor_page_like_the_api(db: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    store = SQLiteStore(db)
+    whole = [row.to_dict() for row in store.grouped_stats(EventQuery(), "day")]
+    store.close()
+    assert len(whole) == 10
+    rows, cursor, pages = [], None, 0
+    while True:
+        status, out, err = run(capsys, "stats", "--db", str(db), "--json", "--limit", "4",
+                               *(["--cursor", cursor] if cursor else []))
+        body = json.loads(out)
+        assert status == 0 and body["group_by"] == "day" and len(body["data"]) <= 4
+        rows += body["data"]
+        pages += 1
+        cursor = body["next_cursor"]
+        if cursor is None:
+            break
+    assert rows == whole and pages == 3
+    status, out, err = run(capsys, "stats", "--db", str(db), "--group-by", "message", "--limit", "2")
+    assert status == 0 and [line.split(":")[0] for line in out.splitlines()] == ["m0", "m1"]
+    assert err.startswith("more groups follow: --cursor ")
+
+
 @pytest.mark.parametrize(("args", "status", "message"), [
+    (["stats", "--limit", "0"], 1, "--limit must be from 1 to 1000"),
+    (["stats", "--limit", "1001"], 1, "--limit must be from 1 to 1000"),
+    (["stats", "--cursor", "nonsense"], 1, "--cursor is not a cursor"),
     (["events", "--since", "soon"], 1, "--since must be ISO 8601"),
     (["events", "--limit", "0"], 1, "--limit must be from 1 to 1000"),
     (["events", "--metadata", "campaign"], 2, "--metadata takes KEY=VALUE"),

@@ -13,6 +13,7 @@ import http.client
 import http.server
 import json
 import os
+import re
 import signal
 import socket
 import sqlite3
@@ -730,9 +731,11 @@ def test_webhook_signed_and_retried_until_the_receiver_recovers(serve: Callable[
         verify_signature(good.body, good.headers["Mailtrack-Signature"], "wrong-secret-0123456")
     with pytest.raises(mailtrack.MailtrackError):
         verify_signature(good.body.replace(b"hook-ua", b"hook-UA"), good.headers["Mailtrack-Signature"], "s3cret-0123456789")
-    # the backoff between attempts grows (1 s, then 2 s by default), as the server scheduled and logged it
-    for attempt, delay in ((1, "1.0s"), (2, "2.0s")):
-        assert f"webhook attempt {attempt} for event {event.event_id} failed (HTTP 500); retry in {delay}" in server.stderr()
+    # the backoff between attempts grows (1 s, then 2 s by default, each times a jitter in [0.5, 1]), as logged
+    for attempt, longest in ((1, 1.0), (2, 2.0)):
+        logged = re.search(rf"webhook attempt {attempt} for event {event.event_id} failed \(HTTP 500\); "
+                           r"retry in ([0-9.]+)s", server.stderr())
+        assert logged and longest / 2 - 0.05 <= float(logged.group(1)) <= longest, server.stderr()
     (row,) = rows
     assert (row["event_id"], row["target"], row["attempts"], row["dead"], row["last_error"]) == (
         event.event_id, receiver.url, 3, 0, "HTTP 500")
@@ -791,7 +794,8 @@ def test_webhook_backoff_in_process_against_real_receiver(tmp_path: Path, receiv
             return next((r for r in store.outbox_rows() if r["target"] == receiver.url and r["attempts"] == attempts), None)
         return row
 
-    delivery = WebhookDelivery(store, receiver.url, "k" * 16, backoff=0.05, poll_interval=0.01, clock=clock).start()
+    delivery = WebhookDelivery(store, receiver.url, "k" * 16, backoff=0.05, poll_interval=0.01, clock=clock,
+                               jitter=False).start()
     doomed = WebhookDelivery(store, dead_url, "k" * 16, backoff=0.01, max_attempts=3, poll_interval=0.01, timeout=2).start()
     schedule = []
     try:

@@ -149,3 +149,18 @@ def test_a_short_webhook_secret_is_refused_naming_its_option_and_variable() -> N
     with pytest.raises(ConfigurationError, match=r"at least 16 bytes.*--webhook-secret, MAILTRACK_WEBHOOK_SECRET") as caught:
         Config.from_sources(None, {"MAILTRACK_WEBHOOK": "https://h.example/", "MAILTRACK_WEBHOOK_SECRET": "short-secret"})
     assert "short-secret" not in str(caught.value)
+
+
+@pytest.mark.parametrize(("text", "expected"), [("1", True), ("TRUE", True), (" yes ", True), ("on", True),
+                                                ("0", False), ("false", False), ("No", False), ("off", False)])
+def test_access_log_switch_reads_the_variable(text: str, expected: bool) -> None:
+    assert Config.from_sources(None, {"MAILTRACK_ACCESS_LOG": text}).access_log is expected
+
+
+def test_access_log_is_off_by_default_and_a_bad_value_names_the_variable() -> None:
+    assert Config.from_sources(None, {}).access_log is False
+    assert Config.from_sources({"access_log": True}, {"MAILTRACK_ACCESS_LOG": "0"}).access_log is True  # argument wins
+    with pytest.raises(ConfigurationError, match="MAILTRACK_ACCESS_LOG"):
+        Config.from_sources(None, {"MAILTRACK_ACCESS_LOG": "sometimes"})
+    with pytest.raises(ConfigurationError, match="access_log"):
+        Config(access_log="yes")  # type: ignore[arg-type]

@@ -236,7 +236,10 @@ def test_unsigned_or_misspelled_tokens(token: str, reason: str, message: str) ->
         (b"5", "open", "payload has the wrong shape"),
         (b'["m"]', "open", "payload has the wrong shape"),
         (b'["m","r",0,"https://x.example/",{},{}]', "click", "payload has the wrong types"),  # tags must be a list
-        (b'["m","r",0,"https://x.example/",{},[],[]]', "click", "payload has the wrong shape"),
+        (b'["m","r",0,"https://x.example/",{},[],[]]', "click", "payload has the wrong types"),  # account: a str
+        (b'["m","r",0,"https://x.example/",{},[],"a","b"]', "click", "payload has the wrong shape"),
+        (b'["m","r",{},[],"a","b"]', "open", "payload has the wrong types"),
+        (b'["m","r",{},[],7]', "open", "payload has the wrong types"),
         (b'["m","r",{},[1]]', "open", "payload has the wrong types"),
         (b'["m","r",{},[],[]]', "open", "payload has the wrong types"),
         (b'["m",7]', "open", "payload has the wrong types"),

@@ -448,3 +448,33 @@ def test_another_messages_tags_are_signed_again_on_a_second_pass(tracker: mailtr
     assert tracker.verify(again.links[0].tracking_url).tags == ("new",)
     kept = tracker.rewrite_html(first.html, message_id="m", recipient="r")
     assert kept.html == first.html
+
+
+def test_an_account_is_signed_in_after_metadata_and_tags_and_old_tokens_still_verify() -> None:
+    """The payload's seventh place: ``[mid, rcpt, (idx, url,) metadata, tags, account]``; without one, nothing changes."""
+    import base64 as b64
+    import json as jsonlib
+
+    from mailtrack.core.tokens import TokenCodec
+    from mailtrack.exceptions import InvalidToken as Refused
+
+    codec = TokenCodec("k")
+
+    def payload(token: str) -> object:
+        data = token.split(".")[0]
+        return jsonlib.loads(b64.urlsafe_b64decode(data + "=" * (-len(data) % 4)))
+
+    plain = codec.message_signer("open", "m", "a@x", None, 1_700_000_000)()
+    assert plain == codec.message_signer("open", "m", "a@x", None, 1_700_000_000, (), None)()  # the bytes of before
+    assert payload(plain) == ["m", "a@x"] and codec.loads(plain, kind="open").account is None
+    signed = codec.message_signer("open", "m", "a@x", None, 1_700_000_000, (), "sub1")()
+    assert payload(signed) == ["m", "a@x", {}, [], "sub1"]
+    assert codec.loads(signed, kind="open").account == "sub1"
+    click = codec.message_signer("click", "m", None, {"c": 1}, 1_700_000_000, ("t",), "sub1")(2, "https://e.com/")
+    claims = codec.loads(click, kind="click")
+    assert (claims.account, claims.tags, dict(claims.metadata), claims.url) == ("sub1", ("t",), {"c": 1}, "https://e.com/")
+    bad = codec.message_signer("open", "m", "a@x", None, 1_700_000_000, (), 5)()  # type: ignore[arg-type]
+    with pytest.raises(Refused):
+        codec.loads(bad, kind="open")
+    too_long = codec.message_signer("open", "m", "a@x", None, 1_700_000_000, (), "s\",\"extra")()
+    assert codec.loads(too_long, kind="open").account == 's","extra'  # JSON-escaped: still one account

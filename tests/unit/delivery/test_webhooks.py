@@ -218,10 +218,12 @@ class Receiver:
                 if receiver.hold is not None:
                     receiver.hold.wait(60)
                 answer = receiver.script.pop(0) if receiver.script else 200
-                status, location = (answer, None) if isinstance(answer, int) else answer
+                status, location, extra = (answer, None, {}) if isinstance(answer, int) else (*answer, {})[:3]
                 self.send_response(status)
                 if location:
                     self.send_header("Location", location)
+                for name, value in extra.items():
+                    self.send_header(name, value)
                 self.send_header("Content-Length", "2")
                 self.end_headers()
                 self.wfile.write(b"ok")
@@ -311,7 +313,7 @@ def test_retries_on_500_with_exponential_backoff_until_delivered(receiver: Recei
     receiver.script = [500, 503, 500]
     clock = Clock()
     store.record(event(), outbox=[receiver.url])
-    delivery = WebhookDelivery(store, receiver.url, SECRET, backoff=0.01, clock=clock)
+    delivery = WebhookDelivery(store, receiver.url, SECRET, backoff=0.01, jitter=False, clock=clock)
     schedule = []
     for attempt in range(1, 4):
         assert delivery.deliver_due() == 0
@@ -336,7 +338,8 @@ def test_retries_on_connection_refused_with_capped_backoff(store: SQLiteStore, c
     url = closed_port_url()
     clock = Clock()
     store.record(event(), outbox=[url])
-    delivery = WebhookDelivery(store, url, SECRET, backoff=1, max_backoff=5, max_attempts=50, timeout=5, clock=clock)
+    delivery = WebhookDelivery(store, url, SECRET, backoff=1, max_backoff=5, max_attempts=50, timeout=5, jitter=False,
+                               clock=clock)
     delays = []
     for _ in range(6):
         assert delivery.deliver_due() == 0
@@ -369,11 +372,11 @@ def test_gives_up_after_max_attempts(receiver: Receiver, store: SQLiteStore, cap
 
 
 def test_4xx_is_retried_too(receiver: Receiver, store: SQLiteStore) -> None:
-    receiver.script = [404, 410]
+    receiver.script = [404, 400]
     clock = Clock()
     store.record(event(), outbox=[receiver.url])
     delivery = WebhookDelivery(store, receiver.url, SECRET, backoff=0.01, clock=clock)
-    for expected in ("HTTP 404", "HTTP 410"):
+    for expected in ("HTTP 404", "HTTP 400"):
         delivery.deliver_due()
         assert row(store)["last_error"] == expected
         clock.now = row(store)["next_attempt"]
@@ -498,14 +501,14 @@ def test_stopped_delivery_gives_claimed_rows_back(receiver: Receiver, store: SQL
 def test_slow_receiver_holds_only_the_row_it_is_posting(receiver: Receiver, store: SQLiteStore) -> None:
     # Regression: deliver_due once claimed 50 rows under one lease and posted them one by one, so a slow receiver
     # let the lease of rows still waiting in the batch run out, and another worker posted them too. Rows are now
-    # claimed one at a time. Forced with a shared fake clock: the first request "takes" 100 s (past its 31 s
+    # claimed only as threads are free to post them (here one). Forced with a shared fake clock: the first request "takes" 100 s (past its 31 s
     # lease) while a second worker runs. Only the row whose own attempt outlived its lease may be posted twice
     # (delivery is at least once; receivers de-duplicate on Mailtrack-Event-Id).
     events = [store.record(event(), outbox=[receiver.url]) for _ in range(3)]
     clock = Clock()
     first_arrived, answer_first = threading.Event(), threading.Event()
-    slow = WebhookDelivery(store, receiver.url, SECRET, timeout=1, clock=clock)  # lease: 31 s
-    other = WebhookDelivery(SQLiteStore(store.path), receiver.url, SECRET, timeout=1, clock=clock)
+    slow = WebhookDelivery(store, receiver.url, SECRET, timeout=1, clock=clock, concurrency=1)  # lease: 31 s
+    other = WebhookDelivery(SQLiteStore(store.path), receiver.url, SECRET, timeout=1, clock=clock, concurrency=1)
     real_handler = receiver.server.RequestHandlerClass
 
     class Slow(real_handler):  # type: ignore[misc,valid-type]
@@ -540,3 +543,212 @@ def test_signatures_with_several_secrets_and_several_v1_values() -> None:
     assert verify_signature(body, both, "new" * 6, now=now) and verify_signature(body, both, ("x" * 16, "old" * 6), now=now)
     with pytest.raises(MailtrackError, match="does not match"):
         verify_signature(body, both, ["x" * 16, "y" * 16], now=now)
+
+
+# -- Standard Webhooks (issue 12) -------------------------------------------------------------
+
+from standardwebhooks.webhooks import Webhook, WebhookVerificationError  # noqa: E402
+
+from mailtrack.delivery.webhooks import new_secret, retry_after, secret_keys, standard_secret  # noqa: E402
+
+
+def _deliver_now(store: SQLiteStore, url: str, secret: str, **kwargs: Any) -> WebhookDelivery:
+    delivery = WebhookDelivery(store, url, secret, backoff=0.01, **kwargs)  # the real clock: the library checks it
+    return delivery
+
+
+def test_deliveries_verify_with_the_standardwebhooks_library_under_both_header_names(
+    receiver: Receiver, store: SQLiteStore
+) -> None:
+    secret = new_secret()
+    assert secret.startswith("whsec_") and len(secret_keys(secret)[0]) == 32
+    e = store.record(event("clicked", timestamp=datetime.now(timezone.utc)), outbox=[receiver.url])
+    assert _deliver_now(store, receiver.url, secret).deliver_due() == 1
+    [request] = receiver.posts()
+    headers = request["headers"]
+    data = Webhook(secret).verify(request["body"], headers)
+    assert data["type"] == "email.clicked" and data["data"] == e.to_dict() and data["data"]["recipient"] == "a@x"
+    assert headers["webhook-id"] == e.event_id
+    svix = {name.replace("svix-", "webhook-"): value for name, value in headers.items() if name.startswith("svix-")}
+    assert svix == {name: headers[name] for name in ("webhook-id", "webhook-timestamp", "webhook-signature")}
+    assert Webhook(secret).verify(request["body"], svix) == data
+    tampered = request["body"].replace(b"clicked", b"opened!")
+    with pytest.raises(WebhookVerificationError):
+        Webhook(secret).verify(tampered, headers)
+    with pytest.raises(WebhookVerificationError):
+        Webhook(new_secret()).verify(request["body"], headers)
+    # The deprecated header is still there for one release, and still verifies.
+    assert verify_signature(request["body"], headers[SIGNATURE_HEADER], secret)["data"] == e.to_dict()
+
+
+def test_rotation_signs_with_every_secret_and_either_verifies(receiver: Receiver, store: SQLiteStore) -> None:
+    old, new = new_secret(), new_secret()
+    store.record(event(timestamp=datetime.now(timezone.utc)), outbox=[receiver.url])
+    assert _deliver_now(store, receiver.url, f"{new} {old}").deliver_due() == 1
+    [request] = receiver.posts()
+    signatures = request["headers"]["webhook-signature"].split(" ")
+    assert len(signatures) == 2 and all(s.startswith("v1,") for s in signatures)
+    for secret in (old, new):
+        assert Webhook(secret).verify(request["body"], request["headers"])["type"] == "email.opened"
+        assert verify_signature(request["body"], request["headers"][SIGNATURE_HEADER], secret)
+
+
+def test_a_plain_secret_from_before_verifies_through_its_whsec_form(receiver: Receiver, store: SQLiteStore) -> None:
+    plain = "a plain old secret of 32 bytes.."
+    store.record(event(timestamp=datetime.now(timezone.utc)), outbox=[receiver.url])
+    assert _deliver_now(store, receiver.url, plain).deliver_due() == 1
+    [request] = receiver.posts()
+    assert standard_secret(plain).startswith("whsec_") and standard_secret(standard_secret(plain)) == standard_secret(plain)
+    assert Webhook(standard_secret(plain)).verify(request["body"], request["headers"])
+    assert verify_signature(request["body"], request["headers"][SIGNATURE_HEADER], plain)
+
+
+@pytest.mark.parametrize("bad", ["whsec_" + "QUFB", "short", b"x" * 15])
+def test_too_short_secrets_are_configuration_errors(bad: str | bytes) -> None:
+    with pytest.raises(ConfigurationError, match="at least 16 bytes"):
+        secret_keys(bad)
+
+
+def test_the_body_is_the_same_bytes_on_every_attempt(receiver: Receiver, store: SQLiteStore) -> None:
+    receiver.script = [500]
+    clock = Clock()
+    store.record(event(), outbox=[receiver.url])
+    delivery = WebhookDelivery(store, receiver.url, SECRET, backoff=0.01, clock=clock)
+    delivery.deliver_due()
+    clock.now = row(store)["next_attempt"] + 5
+    assert delivery.deliver_due() == 1
+    first, second = receiver.posts()
+    assert first["body"] == second["body"] and json.loads(first["body"])["created_at"] == "2023-11-14T22:13:20Z"
+    assert first["headers"]["webhook-id"] == second["headers"]["webhook-id"]
+    assert first["headers"]["webhook-timestamp"] != second["headers"]["webhook-timestamp"]  # signed at each attempt
+
+
+def test_410_disables_the_endpoint_and_keeps_its_deliveries_as_dead(
+    receiver: Receiver, store: SQLiteStore, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.WARNING, logger="mailtrack")
+    receiver.script = [410]
+    clock = Clock()
+    store.record(event(), outbox=[receiver.url])
+    delivery = WebhookDelivery(store, receiver.url, SECRET, clock=clock, concurrency=1)
+    assert delivery.deliver_due() == 0
+    assert delivery.disabled is not None and "410" in delivery.disabled
+    later = [store.record(event(), outbox=[receiver.url]) for _ in range(3)]
+    assert delivery.deliver_due() == 0
+    assert len(receiver.posts()) == 1  # nothing more was posted to a gone endpoint
+    rows = store.outbox_rows()
+    assert len(rows) == 1 + len(later) and all(r["dead"] == 1 and "410" in r["last_error"] for r in rows)
+    gone = [r for r in caplog.records if "410" in r.getMessage()]
+    assert len(gone) == 1 and gone[0].levelno == logging.ERROR
+    assert store.outbox_requeue(clock.now) == 4  # an operator can bring them back (mailtrack webhooks --requeue)
+    assert WebhookDelivery(store, receiver.url, SECRET, clock=clock).deliver_due() == 4  # a fresh start (restart)
+
+
+@pytest.mark.parametrize("status", [429, 503])
+def test_retry_after_in_seconds_is_honoured(receiver: Receiver, store: SQLiteStore, status: int) -> None:
+    receiver.script = [(status, None, {"Retry-After": "120"})]
+    clock = Clock()
+    store.record(event(), outbox=[receiver.url])
+    WebhookDelivery(store, receiver.url, SECRET, backoff=0.01, clock=clock).deliver_due()
+    r = row(store)
+    assert r["next_attempt"] == clock.now + 120 and r["last_error"] == f"HTTP {status}"
+
+
+def test_retry_after_as_a_date_is_honoured_and_capped(receiver: Receiver, store: SQLiteStore) -> None:
+    receiver.script = [(503, None, {"Retry-After": "Tue, 14 Nov 2023 22:23:20 GMT"})]  # T0 + 600 s
+    clock = Clock()
+    store.record(event(), outbox=[receiver.url])
+    WebhookDelivery(store, receiver.url, SECRET, clock=clock, max_backoff=3600).deliver_due()
+    assert row(store)["next_attempt"] == pytest.approx(clock.now + 600)
+    assert retry_after("99999", 0) == 99999 and retry_after("soon", 0) is None and retry_after(None, 0) is None
+    assert retry_after("Tue, 14 Nov 2023 22:23:20 GMT", T0 + 700) == 0.0  # a date in the past: now
+    receiver.script = [(429, None, {"Retry-After": "99999"})]
+    store.record(event(), outbox=[receiver.url])
+    clock.now += 601
+    WebhookDelivery(store, receiver.url, SECRET, clock=clock, max_backoff=3600).deliver_due()
+    assert max(r["next_attempt"] for r in store.outbox_rows()) == clock.now + 3600
+
+
+def test_backoff_is_jittered_between_half_and_all_of_the_exponential_delay(receiver: Receiver, store: SQLiteStore) -> None:
+    receiver.script = [500] * 40
+    clock = Clock()
+    for _ in range(30):
+        store.record(event(), outbox=[receiver.url])
+    WebhookDelivery(store, receiver.url, SECRET, backoff=10, clock=clock).deliver_due()
+    delays = [r["next_attempt"] - clock.now for r in store.outbox_rows()]
+    assert all(5 <= d <= 10 for d in delays) and len(set(delays)) > 20  # spread, not one synchronized wave
+
+
+class _Held:
+    """A receiver whose answers wait until released: counts how many requests are open at once, and on which connections."""
+
+    def __init__(self, keep_alive: bool) -> None:
+        self.lock = threading.Lock()
+        self.open = 0
+        self.most = 0
+        self.release = threading.Event()
+        self.ports: set[int] = set()
+        held = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1" if keep_alive else "HTTP/1.0"
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+            def do_POST(self) -> None:
+                self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                with held.lock:
+                    held.open += 1
+                    held.most = max(held.most, held.open)
+                    held.ports.add(self.client_address[1])
+                held.release.wait(30)
+                with held.lock:
+                    held.open -= 1
+                self.send_response(204)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/hook"
+        threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
+
+    def close(self) -> None:
+        self.release.set()
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def test_posts_run_concurrently_and_claim_only_what_they_can_post(store: SQLiteStore) -> None:
+    held = _Held(keep_alive=False)
+    try:
+        for _ in range(10):
+            store.record(event(), outbox=[held.url])
+        clock = Clock()
+        delivery = WebhookDelivery(store, held.url, SECRET, clock=clock, concurrency=4)
+        worker = threading.Thread(target=delivery.deliver_due)
+        worker.start()
+        wait_until(lambda: held.open == 4, timeout=20)
+        claimed = [r for r in store.outbox_rows() if r["next_attempt"] > clock.now]
+        assert len(claimed) == 4  # the other six wait, unclaimed, for a free thread
+        held.release.set()
+        worker.join(30)
+        assert held.most == 4
+        assert all(r["delivered"] is not None for r in store.outbox_rows())
+    finally:
+        held.close()
+
+
+def test_connections_are_kept_alive_and_reused(store: SQLiteStore) -> None:
+    held = _Held(keep_alive=True)
+    held.release.set()
+    try:
+        for _ in range(60):
+            store.record(event(), outbox=[held.url])
+        delivery = WebhookDelivery(store, held.url, SECRET, clock=Clock(), concurrency=3)
+        assert delivery.deliver_due() == 60
+        delivery.stop()
+        assert 1 <= len(held.ports) <= 3  # 60 posts over at most one connection per thread
+    finally:
+        held.close()

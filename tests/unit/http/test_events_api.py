@@ -91,6 +91,44 @@ def test_stats_groups(store: SQLiteStore) -> None:
     assert [(row["key"], row["clicks"], row["opens"]) for row in links["data"]] == [("https://e.com/a", 5, None)]
 
 
+@pytest.mark.parametrize("group_by", ["day", "campaign", "message", "link", "tag"])
+@pytest.mark.parametrize("filters", [{}, {"metadata.campaign": "fall"}, {"tag": "news", "type": "opened"},
+                                     {"since": "2024-03-02T07:00:00Z", "until": "2024-03-06T05:00:00Z"}])
+def test_stats_pages_concatenated_are_the_whole_answer(store: SQLiteStore, group_by: str,
+                                                         filters: dict[str, str]) -> None:
+    api = EventsApi(store)
+    _, whole = get(api, "/v1/stats", {**filters, "group_by": group_by, "limit": 1000})
+    assert whole["next_cursor"] is None and whole["group_by"] == group_by
+    keys = [row["key"] for row in whole["data"]]
+    assert keys == sorted(keys) and len(keys) == len(set(keys))  # key order, links included
+    for limit in (1, 2, 3):
+        rows: list[dict[str, Any]] = []
+        params: dict[str, Any] = {**filters, "group_by": group_by, "limit": limit}
+        while True:
+            response, body = get(api, "/v1/stats", params)
+            assert response.status == 200 and len(body["data"]) <= limit
+            rows += body["data"]
+            if body["next_cursor"] is None:
+                break
+            assert len(body["data"]) == limit  # a cursor only when more follow: never an empty last page
+            params = {**params, "cursor": body["next_cursor"]}
+        assert rows == whole["data"]
+    if group_by in ("day", "message") and not filters:
+        assert len(keys) > 3  # the pages above really paged
+
+
+def test_stats_default_page_is_100_groups(tmp_path: Path) -> None:
+    big = SQLiteStore(tmp_path / "big.sqlite")
+    for i in range(130):
+        big.record(TrackingEvent(event_type="opened", message_id=f"m{i:03d}", recipient="a@x", timestamp=DAY0))
+    api = EventsApi(big)
+    _, first = get(api, "/v1/stats", {"group_by": "message"})
+    assert [row["key"] for row in first["data"]] == [f"m{i:03d}" for i in range(100)]
+    _, rest = get(api, "/v1/stats", {"group_by": "message", "cursor": first["next_cursor"]})
+    assert [row["key"] for row in rest["data"]] == [f"m{i:03d}" for i in range(100, 130)] and rest["next_cursor"] is None
+    big.close()
+
+
 @pytest.mark.parametrize(("path", "params", "fields"), [
     ("/v1/events", {"limit": "0"}, ["limit"]),
     ("/v1/events", {"limit": "1001"}, ["limit"]),
@@ -111,7 +149,11 @@ def test_stats_groups(store: SQLiteStore) -> None:
     ("/v1/events", {"limit": "0", "type": "x", "since": "x"}, ["type", "since", "limit"]),
     ("/v1/stats", {"group_by": "week"}, ["group_by"]),
     ("/v1/stats", {"campaign_key": ""}, ["campaign_key"]),
-    ("/v1/stats", {"limit": "5"}, ["limit"]),
+    ("/v1/stats", {"limit": "0"}, ["limit"]),
+    ("/v1/stats", {"limit": "1001"}, ["limit"]),
+    ("/v1/stats", {"cursor": "garbage!"}, ["cursor"]),
+    ("/v1/stats", {"cursor": "YWZ0ZXI6dGFnOm5ld3M", "group_by": "day"}, ["cursor"]),  # "after:tag:news", a tag cursor
+    ("/v1/stats", {"before": "x"}, ["before"]),
     ("/v1/stats", "%ff=1", [None]),
 ])
 def test_bad_parameters_are_400_in_sendgrids_shape(store: SQLiteStore, path: str, params: Any,
@@ -142,7 +184,7 @@ def test_unknown_paths_methods_and_a_store_that_is_down(store: SQLiteStore, tmp_
 
     broken = SQLiteStore(tmp_path / "broken.sqlite")
     with sqlite3.connect(tmp_path / "broken.sqlite") as connection:  # a store whose tables went away under it
-        connection.executescript("DROP TABLE outbox; DROP TABLE events; DROP TABLE rollups;")
+        connection.executescript("DROP TABLE outbox; DROP TABLE events; DROP TABLE rollup_days; DROP TABLE rollup_totals;")
     with pytest.raises(StoreUnavailable):
         broken.find(EventQuery())
     down = EventsApi(broken)

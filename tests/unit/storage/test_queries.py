@@ -20,7 +20,7 @@ from hypothesis import strategies as st
 from mailtrack.events import EventType, TrackingEvent
 from mailtrack.exceptions import ArgumentError
 from mailtrack.storage.base import GROUP_BYS, EventQuery, StatsRow
-from mailtrack.storage.sqlite import _COLUMNS, MIGRATIONS, SQLiteStore, _row
+from mailtrack.storage.sqlite import _V3_COLUMNS, MIGRATIONS, SQLiteStore, _rollup_spec, _row
 
 DAY0 = datetime(2024, 3, 1, tzinfo=timezone.utc)
 MESSAGES = ["m1", "m2", "m3"]
@@ -38,12 +38,13 @@ def store(tmp_path: Path) -> Iterator[SQLiteStore]:
 
 
 event_st = st.builds(
-    lambda kind, m, r, u, hours, c, t: TrackingEvent(
+    lambda kind, m, r, u, hours, c, t, a: TrackingEvent(
         event_type=kind, message_id=MESSAGES[m], recipient=RECIPIENTS[r],
         url=URLS[u] if kind == "clicked" else None, link_index=u if kind == "clicked" else None,
-        timestamp=DAY0 + timedelta(hours=hours), metadata=CAMPAIGNS[m if c else 3 - m % 2], tags=TAGS[(m + c) % 3]),
+        timestamp=DAY0 + timedelta(hours=hours), metadata=CAMPAIGNS[m if c else 3 - m % 2], tags=TAGS[(m + c) % 3],
+        account=a),
     st.sampled_from(["opened", "clicked", "unsubscribed"]), st.integers(0, 2), st.integers(0, 2), st.integers(0, 1),
-    st.floats(0, 24 * 4, allow_nan=False), st.booleans(), st.integers(0, 2))
+    st.floats(0, 24 * 4, allow_nan=False), st.booleans(), st.integers(0, 2), st.sampled_from([None, None, "sub1"]))
 
 query_st = st.builds(
     EventQuery,
@@ -54,6 +55,7 @@ query_st = st.builds(
     until=st.sampled_from([None, DAY0.timestamp() + 3 * 86400, DAY0.timestamp() + 2 * 86400 + 77]),
     metadata=st.sampled_from([(), (("campaign", "spring"),), (("n", "5"),), (("campaign", "fall"), ("n", "5"))]),
     tag=st.sampled_from([None, "news", "promo"]),
+    account=st.sampled_from([None, "", "sub1"]),
 )
 
 
@@ -66,7 +68,8 @@ def matches(event: TrackingEvent, query: EventQuery) -> bool:
             and (query.since is None or stamp >= query.since) and (query.until is None or stamp < query.until)
             and all(key in event.metadata and (event.metadata[key] if isinstance(event.metadata[key], str)
                                                else str(event.metadata[key])) == value for key, value in query.metadata)
-            and (query.tag is None or query.tag in event.tags))
+            and (query.tag is None or query.tag in event.tags)
+            and (query.account is None or (event.account or "") == query.account))
 
 
 def brute_stats(events: list[TrackingEvent], query: EventQuery, group_by: str, campaign_key: str) -> list[dict[str, Any]]:
@@ -135,9 +138,26 @@ def test_find_and_stats_match_brute_force(tmp_path_factory: pytest.TempPathFacto
             for group_by in GROUP_BYS:
                 for campaign_key in ("campaign", "n"):
                     got = [row.to_dict() for row in store.grouped_stats(query, group_by, campaign_key=campaign_key)]
-                    assert got == brute_stats(stored, query, group_by, campaign_key), (query, group_by, campaign_key)
+                    expected_stats = brute_stats(stored, query, group_by, campaign_key)
+                    assert got == expected_stats, (query, group_by, campaign_key)
+                    # the pages, concatenated, are the whole answer in key order
+                    assert [row.to_dict() for row in all_stats_pages(store, query, group_by, campaign_key, limit)] \
+                        == sorted(expected_stats, key=lambda row: row["key"]), (query, group_by, campaign_key, limit)
     finally:
         store.close()
+
+
+def all_stats_pages(store: SQLiteStore, query: EventQuery, group_by: Any, campaign_key: str,
+                    limit: int) -> list[StatsRow]:
+    rows: list[StatsRow] = []
+    after = None
+    while True:
+        page = store.stats_page(query, group_by, campaign_key=campaign_key, after=after, limit=limit)
+        rows += page.rows
+        if page.next_after is None:
+            return rows
+        assert len(page.rows) == limit and page.next_after == page.rows[-1].key
+        after = page.next_after
 
 
 def test_each_filter(store: SQLiteStore) -> None:
@@ -197,6 +217,11 @@ def test_bad_arguments_are_argument_errors(store: SQLiteStore) -> None:
         store.grouped_stats(EventQuery(), "week")  # type: ignore[arg-type]
     with pytest.raises(ArgumentError):
         store.grouped_stats(EventQuery(), "campaign", campaign_key="")
+    for bad_page in ({"limit": 0}, {"limit": 1001}, {"limit": True}, {"after": 3}):
+        with pytest.raises(ArgumentError):
+            store.stats_page(EventQuery(), "tag", **bad_page)
+    with pytest.raises(ArgumentError):
+        store.stats_page(EventQuery(), "day", after="not a day")
     for fields in ({"event_type": "bounced"}, {"since": float("nan")}, {"until": "x"}, {"metadata": (("a",),)},
                    {"message_id": 3}):
         with pytest.raises(ArgumentError):
@@ -219,7 +244,7 @@ def test_migration_backfills_indexes_and_rollups(tmp_path: Path) -> None:
         connection.executescript(script)
     connection.execute("PRAGMA user_version = 3")
     for event in fresh.events():  # as v3 stored them, first flags included
-        connection.execute(f"INSERT INTO events ({_COLUMNS}) VALUES ({', '.join('?' * 14)})", _row(event))
+        connection.execute(f"INSERT INTO events ({_V3_COLUMNS}) VALUES ({', '.join('?' * 14)})", _row(event)[:14])
     connection.close()
     upgraded = SQLiteStore(old)
     assert upgraded.version == len(MIGRATIONS)
@@ -229,3 +254,90 @@ def test_migration_backfills_indexes_and_rollups(tmp_path: Path) -> None:
             assert upgraded.grouped_stats(query, group_by) == fresh.grouped_stats(query, group_by)
     fresh.close()
     upgraded.close()
+
+
+#: tests/data/v5_store.sqlite: 120 events recorded by mailtrack's SQLiteStore at schema v5 (before STATS_MIGRATION:
+#: the one-dimension ``rollups`` table, no ``account``), made with that code and kept as it wrote it.
+V5_STORE = Path(__file__).resolve().parents[2] / "data" / "v5_store.sqlite"
+V5_QUERIES = [EventQuery(), EventQuery(metadata=(("campaign", "spring"),)), EventQuery(tag="news"),
+              EventQuery(message_id="<m2@example.com>"), EventQuery(event_type=EventType.CLICKED),
+              EventQuery(since=DAY0.timestamp() + 86400, until=DAY0.timestamp() + 3 * 86400),
+              EventQuery(since=DAY0.timestamp() + 30000, until=DAY0.timestamp() + 3 * 86400 + 4000),
+              EventQuery(metadata=(("campaign", "fall"),), tag="promo"), EventQuery(recipient="a@x"),
+              EventQuery(account=""), EventQuery(account="sub1")]
+
+
+def test_a_v5_store_written_by_the_old_code_upgrades_with_its_rollups_backfilled(tmp_path: Path) -> None:
+    """STATS_MIGRATION on a v5 file: the same answers as a store that recorded the same events under v6."""
+    path = tmp_path / "v5.sqlite"
+    path.write_bytes(V5_STORE.read_bytes())
+    with sqlite3.connect(path) as connection:
+        assert connection.execute("PRAGMA user_version").fetchone()[0] == 5
+    upgraded = SQLiteStore(path)
+    fresh = SQLiteStore(tmp_path / "fresh.sqlite")
+    try:
+        assert upgraded.version == len(MIGRATIONS) == 6
+        stored = upgraded.events()
+        assert len(stored) == 120 and all(event.account is None for event in stored)
+        for event in stored:
+            assert fresh.record(event.with_first(False)).first == event.first  # the same first flags, recomputed
+        for query in V5_QUERIES:
+            assert upgraded.find(query, limit=1000).events == fresh.find(query, limit=1000).events
+            for group_by in GROUP_BYS:
+                for campaign_key in ("campaign", "variant"):
+                    old = upgraded.grouped_stats(query, group_by, campaign_key=campaign_key)
+                    assert old == fresh.grouped_stats(query, group_by, campaign_key=campaign_key)
+                    expected = [] if query.account == "sub1" else brute_stats(stored, query, group_by, campaign_key)
+                    assert [row.to_dict() for row in old] == expected, (query, group_by)
+        # the upgraded store keeps its rollups current as events arrive
+        upgraded.record(TrackingEvent(event_type="opened", message_id="<m9@example.com>", recipient="z@x",
+                                      timestamp=DAY0, metadata={"campaign": "spring"}, tags=("news",)))
+        [row] = upgraded.grouped_stats(EventQuery(message_id="<m9@example.com>"), "campaign")
+        assert (row.key, row.opens, row.unique_opens) == ("spring", 1, 1)
+    finally:
+        upgraded.close()
+        fresh.close()
+
+
+def _atoms(query: EventQuery) -> list[object]:
+    return [x for x in (query.message_id, query.tag, *query.metadata) if x]
+
+
+def test_stats_served_from_rollups_never_read_the_events(tmp_path: Path) -> None:
+    """Every combination the rollups serve answers the same with the events table emptied behind the store's back.
+
+    (Whole-day windows only: partial edge days are counted from the events, see ``stats_page``.)
+    """
+    store = SQLiteStore(tmp_path / "events.sqlite")
+    for i in range(200):
+        kind = ["opened", "clicked", "opened", "unsubscribed", "clicked"][i % 5]
+        store.record(TrackingEvent(
+            event_type=kind, message_id=f"m{i % 7}", recipient=f"r{i % 11}@x", url=f"https://e/{i % 3}" if kind == "clicked"
+            else None, timestamp=DAY0 + timedelta(hours=5 * i), metadata={"campaign": f"c{i % 3}", "variant": "ab"[i % 2]},
+            tags=(("news",), ("news", "promo"), ())[i % 3], account=None if i % 4 else "sub1"))
+    day = 86400.0
+    filters = [EventQuery(), EventQuery(metadata=(("campaign", "c1"),)), EventQuery(metadata=(("variant", "b"),)),
+               EventQuery(tag="promo"), EventQuery(message_id="m3"), EventQuery(event_type=EventType.OPENED),
+               EventQuery(since=DAY0.timestamp() + 2 * day), EventQuery(until=DAY0.timestamp() + 20 * day),
+               EventQuery(metadata=(("campaign", "c1"),), tag="news", since=DAY0.timestamp() + day),
+               EventQuery(metadata=(("campaign", "c2"),), message_id="m2"), EventQuery(account="sub1"),
+               EventQuery(account="", tag="news", event_type=EventType.CLICKED)]
+    served = [(query, group_by) for query in filters for group_by in GROUP_BYS
+              if _rollup_spec(query, group_by, "campaign") is not None]
+    # what stats_page's docstring promises: one atom with every group_by (message_id + campaign/tag aside), two with
+    # day/link or a pinned group, type, whole-day windows and accounts
+    promised = {(query, group_by) for query in filters for group_by in GROUP_BYS
+                if len(_atoms(query)) <= 1 and not (query.message_id and group_by in ("campaign", "tag"))
+                or len(_atoms(query)) == 2 and (group_by in ("day", "link") or group_by == "message" and query.message_id
+                                                or group_by == "campaign" and dict(query.metadata).get("campaign"))}
+    assert promised <= set(served)
+    assert len(served) > 45
+    before = {(query, group_by): store.grouped_stats(query, group_by) for query, group_by in served}
+    assert sum(len(rows) for rows in before.values()) > 300
+    with sqlite3.connect(store.path) as raw:
+        raw.execute("DELETE FROM events")
+    for query, group_by in served:
+        assert store.grouped_stats(query, group_by) == before[(query, group_by)], (query, group_by)
+        assert store.stats_page(query, group_by, limit=3).rows == sorted(before[(query, group_by)],
+                                                                         key=lambda row: row.key)[:3]
+    store.close()
