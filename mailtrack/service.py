@@ -27,6 +27,7 @@ from mailtrack.http.endpoints import Endpoints
 from mailtrack.http.events_api import Authorize, EventsApi, error
 from mailtrack.http.health import HealthCheck, HealthReport
 from mailtrack.http.messages import Request, Response
+from mailtrack.http.openapi import OpenApiDocument
 from mailtrack.http.settings_api import SettingsApi
 from mailtrack.http.v2_api import V2Api
 from mailtrack.http.wsgi import MAX_BODY, WsgiApp
@@ -143,7 +144,9 @@ def build_service(config: Config, *, authorize: Authorize | None = None) -> Serv
 
     health = HealthCheck(functools.partial(health_report, recorder, store))
     dashboard = Dashboard(store, store, base_url=config.base_url)
-    apis = [health.handle, SettingsApi(store).handle, V2Api(store).handle, events_api, dashboard.handle]
+    apis = [health.handle, OpenApiDocument().handle, SettingsApi(store).handle, V2Api(store).handle, events_api,
+            dashboard.handle]
+
     return Service(WsgiApp(endpoints, apis, access_log=config.access_log), recorder, deliveries)
 
 
@@ -203,7 +206,7 @@ def create_server(service: Service, config: Config, *, sockets: Sequence[socket.
 
     try:
         return server.create(service.app, threads=config.threads, max_body=MAX_BODY, host=config.host,
-                             port=config.port, sockets=sockets)
+                             port=config.port, sockets=sockets, refusal=service.app.server_refusal)
     except (OSError, ValueError) as exc:  # in use, not ours, or waitress' own refusal of the address
         reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
         raise ConfigurationError(f"cannot listen on {config.host}:{config.port}: {reason} (--host, --port)") from None
