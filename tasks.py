@@ -2,7 +2,7 @@
 """Set up and run mailtrack with nothing but Python 3.10+.
 
     python3 tasks.py demo    # make .venv, install mailtrack, run the end-to-end demo
-    python3 tasks.py test    # make .venv, install mailtrack[test], PostgreSQL when missing (root or CI), run the whole test suite
+    python3 tasks.py test    # make .venv, install mailtrack[test] (Debian's Chromium, and PostgreSQL when root or CI, when missing), run the whole test suite
     python3 tasks.py bench   # make .venv, install mailtrack[bench], run the seven benchmarks (rewrite, message, serve, pathological, batch, events_api, webhooks)
     python3 tasks.py mutate  # make .venv, install mailtrack[mutation,test], mutation-test the core modules
     python3 tasks.py test-django  # only the Django tests, under each Django of the matrix (also the end of `test`)
@@ -13,6 +13,14 @@ benchmarks/bench_message.py, bench_serve.py, bench_pathological.py, bench_batch.
 such as ``--out``, would clash); ``bench rewrite ARGS...``, ``bench message ARGS...``,
 ``bench serve ARGS...``, ``bench pathological ARGS...``, ``bench batch ARGS...``, ``bench events_api ARGS...`` or ``bench webhooks ARGS...`` runs just that one benchmark
 with all the arguments (``bench batch --messages 100000`` for the issue's full figure).
+
+``test`` first makes sure Debian's Chromium is at ``/usr/bin/chromium`` for the
+dashboard's browser test (Playwright drives it; Playwright's own browser
+downloads are never used): when it is missing and ``apt-get`` exists, it runs
+``apt-get install -y chromium`` as root, or through ``sudo -n`` when ``CI`` is
+set (``apt-get update`` first when the package lists do not know chromium). A
+failed install prints one line, and the browser test is skipped with that reason
+(``MAILTRACK_CHROMIUM_MISSING``).
 
 ``test`` ends with ``test-django``: the Django test files alone, once per
 entry of ``DJANGO_MATRIX`` (Django 4.2 on this Python, Django 6.1 on Python
@@ -139,6 +147,54 @@ def find_python(minimum: tuple[int, int], candidates: tuple[str, ...]) -> str | 
     return None
 
 
+CHROMIUM = Path("/usr/bin/chromium")
+#: Set for the test run when Chromium could not be installed: the reason the browser test is skipped.
+CHROMIUM_MISSING = "MAILTRACK_CHROMIUM_MISSING"
+
+
+def chromium_install_plan(*, present: bool, apt_get: str | None, root: bool, ci: bool, sudo: str | None,
+                          lists_know_chromium: bool) -> tuple[list[list[str]], str | None]:
+    """The commands that install Debian's Chromium, or why none can (``([], reason)``); ``([], None)``: present."""
+    if present:
+        return [], None
+    if apt_get is None:
+        return [], f"{CHROMIUM} is missing and there is no apt-get to install it (install Chromium yourself)"
+    if root:
+        prefix: list[str] = []
+    elif ci and sudo is not None:
+        prefix = [sudo, "-n"]
+    else:
+        return [], f"{CHROMIUM} is missing; run `apt-get install chromium` as root (tasks.py does it as root or in CI)"
+    update = [] if lists_know_chromium else [[*prefix, apt_get, "update"]]
+    return [*update, [*prefix, apt_get, "install", "-y", "chromium"]], None
+
+
+def ensure_chromium() -> str | None:
+    """Install Debian's Chromium when missing and possible; None when it is there, else the reason it is not."""
+    apt_get = shutil.which("apt-get")
+    known = False
+    if apt_get is not None and not CHROMIUM.exists():
+        policy = subprocess.run(["apt-cache", "policy", "chromium"], capture_output=True, text=True, check=False)
+        known = policy.returncode == 0 and "Candidate:" in policy.stdout and "Candidate: (none)" not in policy.stdout
+    commands, reason = chromium_install_plan(
+        present=CHROMIUM.exists(), apt_get=apt_get, root=hasattr(os, "geteuid") and os.geteuid() == 0,
+        ci=bool(os.environ.get("CI")), sudo=shutil.which("sudo"), lists_know_chromium=known)
+    environment = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+    for command in commands:
+        print("+", " ".join(command), flush=True)
+        done = subprocess.run(command, cwd=ROOT, env=environment, check=False, stdout=subprocess.DEVNULL,
+                              stderr=subprocess.PIPE, text=True)
+        if done.returncode != 0:
+            last = (done.stderr.strip().splitlines() or ["no message"])[-1]
+            reason = f"`{' '.join(command)}` failed ({done.returncode}: {last})"
+            break
+    if reason is None and not CHROMIUM.exists():
+        reason = f"{CHROMIUM} is still missing after installing the chromium package"
+    if reason is not None:
+        print(f"tasks.py: no Chromium for the dashboard's browser test, which will be skipped: {reason}", flush=True)
+    return reason
+
+
 def ensure_django_venv(directory: str, requirement: str, python: str) -> Path:
     """``directory``'s venv with ``-e .[test]`` and ``requirement``, installed once (again when either changes)."""
     root = ROOT / directory
@@ -220,6 +276,9 @@ def main(argv: list[str]) -> int:
             run(PYTHON, "-m", "mailtrack", "demo", *rest)
         elif command == "test":
             ensure_postgres()
+            missing = ensure_chromium()
+            if missing is not None:
+                os.environ[CHROMIUM_MISSING] = missing  # the browser test's skip reason
             run(PYTHON, "-m", "pytest", *rest)
             return test_django([])
         elif command == "mutate":

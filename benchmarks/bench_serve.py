@@ -113,6 +113,22 @@ def run_once(generator: str, workload: Workload, args: argparse.Namespace, durat
     return result
 
 
+def run_static(workload: Workload, args: argparse.Namespace, duration_s: float) -> float:
+    """Requests/s of the static-GIF contender under the Python generator (every answer is the pixel)."""
+    folder = Path(tempfile.mkdtemp(prefix="mailtrack-bench-serve-static-"))
+    server = Server(folder, args.threads, static=True)
+    try:
+        server.start()
+        print(f"static: {server.banner}", file=sys.stderr, flush=True)
+        load = run_python_generator(server.port, workload, duration_s, args.connections, folder)
+    finally:
+        server.stop()
+        shutil.rmtree(folder, ignore_errors=True)
+    rate = float(load["responses"]) / float(load["elapsed_s"])
+    print(f"static: {load['responses']:,} responses, {rate:,.0f} requests/s", file=sys.stderr, flush=True)
+    return rate
+
+
 # -- main --------------------------------------------------------------------------------------
 
 
@@ -139,6 +155,9 @@ def main(argv: list[str] | None = None) -> int:
         default=None,
         help="markdown report (default benchmarks/results/serve.md; serve-quick.md with --quick)",
     )
+    parser.add_argument("--static-contender", action="store_true",
+                        help="also load the static-GIF contender (same waitress and threads, no store) with the Python "
+                             "generator and report mailtrack's requests/s as a ratio of it")
     parser.add_argument("--loadgen", help=argparse.SUPPRESS)  # internal: run the Python generator from a spec file
     args = parser.parse_args(argv)
     if args.loadgen:
@@ -172,7 +191,15 @@ def main(argv: list[str] | None = None) -> int:
                 file=sys.stderr,
                 flush=True,
             )
+        static = run_static(workload, args, args.duration_s) if args.static_contender else None
     report = render(results, workload, args, "quick" if args.quick else "full", command, wrk, notes)
+    if static is not None:
+        python = next((r for r in results if r.generator == "python"), None)
+        if python is not None:
+            ours = python.load["responses"] / python.load["elapsed_s"]
+            report += (f"\nStatic-GIF contender (same waitress, {args.threads or 8} threads, no store; Python generator, "
+                       f"{args.connections} connections): {static:,.0f} requests/s; mailtrack serve {ours:,.0f} "
+                       f"requests/s = {ours / static:.2f}x.\n")
     report += f"\nTotal wall time: {time.monotonic() - started:.0f} s.\n"
     print(report)
     out_path.write_text(report, encoding="utf-8")

@@ -37,6 +37,7 @@ from pathlib import Path
 from typing import Any
 
 from mailtrack.core.urls import UrlLayout
+from mailtrack.delivery.recorder import DEFAULT_SPOOL_MAX_BYTES
 from mailtrack.delivery.webhooks import check_url, secret_keys
 from mailtrack.exceptions import ArgumentError, ConfigurationError, MailtrackError
 from mailtrack.http.endpoints import check_max_age, trusted_networks
@@ -114,6 +115,12 @@ OPTIONS: dict[str, Option] = _options(
     Option("webhook_secret", "--webhook-secret", "MAILTRACK_WEBHOOK_SECRET", "Standard Webhooks signing secret "
            "(whsec_..., from mailtrack webhooks --new-secret); several separated by spaces while rotating",
            metavar="SECRET", secret=True),
+    Option("spool_dir", "--spool-dir", "MAILTRACK_SPOOL_DIR", "where events wait while the database cannot take "
+           "them (default: the database's name + .spool); on another volume it still works when the database's disk "
+           "is full", metavar="DIR"),
+    Option("spool_max_bytes", "--spool-max-bytes", "MAILTRACK_SPOOL_MAX_BYTES", "cap on the spool's size, in bytes "
+           "or with a K, M or G suffix; past it, events the database cannot take are lost and counted",
+           default=DEFAULT_SPOOL_MAX_BYTES, metavar="BYTES"),
     Option("account_name", "--account-name", "MAILTRACK_ACCOUNT_NAME", "the parent account's name (subusers belong "
            "to it)", default="parent", metavar="NAME"),
     Option("account", "--account", "MAILTRACK_ACCOUNT", "apply this account's stored tracking settings "
@@ -168,6 +175,8 @@ class Config:
     webhook_secret: str | None = None
     account_name: str = OPTIONS["account_name"].default
     account: str | None = None
+    spool_dir: str | None = None
+    spool_max_bytes: int = OPTIONS["spool_max_bytes"].default
 
     def __post_init__(self) -> None:
         for name in ("secret_keys", "trusted_proxies", "webhooks"):
@@ -207,6 +216,13 @@ class Config:
             raise _invalid("webhook_secret", "webhooks need a secret")
         if self.webhook_secret is not None:
             _checked("webhook_secret", secret_keys, self.webhook_secret)
+        if self.spool_dir is not None and (not isinstance(self.spool_dir, (str, os.PathLike)) or not str(self.spool_dir)):
+            raise _invalid("spool_dir", f"spool_dir must be a directory path, not {self.spool_dir!r}")
+        if self.spool_dir is not None:
+            object.__setattr__(self, "spool_dir", os.fspath(self.spool_dir))
+        if not _is_int(self.spool_max_bytes) or self.spool_max_bytes < 1:
+            raise _invalid("spool_max_bytes", f"spool_max_bytes must be a positive number of bytes, not "
+                                              f"{self.spool_max_bytes!r}")
         _checked("account_name", _account_name, self.account_name)
         if self.account is not None:
             _checked("account", _account_name, self.account)
@@ -235,7 +251,7 @@ class Config:
             return value if value is not None else variable(name)
 
         values: dict[str, Any] = {"secret_keys": _secret_keys(argument, variable)}
-        for name in ("base_url", "db", "host", "webhook_secret", "account_name", "account"):
+        for name in ("base_url", "db", "host", "webhook_secret", "account_name", "account", "spool_dir"):
             value = pick(name)
             if value is not None:
                 values[OPTIONS[name].field] = value
@@ -246,6 +262,11 @@ class Config:
         value = pick("access_log")
         if value is not None:
             values["access_log"] = _switch("access_log", value)
+
+
+        value = pick("spool_max_bytes")
+        if value is not None:
+            values["spool_max_bytes"] = _parse_bytes(value)
         value = pick("max_age")
         if value is not None:
             values["max_age"] = _parse("max_age", value, float, "a positive number of seconds")
@@ -319,6 +340,27 @@ def _switch(name: str, value: Any) -> Any:
     if word in _ON or word in _OFF:
         return word in _ON
     raise _invalid(OPTIONS[name].field, f"{name} must be one of {'/'.join(_ON)} or {'/'.join(_OFF)}, not {value!r}")
+
+
+_UNITS = {"": 1, "B": 1, "K": 1 << 10, "KB": 1 << 10, "KIB": 1 << 10, "M": 1 << 20, "MB": 1 << 20, "MIB": 1 << 20,
+          "G": 1 << 30, "GB": 1 << 30, "GIB": 1 << 30, "T": 1 << 40, "TB": 1 << 40, "TIB": 1 << 40}
+
+
+def _parse_bytes(value: Any) -> Any:
+    """``"512M"``, ``"1G"``, ``"1048576"`` as a number of bytes (binary units); typed values are left to the checks."""
+    if not isinstance(value, str):
+        return value
+    text = value.strip().upper()
+    digits = text.rstrip("KMGTIB ")
+    unit = text[len(digits):].strip()
+    try:
+        number = int(digits)
+    except ValueError:
+        number = -1
+    if number < 1 or unit not in _UNITS:
+        raise _invalid("spool_max_bytes", f"spool_max_bytes must be a positive number of bytes (K, M or G suffix "
+                                          f"allowed), not {value!r}")
+    return number * _UNITS[unit]
 
 
 def _listed(value: Any) -> tuple[Any, ...]:

@@ -23,10 +23,12 @@ from mailtrack.delivery.recorder import Recorder
 from mailtrack.delivery.webhooks import WebhookDelivery
 from mailtrack.exceptions import ConfigurationError
 from mailtrack.http.auth import authorize as key_authorize
+from mailtrack.http.dashboard import Dashboard
 from mailtrack.http.endpoints import Endpoints
 from mailtrack.http.events_api import Authorize, EventsApi, error
 from mailtrack.http.health import HealthCheck, HealthReport
 from mailtrack.http.messages import Request, Response
+from mailtrack.http.openapi import OpenApiDocument
 from mailtrack.http.settings_api import SettingsApi
 from mailtrack.http.v2_api import V2Api
 from mailtrack.http.wsgi import MAX_BODY, WsgiApp
@@ -145,7 +147,8 @@ def build_service(config: Config, *, authorize: Authorize | None = None) -> Serv
     otherwise). Every check runs before anything opens the database or starts a thread. The Events API
     (``/v1/events``, ``/v1/stats``) is served beside the tracking URLs, each request allowed by
     ``authorize(request, scope)`` (default: :func:`api_keys`, a live API key holding
-    ``events.read`` or ``stats.read``; :func:`loopback_only` is the key-less alternative).
+    ``events.read`` or ``stats.read``; :func:`loopback_only` is the key-less alternative). The dashboard
+    (``/dashboard``, :mod:`mailtrack.http.dashboard`) always asks for a key holding ``stats.read``.
     """
     config.require("secret_keys", "base_url", "db")
     assert config.base_url is not None and config.db is not None  # require() checked them; for mypy
@@ -155,7 +158,9 @@ def build_service(config: Config, *, authorize: Authorize | None = None) -> Serv
     tracker = Tracker(list(config.secret_keys), config.base_url)
     # an EventStore and an AccountStore: PostgreSQL for a database several servers share, else a SQLite file
     store: SQLiteStore | PostgresStore = _postgres(config.db) if postgres else SQLiteStore(config.db)
-    recorder = Recorder(store, outbox=config.webhooks, spool_dir=_spool_dir(config.db) if postgres else None)
+    # a database URL names no local place: unless told (--spool-dir), a PostgreSQL server spools where it runs
+    spool_dir = config.spool_dir if config.spool_dir is not None else _spool_dir(config.db) if postgres else None
+    recorder = Recorder(store, outbox=config.webhooks, spool_dir=spool_dir, spool_max_bytes=config.spool_max_bytes)
     landing: str | Callable[[], str | None] | None = config.landing_html
     if landing is None:  # the parent account's stored subscription.landing, read when the page is shown
         landing = functools.partial(_stored_landing, store, config.account_name)
@@ -169,27 +174,25 @@ def build_service(config: Config, *, authorize: Authorize | None = None) -> Serv
         return events.handle(request) if events.handles(request.path) else None
 
     health = HealthCheck(functools.partial(health_report, recorder, store))
-    apis = [health.handle, SettingsApi(store).handle, V2Api(store).handle, events_api]
+    dashboard = Dashboard(store, store, base_url=config.base_url)
+    apis = [health.handle, OpenApiDocument().handle, SettingsApi(store).handle, V2Api(store).handle, events_api,
+            dashboard.handle]
+
     return Service(WsgiApp(endpoints, apis, access_log=config.access_log), recorder, deliveries)
 
 
 def health_report(recorder: Recorder, store: EventStore) -> HealthReport:
-    """``/healthz``'s answer now: the store asked (a cheap indexed count), the spool's files measured."""
+    """``/healthz``'s answer now: the store asked (a cheap indexed count) and the recorder's own account of the spool."""
     try:
         backlog: int | None = store.outbox_backlog()
         ok, error = True, None
     except StoreUnavailable as exc:
         backlog, ok, error = None, False, str(exc) or type(exc).__name__
-    files = size = 0
-    directory = recorder.spool_dir
-    if directory is not None:
-        try:
-            for path in directory.glob("*.jsonl"):
-                files += 1
-                size += path.stat().st_size
-        except OSError:  # the directory is gone or unreadable: nothing spooled that we can see
-            pass
-    return HealthReport(store_ok=ok, store_error=error, spool_files=files, spool_bytes=size, webhook_backlog=backlog)
+    recording = recorder.health()
+    return HealthReport(
+        store_ok=ok and recording.store_ok, store_error=error or (None if recording.store_ok else recording.last_error),
+        spool_files=recording.spool_events, spool_bytes=recording.spool_bytes,
+        spool_full=recording.spool_full or recording.memory_events > 0, webhook_backlog=backlog, lost=recording.lost)
 
 
 def _spool_dir(url: str) -> Path:
@@ -244,7 +247,7 @@ def create_server(service: Service, config: Config, *, sockets: Sequence[socket.
 
     try:
         return server.create(service.app, threads=config.threads, max_body=MAX_BODY, host=config.host,
-                             port=config.port, sockets=sockets)
+                             port=config.port, sockets=sockets, refusal=service.app.server_refusal)
     except (OSError, ValueError) as exc:  # in use, not ours, or waitress' own refusal of the address
         reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
         raise ConfigurationError(f"cannot listen on {config.host}:{config.port}: {reason} (--host, --port)") from None

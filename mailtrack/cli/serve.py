@@ -17,7 +17,8 @@ DRAIN_SECONDS = 10.0
 
 #: Every setting ``serve`` reads (the order of its --help).
 SERVE_OPTIONS = ("db", "secret_key", "secret_key_file", "base_url", "host", "port", "threads", "access_log",
-                 "trusted_proxy", "max_age", "landing", "webhook", "webhook_secret", "account_name")
+                 "trusted_proxy", "max_age", "landing", "webhook", "webhook_secret", "account_name", "spool_dir",
+                 "spool_max_bytes")
 
 
 def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:

@@ -19,6 +19,7 @@ key or bad value raises :class:`~mailtrack.SettingsError` naming the field path.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields, replace
 from typing import Any, ClassVar, Union
@@ -261,6 +262,8 @@ class TrackingSettings:
         part = _PARTS[attribute]
         keys = part.ACCOUNT if every_field else _PATCHABLE.get(section, part.ACCOUNT)
         values = part._values(body, section, keys)
+        if values.get("url"):  # subscription.url: SendGrid's schema says format "uri"; "" or None unsets it
+            _check_web_uri(values["url"], f"{section}.url")
         updated = replace(self, **{attribute: replace(getattr(self, attribute), **values)})
         return updated, getattr(updated, attribute)._dump(part.ACCOUNT)
 
@@ -311,6 +314,18 @@ class TrackingSettings:
             values = part._values(value, key, part.ACCOUNT if account else part.MESSAGE)
             changes[attribute] = replace(getattr(self, attribute), **values)
         return replace(self, **changes)
+
+
+#: An absolute http(s) URI in RFC 3986's characters (no spaces, no raw non-ASCII, escapes well formed).
+_WEB_URI = re.compile(r"(?i:https?)://[A-Za-z0-9\-._~%!$&'()*+,;=:@\[\]]+(?:[/?#][A-Za-z0-9\-._~%!$&'()*+,;=:@/?#\[\]]*)?")
+_BAD_ESCAPE = re.compile(r"%(?![0-9A-Fa-f]{2})")
+
+
+def _check_web_uri(value: str, where: str) -> None:
+    """Refuse a ``url`` that is not an absolute http(s) URI (written as SendGrid's ``format: uri`` demands)."""
+    if not _WEB_URI.fullmatch(value) or _BAD_ESCAPE.search(value):
+        raise SettingsError(where, "must be an absolute http(s) URI (RFC 3986: percent-encode spaces and non-ASCII)"
+                                   ", or \"\" to unset it")
 
 
 DEFAULT_SETTINGS = TrackingSettings()

@@ -1,18 +1,32 @@
-"""Recording events without ever failing or holding up the response a recipient sees.
+"""Recording events without ever failing a response, and without answering before the event is safe.
 
-:class:`Recorder` writes each event to the store synchronously (a WAL commit:
-well under a millisecond), so an event whose response was sent survives a
-``kill -9`` of the server. When the store cannot be written (locked past its
-short busy timeout, disk full, file gone), the event goes to an append-only
-spool file next to the database instead, and a background thread moves spooled
-events into the store once it works again; if even the spool cannot be
-written, the event waits in memory. Every failure is logged to the
-``mailtrack`` logger. Events carry a unique ``event_id``, so an event moved
-twice is stored once.
+Group commit: :meth:`Recorder.record` hands the event to one writer thread
+and waits. The writer takes everything queued meanwhile (up to
+``batch_max`` events: the requests served concurrently), writes it with one
+:meth:`~mailtrack.storage.base.EventStore.record_many` (one transaction, one
+commit) and wakes the waiting requests. A response is therefore sent only
+after its own event is committed, so an answered request survives a
+``kill -9`` of the server, at one commit per batch instead of one per event.
 
-After a failed write the recorder stays on the spool until the background
-thread has emptied it: no response waits for a store that just failed, and
+When the store cannot be written (locked past its short busy timeout, disk
+full, read-only, file gone), the writer appends the batch to an append-only
+spool file (:mod:`.spool`, next to the database or in ``spool_dir``) before
+the requests are answered, and a background thread moves spooled events
+into the store, in batches, once it works again, freeing the spool's disk
+space as it goes. After a failed write the recorder stays on the spool until
+it has been emptied: no response waits for a store that just failed, and
 events reach the store in the order they happened, so ``first`` stays right.
+Events carry a unique ``event_id``, so an event moved twice is stored once.
+
+Only when even the spool cannot be written (the disk holding it is full too,
+or the spool reached ``spool_max_bytes``) is an event at risk. It is still
+answered (a broken image or a failed redirect helps nobody): a spool write
+that failed keeps the event in memory (at most ``_MAX_IN_MEMORY``) for the
+background thread and for :meth:`Recorder.close` to store or spool later; a
+full spool, an overflowing memory queue or a shutdown with nowhere to put
+them loses it. Every lost event is counted (:meth:`Recorder.health`) and
+logged at ERROR. Failures are logged as one line when they start and then one
+summary line per ``log_interval`` with a count, never one line per event.
 
 Other sinks (callbacks) are called from a background thread after the store
 has set ``first``: a slow callback never delays a response.
@@ -23,23 +37,119 @@ from __future__ import annotations
 import logging
 import queue
 import threading
+import time
 from collections import deque
 from collections.abc import Iterable, Sequence
+from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
-from mailtrack.delivery.spool import Spool
+from mailtrack.delivery.spool import Spool, SpoolFull
 from mailtrack.events import EventSink, TrackingEvent
 from mailtrack.exceptions import ConfigurationError
 from mailtrack.storage.base import EventStore, StoreUnavailable
 
-__all__ = ["Recorder"]
+__all__ = ["DEFAULT_SPOOL_MAX_BYTES", "Recorder", "RecorderHealth"]
 
 log = logging.getLogger("mailtrack")
 _MAX_IN_MEMORY = 100_000
+#: The spool's default cap (``--spool-max-bytes``): past it, events are lost and counted.
+DEFAULT_SPOOL_MAX_BYTES = 1 << 30
+
+
+@dataclass(frozen=True)
+class RecorderHealth:
+    """What :meth:`Recorder.health` reports: is recording safe right now, and what did it cost so far.
+
+    ``store_ok``: the last write to the store succeeded (False from a failure
+    until a drain succeeds). ``spooling``: events go to the spool until it is
+    drained. ``spool_events`` and ``spool_bytes``: what waits in the spool
+    (bytes on disk of every spool file in the directory; events as counted
+    at start plus this process's appends minus its drains). ``spool_full``:
+    the spool reached ``spool_max_bytes``, so new events the store refuses are
+    lost. ``memory_events``: answered events that neither the store nor the
+    spool could take, held in memory (not safe from a crash). ``lost``:
+    answered events never stored nor spooled since this recorder started.
+    ``queued``: events waiting for the writer now. ``last_error``: the last
+    store or spool failure, for the operator.
+    """
+
+    store_ok: bool
+    spooling: bool
+    spool_events: int
+    spool_bytes: int
+    spool_max_bytes: int | None
+    spool_full: bool
+    memory_events: int
+    lost: int
+    queued: int
+    last_error: str | None
+
+    @property
+    def ok(self) -> bool:
+        """Whether every event is currently safe: stored, or spooled with room left, none lost or in memory only."""
+        return not self.spool_full and self.memory_events == 0 and self.lost == 0
+
+    def to_dict(self) -> dict[str, Any]:
+        """The fields as a JSON-ready dict, with ``ok``."""
+        return {**asdict(self), "ok": self.ok}
+
+
+class _Waiter:
+    """One request's event on its way through the writer; ``done`` is set once it is stored or spooled (or lost)."""
+
+    __slots__ = ("done", "event", "result")
+
+    def __init__(self, event: TrackingEvent) -> None:
+        self.event = event
+        self.result = event
+        self.done = threading.Event()
+
+
+class _Summary:
+    """Failure logging at most once per ``interval`` per kind: the first line at once, then one line with a count."""
+
+    def __init__(self, interval: float) -> None:
+        self.interval = interval
+        self._lock = threading.Lock()
+        self._last: dict[str, float] = {}
+        self._held: dict[str, tuple[int, int, str, tuple[Any, ...]]] = {}  # kind -> (count, level, message, args)
+
+    def log(self, kind: str, level: int, message: str, *args: Any, count: int = 1) -> None:
+        """Log ``message % args`` now if no ``kind`` line went out in the last interval; else add ``count`` to the next."""
+        now = time.monotonic()
+        with self._lock:
+            held = self._held.get(kind)
+            total = count + (held[0] if held else 0)
+            if now - self._last.get(kind, -self.interval) < self.interval:
+                self._held[kind] = (total, level, message, args)
+                return
+            self._held.pop(kind, None)
+            self._last[kind] = now
+        log.log(level, f"{message} [{total} event(s) since the last such line]", *args)
+
+    def flush(self, force: bool = False) -> None:
+        """Write the held summary lines whose interval has passed (all of them with ``force``)."""
+        now = time.monotonic()
+        due = []
+        with self._lock:
+            for kind, held in list(self._held.items()):
+                if force or now - self._last.get(kind, 0.0) >= self.interval:
+                    due.append(held)
+                    del self._held[kind]
+                    self._last[kind] = now
+        for count, level, message, args in due:
+            log.log(level, f"{message} [{count} event(s) in the last {self.interval:g} s]", *args)
 
 
 class Recorder:
-    """Sends events to the store (and webhook outbox), spooling on failure, then to the other sinks."""
+    """Sends events to the store (and webhook outbox) by group commit, spooling on failure, then to the other sinks.
+
+    ``spool_dir`` defaults to ``<database>.spool``; ``spool_max_bytes`` caps
+    it (None: no cap). ``batch_max`` bounds one group commit. A request
+    waits at most ``write_timeout`` seconds for the writer before it spools
+    its event itself. Failure lines are summarized per ``log_interval`` seconds.
+    """
 
     def __init__(
         self,
@@ -48,31 +158,60 @@ class Recorder:
         *,
         outbox: Sequence[str] = (),
         spool_dir: str | Path | None = None,
+        spool_max_bytes: int | None = DEFAULT_SPOOL_MAX_BYTES,
         retry_interval: float = 0.5,
         max_retry_interval: float = 30.0,
+        batch_max: int = 256,
+        write_timeout: float = 10.0,
+        log_interval: float = 10.0,
     ) -> None:
         if isinstance(outbox, str) or not all(isinstance(target, str) for target in outbox):
             raise ConfigurationError(f"outbox must be a list of webhook URLs, not {outbox!r}")  # one str would be its letters
+        if spool_max_bytes is not None and (isinstance(spool_max_bytes, bool) or not isinstance(spool_max_bytes, int)
+                                            or spool_max_bytes < 1):
+            raise ConfigurationError(f"spool_max_bytes must be a positive whole number of bytes, not {spool_max_bytes!r}")
+        if isinstance(batch_max, bool) or not isinstance(batch_max, int) or batch_max < 1:
+            raise ConfigurationError(f"batch_max must be a positive whole number, not {batch_max!r}")
         self.store = store
         self.sinks = list(sinks)
         self.outbox = tuple(outbox)
         self.retry_interval = retry_interval
         self.max_retry_interval = max_retry_interval
+        self.batch_max = batch_max
+        self.write_timeout = write_timeout
         default_spool = Path(str(getattr(store, "path", "mailtrack")) + ".spool") if store is not None else None
         self.spool_dir = Path(spool_dir) if spool_dir is not None else default_spool
-        self.spool = Spool(self.spool_dir)
+        self.spool = Spool(self.spool_dir, max_bytes=spool_max_bytes)
         self._spool_lock = threading.Lock()
-        self._pending: deque[TrackingEvent] = deque(maxlen=_MAX_IN_MEMORY)
+        self._pending: deque[TrackingEvent] = deque()  # answered events neither the store nor the spool took
         self._degraded = False  # True from a failed store write until the spool is empty again
         self._drain_lock = threading.Lock()  # one drain at a time in this process (flock only tells processes apart)
+        self._summary = _Summary(log_interval)
+        self._store_ok = True
+        self._lost = 0
+        self._spool_events = 0
+        self._spool_full_logged = False
+        self._spool_full = False  # the last spool write was refused for the cap
+        self._last_error: str | None = None
+        self._counts_lock = threading.Lock()
         self._wake = threading.Event()
         self._closed = threading.Event()
+        self._closing = False
+        self._accepting = threading.Lock()  # record() enqueues and close() stops the writer under it: nothing is left behind
         self._recovered = threading.Event()  # set once the start-up recovery of earlier spools has run
+        self._queue: queue.SimpleQueue[_Waiter | None] = queue.SimpleQueue()
         self._fanout: queue.SimpleQueue[TrackingEvent | None] = queue.SimpleQueue()
+        self._writer = threading.Thread(target=self._writer_loop, name="mailtrack-writer", daemon=True)
         self._threads = [
             threading.Thread(target=self._retry_loop, name="mailtrack-spool", daemon=True),
             threading.Thread(target=self._fanout_loop, name="mailtrack-sinks", daemon=True),
         ]
+        if store is not None:
+            self._threads.append(self._writer)
+            try:
+                self._spool_events = self.spool.count_events()  # what earlier processes left (health's estimate)
+            except OSError:
+                pass
         for thread in self._threads:
             thread.start()
         if store is not None:
@@ -82,41 +221,186 @@ class Recorder:
 
     # -- the request path -------------------------------------------------------
     def record(self, event: TrackingEvent) -> TrackingEvent:
-        """Record ``event``; never raises. Returns it with ``first`` when the store could tell."""
+        """Record ``event`` and return once it is committed or spooled; never raises.
+
+        Returns it with ``first`` when the store could tell (None when it was
+        spooled). Called after :meth:`close` began, it writes the event itself.
+        """
         try:
-            if self.store is not None:
-                if self._degraded:  # the store failed a moment ago, or older events still wait: queue behind them
-                    self._spool(event)
-                    return event
-                try:
-                    event = self.store.record(event, self.outbox)
-                except Exception as exc:  # StoreUnavailable, or any bug: the recipient must not notice
-                    log.warning("mailtrack: store write failed (%s); spooling events until it works again", exc)
-                    self._spool(event)
-                    return event
-            if self.sinks:
-                self._fanout.put(event)
+            if self.store is None:
+                if self.sinks:
+                    self._fanout.put(event)
+                return event
+            waiter = _Waiter(event)
+            with self._accepting:
+                late = self._closing
+                if not late:
+                    self._queue.put(waiter)
+            if late:  # the writer has stopped: this thread writes it
+                self._write([waiter], keep_in_memory=False)
+                return waiter.result
+            if not waiter.done.wait(self.write_timeout):
+                # Never seen in practice: the writer is stuck. The response must not wait for ever, nor go out
+                # before the event is safe: spool it from here (should the writer store it too, it is stored once).
+                self._summary.log("stuck", logging.ERROR, "mailtrack: the event writer did not answer in %g s; "
+                                  "requests spool their events themselves", self.write_timeout)
+                self._spool([event], keep_in_memory=True)
+            return waiter.result
         except Exception:  # a last guard: recording must never break a response
             log.exception("mailtrack: could not record event %s", event.event_id)
         return event
 
-    def _spool(self, event: TrackingEvent) -> None:
-        with self._spool_lock:
+    def _writer_loop(self) -> None:
+        """The group commit: everything queued, up to ``batch_max``, in one transaction; then wake the requests."""
+        while True:
+            first = self._queue.get()
+            if first is None:
+                return
+            batch = [first]
+            stop = False
+            while len(batch) < self.batch_max:
+                try:
+                    item = self._queue.get_nowait()
+                except queue.Empty:
+                    break
+                if item is None:
+                    stop = True
+                    break
+                batch.append(item)
             try:
-                self.spool.append(event)
-            except OSError as exc:
-                log.error("mailtrack: spool write failed (%s); event %s kept in memory", exc, event.event_id)
-                self._pending.append(event)
+                self._write(batch, keep_in_memory=True)
+            except Exception:  # never let this thread die; _write has its own guards, this is the last one
+                log.exception("mailtrack: the event writer failed on %d event(s)", len(batch))
+                self._lose([waiter.event for waiter in batch], "the event writer failed (see the traceback)")
+            finally:
+                for waiter in batch:
+                    waiter.done.set()
+            if stop:
+                return
+
+    def _write(self, batch: list[_Waiter], *, keep_in_memory: bool) -> None:
+        """Store ``batch`` in one transaction, else spool it; sets each waiter's result."""
+        assert self.store is not None
+        if not self._degraded:
+            try:
+                stored = self.store.record_many([waiter.event for waiter in batch], self.outbox)
+            except StoreUnavailable as exc:
+                self._store_failed(exc, len(batch))
+            except Exception:  # one event is refused (not the store being down): find it, one at a time
+                for waiter in batch:
+                    self._write_one(waiter, keep_in_memory=keep_in_memory)
+                return
+            else:
+                self._store_ok = True
+                for waiter, event in zip(batch, stored, strict=True):
+                    waiter.result = event
+                    self._stored(event)
+                return
+        self._spool([waiter.event for waiter in batch], keep_in_memory=keep_in_memory)
+
+    def _write_one(self, waiter: _Waiter, *, keep_in_memory: bool) -> None:
+        assert self.store is not None
+        if not self._degraded:
+            try:
+                waiter.result = self.store.record(waiter.event, self.outbox)
+                self._stored(waiter.result)
+                return
+            except StoreUnavailable as exc:
+                self._store_failed(exc, 1)
+            except Exception as exc:  # a bug, or an event the store refuses: spooled, then set aside by the drain
+                log.error("mailtrack: event %s refused by the store (%s); spooling it", waiter.event.event_id, exc)
+        self._spool([waiter.event], keep_in_memory=keep_in_memory)
+
+    def _store_failed(self, exc: BaseException, count: int) -> None:
+        self._store_ok = False
+        self._last_error = str(exc)
+        self._summary.log("store", logging.WARNING, "mailtrack: store write failed (%s); spooling events until it "
+                          "works again", exc, count=count)
+
+    def _spool(self, events: list[TrackingEvent], *, keep_in_memory: bool) -> None:
+        """Append ``events`` to the spool (and stay on it until drained); else memory, else lost and counted."""
+        with self._spool_lock:
             if not self._degraded:
                 self._degraded = True
                 self._wake.set()
+            self._spool_locked(events, keep_in_memory=keep_in_memory)
+
+    def _spool_locked(self, events: list[TrackingEvent], *, keep_in_memory: bool) -> None:
+        try:
+            self.spool.append_many(events)
+        except SpoolFull as exc:
+            self._spool_full = True
+            if not self._spool_full_logged:
+                self._spool_full_logged = True
+                log.error("mailtrack: %s (--spool-max-bytes, MAILTRACK_SPOOL_MAX_BYTES): events the store cannot "
+                          "take now are LOST until it drains", exc)
+            self._lose(events, str(exc))
+            return
+        except OSError as exc:
+            self._last_error = f"spool write failed: {exc}"
+            if keep_in_memory:
+                self._summary.log("memory", logging.ERROR, "mailtrack: spool write failed (%s); events kept in "
+                                  "memory, lost if the server stops before the store or the spool takes them", exc,
+                                  count=len(events))
+                self._keep(events)
+            else:
+                self._lose(events, f"spool write failed: {exc}")
+            return
+        except (TypeError, ValueError) as exc:  # an event that is not JSON: the others still go in
+            if len(events) == 1:
+                self._lose(events, f"cannot be written as JSON: {exc}")
+                return
+            for event in events:
+                self._spool_locked([event], keep_in_memory=keep_in_memory)
+            return
+        self._spool_full_logged = self._spool_full = False
+        with self._counts_lock:
+            self._spool_events += len(events)
+
+    def _keep(self, events: list[TrackingEvent]) -> None:
+        room = _MAX_IN_MEMORY - len(self._pending)
+        self._pending.extend(events[:max(room, 0)])
+        if room < len(events):
+            self._lose(events[max(room, 0):], f"more than {_MAX_IN_MEMORY} events waiting in memory")
+
+    def _lose(self, events: list[TrackingEvent], reason: str) -> None:
+        """Count and log (summarized, ERROR) answered events that will never be stored."""
+        with self._counts_lock:
+            self._lost += len(events)
+            lost = self._lost
+        self._last_error = reason
+        self._summary.log("lost", logging.ERROR, "mailtrack: answered events LOST, neither stored nor spooled (%s); "
+                          "%d lost since start", reason, lost, count=len(events))
+
+    # -- health -----------------------------------------------------------------------
+    def health(self) -> RecorderHealth:
+        """Where recording stands: store reachable, spool size and cap, events in memory, events lost (cheap to call)."""
+        try:
+            used = self.spool.measure()
+        except OSError:
+            used = self.spool.used()
+        with self._counts_lock:
+            spool_events, lost = max(self._spool_events, 0), self._lost
+        return RecorderHealth(
+            store_ok=self.store is not None and self._store_ok and not self._degraded,
+            spooling=self._degraded,
+            spool_events=spool_events,
+            spool_bytes=used,
+            spool_max_bytes=self.spool.max_bytes,
+            spool_full=self._spool_full or (self.spool.max_bytes is not None and used >= self.spool.max_bytes),
+            memory_events=len(self._pending),
+            lost=lost,
+            queued=self._queue.qsize(),
+            last_error=self._last_error,
+        )
 
     # -- background work --------------------------------------------------------------
     def _retry_loop(self) -> None:
         delay = self.retry_interval
         while not self._closed.is_set():
-            self._wake.wait(delay)
+            self._wake.wait(min(delay, self._summary.interval))
             self._wake.clear()
+            self._summary.flush()
             if self._closed.is_set() or self.store is None:
                 continue
             try:
@@ -141,7 +425,8 @@ class Recorder:
 
         Other processes' spools left behind (their owner died) are taken too.
         Only the last step, for the events spooled while this ran, holds the
-        lock request threads spool under.
+        lock the writer spools under. Events in memory that the store still
+        refuses are moved to the spool when it can take them.
         """
         if self.store is None:
             return not self._pending
@@ -152,30 +437,67 @@ class Recorder:
         assert self.store is not None
         store = self.store
 
-        def put(event: TrackingEvent) -> None:
-            self._stored(store.record(event, self.outbox))
+        release = getattr(store, "release_space", None)  # SQLite: checkpoint the WAL so freed spool space is reused
+
+        def put(events: list[TrackingEvent]) -> None:
+            for event in store.record_many(events, self.outbox):
+                self._stored(event)
+            self._store_ok = True
+            if release is not None:
+                try:
+                    release()
+                except StoreUnavailable:
+                    pass  # a reader holds the log, or no room to copy it yet: the next batch tries again
+
+        def done(count: int) -> None:
+            with self._counts_lock:
+                self._spool_events -= count
 
         with self._spool_lock:
             self.spool.rotate()
         for path in self.spool.files():
-            if not self.spool.drain_file(path, put):
+            if not self.spool.drain_file(path, put, done=done):
+                self._memory_to_spool()
                 return False
         with self._spool_lock:
             self.spool.rotate()
             for path in self.spool.files():  # just what arrived during the pass above
-                if not self.spool.drain_file(path, put):
+                if not self.spool.drain_file(path, put, done=done):
+                    self._memory_to_spool(locked=True)
                     return False
             while self._pending:
                 try:
                     self._stored(self.store.record(self._pending[0], self.outbox))
                 except StoreUnavailable as exc:
                     log.warning("mailtrack: retry failed (%s); %d event(s) waiting in memory", exc, len(self._pending))
+                    self._memory_to_spool(locked=True)
                     return False
                 except Exception as exc:
-                    log.error("mailtrack: event %s refused by the store (%s); dropped", self._pending[0].event_id, exc)
+                    self._lose([self._pending[0]], f"refused by the store: {exc}")
                 self._pending.popleft()
             self._degraded = False
+            self._store_ok = True
+            self._spool_full = False
+            self.spool.measure()
         return True
+
+    def _memory_to_spool(self, *, locked: bool = False) -> None:
+        """Move the events held in memory to the spool, if it takes them now (they are safe from a crash there)."""
+        if not self._pending:
+            return
+        if not locked:
+            with self._spool_lock:
+                self._memory_to_spool(locked=True)
+            return
+        events = list(self._pending)
+        try:
+            self.spool.append_many(events)
+        except (OSError, TypeError, ValueError):
+            return  # still nowhere to put them: they stay in memory
+        self._pending.clear()
+        with self._counts_lock:
+            self._spool_events += len(events)
+        log.warning("mailtrack: %d event(s) held in memory are now in the spool", len(events))
 
     def _stored(self, event: TrackingEvent) -> None:
         if self.sinks:
@@ -193,12 +515,47 @@ class Recorder:
                     log.exception("mailtrack: event sink %r failed for event %s", sink, event.event_id)
 
     def close(self, timeout: float = 5.0) -> None:
-        """Try a last drain, stop the threads (spooled events stay on disk for the next start)."""
-        if self._closed.is_set():
-            return
+        """Stop taking events through the writer, write what it holds, try a last drain, stop the threads.
+
+        Every event already answered is stored or spooled before this
+        returns; events held in memory (the spool could not be written) are
+        tried against the store and the spool once more, and whatever still
+        fits nowhere is counted as lost and logged at ERROR. Spooled events
+        stay on disk for the next start. Events recorded after this began are
+        written by their own request thread.
+        """
+        with self._accepting:
+            if self._closing:
+                return
+            self._closing = True
+            self._queue.put(None)
         try:
+            if self._writer.is_alive():
+                self._writer.join(timeout)
+            leftovers = []
+            while True:  # only if the writer is stuck or was never started
+                try:
+                    item = self._queue.get_nowait()
+                except queue.Empty:
+                    break
+                if item is not None:
+                    leftovers.append(item)
+            for waiter in leftovers:
+                self._write([waiter], keep_in_memory=True)
+                waiter.done.set()
             self.drain()
         finally:
+            with self._spool_lock:
+                self._memory_to_spool(locked=True)
+                if self._pending:
+                    stranded = list(self._pending)
+                    self._pending.clear()
+                    with self._counts_lock:
+                        self._lost += len(stranded)
+                        lost = self._lost
+                    log.error("mailtrack: shutting down with %d answered event(s) that neither the store nor the spool "
+                              "could take: LOST (%d lost since start; last error: %s)", len(stranded), lost,
+                              self._last_error)
             self._closed.set()
             self._wake.set()
             self._fanout.put(None)
@@ -206,3 +563,4 @@ class Recorder:
                 thread.join(timeout)
             with self._spool_lock:
                 self.spool.rotate()
+            self._summary.flush(force=True)

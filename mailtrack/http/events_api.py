@@ -46,8 +46,8 @@ from mailtrack.exceptions import MailtrackError
 from mailtrack.http.messages import Request, Response
 from mailtrack.storage.base import GROUP_BYS, MAX_PAGE, EventQuery, EventStore, GroupBy, StoreError
 
-__all__ = ["FILTERS", "SCOPES", "Authorize", "EventsApi", "allow_all", "encode_stats_cursor", "error", "filters_query",
-           "json_response", "parse_parameters", "stats_cursor"]
+__all__ = ["DEFAULT_LIMIT", "FILTERS", "PARAMETERS", "SCOPES", "Authorize", "EventsApi", "allow_all",
+           "encode_stats_cursor", "error", "filters_query", "json_response", "parse_parameters", "stats_cursor"]
 
 #: ``authorize(request, scope)``: a Response (401, 403) is sent instead; None lets the request read every account's
 #: events; a str lets it read that account's only (``""`` the parent's, else a subuser's name).
@@ -57,6 +57,8 @@ SCOPES = {"events": "events.read", "stats": "stats.read"}
 DEFAULT_LIMIT = 100
 FILTERS = ("message_id", "recipient", "type", "since", "until", "tag")
 _PARAMETERS = {"events": (*FILTERS, "limit", "cursor"), "stats": (*FILTERS, "group_by", "campaign_key", "limit", "cursor")}
+#: Each endpoint's query parameters (besides ``metadata.KEY``); the OpenAPI document lists these.
+PARAMETERS = _PARAMETERS
 _CURSOR_PREFIX = "before:"
 _STATS_CURSOR_PREFIX = "after:"
 
@@ -195,7 +197,8 @@ def _time(params: dict[str, str], name: str, problems: list[tuple[str | None, st
             value = None
         else:
             value = (moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)).timestamp()
-    if value is None or not math.isfinite(value) or not 0 <= value < 253402300800:  # up to year 9999
+    # Years 1 to 9999, as ISO 8601 writes them: a filter before 1970 is a fair question (it selects every event).
+    if value is None or not math.isfinite(value) or not -62135596800 <= value < 253402300800:
         problems.append((name, "must be ISO 8601 (2024-03-01, 2024-03-01T09:00:00Z) or Unix seconds"))
         return None
     return value

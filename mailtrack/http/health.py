@@ -1,6 +1,6 @@
 """``GET /healthz``: whether this server can keep what it answers, for load balancers and monitoring (sans-IO).
 
-Answers ``{"status": ..., "store": {"ok", "error"}, "spool": {"files", "bytes", "full"}, "webhooks":
+Answers ``{"status": ..., "store": {"ok", "error"}, "spool": {"events", "bytes", "full"}, "webhooks":
 {"backlog"}, "lost": n}``. ``status`` is ``ok`` (the store takes events), ``degraded`` (the store
 fails but events go to the spool, so nothing answered is lost: still ``200``, keep sending traffic)
 or ``failing`` (``503``: the spool is full or cannot be written, events are being lost and counted
@@ -27,7 +27,7 @@ class HealthReport:
 
     store_ok: bool
     store_error: str | None = None
-    spool_files: int = 0
+    spool_files: int = 0  #: events waiting in the spool (the field keeps its first name)
     spool_bytes: int = 0
     spool_full: bool = False
     webhook_backlog: int | None = None
@@ -35,10 +35,11 @@ class HealthReport:
 
     @property
     def status(self) -> str:
-        """``ok``, ``degraded`` (the spool holds what the store does not take) or ``failing`` (events are lost)."""
+        """``ok``, ``degraded`` (the spool holds what the store does not take) or ``failing`` (events are lost now:
+        the spool is full or unwritable)."""
         if self.spool_full:
             return "failing"
-        return "ok" if self.store_ok and not self.spool_files else "degraded"
+        return "ok" if self.store_ok and not self.spool_files and not self.spool_bytes else "degraded"
 
     def to_dict(self) -> dict[str, object]:
         """The JSON body."""
@@ -46,7 +47,7 @@ class HealthReport:
         return {
             "status": self.status,
             "store": {"ok": fields["store_ok"], "error": fields["store_error"]},
-            "spool": {"files": fields["spool_files"], "bytes": fields["spool_bytes"], "full": fields["spool_full"]},
+            "spool": {"events": fields["spool_files"], "bytes": fields["spool_bytes"], "full": fields["spool_full"]},
             "webhooks": {"backlog": fields["webhook_backlog"]},
             "lost": fields["lost"],
         }

@@ -37,6 +37,8 @@ import types
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from mailtrack.http.messages import Response
+
 __all__ = ["CHECK_SECONDS", "IDLE_SECONDS", "REQUEST_SECONDS", "SHED_FRACTION", "connection_limit", "create", "drain",
            "raise_file_limit", "run"]
 
@@ -71,9 +73,22 @@ def connection_limit(files: int | None = None) -> int:
     return max(100, min(available - _RESERVED_FILES, 50_000))
 
 
+#: ``refusal(wsgi_path, status, detail)``: the answer to send for a refusal waitress makes itself, or None to keep
+#: waitress' own (:meth:`~mailtrack.http.wsgi.WsgiApp.server_refusal`: an API path's error shape).
+Refusal = Callable[[str, int, str], "Response | None"]
+
+
 def create(app: Callable[..., Any], *, threads: int, max_body: int, host: str | None = None, port: int | None = None,
-           sockets: Sequence[socket.socket] | None = None, limit: int | None = None) -> Any:
-    """A waitress server for ``app`` with the limits above, listening but not yet running (``server.run()``)."""
+           sockets: Sequence[socket.socket] | None = None, limit: int | None = None,
+           refusal: Refusal | None = None) -> Any:
+    """A waitress server for ``app`` with the limits above, listening but not yet running (``server.run()``).
+
+    waitress answers some requests itself, before the app runs: a body over
+    its limit (413; a chunked one is only measured as it arrives), broken
+    chunked encoding (400), an app that raised (500). Its answer is
+    ``text/plain``; ``refusal`` may give another (on an API path, that API's
+    error shape), through waitress' ``error_task_class`` hook.
+    """
     import waitress  # type: ignore[import-untyped]
 
     where: dict[str, Any] = {"sockets": list(sockets)} if sockets is not None else {"host": host, "port": port}
@@ -84,7 +99,7 @@ def create(app: Callable[..., Any], *, threads: int, max_body: int, host: str | 
         connection_limit=limit if limit is not None else connection_limit(), asyncore_use_poll=True,
         channel_timeout=IDLE_SECONDS, cleanup_interval=CHECK_SECONDS, backlog=2048, **where)
     for listener in _listeners(server):
-        listener.channel_class = _channel_class()
+        listener.channel_class = _channel_class(refusal)
         listener.maintenance = types.MethodType(_maintenance, listener)
         listener.readable = types.MethodType(_readable, listener)
         listener.handle_accept = types.MethodType(_handle_accept, listener)
@@ -146,8 +161,9 @@ def _listeners(server: Any) -> list[Any]:
 _CHANNEL: type | None = None
 
 
-def _channel_class() -> type:
-    """waitress' ``HTTPChannel`` that notes when the request it is reading began (made once, on first use)."""
+def _channel_class(refusal: Refusal | None = None) -> type:
+    """waitress' ``HTTPChannel`` that notes when the request it is reading began (made once, on first use);
+    with ``refusal``, a subclass whose own refusals are written by it."""
     global _CHANNEL
     if _CHANNEL is None:
         from waitress.channel import HTTPChannel  # type: ignore[import-untyped]
@@ -166,7 +182,26 @@ def _channel_class() -> type:
                 return result
 
         _CHANNEL = DeadlineChannel
-    return _CHANNEL
+    if refusal is None:
+        return _CHANNEL
+    write: Refusal = refusal
+    from waitress.task import ErrorTask  # type: ignore[import-untyped]
+
+    class RefusalTask(ErrorTask):  # type: ignore[misc]
+        def execute(self) -> None:
+            problem = self.request.error
+            answer = write(self.request.path or "", int(problem.code), f"{problem.reason}: {problem.body}")
+            if answer is None:
+                super().execute()
+                return
+            self.status = f"{answer.status} {answer.reason}"
+            self.response_headers.extend((name, value) for name, value in answer.safe_headers
+                                         if name.lower() != "content-length")  # waitress writes its own
+            self.set_close_on_finish()
+            self.content_length = len(answer.body)
+            self.write(answer.body)
+
+    return type("RefusingChannel", (_CHANNEL,), {"error_task_class": RefusalTask})
 
 
 def _maintenance(self: Any, now: float) -> None:

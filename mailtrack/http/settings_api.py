@@ -9,9 +9,11 @@ atomic (one store transaction) and answers the section's whole new state.
 
 Reads need the ``tracking_settings.read`` scope, PATCH
 ``tracking_settings.update`` (see :func:`mailtrack.http.auth.authorize`).
-Every answer under ``/v3/`` is JSON: 400 for invalid JSON, wrong types and
-unknown fields (``field`` names the field), 404 for an unknown path, 405 with
-``Allow`` for a wrong method, 413 for a body over
+Every answer under ``/v3/`` is JSON: 400 for invalid JSON (duplicate keys,
+``NaN``, numbers beyond a double and bodies that are not UTF-8 included), wrong
+types and unknown fields (``field`` names the field), 415 for a body that is
+not ``application/json``, 404 for an unknown path, 405 with ``Allow`` for a
+wrong method, 413 for a body over
 :data:`~mailtrack.http.messages.MAX_BODY`, 503 when the store is unavailable;
 never a 500 or an HTML page.
 """
@@ -19,6 +21,7 @@ never a 500 or an HTML page.
 from __future__ import annotations
 
 import json
+import math
 from typing import Any
 
 from mailtrack.core.settings import (
@@ -33,7 +36,7 @@ from mailtrack.http.auth import authorize, error, json_response
 from mailtrack.http.messages import MAX_BODY, Request, Response
 from mailtrack.storage.base import AccountStore, StoreError
 
-__all__ = ["PREFIX", "SettingsApi", "section_body"]
+__all__ = ["PREFIX", "SettingsApi", "json_object", "section_body"]
 
 PREFIX = "/v3/tracking_settings"
 #: Each section: its part of TrackingSettings, the attribute, title and description the list shows.
@@ -54,6 +57,70 @@ def section_body(settings: TrackingSettings, section: str) -> dict[str, Any]:
     part, attribute, _, _ = _SECTIONS[section]
     value = getattr(settings, attribute)
     return {key: ("" if getattr(value, name) is None else getattr(value, name)) for name, key in part.ACCOUNT.items()}
+
+
+class _Refused(ValueError):
+    """A JSON text we read but refuse (a duplicate key, NaN, a number too big for a double); ``field`` if known."""
+
+    def __init__(self, message: str, field: str | None = None) -> None:
+        super().__init__(message)
+        self.field = field
+
+
+def _pairs(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    found: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in found:  # json.loads would keep the last silently: which one the client meant is unknown
+            raise _Refused("is given more than once", key)
+        found[key] = value
+    return found
+
+
+def _constant(name: str) -> Any:
+    raise _Refused(f"{name} is not JSON (RFC 8259 has no NaN or Infinity)")
+
+
+def _float(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise _Refused(f"the number {text[:40]} is out of range")
+    return value
+
+
+def json_object(request: Request) -> dict[str, Any] | Response:
+    """The request body as a JSON object (an empty body is ``{}``), or the 400/415 answer to send.
+
+    Strict where ``json.loads`` is lenient: UTF-8 only; ``Content-Type``
+    ``application/json`` (or ``+json``, or none); no duplicate keys, no
+    ``NaN``/``Infinity``, no number beyond a double; nesting deep enough to
+    exhaust the parser is a 400 like any invalid JSON, never a 500.
+    """
+    if not request.body.strip():
+        return {}
+    media, _, parameters = request.headers.get("content-type", "").partition(";")
+    media = media.strip().lower()
+    charset = next((value.strip().strip('"').lower() for name, _, value in
+                    (part.partition("=") for part in parameters.split(";")) if name.strip().lower() == "charset"),
+                   "utf-8")
+    if (media and media != "application/json" and not media.endswith("+json")) or charset not in ("utf-8", "utf8"):
+        return error(415, "the request body must be application/json (UTF-8)")
+    try:
+        text = request.body.decode("utf-8")
+    except UnicodeDecodeError:
+        return error(400, "the request body is not UTF-8")
+    try:
+        body = json.loads(text, object_pairs_hook=_pairs, parse_constant=_constant, parse_float=_float)
+    except _Refused as refused:
+        return error(400, str(refused), field=refused.field)
+    except RecursionError:
+        return error(400, "invalid JSON in the request body: nested too deeply")
+    except ValueError:  # invalid JSON, or an integer with more digits than Python converts
+        return error(400, "invalid JSON in the request body")
+    if not isinstance(body, dict):
+        kind = "array" if isinstance(body, list) else "string" if isinstance(body, str) else "null" if body is None \
+            else "boolean" if isinstance(body, bool) else "number"
+        return error(400, f"the request body must be a JSON object, not {kind}")
+    return body
 
 
 class SettingsApi:
@@ -111,12 +178,11 @@ class SettingsApi:
         principal = authorize(request, "tracking_settings.update", store=self.store)
         if isinstance(principal, Response):
             return principal
-        try:
-            body = json.loads(request.body.decode("utf-8")) if request.body.strip() else {}
-        except (UnicodeDecodeError, ValueError):
-            return error(400, "invalid JSON in the request body")
-        if not isinstance(body, dict):
-            return error(400, f"the request body must be a JSON object, not {type(body).__name__}")
+        body = json_object(request)
+        if isinstance(body, Response):
+            return body
+        if not body:  # nothing to change: the state as it is, without a write
+            return json_response(200, section_body(self.store.tracking_settings(principal.account), section))
         try:
             settings, _ = self.store.patch_tracking_settings(principal.account, section, body)
         except SettingsError as exc:

@@ -76,7 +76,7 @@ from mailtrack.exceptions import SettingsError
 from mailtrack.http.messages import MAX_BODY, Request, Response
 from mailtrack.storage.base import AccountStore, StoreError, UnknownAccount
 
-__all__ = ["APPS", "PREFIX", "App", "V2Api", "too_large"]
+__all__ = ["APPS", "PREFIX", "TASKS", "App", "V2Api", "refusal", "too_large"]
 
 PREFIX = "/apiv2/"
 _CALL = "/apiv2/customer.apps"
@@ -85,6 +85,8 @@ MAX_FIELDS = 50
 _CREDENTIALS = "Permission denied, wrong credentials"
 _TASKS = {"getavailable": "getAvailable", "activate": "activate", "deactivate": "deactivate", "setup": "setup",
           "getsettings": "getsettings"}
+#: The tasks, by their lowercase form (how they are matched) -> the documented spelling.
+TASKS = _TASKS
 _READS = frozenset({"getavailable", "getsettings"})
 _RESERVED = frozenset({"api_user", "api_key", "task", "user", "name"})
 #: What XML 1.0 cannot hold (C0 controls but tab/LF/CR, surrogates, U+FFFE/U+FFFF): shown as U+FFFD.
@@ -178,7 +180,12 @@ def _format(path: str) -> str:
 
 def too_large(path: str) -> Response:
     """The 413 answer for an ``/apiv2/`` body over :data:`MAX_BODY` (the WSGI adapter sends it unread)."""
-    return _error(413, _format(path), f"the request body is larger than {MAX_BODY} bytes")
+    return refusal(path, 413, f"the request body is larger than {MAX_BODY} bytes")
+
+
+def refusal(path: str, status: int, message: str) -> Response:
+    """A v2 error for ``path`` in the format its suffix asks for: what a server's own refusals become on ``/apiv2/``."""
+    return _error(status, _format(path), message)
 
 
 def _parameters(request: Request) -> dict[str, str]:

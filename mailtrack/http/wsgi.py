@@ -19,7 +19,7 @@ from mailtrack.http.auth import error
 from mailtrack.http.endpoints import Endpoints
 from mailtrack.http.messages import MAX_BODY, Request, Response, too_large
 from mailtrack.http.v2_api import PREFIX as V2_PREFIX
-from mailtrack.http.v2_api import too_large as v2_too_large
+from mailtrack.http.v2_api import refusal as v2_refusal
 
 __all__ = ["MAX_BODY", "ApiHandler", "StartResponse", "WsgiApp"]
 
@@ -29,6 +29,9 @@ StartResponse = Callable[..., Any]
 ApiHandler = Callable[[Request], "Response | None"]
 #: Paths below these are API paths: their refusals are JSON, never the tracking endpoints' pages.
 API_PREFIXES = ("/v3/", "/v1/")
+#: Single API paths outside those prefixes.
+API_PATHS = frozenset({"/v3", "/v1", "/openapi.json"})
+_TOO_LARGE = f"the request body is larger than {MAX_BODY} bytes"
 
 
 class WsgiApp:
@@ -52,24 +55,58 @@ class WsgiApp:
         # HEAD: the headers of the GET, never a body (one would desynchronize a keep-alive connection).
         return [b""] if environ.get("REQUEST_METHOD", "GET").upper() == "HEAD" else [response.body]
 
+    def refusal(self, path: str, status: int, message: str) -> Response | None:
+        """An error answer for an API ``path`` in that API's shape (v2: JSON or XML by suffix; else SendGrid's JSON).
+
+        None when ``path`` is not an API path (or no API is served): the
+        caller answers as it would for the tracking endpoints. The WSGI server
+        uses this too, for the refusals it makes before the app runs (a
+        chunked body over the limit, broken chunked encoding).
+        """
+        if not self.apis:
+            return None
+        if path.startswith(V2_PREFIX):
+            return v2_refusal(path, status, message)
+        if path.startswith(API_PREFIXES) or path in API_PATHS:
+            return error(status, message)
+        return None
+
+    def server_refusal(self, wsgi_path: str, status: int, detail: str) -> Response | None:
+        """:meth:`refusal` for an error the WSGI server found before calling us (``wsgi_path`` as PEP 3333 gives it).
+
+        A 413 gets our own message (the server's names its own limit);
+        other statuses keep the server's ``detail``.
+        """
+        return self.refusal(_text(wsgi_path), status, _TOO_LARGE if status == 413 else detail)
+
     def respond(self, environ: dict[str, Any]) -> Response:
+        """The answer to one request: an API's, else the tracking endpoints'; bodies over MAX_BODY get a 413."""
+        path = _text(environ.get("SCRIPT_NAME", "") + environ.get("PATH_INFO", ""))
         refused = too_large(environ.get("CONTENT_LENGTH"))
         if refused is not None:
-            path = environ.get("PATH_INFO", "")
-            if self.apis and path.startswith(V2_PREFIX):  # v2's error shape, in the format the path asks for
-                return v2_too_large(path)
-            if self.apis and path.startswith(API_PREFIXES):
-                return error(413, f"the request body is larger than {MAX_BODY} bytes")
-            return refused
+            return self.refusal(path, 413, _TOO_LARGE) or refused
         try:
-            length = int(environ.get("CONTENT_LENGTH") or 0)
+            length = int(environ.get("CONTENT_LENGTH") or -1)
         except ValueError:
-            length = 0
-        body = environ["wsgi.input"].read(length) if length > 0 else b""
-        path = _text(environ.get("SCRIPT_NAME", "") + environ.get("PATH_INFO", ""))
+            length = -1
+        stream = environ["wsgi.input"]
+        if length >= 0:
+            body = stream.read(length) if length > 0 else b""
+        elif environ.get("wsgi.input_terminated"):  # a chunked body, no Content-Length: read one byte past the limit
+            body = stream.read(MAX_BODY + 1)
+        else:  # no length and a stream that may not end: no body (PEP 3333)
+            body = b""
+        if len(body) > MAX_BODY:  # a chunked body over the limit: refused as a declared one is
+            return self.refusal(path, 413, _TOO_LARGE) or Response(413, [("Content-Type", "text/plain"),
+                                                                          ("Content-Length", "0")])
         headers = {
             key[5:].replace("_", "-").lower(): _text(value) for key, value in environ.items() if key.startswith("HTTP_")
         }
+        # PEP 3333 keeps these two out of HTTP_*: without them the APIs never saw a body's Content-Type.
+        for key in ("CONTENT_TYPE", "CONTENT_LENGTH"):
+            if environ.get(key):
+                headers[key.replace("_", "-").lower()] = _text(environ[key])
+
         request = Request(
             method=environ.get("REQUEST_METHOD", "GET").upper(),
             path=path,

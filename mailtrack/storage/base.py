@@ -168,6 +168,22 @@ class EventStore(Protocol):
         """Store ``event`` once per ``event_id``, decide ``first``, queue it for each ``outbox`` target, atomically."""
         ...
 
+    def record_many(self, events: Sequence[TrackingEvent], outbox: Sequence[str] = ()) -> list[TrackingEvent]:
+        """:meth:`record` for each of ``events``, in order, in one transaction (all stored or none); the stored events.
+
+        The recorder's group commit: concurrent requests' events in one
+        commit. ``first`` must come out exactly as calling :meth:`record` on
+        each event in turn would decide it, including between events of the
+        same batch (two opens of one recipient: ``True``, then ``False``), and
+        an ``event_id`` already stored, or earlier in the batch, is not stored
+        again (it comes back with its stored ``first``). Each event's outbox
+        rows are written in the same transaction. Raises
+        :class:`StoreUnavailable` with nothing written when the store cannot
+        take writes now; any other error (one event refused) must also leave
+        nothing written, so the caller can retry the events one by one.
+        """
+        ...
+
     def events(
         self, *, message_id: str | None = None, event_type: str | None = None, after_id: int = 0, limit: int | None = None
     ) -> list[TrackingEvent]:

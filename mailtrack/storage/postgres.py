@@ -480,9 +480,9 @@ class PostgresStore:
         or stored already, is stored once and returned with its stored
         ``first``. All or nothing: on any failure nothing of the batch is written.
         """
+        if isinstance(events, TrackingEvent) or not all(isinstance(event, TrackingEvent) for event in events):
+            raise ArgumentError("record_many takes a sequence of TrackingEvent")
         events = list(events)
-        if not all(isinstance(event, TrackingEvent) for event in events):
-            raise ArgumentError("record_many takes TrackingEvents")
         return self._record_many(events, outbox) if events else []
 
     def _record_many(self, events: list[TrackingEvent], outbox: Sequence[str]) -> list[TrackingEvent]:

@@ -287,11 +287,21 @@ def _translated(method: Callable[P, R]) -> Callable[P, R]:
         try:
             return method(*args, **kwargs)
         except sqlite3.OperationalError as exc:
+            if args and isinstance(args[0], SQLiteStore) and not _is_busy(exc):
+                args[0]._drop_connection()  # read-only, I/O error, gone: the next call opens the file afresh
             raise StoreUnavailable(f"the SQLite store{_at(args)} is unavailable: {exc}", cause=exc) from exc
         except sqlite3.Error as exc:
             raise StoreError(f"the SQLite store{_at(args)} refused the operation: {exc}") from exc
 
     return wrapper
+
+
+def _is_busy(exc: sqlite3.OperationalError) -> bool:
+    """Whether ``exc`` only says another writer holds the lock (the connection itself is fine)."""
+    code = getattr(exc, "sqlite_errorcode", None)
+    if code is not None:
+        return code & 0xFF in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED)
+    return "locked" in str(exc) or "busy" in str(exc)  # pragma: no cover - Python < 3.11 has no error codes
 
 
 def _at(args: tuple[object, ...]) -> str:
@@ -343,6 +353,28 @@ class SQLiteStore:
             connection.close()
             self._local.connection = None
 
+    def _drop_connection(self) -> None:
+        """Forget this thread's connection after a failure that is not a busy lock; never raises.
+
+        SQLite opens a file it cannot write read-only without a word, and such
+        a connection stays read-only after the file (or its volume) becomes
+        writable again; a connection that met an I/O error may keep failing
+        too. Opening a new one on the next call is what makes the store work
+        again by itself once the cause is gone.
+        """
+        connection = getattr(self._local, "connection", None)
+        self._local.connection = None
+        if connection is not None:
+            try:
+                if connection.in_transaction:
+                    connection.execute("ROLLBACK")
+            except sqlite3.Error:
+                pass
+            try:
+                connection.close()
+            except sqlite3.Error:
+                pass
+
     def _migrate(self) -> None:
         db = sqlite3.connect(self.path, timeout=30, isolation_level=None)
         try:
@@ -383,36 +415,85 @@ class SQLiteStore:
         with self._writing():
             return self._record(db, event, outbox)
 
+    @_translated
+    def record_many(self, events: Sequence[TrackingEvent], outbox: Sequence[str] = ()) -> list[TrackingEvent]:
+        """Store ``events`` in order, in one transaction: each as :meth:`record` would, all or none.
+
+        The group commit of the recorder: one commit for many concurrent
+        requests. ``first`` is decided per event exactly as :meth:`record`
+        decides it, in the order given, so two opens of one recipient in the
+        same batch get ``True`` then ``False``; an ``event_id`` stored before
+        (or earlier in the batch) is not stored again and comes back with its
+        stored ``first``. Outbox rows are written in the same transaction.
+        Returns the events as stored, in the order given. Raises
+        :class:`StoreUnavailable` (nothing written) when the database cannot
+        be written now, :class:`StoreError` or ``TypeError`` (nothing written)
+        when one of the events is refused: the caller may then record them
+        one by one to find it.
+        """
+        if isinstance(events, TrackingEvent) or not all(isinstance(event, TrackingEvent) for event in events):
+            raise ArgumentError("record_many takes a sequence of TrackingEvent")
+        if not events:
+            return []
+        db = self._connection()
+        with self._writing():
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                stored = [self._insert(db, event, outbox) for event in events]
+                db.execute("COMMIT")
+            except BaseException:
+                if db.in_transaction:
+                    db.execute("ROLLBACK")
+                raise
+        return stored
+
+    @_translated
+    def release_space(self) -> None:
+        """Copy the write-ahead log into the database and truncate it (``wal_checkpoint(TRUNCATE)``).
+
+        Not part of the storage protocol: the recorder calls it, when a store
+        has it, after each batch it moves from the spool. Without it the WAL
+        grows to about 4 MiB before SQLite checkpoints it, holding every page
+        twice (log and, later, file): on a volume that was full, a drain then
+        ran out of space with the freed spool pages all taken by the log.
+        """
+        with self._writing():
+            self._connection().execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall()
+
     def _record(self, db: sqlite3.Connection, event: TrackingEvent, outbox: Sequence[str]) -> TrackingEvent:
         db.execute("BEGIN IMMEDIATE")
         try:
-            stored = db.execute("SELECT first FROM events WHERE event_id = ?", (event.event_id,)).fetchone()
-            if stored is not None:  # a retried write: recorded already
-                db.execute("COMMIT")
-                return event.with_first(bool(stored[0]))
-            first = db.execute(
-                "INSERT OR IGNORE INTO firsts (event_type, message_id, recipient) VALUES (?, ?, ?)",
-                (event.event_type, event.message_id, _NO_RECIPIENT if event.recipient is None else event.recipient),
-            ).rowcount == 1
-            event = event.with_first(first)
-            row = _row(event)
-            link_first = event.event_type is EventType.CLICKED and event.url is not None and db.execute(
-                "INSERT OR IGNORE INTO link_firsts (url, message_id, recipient) VALUES (?, ?, ?)",
-                (event.url, row[3], row[4]),
-            ).rowcount == 1
-            rowid = db.execute(f"INSERT INTO events ({_COLUMNS}, link_first) VALUES ({', '.join('?' * 16)})",
-                               (*row, int(link_first))).lastrowid
-            self._index(db, rowid, event, row, link_first)
-            now = event.timestamp.timestamp()
-            db.executemany(
-                "INSERT OR IGNORE INTO outbox (event_id, target, next_attempt) VALUES (?, ?, ?)",
-                [(event.event_id, target, now) for target in outbox],
-            )
+            event = self._insert(db, event, outbox)
             db.execute("COMMIT")
         except BaseException:
             if db.in_transaction:
                 db.execute("ROLLBACK")
             raise
+        return event
+
+    def _insert(self, db: sqlite3.Connection, event: TrackingEvent, outbox: Sequence[str]) -> TrackingEvent:
+        """Write ``event`` in the open transaction (unless its ``event_id`` is stored); return it with ``first``."""
+        stored = db.execute("SELECT first FROM events WHERE event_id = ?", (event.event_id,)).fetchone()
+        if stored is not None:  # a retried write: recorded already
+            return event.with_first(bool(stored[0]))
+        first = db.execute(
+            "INSERT OR IGNORE INTO firsts (event_type, message_id, recipient) VALUES (?, ?, ?)",
+            (event.event_type, event.message_id, _NO_RECIPIENT if event.recipient is None else event.recipient),
+        ).rowcount == 1
+        event = event.with_first(first)
+        row = _row(event)
+        link_first = event.event_type is EventType.CLICKED and event.url is not None and db.execute(
+            "INSERT OR IGNORE INTO link_firsts (url, message_id, recipient) VALUES (?, ?, ?)",
+            (event.url, row[3], row[4]),
+        ).rowcount == 1
+        rowid = db.execute(f"INSERT INTO events ({_COLUMNS}, link_first) VALUES ({', '.join('?' * 16)})",
+                           (*row, int(link_first))).lastrowid
+        self._index(db, rowid, event, row, link_first)
+        now = event.timestamp.timestamp()
+        db.executemany(
+            "INSERT OR IGNORE INTO outbox (event_id, target, next_attempt) VALUES (?, ?, ?)",
+            [(event.event_id, target, now) for target in outbox],
+        )
         return event
 
     @staticmethod

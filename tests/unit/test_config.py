@@ -164,3 +164,22 @@ def test_access_log_is_off_by_default_and_a_bad_value_names_the_variable() -> No
         Config.from_sources(None, {"MAILTRACK_ACCESS_LOG": "sometimes"})
     with pytest.raises(ConfigurationError, match="access_log"):
         Config(access_log="yes")  # type: ignore[arg-type]
+
+
+def test_spool_settings_from_either_source_with_size_suffixes() -> None:
+    assert Config.from_sources({}, {}).spool_max_bytes == 1 << 30
+    assert Config.from_sources({}, {}).spool_dir is None
+    config = Config.from_sources({"spool_max_bytes": "512M"}, {"MAILTRACK_SPOOL_DIR": "/var/spool/mailtrack",
+                                                             "MAILTRACK_SPOOL_MAX_BYTES": "1G"})
+    assert (config.spool_max_bytes, config.spool_dir) == (512 << 20, "/var/spool/mailtrack")
+    assert Config.from_sources({}, {"MAILTRACK_SPOOL_MAX_BYTES": "4096"}).spool_max_bytes == 4096
+    assert Config.from_sources({}, {"MAILTRACK_SPOOL_MAX_BYTES": " 2 gib "}).spool_max_bytes == 2 << 30
+
+
+@pytest.mark.parametrize("value", ["0", "-5", "lots", "12X", "1.5G", ""])
+def test_a_spool_cap_that_is_no_size_is_refused_naming_its_option(value: str) -> None:
+    if not value:
+        assert Config.from_sources({}, {"MAILTRACK_SPOOL_MAX_BYTES": value}).spool_max_bytes == 1 << 30  # unset
+        return
+    with pytest.raises(ConfigurationError, match=r"spool_max_bytes.*--spool-max-bytes.*MAILTRACK_SPOOL_MAX_BYTES"):
+        Config.from_sources({}, {"MAILTRACK_SPOOL_MAX_BYTES": value})

@@ -93,6 +93,19 @@ def test_patch_returns_new_settings_and_the_response_body(section: str, body: di
     assert before == mailtrack.TrackingSettings()  # immutable: the original is unchanged
 
 
+@pytest.mark.parametrize("url", ["https://x.example/u", "HTTP://x.example", "https://[::1]:8080/u?a=1&b=%20#f", "",
+                                 None])
+def test_a_patched_url_is_a_web_uri_or_unset(url: str | None) -> None:
+    settings, answer = mailtrack.TrackingSettings().patch("subscription", {"url": url})
+    assert settings.subscription_tracking.url == url and answer.get("url") == url
+
+
+def test_a_stored_url_from_before_the_check_still_loads() -> None:
+    """Only writes are checked: settings stored earlier load as they are (a GET never fails on them)."""
+    loaded = mailtrack.TrackingSettings.from_account({"subscription": {"url": "legacy value"}})
+    assert loaded.subscription_tracking.url == "legacy value"
+
+
 @pytest.mark.parametrize(
     "call, message",
     [
@@ -100,6 +113,12 @@ def test_patch_returns_new_settings_and_the_response_body(section: str, body: di
         (lambda s: s.patch("click", {"enabled": "yes"}), "click.enabled must be a boolean"),
         (lambda s: s.patch("bounce", {}), "bounce is not a tracking setting"),
         (lambda s: s.patch("subscription", {"url": 5}), "subscription.url must be a string"),
+        (lambda s: s.patch("subscription", {"url": "not a url"}), "subscription.url must be an absolute http(s) URI"),
+        (lambda s: s.patch("subscription", {"url": "mailto:u@example.com"}), "subscription.url must be an absolute"),
+        (lambda s: s.patch("subscription", {"url": "https://exämple.com/u"}), "subscription.url must be an absolute"),
+        (lambda s: s.patch("subscription", {"url": "https://x.example/a b"}), "subscription.url must be an absolute"),
+        (lambda s: s.patch("subscription", {"url": "https://x.example/%zz"}), "subscription.url must be an absolute"),
+        (lambda s: s.patch("subscription", {"url": "https://"}), "subscription.url must be an absolute"),
         (lambda s: s.patch("subscription", []), "subscription must be an object"),
         (lambda s: mailtrack.TrackingSettings.from_account({"click": {"enable": True}}),
          "click.enable is not a known setting"),

@@ -22,6 +22,7 @@ from typing import Any
 
 import pytest
 from support.helpers import wait_until
+from support.volumes import small_volume
 
 from mailtrack.delivery.recorder import Recorder
 from mailtrack.events import CallbackSink, TrackingEvent
@@ -45,7 +46,7 @@ class Lock:
     """Another connection holding the database's write lock."""
 
     def __init__(self, db: Path) -> None:
-        self.connection = sqlite3.connect(db, isolation_level=None)
+        self.connection = sqlite3.connect(db, isolation_level=None, check_same_thread=False)  # released by any thread
 
     def __enter__(self) -> Lock:  # noqa: PYI034
         self.connection.execute("BEGIN EXCLUSIVE")
@@ -345,24 +346,32 @@ def test_store_gone_then_back(tmp_path: Path, recorders: list[Recorder]) -> None
     assert stored_ids(db) == [e.event_id]
 
 
-def test_store_full_spools_then_drains(db: Path, recorders: list[Recorder], caplog: pytest.LogCaptureFixture) -> None:
-    # A full disk, made real with SQLite's own page limit on the request thread's connection: SQLITE_FULL.
-    # (The background drain uses its own connection, without the limit: it may store them soon after.)
-    recorder = make(recorders, db, **IDLE)
-    assert recorder.store is not None
-    recorder.record(event())
-    connection = recorder.store._connection()
-    pages = connection.execute("PRAGMA page_count").fetchone()[0]
-    connection.execute(f"PRAGMA max_page_count = {pages}")
-    big = [event(metadata={"blob": "x" * 50_000}) for _ in range(3)]
-    with caplog.at_level("WARNING", logger="mailtrack"):
-        for e in big:
-            recorder.record(e)  # must not raise
-    # One failed write switches the recorder to the spool: the next events do not wait on the store again.
-    assert sum("full" in r.getMessage() and "spooling" in r.getMessage() for r in caplog.records) == 1
-    connection.execute("PRAGMA max_page_count = 1073741823")  # space again
-    assert recorder.drain() is True
-    assert sorted(stored_ids(db)[1:]) == sorted(e.event_id for e in big)
+def test_store_full_spools_then_drains(tmp_path: Path, recorders: list[Recorder],
+                                      caplog: pytest.LogCaptureFixture) -> None:
+    # A real full disk: the database on a small tmpfs filled to the last byte; the spool on another volume.
+    with small_volume(tmp_path / "volume", 1 << 20) as volume:
+        db = volume.path / "events.sqlite"
+        recorder = Recorder(SQLiteStore(db, busy_timeout=0.05), spool_dir=tmp_path / "spool", **IDLE)
+        recorders.append(recorder)
+        assert recorder.wait_recovered(30)
+        recorder.record(event())
+        volume.fill()
+        big = [event(metadata={"blob": "x" * 50_000}) for _ in range(3)]
+        with caplog.at_level("WARNING", logger="mailtrack"):
+            for e in big:
+                assert recorder.record(e).first is None  # must not raise; spooled (the store could not tell)
+        # One failed write switches the recorder to the spool: the next events do not wait on the store again.
+        assert sum("full" in r.getMessage() and "spooling" in r.getMessage() for r in caplog.records) == 1
+        assert [line["event_id"] for line in spool_lines(tmp_path / "spool")] == [e.event_id for e in big]
+        health = recorder.health()
+        assert (health.store_ok, health.spooling, health.spool_events, health.lost) == (False, True, 3, 0)
+        assert recorder.drain() is False  # still full
+        volume.free()
+        assert recorder.drain() is True
+        assert sorted(stored_ids(db)[1:]) == sorted(e.event_id for e in big)
+        health = recorder.health()
+        assert (health.store_ok, health.spooling, health.spool_events, health.lost) == (True, False, 0, 0)
+        recorder.close()
 
 
 # -- sinks ---------------------------------------------------------------------------------
@@ -549,3 +558,232 @@ def test_after_a_failure_events_queue_in_order_and_first_stays_right(db: Path, r
     assert [(e.event_id, e.first) for e in stored] == [(a.event_id, True), (b.event_id, False)]
     c = recorder.record(event(recipient="same@x"))  # drained: straight to the store again
     assert c.first is False and recorder.store.count() == 3
+
+
+# -- group commit (issue 12) --------------------------------------------------------------------
+
+
+class GatedStore(SQLiteStore):
+    """A real SQLiteStore whose first record_many waits for ``gate``; every batch's size is kept."""
+
+    def __init__(self, path: Path) -> None:
+        super().__init__(path)
+        self.gate = threading.Event()
+        self.entered = threading.Event()
+        self.batches: list[int] = []
+
+    def record_many(self, events: Any, outbox: Any = ()) -> list[TrackingEvent]:
+        if not self.batches:
+            self.entered.set()
+            self.gate.wait(30)
+        self.batches.append(len(events))
+        return super().record_many(events, outbox)
+
+
+def test_concurrent_events_share_one_commit_and_each_answer_waits_for_its_own(db: Path,
+                                                                              recorders: list[Recorder]) -> None:
+    store = GatedStore(db)
+    recorder = Recorder(store, outbox=["https://hook.example/"], **IDLE)
+    recorders.append(recorder)
+    returned: dict[str, TrackingEvent] = {}
+    seen_stored: dict[str, bool] = {}
+
+    def request(e: TrackingEvent) -> None:
+        got = recorder.record(e)
+        returned[e.event_id] = got
+        seen_stored[e.event_id] = e.event_id in stored_ids(db)  # what the response could rely on when it went out
+
+    head = event(recipient="a@x")
+    first = threading.Thread(target=request, args=(head,))
+    first.start()
+    assert store.entered.wait(30)  # the writer is inside the first commit; the next requests queue behind it
+    rest = [event(recipient=f"r{i % 3}@x") for i in range(10)]
+    threads = [threading.Thread(target=request, args=(e,)) for e in rest]
+    for n, thread in enumerate(threads, 1):
+        thread.start()
+        wait_until(lambda n=n: recorder._queue.qsize() == n, what="the requests queued for the writer, in order")
+    assert returned == {}  # nobody answered before the commit
+    store.gate.set()
+    for thread in [first, *threads]:
+        thread.join(30)
+    assert store.batches == [1, 10]  # the ten queued requests went in as one transaction
+    assert all(seen_stored.values()) and len(seen_stored) == 11
+    assert [returned[e.event_id].first for e in rest] == [True, True, True] + [False] * 7  # decided in queue order
+    assert len(store.outbox_rows()) == 11
+
+
+def test_one_refused_event_does_not_take_its_batch_down(db: Path, recorders: list[Recorder]) -> None:
+    store = GatedStore(db)
+    recorder = Recorder(store, **IDLE)
+    recorders.append(recorder)
+    blocker = threading.Thread(target=recorder.record, args=(event(message_id="head"),))
+    blocker.start()
+    assert store.entered.wait(30)
+    with sqlite3.connect(db) as connection:  # the store refuses this one event (a constraint), not the others
+        connection.execute("CREATE TRIGGER refuse BEFORE INSERT ON events WHEN NEW.message_id = 'bad' "
+                           "BEGIN SELECT RAISE(ABORT, 'refused'); END")
+    connection.close()
+    bad = event(message_id="bad")
+    good = [event(message_id="good"), event(message_id="good")]
+    threads = [threading.Thread(target=recorder.record, args=(e,)) for e in (good[0], bad, good[1])]
+    for thread in threads:
+        thread.start()
+        wait_until(lambda t=thread: recorder._queue.qsize() == threads.index(t) + 1, what="queued in order")
+    store.gate.set()
+    for thread in [blocker, *threads]:
+        thread.join(30)
+    assert store.batches[:2] == [1, 3]  # tried together, then one by one
+    # The refused event is spooled (the recorder stays on the spool from then on, to keep the order); the drain
+    # stores the rest and sets the refused one aside.
+    assert recorder.drain() is True
+    assert [e.first for e in store.events(message_id="good")] == [True, False]
+    assert store.events(message_id="bad") == []
+    assert bad.event_id in recorder.spool.rejected.read_text()
+    assert recorder.health().lost == 0
+
+
+# -- faults found by testing (issue 12): shutdown, the cap, summaries, reconnect ---------------
+
+
+def test_events_in_memory_at_shutdown_are_spooled_when_the_spool_works_again(
+        db: Path, tmp_path: Path, recorders: list[Recorder], caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.WARNING, logger="mailtrack")
+    blocker = tmp_path / "spool-volume"
+    blocker.write_text("a file where the spool's directory should be: every spool write fails")
+    recorder = make(recorders, db, spool_dir=blocker / "spool", **IDLE)
+    events = [event(recipient=f"r{i}") for i in range(5)]
+    with Lock(db):
+        for e in events:
+            recorder.record(e)  # answered: neither store nor spool took it
+        health = recorder.health()
+        assert (health.memory_events, health.lost, health.ok) == (5, 0, False)
+        blocker.unlink()  # the spool's disk has room again (the store is still locked)
+        recorder.close(timeout=2)
+    assert [line["event_id"] for line in spool_lines(blocker / "spool")] == [e.event_id for e in events]
+    assert recorder.health().lost == 0
+    assert not any("LOST" in r.getMessage() for r in caplog.records)
+
+
+def test_events_in_memory_at_shutdown_with_nowhere_to_go_are_counted_and_logged(
+        db: Path, tmp_path: Path, recorders: list[Recorder], caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.WARNING, logger="mailtrack")
+    blocker = tmp_path / "not-a-directory"
+    blocker.write_text("x")
+    recorder = make(recorders, db, spool_dir=blocker / "spool", **IDLE)
+    with Lock(db):
+        for i in range(7):
+            assert recorder.record(event(recipient=f"r{i}")).first is None  # still answered
+        recorder.close(timeout=2)
+    assert recorder.health().lost == 7 and recorder.health().memory_events == 0
+    [line] = [r for r in caplog.records if r.levelno == logging.ERROR and "shutting down with" in r.getMessage()]
+    assert "7 answered event(s)" in line.getMessage() and "LOST" in line.getMessage()
+    assert stored_ids(db) == []
+
+
+def test_a_full_spool_loses_and_counts_with_one_summary_line_per_interval(
+        db: Path, spool: Path, recorders: list[Recorder], caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.WARNING, logger="mailtrack")
+    recorder = make(recorders, db, spool_max_bytes=4096, **IDLE)
+    with Lock(db):
+        results = [recorder.record(event(recipient=f"r{i}")) for i in range(100)]
+        health = recorder.health()
+    assert all(r.first is None for r in results)
+    spooled = len(spool_lines(spool))
+    assert 0 < spooled < 100
+    assert health.spool_full and health.lost == 100 - spooled and health.spool_events == spooled
+    assert health.spool_bytes <= 4096 + 4096  # one page of slack: allocation is per block
+    full = [r for r in caplog.records if "holds its maximum of 4,096 bytes (--spool-max-bytes" in r.getMessage()]
+    assert len(full) == 1 and full[0].levelno == logging.ERROR and "--spool-max-bytes" in full[0].getMessage()
+    lost_lines = [r.getMessage() for r in caplog.records if "answered events LOST" in r.getMessage()]
+    assert len(lost_lines) == 1  # one line at once; the rest are held for the interval's summary
+    recorder.close(timeout=2)
+    lost_lines = [r.getMessage() for r in caplog.records if "answered events LOST" in r.getMessage()]
+    assert len(lost_lines) == 2
+    counts = [int(line.rsplit("[", 1)[1].split()[0]) for line in lost_lines]
+    assert sum(counts) == 100 - spooled  # every lost event is in a count, none is logged on its own
+
+
+def test_a_failing_store_is_logged_once_per_interval_not_per_event(
+        db: Path, recorders: list[Recorder], caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.WARNING, logger="mailtrack")
+    recorder = make(recorders, db, **IDLE)
+    for _ in range(3):  # three outages, each ended by a drain
+        with Lock(db):
+            for i in range(20):
+                recorder.record(event(recipient=f"r{i}"))
+        assert recorder.drain() is True
+    failures = [r for r in caplog.records if "store write failed" in r.getMessage()]
+    assert len(failures) == 1  # within one 10 s interval: the later outages are held for the summary
+    recorder.close(timeout=2)
+    failures = [r.getMessage() for r in caplog.records if "store write failed" in r.getMessage()]
+    assert len(failures) == 2 and failures[1].endswith("[2 event(s) in the last 10 s]")
+    assert len(stored_ids(db)) == 60
+
+
+def test_a_database_read_only_at_start_is_written_once_writable(tmp_path: Path, recorders: list[Recorder]) -> None:
+    from support.volumes import ReadOnly
+
+    data = tmp_path / "data"
+    data.mkdir()
+    db = data / "events.sqlite"
+    SQLiteStore(db).close()
+    with ReadOnly(db) as readonly:
+        recorder = Recorder(SQLiteStore(db, busy_timeout=0.05), **FAST)
+        recorders.append(recorder)
+        before = [recorder.record(event(recipient=f"r{i}")) for i in range(3)]
+        assert [e.first for e in before] == [None] * 3  # spooled
+        wait_until(lambda: not recorder.health().store_ok and recorder.health().spool_events == 3)
+        readonly.writable()
+        wait_until(lambda: len(stored_ids(db)) == 3, what="the spool drained into the now writable database")
+        wait_until(lambda: recorder.health().store_ok, what="the drain finished (off the spool again)")
+        after = recorder.record(event(recipient="r0"))
+        assert after.first is False  # straight into the store again: the read-only connection is gone
+        assert recorder.health().store_ok
+        recorder.close()
+
+
+def test_a_drain_frees_the_space_of_each_stored_batch_and_resumes_where_it_stopped(spool: Path) -> None:
+    from mailtrack.delivery.spool import Spool
+    from mailtrack.storage.base import StoreUnavailable
+
+    events = [event(recipient=f"r{i}", metadata={"pad": "p" * 200}) for i in range(2000)]
+    path = write_spool(spool, "1-1.jsonl", events)
+    size = path.stat().st_size
+    taken: list[TrackingEvent] = []
+
+    def store_until_the_fourth_batch(batch: list[TrackingEvent]) -> None:
+        if len(taken) >= 3 * 256:
+            raise StoreUnavailable("full")  # the store fills up again after three batches
+        taken.extend(batch)
+
+    drained: list[int] = []
+    assert Spool(spool).drain_file(path, store_until_the_fourth_batch, done=drained.append) is False
+    assert [e.event_id for e in taken] == [e.event_id for e in events[:768]] and drained == [256] * 3
+    assert path.exists() and path.stat().st_blocks * 512 < size * 0.75  # the stored lines' blocks went back to the disk
+    assert Spool(spool).count_events() == 2000 - 768
+
+    rest: list[TrackingEvent] = []
+    assert Spool(spool).drain_file(path, rest.extend) is True
+    assert [e.event_id for e in rest] == [e.event_id for e in events[768:]]  # not the stored ones again
+    assert not path.exists()
+
+
+def test_spool_files_are_cut_into_segments_and_a_failed_write_leaves_no_torn_line(tmp_path: Path) -> None:
+    from mailtrack.delivery.spool import Spool
+
+    spool = Spool(tmp_path / "spool", segment_bytes=4096)
+    for i in range(100):
+        spool.append(event(recipient=f"r{i}"))
+    files = spool.files()
+    assert len(files) > 5 and all(p.stat().st_size < 4096 + 1024 for p in files)  # closed files: any drain takes them
+    assert spool.count_events() == 100
+    with small_volume(tmp_path / "volume", 64 * 1024) as volume:
+        small = Spool(volume.path / "spool")
+        small.append(event(recipient="before"))
+        volume.fill()
+        with pytest.raises(OSError):
+            small.append_many([event(metadata={"x": "y" * 20_000})])  # no room: cut back, not half-written
+        volume.free()
+        small.append(event(recipient="after"))
+        small.rotate()
+        assert [line["recipient"] for line in spool_lines(volume.path / "spool")] == ["before", "after"]

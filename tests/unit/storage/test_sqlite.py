@@ -490,3 +490,110 @@ def test_outbox_backlog_counts_the_waiting_deliveries(store: Any) -> None:
     assert store.outbox_backlog() == 4
     store.outbox_requeue(T0.timestamp())
     assert store.outbox_backlog() == 5
+
+
+# -- record_many: the group commit ------------------------------------------------------------
+
+
+def _state(db: Path) -> dict[str, list[tuple[Any, ...]]]:
+    """Everything record() decides, read back: events with their flags, firsts, rollups, outbox, tags, metadata."""
+    with raw(db) as connection:
+        return {
+            "events": connection.execute("SELECT event_id, first, link_first FROM events ORDER BY id").fetchall(),
+            "firsts": connection.execute("SELECT * FROM firsts ORDER BY 1, 2, 3").fetchall(),
+            "link_firsts": connection.execute("SELECT * FROM link_firsts ORDER BY 1, 2, 3").fetchall(),
+            "rollup_days": connection.execute("SELECT * FROM rollup_days ORDER BY 1, 2, 3, 4, 5, 6, 7, 8, 9").fetchall(),
+            "rollup_totals": connection.execute("SELECT * FROM rollup_totals ORDER BY 1, 2, 3, 4, 5, 6, 7, 8").fetchall(),
+            "outbox": connection.execute("SELECT event_id, target, next_attempt FROM outbox ORDER BY id").fetchall(),
+            "tags": connection.execute("SELECT tag, e.event_id FROM event_tags JOIN events e ON e.id = event "
+                                       "ORDER BY 1, 2").fetchall(),
+            "meta": connection.execute("SELECT key, value, e.event_id FROM event_meta JOIN events e ON e.id = event "
+                                       "ORDER BY 1, 2, 3").fetchall(),
+        }
+
+
+def test_record_many_decides_everything_exactly_as_record_one_by_one(tmp_path: Path) -> None:
+    import random
+
+    rng = random.Random(12)
+    events = []
+    for _ in range(300):
+        kind = rng.choice(["opened", "opened", "clicked", "unsubscribed"])
+        extra: dict[str, Any] = {"tags": rng.sample(["a", "b", "c"], rng.randint(0, 2)),
+                                 "metadata": {"campaign": rng.choice(["x", "y"])} if rng.random() < 0.7 else {},
+                                 "timestamp": T0 + timedelta(hours=rng.randint(0, 72))}
+        if kind == "clicked":
+            extra["url"] = rng.choice(["https://a.example/", "https://b.example/"])
+        events.append(event(kind, rng.choice(["m1", "m2"]), rng.choice(["a@x", "b@x", "c@x", None]), **extra))
+    events += rng.sample(events, 20)  # retried writes: the same event_id again, some within one batch
+    one, many = SQLiteStore(tmp_path / "one.sqlite"), SQLiteStore(tmp_path / "many.sqlite")
+    hooks = ["https://hook.example/a", "https://hook.example/b"]
+    singly = [one.record(e, hooks) for e in events]
+    batched: list[TrackingEvent] = []
+    at = 0
+    while at < len(events):
+        size = rng.choice([1, 2, 7, 50])
+        batched += many.record_many(events[at:at + size], hooks)
+        at += size
+    assert [(e.event_id, e.first) for e in batched] == [(e.event_id, e.first) for e in singly]
+    assert _state(tmp_path / "many.sqlite") == _state(tmp_path / "one.sqlite")
+    assert {True, False} <= {e.first for e in batched}
+
+
+def test_record_many_same_recipient_twice_in_one_batch(store: Any) -> None:
+    a, b, c = event(), event(), event(recipient="b@x")
+    assert [e.first for e in store.record_many([a, b, c, a])] == [True, False, True, True]  # `a` again: as stored
+    assert [e.event_id for e in store.events()] == [a.event_id, b.event_id, c.event_id]
+    assert store.record_many([]) == []
+
+
+def test_record_many_is_all_or_nothing(store: Any, backend: Backend) -> None:
+    good = event()
+    bad = event(message_id="m2")
+    object.__setattr__(bad, "link_index", [1])  # fails inside the transaction, after `good` was inserted
+    with pytest.raises(mailtrack.MailtrackError):
+        store.record_many([good, bad], outbox=["https://hook.example/"])
+    assert store.count() == 0 and store.outbox_rows() == []
+    if backend.kind == "sqlite":
+        assert not store._connection().in_transaction
+    assert store.record_many([good])[0].first is True  # the firsts row was rolled back too
+
+
+def test_record_many_while_locked_raises_unavailable_and_writes_nothing(db: Path) -> None:
+    store = SQLiteStore(db, busy_timeout=0.05)
+    holder = raw(db)
+    holder.execute("BEGIN EXCLUSIVE")
+    try:
+        with pytest.raises(StoreUnavailable, match="locked"):
+            store.record_many([event(), event()])
+    finally:
+        holder.execute("ROLLBACK")
+        holder.close()
+    assert [e.first for e in store.record_many([event(), event()])] == [True, False]
+
+
+def test_record_many_refuses_what_is_not_a_sequence_of_events(store: Any) -> None:
+    with pytest.raises(mailtrack.ArgumentError, match="TrackingEvent"):
+        store.record_many(event())  # type: ignore[arg-type]
+    with pytest.raises(mailtrack.ArgumentError, match="TrackingEvent"):
+        store.record_many([event(), {"event_type": "opened"}])  # type: ignore[list-item]
+
+
+def test_a_store_opened_read_only_writes_once_the_file_is_writable_again(tmp_path: Path) -> None:
+    # SQLite opens a file it may not write read-only without a word, and that connection never writes again.
+    from support.volumes import ReadOnly
+
+    folder = tmp_path / "data"
+    folder.mkdir()
+    SQLiteStore(folder / "events.sqlite").close()
+    with ReadOnly(folder / "events.sqlite") as readonly:
+        store = SQLiteStore(folder / "events.sqlite", busy_timeout=0.05)
+        with pytest.raises(StoreUnavailable, match="readonly"):
+            store.record(event())
+        with pytest.raises(StoreUnavailable):
+            store.record_many([event()])
+        readonly.writable()
+        assert store.record(event()).first is True  # a new connection: not the read-only one
+        assert store.record_many([event()])[0].first is False
+        assert store.count() == 2
+        store.close()
