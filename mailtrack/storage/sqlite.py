@@ -272,8 +272,13 @@ ROLLER_MIGRATION = """
 """
 MIGRATIONS += (ROLLER_MIGRATION,)
 
-#: How many events :meth:`SQLiteStore.roll` adds to the rollups per write transaction (by default).
+#: How many events :meth:`SQLiteStore.roll` adds to the rollups per write transaction (by default)...
 ROLL_BATCH = 2000
+#: ... unless their distinct ``rollup_days`` cells reach this many first (events of many distinct messages share few
+#: cells): the transaction upserts at most about twice as many rows, so other writers wait tens of milliseconds at most.
+ROLL_CELLS = 4000
+#: Events summed at a time while filling a batch up to ``ROLL_CELLS``.
+_ROLL_CHUNK = 250
 
 _COLUMNS = (
     "event_id, event_type, timestamp, message_id, recipient, url, link_index, user_agent, ip, referer, metadata, first, machine,"
@@ -445,7 +450,8 @@ class SQLiteStore:
         """Add the events stored since the last roll to the stats rollups; returns how many were added.
 
         Reads the events above the watermark (``rollup_state.rolled``) in id
-        order, at most ``batch`` per write transaction, sums their cells in
+        order, at most ``batch`` per write transaction (fewer once their cells
+        reach ``ROLL_CELLS``, bounding how long the write lock is held), sums their cells in
         Python (one key, seven counts: a batch of thousands of events of a few
         campaigns is a few hundred upserts) and in one ``BEGIN IMMEDIATE``
         transaction upserts them and moves the watermark. The batch is read
@@ -465,17 +471,28 @@ class SQLiteStore:
             raise ArgumentError(f"max_events must be a positive int or None, not {max_events!r}")
         if isinstance(batch, bool) or not isinstance(batch, int) or batch < 1:
             raise ArgumentError(f"batch must be a positive int, not {batch!r}")
+        return self._roll(max_events, batch, wait=True)
+
+    def _roll(self, max_events: int | None, batch: int, *, wait: bool) -> int:
+        """:meth:`roll`; ``wait=False`` takes the write lock only if it is free now (else ``StoreUnavailable``)."""
         db = self._connection()
         end = int(db.execute("SELECT coalesce(max(id), 0) FROM events").fetchone()[0])
         done = 0
-        while max_events is None or done < max_events:
-            rolled = self._roll_batch(db, end, batch if max_events is None else min(batch, max_events - done))
-            if not rolled:
-                break
-            done += rolled
+        if not wait:
+            db.execute("PRAGMA busy_timeout = 0")
+        try:
+            while max_events is None or done < max_events:
+                rolled = self._roll_batch(db, end, batch if max_events is None else min(batch, max_events - done),
+                                          wait)
+                if not rolled:
+                    break
+                done += rolled
+        finally:
+            if not wait:
+                db.execute(f"PRAGMA busy_timeout = {int(self.busy_timeout * 1000)}")
         return done
 
-    def _roll_batch(self, db: sqlite3.Connection, end: int, size: int) -> int:
+    def _roll_batch(self, db: sqlite3.Connection, end: int, size: int, wait: bool) -> int:
         """Roll the next at most ``size`` events with ids up to ``end``; how many (0: none left)."""
         while True:
             start = _watermark(db)
@@ -483,13 +500,20 @@ class SQLiteStore:
                               (start, end, size)).fetchall()
             if not rows:
                 return 0
-            days = _rollup_cells(rows)
+            days: dict[tuple[Any, ...], list[int]] = {}
+            taken = 0
+            while taken < len(rows) and len(days) < ROLL_CELLS:  # bounds the upserts, so the write lock's hold
+                for key, counts in _rollup_cells(rows[taken:taken + _ROLL_CHUNK]).items():
+                    into = days.get(key)
+                    days[key] = counts if into is None else [a + b for a, b in zip(into, counts, strict=True)]
+                taken += _ROLL_CHUNK
+            rows = rows[:taken]
             totals: dict[tuple[Any, ...], list[int]] = {}
             for key, counts in days.items():
                 into = totals.setdefault((*key[:7], key[8]), [0] * 7)
                 for i, count in enumerate(counts):
                     into[i] += count
-            with self._writing():
+            with self._writing(wait=wait):
                 db.execute("BEGIN IMMEDIATE")
                 try:
                     if _watermark(db) != start:  # another roller took this batch meanwhile: read on from its mark
@@ -512,11 +536,16 @@ class SQLiteStore:
         return int(db.execute("SELECT count(*) FROM events WHERE id > ?", (_watermark(db),)).fetchone()[0])
 
     def _catch_up(self) -> None:
-        """Roll what is stored before a stats read; a database that cannot be written now is left to :class:`_Tail`."""
+        """Roll what is stored before a stats read, if the write lock is free now (a read never waits for it).
+
+        A database that cannot be written now (another writer holds the lock,
+        the disk is full) leaves the unrolled events to :class:`_Tail`: the read
+        counts them itself, exactly, without waiting for the busy timeout.
+        """
         try:
-            self.roll()
-        except StoreUnavailable:
-            pass  # locked by a long writer, read-only, full: the read counts the unrolled events itself
+            self._roll(None, ROLL_BATCH, wait=False)
+        except (sqlite3.OperationalError, StoreUnavailable):
+            pass
 
     # -- reading -------------------------------------------------------------------
     @_translated
@@ -581,8 +610,8 @@ class SQLiteStore:
         groups returned. :meth:`roll` keeps them (not :meth:`record`): every
         read first rolls what is stored, then reads in one snapshot the
         rollups plus the events still above the watermark (those it could not
-        roll: the database locked by another writer past the busy timeout, or
-        read-only), counted as the roller would add them, so the answer is
+        roll: another writer holds the write lock, which a read does not wait
+        for, or the disk is full), counted as the roller would add them, so the answer is
         exact for that snapshot either way; the cost of the second part is the
         unrolled events, which a running roller keeps few. Served from rollups:
 
@@ -984,9 +1013,9 @@ class SQLiteStore:
             self._connection().execute(sql, tuple(args))
 
     @contextlib.contextmanager
-    def _writing(self) -> Iterator[None]:
-        """This process's write lock (see ``__init__``), waited for as long as SQLite's busy timeout."""
-        if not self._write_lock.acquire(timeout=self.busy_timeout):
+    def _writing(self, *, wait: bool = True) -> Iterator[None]:
+        """This process's write lock (see ``__init__``), waited for as long as SQLite's busy timeout (or not at all)."""
+        if not self._write_lock.acquire(timeout=self.busy_timeout if wait else 0):
             raise StoreUnavailable("the SQLite store is locked (another thread of this process is writing)")
         try:
             yield
@@ -1147,9 +1176,9 @@ class _Tail:
     """The events stored above the watermark (not in the rollups yet), as the rollup cells the roller would add.
 
     A stats read adds them to what it reads from the rollups, in the same
-    snapshot, so its answer is exact even when it could not roll them (the
-    database locked by another writer for longer than the busy timeout, or
-    read-only): the cost is these events, which a running roller keeps few.
+    snapshot, so its answer is exact even when it could not roll them
+    (another writer held the lock, which a read does not wait for, or the disk
+    is full): the cost is these events, which a running roller keeps few.
     """
 
     def __init__(self, cells: dict[tuple[Any, ...], list[int]]) -> None:
