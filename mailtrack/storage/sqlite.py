@@ -659,8 +659,11 @@ class SQLiteStore:
         start = None if after is None else _group_value(after, group_by)
         fetch = None if limit is None else limit + 1
         spec = _rollup_spec(query, group_by, campaign_key)
-        self._catch_up()
         db = self._connection()
+        if db.execute("SELECT (SELECT rolled FROM rollup_state) < (SELECT coalesce(max(id), 0) FROM events)"
+                      ).fetchone()[0]:
+            self._catch_up()
+            db = self._connection()
         sources: list[tuple[list[tuple[Any, ...]], bool]] = []
         with _snapshot(db):  # the watermark, the unrolled events, the rollups and the events read at one moment
             tail = _Tail.read(db) if spec is not None or group_by == "message" else _Tail({})
@@ -1187,7 +1190,7 @@ class _Tail:
 
     @classmethod
     def read(cls, db: sqlite3.Connection) -> _Tail:
-        rows = db.execute(f"SELECT {_ROLL_COLUMNS} FROM events WHERE id > ? ORDER BY id", (_watermark(db),))
+        rows = db.execute(f"SELECT {_ROLL_COLUMNS} FROM events WHERE id > (SELECT rolled FROM rollup_state) ORDER BY id")
         return cls(_rollup_cells(rows))
 
     def rows(self, spec: _Spec, account: str, days: tuple[int | None, int | None] | None,
