@@ -34,6 +34,7 @@ from mailtrack.http.v2_api import V2Api
 from mailtrack.http.wsgi import MAX_BODY, WsgiApp
 from mailtrack.storage.base import AccountStore, EventStore, StoreError, StoreUnavailable
 from mailtrack.storage.dsn import is_postgres_url, masked
+from mailtrack.storage.roller import Rollable, Roller
 from mailtrack.storage.sqlite import SQLiteStore
 
 if TYPE_CHECKING:
@@ -43,16 +44,19 @@ __all__ = ["Service", "build_service", "create_server", "from_environment", "ope
 
 
 class Service(NamedTuple):
-    """A configured tracking service: the WSGI app, its recorder, and the started webhook deliveries."""
+    """A configured tracking service: the WSGI app, its recorder, the started webhook deliveries and stats roller."""
 
     app: WsgiApp
     recorder: Recorder
     deliveries: list[WebhookDelivery]
+    roller: Roller | None = None
 
     def close(self) -> None:
-        """Stop the webhook deliveries, close the recorder (a last drain of its spool), then the store's connections."""
+        """Stop the webhook deliveries and the roller, close the recorder (a last drain of its spool), then the store."""
         for delivery in self.deliveries:
             delivery.stop()
+        if self.roller is not None:
+            self.roller.stop()
         self.recorder.close()
         if self.recorder.store is not None:
             self.recorder.store.close()
@@ -148,7 +152,11 @@ def build_service(config: Config, *, authorize: Authorize | None = None) -> Serv
     (``/v1/events``, ``/v1/stats``) is served beside the tracking URLs, each request allowed by
     ``authorize(request, scope)`` (default: :func:`api_keys`, a live API key holding
     ``events.read`` or ``stats.read``; :func:`loopback_only` is the key-less alternative). The dashboard
-    (``/dashboard``, :mod:`mailtrack.http.dashboard`) always asks for a key holding ``stats.read``.
+    (``/dashboard``, :mod:`mailtrack.http.dashboard`) always asks for a key holding ``stats.read``. A
+    :class:`~mailtrack.storage.roller.Roller` keeps a SQLite store's stats rollups caught up in the background
+    (every half second), so stats reads seldom have events to roll or count themselves; a PostgreSQL store
+    writes its rollups in each event's transaction and gets no roller (``Service.roller`` is None).
+
     """
     config.require("secret_keys", "base_url", "db")
     assert config.base_url is not None and config.db is not None  # require() checked them; for mypy
@@ -168,6 +176,8 @@ def build_service(config: Config, *, authorize: Authorize | None = None) -> Serv
                           landing_html=landing, parent_account=config.account_name,
                           account_landing=functools.partial(_own_landing, store))
     deliveries = [WebhookDelivery(store, url, config.webhook_secret or "").start() for url in config.webhooks]
+    # SQLite's rollups are rolled in the background; PostgreSQL writes them in each event's transaction (no roll)
+    roller = Roller(store).start() if isinstance(store, Rollable) else None
     events = EventsApi(store, authorize=authorize if authorize is not None else api_keys(store))
 
     def events_api(request: Request) -> Response | None:
@@ -177,8 +187,8 @@ def build_service(config: Config, *, authorize: Authorize | None = None) -> Serv
     dashboard = Dashboard(store, store, base_url=config.base_url)
     apis = [health.handle, OpenApiDocument().handle, SettingsApi(store).handle, V2Api(store).handle, events_api,
             dashboard.handle]
+    return Service(WsgiApp(endpoints, apis, access_log=config.access_log), recorder, deliveries, roller)
 
-    return Service(WsgiApp(endpoints, apis, access_log=config.access_log), recorder, deliveries)
 
 
 def health_report(recorder: Recorder, store: EventStore) -> HealthReport:

@@ -256,7 +256,7 @@ def _counts(event: TrackingEvent, link_first: bool) -> tuple[int, ...]:
     )
 
 
-def _rollup_cells(event: TrackingEvent, row: Sequence[Any]) -> list[_Cell]:
+def _event_cells(event: TrackingEvent, row: Sequence[Any]) -> list[_Cell]:
     """Every (f, g, url) rollup cell the event (``row`` is its :func:`_row`) is counted in, per day and in the totals.
 
     (all|atom, all) per url, and (metadata pair|tag, atom) pair rows (g = f only for a tag), as ``STATS_MIGRATION``

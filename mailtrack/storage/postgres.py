@@ -65,11 +65,11 @@ from mailtrack.storage._shared import (
     _api_key,
     _counts,
     _event,
+    _event_cells,
     _group_value,
     _merge,
     _meta_value,
     _nonzero,
-    _rollup_cells,
     _rollup_spec,
     _row,
     _Spec,
@@ -949,15 +949,17 @@ def _rollup_rows(decided: list[tuple[TrackingEvent, tuple[Any, ...], bool]]
                  ) -> tuple[list[tuple[Any, ...]], list[tuple[Any, ...]]]:
     """The ``rollup_days`` and ``rollup_totals`` increments of a batch: summed per row key, sorted by it.
 
-    The cells are SQLite's (:func:`~mailtrack.storage._shared._rollup_cells`); one upsert statement may touch a
-    row once only, hence the sums, and the sort gives every writer one lock order.
+    The cells are those SQLite's :meth:`~mailtrack.storage.sqlite.SQLiteStore.roll` adds later, in batches
+    (:func:`~mailtrack.storage._shared._event_cells`, per event); here they are written in the event's own
+    transaction. One upsert statement may touch a row once only, hence the sums, and the sort gives every writer
+    one lock order.
     """
     days: dict[tuple[Any, ...], list[int]] = defaultdict(lambda: [0] * 7)
     totals: dict[tuple[Any, ...], list[int]] = defaultdict(lambda: [0] * 7)
     for event, row, link_first in decided:
         counts = _counts(event, link_first)
         account, day = row[14], int(row[2] // _DAY)
-        for f, g, url in _rollup_cells(event, row):
+        for f, g, url in _event_cells(event, row):
             key = (account, f[0], g[0], *f[1:], *g[1:])
             for into in (days[(*key, day, url)], totals[(*key, url)]):
                 for i, count in enumerate(counts):

@@ -7,7 +7,11 @@ instead of failing the request. The schema is versioned (``PRAGMA
 user_version``) and upgraded by the migrations below, in order, on open.
 
 An event and its webhook outbox rows are written in one transaction, so a
-webhook is never told about an event the store lost, nor the reverse.
+webhook is never told about an event the store lost, nor the reverse. The
+stats rollups are not written there: :meth:`SQLiteStore.roll` adds the events
+stored since its last run to them in batches (``mailtrack serve`` runs it in
+the background, every stats read runs it first), and a read adds the events
+it could not roll itself, so stats stay exact.
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ import json
 import sqlite3
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any, ParamSpec, TypeVar
@@ -26,6 +31,7 @@ from mailtrack.core.settings import TrackingSettings
 from mailtrack.events import EventType, TrackingEvent
 from mailtrack.exceptions import ArgumentError, ConfigurationError
 from mailtrack.storage._shared import (
+    _ALL,
     _COLUMNS,
     _DAY,
     _KEY_COLUMNS,
@@ -33,13 +39,11 @@ from mailtrack.storage._shared import (
     _ROLLUP_SUMS,
     _SHOWN,
     _api_key,
-    _counts,
     _event,
     _group_value,
     _merge,
     _meta_value,
     _nonzero,
-    _rollup_cells,
     _rollup_spec,
     _row,
     _Spec,
@@ -69,7 +73,8 @@ from mailtrack.storage.base import (
     UnknownAccount,
 )
 
-__all__ = ["EVENTS_API_MIGRATION", "MIGRATIONS", "STATS_MIGRATION", "OutboxItem", "SQLiteStore"]
+__all__ = ["EVENTS_API_MIGRATION", "MIGRATIONS", "ROLL_BATCH", "ROLLER_MIGRATION", "STATS_MIGRATION", "OutboxItem",
+           "SQLiteStore"]
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -272,6 +277,27 @@ STATS_MIGRATION = f"""
         FROM rollup_days GROUP BY account, fdim, fkey, fvalue, gdim, gkey, gvalue, url
 """
 MIGRATIONS += (STATS_MIGRATION,)
+
+#: The rollups leave the event's write (issue 12): :meth:`SQLiteStore.record` writes the event and its indexes only,
+#: and :meth:`SQLiteStore.roll` adds the events above ``rollup_state.rolled`` (the highest event id in the rollups) to
+#: them in batches. v6 kept the rollups inside every event's transaction (and its migration backfilled them), so every
+#: event a v6 file holds is in them already: the watermark starts at the highest id (0 for an empty store).
+ROLLER_MIGRATION = """
+    CREATE TABLE rollup_state (
+        one INTEGER PRIMARY KEY CHECK (one = 1),
+        rolled INTEGER NOT NULL
+    );
+    INSERT INTO rollup_state (one, rolled) SELECT 1, coalesce(max(id), 0) FROM events
+"""
+MIGRATIONS += (ROLLER_MIGRATION,)
+
+#: How many events :meth:`SQLiteStore.roll` adds to the rollups per write transaction (by default)...
+ROLL_BATCH = 2000
+#: ... unless their distinct ``rollup_days`` cells reach this many first (events of many distinct messages share few
+#: cells): the transaction upserts at most about twice as many rows, so other writers wait tens of milliseconds at most.
+ROLL_CELLS = 4000
+#: Events summed at a time while filling a batch up to ``ROLL_CELLS``.
+_ROLL_CHUNK = 250
 
 
 def _translated(method: Callable[P, R]) -> Callable[P, R]:
@@ -499,18 +525,115 @@ class SQLiteStore:
     @staticmethod
     def _index(db: sqlite3.Connection, rowid: int | None, event: TrackingEvent, row: tuple[Any, ...],
                link_first: bool) -> None:
-        """Index the new event's tags and metadata, and add it to every rollup it belongs to (same transaction)."""
+        """Index the new event's tags and metadata (same transaction); the rollups are :meth:`roll`'s."""
         tags = sorted(set(event.tags))
         meta = [(key, _meta_value(value)) for key, value in json.loads(row[10]).items()]
         db.executemany("INSERT OR IGNORE INTO event_tags (tag, event) VALUES (?, ?)", [(tag, rowid) for tag in tags])
         db.executemany("INSERT OR IGNORE INTO event_meta (key, value, event) VALUES (?, ?, ?)",
                        [(key, value, rowid) for key, value in meta])
-        counts = _counts(event, link_first)
-        account, day = row[14], int(row[2] // _DAY)
-        # see STATS_MIGRATION: (all|atom, all) per (day, url), and (metadata pair|tag, atom) per day
-        cells = _rollup_cells(event, row)
-        db.executemany(_DAYS_UPSERT, [(account, f[0], g[0], *f[1:], *g[1:], day, url, *counts) for f, g, url in cells])
-        db.executemany(_TOTALS_UPSERT, [(account, f[0], g[0], *f[1:], *g[1:], url, *counts) for f, g, url in cells])
+
+    # -- rolling the stats rollups ---------------------------------------------------
+    @_translated
+    def roll(self, max_events: int | None = None, *, batch: int = ROLL_BATCH) -> int:
+        """Add the events stored since the last roll to the stats rollups; returns how many were added.
+
+        Reads the events above the watermark (``rollup_state.rolled``) in id
+        order, at most ``batch`` per write transaction (fewer once their cells
+        reach ``ROLL_CELLS``, bounding how long the write lock is held), sums their cells in
+        Python (one key, seven counts: a batch of thousands of events of a few
+        campaigns is a few hundred upserts) and in one ``BEGIN IMMEDIATE``
+        transaction upserts them and moves the watermark. The batch is read
+        and summed before that transaction (the write lock is held for the
+        upserts only) and written only if the watermark is still where the
+        batch started, else read again from where another roller left it: so
+        several threads and processes may roll one file, and each event is
+        added once. Exact because events are never changed once stored and ids
+        only grow (SQLite gives each new row the highest id plus one, under the
+        write lock). Rolls the events present when called (``max_events``: at
+        most that many), not those arriving meanwhile, so it always ends.
+        Raises :class:`StoreUnavailable` when the database cannot be written now
+        (whatever was committed before stays rolled).
+        """
+        if max_events is not None and (isinstance(max_events, bool) or not isinstance(max_events, int)
+                                       or max_events < 1):
+            raise ArgumentError(f"max_events must be a positive int or None, not {max_events!r}")
+        if isinstance(batch, bool) or not isinstance(batch, int) or batch < 1:
+            raise ArgumentError(f"batch must be a positive int, not {batch!r}")
+        return self._roll(max_events, batch, wait=True)
+
+    def _roll(self, max_events: int | None, batch: int, *, wait: bool) -> int:
+        """:meth:`roll`; ``wait=False`` takes the write lock only if it is free now (else ``StoreUnavailable``)."""
+        db = self._connection()
+        end = int(db.execute("SELECT coalesce(max(id), 0) FROM events").fetchone()[0])
+        done = 0
+        if not wait:
+            db.execute("PRAGMA busy_timeout = 0")
+        try:
+            while max_events is None or done < max_events:
+                rolled = self._roll_batch(db, end, batch if max_events is None else min(batch, max_events - done),
+                                          wait)
+                if not rolled:
+                    break
+                done += rolled
+        finally:
+            if not wait:
+                db.execute(f"PRAGMA busy_timeout = {int(self.busy_timeout * 1000)}")
+        return done
+
+    def _roll_batch(self, db: sqlite3.Connection, end: int, size: int, wait: bool) -> int:
+        """Roll the next at most ``size`` events with ids up to ``end``; how many (0: none left)."""
+        while True:
+            start = _watermark(db)
+            rows = db.execute(f"SELECT {_ROLL_COLUMNS} FROM events WHERE id > ? AND id <= ? ORDER BY id LIMIT ?",
+                              (start, end, size)).fetchall()
+            if not rows:
+                return 0
+            days: dict[tuple[Any, ...], list[int]] = {}
+            taken = 0
+            while taken < len(rows) and len(days) < ROLL_CELLS:  # bounds the upserts, so the write lock's hold
+                for key, counts in _rollup_cells(rows[taken:taken + _ROLL_CHUNK]).items():
+                    into = days.get(key)
+                    days[key] = counts if into is None else [a + b for a, b in zip(into, counts, strict=True)]
+                taken += _ROLL_CHUNK
+            rows = rows[:taken]
+            totals: dict[tuple[Any, ...], list[int]] = {}
+            for key, counts in days.items():
+                into = totals.setdefault((*key[:7], key[8]), [0] * 7)
+                for i, count in enumerate(counts):
+                    into[i] += count
+            with self._writing(wait=wait):
+                db.execute("BEGIN IMMEDIATE")
+                try:
+                    if _watermark(db) != start:  # another roller took this batch meanwhile: read on from its mark
+                        db.execute("ROLLBACK")
+                        continue
+                    db.executemany(_DAYS_UPSERT, [(*key, *counts) for key, counts in sorted(days.items())])
+                    db.executemany(_TOTALS_UPSERT, [(*key, *counts) for key, counts in sorted(totals.items())])
+                    db.execute("UPDATE rollup_state SET rolled = ?", (rows[-1][0],))
+                    db.execute("COMMIT")
+                except BaseException:
+                    if db.in_transaction:
+                        db.execute("ROLLBACK")
+                    raise
+            return len(rows)
+
+    @_translated
+    def unrolled(self) -> int:
+        """How many stored events the rollups do not hold yet (the roller's backlog): an index range count."""
+        db = self._connection()
+        return int(db.execute("SELECT count(*) FROM events WHERE id > ?", (_watermark(db),)).fetchone()[0])
+
+    def _catch_up(self) -> None:
+        """Roll what is stored before a stats read, if the write lock is free now (a read never waits for it).
+
+        A database that cannot be written now (another writer holds the lock,
+        the disk is full) leaves the unrolled events to :class:`_Tail`: the read
+        counts them itself, exactly, without waiting for the busy timeout.
+        """
+        try:
+            self._roll(None, ROLL_BATCH, wait=False)
+        except (sqlite3.OperationalError, StoreUnavailable):
+            pass
 
     # -- reading -------------------------------------------------------------------
     @_translated
@@ -570,9 +693,15 @@ class SQLiteStore:
         event counts in each of its tags); a group with nothing to count
         (after ``type``) is left out.
 
-        No request counts every event. Answered from the rollups that
-        :meth:`record` keeps in the event's transaction (``STATS_MIGRATION``),
-        read in key order so the cost is the rows of the groups returned:
+        No request counts every event. Answered from the rollups
+        (``STATS_MIGRATION``), read in key order so the cost is the rows of the
+        groups returned. :meth:`roll` keeps them (not :meth:`record`): every
+        read first rolls what is stored, then reads in one snapshot the
+        rollups plus the events still above the watermark (those it could not
+        roll: another writer holds the write lock, which a read does not wait
+        for, or the disk is full), counted as the roller would add them, so the answer is
+        exact for that snapshot either way; the cost of the second part is the
+        unrolled events, which a running roller keeps few. Served from rollups:
 
         - no condition, or one of message_id / a metadata pair / tag, with
           every ``group_by`` (a message_id with group_by campaign or tag excepted);
@@ -615,29 +744,37 @@ class SQLiteStore:
             raise ArgumentError(f"group_by must be one of {', '.join(GROUP_BYS)}, not {group_by!r}")
         if not isinstance(campaign_key, str) or not campaign_key:
             raise ArgumentError(f"campaign_key must be a non-empty str, not {campaign_key!r}")
-        db = self._connection()
         start = None if after is None else _group_value(after, group_by)
         fetch = None if limit is None else limit + 1
         spec = _rollup_spec(query, group_by, campaign_key)
+        db = self._connection()
+        if db.execute("SELECT (SELECT rolled FROM rollup_state) < (SELECT coalesce(max(id), 0) FROM events)"
+                      ).fetchone()[0]:
+            self._catch_up()
+            db = self._connection()
         sources: list[tuple[list[tuple[Any, ...]], bool]] = []
-        if spec is None and group_by == "message" and query.message_id is None and query.recipient is None \
-                and limit is not None:
-            sources.append(_by_candidate_messages(db, query, campaign_key, start, fetch))
-        elif spec is None:
-            sources.append((_from_events(db, query, group_by, campaign_key), True))
-        else:
-            use_days, low, high, edges = _window(query)
-            if use_days or not edges:
-                accounts = _accounts(db) if query.account is None else [query.account]
-                for account in accounts:
-                    rows = _from_rollups(db, spec, account, (low, high) if use_days else None, group_by,
-                                         query.event_type, start, fetch)
-                    sources.append((rows, fetch is None or len(rows) < fetch))
-            for since, until in edges:
-                edge = EventQuery(message_id=query.message_id, recipient=query.recipient, event_type=query.event_type,
-                                  since=since, until=until, metadata=query.metadata, tag=query.tag,
-                                  account=query.account)
-                sources.append((_from_events(db, edge, group_by, campaign_key, time_first=True), True))
+        with _snapshot(db):  # the watermark, the unrolled events, the rollups and the events read at one moment
+            tail = _Tail.read(db) if spec is not None or group_by == "message" else _Tail({})
+            if spec is None and group_by == "message" and query.message_id is None and query.recipient is None \
+                    and limit is not None:
+                sources.append(_by_candidate_messages(db, tail, query, campaign_key, start, fetch))
+            elif spec is None:
+                sources.append((_from_events(db, query, group_by, campaign_key), True))
+            else:
+                use_days, low, high, edges = _window(query)
+                if use_days or not edges:
+                    accounts = _accounts(db, tail) if query.account is None else [query.account]
+                    days = (low, high) if use_days else None
+                    for account in accounts:
+                        rows = _from_rollups(db, spec, account, days, group_by, query.event_type, start, fetch)
+                        sources.append((rows, fetch is None or len(rows) < fetch))
+                        if tail.cells:
+                            sources.append((tail.rows(spec, account, days, group_by), True))
+                for since, until in edges:
+                    edge = EventQuery(message_id=query.message_id, recipient=query.recipient,
+                                      event_type=query.event_type, since=since, until=until, metadata=query.metadata,
+                                      tag=query.tag, account=query.account)
+                    sources.append((_from_events(db, edge, group_by, campaign_key, time_first=True), True))
         found = _stats_rows(_merge(sources, start), group_by, query.event_type)
         if limit is None:
             return found, False
@@ -967,9 +1104,9 @@ class SQLiteStore:
             self._connection().execute(sql, tuple(args))
 
     @contextlib.contextmanager
-    def _writing(self) -> Iterator[None]:
-        """This process's write lock (see ``__init__``), waited for as long as SQLite's busy timeout."""
-        if not self._write_lock.acquire(timeout=self.busy_timeout):
+    def _writing(self, *, wait: bool = True) -> Iterator[None]:
+        """This process's write lock (see ``__init__``), waited for as long as SQLite's busy timeout (or not at all)."""
+        if not self._write_lock.acquire(timeout=self.busy_timeout if wait else 0):
             raise StoreUnavailable("the SQLite store is locked (another thread of this process is writing)")
         try:
             yield
@@ -998,6 +1135,124 @@ _EVENT_SUMS = (
     f" sum(e.event_type = {_CLICKED} AND e.first), sum(e.event_type = {_CLICKED} AND e.link_first),"
     f" sum(e.event_type = {_UNSUBSCRIBED}), sum(e.event_type = {_UNSUBSCRIBED} AND e.first)"
 )
+
+
+#: What :func:`_rollup_cells` reads of each event.
+_ROLL_COLUMNS = "id, event_type, timestamp, message_id, url, metadata, first, tags, account, link_first"
+#: Where each rollup column sits in a cell's key (a ``rollup_days`` primary key in column order).
+_CELL_COLUMNS = {column: i for i, column in enumerate(
+    ("account", "fdim", "gdim", "fkey", "fvalue", "gkey", "gvalue", "day", "url"))}
+
+
+def _watermark(db: sqlite3.Connection) -> int:
+    """The highest event id the rollups hold (``rollup_state``, see ``ROLLER_MIGRATION``)."""
+    return int(db.execute("SELECT rolled FROM rollup_state").fetchone()[0])
+
+
+def _rollup_cells(rows: Iterable[Sequence[Any]]) -> dict[tuple[Any, ...], list[int]]:
+    """The ``rollup_days`` cells of events (rows of ``_ROLL_COLUMNS``), each key with its seven counts summed.
+
+    An event counts in (see ``STATS_MIGRATION``) the cells (all, all) and
+    (atom, all) for each of its atoms (its message, each metadata pair, each
+    tag), and (metadata pair or tag f, atom g) for every other atom g (g = f
+    too for a tag), each on its UTC day and URL ('' when none): about 22 cells
+    for an event with two metadata pairs and two tags. Metadata values as the
+    index holds them (:func:`_meta_value`), tags once each.
+    """
+    opened, clicked, unsubscribed = EventType.OPENED.value, EventType.CLICKED.value, EventType.UNSUBSCRIBED.value
+    shapes: dict[tuple[str, str], tuple[list[tuple[str, ...]], list[tuple[str, str, str]]]] = {}
+    # cells counted per counts vector (at most seven kinds of event), in C (Counter.update), multiplied out at the end
+    tallies: dict[tuple[int, ...], Counter[tuple[Any, ...]]] = {}
+    for _, kind, timestamp, message_id, url, metadata, first, tags, account, link_first in rows:
+        counts = (int(kind == opened), int(kind == opened and bool(first)), int(kind == clicked),
+                  int(kind == clicked and bool(first)), int(bool(link_first)), int(kind == unsubscribed),
+                  int(kind == unsubscribed and bool(first)))
+        shape = shapes.get((metadata, tags))
+        if shape is None:  # a campaign's events share their metadata and tags: their cells but the message's
+            shape = shapes[(metadata, tags)] = _shape(metadata, tags)
+        fixed, by_message = shape
+        day, url = int(timestamp // _DAY), url or ""
+        keys = [(account, *pair, day, url) for pair in fixed]
+        keys.append((account, "message", "all", message_id, "", "", "", day, url))
+        keys += [(account, fdim, "message", fkey, fvalue, message_id, "", day, url) for fdim, fkey, fvalue in by_message]
+        tally = tallies.get(counts)
+        if tally is None:
+            tally = tallies[counts] = Counter()
+        tally.update(keys)
+    cells: dict[tuple[Any, ...], list[int]] = {}
+    for vector, tally in tallies.items():
+        for key, times in tally.items():
+            into = cells.get(key)
+            if into is None:
+                cells[key] = [count * times for count in vector]
+            else:
+                cells[key] = [have + count * times for have, count in zip(into, vector, strict=True)]
+    return cells
+
+
+def _shape(metadata: str, tags: str) -> tuple[list[tuple[str, ...]], list[tuple[str, str, str]]]:
+    """The cells of an event with this metadata and these tags (JSON as stored), without its message.
+
+    ``(fdim, gdim, fkey, fvalue, gkey, gvalue)`` of the cells that do not name
+    the message, and the atoms f of the cells (f, its message) that do.
+    """
+    atoms = [*(("meta", key, _meta_value(value)) for key, value in json.loads(metadata).items()),
+             *(("tag", tag, "") for tag in sorted(set(json.loads(tags))))]
+    pairs = [(f, _ALL) for f in (_ALL, *atoms)]
+    pairs += [(f, g) for f in atoms for g in atoms if g != f or f[0] == "tag"]
+    return [(f[0], g[0], f[1], f[2], g[1], g[2]) for f, g in pairs], atoms
+
+
+class _Tail:
+    """The events stored above the watermark (not in the rollups yet), as the rollup cells the roller would add.
+
+    A stats read adds them to what it reads from the rollups, in the same
+    snapshot, so its answer is exact even when it could not roll them
+    (another writer held the lock, which a read does not wait for, or the disk
+    is full): the cost is these events, which a running roller keeps few.
+    """
+
+    def __init__(self, cells: dict[tuple[Any, ...], list[int]]) -> None:
+        self.cells = cells
+        self.accounts = {key[0] for key in cells}
+
+    @classmethod
+    def read(cls, db: sqlite3.Connection) -> _Tail:
+        rows = db.execute(f"SELECT {_ROLL_COLUMNS} FROM events WHERE id > (SELECT rolled FROM rollup_state) ORDER BY id")
+        return cls(_rollup_cells(rows))
+
+    def rows(self, spec: _Spec, account: str, days: tuple[int | None, int | None] | None,
+             group_by: GroupBy) -> list[tuple[Any, ...]]:
+        """What :func:`_from_rollups` adds up for these cells (every group, in order; ``_merge`` cuts and sums)."""
+        fixed, group, pinned = spec
+        wanted = [(_CELL_COLUMNS[column], value) for column, value in fixed.items()]
+        low, high = days if days is not None else (None, None)
+        sums: dict[Any, list[int]] = {}
+        for key, counts in self.cells.items():
+            if key[0] != account or any(key[i] != value for i, value in wanted) \
+                    or (low is not None and key[7] < low) or (high is not None and key[7] >= high) \
+                    or (group_by == "link" and key[8] == ""):
+                continue
+            into = sums.setdefault(pinned if group is None else key[_CELL_COLUMNS[group]], [0] * 7)
+            for i, count in enumerate(counts):
+                into[i] += count
+        return sorted((name, *counts) for name, counts in sums.items())
+
+
+@contextlib.contextmanager
+def _snapshot(db: sqlite3.Connection) -> Iterator[None]:
+    """One read transaction: every statement inside sees the database as of the first (WAL snapshot isolation)."""
+    if db.in_transaction:  # pragma: no cover - reads run outside transactions
+        yield
+        return
+    db.execute("BEGIN")
+    try:
+        yield
+    finally:
+        if db.in_transaction:
+            db.execute("COMMIT")
+
+
 def _plan(query: EventQuery, by_time: bool = False, *, time_first: bool = False,
           driver: tuple[str, str] | None = None, messages: Sequence[str] = ()) -> tuple[str, str, list[str], list[Any]]:
     """``FROM`` clause, the id column to order by, and the conditions with their arguments, for ``query``.
@@ -1098,13 +1353,14 @@ def _window_is_narrow(db: sqlite3.Connection, query: EventQuery) -> bool:
     return bool(newest - end > end - query.since)
 
 
-def _accounts(db: sqlite3.Connection) -> list[str]:
-    """The accounts that have events (a skip scan over the rollups' leading column: one seek per account)."""
+def _accounts(db: sqlite3.Connection, tail: _Tail) -> list[str]:
+    """The accounts that have events: a skip scan over the rollups' leading column (one seek per account), and the
+    accounts of the events not rolled yet."""
     rows = db.execute(
         "WITH RECURSIVE a(x) AS (SELECT (SELECT min(account) FROM rollup_totals) UNION ALL"
         " SELECT (SELECT min(account) FROM rollup_totals WHERE account > a.x) FROM a WHERE a.x IS NOT NULL)"
         " SELECT x FROM a WHERE x IS NOT NULL").fetchall()
-    return [row[0] for row in rows]
+    return sorted({row[0] for row in rows} | tail.accounts)
 
 
 def _from_rollups(db: sqlite3.Connection, spec: _Spec, account: str, days: tuple[int | None, int | None] | None,
@@ -1171,8 +1427,8 @@ def _from_events(db: sqlite3.Connection, query: EventQuery, group_by: GroupBy, c
     return db.execute(sql, args).fetchall()
 
 
-def _by_candidate_messages(db: sqlite3.Connection, query: EventQuery, campaign_key: str, after: int | str | None,
-                           fetch: int | None) -> tuple[list[tuple[Any, ...]], bool]:
+def _by_candidate_messages(db: sqlite3.Connection, tail: _Tail, query: EventQuery, campaign_key: str,
+                           after: int | str | None, fetch: int | None) -> tuple[list[tuple[Any, ...]], bool]:
     """group_by=message under two or more of metadata pairs / tag: a page's messages, counted one message at a time.
 
     The candidates are the messages of one condition (the pair rows of the
@@ -1187,13 +1443,15 @@ def _by_candidate_messages(db: sqlite3.Connection, query: EventQuery, campaign_k
         else ("meta", *query.metadata[0])
     spec: _Spec = ({**dict(zip(("fdim", "fkey", "fvalue"), atom, strict=True)), "gdim": "message", "gvalue": ""},
                    "gkey", None)
-    accounts = _accounts(db) if query.account is None else [query.account]
+    accounts = _accounts(db, tail) if query.account is None else [query.account]
     found: list[tuple[Any, ...]] = []
     cursor = after
     batch = max(fetch or 0, 20)
     while fetch is None or len(found) < fetch:
         sources = [(rows, len(rows) < batch) for rows in
                    (_from_rollups(db, spec, account, None, "message", None, cursor, batch) for account in accounts)]
+        if tail.cells:  # messages only the unrolled events have
+            sources += [(tail.rows(spec, account, None, "message"), True) for account in accounts]
         candidates = [row[0] for row in _merge(sources, cursor)]
         if not candidates:
             return found, True
@@ -1213,7 +1471,7 @@ def _fewest(db: sqlite3.Connection, query: EventQuery) -> tuple[str, str] | None
     if query.message_id is not None or query.recipient is not None or not query.metadata or \
             len(query.metadata) + (query.tag is not None) < 2:
         return None
-    accounts = _accounts(db) if query.account is None else [query.account]
+    accounts = _accounts(db, _Tail({})) if query.account is None else [query.account]
 
     def events_of(dim: str, key: str, value: str) -> int:
         total = 0

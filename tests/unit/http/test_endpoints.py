@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import io
 import re
+import time
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
@@ -807,7 +808,8 @@ def test_the_wsgi_entry_point_reads_every_option_from_the_environment(tmp_path: 
            "MAILTRACK_DB": str(tmp_path / "e.sqlite"), "MAILTRACK_TRUSTED_PROXIES": "10.0.0.0/8",
            "MAILTRACK_MAX_AGE": "60", "MAILTRACK_LANDING": str(landing),
            "MAILTRACK_WEBHOOK": "http://127.0.0.1:9/hook", "MAILTRACK_WEBHOOK_SECRET": "s" * 16}
-    app, recorder, deliveries = from_environment(env)
+    service = from_environment(env)
+    app = service.app
     try:
         tracker = make_tracker()
         pixel = path(tracker.tracking_url("open", message_id="w1", recipient="r@x.example"))
@@ -823,11 +825,17 @@ def test_the_wsgi_entry_point_reads_every_option_from_the_environment(tmp_path: 
         store = SQLiteStore(env["MAILTRACK_DB"])
         assert [e.ip for e in store.events()] == ["203.0.113.9"]
         assert [row["target"] for row in store.outbox_rows()] == ["http://127.0.0.1:9/hook"]
+        # the service's background roller adds the event to the stats rollups, off the request
+        assert service.roller is not None
+        deadline = time.monotonic() + 30
+        while store.unrolled() and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert store.unrolled() == 0 and service.roller.rolled == 1
         store.close()
     finally:
-        for delivery in deliveries:
-            delivery.stop()
-        recorder.close()
+        service.close()
+    assert service.roller is not None and service.roller._thread is not None
+    assert not service.roller._thread.is_alive()  # stopped with the service
     with pytest.raises(mailtrack.MailtrackError, match="MAILTRACK_WEBHOOK_SECRET"):
         from_environment({**env, "MAILTRACK_WEBHOOK_SECRET": ""})
     with pytest.raises(mailtrack.MailtrackError, match="max_age"):

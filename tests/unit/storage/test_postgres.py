@@ -239,6 +239,8 @@ def test_open_store_and_build_service_pick_postgresql_by_url(postgres_cluster: C
         assert isinstance(service.recorder.store, PostgresStore)
         assert service.recorder.store.count() == 1
         assert service.recorder.store.account("parent") is not None
+        # PostgreSQL writes its rollups in each event's transaction: it has no roll(), so serve starts no roller
+        assert service.roller is None and not hasattr(service.recorder.store, "roll")
     finally:
         service.close()
         events.close()
