@@ -63,6 +63,8 @@ class _Section:
                 raise SettingsError(where, "must be a boolean")
         elif value is not None and not isinstance(value, str):
             raise SettingsError(where, "must be a string")
+        elif isinstance(value, str) and not _encodable(value):  # a lone surrogate: no bytes write it (pages, URLs)
+            raise SettingsError(where, "must be text that UTF-8 can encode (it holds a lone surrogate)")
 
     @classmethod
     def _values(cls, data: Any, path: str, keys: dict[str, str]) -> dict[str, Any]:
@@ -331,3 +333,12 @@ def _check_web_uri(value: str, where: str) -> None:
 DEFAULT_SETTINGS = TrackingSettings()
 #: What every ``settings=`` argument accepts.
 SettingsInput = Union[TrackingSettings, Mapping[str, Any], None]  # noqa: UP007 - a runtime alias; `|` needs 3.10 types
+
+
+def _encodable(text: str) -> bool:
+    """Whether ``text`` has UTF-8 bytes (no lone surrogate): what every page, URL and header it ends up in needs."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True

@@ -53,6 +53,7 @@ import dataclasses
 import hashlib
 import json
 import time
+import urllib.parse
 from collections.abc import Callable, Iterable, Sequence
 from datetime import date, datetime, timedelta, timezone
 from urllib.parse import parse_qsl, urlencode, urlsplit
@@ -302,7 +303,9 @@ class Dashboard:
     def _next(self, target: str) -> str:
         """Where to go after signing in: a dashboard path of ours, never another site (an open redirect)."""
         ours = target == self.root or target.startswith((self.root + "/", self.root + "?"))
-        if ours and target.isascii() and target.isprintable() and "\\" not in target and " " not in target:
+        path = urllib.parse.unquote(target.split("?", 1)[0])
+        dotted = any(segment in (".", "..") for segment in path.split("/")) or "//" in path  # would leave /dashboard
+        if ours and not dotted and target.isascii() and target.isprintable() and "\\" not in target and " " not in target:
             return target
         return self.root
 

@@ -199,6 +199,9 @@ _EVENT: dict[str, Any] = {
         "first": {"type": ["boolean", "null"]},
         "machine": _NULLABLE_STRING,
         "tags": {"type": "array", "items": {"type": "string"}},
+        # present only on a subuser's events (the account signed into the token); the parent's leave it out
+        "account": {"type": "string", "minLength": 1,
+                    "description": "The subuser the message was rewritten for; absent for the parent's events"},
     },
 }
 _COUNT: dict[str, Any] = {"type": "integer", "minimum": 0}

@@ -189,8 +189,12 @@ def _channel_class(refusal: Refusal | None = None) -> type:
 
     class RefusalTask(ErrorTask):  # type: ignore[misc]
         def execute(self) -> None:
-            problem = self.request.error
-            answer = write(self.request.path or "", int(problem.code), f"{problem.reason}: {problem.body}")
+            try:  # an internal error's request is a fresh parser without a path: never let the answer itself fail
+                problem = self.request.error
+                answer = write(getattr(self.request, "path", "") or "", int(problem.code),
+                               f"{problem.reason}: {problem.body}")
+            except Exception:  # noqa: BLE001 - waitress' own plain answer is still an answer
+                answer = None
             if answer is None:
                 super().execute()
                 return

@@ -183,6 +183,10 @@ class SettingsApi:
             return body
         if not body:  # nothing to change: the state as it is, without a write
             return json_response(200, section_body(self.store.tracking_settings(principal.account), section))
+        nulls = sorted(key for key, value in body.items() if value is None)
+        if nulls:  # SendGrid's schema types every field (string or boolean): null is a wrong type, not "unset"
+            return error(400, f"{nulls[0]} must not be null (a string, or \"\" for none; enabled: a boolean)",
+                         field=nulls[0])
         try:
             settings, _ = self.store.patch_tracking_settings(principal.account, section, body)
         except SettingsError as exc:

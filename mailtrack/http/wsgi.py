@@ -48,7 +48,15 @@ class WsgiApp:
 
     def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
         started = time.perf_counter() if self.access_log else 0.0
-        response = self.respond(environ)
+        try:
+            response = self.respond(environ)
+        except Exception:  # a bug, or a stored value the code did not expect: a 500, never a hung or dropped request
+            path = _text(environ.get("PATH_INFO", ""))
+            log.exception("mailtrack: internal error answering %s %s", environ.get("REQUEST_METHOD", "GET"),
+                          _shortened(path))
+            response = self.refusal(path, 500, "internal error") or Response(
+                500, [("Content-Type", "text/plain; charset=utf-8"), ("Content-Length", "15"),
+                      ("Cache-Control", "no-store")], b"internal error\n")
         start_response(f"{response.status} {response.reason}", response.safe_headers)
         if self.access_log:
             _log_access(environ, response, time.perf_counter() - started)
@@ -65,7 +73,7 @@ class WsgiApp:
         """
         if not self.apis:
             return None
-        if path.startswith(V2_PREFIX):
+        if path.startswith(V2_PREFIX) or path == V2_PREFIX.rstrip("/"):
             return v2_refusal(path, status, message)
         if path.startswith(API_PREFIXES) or path in API_PATHS:
             return error(status, message)
@@ -119,6 +127,10 @@ class WsgiApp:
             answer = api(request)
             if answer is not None:
                 return answer
+        if path == V2_PREFIX.rstrip("/") and self.apis:  # /apiv2 alone: v2's own "no such method", not a page
+            refused = self.refusal(path, 404, "no such API method")
+            if refused is not None:
+                return refused
         return self.endpoints.handle(request)
 
 
@@ -127,11 +139,18 @@ access_log = logging.getLogger("mailtrack.access")
 _TOKEN_LENGTH = 24
 
 
+log = logging.getLogger("mailtrack")
+
+
+def _shortened(path: str) -> str:
+    """``path`` with each token-long segment cut to its first characters (a token names a recipient)."""
+    return "/".join(segment if len(segment) < _TOKEN_LENGTH else segment[:8] + "..." for segment in path.split("/"))
+
+
 def _log_access(environ: dict[str, Any], response: Response, seconds: float) -> None:
     """One line for the request: address, method, path with tokens shortened (no query string: it may name
     recipients), status, body bytes, time, user agent. Never a header that could carry a key."""
-    path = "/".join(segment if len(segment) < _TOKEN_LENGTH else segment[:8] + "..."
-                    for segment in _text(environ.get("PATH_INFO", "")).split("/"))
+    path = _shortened(_text(environ.get("PATH_INFO", "")))
     query = "?..." if environ.get("QUERY_STRING") else ""
     agent = _text(environ.get("HTTP_USER_AGENT", ""))[:200].replace('"', "'")
     line = (f'{environ.get("REMOTE_ADDR", "-")} "{environ.get("REQUEST_METHOD", "GET")} {path}{query}" '

@@ -256,7 +256,9 @@ def test_same_origin_posts_are_accepted_by_host_or_by_the_base_url(store: SQLite
 
 
 @pytest.mark.parametrize("target", ["https://evil.example/", "//evil.example/", "/\\evil.example", "/other",
-                                    "/dashboardx", "javascript:alert(1)", "/dashboard\r\nSet-Cookie: x=1"])
+                                    "/dashboardx", "javascript:alert(1)", "/dashboard\r\nSet-Cookie: x=1",
+                                    "/dashboard/..%2f..%2f/evil", "/dashboard/../../evil", "/dashboard//evil",
+                                    "/dashboard/./%2e%2e/x"])
 def test_login_never_redirects_off_the_dashboard(store: SQLiteStore, keys: Keys, target: str) -> None:
     response = login(dashboard(store), keys.full, target)
     assert response.status == 303 and header(response, "Location") == "/dashboard"
