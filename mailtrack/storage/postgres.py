@@ -258,6 +258,31 @@ STATS_MIGRATION = f"""
 """
 MIGRATIONS += (STATS_MIGRATION,)
 
+#: Version 3: ``first`` per account, as SQLite's ``ACCOUNT_FIRSTS_MIGRATION`` (the same tables, rebuilt from the
+#: events; the flags already stored on events stay as they were).
+ACCOUNT_FIRSTS_MIGRATION = f"""
+    DROP TABLE firsts;
+    CREATE TABLE firsts (
+        account TEXT NOT NULL,
+        event_type TEXT NOT NULL,
+        message_id TEXT NOT NULL,
+        recipient TEXT NOT NULL,
+        PRIMARY KEY (account, event_type, message_id, recipient)
+    );
+    INSERT INTO firsts SELECT DISTINCT account, event_type, message_id, recipient FROM events;
+    DROP TABLE link_firsts;
+    CREATE TABLE link_firsts (
+        account TEXT NOT NULL,
+        url TEXT NOT NULL,
+        message_id TEXT NOT NULL,
+        recipient TEXT NOT NULL,
+        PRIMARY KEY (account, url, message_id, recipient)
+    );
+    INSERT INTO link_firsts SELECT DISTINCT account, url, message_id, recipient FROM events
+        WHERE event_type = {_CLICKED} AND url IS NOT NULL;
+"""
+MIGRATIONS += (ACCOUNT_FIRSTS_MIGRATION,)
+
 #: The advisory lock every mailtrack takes while it migrates (any 64-bit number no other application uses).
 MIGRATION_LOCK = 0x6D61_696C_7472_6B01
 _SCHEMA_NAME = re.compile(r"[a-z_][a-z0-9_]{0,62}")
@@ -510,23 +535,23 @@ class PostgresStore:
                 new.setdefault(event.event_id, event)
         if new:
             rows = [_row(event) for event in new.values()]  # builds (and checks) every row before anything is written
-            firsts = sorted({(row[1], row[3], row[4]) for row in rows})
+            firsts = sorted({(row[14], row[1], row[3], row[4]) for row in rows})  # per account (v3)
             won = set(cursor.execute(
-                "INSERT INTO firsts (event_type, message_id, recipient) "
-                "SELECT * FROM unnest(%s::text[], %s::text[], %s::text[]) ON CONFLICT DO NOTHING "
-                "RETURNING event_type, message_id, recipient", _columns(firsts, 3)).fetchall())
-            links = sorted({(row[5], row[3], row[4]) for row in rows if row[1] == EventType.CLICKED.value
+                "INSERT INTO firsts (account, event_type, message_id, recipient) "
+                "SELECT * FROM unnest(%s::text[], %s::text[], %s::text[], %s::text[]) ON CONFLICT DO NOTHING "
+                "RETURNING account, event_type, message_id, recipient", _columns(firsts, 4)).fetchall())
+            links = sorted({(row[14], row[5], row[3], row[4]) for row in rows if row[1] == EventType.CLICKED.value
                             and row[5] is not None})
             link_won = set(cursor.execute(
-                "INSERT INTO link_firsts (url, message_id, recipient) "
-                "SELECT * FROM unnest(%s::text[], %s::text[], %s::text[]) ON CONFLICT DO NOTHING "
-                "RETURNING url, message_id, recipient", _columns(links, 3)).fetchall()) if links else set()
+                "INSERT INTO link_firsts (account, url, message_id, recipient) "
+                "SELECT * FROM unnest(%s::text[], %s::text[], %s::text[], %s::text[]) ON CONFLICT DO NOTHING "
+                "RETURNING account, url, message_id, recipient", _columns(links, 4)).fetchall()) if links else set()
             decided: list[tuple[TrackingEvent, tuple[Any, ...], bool]] = []
             for event, row in zip(new.values(), rows, strict=True):
-                key = (row[1], row[3], row[4])
+                key = (row[14], row[1], row[3], row[4])
                 first = key in won
                 won.discard(key)  # one first per key, the earliest of the batch
-                link_key = (row[5], row[3], row[4])
+                link_key = (row[14], row[5], row[3], row[4])
                 link_first = row[1] == EventType.CLICKED.value and row[5] is not None and link_key in link_won
                 link_won.discard(link_key)
                 event = event.with_first(first)

@@ -36,6 +36,7 @@ from mailtrack.storage._shared import (
     _DAY,
     _KEY_COLUMNS,
     _NO_RECIPIENT,
+    _PARENT,
     _ROLLUP_SUMS,
     _SHOWN,
     _api_key,
@@ -291,6 +292,33 @@ ROLLER_MIGRATION = """
 """
 MIGRATIONS += (ROLLER_MIGRATION,)
 
+#: ``first`` per account (issue 11's review): the first open of a message by a recipient is decided within the
+#: account whose token it was (the parent's: ''), so one account's events never make another's "not first", and
+#: ``first`` reveals nothing about another account's mail. The tables are rebuilt from the events (each event's
+#: account, type, message and recipient; clicks' URLs): the flags already stored on events stay as they were.
+ACCOUNT_FIRSTS_MIGRATION = f"""
+    DROP TABLE firsts;
+    CREATE TABLE firsts (
+        account TEXT NOT NULL,
+        event_type TEXT NOT NULL,
+        message_id TEXT NOT NULL,
+        recipient TEXT NOT NULL,
+        PRIMARY KEY (account, event_type, message_id, recipient)
+    ) WITHOUT ROWID;
+    INSERT OR IGNORE INTO firsts SELECT account, event_type, message_id, recipient FROM events;
+    DROP TABLE link_firsts;
+    CREATE TABLE link_firsts (
+        account TEXT NOT NULL,
+        url TEXT NOT NULL,
+        message_id TEXT NOT NULL,
+        recipient TEXT NOT NULL,
+        PRIMARY KEY (account, url, message_id, recipient)
+    ) WITHOUT ROWID;
+    INSERT OR IGNORE INTO link_firsts SELECT account, url, message_id, recipient FROM events
+        WHERE event_type = {_CLICKED} AND url IS NOT NULL
+"""
+MIGRATIONS += (ACCOUNT_FIRSTS_MIGRATION,)
+
 #: How many events :meth:`SQLiteStore.roll` adds to the rollups per write transaction (by default)...
 ROLL_BATCH = 2000
 #: ... unless their distinct ``rollup_days`` cells reach this many first (events of many distinct messages share few
@@ -503,14 +531,15 @@ class SQLiteStore:
         if stored is not None:  # a retried write: recorded already
             return event.with_first(bool(stored[0]))
         first = db.execute(
-            "INSERT OR IGNORE INTO firsts (event_type, message_id, recipient) VALUES (?, ?, ?)",
-            (event.event_type, event.message_id, _NO_RECIPIENT if event.recipient is None else event.recipient),
+            "INSERT OR IGNORE INTO firsts (account, event_type, message_id, recipient) VALUES (?, ?, ?, ?)",
+            (_PARENT if event.account is None else event.account, event.event_type, event.message_id,
+             _NO_RECIPIENT if event.recipient is None else event.recipient),
         ).rowcount == 1
         event = event.with_first(first)
         row = _row(event)
         link_first = event.event_type is EventType.CLICKED and event.url is not None and db.execute(
-            "INSERT OR IGNORE INTO link_firsts (url, message_id, recipient) VALUES (?, ?, ?)",
-            (event.url, row[3], row[4]),
+            "INSERT OR IGNORE INTO link_firsts (account, url, message_id, recipient) VALUES (?, ?, ?, ?)",
+            (row[14], event.url, row[3], row[4]),
         ).rowcount == 1
         rowid = db.execute(f"INSERT INTO events ({_COLUMNS}, link_first) VALUES ({', '.join('?' * 16)})",
                            (*row, int(link_first))).lastrowid

@@ -11,6 +11,7 @@ from urllib.parse import urlencode
 
 import pytest
 
+from mailtrack.exceptions import SettingsError
 from mailtrack.http.messages import MAX_BODY, Request
 from mailtrack.http.settings_api import SettingsApi
 from mailtrack.http.v2_api import APPS, V2Api
@@ -233,12 +234,14 @@ def test_unreadable_requests_paths_and_methods(api: V2Api, store: SQLiteStore, f
 
 def test_xml_is_escaped_and_always_well_formed(api: V2Api, store: SQLiteStore) -> None:
     auth = {"api_user": "parent", "api_key": store.create_key("parent")[1]}
-    nasty = "]]></landing><x>&amp; \x00\x01\x1f\ud800 é\r\n🙂"
-    store.patch_tracking_settings("parent", "subscription", {"landing": nasty})  # v3 JSON can store anything
+    nasty = "]]></landing><x>&amp; \x00\x01\x1f\x7f é\r\n🙂"
+    with pytest.raises(SettingsError, match="lone surrogate"):  # no bytes write a lone surrogate: refused on write
+        store.patch_tracking_settings("parent", "subscription", {"landing": "\ud800"})
+    store.patch_tracking_settings("parent", "subscription", {"landing": nasty})  # v3 JSON stores control characters
     call(api, "json", task="setup", name="subscriptiontrack", replace="</replace><evil/>", **auth)
     status, root = call(api, "xml", task="getsettings", name="subscriptiontrack", **auth)
     assert status == 200 and [c.tag for c in root] == ["text_html", "text_plain", "url", "landing", "replace"]
-    assert root.findtext("landing") == "]]></landing><x>&amp; \ufffd\ufffd\ufffd\ufffd é\r\n🙂"
+    assert root.findtext("landing") == "]]></landing><x>&amp; \ufffd\ufffd\ufffd\x7f é\r\n🙂"  # DEL is XML-legal
     assert root.findtext("replace") == "</replace><evil/>"
     status, body = call(api, "json", task="getsettings", name="subscriptiontrack", **auth)
     assert body["settings"]["landing"] == nasty  # JSON carries it as stored

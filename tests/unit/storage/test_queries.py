@@ -77,10 +77,10 @@ def matches(event: TrackingEvent, query: EventQuery) -> bool:
 
 def brute_stats(events: list[TrackingEvent], query: EventQuery, group_by: str, campaign_key: str) -> list[dict[str, Any]]:
     """Brute force of grouped_stats: ``events`` in recording order (``first`` as stored)."""
-    seen_links: set[tuple[str, str, str]] = set()
+    seen_links: set[tuple[str, str, str, str]] = set()
     link_first = []
     for event in events:
-        key = (event.url or "", event.message_id, event.recipient or "")
+        key = (event.account or "", event.url or "", event.message_id, event.recipient or "")  # per account
         link_first.append(event.event_type is EventType.CLICKED and event.url is not None and key not in seen_links)
         if event.event_type is EventType.CLICKED and event.url is not None:
             seen_links.add(key)
@@ -172,6 +172,23 @@ def all_stats_pages(store: Any, query: EventQuery, group_by: Any, campaign_key: 
             return rows
         assert len(page.rows) == limit and page.next_after == page.rows[-1].key
         after = page.next_after
+
+
+def test_first_and_unique_counts_are_per_account(store: Any) -> None:
+    """One account's events never make another's "not first" (nor tell it that the other mailed that recipient)."""
+    def hit(kind: str, account: str | None) -> TrackingEvent:
+        extra = {"url": "https://e.example/"} if kind == "clicked" else {}
+        stored: TrackingEvent = store.record(TrackingEvent(event_type=kind, message_id="shared-id",
+                                                           recipient="ann@x.example", timestamp=DAY0,
+                                                           account=account, **extra))
+        return stored
+
+    assert [hit("opened", None).first, hit("opened", None).first] == [True, False]
+    assert [hit("opened", "sub1").first, hit("opened", "sub1").first, hit("opened", "sub2").first] == [True, False, True]
+    assert [hit("clicked", "sub1").first, hit("clicked", None).first, hit("clicked", "sub1").first] == [True, True, False]
+    for account, opens, clicks in ((None, 1, 1), ("sub1", 1, 1), ("sub2", 1, 0)):
+        [row] = store.grouped_stats(EventQuery(account=account or "", message_id="shared-id"), "message")
+        assert (row.unique_opens, row.unique_clicks) == (opens, clicks), account
 
 
 def test_each_filter(store: Any) -> None:
@@ -290,7 +307,7 @@ def test_a_v5_store_written_by_the_old_code_upgrades_with_its_rollups_backfilled
     upgraded = SQLiteStore(path)
     fresh = SQLiteStore(tmp_path / "fresh.sqlite")
     try:
-        assert upgraded.version == len(MIGRATIONS) == 7
+        assert upgraded.version == len(MIGRATIONS) == 8
         stored = upgraded.events()
         assert len(stored) == 120 and all(event.account is None for event in stored)
         for event in stored:
@@ -388,11 +405,13 @@ def test_a_version_1_postgresql_store_upgrades_with_its_rollups_backfilled(
             v1 = f"{_V3_COLUMNS}, link_first"
             db.execute(f"INSERT INTO events (id, {v1}) SELECT id, {v1} FROM {fresh_db.schema}.events ORDER BY id".encode())
             db.execute("SELECT setval('events_id_seq', (SELECT max(id) FROM events))")
-            for table in ("firsts", "link_firsts", "event_tags", "event_meta"):
-                db.execute(f"INSERT INTO {table} SELECT * FROM {fresh_db.schema}.{table}".encode())
+            for table, columns in (("firsts", "event_type, message_id, recipient"),
+                                   ("link_firsts", "url, message_id, recipient"),
+                                   ("event_tags", "*"), ("event_meta", "*")):  # version 1's firsts had no account
+                db.execute(f"INSERT INTO {table} SELECT DISTINCT {columns} FROM {fresh_db.schema}.{table}".encode())
             db.execute("INSERT INTO rollups VALUES ('all', '', '', -1, '', 999, 0, 0, 0, 0, 0, 0)")
         upgraded = old_db.open()
-        assert upgraded.version == len(PG_MIGRATIONS) == 2
+        assert upgraded.version == len(PG_MIGRATIONS) == 3
         stored = upgraded.events()
         assert stored == fresh.events() and len(stored) == 60 and all(event.account is None for event in stored)
         assert old_db.sql("SELECT count(*) FROM pg_tables WHERE tablename = 'rollups' AND schemaname = ?",
