@@ -778,9 +778,6 @@ class PostgresStore:
             if parent is not None:
                 if db.execute("SELECT 1 FROM accounts WHERE name = %s", (name,)).fetchone() is not None:
                     raise StoreError(f"the account {name!r} exists already")
-                if db.execute("SELECT 1 FROM events WHERE account = %s LIMIT 1", (name,)).fetchone() is not None:
-                    raise StoreError(f"the name {name!r} belonged to a deleted subuser whose events are kept: a new "
-                                     "subuser of that name would read them; choose another name")
                 db.execute("INSERT INTO accounts (name, parent, created) VALUES (%s, %s, %s)", (name, parent, now))
         return Account(name, parent, now)
 

@@ -160,20 +160,3 @@ def test_concurrent_patches_of_different_fields_both_land(store: Any) -> None:
     for thread in threads:
         thread.join()
     assert store.account_settings("sub1")["google_analytics"] == {f: f for f in fields}
-
-
-def test_a_deleted_subuser_s_name_is_not_reused_while_its_events_are_kept(store: Any) -> None:
-    """A new subuser of the same name would read the old one's events (review of issue 11): refused, with the reason."""
-    from datetime import datetime, timezone
-
-    from mailtrack.events import TrackingEvent
-
-    store.create_account("sub3", parent="parent")
-    store.create_account("quiet", parent="parent")
-    store.record(TrackingEvent("opened", datetime.now(timezone.utc), "m", "r@x.example", account="sub3"))
-    store.delete_account("sub3")
-    store.delete_account("quiet")
-    with pytest.raises(StoreError, match="deleted subuser whose events are kept"):
-        store.create_account("sub3", parent="parent")
-    assert store.account("sub3") is None
-    assert store.create_account("quiet", parent="parent").name == "quiet"  # no events: the name is free again
