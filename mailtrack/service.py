@@ -201,7 +201,7 @@ def health_report(recorder: Recorder, store: EventStore) -> HealthReport:
     recording = recorder.health()
     return HealthReport(
         store_ok=ok and recording.store_ok, store_error=error or (None if recording.store_ok else recording.last_error),
-        spool_files=recording.spool_events, spool_bytes=recording.spool_bytes,
+        spool_events=recording.spool_events, spool_bytes=recording.spool_bytes,
         spool_full=recording.spool_full or recording.memory_events > 0, webhook_backlog=backlog, lost=recording.lost)
 
 

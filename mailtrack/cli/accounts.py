@@ -12,6 +12,8 @@ import argparse
 import json
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 from mailtrack.cli._common import UsageError, add_settings, settings
 from mailtrack.storage.accounts import ALL_SCOPES, ApiKey
@@ -54,13 +56,19 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
         add_settings(parser, "db", "account_name")
 
 
-def _store(args: argparse.Namespace) -> tuple[AccountStore, str]:
-    """The store at ``--db`` (created if missing: making keys is how a deployment starts) and the parent's name."""
+@contextmanager
+def _store(args: argparse.Namespace) -> Iterator[tuple[AccountStore, str]]:
+    """The store at ``--db`` (created if missing: making keys is how a deployment starts) and the parent's name;
+    the store is closed when the block ends, however it ends."""
     from mailtrack.service import open_account_store
 
     config = settings(args, "db")
     assert config.db is not None  # required above
-    return open_account_store(config.db), config.account_name
+    store = open_account_store(config.db)
+    try:
+        yield store, config.account_name
+    finally:
+        store.close()
 
 
 def _parent(store: AccountStore, name: str) -> None:
@@ -71,8 +79,7 @@ def _parent(store: AccountStore, name: str) -> None:
 
 def create_key(args: argparse.Namespace) -> int:
     """``mailtrack apikey create``: print the new key on stdout, its id and scopes on stderr."""
-    store, parent = _store(args)
-    try:
+    with _store(args) as (store, parent):
         if args.subuser is None:
             _parent(store, parent)
             owner = parent
@@ -82,8 +89,6 @@ def create_key(args: argparse.Namespace) -> int:
                 raise UsageError(f"no subuser called {args.subuser!r} (mailtrack subuser create {args.subuser})")
             owner = args.subuser
         stored, key = store.create_key(owner, args.scopes, name=args.name)
-    finally:
-        store.close()
     print(key)
     print(f"key {stored.key_id} for {owner}: {', '.join(sorted(stored.scopes))} (shown once: store it now)",
           file=sys.stderr)
@@ -92,11 +97,8 @@ def create_key(args: argparse.Namespace) -> int:
 
 def list_keys(args: argparse.Namespace) -> int:
     """``mailtrack apikey list``: id, account, scopes, created, state; never a key or its hash."""
-    store, _ = _store(args)
-    try:
+    with _store(args) as (store, _):
         keys = store.api_keys(args.subuser)
-    finally:
-        store.close()
     for key in keys:
         if args.json:
             print(json.dumps(_key_dict(key), separators=(",", ":")))
@@ -111,33 +113,24 @@ def list_keys(args: argparse.Namespace) -> int:
 def revoke_key(args: argparse.Namespace) -> int:
     """``mailtrack apikey revoke KEY_ID``."""
     key_id = args.key_id.split(".")[1] if args.key_id.startswith("mt.") and args.key_id.count(".") >= 1 else args.key_id
-    store, _ = _store(args)
-    try:
+    with _store(args) as (store, _):
         key = store.revoke_key(key_id)
-    finally:
-        store.close()
     print(f"revoked {key.prefix}... of {key.account}")
     return 0
 
 
 def create_subuser(args: argparse.Namespace) -> int:
     """``mailtrack subuser create NAME``."""
-    store, parent = _store(args)
-    try:
+    with _store(args) as (store, parent):
         store.create_account(args.name, parent=parent)
-    finally:
-        store.close()
     print(f"subuser {args.name} of {parent} created")
     return 0
 
 
 def list_subusers(args: argparse.Namespace) -> int:
     """``mailtrack subuser list``: the subusers of the parent, one per line."""
-    store, _ = _store(args)
-    try:
+    with _store(args) as (store, _):
         accounts = store.accounts()
-    finally:
-        store.close()
     for account in accounts:
         if account.is_subuser:
             print(account.name)
@@ -146,14 +139,11 @@ def list_subusers(args: argparse.Namespace) -> int:
 
 def delete_subuser(args: argparse.Namespace) -> int:
     """``mailtrack subuser delete NAME``: its keys and settings go too."""
-    store, _ = _store(args)
-    try:
+    with _store(args) as (store, _):
         account = store.account(args.name)
         if account is None or not account.is_subuser:
             raise UnknownAccount(f"no subuser called {args.name!r}")
         store.delete_account(args.name)
-    finally:
-        store.close()
     print(f"subuser {args.name} deleted")
     return 0
 

@@ -27,7 +27,7 @@ class HealthReport:
 
     store_ok: bool
     store_error: str | None = None
-    spool_files: int = 0  #: events waiting in the spool (the field keeps its first name)
+    spool_events: int = 0  #: events waiting in the spool
     spool_bytes: int = 0
     spool_full: bool = False
     webhook_backlog: int | None = None
@@ -39,7 +39,7 @@ class HealthReport:
         the spool is full or unwritable)."""
         if self.spool_full:
             return "failing"
-        return "ok" if self.store_ok and not self.spool_files and not self.spool_bytes else "degraded"
+        return "ok" if self.store_ok and not self.spool_events and not self.spool_bytes else "degraded"
 
     def to_dict(self) -> dict[str, object]:
         """The JSON body."""
@@ -47,7 +47,7 @@ class HealthReport:
         return {
             "status": self.status,
             "store": {"ok": fields["store_ok"], "error": fields["store_error"]},
-            "spool": {"events": fields["spool_files"], "bytes": fields["spool_bytes"], "full": fields["spool_full"]},
+            "spool": {"events": fields["spool_events"], "bytes": fields["spool_bytes"], "full": fields["spool_full"]},
             "webhooks": {"backlog": fields["webhook_backlog"]},
             "lost": fields["lost"],
         }
