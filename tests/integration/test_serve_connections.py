@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from support.helpers import wait_until
+from support.helpers import serving, wait_until
 from test_serve_http import Server
 
 from mailtrack.http import server as holding
@@ -100,13 +100,8 @@ def _app(delay: float) -> Any:
 @pytest.fixture
 def tiny() -> Iterator[Any]:
     """A tuned waitress server in this process with a limit of 20 connections, run in a thread."""
-    server = holding.create(_app(0.0), threads=2, max_body=1024, host="127.0.0.1", port=0, limit=20)
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    try:
+    with serving(holding.create(_app(0.0), threads=2, max_body=1024, host="127.0.0.1", port=0, limit=20)) as server:
         yield server
-    finally:
-        server.close()
 
 
 def test_at_the_limit_the_longest_idle_connections_make_room(tiny: Any) -> None:

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
+import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import mailtrack
 
@@ -93,3 +95,13 @@ def wait_until(predicate: Callable[[], T], timeout: float = 20.0, *, interval: f
         if time.monotonic() >= deadline:
             raise AssertionError(f"timed out after {timeout:g} s waiting for {what or getattr(predicate, '__name__', predicate)}")
         time.sleep(interval)
+
+
+@contextlib.contextmanager
+def serving(server: Any) -> Iterator[Any]:
+    """``server`` (a waitress server made by ``mailtrack.http.server.create``) run in a thread; closed at the end."""
+    threading.Thread(target=server.run, daemon=True).start()
+    try:
+        yield server
+    finally:
+        server.close()

@@ -6,12 +6,12 @@ from __future__ import annotations
 
 import json
 import socket
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+from support.helpers import serving
 
 from mailtrack.core.settings import TrackingSettings
 from mailtrack.exceptions import SettingsError
@@ -64,13 +64,8 @@ def raising_server() -> Iterator[Any]:
         raise RuntimeError("boom")  # waitress' own internal-error path: its request has no path
 
     refusal = WsgiApp(Broken(), [Broken()]).server_refusal  # type: ignore[arg-type]
-    server = holding.create(app, threads=2, max_body=1024, host="127.0.0.1", port=0, refusal=refusal)
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    try:
+    with serving(holding.create(app, threads=2, max_body=1024, host="127.0.0.1", port=0, refusal=refusal)) as server:
         yield server
-    finally:
-        server.close()
 
 
 @pytest.mark.parametrize("path", ["/u/token", "/v3/tracking_settings"])
