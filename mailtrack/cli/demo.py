@@ -153,7 +153,7 @@ def _serve_and_fetch(html: str, out: Callable[[str], None]) -> int:
             pixel = served.pixel.html.split('src="', 1)[1].split('"', 1)[0]
             click = served.links[0].tracking_url
             agent = {"User-Agent": "Mozilla/5.0 (demo mail client)"}
-            for label, url, want in (("pixel", pixel, 200), ("click", click, 302), ("forged click", click[:-2] + "AA", 404)):
+            for label, url, want in (("pixel", pixel, 200), ("click", click, 302), ("forged click", _forged(click), 404)):
                 status, headers, body = _get(port, url[len(base_url):], agent)
                 failures += status != want
                 detail = f"Location: {headers.get('location')}" if status == 302 else f"{headers.get('content-type')}, {len(body)} bytes"
@@ -170,6 +170,13 @@ def _serve_and_fetch(html: str, out: Callable[[str], None]) -> int:
         failures += [e.event_type for e in events] != [EventType.OPENED, EventType.CLICKED]
         store.close()
     return failures
+
+
+def _forged(url: str) -> str:
+    """``url`` with the first character of its signature changed. (The last ones carry base64 padding bits:
+    changing them to "AA" sometimes left the signature valid: 3 of 2,000 URLs, and 3 demo runs in 70 failed.)"""
+    head, signature = url.rsplit(".", 1)
+    return f"{head}.{'B' if signature[0] == 'A' else 'A'}{signature[1:]}"
 
 
 def _stop(server: Any, thread: threading.Thread) -> None:
