@@ -98,9 +98,8 @@ def run_demo(html: str = SAMPLE_CAMPAIGN, *, out: Callable[[str], None] = print,
     if pixel is not None:
         opened = tracker.verify(pixel.html.split('src="', 1)[1].split('"', 1)[0])
         out(f"\nOpen pixel inserted at offset {pixel.position} (before </body>), verifies as: {opened.kind}")
-    forged = result.links[0].tracking_url[:-2] + ("AA" if not result.links[0].tracking_url.endswith("AA") else "BA")
     try:
-        tracker.verify(forged)
+        tracker.verify(_forged(result.links[0].tracking_url))
         out("Forged URL: ACCEPTED (this is a bug)")
         failures += 1
     except InvalidToken as exc:
