@@ -14,7 +14,8 @@ are all sinks.
 
 from __future__ import annotations
 
-import uuid
+import os
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
@@ -57,6 +58,21 @@ class InvalidEvent(MailtrackError, ValueError):
     """A :class:`TrackingEvent` was built with a value it cannot hold (unknown type, naive timestamp)."""
 
 
+
+def new_event_id() -> str:
+    """A fresh event id: a UUIDv7 (RFC 9562) as 32 hex digits, unique and ordered by time.
+
+    Its first 48 bits are the Unix time in milliseconds and the rest random
+    (74 bits), so ids made one after another sort in time order: a store's
+    unique index on them grows at its right edge instead of taking each new
+    id at a random page (which, with uuid4, cost a page write per event).
+    """
+    value = int.from_bytes(os.urandom(10), "big")
+    value = ((time.time_ns() // 1_000_000) & 0xFFFF_FFFF_FFFF) << 80 | value
+    value = (value & ~(0xF << 76)) | (0x7 << 76)  # version 7
+    value = (value & ~(0x3 << 62)) | (0x2 << 62)  # RFC 9562 variant
+    return f"{value:032x}"
+
 @dataclass(frozen=True)
 class TrackingEvent:
     """One open, click or unsubscribe.
@@ -88,7 +104,7 @@ class TrackingEvent:
     metadata: Mapping[str, Any] = field(default_factory=dict)
     first: bool | None = None
     machine: str | None = None
-    event_id: str = field(default_factory=lambda: uuid.uuid4().hex)
+    event_id: str = field(default_factory=lambda: new_event_id())
     tags: tuple[str, ...] = ()
     account: str | None = None
     esp_event: Mapping[str, Any] | None = field(default=None, compare=False, repr=False)

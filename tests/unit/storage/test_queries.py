@@ -307,7 +307,7 @@ def test_a_v5_store_written_by_the_old_code_upgrades_with_its_rollups_backfilled
     upgraded = SQLiteStore(path)
     fresh = SQLiteStore(tmp_path / "fresh.sqlite")
     try:
-        assert upgraded.version == len(MIGRATIONS) == 8
+        assert upgraded.version == len(MIGRATIONS) == 9
         stored = upgraded.events()
         assert len(stored) == 120 and all(event.account is None for event in stored)
         for event in stored:

@@ -6,12 +6,15 @@ from __future__ import annotations
 
 import multiprocessing
 import sqlite3
+import tempfile
 from collections.abc import Iterator
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from support.stores import Backend
 
 import mailtrack
@@ -85,7 +88,8 @@ def test_tracking_event_is_exported_from_the_package() -> None:
 def test_new_file_gets_latest_schema_in_wal_mode(db: Path) -> None:
     store = SQLiteStore(db)
     assert store.version == len(MIGRATIONS)
-    assert {"events", "firsts", "outbox", "events_message", "events_time", "outbox_due"} <= tables(db)
+    assert {"events", "firsts", "outbox", "events_time", "outbox_due"} <= tables(db)
+    assert "events_message" not in tables(db)  # dropped by v9: no query needs it, every insert paid for it
     with raw(db) as connection:
         assert connection.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
         assert connection.execute("PRAGMA user_version").fetchone()[0] == len(MIGRATIONS)
@@ -540,6 +544,77 @@ def test_record_many_decides_everything_exactly_as_record_one_by_one(tmp_path: P
     state = _state(tmp_path / "one.sqlite")
     assert state["rollup_totals"] and _state(tmp_path / "many.sqlite") == state
     assert {True, False} <= {e.first for e in batched}
+
+
+_TEXT = st.text(st.characters(blacklist_categories=("Cs",)), max_size=12)  # what sqlite3 can bind (no lone surrogate)
+
+
+@st.composite
+def _events(draw: Any) -> list[TrackingEvent]:
+    """Events of few messages, recipients, accounts and URLs (so first flags repeat), any text, exact timestamps."""
+    made = []
+    for _ in range(draw(st.integers(1, 40))):
+        kind = draw(st.sampled_from(["opened", "clicked", "unsubscribed"]))
+        extra: dict[str, Any] = {
+            "tags": draw(st.lists(st.sampled_from(["a", "b", "\x00z", "é"]), max_size=2, unique=True)),
+            "metadata": draw(st.dictionaries(st.sampled_from(["campaign", "k\x00", "ü"]), _TEXT | st.integers(), max_size=2)),
+            "timestamp": T0 + timedelta(seconds=draw(st.floats(0, 1e8, allow_nan=False, allow_infinity=False))),
+            "account": draw(st.sampled_from([None, "sub", "\x00"])),
+            "user_agent": draw(st.none() | _TEXT),
+            "ip": draw(st.none() | st.sampled_from(["127.0.0.1", "::1"])),
+        }
+        if kind == "clicked":
+            extra["url"] = draw(st.sampled_from(["https://a.example/", "https://b.example/\x00"]))
+            extra["link_index"] = draw(st.integers(0, 2**40))
+        made.append(event(kind, draw(st.sampled_from(["m1", "m\x002", "m3"])),
+                          draw(st.sampled_from(["a@x", "b@x", None, "\x00@x"])), **extra))
+    retried = draw(st.lists(st.sampled_from(made), max_size=5))  # the same event_id again
+    return made + retried
+
+
+_ALL_COLUMNS = ("SELECT id, event_id, event_type, timestamp, message_id, recipient, url, link_index, user_agent, ip, "
+                "referer, metadata, first, machine, tags, link_first, account FROM events ORDER BY id")
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(events=_events(), sizes=st.lists(st.integers(1, 60), min_size=1, max_size=8), limit=st.sampled_from([None, 40]))
+def test_record_many_stores_every_value_exactly_as_record_does(tmp_path: Path, events: list[TrackingEvent],
+                                                                sizes: list[int], limit: int | None) -> None:
+    """The set-based batch write (a handful of multi-row statements per batch) against one event at a time: the
+    same rows to the last bit (floats, NULs, any text), the same ids, flags, indexes and outbox; also when
+    SQLite's parameter limit splits each statement into chunks (``limit``)."""
+    folder = Path(tempfile.mkdtemp(dir=tmp_path))
+    one, many = SQLiteStore(folder / "one.sqlite"), SQLiteStore(folder / "many.sqlite")
+    if limit is not None and hasattr(many._connection(), "setlimit"):
+        many._connection().setlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER, limit)  # 2 rows of events per statement
+    hooks = ["https://hook.example/a"]
+    singly = [one.record(e, hooks) for e in events]
+    batched: list[TrackingEvent] = []
+    at, turn = 0, 0
+    while at < len(events):
+        size = sizes[turn % len(sizes)]
+        batched += many.record_many(events[at:at + size], hooks)
+        at, turn = at + size, turn + 1
+    assert [(e.event_id, e.first) for e in batched] == [(e.event_id, e.first) for e in singly]
+    assert batched == singly
+    with raw(folder / "one.sqlite") as a, raw(folder / "many.sqlite") as b:
+        assert b.execute(_ALL_COLUMNS).fetchall() == a.execute(_ALL_COLUMNS).fetchall()
+    assert _state(folder / "many.sqlite") == _state(folder / "one.sqlite")
+    one.close()
+    many.close()
+
+
+def test_record_many_of_thousands_of_events_takes_a_few_statements(tmp_path: Path) -> None:
+    """Why the batch is set-based: each statement releases and retakes the GIL (see ``_insert_batch``)."""
+    store = SQLiteStore(tmp_path / "events.sqlite")
+    statements: list[str] = []
+    store._connection().set_trace_callback(statements.append)
+    events = [event(recipient=f"r{i % 700}@x", tags=["t"], metadata={"campaign": "c"}) for i in range(3000)]
+    stored = store.record_many(events, ["https://hook.example/"])
+    store._connection().set_trace_callback(None)
+    assert [e.first for e in stored] == [True] * 700 + [False] * 2300
+    assert store.count() == 3000 and len(store.outbox_rows()) == 3000
+    assert len(statements) <= 40  # 7 kinds of statement, in chunks of at most 2,000 rows, plus BEGIN and COMMIT
 
 
 def test_record_many_same_recipient_twice_in_one_batch(store: Any) -> None:
