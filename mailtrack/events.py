@@ -58,7 +58,6 @@ class InvalidEvent(MailtrackError, ValueError):
     """A :class:`TrackingEvent` was built with a value it cannot hold (unknown type, naive timestamp)."""
 
 
-
 def new_event_id() -> str:
     """A fresh event id: a UUIDv7 (RFC 9562) as 32 hex digits, unique and ordered by time.
 
@@ -72,6 +71,7 @@ def new_event_id() -> str:
     value = (value & ~(0xF << 76)) | (0x7 << 76)  # version 7
     value = (value & ~(0x3 << 62)) | (0x2 << 62)  # RFC 9562 variant
     return f"{value:032x}"
+
 
 @dataclass(frozen=True)
 class TrackingEvent:
