@@ -42,9 +42,12 @@ from mailtrack.http.messages import Request, Response
 from mailtrack.http.pages import GIF
 from mailtrack.http.router import Router
 
-__all__ = ["GIF", "Endpoints", "Request", "Response", "check_max_age"]
+__all__ = ["GIF", "Answer", "Endpoints", "Request", "Response", "check_max_age"]
 
 _MAX_HEADER = 1024  # user agents and referers are stored up to this many characters
+
+#: An endpoint's answer: the response, and the event to record before it is sent (or None).
+Answer = tuple[Response, "TrackingEvent | None"]
 
 
 def check_max_age(value: float | None) -> float | None:
@@ -98,53 +101,68 @@ class Endpoints:
         self.parent_account = parent_account
         self._proxies = trusted_networks(trusted_proxies)
         self._router = Router(tracker.base_url, tracker.layout.paths)
-        self._handlers: dict[TokenKind, Callable[[Request, str], Response]] = {
+        self._handlers: dict[TokenKind, Callable[[Request, str], Answer]] = {
             "open": self._open, "click": self._click, "unsubscribe": self._unsubscribe,
         }
 
     # -- dispatch ---------------------------------------------------------------------
     def handle(self, request: Request) -> Response:
-        """Answer ``request``; never raises for anything a client can send."""
+        """Answer ``request``, its event recorded (committed) first; never raises for anything a client can send."""
+        response, event = self.respond(request)
+        if event is not None and self.recorder is not None:
+            self.recorder.record(event)
+        return response
+
+    def respond(self, request: Request) -> Answer:
+        """The answer to ``request`` and the event it makes (or None), not yet recorded: :meth:`handle` without the
+        wait, for a server that records the event without blocking (``await Recorder.record_async``) and sends the
+        response once it returns. Never raises for anything a client can send."""
         route = self._router.match(request.path)
         if route is None:
-            return pages.page(404, "Not found", "There is nothing here.")
+            return pages.page(404, "Not found", "There is nothing here."), None
         return self._handlers[route.kind](request, route.token)
 
-    def _open(self, request: Request, token: str) -> Response:
+    def kind_of(self, path: str) -> TokenKind | None:
+        """Which of the tracker's URLs ``path`` is (``"open"``, ``"click"``, ``"unsubscribe"``), or None."""
+        route = self._router.match(path)
+        return None if route is None else route.kind
+
+    def _open(self, request: Request, token: str) -> Answer:
         if request.method not in ("GET", "HEAD"):
-            return pages.not_allowed("GET, HEAD")
+            return pages.not_allowed("GET, HEAD"), None
+        event = None
         if request.method == "GET":
             claims = self._verify(token, "open")
             if claims is not None:
-                self._record(request, claims)
-        return pages.pixel(head=request.method == "HEAD")
+                event = self._event(request, claims)
+        return pages.pixel(head=request.method == "HEAD"), event
 
-    def _click(self, request: Request, token: str) -> Response:
+    def _click(self, request: Request, token: str) -> Answer:
         if request.method not in ("GET", "HEAD"):
-            return pages.not_allowed("GET, HEAD")
+            return pages.not_allowed("GET, HEAD"), None
         claims = self._verify(token, "click", self.max_age)
         url = None if claims is None else claims.url
         # verify already refused destinations check_destination refuses; as_uri is that same check, and never raises.
         location = None if not isinstance(url, str) else as_uri(url)
         if location is None or any(c in location for c in "\r\n\x00"):
-            return pages.page(404, "Link not found", "This link is not valid or has expired.", head=request.method == "HEAD")
-        if request.method == "GET" and claims is not None:
-            self._record(request, claims)
+            return pages.page(404, "Link not found", "This link is not valid or has expired.",
+                              head=request.method == "HEAD"), None
+        event = self._event(request, claims) if request.method == "GET" and claims is not None else None
         headers = [("Location", location), ("Content-Type", "text/plain; charset=utf-8"), ("Content-Length", "0")]
-        return Response(302, [*headers, *pages.NO_CACHE, ("Referrer-Policy", "no-referrer")])
+        return Response(302, [*headers, *pages.NO_CACHE, ("Referrer-Policy", "no-referrer")]), event
 
-    def _unsubscribe(self, request: Request, token: str) -> Response:
+    def _unsubscribe(self, request: Request, token: str) -> Answer:
         if request.method not in ("GET", "HEAD", "POST"):
-            return pages.not_allowed("GET, HEAD, POST")
+            return pages.not_allowed("GET, HEAD, POST"), None
         claims = self._verify(token, "unsubscribe")
         if claims is None:
             return pages.page(404, "Link not found", "This unsubscribe link is not valid or has expired.",
-                              head=request.method == "HEAD")
+                              head=request.method == "HEAD"), None
         if request.method == "POST":
-            self._record(request, claims)
             who = html.escape(claims.recipient) if claims.recipient is not None else "You"
-            return pages.page(200, "Unsubscribed", f"{who} will no longer receive these emails.")
-        return pages.confirmation(self._landing(self._account(claims)), head=request.method == "HEAD")
+            return (pages.page(200, "Unsubscribed", f"{who} will no longer receive these emails."),
+                    self._event(request, claims))
+        return pages.confirmation(self._landing(self._account(claims)), head=request.method == "HEAD"), None
 
     # -- helpers ----------------------------------------------------------------------
     def _account(self, claims: Verified) -> str | None:
@@ -172,9 +190,10 @@ class Endpoints:
         except Exception:  # a MailtrackError for every refusal; anything else a hostile token provokes: a 404, never a 500
             return None
 
-    def _record(self, request: Request, claims: Verified) -> None:
+    def _event(self, request: Request, claims: Verified) -> TrackingEvent | None:
+        """The event ``request`` makes (None when nothing records events: no recorder)."""
         if self.recorder is None:
-            return
+            return None
         now = self.clock() if self.clock is not None else None
         event = TrackingEvent(
             event_type=EventType.for_kind(claims.kind),
@@ -197,7 +216,7 @@ class Endpoints:
                 "remote_addr": request.remote_addr,
             },
         )
-        self.recorder.record(event)
+        return event
 
     def client_ip(self, request: Request) -> str | None:
         """The client's address: ``remote_addr``, or from ``X-Forwarded-For`` when a trusted proxy sent it.

@@ -21,7 +21,7 @@ from mailtrack.http.messages import MAX_BODY, Request, Response, too_large
 from mailtrack.http.v2_api import PREFIX as V2_PREFIX
 from mailtrack.http.v2_api import refusal as v2_refusal
 
-__all__ = ["MAX_BODY", "ApiHandler", "StartResponse", "WsgiApp"]
+__all__ = ["MAX_BODY", "ApiHandler", "StartResponse", "WsgiApp", "log_access", "text"]
 
 
 StartResponse = Callable[..., Any]
@@ -51,17 +51,22 @@ class WsgiApp:
         try:
             response = self.respond(environ)
         except Exception:  # a bug, or a stored value the code did not expect: a 500, never a hung or dropped request
-            path = _text(environ.get("PATH_INFO", ""))
-            log.exception("mailtrack: internal error answering %s %s", environ.get("REQUEST_METHOD", "GET"),
-                          _shortened(path))
-            response = self.refusal(path, 500, "internal error") or Response(
-                500, [("Content-Type", "text/plain; charset=utf-8"), ("Content-Length", "15"),
-                      ("Cache-Control", "no-store")], b"internal error\n")
+            response = self.internal_error(environ.get("REQUEST_METHOD", "GET"), text(environ.get("PATH_INFO", "")))
         start_response(f"{response.status} {response.reason}", response.safe_headers)
         if self.access_log:
-            _log_access(environ, response, time.perf_counter() - started)
+            log_access(environ.get("REMOTE_ADDR"), environ.get("REQUEST_METHOD", "GET"),
+                       text(environ.get("PATH_INFO", "")), bool(environ.get("QUERY_STRING")), response,
+                       time.perf_counter() - started, text(environ.get("HTTP_USER_AGENT", "")))
         # HEAD: the headers of the GET, never a body (one would desynchronize a keep-alive connection).
         return [b""] if environ.get("REQUEST_METHOD", "GET").upper() == "HEAD" else [response.body]
+
+    def internal_error(self, method: str, path: str) -> Response:
+        """The 500 for a request whose answer raised (called in the ``except``): logged with its traceback and the
+        path's tokens shortened, answered in the path's own shape."""
+        log.exception("mailtrack: internal error answering %s %s", method, _shortened(path))
+        return self.refusal(path, 500, "internal error") or Response(
+            500, [("Content-Type", "text/plain; charset=utf-8"), ("Content-Length", "15"),
+                  ("Cache-Control", "no-store")], b"internal error\n")
 
     def refusal(self, path: str, status: int, message: str) -> Response | None:
         """An error answer for an API ``path`` in that API's shape (v2: JSON or XML by suffix; else SendGrid's JSON).
@@ -85,11 +90,11 @@ class WsgiApp:
         A 413 gets our own message (the server's names its own limit);
         other statuses keep the server's ``detail``.
         """
-        return self.refusal(_text(wsgi_path), status, _TOO_LARGE if status == 413 else detail)
+        return self.refusal(text(wsgi_path), status, _TOO_LARGE if status == 413 else detail)
 
     def respond(self, environ: dict[str, Any]) -> Response:
         """The answer to one request: an API's, else the tracking endpoints'; bodies over MAX_BODY get a 413."""
-        path = _text(environ.get("SCRIPT_NAME", "") + environ.get("PATH_INFO", ""))
+        path = text(environ.get("SCRIPT_NAME", "") + environ.get("PATH_INFO", ""))
         refused = too_large(environ.get("CONTENT_LENGTH"))
         if refused is not None:
             return self.refusal(path, 413, _TOO_LARGE) or refused
@@ -108,12 +113,12 @@ class WsgiApp:
             return self.refusal(path, 413, _TOO_LARGE) or Response(413, [("Content-Type", "text/plain"),
                                                                           ("Content-Length", "0")])
         headers = {
-            key[5:].replace("_", "-").lower(): _text(value) for key, value in environ.items() if key.startswith("HTTP_")
+            key[5:].replace("_", "-").lower(): text(value) for key, value in environ.items() if key.startswith("HTTP_")
         }
         # PEP 3333 keeps these two out of HTTP_*: without them the APIs never saw a body's Content-Type.
         for key in ("CONTENT_TYPE", "CONTENT_LENGTH"):
             if environ.get(key):
-                headers[key.replace("_", "-").lower()] = _text(environ[key])
+                headers[key.replace("_", "-").lower()] = text(environ[key])
 
         request = Request(
             method=environ.get("REQUEST_METHOD", "GET").upper(),
@@ -123,6 +128,11 @@ class WsgiApp:
             remote_addr=environ.get("REMOTE_ADDR"),
             body=body,
         )
+        return self.answer(request)
+
+    def answer(self, request: Request) -> Response:
+        """The answer to a request read whole (its body within :data:`MAX_BODY`): an API's, else the endpoints'."""
+        path = request.path
         for api in self.apis:
             answer = api(request)
             if answer is not None:
@@ -147,13 +157,13 @@ def _shortened(path: str) -> str:
     return "/".join(segment if len(segment) < _TOKEN_LENGTH else segment[:8] + "..." for segment in path.split("/"))
 
 
-def _log_access(environ: dict[str, Any], response: Response, seconds: float) -> None:
-    """One line for the request: address, method, path with tokens shortened (no query string: it may name
-    recipients), status, body bytes, time, user agent. Never a header that could carry a key."""
-    path = _shortened(_text(environ.get("PATH_INFO", "")))
-    query = "?..." if environ.get("QUERY_STRING") else ""
-    agent = _text(environ.get("HTTP_USER_AGENT", ""))[:200].replace('"', "'")
-    line = (f'{environ.get("REMOTE_ADDR", "-")} "{environ.get("REQUEST_METHOD", "GET")} {path}{query}" '
+def log_access(address: str | None, method: str, path: str, query: bool, response: Response, seconds: float,
+               agent: str) -> None:
+    """One line for the request: address, method, path with tokens shortened (no query string, only whether
+    there was one: it may name recipients), status, body bytes, time, user agent. Never a header that could
+    carry a key. Used by the WSGI and the ASGI app alike."""
+    agent = agent[:200].replace('"', "'")
+    line = (f'{address or "-"} "{method} {_shortened(path)}{"?..." if query else ""}" '
             f'{response.status} {len(response.body)} {seconds * 1000:.1f}ms "{agent}"')
     access_log.info("%s", line.translate(_CONTROL))
 
@@ -161,7 +171,7 @@ def _log_access(environ: dict[str, Any], response: Response, seconds: float) -> 
 _CONTROL = {code: "?" for code in (*range(32), 127)}
 
 
-def _text(value: str) -> str:
+def text(value: str) -> str:
     """A path or header value as text: PEP 3333 hands over bytes as Latin-1; clients send UTF-8."""
     try:
         return value.encode("latin-1").decode("utf-8", "replace")
