@@ -65,7 +65,7 @@ QUICK = Plan(duration_s=5.0, recipients=200)
 
 def run_once(generator: str, workload: Workload, args: argparse.Namespace, duration_s: float, wrk: str | None) -> RunResult:
     folder = Path(tempfile.mkdtemp(prefix=f"mailtrack-bench-serve-{generator}-"))
-    server = Server(folder, args.threads)
+    server = Server(folder, args.threads, server=args.server)
     try:
         server.start()
         print(f"{generator}: {server.banner}", file=sys.stderr, flush=True)
@@ -113,19 +113,25 @@ def run_once(generator: str, workload: Workload, args: argparse.Namespace, durat
     return result
 
 
-def run_static(workload: Workload, args: argparse.Namespace, duration_s: float) -> float:
-    """Requests/s of the static-GIF contender under the Python generator (every answer is the pixel)."""
+def run_static(generator: str, workload: Workload, args: argparse.Namespace, duration_s: float,
+               wrk: str | None) -> float:
+    """Requests/s of the static-GIF contender (the same server, no store) under ``generator`` (every answer is the
+    pixel; wrk counts responses whatever their body, which is the pixel here)."""
     folder = Path(tempfile.mkdtemp(prefix="mailtrack-bench-serve-static-"))
-    server = Server(folder, args.threads, static=True)
+    server = Server(folder, args.threads, static=True, server=args.server)
     try:
         server.start()
-        print(f"static: {server.banner}", file=sys.stderr, flush=True)
-        load = run_python_generator(server.port, workload, duration_s, args.connections, folder)
+        print(f"static ({generator}): {server.banner}", file=sys.stderr, flush=True)
+        if generator == "python":
+            load = run_python_generator(server.port, workload, duration_s, args.connections, folder)
+        else:
+            assert wrk is not None
+            load = run_wrk(wrk, server.port, workload, duration_s, args.connections, args.wrk_threads, folder)
     finally:
         server.stop()
         shutil.rmtree(folder, ignore_errors=True)
     rate = float(load["responses"]) / float(load["elapsed_s"])
-    print(f"static: {load['responses']:,} responses, {rate:,.0f} requests/s", file=sys.stderr, flush=True)
+    print(f"static ({generator}): {load['responses']:,} responses, {rate:,.0f} requests/s", file=sys.stderr, flush=True)
     return rate
 
 
@@ -137,7 +143,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="5 s per generator and 200 recipients, for a smoke run")
     parser.add_argument("--duration", type=float, default=None, help="seconds of load per generator (default 60; 5 with --quick)")
     parser.add_argument("--connections", type=int, default=50, help="concurrent keep-alive connections (default 50)")
-    parser.add_argument("--threads", type=int, default=None, help="waitress threads (default: the `serve` default)")
+    parser.add_argument("--threads", type=int, default=None, help="server threads (default: the `serve` default)")
+    parser.add_argument("--server", choices=["uvicorn", "waitress"], default="uvicorn",
+                        help="the server `mailtrack serve` runs, and the static contender (default uvicorn, as serve)")
     parser.add_argument(
         "--recipients", type=int, default=None, help="recipients to sign URLs for (default 2000; 200 with --quick)"
     )
@@ -156,8 +164,8 @@ def main(argv: list[str] | None = None) -> int:
         help="markdown report (default benchmarks/results/serve.md; serve-quick.md with --quick)",
     )
     parser.add_argument("--static-contender", action="store_true",
-                        help="also load the static-GIF contender (same waitress and threads, no store) with the Python "
-                             "generator and report mailtrack's requests/s as a ratio of it")
+                        help="also load the static-GIF contender (the same server, no store) with each generator and "
+                             "report mailtrack's requests/s as a ratio of it")
     parser.add_argument("--loadgen", help=argparse.SUPPRESS)  # internal: run the Python generator from a spec file
     args = parser.parse_args(argv)
     if args.loadgen:
@@ -191,15 +199,20 @@ def main(argv: list[str] | None = None) -> int:
                 file=sys.stderr,
                 flush=True,
             )
-        static = run_static(workload, args, args.duration_s) if args.static_contender else None
+        statics = {generator: run_static(generator, workload, args, args.duration_s, wrk)
+                   for generator in generators} if args.static_contender else {}
     report = render(results, workload, args, "quick" if args.quick else "full", command, wrk, notes)
-    if static is not None:
-        python = next((r for r in results if r.generator == "python"), None)
-        if python is not None:
-            ours = python.load["responses"] / python.load["elapsed_s"]
-            report += (f"\nStatic-GIF contender (same waitress, {args.threads or 8} threads, no store; Python generator, "
-                       f"{args.connections} connections): {static:,.0f} requests/s; mailtrack serve {ours:,.0f} "
-                       f"requests/s = {ours / static:.2f}x.\n")
+    if statics:
+        report += (f"\n## Against the static-GIF contender\n\nThe same server ({args.server}, the same "
+                   f"configuration, {args.threads or 8} threads) answering every request with the pixel and storing "
+                   f"nothing, loaded right after mailtrack by the same generator at {args.connections} connections "
+                   f"for the same time.\n\n| generator | static GIF requests/s | mailtrack serve requests/s | ratio |\n"
+                   f"|---|--:|--:|--:|\n")
+        for result in results:
+            static = statics.get(result.generator.split(" ")[0])
+            if static:
+                ours = result.load["responses"] / result.load["elapsed_s"]
+                report += f"| {result.generator} | {static:,.0f} | {ours:,.0f} | {ours / static:.2f}x |\n"
     report += f"\nTotal wall time: {time.monotonic() - started:.0f} s.\n"
     print(report)
     out_path.write_text(report, encoding="utf-8")

@@ -88,6 +88,9 @@ def _options(*options: Option) -> dict[str, Option]:
     return {o.name: o if o.field else replace(o, field=o.name) for o in options}
 
 
+#: The HTTP servers ``mailtrack serve`` can run (:mod:`mailtrack.http.loop_server`, :mod:`mailtrack.http.server`).
+SERVERS = ("uvicorn", "waitress")
+
 #: Every setting mailtrack reads, by argparse ``dest``.
 OPTIONS: dict[str, Option] = _options(
     Option("secret_key", "--secret-key", "MAILTRACK_SECRET_KEY", "signing keys, comma-separated, newest last: "
@@ -100,7 +103,10 @@ OPTIONS: dict[str, Option] = _options(
            "for a PostgreSQL database several servers share (pip install 'mailtrack[postgres]')", metavar="FILE|URL"),
     Option("host", "--host", "MAILTRACK_HOST", "address to listen on", default="127.0.0.1"),
     Option("port", "--port", "MAILTRACK_PORT", "port to listen on, 0 for any free port", default=8025),
-    Option("threads", "--threads", "MAILTRACK_THREADS", "worker threads", default=8),
+    Option("server", "--server", "MAILTRACK_SERVER", "HTTP server: uvicorn (one event loop; the default) or "
+           "waitress (a thread per request)", default="uvicorn", metavar="uvicorn|waitress"),
+    Option("threads", "--threads", "MAILTRACK_THREADS", "threads for requests that read the store (uvicorn), "
+           "or for every request (waitress)", default=8),
     Option("access_log", "--access-log", "MAILTRACK_ACCESS_LOG", "log a line per request (tokens shortened, "
            "no query strings or credentials)", default=False, switch=True),
     Option("trusted_proxy", "--trusted-proxy", "MAILTRACK_TRUSTED_PROXIES", "believe X-Forwarded-For from this "
@@ -167,6 +173,7 @@ class Config:
     host: str = OPTIONS["host"].default
     port: int = OPTIONS["port"].default
     threads: int = OPTIONS["threads"].default
+    server: str = OPTIONS["server"].default
     access_log: bool = OPTIONS["access_log"].default
     trusted_proxies: tuple[str, ...] = ()
     max_age: float | None = None
@@ -201,6 +208,8 @@ class Config:
             raise _invalid("port", f"port must be a whole number from 0 to 65535, not {self.port!r}")
         if not _is_int(self.threads) or self.threads < 1:
             raise _invalid("threads", f"threads must be a whole number of at least 1, not {self.threads!r}")
+        if self.server not in SERVERS:
+            raise _invalid("server", f"server must be one of {', '.join(SERVERS)}, not {self.server!r}")
         if not isinstance(self.access_log, bool):
             raise _invalid("access_log", f"access_log must be true or false, not {self.access_log!r}")
         # The checks the adapters make themselves, run here first so a mistake is named with its option and variable.
@@ -251,7 +260,7 @@ class Config:
             return value if value is not None else variable(name)
 
         values: dict[str, Any] = {"secret_keys": _secret_keys(argument, variable)}
-        for name in ("base_url", "db", "host", "webhook_secret", "account_name", "account", "spool_dir"):
+        for name in ("base_url", "db", "host", "webhook_secret", "account_name", "account", "spool_dir", "server"):
             value = pick(name)
             if value is not None:
                 values[OPTIONS[name].field] = value

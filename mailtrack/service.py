@@ -40,7 +40,8 @@ from mailtrack.storage.sqlite import SQLiteStore
 if TYPE_CHECKING:
     from mailtrack.storage.postgres import PostgresStore
 
-__all__ = ["Service", "build_service", "create_server", "from_environment", "open_account_store", "open_store"]
+__all__ = ["Service", "build_service", "create_loop_server", "create_server", "from_environment", "open_account_store",
+           "open_store"]
 
 
 class Service(NamedTuple):
@@ -260,4 +261,21 @@ def create_server(service: Service, config: Config, *, sockets: Sequence[socket.
                              port=config.port, sockets=sockets, refusal=service.app.server_refusal)
     except (OSError, ValueError) as exc:  # in use, not ours, or waitress' own refusal of the address
         reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+        raise ConfigurationError(f"cannot listen on {config.host}:{config.port}: {reason} (--host, --port)") from None
+
+
+def create_loop_server(service: Service, config: Config, *, sockets: Sequence[socket.socket] | None = None,
+                       grace: float = 10.0) -> Any:
+    """The event-loop server for ``service`` (:mod:`mailtrack.http.loop_server`: uvicorn around
+    :class:`~mailtrack.http.asgi.AsgiApp`), listening on ``config.host``/``config.port`` (or ``sockets``), not yet
+    running. ``config.threads`` threads answer the requests that read the store (APIs, dashboard, unsubscribe
+    pages). Raises :class:`~mailtrack.exceptions.ConfigurationError` when the address cannot be bound."""
+    from mailtrack.http import loop_server
+    from mailtrack.http.asgi import AsgiApp
+
+    try:
+        return loop_server.create(AsgiApp(service.app, threads=config.threads), host=config.host, port=config.port,
+                                  sockets=sockets, grace=grace, refusal=service.app.refusal)
+    except OSError as exc:
+        reason = exc.strerror or str(exc)
         raise ConfigurationError(f"cannot listen on {config.host}:{config.port}: {reason} (--host, --port)") from None

@@ -1,4 +1,5 @@
-"""``mailtrack serve``: the tracking endpoints (pixel, click, unsubscribe) on waitress, wired by :mod:`mailtrack.service`."""
+"""``mailtrack serve``: the tracking endpoints (pixel, click, unsubscribe) and APIs on uvicorn (or waitress), wired by
+:mod:`mailtrack.service`."""
 
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ __all__ = ["DRAIN_SECONDS", "register"]
 DRAIN_SECONDS = 10.0
 
 #: Every setting ``serve`` reads (the order of its --help).
-SERVE_OPTIONS = ("db", "secret_key", "secret_key_file", "base_url", "host", "port", "threads", "access_log",
+SERVE_OPTIONS = ("db", "secret_key", "secret_key_file", "base_url", "host", "port", "server", "threads", "access_log",
                  "trusted_proxy", "max_age", "landing", "webhook", "webhook_secret", "account_name", "spool_dir",
                  "spool_max_bytes")
 
@@ -24,7 +25,7 @@ SERVE_OPTIONS = ("db", "secret_key", "secret_key_file", "base_url", "host", "por
 def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Add ``serve`` to the subcommands ``commands``."""
     serve = commands.add_parser(
-        "serve", help="serve the tracking endpoints (pixel, click, unsubscribe) on waitress",
+        "serve", help="serve the tracking endpoints (pixel, click, unsubscribe) and the APIs",
         description="Serve the tracking URLs and record events in SQLite or PostgreSQL until SIGTERM or Ctrl-C. "
                     "The WSGI entry point mailtrack.wsgi:application reads the same MAILTRACK_* variables.")
     add_settings(serve, *SERVE_OPTIONS)
@@ -34,27 +35,62 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
 def run_serve(args: argparse.Namespace) -> int:
     """``mailtrack serve``: build the service, listen, run until stopped; returns 0 after a clean stop."""
     config = settings(args, "secret_keys", "base_url", "db")
-    if importlib.util.find_spec("waitress") is None:
-        raise UsageError("serve needs waitress: pip install 'mailtrack[serve]'")
-    from mailtrack.service import build_service, create_server
+    from mailtrack.http import loop_server
+
+    use_loop = config.server == "uvicorn" and loop_server.available()
+    if not use_loop and importlib.util.find_spec("waitress") is None:
+        raise UsageError("serve needs uvicorn or waitress: pip install 'mailtrack[serve]'")
+    from mailtrack.service import build_service, create_loop_server, create_server
 
     service = build_service(config)
     try:
-        server = create_server(service, config)
+        server = create_loop_server(service, config, grace=DRAIN_SECONDS) if use_loop else create_server(service, config)
     except BaseException:
         service.close()
         raise
     port = getattr(server, "effective_port", config.port)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     logging.getLogger("waitress.queue").setLevel(logging.ERROR)  # "Task queue depth" on every busy request
+    if config.server == "uvicorn" and not use_loop:
+        logging.getLogger("mailtrack").warning("mailtrack: uvicorn or httptools is not installed: serving on waitress "
+                                               "(pip install 'mailtrack[serve]' for the event-loop server)")
+    print(f"mailtrack: serving {config.base_url} on http://{config.host}:{port} (events in {masked(config.db)}; "
+          f"{'uvicorn' if use_loop else 'waitress'})", flush=True)
+    if use_loop:
+        return _run_loop(server, service)
+    return _run_waitress(server, service)
+
+
+def _run_loop(server: object, service: object) -> int:
+    """uvicorn handles SIGTERM/SIGINT itself: it stops accepting and answers what is in flight, then returns."""
+    from mailtrack.http.loop_server import LoopServer
+    from mailtrack.service import Service
+
+    assert isinstance(server, LoopServer) and isinstance(service, Service)
+    try:
+        server.run()
+    except KeyboardInterrupt:  # a second Ctrl-C: stop now (the recorder still writes what was answered)
+        pass
+    finally:
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        try:
+            server.close()
+        finally:
+            service.close()
+    return 0
+
+
+def _run_waitress(server: object, service: object) -> int:
+    from mailtrack.service import Service
+
+    assert isinstance(service, Service)
 
     def stop(signum: int, frame: object) -> None:
         raise KeyboardInterrupt  # SIGTERM (systemd, docker) shuts down like Ctrl-C: the recorder is closed
 
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, signal.default_int_handler)  # even when started in the background, where it is ignored
-    print(f"mailtrack: serving {config.base_url} on http://{config.host}:{port} (events in {masked(config.db)})",
-          flush=True)
     from mailtrack.http.server import drain, run
 
     try:

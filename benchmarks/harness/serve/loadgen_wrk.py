@@ -45,7 +45,7 @@ function response(status, headers, body)
   local key = tostring(status)
   statuses[key] = (statuses[key] or 0) + 1
   if status == 200 and #body ~= 43 then bad_body = bad_body + 1 end
-  if status == 302 and not (headers["Location"] or ""):match("^https?://") then bad_location = bad_location + 1 end
+  if status == 302 and not (headers["Location"] or headers["location"] or ""):match("^https?://") then bad_location = bad_location + 1 end
 end
 
 function done(summary, latency, requests)

@@ -41,7 +41,7 @@ def _os_threads(pid: int) -> int | None:
 class Server:
     """``python -m mailtrack serve`` on a free loopback port with a fresh database in ``folder``."""
 
-    def __init__(self, folder: Path, threads: int | None, *, static: bool = False) -> None:
+    def __init__(self, folder: Path, threads: int | None, *, static: bool = False, server: str = "uvicorn") -> None:
         self.folder = folder
         self.db = folder / "events.sqlite"
         self.threads = threads
@@ -62,9 +62,12 @@ class Server:
             "--port",
             "0",
             *(["--threads", str(threads)] if threads is not None else []),
+            "--server",
+            server,
         ]
-        if static:  # the static-GIF contender (harness/serve/static_gif.py): same waitress and threads, no store
-            self.command = [sys.executable, str(Path(__file__).with_name("static_gif.py")), HOST, str(threads or 8)]
+        if static:  # the static-GIF contender (harness/serve/static_gif.py): the same server, no store
+            self.command = [sys.executable, str(Path(__file__).with_name("static_gif.py")), HOST, str(threads or 8),
+                            server]
         self.proc: subprocess.Popen[str] | None = None
         self.port = 0
         self.banner = ""
