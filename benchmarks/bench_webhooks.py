@@ -15,7 +15,7 @@ ones). Contenders, round robin, ``--repetitions`` times:
   per POST through ``urllib.request`` (the code this issue replaces, kept here
   as it was, so the ratio stays honest);
 * (b) :class:`~mailtrack.delivery.webhooks.WebhookDelivery` as ``mailtrack
-  serve`` runs it (16 concurrent POSTs over kept-alive urllib3 connections).
+  serve`` runs it (16 concurrent POSTs from one event loop over kept-alive connections).
 
 The receiver is a small asyncio HTTP/1.1 server in its own process that
 answers ``204`` at once and counts requests, so the sender is what is
