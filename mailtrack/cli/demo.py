@@ -121,10 +121,14 @@ def run_demo(html: str = SAMPLE_CAMPAIGN, *, out: Callable[[str], None] = print,
 
 def _serve_and_fetch(html: str, out: Callable[[str], None]) -> int:
     """Serve the tracking URLs on loopback, fetch a pixel and a click, print the events; returns failures."""
-    if importlib.util.find_spec("waitress") is None:
-        out("\n(waitress is not installed, so the server part is skipped: pip install 'mailtrack[serve]')")
+    from mailtrack.http import loop_server
+
+    use_loop = loop_server.available()  # uvicorn, as `mailtrack serve` runs by default
+    if not use_loop and importlib.util.find_spec("waitress") is None:
+        out("\n(neither uvicorn nor waitress is installed, so the server part is skipped: "
+            "pip install 'mailtrack[serve]')")
         return 0
-    from mailtrack.service import build_service, create_server
+    from mailtrack.service import build_service, create_loop_server, create_server
 
     failures = 0
     with tempfile.TemporaryDirectory(prefix="mailtrack-demo-") as folder:
@@ -138,7 +142,8 @@ def _serve_and_fetch(html: str, out: Callable[[str], None]) -> int:
         assert store is not None
         tracker = service.app.endpoints.tracker
         try:
-            server = create_server(service, config, sockets=[listener])
+            server = (create_loop_server(service, config, sockets=[listener]) if use_loop
+                      else create_server(service, config, sockets=[listener]))
         except BaseException:
             service.close()
             raise
@@ -179,7 +184,11 @@ def _forged(url: str) -> str:
 
 
 def _stop(server: Any, thread: threading.Thread) -> None:
-    """Stop a waitress server whose loop runs in ``thread``: its workers first, then the loop closes its own sockets.
+    """Stop the server whose loop runs in ``thread``.
+
+    uvicorn (:class:`~mailtrack.http.loop_server.LoopServer`) stops from any thread: it answers what is in
+    flight, closes its connections and returns. For waitress: its workers first, then the loop closes its own
+    sockets.
 
     ``server.close()`` from this thread races both: the loop goes on selecting
     on closed descriptors and a worker finishing a request pulls the closed
@@ -187,6 +196,13 @@ def _stop(server: Any, thread: threading.Thread) -> None:
     (through the trigger), closing every socket empties the loop's map, and
     the loop returns.
     """
+    from mailtrack.http.loop_server import LoopServer
+
+    if isinstance(server, LoopServer):
+        server.stop()
+        thread.join(10)
+        server.close()
+        return
     from waitress import wasyncore  # type: ignore[import-untyped]
 
     server.task_dispatcher.shutdown()

@@ -56,6 +56,9 @@ def create(app: Any, *, host: str = "127.0.0.1", port: int = 0, sockets: Sequenc
     """
     raise_file_limit()
     listeners = list(sockets) if sockets is not None else [_bind(host, port)]
+    for listener in listeners:  # listening from now on: clients queue until run() accepts them (as with waitress)
+        listener.listen(2048)
+        listener.setblocking(False)
     return LoopServer(app, listeners, grace=grace, refusal=refusal)
 
 
