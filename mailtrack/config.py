@@ -105,6 +105,8 @@ OPTIONS: dict[str, Option] = _options(
     Option("port", "--port", "MAILTRACK_PORT", "port to listen on, 0 for any free port", default=8025),
     Option("server", "--server", "MAILTRACK_SERVER", "HTTP server: uvicorn (one event loop; the default) or "
            "waitress (a thread per request)", default="uvicorn", metavar="uvicorn|waitress"),
+    Option("workers", "--workers", "MAILTRACK_WORKERS", "processes answering requests, each its own event loop and "
+           "event writer (uvicorn; POSIX); the first also sends webhooks and rolls stats", default=1),
     Option("threads", "--threads", "MAILTRACK_THREADS", "threads for requests that read the store (uvicorn), "
            "or for every request (waitress)", default=8),
     Option("access_log", "--access-log", "MAILTRACK_ACCESS_LOG", "log a line per request (tokens shortened, "
@@ -173,6 +175,7 @@ class Config:
     host: str = OPTIONS["host"].default
     port: int = OPTIONS["port"].default
     threads: int = OPTIONS["threads"].default
+    workers: int = OPTIONS["workers"].default
     server: str = OPTIONS["server"].default
     access_log: bool = OPTIONS["access_log"].default
     trusted_proxies: tuple[str, ...] = ()
@@ -208,6 +211,8 @@ class Config:
             raise _invalid("port", f"port must be a whole number from 0 to 65535, not {self.port!r}")
         if not _is_int(self.threads) or self.threads < 1:
             raise _invalid("threads", f"threads must be a whole number of at least 1, not {self.threads!r}")
+        if not _is_int(self.workers) or not 1 <= self.workers <= 256:
+            raise _invalid("workers", f"workers must be a whole number from 1 to 256, not {self.workers!r}")
         if self.server not in SERVERS:
             raise _invalid("server", f"server must be one of {', '.join(SERVERS)}, not {self.server!r}")
         if not isinstance(self.access_log, bool):
@@ -264,7 +269,7 @@ class Config:
             value = pick(name)
             if value is not None:
                 values[OPTIONS[name].field] = value
-        for name in ("port", "threads"):
+        for name in ("port", "threads", "workers"):
             value = pick(name)
             if value is not None:
                 values[name] = _parse(name, value, int, "a whole number")

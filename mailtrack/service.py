@@ -145,7 +145,7 @@ def api_keys(store: AccountStore) -> Authorize:
     return authorize
 
 
-def build_service(config: Config, *, authorize: Authorize | None = None) -> Service:
+def build_service(config: Config, *, authorize: Authorize | None = None, background: bool = True) -> Service:
     """Wire tracker, store, recorder, endpoints and webhook deliveries from ``config``.
 
     Needs ``secret_keys``, ``base_url`` and ``db`` (a :class:`~mailtrack.config.MissingSetting`
@@ -157,7 +157,8 @@ def build_service(config: Config, *, authorize: Authorize | None = None) -> Serv
     :class:`~mailtrack.storage.roller.Roller` keeps a SQLite store's stats rollups caught up in the background
     (every half second), so stats reads seldom have events to roll or count themselves; a PostgreSQL store
     writes its rollups in each event's transaction and gets no roller (``Service.roller`` is None).
-
+    ``background=False`` starts neither the webhook deliveries nor the roller: ``serve --workers N`` runs them
+    in its first worker only (every worker records events and answers requests).
     """
     config.require("secret_keys", "base_url", "db")
     assert config.base_url is not None and config.db is not None  # require() checked them; for mypy
@@ -176,9 +177,10 @@ def build_service(config: Config, *, authorize: Authorize | None = None) -> Serv
     endpoints = Endpoints(tracker, recorder, trusted_proxies=config.trusted_proxies, max_age=config.max_age,
                           landing_html=landing, parent_account=config.account_name,
                           account_landing=functools.partial(_own_landing, store))
-    deliveries = [WebhookDelivery(store, url, config.webhook_secret or "").start() for url in config.webhooks]
+    deliveries = [WebhookDelivery(store, url, config.webhook_secret or "").start()
+                  for url in (config.webhooks if background else ())]
     # SQLite's rollups are rolled in the background; PostgreSQL writes them in each event's transaction (no roll)
-    roller = Roller(store).start() if isinstance(store, Rollable) else None
+    roller = Roller(store).start() if background and isinstance(store, Rollable) else None
     events = EventsApi(store, authorize=authorize if authorize is not None else api_keys(store))
 
     def events_api(request: Request) -> Response | None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import importlib.util
 import logging
+import os
 import signal
 
 from mailtrack.cli._common import UsageError, add_settings, settings
@@ -17,7 +18,8 @@ __all__ = ["DRAIN_SECONDS", "register"]
 DRAIN_SECONDS = 10.0
 
 #: Every setting ``serve`` reads (the order of its --help).
-SERVE_OPTIONS = ("db", "secret_key", "secret_key_file", "base_url", "host", "port", "server", "threads", "access_log",
+SERVE_OPTIONS = ("db", "secret_key", "secret_key_file", "base_url", "host", "port", "server", "workers", "threads",
+                 "access_log",
                  "trusted_proxy", "max_age", "landing", "webhook", "webhook_secret", "account_name", "spool_dir",
                  "spool_max_bytes")
 
@@ -40,6 +42,14 @@ def run_serve(args: argparse.Namespace) -> int:
     use_loop = config.server == "uvicorn" and loop_server.available()
     if not use_loop and importlib.util.find_spec("waitress") is None:
         raise UsageError("serve needs uvicorn or waitress: pip install 'mailtrack[serve]'")
+    if config.workers > 1:
+        if not use_loop:
+            raise UsageError("--workers needs the uvicorn server (pip install 'mailtrack[serve]'; not --server waitress)")
+        if not hasattr(os, "fork"):
+            raise UsageError("--workers needs fork(): on this system run one process per port behind a proxy")
+        from mailtrack.cli.workers import run_workers
+
+        return run_workers(config, grace=DRAIN_SECONDS)
     from mailtrack.service import build_service, create_loop_server, create_server
 
     service = build_service(config)
@@ -57,11 +67,11 @@ def run_serve(args: argparse.Namespace) -> int:
     print(f"mailtrack: serving {config.base_url} on http://{config.host}:{port} (events in {masked(config.db)}; "
           f"{'uvicorn' if use_loop else 'waitress'})", flush=True)
     if use_loop:
-        return _run_loop(server, service)
+        return run_loop_server(server, service)
     return _run_waitress(server, service)
 
 
-def _run_loop(server: object, service: object) -> int:
+def run_loop_server(server: object, service: object) -> int:
     """uvicorn handles SIGTERM/SIGINT itself: it stops accepting and answers what is in flight, then returns."""
     from mailtrack.http.loop_server import LoopServer
     from mailtrack.service import Service

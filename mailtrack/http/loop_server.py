@@ -39,7 +39,7 @@ from typing import Any
 
 from mailtrack.http.server import IDLE_SECONDS, REQUEST_SECONDS, Refusal, raise_file_limit
 
-__all__ = ["LoopServer", "available", "create"]
+__all__ = ["LoopServer", "available", "bind", "create"]
 
 
 def available() -> bool:
@@ -55,14 +55,15 @@ def create(app: Any, *, host: str = "127.0.0.1", port: int = 0, sockets: Sequenc
     body it cannot parse: 400), as for waitress in :func:`mailtrack.http.server.create`: an API path's error shape.
     """
     raise_file_limit()
-    listeners = list(sockets) if sockets is not None else [_bind(host, port)]
+    listeners = list(sockets) if sockets is not None else [bind(host, port)]
     for listener in listeners:  # listening from now on: clients queue until run() accepts them (as with waitress)
         listener.listen(2048)
         listener.setblocking(False)
     return LoopServer(app, listeners, grace=grace, refusal=refusal)
 
 
-def _bind(host: str, port: int) -> socket.socket:
+def bind(host: str, port: int) -> socket.socket:
+    """A listening TCP socket on ``host``/``port`` (IPv6 when ``host`` has a colon); ``OSError`` when it cannot."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     listener = socket.create_server((host, port), family=family, backlog=2048, reuse_port=False)
     listener.setblocking(False)

@@ -10,6 +10,7 @@ timing assertion; the latencies seen are printed.
 from __future__ import annotations
 
 import os
+import sqlite3
 import signal
 import socket
 import threading
@@ -329,3 +330,78 @@ def test_loop_server_closes_a_connection_that_never_sends_a_request_and_one_that
         runner.join(10)
         server.close()
         monkeypatch.setattr(loop_server, "_PROTOCOL", None)
+
+
+# -- serve --workers N ---------------------------------------------------------------------------------------------
+
+def _children(pid: int) -> set[int]:
+    """The live child processes of ``pid`` (Linux /proc)."""
+    found = set()
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            if int(fields[1]) == pid and fields[0] != "Z":
+                found.add(int(entry.name))
+    return found
+
+
+@pytest.mark.timeout(120)
+def test_workers_share_the_socket_survive_a_kill_9_and_stop_together_with_nothing_answered_lost(tmp_path: Path) -> None:
+    if not Path("/proc/self/stat").exists() or not hasattr(os, "fork"):
+        pytest.skip("needs fork() and /proc")
+    from support.helpers import make_tracker
+
+    tracker = make_tracker()
+    paths = []
+    for n in range(60):
+        rewritten = tracker.rewrite_html('<a href="https://example.com/a">a</a>', message_id=f"<w{n % 6}@x>",
+                                         recipient=f"r{n % 20}@x.example")
+        assert rewritten.pixel is not None
+        paths.append(rewritten.pixel.html.split('src="', 1)[1].split('"', 1)[0].split("example.com", 1)[1])
+    server = Server(tmp_path / "events.sqlite", tmp_path / "logs", "--workers", "2")
+    answered = 0
+
+    def burst(count: int) -> int:
+        statuses: list[bytes] = []
+
+        def one(i: int) -> None:
+            with socket.create_connection(("127.0.0.1", server.port), timeout=GUARD) as conn:
+                conn.sendall(f"GET {paths[i % len(paths)]} HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n".encode())
+                data = b""
+                while chunk := conn.recv(65536):
+                    data += chunk
+                statuses.append(data.split(b"\r\n", 1)[0])
+
+        threads = [threading.Thread(target=one, args=(i,)) for i in range(count)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(30)
+        assert statuses == [b"HTTP/1.1 200 OK"] * count
+        return count
+
+    try:
+        wait_until(lambda: len(_children(server.pid)) == 2, timeout=20, what="two workers")
+        answered += burst(120)
+        first_workers = _children(server.pid)
+        victim = min(first_workers)
+        os.kill(victim, signal.SIGKILL)
+        wait_until(lambda: len(_children(server.pid)) == 2 and victim not in _children(server.pid), timeout=30,
+                   what="the killed worker to be started again")
+        answered += burst(120)
+        server.proc.send_signal(signal.SIGTERM)
+        assert server.proc.wait(20) == 0
+        assert not _children(server.pid)
+        stderr = server.stderr()
+        assert "(killed by signal 9); starting it again" in stderr and "Traceback" not in stderr
+    finally:
+        server.stop()
+    with sqlite3.connect(tmp_path / "events.sqlite") as db:
+        stored = db.execute("SELECT count(*) FROM events").fetchone()[0]
+        firsts = db.execute("SELECT count(*) FROM events WHERE first = 1").fetchone()[0]
+        identities = db.execute("SELECT count(*) FROM (SELECT DISTINCT message_id, recipient FROM events)").fetchone()[0]
+    assert stored == answered  # every answered request is a stored event (kill -9 included), none twice
+    assert firsts == identities  # one first open per message and recipient across the workers
