@@ -110,7 +110,7 @@ class _Waiter:
                  future: asyncio.Future[TrackingEvent] | None = None) -> None:
         self.event = event
         self.result = event
-        self.done = threading.Event()
+        self.done = threading.Event() if future is None else None  # a thread waits on it; a coroutine on its future
         self.loop = loop
         self.future = future
 
@@ -119,7 +119,8 @@ def _wake(waiters: Sequence[_Waiter]) -> None:
     """Set ``done`` of each waiter and resolve the futures of asynchronous ones: one callback per event loop."""
     by_loop: dict[asyncio.AbstractEventLoop, list[_Waiter]] = {}
     for waiter in waiters:
-        waiter.done.set()
+        if waiter.done is not None:
+            waiter.done.set()
         if waiter.loop is not None:
             by_loop.setdefault(waiter.loop, []).append(waiter)
     for loop, group in by_loop.items():
@@ -277,6 +278,7 @@ class Recorder:
             if late:  # the writer has stopped: this thread writes it
                 self._write([waiter], keep_in_memory=False)
                 return waiter.result
+            assert waiter.done is not None
             if not waiter.done.wait(self.write_timeout):
                 # Never seen in practice: the writer is stuck. The response must not wait for ever, nor go out
                 # before the event is safe: spool it from here (should the writer store it too, it is stored once).

@@ -787,3 +787,41 @@ def test_spool_files_are_cut_into_segments_and_a_failed_write_leaves_no_torn_lin
         small.append(event(recipient="after"))
         small.rotate()
         assert [line["recipient"] for line in spool_lines(volume.path / "spool")] == ["before", "after"]
+
+
+# -- record_async: the event loop's way (mailtrack serve on uvicorn) -----------------------------------------------
+
+def test_record_async_answers_after_the_commit_with_first(db: Path, recorders: list[Recorder]) -> None:
+    import asyncio
+
+    recorder = make(recorders, db)
+
+    async def main() -> list[TrackingEvent]:
+        return list(await asyncio.gather(*(recorder.record_async(event()) for _ in range(50))))
+
+    stored = asyncio.run(main())
+    assert [e.first for e in stored] == [True] + [False] * 49  # decided in order by the group commit
+    assert len(stored_ids(db)) == 50  # committed before the coroutines returned, not "eventually"
+
+
+def test_record_async_with_a_stuck_writer_spools_the_event_itself_once(db: Path, spool: Path,
+                                                                       recorders: list[Recorder]) -> None:
+    import asyncio
+
+    release = threading.Event()
+    recorder = make(recorders, db, write_timeout=0.3)
+    store = recorder.store
+    assert store is not None
+    original = store.record_many
+
+    def stuck(events: Any, outbox: Any = ()) -> Any:
+        release.wait(30)  # the writer hangs inside the store (a wedged file system, say)
+        return original(events, outbox)
+
+    store.record_many = stuck  # type: ignore[method-assign]
+    the_event = event()
+    answered = asyncio.run(asyncio.wait_for(recorder.record_async(the_event), 10))  # a hang guard
+    assert answered.event_id == the_event.event_id
+    assert [line["event_id"] for line in spool_lines(spool)] == [the_event.event_id]  # safe before the answer
+    release.set()
+    wait_until(lambda: stored_ids(db) == [the_event.event_id], timeout=20, what="the event stored once")
