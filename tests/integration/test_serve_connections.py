@@ -10,9 +10,9 @@ timing assertion; the latencies seen are printed.
 from __future__ import annotations
 
 import os
-import sqlite3
 import signal
 import socket
+import sqlite3
 import threading
 import time
 from collections.abc import Iterator
