@@ -143,7 +143,7 @@ class Postgres:
         """The report's line on this server: version, where it runs, its durability and memory settings."""
         s = self.settings
         return (
-            f"PostgreSQL {s.get('server_version', '?')} ({self.binaries}), a throwaway cluster started by the benchmark "
+            f"{s.get('server_version', '?')} (binaries in {self.binaries}), a throwaway cluster started by the benchmark "
             f"on this same machine ({os.cpu_count()} CPU(s), shared with the server and the generator), reached over "
             f"loopback TCP (127.0.0.1, trust authentication), data directory on {filesystem(self.cluster.root)}; "
             f"durability as shipped: fsync={s.get('fsync')}, synchronous_commit={s.get('synchronous_commit')}, "
