@@ -4,10 +4,13 @@ Run from the repository root::
 
     .venv/bin/python benchmarks/bench_serve.py            # 60 s per load generator, writes benchmarks/results/serve.md
     .venv/bin/python benchmarks/bench_serve.py --quick    # 5 s each (smoke), writes benchmarks/results/serve-quick.md
+    .venv/bin/python benchmarks/bench_serve.py --store both   # SQLite, then PostgreSQL, for each generator
 
-Each load generator gets its own ``python -m mailtrack serve`` subprocess (waitress,
-``--port 0``, the command's default threads unless ``--threads``) on a fresh SQLite
-database in a temporary folder. The workload is pre-generated with
+Each load generator gets its own ``python -m mailtrack serve`` subprocess (``--server``, uvicorn by default,
+``--port 0``, the command's default threads unless ``--threads``) for each store (``--store``, SQLite by
+default) on a fresh database: a SQLite file in a temporary folder, or a new database in a throwaway
+PostgreSQL cluster the benchmark starts once (PostgreSQL's own durability defaults: fsync and
+synchronous_commit on) and stops at the end. The workload is pre-generated with
 ``Tracker.rewrite_html``: ``--recipients`` (2000) recipients spread over 8 campaign
 messages, each with its open pixel and 4 tracked links; a seeded sequence of 50,000
 requests, ~70 % pixel fetches (``200`` + the 43-byte GIF expected) and ~30 % clicks
@@ -18,7 +21,7 @@ Generators: a pure-Python one (always; asyncio, raw keep-alive HTTP/1.1 over
 ``--connections`` (50) sockets, in its own process, per-request latency from
 ``time.perf_counter_ns``) and ``wrk`` with a Lua script (when ``wrk`` is on PATH).
 After the load the server is stopped with SIGINT, and the events in the database
-(``SQLiteStore.count()`` and per type) are compared with the successful responses:
+(``SQLiteStore.count()`` or ``PostgresStore.count()``, and per type) are compared with the successful responses:
 they must be equal (for wrk, whose responses in flight at its cut-off are never
 read, stored - successful must lie between 0 and the requests in flight). See
 ``benchmarks/README.md``.
@@ -30,9 +33,11 @@ generator, the checks and the tables.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import shlex
 import shutil
+import signal
 import sys
 import tempfile
 import time
@@ -45,8 +50,10 @@ sys.path.insert(0, str(HERE))
 from harness.serve.checks import RunResult, read_outcome  # noqa: E402
 from harness.serve.loadgen_python import loadgen_main, run_python_generator  # noqa: E402
 from harness.serve.loadgen_wrk import run_wrk  # noqa: E402
-from harness.serve.server import Monitor, Server, file_size, settle, stored_now  # noqa: E402
-from harness.serve.tables import render  # noqa: E402
+from harness.serve.postgres import Postgres, unavailable  # noqa: E402
+from harness.serve.server import Monitor, Server  # noqa: E402
+from harness.serve.stores import STORES, target  # noqa: E402
+from harness.serve.tables import render, render_static  # noqa: E402
 from harness.serve.workload import Workload, build_workload  # noqa: E402
 
 
@@ -63,37 +70,60 @@ QUICK = Plan(duration_s=5.0, recipients=200)
 # -- one run: server + generator + checks --------------------------------------------------
 
 
-def run_once(generator: str, workload: Workload, args: argparse.Namespace, duration_s: float, wrk: str | None) -> RunResult:
-    folder = Path(tempfile.mkdtemp(prefix=f"mailtrack-bench-serve-{generator}-"))
-    server = Server(folder, args.threads, server=args.server)
+def run_once(generator: str, store: str, workload: Workload, args: argparse.Namespace, duration_s: float,
+             wrk: str | None, postgres: Postgres | None) -> RunResult:
+    """One server on a fresh ``store`` database, loaded by ``generator``, stopped, and its outcome read."""
+    folder = Path(tempfile.mkdtemp(prefix=f"mailtrack-bench-serve-{generator}-{store}-"))
     try:
-        server.start()
-        print(f"{generator}: {server.banner}", file=sys.stderr, flush=True)
-        os_threads = server.os_threads()
-        load_before = os.getloadavg() if hasattr(os, "getloadavg") else None
-        cpu_before, wall_before = server.cpu_seconds(), time.perf_counter()
-        with Monitor(server, interval=max(1.0, duration_s / 6)) as monitor:
-            if generator == "python":
-                load = run_python_generator(server.port, workload, duration_s, args.connections, folder)
-            else:
-                assert wrk is not None
-                load = run_wrk(wrk, server.port, workload, duration_s, args.connections, args.wrk_threads, folder)
-        cpu_after, wall_after = server.cpu_seconds(), time.perf_counter()
-        load_after = os.getloadavg() if hasattr(os, "getloadavg") else None
-        settle_s = settle(server.db)
-        stored_running = stored_now(server.db)
-        wal_bytes = file_size(Path(str(server.db) + "-wal"))  # the WAL's high-water mark: it is reused, never truncated
-        os_threads = max(filter(None, [os_threads, server.os_threads()]), default=None)
+        return _run_in(folder, generator, store, workload, args, duration_s, wrk, postgres)
     finally:
-        server.stop()
-    command = shlex.join(["python", *server.command[1:]]).replace(str(folder), "$TMP")
-    result = RunResult(
+        if args.keep:
+            print(f"{generator} / {store}: kept {folder}", file=sys.stderr)
+        else:
+            shutil.rmtree(folder, ignore_errors=True)
+
+
+def _run_in(folder: Path, generator: str, store: str, workload: Workload, args: argparse.Namespace, duration_s: float,
+            wrk: str | None, postgres: Postgres | None) -> RunResult:
+    """:func:`run_once` in ``folder``, the server's working directory (and where a PostgreSQL server spools)."""
+    name = f"{generator} / {store}"
+    database = target(store, folder, postgres, generator)
+    try:
+        server = Server(folder, args.threads, db=database.db, server=args.server)
+        try:
+            server.start()
+            print(f"{name}: {server.banner}", file=sys.stderr, flush=True)
+            os_threads = server.os_threads()
+            load_before = os.getloadavg() if hasattr(os, "getloadavg") else None
+            cpu_before, wall_before = server.cpu_seconds(), time.perf_counter()
+            db_cpu_before = database.database_cpu_seconds()
+            with Monitor(server, database, interval=max(1.0, duration_s / 6)) as monitor:
+                if generator == "python":
+                    load = run_python_generator(server.port, workload, duration_s, args.connections, folder)
+                else:
+                    assert wrk is not None
+                    load = run_wrk(wrk, server.port, workload, duration_s, args.connections, args.wrk_threads, folder)
+            cpu_after, wall_after = server.cpu_seconds(), time.perf_counter()
+            db_cpu_after = database.database_cpu_seconds()
+            load_after = os.getloadavg() if hasattr(os, "getloadavg") else None
+            settle_s = database.settle()
+            stored_running = database.stored_now()
+            wal_bytes = database.wal_bytes()
+            os_threads = max(filter(None, [os_threads, server.os_threads()]), default=None)
+        finally:
+            server.stop()
+        outcome = read_outcome(database, server.stderr_text())
+    finally:
+        database.close()
+    return RunResult(
         generator=load["generator"],
+        store=store,
         load=load,
-        server_command=command,
-        banner=server.banner.replace(str(folder), "$TMP"),
+        server_command=database.shown(shlex.join(["python", *server.command[1:]])),
+        banner=database.shown(server.banner),
         os_threads=os_threads,
         server_cpu_s=None if cpu_before is None or cpu_after is None else cpu_after - cpu_before,
+        database_cpu_s=None if db_cpu_before is None or db_cpu_after is None else db_cpu_after - db_cpu_before,
         load_wall_s=wall_after - wall_before,
         loadavg_before=load_before,
         loadavg_after=load_after,
@@ -104,13 +134,8 @@ def run_once(generator: str, workload: Workload, args: argparse.Namespace, durat
         stop_how=server.stop_how,
         stop_s=server.stop_s,
         exit_code=server.exit_code,
-        **read_outcome(server.db, server.stderr_text()),
+        **outcome,
     )
-    if args.keep:
-        print(f"{generator}: kept {folder}", file=sys.stderr)
-    else:
-        shutil.rmtree(folder, ignore_errors=True)
-    return result
 
 
 def run_static(generator: str, workload: Workload, args: argparse.Namespace, duration_s: float,
@@ -156,7 +181,16 @@ def main(argv: list[str] | None = None) -> int:
         help="load generator(s): auto = python, then wrk when it is on PATH (default)",
     )
     parser.add_argument("--wrk-threads", type=int, default=1, help="wrk threads (default 1: fewer cores taken from the server)")
-    parser.add_argument("--keep", action="store_true", help="keep each run's temporary folder (database, server stderr)")
+    parser.add_argument(
+        "--store",
+        choices=[*STORES, "both"],
+        default="sqlite",
+        help="the store(s) `serve` writes to: sqlite (default), postgres (a throwaway cluster started for the run: "
+             "needs PostgreSQL's binaries and psycopg), or both, SQLite then PostgreSQL for each generator",
+    )
+    parser.add_argument("--keep", action="store_true",
+                        help="keep each run's temporary folder (SQLite database, spool, server stderr; a PostgreSQL "
+                             "database is dropped all the same)")
     parser.add_argument(
         "--out",
         type=Path,
@@ -181,38 +215,41 @@ def main(argv: list[str] | None = None) -> int:
         if not wrk:
             parser.error("wrk is not on PATH (Debian: apt-get install wrk)")
         generators = ["wrk"] if args.generator == "wrk" else ["python", "wrk"]
+    stores = list(STORES) if args.store == "both" else [args.store]
+    if "postgres" in stores and (reason := unavailable()):
+        parser.error(f"--store {args.store}: {reason}")
     notes = []
     if args.generator == "auto" and not wrk:
         notes.append("wrk is not on PATH (Debian: `apt-get install wrk`): only the Python generator ran.")
 
     started = time.monotonic()
-    with tempfile.TemporaryDirectory(prefix="mailtrack-bench-serve-") as tmp:
+    with contextlib.ExitStack() as stack:  # the cluster is stopped and removed whatever happens, Ctrl-C included
+        postgres = None
+        if "postgres" in stores:
+            postgres = stack.enter_context(Postgres())
+            print(f"postgres: PostgreSQL {postgres.settings.get('server_version')} on 127.0.0.1:{postgres.cluster.port}",
+                  file=sys.stderr, flush=True)
+        tmp = stack.enter_context(tempfile.TemporaryDirectory(prefix="mailtrack-bench-serve-"))
         workload = build_workload(recipients, Path(tmp))
         print(f"workload: {workload.distinct_urls:,} signed URLs in {workload.build_s:.1f} s", file=sys.stderr, flush=True)
         results = []
         for generator in generators:
-            results.append(run_once(generator, workload, args, args.duration_s, wrk))
-            r = results[-1]
-            print(
-                f"{generator}: {r.load['responses']:,} responses, {r.errors} errors, stored {r.stored:,} vs "
-                f"successful {r.successful:,}: {'PASS' if r.passed() else 'FAIL'}",
-                file=sys.stderr,
-                flush=True,
-            )
+            for store in stores:
+                results.append(run_once(generator, store, workload, args, args.duration_s, wrk, postgres))
+                r = results[-1]
+                print(
+                    f"{generator} / {store}: {r.load['responses']:,} responses, {r.errors} errors, stored {r.stored:,} "
+                    f"vs successful {r.successful:,}: {'PASS' if r.passed() else 'FAIL'}",
+                    file=sys.stderr,
+                    flush=True,
+                )
+        # the contender stores nothing: once per generator, whatever the stores
         statics = {generator: run_static(generator, workload, args, args.duration_s, wrk)
                    for generator in generators} if args.static_contender else {}
-    report = render(results, workload, args, "quick" if args.quick else "full", command, wrk, notes)
+        described = (postgres.describe(), postgres.settings) if postgres else None
+    report = render(results, workload, args, "quick" if args.quick else "full", command, wrk, notes, described)
     if statics:
-        report += (f"\n## Against the static-GIF contender\n\nThe same server ({args.server}, the same "
-                   f"configuration, {args.threads or 8} threads) answering every request with the pixel and storing "
-                   f"nothing, loaded right after mailtrack by the same generator at {args.connections} connections "
-                   f"for the same time.\n\n| generator | static GIF requests/s | mailtrack serve requests/s | ratio |\n"
-                   f"|---|--:|--:|--:|\n")
-        for result in results:
-            static = statics.get(result.generator.split(" ")[0])
-            if static:
-                ours = result.load["responses"] / result.load["elapsed_s"]
-                report += f"| {result.generator} | {static:,.0f} | {ours:,.0f} | {ours / static:.2f}x |\n"
+        report += render_static(results, statics, args)
     report += f"\nTotal wall time: {time.monotonic() - started:.0f} s.\n"
     print(report)
     out_path.write_text(report, encoding="utf-8")
@@ -220,5 +257,11 @@ def main(argv: list[str] | None = None) -> int:
     return 0 if all(r.passed() for r in results) else 1
 
 
+def _terminated(signum: int, frame: object) -> None:
+    """SIGTERM unwinds like Ctrl-C: the servers and the PostgreSQL cluster are stopped on the way out."""
+    raise SystemExit(128 + signum)
+
+
 if __name__ == "__main__":
+    signal.signal(signal.SIGTERM, _terminated)
     sys.exit(main())

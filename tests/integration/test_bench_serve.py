@@ -1,13 +1,15 @@
 """Smoke test of benchmarks/bench_serve.py: a short run against a real `mailtrack serve` completes cleanly.
 
-Asserted: zero errors and events stored == successful responses. No timing is asserted: the machine is shared, and
-speed is measured in benchmarks/.
+Asserted: zero errors and events stored == successful responses, on SQLite and (when PostgreSQL is installed) on
+PostgreSQL. No timing is asserted: the machine is shared, and speed is measured in benchmarks/.
 """
 
 from __future__ import annotations
 
 import importlib
+import re
 import shutil
+import socket
 from pathlib import Path
 
 import pytest
@@ -23,10 +25,14 @@ def bench_serve(monkeypatch: pytest.MonkeyPatch):  # type: ignore[no-untyped-def
     return importlib.import_module("bench_serve")
 
 
-def _figures_row(report: str, generator: str) -> list[str]:
-    rows = [row for row in report.splitlines() if row.startswith(f"| {generator}") and "**" in row]
+def _figures_row(report: str, generator: str, store: str = "sqlite") -> list[str]:
+    """The Figures table's row of one run on ``store``, without its store cell (the column indices of the
+    generator-only table, which the tests below use)."""
+    rows = [[cell.strip() for cell in row.strip("|").split("|")] for row in report.splitlines()
+            if row.startswith(f"| {generator}") and "**" in row]
+    rows = [cells for cells in rows if cells[1] == store]
     assert len(rows) == 1, rows
-    return [cell.strip() for cell in rows[0].strip("|").split("|")]
+    return rows[0][:1] + rows[0][2:]  # the columns as they were before the store column: indices below unchanged
 
 
 def test_quick_run_python_generator(bench_serve, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
@@ -52,3 +58,38 @@ def test_quick_run_wrk(bench_serve, tmp_path: Path) -> None:  # type: ignore[no-
     assert cells[9] == "0"  # errors
     assert int(cells[11].replace(",", "")) > 0  # successful responses
     assert cells[13].startswith("**PASS**")  # 0 <= stored - successful <= requests in flight when wrk stopped
+
+
+@pytest.mark.timeout(300)
+def test_quick_run_on_both_stores(bench_serve, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:  # type: ignore[no-untyped-def]
+    """``--store both``: a throwaway PostgreSQL cluster, durable as shipped, passes the same checks as SQLite, and is
+    gone when the run ends."""
+    reason = bench_serve.unavailable()
+    if reason:
+        pytest.skip(reason)
+    out = tmp_path / "results_serve.md"
+
+    assert bench_serve.main(["--quick", "--duration", "2", "--generator", "python", "--store", "both",
+                             "--out", str(out)]) == 0
+
+    report = out.read_text(encoding="utf-8")
+    for store in ("sqlite", "postgres"):
+        cells = _figures_row(report, "python", store)
+        errors, stored, successful, difference, result = cells[9], cells[10], cells[11], cells[12], cells[13]
+        assert errors == "0", store
+        assert int(successful.replace(",", "")) > 0, store
+        assert stored == successful and difference == "0", store
+        assert result.startswith("**PASS**"), store
+    assert re.search(r"- server \(postgres\): `python -m mailtrack serve --db postgresql://[^`]+`", report)
+    assert re.search(r"PostgreSQL \d+\.\d+", report)
+    assert "fsync=on, synchronous_commit=on" in report  # measured durable, as a production server runs
+    per_type = [row for row in report.splitlines() if row.startswith("| python | postgres | opened |")]
+    assert len(per_type) == 1
+    first, firsts = per_type[0].strip("|").split("|")[-2:]
+    assert first.strip() == firsts.strip() != "0"
+    server_rows = [row for row in report.splitlines() if row.startswith("| python | postgres |") and "SIGINT" in row]
+    assert len(server_rows) == 1 and "| n/a |" in server_rows[0]  # no SQLite WAL file
+    port = re.search(r"postgres: PostgreSQL .* on 127\.0\.0\.1:(\d+)", capsys.readouterr().err)
+    assert port
+    with pytest.raises(OSError):  # the cluster was stopped
+        socket.create_connection(("127.0.0.1", int(port.group(1))), timeout=5).close()

@@ -6,6 +6,11 @@ PATH, so both places are searched. initdb refuses to run as root: as root the
 cluster belongs to the ``postgres`` user (``runuser``). Authentication is
 ``trust`` and the server listens on 127.0.0.1 only, with its unix socket in
 the temporary directory, so nothing outside the test run can reach it.
+
+Its data is thrown away, so by default it trades durability for speed
+(:data:`FAST_SETTINGS`: no fsync, no full-page writes, small shared buffers);
+``durable=True`` keeps PostgreSQL's own defaults there (``benchmarks/bench_serve.py``
+measures with it).
 """
 
 from __future__ import annotations
@@ -19,7 +24,10 @@ import tempfile
 import uuid
 from pathlib import Path
 
-__all__ = ["Cluster", "find_binary", "free_port"]
+__all__ = ["FAST_SETTINGS", "Cluster", "find_binary", "free_port"]
+
+#: What a test cluster changes from PostgreSQL's defaults for speed (none of it with ``Cluster(durable=True)``).
+FAST_SETTINGS = {"fsync": "off", "full_page_writes": "off", "shared_buffers": "32MB"}
 
 
 def find_binary(name: str) -> str | None:
@@ -41,8 +49,9 @@ def free_port() -> int:
 class Cluster:
     """A running PostgreSQL server for one test session; :meth:`stop` removes every trace of it."""
 
-    def __init__(self, initdb: str, pg_ctl: str) -> None:
+    def __init__(self, initdb: str, pg_ctl: str, *, durable: bool = False) -> None:
         self.initdb, self.pg_ctl = initdb, pg_ctl
+        self.durable = durable
         self.root = Path(tempfile.mkdtemp(prefix="mailtrack-pg-"))
         self.data = self.root / "data"
         self.port = free_port()
@@ -59,7 +68,9 @@ class Cluster:
         command = list(args)
         if self._as_postgres:
             command = ["runuser", "-u", "postgres", "--", *command]
-        done = subprocess.run(command, capture_output=True, text=True, timeout=timeout, cwd=self.root)
+        # a session of its own: a Ctrl-C at the terminal reaches the caller (which stops the cluster), not the postmaster
+        done = subprocess.run(command, capture_output=True, text=True, timeout=timeout, cwd=self.root,
+                              start_new_session=True)
         if done.returncode:
             log = (self.root / "server.log").read_text() if (self.root / "server.log").exists() else ""
             raise RuntimeError(f"{' '.join(command)} failed ({done.returncode}): {done.stdout}{done.stderr}{log}")
@@ -70,8 +81,9 @@ class Cluster:
         os.chmod(self.root, 0o755)
         self._run(self.initdb, "-D", str(self.data), "-U", self.user, "--auth=trust", "-E", "UTF8", "--locale=C",
                   "--no-instructions" if self._initdb_knows_no_instructions() else "--no-sync")
-        options = (f"-p {self.port} -k {self.root} -c listen_addresses=127.0.0.1 -c fsync=off "
-                   "-c full_page_writes=off -c max_connections=300 -c shared_buffers=32MB")
+        options = f"-p {self.port} -k {self.root} -c listen_addresses=127.0.0.1 -c max_connections=300"
+        if not self.durable:
+            options += "".join(f" -c {name}={value}" for name, value in FAST_SETTINGS.items())
         self._run(self.pg_ctl, "-D", str(self.data), "-o", options, "-l", str(self.root / "server.log"), "-w",
                   "-t", "60", "start")
         import psycopg

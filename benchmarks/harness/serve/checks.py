@@ -1,29 +1,34 @@
-"""After a run: what the database, the spool and the server's log hold, and whether the run passed."""
+"""After a run: what the database, the spool and the server's log hold, and whether the run passed.
+
+The same checks for every store: the store-specific reads are :class:`~harness.serve.stores.Target`'s.
+"""
 
 from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 from harness.serve.server import Sample
+from harness.serve.stores import Target
 
 
 @dataclass
 class RunResult:
     generator: str
+    store: str  # sqlite or postgres
     load: dict[str, Any]
     server_command: str
     banner: str
     os_threads: int | None
     server_cpu_s: float | None
+    database_cpu_s: float | None  # PostgreSQL's processes; None for SQLite (in the server)
     load_wall_s: float
     loadavg_before: tuple[float, float, float] | None
     loadavg_after: tuple[float, float, float] | None
     settle_s: float
     stored_running: int
-    wal_bytes: int
+    wal_bytes: int | None  # SQLite only
     samples: list[Sample]
     stop_how: str
     stop_s: float
@@ -72,10 +77,8 @@ class RunResult:
         """What did not fail the run but should not happen: store writes that fell back to the spool."""
         found = []
         if self.log_counts.get("store write failed"):
-            found.append(
-                f"{self.log_counts['store write failed']:,} store writes spooled "
-                f"({self.log_counts.get('database is locked', 0):,} `database is locked`)"
-            )
+            locked = f" ({self.log_counts.get('database is locked', 0):,} `database is locked`)" if self.store == "sqlite" else ""
+            found.append(f"{self.log_counts['store write failed']:,} store writes spooled{locked}")
         if self.log_counts.get("spool retry failed"):
             found.append(f"{self.log_counts['spool retry failed']:,} spool retries failed")
         if self.stored_running != self.stored:
@@ -94,27 +97,19 @@ LOG_PATTERNS = (
 
 
 
-def read_outcome(db: Path, log: str) -> dict[str, Any]:
+def read_outcome(target: Target, log: str) -> dict[str, Any]:
     """The :class:`RunResult` fields read once the server has stopped: events stored, spool files, log lines."""
-    from mailtrack.storage.sqlite import SQLiteStore
-
-    store = SQLiteStore(db)
-    stored = store.count()
-    connection = store._connection()
-    by_type = {t: c for t, c in connection.execute("SELECT event_type, count(*) FROM events GROUP BY event_type")}
-    first = {t: int(c or 0) for t, c in connection.execute("SELECT event_type, sum(first) FROM events GROUP BY event_type")}
-    firsts = {t: c for t, c in connection.execute("SELECT event_type, count(*) FROM firsts GROUP BY event_type")}
-    store.close()
-    spool = sorted(Path(str(db) + ".spool").glob("*.jsonl"))
+    counts = target.counts()
+    spool = target.spool_files()
     log_lines = log.splitlines()
     depths = [int(d) for d in re.findall(r"Task queue depth is (\d+)", log)]
     known = re.compile("|".join(p for _, p in LOG_PATTERNS))
     other = [line for line in log_lines if line.strip() and not known.search(line)]
     return {
-        "stored": stored,
-        "stored_by_type": by_type,
-        "first_by_type": first,
-        "firsts_rows": firsts,
+        "stored": counts.stored,
+        "stored_by_type": counts.by_type,
+        "first_by_type": counts.first_by_type,
+        "firsts_rows": counts.firsts_rows,
         "spool_files": len(spool),
         "spool_nonempty": sum(1 for p in spool if p.stat().st_size),
         "spool_lines": sum(len(p.read_bytes().splitlines()) for p in spool),

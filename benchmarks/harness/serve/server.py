@@ -6,7 +6,6 @@ import os
 import re
 import select
 import signal
-import sqlite3
 import subprocess
 import sys
 import threading
@@ -14,6 +13,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from harness.serve.stores import Target
 from harness.serve.workload import BASE_URL, HOST, SECRET_KEY
 
 ROOT = Path(__file__).resolve().parents[3]  # the repository: its mailtrack is the one served
@@ -39,11 +39,15 @@ def _os_threads(pid: int) -> int | None:
 
 
 class Server:
-    """``python -m mailtrack serve`` on a free loopback port with a fresh database in ``folder``."""
+    """``python -m mailtrack serve --db db`` on a free loopback port, in ``folder`` (its working directory).
 
-    def __init__(self, folder: Path, threads: int | None, *, static: bool = False, server: str = "uvicorn") -> None:
+    ``db`` is a fresh database (:class:`~harness.serve.stores.Target`); ``static`` runs the static-GIF contender
+    instead, which has none.
+    """
+
+    def __init__(self, folder: Path, threads: int | None, *, db: str = "", static: bool = False,
+                 server: str = "uvicorn") -> None:
         self.folder = folder
-        self.db = folder / "events.sqlite"
         self.threads = threads
         self.stderr_path = folder / "server.stderr"
         self.command = [
@@ -52,7 +56,7 @@ class Server:
             "mailtrack",
             "serve",
             "--db",
-            str(self.db),
+            db,
             "--secret-key",
             SECRET_KEY,
             "--base-url",
@@ -122,41 +126,13 @@ class Server:
             return ""
 
 
-def file_size(path: Path) -> int:
-    try:
-        return path.stat().st_size
-    except OSError:
-        return 0
-
-
-def stored_now(db: Path) -> int:
-    """Events in the database, read-only (no write lock taken while the server runs)."""
-    try:
-        with sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=5) as connection:
-            return int(connection.execute("SELECT count(*) FROM events").fetchone()[0])
-    except sqlite3.Error:
-        return -1
-
-
-def settle(db: Path, quiet_s: float = 0.5, limit_s: float = 15.0) -> float:
-    """Wait until the event count stops moving (requests the server still had queued); seconds waited."""
-    started = time.perf_counter()
-    last = stored_now(db)
-    while time.perf_counter() - started < limit_s:
-        time.sleep(quiet_s)
-        now = stored_now(db)
-        if now == last:
-            break
-        last = now
-    return time.perf_counter() - started
-
-
 @dataclass(frozen=True)
 class Sample:
     t_s: float  # since the load started
     stored: int
-    wal_bytes: int
+    wal_bytes: int | None  # SQLite's WAL file; None for a store without one
     cpu_s: float | None
+    db_cpu_s: float | None  # the database server's own processes (PostgreSQL); None when it runs in the server
     spooled: int  # "store write failed" lines so far
 
 
@@ -167,8 +143,8 @@ class Monitor:
     writes a second.
     """
 
-    def __init__(self, server: Server, interval: float) -> None:
-        self.server, self.interval = server, interval
+    def __init__(self, server: Server, target: Target, interval: float) -> None:
+        self.server, self.target, self.interval = server, target, interval
         self.samples: list[Sample] = []
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="bench-monitor", daemon=True)
@@ -190,14 +166,14 @@ class Monitor:
             self._sample()
 
     def _sample(self) -> None:
-        db = self.server.db
         spooled = self.server.stderr_text().count("store write failed")
         self.samples.append(
             Sample(
                 time.perf_counter() - self._start,
-                stored_now(db),
-                file_size(Path(str(db) + "-wal")),
+                self.target.stored_now(),
+                self.target.wal_bytes(),
                 self.server.cpu_seconds(),
+                self.target.database_cpu_seconds(),
                 spooled,
             )
         )
