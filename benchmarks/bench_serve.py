@@ -89,7 +89,7 @@ def _run_in(folder: Path, generator: str, store: str, workload: Workload, args: 
     name = f"{generator} / {store}"
     database = target(store, folder, postgres, generator)
     try:
-        server = Server(folder, args.threads, db=database.db, server=args.server)
+        server = Server(folder, args.threads, db=database.db, server=args.server, workers=args.workers)
         try:
             server.start()
             print(f"{name}: {server.banner}", file=sys.stderr, flush=True)
@@ -143,7 +143,7 @@ def run_static(generator: str, workload: Workload, args: argparse.Namespace, dur
     """Requests/s of the static-GIF contender (the same server, no store) under ``generator`` (every answer is the
     pixel; wrk counts responses whatever their body, which is the pixel here)."""
     folder = Path(tempfile.mkdtemp(prefix="mailtrack-bench-serve-static-"))
-    server = Server(folder, args.threads, static=True, server=args.server)
+    server = Server(folder, args.threads, static=True, server=args.server, workers=args.workers)
     try:
         server.start()
         print(f"static ({generator}): {server.banner}", file=sys.stderr, flush=True)
@@ -171,6 +171,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, default=None, help="server threads (default: the `serve` default)")
     parser.add_argument("--server", choices=["uvicorn", "waitress"], default="uvicorn",
                         help="the server `mailtrack serve` runs, and the static contender (default uvicorn, as serve)")
+    parser.add_argument("--workers", type=int, default=1,
+                        help="`serve --workers` (uvicorn only), and as many processes for the static contender (default 1)")
     parser.add_argument(
         "--recipients", type=int, default=None, help="recipients to sign URLs for (default 2000; 200 with --quick)"
     )

@@ -28,6 +28,19 @@ def _cpu_seconds(pid: int) -> float | None:
         return None
 
 
+def _children(pid: int) -> list[int]:
+    """The live child processes of ``pid`` (Linux /proc)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                if int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1]) == pid:
+                    found.append(int(entry.name))
+            except (OSError, ValueError, IndexError):
+                continue
+    return found
+
+
 def _os_threads(pid: int) -> int | None:
     try:
         for line in Path(f"/proc/{pid}/status").read_text().splitlines():
@@ -46,7 +59,7 @@ class Server:
     """
 
     def __init__(self, folder: Path, threads: int | None, *, db: str = "", static: bool = False,
-                 server: str = "uvicorn") -> None:
+                 server: str = "uvicorn", workers: int = 1) -> None:
         self.folder = folder
         self.threads = threads
         self.stderr_path = folder / "server.stderr"
@@ -68,10 +81,11 @@ class Server:
             *(["--threads", str(threads)] if threads is not None else []),
             "--server",
             server,
+            *(["--workers", str(workers)] if workers != 1 else []),
         ]
         if static:  # the static-GIF contender (harness/serve/static_gif.py): the same server, no store
             self.command = [sys.executable, str(Path(__file__).with_name("static_gif.py")), HOST, str(threads or 8),
-                            server]
+                            server, str(workers)]
         self.proc: subprocess.Popen[str] | None = None
         self.port = 0
         self.banner = ""
@@ -93,10 +107,20 @@ class Server:
         self.banner, self.port = line.strip(), int(match.group(1))
 
     def cpu_seconds(self) -> float | None:
-        return _cpu_seconds(self.proc.pid) if self.proc else None
+        """CPU seconds of the server and of its live children (``--workers``: the workers do the work)."""
+        if not self.proc:
+            return None
+        own = _cpu_seconds(self.proc.pid)
+        if own is None:
+            return None
+        return own + sum(filter(None, (_cpu_seconds(child) for child in _children(self.proc.pid))))
 
     def os_threads(self) -> int | None:
-        return _os_threads(self.proc.pid) if self.proc else None
+        """OS threads of the server (with ``--workers``: of the server and its workers together)."""
+        if not self.proc:
+            return None
+        counts = [_os_threads(pid) for pid in [self.proc.pid, *_children(self.proc.pid)]]
+        return sum(filter(None, counts)) or None
 
     def stop(self) -> None:
         """SIGINT (what Ctrl-C sends; ``serve`` then closes the recorder, draining any spool), then escalate."""

@@ -10,6 +10,8 @@ verifying tokens and storing events durably (issue 12's goal: at least 0.7x).
 
 from __future__ import annotations
 
+import os
+import signal
 import sys
 from collections.abc import Callable, Iterable
 from typing import Any
@@ -39,19 +41,52 @@ async def asgi_app(scope: dict[str, Any], receive: Callable[..., Any], send: Cal
     await send({"type": "http.response.body", "body": GIF})
 
 
+def _serve(listener: object) -> None:
+    from mailtrack.http import loop_server
+
+    server = loop_server.create(asgi_app, sockets=[listener])  # type: ignore[list-item]
+    try:
+        server.run()
+    finally:
+        server.close()
+
+
 def main() -> None:
     host, threads = sys.argv[1], int(sys.argv[2])
     kind = sys.argv[3] if len(sys.argv) > 3 else "uvicorn"
+    workers = int(sys.argv[4]) if len(sys.argv) > 4 else 1
     if kind == "uvicorn":
         from mailtrack.http import loop_server
 
-        server = loop_server.create(asgi_app, host=host, port=0)
-        print(f"static GIF (no store) on http://{host}:{server.effective_port} (uvicorn, as mailtrack serve runs it)",
-              flush=True)
-        try:
-            server.run()
-        finally:
-            server.close()
+        listener = loop_server.bind(host, 0)
+        print(f"static GIF (no store) on http://{host}:{listener.getsockname()[1]} (uvicorn, as mailtrack serve runs "
+              f"it; {workers} worker(s))", flush=True)
+        if workers == 1:
+            _serve(listener)
+            return
+        # as `serve --workers`: forked processes on one listening socket; a stop signal goes to each
+        children = []
+        for _ in range(workers):
+            pid = os.fork()
+            if pid == 0:
+                signal.signal(signal.SIGINT, signal.SIG_DFL)
+                try:
+                    _serve(listener)
+                finally:
+                    os._exit(0)
+            children.append(pid)
+
+        def forward(signum: int, frame: object) -> None:
+            for child in children:
+                try:
+                    os.kill(child, signum)
+                except ProcessLookupError:
+                    pass
+
+        signal.signal(signal.SIGINT, forward)
+        signal.signal(signal.SIGTERM, forward)
+        for child in children:
+            os.waitpid(child, 0)
         return
     from mailtrack.http import server as tuned
 

@@ -90,15 +90,11 @@ def render(
     postgres: tuple[str, dict[str, str]] | None = None,
 ) -> str:
     """The report. ``postgres`` is (the description of the cluster, its settings) when PostgreSQL ran."""
-    sqlite_run = next((r for r in results if r.store == "sqlite"), None)
-    threads = (
-        f"{args.threads} (`--threads`)"
-        if args.threads
-        else f"the `serve` default ({(sqlite_run.os_threads or 3) - 3} worker threads: "
-        f"{sqlite_run.os_threads} OS threads = main + workers + 2 recorder threads, with SQLite)"
-        if sqlite_run
-        else "the `serve` default"
-    )
+    threads = f"{args.threads or 8}{'' if args.threads else ' (the `serve` default)'}" + (
+        " (uvicorn: the pool for the paths that read the store; pixels and clicks are answered on the event loop)"
+        if args.server == "uvicorn" else " (waitress: one per request being served)")
+    workers = getattr(args, "workers", 1)
+    threads += f"; workers: {workers}" + (" (forked processes on one socket, `--workers`)" if workers > 1 else "")
     stores = list(dict.fromkeys(r.store for r in results))
     commands = {r.store: r.server_command for r in reversed(results)}
     lines = [
@@ -279,7 +275,8 @@ def render_static(results: list[RunResult], statics: dict[str, float], args: arg
         "## Against the static-GIF contender",
         "",
         (
-            f"The same server ({args.server}, the same configuration, {args.threads or 8} threads) answering every request "
+            f"The same server ({args.server}, the same configuration, {args.threads or 8} threads, "
+                   f"{getattr(args, 'workers', 1)} worker(s)) answering every request "
             f"with the pixel and storing nothing, loaded after the mailtrack runs by the same generator at "
             f"{args.connections} connections for the same time: once per generator, whatever the stores (it has none)."
         ),
