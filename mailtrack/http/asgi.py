@@ -29,7 +29,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from mailtrack.http.messages import MAX_BODY, Request, Response, too_large
-from mailtrack.http.wsgi import WsgiApp, log_access, text
+from mailtrack.http.wsgi import WsgiApp, log_access
 
 __all__ = ["AsgiApp", "LOOP_KINDS"]
 
@@ -81,7 +81,7 @@ class AsgiApp:
         headers: dict[str, str] = {}
         for name, value in scope.get("headers", ()):
             key = name.decode("latin-1").lower()
-            value_text = text(value.decode("latin-1"))
+            value_text = value.decode("utf-8", "replace")  # as text() reads the WSGI server's Latin-1, in one step
             headers[key] = f"{headers[key]}, {value_text}" if key in headers else value_text
         refused = too_large(headers.get("content-length"))
         if refused is not None:
@@ -151,5 +151,5 @@ async def _body(receive: Receive) -> bytes | None:
 def _header(scope: Scope, name: bytes) -> str:
     for key, value in scope.get("headers", ()):
         if key.lower() == name:
-            return text(value.decode("latin-1"))
+            return str(value.decode("utf-8", "replace"))
     return ""
