@@ -21,7 +21,7 @@ import asyncio
 import ssl
 import urllib.parse
 from collections.abc import Mapping
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 from mailtrack.exceptions import MailtrackError
 
@@ -45,11 +45,18 @@ class Answer(NamedTuple):
 
 
 class _Reading:
-    """httptools' callbacks for one answer: the headers, whether the head and the message are complete."""
+    """httptools' callbacks for one answer: the headers, whether the head and the message are complete.
+
+    Interim answers (``1xx`` but ``101``: ``100 Continue``, ``103 Early Hints``) are not the answer (RFC 9110
+    15.2): their headers are dropped and the reading goes on to the final answer that follows them.
+    """
 
     def __init__(self) -> None:
+        self.parser: Any = None  # the httptools parser feeding these callbacks (for the status of each head)
         self.headers: dict[str, str] = {}
+        self.status = 0
         self.head_done = False
+        self.interim = False
         self.done = False
         self.body = 0
 
@@ -57,12 +64,18 @@ class _Reading:
         self.headers[name.decode("latin-1").lower()] = value.decode("latin-1")
 
     def on_headers_complete(self) -> None:
-        self.head_done = True
+        self.status = int(self.parser.get_status_code())
+        self.interim = 100 <= self.status < 200 and self.status != 101
+        self.head_done = not self.interim
 
     def on_body(self, body: bytes) -> None:
         self.body += len(body)
 
     def on_message_complete(self) -> None:
+        if self.interim:  # a 1xx: the final answer is still to come on this connection
+            self.interim = False
+            self.headers = {}
+            return
         self.done = True
 
 
@@ -72,7 +85,8 @@ class _Connection(NamedTuple):
 
 
 class PostClient:
-    """POSTs to one URL over at most ``limit`` kept-alive connections; each step bounded by ``timeout`` seconds.
+    """POSTs to one URL over at most ``limit`` kept-alive connections; connecting, then sending a POST and reading
+    its answer, are each bounded by ``timeout`` seconds in total.
 
     Use from one event loop; :meth:`close` closes the idle connections.
     """
@@ -144,17 +158,26 @@ class PostClient:
         return _Connection(reader, writer)
 
     async def _exchange(self, connection: _Connection, request: bytes, *, reused: bool) -> Answer:
+        """Write ``request`` and read its answer, all within ``timeout`` seconds in total (an answer dribbled a
+        byte at a time, each byte well within it, is cut off all the same; once its head is whole, the status
+        stands and the connection is dropped)."""
         import httptools
 
         reading = _Reading()
         parser = httptools.HttpResponseParser(reading)
+        reading.parser = parser
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.timeout
         keep = False
         received = 0
         try:
             connection.writer.write(request)
             await asyncio.wait_for(connection.writer.drain(), self.timeout)
             while not reading.done:
-                data = await asyncio.wait_for(connection.reader.read(65536), self.timeout)
+                left = deadline - loop.time()
+                if left <= 0:
+                    raise asyncio.TimeoutError
+                data = await asyncio.wait_for(connection.reader.read(65536), left)
                 if not data:
                     if received == 0 and reused:
                         raise _Stale
@@ -168,16 +191,17 @@ class PostClient:
                     raise PostFailed("the receiver answered with a protocol upgrade") from None
                 except httptools.HttpParserError as exc:
                     if reading.done:  # bytes after a whole answer (a 204 with a body): the answer stands
-                        break
+                        return Answer(reading.status, reading.headers)  # the connection is not reused
                     raise PostFailed(f"unreadable answer: {exc}") from None
                 if not reading.head_done and received > _MAX_HEAD:
                     raise PostFailed(f"the answer's head is longer than {_MAX_HEAD} bytes")
                 if reading.head_done and reading.body > MAX_ANSWER:
                     break  # enough: the status is known; the connection is not reused
-            status = int(parser.get_status_code())
             keep = reading.done and parser.should_keep_alive() and len(self._idle) < self.limit
-            return Answer(status, reading.headers)
+            return Answer(reading.status, reading.headers)
         except asyncio.TimeoutError:
+            if reading.head_done:  # the status is known, only the body is late: it stands, the connection goes
+                return Answer(reading.status, reading.headers)
             raise PostFailed(f"timed out: no answer within {self.timeout:g} s") from None
         except (ConnectionError, OSError) as exc:
             if reused and received == 0 and isinstance(exc, ConnectionError):
