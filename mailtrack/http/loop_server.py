@@ -15,7 +15,15 @@ clients are cut off by time, never good ones by count:
   (uvicorn only times idle connections out after a first response);
 * a **request deadline**: a request whose head and body have not fully
   arrived :data:`~.server.REQUEST_SECONDS` after its first byte is cut off
-  (slowloris: uvicorn has no such limit);
+  (slowloris: uvicorn has no such limit), a request begun in the packet that
+  ended the one before it included;
+* a **head limit** (:data:`HEAD_BYTES`, waitress' own): httptools has none and
+  joins a long header piece by piece, so one client sending gigabytes of a
+  head kept the loop copying them and every other client waiting;
+* a refusal (400, 431) answers the request it refuses, after the answers owed
+  to the requests pipelined before it (uvicorn wrote it at once, in place of
+  theirs); an ``Upgrade`` request is answered as any other and the bytes
+  after it are the next request (uvicorn dropped them);
 * the open-file limit raised to its hard limit, so thousands of idle
   connections fit (an idle connection costs a socket and a few KB, no thread);
 * SIGTERM/SIGINT: stop accepting, answer the requests in flight (at most
@@ -37,9 +45,16 @@ import urllib.parse
 from collections.abc import Iterator, Sequence
 from typing import Any
 
+from mailtrack.http.messages import Response
 from mailtrack.http.server import IDLE_SECONDS, REQUEST_SECONDS, Refusal, raise_file_limit
 
-__all__ = ["LoopServer", "available", "bind", "create"]
+__all__ = ["HEAD_BYTES", "LoopServer", "available", "bind", "create"]
+
+#: Bytes a request's head (request line and headers) may have, as in waitress: past it, a 431 and the connection
+#: closed (httptools has no limit and joins a header value piece by piece: a head of gigabytes, the loop copying
+#: it, every other client waiting). Counted from the packet after the one the head began in, so a head is cut
+#: off at most one read (256 KiB) past this, and never before.
+HEAD_BYTES = 262_144
 
 
 def available() -> bool:
@@ -131,30 +146,78 @@ _PROTOCOL: type | None = None
 
 
 def _protocol_class() -> type:
-    """uvicorn's httptools protocol with an idle deadline before the first byte and a deadline per request."""
+    """uvicorn's httptools protocol with deadlines, a head size limit and refusals that never answer the wrong
+    request (see :data:`HEAD_BYTES` and the module's docstring)."""
     global _PROTOCOL
     if _PROTOCOL is not None:
         return _PROTOCOL
+    import httptools
     from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
     class DeadlineProtocol(HttpToolsProtocol):
         _deadline: asyncio.TimerHandle | None = None
-        _arriving = False
+        _arriving = False  # a request is arriving: its deadline runs
+        _in_head = False  # the current request's head is not whole yet
+        _messages = 0  # requests begun on this connection
+        _head_bytes = 0  # bytes of the current head, from the packet after the one it began in
+        _refusal: bytes | None = None  # the answer to an unreadable request, sent once the answers before it are
+        _running: Any = None  # the request whose answer is being made
 
         def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
             super().connection_made(transport)
             self._arm(IDLE_SECONDS)  # a connection that never sends a byte
 
         def data_received(self, data: bytes) -> None:
+            """uvicorn's, plus: the deadline, the head limit; an ``Upgrade`` is never done (the bytes after its
+            head are the next request: uvicorn dropped them); no log line per bad client (the 400 says it)."""
+            if self._refusal is not None or self.parser is None:  # refused: nothing more is read
+                return
             if not self._arriving and data:
                 self._arriving = True
                 self._arm(REQUEST_SECONDS)
-            super().data_received(data)
+            messages, size = self._messages, len(data)
+            self._unset_keepalive_if_required()
+            while data:
+                try:
+                    self.parser.feed_data(data)
+                except httptools.HttpParserUpgrade as upgrade:  # no websockets here: go on with the rest as HTTP
+                    offset = int(upgrade.args[0]) if upgrade.args else 0
+                    data = data[offset:] if 0 < offset < len(data) else b""
+                    continue
+                except httptools.HttpParserError:
+                    self.send_400_response("Invalid HTTP request received.")
+                    return
+                break
+            if self._in_head and self._messages == messages and self._refusal is None:
+                self._head_bytes += size
+                if self._head_bytes > HEAD_BYTES:  # httptools joins a header piece by piece: bounded here
+                    self._refuse(431, f"the request's head is longer than {HEAD_BYTES} bytes")
+
+        def on_message_begin(self) -> None:
+            super().on_message_begin()
+            self._messages += 1
+            self._in_head = True
+            self._head_bytes = 0
+            if not self._arriving:  # begun in the packet that ended the request before: its own deadline
+                self._arriving = True
+                self._arm(REQUEST_SECONDS)
+
+        def on_headers_complete(self) -> None:
+            self._in_head = False
+            super().on_headers_complete()
 
         def on_message_complete(self) -> None:
             self._arriving = False
             self._disarm()
             super().on_message_complete()
+
+        def on_response_complete(self) -> None:
+            if self._refusal is not None and not self.pipeline and not self.transport.is_closing():
+                self.server_state.total_requests += 1
+                self.transport.write(self._refusal)  # the answers before it are out: now the refusal
+                self.transport.close()
+                return
+            super().on_response_complete()
 
         def connection_lost(self, exc: Exception | None) -> None:
             self._disarm()
@@ -171,30 +234,49 @@ def _protocol_class() -> type:
 
         def send_400_response(self, msg: str) -> None:
             """uvicorn's plain 400 for what it cannot parse, or the path's own refusal (an API's JSON error)."""
-            refusal = getattr(self.config, "mailtrack_refusal", None)
+            self._refuse(400, msg)
+
+        def _refuse(self, status: int, msg: str) -> None:
+            """Answer ``status`` (in the path's shape when an API's) and close; after the answers still owed to
+            the requests before it on this connection (pipelined), never in place of one of them."""
+            self._refusal = self._refusal_bytes(status, msg)
+            self.flow.pause_reading()
             cycle = getattr(self, "cycle", None)
-            if cycle is not None and cycle.response_started:  # an answer is on its way: it cannot be followed
-                self.transport.close()
-                return
+            if not self._in_head and cycle is not None and cycle.more_body and not cycle.response_complete:
+                # The refused request is the last one whose head was read (its body is broken): its app gets a
+                # disconnect, its answer is never written (the refusal is its answer), it is never started.
+                self.pipeline = type(self.pipeline)(entry for entry in self.pipeline if entry[0] is not cycle)
+                cycle.disconnected = True
+                cycle.message_event.set()
+            running = self._running
+            if running is not None and not running.response_complete and not running.disconnected:
+                return  # written by on_response_complete once the requests before it are answered
+            self.transport.write(self._refusal)
+            self.transport.close()
+
+        def _start_asgi_task(self, cycle: Any, app: Any) -> None:
+            self._running = cycle  # the request being answered (self.cycle is the last one read)
+            super()._start_asgi_task(cycle, app)
+
+        def _refusal_bytes(self, status: int, msg: str) -> bytes:
+            refusal = getattr(self.config, "mailtrack_refusal", None)
             answer = None
             if refusal is not None:
                 raw = bytes(getattr(self, "url", b"") or b"").split(b"?", 1)[0]
                 try:
-                    answer = refusal(urllib.parse.unquote(raw.decode("latin-1")), 400, msg)
-                except Exception:  # noqa: BLE001 - uvicorn's own plain answer is still an answer
+                    answer = refusal(urllib.parse.unquote(raw.decode("latin-1")), status, msg)
+                except Exception:  # noqa: BLE001 - a plain answer is still an answer
                     answer = None
             if answer is None:
-                super().send_400_response(msg)
-                return
+                answer = Response(status, [("Content-Type", "text/plain; charset=utf-8")], msg.encode("ascii"))
             head = [f"HTTP/1.1 {answer.status} {answer.reason}\r\n".encode("latin-1")]
-            for name, value in self.server_state.default_headers:
-                head.append(name + b": " + value + b"\r\n")
+            for raw_name, raw_value in self.server_state.default_headers:
+                head.append(raw_name + b": " + raw_value + b"\r\n")
             for name, value in answer.safe_headers:
                 if name.lower() not in ("connection", "content-length"):
                     head.append(f"{name}: {value}\r\n".encode("latin-1"))
             head.append(f"content-length: {len(answer.body)}\r\nconnection: close\r\n\r\n".encode("ascii"))
-            self.transport.write(b"".join(head) + answer.body)
-            self.transport.close()
+            return b"".join(head) + answer.body
 
         def _expired(self) -> None:
             self._deadline = None

@@ -1,0 +1,176 @@
+"""Review of issue 12 (attacker): ``mailtrack serve`` on uvicorn against clients that break HTTP on purpose.
+
+Real ``mailtrack serve`` subprocesses (each on uvicorn and, where the
+comparison matters, on ``--server waitress``) and an in-process
+:class:`~mailtrack.http.loop_server.LoopServer` with short deadlines, on
+loopback sockets. Every wait is bounded by a socket timeout or ``wait_until``
+(hang guards), never a timing assertion.
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+import threading
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+from support.helpers import make_tracker, wait_until
+from test_serve_connections import closed_by_server
+from test_serve_http import Server
+
+from mailtrack.http.pages import GIF
+
+GUARD = 10.0
+
+
+@pytest.fixture(scope="module", params=["uvicorn", "waitress"])
+def server(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    workdir = tmp_path_factory.mktemp(request.param)
+    running = Server(workdir / "events.sqlite", workdir, "--server", request.param)
+    try:
+        yield running
+    finally:
+        running.stop()
+
+
+def pixel_path(message_id: str) -> str:
+    rewritten = make_tracker().rewrite_html('<a href="https://example.com/a">a</a>', message_id=message_id,
+                                            recipient="ann@example.com")
+    assert rewritten.pixel is not None
+    return rewritten.pixel.html.split('src="', 1)[1].split('"', 1)[0].split("example.com", 1)[1]
+
+
+def exchange(port: int, data: bytes) -> bytes:
+    """Send ``data`` at once, then read until the server closes (or the guard runs out)."""
+    with socket.create_connection(("127.0.0.1", port), timeout=GUARD) as conn:
+        conn.sendall(data)
+        received = b""
+        try:
+            while chunk := conn.recv(65536):
+                received += chunk
+        except (TimeoutError, ConnectionResetError):
+            pass
+    return received
+
+
+def test_a_head_that_never_ends_is_cut_off_before_it_fills_the_servers_memory(server: Server) -> None:
+    """uvicorn had no limit on a request's head: httptools joined a header value piece by piece (quadratic), the
+    event loop copied gigabytes, and every other client waited for it. Cut off past a limit, as waitress does."""
+    with socket.create_connection(("127.0.0.1", server.port), timeout=GUARD) as conn:
+        conn.sendall(b"GET /v3/templates HTTP/1.1\r\nHost: t\r\nX-Huge: ")
+        piece, sent, cut = b"a" * 65536, 0, False
+        try:
+            while sent < 64 << 20:
+                conn.sendall(piece)
+                sent += len(piece)
+        except OSError:  # reset or broken pipe: the server closed the connection
+            cut = True
+        answer = b""
+        if not cut:
+            try:
+                answer = conn.recv(65536)
+            except OSError:
+                cut = True
+    assert cut or answer, f"{sent} bytes of one header taken without an answer"
+    if answer:
+        assert answer.startswith(b"HTTP/1.1 431 ")
+        assert json.loads(answer.split(b"\r\n\r\n", 1)[1])["errors"][0]["message"]  # the v3 API's error shape
+    assert wait_until(lambda: exchange(server.port, f"GET {pixel_path('<head@x>')} HTTP/1.1\r\nHost: t\r\n"
+                                       "Connection: close\r\n\r\n".encode()).endswith(GIF), timeout=GUARD)
+
+
+@pytest.mark.parametrize("garbage", [b"GARBAGE \x01\x02\r\n\r\n", b"\x01\x02\r\n\r\n", b"GET / HTTP/9.9\r\n\r\n"])
+def test_a_pixel_request_followed_by_garbage_still_gets_its_gif(server: Server, garbage: bytes) -> None:
+    """The 400 for unparseable bytes pipelined after a valid request answers them, not the request before:
+    uvicorn wrote it at once, in place of the pixel's answer (whose event was stored all the same)."""
+    data = exchange(server.port, f"GET {pixel_path('<garbage@x>')} HTTP/1.1\r\nHost: t\r\n\r\n".encode()
+                    + garbage)
+    assert data.startswith(b"HTTP/1.1 200 OK\r\n") and GIF in data
+
+
+def test_requests_pipelined_before_a_broken_one_are_answered_in_order_then_it_is_refused(server: Server) -> None:
+    pixel = f"GET {pixel_path('<order@x>')} HTTP/1.1\r\nHost: t\r\n\r\n".encode()
+    broken = (b"POST /v3/user/webhooks/event/settings HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n"
+              b"Content-Type: application/json\r\n\r\nzz\r\nxx\r\n0\r\n\r\n")
+    data = exchange(server.port, pixel + pixel + broken)
+    answers = data.split(b"HTTP/1.1 ")[1:]
+    assert [answer[:3] for answer in answers] == [b"200", b"200", b"400"]
+    assert answers[0].endswith(GIF) and answers[1].endswith(GIF)
+    assert json.loads(answers[2].split(b"\r\n\r\n", 1)[1])["errors"][0]["field"] is None  # the v3 API's shape
+
+
+def test_an_upgrade_request_does_not_swallow_the_request_pipelined_after_it(server: Server) -> None:
+    """Nothing is upgraded here (no websockets): the bytes after an ``Upgrade`` request's head are the next
+    request. uvicorn dropped them when they came in the same packet, and that request hung unanswered."""
+    data = exchange(server.port, f"GET {pixel_path('<upgrade@x>')} HTTP/1.1\r\nHost: t\r\nUpgrade: h2c\r\n"
+                    "Connection: Upgrade, HTTP2-Settings\r\nHTTP2-Settings: AAMAAABkAARAAAAAAAIAAAAA\r\n\r\n"
+                    "GET /healthz HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n".encode())
+    assert data.startswith(b"HTTP/1.1 200 OK\r\n") and GIF in data
+    assert data.count(b"HTTP/1.1 200 OK\r\n") == 2 and b'"status":"ok"' in data
+
+
+# -- the deadlines, in process with short ones ---------------------------------------------------------------------
+
+async def _echo_length(scope: dict[str, Any], receive: Any, send: Any) -> None:
+    """An ASGI app that reads the whole body (as mailtrack's does), then answers its length."""
+    if scope["type"] == "lifespan":
+        while True:
+            message = await receive()
+            await send({"type": message["type"] + ".complete"})
+            if message["type"] == "lifespan.shutdown":
+                return
+    size = 0
+    while True:
+        message = await receive()
+        size += len(message.get("body", b""))
+        if message["type"] == "http.disconnect" or not message.get("more_body"):
+            break
+    body = str(size).encode()
+    await send({"type": "http.response.start", "status": 200,
+                "headers": [(b"content-type", b"text/plain"), (b"content-length", str(len(body)).encode())]})
+    await send({"type": "http.response.body", "body": body})
+
+
+@pytest.fixture
+def short_deadlines(monkeypatch: pytest.MonkeyPatch) -> Iterator[Callable[[], int]]:
+    from mailtrack.http import loop_server
+
+    monkeypatch.setattr(loop_server, "IDLE_SECONDS", 1.0)
+    monkeypatch.setattr(loop_server, "REQUEST_SECONDS", 1.5)
+    monkeypatch.setattr(loop_server, "_PROTOCOL", None)  # made again with the short deadlines
+    running = loop_server.create(_echo_length, host="127.0.0.1", port=0)
+    runner = threading.Thread(target=running.run)
+    runner.start()
+    try:
+        yield lambda: running.effective_port
+    finally:
+        running.stop()
+        runner.join(10)
+        running.close()
+        monkeypatch.setattr(loop_server, "_PROTOCOL", None)
+
+
+@pytest.mark.timeout(60)
+def test_a_pipelined_request_whose_body_never_comes_is_cut_off_by_the_request_deadline(
+        short_deadlines: Callable[[], int]) -> None:
+    """A request that began in the packet that ended the one before it had no deadline at all (it was armed only
+    when a packet began a request): its body never came, and the connection was held for ever."""
+    port = short_deadlines()
+    with socket.create_connection(("127.0.0.1", port), timeout=GUARD) as conn:
+        conn.sendall(b"GET / HTTP/1.1\r\nHost: t\r\n\r\nPOST / HTTP/1.1\r\nHost: t\r\nContent-Length: 10\r\n\r\n")
+        wait_until(lambda: closed_by_server(conn), timeout=GUARD, what="the server to cut the body-less request off")
+
+
+@pytest.mark.timeout(60)
+def test_a_pipelined_request_whose_body_comes_in_time_is_answered(short_deadlines: Callable[[], int]) -> None:
+    port = short_deadlines()
+    with socket.create_connection(("127.0.0.1", port), timeout=GUARD) as conn:
+        conn.sendall(b"GET / HTTP/1.1\r\nHost: t\r\n\r\nPOST / HTTP/1.1\r\nHost: t\r\nContent-Length: 3\r\n"
+                     b"Connection: close\r\n\r\n")
+        conn.sendall(b"abc")
+        data = b""
+        while chunk := conn.recv(65536):
+            data += chunk
+    assert data.count(b"HTTP/1.1 200 OK\r\n") == 2 and data.endswith(b"\r\n\r\n3")
