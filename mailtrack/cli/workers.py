@@ -7,12 +7,23 @@ own service (store connections, recorder and spool), and the first one also
 runs the webhook deliveries and the stats roller (one sender, one roller, as
 with one process). The kernel hands new connections to whichever worker
 accepts first. A worker that dies (a crash, ``kill -9``) is started again, after a
-pause that grows while workers keep dying at once (1 s, doubling, at most 30 s);
-what it had answered was committed or spooled, and its spool is drained by
-the workers (spool files are taken with ``flock``). SIGTERM or SIGINT is
-passed to every worker, each stops as ``serve`` does (answers what is in
-flight, then closes its recorder), and the parent exits 0 when all did.
-POSIX only (``fork``).
+pause that grows while workers keep dying young (1 s, doubling, at most 30 s;
+each worker's death is noticed within a tenth of a second, so its age is
+right, whatever the others do); what it had answered was committed or
+spooled, and its spool is drained by the workers (spool files are taken with
+``flock``). A worker that cannot start (the database cannot be opened...)
+says why in one line; when that happens at the very first start, the
+configuration is wrong: ``serve`` stops and exits 1, as it does alone.
+
+SIGTERM or SIGINT is passed to every worker as SIGTERM; each stops as
+``serve`` does (answers what is in flight, then closes its recorder), and
+the parent exits 0 when all did. The workers have a process group of their
+own, so Ctrl-C in a terminal reaches the parent only (a worker that also got
+the terminal's SIGINT took the second signal for "stop at once" and dropped
+the requests in flight).
+A second signal is passed on as SIGINT: the workers stop at once. On Linux a
+worker whose parent dies (``kill -9``) gets SIGTERM and stops the same way
+(``PR_SET_PDEATHSIG``); elsewhere it notices within a second. POSIX only (``fork``).
 """
 
 from __future__ import annotations
@@ -22,6 +33,7 @@ import os
 import signal
 import socket
 import sys
+import threading
 import time
 from types import FrameType
 
@@ -35,10 +47,16 @@ log = logging.getLogger("mailtrack")
 _QUICK_EXIT = 2.0
 #: Pause before starting again a worker that failed quickly: doubled per failure in a row, capped.
 _FIRST_PAUSE, _MAX_PAUSE = 1.0, 30.0
+#: How often the supervisor looks for workers that ended.
+_POLL = 0.1
+#: The exit status of a worker that could not start (why is logged in one line).
+_START_FAILED = 3
+_STOPPING = {signal.SIGTERM, signal.SIGINT}
 
 
 def run_workers(config: Config, *, grace: float) -> int:
-    """Serve ``config`` with ``config.workers`` processes until SIGTERM/SIGINT; 0 when every worker stopped cleanly."""
+    """Serve ``config`` with ``config.workers`` processes until SIGTERM/SIGINT; 0 when every worker stopped cleanly,
+    1 when one did not, or when the workers could not start at all."""
     from mailtrack.exceptions import ConfigurationError
     from mailtrack.http import loop_server
     from mailtrack.storage.dsn import masked
@@ -60,47 +78,75 @@ class _Supervisor:
         self.config = config
         self.listener = listener
         self.grace = grace
-        self.children: dict[int, tuple[int, float]] = {}  # pid -> (worker index, when it started)
+        self.pid = os.getpid()
+        self.children: dict[int, tuple[int, float, bool]] = {}  # pid -> (worker index, when it started, first start)
         self.stopping = False
+        self.signals = 0
         self.codes: list[int] = []
 
     def run(self) -> int:
         signal.signal(signal.SIGTERM, self._signal)
         signal.signal(signal.SIGINT, self._signal)
         for index in range(self.config.workers):
-            self._spawn(index)
+            self._spawn(index, first=True)
         failures_in_a_row = 0
-        while self.children:
-            try:
-                pid, status = os.waitpid(-1, 0)
-            except ChildProcessError:
-                break
-            found = self.children.pop(pid, None)
-            if found is None:
-                continue
-            index, started = found
-            code = os.waitstatus_to_exitcode(status)
+        due: dict[int, float] = {}  # worker index -> when to start it again
+        could_not_start = False
+        while self.children or (due and not self.stopping):
+            ended = self._reap()
+            now = time.monotonic()
+            for pid, code in ended:
+                index, started, first = self.children.pop(pid)
+                if self.stopping:
+                    self.codes.append(code)
+                    continue
+                if code == _START_FAILED and first:  # the configuration is wrong: as serve alone, stop and say so
+                    log.error("mailtrack: worker %d could not start (see above); stopping", index)
+                    could_not_start = True
+                    self._stop(signal.SIGTERM)
+                    continue
+                quick = now - started < _QUICK_EXIT
+                failures_in_a_row = failures_in_a_row + 1 if quick else 0
+                pause = min(_FIRST_PAUSE * 2 ** (failures_in_a_row - 1), _MAX_PAUSE) if quick else 0.0
+                log.error("mailtrack: worker %d (pid %d) exited (%s); starting it again%s", index, pid, _how(code),
+                          f" in {pause:g} s" if pause else "")
+                due[index] = now + pause
             if self.stopping:
-                self.codes.append(code)
-                continue
-            quick = time.monotonic() - started < _QUICK_EXIT
-            failures_in_a_row = failures_in_a_row + 1 if quick else 0
-            pause = min(_FIRST_PAUSE * 2 ** (failures_in_a_row - 1), _MAX_PAUSE) if quick else 0.0
-            log.error("mailtrack: worker %d (pid %d) exited (%s); starting it again%s", index, pid, _how(code),
-                      f" in {pause:g} s" if pause else "")
-            deadline = time.monotonic() + pause
-            while not self.stopping and time.monotonic() < deadline:
-                time.sleep(min(0.1, deadline - time.monotonic()))
-            if not self.stopping:
-                self._spawn(index)
+                due.clear()
+            for index, when in sorted(due.items()):
+                if when <= now:
+                    del due[index]
+                    self._spawn(index, first=False)
+            if not ended:
+                time.sleep(_POLL)
         self.listener.close()
+        if could_not_start:
+            return 1
         failed = [code for code in self.codes if code != 0]
         if failed:
             log.error("mailtrack: %d worker(s) did not stop cleanly: %s", len(failed), ", ".join(map(_how, failed)))
         return 1 if failed else 0
 
+    def _reap(self) -> list[tuple[int, int]]:
+        """The workers that ended since the last look, with their exit codes (never blocks)."""
+        ended = []
+        while True:
+            try:
+                pid, status = os.waitpid(-1, os.WNOHANG)
+            except ChildProcessError:
+                break
+            if pid == 0:
+                break
+            if pid in self.children:
+                ended.append((pid, os.waitstatus_to_exitcode(status)))
+        return ended
+
     def _signal(self, signum: int, frame: FrameType | None) -> None:
-        """Stop: pass the signal to every worker (a second one, too: uvicorn then stops at once)."""
+        """Stop: SIGTERM to every worker (they answer what is in flight); a second signal, SIGINT: at once."""
+        self.signals += 1
+        self._stop(signal.SIGTERM if self.signals == 1 else signal.SIGINT)
+
+    def _stop(self, signum: int) -> None:
         self.stopping = True
         for pid in list(self.children):
             try:
@@ -108,16 +154,23 @@ class _Supervisor:
             except ProcessLookupError:
                 pass
 
-    def _spawn(self, index: int) -> None:
+    def _spawn(self, index: int, *, first: bool) -> None:
         sys.stdout.flush()
         sys.stderr.flush()
-        pid = os.fork()
-        if pid == 0:  # the worker: never returns
-            _worker(self.config, self.listener, index, self.grace)
-        self.children[pid] = (index, time.monotonic())
+        # A stop signal between fork() and noting the child would miss it: held back until it is noted (the child
+        # inherits the mask and lifts it once its own handlers are in place).
+        mask = signal.pthread_sigmask(signal.SIG_BLOCK, _STOPPING)
+        try:
+            pid = os.fork()
+            if pid == 0:  # the worker: never returns
+                _worker(self.config, self.listener, index, self.grace, parent=self.pid, mask=mask)
+            self.children[pid] = (index, time.monotonic(), first)
+        finally:
+            signal.pthread_sigmask(signal.SIG_SETMASK, mask)
 
 
-def _worker(config: Config, listener: socket.socket, index: int, grace: float) -> None:
+def _worker(config: Config, listener: socket.socket, index: int, grace: float, *, parent: int,
+            mask: set[int | signal.Signals]) -> None:
     """Serve in this (forked) process until told to stop; ends the process with its exit code."""
     code = 1
     told: list[int] = []
@@ -125,15 +178,27 @@ def _worker(config: Config, listener: socket.socket, index: int, grace: float) -
         # Until uvicorn installs its own handlers (when it runs), a stop is noted and honoured at once after start-up.
         signal.signal(signal.SIGTERM, lambda signum, frame: told.append(signum))
         signal.signal(signal.SIGINT, lambda signum, frame: told.append(signum))
+        _own_group()
+        _stop_with(parent)
+        signal.pthread_sigmask(signal.SIG_SETMASK, mask)
+        if os.getppid() != parent:  # the supervisor died before this worker could ask to be told
+            told.append(signal.SIGTERM)
         from mailtrack.cli.serve import run_loop_server
+        from mailtrack.exceptions import MailtrackError
         from mailtrack.service import build_service, create_loop_server
+        from mailtrack.storage.base import StoreUnavailable
 
-        service = build_service(config, background=index == 0)
         try:
-            server = create_loop_server(service, config, sockets=[listener], grace=grace)
-        except BaseException:
-            service.close()
-            raise
+            service = build_service(config, background=index == 0)
+            try:
+                server = create_loop_server(service, config, sockets=[listener], grace=grace)
+            except BaseException:
+                service.close()
+                raise
+        except (MailtrackError, StoreUnavailable, OSError) as exc:  # what serve alone says in one line
+            log.error("mailtrack: worker %d could not start: %s", index, _reason(exc))
+            code = _START_FAILED
+            return
         if told:
             server.stop()
         code = run_loop_server(server, service)
@@ -145,6 +210,46 @@ def _worker(config: Config, listener: socket.socket, index: int, grace: float) -
             sys.stderr.flush()
         finally:
             os._exit(code)
+
+
+def _own_group() -> None:
+    """Leave the terminal's process group: Ctrl-C reaches the supervisor only, which passes SIGTERM on (a worker
+    that got the terminal's SIGINT and the supervisor's would take the second for "stop at once")."""
+    try:
+        os.setpgid(0, 0)
+    except OSError:  # already a group leader, or not allowed: the terminal's signals may come twice
+        return
+    signal.signal(signal.SIGTTOU, signal.SIG_IGN)  # writing its log lines to the terminal is still allowed
+
+
+def _stop_with(parent: int) -> None:
+    """Have this worker get SIGTERM when the supervisor ``parent`` dies, even by ``kill -9``: orphaned workers would
+    keep answering on the shared socket, unsupervised. Linux: ``PR_SET_PDEATHSIG``; elsewhere a thread that looks
+    at the parent's pid every second."""
+    if sys.platform.startswith("linux"):
+        try:
+            import ctypes
+
+            if ctypes.CDLL(None, use_errno=True).prctl(1, int(signal.SIGTERM), 0, 0, 0) == 0:  # 1: PR_SET_PDEATHSIG
+                return
+        except (OSError, AttributeError):
+            pass
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(1.0)
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    threading.Thread(target=watch, name="mailtrack-parent-watch", daemon=True).start()
+
+
+def _reason(exc: BaseException) -> str:
+    """``exc`` in one line, as the command line words its errors."""
+    from mailtrack.cli._common import cli_wording
+
+    if isinstance(exc, OSError) and exc.strerror:
+        return f"{exc.filename}: {exc.strerror}" if exc.filename else exc.strerror
+    return cli_wording(str(exc) or type(exc).__name__)
 
 
 def _how(code: int) -> str:
