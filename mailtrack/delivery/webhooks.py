@@ -309,6 +309,7 @@ class WebhookDelivery:
         self._running = threading.Lock()  # one deliver_due at a time: the loop and its session are not shared
         self._loop: asyncio.AbstractEventLoop | None = None
         self._session: PostClient | None = None
+        self._in_flight: set[asyncio.Task[int | None]] = set()  # the POSTs of the running deliver_due
 
     def start(self) -> WebhookDelivery:
         self._thread = threading.Thread(target=self._run, name="mailtrack-webhook", daemon=True)
@@ -316,9 +317,18 @@ class WebhookDelivery:
         return self
 
     def stop(self, timeout: float = 5.0) -> None:
-        """Stop after the POSTs in flight (each bounded by ``timeout``); close the connections."""
+        """Stop now: the POSTs in flight are abandoned (their rows stay claimed until their lease ends, then they
+        are posted again: delivery is at least once), so a receiver that hangs never holds a shutdown (SIGTERM
+        stops ``serve`` in well under a second); close the connections. ``timeout`` bounds the wait for the
+        delivery thread (a store call it is making)."""
         self._stop.set()
         self._wake.set()
+        loop = self._loop
+        if loop is not None:
+            try:
+                loop.call_soon_threadsafe(self._abandon)
+            except RuntimeError:  # that loop is closed: nothing is in flight
+                pass
         if self._thread is not None:
             self._thread.join(timeout)
             if self._thread.is_alive():
@@ -357,21 +367,32 @@ class WebhookDelivery:
         lease = self.timeout + 30  # long enough for one attempt; a dead worker's row comes back after it
         batch = max(1, self.concurrency // 4)
         running: set[asyncio.Task[int | None]] = set()
+        self._in_flight = running
         try:
             while not self._stop.is_set():
                 free = self.concurrency - len(running)
                 if free >= batch or not running:
                     claimed = self.store.outbox_claim(self.url, self.clock(), lease, limit=free)
                     running.update(asyncio.ensure_future(self._attempt(client, item)) for item in claimed)
+                    if self._stop.is_set():  # stopped while claiming: these go the same way as the others
+                        self._abandon()
                 if not running:
                     break
-                finished, running = await asyncio.wait(running, return_when=asyncio.FIRST_COMPLETED)
+                finished, pending = await asyncio.wait(running, return_when=asyncio.FIRST_COMPLETED)
+                running.clear()
+                running.update(pending)
                 done += self._settle(finished)
         finally:
             if running:
                 finished, _ = await asyncio.wait(running)
                 done += self._settle(finished)
+            self._in_flight = set()
         return done
+
+    def _abandon(self) -> None:
+        """Cancel the POSTs in flight (on the loop's thread; :meth:`stop` schedules it)."""
+        for task in self._in_flight:
+            task.cancel()
 
     def _client(self) -> PostClient:
         """The loop's client (made on first use, with the loop: its connections belong to it)."""
@@ -392,7 +413,8 @@ class WebhookDelivery:
 
     def _settle(self, finished: Iterable[asyncio.Task[int | None]]) -> int:
         """Mark the delivered ones among ``finished`` (each the row id, or None) in one transaction; how many."""
-        delivered = [item_id for item_id in (task.result() for task in finished) if item_id is not None]
+        results = (task.result() for task in finished if not task.cancelled())  # cancelled: abandoned by stop()
+        delivered = [item_id for item_id in results if item_id is not None]
         self.store.outbox_delivered_many(delivered, self.clock())
         return len(delivered)
 

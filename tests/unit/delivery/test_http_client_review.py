@@ -7,6 +7,10 @@ is bounded by a hang guard, never a timing assertion.
 from __future__ import annotations
 
 import asyncio
+import socket
+import threading
+from datetime import datetime, timezone
+from pathlib import Path
 
 import pytest
 from test_http_client import read_request, serve
@@ -110,3 +114,42 @@ def test_interim_1xx_answers_are_skipped_and_the_final_answer_counts(interim: by
             server.close()
 
     assert run(main()) == [204, 500]
+
+
+# -- stopping the sender while a POST hangs ------------------------------------------------------------------------
+
+def test_stop_abandons_a_post_in_flight_at_once_and_its_row_is_tried_again_later(tmp_path: Path) -> None:
+    """SIGTERM stops ``serve`` in well under a second: a POST to a receiver that never answers is abandoned (its
+    row stays claimed until its lease ends, then it is posted again: at least once), not waited for (``stop``
+    gave up after 5 s and left the thread posting while the store was closed under it)."""
+    from mailtrack.delivery.webhooks import WebhookDelivery
+    from mailtrack.events import TrackingEvent
+    from mailtrack.storage.sqlite import SQLiteStore
+
+    arrived = threading.Event()
+    listener = socket.create_server(("127.0.0.1", 0))
+    held: list[socket.socket] = []
+
+    def hold() -> None:  # accepts, reads the POST, never answers
+        conn, _ = listener.accept()
+        held.append(conn)
+        conn.recv(65536)
+        arrived.set()
+
+    threading.Thread(target=hold, daemon=True).start()
+    url = f"http://127.0.0.1:{listener.getsockname()[1]}/hook"
+    store = SQLiteStore(tmp_path / "events.sqlite")
+    try:
+        store.record(TrackingEvent(event_type="opened", message_id="m1", recipient="a@x",
+                                   timestamp=datetime.now(timezone.utc)), outbox=[url])
+        delivery = WebhookDelivery(store, url, "whsec_" + "A" * 43, timeout=60, poll_interval=0.05).start()
+        assert arrived.wait(GUARD)
+        delivery.stop()
+        assert delivery._thread is not None and not delivery._thread.is_alive()
+        [row] = store.outbox_rows()
+        assert (row["delivered"], row["dead"]) == (None, 0)  # neither delivered nor given up: tried again later
+    finally:
+        for conn in held:
+            conn.close()
+        listener.close()
+        store.close()
