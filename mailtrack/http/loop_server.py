@@ -24,6 +24,9 @@ clients are cut off by time, never good ones by count:
   to the requests pipelined before it (uvicorn wrote it at once, in place of
   theirs); an ``Upgrade`` request is answered as any other and the bytes
   after it are the next request (uvicorn dropped them);
+* output a client does not read is cut off once it makes no progress for
+  :data:`~.server.IDLE_SECONDS` (:data:`FLUSH_SECONDS` when stopping):
+  uvicorn held such a connection for ever, and a stop for its whole grace;
 * the open-file limit raised to its hard limit, so thousands of idle
   connections fit (an idle connection costs a socket and a few KB, no thread);
 * SIGTERM/SIGINT: stop accepting, answer the requests in flight (at most
@@ -48,13 +51,15 @@ from typing import Any
 from mailtrack.http.messages import Response
 from mailtrack.http.server import IDLE_SECONDS, REQUEST_SECONDS, Refusal, raise_file_limit
 
-__all__ = ["HEAD_BYTES", "LoopServer", "available", "bind", "create"]
+__all__ = ["FLUSH_SECONDS", "HEAD_BYTES", "LoopServer", "available", "bind", "create"]
 
 #: Bytes a request's head (request line and headers) may have, as in waitress: past it, a 431 and the connection
 #: closed (httptools has no limit and joins a header value piece by piece: a head of gigabytes, the loop copying
 #: it, every other client waiting). Counted from the packet after the one the head began in, so a head is cut
 #: off at most one read (256 KiB) past this, and never before.
 HEAD_BYTES = 262_144
+#: Stopping, seconds an answer's output may make no progress (a client that does not read) before it is dropped.
+FLUSH_SECONDS = 1.0
 
 
 def available() -> bool:
@@ -162,6 +167,8 @@ def _protocol_class() -> type:
         _head_bytes = 0  # bytes of the current head, from the packet after the one it began in
         _refusal: bytes | None = None  # the answer to an unreadable request, sent once the answers before it are
         _running: Any = None  # the request whose answer is being made
+        _output_watch: asyncio.TimerHandle | None = None  # checks that output waiting to go out still moves
+        _stopping = False
 
         def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
             super().connection_made(transport)
@@ -216,12 +223,57 @@ def _protocol_class() -> type:
                 self.server_state.total_requests += 1
                 self.transport.write(self._refusal)  # the answers before it are out: now the refusal
                 self.transport.close()
-                return
-            super().on_response_complete()
+            else:
+                super().on_response_complete()
+            if self.transport.is_closing():  # closed once its output is out: if it ever goes out
+                self._watch_output()
 
         def connection_lost(self, exc: Exception | None) -> None:
             self._disarm()
+            self._unwatch_output()
             super().connection_lost(exc)
+
+        # -- output a client does not read: a closed connection waits for its output to flush, a pipelined
+        # answer for the one before it to drain, with no deadline (uvicorn): cut off when it stops moving.
+        def pause_writing(self) -> None:
+            super().pause_writing()
+            self._watch_output()
+
+        def resume_writing(self) -> None:
+            super().resume_writing()
+            if not self.transport.is_closing():
+                self._unwatch_output()
+
+        def timeout_keep_alive_handler(self) -> None:
+            super().timeout_keep_alive_handler()
+            self._watch_output()
+
+        def shutdown(self) -> None:
+            """Stopping: as uvicorn, and output that does not move for :data:`FLUSH_SECONDS` is dropped (an
+            answered request whose client does not read is not in flight: it held the stop for its whole grace)."""
+            self._stopping = True
+            super().shutdown()
+            self._unwatch_output()
+            self._watch_output()
+
+        def _watch_output(self) -> None:
+            if self._output_watch is None and self.transport.get_write_buffer_size():
+                seconds = FLUSH_SECONDS if self._stopping else IDLE_SECONDS
+                self._output_watch = self.loop.call_later(seconds, self._check_output,
+                                                          self.transport.get_write_buffer_size())
+
+        def _unwatch_output(self) -> None:
+            if self._output_watch is not None:
+                self._output_watch.cancel()
+                self._output_watch = None
+
+        def _check_output(self, before: int) -> None:
+            self._output_watch = None
+            left = self.transport.get_write_buffer_size()
+            if left and left >= before:  # not a byte went out since the last look: the client does not read
+                self.transport.abort()
+            else:
+                self._watch_output()
 
         def _arm(self, seconds: float) -> None:
             self._disarm()
@@ -282,6 +334,7 @@ def _protocol_class() -> type:
             self._deadline = None
             if not self.transport.is_closing():
                 self.transport.close()
+                self._watch_output()
 
     _PROTOCOL = DeadlineProtocol
     return _PROTOCOL

@@ -174,3 +174,82 @@ def test_a_pipelined_request_whose_body_comes_in_time_is_answered(short_deadline
         while chunk := conn.recv(65536):
             data += chunk
     assert data.count(b"HTTP/1.1 200 OK\r\n") == 2 and data.endswith(b"\r\n\r\n3")
+
+
+# -- clients that never read their answers -------------------------------------------------------------------------
+
+BIG = b"x" * (4 << 20)
+
+
+async def _big(scope: dict[str, Any], receive: Any, send: Any) -> None:
+    """An ASGI app answering every request with 4 MiB (an events page, or many pipelined /openapi.json)."""
+    if scope["type"] == "lifespan":
+        while True:
+            message = await receive()
+            await send({"type": message["type"] + ".complete"})
+            if message["type"] == "lifespan.shutdown":
+                return
+    await receive()
+    await send({"type": "http.response.start", "status": 200,
+                "headers": [(b"content-type", b"text/plain"), (b"content-length", str(len(BIG)).encode())]})
+    await send({"type": "http.response.body", "body": BIG})
+
+
+@pytest.fixture
+def big_answers(monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
+    from mailtrack.http import loop_server
+
+    monkeypatch.setattr(loop_server, "IDLE_SECONDS", 1.0)
+    monkeypatch.setattr(loop_server, "REQUEST_SECONDS", 1.5)
+    monkeypatch.setattr(loop_server, "_PROTOCOL", None)
+    running = loop_server.create(_big, host="127.0.0.1", port=0, grace=600)  # a drain that would wait for ever
+    runner = threading.Thread(target=running.run)
+    runner.start()
+    try:
+        yield running, runner
+    finally:
+        running.stop()
+        runner.join(GUARD)
+        running.close()
+        monkeypatch.setattr(loop_server, "_PROTOCOL", None)
+
+
+def never_reading(port: int, requests: int) -> socket.socket:
+    conn = socket.socket()
+    conn.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)  # a client that reads nothing: its window closes
+    conn.settimeout(GUARD)
+    conn.connect(("127.0.0.1", port))
+    conn.sendall(b"GET / HTTP/1.1\r\nHost: t\r\n\r\n" * requests)
+    return conn
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("requests", [1, 3])
+def test_a_client_that_never_reads_its_answer_is_cut_off(big_answers: Any, requests: int) -> None:
+    """An answer the client never reads was held for ever (the connection, its socket and the answer's bytes):
+    uvicorn closes an idle connection only once its output is flushed, and a pipelined answer waited for the
+    flush with no deadline. Cut off when its output makes no progress for the idle time."""
+    server, _ = big_answers
+    conn = never_reading(server.effective_port, requests)
+    try:  # watched from the server's side: reading the socket here would be reading the answer
+        state = server.server.server_state
+        wait_until(lambda: state.total_requests >= 1 or state.tasks, timeout=GUARD, what="an answer")
+        wait_until(lambda: not state.connections, timeout=GUARD, what="the non-reading client to be cut off")
+    finally:
+        conn.close()
+
+
+@pytest.mark.timeout(60)
+def test_stop_is_not_held_by_a_client_that_never_reads(big_answers: Any) -> None:
+    """SIGTERM: an answered request whose client never reads is not "in flight"; the server waited for its
+    output to flush until the grace ran out (here 600 s)."""
+    server, runner = big_answers
+    conn = never_reading(server.effective_port, 1)
+    try:
+        wait_until(lambda: server.server.server_state.total_requests >= 1 or server.server.server_state.tasks,
+                   timeout=GUARD, what="the request to be answered")
+        server.stop()
+        runner.join(GUARD)
+        assert not runner.is_alive(), "stop() waited for a client that never reads"
+    finally:
+        conn.close()
