@@ -19,7 +19,8 @@ clients are cut off by time, never good ones by count:
   ended the one before it included;
 * a **head limit** (:data:`HEAD_BYTES`, waitress' own): httptools has none and
   joins a long header piece by piece, so one client sending gigabytes of a
-  head kept the loop copying them and every other client waiting;
+  head (or of a chunked body's trailer) kept the loop copying them and every
+  other client waiting;
 * a refusal (400, 431) answers the request it refuses, after the answers owed
   to the requests pipelined before it (uvicorn wrote it at once, in place of
   theirs); an ``Upgrade`` request is answered as any other and the bytes
@@ -48,7 +49,7 @@ import urllib.parse
 from collections.abc import Iterator, Sequence
 from typing import Any
 
-from mailtrack.http.messages import Response
+from mailtrack.http.messages import MAX_BODY, Response
 from mailtrack.http.server import IDLE_SECONDS, REQUEST_SECONDS, Refusal, raise_file_limit
 
 __all__ = ["FLUSH_SECONDS", "HEAD_BYTES", "LoopServer", "available", "bind", "create"]
@@ -164,7 +165,8 @@ def _protocol_class() -> type:
         _arriving = False  # a request is arriving: its deadline runs
         _in_head = False  # the current request's head is not whole yet
         _messages = 0  # requests begun on this connection
-        _head_bytes = 0  # bytes of the current head, from the packet after the one it began in
+        _head_bytes = 0  # bytes of the current request, from the packet after the one it began in
+        _body_bytes = 0  # bytes of its body (the rest is its head, chunk sizes and trailer fields)
         _refusal: bytes | None = None  # the answer to an unreadable request, sent once the answers before it are
         _running: Any = None  # the request whose answer is being made
         _output_watch: asyncio.TimerHandle | None = None  # checks that output waiting to go out still moves
@@ -195,16 +197,19 @@ def _protocol_class() -> type:
                     self.send_400_response("Invalid HTTP request received.")
                     return
                 break
-            if self._in_head and self._messages == messages and self._refusal is None:
+            if self._arriving and self._messages == messages and self._refusal is None:
                 self._head_bytes += size
-                if self._head_bytes > HEAD_BYTES:  # httptools joins a header piece by piece: bounded here
+                # httptools joins a header (or a chunked body's trailer field) piece by piece: bounded here. After
+                # the head, a body's chunk sizes (at most 5 bytes per byte of the body, read up to MAX_BODY) too.
+                limit = HEAD_BYTES if self._in_head else HEAD_BYTES + 5 * MAX_BODY
+                if self._head_bytes - self._body_bytes > limit:
                     self._refuse(431, f"the request's head is longer than {HEAD_BYTES} bytes")
 
         def on_message_begin(self) -> None:
             super().on_message_begin()
             self._messages += 1
             self._in_head = True
-            self._head_bytes = 0
+            self._head_bytes = self._body_bytes = 0
             if not self._arriving:  # begun in the packet that ended the request before: its own deadline
                 self._arriving = True
                 self._arm(REQUEST_SECONDS)
@@ -212,6 +217,10 @@ def _protocol_class() -> type:
         def on_headers_complete(self) -> None:
             self._in_head = False
             super().on_headers_complete()
+
+        def on_body(self, body: bytes) -> None:
+            self._body_bytes += len(body)
+            super().on_body(body)
 
         def on_message_complete(self) -> None:
             self._arriving = False

@@ -55,11 +55,17 @@ def exchange(port: int, data: bytes) -> bytes:
     return received
 
 
-def test_a_head_that_never_ends_is_cut_off_before_it_fills_the_servers_memory(server: Server) -> None:
+@pytest.mark.parametrize("start", [
+    b"GET /v3/templates HTTP/1.1\r\nHost: t\r\nX-Huge: ",  # a header
+    b"GET /v3/templates?q=",  # the request line
+    b"POST /v3/templates HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n2\r\n{}\r\n0\r\nX-Huge: ",  # a trailer
+], ids=["header", "url", "trailer"])
+def test_a_head_that_never_ends_is_cut_off_before_it_fills_the_servers_memory(server: Server, start: bytes) -> None:
     """uvicorn had no limit on a request's head: httptools joined a header value piece by piece (quadratic), the
-    event loop copied gigabytes, and every other client waited for it. Cut off past a limit, as waitress does."""
+    event loop copied gigabytes, and every other client waited for it (6 s for a 60 MB header). Cut off past a
+    limit, as waitress does; a chunked body's trailer fields too."""
     with socket.create_connection(("127.0.0.1", server.port), timeout=GUARD) as conn:
-        conn.sendall(b"GET /v3/templates HTTP/1.1\r\nHost: t\r\nX-Huge: ")
+        conn.sendall(start)
         piece, sent, cut = b"a" * 65536, 0, False
         try:
             while sent < 64 << 20:
@@ -75,7 +81,7 @@ def test_a_head_that_never_ends_is_cut_off_before_it_fills_the_servers_memory(se
                 cut = True
     assert cut or answer, f"{sent} bytes of one header taken without an answer"
     if answer:
-        assert answer.startswith(b"HTTP/1.1 431 ")
+        assert answer.startswith((b"HTTP/1.1 431 ", b"HTTP/1.1 400 "))
         assert json.loads(answer.split(b"\r\n\r\n", 1)[1])["errors"][0]["message"]  # the v3 API's error shape
     assert wait_until(lambda: exchange(server.port, f"GET {pixel_path('<head@x>')} HTTP/1.1\r\nHost: t\r\n"
                                        "Connection: close\r\n\r\n".encode()).endswith(GIF), timeout=GUARD)
@@ -253,3 +259,17 @@ def test_stop_is_not_held_by_a_client_that_never_reads(big_answers: Any) -> None
         assert not runner.is_alive(), "stop() waited for a client that never reads"
     finally:
         conn.close()
+
+
+@pytest.mark.timeout(60)
+def test_a_body_in_one_byte_chunks_up_to_the_limit_is_not_taken_for_a_long_head(
+        short_deadlines: Callable[[], int]) -> None:
+    from mailtrack.http.messages import MAX_BODY
+
+    body = b"".join(b"1\r\n" + bytes([byte]) + b"\r\n" for byte in b"x" * MAX_BODY) + b"0\r\n\r\n"
+    with socket.create_connection(("127.0.0.1", short_deadlines()), timeout=GUARD) as conn:
+        conn.sendall(b"POST / HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n" + body)
+        data = b""
+        while chunk := conn.recv(65536):
+            data += chunk
+    assert data.startswith(b"HTTP/1.1 200 OK\r\n") and data.endswith(str(MAX_BODY).encode())
