@@ -105,8 +105,10 @@ OPTIONS: dict[str, Option] = _options(
     Option("port", "--port", "MAILTRACK_PORT", "port to listen on, 0 for any free port", default=8025),
     Option("server", "--server", "MAILTRACK_SERVER", "HTTP server: uvicorn (one event loop; the default) or "
            "waitress (a thread per request)", default="uvicorn", metavar="uvicorn|waitress"),
-    Option("workers", "--workers", "MAILTRACK_WORKERS", "processes answering requests, each its own event loop and "
-           "event writer (uvicorn; POSIX); the first also sends webhooks and rolls stats", default=1),
+    # named serve_workers: `rewrite --workers` (a batch's process pool) is another option with the same flag
+    Option("serve_workers", "--workers", "MAILTRACK_WORKERS", "processes answering requests, each its own event loop "
+           "and event writer (uvicorn; POSIX); the first also sends webhooks and rolls stats", field="workers",
+           default=1),
     Option("threads", "--threads", "MAILTRACK_THREADS", "threads for requests that read the store (uvicorn), "
            "or for every request (waitress)", default=8),
     Option("access_log", "--access-log", "MAILTRACK_ACCESS_LOG", "log a line per request (tokens shortened, "
@@ -175,7 +177,7 @@ class Config:
     host: str = OPTIONS["host"].default
     port: int = OPTIONS["port"].default
     threads: int = OPTIONS["threads"].default
-    workers: int = OPTIONS["workers"].default
+    workers: int = OPTIONS["serve_workers"].default
     server: str = OPTIONS["server"].default
     access_log: bool = OPTIONS["access_log"].default
     trusted_proxies: tuple[str, ...] = ()
@@ -269,10 +271,10 @@ class Config:
             value = pick(name)
             if value is not None:
                 values[OPTIONS[name].field] = value
-        for name in ("port", "threads", "workers"):
+        for name in ("port", "threads", "serve_workers"):
             value = pick(name)
             if value is not None:
-                values[name] = _parse(name, value, int, "a whole number")
+                values[OPTIONS[name].field] = _parse(name, value, int, "a whole number")
         value = pick("access_log")
         if value is not None:
             values["access_log"] = _switch("access_log", value)
@@ -340,7 +342,7 @@ def _parse(name: str, value: Any, kind: type[Any], what: str) -> Any:
     try:
         return kind(value.strip())
     except ValueError:
-        raise _invalid(OPTIONS[name].field, f"{name} must be {what}, not {value!r}") from None
+        raise _invalid(OPTIONS[name].field, f"{OPTIONS[name].field} must be {what}, not {value!r}") from None
 
 
 _ON, _OFF = ("1", "true", "yes", "on"), ("0", "false", "no", "off")

@@ -14,6 +14,7 @@ are all sinks.
 
 from __future__ import annotations
 
+import os
 import random
 import time
 from collections.abc import Callable, Mapping
@@ -58,7 +59,12 @@ class InvalidEvent(MailtrackError, ValueError):
     """A :class:`TrackingEvent` was built with a value it cannot hold (unknown type, naive timestamp)."""
 
 
-_random_bits = random.getrandbits
+#: The ids' own generator, seeded from the OS (and again in a forked child, so workers never share a sequence);
+#: not the global one, which the caller's code (and hypothesis) may seed or watch.
+_RANDOM = random.Random()
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_RANDOM.seed)
+_random_bits = _RANDOM.getrandbits
 
 
 def new_event_id() -> str:
@@ -68,8 +74,8 @@ def new_event_id() -> str:
     (74 bits), so ids made one after another sort in time order: a store's
     unique index on them grows at its right edge instead of taking each new
     id at a random page (which, with uuid4, cost a page write per event).
-    The random bits come from :mod:`random` (seeded from the OS, and again
-    in each forked child), not ``os.urandom``: an id needs to be unique, not
+    The random bits come from a :class:`random.Random` of its own (seeded from
+    the OS, and again in each forked child), not ``os.urandom``: an id needs to be unique, not
     secret, and ``os.urandom`` releases the GIL, which on a busy server's event
     loop cost up to a switch interval (milliseconds) to take back per event.
     """
