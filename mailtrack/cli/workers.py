@@ -12,8 +12,10 @@ each worker's death is noticed within a tenth of a second, so its age is
 right, whatever the others do); what it had answered was committed or
 spooled, and its spool is drained by the workers (spool files are taken with
 ``flock``). A worker that cannot start (the database cannot be opened...)
-says why in one line; when that happens at the very first start, the
-configuration is wrong: ``serve`` stops and exits 1, as it does alone.
+says why in one line and is started again as any other; when its settings
+are wrong (a ``ConfigurationError``: a database directory that does not
+exist...) at the very first start, ``serve`` stops and exits 1, as it does
+alone.
 
 SIGTERM or SIGINT is passed to every worker as SIGTERM; each stops as
 ``serve`` does (answers what is in flight, then closes its recorder), and
@@ -49,8 +51,8 @@ _QUICK_EXIT = 2.0
 _FIRST_PAUSE, _MAX_PAUSE = 1.0, 30.0
 #: How often the supervisor looks for workers that ended.
 _POLL = 0.1
-#: The exit status of a worker that could not start (why is logged in one line).
-_START_FAILED = 3
+#: The exit status of a worker whose configuration is wrong (a ConfigurationError at start; why is logged in one line).
+_MISCONFIGURED = 78  # EX_CONFIG
 _STOPPING = {signal.SIGTERM, signal.SIGINT}
 
 
@@ -80,8 +82,9 @@ class _Supervisor:
         self.grace = grace
         self.pid = os.getpid()
         self.children: dict[int, tuple[int, float, bool]] = {}  # pid -> (worker index, when it started, first start)
-        self.stopping = False
-        self.signals = 0
+        self.stopping = False  # the stop was passed on to the workers
+        self.signals = 0  # stop signals received
+        self.passed_on = 0  # of which passed on
         self.codes: list[int] = []
 
     def run(self) -> int:
@@ -92,18 +95,21 @@ class _Supervisor:
         failures_in_a_row = 0
         due: dict[int, float] = {}  # worker index -> when to start it again
         could_not_start = False
-        while self.children or (due and not self.stopping):
+        while self.children or (due and not self.stopping and not self.signals):
             ended = self._reap()
             now = time.monotonic()
             for pid, code in ended:
                 index, started, first = self.children.pop(pid)
-                if self.stopping:
+                if self.stopping:  # after the stop was passed on: how the worker stopped
                     self.codes.append(code)
                     continue
-                if code == _START_FAILED and first:  # the configuration is wrong: as serve alone, stop and say so
+                if self.signals:  # ended before the stop was passed on (killed just before): not started again
+                    log.error("mailtrack: worker %d (pid %d) exited (%s) as serve was stopping", index, pid, _how(code))
+                    continue
+                if code == _MISCONFIGURED and first:  # the configuration is wrong: as serve alone, stop and say so
                     log.error("mailtrack: worker %d could not start (see above); stopping", index)
                     could_not_start = True
-                    self._stop(signal.SIGTERM)
+                    self._pass_on(signal.SIGTERM)
                     continue
                 quick = now - started < _QUICK_EXIT
                 failures_in_a_row = failures_in_a_row + 1 if quick else 0
@@ -111,6 +117,10 @@ class _Supervisor:
                 log.error("mailtrack: worker %d (pid %d) exited (%s); starting it again%s", index, pid, _how(code),
                           f" in {pause:g} s" if pause else "")
                 due[index] = now + pause
+            if self.signals > self.passed_on:
+                # SIGTERM to every worker first (they answer what is in flight); a second signal, SIGINT: at once.
+                self.passed_on = self.signals
+                self._pass_on(signal.SIGTERM if self.passed_on == 1 else signal.SIGINT)
             if self.stopping:
                 due.clear()
             for index, when in sorted(due.items()):
@@ -142,11 +152,11 @@ class _Supervisor:
         return ended
 
     def _signal(self, signum: int, frame: FrameType | None) -> None:
-        """Stop: SIGTERM to every worker (they answer what is in flight); a second signal, SIGINT: at once."""
+        """Note a stop; the loop passes it on (within :data:`_POLL`), after taking note of the workers that had
+        ended already: one killed just before the stop is neither started again nor counted as failing to stop."""
         self.signals += 1
-        self._stop(signal.SIGTERM if self.signals == 1 else signal.SIGINT)
 
-    def _stop(self, signum: int) -> None:
+    def _pass_on(self, signum: int) -> None:
         self.stopping = True
         for pid in list(self.children):
             try:
@@ -157,8 +167,8 @@ class _Supervisor:
     def _spawn(self, index: int, *, first: bool) -> None:
         sys.stdout.flush()
         sys.stderr.flush()
-        # A stop signal between fork() and noting the child would miss it: held back until it is noted (the child
-        # inherits the mask and lifts it once its own handlers are in place).
+        # Stop signals are held back across fork(): the child inherits the mask and lifts it once its own handlers
+        # are in place (until then it has this process's handler, and a stop would be noted in the wrong place).
         mask = signal.pthread_sigmask(signal.SIG_BLOCK, _STOPPING)
         try:
             pid = os.fork()
@@ -184,7 +194,7 @@ def _worker(config: Config, listener: socket.socket, index: int, grace: float, *
         if os.getppid() != parent:  # the supervisor died before this worker could ask to be told
             told.append(signal.SIGTERM)
         from mailtrack.cli.serve import run_loop_server
-        from mailtrack.exceptions import MailtrackError
+        from mailtrack.exceptions import ConfigurationError, MailtrackError
         from mailtrack.service import build_service, create_loop_server
         from mailtrack.storage.base import StoreUnavailable
 
@@ -195,10 +205,18 @@ def _worker(config: Config, listener: socket.socket, index: int, grace: float, *
             except BaseException:
                 service.close()
                 raise
-        except (MailtrackError, StoreUnavailable, OSError) as exc:  # what serve alone says in one line
+        except ConfigurationError as exc:  # wrong settings: no restart helps
             log.error("mailtrack: worker %d could not start: %s", index, _reason(exc))
-            code = _START_FAILED
+            code = _MISCONFIGURED
             return
+        except (MailtrackError, StoreUnavailable, OSError) as exc:
+            # The store locked or unreachable (a fresh database another worker is creating): a restart may do.
+            log.error("mailtrack: worker %d could not start: %s", index, _reason(exc))
+            return
+        # From here until uvicorn installs its handlers (in run), a stop stops the server: noted in `told` only, a
+        # SIGTERM in that window was lost and the worker served on, its supervisor waiting for it for ever.
+        signal.signal(signal.SIGTERM, lambda signum, frame: server.stop())
+        signal.signal(signal.SIGINT, lambda signum, frame: server.stop())
         if told:
             server.stop()
         code = run_loop_server(server, service)
