@@ -8,9 +8,14 @@ import importlib.util
 import logging
 import os
 import signal
+from typing import TYPE_CHECKING, Any
 
 from mailtrack.cli._common import UsageError, add_settings, settings
 from mailtrack.storage.dsn import masked
+
+if TYPE_CHECKING:  # imported when serving: `mailtrack --help` loads no server
+    from mailtrack.http.loop_server import LoopServer
+    from mailtrack.service import Service
 
 __all__ = ["DRAIN_SECONDS", "register"]
 
@@ -71,12 +76,8 @@ def run_serve(args: argparse.Namespace) -> int:
     return _run_waitress(server, service)
 
 
-def run_loop_server(server: object, service: object) -> int:
+def run_loop_server(server: LoopServer, service: Service) -> int:
     """uvicorn handles SIGTERM/SIGINT itself: it stops accepting and answers what is in flight, then returns."""
-    from mailtrack.http.loop_server import LoopServer
-    from mailtrack.service import Service
-
-    assert isinstance(server, LoopServer) and isinstance(service, Service)
     try:
         server.run()
     except KeyboardInterrupt:  # a second Ctrl-C: stop now (the recorder still writes what was answered)
@@ -91,11 +92,7 @@ def run_loop_server(server: object, service: object) -> int:
     return 0
 
 
-def _run_waitress(server: object, service: object) -> int:
-    from mailtrack.service import Service
-
-    assert isinstance(service, Service)
-
+def _run_waitress(server: Any, service: Service) -> int:
     def stop(signum: int, frame: object) -> None:
         raise KeyboardInterrupt  # SIGTERM (systemd, docker) shuts down like Ctrl-C: the recorder is closed
 

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from support.helpers import serving, wait_until
+from support.helpers import asgi_lifespan, serving, wait_until
 from test_serve_http import Server
 
 from mailtrack.http import server as holding
@@ -250,11 +250,8 @@ def test_access_log_is_off_by_default_and_never_shows_a_whole_token_or_query(tmp
 def _slow_asgi(delay: float) -> Any:
     async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
         if scope["type"] == "lifespan":
-            while True:
-                message = await receive()
-                await send({"type": message["type"] + ".complete"})
-                if message["type"] == "lifespan.shutdown":
-                    return
+            await asgi_lifespan(receive, send)
+            return
         import asyncio
 
         if scope["path"] == "/slow":

@@ -16,7 +16,7 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
-from support.helpers import make_tracker, wait_until
+from support.helpers import asgi_lifespan, make_tracker, wait_until
 from test_serve_connections import closed_by_server
 from test_serve_http import Server
 
@@ -122,11 +122,8 @@ def test_an_upgrade_request_does_not_swallow_the_request_pipelined_after_it(serv
 async def _echo_length(scope: dict[str, Any], receive: Any, send: Any) -> None:
     """An ASGI app that reads the whole body (as mailtrack's does), then answers its length."""
     if scope["type"] == "lifespan":
-        while True:
-            message = await receive()
-            await send({"type": message["type"] + ".complete"})
-            if message["type"] == "lifespan.shutdown":
-                return
+        await asgi_lifespan(receive, send)
+        return
     size = 0
     while True:
         message = await receive()
@@ -190,11 +187,8 @@ BIG = b"x" * (4 << 20)
 async def _big(scope: dict[str, Any], receive: Any, send: Any) -> None:
     """An ASGI app answering every request with 4 MiB (an events page, or many pipelined /openapi.json)."""
     if scope["type"] == "lifespan":
-        while True:
-            message = await receive()
-            await send({"type": message["type"] + ".complete"})
-            if message["type"] == "lifespan.shutdown":
-                return
+        await asgi_lifespan(receive, send)
+        return
     await receive()
     await send({"type": "http.response.start", "status": 200,
                 "headers": [(b"content-type", b"text/plain"), (b"content-length", str(len(BIG)).encode())]})

@@ -105,3 +105,12 @@ def serving(server: Any) -> Iterator[Any]:
         yield server
     finally:
         server.close()
+
+
+async def asgi_lifespan(receive: Any, send: Any) -> None:
+    """Answer an ASGI lifespan scope (startup, then shutdown) for a test app run by the loop server."""
+    while True:
+        message = await receive()
+        await send({"type": message["type"] + ".complete"})
+        if message["type"] == "lifespan.shutdown":
+            return
