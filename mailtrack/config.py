@@ -90,6 +90,8 @@ def _options(*options: Option) -> dict[str, Option]:
 
 #: The HTTP servers ``mailtrack serve`` can run (:mod:`mailtrack.http.loop_server`, :mod:`mailtrack.http.server`).
 SERVERS = ("uvicorn", "waitress")
+#: Who writes a SQLite store's events (``--writer``): see :mod:`mailtrack.storage.writer_process`.
+WRITERS = ("process", "thread")
 
 #: Every setting mailtrack reads, by argparse ``dest``.
 OPTIONS: dict[str, Option] = _options(
@@ -109,6 +111,9 @@ OPTIONS: dict[str, Option] = _options(
     Option("serve_workers", "--workers", "MAILTRACK_WORKERS", "processes answering requests, each its own event loop "
            "and event writer (uvicorn; POSIX); the first also sends webhooks and rolls stats", field="workers",
            default=1),
+    Option("writer", "--writer", "MAILTRACK_WRITER", "who writes a SQLite store's events: process (a child "
+           "process, beside the server; the default) or thread (a thread of the server); PostgreSQL always writes "
+           "from the server", default="process", metavar="process|thread"),
     Option("threads", "--threads", "MAILTRACK_THREADS", "threads for requests that read the store (uvicorn), "
            "or for every request (waitress)", default=8),
     Option("access_log", "--access-log", "MAILTRACK_ACCESS_LOG", "log a line per request (tokens shortened, "
@@ -179,6 +184,7 @@ class Config:
     threads: int = OPTIONS["threads"].default
     workers: int = OPTIONS["serve_workers"].default
     server: str = OPTIONS["server"].default
+    writer: str = OPTIONS["writer"].default
     access_log: bool = OPTIONS["access_log"].default
     trusted_proxies: tuple[str, ...] = ()
     max_age: float | None = None
@@ -217,6 +223,8 @@ class Config:
             raise _invalid("workers", f"workers must be a whole number from 1 to 256, not {self.workers!r}")
         if self.server not in SERVERS:
             raise _invalid("server", f"server must be one of {', '.join(SERVERS)}, not {self.server!r}")
+        if self.writer not in WRITERS:
+            raise _invalid("writer", f"writer must be one of {', '.join(WRITERS)}, not {self.writer!r}")
         if not isinstance(self.access_log, bool):
             raise _invalid("access_log", f"access_log must be true or false, not {self.access_log!r}")
         # The checks the adapters make themselves, run here first so a mistake is named with its option and variable.
@@ -267,7 +275,8 @@ class Config:
             return value if value is not None else variable(name)
 
         values: dict[str, Any] = {"secret_keys": _secret_keys(argument, variable)}
-        for name in ("base_url", "db", "host", "webhook_secret", "account_name", "account", "spool_dir", "server"):
+        for name in ("base_url", "db", "host", "webhook_secret", "account_name", "account", "spool_dir", "server",
+                 "writer"):
             value = pick(name)
             if value is not None:
                 values[OPTIONS[name].field] = value

@@ -36,9 +36,13 @@ from mailtrack.storage.base import AccountStore, EventStore, StoreError, StoreUn
 from mailtrack.storage.dsn import is_postgres_url, masked
 from mailtrack.storage.roller import Rollable, Roller
 from mailtrack.storage.sqlite import SQLiteStore
+from mailtrack.storage.writer_process import ProcessWriter
 
 if TYPE_CHECKING:
     from mailtrack.storage.postgres import PostgresStore
+
+#: Seconds between two rolls of a SQLite store's stats rollups (by the writer process or the Roller thread).
+ROLL_INTERVAL = 0.5
 
 __all__ = ["Service", "build_service", "create_loop_server", "create_server", "from_environment", "open_account_store",
            "open_store"]
@@ -154,11 +158,13 @@ def build_service(config: Config, *, authorize: Authorize | None = None, backgro
     ``authorize(request, scope)`` (default: :func:`api_keys`, a live API key holding
     ``events.read`` or ``stats.read``; :func:`loopback_only` is the key-less alternative). The dashboard
     (``/dashboard``, :mod:`mailtrack.http.dashboard`) always asks for a key holding ``stats.read``. A
-    :class:`~mailtrack.storage.roller.Roller` keeps a SQLite store's stats rollups caught up in the background
-    (every half second), so stats reads seldom have events to roll or count themselves; a PostgreSQL store
-    writes its rollups in each event's transaction and gets no roller (``Service.roller`` is None).
-    ``background=False`` starts neither the webhook deliveries nor the roller: ``serve --workers N`` runs them
-    in its first worker only (every worker records events and answers requests).
+    SQLite store's stats rollups are kept caught up in the background (every half second), so stats reads seldom
+    have events to roll or count themselves: by the writer process (:class:`~mailtrack.storage.writer_process.
+    ProcessWriter`, ``config.writer == "process"``, the default), which also writes the events, else by a
+    :class:`~mailtrack.storage.roller.Roller` thread (``Service.roller``); a PostgreSQL store writes its rollups
+    in each event's transaction and gets neither (``Service.roller`` is None). ``background=False`` starts
+    neither the webhook deliveries nor the rolls: ``serve --workers N`` runs them in its first worker only
+    (every worker records events and answers requests).
     """
     config.require("secret_keys", "base_url", "db")
     assert config.base_url is not None and config.db is not None  # require() checked them; for mypy
@@ -170,7 +176,11 @@ def build_service(config: Config, *, authorize: Authorize | None = None, backgro
     store: SQLiteStore | PostgresStore = _postgres(config.db) if postgres else SQLiteStore(config.db)
     # a database URL names no local place: unless told (--spool-dir), a PostgreSQL server spools where it runs
     spool_dir = config.spool_dir if config.spool_dir is not None else _spool_dir(config.db) if postgres else None
-    recorder = Recorder(store, outbox=config.webhooks, spool_dir=spool_dir, spool_max_bytes=config.spool_max_bytes)
+    # SQLite: the writes (and, in the background, the rolls) run in a child process beside the server (--writer)
+    writer = (ProcessWriter(config.db, roll_interval=ROLL_INTERVAL if background else None)
+              if not postgres and config.writer == "process" else None)
+    recorder = Recorder(store, outbox=config.webhooks, spool_dir=spool_dir, spool_max_bytes=config.spool_max_bytes,
+                        writer=writer)
     landing: str | Callable[[], str | None] | None = config.landing_html
     if landing is None:  # the parent account's stored subscription.landing, read when the page is shown
         landing = functools.partial(_stored_landing, store, config.account_name)
@@ -180,7 +190,10 @@ def build_service(config: Config, *, authorize: Authorize | None = None, backgro
     deliveries = [WebhookDelivery(store, url, config.webhook_secret or "").start()
                   for url in (config.webhooks if background else ())]
     # SQLite's rollups are rolled in the background; PostgreSQL writes them in each event's transaction (no roll)
-    roller = Roller(store).start() if background and isinstance(store, Rollable) else None
+    if writer is not None:
+        writer.start()  # the rolls begin now, and the event loop finds a child to send its batches to
+    roller = (Roller(store, interval=ROLL_INTERVAL).start()
+              if background and writer is None and isinstance(store, Rollable) else None)
     events = EventsApi(store, authorize=authorize if authorize is not None else api_keys(store))
 
     def events_api(request: Request) -> Response | None:

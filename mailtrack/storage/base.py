@@ -20,7 +20,7 @@ from mailtrack.events import EventType, TrackingEvent
 from mailtrack.exceptions import ArgumentError, MailtrackError
 from mailtrack.storage.accounts import Account, ApiKey
 
-__all__ = ["GROUP_BYS", "MAX_PAGE", "AccountStore", "EventPage", "EventQuery", "EventStore", "GroupBy", "OutboxItem",
+__all__ = ["GROUP_BYS", "MAX_PAGE", "AccountStore", "EventPage", "EventQuery", "EventStore", "EventWriter", "GroupBy", "OutboxItem",
            "StatsPage", "StatsRow", "StoreError", "StoreUnavailable", "UnknownAccount"]
 
 #: What ``stats`` can group by: UTC day, a metadata key's value (the campaign), message, clicked URL, tag.
@@ -158,6 +158,16 @@ class StatsRow:
                 "clicks": self.clicks, "unique_clicks": self.unique_clicks, "unsubscribes": self.unsubscribes,
                 "unique_unsubscribes": self.unique_unsubscribes, "open_rate": self.open_rate,
                 "click_rate": self.click_rate, "click_to_open_rate": self.click_to_open}
+
+
+class EventWriter(Protocol):
+    """What the recorder writes events through: a store itself (every :class:`EventStore` is one), or a
+    :class:`~mailtrack.storage.writer_process.ProcessWriter` running a SQLite store's writes in a child process.
+    Both methods mean exactly what :class:`EventStore`'s mean."""
+
+    def record(self, event: TrackingEvent, outbox: Sequence[str] = ()) -> TrackingEvent: ...
+
+    def record_many(self, events: Sequence[TrackingEvent], outbox: Sequence[str] = ()) -> list[TrackingEvent]: ...
 
 
 @runtime_checkable

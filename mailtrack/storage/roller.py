@@ -86,12 +86,20 @@ class Roller:
             except StoreUnavailable:  # pragma: no cover - closing a connection hardly fails
                 pass
 
-    def roll_once(self) -> int:
-        """Roll until caught up (or stopped); how many events. Never raises: failures are logged and counted."""
+    def roll_once(self, *, steps: int | None = None) -> int:
+        """Roll until caught up (or stopped, or after ``steps`` calls of ``roll(chunk)``); how many events.
+
+        Never raises: failures are logged and counted. With ``steps``, a
+        result of ``steps * chunk`` means more may be waiting (the store's
+        writer process rolls one step between two batches of events, so that
+        no batch waits for a whole catch-up).
+        """
         done = 0
+        calls = 0
         try:
-            while not self._stop.is_set():
+            while not self._stop.is_set() and (steps is None or calls < steps):
                 rolled = self.store.roll(self.chunk)
+                calls += 1
                 done += rolled
                 self.rolled += rolled
                 if rolled < self.chunk:

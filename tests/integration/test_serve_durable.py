@@ -101,6 +101,61 @@ def test_kill_9_under_concurrent_load_every_answered_request_is_stored_once(
     assert_firsts_consistent(events)
 
 
+def writer_children(server_pid: int) -> list[int]:
+    """The pids of the server's writer processes (their own session: found by parent pid and command line)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+            command = (entry / "cmdline").read_bytes()
+        except OSError:
+            continue
+        if int(stat.rsplit(") ", 1)[1].split()[1]) == server_pid and b"mailtrack.storage.writer_process" in command:
+            found.append(int(entry.name))
+    return found
+
+
+@pytest.mark.timeout(240)
+def test_kill_9_of_the_writer_process_under_load_loses_nothing_answered(
+        serve: Callable[..., Server], tmp_path: Path, tracker: mailtrack.Tracker) -> None:
+    """serve's default writer is a child process: killed mid-load, the batches it held are written by a new one
+    (or spooled, then drained); every answered request is stored once. Then the server itself is killed."""
+    db = tmp_path / "events.sqlite"
+    server = serve(db)
+    (child,) = wait_until(lambda: writer_children(server.pid), timeout=30, what="the writer process")
+    load = Load(server.port, mixed_paths(tracker, 3000, "m-writer", recipients=40), threads=16)
+    workers = load.run()
+    wait_until(lambda: len(load.completed) >= 500, timeout=120, interval=0.002, what="500 answered requests")
+    os.kill(child, signal.SIGKILL)
+    wait_until(lambda: len(load.completed) >= 1500, timeout=120, interval=0.002, what="1500 answered requests")
+    replacement = wait_until(lambda: [pid for pid in writer_children(server.pid) if pid != child], timeout=30,
+                             what="a new writer process")
+    assert replacement
+    wait_until(lambda: len(load.completed) >= 2000, timeout=120, interval=0.002, what="2000 answered requests")
+    os.kill(server.pid, signal.SIGKILL)
+    for worker in workers:
+        worker.join(120)
+    assert server.proc.wait(10) == -signal.SIGKILL
+    answered = set(load.completed)
+    assert 2000 <= len(answered) < 3000 and not [f for f in load.failed.values() if "HTTP" in f]  # no 5xx: cut off only
+    # what a killed child held may be in the spool: a new server drains it
+    restarted = serve(db)
+    (writer,) = wait_until(lambda: writer_children(restarted.pid), timeout=30, what="the new server's writer")
+    wait_until(lambda: not any((tmp_path / "events.sqlite.spool").glob("*.jsonl"))
+               or not [p for p in (tmp_path / "events.sqlite.spool").glob("*.jsonl") if p.stat().st_size],
+               timeout=60, what="the spool drained")
+    restarted.stop()
+    events = stored(db)
+    agents = {e.user_agent for e in events}
+    assert answered <= agents, sorted(answered - agents)[:10]
+    assert agents <= {f"load-{i}" for i in range(3000)}
+    assert_no_duplicates(events)
+    assert_firsts_consistent(events)
+    wait_until(lambda: not Path(f"/proc/{writer}").exists(), timeout=20, what="the writer exited with its server")
+
+
 # -- fault 1: SIGTERM while the disk is full --------------------------------------------------------
 
 

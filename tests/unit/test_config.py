@@ -89,6 +89,7 @@ def test_lists_repeat_as_arguments_and_are_comma_separated_in_the_environment() 
         ({"MAILTRACK_WORKERS": "0"}, "--workers, MAILTRACK_WORKERS"),
         ({"MAILTRACK_WORKERS": "many"}, "--workers, MAILTRACK_WORKERS"),
         ({"MAILTRACK_SERVER": "gunicorn"}, "--server, MAILTRACK_SERVER"),
+        ({"MAILTRACK_WRITER": "fork"}, "--writer, MAILTRACK_WRITER"),
         ({"MAILTRACK_MAX_AGE": "-1"}, "--max-age, MAILTRACK_MAX_AGE"),
         ({"MAILTRACK_MAX_AGE": "soon"}, "--max-age, MAILTRACK_MAX_AGE"),
         ({"MAILTRACK_MAX_AGE": "inf"}, "--max-age, MAILTRACK_MAX_AGE"),

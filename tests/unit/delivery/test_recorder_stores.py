@@ -1,5 +1,8 @@
 """The Recorder over each store (SQLite, PostgreSQL): a store it cannot write makes it spool, and it drains once.
 
+SQLite runs each test twice: the recorder writing through the store itself, and through a
+:class:`~mailtrack.storage.writer_process.ProcessWriter` (a child process runs the writes: ``serve``'s default).
+
 test_recorder.py covers the spool itself (files, locks, torn lines, dead
 processes) on SQLite; here the same store-facing paths run against both
 stores, made unavailable the same way: another connection holding the write
@@ -19,6 +22,7 @@ from support.stores import Backend
 
 from mailtrack.delivery.recorder import Recorder
 from mailtrack.events import TrackingEvent
+from mailtrack.storage.writer_process import ProcessWriter
 
 FAST = {"retry_interval": 0.05, "max_retry_interval": 0.2}
 IDLE = {"retry_interval": 3600.0, "max_retry_interval": 3600.0}
@@ -37,8 +41,17 @@ def recorders() -> Iterator[list[Recorder]]:
         recorder.close(timeout=2)
 
 
-def make(recorders: list[Recorder], backend: Backend, spool: Path, **kwargs: Any) -> Recorder:
-    recorder = Recorder(backend.open(busy_timeout=0.05), spool_dir=spool, **{**FAST, **kwargs})
+@pytest.fixture(params=["store", "process"])
+def writer(request: pytest.FixtureRequest, backend: Backend) -> str:
+    """Who writes: the store itself, or a SQLite store's writer process."""
+    if request.param == "process" and backend.kind != "sqlite":
+        pytest.skip("the writer process is SQLite's (PostgreSQL writes from the server)")
+    return str(request.param)
+
+
+def make(recorders: list[Recorder], backend: Backend, spool: Path, writer: str, **kwargs: Any) -> Recorder:
+    process = ProcessWriter(str(backend.path), busy_timeout=0.05) if writer == "process" else None
+    recorder = Recorder(backend.open(busy_timeout=0.05), spool_dir=spool, writer=process, **{**FAST, **kwargs})
     recorders.append(recorder)
     assert recorder.wait_recovered(30)
     return recorder
@@ -49,8 +62,8 @@ def stored_ids(backend: Backend) -> list[str]:
 
 
 def test_record_is_stored_before_it_returns_with_first_and_outbox(backend: Backend, tmp_path: Path,
-                                                                  recorders: list[Recorder]) -> None:
-    recorder = make(recorders, backend, tmp_path / "spool", outbox=["https://hook.example/"])
+                                                                  recorders: list[Recorder], writer: str) -> None:
+    recorder = make(recorders, backend, tmp_path / "spool", writer, outbox=["https://hook.example/"])
     first, second = recorder.record(event()), recorder.record(event())
     assert (first.first, second.first) == (True, False)
     assert stored_ids(backend) == [first.event_id, second.event_id]
@@ -58,9 +71,9 @@ def test_record_is_stored_before_it_returns_with_first_and_outbox(backend: Backe
 
 
 def test_a_locked_store_spools_then_drains_exactly_once_in_order(backend: Backend, tmp_path: Path,
-                                                                 recorders: list[Recorder]) -> None:
+                                                                 recorders: list[Recorder], writer: str) -> None:
     spool = tmp_path / "spool"
-    recorder = make(recorders, backend, spool, outbox=["https://hook.example/"])
+    recorder = make(recorders, backend, spool, writer, outbox=["https://hook.example/"])
     events = [event(recipient=f"r{i % 3}") for i in range(9)]
     with backend.lock():
         answered = [recorder.record(e) for e in events]  # never raises: spooled
@@ -78,9 +91,9 @@ def test_a_locked_store_spools_then_drains_exactly_once_in_order(backend: Backen
 
 
 def test_close_stores_what_is_spooled_once_the_store_is_back(backend: Backend, tmp_path: Path,
-                                                            recorders: list[Recorder]) -> None:
+                                                            recorders: list[Recorder], writer: str) -> None:
     spool = tmp_path / "spool"
-    recorder = make(recorders, backend, spool, **IDLE)
+    recorder = make(recorders, backend, spool, writer, **IDLE)
     with backend.lock():
         events = [recorder.record(event(message_id=f"m{i}")) for i in range(3)]
         assert stored_ids(backend) == [] and any(spool.glob("*.jsonl"))

@@ -799,16 +799,22 @@ def test_head_never_carries_a_body_not_even_on_404() -> None:
         assert body == b"" and int(dict(response_headers)["Content-Length"]) > 0, (target, status)
 
 
-def test_the_wsgi_entry_point_reads_every_option_from_the_environment(tmp_path: Path) -> None:
+@pytest.mark.parametrize("writer", ["process", "thread"])
+def test_the_wsgi_entry_point_reads_every_option_from_the_environment(tmp_path: Path, writer: str) -> None:
     from mailtrack.service import from_environment
+    from mailtrack.storage.writer_process import ProcessWriter
 
     landing = tmp_path / "landing.html"
     landing.write_text("<html><body><h1>Leaving us?</h1></body></html>", encoding="utf-8")
     env = {"MAILTRACK_SECRET_KEY": "older-key,newest-key", "MAILTRACK_BASE_URL": BASE_URL,
            "MAILTRACK_DB": str(tmp_path / "e.sqlite"), "MAILTRACK_TRUSTED_PROXIES": "10.0.0.0/8",
            "MAILTRACK_MAX_AGE": "60", "MAILTRACK_LANDING": str(landing),
-           "MAILTRACK_WEBHOOK": "http://127.0.0.1:9/hook", "MAILTRACK_WEBHOOK_SECRET": "s" * 16}
+           "MAILTRACK_WEBHOOK": "http://127.0.0.1:9/hook", "MAILTRACK_WEBHOOK_SECRET": "s" * 16,
+           "MAILTRACK_WRITER": writer}
     service = from_environment(env)
+    # process (the default): a child writes the events and rolls the stats; thread: the server does both
+    assert isinstance(service.recorder._own_writer, ProcessWriter) is (writer == "process")
+    assert (service.roller is None) is (writer == "process")
     app = service.app
     try:
         tracker = make_tracker()
@@ -825,17 +831,20 @@ def test_the_wsgi_entry_point_reads_every_option_from_the_environment(tmp_path: 
         store = SQLiteStore(env["MAILTRACK_DB"])
         assert [e.ip for e in store.events()] == ["203.0.113.9"]
         assert [row["target"] for row in store.outbox_rows()] == ["http://127.0.0.1:9/hook"]
-        # the service's background roller adds the event to the stats rollups, off the request
-        assert service.roller is not None
+        # the writer process (or the roller thread) adds the event to the stats rollups, off the request
         deadline = time.monotonic() + 30
         while store.unrolled() and time.monotonic() < deadline:
             time.sleep(0.02)
-        assert store.unrolled() == 0 and service.roller.rolled == 1
+        assert store.unrolled() == 0
+        assert service.roller is None or service.roller.rolled == 1
         store.close()
     finally:
         service.close()
-    assert service.roller is not None and service.roller._thread is not None
-    assert not service.roller._thread.is_alive()  # stopped with the service
+    if service.roller is not None:
+        assert service.roller._thread is not None and not service.roller._thread.is_alive()  # stopped with the service
+    else:  # the writer process is gone with the service
+        writer_process = service.recorder._own_writer
+        assert isinstance(writer_process, ProcessWriter) and writer_process._process is None
     with pytest.raises(mailtrack.MailtrackError, match="MAILTRACK_WEBHOOK_SECRET"):
         from_environment({**env, "MAILTRACK_WEBHOOK_SECRET": ""})
     with pytest.raises(mailtrack.MailtrackError, match="max_age"):
