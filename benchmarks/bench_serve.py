@@ -139,14 +139,17 @@ def _run_in(folder: Path, generator: str, store: str, workload: Workload, args: 
 
 
 def run_static(generator: str, workload: Workload, args: argparse.Namespace, duration_s: float,
-               wrk: str | None) -> float:
+               wrk: str | None, *, no_store: bool = False) -> float:
     """Requests/s of the static-GIF contender (the same server, no store) under ``generator`` (every answer is the
-    pixel; wrk counts responses whatever their body, which is the pixel here)."""
+    pixel; wrk counts responses whatever their body, which is the pixel here); with ``no_store``, of ``mailtrack
+    serve`` with its store writes skipped instead (the pixels and redirects it really answers)."""
     folder = Path(tempfile.mkdtemp(prefix="mailtrack-bench-serve-static-"))
-    server = Server(folder, args.threads, static=True, server=args.server, workers=args.workers)
+    server = Server(folder, args.threads, static=not no_store, server=args.server, workers=args.workers,
+                    no_store=no_store, db=str(folder / "unused.sqlite"))
     try:
         server.start()
-        print(f"static ({generator}): {server.banner}", file=sys.stderr, flush=True)
+        name = "no-store" if no_store else "static"
+        print(f"{name} ({generator}): {server.banner}", file=sys.stderr, flush=True)
         if generator == "python":
             load = run_python_generator(server.port, workload, duration_s, args.connections, folder)
         else:
@@ -156,7 +159,7 @@ def run_static(generator: str, workload: Workload, args: argparse.Namespace, dur
         server.stop()
         shutil.rmtree(folder, ignore_errors=True)
     rate = float(load["responses"]) / float(load["elapsed_s"])
-    print(f"static ({generator}): {load['responses']:,} responses, {rate:,.0f} requests/s", file=sys.stderr, flush=True)
+    print(f"{name} ({generator}): {load['responses']:,} responses, {rate:,.0f} requests/s", file=sys.stderr, flush=True)
     return rate
 
 
@@ -202,6 +205,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--static-contender", action="store_true",
                         help="also load the static-GIF contender (the same server, no store) with each generator and "
                              "report mailtrack's requests/s as a ratio of it")
+    parser.add_argument("--no-store-contender", action="store_true",
+                        help="also load `mailtrack serve` with its store writes skipped (the same endpoints, tokens "
+                             "and recorder; harness/serve/no_store_serve.py) with each generator: the ceiling any store "
+                             "leaves, reported beside the static contender")
     parser.add_argument("--loadgen", help=argparse.SUPPRESS)  # internal: run the Python generator from a spec file
     args = parser.parse_args(argv)
     if args.loadgen:
@@ -248,10 +255,12 @@ def main(argv: list[str] | None = None) -> int:
         # the contender stores nothing: once per generator, whatever the stores
         statics = {generator: run_static(generator, workload, args, args.duration_s, wrk)
                    for generator in generators} if args.static_contender else {}
+        ceilings = {generator: run_static(generator, workload, args, args.duration_s, wrk, no_store=True)
+                    for generator in generators} if args.no_store_contender else {}
         described = (postgres.describe(), postgres.settings) if postgres else None
     report = render(results, workload, args, "quick" if args.quick else "full", command, wrk, notes, described)
-    if statics:
-        report += render_static(results, statics, args)
+    if statics or ceilings:
+        report += render_static(results, statics, args, ceilings)
     report += f"\nTotal wall time: {time.monotonic() - started:.0f} s.\n"
     print(report)
     out_path.write_text(report, encoding="utf-8")

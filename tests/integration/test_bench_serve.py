@@ -60,6 +60,23 @@ def test_quick_run_wrk(bench_serve, tmp_path: Path) -> None:  # type: ignore[no-
     assert cells[13].startswith("**PASS**")  # 0 <= stored - successful <= requests in flight when wrk stopped
 
 
+def test_quick_run_with_both_contenders(bench_serve, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """The static GIF and serve-without-its-store each answer under the same load; the report gives the three ratios."""
+    out = tmp_path / "results_serve.md"
+
+    assert bench_serve.main(["--quick", "--duration", "2", "--generator", "python", "--static-contender",
+                             "--no-store-contender", "--out", str(out)]) == 0
+
+    report = out.read_text(encoding="utf-8")
+    row = next(line for line in report.split("## Against the contenders", 1)[1].splitlines()
+               if line.startswith("| python |"))
+    cells = [cell.strip() for cell in row.strip("|").split("|")]
+    static, no_store, ours = (float(cell.replace(",", "")) for cell in cells[2:5])
+    assert static > 0 and no_store > 0 and ours > 0
+    assert cells[5] == f"{ours / static:.2f}x" and cells[6] == f"{no_store / static:.2f}x"
+    assert cells[7] == f"{ours / no_store:.2f}x"
+
+
 @pytest.mark.timeout(300)
 def test_quick_run_on_both_stores(bench_serve, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:  # type: ignore[no-untyped-def]
     """``--store both``: a throwaway PostgreSQL cluster, durable as shipped, passes the same checks as SQLite, and is

@@ -55,11 +55,11 @@ class Server:
     """``python -m mailtrack serve --db db`` on a free loopback port, in ``folder`` (its working directory).
 
     ``db`` is a fresh database (:class:`~harness.serve.stores.Target`); ``static`` runs the static-GIF contender
-    instead, which has none.
+    instead, which has none; ``no_store`` runs serve with its store writes skipped (the request path's ceiling).
     """
 
     def __init__(self, folder: Path, threads: int | None, *, db: str = "", static: bool = False,
-                 server: str = "uvicorn", workers: int = 1) -> None:
+                 server: str = "uvicorn", workers: int = 1, no_store: bool = False) -> None:
         self.folder = folder
         self.threads = threads
         self.stderr_path = folder / "server.stderr"
@@ -83,6 +83,8 @@ class Server:
             server,
             *(["--workers", str(workers)] if workers != 1 else []),
         ]
+        if no_store:  # the request path with its store writes skipped (harness/serve/no_store_serve.py)
+            self.command = [sys.executable, str(Path(__file__).with_name("no_store_serve.py")), *self.command[4:]]
         if static:  # the static-GIF contender (harness/serve/static_gif.py): the same server, no store
             self.command = [sys.executable, str(Path(__file__).with_name("static_gif.py")), HOST, str(threads or 8),
                             server, str(workers)]

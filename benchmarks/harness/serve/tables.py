@@ -267,26 +267,35 @@ def render(
     return "\n".join(lines)
 
 
-def render_static(results: list[RunResult], statics: dict[str, float], args: argparse.Namespace) -> str:
-    """The static-GIF contender's section: its requests/s under each generator (it has no store, so it ran once per
-    generator) beside every mailtrack run's, and their ratio."""
+def render_static(results: list[RunResult], statics: dict[str, float], args: argparse.Namespace,
+                  ceilings: dict[str, float] | None = None) -> str:
+    """The contenders' section: the static GIF's requests/s under each generator (it has no store, so it ran once per
+    generator) beside every mailtrack run's, and their ratio; with ``ceilings``, also ``mailtrack serve`` with its
+    store writes skipped (``--no-store-contender``): what the request path allows whatever the store."""
+    ceilings = ceilings or {}
     lines = [
         "",
-        "## Against the static-GIF contender",
+        "## Against the contenders",
         "",
         (
-            f"The same server ({args.server}, the same configuration, {args.threads or 8} threads, "
-                   f"{getattr(args, 'workers', 1)} worker(s)) answering every request "
-            f"with the pixel and storing nothing, loaded after the mailtrack runs by the same generator at "
-            f"{args.connections} connections for the same time: once per generator, whatever the stores (it has none)."
+            f"Static GIF: the same server ({args.server}, the same configuration, {args.threads or 8} threads, "
+            f"{getattr(args, 'workers', 1)} worker(s)) answering every request with the pixel and storing nothing. "
+            f"No store: `mailtrack serve` itself (endpoints, token checks, events, recorder; `--writer thread`) with "
+            f"its store writes skipped (harness/serve/no_store_serve.py). Each loaded after the mailtrack runs by the "
+            f"same generator at {args.connections} connections for the same time, once per generator."
         ),
         "",
-        "| generator | store | static GIF requests/s | mailtrack serve requests/s | ratio |",
-        "|---|---|--:|--:|--:|",
+        "| generator | store | static GIF requests/s | no-store serve requests/s | mailtrack serve requests/s "
+        "| ÷ static | no store ÷ static | ÷ no store |",
+        "|---|---|--:|--:|--:|--:|--:|--:|",
     ]
     for result in results:
-        static = statics.get(result.generator.split(" ")[0])
-        if static:
-            ours = result.load["responses"] / result.load["elapsed_s"]
-            lines.append(f"| {result.generator} | {result.store} | {static:,.0f} | {ours:,.0f} | {ours / static:.2f}x |")
+        key = result.generator.split(" ")[0]
+        static, ceiling = statics.get(key), ceilings.get(key)
+        ours = result.load["responses"] / result.load["elapsed_s"]
+        lines.append(
+            f"| {result.generator} | {result.store} | {f'{static:,.0f}' if static else 'n/a'} "
+            f"| {f'{ceiling:,.0f}' if ceiling else 'n/a'} | {ours:,.0f} | {f'{ours / static:.2f}x' if static else 'n/a'} "
+            f"| {f'{ceiling / static:.2f}x' if static and ceiling else 'n/a'} "
+            f"| {f'{ours / ceiling:.2f}x' if ceiling else 'n/a'} |")
     return "\n".join(lines) + "\n"
