@@ -89,7 +89,8 @@ def _run_in(folder: Path, generator: str, store: str, workload: Workload, args: 
     name = f"{generator} / {store}"
     database = target(store, folder, postgres, generator)
     try:
-        server = Server(folder, args.threads, db=database.db, server=args.server, workers=args.workers)
+        server = Server(folder, args.threads, db=database.db, server=args.server, workers=args.workers,
+                        writer=args.writer)
         try:
             server.start()
             print(f"{name}: {server.banner}", file=sys.stderr, flush=True)
@@ -205,6 +206,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--static-contender", action="store_true",
                         help="also load the static-GIF contender (the same server, no store) with each generator and "
                              "report mailtrack's requests/s as a ratio of it")
+    parser.add_argument("--writer", choices=["process", "thread"], default=None,
+                        help="`serve --writer`: who writes a SQLite store's events (default: the `serve` default, "
+                             "process)")
     parser.add_argument("--no-store-contender", action="store_true",
                         help="also load `mailtrack serve` with its store writes skipped (the same endpoints, tokens "
                              "and recorder; harness/serve/no_store_serve.py) with each generator: the ceiling any store "

@@ -873,7 +873,7 @@ def test_locked_store_still_serves_then_spool_drains(serve: Callable[..., Server
     pixel = path_of(tracker.tracking_url("open", message_id="m-lock", recipient="ann@example.com"))
     assert server.get(pixel, headers={"User-Agent": "before"}).status == 200  # the store exists and works
 
-    lock = sqlite3.connect(server.db, timeout=0, isolation_level=None)
+    lock = sqlite3.connect(server.db, timeout=10, isolation_level=None)  # (waits out a stats roll in progress)
     try:
         lock.execute("BEGIN EXCLUSIVE")
         reply = server.get(click, headers={"User-Agent": "locked-click"})

@@ -59,7 +59,7 @@ class Server:
     """
 
     def __init__(self, folder: Path, threads: int | None, *, db: str = "", static: bool = False,
-                 server: str = "uvicorn", workers: int = 1, no_store: bool = False) -> None:
+                 server: str = "uvicorn", workers: int = 1, no_store: bool = False, writer: str | None = None) -> None:
         self.folder = folder
         self.threads = threads
         self.stderr_path = folder / "server.stderr"
@@ -82,6 +82,7 @@ class Server:
             "--server",
             server,
             *(["--workers", str(workers)] if workers != 1 else []),
+            *(["--writer", writer] if writer else []),
         ]
         if no_store:  # the request path with its store writes skipped (harness/serve/no_store_serve.py)
             self.command = [sys.executable, str(Path(__file__).with_name("no_store_serve.py")), *self.command[4:]]
