@@ -152,13 +152,15 @@ _LANE_DEPTH = 2
 #: Events that must be waiting before a lane sends a second batch (a first one goes at once).
 _LANE_NEXT = 8
 
+
 class _Lane(asyncio.Protocol):
     """An event loop's own channel to a :class:`~mailtrack.storage.writer_process.ProcessWriter`'s child.
 
     The group commit without the writer thread: requests of this loop
-    append their waiters; one batch is with the child at a time, and
-    whatever queued meanwhile (up to ``batch_max``) goes as the next batch
-    when the answer comes. The loop resolves the futures itself: no thread
+    append their waiters; a batch goes to the child at once when none is
+    there, a second one (``_LANE_DEPTH``) once ``_LANE_NEXT`` events wait,
+    and whatever queued meanwhile (up to ``batch_max``) goes when an
+    answer comes. The child commits them in order. The loop resolves the futures itself: no thread
     has to take the GIL back from the busy loop between a commit and its
     answers. Anything that is not a clean commit (the store refused or
     cannot write, the channel broke, the recorder is spooling or closing)
@@ -212,10 +214,15 @@ class _Lane(asyncio.Protocol):
             if not self.inflight:  # pragma: no cover - the child answers only what was sent
                 continue
             batch = self.inflight.popleft()
-            if isinstance(reply, StoreError):
-                self.recorder._hand_to_writer(batch)
-            else:
-                self.recorder._lane_stored(batch, reply)
+            try:
+                if isinstance(reply, StoreError):
+                    self.recorder._hand_to_writer(batch)
+                else:
+                    self.recorder._lane_stored(batch, reply)
+            except Exception:  # an answer that does not fit its batch: the writer thread stores (or spools) it again
+                log.exception("mailtrack: unusable answer from the store's writer process")
+                self.recorder._hand_to_writer([waiter for waiter in batch if waiter.future is None
+                                               or not waiter.future.done()])
         if len(self.inflight) < _LANE_DEPTH:
             self._send()
 
@@ -225,6 +232,10 @@ class _Lane(asyncio.Protocol):
         self.inflight, self.pending = deque(), []
         if waiting:
             self.recorder._hand_to_writer(waiting)
+
+    def waiting(self) -> int:
+        """Events of this lane not yet answered (sent or not): part of the recorder's ``queued``."""
+        return len(self.pending) + sum(map(len, list(self.inflight)))  # list(): one step, safe from another thread
 
     def leftovers(self) -> list[_Waiter]:
         """What this lane holds unanswered, taken from it (for :meth:`Recorder.close`)."""
@@ -613,7 +624,7 @@ class Recorder:
             spool_full=self._spool_full or (self.spool.max_bytes is not None and used >= self.spool.max_bytes),
             memory_events=len(self._pending),
             lost=lost,
-            queued=self._queue.qsize(),
+            queued=self._queue.qsize() + (self._lane.waiting() if self._lane is not None else 0),
             last_error=self._last_error,
         )
 
