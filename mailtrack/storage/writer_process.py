@@ -18,7 +18,10 @@ the child loses nothing answered). The child runs
 retries and outbox rows are decided exactly as in process. When the child
 cannot write, or dies, or cannot be started, the call raises
 :class:`~mailtrack.storage.base.StoreUnavailable` and the recorder spools as it
-does for any store outage; the next call starts a new child. A batch the child
+does for any store outage; the next call starts a new child. A child that does
+not answer a call within ``call_timeout`` (stopped, a hung disk, a bug) is
+killed and the call raises ``StoreUnavailable`` too: a stuck child never holds
+the writes, the spool's drain or the server's shutdown for ever. A batch the child
 committed but could not answer for (it was killed in between) is spooled too,
 and stored once when the spool drains: events carry their ``event_id``.
 
@@ -35,6 +38,7 @@ from __future__ import annotations
 import logging
 import os
 import pickle
+import re
 import select
 import signal
 import socket
@@ -43,6 +47,7 @@ import subprocess
 import sys
 import threading
 import time
+import weakref
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -59,26 +64,42 @@ _HEADER = struct.Struct("!I")
 _MAX_FRAME = 256 << 20
 #: Events rolled per step between two batches: about 3 ms of SQLite (measured), so a batch waits at most that.
 _ROLL_STEP = 256
+#: Where the child finds the mailtrack this process runs (a directory a server may have put on ``sys.path`` itself).
+_ROOT = str(Path(__file__).resolve().parents[2])
+#: The child's first lines: the directory above goes first on its path unless its interpreter has it already (a
+#: site-packages directory first would shadow the standard library with whatever it holds).
+_BOOTSTRAP = ("import sys; root = sys.argv[1]; root in sys.path or sys.path.insert(0, root); "
+              "from mailtrack.storage.writer_process import main; sys.exit(main(sys.argv[2:]))")
 
 
 class ProcessWriter:
     """``record`` and ``record_many`` of the SQLite store at ``path``, run by a child process.
 
-    Thread-safe (one call at a time goes to the child). The child is started
+    Thread-safe (one call at a time goes to the child) and fork-safe (a forked copy starts its own child). The
+    child is run by this Python's interpreter (not ``sys.executable`` when that names a server embedding Python,
+    as under uWSGI), with the mailtrack this process imported. The child is started
     by the first write, or by :meth:`start` (which a server calls so that the
     rolls begin before any event comes); :meth:`close` ends it, and a later
     write starts a new one. ``roll_interval``: the child rolls the stats
-    rollups that often (None: never).
+    rollups that often (None: never). ``call_timeout``: seconds a call waits
+    for the child's answer before the child is killed (StoreUnavailable).
     """
 
-    def __init__(self, path: str | Path, *, busy_timeout: float = 0.25, roll_interval: float | None = None) -> None:
+    def __init__(self, path: str | Path, *, busy_timeout: float = 0.25, roll_interval: float | None = None,
+                 call_timeout: float = 10.0) -> None:
         if not isinstance(path, (str, Path)) or not str(path):
             raise ConfigurationError(f"the event database path must be a non-empty str or Path, not {path!r}")
         if roll_interval is not None and not (isinstance(roll_interval, (int, float)) and 0 < roll_interval < 3600):
             raise ConfigurationError(f"roll_interval must be None or seconds between 0 and 3600, not {roll_interval!r}")
+        if isinstance(call_timeout, bool) or not isinstance(call_timeout, (int, float)) or not call_timeout > 0:
+            raise ConfigurationError(f"call_timeout must be a positive number of seconds, not {call_timeout!r}")
         self.path = str(path)
         self.busy_timeout = busy_timeout
         self.roll_interval = roll_interval
+        # A child that has not answered a call in this long is stuck (stopped, a hung disk, a bug): it is killed
+        # and the call raises StoreUnavailable (the recorder spools). Without it the stuck call held the lock for
+        # ever, and every later write (the spool's drain, the recorder's close at SIGTERM) waited behind it.
+        self.call_timeout = float(call_timeout)
         self._lock = threading.Lock()
         self._state = threading.Lock()  # swapping the child (a short hold: the event loop takes it too)
         self._process: subprocess.Popen[bytes] | None = None
@@ -86,6 +107,7 @@ class ProcessWriter:
         self._loop_socket: socket.socket | None = None
         self._owner = os.getpid()  # a forked copy of this object must not talk to its parent's child
         self.starts = 0  # how many children were started: the child of generation ``starts`` is the current one
+        _LIVE.add(self)  # new locks in a forked copy (see _after_fork)
 
     # -- the storage calls ----------------------------------------------------------
     def record(self, event: TrackingEvent, outbox: Sequence[str] = ()) -> TrackingEvent:
@@ -130,8 +152,11 @@ class ProcessWriter:
         with self._lock:
             sock = self._started()
             try:
+                sock.settimeout(self.call_timeout)
                 _send(sock, request)
                 reply = _receive(sock)
+            except TimeoutError:
+                reply, error = None, f"it did not answer in {self.call_timeout:g} s: killed"
             except OSError as exc:
                 reply, error = None, f"{type(exc).__name__}: {exc}"
             else:
@@ -181,8 +206,8 @@ class ProcessWriter:
         loop_ours, loop_theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
         try:
             process = subprocess.Popen(
-                [sys.executable, "-m", __name__, str(theirs.fileno()), str(loop_theirs.fileno()), self.path,
-                 repr(self.busy_timeout), repr(self.roll_interval or 0.0)],
+                [_interpreter(), "-c", _BOOTSTRAP, _ROOT, str(theirs.fileno()), str(loop_theirs.fileno()),
+                 self.path, repr(self.busy_timeout), repr(self.roll_interval or 0.0)],
                 # its own session: a Ctrl-C or a supervisor's signal to the server's process group never cuts a
                 # commit short; the child ends when the server closes the socket, or dies (the kernel closes it)
                 pass_fds=(theirs.fileno(), loop_theirs.fileno()), stdin=subprocess.DEVNULL, start_new_session=True)
@@ -217,6 +242,43 @@ class ProcessWriter:
         except subprocess.TimeoutExpired:
             process.kill()
             return process.wait()
+
+
+_LIVE: weakref.WeakSet[ProcessWriter] = weakref.WeakSet()
+
+
+def _after_fork() -> None:
+    """In a forked process: new locks for every writer. A lock another thread held at the fork (a write under
+    way) stays held for ever in the copy, where that thread does not exist: its first write hung."""
+    for writer in list(_LIVE):
+        writer._lock = threading.Lock()
+        writer._state = threading.Lock()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork)
+
+
+def _interpreter() -> str:
+    """The Python to run the child with: ``sys.executable``, unless this process is a server that embeds Python
+    (uWSGI, mod_wsgi), where it names the server's own binary (the child was ``uwsgi -c ...``, which exits: every
+    event was spooled and none stored); then this Python's own interpreter in ``sys.exec_prefix`` (a virtualenv's
+    when the server runs in one)."""
+    if _is_python(sys.executable):
+        return sys.executable
+    version = sys.version_info
+    folder = Path(sys.exec_prefix) / ("Scripts" if os.name == "nt" else "bin")
+    for name in (f"python{version.major}.{version.minor}", f"python{version.major}", "python"):
+        candidate = folder / (name + (".exe" if os.name == "nt" else ""))
+        if candidate.is_file() and os.access(candidate, os.X_OK):
+            return str(candidate)
+    base = getattr(sys, "_base_executable", "")
+    return base if _is_python(base) else sys.executable  # none found: the start fails and says so (spooled)
+
+
+def _is_python(executable: str | None) -> bool:
+    """Whether ``executable`` has a Python interpreter's name (python, python3.12, python3.13t, pypy3...)."""
+    return re.fullmatch(r"(python|pypy)(\d+(\.\d+)*)?[dmtw]*(\.exe)?", os.path.basename(executable or "").lower()) is not None
 
 
 def stored_as(event: TrackingEvent, first: bool) -> TrackingEvent:
@@ -367,8 +429,8 @@ def _answer(child: _Child, op: str, events: list[TrackingEvent], outbox: tuple[s
 
 
 def main(argv: list[str]) -> int:
-    """The child's entry point: ``python -m mailtrack.storage.writer_process FD LOOP_FD PATH BUSY_TIMEOUT
-    ROLL_INTERVAL`` (``ROLL_INTERVAL`` 0: no rolls)."""
+    """The child's entry point: ``main([FD, LOOP_FD, PATH, BUSY_TIMEOUT, ROLL_INTERVAL])`` (``ROLL_INTERVAL`` 0: no
+    rolls), called by :data:`_BOOTSTRAP` (or ``python -m mailtrack.storage.writer_process`` with those arguments)."""
     # Ctrl-C and the supervisor's SIGTERM are for the server (the child has its own session; this is for a signal
     # sent to it by name): it finishes its batch and exits when the server closes the socket, or dies.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
