@@ -2,7 +2,7 @@
 """Set up and run mailtrack with nothing but Python 3.10+.
 
     python3 tasks.py demo    # make .venv, install mailtrack, run the end-to-end demo
-    python3 tasks.py test    # make .venv, install mailtrack[test] (Debian's Chromium, and PostgreSQL when root or CI, when missing), run the whole test suite
+    python3 tasks.py test    # make .venv, install mailtrack[test] (Debian's Chromium, and PostgreSQL when root or CI, when missing; uWSGI built when it can be), run the whole test suite
     python3 tasks.py bench   # make .venv, install mailtrack[bench], run the seven benchmarks (rewrite, message, serve, pathological, batch, events_api, webhooks)
     python3 tasks.py mutate  # make .venv, install mailtrack[mutation,test], mutation-test the core modules
     python3 tasks.py test-django  # only the Django tests, under each Django of the matrix (also the end of `test`)
@@ -107,6 +107,21 @@ def ensure_postgres() -> None:
         if failed:
             print("+ could not install PostgreSQL: its store tests will be skipped", flush=True)
             return
+
+
+def ensure_uwsgi() -> None:
+    """Build uWSGI into the venv (``pip install uwsgi``: needs a C compiler and Python's headers) for the test that
+    runs the WSGI entry point under a real uWSGI; when it cannot be built, that test skips and says why."""
+    if (PYTHON.parent / "uwsgi").is_file():
+        return
+    print("+ installing uWSGI (built from source) for the uWSGI test", flush=True)
+    try:
+        failed = subprocess.run([str(PYTHON), "-m", "pip", "install", "--quiet", "--disable-pip-version-check",
+                                 "uwsgi>=2.0"], cwd=ROOT, timeout=900).returncode != 0
+    except (OSError, subprocess.TimeoutExpired):
+        failed = True
+    if failed:
+        print("+ could not build uWSGI: the uWSGI test will be skipped", flush=True)
 
 
 def run(*args: str | os.PathLike[str]) -> None:
@@ -276,6 +291,8 @@ def main(argv: list[str]) -> int:
             run(PYTHON, "-m", "mailtrack", "demo", *rest)
         elif command == "test":
             ensure_postgres()
+            if os.name == "posix":
+                ensure_uwsgi()
             missing = ensure_chromium()
             if missing is not None:
                 os.environ[CHROMIUM_MISSING] = missing  # the browser test's skip reason

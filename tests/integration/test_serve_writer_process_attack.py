@@ -112,7 +112,7 @@ def free_port() -> int:
 
 
 @pytest.mark.timeout(120)
-@pytest.mark.skipif(uwsgi_binary() is None, reason="needs a uWSGI binary (pip install uwsgi)")
+@pytest.mark.skipif(uwsgi_binary() is None, reason="needs a uWSGI binary (pip install uwsgi; `python3 tasks.py test` builds one when it can)")
 def test_the_wsgi_entry_point_under_uwsgi_stores_events(tmp_path: Path, tracker: mailtrack.Tracker) -> None:
     """Under uWSGI ``sys.executable`` is the uwsgi binary: the writer child was ``uwsgi -m ...`` ("unable to load
     configuration"), exited at once, and every event was spooled, none stored while the server ran."""
