@@ -144,16 +144,32 @@ def track_html_links(
             edits.append((start, end, escape_attribute(tracking_url, quote)))
 
 
+#: The characters of a token (itsdangerous' format: base64url and ".").
+_TOKEN_CHARS = re.compile(r"[A-Za-z0-9_.-]+")
+
+
 def tokens_after(html: str, prefix: str) -> list[tuple[str, int]]:
     """The token-shaped strings that follow ``prefix`` in ``html``, with their offsets.
 
     Case-sensitive: our pixels are written with this exact prefix, and a
-    case-insensitive search would cost more than the rest of a rewrite.
+    case-insensitive search would cost more than the rest of a rewrite. What
+    ``re.finditer(re.escape(prefix) + "([A-Za-z0-9_.-]+)", html)`` finds, but
+    the document is searched with ``str.find`` (no regex pass over all of it,
+    no pattern built per call); a search resumes after a match, as finditer's
+    does, so the matches never overlap.
     """
-    if prefix not in html:  # nearly every body: one substring search instead of a regex pass
-        return []
-    # A sentence may end right after a URL in text: a token never ends with ".".
-    return [(m.group(1).rstrip("."), m.start(1)) for m in re.finditer(re.escape(prefix) + r"([A-Za-z0-9_.-]+)", html)]
+    found: list[tuple[str, int]] = []
+    at = html.find(prefix)  # nearly every body: not there, one substring search settles it
+    while at != -1:
+        start = at + len(prefix)
+        m = _TOKEN_CHARS.match(html, start)
+        if m is None:
+            at = html.find(prefix, at + 1)
+            continue
+        # A sentence may end right after a URL in text: a token never ends with ".".
+        found.append((m.group().rstrip("."), start))
+        at = html.find(prefix, m.end())
+    return found
 
 
 def earlier_tokens(
