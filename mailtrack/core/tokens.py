@@ -125,6 +125,8 @@ def check_claims(
     as lists, non-str keys as strings, and NaN is not JSON at all.
     """
     value = [message_id, recipient, dict(metadata or {}), list(tags)]
+    if _plain_json(value):
+        return  # the common case: plainly JSON, it comes back as it is without encoding it twice and parsing it
     for name, part in zip(("message_id", "recipient", "metadata", "tags"), value, strict=True):
         try:
             _compact_json(part).encode("utf-8")
@@ -132,6 +134,54 @@ def check_claims(
             raise ArgumentError(f"{name} must be JSON text: {exc}") from None
     if json.loads(_compact_json(value)) != value:
         raise ArgumentError("metadata must survive JSON unchanged: use str keys, lists (not tuples), and JSON types")
+
+
+#: How many values :func:`_plain_json` looks at before leaving the question to a real JSON round trip.
+_PLAIN_JSON_BUDGET = 10_000
+#: Integers this small print and parse back exactly and within ``sys.int_info``'s digit limit.
+_PLAIN_INT = 1 << 64
+
+
+def _plain_json(value: Any) -> bool:
+    """True only if ``value`` survives :func:`_compact_json` and ``json.loads`` unchanged, answered without encoding.
+
+    Accepts exact built-in types only: ``None``, ``bool``, ``int`` (under 2**64
+    in size), finite ``float``, ``str`` that UTF-8 can write, ``list`` and
+    ``dict`` with such ``str`` keys, holding the same. Anything else (a
+    subclass, a tuple, a cycle, a big or unusual structure) answers False, and
+    :func:`check_claims` then makes the round trip it always made, with its
+    errors; so this can only skip work, never change an answer.
+    """
+    stack = [value]
+    budget = _PLAIN_JSON_BUDGET  # values taken on the stack: bounds the time and memory of any input (a cycle too)
+    while stack:
+        item = stack.pop()
+        kind = type(item)
+        if kind is str:
+            if not item.isascii() and not _encodes_as_utf8(item):
+                return False
+        elif item is None or kind is bool:
+            continue
+        elif kind is int:
+            if not -_PLAIN_INT < item < _PLAIN_INT:
+                return False
+        elif kind is float:
+            if not math.isfinite(item):
+                return False
+        elif kind is list or kind is dict:
+            budget -= len(item)
+            if budget < 0:
+                return False
+            if kind is list:
+                stack.extend(item)
+                continue
+            for key in item:
+                if type(key) is not str or (not key.isascii() and not _encodes_as_utf8(key)):
+                    return False
+            stack.extend(item.values())
+        else:
+            return False
+    return True
 
 
 class _KeyCachingSigner(TimestampSigner):
