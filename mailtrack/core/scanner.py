@@ -158,6 +158,10 @@ class ScanResult:
     truncated_at: int | None = None  # start of a tag, comment or raw-text element left open at the end
 
 
+#: ``LinkTag(*fields)`` without the named tuple's Python-level ``__new__`` (the same object).
+_tuple = tuple.__new__
+
+
 def _lower(name: str) -> str:
     """ASCII-only lower-casing, as the tokenizer does for tag and attribute names."""
     return name.lower() if name.isascii() else name.translate(_ASCII_LOWER)
@@ -250,7 +254,9 @@ def _scan(text: str, pos: int, endpos: int, pattern: re.Pattern[str], conditiona
                 else:
                     at = m.end("href")
                     href = ("", at, at, "")
-            result.links.append(LinkTag(_lower(m.group("lname")), m.start("link"), m.end(), href, conditional))
+            name = m.group("lname")
+            name = name.lower() if name.isascii() else name.translate(_ASCII_LOWER)  # _lower(), inlined: once per link
+            result.links.append(_tuple(LinkTag, (name, m.start("link"), m.end(), href, conditional)))
         elif kind == "cond":
             start, stop = m.start("cond"), m.end()
             opening = _CONDITIONAL_COMMENT.match(text, start, stop)
