@@ -31,6 +31,11 @@ def classify_destination(url: str, plan: RewritePlan) -> Decision | None:
     """The rules that look at the destination alone (placeholders, scheme, destination check, ours)."""
     if plan.placeholders.plain(url):  # settles most links in one match, as the checks below would
         return ours(url, plan) if plan.layout.is_ours(url) else None
+    return classify_unplain(url, plan)
+
+
+def classify_unplain(url: str, plan: RewritePlan) -> Decision | None:
+    """:func:`classify_destination` for a URL its first test (``plan.placeholders.plain``) did not settle."""
     if plan.placeholders.search(url):
         return "placeholder"
     problem = destination_problem(url)  # the check the redirect makes too (mailtrack.core.urls)
@@ -128,6 +133,7 @@ def track_html_links(
     """
     only_ours = plan.click is None
     is_ours = plan.layout.is_ours
+    plain = plan.placeholders.plain
     opt_outs = plan.opt_outs
     any_opt_out, common = bool(opt_outs.attributes), opt_outs.common
     decide = book.decide
@@ -147,8 +153,10 @@ def track_html_links(
             reason = "empty"
         elif any_opt_out and (not common or common in html[tag.start : tag.end].lower()) and opt_outs.applies(html, tag):
             reason = "opt-out"
+        elif plain(url):  # classify_destination, without its call: its first test settles most links
+            reason = ours(url, plan) if is_ours(url) else None
         else:
-            reason = classify_destination(url, plan)
+            reason = classify_unplain(url, plan)
         if only_ours and reason != ANOTHER_MESSAGE:
             continue  # click tracking off: nothing is tracked or reported, but another message's click URLs must go
         if recorded_at is None:
