@@ -10,16 +10,32 @@ from __future__ import annotations
 
 import json
 import math
+import pickle
 import re
 from typing import Any
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from support.oracle import corpus_html_files
+from support.strategies import BASE_URL, documents, mutated_documents
 
 import mailtrack
-from mailtrack.core.rewrite.links import tokens_after
-from mailtrack.core.tokens import check_claims
+from mailtrack.core.charrefs import decode_attribute, escape_attribute
+from mailtrack.core.results import SkippedLink, TrackedLink
+from mailtrack.core.rewrite.links import (
+    ANOTHER_MESSAGE,
+    LinkBook,
+    classify_destination,
+    tokens_after,
+    track_html_links,
+)
+from mailtrack.core.rewrite.plan import RewritePlan
+from mailtrack.core.scanner import scan
+from mailtrack.core.tokens import MAX_TOKEN_LENGTH, check_claims
+from mailtrack.core.urls import ASCII_WHITESPACE, add_query_parameters
+
+CORPUS = corpus_html_files()
 
 PREFIX = "https://t.example.com/o/"
 
@@ -126,3 +142,123 @@ def test_check_claims_of_a_cycle_a_wide_structure_or_a_huge_int_is_left_to_the_r
     huge = 10**5000  # more digits than str() writes by default: json.dumps refuses it
     for metadata in ({"a": looped}, wide, {"a": [looped] * 5000}, {"a": huge}):
         assert _outcome(check_claims, "m", "r", metadata) == _outcome(check_claims_by_round_trip, "m", "r", metadata)
+
+
+# -- the per-link loop: against the loop it replaced, with the result objects built eagerly ----------------------
+
+
+def _old_track_html_links(html: str, plan: RewritePlan, book: _OldBook) -> list[tuple[int, int, str]]:
+    """``track_html_links`` before issue 13's quick wins: classify_tag, then decide, escaping every value."""
+    edits = []
+    only_ours = plan.click is None
+    for tag in scan(html).links:
+        if tag.href is None:
+            continue
+        raw, start, end, quote = tag.href
+        url = decode_attribute(raw).strip(ASCII_WHITESPACE)
+        if only_ours and not plan.layout.is_ours(url):
+            continue
+        if not url:
+            reason: Any = "empty"
+        elif plan.opt_outs.applies(html, tag):
+            reason = "opt-out"
+        else:
+            reason = classify_destination(url, plan)
+        if only_ours and reason != ANOTHER_MESSAGE:
+            continue
+        tracking_url = book.decide(url, reason, start, end, raw, quote, tag.tag)
+        if tracking_url is not None:
+            edits.append((start, end, escape_attribute(tracking_url, quote)))
+    return edits
+
+
+class _OldBook(LinkBook):
+    """LinkBook.decide before issue 13: TrackedLink and SkippedLink built by their constructors."""
+
+    def decide(self, url: str, reason: Any, start: int, end: int, raw: str, quote: str, tag: str) -> str | None:
+        if reason == ANOTHER_MESSAGE:
+            earlier = self.reissue.read(url, "click")
+            assert earlier is not None and earlier.url is not None
+            if self.sign is None:
+                return earlier.url
+            return self.decide(earlier.url, None, start, end, raw, quote, tag) or earlier.url
+        if reason is None:
+            if self.counted >= self.max_links:
+                reason = "limit"
+            else:
+                if self.utm:
+                    url = add_query_parameters(url, self.utm)
+                assert self.sign is not None
+                tracking_url = self.prefix + self.sign(self.counted, url)
+                if len(tracking_url) <= MAX_TOKEN_LENGTH:
+                    self.links.append(TrackedLink(self.counted, url, tracking_url, start, end, raw, quote, tag))
+                    self.counted += 1
+                    return tracking_url
+                reason = "too-long"
+        elif reason == "already-tracked":
+            self.counted += 1
+        self.skipped.append(SkippedLink(raw, reason, start, end, url, tag))
+        return None
+
+
+_TRACKERS = {
+    "default": mailtrack.Tracker(secret_keys=["older-key", "newest-key"], base_url=BASE_URL, max_links=40),
+    # no string of 3+ characters common to every name: OptOuts.common is "" and every tag is parsed
+    "custom": mailtrack.Tracker(secret_keys=["k"], base_url=BASE_URL.upper() + "/T", max_links=5,
+                                opt_out_attributes={"X-NO": None, "data-skip": "YES", "ab": "1"}),
+    "none": mailtrack.Tracker(secret_keys=["k"], base_url=BASE_URL, opt_out_attributes={}),
+}
+_SETTINGS = [None, {"click_tracking": {"enable": False}}, {"ganalytics": {"enable": True, "utm_source": "n l"}}]
+
+
+def _plan(tracker: mailtrack.Tracker, settings: Any, message_id: str = "msg-1") -> RewritePlan:
+    return tracker._plan(settings, message_id, "ann@example.com", {"c": 1}, 1_700_000_000, None, text=False)
+
+
+def _assert_same_as_old_loop(html: str) -> None:
+    tracked_once = _TRACKERS["default"].rewrite_html(html, message_id="msg-0", issued_at=1).html  # another message's URLs
+    for document in (html, tracked_once):
+        for tracker in _TRACKERS.values():
+            for options in _SETTINGS:
+                plan = _plan(tracker, options)
+                new_book, old_book = LinkBook(plan), _OldBook(plan)
+                new_edits: list[tuple[int, int, str]] = []
+                track_html_links(document, scan(document), plan, new_book, new_edits)
+                assert new_edits == _old_track_html_links(document, plan, old_book)
+                assert (new_book.links, new_book.skipped, new_book.counted) == (old_book.links, old_book.skipped, old_book.counted)
+                assert [type(link) for link in new_book.links] == [TrackedLink] * len(new_book.links)
+                assert [type(link) for link in new_book.skipped] == [SkippedLink] * len(new_book.skipped)
+
+
+@settings(max_examples=150)
+@given(st.one_of(documents(), mutated_documents()))
+def test_the_link_loop_decides_as_the_old_one_on_generated_documents(html: str) -> None:
+    _assert_same_as_old_loop(html)
+
+
+@pytest.mark.skipif(not CORPUS, reason="../shared/corpus is absent")
+@pytest.mark.parametrize("entry", CORPUS, ids=[c.path for c in CORPUS])
+def test_the_link_loop_decides_as_the_old_one_on_the_corpus(entry: Any) -> None:
+    _assert_same_as_old_loop(entry.read())
+
+
+@pytest.mark.parametrize(
+    "html",
+    [
+        '<a href="https://x.example/" ClickTracking="OFF">x</a><a href="https://x.example/" data-PM-no-TRACK>y</a>',
+        '<a href="https://x.example/" x-no>x</a><a href=https://x.example/?a=1 data-skip=" yes ">y</a><a ab=1 href=/>',
+        "<a href=''><a href='{{u}}' clicktracking=on><a href='https://t.example.com/c/bad'><a href=mailto:x@y>",
+        '<a href="https://x.example/a=b&amp;c" title=\'it"s\'>x</a><a href=https://x.example/`q>y</a>',
+    ],
+)
+def test_the_link_loop_decides_as_the_old_one_on_pinned_opt_outs(html: str) -> None:
+    _assert_same_as_old_loop(html)
+
+
+def test_rewrite_results_pickle_and_compare_as_named_tuples() -> None:
+    html = '<a href="https://x.example/">x</a><a href="mailto:a@b">m</a><a href="{{x}}">p</a>'
+    result = _TRACKERS["default"].rewrite_html(html, message_id="m", issued_at=1)
+    assert pickle.loads(pickle.dumps(result)) == result
+    assert result.links == [TrackedLink(*result.links[0])] and result.links[0]._asdict()["url"] == "https://x.example/"
+    assert [s.reason for s in result.skipped] == ["scheme", "placeholder"]
+    assert result.skipped == [SkippedLink(*s) for s in result.skipped]
