@@ -71,6 +71,8 @@ class LinkBook:
     same limit as the first.
     """
 
+    __slots__ = ("counted", "links", "max_links", "prefix", "quoted_as_is", "reissue", "sign", "skipped", "utm")
+
     def __init__(self, plan: RewritePlan) -> None:
         self.prefix = plan.layout.prefix("click")
         self.max_links = plan.max_links
@@ -92,25 +94,27 @@ class LinkBook:
         or with click tracking off, it becomes that destination (recorded, but
         with click tracking off, as skipped for ``limit`` or ``too-long``).
         """
-        if reason == ANOTHER_MESSAGE:
+        if reason is None:  # the common case first: track it
+            counted = self.counted
+            if counted >= self.max_links:
+                reason = "limit"
+            else:
+                if self.utm:
+                    url = add_query_parameters(url, self.utm)  # signed, so the redirect carries them
+                sign = self.sign
+                assert sign is not None, "links are decided only with click tracking on"
+                tracking_url = self.prefix + sign(counted, url)
+                if len(tracking_url) <= MAX_TOKEN_LENGTH:
+                    self.links.append(_tuple(TrackedLink, (counted, url, tracking_url, start, end, raw, quote, tag)))
+                    self.counted = counted + 1
+                    return tracking_url
+                reason = "too-long"
+        elif reason == ANOTHER_MESSAGE:
             earlier = self.reissue.read(url, "click")
             assert earlier is not None and earlier.url is not None, "classified as a verified click URL"
             if self.sign is None:
                 return earlier.url
             return self.decide(earlier.url, None, start, end, raw, quote, tag) or earlier.url
-        if reason is None:
-            if self.counted >= self.max_links:
-                reason = "limit"
-            else:
-                if self.utm:
-                    url = add_query_parameters(url, self.utm)  # signed, so the redirect carries them
-                assert self.sign is not None, "links are decided only with click tracking on"
-                tracking_url = self.prefix + self.sign(self.counted, url)
-                if len(tracking_url) <= MAX_TOKEN_LENGTH:
-                    self.links.append(_tuple(TrackedLink, (self.counted, url, tracking_url, start, end, raw, quote, tag)))
-                    self.counted += 1
-                    return tracking_url
-                reason = "too-long"
         elif reason == "already-tracked":
             self.counted += 1
         self.skipped.append(_tuple(SkippedLink, (raw, reason, start, end, url, tag)))
