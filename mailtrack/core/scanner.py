@@ -243,20 +243,25 @@ def _scan(text: str, pos: int, endpos: int, pattern: re.Pattern[str], conditiona
         if m is None:  # cannot happen (the eof branch always matches); be safe anyway
             return
         kind = m.lastgroup
-        if kind == "link":
+        if kind == "link":  # once per link: spans read in one call each, values sliced from the text
             href: Attribute | None = None
             if m.start("href") >= 0:
                 for group, quote in _HREF_GROUPS:
-                    start = m.start(group)
+                    start, stop = m.span(group)
                     if start >= 0:
-                        href = (m.group(group), start, m.end(group), quote)
+                        href = (text[start:stop], start, stop, quote)
                         break
                 else:
                     at = m.end("href")
                     href = ("", at, at, "")
             name = m.group("lname")
-            name = name.lower() if name.isascii() else name.translate(_ASCII_LOWER)  # _lower(), inlined: once per link
-            result.links.append(_tuple(LinkTag, (name, m.start("link"), m.end(), href, conditional)))
+            name = name.lower() if name.isascii() else name.translate(_ASCII_LOWER)  # _lower(), inlined
+            start, stop = m.span("link")  # the link group ends the match
+            result.links.append(_tuple(LinkTag, (name, start, stop, href, conditional)))
+            if stop >= endpos:
+                return
+            pos = stop
+            continue
         elif kind == "cond":
             start, stop = m.start("cond"), m.end()
             opening = _CONDITIONAL_COMMENT.match(text, start, stop)
