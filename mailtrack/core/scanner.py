@@ -158,6 +158,10 @@ class ScanResult:
     truncated_at: int | None = None  # start of a tag, comment or raw-text element left open at the end
 
 
+#: ``LinkTag(*fields)`` without the named tuple's Python-level ``__new__`` (the same object).
+_tuple = tuple.__new__
+
+
 def _lower(name: str) -> str:
     """ASCII-only lower-casing, as the tokenizer does for tag and attribute names."""
     return name.lower() if name.isascii() else name.translate(_ASCII_LOWER)
@@ -239,18 +243,25 @@ def _scan(text: str, pos: int, endpos: int, pattern: re.Pattern[str], conditiona
         if m is None:  # cannot happen (the eof branch always matches); be safe anyway
             return
         kind = m.lastgroup
-        if kind == "link":
+        if kind == "link":  # once per link: spans read in one call each, values sliced from the text
             href: Attribute | None = None
             if m.start("href") >= 0:
                 for group, quote in _HREF_GROUPS:
-                    start = m.start(group)
+                    start, stop = m.span(group)
                     if start >= 0:
-                        href = (m.group(group), start, m.end(group), quote)
+                        href = (text[start:stop], start, stop, quote)
                         break
                 else:
                     at = m.end("href")
                     href = ("", at, at, "")
-            result.links.append(LinkTag(_lower(m.group("lname")), m.start("link"), m.end(), href, conditional))
+            name = m.group("lname")
+            name = name.lower() if name.isascii() else name.translate(_ASCII_LOWER)  # _lower(), inlined
+            start, stop = m.span("link")  # the link group ends the match
+            result.links.append(_tuple(LinkTag, (name, start, stop, href, conditional)))
+            if stop >= endpos:
+                return
+            pos = stop
+            continue
         elif kind == "cond":
             start, stop = m.start("cond"), m.end()
             opening = _CONDITIONAL_COMMENT.match(text, start, stop)

@@ -342,8 +342,14 @@ class Tracker:
         def later(kind: TokenKind) -> Callable[[], str]:  # built only if another message's token turns up
             return lambda: signer(kind)()
 
-        open_token = signer("open") if opens else None
-        unsubscribe_token = signer("unsubscribe") if subscription.enable else None
+        wanted: list[TokenKind] = ["open"] if opens else []
+        if subscription.enable:
+            wanted.append("unsubscribe")
+        if clicks:
+            wanted.append("click")
+        signers = codec.message_signers(wanted, message_id, recipient, metadata, when, labels, account)  # encoded once
+        open_token = signers.get("open")
+        unsubscribe_token = signers.get("unsubscribe")
         unsubscribe = Unsubscribe(
             token=unsubscribe_token,
             html=subscription.html or DEFAULT_HTML,
@@ -360,7 +366,7 @@ class Tracker:
             placeholders=self._placeholders,
             opt_outs=self._opt_outs,
             max_links=self._max_links,
-            click=codec.message_signer("click", message_id, recipient, metadata, when, labels, account) if clicks else None,
+            click=signers.get("click"),
             open_token=open_token,
             substitution_tag=resolved.open_tracking.substitution_tag,
             pixel_position=position,

@@ -17,19 +17,9 @@ from mailtrack.core.results import (
     TrackedLink,
 )
 from mailtrack.core.rewrite.plan import RewritePlan
-from mailtrack.core.scanner import LinkTag, ScanResult
+from mailtrack.core.scanner import ScanResult
 from mailtrack.core.tokens import MAX_TOKEN_LENGTH
 from mailtrack.core.urls import ASCII_WHITESPACE, TokenKind, add_query_parameters, destination_problem
-
-
-def classify_tag(url: str, html: str, tag: LinkTag, plan: RewritePlan) -> Decision | None:
-    """Why a link is left alone (see :class:`SkippedLink`), or None to track it (limit aside)."""
-    if not url:
-        return "empty"
-    if plan.opt_outs.applies(html, tag):
-        return "opt-out"
-    return classify_destination(url, plan)
-
 
 #: Not a reason anyone sees: a click URL of ours signed for another message, to be signed again for this one.
 ANOTHER_MESSAGE: Final = "another-message"
@@ -41,6 +31,11 @@ def classify_destination(url: str, plan: RewritePlan) -> Decision | None:
     """The rules that look at the destination alone (placeholders, scheme, destination check, ours)."""
     if plan.placeholders.plain(url):  # settles most links in one match, as the checks below would
         return ours(url, plan) if plan.layout.is_ours(url) else None
+    return classify_unplain(url, plan)
+
+
+def classify_unplain(url: str, plan: RewritePlan) -> Decision | None:
+    """:func:`classify_destination` for a URL its first test (``plan.placeholders.plain``) did not settle."""
     if plan.placeholders.search(url):
         return "placeholder"
     problem = destination_problem(url)  # the check the redirect makes too (mailtrack.core.urls)
@@ -64,12 +59,19 @@ def ours(url: str, plan: RewritePlan) -> Decision:
     return ANOTHER_MESSAGE if earlier.kind == "click" and not earlier.this_message else "already-tracked"
 
 
+#: Builds a result named tuple from a tuple of its fields: what ``TrackedLink(...)`` returns, without the
+#: Python-level ``__new__`` call a named tuple's constructor makes (a third of a microsecond per link).
+_tuple = tuple.__new__
+
+
 class LinkBook:
     """Counts links toward ``max_links`` in source order, signs the tracked ones, and records both lists.
 
     Tracked and already-tracked links both count, so a second pass sees the
     same limit as the first.
     """
+
+    __slots__ = ("counted", "links", "max_links", "prefix", "quoted_as_is", "reissue", "sign", "skipped", "utm")
 
     def __init__(self, plan: RewritePlan) -> None:
         self.prefix = plan.layout.prefix("click")
@@ -80,6 +82,9 @@ class LinkBook:
         self.reissue = plan.reissue
         self.links: list[TrackedLink] = []
         self.skipped: list[SkippedLink] = []
+        #: A click URL reads back unchanged inside quotes (token characters are base64url and "."):
+        #: the per-link loop can leave out :func:`escape_attribute` for quoted values.
+        self.quoted_as_is = not any(special in self.prefix for special in "&\"'")
 
     def decide(self, url: str, reason: Decision | None, start: int, end: int, raw: str, quote: str, tag: str) -> str | None:
         """The new value for this link, or None to leave it (recorded as skipped, with its reason).
@@ -89,28 +94,30 @@ class LinkBook:
         or with click tracking off, it becomes that destination (recorded, but
         with click tracking off, as skipped for ``limit`` or ``too-long``).
         """
-        if reason == ANOTHER_MESSAGE:
+        if reason is None:  # the common case first: track it
+            counted = self.counted
+            if counted >= self.max_links:
+                reason = "limit"
+            else:
+                if self.utm:
+                    url = add_query_parameters(url, self.utm)  # signed, so the redirect carries them
+                sign = self.sign
+                assert sign is not None, "links are decided only with click tracking on"
+                tracking_url = self.prefix + sign(counted, url)
+                if len(tracking_url) <= MAX_TOKEN_LENGTH:
+                    self.links.append(_tuple(TrackedLink, (counted, url, tracking_url, start, end, raw, quote, tag)))
+                    self.counted = counted + 1
+                    return tracking_url
+                reason = "too-long"
+        elif reason == ANOTHER_MESSAGE:
             earlier = self.reissue.read(url, "click")
             assert earlier is not None and earlier.url is not None, "classified as a verified click URL"
             if self.sign is None:
                 return earlier.url
             return self.decide(earlier.url, None, start, end, raw, quote, tag) or earlier.url
-        if reason is None:
-            if self.counted >= self.max_links:
-                reason = "limit"
-            else:
-                if self.utm:
-                    url = add_query_parameters(url, self.utm)  # signed, so the redirect carries them
-                assert self.sign is not None, "links are decided only with click tracking on"
-                tracking_url = self.prefix + self.sign(self.counted, url)
-                if len(tracking_url) <= MAX_TOKEN_LENGTH:
-                    self.links.append(TrackedLink(self.counted, url, tracking_url, start, end, raw, quote, tag))
-                    self.counted += 1
-                    return tracking_url
-                reason = "too-long"
         elif reason == "already-tracked":
             self.counted += 1
-        self.skipped.append(SkippedLink(raw, reason, start, end, url, tag))
+        self.skipped.append(_tuple(SkippedLink, (raw, reason, start, end, url, tag)))
         return None
 
 
@@ -125,35 +132,74 @@ def track_html_links(
     """Decide every link of the document in source order; schedule the tracked ones.
 
     ``recorded_at`` replaces the spans reported in results (for markup we add).
+    This loop runs once per link of every message, so what it calls is bound
+    once, outside it.
     """
     only_ours = plan.click is None
+    is_ours = plan.layout.is_ours
+    plain = plan.placeholders.plain
+    opt_outs = plan.opt_outs
+    any_opt_out, common = bool(opt_outs.attributes), opt_outs.common
+    decide = book.decide
+    quoted_as_is = book.quoted_as_is
     for tag in scanned.links:
         href = tag.href
         if href is None:
             continue
         raw, start, end, quote = href
         url = decode_attribute(raw).strip(ASCII_WHITESPACE)
-        if only_ours and not plan.layout.is_ours(url):
+        if only_ours and not is_ours(url):
             continue
-        reason = classify_tag(url, html, tag, plan)
+        # Why it is left alone, or None to track it. The opt-out rule's own first test, done here without a call:
+        # most tags hold no opt-out name (OptOuts.common is in every one) and never reach OptOuts.applies.
+        reason: Decision | None
+        if not url:
+            reason = "empty"
+        elif any_opt_out and (not common or common in html[tag.start : tag.end].lower()) and opt_outs.applies(html, tag):
+            reason = "opt-out"
+        elif plain(url):  # classify_destination, without its call: its first test settles most links
+            reason = ours(url, plan) if is_ours(url) else None
+        else:
+            reason = classify_unplain(url, plan)
         if only_ours and reason != ANOTHER_MESSAGE:
             continue  # click tracking off: nothing is tracked or reported, but another message's click URLs must go
-        span = (start, end) if recorded_at is None else (recorded_at, recorded_at)
-        tracking_url = book.decide(url, reason, *span, raw, quote, tag.tag)
+        if recorded_at is None:
+            tracking_url = decide(url, reason, start, end, raw, quote, tag.tag)
+        else:
+            tracking_url = decide(url, reason, recorded_at, recorded_at, raw, quote, tag.tag)
         if tracking_url is not None:
-            edits.append((start, end, escape_attribute(tracking_url, quote)))
+            if reason is None and quote and quoted_as_is:
+                edits.append((start, end, tracking_url))  # a click URL of ours: escape_attribute would change nothing
+            else:
+                edits.append((start, end, escape_attribute(tracking_url, quote)))
+
+
+#: The characters of a token (itsdangerous' format: base64url and ".").
+_TOKEN_CHARS = re.compile(r"[A-Za-z0-9_.-]+")
 
 
 def tokens_after(html: str, prefix: str) -> list[tuple[str, int]]:
     """The token-shaped strings that follow ``prefix`` in ``html``, with their offsets.
 
     Case-sensitive: our pixels are written with this exact prefix, and a
-    case-insensitive search would cost more than the rest of a rewrite.
+    case-insensitive search would cost more than the rest of a rewrite. What
+    ``re.finditer(re.escape(prefix) + "([A-Za-z0-9_.-]+)", html)`` finds, but
+    the document is searched with ``str.find`` (no regex pass over all of it,
+    no pattern built per call); a search resumes after a match, as finditer's
+    does, so the matches never overlap.
     """
-    if prefix not in html:  # nearly every body: one substring search instead of a regex pass
-        return []
-    # A sentence may end right after a URL in text: a token never ends with ".".
-    return [(m.group(1).rstrip("."), m.start(1)) for m in re.finditer(re.escape(prefix) + r"([A-Za-z0-9_.-]+)", html)]
+    found: list[tuple[str, int]] = []
+    at = html.find(prefix)  # nearly every body: not there, one substring search settles it
+    while at != -1:
+        start = at + len(prefix)
+        m = _TOKEN_CHARS.match(html, start)
+        if m is None:
+            at = html.find(prefix, at + 1)
+            continue
+        # A sentence may end right after a URL in text: a token never ends with ".".
+        found.append((m.group().rstrip("."), start))
+        at = html.find(prefix, m.end())
+    return found
 
 
 def earlier_tokens(

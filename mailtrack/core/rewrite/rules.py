@@ -148,14 +148,16 @@ class OptOuts:
                 raise ArgumentError(f"opt_out_attributes maps a non-empty str name to a str or None, not {name!r}: {value!r}")
         self.attributes = {name.lower(): (None if value is None else value.lower()) for name, value in attributes.items()}
         self._names = tuple(self.attributes)
-        self._common = _common_substring(self._names)
+        #: A string in every name ("" if none is 3 characters or more): a tag whose lowercased text does not
+        #: hold it carries no opt-out. The rewriter's per-link loop tests it itself before calling :meth:`applies`.
+        self.common = _common_substring(self._names)
 
     def applies(self, text: str, tag: LinkTag) -> bool:
         """True if ``tag`` (scanned from ``text``) carries an opt-out attribute."""
         if not self._names:
             return False
         lowered = text[tag.start : tag.end].lower()
-        if self._common and self._common not in lowered:
+        if self.common and self.common not in lowered:
             return False  # e.g. every default name holds "track"
         if not any(name in lowered for name in self._names):
             return False
