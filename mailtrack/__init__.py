@@ -42,6 +42,7 @@ from mailtrack.core.settings import (
     SubscriptionTracking,
     TrackingSettings,
 )
+from mailtrack.core.speedups import speedups_enabled
 from mailtrack.core.tracker import DEFAULT_MAX_LINKS, Tracker
 from mailtrack.exceptions import (
     ArgumentError,
@@ -139,5 +140,6 @@ __all__ = [
     "Verified",
     "WebhookDelivery",
     "WebhookSignatureError",
+    "speedups_enabled",
     "verify_signature",
 ]

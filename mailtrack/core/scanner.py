@@ -29,7 +29,9 @@ import sys
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
-__all__ = ["Attribute", "LinkTag", "ScanResult", "parse_attributes", "scan", "text_occurrences"]
+from mailtrack.core import speedups
+
+__all__ = ["Attribute", "LinkTag", "ScanResult", "parse_attributes", "scan", "scan_pure", "text_occurrences"]
 
 # The tokenizer treats CR as LF after input preprocessing, so CR is whitespace too.
 _WS = r"\t\n\f\r "
@@ -229,7 +231,19 @@ def _find_all(text: str, needle: str, start: int, end: int) -> list[int]:
 
 
 def scan(text: str) -> ScanResult:
-    """Scan ``text`` and return every link tag and the body/html end positions."""
+    """Scan ``text`` and return every link tag and the body/html end positions.
+
+    Runs the compiled scanner when speedups are enabled (``mailtrack.core.speedups``),
+    else ``scan_pure``; both return the same result for every input.
+    """
+    native = speedups.compiled
+    if native is not None:
+        return ScanResult(*native.scan(text, LinkTag))
+    return scan_pure(text)
+
+
+def scan_pure(text: str) -> ScanResult:
+    """``scan`` in pure Python: the reference the compiled scanner (``_speedups.c``) is tested against."""
     result = ScanResult()
     _scan(text, 0, len(text), _OUTER, False, result)
     return result

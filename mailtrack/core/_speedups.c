@@ -1,0 +1,246 @@
+/* mailtrack.core._speedups: compiled versions of pure-Python core functions.
+ *
+ * Optional: setup.py builds it where a C compiler exists, and the package
+ * works the same without it (mailtrack/core/speedups.py decides which path
+ * runs; MAILTRACK_PURE=1 forces the pure one). Each function returns exactly
+ * what its pure-Python reference returns, for every input; the differential
+ * tests (tests/unit/core/test_speedups.py) compare both.
+ *
+ *   scan(text, LinkTag) -> (links, body_start_end, body_end, html_end, truncated_at)
+ *       mailtrack.core.scanner.scan_pure's ScanResult fields, as a tuple.
+ *
+ * Plain CPython C API, no third-party code.
+ */
+
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+#include <string.h>
+
+#if PY_VERSION_HEX < 0x030A0000
+#error "mailtrack needs Python 3.10 or later"
+#endif
+
+/* The tokenizer's whitespace after input preprocessing (CR counts: it becomes LF). */
+#define IS_WS(c) ((c) == ' ' || (c) == '\t' || (c) == '\n' || (c) == '\f' || (c) == '\r')
+/* What ends a tag or attribute name: whitespace, "/" or ">". */
+#define IS_NAME_END(c) (IS_WS(c) || (c) == '/' || (c) == '>')
+#define IS_ALPHA(c) (((c) >= 'a' && (c) <= 'z') || ((c) >= 'A' && (c) <= 'Z'))
+
+/* ASCII-only lower-casing, as the tokenizer does for names (and re.IGNORECASE | re.ASCII). */
+static inline Py_UCS4
+ASCII_LOWER(Py_UCS4 c)
+{
+    return (c >= 'A' && c <= 'Z') ? c + 32 : c;
+}
+
+enum { QUOTE_NONE = 0, QUOTE_DOUBLE = 1, QUOTE_SINGLE = 2 };
+enum { KIND_OTHER = 0, KIND_LINK = 1, KIND_BODY = 2, KIND_RAW = 3 };
+
+/* scanner._RAW_TEXT, in its order. */
+#define N_RAW_TEXT 9
+#define RAW_PLAINTEXT 8
+static const char *const RAW_TEXT[N_RAW_TEXT] = {
+    "script", "style", "textarea", "title", "xmp", "iframe", "noembed", "noframes", "plaintext",
+};
+static const Py_ssize_t RAW_TEXT_LEN[N_RAW_TEXT] = {6, 5, 8, 5, 3, 6, 7, 8, 9};
+
+typedef struct {
+    PyObject *str_a;     /* "a" */
+    PyObject *str_area;  /* "area" */
+    PyObject *quotes[3]; /* "", '"', "'" by QUOTE_* */
+} ModuleState;
+
+typedef struct {
+    int found;
+    Py_ssize_t start, stop;
+    int quote;
+} Href;
+
+/* One scan in progress: what ScanResult will hold (-1 for None). */
+typedef struct {
+    ModuleState *state;
+    PyObject *text;
+    PyObject *link_tag; /* the LinkTag class: a tuple subclass */
+    PyObject *links;    /* list */
+    Py_ssize_t body_start_end, body_end, html_end, truncated_at;
+} Scan;
+
+/* tuple.__new__(LinkTag, fields): the named tuple without its Python-level __new__. */
+static PyObject *
+new_link_tag(PyObject *link_tag, PyObject *fields)
+{
+    PyObject *args = PyTuple_Pack(1, fields), *link;
+    if (args == NULL) {
+        return NULL;
+    }
+    link = PyTuple_Type.tp_new((PyTypeObject *)link_tag, args, NULL);
+    Py_DECREF(args);
+    return link;
+}
+
+#define CHAR Py_UCS1
+#define SUFFIX ucs1
+#define CHAR_IS_UCS1 1
+#include "_speedups_scan.h"
+#undef CHAR
+#undef SUFFIX
+#undef CHAR_IS_UCS1
+
+#define CHAR Py_UCS2
+#define SUFFIX ucs2
+#define CHAR_IS_UCS1 0
+#include "_speedups_scan.h"
+#undef CHAR
+#undef SUFFIX
+#undef CHAR_IS_UCS1
+
+#define CHAR Py_UCS4
+#define SUFFIX ucs4
+#define CHAR_IS_UCS1 0
+#include "_speedups_scan.h"
+#undef CHAR
+#undef SUFFIX
+#undef CHAR_IS_UCS1
+
+static PyObject *
+optional_offset(Py_ssize_t offset)
+{
+    return offset < 0 ? Py_NewRef(Py_None) : PyLong_FromSsize_t(offset);
+}
+
+PyDoc_STRVAR(scan_doc,
+"scan(text, LinkTag, /)\n--\n\n"
+"mailtrack.core.scanner.scan_pure(text), as the tuple (links, body_start_end, body_end,\n"
+"html_end, truncated_at) of its ScanResult fields; LinkTag is the class of the links.");
+
+static PyObject *
+speedups_scan(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    Scan st;
+    Py_ssize_t length;
+    int status;
+    PyObject *text;
+
+    if (nargs != 2) {
+        PyErr_Format(PyExc_TypeError, "scan() takes 2 positional arguments (%zd given)", nargs);
+        return NULL;
+    }
+    text = args[0];
+    if (!PyUnicode_Check(text)) {
+        PyErr_Format(PyExc_TypeError, "scan() argument 1 must be str, not %.100s", Py_TYPE(text)->tp_name);
+        return NULL;
+    }
+    if (!PyType_Check(args[1]) || !PyType_IsSubtype((PyTypeObject *)args[1], &PyTuple_Type)) {
+        PyErr_SetString(PyExc_TypeError, "scan() argument 2 must be a tuple subclass");
+        return NULL;
+    }
+#if PY_VERSION_HEX < 0x030C0000
+    if (PyUnicode_READY(text) < 0) {
+        return NULL;
+    }
+#endif
+    st.state = (ModuleState *)PyModule_GetState(module);
+    st.text = text;
+    st.link_tag = args[1];
+    st.body_start_end = st.body_end = st.html_end = st.truncated_at = -1;
+    st.links = PyList_New(0);
+    if (st.links == NULL) {
+        return NULL;
+    }
+    length = PyUnicode_GET_LENGTH(text);
+    switch (PyUnicode_KIND(text)) {
+    case PyUnicode_1BYTE_KIND:
+        status = scan_range_ucs1(&st, PyUnicode_1BYTE_DATA(text), 0, length, 0);
+        break;
+    case PyUnicode_2BYTE_KIND:
+        status = scan_range_ucs2(&st, PyUnicode_2BYTE_DATA(text), 0, length, 0);
+        break;
+    default:
+        status = scan_range_ucs4(&st, PyUnicode_4BYTE_DATA(text), 0, length, 0);
+        break;
+    }
+    if (status < 0) {
+        Py_DECREF(st.links);
+        return NULL;
+    }
+    return Py_BuildValue("(NNNNN)", st.links, optional_offset(st.body_start_end), optional_offset(st.body_end),
+                         optional_offset(st.html_end), optional_offset(st.truncated_at));
+}
+
+static PyMethodDef speedups_methods[] = {
+    {"scan", (PyCFunction)(void (*)(void))speedups_scan, METH_FASTCALL, scan_doc},
+    {NULL, NULL, 0, NULL},
+};
+
+static int
+speedups_exec(PyObject *module)
+{
+    ModuleState *state = (ModuleState *)PyModule_GetState(module);
+    state->str_a = PyUnicode_InternFromString("a");
+    state->str_area = PyUnicode_InternFromString("area");
+    state->quotes[QUOTE_NONE] = PyUnicode_InternFromString("");
+    state->quotes[QUOTE_DOUBLE] = PyUnicode_InternFromString("\"");
+    state->quotes[QUOTE_SINGLE] = PyUnicode_InternFromString("'");
+    if (state->str_a == NULL || state->str_area == NULL || state->quotes[0] == NULL || state->quotes[1] == NULL ||
+        state->quotes[2] == NULL) {
+        return -1;
+    }
+    return 0;
+}
+
+static int
+speedups_traverse(PyObject *module, visitproc visit, void *arg)
+{
+    ModuleState *state = (ModuleState *)PyModule_GetState(module);
+    if (state != NULL) {
+        Py_VISIT(state->str_a);
+        Py_VISIT(state->str_area);
+        Py_VISIT(state->quotes[0]);
+        Py_VISIT(state->quotes[1]);
+        Py_VISIT(state->quotes[2]);
+    }
+    return 0;
+}
+
+static int
+speedups_clear(PyObject *module)
+{
+    ModuleState *state = (ModuleState *)PyModule_GetState(module);
+    if (state != NULL) {
+        Py_CLEAR(state->str_a);
+        Py_CLEAR(state->str_area);
+        Py_CLEAR(state->quotes[0]);
+        Py_CLEAR(state->quotes[1]);
+        Py_CLEAR(state->quotes[2]);
+    }
+    return 0;
+}
+
+static void
+speedups_free(void *module)
+{
+    speedups_clear((PyObject *)module);
+}
+
+static PyModuleDef_Slot speedups_slots[] = {
+    {Py_mod_exec, (void *)speedups_exec},
+    {0, NULL},
+};
+
+static struct PyModuleDef speedups_module = {
+    PyModuleDef_HEAD_INIT,
+    "mailtrack.core._speedups",
+    "Compiled versions of mailtrack's pure-Python core functions (optional; see mailtrack/core/speedups.py).",
+    sizeof(ModuleState),
+    speedups_methods,
+    speedups_slots,
+    speedups_traverse,
+    speedups_clear,
+    speedups_free,
+};
+
+PyMODINIT_FUNC
+PyInit__speedups(void)
+{
+    return PyModuleDef_Init(&speedups_module);
+}
