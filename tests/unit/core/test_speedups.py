@@ -1,0 +1,288 @@
+"""The compiled scanner (mailtrack/core/_speedups.c) returns exactly what the pure one returns, for every input.
+
+Issue 13: the C extension is optional and the pure-Python modules are the
+reference. Every input here goes through both ``scanner.scan_pure`` and
+``_speedups.scan`` (called directly, so these tests compare both paths even
+under ``MAILTRACK_PURE=1``) and the two ``ScanResult``s must be equal: the
+same LinkTag tuples, offsets, href values and quote kinds, body/html ends and
+truncation point. Inputs: every HTML file of the shared corpus, hypothesis's
+HTML strategies, random strings over a markup-heavy alphabet, the
+pathological families of ``benchmarks/bench_pathological.py``, every prefix
+of a few documents in all three ``str`` widths, lone surrogates, astral
+characters, NULs and huge attributes. The module is skipped, saying so,
+only when the extension is not built.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import sysconfig
+from pathlib import Path
+from typing import Any
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from support.oracle import corpus_html_files
+from support.strategies import documents, email_html, markup_soup, mutated_documents
+
+import mailtrack
+from mailtrack.core import scanner, speedups
+from mailtrack.core.scanner import LinkTag, ScanResult, scan_pure
+
+ROOT = Path(__file__).resolve().parents[3]
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+from bench_pathological import FAMILIES  # noqa: E402
+
+try:
+    from mailtrack.core import _speedups
+except ImportError:  # pragma: no cover - depends on the build
+    _speedups = None  # type: ignore[assignment]
+
+needs_extension = pytest.mark.skipif(
+    _speedups is None, reason="the C extension is not built (python setup.py build_ext --inplace, or pip install -e .)"
+)
+
+CORPUS = corpus_html_files()
+FIXTURE = settings(max_examples=400)
+
+
+def compiled_scan(text: str) -> ScanResult:
+    assert _speedups is not None
+    return ScanResult(*_speedups.scan(text, LinkTag))
+
+
+def assert_same(text: str) -> None:
+    """Both scanners agree on ``text``, field by field, and on the type of each link."""
+    expected, actual = scan_pure(text), compiled_scan(text)
+    assert actual == expected, text[:300]
+    assert all(type(link) is LinkTag for link in actual.links)
+
+
+def widths(text: str) -> list[str]:
+    """``text`` as a UCS1, UCS2 and UCS4 ``str`` (a suffix sets the width; offsets before it stay the same)."""
+    return [text, text + "\u0100", text + "\U0001f600"]
+
+
+# --------------------------------------------------------------------------
+# Dispatch and the switch
+# --------------------------------------------------------------------------
+
+
+def test_speedups_enabled_says_which_path_runs() -> None:
+    assert mailtrack.speedups_enabled() is speedups.speedups_enabled()
+    pure = os.environ.get("MAILTRACK_PURE", "") not in ("", "0")
+    assert speedups.speedups_enabled() is (not pure and _speedups is not None)
+
+
+@pytest.mark.parametrize("value", ["1", "yes"])
+def test_mailtrack_pure_forces_the_pure_path(value: str) -> None:
+    probe = "import mailtrack; print(mailtrack.speedups_enabled())"
+    env = {**os.environ, "MAILTRACK_PURE": value, "PYTHONPATH": os.pathsep.join(sys.path)}
+    result = subprocess.run([sys.executable, "-c", probe], env=env, capture_output=True, text=True, check=True)
+    assert result.stdout.strip() == "False"
+
+
+@needs_extension
+def test_without_mailtrack_pure_the_compiled_path_runs() -> None:
+    probe = "import mailtrack; print(mailtrack.speedups_enabled())"
+    env = {k: v for k, v in os.environ.items() if k != "MAILTRACK_PURE"}
+    env["PYTHONPATH"] = os.pathsep.join(sys.path)
+    result = subprocess.run([sys.executable, "-c", probe], env=env, capture_output=True, text=True, check=True)
+    assert result.stdout.strip() == "True"
+
+
+@needs_extension
+def test_scan_dispatches_to_the_compiled_scanner(monkeypatch: pytest.MonkeyPatch) -> None:
+    calls: list[str] = []
+
+    class Spy:
+        @staticmethod
+        def scan(text: str, link_tag: type[Any]) -> Any:
+            calls.append(text)
+            assert _speedups is not None
+            return _speedups.scan(text, link_tag)
+
+    monkeypatch.setattr(speedups, "compiled", Spy)
+    assert scanner.scan('<a href="x">') == scan_pure('<a href="x">')
+    assert calls == ['<a href="x">']
+    monkeypatch.setattr(speedups, "compiled", None)
+    assert scanner.scan("<a href=y>").links[0].href == ("y", 8, 9, "")
+    assert calls == ['<a href="x">']
+
+
+@needs_extension
+def test_bad_arguments_raise_type_error_not_crash() -> None:
+    assert _speedups is not None
+    scan: Any = _speedups.scan
+    with pytest.raises(TypeError):
+        scan(b"<a href=x>", LinkTag)
+    with pytest.raises(TypeError):
+        scan("<a href=x>", dict)
+    with pytest.raises(TypeError):
+        scan("<a href=x>")
+    with pytest.raises(TypeError):
+        scan("<a href=x>", LinkTag, None)
+
+
+# --------------------------------------------------------------------------
+# The differential tests
+# --------------------------------------------------------------------------
+
+
+@needs_extension
+@pytest.mark.skipif(not CORPUS, reason="the shared corpus is not present (../shared/corpus)")
+def test_every_corpus_file_scans_the_same() -> None:
+    for item in CORPUS:
+        text = item.read()
+        assert_same(text)
+        assert_same(text + "\U0001f600")
+
+
+@needs_extension
+@FIXTURE
+@given(email_html)
+def test_generated_documents_scan_the_same(html: str) -> None:
+    for text in widths(html):
+        assert_same(text)
+
+
+@needs_extension
+@FIXTURE
+@given(st.one_of(documents(), mutated_documents(), markup_soup), st.data())
+def test_generated_documents_cut_anywhere_scan_the_same(html: str, data: st.DataObject) -> None:
+    cut = data.draw(st.integers(0, len(html)))
+    assert_same(html[:cut])
+    assert_same(html[cut:])
+
+
+@needs_extension
+@FIXTURE
+@given(markup_soup)
+def test_markup_soup_scans_the_same(html: str) -> None:
+    for text in widths(html):
+        assert_same(text)
+
+
+#: Pieces that switch the tokenizer's state, and characters it treats specially.
+_PIECES = [
+    "<", ">", "/", "=", '"', "'", " ", "\t", "\n", "\r", "\f", "-", "!", "?", "[", "]", "<!--", "-->", "--!>",
+    "<!--[if mso]>", "<![endif]-->", "<![endif]--!>", "<!-->", "<!--->", "<a", "<A", "<area", "<AREA", "</a>",
+    " href", " HREF", " hReF=", "=x", "<v:roundrect", "<V:Rect", "<v:", "<body", "</body", "</BODY", "</html",
+    "<script>", "</script", "<style", "</style>", "<title>", "</TITLE ", "<textarea", "</textarea>", "<xmp>",
+    "<iframe>", "<noembed>", "<noframes>", "</noframes >", "<plaintext>", "<!doctype html>", "<?x", "</>",
+    "</ x>", "<b", "<abbr", "<bodyx", "</htmlx", "x", "é", "\u2603", "\U0001f600", "\x00", "\ud800", "\udfff",
+    "\u212a", "\u0131", "\u017f", "<!--[IF", "<![ENDIF]-->", "if", "]>",
+]
+
+
+@needs_extension
+@settings(max_examples=1500)
+@given(st.lists(st.sampled_from(_PIECES), max_size=60).map("".join))
+def test_random_markup_scans_the_same(html: str) -> None:
+    assert_same(html)
+
+
+@needs_extension
+@settings(max_examples=500)
+@given(st.text(alphabet=st.characters(min_codepoint=0, max_codepoint=0x10FFFF, blacklist_categories=()), max_size=200))
+def test_any_code_points_scan_the_same(text: str) -> None:
+    assert_same(text)
+    assert_same("<a href=" + text)
+    assert_same('<!--[if mso]><v:rect href="' + text + '"><![endif]-->')
+
+
+@needs_extension
+@pytest.mark.parametrize("family", [f for f in FAMILIES if f.kind != "message"], ids=lambda f: f.name)
+def test_pathological_families_scan_the_same(family: Any) -> None:
+    for size in (1_000, 100_000):
+        document = family.build(size)
+        for text in widths(document):
+            assert_same(text)
+
+
+# Every prefix of these: each construct cut at every character.
+_DOCUMENT = (
+    "<!DOCTYPE html><html><head><title>T <a href=no></title><style>a{}</style><?pi x?>"
+    "<!-- c <a href=\"no\"> --><!----><!--><!---><!-- x --!><![CDATA[<a href=no>]]></head>"
+    "<BODY class=x><p>1 < 2 </ x></><a\thref = 'https://a.example/?q=1&amp;r=2' id=a>A</a>"
+    "<area shape=rect HREF=https://b.example/ alt><a title=\"x>y\" href>no value</a><a href=>e</a>"
+    "<!--[if mso]><v:roundrect xmlns:v=\"urn:schemas-microsoft-com:vml\" href=\"https://c.example/\">"
+    "<v:textbox/></v:roundrect><a href=https://d.example/>d</a><body><![endif]-->"
+    "<!--[if !mso]><!--><a href=\"https://e.example/\">e</a><!--<![endif]-->"
+    "<script>if (a</b) {}</script ><textarea><a href=no></textarea><xmp></xmp>"
+    "<a =href=x href\n=\n\"https://f.example/\" href=dup>f</a></body ></html ><plaintext><a href=no>"
+)
+
+
+@needs_extension
+@pytest.mark.parametrize("document", [_DOCUMENT, _DOCUMENT.upper(), _DOCUMENT.replace("e", "\u00e9"),
+                                      _DOCUMENT.replace("x", "\ud800"), _DOCUMENT.replace("a", "\U0001f600a")],
+                         ids=["mixed", "upper", "ucs1", "surrogates", "astral"])
+def test_every_prefix_and_suffix_of_a_document_scans_the_same(document: str) -> None:
+    for cut in range(len(document) + 1):
+        assert_same(document[:cut])
+        assert_same(document[cut:])
+
+
+@needs_extension
+@pytest.mark.skipif(not CORPUS, reason="the shared corpus is not present (../shared/corpus)")
+def test_every_prefix_of_a_corpus_file_with_a_conditional_comment_scans_the_same() -> None:
+    with_vml = [item for item in CORPUS if item.row.get("has_vml_href") == "1"] or CORPUS
+    text = min((item.read() for item in with_vml), key=len)[:20_000]
+    for cut in range(0, len(text) + 1, 7):
+        assert_same(text[:cut])
+
+
+@needs_extension
+@pytest.mark.parametrize(
+    "text",
+    [
+        "", "<", "<a", "<a ", "<a href", "<a href=", "<a href='", '<a href="x', "<a href=x", "<a href=x>", "<!", "<!-",
+        "<!--", "<!--[if", "<!--[if]>", "<!--[if x]><![endif]-->", "<!--[if x]><a href=1><![endif]--!>", "</", "<?",
+        "<script", "<script>", "<script></script", "<plaintext", "\x00<a href=\x00>\x00", "\ud800<a href=\udc00>",
+        "<a href=\U0001f600>", "<v:rect href=x>", "<!--[if mso]><v:>x<v:r href=y><![endif]-->",
+        "<!--[if mso]><V:RECT HREF=y><![ENDIF]-->", "<!--[if mso]><v:r\u0130 href=y><![endif]-->",
+        "<a href=1 href=2>", "<a\u212a href=1>", "<\u0430 href=1>", "<aREA href=1>", "</body></body></html></HTML>",
+        "<body a><body b>", "<!--[if mso]><body></body><script><![endif]-->x<body>",
+    ],
+)
+def test_odd_inputs_scan_the_same(text: str) -> None:
+    for variant in widths(text):
+        assert_same(variant)
+
+
+@needs_extension
+@pytest.mark.parametrize("size", [1_000_000])
+def test_huge_attributes_and_unterminated_markup_scan_the_same(size: int) -> None:
+    big = "x" * size
+    for text in [
+        f'<a href="{big}">', f"<a title='{big}' href=y>", f"<a href={big}>", f'<a href="{big}', f"<b {big}",
+        f"<!-- {big}", f"<!--[if mso]>{big}", f"<!--[if mso]><a href={big}><![endif]-->", f"<script>{big}",
+        f"<!{big}", f"<?{big}", f"</{big}", "<a " + " x=y" * (size // 4) + ">", "<" * size, "<a" * (size // 2),
+        "<!--" * (size // 4), "</a" * (size // 3), "<a href=x>" * (size // 10),
+    ]:
+        for variant in widths(text):
+            assert_same(variant)
+
+
+# --------------------------------------------------------------------------
+# The C source compiles cleanly
+# --------------------------------------------------------------------------
+
+
+@pytest.mark.skipif(shutil.which("gcc") is None, reason="gcc is not installed")
+def test_the_extension_compiles_without_warnings(tmp_path: Path) -> None:
+    include = sysconfig.get_paths()["include"]
+    if not (Path(include) / "Python.h").is_file():
+        pytest.skip(f"the Python headers are not installed ({include}/Python.h)")
+    result = subprocess.run(
+        ["gcc", "-c", "-O2", "-fPIC", "-Wall", "-Wextra", "-Werror", "-std=c11", f"-I{include}",
+         str(ROOT / "mailtrack" / "core" / "_speedups.c"), "-o", str(tmp_path / "_speedups.o")],
+        capture_output=True, text=True,
+    )
+    assert result.returncode == 0, result.stderr
