@@ -14,6 +14,7 @@ from support.postgres import Cluster, find_binary
 from support.stores import Backend
 
 import mailtrack
+from mailtrack.core import speedups
 
 # Property tests are deterministic (same examples on every run and in CI) and
 # untimed: this machine is shared, and speed is measured in benchmarks/.
@@ -25,6 +26,25 @@ settings.register_profile(
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
 )
 settings.load_profile("mailtrack")
+
+
+@pytest.fixture(scope="module", params=["compiled", "pure"])
+def both_paths(request: pytest.FixtureRequest) -> Iterator[str]:
+    """Run a module's tests once on the compiled fast path and once on the pure-Python path (issue 13).
+
+    Modules opt in with ``pytestmark = pytest.mark.usefixtures("both_paths")``. Module-scoped (so
+    hypothesis tests may use it); the "compiled" run is skipped, saying why, where the extension is
+    not built or ``MAILTRACK_PURE=1`` is set, since it would only repeat the pure run.
+    """
+    saved = speedups.compiled
+    if request.param == "compiled" and saved is None:
+        pytest.skip("the compiled path is off (extension not built, or MAILTRACK_PURE=1): the pure run covers it")
+    if request.param == "pure":
+        speedups.compiled = None
+    try:
+        yield request.param
+    finally:
+        speedups.compiled = saved
 
 
 @pytest.fixture

@@ -21,7 +21,8 @@ TRACKER = mailtrack.Tracker(secret_keys=["older-key", "newest-key"], base_url=BA
 OFF = {"open_tracking": {"enable": False}, "click_tracking": {"enable": False}}
 CORPUS = corpus_html_files()
 
-pytestmark = pytest.mark.skipif(not CORPUS, reason="../shared/corpus is absent")
+#: Skipped without the corpus; run on both implementations of the scanner (issue 13).
+pytestmark = [pytest.mark.skipif(not CORPUS, reason="../shared/corpus is absent"), pytest.mark.usefixtures("both_paths")]
 per_file = pytest.mark.parametrize("entry", CORPUS, ids=[c.path for c in CORPUS])
 
 

@@ -29,6 +29,9 @@ from support.strategies import BASE_URL, documents, email_html, markup_soup, no_
 
 import mailtrack
 
+#: Both implementations of the scanner (issue 13): the compiled fast path and the pure-Python reference.
+pytestmark = pytest.mark.usefixtures("both_paths")
+
 TRACKER = mailtrack.Tracker(secret_keys=["older-key", "newest-key"], base_url=BASE_URL)
 
 #: Reasons that say nothing about rules 1-6: the link would be tracked otherwise.

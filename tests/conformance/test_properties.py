@@ -23,6 +23,9 @@ from support.strategies import BASE_URL, documents, email_html, markup_soup, mut
 
 import mailtrack
 
+#: Both implementations of the scanner (issue 13): the compiled fast path and the pure-Python reference.
+pytestmark = pytest.mark.usefixtures("both_paths")
+
 MESSAGE_ID = "msg-1"
 RECIPIENT = "ann@example.com"
 METADATA = {"campaign": "spring", "n": 3}

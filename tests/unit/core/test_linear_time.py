@@ -25,6 +25,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[3] / "benchmarks"))
 
 from bench_pathological import FAMILIES, Family, build, make_tracker, run  # noqa: E402
 
+#: Both implementations of the scanner (issue 13): the compiled fast path and the pure-Python reference.
+pytestmark = pytest.mark.usefixtures("both_paths")
+
 SIZE = 1_000_000
 
 

@@ -35,6 +35,9 @@ from mailtrack.core.scanner import scan
 from mailtrack.core.tokens import MAX_TOKEN_LENGTH, check_claims
 from mailtrack.core.urls import ASCII_WHITESPACE, add_query_parameters
 
+#: Both implementations of the scanner (issue 13): the compiled fast path and the pure-Python reference.
+pytestmark = pytest.mark.usefixtures("both_paths")
+
 CORPUS = corpus_html_files()
 
 PREFIX = "https://t.example.com/o/"
