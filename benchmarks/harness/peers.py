@@ -68,6 +68,28 @@ def make_mailtrack() -> Rewrite:
     return rewrite
 
 
+def make_mailtrack_pure() -> Rewrite:
+    """mailtrack on its pure-Python path (the compiled speedups switched off for the call), to compare both in one run.
+
+    Dropped from the run (not measured) where the speedups are not compiled or ``MAILTRACK_PURE=1`` is set:
+    the ``mailtrack`` column is then the pure path already.
+    """
+    from mailtrack.core import speedups
+
+    if speedups.compiled is None:
+        raise RuntimeError("the compiled speedups are off (not built, or MAILTRACK_PURE=1): the mailtrack column is pure")
+    tracker = make_tracker()
+
+    def rewrite(html: str) -> str:
+        compiled, speedups.compiled = speedups.compiled, None
+        try:
+            return str(tracker.rewrite_html(html, message_id=MESSAGE_ID, recipient=RECIPIENT, metadata=METADATA).html)
+        finally:
+            speedups.compiled = compiled
+
+    return rewrite
+
+
 def make_pytracking() -> Rewrite:
     """pytracking 0.2.2 ``adapt_html`` with click and open tracking, as its README shows."""
     from pytracking.html import adapt_html
@@ -173,6 +195,7 @@ def make_floor() -> Rewrite:
 #: Contender name -> factory, in the order tables list them.
 CONTENDERS: dict[str, Callable[[], Rewrite]] = {
     "mailtrack": make_mailtrack,
+    "mailtrack-pure": make_mailtrack_pure,
     "pytracking": make_pytracking,
     "bs4": make_bs4,
     "floor": make_floor,
