@@ -6,7 +6,9 @@ does (tag and attribute syntax, comments, bogus comments, raw-text and RCDATA
 elements, end of file inside a tag) and reports offsets into the original
 string. All the skipping of uninteresting markup happens inside one compiled
 regular expression, so the Python-level work is proportional to the number of
-links, not to the size of the document.
+links, not to the size of the document. ``scan`` runs the same scanner compiled
+(``_speedups.c``, when built; see ``mailtrack.core.speedups``): ``scan_pure`` is
+the reference it is tested against, byte for byte.
 
 What counts as a link (issue #2, rule 1):
 
