@@ -55,6 +55,7 @@ from typing import Any
 from mailtrack.events import TrackingEvent
 from mailtrack.exceptions import ArgumentError, ConfigurationError
 from mailtrack.storage.base import StoreError, StoreUnavailable
+from mailtrack.storage.sqlite import _flagged  # one copy of the trusted with_first (per event on the lane: no import)
 
 __all__ = ["ProcessWriter", "ReplyReader", "encode_request", "stored_as"]
 
@@ -115,7 +116,7 @@ class ProcessWriter:
         if not isinstance(event, TrackingEvent):
             raise ArgumentError(f"record takes a TrackingEvent, not {type(event).__name__}")
         (first,) = self._call("record", [event], tuple(outbox))
-        return _flagged(event, first)
+        return stored_as(event, first)
 
     def record_many(self, events: Sequence[TrackingEvent], outbox: Sequence[str] = ()) -> list[TrackingEvent]:
         """:meth:`SQLiteStore.record_many <mailtrack.storage.sqlite.SQLiteStore.record_many>`, in the child.
@@ -129,7 +130,7 @@ class ProcessWriter:
         if not events:
             return []
         firsts = self._call("record_many", list(events), tuple(outbox))
-        return [_flagged(event, first) for event, first in zip(events, firsts, strict=True)]
+        return [stored_as(event, first) for event, first in zip(events, firsts, strict=True)]
 
     def start(self) -> ProcessWriter:
         """Start the child now (it would start on the first write); a failure is left for that write to report."""
@@ -284,12 +285,7 @@ def _is_python(executable: str | None) -> bool:
 def stored_as(event: TrackingEvent, first: bool) -> TrackingEvent:
     """``event`` as the child stored it: with its ``first`` (the events were checked when made, and the child
     stored them, so this copies without validating every field again)."""
-    from mailtrack.storage.sqlite import _flagged  # one copy of the trusted with_first
-
     return _flagged(event, bool(first))
-
-
-_flagged = stored_as
 
 
 def encode_request(events: Sequence[TrackingEvent], outbox: Sequence[str]) -> bytes:

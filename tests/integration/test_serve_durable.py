@@ -27,22 +27,6 @@ pytestmark = pytest.mark.skipif(os.name != "posix", reason="signals and mounts a
 
 
 @pytest.fixture
-def serve(tmp_path: Path) -> Iterator[Callable[..., Server]]:
-    started: list[Server] = []
-
-    def start(db: Path, *extra: str) -> Server:
-        server = Server(db, tmp_path / "logs", *extra)
-        started.append(server)
-        return server
-
-    try:
-        yield start
-    finally:
-        for server in started:
-            server.stop()
-
-
-@pytest.fixture
 def volumes(tmp_path: Path) -> Iterator[Callable[[str, int], SmallVolume]]:
     """``volume(name, size)``: a small tmpfs under tmp_path, unmounted after the test (after the servers stop)."""
     stack: list[contextlib.AbstractContextManager[SmallVolume]] = []

@@ -13,7 +13,7 @@ import signal
 import socket
 import subprocess
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -35,22 +35,6 @@ import mailtrack
 from mailtrack.http.endpoints import GIF
 
 pytestmark = pytest.mark.skipif(os.name != "posix", reason="signals are POSIX")
-
-
-@pytest.fixture
-def serve(tmp_path: Path) -> Iterator[Callable[..., Server]]:
-    started: list[Server] = []
-
-    def start(db: Path, *extra: str) -> Server:
-        server = Server(db, tmp_path / "logs", *extra)
-        started.append(server)
-        return server
-
-    try:
-        yield start
-    finally:
-        for server in started:
-            server.stop()
 
 
 def exists(pid: int) -> bool:

@@ -11,7 +11,6 @@ import signal
 import subprocess
 import sys
 import textwrap
-from collections.abc import Iterator
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
@@ -40,14 +39,6 @@ def event(i: int, message_id: str = "m1", recipient: str | None = None, event_ty
 def mixed(count: int, start: int = 0) -> list[TrackingEvent]:
     return [event(i, message_id=f"m{i % 2}", event_type="clicked" if i % 3 == 0 else "opened")
             for i in range(start, start + count)]
-
-
-@pytest.fixture
-def writers() -> Iterator[list[ProcessWriter]]:
-    made: list[ProcessWriter] = []
-    yield made
-    for writer in made:
-        writer.close(timeout=5)
 
 
 def start(writers: list[ProcessWriter], path: Path, **kwargs: Any) -> ProcessWriter:

@@ -12,7 +12,6 @@ import subprocess
 import sys
 import textwrap
 import threading
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -24,14 +23,6 @@ from mailtrack.storage.base import StoreUnavailable
 from mailtrack.storage.writer_process import ProcessWriter
 
 pytestmark = pytest.mark.skipif(os.name != "posix", reason="signals and fork are POSIX")
-
-
-@pytest.fixture
-def writers() -> Iterator[list[ProcessWriter]]:
-    made: list[ProcessWriter] = []
-    yield made
-    for writer in made:
-        writer.close(timeout=5)
 
 
 def gone(pid: int) -> bool:
