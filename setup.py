@@ -4,10 +4,17 @@
 where a C compiler and the Python headers exist. Where the build fails, it
 warns and installs the pure-Python package, which does the same work more
 slowly: ``mailtrack.speedups_enabled()`` says which path runs.
+
+The click signer's SHA-256 is OpenSSL's where its headers and libcrypto are
+there (the library CPython's own hashlib uses; it runs the CPU's SHA
+instructions): the first build tries that. Where it fails, the extension is
+built again with its portable SHA-256 (``_speedups_sha256.h``), slower but the
+same tokens; ``MAILTRACK_NO_OPENSSL=1`` skips the first try.
 """
 
 from __future__ import annotations
 
+import os
 import sys
 from typing import Any
 
@@ -18,8 +25,15 @@ from setuptools.errors import CCompilerError, ExecError, PlatformError
 SPEEDUPS = Extension(
     "mailtrack.core._speedups",
     sources=["mailtrack/core/_speedups.c"],
-    depends=["mailtrack/core/_speedups_scan.h"],
+    depends=[
+        "mailtrack/core/_speedups_scan.h",
+        "mailtrack/core/_speedups_sign.h",
+        "mailtrack/core/_speedups_links.h",
+        "mailtrack/core/_speedups_sha256.h",
+    ],
 )
+#: What the first build adds: OpenSSL's SHA-256.
+OPENSSL_MACRO = ("MAILTRACK_OPENSSL", "1")
 
 
 def _warn(error: BaseException) -> None:
@@ -40,6 +54,18 @@ class OptionalBuildExt(build_ext):
             _warn(error)
 
     def build_extension(self, ext: Any) -> None:
+        if ext.name == SPEEDUPS.name and os.environ.get("MAILTRACK_NO_OPENSSL", "") in ("", "0"):
+            ext.define_macros.append(OPENSSL_MACRO)
+            ext.libraries.append("crypto")
+            try:
+                super().build_extension(ext)
+                return
+            except (CCompilerError, ExecError, PlatformError, ValueError, OSError) as error:
+                print(f"note: building mailtrack's C speedups with their portable SHA-256 ({error!r})", file=sys.stderr)
+            finally:
+                ext.define_macros.remove(OPENSSL_MACRO)
+                ext.libraries.remove("crypto")
+            self.force = True  # compile again, without the macro
         try:
             super().build_extension(ext)
         except (CCompilerError, ExecError, PlatformError, ValueError, OSError) as error:

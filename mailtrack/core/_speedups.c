@@ -8,8 +8,14 @@
  *
  *   scan(text, LinkTag) -> (links, body_start_end, body_end, html_end, truncated_at)
  *       mailtrack.core.scanner.scan_pure's ScanResult fields, as a tuple.
+ *   ClickSigner(key, head, tail, stamp, size)(link_index, url) -> token
+ *       the click signer mailtrack.core.tokens.TokenCodec builds per message (_speedups_sign.h).
+ *   track_links(...)
+ *       the common link of mailtrack.core.rewrite.links.track_html_links's loop (_speedups_links.h).
+ *   sha256(data) -> digest
+ *       the SHA-256 ClickSigner uses (OpenSSL's where setup.py found it, else _speedups_sha256.h's).
  *
- * Plain CPython C API, no third-party code.
+ * Plain CPython C API; OpenSSL's libcrypto (CPython's hashlib links it too) when found at build time.
  */
 
 #define PY_SSIZE_T_CLEAN
@@ -45,6 +51,8 @@ static const char *const RAW_TEXT[N_RAW_TEXT] = {
 static const Py_ssize_t RAW_TEXT_LEN[N_RAW_TEXT] = {6, 5, 8, 5, 3, 6, 7, 8, 9};
 
 typedef struct {
+    PyTypeObject *click_signer_type;
+    PyObject *str_counted, *str_sign, *str_prefix, *str_links, *str_max_links; /* LinkBook's attribute names */
     PyObject *str_a;     /* "a" */
     PyObject *str_area;  /* "area" */
     PyObject *quotes[3]; /* "", '"', "'" by QUOTE_* */
@@ -101,6 +109,9 @@ new_link_tag(PyObject *link_tag, PyObject *fields)
 #undef CHAR
 #undef SUFFIX
 #undef CHAR_IS_UCS1
+
+#include "_speedups_sign.h"
+#include "_speedups_links.h"
 
 static PyObject *
 optional_offset(Py_ssize_t offset)
@@ -169,6 +180,8 @@ speedups_scan(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
 
 static PyMethodDef speedups_methods[] = {
     {"scan", (PyCFunction)(void (*)(void))speedups_scan, METH_FASTCALL, scan_doc},
+    {"track_links", (PyCFunction)(void (*)(void))speedups_track_links, METH_FASTCALL, track_links_doc},
+    {"sha256", (PyCFunction)speedups_sha256, METH_O, sha256_doc},
     {NULL, NULL, 0, NULL},
 };
 
@@ -176,6 +189,20 @@ static int
 speedups_exec(PyObject *module)
 {
     ModuleState *state = (ModuleState *)PyModule_GetState(module);
+    state->click_signer_type = (PyTypeObject *)PyType_FromModuleAndSpec(module, &click_signer_spec, NULL);
+    if (state->click_signer_type == NULL || PyModule_AddObjectRef(module, "ClickSigner", (PyObject *)state->click_signer_type) < 0 ||
+        PyModule_AddStringConstant(module, "SHA256_BACKEND", MT_SHA256_BACKEND) < 0) {
+        return -1;
+    }
+    state->str_counted = PyUnicode_InternFromString("counted");
+    state->str_sign = PyUnicode_InternFromString("sign");
+    state->str_prefix = PyUnicode_InternFromString("prefix");
+    state->str_links = PyUnicode_InternFromString("links");
+    state->str_max_links = PyUnicode_InternFromString("max_links");
+    if (state->str_counted == NULL || state->str_sign == NULL || state->str_prefix == NULL || state->str_links == NULL ||
+        state->str_max_links == NULL) {
+        return -1;
+    }
     state->str_a = PyUnicode_InternFromString("a");
     state->str_area = PyUnicode_InternFromString("area");
     state->quotes[QUOTE_NONE] = PyUnicode_InternFromString("");
@@ -193,6 +220,12 @@ speedups_traverse(PyObject *module, visitproc visit, void *arg)
 {
     ModuleState *state = (ModuleState *)PyModule_GetState(module);
     if (state != NULL) {
+        Py_VISIT(state->click_signer_type);
+        Py_VISIT(state->str_counted);
+        Py_VISIT(state->str_sign);
+        Py_VISIT(state->str_prefix);
+        Py_VISIT(state->str_links);
+        Py_VISIT(state->str_max_links);
         Py_VISIT(state->str_a);
         Py_VISIT(state->str_area);
         Py_VISIT(state->quotes[0]);
@@ -207,6 +240,12 @@ speedups_clear(PyObject *module)
 {
     ModuleState *state = (ModuleState *)PyModule_GetState(module);
     if (state != NULL) {
+        Py_CLEAR(state->click_signer_type);
+        Py_CLEAR(state->str_counted);
+        Py_CLEAR(state->str_sign);
+        Py_CLEAR(state->str_prefix);
+        Py_CLEAR(state->str_links);
+        Py_CLEAR(state->str_max_links);
         Py_CLEAR(state->str_a);
         Py_CLEAR(state->str_area);
         Py_CLEAR(state->quotes[0]);

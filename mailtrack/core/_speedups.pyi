@@ -1,9 +1,32 @@
 """Types of the compiled accelerator (mailtrack/core/_speedups.c)."""
 
-from typing import TypeVar
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 _T = TypeVar("_T")
 
 def scan(
     text: str, link_tag: type[_T], /
 ) -> tuple[list[_T], int | None, int | None, int | None, int | None]: ...
+
+SHA256_BACKEND: str
+
+def sha256(data: bytes, /) -> bytes: ...
+
+class ClickSigner:
+    def __init__(self, key: bytes, head: bytes, tail: bytes, stamp: bytes, size: int) -> None: ...
+    def __call__(self, link_index: int, url: str, /) -> str: ...
+
+def track_links(
+    html: str,
+    links: list[Any],
+    book: Any,
+    plain: Callable[[str], bool],
+    base: str,
+    common: str | None,
+    slow: Callable[[Any], None],
+    edits: list[tuple[int, int, str]],
+    tracked_link: type,
+    max_length: int,
+    /,
+) -> None: ...

@@ -42,6 +42,7 @@ from itsdangerous import BadData, BadSignature, TimestampSigner
 from itsdangerous.encoding import base64_decode, base64_encode, int_to_bytes, want_bytes
 from itsdangerous.signer import HMACAlgorithm
 
+from mailtrack.core import speedups
 from mailtrack.core.results import Verified
 from mailtrack.core.urls import KINDS, TokenKind, destination_problem
 from mailtrack.exceptions import ArgumentError, ConfigurationError, ExpiredToken, InvalidToken
@@ -252,6 +253,8 @@ class TokenCodec:
         # of re-deriving the key and building an hmac object for every link.
         self._pads = {kind: _hmac_pads(signer.derive_key(), digest_method) for kind, signer in self._signers.items()}
         self._size = signature_size
+        #: The click key, for the compiled click signer (``_speedups.ClickSigner`` speaks HMAC-SHA256 only).
+        self._click_key = self._signers["click"].derive_key() if digest_method().name == "sha256" else None
 
     # -- signing -----------------------------------------------------------------
     def _encode_payload(self, data: bytes) -> bytes:
@@ -324,6 +327,9 @@ class TokenCodec:
             return (value + b"." + _b64(outer.digest()[:size])).decode("ascii")
 
         if kind == "click":
+            fast = self._compiled_click_signer(head, tail, stamp)
+            if fast is not None:
+                return fast
             encode_str = json.encoder.encode_basestring
             if compress:
 
@@ -347,6 +353,23 @@ class TokenCodec:
             return sign_click
         raw = head + tail
         return lambda: sign(raw)
+
+    def _compiled_click_signer(self, head: str, tail: str, stamp: bytes) -> Callable[[int, str], str] | None:
+        """The compiled twin of the pure click signer (same tokens, a tenth of the cost), or None where it cannot be.
+
+        None on the pure path, for compressed tokens, for a digest other than
+        SHA-256, and for claims UTF-8 cannot write (a lone surrogate: the pure
+        signer raises for those, as it always has).
+        """
+        compiled = speedups.compiled
+        if compiled is None or self.compress or self._click_key is None:
+            return None
+        try:
+            head_bytes, tail_bytes = head.encode(), tail.encode()
+        except UnicodeEncodeError:
+            return None
+        signer: Callable[[int, str], str] = compiled.ClickSigner(self._click_key, head_bytes, tail_bytes, stamp, self._size)
+        return signer
 
     # -- verification ------------------------------------------------------------
     def loads(self, token: str, *, kind: TokenKind | None = None, max_age: float | None = None) -> Verified:

@@ -307,14 +307,14 @@ class UrlLayout:
         return f"{self.base_url}/{self.paths[kind]}/"
 
     @functools.cached_property
-    def _lowered(self) -> str:
+    def lowered_base(self) -> str:
         """``base_url`` lowercased, once: :meth:`is_ours` runs for nearly every link of every message."""
         return self.base_url.lower()
 
     def is_ours(self, url: str) -> bool:
         """True if ``url`` points under ``base_url`` (scheme and host compared without case)."""
         n = len(self.base_url)
-        return url[:n].lower() == self._lowered and (len(url) == n or url[n] in "/?#")
+        return url[:n].lower() == self.lowered_base and (len(url) == n or url[n] in "/?#")
 
     def split(self, url: str) -> tuple[TokenKind, str] | None:
         """``(kind, token)`` for a tracking URL of ours, or None."""

@@ -7,8 +7,10 @@ indexes and the results, so HTML and text parts of a message share them.
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from typing import Final, Literal, Union
 
+from mailtrack.core import speedups
 from mailtrack.core.charrefs import decode_attribute, escape_attribute
 from mailtrack.core.results import (
     PixelInsertion,
@@ -17,7 +19,7 @@ from mailtrack.core.results import (
     TrackedLink,
 )
 from mailtrack.core.rewrite.plan import RewritePlan
-from mailtrack.core.scanner import ScanResult
+from mailtrack.core.scanner import LinkTag, ScanResult
 from mailtrack.core.tokens import MAX_TOKEN_LENGTH
 from mailtrack.core.urls import ASCII_WHITESPACE, TokenKind, add_query_parameters, destination_problem
 
@@ -133,7 +135,10 @@ def track_html_links(
 
     ``recorded_at`` replaces the spans reported in results (for markup we add).
     This loop runs once per link of every message, so what it calls is bound
-    once, outside it.
+    once, outside it. Where the compiled speedups run, their ``track_links``
+    decides the common link (quoted, plain, not ours, within the limit) and
+    gives every other link to this loop's body, so each link is decided once,
+    in source order, by the same rules.
     """
     only_ours = plan.click is None
     is_ours = plan.layout.is_ours
@@ -142,36 +147,46 @@ def track_html_links(
     any_opt_out, common = bool(opt_outs.attributes), opt_outs.common
     decide = book.decide
     quoted_as_is = book.quoted_as_is
-    for tag in scanned.links:
-        href = tag.href
-        if href is None:
-            continue
-        raw, start, end, quote = href
-        url = decode_attribute(raw).strip(ASCII_WHITESPACE)
-        if only_ours and not is_ours(url):
-            continue
-        # Why it is left alone, or None to track it. The opt-out rule's own first test, done here without a call:
-        # most tags hold no opt-out name (OptOuts.common is in every one) and never reach OptOuts.applies.
-        reason: Decision | None
-        if not url:
-            reason = "empty"
-        elif any_opt_out and (not common or common in html[tag.start : tag.end].lower()) and opt_outs.applies(html, tag):
-            reason = "opt-out"
-        elif plain(url):  # classify_destination, without its call: its first test settles most links
-            reason = ours(url, plan) if is_ours(url) else None
-        else:
-            reason = classify_unplain(url, plan)
-        if only_ours and reason != ANOTHER_MESSAGE:
-            continue  # click tracking off: nothing is tracked or reported, but another message's click URLs must go
-        if recorded_at is None:
-            tracking_url = decide(url, reason, start, end, raw, quote, tag.tag)
-        else:
-            tracking_url = decide(url, reason, recorded_at, recorded_at, raw, quote, tag.tag)
-        if tracking_url is not None:
-            if reason is None and quote and quoted_as_is:
-                edits.append((start, end, tracking_url))  # a click URL of ours: escape_attribute would change nothing
+
+    def run(tags: Iterable[LinkTag]) -> None:
+        for tag in tags:
+            href = tag.href
+            if href is None:
+                continue
+            raw, start, end, quote = href
+            url = decode_attribute(raw).strip(ASCII_WHITESPACE)
+            if only_ours and not is_ours(url):
+                continue
+            # Why it is left alone, or None to track it. The opt-out rule's own first test, done here without a call:
+            # most tags hold no opt-out name (OptOuts.common is in every one) and never reach OptOuts.applies.
+            reason: Decision | None
+            if not url:
+                reason = "empty"
+            elif any_opt_out and (not common or common in html[tag.start : tag.end].lower()) and opt_outs.applies(html, tag):
+                reason = "opt-out"
+            elif plain(url):  # classify_destination, without its call: its first test settles most links
+                reason = ours(url, plan) if is_ours(url) else None
             else:
-                edits.append((start, end, escape_attribute(tracking_url, quote)))
+                reason = classify_unplain(url, plan)
+            if only_ours and reason != ANOTHER_MESSAGE:
+                continue  # click tracking off: nothing is tracked or reported, but another message's click URLs must go
+            if recorded_at is None:
+                tracking_url = decide(url, reason, start, end, raw, quote, tag.tag)
+            else:
+                tracking_url = decide(url, reason, recorded_at, recorded_at, raw, quote, tag.tag)
+            if tracking_url is not None:
+                if reason is None and quote and quoted_as_is:
+                    edits.append((start, end, tracking_url))  # a click URL of ours: escape_attribute would change nothing
+                else:
+                    edits.append((start, end, escape_attribute(tracking_url, quote)))
+
+    compiled = speedups.compiled
+    if compiled is not None and recorded_at is None and not only_ours and quoted_as_is and not book.utm:
+        # The compiled loop settles the common link itself and hands every other one, in its turn, to run().
+        compiled.track_links(html, scanned.links, book, plain, plan.layout.lowered_base, common if any_opt_out else None,
+                             lambda tag: run((tag,)), edits, TrackedLink, MAX_TOKEN_LENGTH)
+    else:
+        run(scanned.links)
 
 
 #: The characters of a token (itsdangerous' format: base64url and ".").

@@ -276,12 +276,18 @@ def test_huge_attributes_and_unterminated_markup_scan_the_same(size: int) -> Non
 
 
 @pytest.mark.skipif(shutil.which("gcc") is None, reason="gcc is not installed")
-def test_the_extension_compiles_without_warnings(tmp_path: Path) -> None:
+@pytest.mark.parametrize("sha256", ["portable", "openssl"])
+def test_the_extension_compiles_without_warnings(tmp_path: Path, sha256: str) -> None:
     include = sysconfig.get_paths()["include"]
     if not (Path(include) / "Python.h").is_file():
         pytest.skip(f"the Python headers are not installed ({include}/Python.h)")
+    macros = []
+    if sha256 == "openssl":
+        if not Path("/usr/include/openssl/sha.h").is_file():
+            pytest.skip("OpenSSL's headers are not installed (/usr/include/openssl/sha.h)")
+        macros = ["-DMAILTRACK_OPENSSL=1"]
     result = subprocess.run(
-        ["gcc", "-c", "-O2", "-fPIC", "-Wall", "-Wextra", "-Werror", "-std=c11", f"-I{include}",
+        ["gcc", "-c", "-O2", "-fPIC", "-Wall", "-Wextra", "-Werror", "-std=c11", f"-I{include}", *macros,
          str(ROOT / "mailtrack" / "core" / "_speedups.c"), "-o", str(tmp_path / "_speedups.o")],
         capture_output=True, text=True,
     )

@@ -1,0 +1,362 @@
+/* track_links: the common case of mailtrack.core.rewrite.links.track_html_links in C (included by _speedups.c).
+ *
+ * For each scanned link tag, in source order, the loop settles here only the
+ * link every newsletter is made of: a quoted href of printable ASCII whose
+ * only character references are "&amp;" (decoding turns each into "&",
+ * trimming changes nothing), no opt-out name in its tag,
+ * a destination the placeholder rules' one-match test (``plain``) accepts,
+ * not under our base URL, within max_links, whose click URL fits. It signs
+ * that link (through ClickSigner without a Python call, or the book's signer),
+ * appends its TrackedLink to book.links and its edit to ``edits``, and counts
+ * it. Every other link goes, in its turn, to ``slow(tag)``: the pure-Python
+ * loop body, which decides it exactly as the pure path does (book.counted is
+ * written back before and read again after). So the output is the pure
+ * path's, by construction, for every input; the differential tests check it.
+ */
+
+/* True if the ASCII text[start:end] holds `needle` (lower-case ASCII) without regard to ASCII case.
+ * -1 if the span holds a non-ASCII character (str.lower() could map it onto ASCII: K, the Kelvin sign). */
+#define SPAN_HOLDS(CHAR)                                                                                       \
+    do {                                                                                                       \
+        const CHAR *data = (const CHAR *)PyUnicode_DATA(text);                                                  \
+        for (i = start; i < end; i++) {                                                                        \
+            if (data[i] >= 0x80) {                                                                             \
+                return -1;                                                                                     \
+            }                                                                                                  \
+            if (!found && i + needle_len <= end && ASCII_LOWER(data[i]) == first) {                            \
+                for (j = 1; j < needle_len && ASCII_LOWER(data[i + j]) == (Py_UCS4)(unsigned char)needle[j]; j++) { \
+                }                                                                                              \
+                found = j == needle_len;                                                                       \
+            }                                                                                                  \
+        }                                                                                                      \
+    } while (0)
+
+static int
+span_holds(PyObject *text, Py_ssize_t start, Py_ssize_t end, const char *needle, Py_ssize_t needle_len)
+{
+    Py_ssize_t i, j;
+    int found = 0;
+    Py_UCS4 first = (unsigned char)needle[0];
+    switch (PyUnicode_KIND(text)) {
+    case PyUnicode_1BYTE_KIND:
+        SPAN_HOLDS(Py_UCS1);
+        break;
+    case PyUnicode_2BYTE_KIND:
+        SPAN_HOLDS(Py_UCS2);
+        break;
+    default:
+        SPAN_HOLDS(Py_UCS4);
+        break;
+    }
+    return found;
+}
+#undef SPAN_HOLDS
+
+/* True if url (printable ASCII) starts with base (lower-case) without regard to ASCII case, followed by its end or /?# */
+static int
+is_ours(const Py_UCS1 *url, Py_ssize_t url_len, const char *base, Py_ssize_t base_len)
+{
+    Py_ssize_t i;
+    if (url_len < base_len) {
+        return 0;
+    }
+    for (i = 0; i < base_len; i++) {
+        if (ASCII_LOWER(url[i]) != (Py_UCS1)base[i]) {
+            return 0;
+        }
+    }
+    return url_len == base_len || url[base_len] == '/' || url[base_len] == '?' || url[base_len] == '#';
+}
+
+/* The URL a browser reads from a quoted value the fast path can take: a new reference, or NULL (no error) when
+ * the value is not one (empty, not printable ASCII, or an "&" that does not start "&amp;"), NULL + error.
+ * decode_attribute(raw).strip(ASCII_WHITESPACE) for such a value is the value with each "&amp;" made "&". */
+static PyObject *
+plain_url(PyObject *raw)
+{
+    const Py_UCS1 *data;
+    Py_UCS1 *out;
+    PyObject *url;
+    Py_ssize_t i, n = PyUnicode_GET_LENGTH(raw), ampersands = 0;
+    if (n == 0 || PyUnicode_KIND(raw) != PyUnicode_1BYTE_KIND) {
+        return NULL;
+    }
+    data = PyUnicode_1BYTE_DATA(raw);
+    for (i = 0; i < n; i++) {
+        if (data[i] < 0x21 || data[i] > 0x7e) {
+            return NULL;
+        }
+        if (data[i] == '&') {
+            if (n - i < 5 || memcmp(data + i + 1, "amp;", 4) != 0) {
+                return NULL;
+            }
+            ampersands++;
+            i += 4;
+        }
+    }
+    if (ampersands == 0) {
+        return Py_NewRef(raw);
+    }
+    url = PyUnicode_New(n - 4 * ampersands, 127);
+    if (url == NULL) {
+        return NULL;
+    }
+    out = PyUnicode_1BYTE_DATA(url);
+    for (i = 0; i < n; i++) {
+        *out++ = data[i];
+        if (data[i] == '&') {
+            i += 4;
+        }
+    }
+    return url;
+}
+
+/* book.counted, held here while the loop runs; `loaded` says whether `counted` is the book's current count. */
+typedef struct {
+    PyObject *book, *counted_name;
+    Py_ssize_t counted;
+    int loaded;
+} Counter;
+
+static int
+counter_store(Counter *c)
+{
+    PyObject *value = PyLong_FromSsize_t(c->counted);
+    int status;
+    if (value == NULL) {
+        return -1;
+    }
+    status = PyObject_SetAttr(c->book, c->counted_name, value);
+    Py_DECREF(value);
+    return status;
+}
+
+static int
+counter_load(Counter *c)
+{
+    PyObject *value = PyObject_GetAttr(c->book, c->counted_name);
+    if (value == NULL) {
+        return -1;
+    }
+    c->counted = PyLong_AsSsize_t(value);
+    Py_DECREF(value);
+    c->loaded = !(c->counted == -1 && PyErr_Occurred());
+    return c->loaded ? 0 : -1;
+}
+
+/* The fast path's click URL for this link, NULL (no error) to leave the link to the slow path, NULL + error. */
+static PyObject *
+fast_click_url(PyObject *sign, PyTypeObject *signer_type, PyObject *prefix, Py_ssize_t counted, PyObject *url,
+               Py_ssize_t max_length)
+{
+    PyObject *index = PyLong_FromSsize_t(counted), *token, *tracking_url;
+    if (index == NULL) {
+        return NULL;
+    }
+    if (Py_TYPE(sign) == signer_type) {
+        token = click_sign((ClickSigner *)sign, index, url);
+    }
+    else {
+        token = PyObject_CallFunctionObjArgs(sign, index, url, NULL);
+    }
+    Py_DECREF(index);
+    if (token == NULL) {
+        return NULL;
+    }
+    if (!PyUnicode_Check(token)) {
+        PyErr_Format(PyExc_TypeError, "the click signer returned %.80s, not str", Py_TYPE(token)->tp_name);
+        Py_DECREF(token);
+        return NULL;
+    }
+    tracking_url = PyUnicode_Concat(prefix, token);
+    Py_DECREF(token);
+    if (tracking_url != NULL && PyUnicode_GET_LENGTH(tracking_url) > max_length) {
+        Py_CLEAR(tracking_url); /* too long: the slow path records it as skipped */
+    }
+    return tracking_url;
+}
+
+PyDoc_STRVAR(track_links_doc,
+"track_links(html, links, book, plain, base, common, slow, edits, TrackedLink, max_length, /)\n--\n\n"
+"track_html_links' loop for a quoted-as-is click prefix, no UTM and click tracking on: the common\n"
+"link decided here, every other one by slow(tag). base is the lower-cased base URL; common the\n"
+"opt-out names' common substring (None: no opt-out names; \"\" or non-ASCII: every link is slow).");
+
+static PyObject *
+speedups_track_links(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    PyObject *html, *links, *plain, *base, *common, *slow, *edits, *tracked_link, *sign = NULL, *prefix = NULL,
+        *book_links = NULL, *max_links_obj = NULL, *result = NULL;
+    const char *base_text, *common_text = NULL;
+    Py_ssize_t base_len, common_len = 0, max_links, max_length, i;
+    int common_mode; /* 0: no opt-out names; 1: search common_text; 2: every link to slow */
+    Counter counter;
+    ModuleState *state = (ModuleState *)PyModule_GetState(module);
+
+    if (nargs != 10) {
+        PyErr_Format(PyExc_TypeError, "track_links() takes 10 positional arguments (%zd given)", nargs);
+        return NULL;
+    }
+    html = args[0], links = args[1], plain = args[3], base = args[4], common = args[5], slow = args[6];
+    edits = args[7], tracked_link = args[8];
+    counter.book = args[2];
+    counter.counted_name = state->str_counted;
+    counter.counted = 0;
+    counter.loaded = 0;
+    if (!PyUnicode_Check(html) || !PyList_Check(links) || !PyUnicode_Check(base) || !PyList_Check(edits) ||
+        !PyType_Check(tracked_link) || !PyType_IsSubtype((PyTypeObject *)tracked_link, &PyTuple_Type)) {
+        PyErr_SetString(PyExc_TypeError, "track_links(): wrong argument types");
+        return NULL;
+    }
+    max_length = PyLong_AsSsize_t(args[9]);
+    if (max_length == -1 && PyErr_Occurred()) {
+        return NULL;
+    }
+    base_text = PyUnicode_AsUTF8AndSize(base, &base_len);
+    if (base_text == NULL) {
+        return NULL;
+    }
+    if (common == Py_None) {
+        common_mode = 0;
+    }
+    else if (!PyUnicode_Check(common) || PyUnicode_GET_LENGTH(common) == 0 || !PyUnicode_IS_ASCII(common)) {
+        common_mode = 2;
+    }
+    else {
+        common_mode = 1;
+        common_text = PyUnicode_AsUTF8AndSize(common, &common_len);
+        if (common_text == NULL) {
+            return NULL;
+        }
+    }
+    sign = PyObject_GetAttr(counter.book, state->str_sign);
+    prefix = sign == NULL ? NULL : PyObject_GetAttr(counter.book, state->str_prefix);
+    book_links = prefix == NULL ? NULL : PyObject_GetAttr(counter.book, state->str_links);
+    max_links_obj = book_links == NULL ? NULL : PyObject_GetAttr(counter.book, state->str_max_links);
+    if (max_links_obj == NULL) {
+        goto done;
+    }
+    if (!PyList_Check(book_links) || !PyUnicode_Check(prefix)) {
+        PyErr_SetString(PyExc_TypeError, "track_links(): book.links must be a list and book.prefix a str");
+        goto done;
+    }
+    max_links = PyLong_AsSsize_t(max_links_obj);
+    if ((max_links == -1 && PyErr_Occurred()) || counter_load(&counter) < 0) {
+        goto done;
+    }
+    for (i = 0; i < PyList_GET_SIZE(links); i++) {
+        PyObject *tag = PyList_GET_ITEM(links, i), *href, *raw, *quote, *url = NULL, *tracking_url = NULL, *fields, *link,
+                 *edit;
+        Py_ssize_t tag_start, tag_end;
+        int fast;
+
+        if (!PyTuple_Check(tag) || PyTuple_GET_SIZE(tag) < 4) {
+            PyErr_SetString(PyExc_TypeError, "track_links(): links must be LinkTag tuples");
+            goto done;
+        }
+        href = PyTuple_GET_ITEM(tag, 3);
+        if (href == Py_None) {
+            continue;
+        }
+        if (!PyTuple_Check(href) || PyTuple_GET_SIZE(href) != 4 || !PyUnicode_Check(PyTuple_GET_ITEM(href, 0)) ||
+            !PyUnicode_Check(PyTuple_GET_ITEM(href, 3))) {
+            PyErr_SetString(PyExc_TypeError, "track_links(): an href must be (raw, start, end, quote)");
+            goto done;
+        }
+        raw = PyTuple_GET_ITEM(href, 0);
+        quote = PyTuple_GET_ITEM(href, 3);
+        fast = counter.counted < max_links && PyUnicode_GET_LENGTH(quote) > 0 && common_mode != 2;
+        if (fast) {
+            url = plain_url(raw);
+            if (url == NULL && PyErr_Occurred()) {
+                goto done;
+            }
+            fast = url != NULL && !is_ours(PyUnicode_1BYTE_DATA(url), PyUnicode_GET_LENGTH(url), base_text, base_len);
+        }
+        if (fast && common_mode == 1) {
+            int held;
+            tag_start = PyLong_AsSsize_t(PyTuple_GET_ITEM(tag, 1));
+            tag_end = PyLong_AsSsize_t(PyTuple_GET_ITEM(tag, 2));
+            if ((tag_start == -1 || tag_end == -1) && PyErr_Occurred()) {
+                Py_XDECREF(url);
+                goto done;
+            }
+            if (tag_start < 0 || tag_end > PyUnicode_GET_LENGTH(html) || tag_start > tag_end) {
+                PyErr_SetString(PyExc_ValueError, "track_links(): a tag's span is outside the document");
+                Py_XDECREF(url);
+                goto done;
+            }
+            held = span_holds(html, tag_start, tag_end, common_text, common_len);
+            fast = held == 0;
+        }
+        if (fast) {
+            PyObject *answer = PyObject_CallOneArg(plain, url);
+            if (answer == NULL) {
+                Py_DECREF(url);
+                goto done;
+            }
+            fast = PyObject_IsTrue(answer);
+            Py_DECREF(answer);
+            if (fast < 0) {
+                Py_DECREF(url);
+                goto done;
+            }
+        }
+        if (fast) {
+            tracking_url = fast_click_url(sign, state->click_signer_type, prefix, counter.counted, url, max_length);
+            if (tracking_url == NULL && PyErr_Occurred()) {
+                Py_DECREF(url);
+                goto done;
+            }
+        }
+        if (tracking_url == NULL) { /* the pure-Python body decides this link */
+            PyObject *answer;
+            Py_XDECREF(url);
+            if (counter_store(&counter) < 0) {
+                goto done;
+            }
+            counter.loaded = 0; /* the slow body may count too */
+            answer = PyObject_CallOneArg(slow, tag);
+            if (answer == NULL) {
+                goto done;
+            }
+            Py_DECREF(answer);
+            if (counter_load(&counter) < 0) {
+                goto done;
+            }
+            continue;
+        }
+        /* TrackedLink(index, url, tracking_url, start, end, raw, quote, tag) and the edit (start, end, tracking_url) */
+        fields = Py_BuildValue("(nNOOOOOO)", counter.counted, url, tracking_url, PyTuple_GET_ITEM(href, 1),
+                               PyTuple_GET_ITEM(href, 2), raw, quote, PyTuple_GET_ITEM(tag, 0));
+        link = fields == NULL ? NULL : new_link_tag(tracked_link, fields);
+        Py_XDECREF(fields);
+        edit = link == NULL ? NULL : PyTuple_Pack(3, PyTuple_GET_ITEM(href, 1), PyTuple_GET_ITEM(href, 2), tracking_url);
+        Py_DECREF(tracking_url);
+        if (edit == NULL || PyList_Append(book_links, link) < 0 || PyList_Append(edits, edit) < 0) {
+            Py_XDECREF(link);
+            Py_XDECREF(edit);
+            goto done;
+        }
+        Py_DECREF(link);
+        Py_DECREF(edit);
+        counter.counted++;
+    }
+    if (counter_store(&counter) == 0) {
+        result = Py_NewRef(Py_None);
+    }
+done:
+    if (result == NULL && counter.loaded) { /* keep the book's count right for whatever the caller does next */
+        PyObject *type, *value, *traceback;
+        PyErr_Fetch(&type, &value, &traceback);
+        if (counter_store(&counter) < 0) {
+            PyErr_Clear();
+        }
+        PyErr_Restore(type, value, traceback);
+    }
+    Py_XDECREF(sign);
+    Py_XDECREF(prefix);
+    Py_XDECREF(book_links);
+    Py_XDECREF(max_links_obj);
+    return result;
+}

@@ -1,0 +1,327 @@
+/* ClickSigner: the compiled twin of TokenCodec's per-link click signer (included by _speedups.c only).
+ *
+ * mailtrack.core.tokens.TokenCodec._signer builds, for one message, a Python
+ * function sign_click(link_index, url) that returns
+ *
+ *     b64url(head + "," + str(link_index) + "," + json_string(url) + tail) + stamp
+ *     + "." + b64url(HMAC-SHA256(key, that)[:size])
+ *
+ * (itsdangerous' TimestampSigner format, unpadded URL-safe base64, json_string
+ * as json.encoder.encode_basestring writes it, then UTF-8). A ClickSigner is
+ * built from the same parts (head, tail and stamp as UTF-8 bytes, the derived
+ * key, the signature size) and returns the same str for every input: the
+ * differential tests sign with both. The key's inner and outer HMAC pads are
+ * hashed once, here; each token copies the two states.
+ */
+
+#include "_speedups_sha256.h"
+
+typedef struct {
+    PyObject_HEAD
+    mt_sha256 inner, outer; /* SHA-256 states after the key's ipad and opad blocks */
+    PyObject *head, *tail, *stamp; /* bytes */
+    int size;                      /* signature bytes kept: 10..32 */
+} ClickSigner;
+
+static const char B64URL[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+
+/* Unpadded URL-safe base64 of src into dst (room for b64_length(len) bytes); returns the bytes written. */
+static Py_ssize_t
+b64url(const unsigned char *src, Py_ssize_t len, char *dst)
+{
+    char *out = dst;
+    Py_ssize_t i = 0;
+    for (; i + 3 <= len; i += 3) {
+        unsigned v = (unsigned)src[i] << 16 | (unsigned)src[i + 1] << 8 | src[i + 2];
+        *out++ = B64URL[v >> 18];
+        *out++ = B64URL[(v >> 12) & 63];
+        *out++ = B64URL[(v >> 6) & 63];
+        *out++ = B64URL[v & 63];
+    }
+    if (len - i == 1) {
+        unsigned v = (unsigned)src[i] << 16;
+        *out++ = B64URL[v >> 18];
+        *out++ = B64URL[(v >> 12) & 63];
+    }
+    else if (len - i == 2) {
+        unsigned v = (unsigned)src[i] << 16 | (unsigned)src[i + 1] << 8;
+        *out++ = B64URL[v >> 18];
+        *out++ = B64URL[(v >> 12) & 63];
+        *out++ = B64URL[(v >> 6) & 63];
+    }
+    return out - dst;
+}
+
+static Py_ssize_t
+b64_length(Py_ssize_t len)
+{
+    return len / 3 * 4 + (len % 3 ? len % 3 + 1 : 0);
+}
+
+/* The bytes json.encoder.encode_basestring writes for one UTF-8 byte, quotes aside (1, 2 or 6). */
+static inline int
+json_width(unsigned char c)
+{
+    if (c == '"' || c == '\\') {
+        return 2;
+    }
+    if (c >= 0x20) {
+        return 1;
+    }
+    return (c == '\b' || c == '\f' || c == '\n' || c == '\r' || c == '\t') ? 2 : 6;
+}
+
+static char *
+json_escape(const unsigned char *src, Py_ssize_t len, char *out)
+{
+    static const char HEX[] = "0123456789abcdef";
+    Py_ssize_t i;
+    for (i = 0; i < len; i++) {
+        unsigned char c = src[i];
+        if (c >= 0x20 && c != '"' && c != '\\') {
+            *out++ = (char)c;
+            continue;
+        }
+        *out++ = '\\';
+        switch (c) {
+        case '"': *out++ = '"'; break;
+        case '\\': *out++ = '\\'; break;
+        case '\b': *out++ = 'b'; break;
+        case '\f': *out++ = 'f'; break;
+        case '\n': *out++ = 'n'; break;
+        case '\r': *out++ = 'r'; break;
+        case '\t': *out++ = 't'; break;
+        default:
+            *out++ = 'u', *out++ = '0', *out++ = '0', *out++ = HEX[c >> 4], *out++ = HEX[c & 15];
+        }
+    }
+    return out;
+}
+
+static int
+click_signer_init(ClickSigner *self, PyObject *args, PyObject *kwargs)
+{
+    static char *keywords[] = {"key", "head", "tail", "stamp", "size", NULL};
+    Py_buffer key;
+    PyObject *head, *tail, *stamp;
+    int size, i;
+    unsigned char block[64], pad[64];
+
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "y*SSSi:ClickSigner", keywords, &key, &head, &tail, &stamp, &size)) {
+        return -1;
+    }
+    if (size < 10 || size > 32) {
+        PyBuffer_Release(&key);
+        PyErr_Format(PyExc_ValueError, "ClickSigner size must be between 10 and 32, not %d", size);
+        return -1;
+    }
+    memset(block, 0, sizeof(block));
+    if (key.len > 64) { /* HMAC: a key longer than the block is hashed first */
+        mt_sha256 ctx;
+        mt_sha256_init(&ctx);
+        mt_sha256_update(&ctx, (const unsigned char *)key.buf, (size_t)key.len);
+        mt_sha256_final(&ctx, block);
+    }
+    else {
+        memcpy(block, key.buf, (size_t)key.len);
+    }
+    PyBuffer_Release(&key);
+    for (i = 0; i < 64; i++) {
+        pad[i] = block[i] ^ 0x36;
+    }
+    mt_sha256_init(&self->inner);
+    mt_sha256_update(&self->inner, pad, 64);
+    for (i = 0; i < 64; i++) {
+        pad[i] = block[i] ^ 0x5c;
+    }
+    mt_sha256_init(&self->outer);
+    mt_sha256_update(&self->outer, pad, 64);
+    Py_XSETREF(self->head, Py_NewRef(head));
+    Py_XSETREF(self->tail, Py_NewRef(tail));
+    Py_XSETREF(self->stamp, Py_NewRef(stamp));
+    self->size = size;
+    return 0;
+}
+
+/* The token for (index, url), or NULL with an exception set. */
+static PyObject *
+click_sign(ClickSigner *self, PyObject *index, PyObject *url)
+{
+    char digits[24], small[2048], *payload, *value, *p, *buffer = NULL;
+    const char *index_text, *url_utf8;
+    Py_ssize_t index_len, url_len, escaped_len, payload_len, value_len, stamp_len, sig_len, i;
+    PyObject *index_str = NULL, *result = NULL;
+    unsigned char digest[32];
+    mt_sha256 ctx;
+
+    if (self->head == NULL) {
+        PyErr_SetString(PyExc_ValueError, "ClickSigner was not initialised");
+        return NULL;
+    }
+    if (!PyUnicode_Check(url)) {
+        PyErr_Format(PyExc_TypeError, "first argument must be a string, not %.80s", Py_TYPE(url)->tp_name);
+        return NULL;
+    }
+    if (PyLong_CheckExact(index)) {
+        int overflow;
+        long long n = PyLong_AsLongLongAndOverflow(index, &overflow);
+        if (n == -1 && PyErr_Occurred()) {
+            return NULL;
+        }
+        if (overflow) {
+            goto formatted;
+        }
+        index_len = PyOS_snprintf(digits, sizeof(digits), "%lld", n);
+        index_text = digits;
+    }
+    else {
+    formatted: /* f"{link_index}" for anything else: what the pure signer writes */
+        index_str = PyObject_Format(index, NULL);
+        if (index_str == NULL) {
+            return NULL;
+        }
+        index_text = PyUnicode_AsUTF8AndSize(index_str, &index_len);
+        if (index_text == NULL) {
+            Py_DECREF(index_str);
+            return NULL;
+        }
+    }
+    url_utf8 = PyUnicode_AsUTF8AndSize(url, &url_len); /* a lone surrogate raises, as str.encode() does */
+    if (url_utf8 == NULL) {
+        goto done;
+    }
+    escaped_len = 2;
+    for (i = 0; i < url_len; i++) {
+        escaped_len += json_width((unsigned char)url_utf8[i]);
+    }
+    payload_len = PyBytes_GET_SIZE(self->head) + 1 + index_len + 1 + escaped_len + PyBytes_GET_SIZE(self->tail);
+    stamp_len = PyBytes_GET_SIZE(self->stamp);
+    value_len = b64_length(payload_len) + stamp_len;
+    sig_len = b64_length(self->size);
+    if (payload_len + value_len + 1 + sig_len <= (Py_ssize_t)sizeof(small)) {
+        payload = small;
+    }
+    else {
+        buffer = payload = PyMem_Malloc((size_t)(payload_len + value_len + 1 + sig_len));
+        if (buffer == NULL) {
+            PyErr_NoMemory();
+            goto done;
+        }
+    }
+    p = payload;
+    memcpy(p, PyBytes_AS_STRING(self->head), (size_t)PyBytes_GET_SIZE(self->head));
+    p += PyBytes_GET_SIZE(self->head);
+    *p++ = ',';
+    memcpy(p, index_text, (size_t)index_len);
+    p += index_len;
+    *p++ = ',';
+    *p++ = '"';
+    p = json_escape((const unsigned char *)url_utf8, url_len, p);
+    *p++ = '"';
+    memcpy(p, PyBytes_AS_STRING(self->tail), (size_t)PyBytes_GET_SIZE(self->tail));
+
+    value = payload + payload_len;
+    p = value + b64url((const unsigned char *)payload, payload_len, value);
+    memcpy(p, PyBytes_AS_STRING(self->stamp), (size_t)stamp_len);
+    p += stamp_len;
+
+    ctx = self->inner;
+    mt_sha256_update(&ctx, (const unsigned char *)value, (size_t)value_len);
+    mt_sha256_final(&ctx, digest);
+    ctx = self->outer;
+    mt_sha256_update(&ctx, digest, sizeof(digest));
+    mt_sha256_final(&ctx, digest);
+    *p++ = '.';
+    p += b64url(digest, self->size, p);
+
+    result = PyUnicode_New(p - value, 127);
+    if (result != NULL) {
+        memcpy(PyUnicode_1BYTE_DATA(result), value, (size_t)(p - value));
+    }
+done:
+    if (buffer != NULL) {
+        PyMem_Free(buffer);
+    }
+    Py_XDECREF(index_str);
+    return result;
+}
+
+static PyObject *
+click_signer_call(ClickSigner *self, PyObject *args, PyObject *kwargs)
+{
+    PyObject *index, *url;
+    if (kwargs != NULL && PyDict_GET_SIZE(kwargs)) {
+        PyErr_SetString(PyExc_TypeError, "ClickSigner takes no keyword arguments");
+        return NULL;
+    }
+    if (!PyArg_UnpackTuple(args, "ClickSigner", 2, 2, &index, &url)) {
+        return NULL;
+    }
+    return click_sign(self, index, url);
+}
+
+static int
+click_signer_traverse(ClickSigner *self, visitproc visit, void *arg)
+{
+    Py_VISIT(Py_TYPE(self));
+    return 0;
+}
+
+static void
+click_signer_dealloc(ClickSigner *self)
+{
+    PyTypeObject *type = Py_TYPE(self);
+    PyObject_GC_UnTrack(self);
+    Py_CLEAR(self->head);
+    Py_CLEAR(self->tail);
+    Py_CLEAR(self->stamp);
+    memset(&self->inner, 0, sizeof(self->inner)); /* key material */
+    memset(&self->outer, 0, sizeof(self->outer));
+    type->tp_free((PyObject *)self);
+    Py_DECREF(type);
+}
+
+PyDoc_STRVAR(click_signer_doc,
+"ClickSigner(key, head, tail, stamp, size)\n--\n\n"
+"A compiled twin of the click signer TokenCodec builds for one message: called as\n"
+"signer(link_index, url), it returns the same token. key is the derived HMAC-SHA256 key;\n"
+"head, tail and stamp the UTF-8 bytes around the click's part; size the signature bytes kept.");
+
+static PyType_Slot click_signer_slots[] = {
+    {Py_tp_doc, (void *)click_signer_doc},
+    {Py_tp_init, (void *)click_signer_init},
+    {Py_tp_call, (void *)click_signer_call},
+    {Py_tp_traverse, (void *)click_signer_traverse},
+    {Py_tp_dealloc, (void *)click_signer_dealloc},
+    {Py_tp_new, (void *)PyType_GenericNew},
+    {0, NULL},
+};
+
+static PyType_Spec click_signer_spec = {
+    "mailtrack.core._speedups.ClickSigner",
+    sizeof(ClickSigner),
+    0,
+    Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC | Py_TPFLAGS_IMMUTABLETYPE,
+    click_signer_slots,
+};
+
+PyDoc_STRVAR(sha256_doc,
+"sha256(data, /)\n--\n\n"
+"The SHA-256 digest of data, by the implementation ClickSigner uses (for its test vectors).");
+
+static PyObject *
+speedups_sha256(PyObject *module, PyObject *arg)
+{
+    Py_buffer data;
+    mt_sha256 ctx;
+    unsigned char digest[32];
+    (void)module;
+    if (PyObject_GetBuffer(arg, &data, PyBUF_SIMPLE) < 0) {
+        return NULL;
+    }
+    mt_sha256_init(&ctx);
+    mt_sha256_update(&ctx, (const unsigned char *)data.buf, (size_t)data.len);
+    mt_sha256_final(&ctx, digest);
+    PyBuffer_Release(&data);
+    return PyBytes_FromStringAndSize((const char *)digest, sizeof(digest));
+}

@@ -1,0 +1,452 @@
+"""The compiled click signer and per-link loop give exactly the pure path's rewrite, for every input (issue 13).
+
+``_speedups.ClickSigner`` signs what ``TokenCodec``'s pure click signer signs;
+``_speedups.track_links`` settles the common link and hands every other one
+to the pure loop's body. Here each document is rewritten twice in one
+process, with ``speedups.compiled`` set and with it None, and everything the
+API returns must be equal: the output, every TrackedLink and SkippedLink
+(with its reason), pixels, warnings. The trackers cover what changes the
+loop's choices: opt-out attributes (with and without a common substring),
+a base URL that links use in another case, custom placeholders (no one-match
+test), UTM parameters, a small ``max_links``, compressed tokens, signatures
+of other sizes and digests. The SHA-256 under the signer is checked against
+NIST's vectors and hashlib, for the build that runs and for the portable
+implementation compiled here. Skipped, saying so, when the extension is not
+built.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import shutil
+import subprocess
+import sys
+import sysconfig
+from collections.abc import Iterator
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from support.oracle import corpus_html_files
+from support.strategies import documents, http_urls, mutated_documents
+
+import mailtrack
+from mailtrack.core import speedups
+from mailtrack.core.results import TrackedLink
+from mailtrack.core.scanner import scan
+from mailtrack.core.tokens import MAX_TOKEN_LENGTH
+
+ROOT = Path(__file__).resolve().parents[3]
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+from bench_pathological import FAMILIES  # noqa: E402
+from harness.newsletters import make_newsletter  # noqa: E402
+
+try:
+    from mailtrack.core import _speedups
+except ImportError:  # pragma: no cover - depends on the build
+    _speedups = None  # type: ignore[assignment]
+
+pytestmark = pytest.mark.skipif(
+    _speedups is None, reason="the C extension is not built (python setup.py build_ext --inplace, or pip install -e .)"
+)
+
+BASE = "https://t.example.com/track"
+KEYS = ["new key", "old key"]
+
+#: Trackers whose options change what the compiled loop may settle itself.
+TRACKERS: dict[str, dict[str, Any]] = {
+    "default": {},
+    "no opt-outs": {"opt_out_attributes": {}},
+    "opt-outs without a common part": {"opt_out_attributes": {"x-no": None, "data-skip": "yes"}},
+    "opt-out with a non-ASCII name": {"opt_out_attributes": {"data-k\u212arack": None}},
+    "custom placeholders": {"placeholder_patterns": [r"\[\[[a-z]+\]\]"]},
+    "max_links 3": {"max_links": 3},
+    "max_links 0": {"max_links": 0},
+    "utm": {"settings": {"ganalytics": {"enable": True, "utm_source": "news", "utm_medium": "email"}}},
+    "compressed": {"compress": True},
+    "short signatures": {"signature_size": 10},
+    "sha512": {"digest_method": hashlib.sha512},
+    "base URL with a path and a port": {"base_url": "https://T.Example.com:8443/x/y"},
+    "click tracking off": {"settings": {"click_tracking": {"enable": False}}},
+}
+
+
+def make(name: str) -> mailtrack.Tracker:
+    options = dict(TRACKERS[name])
+    return mailtrack.Tracker(secret_keys=KEYS, base_url=options.pop("base_url", BASE), **options)
+
+
+@pytest.fixture(scope="module", params=sorted(TRACKERS))
+def tracker(request: pytest.FixtureRequest) -> mailtrack.Tracker:
+    return make(request.param)
+
+
+def outcome(tracker: mailtrack.Tracker, html: str, **kwargs: Any) -> tuple[Any, ...]:
+    """Everything rewrite_html returns, or the error it raised (type and message)."""
+    kwargs.setdefault("message_id", "<m-1@example.com>")
+    kwargs.setdefault("recipient", "r\u00e9@example.com")
+    kwargs.setdefault("issued_at", 1_700_000_000)
+    try:
+        result = tracker.rewrite_html(html, **kwargs)
+    except Exception as exc:  # noqa: BLE001 - compared, not swallowed
+        return ("raised", type(exc), str(exc))
+    return (result.html, result.links, result.skipped, result.pixels, result.warnings, result.unsubscribe)
+
+
+def on_both_paths(tracker: mailtrack.Tracker, html: str, **kwargs: Any) -> tuple[tuple[Any, ...], tuple[Any, ...]]:
+    saved = speedups.compiled
+    assert saved is not None or _speedups is not None
+    speedups.compiled = _speedups
+    try:
+        compiled = outcome(tracker, html, **kwargs)
+        speedups.compiled = None
+        pure = outcome(tracker, html, **kwargs)
+    finally:
+        speedups.compiled = saved
+    return compiled, pure
+
+
+def assert_same(tracker: mailtrack.Tracker, html: str, **kwargs: Any) -> tuple[Any, ...]:
+    compiled, pure = on_both_paths(tracker, html, **kwargs)
+    assert compiled == pure, html[:300]
+    if compiled[0] != "raised":
+        assert all(type(link) is TrackedLink for link in compiled[1])
+    return compiled
+
+
+# --------------------------------------------------------------------------
+# Whole rewrites: compiled == pure
+# --------------------------------------------------------------------------
+
+
+def test_generated_newsletters_rewrite_the_same(tracker: mailtrack.Tracker) -> None:
+    for size, links in ((10_000, 10), (60_000, 100), (500_000, 1000)):
+        assert_same(tracker, make_newsletter(size, links))
+
+
+@pytest.mark.skipif(not corpus_html_files(), reason="the shared corpus (../shared/corpus) is absent")
+def test_every_corpus_file_rewrites_the_same(tracker: mailtrack.Tracker) -> None:
+    for path in corpus_html_files():
+        assert_same(tracker, path.read())
+
+
+@settings(max_examples=60, deadline=None)
+@given(html=st.one_of(documents(), mutated_documents()))
+def test_generated_documents_rewrite_the_same(tracker: mailtrack.Tracker, html: str) -> None:
+    assert_same(tracker, html)
+
+
+LINK_VALUES = st.one_of(
+    http_urls(),
+    st.sampled_from([
+        "https://a.example/?x=1&amp;y=2", "https://a.example/?x=1&amp", "https://a.example/?x=1&ampy", "https://a.example/&#38;",
+        "https://a.example/&amp;amp;", "&amp;", " https://a.example/", "https://a.example/\r\n", "https://a.example/\x00",
+        "HTTPS://T.EXAMPLE.COM/TRACK/c/x", "https://t.example.com/trackX", "https://t.example.com/track", "https://t.example.com/track?q",
+        "https://t.example.com/track#f", "https://t.example.com:8443/x/y/c/zz", "mailto:a@b", "", "   ", "{{url}}", "[[url]]",
+        "https://a.example/{{x}}", "https://a.example/\u00e9", "https://\u00e9.example/", "https://xn--e1afmkfd.example/",
+        "https://a.example:99999/", "https://a.example/" + "p" * 9000, "https://a.example/\"'<>`=",
+    ]),
+)
+
+
+@st.composite
+def link_documents(draw: st.DrawFn) -> str:
+    """Links in every quoting, with and without opt-out names (any case, non-ASCII) in their tags."""
+    parts = []
+    for _ in range(draw(st.integers(0, 12))):
+        value = draw(LINK_VALUES)
+        quote = draw(st.sampled_from(['"', "'", ""]))
+        if not quote:
+            value = value.replace(" ", "%20").replace(">", "%3E") or "x"
+        extra = draw(st.sampled_from(["", " clicktracking=off", " CLICKTRACKING=OFF", " data-k\u212arack", " data-Track=1",
+                                      " x-no", " data-skip=yes", " title=\"\u00e9\"", " style='color:red'"]))
+        tag = draw(st.sampled_from(["a", "A", "area", "v:roundrect"]))
+        parts.append(f"<{tag}{extra} href={quote}{value}{quote}>x</{tag}>")
+        parts.append(draw(st.sampled_from(["", "\n", " text \u00e9 ", "\U0001f600", "<p>"])))
+    return "<html><body>" + "".join(parts) + "</body></html>"
+
+
+@settings(max_examples=150, deadline=None)
+@given(html=link_documents())
+def test_links_of_every_kind_rewrite_the_same(tracker: mailtrack.Tracker, html: str) -> None:
+    assert_same(tracker, html)
+
+
+@pytest.mark.parametrize("family", [f for f in FAMILIES if f.kind == "html"], ids=lambda family: family.name)
+def test_pathological_families_rewrite_the_same(family: Any) -> None:
+    assert_same(make("default"), family.build(20_000), settings=family.settings)
+
+
+def test_a_second_pass_and_another_messages_links_rewrite_the_same() -> None:
+    tracker = make("default")
+    first = tracker.rewrite_html(make_newsletter(10_000, 10), message_id="<a@x>", recipient="a@x.test").html
+    assert_same(tracker, first, message_id="<a@x>", recipient="a@x.test")  # a no-op second pass
+    assert_same(tracker, first, message_id="<b@x>", recipient="b@x.test")  # re-signed for another message
+
+
+@pytest.mark.parametrize("metadata", [None, {"campaign": "spring", "n": 1}, {"\u00e9": ["\U0001f600", None, 1.5]}])
+@pytest.mark.parametrize("recipient", [None, "r@example.com", "\u00fc@b\u00fccher.example"])
+def test_claims_of_every_shape_rewrite_the_same(metadata: dict[str, Any] | None, recipient: str | None) -> None:
+    html = make_newsletter(10_000, 10)
+    assert_same(make("default"), html, recipient=recipient, metadata=metadata, tags=["a", "\u00e9"])
+
+
+def test_a_message_that_starts_counting_later_rewrites_the_same() -> None:
+    """rewrite_message shares one LinkBook across parts: the HTML part's first index may not be 0."""
+    tracker = make("max_links 3")
+    message = (
+        b"MIME-Version: 1.0\nContent-Type: multipart/alternative; boundary=b\n\n--b\nContent-Type: text/plain\n\n"
+        b"see https://a.example/1 and https://a.example/2\n--b\nContent-Type: text/html\n\n"
+        b'<a href="https://a.example/3">3</a><a href="https://a.example/4">4</a><a href="https://a.example/5">5</a>\n--b--\n'
+    )
+    saved = speedups.compiled
+    try:
+        speedups.compiled = _speedups
+        compiled = tracker.rewrite_message(message, message_id="<m@x>", recipient="r@x.test", issued_at=1_700_000_000)
+        speedups.compiled = None
+        pure = tracker.rewrite_message(message, message_id="<m@x>", recipient="r@x.test", issued_at=1_700_000_000)
+    finally:
+        speedups.compiled = saved
+    assert compiled.message == pure.message
+    assert compiled.links == pure.links and compiled.skipped == pure.skipped
+
+
+# --------------------------------------------------------------------------
+# The compiled loop really settles the common link itself
+# --------------------------------------------------------------------------
+
+
+def direct_loop(html: str, tracker: mailtrack.Tracker) -> tuple[list[Any], list[Any], list[Any]]:
+    """Run _speedups.track_links as track_html_links does, with a slow path that records what it is given."""
+    from mailtrack.core.rewrite.links import LinkBook
+
+    plan = tracker._plan(None, "<m@x>", "r@x.test", None, 1_700_000_000, None, text=False)  # noqa: SLF001 - the loop's own input
+    book = LinkBook(plan)
+    handed: list[Any] = []
+    edits: list[Any] = []
+    assert _speedups is not None
+    _speedups.track_links(html, scan(html).links, book, plan.placeholders.plain, plan.layout.lowered_base,
+                          plan.opt_outs.common, handed.append, edits, TrackedLink, MAX_TOKEN_LENGTH)
+    return book.links, edits, handed
+
+
+def test_plain_links_never_reach_the_python_body() -> None:
+    html = "".join(f'<a href="https://a.example/{i}?x=1&amp;y=2">{i}</a>' for i in range(50))
+    links, edits, handed = direct_loop(html, make("default"))
+    assert handed == []
+    assert [link.index for link in links] == list(range(50))
+    assert links[0].url == "https://a.example/0?x=1&y=2"
+    assert [edit[2] for edit in edits] == [link.tracking_url for link in links]
+
+
+def test_unusual_links_reach_the_python_body_in_order() -> None:
+    html = ('<a href="https://a.example/1">1</a><a clicktracking=off href="https://a.example/2">2</a>'
+            '<a href=https://a.example/3>3</a><a href="https://a.example/&#38;">4</a><a href="{{u}}">5</a>'
+            f'<a href="{BASE}/c/x">6</a><a href="https://a.example/7">7</a>')
+    links, _, handed = direct_loop(html, make("default"))
+    assert [tag.href[0] for tag in handed] == [
+        "https://a.example/2", "https://a.example/3", "https://a.example/&#38;", "{{u}}", f"{BASE}/c/x",
+    ]
+    assert [link.url for link in links] == ["https://a.example/1", "https://a.example/7"]
+
+
+def test_a_slow_body_that_raises_leaves_the_count_right() -> None:
+    from mailtrack.core.rewrite.links import LinkBook
+
+    tracker = make("default")
+    plan = tracker._plan(None, "<m@x>", "r@x.test", None, 1_700_000_000, None, text=False)  # noqa: SLF001
+    book = LinkBook(plan)
+    html = '<a href="https://a.example/1">1</a><a href="https://a.example/2">2</a><a href=x>3</a>'
+
+    def boom(tag: Any) -> None:
+        raise RuntimeError("the slow body failed")
+
+    assert _speedups is not None
+    with pytest.raises(RuntimeError, match="slow body"):
+        _speedups.track_links(html, scan(html).links, book, plan.placeholders.plain, plan.layout.lowered_base, None, boom,
+                              [], TrackedLink, MAX_TOKEN_LENGTH)
+    assert book.counted == len(book.links) == 2
+
+
+def test_bad_arguments_raise_type_errors_not_crashes() -> None:
+    from mailtrack.core.rewrite.links import LinkBook
+
+    assert _speedups is not None
+    tracker = make("default")
+    plan = tracker._plan(None, "<m@x>", "r@x.test", None, 1_700_000_000, None, text=False)  # noqa: SLF001
+    book = LinkBook(plan)
+    good = ["<a href=x>", [], book, str.isascii, "b", None, print, [], TrackedLink, 10]
+    for index, bad in [(0, b"x"), (1, ("x",)), (4, 3), (7, ()), (8, int), (9, "x")]:
+        args = list(good)
+        args[index] = bad
+        with pytest.raises(TypeError):
+            _speedups.track_links(*args)
+    with pytest.raises(TypeError):
+        _speedups.track_links(*good[:9])
+    for links in ([1], [("a", 0, 1, ("x", 0, 1))], [("a", 0, 1, 5, False)]):
+        with pytest.raises(TypeError):
+            _speedups.track_links("<a href=x>", links, book, str.isascii, "b", None, print, [], TrackedLink, 10)
+    with pytest.raises(ValueError, match="outside the document"):
+        _speedups.track_links("<a>", [("a", 0, 99, ("https://a.example/", 0, 1, '"'), False)], book, str.isascii, "b",
+                              "track", print, [], TrackedLink, 10_000)
+
+
+# --------------------------------------------------------------------------
+# ClickSigner and its SHA-256
+# --------------------------------------------------------------------------
+
+
+def pure_and_compiled_signers(codec: Any, *claims: Any) -> tuple[Any, Any]:
+    saved = speedups.compiled
+    try:
+        speedups.compiled = _speedups
+        compiled = codec.message_signer("click", *claims)
+        speedups.compiled = None
+        pure = codec.message_signer("click", *claims)
+    finally:
+        speedups.compiled = saved
+    return compiled, pure
+
+
+def test_the_default_codec_signs_clicks_with_the_compiled_signer() -> None:
+    assert _speedups is not None
+    compiled, pure = pure_and_compiled_signers(make("default").codec, "<m@x>", "r@x.test", None, 1_700_000_000)
+    assert isinstance(compiled, _speedups.ClickSigner)
+    assert not isinstance(pure, _speedups.ClickSigner)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    message_id=st.text(max_size=30),
+    recipient=st.one_of(st.none(), st.text(max_size=30)),
+    metadata=st.one_of(st.none(), st.dictionaries(st.text(max_size=5), st.one_of(st.text(max_size=10), st.integers()), max_size=3)),
+    tags=st.lists(st.text(max_size=8), max_size=3),
+    account=st.one_of(st.none(), st.text(max_size=10)),
+    index=st.one_of(st.integers(0, 2000), st.integers(), st.booleans()),
+    url=st.one_of(http_urls(), st.text(max_size=200)),
+)
+def test_click_tokens_are_the_pure_signers(
+    message_id: str, recipient: str | None, metadata: dict[str, Any] | None, tags: list[str], account: str | None,
+    index: int, url: str,
+) -> None:
+    for name in ("default", "short signatures"):
+        compiled, pure = pure_and_compiled_signers(make(name).codec, message_id, recipient, metadata, 1_700_000_000, tags, account)
+        try:
+            expected: Any = pure(index, url)
+        except UnicodeEncodeError:
+            expected = UnicodeEncodeError
+        try:
+            actual: Any = compiled(index, url)
+        except UnicodeEncodeError:
+            actual = UnicodeEncodeError
+        assert actual == expected
+
+
+def test_compiled_click_tokens_verify() -> None:
+    tracker = make("default")
+    compiled, _ = pure_and_compiled_signers(tracker.codec, "<m@x>", "r@x.test", {"k": "v"}, 1_700_000_000)
+    verified = tracker.verify(compiled(3, "https://a.example/?q=\u00e9\"\\"))
+    assert verified.url == "https://a.example/?q=\u00e9\"\\"
+    assert verified.link_index == 3
+
+
+def test_click_signer_misuse_raises_not_crashes() -> None:
+    assert _speedups is not None
+    signer_type = _speedups.ClickSigner
+    with pytest.raises(ValueError, match="between 10 and 32"):
+        signer_type(b"k", b"[", b"]", b".x", 33)
+    with pytest.raises(TypeError):
+        signer_type("k", b"[", b"]", b".x", 16)
+    unset = signer_type.__new__(signer_type)
+    with pytest.raises(ValueError, match="not initialised"):
+        unset(0, "https://a.example/")
+    signer = signer_type(b"k" * 200, b"[", b"]", b".x", 16)
+    with pytest.raises(TypeError):
+        signer(0, b"https://a.example/")
+    with pytest.raises(TypeError):
+        signer(0)
+    with pytest.raises(TypeError):
+        signer(0, "u", extra=1)
+
+
+NIST_VECTORS = [
+    (b"", "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"),
+    (b"abc", "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"),
+    (b"abcdbcdecdefdefgefghfghighijhijkijkljklmklmnlmnomnopnopq",
+     "248d6a61d20638b8e5c026930c3e6039a33ce45964ff2167f6ecedd419db06c1"),
+    (b"abcdefghbcdefghicdefghijdefghijkefghijklfghijklmghijklmnhijklmnoijklmnopjklmnopqklmnopqrlmnopqrsmnopqrstnopqrstu",
+     "cf5b16a778af8380036ce59e7b0492370b249b11e8f07a51afac45037afee9d1"),
+    (b"a" * 1_000_000, "cdc76e5c9914fb9281a1c7e284d73e67f1809a48a497200e046d39ccc7112cd0"),
+]
+
+
+def check_sha256(module: Any) -> None:
+    for data, digest in NIST_VECTORS:
+        assert module.sha256(data).hex() == digest
+    for length in range(300):  # every padding case, around each block boundary
+        data = bytes(range(256))[: length % 256] * (1 + length // 256)
+        data = data[:length]
+        assert module.sha256(data) == hashlib.sha256(data).digest(), length
+    assert module.sha256(memoryview(b"abc")) == hashlib.sha256(b"abc").digest()
+    with pytest.raises(TypeError):
+        module.sha256("abc")
+
+
+def test_sha256_of_this_build_matches_the_vectors() -> None:
+    assert _speedups is not None
+    assert _speedups.SHA256_BACKEND in ("openssl", "portable")
+    check_sha256(_speedups)
+
+
+def build_portable(tmp_path: Path) -> ModuleType:
+    """The extension compiled here without OpenSSL (its portable SHA-256), loaded under its own name."""
+    include = sysconfig.get_paths()["include"]
+    if shutil.which("gcc") is None or not (Path(include) / "Python.h").is_file():
+        pytest.skip("gcc or the Python headers are missing: the portable SHA-256 cannot be built here")
+    target = tmp_path / f"_speedups{sysconfig.get_config_var('EXT_SUFFIX')}"
+    subprocess.run(["gcc", "-shared", "-fPIC", "-O2", f"-I{include}", str(ROOT / "mailtrack" / "core" / "_speedups.c"),
+                    "-o", str(target)], check=True, capture_output=True)
+    spec = importlib.util.spec_from_file_location("_speedups", target)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope="module")
+def portable(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ModuleType]:
+    yield build_portable(tmp_path_factory.mktemp("portable"))
+
+
+def test_the_portable_sha256_matches_the_vectors(portable: ModuleType) -> None:
+    assert portable.SHA256_BACKEND == "portable"
+    check_sha256(portable)
+
+
+@settings(max_examples=200, deadline=None)
+@given(key=st.binary(min_size=1, max_size=150), url=st.text(max_size=300), index=st.integers(0, 10**6))
+def test_the_portable_signer_signs_as_the_pure_one(portable: ModuleType, key: bytes, url: str, index: int) -> None:
+    codec = mailtrack.Tracker(secret_keys=[key], base_url=BASE).codec
+    compiled, pure = pure_and_compiled_signers(codec, "<m@x>", "r@x.test", {"k": 1}, 1_700_000_000)
+    assert isinstance(compiled, _speedups.ClickSigner)
+    twin = portable.ClickSigner(codec._click_key, b'["<m@x>","r@x.test"', b',{"k":1}]', compiled_stamp(codec), 16)  # noqa: SLF001
+    try:
+        expected: Any = pure(index, url)
+    except UnicodeEncodeError:
+        expected = UnicodeEncodeError
+    try:
+        actual: Any = twin(index, url)
+    except UnicodeEncodeError:
+        actual = UnicodeEncodeError
+    assert actual == expected
+
+
+def compiled_stamp(codec: Any) -> bytes:
+    from itsdangerous.encoding import base64_encode, int_to_bytes
+
+    return b"." + base64_encode(int_to_bytes(1_700_000_000))
