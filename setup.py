@@ -30,6 +30,7 @@ SPEEDUPS = Extension(
         "mailtrack/core/_speedups_sign.h",
         "mailtrack/core/_speedups_links.h",
         "mailtrack/core/_speedups_sha256.h",
+        "mailtrack/core/_speedups_splice.h",
     ],
 )
 #: What the first build adds: OpenSSL's SHA-256.

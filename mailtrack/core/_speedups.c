@@ -12,6 +12,8 @@
  *       the click signer mailtrack.core.tokens.TokenCodec builds per message (_speedups_sign.h).
  *   track_links(...)
  *       the common link of mailtrack.core.rewrite.links.track_html_links's loop (_speedups_links.h).
+ *   splice(source, edits) -> str or None; utf8_length(text) -> int
+ *       string assembly for the rewriters (_speedups_splice.h).
  *   sha256(data) -> digest
  *       the SHA-256 ClickSigner uses (OpenSSL's where setup.py found it, else _speedups_sha256.h's).
  *
@@ -112,6 +114,7 @@ new_link_tag(PyObject *link_tag, PyObject *fields)
 
 #include "_speedups_sign.h"
 #include "_speedups_links.h"
+#include "_speedups_splice.h"
 
 static PyObject *
 optional_offset(Py_ssize_t offset)
@@ -182,6 +185,9 @@ static PyMethodDef speedups_methods[] = {
     {"scan", (PyCFunction)(void (*)(void))speedups_scan, METH_FASTCALL, scan_doc},
     {"track_links", (PyCFunction)(void (*)(void))speedups_track_links, METH_FASTCALL, track_links_doc},
     {"sha256", (PyCFunction)speedups_sha256, METH_O, sha256_doc},
+    {"plain_destination", (PyCFunction)speedups_plain_destination, METH_O, plain_destination_doc},
+    {"splice", (PyCFunction)(void (*)(void))speedups_splice, METH_FASTCALL, splice_doc},
+    {"utf8_length", (PyCFunction)speedups_utf8_length, METH_O, utf8_length_doc},
     {NULL, NULL, 0, NULL},
 };
 

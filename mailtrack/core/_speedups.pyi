@@ -12,6 +12,9 @@ def scan(
 SHA256_BACKEND: str
 
 def sha256(data: bytes, /) -> bytes: ...
+def plain_destination(url: str, /) -> bool: ...
+def splice(source: str, edits: list[tuple[int, int, str]], /) -> str | None: ...
+def utf8_length(text: str, /) -> int: ...
 
 class ClickSigner:
     def __init__(self, key: bytes, head: bytes, tail: bytes, stamp: bytes, size: int) -> None: ...
@@ -21,7 +24,8 @@ def track_links(
     html: str,
     links: list[Any],
     book: Any,
-    plain: Callable[[str], bool],
+    plain: Callable[[str], bool] | None,
+    classify: Callable[[str], object],
     base: str,
     common: str | None,
     slow: Callable[[Any], None],

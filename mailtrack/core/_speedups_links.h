@@ -4,8 +4,9 @@
  * link every newsletter is made of: a quoted href of printable ASCII whose
  * only character references are "&amp;" (decoding turns each into "&",
  * trimming changes nothing), no opt-out name in its tag,
- * a destination the placeholder rules' one-match test (``plain``) accepts,
- * not under our base URL, within max_links, whose click URL fits. It signs
+ * a destination the placeholder rules' one-match test (``plain``, run here
+ * for the default patterns) accepts or, failing that, that ``classify`` (the
+ * rest of the rules, in Python) tracks, not under our base URL, within max_links, whose click URL fits. It signs
  * that link (through ClickSigner without a Python call, or the book's signer),
  * appends its TrackedLink to book.links and its edit to ``edits``, and counts
  * it. Every other link goes, in its turn, to ``slow(tag)``: the pure-Python
@@ -111,6 +112,111 @@ plain_url(PyObject *raw)
     return url;
 }
 
+/* mailtrack.core.urls.plain_destination("{%|<[$")(url): the rewriter's one-match test for the default placeholder
+ * patterns, for a printable-ASCII url (what plain_url returns). The expression it mirrors,
+ *     [hH][tT][tT][pP][sS]?://((?:[A-Za-z0-9_-]{1,63}\.)*[A-Za-z][A-Za-z0-9_-]{0,62}\.?)(:[0-9]{1,5})?(?=[/?#]|\Z)
+ * then printable ASCII without "{%|<[$" to the end, matches exactly when: the host is the longest run of
+ * [A-Za-z0-9_.-] after "://" (none of the characters that may follow it can be in it), that run is labels of 1-63
+ * characters joined by single dots with at most one dot after the last, whose first character is a letter; a port
+ * is 1-5 digits, all of the digits before the next character; "/", "?", "#" or the end comes next. Then
+ * _plain_authority: a host of at most 253 characters, no A-label ("xn--" in any case), a port of at most 65535. */
+static int
+plain_destination(const Py_UCS1 *u, Py_ssize_t n)
+{
+    Py_ssize_t i, host_start, host_end, label_start, last_label, digits;
+    int dashes = 0;
+    long port = 0;
+
+    for (i = 0; i < n; i++) {
+        Py_UCS1 c = u[i];
+        if (c < 0x21 || c > 0x7e || c == '{' || c == '%' || c == '|' || c == '<' || c == '[' || c == '$') {
+            return 0;
+        }
+    }
+    if (n < 7 || (u[0] | 32) != 'h' || (u[1] | 32) != 't' || (u[2] | 32) != 't' || (u[3] | 32) != 'p') {
+        return 0;
+    }
+    i = (u[4] | 32) == 's' ? 5 : 4;
+    if (i + 3 > n || u[i] != ':' || u[i + 1] != '/' || u[i + 2] != '/') {
+        return 0;
+    }
+    host_start = i + 3;
+    for (host_end = host_start; host_end < n; host_end++) {
+        Py_UCS1 c = u[host_end];
+        if (!(IS_ALPHA(c) || (c >= '0' && c <= '9') || c == '_' || c == '-' || c == '.')) {
+            break;
+        }
+        if (c == '-' && host_end > host_start && u[host_end - 1] == '-') {
+            dashes = 1;
+        }
+    }
+    if (host_end - host_start > 253) {
+        return 0;
+    }
+    /* labels: [host_start, end) without one final dot */
+    {
+        Py_ssize_t end = host_end;
+        if (end > host_start && u[end - 1] == '.') {
+            end--;
+        }
+        if (end == host_start) {
+            return 0;
+        }
+        label_start = last_label = host_start;
+        for (i = host_start; i <= end; i++) {
+            if (i == end || u[i] == '.') {
+                if (i == label_start || i - label_start > 63) {
+                    return 0;
+                }
+                last_label = label_start;
+                label_start = i + 1;
+            }
+        }
+        if (!IS_ALPHA(u[last_label])) {
+            return 0;
+        }
+    }
+    if (dashes) { /* "xn--" anywhere in the host, in any case: an A-label, which the full check must see */
+        for (i = host_start; i + 4 <= host_end; i++) {
+            if ((u[i] | 32) == 'x' && (u[i + 1] | 32) == 'n' && u[i + 2] == '-' && u[i + 3] == '-') {
+                return 0;
+            }
+        }
+    }
+    i = host_end;
+    if (i < n && u[i] == ':') {
+        for (digits = 0; i + 1 + digits < n && u[i + 1 + digits] >= '0' && u[i + 1 + digits] <= '9'; digits++) {
+            if (digits < 6) {
+                port = port * 10 + (u[i + 1 + digits] - '0');
+            }
+        }
+        if (digits < 1 || digits > 5 || port > 65535) {
+            return 0;
+        }
+        i += 1 + digits;
+    }
+    return i == n || u[i] == '/' || u[i] == '?' || u[i] == '#';
+}
+
+PyDoc_STRVAR(plain_destination_doc,
+"plain_destination(url, /)\n--\n\n"
+"mailtrack.core.urls.plain_destination(\"{%|<[$\")(url), the test track_links runs for the default\n"
+"placeholder patterns (exposed for the differential tests).");
+
+static PyObject *
+speedups_plain_destination(PyObject *module, PyObject *url)
+{
+    (void)module;
+    if (!PyUnicode_Check(url)) {
+        PyErr_Format(PyExc_TypeError, "plain_destination() argument must be str, not %.100s", Py_TYPE(url)->tp_name);
+        return NULL;
+    }
+    if (PyUnicode_KIND(url) != PyUnicode_1BYTE_KIND) {
+        Py_RETURN_FALSE;
+    }
+    return PyBool_FromLong(plain_destination(PyUnicode_1BYTE_DATA(url), PyUnicode_GET_LENGTH(url)));
+}
+
 /* book.counted, held here while the loop runs; `loaded` says whether `counted` is the book's current count. */
 typedef struct {
     PyObject *book, *counted_name;
@@ -177,15 +283,17 @@ fast_click_url(PyObject *sign, PyTypeObject *signer_type, PyObject *prefix, Py_s
 }
 
 PyDoc_STRVAR(track_links_doc,
-"track_links(html, links, book, plain, base, common, slow, edits, TrackedLink, max_length, /)\n--\n\n"
+"track_links(html, links, book, plain, classify, base, common, slow, edits, TrackedLink, max_length, /)\n--\n\n"
 "track_html_links' loop for a quoted-as-is click prefix, no UTM and click tracking on: the common\n"
-"link decided here, every other one by slow(tag). base is the lower-cased base URL; common the\n"
-"opt-out names' common substring (None: no opt-out names; \"\" or non-ASCII: every link is slow).");
+"link decided here, every other one by slow(tag). plain is the placeholder rules' one-match test\n"
+"(None: the default patterns', run here); classify(url) the rules for a URL it does not settle\n"
+"(None: track it). base is the lower-cased base URL; common the opt-out names' common substring\n"
+"(None: no opt-out names; \"\" or non-ASCII: every link is slow).");
 
 static PyObject *
 speedups_track_links(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
 {
-    PyObject *html, *links, *plain, *base, *common, *slow, *edits, *tracked_link, *sign = NULL, *prefix = NULL,
+    PyObject *html, *links, *plain, *classify, *base, *common, *slow, *edits, *tracked_link, *sign = NULL, *prefix = NULL,
         *book_links = NULL, *max_links_obj = NULL, *result = NULL;
     const char *base_text, *common_text = NULL;
     Py_ssize_t base_len, common_len = 0, max_links, max_length, i;
@@ -193,12 +301,12 @@ speedups_track_links(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
     Counter counter;
     ModuleState *state = (ModuleState *)PyModule_GetState(module);
 
-    if (nargs != 10) {
-        PyErr_Format(PyExc_TypeError, "track_links() takes 10 positional arguments (%zd given)", nargs);
+    if (nargs != 11) {
+        PyErr_Format(PyExc_TypeError, "track_links() takes 11 positional arguments (%zd given)", nargs);
         return NULL;
     }
-    html = args[0], links = args[1], plain = args[3], base = args[4], common = args[5], slow = args[6];
-    edits = args[7], tracked_link = args[8];
+    html = args[0], links = args[1], plain = args[3], classify = args[4], base = args[5], common = args[6];
+    slow = args[7], edits = args[8], tracked_link = args[9];
     counter.book = args[2];
     counter.counted_name = state->str_counted;
     counter.counted = 0;
@@ -208,7 +316,7 @@ speedups_track_links(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
         PyErr_SetString(PyExc_TypeError, "track_links(): wrong argument types");
         return NULL;
     }
-    max_length = PyLong_AsSsize_t(args[9]);
+    max_length = PyLong_AsSsize_t(args[10]);
     if (max_length == -1 && PyErr_Occurred()) {
         return NULL;
     }
@@ -289,18 +397,26 @@ speedups_track_links(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
             held = span_holds(html, tag_start, tag_end, common_text, common_len);
             fast = held == 0;
         }
-        if (fast) {
-            PyObject *answer = PyObject_CallOneArg(plain, url);
-            if (answer == NULL) {
+        if (fast) { /* the rules: plain (one test), else classify (None: track it) */
+            int settled;
+            if (plain == Py_None) {
+                settled = plain_destination(PyUnicode_1BYTE_DATA(url), PyUnicode_GET_LENGTH(url));
+            }
+            else {
+                PyObject *answer = PyObject_CallOneArg(plain, url);
+                settled = answer == NULL ? -1 : PyObject_IsTrue(answer);
+                Py_XDECREF(answer);
+            }
+            if (settled == 0) {
+                PyObject *reason = PyObject_CallOneArg(classify, url);
+                settled = reason == NULL ? -1 : reason == Py_None;
+                Py_XDECREF(reason);
+            }
+            if (settled < 0) {
                 Py_DECREF(url);
                 goto done;
             }
-            fast = PyObject_IsTrue(answer);
-            Py_DECREF(answer);
-            if (fast < 0) {
-                Py_DECREF(url);
-                goto done;
-            }
+            fast = settled;
         }
         if (fast) {
             tracking_url = fast_click_url(sign, state->click_signer_type, prefix, counter.counted, url, max_length);

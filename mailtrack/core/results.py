@@ -12,6 +12,8 @@ from datetime import datetime
 from functools import cached_property
 from typing import TYPE_CHECKING, Any, Generic, Literal, NamedTuple, TypeVar, get_args
 
+from mailtrack.core import speedups
+
 if TYPE_CHECKING:
     from mailtrack.core.urls import TokenKind
 
@@ -133,6 +135,10 @@ def exceeds_gmail_clip(text: str) -> bool:
         return True  # every character is at least one byte
     if len(text) * 4 <= GMAIL_CLIP_BYTES or text.isascii():
         return False  # at most four bytes each; ASCII: exactly one
+    compiled = speedups.compiled
+    if compiled is not None:
+        encoded_size: int = compiled.utf8_length(text)  # counted, not encoded
+        return encoded_size > GMAIL_CLIP_BYTES
     # Encode in slices so the check never holds a second copy of a large body.
     size = 0
     for start in range(0, len(text), 4096):

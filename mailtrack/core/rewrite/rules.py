@@ -94,6 +94,8 @@ class PlaceholderMatcher:
         # Defaults only: a custom pattern may need no trigger character at all.
         #: :meth:`plain_http` as a plain function, for the rewriter's per-link loop (one call less per link).
         self.plain: Callable[[str], bool] = plain_destination(_TRIGGER_CHARS) if defaults else _never
+        #: True for the default patterns: the compiled per-link loop then runs :attr:`plain`'s test itself.
+        self.defaults = defaults
 
     def plain_http(self, url: str) -> bool:
         """True if ``url`` is a destination the destination check accepts and that cannot hold a placeholder.

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 from operator import itemgetter
 
+from mailtrack.core import speedups
+
 #: ``(start, end, replacement)`` spans of the input, sorted by start: what a rewrite changed.
 Edits = list[tuple[int, int, str]]
 
@@ -19,6 +21,11 @@ def splice(source: str, edits: Edits) -> str:
     if not edits:
         return source
     edits.sort(key=_START)
+    compiled = speedups.compiled
+    if compiled is not None:
+        spliced: str | None = compiled.splice(source, edits)  # one allocation; None for spans it leaves to the loop below
+        if spliced is not None:
+            return spliced
     out: list[str] = []
     pos = 0
     for start, end, replacement in edits:

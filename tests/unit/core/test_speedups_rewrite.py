@@ -37,8 +37,10 @@ from support.strategies import documents, http_urls, mutated_documents
 import mailtrack
 from mailtrack.core import speedups
 from mailtrack.core.results import TrackedLink
+from mailtrack.core.rewrite.links import classify_unplain
 from mailtrack.core.scanner import scan
 from mailtrack.core.tokens import MAX_TOKEN_LENGTH
+from mailtrack.core.urls import plain_destination
 
 ROOT = Path(__file__).resolve().parents[3]
 sys.path.insert(0, str(ROOT / "benchmarks"))
@@ -230,7 +232,7 @@ def direct_loop(html: str, tracker: mailtrack.Tracker) -> tuple[list[Any], list[
     handed: list[Any] = []
     edits: list[Any] = []
     assert _speedups is not None
-    _speedups.track_links(html, scan(html).links, book, plan.placeholders.plain, plan.layout.lowered_base,
+    _speedups.track_links(html, scan(html).links, book, None, lambda url: classify_unplain(url, plan), plan.layout.lowered_base,
                           plan.opt_outs.common, handed.append, edits, TrackedLink, MAX_TOKEN_LENGTH)
     return book.links, edits, handed
 
@@ -268,7 +270,7 @@ def test_a_slow_body_that_raises_leaves_the_count_right() -> None:
 
     assert _speedups is not None
     with pytest.raises(RuntimeError, match="slow body"):
-        _speedups.track_links(html, scan(html).links, book, plan.placeholders.plain, plan.layout.lowered_base, None, boom,
+        _speedups.track_links(html, scan(html).links, book, None, str, plan.layout.lowered_base, None, boom,
                               [], TrackedLink, MAX_TOKEN_LENGTH)
     assert book.counted == len(book.links) == 2
 
@@ -280,20 +282,66 @@ def test_bad_arguments_raise_type_errors_not_crashes() -> None:
     tracker = make("default")
     plan = tracker._plan(None, "<m@x>", "r@x.test", None, 1_700_000_000, None, text=False)  # noqa: SLF001
     book = LinkBook(plan)
-    good = ["<a href=x>", [], book, str.isascii, "b", None, print, [], TrackedLink, 10]
-    for index, bad in [(0, b"x"), (1, ("x",)), (4, 3), (7, ()), (8, int), (9, "x")]:
+    good = ["<a href=x>", [], book, None, str, "b", None, print, [], TrackedLink, 10]
+    for index, bad in [(0, b"x"), (1, ("x",)), (5, 3), (8, ()), (9, int), (10, "x")]:
         args = list(good)
         args[index] = bad
         with pytest.raises(TypeError):
             _speedups.track_links(*args)
     with pytest.raises(TypeError):
-        _speedups.track_links(*good[:9])
+        _speedups.track_links(*good[:10])
     for links in ([1], [("a", 0, 1, ("x", 0, 1))], [("a", 0, 1, 5, False)]):
         with pytest.raises(TypeError):
-            _speedups.track_links("<a href=x>", links, book, str.isascii, "b", None, print, [], TrackedLink, 10)
+            _speedups.track_links("<a href=x>", links, book, None, str, "b", None, print, [], TrackedLink, 10)
     with pytest.raises(ValueError, match="outside the document"):
-        _speedups.track_links("<a>", [("a", 0, 99, ("https://a.example/", 0, 1, '"'), False)], book, str.isascii, "b",
+        _speedups.track_links("<a>", [("a", 0, 99, ("https://a.example/", 0, 1, '"'), False)], book, None, str, "b",
                               "track", print, [], TrackedLink, 10_000)
+    with pytest.raises(TypeError):  # plain must answer, and classify must be callable
+        _speedups.track_links('<a href="https://a.example/">', scan('<a href="https://a.example/">').links, book, 3, str,
+                              "b", None, print, [], TrackedLink, 10_000)
+
+
+# --------------------------------------------------------------------------
+# The compiled one-match test for the default placeholders
+# --------------------------------------------------------------------------
+
+PURE_PLAIN = plain_destination("{%|<[$")
+
+URLISH = st.text(alphabet=st.sampled_from(list("hHtTpPsS:/.-_xnXN09aAzZ?#@%{|<[$&=~!") + ["\u00e9", " ", "\x7f"]), max_size=40)
+
+
+@st.composite
+def hosts(draw: st.DrawFn) -> str:
+    labels = draw(st.lists(st.text(alphabet="aZ9_-", min_size=0, max_size=70), min_size=1, max_size=5))
+    return ".".join(labels) + draw(st.sampled_from(["", ".", ".."]))
+
+
+@st.composite
+def near_plain_urls(draw: st.DrawFn) -> str:
+    scheme = draw(st.sampled_from(["http://", "https://", "HTTPS://", "hTtPs://", "httpss://", "http:/", "ftp://", "http//"]))
+    port = draw(st.sampled_from(["", ":", ":0", ":80", ":65535", ":65536", ":99999", ":123456", ":8a"]))
+    rest = draw(st.sampled_from(["", "/", "/p?q#f", "?x", "#", "/a%20b", "/{x}", "/\u00e9", " /", "@x", "\\x"]))
+    return scheme + draw(hosts()) + port + rest
+
+
+@settings(max_examples=2000, deadline=None)
+@given(url=st.one_of(near_plain_urls(), http_urls(), URLISH, st.text(max_size=30)))
+def test_the_compiled_plain_test_answers_as_the_pure_one(url: str) -> None:
+    assert _speedups is not None
+    assert _speedups.plain_destination(url) is PURE_PLAIN(url), url
+
+
+@pytest.mark.parametrize("url", [
+    "https://a.example", "https://a.example.", "https://a.example..", "https://.example", "https://a..b", "https://9.example",
+    "https://a.9", "https://" + "a" * 63 + ".b", "https://" + "a" * 64 + ".b", "https://b." + "a" * 63, "https://b." + "a" * 64,
+    "https://" + ".".join(["a" * 50] * 5), "https://" + ".".join(["a" * 50] * 6), "https://xn--e1a.example", "https://XN--e1a.x",
+    "https://a--b.example", "https://a.example:", "https://a.example:0", "https://a.example:65535/x", "https://a.example:65536",
+    "https://a.example:000080", "https://a.example:8x", "https://a.example@b", "https://a.example/{{x}}", "http://a",
+    "https://a.example/%41", "https://a_b-c.example/?q=1#f", "https://", "http://:80/",
+])
+def test_the_compiled_plain_test_answers_as_the_pure_one_on_the_edges(url: str) -> None:
+    assert _speedups is not None
+    assert _speedups.plain_destination(url) is PURE_PLAIN(url), url
 
 
 # --------------------------------------------------------------------------
@@ -450,3 +498,79 @@ def compiled_stamp(codec: Any) -> bytes:
     from itsdangerous.encoding import base64_encode, int_to_bytes
 
     return b"." + base64_encode(int_to_bytes(1_700_000_000))
+
+
+# --------------------------------------------------------------------------
+# splice and utf8_length
+# --------------------------------------------------------------------------
+
+WIDE_TEXT = st.text(alphabet=st.sampled_from(["a", "<", "\u00e9", "\u0100", "\u20ac", "\U0001f600", "\ud800", "\x00"]), max_size=60)
+
+
+@st.composite
+def sources_and_edits(draw: st.DrawFn) -> tuple[str, list[tuple[int, int, str]]]:
+    source = draw(WIDE_TEXT)
+    n = len(source)
+    bound = st.integers(-3, n + 3) if draw(st.booleans()) else st.integers(0, n)
+    edits = []
+    for _ in range(draw(st.integers(0, 6))):
+        start = draw(bound)
+        end = draw(st.one_of(st.just(start), bound))
+        edits.append((start, end, draw(WIDE_TEXT)))
+    return source, edits
+
+
+@settings(max_examples=3000, deadline=None)
+@given(case=sources_and_edits())
+def test_the_compiled_splice_returns_what_the_pure_one_does(case: tuple[str, list[tuple[int, int, str]]]) -> None:
+    from mailtrack.core.rewrite.splice import splice
+
+    source, edits = case
+    saved = speedups.compiled
+    try:
+        speedups.compiled = _speedups
+        compiled = splice(source, list(edits))
+        speedups.compiled = None
+        pure = splice(source, list(edits))
+    finally:
+        speedups.compiled = saved
+    assert compiled == pure  # equal str are stored at the same (narrowest) width: a wider one compares unequal
+    assert sys.getsizeof(compiled) == sys.getsizeof(pure)
+
+
+def test_splice_leaves_what_it_cannot_do_straight_to_the_pure_loop() -> None:
+    assert _speedups is not None
+    assert _speedups.splice("abcdef", [(1, 2, "X"), (4, 6, "Y")]) == "aXcdY"
+    assert _speedups.splice("abc", [(2, 3, "X"), (1, 2, "Y")]) is None  # overlapping / unsorted
+    assert _speedups.splice("abc", [(0, 9, "X")]) is None
+    assert _speedups.splice("abc", [(-1, 2, "X")]) is None
+    assert _speedups.splice("a\U0001f600b", [(1, 2, "c")]) is None  # the only astral character goes
+    assert _speedups.splice("a\U0001f600b", [(0, 1, "c")]) == "c\U0001f600b"
+    assert _speedups.splice("abc", [(0, 1, 5)]) is None  # type: ignore[list-item]
+    assert _speedups.splice("abc", [(True, 1, "x")]) is None
+    with pytest.raises(TypeError):
+        _speedups.splice(b"abc", [])  # type: ignore[arg-type]
+
+
+@settings(max_examples=2000, deadline=None)
+@given(text=st.one_of(WIDE_TEXT, st.text()))
+def test_utf8_length_counts_what_encoding_writes(text: str) -> None:
+    assert _speedups is not None
+    assert _speedups.utf8_length(text) == len(text.encode("utf-8", "surrogatepass"))
+
+
+@pytest.mark.parametrize("extra", ["", "\u00e9", "\U0001f600", "\ud800"])
+@pytest.mark.parametrize("size", [25_000, 60_000, 102_000, 102_400, 102_401])
+def test_the_gmail_clip_warning_is_the_same_on_both_paths(size: int, extra: str) -> None:
+    from mailtrack.core.results import exceeds_gmail_clip
+
+    text = "a" * (size - len(extra.encode("utf-8", "surrogatepass"))) + extra
+    saved = speedups.compiled
+    try:
+        speedups.compiled = _speedups
+        compiled = exceeds_gmail_clip(text)
+        speedups.compiled = None
+        pure = exceeds_gmail_clip(text)
+    finally:
+        speedups.compiled = saved
+    assert compiled is pure

@@ -1,0 +1,127 @@
+/* splice and utf8_length: string assembly for the rewriters (included by _speedups.c only).
+ *
+ *   splice(source, edits) -> str or None
+ *       mailtrack.core.rewrite.splice.splice for edits already sorted by start, in one allocation and one copy,
+ *       or None (the caller then runs the pure splice) for what that function does not do in a straight line:
+ *       overlapping or out-of-range spans, and a removed span holding the source's widest characters (the output's
+ *       width would then need a scan: a str must be stored at the narrowest width its characters allow).
+ *   utf8_length(text) -> int
+ *       len(text.encode("utf-8", "surrogatepass")), without encoding.
+ */
+
+/* The widest width class of text (PyUnicode_MAX_CHAR_VALUE: 127, 255, 65535, 1114111) below which every character
+ * of text[start:end] is: 1 if all are, 0 if one is at text's own width. */
+static int
+span_is_narrower(PyObject *text, Py_ssize_t start, Py_ssize_t end)
+{
+    Py_UCS4 level = PyUnicode_MAX_CHAR_VALUE(text), floor;
+    int kind = PyUnicode_KIND(text);
+    const void *data = PyUnicode_DATA(text);
+    Py_ssize_t i;
+    floor = level == 127 ? 0x80 : level == 255 ? 0x80 : level == 65535 ? 0x100 : 0x10000;
+    if (level == 127) {
+        return 1;
+    }
+    for (i = start; i < end; i++) {
+        if (PyUnicode_READ(kind, data, i) >= floor) {
+            return 0;
+        }
+    }
+    return 1;
+}
+
+PyDoc_STRVAR(splice_doc,
+"splice(source, edits, /)\n--\n\n"
+"mailtrack.core.rewrite.splice.splice(source, edits) for edits sorted by start, or None where the\n"
+"spans overlap, fall outside source, or remove its widest characters (the pure function then runs).");
+
+static PyObject *
+speedups_splice(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    PyObject *source, *edits, *result;
+    Py_ssize_t length, count, i, pos = 0, total = 0, at = 0;
+    Py_UCS4 maxchar;
+    (void)module;
+
+    if (nargs != 2 || !PyUnicode_Check(args[0]) || !PyList_Check(args[1])) {
+        PyErr_SetString(PyExc_TypeError, "splice() takes a str and a list of (start, end, str) edits");
+        return NULL;
+    }
+    source = args[0], edits = args[1];
+    length = PyUnicode_GET_LENGTH(source);
+    count = PyList_GET_SIZE(edits);
+    maxchar = PyUnicode_MAX_CHAR_VALUE(source);
+    for (i = 0; i < count; i++) {
+        PyObject *edit = PyList_GET_ITEM(edits, i), *replacement;
+        Py_ssize_t start, end;
+        if (!PyTuple_Check(edit) || PyTuple_GET_SIZE(edit) != 3 || !PyLong_CheckExact(PyTuple_GET_ITEM(edit, 0)) ||
+            !PyLong_CheckExact(PyTuple_GET_ITEM(edit, 1)) || !PyUnicode_Check(PyTuple_GET_ITEM(edit, 2))) {
+            Py_RETURN_NONE;
+        }
+        start = PyLong_AsSsize_t(PyTuple_GET_ITEM(edit, 0));
+        end = PyLong_AsSsize_t(PyTuple_GET_ITEM(edit, 1));
+        if ((start == -1 || end == -1) && PyErr_Occurred()) {
+            PyErr_Clear();
+            Py_RETURN_NONE;
+        }
+        if (start < pos || end < start || end > length || !span_is_narrower(source, start, end)) {
+            Py_RETURN_NONE;
+        }
+        replacement = PyTuple_GET_ITEM(edit, 2);
+        if (PyUnicode_MAX_CHAR_VALUE(replacement) > maxchar) {
+            maxchar = PyUnicode_MAX_CHAR_VALUE(replacement);
+        }
+        total += (start - pos) + PyUnicode_GET_LENGTH(replacement);
+        pos = end;
+    }
+    total += length - pos;
+    result = PyUnicode_New(total, maxchar);
+    if (result == NULL) {
+        return NULL;
+    }
+    pos = 0;
+    for (i = 0; i < count; i++) {
+        PyObject *edit = PyList_GET_ITEM(edits, i), *replacement = PyTuple_GET_ITEM(edit, 2);
+        Py_ssize_t start = PyLong_AsSsize_t(PyTuple_GET_ITEM(edit, 0)), end = PyLong_AsSsize_t(PyTuple_GET_ITEM(edit, 1));
+        if (PyUnicode_CopyCharacters(result, at, source, pos, start - pos) < 0 ||
+            PyUnicode_CopyCharacters(result, at + start - pos, replacement, 0, PyUnicode_GET_LENGTH(replacement)) < 0) {
+            Py_DECREF(result);
+            return NULL;
+        }
+        at += start - pos + PyUnicode_GET_LENGTH(replacement);
+        pos = end;
+    }
+    if (PyUnicode_CopyCharacters(result, at, source, pos, length - pos) < 0) {
+        Py_DECREF(result);
+        return NULL;
+    }
+    return result;
+}
+
+PyDoc_STRVAR(utf8_length_doc,
+"utf8_length(text, /)\n--\n\n"
+"len(text.encode(\"utf-8\", \"surrogatepass\")), counted without encoding.");
+
+static PyObject *
+speedups_utf8_length(PyObject *module, PyObject *text)
+{
+    Py_ssize_t i, n, size;
+    int kind;
+    const void *data;
+    (void)module;
+    if (!PyUnicode_Check(text)) {
+        PyErr_Format(PyExc_TypeError, "utf8_length() argument must be str, not %.100s", Py_TYPE(text)->tp_name);
+        return NULL;
+    }
+    n = size = PyUnicode_GET_LENGTH(text);
+    if (PyUnicode_IS_ASCII(text)) {
+        return PyLong_FromSsize_t(n);
+    }
+    kind = PyUnicode_KIND(text);
+    data = PyUnicode_DATA(text);
+    for (i = 0; i < n; i++) {
+        Py_UCS4 c = PyUnicode_READ(kind, data, i);
+        size += (c >= 0x80) + (c >= 0x800) + (c >= 0x10000);
+    }
+    return PyLong_FromSsize_t(size);
+}
