@@ -15,21 +15,26 @@
  * path's, by construction, for every input; the differential tests check it.
  */
 
-/* True if the ASCII text[start:end] holds `needle` (lower-case ASCII) without regard to ASCII case.
- * -1 if the span holds a non-ASCII character (str.lower() could map it onto ASCII: K, the Kelvin sign). */
-#define SPAN_HOLDS(CHAR)                                                                                       \
-    do {                                                                                                       \
-        const CHAR *data = (const CHAR *)PyUnicode_DATA(text);                                                  \
-        for (i = start; i < end; i++) {                                                                        \
-            if (data[i] >= 0x80) {                                                                             \
-                return -1;                                                                                     \
-            }                                                                                                  \
-            if (!found && i + needle_len <= end && ASCII_LOWER(data[i]) == first) {                            \
+/* True if text[start:end].lower() holds `needle` (lower-case ASCII): -1 (undecided) if the span holds one of the two
+ * characters whose lower case has an ASCII letter in it (U+0130 and the Kelvin sign U+212A: checked for every
+ * code point by the tests); other characters lower-case to non-ASCII ones, which an ASCII needle never matches, and
+ * ASCII ones as ASCII_LOWER does. */
+#define SPAN_HOLDS(CHAR)                                                                                        \
+    do {                                                                                                        \
+        const CHAR *data = (const CHAR *)PyUnicode_DATA(text);                                                   \
+        for (i = start; i < end; i++) {                                                                         \
+            Py_UCS4 c = data[i];                                                                                \
+            if (c >= 0x80) {                                                                                    \
+                if (c == 0x130 || c == 0x212a) {                                                                \
+                    return -1;                                                                                  \
+                }                                                                                               \
+            }                                                                                                   \
+            else if (!found && ASCII_LOWER(c) == first && i + needle_len <= end) {                              \
                 for (j = 1; j < needle_len && ASCII_LOWER(data[i + j]) == (Py_UCS4)(unsigned char)needle[j]; j++) { \
-                }                                                                                              \
-                found = j == needle_len;                                                                       \
-            }                                                                                                  \
-        }                                                                                                      \
+                }                                                                                               \
+                found = j == needle_len;                                                                        \
+            }                                                                                                   \
+        }                                                                                                       \
     } while (0)
 
 static int
@@ -39,9 +44,19 @@ span_holds(PyObject *text, Py_ssize_t start, Py_ssize_t end, const char *needle,
     int found = 0;
     Py_UCS4 first = (unsigned char)needle[0];
     switch (PyUnicode_KIND(text)) {
-    case PyUnicode_1BYTE_KIND:
-        SPAN_HOLDS(Py_UCS1);
-        break;
+    case PyUnicode_1BYTE_KIND: { /* no U+0130 or U+212A here: stop at the first match */
+        const Py_UCS1 *data = PyUnicode_1BYTE_DATA(text);
+        for (i = start; i + needle_len <= end; i++) {
+            if (ASCII_LOWER(data[i]) == first) {
+                for (j = 1; j < needle_len && ASCII_LOWER(data[i + j]) == (Py_UCS1)needle[j]; j++) {
+                }
+                if (j == needle_len) {
+                    return 1;
+                }
+            }
+        }
+        return 0;
+    }
     case PyUnicode_2BYTE_KIND:
         SPAN_HOLDS(Py_UCS2);
         break;
@@ -75,16 +90,16 @@ is_ours(const Py_UCS1 *url, Py_ssize_t url_len, const char *base, Py_ssize_t bas
 static PyObject *
 plain_url(PyObject *raw)
 {
-    const Py_UCS1 *data;
+    const Py_UCS1 *data, *amp, *from;
     Py_UCS1 *out;
     PyObject *url;
     Py_ssize_t i, n = PyUnicode_GET_LENGTH(raw), ampersands = 0;
-    if (n == 0 || PyUnicode_KIND(raw) != PyUnicode_1BYTE_KIND) {
+    if (n == 0 || !PyUnicode_IS_ASCII(raw)) {
         return NULL;
     }
     data = PyUnicode_1BYTE_DATA(raw);
     for (i = 0; i < n; i++) {
-        if (data[i] < 0x21 || data[i] > 0x7e) {
+        if (data[i] < 0x21 || data[i] == 0x7f) {
             return NULL;
         }
         if (data[i] == '&') {
@@ -103,12 +118,13 @@ plain_url(PyObject *raw)
         return NULL;
     }
     out = PyUnicode_1BYTE_DATA(url);
-    for (i = 0; i < n; i++) {
-        *out++ = data[i];
-        if (data[i] == '&') {
-            i += 4;
-        }
+    from = data;
+    while ((amp = memchr(from, '&', (size_t)(data + n - from))) != NULL) { /* each one starts "&amp;" (checked) */
+        memcpy(out, from, (size_t)(amp + 1 - from));
+        out += amp + 1 - from;
+        from = amp + 5;
     }
+    memcpy(out, from, (size_t)(data + n - from));
     return url;
 }
 
