@@ -54,7 +54,8 @@ static const Py_ssize_t RAW_TEXT_LEN[N_RAW_TEXT] = {6, 5, 8, 5, 3, 6, 7, 8, 9};
 
 typedef struct {
     PyTypeObject *click_signer_type;
-    PyObject *str_counted, *str_sign, *str_prefix, *str_links, *str_max_links; /* LinkBook's attribute names */
+    PyObject *str_counted, *str_sign, *str_prefix, *str_links, *str_max_links, *str_skipped; /* LinkBook's attributes */
+    PyObject *str_scheme; /* the skip reason "scheme" */
     PyObject *str_a;     /* "a" */
     PyObject *str_area;  /* "area" */
     PyObject *quotes[3]; /* "", '"', "'" by QUOTE_* */
@@ -205,8 +206,10 @@ speedups_exec(PyObject *module)
     state->str_prefix = PyUnicode_InternFromString("prefix");
     state->str_links = PyUnicode_InternFromString("links");
     state->str_max_links = PyUnicode_InternFromString("max_links");
+    state->str_skipped = PyUnicode_InternFromString("skipped");
+    state->str_scheme = PyUnicode_InternFromString("scheme");
     if (state->str_counted == NULL || state->str_sign == NULL || state->str_prefix == NULL || state->str_links == NULL ||
-        state->str_max_links == NULL) {
+        state->str_max_links == NULL || state->str_skipped == NULL || state->str_scheme == NULL) {
         return -1;
     }
     state->str_a = PyUnicode_InternFromString("a");
@@ -232,6 +235,8 @@ speedups_traverse(PyObject *module, visitproc visit, void *arg)
         Py_VISIT(state->str_prefix);
         Py_VISIT(state->str_links);
         Py_VISIT(state->str_max_links);
+        Py_VISIT(state->str_skipped);
+        Py_VISIT(state->str_scheme);
         Py_VISIT(state->str_a);
         Py_VISIT(state->str_area);
         Py_VISIT(state->quotes[0]);
@@ -252,6 +257,8 @@ speedups_clear(PyObject *module)
         Py_CLEAR(state->str_prefix);
         Py_CLEAR(state->str_links);
         Py_CLEAR(state->str_max_links);
+        Py_CLEAR(state->str_skipped);
+        Py_CLEAR(state->str_scheme);
         Py_CLEAR(state->str_a);
         Py_CLEAR(state->str_area);
         Py_CLEAR(state->quotes[0]);

@@ -31,6 +31,7 @@ def track_links(
     slow: Callable[[Any], None],
     edits: list[tuple[int, int, str]],
     tracked_link: type,
+    skipped_link: type,
     max_length: int,
     /,
 ) -> None: ...

@@ -214,6 +214,35 @@ plain_destination(const Py_UCS1 *u, Py_ssize_t n)
     return i == n || u[i] == '/' || u[i] == '?' || u[i] == '#';
 }
 
+/* True if u holds a character every default placeholder pattern needs (rules._TRIGGER_CHARS: "{%|<[$"). */
+static int
+has_trigger(const Py_UCS1 *u, Py_ssize_t n)
+{
+    Py_ssize_t i;
+    for (i = 0; i < n; i++) {
+        if (u[i] == '{' || u[i] == '%' || u[i] == '|' || u[i] == '<' || u[i] == '[' || u[i] == '$') {
+            return 1;
+        }
+    }
+    return 0;
+}
+
+/* True if url does not start as mailtrack.core.urls.HTTP_PREFIX says, "http://" or "https://" in any case then a
+ * character other than "/", "?", "#" or "\\": check_destination's "scheme" problem. */
+static int
+not_http(const Py_UCS1 *u, Py_ssize_t n)
+{
+    Py_ssize_t i;
+    if (n < 4 || (u[0] | 32) != 'h' || (u[1] | 32) != 't' || (u[2] | 32) != 't' || (u[3] | 32) != 'p') {
+        return 1;
+    }
+    i = n > 4 && (u[4] | 32) == 's' ? 5 : 4;
+    if (i + 3 >= n || u[i] != ':' || u[i + 1] != '/' || u[i + 2] != '/') {
+        return 1;
+    }
+    return u[i + 3] == '/' || u[i + 3] == '?' || u[i + 3] == '#' || u[i + 3] == '\\';
+}
+
 PyDoc_STRVAR(plain_destination_doc,
 "plain_destination(url, /)\n--\n\n"
 "mailtrack.core.urls.plain_destination(\"{%|<[$\")(url), the test track_links runs for the default\n"
@@ -299,9 +328,9 @@ fast_click_url(PyObject *sign, PyTypeObject *signer_type, PyObject *prefix, Py_s
 }
 
 PyDoc_STRVAR(track_links_doc,
-"track_links(html, links, book, plain, classify, base, common, slow, edits, TrackedLink, max_length, /)\n--\n\n"
+"track_links(html, links, book, plain, classify, base, common, slow, edits, TrackedLink, SkippedLink, max_length, /)\n--\n\n"
 "track_html_links' loop for a quoted-as-is click prefix, no UTM and click tracking on: the common\n"
-"link decided here, every other one by slow(tag). plain is the placeholder rules' one-match test\n"
+"link decided here (tracked, or skipped for a reason classify gives), every other one by slow(tag). plain is the placeholder rules' one-match test\n"
 "(None: the default patterns', run here); classify(url) the rules for a URL it does not settle\n"
 "(None: track it). base is the lower-cased base URL; common the opt-out names' common substring\n"
 "(None: no opt-out names; \"\" or non-ASCII: every link is slow).");
@@ -309,30 +338,31 @@ PyDoc_STRVAR(track_links_doc,
 static PyObject *
 speedups_track_links(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
 {
-    PyObject *html, *links, *plain, *classify, *base, *common, *slow, *edits, *tracked_link, *sign = NULL, *prefix = NULL,
-        *book_links = NULL, *max_links_obj = NULL, *result = NULL;
+    PyObject *html, *links, *plain, *classify, *base, *common, *slow, *edits, *tracked_link, *skipped_link, *sign = NULL,
+        *prefix = NULL, *book_links = NULL, *book_skipped = NULL, *max_links_obj = NULL, *result = NULL;
     const char *base_text, *common_text = NULL;
     Py_ssize_t base_len, common_len = 0, max_links, max_length, i;
     int common_mode; /* 0: no opt-out names; 1: search common_text; 2: every link to slow */
     Counter counter;
     ModuleState *state = (ModuleState *)PyModule_GetState(module);
 
-    if (nargs != 11) {
-        PyErr_Format(PyExc_TypeError, "track_links() takes 11 positional arguments (%zd given)", nargs);
+    if (nargs != 12) {
+        PyErr_Format(PyExc_TypeError, "track_links() takes 12 positional arguments (%zd given)", nargs);
         return NULL;
     }
     html = args[0], links = args[1], plain = args[3], classify = args[4], base = args[5], common = args[6];
-    slow = args[7], edits = args[8], tracked_link = args[9];
+    slow = args[7], edits = args[8], tracked_link = args[9], skipped_link = args[10];
     counter.book = args[2];
     counter.counted_name = state->str_counted;
     counter.counted = 0;
     counter.loaded = 0;
     if (!PyUnicode_Check(html) || !PyList_Check(links) || !PyUnicode_Check(base) || !PyList_Check(edits) ||
-        !PyType_Check(tracked_link) || !PyType_IsSubtype((PyTypeObject *)tracked_link, &PyTuple_Type)) {
+        !PyType_Check(tracked_link) || !PyType_IsSubtype((PyTypeObject *)tracked_link, &PyTuple_Type) ||
+        !PyType_Check(skipped_link) || !PyType_IsSubtype((PyTypeObject *)skipped_link, &PyTuple_Type)) {
         PyErr_SetString(PyExc_TypeError, "track_links(): wrong argument types");
         return NULL;
     }
-    max_length = PyLong_AsSsize_t(args[10]);
+    max_length = PyLong_AsSsize_t(args[11]);
     if (max_length == -1 && PyErr_Occurred()) {
         return NULL;
     }
@@ -356,12 +386,13 @@ speedups_track_links(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
     sign = PyObject_GetAttr(counter.book, state->str_sign);
     prefix = sign == NULL ? NULL : PyObject_GetAttr(counter.book, state->str_prefix);
     book_links = prefix == NULL ? NULL : PyObject_GetAttr(counter.book, state->str_links);
-    max_links_obj = book_links == NULL ? NULL : PyObject_GetAttr(counter.book, state->str_max_links);
+    book_skipped = book_links == NULL ? NULL : PyObject_GetAttr(counter.book, state->str_skipped);
+    max_links_obj = book_skipped == NULL ? NULL : PyObject_GetAttr(counter.book, state->str_max_links);
     if (max_links_obj == NULL) {
         goto done;
     }
-    if (!PyList_Check(book_links) || !PyUnicode_Check(prefix)) {
-        PyErr_SetString(PyExc_TypeError, "track_links(): book.links must be a list and book.prefix a str");
+    if (!PyList_Check(book_links) || !PyList_Check(book_skipped) || !PyUnicode_Check(prefix)) {
+        PyErr_SetString(PyExc_TypeError, "track_links(): book.links and book.skipped must be lists, book.prefix a str");
         goto done;
     }
     max_links = PyLong_AsSsize_t(max_links_obj);
@@ -413,7 +444,8 @@ speedups_track_links(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
             held = span_holds(html, tag_start, tag_end, common_text, common_len);
             fast = held == 0;
         }
-        if (fast) { /* the rules: plain (one test), else classify (None: track it) */
+        if (fast) { /* the rules: plain (one test), else the scheme test or classify (None: track it) */
+            PyObject *reason = NULL; /* why the link is skipped (a new reference), or NULL to track it */
             int settled;
             if (plain == Py_None) {
                 settled = plain_destination(PyUnicode_1BYTE_DATA(url), PyUnicode_GET_LENGTH(url));
@@ -424,13 +456,41 @@ speedups_track_links(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
                 Py_XDECREF(answer);
             }
             if (settled == 0) {
-                PyObject *reason = PyObject_CallOneArg(classify, url);
-                settled = reason == NULL ? -1 : reason == Py_None;
-                Py_XDECREF(reason);
+                if (plain == Py_None && !has_trigger(PyUnicode_1BYTE_DATA(url), PyUnicode_GET_LENGTH(url)) &&
+                    not_http(PyUnicode_1BYTE_DATA(url), PyUnicode_GET_LENGTH(url))) {
+                    reason = Py_NewRef(state->str_scheme); /* no placeholder can be in it, and it is not http(s) */
+                }
+                else {
+                    reason = PyObject_CallOneArg(classify, url);
+                    if (reason == NULL) {
+                        settled = -1;
+                    }
+                    else if (reason == Py_None) {
+                        Py_CLEAR(reason);
+                        settled = 1;
+                    }
+                    else if (!PyUnicode_Check(reason)) {
+                        PyErr_SetString(PyExc_TypeError, "track_links(): classify() must return a reason (str) or None");
+                        Py_CLEAR(reason);
+                        settled = -1;
+                    }
+                }
             }
             if (settled < 0) {
                 Py_DECREF(url);
                 goto done;
+            }
+            if (reason != NULL) { /* LinkBook.decide's record: SkippedLink(raw, reason, start, end, url, tag) */
+                fields = Py_BuildValue("(ONOONO)", raw, reason, PyTuple_GET_ITEM(href, 1), PyTuple_GET_ITEM(href, 2), url,
+                                       PyTuple_GET_ITEM(tag, 0));
+                link = fields == NULL ? NULL : new_link_tag(skipped_link, fields);
+                Py_XDECREF(fields);
+                if (link == NULL || PyList_Append(book_skipped, link) < 0) {
+                    Py_XDECREF(link);
+                    goto done;
+                }
+                Py_DECREF(link);
+                continue;
             }
             fast = settled;
         }
@@ -489,6 +549,7 @@ done:
     Py_XDECREF(sign);
     Py_XDECREF(prefix);
     Py_XDECREF(book_links);
+    Py_XDECREF(book_skipped);
     Py_XDECREF(max_links_obj);
     return result;
 }

@@ -182,10 +182,12 @@ def track_html_links(
 
     compiled = speedups.compiled
     if compiled is not None and recorded_at is None and not only_ours and quoted_as_is and not book.utm:
-        # The compiled loop settles the common link itself and hands every other one, in its turn, to run().
+        # The compiled loop settles the common link itself (tracked, or skipped for the reason classify_unplain
+    # gives) and hands every other one, in its turn, to run().
         compiled.track_links(html, scanned.links, book, None if plan.placeholders.defaults else plain,
                              lambda url: classify_unplain(url, plan), plan.layout.lowered_base,
-                             common if any_opt_out else None, lambda tag: run((tag,)), edits, TrackedLink, MAX_TOKEN_LENGTH)
+                             common if any_opt_out else None, lambda tag: run((tag,)), edits, TrackedLink, SkippedLink,
+                             MAX_TOKEN_LENGTH)
     else:
         run(scanned.links)
 

@@ -36,7 +36,7 @@ from support.strategies import documents, http_urls, mutated_documents
 
 import mailtrack
 from mailtrack.core import speedups
-from mailtrack.core.results import TrackedLink
+from mailtrack.core.results import SkippedLink, TrackedLink
 from mailtrack.core.rewrite.links import classify_unplain
 from mailtrack.core.scanner import scan
 from mailtrack.core.tokens import MAX_TOKEN_LENGTH
@@ -224,44 +224,52 @@ def test_a_message_that_starts_counting_later_rewrites_the_same() -> None:
 # --------------------------------------------------------------------------
 
 
-def direct_loop(html: str, tracker: mailtrack.Tracker) -> tuple[list[Any], list[Any], list[Any]]:
+def direct_loop(html: str, tracker: mailtrack.Tracker) -> tuple[list[Any], list[Any], list[Any], list[Any]]:
     """Run _speedups.track_links as track_html_links does, with a slow path that records what it is given."""
     from mailtrack.core.rewrite.links import LinkBook
 
-    plan = tracker._plan(None, "<m@x>", "r@x.test", None, 1_700_000_000, None, text=False)  # noqa: SLF001 - the loop's own input
+    plan = tracker._plan(None, "<m@x>", "r@x.test", None, 1_700_000_000, None, text=False)  # noqa: SLF001 - the loop's input
     book = LinkBook(plan)
     handed: list[Any] = []
     edits: list[Any] = []
     assert _speedups is not None
     _speedups.track_links(html, scan(html).links, book, None, lambda url: classify_unplain(url, plan), plan.layout.lowered_base,
-                          plan.opt_outs.common, handed.append, edits, TrackedLink, MAX_TOKEN_LENGTH)
-    return book.links, edits, handed
-
-
-def test_only_two_code_points_lower_case_to_something_with_ascii_in_it() -> None:
-    """track_links' opt-out test compares ASCII without case and treats these two as undecided (the Python body runs)."""
-    found = [c for c in range(0x80, 0x110000) if not 0xD800 <= c <= 0xDFFF and any(ord(x) < 0x80 for x in chr(c).lower())]
-    assert found == [0x130, 0x212A]
+                          plan.opt_outs.common, handed.append, edits, TrackedLink, SkippedLink, MAX_TOKEN_LENGTH)
+    return book.links, book.skipped, edits, handed
 
 
 def test_plain_links_never_reach_the_python_body() -> None:
     html = "".join(f'<a href="https://a.example/{i}?x=1&amp;y=2">{i}</a>' for i in range(50))
-    links, edits, handed = direct_loop(html, make("default"))
-    assert handed == []
+    links, skipped, edits, handed = direct_loop(html, make("default"))
+    assert handed == [] and skipped == []
     assert [link.index for link in links] == list(range(50))
     assert links[0].url == "https://a.example/0?x=1&y=2"
     assert [edit[2] for edit in edits] == [link.tracking_url for link in links]
 
 
+def test_links_skipped_by_the_rules_never_reach_the_python_body() -> None:
+    html = ('<a href="#top">1</a><a href="mailto:a@b.example">2</a><a href="{{u}}">3</a><a href="https://a.example/%7B">4</a>'
+            '<a href="https:///x">5</a><a href="http://">6</a><a href="https://a.example:99999/">7</a><a href="tel:1%7C2">8</a>')
+    links, skipped, _, handed = direct_loop(html, make("default"))
+    assert handed == []
+    assert [link.url for link in links] == ["https://a.example/%7B"]
+    assert [(s.url, s.reason) for s in skipped] == [
+        ("#top", "scheme"), ("mailto:a@b.example", "scheme"), ("{{u}}", "placeholder"), ("https:///x", "scheme"),
+        ("http://", "scheme"), ("https://a.example:99999/", "invalid"), ("tel:1%7C2", "scheme"),
+    ]
+    assert all(type(s) is SkippedLink for s in skipped)
+
+
 def test_unusual_links_reach_the_python_body_in_order() -> None:
     html = ('<a href="https://a.example/1">1</a><a clicktracking=off href="https://a.example/2">2</a>'
             '<a href=https://a.example/3>3</a><a href="https://a.example/&#38;">4</a><a href="{{u}}">5</a>'
-            f'<a href="{BASE}/c/x">6</a><a href="https://a.example/7">7</a>')
-    links, _, handed = direct_loop(html, make("default"))
+            f'<a href="{BASE}/c/x">6</a><a href=" https://a.example/7">7</a><a href="https://a.example/8">8</a>')
+    links, skipped, _, handed = direct_loop(html, make("default"))
     assert [tag.href[0] for tag in handed] == [
-        "https://a.example/2", "https://a.example/3", "https://a.example/&#38;", "{{u}}", f"{BASE}/c/x",
+        "https://a.example/2", "https://a.example/3", "https://a.example/&#38;", f"{BASE}/c/x", " https://a.example/7",
     ]
-    assert [link.url for link in links] == ["https://a.example/1", "https://a.example/7"]
+    assert [link.url for link in links] == ["https://a.example/1", "https://a.example/8"]
+    assert [s.url for s in skipped] == ["{{u}}"]
 
 
 def test_a_slow_body_that_raises_leaves_the_count_right() -> None:
@@ -278,7 +286,7 @@ def test_a_slow_body_that_raises_leaves_the_count_right() -> None:
     assert _speedups is not None
     with pytest.raises(RuntimeError, match="slow body"):
         _speedups.track_links(html, scan(html).links, book, None, str, plan.layout.lowered_base, None, boom,
-                              [], TrackedLink, MAX_TOKEN_LENGTH)
+                              [], TrackedLink, SkippedLink, MAX_TOKEN_LENGTH)
     assert book.counted == len(book.links) == 2
 
 
@@ -289,23 +297,23 @@ def test_bad_arguments_raise_type_errors_not_crashes() -> None:
     tracker = make("default")
     plan = tracker._plan(None, "<m@x>", "r@x.test", None, 1_700_000_000, None, text=False)  # noqa: SLF001
     book = LinkBook(plan)
-    good = ["<a href=x>", [], book, None, str, "b", None, print, [], TrackedLink, 10]
-    for index, bad in [(0, b"x"), (1, ("x",)), (5, 3), (8, ()), (9, int), (10, "x")]:
+    good = ["<a href=x>", [], book, None, str, "b", None, print, [], TrackedLink, SkippedLink, 10]
+    for index, bad in [(0, b"x"), (1, ("x",)), (5, 3), (8, ()), (9, int), (10, int), (11, "x")]:
         args = list(good)
         args[index] = bad
         with pytest.raises(TypeError):
             _speedups.track_links(*args)
     with pytest.raises(TypeError):
-        _speedups.track_links(*good[:10])
+        _speedups.track_links(*good[:11])
     for links in ([1], [("a", 0, 1, ("x", 0, 1))], [("a", 0, 1, 5, False)]):
         with pytest.raises(TypeError):
-            _speedups.track_links("<a href=x>", links, book, None, str, "b", None, print, [], TrackedLink, 10)
+            _speedups.track_links("<a href=x>", links, book, None, str, "b", None, print, [], TrackedLink, SkippedLink, 10)
     with pytest.raises(ValueError, match="outside the document"):
         _speedups.track_links("<a>", [("a", 0, 99, ("https://a.example/", 0, 1, '"'), False)], book, None, str, "b",
-                              "track", print, [], TrackedLink, 10_000)
+                              "track", print, [], TrackedLink, SkippedLink, 10_000)
     with pytest.raises(TypeError):  # plain must answer, and classify must be callable
         _speedups.track_links('<a href="https://a.example/">', scan('<a href="https://a.example/">').links, book, 3, str,
-                              "b", None, print, [], TrackedLink, 10_000)
+                              "b", None, print, [], TrackedLink, SkippedLink, 10_000)
 
 
 # --------------------------------------------------------------------------
