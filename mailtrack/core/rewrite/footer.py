@@ -88,6 +88,7 @@ def unsubscribe_edits(
     *,
     text: bool,
     at: int,
+    ours: bool = True,
 ) -> list[PixelInsertion]:
     """Where the unsubscribe URL goes: the substitution tag's places, or a footer at ``at``.
 
@@ -96,10 +97,10 @@ def unsubscribe_edits(
     finds nothing left to do. Another message's unsubscribe URLs are replaced
     by this message's where they stand, instead of a footer (whether or not
     subscription tracking is on: leaving them would unsubscribe the other
-    recipient).
+    recipient). ``ours=False``: ``source`` holds no ``base_url`` (see :func:`earlier_tokens`).
     """
     settings = plan.unsubscribe
-    present, replaced = earlier_tokens(source, plan, "unsubscribe", edits)
+    present, replaced = earlier_tokens(source, plan, "unsubscribe", edits, ours=ours)
     if replaced:
         return replaced  # another message's unsubscribe URLs, now this one's: its footer is there already
     if settings is None or present:

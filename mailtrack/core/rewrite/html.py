@@ -51,8 +51,9 @@ def rewrite_html_edits(html: str, plan: RewritePlan) -> tuple[HtmlResult, Edits]
     track_html_links(html, scanned, plan, book, edits)  # with clicks off, only another message's click URLs change
 
     at = _pixel_position(html, scanned, "bottom")
-    unsubscribe = unsubscribe_edits(html, plan, book, edits, warnings, text=False, at=at)
-    present, pixels = earlier_tokens(html, plan, "open", edits)
+    ours = plan.layout.base_url in html  # one search settles both kinds' earlier tokens for most documents
+    unsubscribe = unsubscribe_edits(html, plan, book, edits, warnings, text=False, at=at, ours=ours)
+    present, pixels = earlier_tokens(html, plan, "open", edits, ours=ours)
     if not pixels and plan.open_token is not None:
         pixels = _place_pixels(html, scanned, plan, warnings, present)
     edits.extend((p.position, p.position + len(p.replaced), p.html) for p in unsubscribe + pixels)

@@ -221,16 +221,22 @@ def tokens_after(html: str, prefix: str) -> list[tuple[str, int]]:
 
 
 def earlier_tokens(
-    source: str, plan: RewritePlan, kind: TokenKind, edits: list[tuple[int, int, str]]
+    source: str, plan: RewritePlan, kind: TokenKind, edits: list[tuple[int, int, str]], *, ours: bool = True
 ) -> tuple[bool, list[PixelInsertion]]:
     """Our ``kind`` tokens already in ``source``: is one this message's, and new tokens for another message's.
+
+    ``ours=False`` says the caller found no ``base_url`` in ``source`` (one
+    search instead of one per kind): there is nothing to find.
 
     Each token of another message is replaced where it stands by this
     message's (so its pixel or footer is not added a second time), unless it
     lies inside a span ``edits`` already changes (a tracked link's destination
     quoting it).
     """
-    present, replaced = False, []
+    present = False
+    replaced: list[PixelInsertion] = []
+    if not ours:
+        return present, replaced
     taken: list[tuple[int, int]] | None = None  # sorted only once another message's token turns up
     i, new_token = 0, ""
     for token, at in tokens_after(source, plan.layout.prefix(kind)):
