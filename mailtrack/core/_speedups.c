@@ -55,7 +55,7 @@ static const Py_ssize_t RAW_TEXT_LEN[N_RAW_TEXT] = {6, 5, 8, 5, 3, 6, 7, 8, 9};
 typedef struct {
     PyTypeObject *click_signer_type;
     PyObject *str_counted, *str_sign, *str_prefix, *str_links, *str_max_links, *str_skipped; /* LinkBook's attributes */
-    PyObject *str_scheme; /* the skip reason "scheme" */
+    PyObject *str_scheme, *str_placeholder; /* skip reasons */
     PyObject *str_a;     /* "a" */
     PyObject *str_area;  /* "area" */
     PyObject *quotes[3]; /* "", '"', "'" by QUOTE_* */
@@ -187,6 +187,7 @@ static PyMethodDef speedups_methods[] = {
     {"track_links", (PyCFunction)(void (*)(void))speedups_track_links, METH_FASTCALL, track_links_doc},
     {"sha256", (PyCFunction)speedups_sha256, METH_O, sha256_doc},
     {"plain_destination", (PyCFunction)speedups_plain_destination, METH_O, plain_destination_doc},
+    {"default_rules", (PyCFunction)speedups_default_rules, METH_O, default_rules_doc},
     {"splice", (PyCFunction)(void (*)(void))speedups_splice, METH_FASTCALL, splice_doc},
     {"utf8_length", (PyCFunction)speedups_utf8_length, METH_O, utf8_length_doc},
     {NULL, NULL, 0, NULL},
@@ -208,8 +209,10 @@ speedups_exec(PyObject *module)
     state->str_max_links = PyUnicode_InternFromString("max_links");
     state->str_skipped = PyUnicode_InternFromString("skipped");
     state->str_scheme = PyUnicode_InternFromString("scheme");
+    state->str_placeholder = PyUnicode_InternFromString("placeholder");
     if (state->str_counted == NULL || state->str_sign == NULL || state->str_prefix == NULL || state->str_links == NULL ||
-        state->str_max_links == NULL || state->str_skipped == NULL || state->str_scheme == NULL) {
+        state->str_max_links == NULL || state->str_skipped == NULL || state->str_scheme == NULL ||
+        state->str_placeholder == NULL) {
         return -1;
     }
     state->str_a = PyUnicode_InternFromString("a");
@@ -237,6 +240,7 @@ speedups_traverse(PyObject *module, visitproc visit, void *arg)
         Py_VISIT(state->str_max_links);
         Py_VISIT(state->str_skipped);
         Py_VISIT(state->str_scheme);
+        Py_VISIT(state->str_placeholder);
         Py_VISIT(state->str_a);
         Py_VISIT(state->str_area);
         Py_VISIT(state->quotes[0]);
@@ -259,6 +263,7 @@ speedups_clear(PyObject *module)
         Py_CLEAR(state->str_max_links);
         Py_CLEAR(state->str_skipped);
         Py_CLEAR(state->str_scheme);
+        Py_CLEAR(state->str_placeholder);
         Py_CLEAR(state->str_a);
         Py_CLEAR(state->str_area);
         Py_CLEAR(state->quotes[0]);

@@ -128,16 +128,17 @@ plain_url(PyObject *raw)
     return url;
 }
 
-/* mailtrack.core.urls.plain_destination("{%|<[$")(url): the rewriter's one-match test for the default placeholder
+/* plain_authority(u, n, 0) is mailtrack.core.urls.plain_destination("{%|<[$")(url): the rewriter's one-match test for the default placeholder
  * patterns, for a printable-ASCII url (what plain_url returns). The expression it mirrors,
  *     [hH][tT][tT][pP][sS]?://((?:[A-Za-z0-9_-]{1,63}\.)*[A-Za-z][A-Za-z0-9_-]{0,62}\.?)(:[0-9]{1,5})?(?=[/?#]|\Z)
  * then printable ASCII without "{%|<[$" to the end, matches exactly when: the host is the longest run of
  * [A-Za-z0-9_.-] after "://" (none of the characters that may follow it can be in it), that run is labels of 1-63
  * characters joined by single dots with at most one dot after the last, whose first character is a letter; a port
  * is 1-5 digits, all of the digits before the next character; "/", "?", "#" or the end comes next. Then
- * _plain_authority: a host of at most 253 characters, no A-label ("xn--" in any case), a port of at most 65535. */
+ * _plain_authority: a host of at most 253 characters, no A-label ("xn--" in any case), a port of at most 65535.
+ * plain_authority(u, n, 1) lets "%" through: check_destination's own fast path (_PLAIN then _plain_authority). */
 static int
-plain_destination(const Py_UCS1 *u, Py_ssize_t n)
+plain_authority(const Py_UCS1 *u, Py_ssize_t n, int percent_ok)
 {
     Py_ssize_t i, host_start, host_end, label_start, last_label, digits;
     int dashes = 0;
@@ -145,7 +146,7 @@ plain_destination(const Py_UCS1 *u, Py_ssize_t n)
 
     for (i = 0; i < n; i++) {
         Py_UCS1 c = u[i];
-        if (c < 0x21 || c > 0x7e || c == '{' || c == '%' || c == '|' || c == '<' || c == '[' || c == '$') {
+        if (c < 0x21 || c > 0x7e || c == '{' || (c == '%' && !percent_ok) || c == '|' || c == '<' || c == '[' || c == '$') {
             return 0;
         }
     }
@@ -214,19 +215,6 @@ plain_destination(const Py_UCS1 *u, Py_ssize_t n)
     return i == n || u[i] == '/' || u[i] == '?' || u[i] == '#';
 }
 
-/* True if u holds a character every default placeholder pattern needs (rules._TRIGGER_CHARS: "{%|<[$"). */
-static int
-has_trigger(const Py_UCS1 *u, Py_ssize_t n)
-{
-    Py_ssize_t i;
-    for (i = 0; i < n; i++) {
-        if (u[i] == '{' || u[i] == '%' || u[i] == '|' || u[i] == '<' || u[i] == '[' || u[i] == '$') {
-            return 1;
-        }
-    }
-    return 0;
-}
-
 /* True if url does not start as mailtrack.core.urls.HTTP_PREFIX says, "http://" or "https://" in any case then a
  * character other than "/", "?", "#" or "\\": check_destination's "scheme" problem. */
 static int
@@ -241,6 +229,79 @@ not_http(const Py_UCS1 *u, Py_ssize_t n)
         return 1;
     }
     return u[i + 3] == '/' || u[i + 3] == '?' || u[i + 3] == '#' || u[i + 3] == '\\';
+}
+
+/* True if u holds a %tag% placeholder: rules.DEFAULT_PLACEHOLDERS' %[A-Za-z_][A-Za-z0-9_.-]*%(?![0-9A-Fa-f]{2}).
+ * The run after the first letter cannot hold "%", so each "%" starts at most one candidate, which ends at the
+ * first character outside the run: one pass. */
+#define IS_HEX(c) (((c) >= '0' && (c) <= '9') || ((c) >= 'a' && (c) <= 'f') || ((c) >= 'A' && (c) <= 'F'))
+
+static int
+percent_tag(const Py_UCS1 *u, Py_ssize_t n)
+{
+    Py_ssize_t i, k;
+    for (i = 0; i + 2 < n; i++) {
+        if (u[i] != '%' || !(IS_ALPHA(u[i + 1]) || u[i + 1] == '_')) {
+            continue;
+        }
+        for (k = i + 2; k < n && (IS_ALPHA(u[k]) || (u[k] >= '0' && u[k] <= '9') || u[k] == '_' || u[k] == '.' || u[k] == '-'); k++) {
+        }
+        if (k < n && u[k] == '%' && !(k + 2 < n && IS_HEX(u[k + 1]) && IS_HEX(u[k + 2]))) {
+            return 1;
+        }
+    }
+    return 0;
+}
+
+enum { RULES_TRACK = 0, RULES_SCHEME = 1, RULES_PLACEHOLDER = 2, RULES_ASK = -1 };
+
+/* links.classify_unplain(url) for the default placeholder patterns, where it can be told here (url: printable
+ * ASCII that plain_authority(u, n, 0) refused, not under our base URL): track it, "scheme", "placeholder", or ask
+ * classify. With no trigger character but "%" in it, only the %tag% pattern can match (every other default pattern
+ * needs "{", "|", "<", "[" or "$"); then the destination check's fast path or its scheme test settles most URLs. */
+static int
+default_rules(const Py_UCS1 *u, Py_ssize_t n)
+{
+    Py_ssize_t i;
+    int percent = 0;
+    for (i = 0; i < n; i++) {
+        if (u[i] == '{' || u[i] == '|' || u[i] == '<' || u[i] == '[' || u[i] == '$') {
+            return RULES_ASK;
+        }
+        percent |= u[i] == '%';
+    }
+    if (percent && percent_tag(u, n)) {
+        return RULES_PLACEHOLDER;
+    }
+    if (percent && plain_authority(u, n, 1)) {
+        return RULES_TRACK;
+    }
+    return not_http(u, n) ? RULES_SCHEME : RULES_ASK;
+}
+
+PyDoc_STRVAR(default_rules_doc,
+"default_rules(url, /)\n--\n\n"
+"What track_links decides itself for a URL the default placeholders' one-match test refused: None (track it),\n"
+"\"scheme\", \"placeholder\", or False (classify_unplain must say); exposed for the differential tests.");
+
+static PyObject *
+speedups_default_rules(PyObject *module, PyObject *url)
+{
+    (void)module;
+    if (!PyUnicode_Check(url) || !PyUnicode_IS_ASCII(url)) {
+        PyErr_SetString(PyExc_TypeError, "default_rules() takes an ASCII str");
+        return NULL;
+    }
+    switch (default_rules(PyUnicode_1BYTE_DATA(url), PyUnicode_GET_LENGTH(url))) {
+    case RULES_TRACK:
+        Py_RETURN_NONE;
+    case RULES_SCHEME:
+        return PyUnicode_FromString("scheme");
+    case RULES_PLACEHOLDER:
+        return PyUnicode_FromString("placeholder");
+    default:
+        Py_RETURN_FALSE;
+    }
 }
 
 PyDoc_STRVAR(plain_destination_doc,
@@ -259,7 +320,7 @@ speedups_plain_destination(PyObject *module, PyObject *url)
     if (PyUnicode_KIND(url) != PyUnicode_1BYTE_KIND) {
         Py_RETURN_FALSE;
     }
-    return PyBool_FromLong(plain_destination(PyUnicode_1BYTE_DATA(url), PyUnicode_GET_LENGTH(url)));
+    return PyBool_FromLong(plain_authority(PyUnicode_1BYTE_DATA(url), PyUnicode_GET_LENGTH(url), 0));
 }
 
 /* book.counted, held here while the loop runs; `loaded` says whether `counted` is the book's current count. */
@@ -444,11 +505,11 @@ speedups_track_links(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
             held = span_holds(html, tag_start, tag_end, common_text, common_len);
             fast = held == 0;
         }
-        if (fast) { /* the rules: plain (one test), else the scheme test or classify (None: track it) */
+        if (fast) { /* the rules: plain (one test), else default_rules or classify (None: track it) */
             PyObject *reason = NULL; /* why the link is skipped (a new reference), or NULL to track it */
             int settled;
             if (plain == Py_None) {
-                settled = plain_destination(PyUnicode_1BYTE_DATA(url), PyUnicode_GET_LENGTH(url));
+                settled = plain_authority(PyUnicode_1BYTE_DATA(url), PyUnicode_GET_LENGTH(url), 0);
             }
             else {
                 PyObject *answer = PyObject_CallOneArg(plain, url);
@@ -456,9 +517,15 @@ speedups_track_links(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
                 Py_XDECREF(answer);
             }
             if (settled == 0) {
-                if (plain == Py_None && !has_trigger(PyUnicode_1BYTE_DATA(url), PyUnicode_GET_LENGTH(url)) &&
-                    not_http(PyUnicode_1BYTE_DATA(url), PyUnicode_GET_LENGTH(url))) {
-                    reason = Py_NewRef(state->str_scheme); /* no placeholder can be in it, and it is not http(s) */
+                int rule = plain == Py_None ? default_rules(PyUnicode_1BYTE_DATA(url), PyUnicode_GET_LENGTH(url)) : RULES_ASK;
+                if (rule == RULES_TRACK) {
+                    settled = 1;
+                }
+                else if (rule == RULES_SCHEME) {
+                    reason = Py_NewRef(state->str_scheme);
+                }
+                else if (rule == RULES_PLACEHOLDER) {
+                    reason = Py_NewRef(state->str_placeholder);
                 }
                 else {
                     reason = PyObject_CallOneArg(classify, url);

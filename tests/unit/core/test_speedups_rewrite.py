@@ -359,6 +359,39 @@ def test_the_compiled_plain_test_answers_as_the_pure_one_on_the_edges(url: str) 
     assert _speedups.plain_destination(url) is PURE_PLAIN(url), url
 
 
+def pure_default_rules(url: str) -> str | None | bool:
+    """What default_rules must answer: classify_unplain's reason where it is scheme/placeholder/None, else False."""
+    plan = make("default")._plan(None, "<m@x>", "r@x.test", None, 1_700_000_000, None, text=False)  # noqa: SLF001
+    reason = classify_unplain(url, plan)
+    return reason if reason in (None, "scheme", "placeholder") else False
+
+
+PERCENTISH = st.lists(st.sampled_from([*"%aZ_9.-fF:/hHtTpPsS?#x", "%20", "%zz", "%ab%", "https://a.example/"]),
+                      max_size=20).map("".join)
+
+
+@settings(max_examples=3000, deadline=None)
+@given(url=st.one_of(PERCENTISH, near_plain_urls(), http_urls(), URLISH.filter(str.isascii)))
+def test_the_compiled_rules_answer_as_classify_unplain(url: str) -> None:
+    assert _speedups is not None
+    if not url.isascii() or any(ord(c) < 0x21 or ord(c) == 0x7F for c in url) or PURE_PLAIN(url):
+        return  # track_links asks default_rules only for printable ASCII that the one-match test refused
+    answer = _speedups.default_rules(url)
+    if answer is not False:  # False: classify_unplain decides, which is the pure path itself
+        assert answer == pure_default_rules(url), url
+
+
+@pytest.mark.parametrize("url", [
+    "https://a.example/%20x", "https://a.example/%name%", "https://a.example/%name%20", "https://a.example/%name%2x",
+    "https://a.example/%name%", "%a%", "%_%zz", "%9a%", "https://a.example/%E2%80%99", "mailto:%name%", "mailto:x%20y",
+    "#%", "https://xn--a.example/%20", "https://a.example:99999/%20", "https://us%40er@a.example/%20", "https:///%20",
+])
+def test_the_compiled_rules_on_the_edges(url: str) -> None:
+    assert _speedups is not None
+    answer = _speedups.default_rules(url)
+    assert answer is False or answer == pure_default_rules(url), url
+
+
 # --------------------------------------------------------------------------
 # ClickSigner and its SHA-256
 # --------------------------------------------------------------------------
