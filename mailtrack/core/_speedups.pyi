@@ -34,5 +34,6 @@ def track_links(
     tracked_link: type,
     skipped_link: type,
     max_length: int,
+    exclude: frozenset[str] | None,
     /,
 ) -> None: ...

@@ -87,6 +87,24 @@ is_ours(const Py_UCS1 *url, Py_ssize_t url_len, const char *base, Py_ssize_t bas
 /* The URL a browser reads from a quoted value the fast path can take: a new reference, or NULL (no error) when
  * the value is not one (empty, not printable ASCII, or an "&" that does not start "&amp;"), NULL + error.
  * decode_attribute(raw).strip(ASCII_WHITESPACE) for such a value is the value with each "&amp;" made "&". */
+/* A str of printable ASCII, not empty: a text part's URL the fast path can take as written. */
+static int
+printable_ascii(PyObject *text)
+{
+    const Py_UCS1 *data;
+    Py_ssize_t i, n = PyUnicode_GET_LENGTH(text);
+    if (n == 0 || !PyUnicode_IS_ASCII(text)) {
+        return 0;
+    }
+    data = PyUnicode_1BYTE_DATA(text);
+    for (i = 0; i < n; i++) {
+        if (data[i] < 0x21 || data[i] == 0x7f) {
+            return 0;
+        }
+    }
+    return 1;
+}
+
 static PyObject *
 plain_url(PyObject *raw)
 {
@@ -389,17 +407,20 @@ fast_click_url(PyObject *sign, PyTypeObject *signer_type, PyObject *prefix, Py_s
 }
 
 PyDoc_STRVAR(track_links_doc,
-"track_links(html, links, book, plain, classify, base, common, slow, edits, TrackedLink, SkippedLink, max_length, /)\n--\n\n"
+"track_links(html, links, book, plain, classify, base, common, slow, edits, TrackedLink, SkippedLink, max_length,\n"
+"            exclude, /)\n--\n\n"
 "track_html_links' loop for a quoted-as-is click prefix, no UTM and click tracking on: the common\n"
 "link decided here (tracked, or skipped for a reason classify gives), every other one by slow(tag). plain is the placeholder rules' one-match test\n"
 "(None: the default patterns', run here); classify(url) the rules for a URL it does not settle\n"
 "(None: track it). base is the lower-cased base URL; common the opt-out names' common substring\n"
-"(None: no opt-out names; \"\" or non-ASCII: every link is slow).");
+"(None: no opt-out names; \"\" or non-ASCII: every link is slow). exclude is None for HTML; for a text\n"
+"part, the set of URLs opted out in the HTML part, and links are (\"text\", start, end, (url, start, end, \"\"), False):\n"
+"the URL is taken as written, and an excluded one goes to slow(tag).");
 
 static PyObject *
 speedups_track_links(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
 {
-    PyObject *html, *links, *plain, *classify, *base, *common, *slow, *edits, *tracked_link, *skipped_link, *sign = NULL,
+    PyObject *html, *links, *plain, *classify, *base, *common, *slow, *edits, *tracked_link, *skipped_link, *exclude, *sign = NULL,
         *prefix = NULL, *book_links = NULL, *book_skipped = NULL, *max_links_obj = NULL, *result = NULL;
     const char *base_text, *common_text = NULL;
     Py_ssize_t base_len, common_len = 0, max_links, max_length, i;
@@ -407,19 +428,20 @@ speedups_track_links(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
     Counter counter;
     ModuleState *state = (ModuleState *)PyModule_GetState(module);
 
-    if (nargs != 12) {
-        PyErr_Format(PyExc_TypeError, "track_links() takes 12 positional arguments (%zd given)", nargs);
+    if (nargs != 13) {
+        PyErr_Format(PyExc_TypeError, "track_links() takes 13 positional arguments (%zd given)", nargs);
         return NULL;
     }
     html = args[0], links = args[1], plain = args[3], classify = args[4], base = args[5], common = args[6];
-    slow = args[7], edits = args[8], tracked_link = args[9], skipped_link = args[10];
+    slow = args[7], edits = args[8], tracked_link = args[9], skipped_link = args[10], exclude = args[12];
     counter.book = args[2];
     counter.counted_name = state->str_counted;
     counter.counted = 0;
     counter.loaded = 0;
     if (!PyUnicode_Check(html) || !PyList_Check(links) || !PyUnicode_Check(base) || !PyList_Check(edits) ||
         !PyType_Check(tracked_link) || !PyType_IsSubtype((PyTypeObject *)tracked_link, &PyTuple_Type) ||
-        !PyType_Check(skipped_link) || !PyType_IsSubtype((PyTypeObject *)skipped_link, &PyTuple_Type)) {
+        !PyType_Check(skipped_link) || !PyType_IsSubtype((PyTypeObject *)skipped_link, &PyTuple_Type) ||
+        (exclude != Py_None && !PyAnySet_Check(exclude))) {
         PyErr_SetString(PyExc_TypeError, "track_links(): wrong argument types");
         return NULL;
     }
@@ -481,9 +503,22 @@ speedups_track_links(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
         }
         raw = PyTuple_GET_ITEM(href, 0);
         quote = PyTuple_GET_ITEM(href, 3);
-        fast = counter.counted < max_links && PyUnicode_GET_LENGTH(quote) > 0 && common_mode != 2;
+        if (exclude != Py_None) { /* text: the URL as written; opted out in the HTML part: the body records it */
+            fast = counter.counted < max_links && printable_ascii(raw);
+            if (fast) {
+                int excluded = PySet_Contains(exclude, raw);
+                if (excluded < 0) {
+                    goto done;
+                }
+                fast = !excluded;
+                url = fast ? Py_NewRef(raw) : NULL;
+            }
+        }
+        else {
+            fast = counter.counted < max_links && PyUnicode_GET_LENGTH(quote) > 0 && common_mode != 2;
+            url = fast ? plain_url(raw) : NULL;
+        }
         if (fast) {
-            url = plain_url(raw);
             if (url == NULL && PyErr_Occurred()) {
                 goto done;
             }

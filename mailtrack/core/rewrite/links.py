@@ -187,7 +187,7 @@ def track_html_links(
         compiled.track_links(html, scanned.links, book, None if plan.placeholders.defaults else plain,
                              lambda url: classify_unplain(url, plan), plan.layout.lowered_base,
                              common if any_opt_out else None, lambda tag: run((tag,)), edits, TrackedLink, SkippedLink,
-                             MAX_TOKEN_LENGTH)
+                             MAX_TOKEN_LENGTH, None)
     else:
         run(scanned.links)
 

@@ -234,7 +234,7 @@ def direct_loop(html: str, tracker: mailtrack.Tracker) -> tuple[list[Any], list[
     edits: list[Any] = []
     assert _speedups is not None
     _speedups.track_links(html, scan(html).links, book, None, lambda url: classify_unplain(url, plan), plan.layout.lowered_base,
-                          plan.opt_outs.common, handed.append, edits, TrackedLink, SkippedLink, MAX_TOKEN_LENGTH)
+                          plan.opt_outs.common, handed.append, edits, TrackedLink, SkippedLink, MAX_TOKEN_LENGTH, None)
     return book.links, book.skipped, edits, handed
 
 
@@ -286,7 +286,7 @@ def test_a_slow_body_that_raises_leaves_the_count_right() -> None:
     assert _speedups is not None
     with pytest.raises(RuntimeError, match="slow body"):
         _speedups.track_links(html, scan(html).links, book, None, str, plan.layout.lowered_base, None, boom,
-                              [], TrackedLink, SkippedLink, MAX_TOKEN_LENGTH)
+                              [], TrackedLink, SkippedLink, MAX_TOKEN_LENGTH, None)
     assert book.counted == len(book.links) == 2
 
 
@@ -297,23 +297,23 @@ def test_bad_arguments_raise_type_errors_not_crashes() -> None:
     tracker = make("default")
     plan = tracker._plan(None, "<m@x>", "r@x.test", None, 1_700_000_000, None, text=False)  # noqa: SLF001
     book = LinkBook(plan)
-    good = ["<a href=x>", [], book, None, str, "b", None, print, [], TrackedLink, SkippedLink, 10]
-    for index, bad in [(0, b"x"), (1, ("x",)), (5, 3), (8, ()), (9, int), (10, int), (11, "x")]:
+    good = ["<a href=x>", [], book, None, str, "b", None, print, [], TrackedLink, SkippedLink, 10, None]
+    for index, bad in [(0, b"x"), (1, ("x",)), (5, 3), (8, ()), (9, int), (10, int), (11, "x"), (12, ["x"])]:
         args = list(good)
         args[index] = bad
         with pytest.raises(TypeError):
             _speedups.track_links(*args)
     with pytest.raises(TypeError):
-        _speedups.track_links(*good[:11])
+        _speedups.track_links(*good[:12])
     for links in ([1], [("a", 0, 1, ("x", 0, 1))], [("a", 0, 1, 5, False)]):
         with pytest.raises(TypeError):
-            _speedups.track_links("<a href=x>", links, book, None, str, "b", None, print, [], TrackedLink, SkippedLink, 10)
+            _speedups.track_links("<a href=x>", links, book, None, str, "b", None, print, [], TrackedLink, SkippedLink, 10, None)
     with pytest.raises(ValueError, match="outside the document"):
         _speedups.track_links("<a>", [("a", 0, 99, ("https://a.example/", 0, 1, '"'), False)], book, None, str, "b",
-                              "track", print, [], TrackedLink, SkippedLink, 10_000)
+                              "track", print, [], TrackedLink, SkippedLink, 10_000, None)
     with pytest.raises(TypeError):  # plain must answer, and classify must be callable
         _speedups.track_links('<a href="https://a.example/">', scan('<a href="https://a.example/">').links, book, 3, str,
-                              "b", None, print, [], TrackedLink, SkippedLink, 10_000)
+                              "b", None, print, [], TrackedLink, SkippedLink, 10_000, None)
 
 
 # --------------------------------------------------------------------------
@@ -622,3 +622,95 @@ def test_the_gmail_clip_warning_is_the_same_on_both_paths(size: int, extra: str)
     finally:
         speedups.compiled = saved
     assert compiled is pure
+
+
+# --------------------------------------------------------------------------
+# Text parts and whole messages: the loop's text mode
+# --------------------------------------------------------------------------
+
+TEXT_PIECES = st.sampled_from([
+    "https://a.example/x", "http://A.example/p?q=1&r=2", "https://a.example/%20y", "https://a.example/%name%", "{{u}}",
+    "https://a.example/{{u}}", "(see https://a.example/a)", "https://en.example/wiki/Foo_(bar)", "<https://a.example/b>",
+    "https://a.example/\u00e9", "https://\u00e9.example/", "https://t.example.com/track/c/zzz", "HTTPS://T.EXAMPLE.COM/TRACK",
+    "https://a.example:99999/", "https://xn--e1a.example/", "mailto:a@b", "https://a.example/" + "p" * 9000, " ", "\n",
+    "word", ".", "\u00e9", "\U0001f600", "\r\n", "*|X|*", "https://a.example/*|X|*",
+])
+
+
+@st.composite
+def texts_and_exclusions(draw: st.DrawFn) -> tuple[str, frozenset[str]]:
+    text = "".join(draw(st.lists(TEXT_PIECES, max_size=25)))
+    from mailtrack.core.urlfinder import find_urls
+
+    urls = [text[s:e] for s, e in find_urls(text)]
+    excluded = frozenset(draw(st.lists(st.sampled_from(urls), max_size=3))) if urls else frozenset()
+    return text, excluded
+
+
+@settings(max_examples=120, deadline=None)
+@given(case=texts_and_exclusions())
+def test_texts_rewrite_the_same(tracker: mailtrack.Tracker, case: tuple[str, frozenset[str]]) -> None:
+    from mailtrack.core.rewrite.text import rewrite_text_edits
+
+    text, excluded = case
+    results = []
+    for path in (_speedups, None):
+        saved = speedups.compiled
+        speedups.compiled = path
+        try:
+            plan = tracker._plan(None, "<m@x>", "r@x.test", None, 1_700_000_000, None, text=True)  # noqa: SLF001
+            try:
+                result, edits = rewrite_text_edits(text, plan, excluded)
+                results.append((result, edits))
+            except Exception as exc:  # noqa: BLE001 - compared, not swallowed
+                results.append((type(exc), str(exc)))
+        finally:
+            speedups.compiled = saved
+    assert results[0] == results[1], text[:300]
+
+
+def corpus_messages() -> list[Path]:
+    manifest = ROOT.parent / "shared" / "corpus" / "MANIFEST.tsv"
+    if not manifest.is_file():
+        return []
+    rows = [line.split("\t") for line in manifest.read_text(encoding="utf-8").splitlines()[1:]]
+    return [manifest.parent / row[0] for row in rows if len(row) > 11 and row[11] == "eml"]
+
+
+@pytest.mark.skipif(not corpus_messages(), reason="the shared corpus (../shared/corpus) is absent")
+@pytest.mark.parametrize("name", ["default", "opt-outs without a common part", "max_links 3", "custom placeholders"])
+def test_corpus_messages_rewrite_the_same(name: str) -> None:
+    tracker = make(name)
+    settings = {"click_tracking": {"enable": True, "enable_text": True}, "subscription_tracking": {"enable": True}}
+    for path in corpus_messages():
+        raw = path.read_bytes()
+        outcomes = []
+        for compiled in (_speedups, None):
+            saved = speedups.compiled
+            speedups.compiled = compiled
+            try:
+                result = tracker.rewrite_message(raw, recipient="r@x.test", issued_at=1_700_000_000, settings=settings, force=True)
+                outcomes.append((result.message, result.links, result.skipped, result.warnings, result.list_unsubscribe))
+            except Exception as exc:  # noqa: BLE001 - compared, not swallowed
+                outcomes.append((type(exc), str(exc)))
+            finally:
+                speedups.compiled = saved
+        assert outcomes[0] == outcomes[1], path.name
+
+
+def test_generated_messages_rewrite_the_same() -> None:
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    import bench_message
+
+    tracker = bench_message.make_tracker()
+    for variant in bench_message.build_variants():
+        outcomes = []
+        for compiled in (_speedups, None):
+            saved = speedups.compiled
+            speedups.compiled = compiled
+            try:
+                result = tracker.rewrite_message(variant.raw, **bench_message.IDENTITY)
+                outcomes.append((result.message, result.links, result.skipped, result.warnings))
+            finally:
+                speedups.compiled = saved
+        assert outcomes[0] == outcomes[1], variant.name
