@@ -14,6 +14,8 @@
  *       the common link of mailtrack.core.rewrite.links.track_html_links's loop (_speedups_links.h).
  *   splice(source, edits) -> str or None; utf8_length(text) -> int
  *       string assembly for the rewriters (_speedups_splice.h).
+ *   sign_value(key, data, stamp, size) -> token
+ *       the pure signer's token for one payload (open and unsubscribe tokens; _speedups_sign.h).
  *   sha256(data) -> digest
  *       the SHA-256 ClickSigner uses (OpenSSL's where setup.py found it, else _speedups_sha256.h's).
  *
@@ -186,6 +188,7 @@ static PyMethodDef speedups_methods[] = {
     {"scan", (PyCFunction)(void (*)(void))speedups_scan, METH_FASTCALL, scan_doc},
     {"track_links", (PyCFunction)(void (*)(void))speedups_track_links, METH_FASTCALL, track_links_doc},
     {"sha256", (PyCFunction)speedups_sha256, METH_O, sha256_doc},
+    {"sign_value", (PyCFunction)(void (*)(void))speedups_sign_value, METH_FASTCALL, sign_value_doc},
     {"plain_destination", (PyCFunction)speedups_plain_destination, METH_O, plain_destination_doc},
     {"default_rules", (PyCFunction)speedups_default_rules, METH_O, default_rules_doc},
     {"splice", (PyCFunction)(void (*)(void))speedups_splice, METH_FASTCALL, splice_doc},

@@ -305,6 +305,96 @@ static PyType_Spec click_signer_spec = {
     click_signer_slots,
 };
 
+PyDoc_STRVAR(sign_value_doc,
+"sign_value(key, data, stamp, size, /)\n--\n\n"
+"b64url(data) + stamp + \".\" + b64url(HMAC-SHA256(key, b64url(data) + stamp)[:size]), as str: the token\n"
+"TokenCodec's pure signer makes of a payload (open and unsubscribe tokens; clicks use ClickSigner).");
+
+static PyObject *
+speedups_sign_value(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    Py_buffer key, data, stamp;
+    PyObject *result = NULL;
+    Py_ssize_t size, value_len, total;
+    unsigned char block[64], pad[64], digest[32];
+    mt_sha256 inner, outer;
+    char *buffer, *p;
+    int i;
+    (void)module;
+
+    if (nargs != 4) {
+        PyErr_Format(PyExc_TypeError, "sign_value() takes 4 positional arguments (%zd given)", nargs);
+        return NULL;
+    }
+    size = PyLong_AsSsize_t(args[3]);
+    if (size == -1 && PyErr_Occurred()) {
+        return NULL;
+    }
+    if (size < 10 || size > 32) {
+        PyErr_Format(PyExc_ValueError, "sign_value() size must be between 10 and 32, not %zd", size);
+        return NULL;
+    }
+    if (PyObject_GetBuffer(args[0], &key, PyBUF_SIMPLE) < 0) {
+        return NULL;
+    }
+    if (PyObject_GetBuffer(args[1], &data, PyBUF_SIMPLE) < 0) {
+        PyBuffer_Release(&key);
+        return NULL;
+    }
+    if (PyObject_GetBuffer(args[2], &stamp, PyBUF_SIMPLE) < 0) {
+        PyBuffer_Release(&key);
+        PyBuffer_Release(&data);
+        return NULL;
+    }
+    memset(block, 0, sizeof(block));
+    if (key.len > 64) {
+        mt_sha256_init(&inner);
+        mt_sha256_update(&inner, (const unsigned char *)key.buf, (size_t)key.len);
+        mt_sha256_final(&inner, block);
+    }
+    else {
+        memcpy(block, key.buf, (size_t)key.len);
+    }
+    value_len = b64_length(data.len) + stamp.len;
+    total = value_len + 1 + b64_length(size);
+    buffer = PyMem_Malloc((size_t)total);
+    if (buffer == NULL) {
+        PyErr_NoMemory();
+        goto done;
+    }
+    p = buffer + b64url((const unsigned char *)data.buf, data.len, buffer);
+    memcpy(p, stamp.buf, (size_t)stamp.len);
+    p += stamp.len;
+    for (i = 0; i < 64; i++) {
+        pad[i] = block[i] ^ 0x36;
+    }
+    mt_sha256_init(&inner);
+    mt_sha256_update(&inner, pad, 64);
+    mt_sha256_update(&inner, (const unsigned char *)buffer, (size_t)value_len);
+    mt_sha256_final(&inner, digest);
+    for (i = 0; i < 64; i++) {
+        pad[i] = block[i] ^ 0x5c;
+    }
+    mt_sha256_init(&outer);
+    mt_sha256_update(&outer, pad, 64);
+    mt_sha256_update(&outer, digest, sizeof(digest));
+    mt_sha256_final(&outer, digest);
+    *p++ = '.';
+    p += b64url(digest, size, p);
+    result = PyUnicode_New(p - buffer, 127);
+    if (result != NULL) {
+        memcpy(PyUnicode_1BYTE_DATA(result), buffer, (size_t)(p - buffer));
+    }
+    PyMem_Free(buffer);
+done:
+    memset(block, 0, sizeof(block));
+    memset(pad, 0, sizeof(pad));
+    PyBuffer_Release(&key);
+    PyBuffer_Release(&data);
+    PyBuffer_Release(&stamp);
+    return result;
+}
+
 PyDoc_STRVAR(sha256_doc,
 "sha256(data, /)\n--\n\n"
 "The SHA-256 digest of data, by the implementation ClickSigner uses (for its test vectors).");

@@ -253,8 +253,9 @@ class TokenCodec:
         # of re-deriving the key and building an hmac object for every link.
         self._pads = {kind: _hmac_pads(signer.derive_key(), digest_method) for kind, signer in self._signers.items()}
         self._size = signature_size
-        #: The click key, for the compiled click signer (``_speedups.ClickSigner`` speaks HMAC-SHA256 only).
-        self._click_key = self._signers["click"].derive_key() if digest_method().name == "sha256" else None
+        #: Each purpose's key, for the compiled signers (``_speedups`` speaks HMAC-SHA256 only): None for other digests.
+        self._keys = {kind: signer.derive_key() for kind, signer in self._signers.items()} if digest_method().name == "sha256" else None
+        self._click_key = None if self._keys is None else self._keys["click"]
 
     # -- signing -----------------------------------------------------------------
     def _encode_payload(self, data: bytes) -> bytes:
@@ -352,6 +353,14 @@ class TokenCodec:
 
             return sign_click
         raw = head + tail
+        compiled = speedups.compiled
+        if compiled is not None and not compress and self._keys is not None:
+            key = self._keys[kind]
+            try:
+                data = raw.encode()
+            except UnicodeEncodeError:
+                return lambda: sign(raw)  # raises as it always has
+            return lambda: str(compiled.sign_value(key, data, stamp, size))
         return lambda: sign(raw)
 
     def _compiled_click_signer(self, head: str, tail: str, stamp: bytes) -> Callable[[int, str], str] | None:

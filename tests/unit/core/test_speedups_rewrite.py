@@ -443,6 +443,47 @@ def test_click_tokens_are_the_pure_signers(
         assert actual == expected
 
 
+@settings(max_examples=200, deadline=None)
+@given(
+    message_id=st.text(max_size=30),
+    recipient=st.one_of(st.none(), st.text(max_size=30)),
+    metadata=st.one_of(st.none(), st.dictionaries(st.text(max_size=5), st.text(max_size=10), max_size=3)),
+    tags=st.lists(st.text(max_size=8), max_size=3),
+    account=st.one_of(st.none(), st.text(max_size=10)),
+    key=st.one_of(st.text(min_size=1, max_size=10), st.binary(min_size=65, max_size=100)),
+)
+def test_open_and_unsubscribe_tokens_are_the_pure_signers(
+    message_id: str, recipient: str | None, metadata: dict[str, Any] | None, tags: list[str], account: str | None, key: Any,
+) -> None:
+    try:
+        codec = mailtrack.Tracker(secret_keys=[key], base_url=BASE).codec
+    except mailtrack.MailtrackError:
+        return  # a key UTF-8 cannot write: refused on both paths
+    for kind in ("open", "unsubscribe"):
+        tokens = []
+        for compiled in (_speedups, None):
+            saved = speedups.compiled
+            speedups.compiled = compiled
+            try:
+                tokens.append(codec.message_signer(kind, message_id, recipient, metadata, 1_700_000_000, tags, account)())
+            except UnicodeEncodeError:
+                tokens.append(UnicodeEncodeError)
+            finally:
+                speedups.compiled = saved
+        assert tokens[0] == tokens[1]
+
+
+def test_sign_value_misuse_raises_not_crashes() -> None:
+    assert _speedups is not None
+    with pytest.raises(ValueError, match="between 10 and 32"):
+        _speedups.sign_value(b"k", b"d", b".s", 9)
+    with pytest.raises(TypeError):
+        _speedups.sign_value("k", b"d", b".s", 16)  # type: ignore[arg-type]
+    with pytest.raises(TypeError):
+        _speedups.sign_value(b"k", b"d", b".s")  # type: ignore[call-arg]
+    assert _speedups.sign_value(b"k", b"", b"", 32).startswith(".")
+
+
 def test_compiled_click_tokens_verify() -> None:
     tracker = make("default")
     compiled, _ = pure_and_compiled_signers(tracker.codec, "<m@x>", "r@x.test", {"k": "v"}, 1_700_000_000)
