@@ -40,7 +40,8 @@ def run(*args: str) -> subprocess.CompletedProcess[str]:
 
 
 def test_serve_stores_and_sends_only_the_truncated_address_and_the_family(
-        serve: Callable[..., Server], receivers: Callable[..., Receiver], tracker: mailtrack.Tracker,
+        serve: Callable[..., Server], receivers: Callable[..., Receiver],  # noqa: F811
+        tracker: mailtrack.Tracker,
         backend: Backend) -> None:
     store = backend.open()  # first: on PostgreSQL it makes the schema the server's URL names
     receiver = receivers()
@@ -76,7 +77,7 @@ def test_serve_stores_and_sends_only_the_truncated_address_and_the_family(
 
 
 def test_serve_reads_privacy_from_its_variables_and_keeps_nothing_with_none(
-        serve: Callable[..., Server], tracker: mailtrack.Tracker, backend: Backend) -> None:
+        serve: Callable[..., Server], tracker: mailtrack.Tracker, backend: Backend) -> None:  # noqa: F811
     store = backend.open()
     server = serve("--trusted-proxy", "127.0.0.1", db=backend.serve_db,
                    env={"MAILTRACK_PRIVACY_IP": "none", "MAILTRACK_PRIVACY_USER_AGENT": "none"})
@@ -86,7 +87,8 @@ def test_serve_reads_privacy_from_its_variables_and_keeps_nothing_with_none(
     assert (event.ip, event.user_agent) == (None, None)
 
 
-def test_serve_default_keeps_the_full_values_as_before(serve: Callable[..., Server], tracker: mailtrack.Tracker,
+def test_serve_default_keeps_the_full_values_as_before(serve: Callable[..., Server],  # noqa: F811
+                                                       tracker: mailtrack.Tracker,
                                                        backend: Backend) -> None:
     store = backend.open()
     server = serve("--trusted-proxy", "127.0.0.1", db=backend.serve_db)
@@ -153,7 +155,8 @@ def test_purge_and_forget_refuse_bad_input_cleanly(backend: Backend, tmp_path: A
         assert len(proc.stderr.strip().splitlines()) <= 3, proc.stderr  # argparse's usage line + the error
 
 
-def test_serve_purges_old_events_in_the_background(serve: Callable[..., Server], tracker: mailtrack.Tracker,
+def test_serve_purges_old_events_in_the_background(serve: Callable[..., Server],  # noqa: F811
+                                                   tracker: mailtrack.Tracker,
                                                    backend: Backend) -> None:
     store = backend.open()
     now = datetime.now(timezone.utc)
