@@ -214,7 +214,8 @@ def build_service(config: Config, *, authorize: Authorize | None = None, backgro
     # its own store object: a purge's connection (SQLite: per thread anyway; PostgreSQL: its pool) is never the events'
     purger = (Purger(open_store(config.db), config.purge_after).start()
               if background and config.purge_after is not None else None)
-    return Service(WsgiApp(endpoints, apis, access_log=config.access_log), recorder, deliveries, roller, purger)
+    return Service(WsgiApp(endpoints, apis, access_log=config.access_log, privacy=config.privacy), recorder, deliveries,
+                   roller, purger)
 
 
 

@@ -166,3 +166,17 @@ def test_serve_purges_old_events_in_the_background(serve: Callable[..., Server],
     assert [e.recipient for e in store.events()] == ["new@example.com"]
     assert server.get(path_of(tracker.tracking_url("open", message_id="m9", recipient="x@example.com"))).status == 200
     assert store.count() == 2  # new events are kept
+
+
+def test_the_access_log_keeps_no_more_than_the_events(serve: Callable[..., Server],  # noqa: F811
+                                                      tracker: mailtrack.Tracker) -> None:
+    for server_kind in ("uvicorn", "waitress"):
+        server = serve("--access-log", "--server", server_kind, "--privacy-ip", "truncate", "--privacy-user-agent",
+                       "family")
+        pixel = tracker.tracking_url("open", message_id="m-log", recipient="ann@example.com")
+        assert server.get(path_of(pixel), headers={"User-Agent": CHROME}).status == 200
+        line = wait_until(lambda: [line for line in server.stderr().splitlines() if '"GET /o/' in line], timeout=10,
+                          what="the access log line")[0]
+        assert line.split("mailtrack.access INFO ", 1)[1].startswith("127.0.0.0 ") and line.endswith('"Chrome"'), line
+        assert "127.0.0.1" not in line and "Windows NT" not in line, line
+        server.stop()
