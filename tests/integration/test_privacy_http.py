@@ -175,8 +175,8 @@ def test_the_access_log_keeps_no_more_than_the_events(serve: Callable[..., Serve
                        "family")
         pixel = tracker.tracking_url("open", message_id="m-log", recipient="ann@example.com")
         assert server.get(path_of(pixel), headers={"User-Agent": CHROME}).status == 200
-        line = wait_until(lambda: [line for line in server.stderr().splitlines() if '"GET /o/' in line], timeout=10,
-                          what="the access log line")[0]
+        line = wait_until(lambda server=server: [line for line in server.stderr().splitlines() if '"GET /o/' in line],
+                          timeout=10, what="the access log line")[0]
         assert line.split("mailtrack.access INFO ", 1)[1].startswith("127.0.0.0 ") and line.endswith('"Chrome"'), line
         assert "127.0.0.1" not in line and "Windows NT" not in line, line
         server.stop()
