@@ -291,7 +291,7 @@ MIGRATIONS += (ACCOUNT_FIRSTS_MIGRATION,)
 MIGRATION_LOCK = 0x6D61_696C_7472_6B01
 _SCHEMA_NAME = re.compile(r"[a-z_][a-z0-9_]{0,62}")
 #: How many events :meth:`PostgresStore.purge` and :meth:`PostgresStore.forget` delete per transaction.
-ERASE_BATCH = 2000
+ERASE_BATCH = 500
 #: How many times a transaction that lost a deadlock or an event_id race is tried again before giving up.
 _ATTEMPTS = 4
 #: SQLSTATE classes that mean "not now" rather than "never": connection (08), transaction rollback (40:
