@@ -208,3 +208,35 @@ def test_a_store_down_spools_the_reduced_event_never_the_full_one(tmp_path: Path
 def test_the_recorder_takes_only_a_privacy(store: SQLiteStore) -> None:
     with pytest.raises(ConfigurationError):
         Recorder(store, privacy="truncate")  # type: ignore[arg-type]
+
+
+def test_family_without_ua_parser_is_refused_at_start_saying_what_to_install(monkeypatch: pytest.MonkeyPatch) -> None:
+    import sys
+
+    monkeypatch.setitem(sys.modules, "ua_parser", None)  # as if not installed: importing it raises ImportError
+    with pytest.raises(ConfigurationError, match=r"mailtrack\[privacy\]"):
+        Privacy(user_agent="family")
+    with pytest.raises(ConfigurationError, match="--privacy-user-agent"):
+        Config.from_sources(None, {"MAILTRACK_PRIVACY_USER_AGENT": "family"})
+    assert Privacy(ip="truncate", user_agent="none").reduce_ip("203.0.113.9") == "203.0.113.0"  # the rest still works
+
+
+def test_the_purger_purges_by_its_clock_and_survives_a_store_that_cannot_be_written(store: SQLiteStore,
+                                                                                     tmp_path: Path) -> None:
+    from mailtrack.storage.purger import Purger
+
+    day = 86400.0
+    stamp = datetime(2024, 5, 1, tzinfo=timezone.utc)
+    store.record_many([click(), TrackingEvent("opened", stamp, "m2", "b@x.test")])
+    now = stamp.timestamp() + 10 * day
+    purger = Purger(store, 30 * day, clock=lambda: now)
+    assert purger.purge_once().events == 0 and store.count() == 2  # ten days old: kept
+    now += 30 * day
+    assert purger.purge_once().events == 2 and store.count() == 0
+    assert (purger.runs, purger.purged.events) == (2, 2)
+    (tmp_path / "events.sqlite").unlink()
+    (tmp_path / "events.sqlite").mkdir()  # the file is now a directory: every write fails
+    store.close()
+    assert purger.purge_once().events == 0 and purger.runs == 2  # logged, no exception, tried again next time
+    with pytest.raises(ConfigurationError):
+        Purger(store, 0)
