@@ -37,6 +37,7 @@ from pathlib import Path
 from typing import Any
 
 from mailtrack.core.urls import UrlLayout
+from mailtrack.delivery.privacy import IP_MODES, USER_AGENT_MODES, Privacy, parse_duration
 from mailtrack.delivery.recorder import DEFAULT_SPOOL_MAX_BYTES
 from mailtrack.delivery.webhooks import check_url, secret_keys
 from mailtrack.exceptions import ArgumentError, ConfigurationError, MailtrackError
@@ -140,6 +141,13 @@ OPTIONS: dict[str, Option] = _options(
            "to it)", default="parent", metavar="NAME"),
     Option("account", "--account", "MAILTRACK_ACCOUNT", "apply this account's stored tracking settings "
            "(the parent's name or a subuser; needs --db)", metavar="NAME"),
+    Option("privacy_ip", "--privacy-ip", "MAILTRACK_PRIVACY_IP", "what events keep of the reader's IP address: "
+           "full (the default), truncate (IPv4 /24, IPv6 /48) or none", default="full", metavar="full|truncate|none"),
+    Option("privacy_user_agent", "--privacy-user-agent", "MAILTRACK_PRIVACY_USER_AGENT", "what events keep of the "
+           "reader's user agent: full (the default), family (Chrome, Outlook, Apple Mail, ...; pip install "
+           "'mailtrack[privacy]') or none", default="full", metavar="full|family|none"),
+    Option("purge_after", "--purge-after", "MAILTRACK_PURGE_AFTER", "delete events older than this, once an hour "
+           "(90d, 12h, 30m; see mailtrack purge); default: keep them", metavar="DURATION"),
 )
 
 _BY_FIELD: dict[str, list[Option]] = {}
@@ -195,6 +203,9 @@ class Config:
     account: str | None = None
     spool_dir: str | None = None
     spool_max_bytes: int = OPTIONS["spool_max_bytes"].default
+    privacy_ip: str = OPTIONS["privacy_ip"].default
+    privacy_user_agent: str = OPTIONS["privacy_user_agent"].default
+    purge_after: float | None = None
 
     def __post_init__(self) -> None:
         for name in ("secret_keys", "trusted_proxies", "webhooks"):
@@ -250,6 +261,21 @@ class Config:
         _checked("account_name", _account_name, self.account_name)
         if self.account is not None:
             _checked("account", _account_name, self.account)
+        if self.privacy_ip not in IP_MODES:
+            raise _invalid("privacy_ip", f"privacy_ip must be one of {', '.join(IP_MODES)}, not {self.privacy_ip!r}")
+        if self.privacy_user_agent not in USER_AGENT_MODES:
+            raise _invalid("privacy_user_agent", f"privacy_user_agent must be one of {', '.join(USER_AGENT_MODES)}, "
+                                                 f"not {self.privacy_user_agent!r}")
+        _checked("privacy_user_agent", lambda _: self.privacy, None)  # family without ua-parser installed
+        if self.purge_after is not None and (isinstance(self.purge_after, bool)
+                                             or not isinstance(self.purge_after, (int, float))
+                                             or not 0 < self.purge_after < float("inf")):
+            raise _invalid("purge_after", f"purge_after must be a positive number of seconds, not {self.purge_after!r}")
+
+    @property
+    def privacy(self) -> Privacy:
+        """What events keep of the reader's address and user agent (``--privacy-ip``, ``--privacy-user-agent``)."""
+        return Privacy(ip=self.privacy_ip, user_agent=self.privacy_user_agent)  # type: ignore[arg-type]
 
     @classmethod
     def from_sources(
@@ -276,7 +302,7 @@ class Config:
 
         values: dict[str, Any] = {"secret_keys": _secret_keys(argument, variable)}
         for name in ("base_url", "db", "host", "webhook_secret", "account_name", "account", "spool_dir", "server",
-                 "writer"):
+                     "writer", "privacy_ip", "privacy_user_agent"):
             value = pick(name)
             if value is not None:
                 values[OPTIONS[name].field] = value
@@ -295,6 +321,9 @@ class Config:
         value = pick("max_age")
         if value is not None:
             values["max_age"] = _parse("max_age", value, float, "a positive number of seconds")
+        value = pick("purge_after")
+        if value is not None:
+            values["purge_after"] = _duration("purge_after", value)
         for name in ("trusted_proxy", "webhook"):
             values[OPTIONS[name].field] = _listed(pick(name))
         landing = pick("landing")
@@ -352,6 +381,16 @@ def _parse(name: str, value: Any, kind: type[Any], what: str) -> Any:
         return kind(value.strip())
     except ValueError:
         raise _invalid(OPTIONS[name].field, f"{OPTIONS[name].field} must be {what}, not {value!r}") from None
+
+
+def _duration(name: str, value: Any) -> Any:
+    """``"90d"`` and the like as seconds (:func:`~mailtrack.delivery.privacy.parse_duration`); typed values pass."""
+    if not isinstance(value, str):
+        return value
+    try:
+        return parse_duration(value)
+    except ArgumentError as exc:
+        raise _invalid(OPTIONS[name].field, f"{name}: {exc}") from None
 
 
 _ON, _OFF = ("1", "true", "yes", "on"), ("0", "false", "no", "off")

@@ -34,6 +34,7 @@ from mailtrack.http.v2_api import V2Api
 from mailtrack.http.wsgi import MAX_BODY, WsgiApp
 from mailtrack.storage.base import AccountStore, EventStore, StoreError, StoreUnavailable
 from mailtrack.storage.dsn import is_postgres_url, masked
+from mailtrack.storage.purger import Purger
 from mailtrack.storage.roller import Rollable, Roller
 from mailtrack.storage.sqlite import SQLiteStore
 from mailtrack.storage.writer_process import ProcessWriter
@@ -49,19 +50,24 @@ __all__ = ["Service", "build_service", "create_loop_server", "create_server", "f
 
 
 class Service(NamedTuple):
-    """A configured tracking service: the WSGI app, its recorder, the started webhook deliveries and stats roller."""
+    """A configured tracking service: the WSGI app, its recorder, the started webhook deliveries, stats roller
+    and purger (``--purge-after``)."""
 
     app: WsgiApp
     recorder: Recorder
     deliveries: list[WebhookDelivery]
     roller: Roller | None = None
+    purger: Purger | None = None
 
     def close(self) -> None:
-        """Stop the webhook deliveries and the roller, close the recorder (a last drain of its spool), then the store."""
+        """Stop the webhook deliveries, the roller and the purger, close the recorder (a last drain of its spool),
+        then the store."""
         for delivery in self.deliveries:
             delivery.stop()
         if self.roller is not None:
             self.roller.stop()
+        if self.purger is not None:
+            self.purger.stop()
         self.recorder.close()
         if self.recorder.store is not None:
             self.recorder.store.close()
@@ -164,7 +170,9 @@ def build_service(config: Config, *, authorize: Authorize | None = None, backgro
     :class:`~mailtrack.storage.roller.Roller` thread (``Service.roller``); a PostgreSQL store writes its rollups
     in each event's transaction and gets neither (``Service.roller`` is None). ``background=False`` starts
     neither the webhook deliveries nor the rolls: ``serve --workers N`` runs them in its first worker only
-    (every worker records events and answers requests).
+    (every worker records events and answers requests). Privacy mode (``config.privacy``) is given to the
+    recorder, which reduces every event before the store, the outbox or the spool sees it; ``config.purge_after``
+    starts a :class:`~mailtrack.storage.purger.Purger` (with the background work: one worker purges).
     """
     config.require("secret_keys", "base_url", "db")
     assert config.base_url is not None and config.db is not None  # require() checked them; for mypy
@@ -180,7 +188,7 @@ def build_service(config: Config, *, authorize: Authorize | None = None, backgro
     writer = (ProcessWriter(config.db, roll_interval=ROLL_INTERVAL if background else None)
               if not postgres and config.writer == "process" else None)
     recorder = Recorder(store, outbox=config.webhooks, spool_dir=spool_dir, spool_max_bytes=config.spool_max_bytes,
-                        writer=writer)
+                        writer=writer, privacy=config.privacy)
     landing: str | Callable[[], str | None] | None = config.landing_html
     if landing is None:  # the parent account's stored subscription.landing, read when the page is shown
         landing = functools.partial(_stored_landing, store, config.account_name)
@@ -203,7 +211,11 @@ def build_service(config: Config, *, authorize: Authorize | None = None, backgro
     dashboard = Dashboard(store, store, base_url=config.base_url)
     apis = [health.handle, OpenApiDocument().handle, SettingsApi(store).handle, V2Api(store).handle, events_api,
             dashboard.handle]
-    return Service(WsgiApp(endpoints, apis, access_log=config.access_log), recorder, deliveries, roller)
+    # its own store object: a purge's connection (SQLite: per thread anyway; PostgreSQL: its pool) is never the events'
+    purger = (Purger(open_store(config.db), config.purge_after).start()
+              if background and config.purge_after is not None else None)
+    return Service(WsgiApp(endpoints, apis, access_log=config.access_log, privacy=config.privacy), recorder, deliveries,
+                   roller, purger)
 
 
 

@@ -3,7 +3,7 @@
 ``demo`` (:mod:`.demo`); ``rewrite`` and ``rewrite-message`` (:mod:`.rewrite`,
 campaign batches with ``--out`` in :mod:`.batch`); ``verify`` (:mod:`.verify`);
 ``serve`` (:mod:`.serve`); ``events``, ``stats`` and ``webhooks``
-(:mod:`.events`); ``apikey`` and ``subuser`` (:mod:`.accounts`). Each module's ``register`` adds its subcommands and binds
+(:mod:`.events`); ``purge`` and ``forget`` (:mod:`.privacy`); ``apikey`` and ``subuser`` (:mod:`.accounts`). Each module's ``register`` adds its subcommands and binds
 each to its function with ``set_defaults(func=...)``; settings (keys, base
 URL, database, ...) come from :mod:`mailtrack.config`, arguments over
 ``MAILTRACK_*`` variables.
@@ -22,7 +22,7 @@ import os
 import sys
 from collections.abc import Sequence
 
-from mailtrack.cli import accounts, demo, events, rewrite, serve, verify
+from mailtrack.cli import accounts, demo, events, privacy, rewrite, serve, verify
 from mailtrack.cli._common import UsageError, cli_wording
 from mailtrack.config import MissingSetting
 from mailtrack.exceptions import MailtrackError
@@ -38,7 +38,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="mailtrack", description="Make outbound email trackable without breaking it.")
     parser.add_argument("--version", action="version", version=f"mailtrack {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for module in (demo, rewrite, verify, serve, events, accounts):
+    for module in (demo, rewrite, verify, serve, events, privacy, accounts):
         module.register(commands)
     return parser
 

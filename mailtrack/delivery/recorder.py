@@ -30,6 +30,13 @@ summary line per ``log_interval`` with a count, never one line per event.
 
 Other sinks (callbacks) are called from a background thread after the store
 has set ``first``: a slow callback never delays a response.
+
+Privacy mode (``privacy``, :class:`~mailtrack.delivery.privacy.Privacy`) is
+applied here, where every event enters, before anything else sees it: the
+store, the webhook outbox, the writer process, the spool and the sinks all get
+the reduced ``ip`` and ``user_agent``. Events moved from a spool are reduced
+again (a no-op for reduced ones), so a spool left by a process without privacy
+mode never brings full values into the store.
 """
 
 from __future__ import annotations
@@ -46,6 +53,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, cast
 
+from mailtrack.delivery.privacy import Privacy
 from mailtrack.delivery.spool import Spool, SpoolFull
 from mailtrack.events import EventSink, TrackingEvent
 from mailtrack.exceptions import ConfigurationError
@@ -287,6 +295,8 @@ class Recorder:
     it (None: no cap). ``batch_max`` bounds one group commit. A request
     waits at most ``write_timeout`` seconds for the writer before it spools
     its event itself. Failure lines are summarized per ``log_interval`` seconds.
+    ``privacy`` reduces every event's address and user agent before it goes
+    anywhere (default: kept in full).
     """
 
     def __init__(
@@ -303,6 +313,7 @@ class Recorder:
         write_timeout: float = 10.0,
         log_interval: float = 10.0,
         writer: EventWriter | None = None,
+        privacy: Privacy | None = None,
     ) -> None:
         if isinstance(outbox, str) or not all(isinstance(target, str) for target in outbox):
             raise ConfigurationError(f"outbox must be a list of webhook URLs, not {outbox!r}")  # one str would be its letters
@@ -311,6 +322,9 @@ class Recorder:
             raise ConfigurationError(f"spool_max_bytes must be a positive whole number of bytes, not {spool_max_bytes!r}")
         if isinstance(batch_max, bool) or not isinstance(batch_max, int) or batch_max < 1:
             raise ConfigurationError(f"batch_max must be a positive whole number, not {batch_max!r}")
+        if privacy is not None and not isinstance(privacy, Privacy):
+            raise ConfigurationError(f"privacy must be a Privacy, not {type(privacy).__name__}")
+        self.privacy = privacy if privacy is not None else Privacy()
         self.store = store
         # who runs the writes: the store itself, or (SQLite under `serve`) a ProcessWriter's child process
         self._writes: EventWriter | None = writer if writer is not None else store
@@ -372,6 +386,7 @@ class Recorder:
         spooled). Called after :meth:`close` began, it writes the event itself.
         """
         try:
+            event = self.privacy.apply(event)
             if self.store is None:
                 if self.sinks:
                     self._fanout.put(event)
@@ -405,6 +420,7 @@ class Recorder:
         committed or spooled; a writer stuck past ``write_timeout`` makes the request spool its event itself).
         """
         try:
+            event = self.privacy.apply(event)
             if self.store is None:
                 return self.record(event)
             loop = asyncio.get_running_loop()
@@ -675,6 +691,7 @@ class Recorder:
         release = getattr(store, "release_space", None)  # SQLite: checkpoint the WAL so freed spool space is reused
 
         def put(events: list[TrackingEvent]) -> None:
+            events = [self.privacy.apply(event) for event in events]  # spooled by a process without privacy mode?
             for event in writes.record_many(events, self.outbox):
                 self._stored(event)
             self._store_ok = True

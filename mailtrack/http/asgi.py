@@ -29,7 +29,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from mailtrack.http.messages import MAX_BODY, Request, Response, too_large
-from mailtrack.http.wsgi import WsgiApp, log_access
+from mailtrack.http.wsgi import WsgiApp
 
 __all__ = ["AsgiApp", "LOOP_KINDS"]
 
@@ -74,7 +74,7 @@ class AsgiApp:
         await send({"type": "http.response.body", "body": b"" if method == "HEAD" else response.body})
         if self.app.access_log:
             client = scope.get("client")
-            log_access(client[0] if client else None, method, path, bool(scope.get("query_string")), response,
+            self.app.log_access(client[0] if client else None, method, path, bool(scope.get("query_string")), response,
                        time.perf_counter() - started, _header(scope, b"user-agent"))
 
     async def _respond(self, scope: Scope, receive: Receive, method: str, path: str) -> Response:

@@ -192,8 +192,10 @@ _EVENT: dict[str, Any] = {
         "recipient": _NULLABLE_STRING,
         "url": _NULLABLE_STRING,
         "link_index": {"type": ["integer", "null"]},
-        "user_agent": _NULLABLE_STRING,
-        "ip": _NULLABLE_STRING,
+        "user_agent": {**_NULLABLE_STRING, "description": "The reader's user agent; under privacy mode "
+                       "(--privacy-user-agent) its family (Chrome, Outlook, Apple Mail, ..., other) or null."},
+        "ip": {**_NULLABLE_STRING, "description": "The reader's address; under privacy mode (--privacy-ip) its "
+               "IPv4 /24 or IPv6 /48 network address, or null."},
         "referer": _NULLABLE_STRING,
         "metadata": {"type": "object", "description": "The metadata signed into the tracking URL."},
         "first": {"type": ["boolean", "null"]},

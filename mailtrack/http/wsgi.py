@@ -15,6 +15,7 @@ import time
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
+from mailtrack.delivery.privacy import Privacy
 from mailtrack.http.auth import error
 from mailtrack.http.endpoints import Endpoints
 from mailtrack.http.messages import MAX_BODY, Request, Response, too_large
@@ -41,10 +42,19 @@ class WsgiApp:
     and a request none of them takes goes to the tracking endpoints.
     """
 
-    def __init__(self, endpoints: Endpoints, apis: Sequence[ApiHandler] = (), *, access_log: bool = False) -> None:
+    def __init__(self, endpoints: Endpoints, apis: Sequence[ApiHandler] = (), *, access_log: bool = False,
+                 privacy: Privacy | None = None) -> None:
         self.endpoints = endpoints
         self.apis = tuple(apis)
         self.access_log = access_log
+        #: privacy mode for the access log's address and user agent: the log keeps no more than the events
+        self.privacy = privacy if privacy is not None else Privacy()
+
+    def log_access(self, address: str | None, method: str, path: str, query: bool, response: Response, seconds: float,
+                   agent: str) -> None:
+        """:func:`log_access` with the address and user agent reduced as privacy mode reduces the events'."""
+        log_access(self.privacy.reduce_ip(address), method, path, query, response, seconds,
+                   self.privacy.reduce_user_agent(agent) or "")
 
     def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
         started = time.perf_counter() if self.access_log else 0.0
@@ -54,7 +64,7 @@ class WsgiApp:
             response = self.internal_error(environ.get("REQUEST_METHOD", "GET"), text(environ.get("PATH_INFO", "")))
         start_response(f"{response.status} {response.reason}", response.safe_headers)
         if self.access_log:
-            log_access(environ.get("REMOTE_ADDR"), environ.get("REQUEST_METHOD", "GET"),
+            self.log_access(environ.get("REMOTE_ADDR"), environ.get("REQUEST_METHOD", "GET"),
                        text(environ.get("PATH_INFO", "")), bool(environ.get("QUERY_STRING")), response,
                        time.perf_counter() - started, text(environ.get("HTTP_USER_AGENT", "")))
         # HEAD: the headers of the GET, never a body (one would desynchronize a keep-alive connection).

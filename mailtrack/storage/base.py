@@ -20,8 +20,9 @@ from mailtrack.events import EventType, TrackingEvent
 from mailtrack.exceptions import ArgumentError, MailtrackError
 from mailtrack.storage.accounts import Account, ApiKey
 
-__all__ = ["GROUP_BYS", "MAX_PAGE", "AccountStore", "EventPage", "EventQuery", "EventStore", "EventWriter", "GroupBy", "OutboxItem",
-           "StatsPage", "StatsRow", "StoreError", "StoreUnavailable", "UnknownAccount"]
+__all__ = ["GROUP_BYS", "MAX_PAGE", "AccountStore", "Erased", "EventPage", "EventQuery", "EventStore", "EventWriter", "GroupBy", "OutboxItem",
+           "StatsPage", "StatsRow", "StoreError", "StoreUnavailable", "UnknownAccount", "check_before", "check_recipient",
+           "same_recipient"]
 
 #: What ``stats`` can group by: UTC day, a metadata key's value (the campaign), message, clicked URL, tag.
 GroupBy = Literal["day", "campaign", "message", "link", "tag"]
@@ -160,6 +161,56 @@ class StatsRow:
                 "click_rate": self.click_rate, "click_to_open_rate": self.click_to_open}
 
 
+@dataclass(frozen=True)
+class Erased:
+    """What :meth:`EventStore.purge` or :meth:`EventStore.forget` deleted.
+
+    ``events``: events; ``outbox``: webhook deliveries of those events
+    (delivered, pending or dead); ``firsts``: first-event keys (``firsts``
+    and per-link ``link_firsts`` rows: account, type or URL, message id and
+    recipient) that no remaining event uses. The stats rollups are
+    aggregates (counts per account, message, metadata value, tag, day and
+    link, never a recipient) and are kept: stats read from them still count
+    the deleted events.
+    """
+
+    events: int = 0
+    outbox: int = 0
+    firsts: int = 0
+
+    def __add__(self, other: Erased) -> Erased:
+        return Erased(self.events + other.events, self.outbox + other.outbox, self.firsts + other.firsts)
+
+    def to_dict(self) -> dict[str, int]:
+        """``{"events": ..., "outbox": ..., "firsts": ...}`` (``mailtrack purge``/``forget --json``)."""
+        return {"events": self.events, "outbox": self.outbox, "firsts": self.firsts}
+
+
+def check_before(before: object) -> float:
+    """``before`` (Unix seconds) as a float; an :class:`ArgumentError` for anything that is not a finite number."""
+    if isinstance(before, bool) or not isinstance(before, (int, float)) or not math.isfinite(before):
+        raise ArgumentError(f"before must be Unix seconds (a finite number), not {before!r}")
+    return float(before)
+
+
+def check_recipient(recipient: object) -> str:
+    """``recipient`` for :meth:`EventStore.forget`: a non-empty address; an :class:`ArgumentError` otherwise."""
+    if not isinstance(recipient, str) or not recipient.strip():
+        raise ArgumentError(f"forget needs a recipient address, not {recipient!r}")
+    return recipient.strip()
+
+
+def same_recipient(stored: str, wanted: str) -> bool:
+    """Whether the stored recipient ``stored`` is the address ``wanted``, ignoring case (Unicode case folding).
+
+    Stores keep a recipient exactly as it was signed into the token, so
+    ``Alice@Example.com`` and ``alice@example.com`` are two keys there; an
+    erasure request names a person, whatever case their address was written
+    in, so :meth:`EventStore.forget` takes every spelling.
+    """
+    return stored.casefold() == wanted.casefold()
+
+
 class EventWriter(Protocol):
     """What the recorder writes events through: a store itself (every :class:`EventStore` is one), or a
     :class:`~mailtrack.storage.writer_process.ProcessWriter` running a SQLite store's writes in a child process.
@@ -247,6 +298,23 @@ class EventStore(Protocol):
 
     def outbox_rows(self) -> list[dict[str, Any]]:
         """Every outbox row, for inspection."""
+        ...
+
+    def purge(self, before: float) -> Erased:
+        """Delete the events older than ``before`` (Unix seconds), with their outbox rows and unused first-event keys.
+
+        Retention (``mailtrack purge --older-than 90d``). The stats rollups
+        keep counting the deleted events (they are aggregates); every deleted
+        event is in them first. Deletes in short transactions, so writers wait
+        little. A first-event key no remaining event uses is deleted with the
+        events: a reader who opens a purged message again counts as a unique
+        open again.
+        """
+        ...
+
+    def forget(self, recipient: str) -> Erased:
+        """Delete every event of ``recipient`` (any letter case), their outbox rows and the recipient's first-event
+        keys: erasure (GDPR article 17, ``mailtrack forget --recipient``). The rollups keep their counts."""
         ...
 
     def close(self) -> None:

@@ -80,6 +80,7 @@ from mailtrack.storage.accounts import Account, ApiKey, check_account_name, chec
 from mailtrack.storage.base import (
     GROUP_BYS,
     MAX_PAGE,
+    Erased,
     EventPage,
     EventQuery,
     GroupBy,
@@ -89,6 +90,9 @@ from mailtrack.storage.base import (
     StoreError,
     StoreUnavailable,
     UnknownAccount,
+    check_before,
+    check_recipient,
+    same_recipient,
 )
 from mailtrack.storage.dsn import is_postgres_url, masked
 
@@ -286,6 +290,8 @@ MIGRATIONS += (ACCOUNT_FIRSTS_MIGRATION,)
 #: The advisory lock every mailtrack takes while it migrates (any 64-bit number no other application uses).
 MIGRATION_LOCK = 0x6D61_696C_7472_6B01
 _SCHEMA_NAME = re.compile(r"[a-z_][a-z0-9_]{0,62}")
+#: How many events :meth:`PostgresStore.purge` and :meth:`PostgresStore.forget` delete per transaction.
+ERASE_BATCH = 500
 #: How many times a transaction that lost a deadlock or an event_id race is tried again before giving up.
 _ATTEMPTS = 4
 #: SQLSTATE classes that mean "not now" rather than "never": connection (08), transaction rollback (40:
@@ -963,6 +969,80 @@ class PostgresStore:
                                 "FROM outbox ORDER BY id")
             names = [d.name for d in cursor.description or ()]
             return [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
+
+    # -- retention and erasure ------------------------------------------------------
+    @_translated
+    def purge(self, before: float, *, batch: int = ERASE_BATCH) -> Erased:
+        """Delete the events older than ``before`` (Unix seconds), as :meth:`SQLiteStore.purge
+        <mailtrack.storage.sqlite.SQLiteStore.purge>` does: the rollups (aggregates, written in each event's
+        transaction, so they hold every stored event) keep their counts; with each event go its tag and metadata
+        index rows, its outbox rows and the first-event keys no remaining event uses. ``batch`` events per
+        transaction."""
+        cutoff = check_before(before)
+        if isinstance(batch, bool) or not isinstance(batch, int) or batch < 1:
+            raise ArgumentError(f"batch must be a positive int, not {batch!r}")
+        return self._erase("SELECT id FROM events WHERE timestamp < %s ORDER BY timestamp LIMIT %s FOR UPDATE",
+                           (cutoff, batch))
+
+    @_translated
+    def forget(self, recipient: str, *, batch: int = ERASE_BATCH) -> Erased:
+        """Delete every event of ``recipient`` in any letter case, with their index and outbox rows and the
+        recipient's ``firsts``/``link_firsts`` keys, as :meth:`SQLiteStore.forget
+        <mailtrack.storage.sqlite.SQLiteStore.forget>` does (the rollups keep their counts)."""
+        wanted = check_recipient(recipient)
+        if isinstance(batch, bool) or not isinstance(batch, int) or batch < 1:
+            raise ArgumentError(f"batch must be a positive int, not {batch!r}")
+        with self._connection() as db:
+            spellings = sorted({row[0] for table in ("events", "firsts", "link_firsts")
+                                for row in db.execute(f"SELECT DISTINCT recipient FROM {table}").fetchall()
+                                if row[0] != "" and same_recipient(row[0], wanted)})
+        if not spellings:
+            return Erased()
+        erased = self._erase("SELECT id FROM events WHERE recipient = ANY(%s) LIMIT %s FOR UPDATE",
+                             (spellings, batch))
+        with self._transaction() as db:
+            keys = sum(db.execute(f"DELETE FROM {table} WHERE recipient = ANY(%s)", (spellings,)).rowcount
+                       for table in ("firsts", "link_firsts"))
+        return erased + Erased(firsts=keys)
+
+    def _erase(self, select: str, args: tuple[Any, ...]) -> Erased:
+        """Delete the events ``select`` picks, a batch per transaction, until it picks none; with them their index
+        and outbox rows and the first-event keys left unused. Each transaction takes the ``event_order`` row first,
+        as every event transaction does, so it never runs beside an event write."""
+        total = Erased()
+        while True:
+            with self._transaction() as db:
+                db.execute("UPDATE event_order SET writes = writes")
+                ids = [row[0] for row in db.execute(select, args).fetchall()]
+                if not ids:
+                    return total
+                firsts = db.execute("SELECT DISTINCT account, event_type, message_id, recipient FROM events "
+                                    "WHERE id = ANY(%s)", (ids,)).fetchall()
+                links = db.execute(f"SELECT DISTINCT account, url, message_id, recipient FROM events WHERE id = ANY(%s) "
+                                   f"AND event_type = {_CLICKED} AND url IS NOT NULL", (ids,)).fetchall()
+                outbox = db.execute("DELETE FROM outbox WHERE event_id IN (SELECT event_id FROM events WHERE "
+                                    "id = ANY(%s))", (ids,)).rowcount
+                db.execute("DELETE FROM event_tags WHERE event = ANY(%s)", (ids,))
+                db.execute("DELETE FROM event_meta WHERE event = ANY(%s)", (ids,))
+                events = db.execute("DELETE FROM events WHERE id = ANY(%s)", (ids,)).rowcount
+                keys = 0
+                if firsts:
+                    keys += db.execute(
+                        "DELETE FROM firsts f USING unnest(%s::text[], %s::text[], %s::text[], %s::text[]) "
+                        "AS k(account, event_type, message_id, recipient) WHERE f.account = k.account AND "
+                        "f.event_type = k.event_type AND f.message_id = k.message_id AND f.recipient = k.recipient "
+                        "AND NOT EXISTS (SELECT 1 FROM events e WHERE e.message_id = f.message_id AND "
+                        "e.event_type = f.event_type AND e.recipient = f.recipient AND e.account = f.account)",
+                        _columns(firsts, 4)).rowcount
+                if links:
+                    keys += db.execute(
+                        "DELETE FROM link_firsts f USING unnest(%s::text[], %s::text[], %s::text[], %s::text[]) "
+                        "AS k(account, url, message_id, recipient) WHERE f.account = k.account AND f.url = k.url "
+                        "AND f.message_id = k.message_id AND f.recipient = k.recipient AND NOT EXISTS (SELECT 1 "
+                        f"FROM events e WHERE e.message_id = f.message_id AND e.event_type = {_CLICKED} AND "
+                        "e.url = f.url AND e.recipient = f.recipient AND e.account = f.account)",
+                        _columns(links, 4)).rowcount
+            total += Erased(events, outbox, keys)
 
 
 def _columns(rows: Sequence[Sequence[Any]], width: int) -> list[list[Any]]:

@@ -63,6 +63,7 @@ from mailtrack.storage.accounts import (
 from mailtrack.storage.base import (
     GROUP_BYS,
     MAX_PAGE,
+    Erased,
     EventPage,
     EventQuery,
     GroupBy,
@@ -72,6 +73,9 @@ from mailtrack.storage.base import (
     StoreError,
     StoreUnavailable,
     UnknownAccount,
+    check_before,
+    check_recipient,
+    same_recipient,
 )
 
 __all__ = ["EVENTS_API_MIGRATION", "MIGRATIONS", "ROLL_BATCH", "ROLLER_MIGRATION", "STATS_MIGRATION", "OutboxItem",
@@ -330,6 +334,8 @@ ROLL_BATCH = 2000
 #: ... unless their distinct ``rollup_days`` cells reach this many first (events of many distinct messages share few
 #: cells): the transaction upserts at most about twice as many rows, so other writers wait tens of milliseconds at most.
 ROLL_CELLS = 4000
+#: How many events :meth:`SQLiteStore.purge` and :meth:`SQLiteStore.forget` delete per write transaction.
+ERASE_BATCH = 500
 #: Events summed at a time while filling a batch up to ``ROLL_CELLS``.
 _ROLL_CHUNK = 250
 
@@ -1195,6 +1201,109 @@ class SQLiteStore:
         )
         names = [d[0] for d in cursor.description]
         return [dict(zip(names, row, strict=True)) for row in cursor]
+
+    # -- retention and erasure ------------------------------------------------------
+    @_translated
+    def purge(self, before: float, *, batch: int = ERASE_BATCH) -> Erased:
+        """Delete the events older than ``before`` (Unix seconds): see :meth:`EventStore.purge`.
+
+        The rollups are aggregates (counts per account, message, metadata
+        value, tag, day and link; no recipient, address or agent) and stay:
+        :meth:`roll` runs first, so every event deleted here is counted there,
+        and only events the rollups hold (ids up to the watermark) are deleted,
+        so stats from the rollups are what they were. Stats a read must count
+        from the events themselves (a ``recipient`` filter, a window that
+        does not start and end on whole days) only see what is still stored.
+        With each event go its tag and metadata index rows and its outbox rows
+        (a pending delivery of a deleted event is dropped), and the
+        ``firsts``/``link_firsts`` keys no remaining event uses. ``batch``
+        events per transaction, so other writers wait tens of milliseconds at
+        most (measured: about 25 ms for 500 events).
+        """
+        cutoff = check_before(before)
+        if isinstance(batch, bool) or not isinstance(batch, int) or batch < 1:
+            raise ArgumentError(f"batch must be a positive int, not {batch!r}")
+        self._roll(None, ROLL_BATCH, wait=True)
+        return self._erase("SELECT id FROM events WHERE timestamp < ? AND id <= ? ORDER BY timestamp LIMIT ?",
+                           lambda db: (cutoff, _watermark(db), batch))
+
+    @_translated
+    def forget(self, recipient: str, *, batch: int = ERASE_BATCH) -> Erased:
+        """Delete every event of ``recipient`` in any letter case: see :meth:`EventStore.forget`.
+
+        Every spelling of the address stored (``same_recipient``) is found in
+        the events and in the first-event tables; its events, their index and
+        outbox rows, and its ``firsts``/``link_firsts`` keys are deleted (a
+        later event of that recipient counts as a first again). The rollups
+        (aggregates, no recipient) are rolled first and keep the counts.
+        """
+        wanted = check_recipient(recipient)
+        if isinstance(batch, bool) or not isinstance(batch, int) or batch < 1:
+            raise ArgumentError(f"batch must be a positive int, not {batch!r}")
+        self._roll(None, ROLL_BATCH, wait=True)
+        db = self._connection()
+        spellings = sorted({row[0] for table in ("events", "firsts", "link_firsts")
+                            for row in db.execute(f"SELECT DISTINCT recipient FROM {table}")
+                            if row[0] != _NO_RECIPIENT and same_recipient(row[0], wanted)})
+        if not spellings:
+            return Erased()
+        names = json.dumps(spellings)
+        erased = self._erase("SELECT id FROM events WHERE recipient IN (SELECT value FROM json_each(?)) LIMIT ?",
+                             lambda db: (names, batch))
+        with self._writing():
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                keys = sum(db.execute(f"DELETE FROM {table} WHERE recipient IN (SELECT value FROM json_each(?))",
+                                      (names,)).rowcount for table in ("firsts", "link_firsts"))
+                db.execute("COMMIT")
+            except BaseException:
+                if db.in_transaction:
+                    db.execute("ROLLBACK")
+                raise
+        return erased + Erased(firsts=keys)
+
+    def _erase(self, select: str, args: Callable[[sqlite3.Connection], tuple[Any, ...]]) -> Erased:
+        """Delete the events ``select`` (run with ``args(db)`` in each transaction) picks, a batch per transaction,
+        until it picks none; with them their index and outbox rows and the first-event keys left unused."""
+        db = self._connection()
+        total = Erased()
+        while True:
+            with self._writing():
+                db.execute("BEGIN IMMEDIATE")
+                try:
+                    ids = json.dumps([row[0] for row in db.execute(select, args(db))])
+                    if ids == "[]":
+                        db.execute("COMMIT")
+                        return total
+                    chosen = "(SELECT value FROM json_each(?))"
+                    firsts = db.execute(f"SELECT DISTINCT account, event_type, message_id, recipient FROM events "
+                                        f"WHERE id IN {chosen}", (ids,)).fetchall()
+                    links = db.execute(f"SELECT DISTINCT account, url, message_id, recipient FROM events WHERE id IN "
+                                       f"{chosen} AND event_type = {_CLICKED} AND url IS NOT NULL", (ids,)).fetchall()
+                    outbox = db.execute(f"DELETE FROM outbox WHERE event_id IN (SELECT event_id FROM events WHERE id IN "
+                                        f"{chosen})", (ids,)).rowcount
+                    db.execute(f"DELETE FROM event_tags WHERE event IN {chosen}", (ids,))
+                    db.execute(f"DELETE FROM event_meta WHERE event IN {chosen}", (ids,))
+                    events = db.execute(f"DELETE FROM events WHERE id IN {chosen}", (ids,)).rowcount
+                    # a key whose events are all gone: the check reads one recipient's or one message's events
+                    # (events_recipient, events_message_id); the unary + keeps SQLite off events_account and
+                    # events_type, which it otherwise picks, and which hold every event of the account or type
+                    keys = sum(db.execute(
+                        "DELETE FROM firsts WHERE account = ? AND event_type = ? AND message_id = ? AND recipient = ? "
+                        "AND NOT EXISTS (SELECT 1 FROM events e WHERE e.message_id = firsts.message_id AND "
+                        "e.recipient = firsts.recipient AND +e.event_type = firsts.event_type AND "
+                        "+e.account = firsts.account)", key).rowcount for key in firsts)
+                    keys += sum(db.execute(
+                        "DELETE FROM link_firsts WHERE account = ? AND url = ? AND message_id = ? AND recipient = ? "
+                        f"AND NOT EXISTS (SELECT 1 FROM events e WHERE e.message_id = link_firsts.message_id AND "
+                        f"e.recipient = link_firsts.recipient AND +e.event_type = {_CLICKED} AND "
+                        "e.url = link_firsts.url AND +e.account = link_firsts.account)", key).rowcount for key in links)
+                    db.execute("COMMIT")
+                except BaseException:
+                    if db.in_transaction:
+                        db.execute("ROLLBACK")
+                    raise
+            total += Erased(events, outbox, keys)
 
     def _write(self, sql: str, args: Iterable[Any]) -> None:
         with self._writing():

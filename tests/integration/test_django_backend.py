@@ -14,6 +14,7 @@ import logging
 import queue
 import re
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -621,3 +622,32 @@ def test_subscription_tracking_adds_rfc_8058_headers_whose_one_click_post_unsubs
                 "unsubscribed", recipient, "campaign-1@example.com")
     kept = mail.outbox[3].message()
     assert kept["List-Unsubscribe"] == "<mailto:u@example.com>" and kept["List-Unsubscribe-Post"] is None
+
+
+def test_privacy_settings_reduce_what_the_store_and_the_signal_get(events: queue.Queue[Any], tmp_path: Path) -> None:
+    db = tmp_path / "events.sqlite"
+    config = mailtrack_settings(DB=str(db), TRUSTED_PROXIES=["127.0.0.1"], PRIVACY_IP="truncate",
+                                PRIVACY_USER_AGENT="none")
+    with override_settings(MAILTRACK=config):
+        from mailtrack.contrib.django.conf import load
+
+        url = load().tracker.tracking_url("open", message_id="m1", recipient="ann@example.com")
+        response = Client().get(url[len("http://testserver"):], HTTP_X_FORWARDED_FOR="2001:db8:85a3:8d3::7",
+                                HTTP_USER_AGENT="Microsoft Office/16.0 (Windows NT 10.0; Microsoft Outlook 16.0; Pro)",
+                                REMOTE_ADDR="127.0.0.1")
+        assert response.status_code == 200
+        event = events.get(timeout=10)
+    assert (event.ip, event.user_agent) == ("2001:db8:85a3::", None)
+    store = mailtrack.SQLiteStore(db)
+    try:
+        assert [(e.ip, e.user_agent) for e in store.events()] == [("2001:db8:85a3::", None)]
+    finally:
+        store.close()
+
+
+def test_a_bad_privacy_setting_is_refused_naming_its_key() -> None:
+    with override_settings(MAILTRACK=mailtrack_settings(PRIVACY_USER_AGENT="browser")):
+        from mailtrack.contrib.django.conf import load
+
+        with pytest.raises(mailtrack.ConfigurationError, match="PRIVACY_USER_AGENT"):
+            load()

@@ -549,3 +549,30 @@ def test_one_mail_instance_shared_by_two_apps_tracks_only_where_configured(state
     with plain_app.app_context(), mail.record_messages() as outbox:
         mail.send(flask_mail.Message("Hi", recipients=["ann@example.com", "bob@example.com"], html=HTML))
     assert [m.html for m in outbox] == [HTML]
+
+
+def test_privacy_settings_reduce_what_the_store_and_the_signal_get(states: list[MailtrackState], tmp_path: Path) -> None:
+    db = tmp_path / "events.sqlite"
+    app = _app(MAILTRACK_TRUSTED_PROXIES=["127.0.0.1"], MAILTRACK_DB=str(db), MAILTRACK_PRIVACY_IP="truncate",
+               MAILTRACK_PRIVACY_USER_AGENT="family")
+    state = Mailtrack().init_app(app)
+    states.append(state)
+    received = _events(app)
+    try:
+        url = state.tracker.tracking_url("open", message_id="m1", recipient="ann@example.com")
+        response = app.test_client().get(urlsplit(url).path, headers={
+            "X-Forwarded-For": "203.0.113.9", "User-Agent": "Mozilla/5.0 (Windows NT 10.0; Win64; x64; rv:121.0) "
+                                                            "Gecko/20100101 Firefox/121.0"})
+        assert response.status_code == 200
+        (event,) = wait_until(lambda: received, what="the open event")
+    finally:
+        _disconnect(app)
+    assert (event.ip, event.user_agent) == ("203.0.113.0", "Firefox")
+    assert event.esp_event is not None and "x-forwarded-for" not in {k.lower() for k in event.esp_event["headers"]}
+    assert state.store is not None
+    assert [(e.ip, e.user_agent) for e in state.store.events()] == [("203.0.113.0", "Firefox")]
+
+
+def test_a_bad_privacy_setting_is_refused_naming_its_key() -> None:
+    with pytest.raises(mailtrack.ConfigurationError, match="MAILTRACK_PRIVACY_IP"):
+        Mailtrack().init_app(_app(MAILTRACK_PRIVACY_IP="mask"))

@@ -18,6 +18,7 @@ from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 
 from mailtrack.core.tracker import Tracker
+from mailtrack.delivery.privacy import Privacy
 from mailtrack.exceptions import ConfigurationError, MailtrackError, SettingsError
 from mailtrack.http.endpoints import check_max_age, trusted_networks
 from mailtrack.storage.settings_source import StoredSettings
@@ -33,7 +34,7 @@ MAILER_OPTIONS = {"tracking_settings": "TRACKING_SETTINGS", "split_recipients": 
 _OURS = "mailtrack.contrib.django"
 _KEYS = frozenset(
     {"BACKEND", "BASE_URL", "SECRET_KEYS", "TRACKING_SETTINGS", "SPLIT_RECIPIENTS", "FAIL_SILENTLY_TRACKING", "DB",
-     "TRUSTED_PROXIES", "MAX_AGE", "ACCOUNT"}
+     "TRUSTED_PROXIES", "MAX_AGE", "ACCOUNT", "PRIVACY_IP", "PRIVACY_USER_AGENT"}
 )
 
 
@@ -48,6 +49,7 @@ class MailtrackSettings:
     db: str | None
     trusted_proxies: tuple[str, ...]
     max_age: float | None
+    privacy: Privacy = Privacy()
 
 
 def is_tracking_backend(path: object) -> bool:
@@ -179,6 +181,10 @@ def load(options: Mapping[str, Any] | None = None, *, alias: str | None = None) 
         raise ConfigurationError("MAILTRACK['TRUSTED_PROXIES'] must be a list of addresses or networks")
     trusted_networks(proxies)
     max_age = check_max_age(raw.get("MAX_AGE"))
+    try:  # privacy mode: what the events keep of the reader's address and user agent (mailtrack.delivery.privacy)
+        privacy = Privacy(ip=raw.get("PRIVACY_IP", "full"), user_agent=raw.get("PRIVACY_USER_AGENT", "full"))
+    except ConfigurationError as exc:
+        raise ConfigurationError(f"MAILTRACK['PRIVACY_IP'] / MAILTRACK['PRIVACY_USER_AGENT']: {exc}") from None
     account = raw.get("ACCOUNT")
     source = None
     if account is not None:
@@ -204,4 +210,5 @@ def load(options: Mapping[str, Any] | None = None, *, alias: str | None = None) 
         db=db,
         trusted_proxies=tuple(proxies),
         max_age=max_age,
+        privacy=privacy,
     )

@@ -5,7 +5,8 @@ record) is shared with the WSGI server; this module only translates. The
 endpoints are built on first use from ``settings.MAILTRACK`` (and built again
 when a test overrides it): with ``DB`` events go to the SQLite store and then to
 the :data:`~mailtrack.contrib.django.signals.tracking` signal, without it to the
-signal only.
+signal only; ``PRIVACY_IP`` and ``PRIVACY_USER_AGENT`` (privacy mode, see
+:mod:`mailtrack.delivery.privacy`) reduce them before either sees them.
 """
 
 from __future__ import annotations
@@ -50,7 +51,7 @@ def endpoints() -> Endpoints:
                 from mailtrack.service import open_store
 
                 store = open_store(config.db)
-            recorder = Recorder(store, [CallbackSink(_send_signal)])
+            recorder = Recorder(store, [CallbackSink(_send_signal)], privacy=config.privacy)
             _built = Endpoints(config.tracker, recorder, trusted_proxies=config.trusted_proxies, max_age=config.max_age)
         return _built
 

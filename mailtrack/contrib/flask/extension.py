@@ -23,6 +23,11 @@ Configuration (``app.config``), all read once by :meth:`Mailtrack.init_app`:
     Unsubscribe links never expire.
 ``MAILTRACK_DB``
     Optional SQLite path: events are stored there as well as signalled.
+``MAILTRACK_PRIVACY_IP``, ``MAILTRACK_PRIVACY_USER_AGENT``
+    Privacy mode (:mod:`mailtrack.delivery.privacy`): ``"full"`` (the default),
+    ``"truncate"`` (IPv4 /24, IPv6 /48) or ``"none"`` for the address;
+    ``"full"``, ``"family"`` or ``"none"`` for the user agent. Applied before
+    the store and the signal see an event.
 ``MAILTRACK_ACCOUNT``
     Optional account (the parent or a subuser, see ``mailtrack subuser``) whose
     settings stored in ``MAILTRACK_DB`` (``PATCH /v3/tracking_settings/...``)
@@ -64,6 +69,7 @@ from blinker import Namespace
 
 from mailtrack.contrib._mailapi import add_list_unsubscribe, settings_for, tags_of
 from mailtrack.core.tracker import Tracker
+from mailtrack.delivery.privacy import Privacy
 from mailtrack.delivery.recorder import Recorder
 from mailtrack.events import CallbackSink, TrackingEvent
 from mailtrack.exceptions import ConfigurationError, MailtrackError
@@ -87,7 +93,7 @@ _OURS = "mailtrack.contrib."
 _KEYS = frozenset({"MAILTRACK_BASE_URL", "MAILTRACK_SECRET_KEYS", "MAILTRACK_TRACKING_SETTINGS", "MAILTRACK_URL_PREFIX",
                    "MAILTRACK_TRUSTED_PROXIES", "MAILTRACK_MAX_AGE", "MAILTRACK_DB", "MAILTRACK_TRACK_FLASK_MAIL",
                    "MAILTRACK_MAILMAN_BACKEND", "MAILTRACK_SPLIT_RECIPIENTS", "MAILTRACK_FAIL_SILENTLY_TRACKING",
-                   "MAILTRACK_ACCOUNT"})
+                   "MAILTRACK_ACCOUNT", "MAILTRACK_PRIVACY_IP", "MAILTRACK_PRIVACY_USER_AGENT"})
 log = logging.getLogger("mailtrack")
 
 
@@ -172,6 +178,11 @@ class Mailtrack:
             check_max_age(max_age)
         except ConfigurationError as exc:
             raise ConfigurationError(f"MAILTRACK_MAX_AGE: {exc}") from None
+        try:
+            privacy = Privacy(ip=config.get("MAILTRACK_PRIVACY_IP", "full"),
+                              user_agent=config.get("MAILTRACK_PRIVACY_USER_AGENT", "full"))
+        except ConfigurationError as exc:
+            raise ConfigurationError(f"MAILTRACK_PRIVACY_IP / MAILTRACK_PRIVACY_USER_AGENT: {exc}") from None
         track_mail = config_flag(config, "MAILTRACK_TRACK_FLASK_MAIL", False)
         # Read when Flask-Mailman sends (mailtrack.contrib.flask.mailman): checked now, at start-up, all the same.
         config_flag(config, "MAILTRACK_SPLIT_RECIPIENTS", True)
@@ -207,7 +218,7 @@ class Mailtrack:
                 except Exception:
                     log.exception("mailtrack: tracking signal receiver %r raised", receiver)
 
-        recorder = Recorder(store, [CallbackSink(signal)])
+        recorder = Recorder(store, [CallbackSink(signal)], privacy=privacy)
         state = MailtrackState(tracker, recorder, Endpoints(tracker, recorder, trusted_proxies=proxies, max_age=max_age), store, track_mail)
         app.extensions["mailtrack"] = state
         app.register_blueprint(_blueprint(tracker, prefix.rstrip("/")))
