@@ -40,12 +40,12 @@ def test_the_documents_reach_the_constructs_the_issue_names() -> None:
     seen: set[str] = set()
     sizes: list[int] = []
 
-    @settings(max_examples=200)
+    @settings(max_examples=400)
     @given(fuzz.fuzz_documents())
     def sample(text: str) -> None:
         seen.update(piece for piece in wanted if piece in text)
         sizes.append(len(text))
 
     sample()
-    assert seen == set(wanted)
+    assert set(wanted) - seen == set()
     assert max(sizes) > 50_000 and min(sizes) == 0
