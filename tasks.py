@@ -283,11 +283,19 @@ class Part:
         with self.log.open("wb") as out:
             self.process = subprocess.Popen(self.command, cwd=ROOT, env=self.env, stdout=out, stderr=subprocess.STDOUT,
                                             stdin=subprocess.DEVNULL, start_new_session=True)
+        import threading
+
+        def timed() -> None:  # its own wall time, not the time until the foreground run is over
+            self.process.wait()
+            self.seconds = time.monotonic() - self.started
+
+        threading.Thread(target=timed, daemon=True).start()
 
     def wait(self) -> int:
         """Wait for the run, print its output, remove its folder; its exit status."""
         self.status = self.process.wait()
-        self.seconds = time.monotonic() - self.started
+        while not self.seconds:  # the thread that timed it is about to set it
+            time.sleep(0.01)
         print(f"\n======== {self.name}: exit {self.status} after {self.seconds:.0f}s; its output:", flush=True)
         sys.stdout.flush()
         with self.log.open("rb") as log:
