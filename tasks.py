@@ -2,7 +2,7 @@
 """Set up and run mailtrack with nothing but Python 3.10+.
 
     python3 tasks.py demo    # make .venv, install mailtrack, run the end-to-end demo
-    python3 tasks.py test    # make .venv, install mailtrack[test] (Debian's Chromium, and PostgreSQL when root or CI, when missing; uWSGI built when it can be), run the whole test suite
+    python3 tasks.py test    # make .venv, install mailtrack[test] (Debian's Chromium, and PostgreSQL when root or CI, when missing; uWSGI built when it can be), run the whole test suite twice (compiled and pure path) and the sanitizer job, side by side
     python3 tasks.py bench   # make .venv, install mailtrack[bench], run the seven benchmarks (rewrite, message, serve, pathological, batch, events_api, webhooks)
     python3 tasks.py mutate  # make .venv, install mailtrack[mutation,test], mutation-test the core modules
     python3 tasks.py test-django  # only the Django tests, under each Django of the matrix (also the end of `test`)
@@ -21,6 +21,17 @@ downloads are never used): when it is missing and ``apt-get`` exists, it runs
 set (``apt-get update`` first when the package lists do not know chromium). A
 failed install prints one line, and the browser test is skipped with that reason
 (``MAILTRACK_CHROMIUM_MISSING``).
+
+``test`` runs three things side by side (CI's time is 2 cores): the whole suite on the compiled path in
+the foreground; the whole suite again with ``MAILTRACK_PURE=1`` (the pure-Python path) in the background;
+and, in the background too, ``tests/support/sanitize.py``: the C extension built again into a temporary
+folder with gcc's AddressSanitizer and UBSan (checked live on a throwaway extension's deliberate
+out-of-bounds read and signed overflow), then ``tests/unit/core/test_speedups.py``, the compiled half of
+the ``both_paths`` modules and a 300 s differential fuzz run (``MAILTRACK_FUZZ_SECONDS``) against that
+build; skipped, saying why, without gcc or its libasan. Each background run has its own ``TMPDIR``,
+``--basetemp`` and mypy/ruff caches, and its output is printed when the foreground run ends, then a table
+of each part's status and wall time. Extra arguments to ``test`` go to the foreground pytest alone, and
+then neither background run starts.
 
 ``test`` ends with ``test-django``: the Django test files alone, once per
 entry of ``DJANGO_MATRIX`` (Django 4.2 on this Python, Django 6.1 on Python
@@ -248,6 +259,100 @@ def test_django(rest: list[str]) -> int:
     return status
 
 
+#: The sanitizer job: the compiled path's differential tests and fuzz run under ASan and UBSan (issue 13).
+SANITIZE = "tests/support/sanitize.py"
+
+
+class Part:
+    """One of the test runs that ``test`` starts side by side: its own temporary folder and log, in its own session."""
+
+    def __init__(self, name: str, command: list[str], env: dict[str, str] | None = None) -> None:
+        import tempfile
+
+        self.name = name
+        self.tmp = Path(tempfile.mkdtemp(prefix=f"mailtrack-ci-{name}-"))
+        self.command = [arg.replace("{tmp}", str(self.tmp)) for arg in command]
+        self.tmp.chmod(0o755)  # the PostgreSQL cluster (as user postgres) lives under it
+        self.log = self.tmp / "output.log"
+        self.env = {**os.environ, **(env or {}), "TMPDIR": str(self.tmp), "MYPY_CACHE_DIR": str(self.tmp / "mypy"),
+                    "RUFF_CACHE_DIR": str(self.tmp / "ruff")}
+        self.started = time.monotonic()
+        self.seconds = 0.0
+        self.status: int | None = None
+        print(f"+ [{name}, in the background, log {self.log}]", " ".join(self.command), flush=True)
+        with self.log.open("wb") as out:
+            self.process = subprocess.Popen(self.command, cwd=ROOT, env=self.env, stdout=out, stderr=subprocess.STDOUT,
+                                            stdin=subprocess.DEVNULL, start_new_session=True)
+        import threading
+
+        def timed() -> None:  # its own wall time, not the time until the foreground run is over
+            self.process.wait()
+            self.seconds = time.monotonic() - self.started
+
+        threading.Thread(target=timed, daemon=True).start()
+
+    def wait(self) -> int:
+        """Wait for the run, print its output, remove its folder; its exit status."""
+        self.status = self.process.wait()
+        while not self.seconds:  # the thread that timed it is about to set it
+            time.sleep(0.01)
+        print(f"\n======== {self.name}: exit {self.status} after {self.seconds:.0f}s; its output:", flush=True)
+        sys.stdout.flush()
+        with self.log.open("rb") as log:
+            shutil.copyfileobj(log, sys.stdout.buffer)
+        sys.stdout.buffer.flush()
+        shutil.rmtree(self.tmp, ignore_errors=True)
+        return self.status
+
+    def stop(self) -> None:
+        """End the run and everything it started (its own session)."""
+        import signal
+
+        if self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGTERM)
+            try:
+                self.process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.process.pid, signal.SIGKILL)
+
+
+def test(rest: list[str]) -> int:
+    """The whole suite on the compiled path, the whole suite on the pure path, the sanitizer job, then test-django.
+
+    The pure pass (``MAILTRACK_PURE=1``) and the sanitizer job run in the background while the main pass runs in
+    the foreground, each with a temporary folder of its own (``TMPDIR``, pytest's ``--basetemp``, the mypy and
+    ruff caches; servers and the PostgreSQL cluster take free ports), so that the three fit well within CI's
+    time on two cores. With extra arguments only the main pass runs, with them (then test-django).
+    """
+    started = time.monotonic()
+    parts: list[Part] = []
+    if not rest and os.name == "posix":
+        parts.append(Part("pure", [str(PYTHON), "-m", "pytest", "-q", "-p", "no:cacheprovider", "--basetemp",
+                                   "{tmp}/pytest"], {"MAILTRACK_PURE": "1"}))
+        parts.append(Part("sanitize", [str(PYTHON), SANITIZE]))
+    main_status = 0
+    main_started = time.monotonic()
+    try:
+        print("+", PYTHON, "-m", "pytest", *rest, flush=True)
+        main_status = subprocess.run([str(PYTHON), "-m", "pytest", *rest], cwd=ROOT).returncode
+        main_seconds = time.monotonic() - main_started
+        statuses = [part.wait() for part in parts]
+    finally:
+        for part in parts:
+            part.stop()
+    django_started = time.monotonic()
+    django_status = test_django([])
+    rows = [("main pass (compiled path)", main_status, main_seconds)]
+    rows += [(f"{part.name} {'pass (MAILTRACK_PURE=1)' if part.name == 'pure' else 'job (ASan+UBSan, fuzz)'}",
+              status, part.seconds) for part, status in zip(parts, statuses, strict=True)]
+    rows.append(("test-django", django_status, time.monotonic() - django_started))
+    print("\ntasks.py test:", flush=True)
+    for label, status, seconds in rows:
+        print(f"  {label:<36} {'ok' if status == 0 else f'FAILED ({status})':<12} {seconds:6.0f}s", flush=True)
+    print(f"  {'total':<36} {'':<12} {time.monotonic() - started:6.0f}s", flush=True)
+    return next((status for _, status, _ in rows if status != 0), 0)
+
+
 def mutation_scores(results: str) -> dict[str, tuple[int, int]]:
     """``{module: (killed, total)}`` from ``mutmut results --all true`` lines (``name: status``).
 
@@ -296,8 +401,7 @@ def main(argv: list[str]) -> int:
             missing = ensure_chromium()
             if missing is not None:
                 os.environ[CHROMIUM_MISSING] = missing  # the browser test's skip reason
-            run(PYTHON, "-m", "pytest", *rest)
-            return test_django([])
+            return test(rest)
         elif command == "mutate":
             mutate(rest)
         elif rest and rest[0] in BENCHMARKS:
