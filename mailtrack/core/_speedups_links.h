@@ -421,7 +421,8 @@ static PyObject *
 speedups_track_links(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
 {
     PyObject *html, *links, *plain, *classify, *base, *common, *slow, *edits, *tracked_link, *skipped_link, *exclude, *sign = NULL,
-        *prefix = NULL, *book_links = NULL, *book_skipped = NULL, *max_links_obj = NULL, *result = NULL;
+        *prefix = NULL, *book_links = NULL, *book_skipped = NULL, *max_links_obj = NULL, *result = NULL,
+        *held = NULL; /* the tag in hand: a callback may empty `links`, and its href's items are borrowed from it */
     const char *base_text, *common_text = NULL;
     Py_ssize_t base_len, common_len = 0, max_links, max_length, i;
     int common_mode; /* 0: no opt-out names; 1: search common_text; 2: every link to slow */
@@ -478,8 +479,21 @@ speedups_track_links(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
         PyErr_SetString(PyExc_TypeError, "track_links(): book.links and book.skipped must be lists, book.prefix a str");
         goto done;
     }
-    max_links = PyLong_AsSsize_t(max_links_obj);
-    if ((max_links == -1 && PyErr_Occurred()) || counter_load(&counter) < 0) {
+    if (!PyLong_Check(max_links_obj)) {
+        PyErr_SetString(PyExc_TypeError, "track_links(): book.max_links must be an int");
+        goto done;
+    }
+    { /* An int past Py_ssize_t (max_links=10**20 is a valid option): no count reaches it, or every count does. */
+        int overflow;
+        long long limit = PyLong_AsLongLongAndOverflow(max_links_obj, &overflow);
+        if (limit == -1 && PyErr_Occurred()) {
+            goto done;
+        }
+        max_links = overflow > 0 || limit > PY_SSIZE_T_MAX   ? PY_SSIZE_T_MAX
+                    : overflow < 0 || limit < PY_SSIZE_T_MIN ? PY_SSIZE_T_MIN
+                                                             : (Py_ssize_t)limit;
+    }
+    if (counter_load(&counter) < 0) {
         goto done;
     }
     for (i = 0; i < PyList_GET_SIZE(links); i++) {
@@ -492,6 +506,7 @@ speedups_track_links(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
             PyErr_SetString(PyExc_TypeError, "track_links(): links must be LinkTag tuples");
             goto done;
         }
+        Py_XSETREF(held, Py_NewRef(tag));
         href = PyTuple_GET_ITEM(tag, 3);
         if (href == Py_None) {
             continue;
@@ -653,5 +668,6 @@ done:
     Py_XDECREF(book_links);
     Py_XDECREF(book_skipped);
     Py_XDECREF(max_links_obj);
+    Py_XDECREF(held);
     return result;
 }
