@@ -85,7 +85,12 @@ class Tracker:
         so ``Tracker(keys, url, salt="x")`` keeps working while the token format
         is configured in one place.
         """
-        if not isinstance(max_links, int) or isinstance(max_links, bool) or max_links < 0:
+        if not isinstance(max_links, int) or isinstance(max_links, bool):
+            raise ConfigurationError(f"max_links must be a non-negative int, not {max_links!r}")
+        # Its value as a plain int: an int subclass's own comparisons would decide the limit on the pure path
+        # only (the compiled loop reads the number), so both paths, and this check, compare the number.
+        max_links = int.__index__(max_links)
+        if max_links < 0:
             raise ConfigurationError(f"max_links must be a non-negative int, not {max_links!r}")
         _check_position(pixel_position)
         self._settings = TrackingSettings.coerce(settings)

@@ -150,3 +150,33 @@ def test_a_callback_that_empties_the_links_list_does_not_free_the_tag_in_hand(wh
             ("https://a.example/1?" + "q" * 100, len(unquoted) + 9, "a", '"')
         ]
         assert edits == [(len(unquoted) + 9, len(unquoted) + 129, book.links[0].tracking_url)]
+
+
+class Limit(int):
+    """An int whose comparisons all say "at the limit": the pure loop asked it, the compiled one read its number."""
+
+    def __le__(self, other: object) -> bool:
+        return True
+
+    def __ge__(self, other: object) -> bool:
+        return True
+
+    def __lt__(self, other: object) -> bool:
+        return False
+
+    def __gt__(self, other: object) -> bool:
+        return False
+
+
+def test_a_max_links_of_an_int_subclass_limits_both_paths_by_its_number() -> None:
+    tracker = mailtrack.Tracker(secret_keys=["k"], base_url=BASE, max_links=Limit(1))
+    html = '<a href="https://a.example/1">1</a><a href="https://a.example/2">2</a>'
+
+    def rewrite() -> Any:
+        result = tracker.rewrite_html(html, message_id="<m@x>", recipient="r@x.test", issued_at=1_700_000_000)
+        return result.html, result.links, result.skipped
+
+    compiled, pure = both(rewrite)
+    assert compiled == pure
+    assert len(compiled[1]) == 1 and [link.reason for link in compiled[2]] == ["limit"]
+    assert type(tracker.max_links) is int
