@@ -8,7 +8,7 @@ the pure one, and never read freed memory.
 from __future__ import annotations
 
 import gc
-from typing import Any
+from typing import Any, ClassVar
 
 import pytest
 
@@ -17,7 +17,7 @@ from mailtrack.core import speedups
 from mailtrack.core.results import SkippedLink, TrackedLink
 from mailtrack.core.rewrite.links import LinkBook, classify_unplain
 from mailtrack.core.scanner import scan
-from mailtrack.core.tokens import MAX_TOKEN_LENGTH
+from mailtrack.core.tokens import MAX_TOKEN_LENGTH, TokenCodec
 
 try:
     from mailtrack.core import _speedups
@@ -180,3 +180,49 @@ def test_a_max_links_of_an_int_subclass_limits_both_paths_by_its_number() -> Non
     assert compiled == pure
     assert len(compiled[1]) == 1 and [link.reason for link in compiled[2]] == ["limit"]
     assert type(tracker.max_links) is int
+
+
+class Token(str):
+    """A token whose "+" on the right writes another URL: prefix + token must be the operator's answer."""
+
+    __slots__ = ()
+
+    def __radd__(self, other: str) -> str:
+        return "X" + str.__add__(other, self)
+
+
+class WrappingCodec(TokenCodec):
+    """A TokenCodec subclass (Tracker's extension point) whose click signer wraps the usual one."""
+
+    wrap: Any = staticmethod(lambda token: token)
+    calls: ClassVar[list[str]] = []
+
+    def message_signers(self, kinds: Any, *args: Any, **kwargs: Any) -> dict[Any, Any]:
+        signers = super().message_signers(kinds, *args, **kwargs)
+        if "click" in signers:
+            inner, wrap = signers["click"], self.wrap
+
+            def sign(index: int, url: str) -> Any:
+                WrappingCodec.calls.append(url)
+                return wrap(inner(index, url))
+
+            signers["click"] = sign
+        return signers
+
+
+@pytest.mark.parametrize("wrap", [lambda token: token.encode(), Token, lambda token: token * 300])
+def test_a_codec_subclass_signer_answers_as_on_the_pure_path(wrap: Any) -> None:
+    """A signer returning bytes raised another TypeError; a str subclass's __radd__ was skipped; a too-long
+    click URL was signed twice (once more by the pure body it was handed to)."""
+    codec = WrappingCodec(["k"])
+    codec.wrap = wrap
+    tracker = mailtrack.Tracker(codec=codec, base_url=BASE)
+    html = '<a href="https://a.example/1">1</a><a href="https://a.example/2?a=1&amp;b=2">2</a>'
+
+    def rewrite() -> Any:
+        WrappingCodec.calls.clear()
+        result = tracker.rewrite_html(html, message_id="<m@x>", recipient="r@x.test", issued_at=1_700_000_000)
+        return result.html, result.links, result.skipped, list(WrappingCodec.calls)
+
+    compiled, pure = both(rewrite)
+    assert compiled == pure
