@@ -441,7 +441,9 @@ class Tracker:
                     f"a click URL needs an absolute http(s) destination without control characters and with a host, "
                     f"port and userinfo a browser accepts ({problem}), not {url!r}"
                 )
-            token = str(signer(link_index, url))
+            # The number, as a plain int: an int subclass's own __str__ or __format__ would be signed as the index
+            # (an undecodable token), and the compiled signer would not fail on it as the pure one does.
+            token = str(signer(int.__index__(link_index), url))
         else:
             token = str(signer())
         result = self._layout.prefix(kind) + token

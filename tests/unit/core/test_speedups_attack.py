@@ -226,3 +226,28 @@ def test_a_codec_subclass_signer_answers_as_on_the_pure_path(wrap: Any) -> None:
 
     compiled, pure = both(rewrite)
     assert compiled == pure
+
+
+class Index(int):
+    """A link index that writes itself as something else than its number."""
+
+    def __str__(self) -> str:
+        return "seven"
+
+    def __format__(self, spec: str) -> str:
+        return "seven\ud800" if spec == "" else int.__format__(self, spec)
+
+
+def test_a_link_index_of_an_int_subclass_is_signed_as_its_number_on_both_paths() -> None:
+    """f"{link_index}" signed the subclass's text: a lone surrogate raised UnicodeEncodeError (at another position on
+    each path), a word made a token that does not decode."""
+    tracker = mailtrack.Tracker(secret_keys=["k"], base_url=BASE)
+
+    def sign() -> Any:
+        return tracker.tracking_url(
+            "click", message_id="<m@x>", url="https://a.example/", link_index=Index(3), issued_at=1_700_000_000
+        )
+
+    compiled, pure = both(sign)
+    assert compiled == pure
+    assert tracker.verify(compiled).link_index == 3
