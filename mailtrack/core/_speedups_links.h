@@ -6,8 +6,9 @@
  * trimming changes nothing), no opt-out name in its tag,
  * a destination the placeholder rules' one-match test (``plain``, run here
  * for the default patterns) accepts or, failing that, that ``classify`` (the
- * rest of the rules, in Python) tracks, not under our base URL, within max_links, whose click URL fits. It signs
- * that link (through ClickSigner without a Python call, or the book's signer),
+ * rest of the rules, in Python) tracks, not under our base URL, within max_links. It signs
+ * that link (once: a click URL longer than max_length is recorded here as skipped for "too-long", as LinkBook.decide
+ * does) (through ClickSigner without a Python call, or the book's signer),
  * appends its TrackedLink to book.links and its edit to ``edits``, and counts
  * it. Every other link goes, in its turn, to ``slow(tag)``: the pure-Python
  * loop body, which decides it exactly as the pure path does (book.counted is
@@ -374,12 +375,16 @@ counter_load(Counter *c)
     return c->loaded ? 0 : -1;
 }
 
-/* The fast path's click URL for this link, NULL (no error) to leave the link to the slow path, NULL + error. */
+/* The fast path's click URL for this link (a new reference), or NULL: with an error set, or (no error) when it is
+ * longer than max_length, which LinkBook.decide records as skipped for "too-long". prefix + token as the pure
+ * path writes it: with "+", so a signer of a TokenCodec subclass that returns something else than a str fails, or
+ * gives what it gives, as it does there. */
 static PyObject *
 fast_click_url(PyObject *sign, PyTypeObject *signer_type, PyObject *prefix, Py_ssize_t counted, PyObject *url,
                Py_ssize_t max_length)
 {
     PyObject *index = PyLong_FromSsize_t(counted), *token, *tracking_url;
+    Py_ssize_t length;
     if (index == NULL) {
         return NULL;
     }
@@ -393,15 +398,18 @@ fast_click_url(PyObject *sign, PyTypeObject *signer_type, PyObject *prefix, Py_s
     if (token == NULL) {
         return NULL;
     }
-    if (!PyUnicode_Check(token)) {
-        PyErr_Format(PyExc_TypeError, "the click signer returned %.80s, not str", Py_TYPE(token)->tp_name);
-        Py_DECREF(token);
+    tracking_url = PyUnicode_CheckExact(token) ? PyUnicode_Concat(prefix, token) : PyNumber_Add(prefix, token);
+    Py_DECREF(token);
+    if (tracking_url == NULL) {
         return NULL;
     }
-    tracking_url = PyUnicode_Concat(prefix, token);
-    Py_DECREF(token);
-    if (tracking_url != NULL && PyUnicode_GET_LENGTH(tracking_url) > max_length) {
-        Py_CLEAR(tracking_url); /* too long: the slow path records it as skipped */
+    length = PyObject_Length(tracking_url);
+    if (length < 0) {
+        Py_DECREF(tracking_url);
+        return NULL;
+    }
+    if (length > max_length) {
+        Py_CLEAR(tracking_url); /* too long */
     }
     return tracking_url;
 }
@@ -421,7 +429,8 @@ static PyObject *
 speedups_track_links(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
 {
     PyObject *html, *links, *plain, *classify, *base, *common, *slow, *edits, *tracked_link, *skipped_link, *exclude, *sign = NULL,
-        *prefix = NULL, *book_links = NULL, *book_skipped = NULL, *max_links_obj = NULL, *result = NULL;
+        *prefix = NULL, *book_links = NULL, *book_skipped = NULL, *max_links_obj = NULL, *result = NULL,
+        *held = NULL; /* the tag in hand: a callback may empty `links`, and its href's items are borrowed from it */
     const char *base_text, *common_text = NULL;
     Py_ssize_t base_len, common_len = 0, max_links, max_length, i;
     int common_mode; /* 0: no opt-out names; 1: search common_text; 2: every link to slow */
@@ -478,8 +487,21 @@ speedups_track_links(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
         PyErr_SetString(PyExc_TypeError, "track_links(): book.links and book.skipped must be lists, book.prefix a str");
         goto done;
     }
-    max_links = PyLong_AsSsize_t(max_links_obj);
-    if ((max_links == -1 && PyErr_Occurred()) || counter_load(&counter) < 0) {
+    if (!PyLong_Check(max_links_obj)) {
+        PyErr_SetString(PyExc_TypeError, "track_links(): book.max_links must be an int");
+        goto done;
+    }
+    { /* An int past Py_ssize_t (max_links=10**20 is a valid option): no count reaches it, or every count does. */
+        int overflow;
+        long long limit = PyLong_AsLongLongAndOverflow(max_links_obj, &overflow);
+        if (limit == -1 && PyErr_Occurred()) {
+            goto done;
+        }
+        max_links = overflow > 0 || limit > PY_SSIZE_T_MAX   ? PY_SSIZE_T_MAX
+                    : overflow < 0 || limit < PY_SSIZE_T_MIN ? PY_SSIZE_T_MIN
+                                                             : (Py_ssize_t)limit;
+    }
+    if (counter_load(&counter) < 0) {
         goto done;
     }
     for (i = 0; i < PyList_GET_SIZE(links); i++) {
@@ -492,6 +514,7 @@ speedups_track_links(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
             PyErr_SetString(PyExc_TypeError, "track_links(): links must be LinkTag tuples");
             goto done;
         }
+        Py_XSETREF(held, Py_NewRef(tag));
         href = PyTuple_GET_ITEM(tag, 3);
         if (href == Py_None) {
             continue;
@@ -602,6 +625,23 @@ speedups_track_links(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
                 Py_DECREF(url);
                 goto done;
             }
+            if (tracking_url == NULL) { /* signed once, too long: LinkBook.decide's record, without signing again */
+                PyObject *reason = PyUnicode_FromString("too-long");
+                if (reason == NULL) {
+                    Py_DECREF(url);
+                    goto done;
+                }
+                fields = Py_BuildValue("(ONOONO)", raw, reason, PyTuple_GET_ITEM(href, 1), PyTuple_GET_ITEM(href, 2), url,
+                                       PyTuple_GET_ITEM(tag, 0)); /* takes reason and url */
+                link = fields == NULL ? NULL : new_link_tag(skipped_link, fields);
+                Py_XDECREF(fields);
+                if (link == NULL || PyList_Append(book_skipped, link) < 0) {
+                    Py_XDECREF(link);
+                    goto done;
+                }
+                Py_DECREF(link);
+                continue;
+            }
         }
         if (tracking_url == NULL) { /* the pure-Python body decides this link */
             PyObject *answer;
@@ -653,5 +693,6 @@ done:
     Py_XDECREF(book_links);
     Py_XDECREF(book_skipped);
     Py_XDECREF(max_links_obj);
+    Py_XDECREF(held);
     return result;
 }

@@ -85,7 +85,12 @@ class Tracker:
         so ``Tracker(keys, url, salt="x")`` keeps working while the token format
         is configured in one place.
         """
-        if not isinstance(max_links, int) or isinstance(max_links, bool) or max_links < 0:
+        if not isinstance(max_links, int) or isinstance(max_links, bool):
+            raise ConfigurationError(f"max_links must be a non-negative int, not {max_links!r}")
+        # Its value as a plain int: an int subclass's own comparisons would decide the limit on the pure path
+        # only (the compiled loop reads the number), so both paths, and this check, compare the number.
+        max_links = int.__index__(max_links)
+        if max_links < 0:
             raise ConfigurationError(f"max_links must be a non-negative int, not {max_links!r}")
         _check_position(pixel_position)
         self._settings = TrackingSettings.coerce(settings)
@@ -436,7 +441,9 @@ class Tracker:
                     f"a click URL needs an absolute http(s) destination without control characters and with a host, "
                     f"port and userinfo a browser accepts ({problem}), not {url!r}"
                 )
-            token = str(signer(link_index, url))
+            # The number, as a plain int: an int subclass's own __str__ or __format__ would be signed as the index
+            # (an undecodable token), and the compiled signer would not fail on it as the pure one does.
+            token = str(signer(int.__index__(link_index), url))
         else:
             token = str(signer())
         result = self._layout.prefix(kind) + token
