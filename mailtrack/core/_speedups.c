@@ -78,16 +78,20 @@ typedef struct {
     Py_ssize_t body_start_end, body_end, html_end, truncated_at;
 } Scan;
 
-/* tuple.__new__(LinkTag, fields): the named tuple without its Python-level __new__. */
+/* tuple.__new__(LinkTag, fields): the named tuple without its Python-level __new__. What CPython's
+ * tuple_subtype_new does, without the argument tuple: the subtype's tp_alloc, then each field. */
 static PyObject *
 new_link_tag(PyObject *link_tag, PyObject *fields)
 {
-    PyObject *args = PyTuple_Pack(1, fields), *link;
-    if (args == NULL) {
+    PyTypeObject *type = (PyTypeObject *)link_tag;
+    Py_ssize_t i, n = PyTuple_GET_SIZE(fields);
+    PyObject *link = type->tp_alloc(type, n);
+    if (link == NULL) {
         return NULL;
     }
-    link = PyTuple_Type.tp_new((PyTypeObject *)link_tag, args, NULL);
-    Py_DECREF(args);
+    for (i = 0; i < n; i++) {
+        PyTuple_SET_ITEM(link, i, Py_NewRef(PyTuple_GET_ITEM(fields, i)));
+    }
     return link;
 }
 

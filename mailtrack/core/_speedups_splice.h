@@ -119,9 +119,23 @@ speedups_utf8_length(PyObject *module, PyObject *text)
     }
     kind = PyUnicode_KIND(text);
     data = PyUnicode_DATA(text);
-    for (i = 0; i < n; i++) {
-        Py_UCS4 c = PyUnicode_READ(kind, data, i);
-        size += (c >= 0x80) + (c >= 0x800) + (c >= 0x10000);
+    if (kind == PyUnicode_1BYTE_KIND) {
+        const Py_UCS1 *chars = (const Py_UCS1 *)data;
+        for (i = 0; i < n; i++) {
+            size += chars[i] >= 0x80;
+        }
+    }
+    else if (kind == PyUnicode_2BYTE_KIND) {
+        const Py_UCS2 *chars = (const Py_UCS2 *)data;
+        for (i = 0; i < n; i++) {
+            size += (chars[i] >= 0x80) + (chars[i] >= 0x800);
+        }
+    }
+    else {
+        const Py_UCS4 *chars = (const Py_UCS4 *)data;
+        for (i = 0; i < n; i++) {
+            size += (chars[i] >= 0x80) + (chars[i] >= 0x800) + (chars[i] >= 0x10000);
+        }
     }
     return PyLong_FromSsize_t(size);
 }
