@@ -414,6 +414,21 @@ fast_click_url(PyObject *sign, PyTypeObject *signer_type, PyObject *prefix, Py_s
     return tracking_url;
 }
 
+/* LinkBook.decide's record of a skipped link: SkippedLink(raw, reason, start, end, url, tag) appended to skipped.
+ * Takes the references to reason and url, whatever happens; -1 with an error set on failure. */
+static int
+append_skipped(PyObject *skipped, PyObject *skipped_link, PyObject *raw, PyObject *reason, PyObject *href, PyObject *url,
+               PyObject *tag_name)
+{
+    PyObject *fields = Py_BuildValue("(ONOONO)", raw, reason, PyTuple_GET_ITEM(href, 1), PyTuple_GET_ITEM(href, 2), url,
+                                     tag_name);
+    PyObject *link = fields == NULL ? NULL : new_link_tag(skipped_link, fields);
+    int status = link == NULL ? -1 : PyList_Append(skipped, link);
+    Py_XDECREF(fields);
+    Py_XDECREF(link);
+    return status;
+}
+
 PyDoc_STRVAR(track_links_doc,
 "track_links(html, links, book, plain, classify, base, common, slow, edits, TrackedLink, SkippedLink, max_length,\n"
 "            exclude, /)\n--\n\n"
@@ -605,16 +620,10 @@ speedups_track_links(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
                 Py_DECREF(url);
                 goto done;
             }
-            if (reason != NULL) { /* LinkBook.decide's record: SkippedLink(raw, reason, start, end, url, tag) */
-                fields = Py_BuildValue("(ONOONO)", raw, reason, PyTuple_GET_ITEM(href, 1), PyTuple_GET_ITEM(href, 2), url,
-                                       PyTuple_GET_ITEM(tag, 0));
-                link = fields == NULL ? NULL : new_link_tag(skipped_link, fields);
-                Py_XDECREF(fields);
-                if (link == NULL || PyList_Append(book_skipped, link) < 0) {
-                    Py_XDECREF(link);
+            if (reason != NULL) {
+                if (append_skipped(book_skipped, skipped_link, raw, reason, href, url, PyTuple_GET_ITEM(tag, 0)) < 0) {
                     goto done;
                 }
-                Py_DECREF(link);
                 continue;
             }
             fast = settled;
@@ -631,15 +640,9 @@ speedups_track_links(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
                     Py_DECREF(url);
                     goto done;
                 }
-                fields = Py_BuildValue("(ONOONO)", raw, reason, PyTuple_GET_ITEM(href, 1), PyTuple_GET_ITEM(href, 2), url,
-                                       PyTuple_GET_ITEM(tag, 0)); /* takes reason and url */
-                link = fields == NULL ? NULL : new_link_tag(skipped_link, fields);
-                Py_XDECREF(fields);
-                if (link == NULL || PyList_Append(book_skipped, link) < 0) {
-                    Py_XDECREF(link);
+                if (append_skipped(book_skipped, skipped_link, raw, reason, href, url, PyTuple_GET_ITEM(tag, 0)) < 0) {
                     goto done;
                 }
-                Py_DECREF(link);
                 continue;
             }
         }

@@ -12,12 +12,12 @@ cannot be written now is tried again at the next interval.
 from __future__ import annotations
 
 import logging
-import threading
 import time
 from collections.abc import Callable
 
 from mailtrack.exceptions import ConfigurationError
 from mailtrack.storage.base import Erased, EventStore, StoreError
+from mailtrack.storage.periodic import Periodic
 
 __all__ = ["PURGE_INTERVAL", "Purger"]
 
@@ -26,47 +26,28 @@ log = logging.getLogger("mailtrack")
 PURGE_INTERVAL = 3600.0
 
 
-class Purger:
+class Purger(Periodic):
     """Deletes ``store``'s events older than ``older_than`` seconds every ``interval`` seconds, in a daemon thread.
 
     ``clock`` gives the current Unix time (tests move it). ``purged`` adds up
     what every run deleted; ``runs`` counts the runs that finished.
     """
 
+    thread_name = "mailtrack-purger"
+
     def __init__(self, store: EventStore, older_than: float, *, interval: float = PURGE_INTERVAL,
                  clock: Callable[[], float] = time.time) -> None:
         if isinstance(older_than, bool) or not isinstance(older_than, (int, float)) or not 0 < older_than < float("inf"):
             raise ConfigurationError(f"older_than must be a positive number of seconds, not {older_than!r}")
-        self.store = store
+        super().__init__(store, interval)
+        self.store: EventStore = store
         self.older_than = float(older_than)
-        self.interval = interval
         self.clock = clock
         self.purged = Erased()
         self.runs = 0
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
 
-    def start(self) -> Purger:
-        self._thread = threading.Thread(target=self._loop, name="mailtrack-purger", daemon=True)
-        self._thread.start()
-        return self
-
-    def stop(self, timeout: float = 5.0) -> None:
-        """Stop after the transaction in progress (each batch of deletions is its own: nothing is left half deleted)."""
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout)
-
-    def _loop(self) -> None:
-        try:
-            while not self._stop.is_set():
-                self.purge_once()
-                self._stop.wait(self.interval)
-        finally:
-            try:
-                self.store.close()
-            except StoreError:  # pragma: no cover - closing a connection hardly fails
-                pass
+    def run_once(self) -> Erased:
+        return self.purge_once()
 
     def purge_once(self) -> Erased:
         """One purge now; what it deleted (nothing when the store could not be written: logged, tried next time)."""

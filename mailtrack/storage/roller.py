@@ -11,11 +11,11 @@ find more than half a second of events waiting. Started and stopped like
 from __future__ import annotations
 
 import logging
-import threading
 import time
 from typing import Protocol, runtime_checkable
 
 from mailtrack.storage.base import StoreUnavailable
+from mailtrack.storage.periodic import Periodic
 
 __all__ = ["Rollable", "Roller"]
 
@@ -38,7 +38,7 @@ class Rollable(Protocol):
         """Close the calling thread's connection."""
 
 
-class Roller:
+class Roller(Periodic):
     """Rolls ``store`` every ``interval`` seconds in a daemon thread, ``chunk`` events per call until caught up.
 
     A store that cannot be written now (:class:`StoreUnavailable`: locked,
@@ -49,42 +49,23 @@ class Roller:
     :meth:`stop`.
     """
 
+    thread_name = "mailtrack-roller"
+
     def __init__(self, store: Rollable, *, interval: float = 0.5, chunk: int = 10_000, log_every: float = 60.0) -> None:
-        self.store = store
-        self.interval = interval
+        super().__init__(store, interval)
+        self.store: Rollable = store
         self.chunk = chunk
         self.log_every = log_every
         #: Events rolled by this roller, and failed attempts (for /healthz-style reports and tests).
         self.rolled = 0
         self.failures = 0
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
         self._failing_since: float | None = None
         self._unlogged = 0
         self._outage_failures = 0
         self._logged_at = 0.0
 
-    def start(self) -> Roller:
-        self._thread = threading.Thread(target=self._loop, name="mailtrack-roller", daemon=True)
-        self._thread.start()
-        return self
-
-    def stop(self, timeout: float = 5.0) -> None:
-        """Stop after the batch in progress (each batch is its own transaction: nothing is left half rolled)."""
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout)
-
-    def _loop(self) -> None:
-        try:
-            while not self._stop.is_set():
-                self.roll_once()
-                self._stop.wait(self.interval)
-        finally:
-            try:
-                self.store.close()
-            except StoreUnavailable:  # pragma: no cover - closing a connection hardly fails
-                pass
+    def run_once(self) -> int:
+        return self.roll_once()
 
     def roll_once(self, *, steps: int | None = None) -> int:
         """Roll until caught up (or stopped, or after ``steps`` calls of ``roll(chunk)``); how many events.
