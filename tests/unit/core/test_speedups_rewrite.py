@@ -23,7 +23,7 @@ import shutil
 import subprocess
 import sys
 import sysconfig
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -100,17 +100,30 @@ def outcome(tracker: mailtrack.Tracker, html: str, **kwargs: Any) -> tuple[Any, 
     return (result.html, result.links, result.skipped, result.pixels, result.warnings, result.unsubscribe)
 
 
-def on_both_paths(tracker: mailtrack.Tracker, html: str, **kwargs: Any) -> tuple[tuple[Any, ...], tuple[Any, ...]]:
+def both(call: Callable[[], Any]) -> tuple[Any, Any]:
+    """``call()`` on the compiled path, then on the pure one; ``speedups.compiled`` is put back after."""
+    assert _speedups is not None
+    results = []
     saved = speedups.compiled
-    assert saved is not None or _speedups is not None
-    speedups.compiled = _speedups
     try:
-        compiled = outcome(tracker, html, **kwargs)
-        speedups.compiled = None
-        pure = outcome(tracker, html, **kwargs)
+        for module in (_speedups, None):
+            speedups.compiled = module
+            results.append(call())
     finally:
         speedups.compiled = saved
-    return compiled, pure
+    return results[0], results[1]
+
+
+def caught(call: Callable[[], Any], *errors: type[BaseException]) -> Any:
+    """``call()``, or the type and message of one of ``errors`` it raised (compared, not swallowed)."""
+    try:
+        return call()
+    except errors as exc:
+        return (type(exc), str(exc))
+
+
+def on_both_paths(tracker: mailtrack.Tracker, html: str, **kwargs: Any) -> tuple[tuple[Any, ...], tuple[Any, ...]]:
+    return both(lambda: outcome(tracker, html, **kwargs))
 
 
 def assert_same(tracker: mailtrack.Tracker, html: str, **kwargs: Any) -> tuple[Any, ...]:
@@ -207,14 +220,7 @@ def test_a_message_that_starts_counting_later_rewrites_the_same() -> None:
         b"see https://a.example/1 and https://a.example/2\n--b\nContent-Type: text/html\n\n"
         b'<a href="https://a.example/3">3</a><a href="https://a.example/4">4</a><a href="https://a.example/5">5</a>\n--b--\n'
     )
-    saved = speedups.compiled
-    try:
-        speedups.compiled = _speedups
-        compiled = tracker.rewrite_message(message, message_id="<m@x>", recipient="r@x.test", issued_at=1_700_000_000)
-        speedups.compiled = None
-        pure = tracker.rewrite_message(message, message_id="<m@x>", recipient="r@x.test", issued_at=1_700_000_000)
-    finally:
-        speedups.compiled = saved
+    compiled, pure = both(lambda: tracker.rewrite_message(message, message_id="<m@x>", recipient="r@x.test", issued_at=1_700_000_000))
     assert compiled.message == pure.message
     assert compiled.links == pure.links and compiled.skipped == pure.skipped
 
@@ -398,15 +404,7 @@ def test_the_compiled_rules_on_the_edges(url: str) -> None:
 
 
 def pure_and_compiled_signers(codec: Any, *claims: Any) -> tuple[Any, Any]:
-    saved = speedups.compiled
-    try:
-        speedups.compiled = _speedups
-        compiled = codec.message_signer("click", *claims)
-        speedups.compiled = None
-        pure = codec.message_signer("click", *claims)
-    finally:
-        speedups.compiled = saved
-    return compiled, pure
+    return both(lambda: codec.message_signer("click", *claims))
 
 
 def test_the_default_codec_signs_clicks_with_the_compiled_signer() -> None:
@@ -460,17 +458,14 @@ def test_open_and_unsubscribe_tokens_are_the_pure_signers(
     except mailtrack.MailtrackError:
         return  # a key UTF-8 cannot write: refused on both paths
     for kind in ("open", "unsubscribe"):
-        tokens = []
-        for compiled in (_speedups, None):
-            saved = speedups.compiled
-            speedups.compiled = compiled
+        def token(kind: str = kind) -> Any:
             try:
-                tokens.append(codec.message_signer(kind, message_id, recipient, metadata, 1_700_000_000, tags, account)())
+                return codec.message_signer(kind, message_id, recipient, metadata, 1_700_000_000, tags, account)()
             except UnicodeEncodeError:
-                tokens.append(UnicodeEncodeError)
-            finally:
-                speedups.compiled = saved
-        assert tokens[0] == tokens[1]
+                return UnicodeEncodeError
+
+        compiled, pure = both(token)
+        assert compiled == pure
 
 
 def test_sign_value_misuse_raises_not_crashes() -> None:
@@ -615,14 +610,7 @@ def test_the_compiled_splice_returns_what_the_pure_one_does(case: tuple[str, lis
     from mailtrack.core.rewrite.splice import splice
 
     source, edits = case
-    saved = speedups.compiled
-    try:
-        speedups.compiled = _speedups
-        compiled = splice(source, list(edits))
-        speedups.compiled = None
-        pure = splice(source, list(edits))
-    finally:
-        speedups.compiled = saved
+    compiled, pure = both(lambda: splice(source, list(edits)))
     assert compiled == pure  # equal str are stored at the same (narrowest) width: a wider one compares unequal
     assert sys.getsizeof(compiled) == sys.getsizeof(pure)
 
@@ -654,14 +642,7 @@ def test_the_gmail_clip_warning_is_the_same_on_both_paths(size: int, extra: str)
     from mailtrack.core.results import exceeds_gmail_clip
 
     text = "a" * (size - len(extra.encode("utf-8", "surrogatepass"))) + extra
-    saved = speedups.compiled
-    try:
-        speedups.compiled = _speedups
-        compiled = exceeds_gmail_clip(text)
-        speedups.compiled = None
-        pure = exceeds_gmail_clip(text)
-    finally:
-        speedups.compiled = saved
+    compiled, pure = both(lambda: exceeds_gmail_clip(text))
     assert compiled is pure
 
 
@@ -694,20 +675,12 @@ def test_texts_rewrite_the_same(tracker: mailtrack.Tracker, case: tuple[str, fro
     from mailtrack.core.rewrite.text import rewrite_text_edits
 
     text, excluded = case
-    results = []
-    for path in (_speedups, None):
-        saved = speedups.compiled
-        speedups.compiled = path
-        try:
-            plan = tracker._plan(None, "<m@x>", "r@x.test", None, 1_700_000_000, None, text=True)  # noqa: SLF001
-            try:
-                result, edits = rewrite_text_edits(text, plan, excluded)
-                results.append((result, edits))
-            except Exception as exc:  # noqa: BLE001 - compared, not swallowed
-                results.append((type(exc), str(exc)))
-        finally:
-            speedups.compiled = saved
-    assert results[0] == results[1], text[:300]
+    def rewrite() -> Any:
+        plan = tracker._plan(None, "<m@x>", "r@x.test", None, 1_700_000_000, None, text=True)  # noqa: SLF001
+        return caught(lambda: rewrite_text_edits(text, plan, excluded), Exception)
+
+    compiled, pure = both(rewrite)
+    assert compiled == pure, text[:300]
 
 
 def corpus_messages() -> list[Path]:
@@ -725,18 +698,12 @@ def test_corpus_messages_rewrite_the_same(name: str) -> None:
     settings = {"click_tracking": {"enable": True, "enable_text": True}, "subscription_tracking": {"enable": True}}
     for path in corpus_messages():
         raw = path.read_bytes()
-        outcomes = []
-        for compiled in (_speedups, None):
-            saved = speedups.compiled
-            speedups.compiled = compiled
-            try:
-                result = tracker.rewrite_message(raw, recipient="r@x.test", issued_at=1_700_000_000, settings=settings, force=True)
-                outcomes.append((result.message, result.links, result.skipped, result.warnings, result.list_unsubscribe))
-            except Exception as exc:  # noqa: BLE001 - compared, not swallowed
-                outcomes.append((type(exc), str(exc)))
-            finally:
-                speedups.compiled = saved
-        assert outcomes[0] == outcomes[1], path.name
+        def rewrite(raw: bytes = raw) -> Any:
+            result = tracker.rewrite_message(raw, recipient="r@x.test", issued_at=1_700_000_000, settings=settings, force=True)
+            return (result.message, result.links, result.skipped, result.warnings, result.list_unsubscribe)
+
+        compiled, pure = both(lambda: caught(rewrite, Exception))
+        assert compiled == pure, path.name
 
 
 def test_generated_messages_rewrite_the_same() -> None:
@@ -745,13 +712,9 @@ def test_generated_messages_rewrite_the_same() -> None:
 
     tracker = bench_message.make_tracker()
     for variant in bench_message.build_variants():
-        outcomes = []
-        for compiled in (_speedups, None):
-            saved = speedups.compiled
-            speedups.compiled = compiled
-            try:
-                result = tracker.rewrite_message(variant.raw, **bench_message.IDENTITY)
-                outcomes.append((result.message, result.links, result.skipped, result.warnings))
-            finally:
-                speedups.compiled = saved
-        assert outcomes[0] == outcomes[1], variant.name
+        def rewrite(raw: bytes = variant.raw) -> Any:
+            result = tracker.rewrite_message(raw, **bench_message.IDENTITY)
+            return (result.message, result.links, result.skipped, result.warnings)
+
+        compiled, pure = both(rewrite)
+        assert compiled == pure, variant.name
