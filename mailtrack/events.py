@@ -25,7 +25,7 @@ from typing import Any, Protocol
 
 from mailtrack.exceptions import MailtrackError
 
-__all__ = ["EVENT_TYPES", "CallbackSink", "EventSink", "EventType", "InvalidEvent", "TrackingEvent"]
+__all__ = ["EVENT_TYPES", "MACHINE_LABELS", "CallbackSink", "EventSink", "EventType", "InvalidEvent", "TrackingEvent"]
 
 
 class EventType(str, Enum):
@@ -53,6 +53,15 @@ class EventType(str, Enum):
 
 #: Event type per token kind.
 EVENT_TYPES = {"open": EventType.OPENED, "click": EventType.CLICKED, "unsubscribe": EventType.UNSUBSCRIBED}
+
+
+#: The verdicts an event's ``machine`` can hold (None: a person, as far as we can tell). ``apple_mpp``: Apple Mail
+#: Privacy Protection fetched the pixel on arrival. ``image_proxy``: a caching image proxy (Gmail, Yahoo) fetched
+#: it: a real first open whose later fetches are cached. ``link_scanner``: a security scanner (Safe Links,
+#: Defender, Mimecast, Proofpoint, Barracuda) fetched the link. ``prefetch``: a browser or client prefetched it
+#: (``Sec-Purpose: prefetch``, ``HEAD``). ``honeypot``: a click on the invisible link no person follows, or a click
+#: of the same message close to one.
+MACHINE_LABELS = ("apple_mpp", "image_proxy", "link_scanner", "prefetch", "honeypot")
 
 
 class InvalidEvent(MailtrackError, ValueError):
@@ -92,8 +101,9 @@ class TrackingEvent:
 
     ``first`` says whether this is the first event of its type for this
     message and recipient (None when no store was there to tell). ``machine``
-    is reserved for classifying bots and privacy proxies (Apple Mail Privacy
-    Protection, link scanners); None means not classified. ``event_id`` is
+    is the machine-event verdict: None (a person, as far as we can tell) or
+    one of :data:`MACHINE_LABELS`, with ``machine_reasons`` the short
+    sentences that led to it (empty for a person). ``event_id`` is
     unique per event, so a retried write is recorded once. ``recipient`` is
     None for a message tracked without one. ``esp_event`` (anymail's name) is
     the raw request the event came from (method, path, query, headers,
@@ -120,6 +130,7 @@ class TrackingEvent:
     event_id: str = field(default_factory=lambda: new_event_id())
     tags: tuple[str, ...] = ()
     account: str | None = None
+    machine_reasons: tuple[str, ...] = ()
     esp_event: Mapping[str, Any] | None = field(default=None, compare=False, repr=False)
 
     def __post_init__(self) -> None:
@@ -147,6 +158,12 @@ class TrackingEvent:
                 or not all(isinstance(tag, str) for tag in self.tags):
             raise InvalidEvent(f"tags must be a list of str, not {self.tags!r}")
         object.__setattr__(self, "tags", tuple(self.tags))  # a list given (from JSON): keep it immutable
+        if self.machine is not None and self.machine not in MACHINE_LABELS:
+            raise InvalidEvent(f"machine must be None or one of {', '.join(MACHINE_LABELS)}, not {self.machine!r}")
+        if isinstance(self.machine_reasons, (str, bytes)) or not isinstance(self.machine_reasons, (list, tuple)) \
+                or not all(isinstance(reason, str) for reason in self.machine_reasons):
+            raise InvalidEvent(f"machine_reasons must be a list of str, not {self.machine_reasons!r}")
+        object.__setattr__(self, "machine_reasons", tuple(self.machine_reasons))
         if self.esp_event is not None and not isinstance(self.esp_event, Mapping):
             raise InvalidEvent(f"esp_event must be a mapping or None, not {type(self.esp_event).__name__}")
 
@@ -190,6 +207,7 @@ class TrackingEvent:
             "metadata": dict(self.metadata),
             "first": self.first,
             "machine": self.machine,
+            "machine_reasons": list(self.machine_reasons),
             "tags": list(self.tags),
         }
         if self.account is not None:  # only when set: the parent's events keep their webhook shape

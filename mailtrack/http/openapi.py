@@ -32,7 +32,7 @@ import hashlib
 import json
 from typing import Any
 
-from mailtrack.events import EventType
+from mailtrack.events import MACHINE_LABELS, EventType
 from mailtrack.http.auth import error
 from mailtrack.http.events_api import DEFAULT_LIMIT, PARAMETERS
 from mailtrack.http.messages import MAX_BODY, Request, Response
@@ -183,7 +183,7 @@ _EVENT: dict[str, Any] = {
     "type": "object",
     "additionalProperties": False,
     "required": ["event_id", "event_type", "timestamp", "message_id", "recipient", "url", "link_index",
-                 "user_agent", "ip", "referer", "metadata", "first", "machine", "tags"],
+                 "user_agent", "ip", "referer", "metadata", "first", "machine", "machine_reasons", "tags"],
     "properties": {
         "event_id": {"type": "string"},
         "event_type": {"type": "string", "enum": [member.value for member in EventType]},
@@ -199,7 +199,10 @@ _EVENT: dict[str, Any] = {
         "referer": _NULLABLE_STRING,
         "metadata": {"type": "object", "description": "The metadata signed into the tracking URL."},
         "first": {"type": ["boolean", "null"]},
-        "machine": _NULLABLE_STRING,
+        "machine": {"type": ["string", "null"], "enum": [*MACHINE_LABELS, None],
+                    "description": "The machine-event verdict: null for a person (as far as we can tell)."},
+        "machine_reasons": {"type": "array", "items": {"type": "string"},
+                            "description": "What led to the verdict; empty for a person."},
         "tags": {"type": "array", "items": {"type": "string"}},
         # present only on a subuser's events (the account signed into the token); the parent's leave it out
         "account": {"type": "string", "minLength": 1,

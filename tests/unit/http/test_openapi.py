@@ -139,7 +139,7 @@ def test_the_event_schema_is_to_dict_exactly(document: dict[str, Any]) -> None:
     events = [
         TrackingEvent(EventType.OPENED, moment, "m1", None),
         TrackingEvent(EventType.CLICKED, moment, "m1", "ann@example.com", url="https://example.com/a", link_index=0,
-                      user_agent="UA", ip="192.0.2.1", referer="https://mail.example/", first=True, machine="proxy",
+                      user_agent="UA", ip="192.0.2.1", referer="https://mail.example/", first=True, machine="image_proxy",
                       metadata={"campaign": "spring", "n": 1, "nested": {"x": [1, None]}}, tags=("news",)),
         TrackingEvent(EventType.UNSUBSCRIBED, moment, "m2", "bob@example.com", first=False),
         TrackingEvent(EventType.OPENED, moment, "m3", "cy@example.com", account="sub1"),  # a subuser's: with account

@@ -69,13 +69,13 @@ def test_event_validation() -> None:
 
 def test_event_dict_round_trip() -> None:
     original = event("clicked", url="https://example.com/ü?a=1", link_index=4, user_agent="UA", ip="::1",
-                     referer="https://r/", metadata={"k": [1, {"x": None}]}, first=True, machine="apple-mpp",
+                     referer="https://r/", metadata={"k": [1, {"x": None}]}, first=True, machine="apple_mpp",
                      timestamp=T0.astimezone(timezone(timedelta(hours=5))))
     data = original.to_dict()
     assert data["timestamp"] == "2023-11-14T22:13:20.123456Z"
     assert TrackingEvent.from_dict(data) == original
     assert set(data) == {"event_id", "event_type", "timestamp", "message_id", "recipient", "url", "link_index",
-                         "user_agent", "ip", "referer", "metadata", "first", "machine", "tags"}
+                         "user_agent", "ip", "referer", "metadata", "first", "machine", "machine_reasons", "tags"}
 
 
 def test_tracking_event_is_exported_from_the_package() -> None:
@@ -201,7 +201,7 @@ def test_duplicate_event_id_is_stored_once(store: Any) -> None:
 
 def test_stored_event_round_trips_every_field(store: Any) -> None:
     e = event("clicked", url="https://example.com/日本?q=1", link_index=7, user_agent="UA", ip="2001:db8::1",
-              referer="https://ref/", metadata={"campaign": "x", "n": 3, "l": [1, "2"]}, machine="scanner")
+              referer="https://ref/", metadata={"campaign": "x", "n": 3, "l": [1, "2"]}, machine="link_scanner")
     stored = store.record(e)
     [loaded] = store.events()
     assert loaded == stored == e.with_first(True)
