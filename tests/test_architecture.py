@@ -3,7 +3,7 @@
 Run by the test command, so a change that breaks any of them fails CI:
 ``mypy --strict`` (the package ships py.typed), ruff, import-linter's
 contracts in pyproject.toml (dependencies point inward; the core imports only
-the stdlib, itsdangerous and idna), and a fresh interpreter that imports
+the stdlib, itsdangerous, idna and cryptography), and a fresh interpreter that imports
 mailtrack and rewrites a message without loading sqlite3, an HTTP server or
 any adapter package.
 """

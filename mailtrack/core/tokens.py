@@ -1,28 +1,41 @@
-"""Signed, compact, deterministic tracking tokens.
+"""Compact, deterministic tracking tokens in two formats: opaque (encrypted, the default) and signed.
 
-A token is itsdangerous' timestamped format, ``payload.timestamp.signature``:
+Both carry the same claims, as a compact JSON array (no keys, so a click costs
+little more than its URL): ``[message_id, recipient, link_index, url, metadata?, tags?, account?]``
+for clicks, ``[message_id, recipient, metadata?, tags?, account?]`` for opens and
+unsubscribes. ``recipient`` is ``null`` for a message tracked without one
+(sent to several people as one copy); ``metadata`` is ``{}`` when only tags
+follow; ``tags`` is a list of str (django-anymail's ``msg.tags``), given
+back in the events (``[]`` when only an account follows); ``account`` is the
+subuser the message was rewritten for. Each optional part is left out when
+it and those after it are empty, so a token without an account has the
+bytes it had before accounts existed (and those tokens still verify). With
+``compress=True``, raw DEFLATE with a preset dictionary of URL fragments
+shortens the payload when it can. Both hold the time they were issued, so
+``max_age`` can refuse old tokens, and both are deterministic: the same claims
+and issue time give the same token (a second rewrite pass changes nothing).
 
-* ``payload`` is base64url of a compact JSON array (no keys, so a click costs
-  little more than its URL): ``[message_id, recipient, link_index, url, metadata?, tags?, account?]``
-  for clicks, ``[message_id, recipient, metadata?, tags?, account?]`` for opens and
-  unsubscribes. ``recipient`` is ``null`` for a message tracked without one
-  (sent to several people as one copy); ``metadata`` is ``{}`` when only tags
-  follow; ``tags`` is a list of str (django-anymail's ``msg.tags``), given
-  back in the events (``[]`` when only an account follows); ``account`` is the
-  subuser the message was rewritten for. Each optional part is left out when
-  it and those after it are empty, so a token without an account has the
-  bytes it had before accounts existed (and those tokens still verify).
-  When raw DEFLATE with a preset dictionary of URL fragments makes it shorter,
-  the payload is compressed and marked with a leading ``.``.
-* ``timestamp`` is when it was signed, so ``max_age`` can refuse old tokens.
+**opaque** (``token_format="opaque"``, the default; :mod:`mailtrack.core.opaque`):
+the time and payload sealed with AES-256-SIV (RFC 5297) under a key derived
+per purpose (HKDF-SHA256) from each secret key, written as base64url without
+dots. Anyone holding the token learns its length and nothing else; changing
+it fails the SIV tag check. Never longer than the signed token of the same claims.
+
+**signed** (``token_format="signed"``): itsdangerous' timestamped format,
+``payload.timestamp.signature``:
+
+* ``payload`` is base64url of the JSON array, readable by anyone holding the
+  token; compressed payloads are marked with a leading ``.``.
+* ``timestamp`` is when it was signed.
 * ``signature`` is HMAC-SHA256 (key derived per purpose with HMAC from the
-  secret and a salt like ``mailtrack.click``) truncated to 128 bits.
+  secret and a salt like ``mailtrack.click``) truncated to 128 bits, checked by
+  itsdangerous with ``hmac.compare_digest`` (constant time).
 
-The salt differs per purpose, so a click token is refused as an open token.
-The newest secret signs; every secret verifies (key rotation). Signatures are
-checked by itsdangerous with ``hmac.compare_digest`` (constant time).
-
-Tokens are signed, not encrypted: anyone holding one can read its payload.
+Verification takes either format whatever ``token_format`` says (a signed
+token has two dots, an opaque one none), so switching formats never breaks a
+mail already sent. Keys and salts differ per purpose in both, so a click token
+is refused as an open token (reason ``purpose``). The newest secret signs;
+every secret verifies, newest first (key rotation).
 """
 
 from __future__ import annotations
@@ -42,12 +55,15 @@ from itsdangerous import BadData, BadSignature, TimestampSigner
 from itsdangerous.encoding import base64_decode, base64_encode, int_to_bytes, want_bytes
 from itsdangerous.signer import HMACAlgorithm
 
-from mailtrack.core import speedups
+from mailtrack.core import opaque, speedups
 from mailtrack.core.results import Verified
 from mailtrack.core.urls import KINDS, TokenKind, destination_problem
 from mailtrack.exceptions import ArgumentError, ConfigurationError, ExpiredToken, InvalidToken
 
-__all__ = ["MAX_TOKEN_LENGTH", "TokenClaims", "TokenCodec", "TruncatedHMAC", "check_claims"]
+__all__ = ["MAX_TOKEN_LENGTH", "TOKEN_FORMATS", "TokenClaims", "TokenCodec", "TruncatedHMAC", "check_claims"]
+
+#: The token formats a :class:`TokenCodec` issues (it verifies both whatever it issues); the first is the default.
+TOKEN_FORMATS = ("opaque", "signed")
 
 #: Longest token (or tracking URL) ``verify`` will look at.
 MAX_TOKEN_LENGTH = 8192
@@ -60,6 +76,8 @@ _ZDICT = (
     b"@gmail.com@outlook.com@example.com.org/.net/.co.uk/.de/.com/www.http://https://"
 )
 _TOKEN_SHAPE = re.compile(r"\.?[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*\.[A-Za-z0-9_-]+")
+#: An opaque token: base64url, no dots (a signed token always has two), at least tag and header (17 bytes: 23 characters).
+_OPAQUE_SHAPE = re.compile(r"[A-Za-z0-9_-]{23,}")
 _JSON_SEPARATORS = (",", ":")
 
 
@@ -191,6 +209,21 @@ def _plain_json(value: Any) -> bool:
     return True
 
 
+def _deflate(data: bytes) -> bytes:
+    """Raw DEFLATE with the preset dictionary of URL fragments: both formats' compression."""
+    deflate = zlib.compressobj(9, zlib.DEFLATED, -15, 9, zlib.Z_DEFAULT_STRATEGY, _ZDICT)
+    return deflate.compress(data) + deflate.flush()
+
+
+def _inflate(data: bytes) -> bytes:
+    """What :func:`_deflate` compressed, at most ``_MAX_PAYLOAD_BYTES`` of it; ValueError or zlib.error if not."""
+    inflate = zlib.decompressobj(-15, _ZDICT)
+    out = inflate.decompress(data, _MAX_PAYLOAD_BYTES)
+    if inflate.unconsumed_tail or not inflate.eof:
+        raise ValueError("compressed payload is truncated or too large")
+    return out
+
+
 class _KeyCachingSigner(TimestampSigner):
     """itsdangerous' ``TimestampSigner`` deriving each key once, not on every ``unsign`` (the derivation is an HMAC
     of the secret and salt: a fifth of the cost of verifying a token). Same keys, same signatures."""
@@ -205,7 +238,15 @@ class _KeyCachingSigner(TimestampSigner):
 
 
 class TokenCodec:
-    """Signs and verifies tokens for every purpose with one set of secret keys."""
+    """Issues and verifies tokens for every purpose with one set of secret keys.
+
+    ``token_format`` is the format new tokens are issued in: ``"opaque"`` (the
+    default: encrypted, the URL reveals only its length) or ``"signed"`` (the
+    format of mailtrack before issue 14, whose payload anyone can read; pick it
+    when something downstream reads the claims out of the URL). Either format
+    verifies whatever this says. ``digest_method`` and ``signature_size``
+    shape signed tokens only; ``salt`` and ``compress`` apply to both.
+    """
 
     def __init__(
         self,
@@ -217,7 +258,10 @@ class TokenCodec:
         compress: bool = False,
         clock: Callable[[], float] = time.time,
         max_clock_skew: float = 300,
+        token_format: str = "opaque",
     ) -> None:
+        if token_format not in TOKEN_FORMATS:
+            raise ConfigurationError(f"token_format must be one of {', '.join(TOKEN_FORMATS)}, not {token_format!r}")
         if isinstance(secret_keys, (str, bytes)):
             keys: list[str | bytes] = [secret_keys]
         elif isinstance(secret_keys, Iterable):
@@ -236,6 +280,11 @@ class TokenCodec:
         if isinstance(max_clock_skew, bool) or not isinstance(max_clock_skew, (int, float)) or not 0 <= max_clock_skew < math.inf:
             raise ConfigurationError(f"max_clock_skew must be a finite number of seconds >= 0, not {max_clock_skew!r}")
         self.compress = compress
+        #: The format new tokens are issued in (see the class docstring); both verify.
+        self.token_format = token_format
+        self._secrets = [want_bytes(key) for key in keys]
+        self._salt = salt
+        self._cipher: opaque.OpaqueCipher | None = None  # made on first use: cryptography loads then, not at import
         #: Seconds since the epoch, for ``max_age`` checks (the signing time is passed in explicitly).
         self.clock = clock
         #: How far in the future a token's time may be (signing hosts' clocks differ) when ``max_age`` is checked.
@@ -257,12 +306,18 @@ class TokenCodec:
         self._keys = {kind: signer.derive_key() for kind, signer in self._signers.items()} if digest_method().name == "sha256" else None
         self._click_key = None if self._keys is None else self._keys["click"]
 
+    def _opaque(self) -> opaque.OpaqueCipher:
+        """The AES-SIV keys of every purpose, derived on first use (an opaque token issued or verified)."""
+        cipher = self._cipher
+        if cipher is None:
+            cipher = self._cipher = opaque.OpaqueCipher(self._secrets, self._salt)
+        return cipher
+
     # -- signing -----------------------------------------------------------------
     def _encode_payload(self, data: bytes) -> bytes:
         encoded = _b64(data)
         if self.compress and len(data) > 48:
-            deflate = zlib.compressobj(9, zlib.DEFLATED, -15, 9, zlib.Z_DEFAULT_STRATEGY, _ZDICT)
-            packed = _b64(deflate.compress(data) + deflate.flush())
+            packed = _b64(_deflate(data))
             if len(packed) + 1 < len(encoded):
                 return b"." + packed
         return encoded
@@ -308,8 +363,49 @@ class TokenCodec:
             tail = "," + _compact_json(dict(metadata or {})) + "," + _compact_json(list(tags)) + "]"
         else:
             tail = "]" if not metadata else "," + _compact_json(dict(metadata)) + "]"
+        if self.token_format == "opaque":
+            issued = int_to_bytes(issued_at)
+            return {kind: self._opaque_signer(kind, head, tail, issued) for kind in kinds}
         stamp = b"." + base64_encode(int_to_bytes(issued_at))
         return {kind: self._signer(kind, head, tail, stamp) for kind in kinds}
+
+    def _opaque_signer(self, kind: TokenKind, head: str, tail: str, issued_at: bytes) -> Callable[..., str]:
+        """:meth:`message_signer`'s function for opaque tokens: the signed format's payload, sealed with AES-SIV.
+
+        The payload is the exact JSON the signed format would carry (one
+        encoder, one parser for both), compressed under the same rule when
+        ``compress`` is on (whenever DEFLATE makes it shorter: the header bit
+        marks it, no character is spent on a mark). There is no compiled twin:
+        AES is OpenSSL's, through ``cryptography``, never hand-written; the
+        compiled link loop calls this function as it calls any signer.
+        """
+        seal = self._opaque().sealer(kind)
+        plain_lead = opaque.pack(issued_at, b"", compressed=False)
+        to_token = opaque.encode
+        if self.compress:
+
+            def sign(raw_payload: str) -> str:
+                data = raw_payload.encode("utf-8")
+                if len(data) > 48:
+                    packed = _deflate(data)
+                    if len(packed) < len(data):
+                        return to_token(seal(opaque.pack(issued_at, packed, compressed=True), None))
+                return to_token(seal(plain_lead + data, None))
+
+        else:
+
+            def sign(raw_payload: str) -> str:
+                return to_token(seal(plain_lead + raw_payload.encode("utf-8"), None))
+
+        if kind == "click":
+            encode_str = json.encoder.encode_basestring
+
+            def sign_click(link_index: int, url: str) -> str:
+                return sign(f"{head},{link_index},{encode_str(url)}{tail}")
+
+            return sign_click
+        raw = head + tail
+        return lambda: sign(raw)
 
     def _signer(self, kind: TokenKind, head: str, tail: str, stamp: bytes) -> Callable[..., str]:
         """The signing function of :meth:`message_signer`, from the claims encoded around the click's part."""
@@ -398,8 +494,10 @@ class TokenCodec:
             raise ArgumentError(f"token must be a str, not {type(token).__name__}")
         if len(token) > MAX_TOKEN_LENGTH:
             raise InvalidToken("token is longer than 8 KiB", reason="oversized", token=token[:64])
+        if "." not in token:
+            return self._loads_opaque(token, kind, max_age)
         if not _TOKEN_SHAPE.fullmatch(token):
-            raise InvalidToken("token is not in the signed token format", reason="malformed", token=token)
+            raise InvalidToken("token is in neither token format (signed or opaque)", reason="malformed", token=token)
         signature = token.rsplit(".", 1)[1]
         try:
             canonical = base64_encode(base64_decode(signature)).decode("ascii") == signature
@@ -429,6 +527,46 @@ class TokenCodec:
                     )
         raise InvalidToken("signature does not match any key", reason="signature", token=token)
 
+    def _loads_opaque(self, token: str, kind: TokenKind | None, max_age: float | None) -> Verified:
+        """:meth:`loads` for a token without dots: an opaque one, with the signed format's errors and reasons.
+
+        Every purpose's keys are tried newest first (the expected purpose's
+        only, when ``kind`` is given, then the others to tell ``purpose`` from
+        ``signature``). Whatever the bytes, only :class:`InvalidToken` or
+        :class:`ExpiredToken` comes out, and no message names a key.
+        """
+        if not _OPAQUE_SHAPE.fullmatch(token) or len(token) % 4 == 1:
+            raise InvalidToken("token is in neither token format (opaque or signed)", reason="malformed", token=token)
+        sealed = opaque.decode(token)
+        if sealed is None:
+            # base64 ignores the spare bits of the last character; accept one spelling only
+            raise InvalidToken("token is not canonically encoded", reason="signature", token=token)
+        cipher = self._opaque()
+        for candidate in [kind] if kind is not None else KINDS:
+            plaintext = cipher.open(candidate, sealed)
+            if plaintext is None:
+                continue
+            unpacked = opaque.unpack(plaintext)
+            if unpacked is None:
+                raise InvalidToken("opaque token has an unknown layout", reason="malformed", token=token)
+            seconds, payload, compressed = unpacked
+            try:
+                issued_at = datetime.fromtimestamp(seconds, tz=timezone.utc)
+            except (OverflowError, ValueError, OSError):
+                raise InvalidToken("opaque token's time is out of range", reason="malformed", token=token) from None
+            if max_age is not None:
+                self._check_age(issued_at, max_age, token)
+            try:
+                data = _inflate(payload) if compressed else payload
+            except (ValueError, zlib.error) as exc:
+                raise InvalidToken(f"payload cannot be decoded: {exc}", reason="malformed", token=token) from None
+            return self._fields(candidate, data, issued_at, token)
+        if kind is not None:
+            for other in KINDS:
+                if other != kind and cipher.open(other, sealed) is not None:
+                    raise InvalidToken(f"token was issued for {other!r}, not {kind!r}", reason="purpose", token=token)
+        raise InvalidToken("token does not open under any key", reason="signature", token=token)
+
     def _check_age(self, signed_at: datetime, max_age: float, token: str) -> None:
         """Refuse an authentic token older than ``max_age`` or dated too far ahead (by our clock)."""
         age = self.clock() - signed_at.timestamp()
@@ -443,18 +581,19 @@ class TokenCodec:
 
     def _claims(self, kind: TokenKind, payload: bytes, issued_at: datetime, token: str) -> TokenClaims:
         try:
-            if payload.startswith(b"."):
-                inflate = zlib.decompressobj(-15, _ZDICT)
-                data = inflate.decompress(base64_decode(payload[1:]), _MAX_PAYLOAD_BYTES)
-                if inflate.unconsumed_tail or not inflate.eof:
-                    raise ValueError("compressed payload is truncated or too large")
-            else:
-                data = base64_decode(payload)
-            fields = json.loads(data.decode("utf-8"))
-        except (ValueError, zlib.error, UnicodeDecodeError) as exc:
+            data = _inflate(base64_decode(payload[1:])) if payload.startswith(b".") else base64_decode(payload)
+        except (ValueError, zlib.error) as exc:
             raise InvalidToken(f"payload cannot be decoded: {exc}", reason="malformed", token=token) from None
         if issued_at.tzinfo is None:
             issued_at = issued_at.replace(tzinfo=timezone.utc)
+        return self._fields(kind, data, issued_at, token)
+
+    def _fields(self, kind: TokenKind, data: bytes, issued_at: datetime, token: str) -> TokenClaims:
+        """The claims of a verified token's JSON payload (either format), or :class:`InvalidToken` ``malformed``."""
+        try:
+            fields = json.loads(data.decode("utf-8"))
+        except (ValueError, UnicodeDecodeError) as exc:
+            raise InvalidToken(f"payload cannot be decoded: {exc}", reason="malformed", token=token) from None
         if not isinstance(fields, list) or not 2 <= len(fields) <= 7:
             raise InvalidToken("payload has the wrong shape", reason="malformed", token=token)
         message_id, recipient, *rest = fields

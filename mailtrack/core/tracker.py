@@ -81,9 +81,11 @@ class Tracker:
 
         ``token_options`` are :class:`~mailtrack.core.tokens.TokenCodec`'s keyword
         arguments (``salt``, ``digest_method``, ``signature_size``, ``compress``,
-        ``clock``, ``max_clock_skew``; ``compress_tokens`` is taken as ``compress``),
+        ``clock``, ``max_clock_skew``, ``token_format``; ``compress_tokens`` is taken as ``compress``),
         so ``Tracker(keys, url, salt="x")`` keeps working while the token format
-        is configured in one place.
+        is configured in one place. ``token_format="opaque"`` (the default) issues
+        encrypted tokens, ``"signed"`` the readable format of earlier versions;
+        :meth:`verify` takes both whatever it is.
         """
         if not isinstance(max_links, int) or isinstance(max_links, bool):
             raise ConfigurationError(f"max_links must be a non-negative int, not {max_links!r}")
@@ -534,7 +536,7 @@ def _check_tags(tags: object) -> tuple[str, ...]:
     return labels
 
 
-_CODEC_OPTIONS = frozenset({"salt", "digest_method", "signature_size", "compress", "clock", "max_clock_skew"})
+_CODEC_OPTIONS = frozenset({"salt", "digest_method", "signature_size", "compress", "clock", "max_clock_skew", "token_format"})
 
 
 def _codec(secret_keys: str | bytes | Iterable[str | bytes] | None, codec: TokenCodec | None, options: dict[str, Any]) -> TokenCodec:
