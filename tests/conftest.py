@@ -53,6 +53,12 @@ def tracker() -> mailtrack.Tracker:
     return make_tracker()
 
 
+@pytest.fixture
+def signed_tracker() -> mailtrack.Tracker:
+    """:func:`tracker` issuing the signed format (readable payload): for tests that read or forge the payload."""
+    return make_tracker(token_format="signed")
+
+
 @pytest.fixture(scope="session")
 def postgres_cluster() -> Iterator[Cluster]:
     """A throwaway PostgreSQL server for the whole run (started on first use, stopped at the end).

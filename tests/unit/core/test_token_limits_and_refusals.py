@@ -43,6 +43,11 @@ def deflated(body: bytes) -> str:
     return "." + base64.urlsafe_b64encode(deflate.compress(body) + deflate.flush()).rstrip(b"=").decode()
 
 
+def signed_codec(*keys: str, **options: object) -> TokenCodec:
+    """A codec issuing the signed format, whose bytes these tests pin (the opaque format's are in test_opaque_tokens.py)."""
+    return TokenCodec(*keys, token_format="signed", **options)  # type: ignore[arg-type]
+
+
 def refusal(codec: TokenCodec, token: str, **kwargs: object) -> InvalidToken:
     with pytest.raises(InvalidToken) as info:
         codec.loads(token, **kwargs)  # type: ignore[arg-type]
@@ -52,7 +57,7 @@ def refusal(codec: TokenCodec, token: str, **kwargs: object) -> InvalidToken:
 # -- the wire format ------------------------------------------------------------------------------
 def test_default_codec_signs_exactly_the_documented_format() -> None:
     """Tokens issued by one deployment must verify on another: pin the format to itsdangerous' own signer."""
-    codec = TokenCodec("k")
+    codec = signed_codec("k")
     metadata = {"z": 1, "a": ["\u00e9"]}  # keys sorted, compact separators, UTF-8 (not \\u escapes)
     payload = '["m\u00e9","r",3,"https://x.example/\u00fc",{"a":["\u00e9"],"z":1}]'.encode()
     expected = reference_sign(payload)
@@ -66,7 +71,7 @@ def test_default_codec_signs_exactly_the_documented_format() -> None:
 
 
 def test_default_signature_is_128_bits() -> None:
-    token = TokenCodec("k").message_signer("open", "m", "r", None, T0)()
+    token = signed_codec("k").message_signer("open", "m", "r", None, T0)()
     assert len(token.rsplit(".", 1)[1]) == 22  # 16 bytes in unpadded base64url
     assert len(TruncatedHMAC().get_signature(b"key", b"value")) == 16
 
@@ -74,7 +79,7 @@ def test_default_signature_is_128_bits() -> None:
 @pytest.mark.parametrize("size", [10, 18, 21, 24, 27, 30, 32])
 def test_every_allowed_signature_size_round_trips(size: int) -> None:
     """Sizes 10..32 bytes (SHA-256) all work, whatever characters the signature ends with."""
-    codec = TokenCodec("k", signature_size=size)
+    codec = signed_codec("k", signature_size=size)
     endings = set()
     for i in range(160):
         token = codec.message_signer("open", f"m{i}", "r", None, T0)()
@@ -88,7 +93,7 @@ def test_every_allowed_signature_size_round_trips(size: int) -> None:
 @pytest.mark.parametrize("size", [9, 33])
 def test_signature_size_outside_10_to_digest_size_is_refused(size: int) -> None:
     with pytest.raises(ConfigurationError) as info:
-        TokenCodec("k", signature_size=size)
+        signed_codec("k", signature_size=size)
     assert str(info.value) == f"signature size must be between 10 bytes and the digest size, not {size}"
 
 
@@ -104,7 +109,7 @@ def test_bad_keys_are_refused_with_a_clear_message(keys: list[str], message: str
 
 # -- size bounds ------------------------------------------------------------------------------------
 def test_token_of_exactly_8_kib_is_read_and_one_character_more_is_oversized() -> None:
-    codec = TokenCodec("k")
+    codec = signed_codec("k")
     sign = codec.message_signer("click", "m", "r", None, T0)
     at_bound = sign(0, "https://x.example/" + "a" * 6089)
     past_bound = sign(0, "https://x.example/" + "a" * 6090)
@@ -116,7 +121,7 @@ def test_token_of_exactly_8_kib_is_read_and_one_character_more_is_oversized() ->
 
 def test_compressed_payload_inflating_to_exactly_24_kib_is_read_and_one_byte_more_is_refused() -> None:
     """The decompression-bomb bound is three times the token bound, inclusive."""
-    codec = TokenCodec("k")
+    codec = signed_codec("k")
     head, tail = b'["m","r",0,"https://x.example/', b'"]'
     for size, accepted in ((3 * KIB8, True), (3 * KIB8 + 1, False)):
         body = head + b"a" * (size - len(head) - len(tail)) + tail
@@ -134,14 +139,14 @@ def test_truncated_compressed_payload_is_refused_as_truncated() -> None:
     packed = deflated(body)
     raw = base64.urlsafe_b64decode(packed[1:] + "=" * (-len(packed[1:]) % 4))
     cut = "." + base64.urlsafe_b64encode(raw[:-3]).rstrip(b"=").decode()
-    error = refusal(TokenCodec("k"), reference_sign(cut))
+    error = refusal(signed_codec("k"), reference_sign(cut))
     assert str(error) == "payload cannot be decoded: compressed payload is truncated or too large"
 
 
 # -- compression ------------------------------------------------------------------------------------
 def _plain_and_packed(url: str) -> tuple[str, str]:
-    plain = TokenCodec("k").message_signer("click", "m", "r", None, T0)(0, url)
-    packed = TokenCodec("k", compress=True).message_signer("click", "m", "r", None, T0)(0, url)
+    plain = signed_codec("k").message_signer("click", "m", "r", None, T0)(0, url)
+    packed = signed_codec("k", compress=True).message_signer("click", "m", "r", None, T0)(0, url)
     return plain, packed
 
 
@@ -163,7 +168,7 @@ def test_compression_is_used_only_when_the_token_gets_shorter(url: str, compress
     plain, packed = _plain_and_packed(url)
     assert packed.startswith(".") is compressed
     assert len(packed) == (len(plain) - 1 if compressed else len(plain))
-    assert TokenCodec("k").loads(packed).url == url
+    assert signed_codec("k").loads(packed).url == url
 
 
 def test_payloads_up_to_48_bytes_stay_plain() -> None:
@@ -178,12 +183,12 @@ def test_preset_dictionary_makes_newsletter_links_much_shorter() -> None:
     url = "https://www.example.com/blog/index.html?utm_source=newsletter&utm_medium=email&utm_campaign=spring"
     plain, packed = _plain_and_packed(url)
     assert len(plain) - len(packed) >= 50
-    assert TokenCodec("k").loads(packed).url == url
+    assert signed_codec("k").loads(packed).url == url
 
 
 # -- the clock ----------------------------------------------------------------------------------------
 def test_default_clock_skew_is_300_seconds_inclusive() -> None:
-    codec = TokenCodec("k", clock=lambda: float(T0))
+    codec = signed_codec("k", clock=lambda: float(T0))
     sign = codec.message_signer
     at_skew = sign("open", "m", "r", None, T0 + 300)()
     past_skew = sign("open", "m", "r", None, T0 + 301)()
@@ -194,7 +199,7 @@ def test_default_clock_skew_is_300_seconds_inclusive() -> None:
 
 
 def test_expiry_names_the_age_and_the_token() -> None:
-    codec = TokenCodec("k", clock=lambda: float(T0 + 101))
+    codec = signed_codec("k", clock=lambda: float(T0 + 101))
     token = codec.message_signer("open", "m", "r", None, T0)()
     assert codec.loads(token, max_age=101).kind == "open"  # exactly max_age old: still valid
     with pytest.raises(ExpiredToken) as info:
@@ -203,28 +208,28 @@ def test_expiry_names_the_age_and_the_token() -> None:
 
 
 def test_max_age_zero_accepts_a_token_signed_this_second() -> None:
-    codec = TokenCodec("k", clock=lambda: float(T0))
+    codec = signed_codec("k", clock=lambda: float(T0))
     assert codec.loads(codec.message_signer("open", "m", "r", None, T0)(), max_age=0).kind == "open"
 
 
 # -- every refusal: reason, message, and the token it was about ----------------------------------------
 def test_wrong_input_type_is_a_type_error_naming_the_type() -> None:
     with pytest.raises(TypeError) as info:
-        TokenCodec("k").loads(b"a.b.c")  # type: ignore[arg-type]
+        signed_codec("k").loads(b"a.b.c")  # type: ignore[arg-type]
     assert str(info.value) == "token must be a str, not bytes"
 
 
 @pytest.mark.parametrize(
     "token, reason, message",
     [
-        ("a b.c.d", "malformed", "token is not in the signed token format"),
+        ("a b.c.d", "malformed", "token is in neither token format (signed or opaque)"),
         ("eyJ9.AAAAAA." + "A" * 21, "signature", "signature is not canonically encoded"),  # 21 chars: not base64 at all
         ("eyJ9.AAAAAA." + "B" * 22, "signature", "signature is not canonically encoded"),  # spare bits set
         ("eyJ9.AAAAAA." + "A" * 22, "signature", "signature does not match any key"),
     ],
 )
 def test_unsigned_or_misspelled_tokens(token: str, reason: str, message: str) -> None:
-    error = refusal(TokenCodec("k"), token)
+    error = refusal(signed_codec("k"), token)
     assert (error.reason, str(error), error.token) == (reason, message, token)
 
 
@@ -255,13 +260,13 @@ def test_unsigned_or_misspelled_tokens(token: str, reason: str, message: str) ->
 )
 def test_signed_payloads_refused_with_their_reason(payload: bytes, kind: str, message: str) -> None:
     token = reference_sign(payload, kind=kind)
-    error = refusal(TokenCodec("k"), token)
+    error = refusal(signed_codec("k"), token)
     assert error.reason == ("destination" if "destination" in message else "malformed")
     assert (str(error), error.token) == (message, token)
 
 
 def test_purpose_is_found_whichever_other_purpose_signed_it() -> None:
-    codec = TokenCodec("k")
+    codec = signed_codec("k")
     unsubscribe = codec.message_signer("unsubscribe", "m", "r", None, T0)()  # the last of the other purposes
     error = refusal(codec, unsubscribe, kind="click")
     assert (error.reason, str(error), error.token) == ("purpose", "token was signed for 'unsubscribe', not 'click'", unsubscribe)
@@ -306,12 +311,12 @@ def test_the_claim_that_is_no_json_text_is_named(field: str) -> None:
 )
 def test_codec_options_are_refused_with_a_message_naming_them(options: dict[str, object], message: str) -> None:
     with pytest.raises(mailtrack.ConfigurationError) as info:
-        TokenCodec("k", **options)  # type: ignore[arg-type]
+        signed_codec("k", **options)  # type: ignore[arg-type]
     assert str(info.value) == message
 
 
 def test_an_unknown_kind_is_named_with_the_kinds_there_are() -> None:
-    codec = TokenCodec("k")
+    codec = signed_codec("k")
     with pytest.raises(mailtrack.ArgumentError) as info:
         codec.loads("a.b.c", kind="visit")  # type: ignore[arg-type]
     assert str(info.value) == "kind must be one of click, open, unsubscribe, not 'visit'"
