@@ -36,6 +36,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
+from mailtrack.core.tokens import TOKEN_FORMATS
 from mailtrack.core.urls import UrlLayout
 from mailtrack.delivery.privacy import IP_MODES, USER_AGENT_MODES, Privacy, parse_duration
 from mailtrack.delivery.recorder import DEFAULT_SPOOL_MAX_BYTES
@@ -146,6 +147,9 @@ OPTIONS: dict[str, Option] = _options(
     Option("privacy_user_agent", "--privacy-user-agent", "MAILTRACK_PRIVACY_USER_AGENT", "what events keep of the "
            "reader's user agent: full (the default), family (Chrome, Outlook, Apple Mail, ...; pip install "
            "'mailtrack[privacy]') or none", default="full", metavar="full|family|none"),
+    Option("token_format", "--token-format", "MAILTRACK_TOKEN_FORMAT", "the format of the tokens written into "
+           "tracking URLs: opaque (encrypted: a URL reveals nothing but its length) or signed (readable base64 JSON, "
+           "as before issue 14); both verify either way", default="opaque", metavar="opaque|signed"),
     Option("purge_after", "--purge-after", "MAILTRACK_PURGE_AFTER", "delete events older than this, once an hour "
            "(90d, 12h, 30m; see mailtrack purge); default: keep them", metavar="DURATION"),
 )
@@ -206,6 +210,7 @@ class Config:
     privacy_ip: str = OPTIONS["privacy_ip"].default
     privacy_user_agent: str = OPTIONS["privacy_user_agent"].default
     purge_after: float | None = None
+    token_format: str = OPTIONS["token_format"].default
 
     def __post_init__(self) -> None:
         for name in ("secret_keys", "trusted_proxies", "webhooks"):
@@ -267,6 +272,9 @@ class Config:
             raise _invalid("privacy_user_agent", f"privacy_user_agent must be one of {', '.join(USER_AGENT_MODES)}, "
                                                  f"not {self.privacy_user_agent!r}")
         _checked("privacy_user_agent", lambda _: self.privacy, None)  # family without ua-parser installed
+        if self.token_format not in TOKEN_FORMATS:
+            raise _invalid("token_format", f"token_format must be one of {', '.join(TOKEN_FORMATS)}, "
+                                           f"not {self.token_format!r}")
         if self.purge_after is not None and (isinstance(self.purge_after, bool)
                                              or not isinstance(self.purge_after, (int, float))
                                              or not 0 < self.purge_after < float("inf")):
@@ -302,7 +310,7 @@ class Config:
 
         values: dict[str, Any] = {"secret_keys": _secret_keys(argument, variable)}
         for name in ("base_url", "db", "host", "webhook_secret", "account_name", "account", "spool_dir", "server",
-                     "writer", "privacy_ip", "privacy_user_agent"):
+                     "writer", "privacy_ip", "privacy_user_agent", "token_format"):
             value = pick(name)
             if value is not None:
                 values[OPTIONS[name].field] = value

@@ -93,7 +93,7 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
                          "multipart/signed (which breaks the signature)")
     rewrite.add_argument("--dask", metavar="ADDRESS", help="run on the Dask cluster whose scheduler is at ADDRESS "
                          "(needs mailtrack[dask])")
-    add_settings(rewrite, "secret_key", "secret_key_file", "base_url", "account", "db")
+    add_settings(rewrite, "secret_key", "secret_key_file", "base_url", "account", "db", "token_format")
     rewrite.set_defaults(func=run_rewrite)
 
     message = commands.add_parser(
@@ -109,7 +109,7 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     message.add_argument("--settings", metavar="JSON", help="JSON tracking_settings for this message")
     message.add_argument("--metadata", metavar="JSON", help="JSON object signed into every URL")
     message.add_argument("--force", action="store_true", help="rewrite even if the message carries a DKIM-Signature or is multipart/signed (which breaks the signature)")
-    add_settings(message, "secret_key", "secret_key_file", "base_url", "account", "db")
+    add_settings(message, "secret_key", "secret_key_file", "base_url", "account", "db", "token_format")
     message.set_defaults(func=rewrite_message)
 
 
@@ -120,9 +120,10 @@ def _tracker(args: argparse.Namespace) -> Tracker:
     assert config.base_url is not None  # required above
     resolved = account_settings(config)
     if config.account is None:
-        return Tracker(secret_keys=list(config.secret_keys), base_url=config.base_url, settings=resolved)
+        return Tracker(secret_keys=list(config.secret_keys), base_url=config.base_url, settings=resolved,
+                       token_format=config.token_format)
     return Tracker(secret_keys=list(config.secret_keys), base_url=config.base_url, settings=resolved,
-                   account=config.account, account_settings=_already_resolved)
+                   account=config.account, account_settings=_already_resolved, token_format=config.token_format)
 
 
 def _already_resolved(account: str) -> dict[str, object]:

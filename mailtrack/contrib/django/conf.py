@@ -17,6 +17,7 @@ from typing import Any
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 
+from mailtrack.core.tokens import TOKEN_FORMATS
 from mailtrack.core.tracker import Tracker
 from mailtrack.delivery.privacy import Privacy
 from mailtrack.exceptions import ConfigurationError, MailtrackError, SettingsError
@@ -34,7 +35,7 @@ MAILER_OPTIONS = {"tracking_settings": "TRACKING_SETTINGS", "split_recipients": 
 _OURS = "mailtrack.contrib.django"
 _KEYS = frozenset(
     {"BACKEND", "BASE_URL", "SECRET_KEYS", "TRACKING_SETTINGS", "SPLIT_RECIPIENTS", "FAIL_SILENTLY_TRACKING", "DB",
-     "TRUSTED_PROXIES", "MAX_AGE", "ACCOUNT", "PRIVACY_IP", "PRIVACY_USER_AGENT"}
+     "TRUSTED_PROXIES", "MAX_AGE", "ACCOUNT", "PRIVACY_IP", "PRIVACY_USER_AGENT", "TOKEN_FORMAT"}
 )
 
 
@@ -101,6 +102,13 @@ def _flag(raw: Mapping[str, Any], name: str, default: bool, label: str) -> bool:
     if not isinstance(value, bool):
         raise ConfigurationError(f"{label} must be True or False, not {value!r}")
     return value
+
+
+def _token_format(value: object) -> str:
+    """``MAILTRACK["TOKEN_FORMAT"]``: "opaque" (the default: encrypted tokens) or "signed" (readable ones)."""
+    if value not in TOKEN_FORMATS:
+        raise ConfigurationError(f"MAILTRACK['TOKEN_FORMAT'] must be one of {', '.join(TOKEN_FORMATS)}, not {value!r}")
+    return str(value)
 
 
 def _secret_keys(raw: Mapping[str, Any]) -> list[str | bytes]:
@@ -195,7 +203,7 @@ def load(options: Mapping[str, Any] | None = None, *, alias: str | None = None) 
         source = _account_source(db, account)
     try:
         tracker = Tracker(_secret_keys(raw), base_url, settings=raw.get("TRACKING_SETTINGS"), account_settings=source,
-                          account=account)
+                          account=account, token_format=_token_format(raw.get("TOKEN_FORMAT", "opaque")))
     except ConfigurationError:
         raise
     except SettingsError as exc:  # a bad TRACKING_SETTINGS

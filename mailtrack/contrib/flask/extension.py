@@ -68,6 +68,7 @@ import flask
 from blinker import Namespace
 
 from mailtrack.contrib._mailapi import add_list_unsubscribe, settings_for, tags_of
+from mailtrack.core.tokens import TOKEN_FORMATS
 from mailtrack.core.tracker import Tracker
 from mailtrack.delivery.privacy import Privacy
 from mailtrack.delivery.recorder import Recorder
@@ -93,7 +94,7 @@ _OURS = "mailtrack.contrib."
 _KEYS = frozenset({"MAILTRACK_BASE_URL", "MAILTRACK_SECRET_KEYS", "MAILTRACK_TRACKING_SETTINGS", "MAILTRACK_URL_PREFIX",
                    "MAILTRACK_TRUSTED_PROXIES", "MAILTRACK_MAX_AGE", "MAILTRACK_DB", "MAILTRACK_TRACK_FLASK_MAIL",
                    "MAILTRACK_MAILMAN_BACKEND", "MAILTRACK_SPLIT_RECIPIENTS", "MAILTRACK_FAIL_SILENTLY_TRACKING",
-                   "MAILTRACK_ACCOUNT", "MAILTRACK_PRIVACY_IP", "MAILTRACK_PRIVACY_USER_AGENT"})
+                   "MAILTRACK_ACCOUNT", "MAILTRACK_PRIVACY_IP", "MAILTRACK_PRIVACY_USER_AGENT", "MAILTRACK_TOKEN_FORMAT"})
 log = logging.getLogger("mailtrack")
 
 
@@ -152,8 +153,12 @@ class Mailtrack:
         prefix = config.get("MAILTRACK_URL_PREFIX")
         if prefix is not None and (not isinstance(prefix, str) or not prefix.startswith("/")):
             raise ConfigurationError(f"MAILTRACK_URL_PREFIX must be a path starting with '/', not {prefix!r}")
+        token_format = config.get("MAILTRACK_TOKEN_FORMAT", "opaque")  # opaque: encrypted tokens; signed: readable
+        if token_format not in TOKEN_FORMATS:
+            raise ConfigurationError(f"MAILTRACK_TOKEN_FORMAT must be one of {', '.join(TOKEN_FORMATS)}, "
+                                     f"not {token_format!r}")
         try:
-            tracker = Tracker(keys, base_url, settings=config.get("MAILTRACK_TRACKING_SETTINGS"))
+            tracker = Tracker(keys, base_url, settings=config.get("MAILTRACK_TRACKING_SETTINGS"), token_format=token_format)
         except ConfigurationError as exc:
             raise ConfigurationError(f"{exc} (MAILTRACK_SECRET_KEYS, MAILTRACK_BASE_URL)") from None
         except MailtrackError as exc:
@@ -208,7 +213,7 @@ class Mailtrack:
                                          f"(mailtrack subuser create {account} --db {db})")
             # The same keys, URL and settings, now with the account's stored settings under each message's.
             tracker = Tracker(keys, base_url, settings=config.get("MAILTRACK_TRACKING_SETTINGS"),
-                              account_settings=StoredSettings(store), account=account)
+                              account_settings=StoredSettings(store), account=account, token_format=token_format)
 
         def signal(event: TrackingEvent) -> None:
             # Each receiver on its own, as Django's send_robust: blinker's send() stops at the first that raises.
