@@ -344,15 +344,30 @@ def flip(text: str, at: int) -> str:
 
 
 def bad_click_targets(tracker: mailtrack.Tracker, message_id: str) -> dict[str, str]:
-    """Request targets (as sent on the wire) that must all get a 404 page."""
+    """Request targets (as sent on the wire) that must all get a 404 page: signed tokens taken apart, opaque ones
+    changed (``tracker`` issues opaque tokens, the default; the signed format's parts come from its signed twin)."""
+    sealed = path_of(tracker.tracking_url("click", message_id=message_id, recipient="ann@example.com",
+                                          url="https://ok.example/"))[len("/c/"):]
+    sealed_open = path_of(tracker.tracking_url("open", message_id=message_id, recipient="ann@example.com"))[3:]
+    opaque_targets = {
+        "opaque flipped": "/c/" + flip(sealed, 7),
+        "opaque last character": "/c/" + flip(sealed, len(sealed) - 1),
+        "opaque truncated": "/c/" + sealed[:-4],
+        "opaque open token": "/c/" + sealed_open,
+        "opaque foreign key": path_of(mailtrack.Tracker(["a-foreign-key"], BASE_URL).tracking_url(
+            "click", message_id=message_id, recipient="ann@example.com", url="https://ok.example/")),
+        "opaque oversized": "/c/" + sealed + "A" * 9000,
+    }
+    tracker = mailtrack.Tracker(["older-key", "newest-key"], BASE_URL, token_format="signed")
     url = tracker.tracking_url("click", message_id=message_id, recipient="ann@example.com", url="https://ok.example/")
     token = path_of(url)[len("/c/"):]
     payload, stamp, signature = token.split(".")
     open_token = path_of(tracker.tracking_url("open", message_id=message_id, recipient="ann@example.com"))[3:]
     unsub_token = path_of(tracker.tracking_url("unsubscribe", message_id=message_id, recipient="ann@example.com"))[3:]
-    foreign = mailtrack.Tracker(["a-foreign-key"], BASE_URL).tracking_url(
+    foreign = mailtrack.Tracker(["a-foreign-key"], BASE_URL, token_format="signed").tracking_url(
         "click", message_id=message_id, recipient="ann@example.com", url="https://ok.example/")
     return {
+        **opaque_targets,
         "forged": "/c/" + os.urandom(24).hex() + "." + "AAAAAA" + "." + "Zm9yZ2VkZm9yZ2VkZm9yZ2Vk",
         "garbage": "/c/not-a-token",
         "empty": "/c/",
@@ -373,6 +388,27 @@ def bad_click_targets(tracker: mailtrack.Tracker, message_id: str) -> dict[str, 
         "not UTF-8": "/c/" + payload + "%FF." + stamp + "." + signature,
         "oversized": "/c/" + token + "A" * 9000,
     }
+
+
+@pytest.mark.parametrize("token_format", ["opaque", "signed"])
+def test_a_broadcast_rendering_without_a_recipient_is_served_and_recorded(shared: Server, token_format: str) -> None:
+    """One rendering for many readers (recipient=None), in either format: the server verifies it end to end."""
+    tracker = make_tracker(token_format=token_format)
+    message_id = unique(f"broadcast-{token_format}")
+    result = tracker.rewrite_html('<p><a href="https://shop.example/deal?id=7">deal</a></p><body></body>',
+                                  message_id=message_id, metadata={"campaign": "digest"})
+    (link,) = result.links
+    assert ("." in path_of(link.tracking_url)) is (token_format == "signed")  # an opaque URL shows no claim
+    pixel = result.html.split('src="', 1)[1].split('"', 1)[0]
+    for reader in ("reader-1", "reader-2"):
+        assert_pixel(shared.get(path_of(pixel), headers={"User-Agent": reader}))
+        reply = shared.get(path_of(link.tracking_url), headers={"User-Agent": reader})
+        assert (reply.status, reply.header("Location")) == (302, "https://shop.example/deal?id=7")
+    events = stored(shared.db, message_id=message_id)
+    assert sorted((e.event_type, e.user_agent) for e in events) == [
+        ("clicked", "reader-1"), ("clicked", "reader-2"), ("opened", "reader-1"), ("opened", "reader-2")]
+    assert {(e.recipient, e.url if e.event_type == "clicked" else None, dict(e.metadata)["campaign"]) for e in events} == {
+        (None, "https://shop.example/deal?id=7", "digest"), (None, None, "digest")}
 
 
 def assert_not_found_page(reply: RawReply, *, head: bool = False) -> None:
