@@ -81,6 +81,17 @@ def test_adapter_names_resolve_lazily_from_the_package() -> None:
     assert result.stdout.split() == ["False", "True", "mailtrack.storage.sqlite"]
 
 
+def test_cryptography_loads_with_the_first_opaque_token_not_with_the_package() -> None:
+    """``cryptography``'s OpenSSL bindings cost tens of milliseconds: ``import mailtrack`` and building a Tracker
+    do not pay them; the first opaque token issued (or verified) does."""
+    probe = (
+        "import sys, mailtrack; a = 'cryptography' in sys.modules; t = mailtrack.Tracker(['k'], 'https://t.example.com'); "
+        "b = 'cryptography' in sys.modules; t.tracking_url('open', message_id='m'); print(a, b, 'cryptography' in sys.modules)"
+    )
+    result = subprocess.run([sys.executable, "-c", probe], cwd=ROOT, capture_output=True, text=True, check=True)
+    assert result.stdout.split() == ["False", "False", "True"]
+
+
 def test_every_public_name_resolves() -> None:
     import mailtrack
 

@@ -119,12 +119,25 @@ def tamper(token: str) -> str:
 
 
 def bad_tokens(tracker: mailtrack.Tracker, kind: str) -> dict[str, str]:
-    """Every kind of token that must not verify as ``kind``, keyed by what is wrong with it."""
+    """Every kind of token that must not verify as ``kind``, keyed by what is wrong with it: signed ones taken apart
+    (from ``tracker``'s signed twin, same keys) and changed opaque ones (``tracker`` issues opaque, the default)."""
+    sealed = url_of(tracker, kind).rsplit("/", 1)[1]
+    other_kind = "open" if kind != "open" else "click"
+    opaque_tokens = {
+        "opaque-tampered": tamper(sealed),
+        "opaque-last-character": sealed[:-1] + ("A" if sealed[-1] != "A" else "B"),
+        "opaque-truncated": sealed[:-4],
+        "opaque-foreign-key": url_of(mailtrack.Tracker(secret_keys=["someone-elses-key"], base_url=BASE_URL),
+                                     kind).rsplit("/", 1)[1],
+        "opaque-wrong-purpose": url_of(tracker, other_kind).rsplit("/", 1)[1],
+        "opaque-oversized": "A" * 9000,
+    }
+    tracker = make_tracker(token_format="signed")
     good = url_of(tracker, kind).rsplit("/", 1)[1]
     payload, stamp, signature = good.split(".")
-    other_kind = "open" if kind != "open" else "click"
-    foreign = mailtrack.Tracker(secret_keys=["someone-elses-key"], base_url=BASE_URL)
+    foreign = mailtrack.Tracker(secret_keys=["someone-elses-key"], base_url=BASE_URL, token_format="signed")
     return {
+        **opaque_tokens,
         "forged": "WyJtc2ctMSIsImFubkBleGFtcGxlLmNvbSJd.ZVPxAA.AAAAAAAAAAAAAAAAAAAAAA",
         "tampered-payload": f"{tamper(payload)}.{stamp}.{signature}",
         "tampered-signature": f"{payload}.{stamp}.{tamper(signature)}",
