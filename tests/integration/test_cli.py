@@ -61,6 +61,36 @@ def test_rewrite_command(tmp_path: Path) -> None:
     assert (verified.url, verified.message_id, verified.metadata) == ("https://x.example/?a&b", "m1", {"campaign": "c"})
 
 
+def test_rewrite_token_format_from_the_flag_or_the_variable(tmp_path: Path) -> None:
+    """Opaque (no dots, nothing readable) by default; --token-format signed or MAILTRACK_TOKEN_FORMAT=signed: the
+    readable format; a batch (--out) and rewrite-message take the same flag; verify reads both."""
+    import os
+
+    page = tmp_path / "mail.html"
+    page.write_text('<body><a href="https://x.example/a">x</a></body>', encoding="utf-8")
+    common = ["--message-id", "m1", "--recipient", "r@x.example", "--secret-key", "k", "--base-url", BASE_URL,
+              "--issued-at", "1700000000"]
+
+    def token(proc: subprocess.CompletedProcess[str]) -> str:
+        assert proc.returncode == 0, proc.stderr
+        return proc.stdout.split('href="', 1)[1].split('"', 1)[0].rsplit("/", 1)[1]
+
+    default, flagged = token(run("rewrite", str(page), *common)), token(run("rewrite", str(page), *common, "--token-format", "signed"))
+    env = {**os.environ, "MAILTRACK_TOKEN_FORMAT": "signed"}
+    from_env = subprocess.run([sys.executable, "-m", "mailtrack", "rewrite", str(page), *common], capture_output=True,
+                              text=True, timeout=60, check=False, env=env)
+    assert "." not in default and flagged.count(".") == 2 and token(from_env) == flagged
+    for value in (default, flagged):
+        checked = run("verify", f"{BASE_URL}/c/{value}", "--secret-key", "k", "--base-url", BASE_URL)
+        assert checked.returncode == 0 and "https://x.example/a" in checked.stdout, checked.stderr
+    out = tmp_path / "out"
+    batch = run("rewrite", str(page), *common, "--out", str(out), "--workers", "1", "--token-format", "signed")
+    assert batch.returncode == 0, batch.stderr
+    assert (out / "mail.html").read_text(encoding="utf-8").split('href="', 1)[1].split('"', 1)[0].endswith(flagged)
+    bad = run("rewrite", str(page), *common, "--token-format", "encrypted")
+    assert bad.returncode != 0 and "--token-format" in bad.stderr and "Traceback" not in bad.stderr
+
+
 def test_rewrite_command_errors_are_clear() -> None:
     proc = run("rewrite", "-", "--message-id", "m", "--recipient", "r", stdin="<a>")
     assert proc.returncode == 2 and "--secret-key" in proc.stderr

@@ -98,6 +98,7 @@ def test_lists_repeat_as_arguments_and_are_comma_separated_in_the_environment() 
         ({"MAILTRACK_WEBHOOK": "https://h.example/"}, "--webhook-secret, MAILTRACK_WEBHOOK_SECRET"),
         ({"MAILTRACK_WEBHOOK": "file:///etc/passwd", "MAILTRACK_WEBHOOK_SECRET": "s"}, "--webhook, MAILTRACK_WEBHOOK"),
         ({"MAILTRACK_LANDING": "/no/such/landing.html"}, "--landing, MAILTRACK_LANDING"),
+        ({"MAILTRACK_TOKEN_FORMAT": "encrypted"}, "--token-format, MAILTRACK_TOKEN_FORMAT"),
     ],
 )
 def test_invalid_values_raise_configuration_error_naming_option_and_variable(env: dict[str, str], names: str) -> None:
@@ -187,3 +188,9 @@ def test_a_spool_cap_that_is_no_size_is_refused_naming_its_option(value: str) ->
         return
     with pytest.raises(ConfigurationError, match=r"spool_max_bytes.*--spool-max-bytes.*MAILTRACK_SPOOL_MAX_BYTES"):
         Config.from_sources({}, {"MAILTRACK_SPOOL_MAX_BYTES": value})
+
+
+def test_token_format_is_opaque_by_default_and_signed_from_either_source() -> None:
+    assert Config.from_sources(None, {}).token_format == OPTIONS["token_format"].default == "opaque"
+    assert Config.from_sources(None, {"MAILTRACK_TOKEN_FORMAT": "signed"}).token_format == "signed"
+    assert Config.from_sources({"token_format": "opaque"}, {"MAILTRACK_TOKEN_FORMAT": "signed"}).token_format == "opaque"
