@@ -101,6 +101,16 @@ def test_invalid_setting_is_e004_with_the_configuration_error_message() -> None:
     assert "MAILTRACK['SPLIT_RECIPIENTS'] must be True or False" in message.msg
 
 
+def test_token_format_is_opaque_by_default_and_a_bad_one_is_e004() -> None:
+    from mailtrack.contrib.django.conf import load
+
+    for given, expected in ((None, "opaque"), ("signed", "signed"), ("opaque", "opaque")):
+        with override_settings(MAILTRACK=GOOD if given is None else {**GOOD, "TOKEN_FORMAT": given}):
+            assert load().tracker.codec.token_format == expected
+    message = only(mailtrack_messages(MAILTRACK={**GOOD, "TOKEN_FORMAT": "encrypted"}))
+    assert message.id == "mailtrack.E004" and "MAILTRACK['TOKEN_FORMAT'] must be one of opaque, signed" in message.msg
+
+
 def test_unknown_key_is_e004() -> None:
     message = only(mailtrack_messages(MAILTRACK={**GOOD, "BASEURL": "x"}))
     assert message.id == "mailtrack.E004" and "BASEURL" in message.msg

@@ -224,6 +224,7 @@ def test_app_factory_pattern_init_app_later(states: list[MailtrackState]) -> Non
         ({"MAILTRACK_URL_PREFIX": "t"}, "MAILTRACK_URL_PREFIX"),
         ({"MAILTRACK_TRACK_FLASK_MAIL": True}, "MAILTRACK_TRACK_FLASK_MAIL"),
         ({"MAILTRACK_TRACKING_SETTINGS": {"click_tracking": {"enable": "yes"}}}, "MAILTRACK_TRACKING_SETTINGS"),
+        ({"MAILTRACK_TOKEN_FORMAT": "encrypted"}, "MAILTRACK_TOKEN_FORMAT must be one of opaque, signed"),
     ],
 )
 def test_bad_configuration_is_a_configuration_error_at_init_app_naming_the_key(config: dict[str, Any], message: str) -> None:
@@ -231,6 +232,14 @@ def test_bad_configuration_is_a_configuration_error_at_init_app_naming_the_key(c
     with pytest.raises(mailtrack.ConfigurationError, match=message):
         Mailtrack().init_app(app)
     assert "mailtrack" not in app.extensions
+
+
+def test_token_format_is_opaque_by_default_and_signed_when_set(states: list[MailtrackState]) -> None:
+    for config, expected in (({}, "opaque"), ({"MAILTRACK_TOKEN_FORMAT": "signed"}, "signed")):
+        app = _app(**config)
+        Mailtrack().init_app(app)
+        assert app.extensions["mailtrack"].tracker.codec.token_format == expected
+        states.append(app.extensions["mailtrack"])
 
 
 @pytest.mark.parametrize(
