@@ -373,9 +373,11 @@ class TokenCodec:
         """:meth:`message_signer`'s function for opaque tokens: the signed format's payload, sealed with AES-SIV.
 
         The payload is the exact JSON the signed format would carry (one
-        encoder, one parser for both), compressed under the same rule when
-        ``compress`` is on (whenever DEFLATE makes it shorter: the header bit
-        marks it, no character is spent on a mark). There is no compiled twin:
+        encoder, one parser for both), compressed under the signed format's
+        rule when ``compress`` is on (a payload over 48 bytes, when DEFLATE
+        makes it shorter: a header bit marks it, no character is spent on a
+        mark). Compressing before encrypting leaks only how well the claims
+        compress, through the token's length, never what they are. There is no compiled twin:
         AES is OpenSSL's, through ``cryptography``, never hand-written; the
         compiled link loop calls this function as it calls any signer.
         """
@@ -497,7 +499,7 @@ class TokenCodec:
         if "." not in token:
             return self._loads_opaque(token, kind, max_age)
         if not _TOKEN_SHAPE.fullmatch(token):
-            raise InvalidToken("token is in neither token format (signed or opaque)", reason="malformed", token=token)
+            raise InvalidToken("token is in neither token format (opaque or signed)", reason="malformed", token=token)
         signature = token.rsplit(".", 1)[1]
         try:
             canonical = base64_encode(base64_decode(signature)).decode("ascii") == signature

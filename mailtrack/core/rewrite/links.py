@@ -192,7 +192,7 @@ def track_html_links(
         run(scanned.links)
 
 
-#: The characters of a token (itsdangerous' format: base64url and ".").
+#: The characters of a token: base64url, and "." (the signed format's separators; an opaque token has none).
 _TOKEN_CHARS = re.compile(r"[A-Za-z0-9_.-]+")
 
 

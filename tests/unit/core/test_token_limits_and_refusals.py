@@ -222,7 +222,7 @@ def test_wrong_input_type_is_a_type_error_naming_the_type() -> None:
 @pytest.mark.parametrize(
     "token, reason, message",
     [
-        ("a b.c.d", "malformed", "token is in neither token format (signed or opaque)"),
+        ("a b.c.d", "malformed", "token is in neither token format (opaque or signed)"),
         ("eyJ9.AAAAAA." + "A" * 21, "signature", "signature is not canonically encoded"),  # 21 chars: not base64 at all
         ("eyJ9.AAAAAA." + "B" * 22, "signature", "signature is not canonically encoded"),  # spare bits set
         ("eyJ9.AAAAAA." + "A" * 22, "signature", "signature does not match any key"),
