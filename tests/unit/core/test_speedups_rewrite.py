@@ -248,10 +248,14 @@ def direct_loop(html: str, tracker: mailtrack.Tracker) -> tuple[list[Any], list[
     return book.links, book.skipped, edits, handed
 
 
-def test_plain_links_never_reach_the_python_body() -> None:
+@pytest.mark.parametrize("name", ["default", "signed"])
+def test_plain_links_never_reach_the_python_body(name: str) -> None:
+    """Opaque tokens (default) too: the compiled loop calls their Python signer itself (no AES in C), as it runs
+    ClickSigner for signed ones, and hands nothing to the pure loop's body."""
     html = "".join(f'<a href="https://a.example/{i}?x=1&amp;y=2">{i}</a>' for i in range(50))
-    links, skipped, edits, handed = direct_loop(html, make("default"))
+    links, skipped, edits, handed = direct_loop(html, make(name))
     assert handed == [] and skipped == []
+    assert all(("." in link.tracking_url.rsplit("/", 1)[1]) is (name == "signed") for link in links)
     assert [link.index for link in links] == list(range(50))
     assert links[0].url == "https://a.example/0?x=1&y=2"
     assert [edit[2] for edit in edits] == [link.tracking_url for link in links]
