@@ -12,6 +12,7 @@ import bisect
 import codecs
 import re
 from dataclasses import dataclass
+from itertools import accumulate
 
 from mailtrack.core.mime.tree import MimeNode, line_break
 from mailtrack.core.rewrite import Edits, splice
@@ -135,13 +136,11 @@ def _line_offsets(text: str, raw_lines: list[bytes], codec: str, qp: bool) -> li
     """Where each raw line starts in ``text``; [] when the lines do not map one to one."""
     if not codec.startswith(_UNSPLITTABLE) and not (qp and re.search(rb"=0[aAdD]", b"".join(raw_lines))):
         # Byte 0x0A is the character "\n" and nothing else: line i of the text is raw line i decoded.
-        lengths = [len(line) for line in text.split("\n")]
-        if len(lengths) == len(raw_lines) + (0 if raw_lines and not raw_lines[-1].endswith(b"\n") else 1):
-            offsets, at = [], 0
-            for length in lengths[: len(raw_lines)]:
-                offsets.append(at)
-                at += length + 1
-            return offsets
+        pieces = text.split("\n")
+        if len(pieces) == len(raw_lines) + (0 if raw_lines and not raw_lines[-1].endswith(b"\n") else 1):
+            # Each line starts one past the previous line's end (its "\n"): running sums of length + 1, in C.
+            return list(accumulate(map((1).__add__, map(len, pieces[: len(raw_lines) - 1])), initial=0)) \
+                if raw_lines else []
     offsets, pieces, at = [], [], 0
     try:
         for line in raw_lines:
@@ -193,7 +192,7 @@ def _encode(decoded: DecodedPart, changes: Edits, html: bool, intended: str) -> 
         # Only our footer can bring characters the part's charset lacks (the rest was decoded from it).
         charset = codec = "utf-8"
     elif decoded.raw_lines is not None:
-        body = _encode_lines(decoded, changes, html)
+        body = _encode_lines(decoded, changes, html, intended)
         if body is not None:
             return EncodedPart(body, encoding, charset, codec)
     data = _charset_encode(intended, codec, html)
@@ -227,43 +226,56 @@ def _charset_encode(text: str, codec: str, html: bool) -> bytes:
     return text.encode(codec, "xmlcharrefreplace" if html else "strict")
 
 
-def _encode_lines(decoded: DecodedPart, changes: Edits, html: bool) -> bytes | None:
+def _encode_lines(decoded: DecodedPart, changes: Edits, html: bool, intended: str) -> bytes | None:
     """Re-encode only the lines the changes touch; None if a new line breaks a 7bit/8bit encoding.
 
     An insertion where a line starts (a footer after the last line break)
     touches no line: it is encoded on its own, between the lines around it.
+    A group of touched lines is not spliced again: its new text is its span
+    in ``intended`` (the whole text, spliced once by the caller), shifted by
+    what the changes before it added. That span is exact because the changes
+    are sorted and apart, and each group holds every change within its lines;
+    the caller's read-back check would refuse the part were it ever not.
     """
     assert decoded.raw_lines is not None
     lines, offsets, text = decoded.raw_lines, decoded.offsets, decoded.text
-    count = len(lines)
-    starts = set(offsets)
+    count, size = len(lines), len(text)
     ends_with_break = not lines or lines[-1].endswith((b"\n",))
-    groups: list[list[int]] = []  # [first line, last line, first change, last change]; last = first - 1: between lines
-    for index, (start, end, replacement) in enumerate(changes):
-        at_end = start == len(text) and ends_with_break
-        if start == end and (at_end or (start in starts and replacement.endswith("\n"))):
+    # [first line, last line, growth of the changes before the group, growth of the group's];
+    # last = first - 1: between lines
+    groups: list[list[int]] = []
+    shift = 0
+    left, right = bisect.bisect_left, bisect.bisect_right
+    for start, end, replacement in changes:
+        growth = len(replacement) - (end - start)
+        first = right(offsets, start) - 1
+        if start == end and ((start == size and ends_with_break)
+                             or (first >= 0 and offsets[first] == start and replacement.endswith("\n"))):
             # Between lines: at the end, or whole lines before line ``first`` (which stays as it is).
-            first = count if at_end else bisect.bisect_left(offsets, start)
+            first = count if start == size and ends_with_break else left(offsets, start)
             last = first - 1
         else:
-            first = max(bisect.bisect_right(offsets, start) - 1, 0)
-            last = max(bisect.bisect_right(offsets, max(start, end - 1)) - 1, first)
-        previous = groups[-1] if groups else None
-        if previous is not None and (first <= previous[1] or (previous[1] < previous[0] == first)):
-            groups[-1][1] = max(groups[-1][1], last)
-            groups[-1][3] = index
+            first = max(first, 0)
+            # the change ends on its first line (the usual case), or the line holding its last character
+            last = first if first + 1 >= count or end <= offsets[first + 1] else right(offsets, end - 1) - 1
+        if groups and (first <= groups[-1][1] or (groups[-1][1] < groups[-1][0] == first)):
+            previous = groups[-1]
+            if last > previous[1]:
+                previous[1] = last
+            previous[3] += growth
         else:
-            groups.append([first, last, index, index])
+            groups.append([first, last, shift, growth])
+        shift += growth
     out: list[bytes] = []
     done = 0
-    for first, last, first_change, last_change in groups:
+    qp = decoded.encoding == "quoted-printable"
+    for first, last, before, growth in groups:
         out.extend(lines[done:first])
-        begin = offsets[first] if first < count else len(text)
-        stop = offsets[last + 1] if last + 1 < count else len(text)
-        local = [(s - begin, e - begin, r) for s, e, r in changes[first_change : last_change + 1]]
+        begin = offsets[first] if first < count else size
+        stop = offsets[last + 1] if last + 1 < count else size
         codec = "utf-8" if decoded.codec == "utf-8-sig" and first > 0 else decoded.codec  # one BOM, at the start
-        new = _charset_encode(splice(text[begin:stop], local), codec, html)
-        if decoded.encoding == "quoted-printable":
+        new = _charset_encode(intended[begin + before : stop + before + growth], codec, html)
+        if qp:
             out.append(_qp_lines(new, decoded.eol))
         elif _fits(new, decoded.encoding):
             out.append(new)
@@ -282,6 +294,8 @@ def _fits(data: bytes, encoding: str) -> bool:
         return False
     if b"\0" in data:
         return False
+    if len(data) <= MAX_LINE:  # the common case, a line or two touched: no line can be too long
+        return True
     return all(len(line.rstrip(b"\r\n")) <= MAX_LINE for line in data.splitlines(keepends=True))
 
 
@@ -290,6 +304,12 @@ def _qp_lines(data: bytes, eol: bytes) -> bytes:
 
     Only LF ends a line: a bare CR is content and is written as ``=0D``.
     """
+    if data.find(b"\n") in (-1, len(data) - 1):  # one line (a group of touched lines is mostly one): no split
+        ending = b"\r\n" if data.endswith(b"\r\n") else b"\n" if data.endswith(b"\n") else b""
+        if not data:
+            return b""
+        encoded = binascii.b2a_qp(data[: len(data) - len(ending)], quotetabs=False, istext=False, header=False)
+        return (encoded if eol == b"\n" else encoded.replace(b"=\n", b"=" + eol)) + ending
     out = []
     for line in _LINE.findall(data):
         if not line:
