@@ -718,3 +718,19 @@ def test_generated_messages_rewrite_the_same() -> None:
 
         compiled, pure = both(rewrite)
         assert compiled == pure, variant.name
+
+
+def test_the_default_placeholders_are_the_ones_the_compiled_rules_mirror() -> None:
+    """``default_rules`` and ``plain_authority`` in _speedups_links.h hand-code these patterns and trigger characters.
+
+    Changing a default placeholder (or the characters that can start one) without changing the C twin would let
+    the compiled path track a link the pure one leaves alone only where the differential tests happen to reach:
+    this pin fails first, and says where to look.
+    """
+    from mailtrack.core.rewrite import rules
+
+    assert rules.DEFAULT_PLACEHOLDERS == (
+        r"(?s:\{\{.*?\}\})", r"(?s:\{%.*?%\})", r"(?s:\*\|.*?\|\*)", r"(?s:<%.*?%>)",
+        r"%[A-Za-z_][A-Za-z0-9_.-]*%(?![0-9A-Fa-f]{2})", r"\A\[[^\[\]]+\]\Z", r"(?s:\$\{.*?\})",
+    ), "update default_rules/percent_tag/plain_authority in mailtrack/core/_speedups_links.h with the defaults"
+    assert rules._TRIGGER_CHARS == "{%|<[$", "plain_authority in _speedups_links.h refuses exactly these characters"
