@@ -122,6 +122,7 @@ new_link_tag(PyObject *link_tag, PyObject *fields)
 #include "_speedups_sign.h"
 #include "_speedups_links.h"
 #include "_speedups_splice.h"
+#include "_speedups_qp.h"
 
 static PyObject *
 optional_offset(Py_ssize_t offset)
@@ -197,6 +198,7 @@ static PyMethodDef speedups_methods[] = {
     {"default_rules", (PyCFunction)speedups_default_rules, METH_O, default_rules_doc},
     {"splice", (PyCFunction)(void (*)(void))speedups_splice, METH_FASTCALL, splice_doc},
     {"utf8_length", (PyCFunction)speedups_utf8_length, METH_O, utf8_length_doc},
+    {"qp_lines", (PyCFunction)(void (*)(void))speedups_qp_lines, METH_FASTCALL, qp_lines_doc},
     {NULL, NULL, 0, NULL},
 };
 

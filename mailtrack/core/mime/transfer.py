@@ -14,6 +14,7 @@ import re
 from dataclasses import dataclass
 from itertools import accumulate
 
+from mailtrack.core import speedups
 from mailtrack.core.mime.tree import MimeNode, line_break
 from mailtrack.core.rewrite import Edits, splice
 
@@ -303,7 +304,18 @@ def _qp_lines(data: bytes, eol: bytes) -> bytes:
     """Quoted-printable for whole lines of ``data``, each ending as it did (LF or CRLF).
 
     Only LF ends a line: a bare CR is content and is written as ``=0D``.
+    The compiled ``qp_lines`` (``_speedups_qp.h``) writes the same bytes in
+    one call; :func:`_qp_lines_pure` is the reference it is tested against.
     """
+    compiled = speedups.compiled
+    if compiled is not None:
+        encoded: bytes = compiled.qp_lines(data, eol)
+        return encoded
+    return _qp_lines_pure(data, eol)
+
+
+def _qp_lines_pure(data: bytes, eol: bytes) -> bytes:
+    """:func:`_qp_lines` in Python: ``binascii.b2a_qp`` per line, soft breaks ending in ``eol``."""
     if data.find(b"\n") in (-1, len(data) - 1):  # one line (a group of touched lines is mostly one): no split
         ending = b"\r\n" if data.endswith(b"\r\n") else b"\n" if data.endswith(b"\n") else b""
         if not data:

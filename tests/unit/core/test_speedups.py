@@ -271,6 +271,45 @@ def test_huge_attributes_and_unterminated_markup_scan_the_same(size: int) -> Non
 
 
 # --------------------------------------------------------------------------
+# qp_lines: quoted-printable for touched MIME lines, as binascii writes it
+# --------------------------------------------------------------------------
+
+QP_BYTES = st.binary(max_size=400) | st.lists(
+    st.sampled_from([b"a", b" ", b"\t", b".", b"=", b"\r", b"\n", b"\r\n", b"\x00", b"\xe9", b"x" * 70, b"\x7f", b"~"]),
+    max_size=60).map(b"".join)
+
+
+@needs_extension
+@settings(max_examples=3000, deadline=None)
+@given(data=QP_BYTES, eol=st.sampled_from([b"\n", b"\r\n"]))
+def test_qp_lines_writes_what_binascii_writes_line_by_line(data: bytes, eol: bytes) -> None:
+    from mailtrack.core.mime.transfer import _qp_lines_pure
+
+    assert _speedups.qp_lines(data, eol) == _qp_lines_pure(data, eol)
+
+
+@needs_extension
+@pytest.mark.parametrize("data", [
+    b"", b"\n", b"\r\n", b"\r", b".", b".\n", b".\r\n", b".\r", b"\x00", b".\x00", b"a.", b" ", b" \n", b"\t\r\n",
+    b"=" * 200, b"x" * 75, b"x" * 76, b"x" * 77, b"x" * 74 + b"=", b"x" * 73 + b"==", b"\xff" * 100 + b"\n" + b"." + b" " * 80,
+    bytes(range(256)) * 3, b"a\rb\r\n\rc\n\n\n", b"x" * 75 + b"\n" + b"y" * 75 + b" ",
+])
+@pytest.mark.parametrize("eol", [b"\n", b"\r\n"])
+def test_qp_lines_on_the_edges(data: bytes, eol: bytes) -> None:
+    from mailtrack.core.mime.transfer import _qp_lines_pure
+
+    assert _speedups.qp_lines(data, eol) == _qp_lines_pure(data, eol)
+
+
+@needs_extension
+def test_qp_lines_refuses_what_is_not_bytes() -> None:
+    with pytest.raises(TypeError):
+        _speedups.qp_lines("text", b"\n")  # type: ignore[arg-type]
+    with pytest.raises(TypeError):
+        _speedups.qp_lines(b"x", "\n")  # type: ignore[arg-type]
+
+
+# --------------------------------------------------------------------------
 # The C source compiles cleanly
 # --------------------------------------------------------------------------
 
