@@ -10,6 +10,7 @@ import base64
 import binascii
 import bisect
 import codecs
+import functools
 import re
 from dataclasses import dataclass
 from itertools import accumulate
@@ -227,6 +228,36 @@ def _charset_encode(text: str, codec: str, html: bool) -> bytes:
     return text.encode(codec, "xmlcharrefreplace" if html else "strict")
 
 
+# Single-byte charsets whose table is checked (``_encodes_back``) to map each byte to its own character and back.
+_SINGLE_BYTE = ("iso8859-", "cp125", "koi8-")
+
+
+@functools.lru_cache(maxsize=32)
+def _encodes_back(codec: str) -> bool:
+    """True if any text decoded from ``codec`` encodes back to exactly the bytes it came from.
+
+    UTF-8 and ASCII do (a strict decoder admits one spelling per character);
+    a single-byte charset does when its table is one to one, which is
+    checked here rather than assumed. Others (multibyte, stateful) are not
+    trusted: their parts keep the line map.
+    """
+    if codec in ("utf-8", "ascii"):
+        return True
+    if not codec.startswith(_SINGLE_BYTE):
+        return False
+    seen: set[str] = set()
+    for byte in range(256):
+        raw = bytes((byte,))
+        try:
+            char = raw.decode(codec)
+        except UnicodeDecodeError:
+            continue  # not a character in this charset: text decoded from it never holds this byte
+        if len(char) != 1 or char in seen or char.encode(codec) != raw:
+            return False
+        seen.add(char)
+    return True
+
+
 def _encode_lines(decoded: DecodedPart, changes: Edits, html: bool, intended: str) -> bytes | None:
     """Re-encode only the lines the changes touch; None if a new line breaks a 7bit/8bit encoding.
 
@@ -239,6 +270,13 @@ def _encode_lines(decoded: DecodedPart, changes: Edits, html: bool, intended: st
     the caller's read-back check would refuse the part were it ever not.
     """
     assert decoded.raw_lines is not None
+    if decoded.encoding in _IDENTITY and _encodes_back(decoded.codec):
+        # Every untouched line's bytes are its text encoded again: the whole body is the rewritten text encoded,
+        # in one call, when every line of it fits (else the groups below decide line by line, as they always did:
+        # a line that was already too long, or held a NUL, does not stop a change elsewhere).
+        whole = _charset_encode(intended, decoded.codec, html)
+        if _fits(whole, decoded.encoding):
+            return whole
     lines, offsets, text = decoded.raw_lines, decoded.offsets, decoded.text
     count, size = len(lines), len(text)
     ends_with_break = not lines or lines[-1].endswith((b"\n",))
@@ -297,7 +335,8 @@ def _fits(data: bytes, encoding: str) -> bool:
         return False
     if len(data) <= MAX_LINE:  # the common case, a line or two touched: no line can be too long
         return True
-    return all(len(line.rstrip(b"\r\n")) <= MAX_LINE for line in data.splitlines(keepends=True))
+    # CR, LF and CRLF all end a line here (bytes.splitlines): the longest run between two of them, in C.
+    return max(map(len, data.replace(b"\r", b"\n").split(b"\n"))) <= MAX_LINE
 
 
 def _qp_lines(data: bytes, eol: bytes) -> bytes:
