@@ -163,6 +163,7 @@ class EncodedPart:
     encoding: str
     charset: str
     codec: str
+    exact: bool = False  # reads back as the rewritten text by construction (no read-back check needed)
 
 
 def encode_part(decoded: DecodedPart, changes: Edits, *, html: bool) -> EncodedPart | str:
@@ -172,14 +173,17 @@ def encode_part(decoded: DecodedPart, changes: Edits, *, html: bool) -> EncodedP
     must give exactly the rewritten text: a stateful codec (ISO-2022-*) reads
     stray escape or shift bytes in a state its encoder does not reproduce, so
     bytes that decoded can be rewritten into bytes that do not, or that read
-    as other text. Such a part is reported and left as it was.
+    as other text. Such a part is reported and left as it was. The check is
+    skipped only for what reads back by construction: the whole text encoded
+    strictly in a charset whose bytes come back from its text
+    (:func:`_encodes_back`), then written as is or in base64.
     """
     intended = splice(decoded.text, changes)
     try:
         encoded = _encode(decoded, changes, html, intended)
     except UnicodeError as exc:  # a codec that reads but cannot write back
         return f"cannot write {decoded.charset} back ({exc})"
-    problem = _decode_problem(encoded, intended)
+    problem = None if encoded.exact else _decode_problem(encoded, intended)
     if problem is not None:
         return (
             f"the rewritten text does not come back from {encoded.charset} in {encoded.encoding} ({problem}); "
@@ -194,13 +198,31 @@ def _encode(decoded: DecodedPart, changes: Edits, html: bool, intended: str) -> 
         # Only our footer can bring characters the part's charset lacks (the rest was decoded from it).
         charset = codec = "utf-8"
     elif decoded.raw_lines is not None:
+        if encoding in _IDENTITY and _encodes_back(codec):
+            # Every untouched line's bytes are its text encoded again: the body is the rewritten text encoded, in
+            # one call, when every line of it fits (else the groups decide line by line, as they always did: a
+            # line that was already too long, or held a NUL, does not stop a change elsewhere).
+            whole = _strict_encode(intended, codec)
+            if whole is not None and _fits(whole, encoding):
+                return EncodedPart(whole, encoding, charset, codec, exact=True)
         body = _encode_lines(decoded, changes, html, intended)
         if body is not None:
             return EncodedPart(body, encoding, charset, codec)
+    data = _strict_encode(intended, codec) if encoding == "base64" and _encodes_back(codec) else None
+    if data is not None:
+        return EncodedPart(_base64(data, decoded.eol, decoded.width), encoding, charset, codec, exact=True)
     data = _charset_encode(intended, codec, html)
     if encoding in _IDENTITY and not _fits(data, encoding):
         encoding = "quoted-printable"  # a new line is too long, or not ASCII in a 7bit part
     return EncodedPart(_transfer_encode(data, encoding, decoded.eol, decoded.width), encoding, charset, codec)
+
+
+def _strict_encode(text: str, codec: str) -> bytes | None:
+    """``text`` in ``codec`` with no character replaced, or None when one would have to be."""
+    try:
+        return text.encode(codec)
+    except UnicodeEncodeError:
+        return None
 
 
 def _decode_problem(encoded: EncodedPart, intended: str) -> str | None:
@@ -270,13 +292,6 @@ def _encode_lines(decoded: DecodedPart, changes: Edits, html: bool, intended: st
     the caller's read-back check would refuse the part were it ever not.
     """
     assert decoded.raw_lines is not None
-    if decoded.encoding in _IDENTITY and _encodes_back(decoded.codec):
-        # Every untouched line's bytes are its text encoded again: the whole body is the rewritten text encoded,
-        # in one call, when every line of it fits (else the groups below decide line by line, as they always did:
-        # a line that was already too long, or held a NUL, does not stop a change elsewhere).
-        whole = _charset_encode(intended, decoded.codec, html)
-        if _fits(whole, decoded.encoding):
-            return whole
     lines, offsets, text = decoded.raw_lines, decoded.offsets, decoded.text
     count, size = len(lines), len(text)
     ends_with_break = not lines or lines[-1].endswith((b"\n",))
@@ -385,4 +400,6 @@ def _transfer_encode(data: bytes, encoding: str, eol: bytes, width: int) -> byte
 def _base64(data: bytes, eol: bytes, width: int) -> bytes:
     """Base64 in lines of ``width`` (the body's own; at most RFC 2045's 76), each ending with ``eol``."""
     encoded = base64.b64encode(data)
-    return b"".join(encoded[i : i + width] + eol for i in range(0, len(encoded), width))
+    if not encoded:
+        return b""
+    return eol.join([encoded[i : i + width] for i in range(0, len(encoded), width)]) + eol
