@@ -12,6 +12,7 @@ import bisect
 import codecs
 import functools
 import re
+import sys
 from dataclasses import dataclass
 from itertools import accumulate
 
@@ -90,7 +91,7 @@ def decode_part(raw: bytes, node: MimeNode, encoding: str, charset: str | None) 
             return "no charset declared, and the bytes are neither ASCII nor UTF-8"
     offsets: list[int] = []
     if raw_lines is not None:
-        offsets = _line_offsets(text, raw_lines, codec, qp)
+        offsets = _line_offsets(text, raw_lines, codec, qp, body)
         if not offsets and raw_lines:
             raw_lines = None  # no line map: a change re-encodes the whole part
     return DecodedPart(text, codec, declared, encoding, raw_lines, width, offsets, eol, guessed)
@@ -126,7 +127,10 @@ def _ascii_compatible(codec: str) -> bool:
 _LINE = re.compile(rb"[^\n]*(?:\n|\Z)")
 
 
-_QP_LINE = re.compile(rb"(?:[^\n]*=[ \t]*\r?\n)*[^\n]*(?:\n|\Z)")
+# Possessive where the engine has them (3.11+): the soft-broken lines matched are never given back (what follows
+# them matches any line), so nothing changes but the backtracking points the engine no longer saves.
+_P = "+" if sys.version_info >= (3, 11) else ""
+_QP_LINE = re.compile(rb"(?:[^\n]*=[ \t]*" + _P.encode() + rb"\r?\n)*" + _P.encode() + rb"[^\n]*" + _P.encode() + rb"(?:\n|\Z)")
 
 
 # Charsets that keep state across bytes, or can hold byte 0x0A inside a character: their lines
@@ -134,9 +138,12 @@ _QP_LINE = re.compile(rb"(?:[^\n]*=[ \t]*\r?\n)*[^\n]*(?:\n|\Z)")
 _UNSPLITTABLE = ("utf-16", "utf-32", "utf_16", "utf_32", "iso2022", "hz", "utf-7")
 
 
-def _line_offsets(text: str, raw_lines: list[bytes], codec: str, qp: bool) -> list[int]:
-    """Where each raw line starts in ``text``; [] when the lines do not map one to one."""
-    if not codec.startswith(_UNSPLITTABLE) and not (qp and re.search(rb"=0[aAdD]", b"".join(raw_lines))):
+_ENCODED_BREAK = re.compile(rb"=0[aAdD]")
+
+
+def _line_offsets(text: str, raw_lines: list[bytes], codec: str, qp: bool, body: bytes) -> list[int]:
+    """Where each raw line starts in ``text``; [] when the lines do not map one to one (``body``: the lines joined)."""
+    if not codec.startswith(_UNSPLITTABLE) and not (qp and _ENCODED_BREAK.search(body)):
         # Byte 0x0A is the character "\n" and nothing else: line i of the text is raw line i decoded.
         pieces = text.split("\n")
         if len(pieces) == len(raw_lines) + (0 if raw_lines and not raw_lines[-1].endswith(b"\n") else 1):
