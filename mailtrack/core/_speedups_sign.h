@@ -16,12 +16,49 @@
 
 #include "_speedups_sha256.h"
 
+/* Opaque tokens (mailtrack.core.opaque): ClickSigner(..., sealed=True) seals the same payload with AES-256-SIV
+ * (RFC 5297) instead, through OpenSSL's EVP interface (3.0+ has the mode; the cryptography package the pure path
+ * uses runs the same construction): the token is b64url(tag || ciphertext) of stamp + payload, where stamp is the
+ * opaque format's header byte and issue time. AES is OpenSSL's, never written here. Without OpenSSL 3 (the
+ * portable build) SIV_AVAILABLE is 0 and the pure sealer runs. */
+#if defined(MAILTRACK_OPENSSL)
+#include <openssl/crypto.h>
+#include <openssl/err.h>
+#include <openssl/evp.h>
+#include <openssl/opensslv.h>
+#if OPENSSL_VERSION_NUMBER >= 0x30000000L
+#define MT_SIV 1
+#endif
+#endif
+
+#define MT_SIV_KEY 64 /* AES-256-SIV: S2V's CMAC key and CTR's key */
+#define MT_SIV_TAG 16
+
+#ifdef MT_SIV
+static EVP_CIPHER *mt_siv_cipher; /* "AES-256-SIV", fetched once when the module loads; NULL: not offered */
+#endif
+
 typedef struct {
     PyObject_HEAD
     mt_sha256 inner, outer; /* SHA-256 states after the key's ipad and opad blocks */
     PyObject *head, *tail, *stamp; /* bytes */
     int size;                      /* signature bytes kept: 10..32 */
+#ifdef MT_SIV
+    EVP_CIPHER_CTX *siv; /* sealed mode: the cipher context, NULL when signing */
+    unsigned char siv_key[MT_SIV_KEY];
+#endif
 } ClickSigner;
+
+/* Whether this build seals opaque tokens (MT_SIV and OpenSSL offering AES-256-SIV). */
+static int
+siv_available(void)
+{
+#ifdef MT_SIV
+    return mt_siv_cipher != NULL;
+#else
+    return 0;
+#endif
+}
 
 static const char B64URL[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
 
@@ -101,15 +138,53 @@ json_escape(const unsigned char *src, Py_ssize_t len, char *out)
 static int
 click_signer_init(ClickSigner *self, PyObject *args, PyObject *kwargs)
 {
-    static char *keywords[] = {"key", "head", "tail", "stamp", "size", NULL};
+    static char *keywords[] = {"key", "head", "tail", "stamp", "size", "sealed", NULL};
     Py_buffer key;
     PyObject *head, *tail, *stamp;
-    int size, i;
+    int size, i, sealed = 0;
     unsigned char block[64], pad[64];
 
-    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "y*SSSi:ClickSigner", keywords, &key, &head, &tail, &stamp, &size)) {
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "y*SSSi|$p:ClickSigner", keywords, &key, &head, &tail, &stamp, &size,
+                                     &sealed)) {
         return -1;
     }
+    if (sealed) {
+#ifdef MT_SIV
+        if (!siv_available()) {
+            PyBuffer_Release(&key);
+            PyErr_SetString(PyExc_ValueError, "this build's OpenSSL offers no AES-256-SIV (SIV_AVAILABLE is False)");
+            return -1;
+        }
+        if (key.len != MT_SIV_KEY) {
+            PyBuffer_Release(&key);
+            PyErr_Format(PyExc_ValueError, "a sealing ClickSigner takes a %d-byte AES-256-SIV key", MT_SIV_KEY);
+            return -1;
+        }
+        if (self->siv == NULL && (self->siv = EVP_CIPHER_CTX_new()) == NULL) {
+            PyBuffer_Release(&key);
+            PyErr_NoMemory();
+            return -1;
+        }
+        memcpy(self->siv_key, key.buf, MT_SIV_KEY);
+        PyBuffer_Release(&key);
+        Py_XSETREF(self->head, Py_NewRef(head));
+        Py_XSETREF(self->tail, Py_NewRef(tail));
+        Py_XSETREF(self->stamp, Py_NewRef(stamp));
+        self->size = MT_SIV_TAG;
+        return 0;
+#else
+        PyBuffer_Release(&key);
+        PyErr_SetString(PyExc_ValueError, "this build seals no tokens (built without OpenSSL 3: SIV_AVAILABLE is False)");
+        return -1;
+#endif
+    }
+#ifdef MT_SIV
+    if (self->siv != NULL) { /* initialised again, to sign */
+        EVP_CIPHER_CTX_free(self->siv);
+        self->siv = NULL;
+        OPENSSL_cleanse(self->siv_key, sizeof(self->siv_key));
+    }
+#endif
     if (size < 10 || size > 32) {
         PyBuffer_Release(&key);
         PyErr_Format(PyExc_ValueError, "ClickSigner size must be between 10 and 32, not %d", size);
@@ -142,6 +217,38 @@ click_signer_init(ClickSigner *self, PyObject *args, PyObject *kwargs)
     self->size = size;
     return 0;
 }
+
+#ifdef MT_SIV
+/* The opaque token of plain[0:len] (the stamp and payload click_sign wrote there, with room after it for the
+ * sealed bytes and their base64): b64url(AES-256-SIV tag || ciphertext), as str. NULL with an exception set. */
+static PyObject *
+click_seal(ClickSigner *self, unsigned char *plain, Py_ssize_t len)
+{
+    unsigned char *sealed = plain + len;
+    char *text = (char *)sealed + MT_SIV_TAG + len;
+    int written = 0, final = 0;
+    Py_ssize_t text_len;
+    PyObject *result;
+    if (len > INT_MAX - 2 * MT_SIV_TAG) {
+        PyErr_SetString(PyExc_OverflowError, "click token too long to seal");
+        return NULL;
+    }
+    /* A fresh start from the key for every token (the S2V state must not carry over) */
+    if (EVP_EncryptInit_ex2(self->siv, mt_siv_cipher, self->siv_key, NULL, NULL) != 1 ||
+        EVP_EncryptUpdate(self->siv, sealed + MT_SIV_TAG, &written, plain, (int)len) != 1 ||
+        EVP_EncryptFinal_ex(self->siv, sealed + MT_SIV_TAG + written, &final) != 1 ||
+        EVP_CIPHER_CTX_ctrl(self->siv, EVP_CTRL_AEAD_GET_TAG, MT_SIV_TAG, sealed) != 1 || written + final != len) {
+        PyErr_SetString(PyExc_RuntimeError, "OpenSSL's AES-256-SIV failed to seal a click token");
+        return NULL;
+    }
+    text_len = b64url(sealed, MT_SIV_TAG + len, text);
+    result = PyUnicode_New(text_len, 127);
+    if (result != NULL) {
+        memcpy(PyUnicode_1BYTE_DATA(result), text, (size_t)text_len);
+    }
+    return result;
+}
+#endif
 
 /* The token for (index, url), or NULL with an exception set. */
 static PyObject *
@@ -198,6 +305,13 @@ click_sign(ClickSigner *self, PyObject *index, PyObject *url)
     stamp_len = PyBytes_GET_SIZE(self->stamp);
     value_len = b64_length(payload_len) + stamp_len;
     sig_len = b64_length(self->size);
+#ifdef MT_SIV
+    if (self->siv != NULL) { /* sealed: stamp + payload, then tag || ciphertext, then its base64 */
+        Py_ssize_t plain_len = stamp_len + payload_len, sealed_len = MT_SIV_TAG + plain_len;
+        value_len = plain_len + sealed_len;
+        sig_len = b64_length(sealed_len) - 1; /* (the "+ 1" below) */
+    }
+#endif
     if (payload_len + value_len + 1 + sig_len <= (Py_ssize_t)sizeof(small)) {
         payload = small;
     }
@@ -208,6 +322,12 @@ click_sign(ClickSigner *self, PyObject *index, PyObject *url)
             goto done;
         }
     }
+#ifdef MT_SIV
+    if (self->siv != NULL) {
+        memcpy(payload, PyBytes_AS_STRING(self->stamp), (size_t)stamp_len);
+        payload += stamp_len;
+    }
+#endif
     p = payload;
     memcpy(p, PyBytes_AS_STRING(self->head), (size_t)PyBytes_GET_SIZE(self->head));
     p += PyBytes_GET_SIZE(self->head);
@@ -219,6 +339,12 @@ click_sign(ClickSigner *self, PyObject *index, PyObject *url)
     p = json_escape((const unsigned char *)url_utf8, url_len, p);
     *p++ = '"';
     memcpy(p, PyBytes_AS_STRING(self->tail), (size_t)PyBytes_GET_SIZE(self->tail));
+#ifdef MT_SIV
+    if (self->siv != NULL) {
+        result = click_seal(self, (unsigned char *)payload - stamp_len, stamp_len + payload_len);
+        goto done;
+    }
+#endif
 
     value = payload + payload_len;
     p = value + b64url((const unsigned char *)payload, payload_len, value);
@@ -277,15 +403,24 @@ click_signer_dealloc(ClickSigner *self)
     Py_CLEAR(self->stamp);
     memset(&self->inner, 0, sizeof(self->inner)); /* key material */
     memset(&self->outer, 0, sizeof(self->outer));
+#ifdef MT_SIV
+    if (self->siv != NULL) {
+        EVP_CIPHER_CTX_free(self->siv);
+        self->siv = NULL;
+    }
+    OPENSSL_cleanse(self->siv_key, sizeof(self->siv_key));
+#endif
     type->tp_free((PyObject *)self);
     Py_DECREF(type);
 }
 
 PyDoc_STRVAR(click_signer_doc,
-"ClickSigner(key, head, tail, stamp, size)\n--\n\n"
+"ClickSigner(key, head, tail, stamp, size, *, sealed=False)\n--\n\n"
 "A compiled twin of the click signer TokenCodec builds for one message: called as\n"
 "signer(link_index, url), it returns the same token. key is the derived HMAC-SHA256 key;\n"
-"head, tail and stamp the UTF-8 bytes around the click's part; size the signature bytes kept.");
+"head, tail and stamp the UTF-8 bytes around the click's part; size the signature bytes kept.\n"
+"sealed=True (where SIV_AVAILABLE): the opaque format's token instead, key the purpose's 64-byte\n"
+"AES-256-SIV key and stamp the plaintext's lead (header byte and issue time); size is ignored.");
 
 static PyType_Slot click_signer_slots[] = {
     {Py_tp_doc, (void *)click_signer_doc},

@@ -560,6 +560,13 @@ def test_the_portable_sha256_matches_the_vectors(portable: ModuleType) -> None:
     check_sha256(portable)
 
 
+def test_the_portable_build_seals_no_tokens_and_says_so(portable: ModuleType) -> None:
+    """Without OpenSSL there is no AES-SIV in C: opaque clicks take the pure sealer (cryptography's), never a stub."""
+    assert portable.SIV_AVAILABLE == 0
+    with pytest.raises(ValueError, match="OpenSSL"):
+        portable.ClickSigner(b"k" * 64, b"[", b"]", b"\x04abcd", 16, sealed=True)
+
+
 @settings(max_examples=200, deadline=None)
 @given(key=st.binary(min_size=1, max_size=150), url=st.text(max_size=300), index=st.integers(0, 10**6))
 def test_the_portable_signer_signs_as_the_pure_one(portable: ModuleType, key: bytes, url: str, index: int) -> None:
