@@ -10,7 +10,7 @@
  *       mailtrack.core.scanner.scan_pure's ScanResult fields, as a tuple.
  *   ClickSigner(key, head, tail, stamp, size, *, sealed=False)(link_index, url) -> token
  *       the click signer mailtrack.core.tokens.TokenCodec builds per message (_speedups_sign.h); sealed: the
- *       opaque format's AES-256-SIV token (OpenSSL 3's EVP; SIV_AVAILABLE says whether this build has it).
+ *       opaque format's AES-256-SIV token (OpenSSL's AES; SIV_AVAILABLE says whether this build has it).
  *   track_links(...)
  *       the common link of mailtrack.core.rewrite.links.track_html_links's loop (_speedups_links.h).
  *   splice(source, edits) -> str or None; utf8_length(text) -> int
@@ -212,12 +212,6 @@ speedups_exec(PyObject *module)
         PyModule_AddStringConstant(module, "SHA256_BACKEND", MT_SHA256_BACKEND) < 0) {
         return -1;
     }
-#ifdef MT_SIV
-    if (mt_siv_cipher == NULL) {
-        mt_siv_cipher = EVP_CIPHER_fetch(NULL, "AES-256-SIV", NULL); /* NULL: this OpenSSL does not offer it */
-        ERR_clear_error();
-    }
-#endif
     if (PyModule_AddIntConstant(module, "SIV_AVAILABLE", siv_available()) < 0) {
         return -1;
     }

@@ -348,6 +348,17 @@ def test_sealed_click_tokens_are_cryptographys_aes_siv(key: bytes, stamp: bytes,
 
 
 @needs_siv
+@pytest.mark.parametrize("stamp", [b"\x00", b"\x04abcd", b"\x07" + b"\xff" * 7])
+def test_sealed_tokens_of_every_plaintext_length_up_to_five_blocks(stamp: bytes) -> None:
+    """Each S2V branch: shorter than a block (dbl and pad), whole blocks (subkey 1), a partial last block (subkey 2)."""
+    key = bytes(range(64))
+    sealer = _speedups.ClickSigner(key, b"", b"", stamp, 16, sealed=True)
+    for length in range(0, 80):
+        url = "u" * length
+        assert sealer(0, url) == pure_seal(key, b"", b"", stamp, 0, url), length
+
+
+@needs_siv
 def test_a_sealing_signer_refuses_bad_keys_and_lone_surrogates() -> None:
     with pytest.raises(ValueError, match="64-byte"):
         _speedups.ClickSigner(b"k" * 32, b"[", b"]", b"\x05", 16, sealed=True)
