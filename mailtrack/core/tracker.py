@@ -75,9 +75,14 @@ class Tracker:
         settings: SettingsInput = None,
         account_settings: AccountSettingsSource | None = None,
         account: str | None = None,
+        honeypot: bool = False,
         **token_options: Any,
     ) -> None:
         """``codec`` is the token signer; without one, ``secret_keys`` and ``token_options`` build it.
+
+        ``honeypot=True`` adds one invisible link to each HTML part while click
+        tracking is on (:mod:`mailtrack.core.rewrite.honeypot`): no person
+        follows it, so its click tells the endpoints a link scanner is at work.
 
         ``token_options`` are :class:`~mailtrack.core.tokens.TokenCodec`'s keyword
         arguments (``salt``, ``digest_method``, ``signature_size``, ``compress``,
@@ -93,6 +98,9 @@ class Tracker:
         if max_links < 0:
             raise ConfigurationError(f"max_links must be a non-negative int, not {max_links!r}")
         _check_position(pixel_position)
+        if not isinstance(honeypot, bool):
+            raise ConfigurationError(f"honeypot must be True or False, not {honeypot!r}")
+        self._honeypot = honeypot
         self._settings = TrackingSettings.coerce(settings)
         if account_settings is not None and not callable(account_settings):
             raise ConfigurationError(f"account_settings must be a callable (account name -> settings), "
@@ -117,6 +125,11 @@ class Tracker:
     def codec(self) -> TokenCodec:
         """The token signer and verifier."""
         return self._codec
+
+    @property
+    def honeypot(self) -> bool:
+        """Whether each HTML part gets the invisible honeypot link (with click tracking on)."""
+        return self._honeypot
 
     @property
     def max_links(self) -> int:
@@ -378,6 +391,7 @@ class Tracker:
             utm=resolved.ganalytics.parameters(),
             unsubscribe=unsubscribe,
             reissue=reissue,
+            honeypot=self._honeypot,
         )
 
     def _reader(
@@ -409,7 +423,7 @@ class Tracker:
                 and (not tags or verified.tags == tags)
                 and (account is None or verified.account == account)
             )
-            return Earlier(verified.kind, this_message, verified.url)
+            return Earlier(verified.kind, this_message, verified.url, verified.link_index)
 
         return read
 
