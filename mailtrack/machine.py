@@ -101,8 +101,8 @@ from urllib.parse import parse_qsl
 from mailtrack.events import MACHINE_LABELS
 from mailtrack.exceptions import ConfigurationError
 
-__all__ = ["OLD_CHROME", "RANGE_LABELS", "SCANNER_SECONDS", "Classifier", "MachineRanges", "RangeBlock", "Verdict",
-           "default_classifier", "one_click_body"]
+__all__ = ["OFF", "OLD_CHROME", "RANGE_LABELS", "SCANNER_SECONDS", "Classifier", "MachineRanges", "RangeBlock",
+           "Verdict", "classifier_for", "default_classifier", "one_click_body"]
 
 #: A verdict: the label (None: a person, as far as we can tell) and the reasons that led to it.
 Verdict = tuple[str | None, tuple[str, ...]]
@@ -405,6 +405,27 @@ def _prefetch_header(headers: Mapping[str, str]) -> str | None:
 def default_classifier() -> Classifier:
     """A classifier over the shipped ranges (built once)."""
     return Classifier(MachineRanges.default())
+
+
+#: The ``machine_ranges`` setting that turns classification off (every event ``machine=None``).
+OFF = "off"
+
+
+def classifier_for(setting: str | Path | None) -> Classifier | None:
+    """The classifier a ``machine_ranges`` setting asks for: None or ``""`` the shipped ranges, ``"off"`` none
+    (classification off), else the ranges file at that path (a :class:`ConfigurationError` naming a bad line)."""
+    if setting is None or setting == "":
+        return default_classifier()
+    if not isinstance(setting, (str, Path)):
+        raise ConfigurationError(f"machine_ranges must be a file path or 'off', not {type(setting).__name__}")
+    if isinstance(setting, str) and setting.strip().lower() == OFF:
+        return None
+    return _file_classifier(str(setting))
+
+
+@functools.lru_cache(maxsize=8)
+def _file_classifier(path: str) -> Classifier:
+    return Classifier(MachineRanges.load(path))
 
 
 assert set(_PRIORITY) == set(MACHINE_LABELS), "every machine label has a place in the priority order"
