@@ -13,6 +13,7 @@ from mailtrack.core.message import rewrite_message
 from mailtrack.core.results import HtmlResult, MessageResult, TextResult, Verified
 from mailtrack.core.rewrite import RewritePlan, Unsubscribe, rewrite_html, rewrite_text
 from mailtrack.core.rewrite.footer import DEFAULT_HTML, DEFAULT_TEXT
+from mailtrack.core.rewrite.honeypot import HONEYPOT_INDEX
 from mailtrack.core.rewrite.plan import Earlier, Reissue
 from mailtrack.core.rewrite.rules import DEFAULT_OPT_OUTS, DEFAULT_PLACEHOLDERS, OptOuts, PatternInput, PlaceholderMatcher
 from mailtrack.core.settings import SettingsInput, TrackingSettings
@@ -463,6 +464,31 @@ class Tracker:
         result = self._layout.prefix(kind) + token
         if len(result) > MAX_TOKEN_LENGTH:
             raise MailtrackError("tracking URL would exceed 8 KiB; shorten the destination or the metadata")
+        return result
+
+    def honeypot_url(
+        self,
+        *,
+        message_id: str,
+        recipient: str | None = None,
+        metadata: Mapping[str, Any] | None = None,
+        issued_at: float | datetime | None = None,
+        tags: Iterable[str] | None = None,
+        account: str | None = None,
+    ) -> str:
+        """The honeypot link's URL for one message (what ``honeypot=True`` inserts), for markup built by hand.
+
+        A click token with the reserved index :data:`~mailtrack.core.rewrite.honeypot.HONEYPOT_INDEX` and the base
+        URL as its destination; the endpoints answer it ``204`` and record a ``honeypot`` click. Put it where no
+        person sees or reaches it: :func:`~mailtrack.core.rewrite.honeypot.honeypot_html` writes such a link.
+        """
+        labels = _check_tags(tags)
+        self._check_identity(message_id, recipient, metadata, 0, labels)
+        signer = self._codec.message_signer("click", message_id, recipient, metadata, self._timestamp(issued_at),
+                                            labels, self._signed_account(account))
+        result = self._layout.prefix("click") + str(signer(HONEYPOT_INDEX, self._layout.base_url))
+        if len(result) > MAX_TOKEN_LENGTH:
+            raise MailtrackError("tracking URL would exceed 8 KiB; shorten the metadata")
         return result
 
     # -- verification ------------------------------------------------------------
