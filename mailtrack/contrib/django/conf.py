@@ -35,7 +35,7 @@ MAILER_OPTIONS = {"tracking_settings": "TRACKING_SETTINGS", "split_recipients": 
 _OURS = "mailtrack.contrib.django"
 _KEYS = frozenset(
     {"BACKEND", "BASE_URL", "SECRET_KEYS", "TRACKING_SETTINGS", "SPLIT_RECIPIENTS", "FAIL_SILENTLY_TRACKING", "DB",
-     "TRUSTED_PROXIES", "MAX_AGE", "ACCOUNT", "PRIVACY_IP", "PRIVACY_USER_AGENT", "MACHINE_RANGES"}
+     "TRUSTED_PROXIES", "MAX_AGE", "ACCOUNT", "PRIVACY_IP", "PRIVACY_USER_AGENT", "MACHINE_RANGES", "HONEYPOT"}
 )
 
 
@@ -201,7 +201,7 @@ def load(options: Mapping[str, Any] | None = None, *, alias: str | None = None) 
         source = _account_source(db, account)
     try:
         tracker = Tracker(_secret_keys(raw), base_url, settings=raw.get("TRACKING_SETTINGS"), account_settings=source,
-                          account=account)
+                          account=account, honeypot=_flag(raw, "HONEYPOT", False, labels["HONEYPOT"]))
     except ConfigurationError:
         raise
     except SettingsError as exc:  # a bad TRACKING_SETTINGS

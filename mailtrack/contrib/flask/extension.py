@@ -32,6 +32,9 @@ Configuration (``app.config``), all read once by :meth:`Mailtrack.init_app`:
     The IP ranges file of the machine-event classifier (:mod:`mailtrack.machine`;
     ``mailtrack serve --machine-ranges``) instead of the shipped one, or
     ``"off"``: no machine verdicts. Default: the shipped ranges.
+``MAILTRACK_HONEYPOT``
+    True adds the invisible honeypot link to every tracked HTML part
+    (:mod:`mailtrack.core.rewrite.honeypot`); default False.
 ``MAILTRACK_ACCOUNT``
     Optional account (the parent or a subuser, see ``mailtrack subuser``) whose
     settings stored in ``MAILTRACK_DB`` (``PATCH /v3/tracking_settings/...``)
@@ -99,7 +102,7 @@ _KEYS = frozenset({"MAILTRACK_BASE_URL", "MAILTRACK_SECRET_KEYS", "MAILTRACK_TRA
                    "MAILTRACK_TRUSTED_PROXIES", "MAILTRACK_MAX_AGE", "MAILTRACK_DB", "MAILTRACK_TRACK_FLASK_MAIL",
                    "MAILTRACK_MAILMAN_BACKEND", "MAILTRACK_SPLIT_RECIPIENTS", "MAILTRACK_FAIL_SILENTLY_TRACKING",
                    "MAILTRACK_ACCOUNT", "MAILTRACK_PRIVACY_IP", "MAILTRACK_PRIVACY_USER_AGENT",
-                   "MAILTRACK_MACHINE_RANGES"})
+                   "MAILTRACK_MACHINE_RANGES", "MAILTRACK_HONEYPOT"})
 log = logging.getLogger("mailtrack")
 
 
@@ -158,8 +161,9 @@ class Mailtrack:
         prefix = config.get("MAILTRACK_URL_PREFIX")
         if prefix is not None and (not isinstance(prefix, str) or not prefix.startswith("/")):
             raise ConfigurationError(f"MAILTRACK_URL_PREFIX must be a path starting with '/', not {prefix!r}")
+        honeypot = config_flag(config, "MAILTRACK_HONEYPOT", False)
         try:
-            tracker = Tracker(keys, base_url, settings=config.get("MAILTRACK_TRACKING_SETTINGS"))
+            tracker = Tracker(keys, base_url, settings=config.get("MAILTRACK_TRACKING_SETTINGS"), honeypot=honeypot)
         except ConfigurationError as exc:
             raise ConfigurationError(f"{exc} (MAILTRACK_SECRET_KEYS, MAILTRACK_BASE_URL)") from None
         except MailtrackError as exc:
@@ -218,7 +222,7 @@ class Mailtrack:
                                          f"(mailtrack subuser create {account} --db {db})")
             # The same keys, URL and settings, now with the account's stored settings under each message's.
             tracker = Tracker(keys, base_url, settings=config.get("MAILTRACK_TRACKING_SETTINGS"),
-                              account_settings=StoredSettings(store), account=account)
+                              account_settings=StoredSettings(store), account=account, honeypot=honeypot)
 
         def signal(event: TrackingEvent) -> None:
             # Each receiver on its own, as Django's send_robust: blinker's send() stops at the first that raises.
