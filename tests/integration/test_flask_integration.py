@@ -589,7 +589,7 @@ def test_machine_ranges_and_the_honeypot(states: list[MailtrackState], tmp_path:
         received = _events(app)
         url = state.tracker.tracking_url("open", message_id="m1", recipient="ann@example.com")
         assert app.test_client().get(urlsplit(url).path, headers={"User-Agent": gmail}).status_code == 200
-        wait_until(lambda: received, 10, what="the open's event")
+        wait_until(lambda received=received: received, 10, what="the open's event")  # type: ignore[misc]
         assert received[0].machine == expected
         _disconnect(app)
     bad = tmp_path / "bad.csv"
