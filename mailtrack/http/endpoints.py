@@ -224,12 +224,13 @@ class Endpoints:
         except Exception:  # a MailtrackError for every refusal; anything else a hostile token provokes: a 404, never a 500
             return None
 
-    def _verdict(self, request: Request, claims: Verified, ip: str | None = None) -> Verdict:
+    def _verdict(self, request: Request, claims: Verified, ip: str | None = None, now: float | None = None) -> Verdict:
         """The machine verdict of ``request`` for a token of ``claims`` (``(None, ())`` with classification off);
-        ``ip``: the client's address when the caller has it already."""
+        ``ip`` and ``now``: the client's address and the time, when the caller has them already."""
         if self.classifier is None:
             return None, ()
-        now = self.clock() if self.clock is not None else time.time()
+        if now is None:
+            now = self.clock() if self.clock is not None else time.time()
         return self.classifier.classify(
             request.method, claims.kind, request.headers, ip if ip is not None else self.client_ip(request),
             claims.issued_at.timestamp(), now,
@@ -240,12 +241,12 @@ class Endpoints:
         """The event ``request`` makes (None when nothing records events: no recorder), with its machine verdict."""
         if self.recorder is None:
             return None
-        now = self.clock() if self.clock is not None else None
+        now = self.clock() if self.clock is not None else time.time()
         ip = self.client_ip(request)
-        machine, reasons = self._verdict(request, claims, ip) if verdict is None else verdict
+        machine, reasons = self._verdict(request, claims, ip, now) if verdict is None else verdict
         event = TrackingEvent(
             event_type=EventType.for_kind(claims.kind),
-            timestamp=datetime.fromtimestamp(now, timezone.utc) if now is not None else datetime.now(timezone.utc),
+            timestamp=datetime.fromtimestamp(now, timezone.utc),
             message_id=claims.message_id,
             recipient=claims.recipient,
             url=claims.url,
