@@ -65,6 +65,12 @@ The signals, each with its source. *Strong* signals label a request alone;
     * no ``User-Agent`` at all (every browser sends one);
     * no ``Accept-Language`` (browsers send it with every navigation; the
       scanners' HTTP clients usually do not).
+
+    ``Sec-Fetch-User: ?1`` cancels the weak signals: a browser sends it only
+    for a navigation the user activated (Fetch Metadata,
+    https://w3c.github.io/webappsec-fetch-metadata/#sec-fetch-user-header),
+    which a scanner driving a browser by script does not produce. ``Via``
+    is not used: it says a proxy passed the request on, not whose.
 ``honeypot``
     A click on the invisible link the rewriter adds with
     ``Tracker(honeypot=True)`` (see :mod:`mailtrack.core.rewrite.honeypot`):
@@ -361,7 +367,7 @@ class Classifier:
         if strong:
             label = next(name for name in _PRIORITY if name in strong)
             return label, tuple(reason for name in _PRIORITY for reason in strong.get(name, ()))
-        if kind == "open":
+        if kind == "open" or headers.get("sec-fetch-user") == "?1":  # a user-activated navigation: a person's
             return _PERSON
         weak = []
         if issued_at is not None and now is not None and 0 <= now - issued_at < self.scanner_seconds:

@@ -92,6 +92,8 @@ def test_weak_signals_need_a_second(classify: Classifier) -> None:
     assert label == "link_scanner" and len(reasons) == 2
     label, reasons = classify.classify("GET", "click", {}, "203.0.113.5")  # no agent, no language
     assert label == "link_scanner" and len(reasons) == 2
+    # a navigation the user activated (Fetch Metadata's Sec-Fetch-User) outweighs the weak signals
+    assert classify.classify("GET", "click", {**old, "sec-fetch-user": "?1"}, "203.0.113.5", 1000, 1003) == (None, ())
     # opens never get a weak verdict: a reader with the client open sees mail at once
     assert classify.classify("GET", "open", {}, "203.0.113.5", 1000, 1001) == (None, ())
     assert Classifier(None, scanner_seconds=0).classify("GET", "click", old, None, 1000, 1000) == (None, ())
