@@ -59,6 +59,8 @@ class Job:
     * ``encoding``: the encoding of HTML files, kept on output.
     * ``force``: rewrite messages that carry a DKIM signature or are
       ``multipart/signed`` (which breaks the signature).
+    * ``honeypot``: add the invisible honeypot link to every HTML part
+      (``Tracker(honeypot=True)``, :mod:`mailtrack.core.rewrite.honeypot`).
 
     Treat a job as read-only (it is frozen; its dicts are private copies).
     """
@@ -72,6 +74,7 @@ class Job:
     recipient: str | None = None
     encoding: str = "utf-8"
     force: bool = False
+    honeypot: bool = False
 
     def __post_init__(self) -> None:
         keys = self.secret_keys
@@ -97,17 +100,20 @@ class Job:
             raise ArgumentError(f"unknown encoding {self.encoding!r}") from None
         if not isinstance(self.force, bool):
             raise ArgumentError(f"force must be a bool, not {self.force!r}")
+        if not isinstance(self.honeypot, bool):
+            raise ArgumentError(f"honeypot must be a bool, not {self.honeypot!r}")
         object.__setattr__(self, "base_url", self.tracker().base_url)  # validates the URL (and keys) once, here
 
     def tracker(self) -> Tracker:
         """A new :class:`~mailtrack.Tracker` for this job (one per worker: it does not pickle)."""
-        return Tracker(secret_keys=list(self.secret_keys), base_url=self.base_url, settings=self.settings)
+        return Tracker(secret_keys=list(self.secret_keys), base_url=self.base_url, settings=self.settings,
+                       honeypot=self.honeypot)
 
     def __repr__(self) -> str:
         count = len(self.secret_keys)
         return (f"Job(secret_keys=<{count} key{'s' if count != 1 else ''}>, base_url={self.base_url!r}, "
                 f"settings={self.settings!r}, metadata={self.metadata!r}, issued_at={self.issued_at!r}, "
                 f"message_id={self.message_id!r}, recipient={self.recipient!r}, encoding={self.encoding!r}, "
-                f"force={self.force!r})")
+                f"force={self.force!r}{', honeypot=True' if self.honeypot else ''})")
 
     __str__ = __repr__

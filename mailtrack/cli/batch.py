@@ -103,7 +103,8 @@ def _job(args: argparse.Namespace) -> Job:
             given = account_settings(config).merged(given).to_dict()
         return Job(secret_keys=config.secret_keys, base_url=config.base_url, settings=given,
                    metadata=json_option(args.metadata, "--metadata"), issued_at=_issued_at(args),
-                   message_id=args.message_id, recipient=args.recipient, encoding=args.encoding, force=args.force)
+                   message_id=args.message_id, recipient=args.recipient, encoding=args.encoding, force=args.force,
+                   honeypot=args.honeypot)
     except ArgumentError as exc:
         raise UsageError(cli_wording(str(exc))) from None
 
