@@ -464,7 +464,7 @@ def render(
         ),
         (
             "- method: the 18 calls (6 per variant) interleaved in one process (round robin, order rotated each "
-            "repetition), GC collected before and disabled during each timed call, one warm-up call each; "
+            "repetition), GC collected (survivors frozen, so it walks only new objects) before and disabled during each timed call, one warm-up call each; "
             "ratios are median ÷ median within this run (min ÷ min in parentheses)."
         ),
         "",

@@ -415,7 +415,7 @@ def render(results: list[Result], names: list[str], missing: dict[str, str], pla
     lines = [
         *header("mailtrack rewrite benchmark", command, plan_name, _versions()),
         "- method: contenders interleaved in one process (round robin, order rotated each repetition), "
-        "GC collected before and disabled during each timed call, one warm-up call each; "
+        "GC collected (survivors frozen, so it walks only new objects) before and disabled during each timed call, one warm-up call each; "
         "ratios are median ÷ median within this run (min ÷ min in parentheses).",
         "",
     ]

@@ -43,6 +43,7 @@ from mailtrack.delivery.recorder import DEFAULT_SPOOL_MAX_BYTES
 from mailtrack.delivery.webhooks import check_url, secret_keys
 from mailtrack.exceptions import ArgumentError, ConfigurationError, MailtrackError
 from mailtrack.http.endpoints import check_max_age, trusted_networks
+from mailtrack.machine import Classifier, classifier_for
 from mailtrack.storage.accounts import check_account_name
 from mailtrack.storage.dsn import masked
 
@@ -152,6 +153,9 @@ OPTIONS: dict[str, Option] = _options(
            "as before issue 14); both verify either way", default="opaque", metavar="opaque|signed"),
     Option("purge_after", "--purge-after", "MAILTRACK_PURGE_AFTER", "delete events older than this, once an hour "
            "(90d, 12h, 30m; see mailtrack purge); default: keep them", metavar="DURATION"),
+    Option("machine_ranges", "--machine-ranges", "MAILTRACK_MACHINE_RANGES", "the IP ranges file the machine-event "
+           "classifier reads (CSV: network,label,source,retrieved) instead of the shipped one; off: no machine "
+           "verdicts", metavar="FILE|off"),
 )
 
 _BY_FIELD: dict[str, list[Option]] = {}
@@ -210,6 +214,7 @@ class Config:
     privacy_ip: str = OPTIONS["privacy_ip"].default
     privacy_user_agent: str = OPTIONS["privacy_user_agent"].default
     purge_after: float | None = None
+    machine_ranges: str | None = None
     token_format: str = OPTIONS["token_format"].default
 
     def __post_init__(self) -> None:
@@ -279,6 +284,16 @@ class Config:
                                              or not isinstance(self.purge_after, (int, float))
                                              or not 0 < self.purge_after < float("inf")):
             raise _invalid("purge_after", f"purge_after must be a positive number of seconds, not {self.purge_after!r}")
+        if self.machine_ranges is not None:
+            if not isinstance(self.machine_ranges, (str, os.PathLike)) or not str(self.machine_ranges):
+                raise _invalid("machine_ranges", f"machine_ranges must be a file path or off, not {self.machine_ranges!r}")
+            object.__setattr__(self, "machine_ranges", os.fspath(self.machine_ranges))
+            _checked("machine_ranges", classifier_for, self.machine_ranges)  # a bad file is named with its line now
+
+    @property
+    def classifier(self) -> Classifier | None:
+        """The machine-event classifier (``--machine-ranges``): the shipped ranges', a file's, or None when off."""
+        return classifier_for(self.machine_ranges)
 
     @property
     def privacy(self) -> Privacy:
@@ -310,7 +325,7 @@ class Config:
 
         values: dict[str, Any] = {"secret_keys": _secret_keys(argument, variable)}
         for name in ("base_url", "db", "host", "webhook_secret", "account_name", "account", "spool_dir", "server",
-                     "writer", "privacy_ip", "privacy_user_agent", "token_format"):
+                     "writer", "privacy_ip", "privacy_user_agent", "machine_ranges", "token_format"):
             value = pick(name)
             if value is not None:
                 values[OPTIONS[name].field] = value

@@ -194,7 +194,7 @@ def build_service(config: Config, *, authorize: Authorize | None = None, backgro
         landing = functools.partial(_stored_landing, store, config.account_name)
     endpoints = Endpoints(tracker, recorder, trusted_proxies=config.trusted_proxies, max_age=config.max_age,
                           landing_html=landing, parent_account=config.account_name,
-                          account_landing=functools.partial(_own_landing, store))
+                          account_landing=functools.partial(_own_landing, store), classifier=config.classifier)
     deliveries = [WebhookDelivery(store, url, config.webhook_secret or "").start()
                   for url in (config.webhooks if background else ())]
     # SQLite's rollups are rolled in the background; PostgreSQL writes them in each event's transaction (no roll)

@@ -60,6 +60,8 @@ class Job:
     * ``encoding``: the encoding of HTML files, kept on output.
     * ``force``: rewrite messages that carry a DKIM signature or are
       ``multipart/signed`` (which breaks the signature).
+    * ``honeypot``: add the invisible honeypot link to every HTML part
+      (``Tracker(honeypot=True)``, :mod:`mailtrack.core.rewrite.honeypot`).
     * ``token_format``: ``"opaque"`` (the default: encrypted tokens) or
       ``"signed"`` (readable ones), as for :class:`~mailtrack.Tracker`. Both
       are deterministic, so a job's output is reproducible either way.
@@ -76,6 +78,7 @@ class Job:
     recipient: str | None = None
     encoding: str = "utf-8"
     force: bool = False
+    honeypot: bool = False
     token_format: str = "opaque"
 
     def __post_init__(self) -> None:
@@ -102,6 +105,8 @@ class Job:
             raise ArgumentError(f"unknown encoding {self.encoding!r}") from None
         if not isinstance(self.force, bool):
             raise ArgumentError(f"force must be a bool, not {self.force!r}")
+        if not isinstance(self.honeypot, bool):
+            raise ArgumentError(f"honeypot must be a bool, not {self.honeypot!r}")
         if self.token_format not in TOKEN_FORMATS:
             raise ArgumentError(f"token_format must be one of {', '.join(TOKEN_FORMATS)}, not {self.token_format!r}")
         object.__setattr__(self, "base_url", self.tracker().base_url)  # validates the URL (and keys) once, here
@@ -109,13 +114,13 @@ class Job:
     def tracker(self) -> Tracker:
         """A new :class:`~mailtrack.Tracker` for this job (one per worker: it does not pickle)."""
         return Tracker(secret_keys=list(self.secret_keys), base_url=self.base_url, settings=self.settings,
-                       token_format=self.token_format)
+                       honeypot=self.honeypot, token_format=self.token_format)
 
     def __repr__(self) -> str:
         count = len(self.secret_keys)
         return (f"Job(secret_keys=<{count} key{'s' if count != 1 else ''}>, base_url={self.base_url!r}, "
                 f"settings={self.settings!r}, metadata={self.metadata!r}, issued_at={self.issued_at!r}, "
                 f"message_id={self.message_id!r}, recipient={self.recipient!r}, encoding={self.encoding!r}, "
-                f"force={self.force!r}, token_format={self.token_format!r})")
+                f"force={self.force!r}{', honeypot=True' if self.honeypot else ''}, token_format={self.token_format!r})")
 
     __str__ = __repr__

@@ -104,7 +104,7 @@ def _job(args: argparse.Namespace) -> Job:
         return Job(secret_keys=config.secret_keys, base_url=config.base_url, settings=given,
                    metadata=json_option(args.metadata, "--metadata"), issued_at=_issued_at(args),
                    message_id=args.message_id, recipient=args.recipient, encoding=args.encoding, force=args.force,
-                   token_format=config.token_format)
+                   honeypot=args.honeypot, token_format=config.token_format)
     except ArgumentError as exc:
         raise UsageError(cli_wording(str(exc))) from None
 

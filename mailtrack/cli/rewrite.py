@@ -59,6 +59,11 @@ def check_one_message(raw: bytes) -> None:
                              "use mailtrack rewrite --out DIR, which rewrites every message of an mbox")
 
 
+#: ``--honeypot``'s help (``rewrite`` and ``rewrite-message``).
+HONEYPOT_HELP = ("add one invisible link to each HTML part that no person follows: its click marks a link scanner "
+                 "(answered 204, recorded as machine=honeypot)")
+
+
 def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Add ``rewrite`` and ``rewrite-message`` to the subcommands ``commands``."""
     rewrite = commands.add_parser(
@@ -91,6 +96,7 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     rewrite.add_argument("--json", action="store_true", help="print the summary as one JSON object on stdout")
     rewrite.add_argument("--force", action="store_true", help="rewrite messages that carry a DKIM-Signature or are "
                          "multipart/signed (which breaks the signature)")
+    rewrite.add_argument("--honeypot", action="store_true", help=HONEYPOT_HELP)
     rewrite.add_argument("--dask", metavar="ADDRESS", help="run on the Dask cluster whose scheduler is at ADDRESS "
                          "(needs mailtrack[dask])")
     add_settings(rewrite, "secret_key", "secret_key_file", "base_url", "account", "db", "token_format")
@@ -108,6 +114,7 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
                                                       default="the single To address"))
     message.add_argument("--settings", metavar="JSON", help="JSON tracking_settings for this message")
     message.add_argument("--metadata", metavar="JSON", help="JSON object signed into every URL")
+    message.add_argument("--honeypot", action="store_true", help=HONEYPOT_HELP)
     message.add_argument("--force", action="store_true", help="rewrite even if the message carries a DKIM-Signature or is multipart/signed (which breaks the signature)")
     add_settings(message, "secret_key", "secret_key_file", "base_url", "account", "db", "token_format")
     message.set_defaults(func=rewrite_message)
@@ -119,11 +126,13 @@ def _tracker(args: argparse.Namespace) -> Tracker:
     config = settings(args, "secret_keys", "base_url")
     assert config.base_url is not None  # required above
     resolved = account_settings(config)
+    honeypot = bool(getattr(args, "honeypot", False))
     if config.account is None:
         return Tracker(secret_keys=list(config.secret_keys), base_url=config.base_url, settings=resolved,
-                       token_format=config.token_format)
+                       honeypot=honeypot, token_format=config.token_format)
     return Tracker(secret_keys=list(config.secret_keys), base_url=config.base_url, settings=resolved,
-                   account=config.account, account_settings=_already_resolved, token_format=config.token_format)
+                   account=config.account, account_settings=_already_resolved, honeypot=honeypot,
+                   token_format=config.token_format)
 
 
 def _already_resolved(account: str) -> dict[str, object]:

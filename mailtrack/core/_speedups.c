@@ -8,8 +8,9 @@
  *
  *   scan(text, LinkTag) -> (links, body_start_end, body_end, html_end, truncated_at)
  *       mailtrack.core.scanner.scan_pure's ScanResult fields, as a tuple.
- *   ClickSigner(key, head, tail, stamp, size)(link_index, url) -> token
- *       the click signer mailtrack.core.tokens.TokenCodec builds per message (_speedups_sign.h).
+ *   ClickSigner(key, head, tail, stamp, size, *, sealed=False)(link_index, url) -> token
+ *       the click signer mailtrack.core.tokens.TokenCodec builds per message (_speedups_sign.h); sealed: the
+ *       opaque format's AES-256-SIV token (OpenSSL's AES; SIV_AVAILABLE says whether this build has it).
  *   track_links(...)
  *       the common link of mailtrack.core.rewrite.links.track_html_links's loop (_speedups_links.h).
  *   splice(source, edits) -> str or None; utf8_length(text) -> int
@@ -122,6 +123,7 @@ new_link_tag(PyObject *link_tag, PyObject *fields)
 #include "_speedups_sign.h"
 #include "_speedups_links.h"
 #include "_speedups_splice.h"
+#include "_speedups_qp.h"
 
 static PyObject *
 optional_offset(Py_ssize_t offset)
@@ -197,6 +199,7 @@ static PyMethodDef speedups_methods[] = {
     {"default_rules", (PyCFunction)speedups_default_rules, METH_O, default_rules_doc},
     {"splice", (PyCFunction)(void (*)(void))speedups_splice, METH_FASTCALL, splice_doc},
     {"utf8_length", (PyCFunction)speedups_utf8_length, METH_O, utf8_length_doc},
+    {"qp_lines", (PyCFunction)(void (*)(void))speedups_qp_lines, METH_FASTCALL, qp_lines_doc},
     {NULL, NULL, 0, NULL},
 };
 
@@ -207,6 +210,9 @@ speedups_exec(PyObject *module)
     state->click_signer_type = (PyTypeObject *)PyType_FromModuleAndSpec(module, &click_signer_spec, NULL);
     if (state->click_signer_type == NULL || PyModule_AddObjectRef(module, "ClickSigner", (PyObject *)state->click_signer_type) < 0 ||
         PyModule_AddStringConstant(module, "SHA256_BACKEND", MT_SHA256_BACKEND) < 0) {
+        return -1;
+    }
+    if (PyModule_AddIntConstant(module, "SIV_AVAILABLE", siv_available()) < 0) {
         return -1;
     }
     state->str_counted = PyUnicode_InternFromString("counted");

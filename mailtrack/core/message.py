@@ -178,6 +178,10 @@ def _str_as_bytes(message: str) -> tuple[bytes, Callable[[bytes], str]]:
     written as UTF-8 (RFC 6532), and so are ours. Any other surrogate (a lone
     half of a pair) stands for no bytes at all: the str is not a message.
     """
+    try:
+        return message.encode("utf-8"), _from_utf8  # no surrogate at all (the usual str): UTF-8, one pass in C
+    except UnicodeEncodeError:
+        pass
     codec = "ascii" if _SURROGATES.search(message) and _SURROGATES_ONLY.fullmatch(message) else "utf-8"
     try:
         raw = message.encode(codec, "surrogateescape")
@@ -188,6 +192,11 @@ def _str_as_bytes(message: str) -> tuple[bytes, Callable[[bytes], str]]:
             "pass the message as bytes, or as a str decoded with errors='surrogateescape'"
         ) from None
     return raw, lambda data: data.decode(codec, "surrogateescape")
+
+
+def _from_utf8(data: bytes) -> str:
+    """Rewritten bytes of a str message that held no surrogate, back to a str (what the surrogate path gives too)."""
+    return data.decode("utf-8", "surrogateescape")
 
 
 def _message_as_bytes(message: Message) -> tuple[bytes, Callable[[bytes], Message]]:

@@ -112,6 +112,7 @@ class HtmlResult:
     pixels: list[PixelInsertion]
     warnings: list[str] = field(default_factory=list)
     unsubscribe: list[PixelInsertion] = field(default_factory=list)  # footer or substitution-tag places
+    honeypot: PixelInsertion | None = None  # the invisible honeypot link added (Tracker(honeypot=True)), or None
 
     @property
     def pixel(self) -> PixelInsertion | None:

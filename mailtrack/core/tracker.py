@@ -13,6 +13,7 @@ from mailtrack.core.message import rewrite_message
 from mailtrack.core.results import HtmlResult, MessageResult, TextResult, Verified
 from mailtrack.core.rewrite import RewritePlan, Unsubscribe, rewrite_html, rewrite_text
 from mailtrack.core.rewrite.footer import DEFAULT_HTML, DEFAULT_TEXT
+from mailtrack.core.rewrite.honeypot import HONEYPOT_INDEX
 from mailtrack.core.rewrite.plan import Earlier, Reissue
 from mailtrack.core.rewrite.rules import DEFAULT_OPT_OUTS, DEFAULT_PLACEHOLDERS, OptOuts, PatternInput, PlaceholderMatcher
 from mailtrack.core.settings import SettingsInput, TrackingSettings
@@ -75,9 +76,14 @@ class Tracker:
         settings: SettingsInput = None,
         account_settings: AccountSettingsSource | None = None,
         account: str | None = None,
+        honeypot: bool = False,
         **token_options: Any,
     ) -> None:
         """``codec`` is the token signer; without one, ``secret_keys`` and ``token_options`` build it.
+
+        ``honeypot=True`` adds one invisible link to each HTML part while click
+        tracking is on (:mod:`mailtrack.core.rewrite.honeypot`): no person
+        follows it, so its click tells the endpoints a link scanner is at work.
 
         ``token_options`` are :class:`~mailtrack.core.tokens.TokenCodec`'s keyword
         arguments (``salt``, ``digest_method``, ``signature_size``, ``compress``,
@@ -95,6 +101,9 @@ class Tracker:
         if max_links < 0:
             raise ConfigurationError(f"max_links must be a non-negative int, not {max_links!r}")
         _check_position(pixel_position)
+        if not isinstance(honeypot, bool):
+            raise ConfigurationError(f"honeypot must be True or False, not {honeypot!r}")
+        self._honeypot = honeypot
         self._settings = TrackingSettings.coerce(settings)
         if account_settings is not None and not callable(account_settings):
             raise ConfigurationError(f"account_settings must be a callable (account name -> settings), "
@@ -119,6 +128,11 @@ class Tracker:
     def codec(self) -> TokenCodec:
         """The token signer and verifier."""
         return self._codec
+
+    @property
+    def honeypot(self) -> bool:
+        """Whether each HTML part gets the invisible honeypot link (with click tracking on)."""
+        return self._honeypot
 
     @property
     def max_links(self) -> int:
@@ -380,6 +394,7 @@ class Tracker:
             utm=resolved.ganalytics.parameters(),
             unsubscribe=unsubscribe,
             reissue=reissue,
+            honeypot=self._honeypot,
         )
 
     def _reader(
@@ -411,7 +426,7 @@ class Tracker:
                 and (not tags or verified.tags == tags)
                 and (account is None or verified.account == account)
             )
-            return Earlier(verified.kind, this_message, verified.url)
+            return Earlier(verified.kind, this_message, verified.url, verified.link_index)
 
         return read
 
@@ -451,6 +466,31 @@ class Tracker:
         result = self._layout.prefix(kind) + token
         if len(result) > MAX_TOKEN_LENGTH:
             raise MailtrackError("tracking URL would exceed 8 KiB; shorten the destination or the metadata")
+        return result
+
+    def honeypot_url(
+        self,
+        *,
+        message_id: str,
+        recipient: str | None = None,
+        metadata: Mapping[str, Any] | None = None,
+        issued_at: float | datetime | None = None,
+        tags: Iterable[str] | None = None,
+        account: str | None = None,
+    ) -> str:
+        """The honeypot link's URL for one message (what ``honeypot=True`` inserts), for markup built by hand.
+
+        A click token with the reserved index :data:`~mailtrack.core.rewrite.honeypot.HONEYPOT_INDEX` and the base
+        URL as its destination; the endpoints answer it ``204`` and record a ``honeypot`` click. Put it where no
+        person sees or reaches it: :func:`~mailtrack.core.rewrite.honeypot.honeypot_html` writes such a link.
+        """
+        labels = _check_tags(tags)
+        self._check_identity(message_id, recipient, metadata, 0, labels)
+        signer = self._codec.message_signer("click", message_id, recipient, metadata, self._timestamp(issued_at),
+                                            labels, self._signed_account(account))
+        result = self._layout.prefix("click") + str(signer(HONEYPOT_INDEX, self._layout.base_url))
+        if len(result) > MAX_TOKEN_LENGTH:
+            raise MailtrackError("tracking URL would exceed 8 KiB; shorten the metadata")
         return result
 
     # -- verification ------------------------------------------------------------

@@ -14,11 +14,21 @@ answers with is :mod:`.pages`'; here is only what each endpoint does:
   (the check signing made), written as its ASCII redirect form (IDNA 2008 host).
   Anything else (forged, tampered, foreign key, wrong purpose, expired) gets a
   small ``404`` page and never a redirect. A ``GET`` records ``clicked``.
+  The honeypot link's token (link index
+  :data:`~mailtrack.core.rewrite.honeypot.HONEYPOT_INDEX`, which the rewriter
+  adds with ``Tracker(honeypot=True)``) is answered ``204 No Content``, never a
+  redirect, and its ``GET`` records ``clicked`` with ``machine="honeypot"``.
 * **unsubscribe** (``{base}/u/<token>``): ``GET`` shows a confirmation page
   with a button that POSTs (link scanners fetch every URL, so a GET never
   unsubscribes); ``POST``, including RFC 8058's ``List-Unsubscribe=One-Click``
-  body, records ``unsubscribed``.
+  body, records ``unsubscribed``. A ``POST`` the classifier labels
+  ``link_scanner`` or ``prefetch`` is honoured only with that body (RFC 8058
+  section 3.2's one-click POST carries it; a scanner replaying a URL does not):
+  without it, the confirmation page is shown and nothing is recorded.
 
+Every event gets the machine verdict (:mod:`mailtrack.machine`:
+``machine`` and ``machine_reasons``), decided here on the raw request, before
+the recorder's privacy mode reduces its address and user agent.
 ``HEAD`` never records: it is what link checkers send. Recording goes through
 :class:`~mailtrack.delivery.recorder.Recorder`, which never raises, so a broken store
 never breaks a response.
@@ -28,10 +38,13 @@ from __future__ import annotations
 
 import html
 import ipaddress
+import time
 from collections.abc import Callable, Iterable
 from datetime import datetime, timezone
+from typing import Literal
 
 from mailtrack.core.results import Verified
+from mailtrack.core.rewrite.honeypot import HONEYPOT_INDEX
 from mailtrack.core.tracker import Tracker
 from mailtrack.core.urls import TokenKind, as_uri
 from mailtrack.delivery.recorder import Recorder
@@ -41,6 +54,7 @@ from mailtrack.http import pages
 from mailtrack.http.messages import Request, Response
 from mailtrack.http.pages import GIF
 from mailtrack.http.router import Router
+from mailtrack.machine import Classifier, Verdict, default_classifier, one_click_body
 
 __all__ = ["GIF", "Answer", "Endpoints", "Request", "Response", "check_max_age"]
 
@@ -76,6 +90,12 @@ class Endpoints:
     names the parent, whose tokens make events without one. Its unsubscribe
     page is ``account_landing(account)`` (the subuser's stored
     ``subscription.landing``) when that gives one, else ``landing_html``.
+
+    ``classifier`` decides each event's machine verdict (:mod:`mailtrack.machine`):
+    ``"default"`` the shipped ranges file's, a :class:`~mailtrack.machine.Classifier`
+    of your own (``serve --machine-ranges FILE``), or None to turn
+    classification off (every event ``machine=None``, and the unsubscribe
+    POST is honoured from anyone, as before).
     """
 
     def __init__(
@@ -89,6 +109,7 @@ class Endpoints:
         clock: Callable[[], float] | None = None,
         account_landing: Callable[[str], str | None] | None = None,
         parent_account: str | None = None,
+        classifier: Classifier | Literal["default"] | None = "default",
     ) -> None:
         if not isinstance(tracker, Tracker):
             raise ConfigurationError(f"Endpoints needs a Tracker, not {type(tracker).__name__}")
@@ -99,6 +120,12 @@ class Endpoints:
         self.clock = clock
         self.account_landing = account_landing
         self.parent_account = parent_account
+        if classifier == "default":
+            classifier = default_classifier()
+        if classifier is not None and not isinstance(classifier, Classifier):
+            raise ConfigurationError(f"classifier must be a mailtrack.machine.Classifier, 'default' or None, "
+                                     f"not {type(classifier).__name__}")
+        self.classifier: Classifier | None = classifier
         self._proxies = trusted_networks(trusted_proxies)
         self._router = Router(tracker.base_url, tracker.layout.paths)
         self._handlers: dict[TokenKind, Callable[[Request, str], Answer]] = {
@@ -148,6 +175,8 @@ class Endpoints:
             return pages.page(404, "Link not found", "This link is not valid or has expired.",
                               head=request.method == "HEAD"), None
         event = self._event(request, claims) if request.method == "GET" and claims is not None else None
+        if claims is not None and claims.link_index == HONEYPOT_INDEX:  # no person follows it: nothing to show
+            return Response(204, [*pages.NO_CACHE, ("Referrer-Policy", "no-referrer")]), event
         headers = [("Location", location), ("Content-Type", "text/plain; charset=utf-8"), ("Content-Length", "0")]
         return Response(302, [*headers, *pages.NO_CACHE, ("Referrer-Policy", "no-referrer")]), event
 
@@ -159,9 +188,14 @@ class Endpoints:
             return pages.page(404, "Link not found", "This unsubscribe link is not valid or has expired.",
                               head=request.method == "HEAD"), None
         if request.method == "POST":
+            verdict = self._verdict(request, claims)
+            if verdict[0] in ("link_scanner", "prefetch") and \
+                    not one_click_body(request.body, request.headers.get("content-type")):
+                # A scanner replaying the URL, without RFC 8058's body: ask, as a GET would, and record nothing.
+                return pages.confirmation(self._landing(self._account(claims))), None
             who = html.escape(claims.recipient) if claims.recipient is not None else "You"
             return (pages.page(200, "Unsubscribed", f"{who} will no longer receive these emails."),
-                    self._event(request, claims))
+                    self._event(request, claims, verdict))
         return pages.confirmation(self._landing(self._account(claims)), head=request.method == "HEAD"), None
 
     # -- helpers ----------------------------------------------------------------------
@@ -190,24 +224,41 @@ class Endpoints:
         except Exception:  # a MailtrackError for every refusal; anything else a hostile token provokes: a 404, never a 500
             return None
 
-    def _event(self, request: Request, claims: Verified) -> TrackingEvent | None:
-        """The event ``request`` makes (None when nothing records events: no recorder)."""
+    def _verdict(self, request: Request, claims: Verified, ip: str | None = None, now: float | None = None) -> Verdict:
+        """The machine verdict of ``request`` for a token of ``claims`` (``(None, ())`` with classification off);
+        ``ip`` and ``now``: the client's address and the time, when the caller has them already."""
+        if self.classifier is None:
+            return None, ()
+        if now is None:
+            now = self.clock() if self.clock is not None else time.time()
+        return self.classifier.classify(
+            request.method, claims.kind, request.headers, ip if ip is not None else self.client_ip(request),
+            claims.issued_at.timestamp(), now,
+            honeypot=claims.kind == "click" and claims.link_index == HONEYPOT_INDEX,
+        )
+
+    def _event(self, request: Request, claims: Verified, verdict: Verdict | None = None) -> TrackingEvent | None:
+        """The event ``request`` makes (None when nothing records events: no recorder), with its machine verdict."""
         if self.recorder is None:
             return None
-        now = self.clock() if self.clock is not None else None
+        now = self.clock() if self.clock is not None else time.time()
+        ip = self.client_ip(request)
+        machine, reasons = self._verdict(request, claims, ip, now) if verdict is None else verdict
         event = TrackingEvent(
             event_type=EventType.for_kind(claims.kind),
-            timestamp=datetime.fromtimestamp(now, timezone.utc) if now is not None else datetime.now(timezone.utc),
+            timestamp=datetime.fromtimestamp(now, timezone.utc),
             message_id=claims.message_id,
             recipient=claims.recipient,
             url=claims.url,
             link_index=claims.link_index,
             user_agent=_header(request, "user-agent"),
-            ip=self.client_ip(request),
+            ip=ip,
             referer=_header(request, "referer"),
             metadata=dict(claims.metadata),
             tags=claims.tags,
             account=self._account(claims),
+            machine=machine,
+            machine_reasons=reasons,
             esp_event={
                 "method": request.method,
                 "path": request.path,

@@ -85,7 +85,8 @@ def test_each_key_reads_its_accounts_events_and_each_subuser_gets_its_landing_pa
     assert "Parent landing" in landing(None, "m-ann")
     assert "Parent landing" in landing("ghost", "m-ghost")  # an account the store does not know: the parent's page
     url = tracker.tracking_url("unsubscribe", message_id="m-bob", recipient="bob@example.com", account="sub1")
-    assert server.request("POST", path_of(url)).status == 200
+    assert server.request("POST", path_of(url), body=b"List-Unsubscribe=One-Click",  # RFC 8058's one-click POST
+                          headers={"Content-Type": "application/x-www-form-urlencoded"}).status == 200
     status, stats = api(server, "/v1/stats", keys["sub1"], group_by="message", type="unsubscribed")
     assert [(row["key"], row["unsubscribes"]) for row in stats["data"]] == [("m-bob", 1)]  # type: ignore[index, union-attr]
     store.close()

@@ -296,3 +296,24 @@ def test_configuration_errors_name_the_option_and_its_variable(tmp_path: Path) -
     proc = run("serve", "--db", str(tmp_path / "e.sqlite"), *KEYS, "--trusted-proxy", "not-an-ip", "--port", "0")
     err = assert_one_line_error(proc, 1, "mailtrack serve: ")
     assert "--trusted-proxy" in err and "MAILTRACK_TRUSTED_PROXIES" in err
+
+
+def test_rewrite_honeypot(tmp_path: Path) -> None:
+    """``--honeypot`` on rewrite (one file and --out) and rewrite-message: one hidden link per HTML part."""
+    page = tmp_path / "mail.html"
+    page.write_text('<body><a href="https://x.example/">x</a></body>', encoding="utf-8")
+    common = ("--secret-key", "k", "--base-url", BASE_URL, "--honeypot")
+    one = run("rewrite", str(page), "--message-id", "m1", "--recipient", "r@x.example", *common)
+    assert one.returncode == 0, one.stderr
+    [hidden] = [href.split('"', 1)[0] for href in one.stdout.split('href="')[1:] if 'aria-hidden="true"' in href]
+    assert mailtrack.Tracker(["k"], BASE_URL).verify(hidden).link_index == -1
+    out = tmp_path / "out"
+    batch = run("rewrite", str(page), "--out", str(out), "--recipient", "r@x.example", "--workers", "1", *common)
+    assert batch.returncode == 0, batch.stderr
+    assert (out / "mail.html").read_text(encoding="utf-8").count('aria-hidden="true"') == 1
+    eml = tmp_path / "m.eml"
+    eml.write_bytes(b"From: a@x.example\r\nTo: r@x.example\r\nSubject: s\r\nMessage-ID: <m2@x.example>\r\n"
+                    b"MIME-Version: 1.0\r\nContent-Type: text/html\r\n\r\n<body><a href=\"https://x.example/\">x</a></body>\r\n")
+    message = run("rewrite-message", str(eml), *common)
+    assert message.returncode == 0, message.stderr
+    assert message.stdout.count('aria-hidden=3D"true"') + message.stdout.count('aria-hidden="true"') == 1

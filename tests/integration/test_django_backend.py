@@ -651,3 +651,24 @@ def test_a_bad_privacy_setting_is_refused_naming_its_key() -> None:
 
         with pytest.raises(mailtrack.ConfigurationError, match="PRIVACY_USER_AGENT"):
             load()
+
+
+def test_machine_verdicts_and_the_honeypot(events: queue.Queue[Any], tmp_path: Path) -> None:
+    """MACHINE_RANGES and HONEYPOT: the view labels a Gmail proxy open; off, it labels nothing; a bad file is refused."""
+    gmail = "Mozilla/5.0 (Windows NT 5.1; rv:11.0) Gecko Firefox/11.0 (via ggpht.com GoogleImageProxy)"
+    from mailtrack.contrib.django.conf import load
+
+    for ranges, expected in ((None, "image_proxy"), ("off", None)):
+        settings = mailtrack_settings(HONEYPOT=True) if ranges is None else mailtrack_settings(MACHINE_RANGES=ranges)
+        with override_settings(MAILTRACK=settings):  # a settings change rebuilds the views' endpoints
+            config = load()
+            assert config.tracker.honeypot is (ranges is None)
+            url = config.tracker.tracking_url("open", message_id="m1", recipient="ann@example.com")
+            assert Client().get(url[len("http://testserver"):], HTTP_USER_AGENT=gmail).status_code == 200
+            assert events.get(timeout=10).machine == expected
+    bad = tmp_path / "bad.csv"
+    bad.write_text("network,label,source,retrieved\n10.0.0.0/8,nobody,https://x,2026-11-30\n", encoding="utf-8")
+    for settings, message in ((mailtrack_settings(MACHINE_RANGES=str(bad)), r"MACHINE_RANGES.*line 2"),
+                              (mailtrack_settings(HONEYPOT="yes"), "HONEYPOT")):
+        with override_settings(MAILTRACK=settings), pytest.raises(mailtrack.ConfigurationError, match=message):
+            load()

@@ -585,3 +585,25 @@ def test_privacy_settings_reduce_what_the_store_and_the_signal_get(states: list[
 def test_a_bad_privacy_setting_is_refused_naming_its_key() -> None:
     with pytest.raises(mailtrack.ConfigurationError, match="MAILTRACK_PRIVACY_IP"):
         Mailtrack().init_app(_app(MAILTRACK_PRIVACY_IP="mask"))
+
+
+def test_machine_ranges_and_the_honeypot(states: list[MailtrackState], tmp_path: Path) -> None:
+    """MAILTRACK_MACHINE_RANGES and MAILTRACK_HONEYPOT, as for serve: verdicts on, off, or a bad file refused."""
+    gmail = "Mozilla/5.0 (Windows NT 5.1; rv:11.0) Gecko Firefox/11.0 (via ggpht.com GoogleImageProxy)"
+    for config, expected in (({"MAILTRACK_HONEYPOT": True}, "image_proxy"), ({"MAILTRACK_MACHINE_RANGES": "off"}, None)):
+        app = _app(**config)
+        state = Mailtrack().init_app(app)
+        states.append(state)
+        assert state.tracker.honeypot is bool(config.get("MAILTRACK_HONEYPOT"))
+        received = _events(app)
+        url = state.tracker.tracking_url("open", message_id="m1", recipient="ann@example.com")
+        assert app.test_client().get(urlsplit(url).path, headers={"User-Agent": gmail}).status_code == 200
+        wait_until(lambda received=received: received, 10, what="the open's event")  # type: ignore[misc]
+        assert received[0].machine == expected
+        _disconnect(app)
+    bad = tmp_path / "bad.csv"
+    bad.write_text("network,label,source,retrieved\n10.0.0.0/8,nobody,https://x,2026-11-30\n", encoding="utf-8")
+    for config, message in (({"MAILTRACK_MACHINE_RANGES": str(bad)}, r"MAILTRACK_MACHINE_RANGES.*line 2"),
+                            ({"MAILTRACK_HONEYPOT": "yes"}, "MAILTRACK_HONEYPOT must be True or False")):
+        with pytest.raises(mailtrack.ConfigurationError, match=message):
+            Mailtrack().init_app(_app(**config))

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from django.conf import settings
@@ -22,6 +22,7 @@ from mailtrack.core.tracker import Tracker
 from mailtrack.delivery.privacy import Privacy
 from mailtrack.exceptions import ConfigurationError, MailtrackError, SettingsError
 from mailtrack.http.endpoints import check_max_age, trusted_networks
+from mailtrack.machine import Classifier, classifier_for, default_classifier
 from mailtrack.storage.settings_source import StoredSettings
 
 __all__ = ["DEFAULT_BACKEND", "MAILER_OPTIONS", "MailtrackSettings", "is_tracking_backend", "load", "mailer_problem",
@@ -35,7 +36,8 @@ MAILER_OPTIONS = {"tracking_settings": "TRACKING_SETTINGS", "split_recipients": 
 _OURS = "mailtrack.contrib.django"
 _KEYS = frozenset(
     {"BACKEND", "BASE_URL", "SECRET_KEYS", "TRACKING_SETTINGS", "SPLIT_RECIPIENTS", "FAIL_SILENTLY_TRACKING", "DB",
-     "TRUSTED_PROXIES", "MAX_AGE", "ACCOUNT", "PRIVACY_IP", "PRIVACY_USER_AGENT", "TOKEN_FORMAT"}
+     "TRUSTED_PROXIES", "MAX_AGE", "ACCOUNT", "PRIVACY_IP", "PRIVACY_USER_AGENT", "MACHINE_RANGES", "HONEYPOT",
+     "TOKEN_FORMAT"}
 )
 
 
@@ -51,6 +53,7 @@ class MailtrackSettings:
     trusted_proxies: tuple[str, ...]
     max_age: float | None
     privacy: Privacy = Privacy()
+    classifier: Classifier | None = field(default_factory=default_classifier)  # MACHINE_RANGES (mailtrack.machine)
 
 
 def is_tracking_backend(path: object) -> bool:
@@ -193,6 +196,10 @@ def load(options: Mapping[str, Any] | None = None, *, alias: str | None = None) 
         privacy = Privacy(ip=raw.get("PRIVACY_IP", "full"), user_agent=raw.get("PRIVACY_USER_AGENT", "full"))
     except ConfigurationError as exc:
         raise ConfigurationError(f"MAILTRACK['PRIVACY_IP'] / MAILTRACK['PRIVACY_USER_AGENT']: {exc}") from None
+    try:  # the machine-event classifier's ranges file (serve --machine-ranges), or "off"
+        classifier = classifier_for(raw.get("MACHINE_RANGES"))
+    except ConfigurationError as exc:
+        raise ConfigurationError(f"MAILTRACK['MACHINE_RANGES']: {exc}") from None
     account = raw.get("ACCOUNT")
     source = None
     if account is not None:
@@ -203,7 +210,8 @@ def load(options: Mapping[str, Any] | None = None, *, alias: str | None = None) 
         source = _account_source(db, account)
     try:
         tracker = Tracker(_secret_keys(raw), base_url, settings=raw.get("TRACKING_SETTINGS"), account_settings=source,
-                          account=account, token_format=_token_format(raw.get("TOKEN_FORMAT", "opaque")))
+                          account=account, honeypot=_flag(raw, "HONEYPOT", False, labels["HONEYPOT"]),
+                          token_format=_token_format(raw.get("TOKEN_FORMAT", "opaque")))
     except ConfigurationError:
         raise
     except SettingsError as exc:  # a bad TRACKING_SETTINGS
@@ -219,4 +227,5 @@ def load(options: Mapping[str, Any] | None = None, *, alias: str | None = None) 
         trusted_proxies=tuple(proxies),
         max_age=max_age,
         privacy=privacy,
+        classifier=classifier,
     )

@@ -52,7 +52,8 @@ def endpoints() -> Endpoints:
 
                 store = open_store(config.db)
             recorder = Recorder(store, [CallbackSink(_send_signal)], privacy=config.privacy)
-            _built = Endpoints(config.tracker, recorder, trusted_proxies=config.trusted_proxies, max_age=config.max_age)
+            _built = Endpoints(config.tracker, recorder, trusted_proxies=config.trusted_proxies, max_age=config.max_age,
+                               classifier=config.classifier)
         return _built
 
 

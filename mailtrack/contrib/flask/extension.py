@@ -28,6 +28,13 @@ Configuration (``app.config``), all read once by :meth:`Mailtrack.init_app`:
     ``"truncate"`` (IPv4 /24, IPv6 /48) or ``"none"`` for the address;
     ``"full"``, ``"family"`` or ``"none"`` for the user agent. Applied before
     the store and the signal see an event.
+``MAILTRACK_MACHINE_RANGES``
+    The IP ranges file of the machine-event classifier (:mod:`mailtrack.machine`;
+    ``mailtrack serve --machine-ranges``) instead of the shipped one, or
+    ``"off"``: no machine verdicts. Default: the shipped ranges.
+``MAILTRACK_HONEYPOT``
+    True adds the invisible honeypot link to every tracked HTML part
+    (:mod:`mailtrack.core.rewrite.honeypot`); default False.
 ``MAILTRACK_ACCOUNT``
     Optional account (the parent or a subuser, see ``mailtrack subuser``) whose
     settings stored in ``MAILTRACK_DB`` (``PATCH /v3/tracking_settings/...``)
@@ -76,6 +83,7 @@ from mailtrack.events import CallbackSink, TrackingEvent
 from mailtrack.exceptions import ConfigurationError, MailtrackError
 from mailtrack.http.endpoints import Endpoints, check_max_age, trusted_networks
 from mailtrack.http.messages import MAX_BODY, Request, Response, too_large
+from mailtrack.machine import classifier_for
 from mailtrack.service import open_store
 from mailtrack.storage.base import AccountStore, EventStore
 from mailtrack.storage.settings_source import StoredSettings
@@ -94,7 +102,8 @@ _OURS = "mailtrack.contrib."
 _KEYS = frozenset({"MAILTRACK_BASE_URL", "MAILTRACK_SECRET_KEYS", "MAILTRACK_TRACKING_SETTINGS", "MAILTRACK_URL_PREFIX",
                    "MAILTRACK_TRUSTED_PROXIES", "MAILTRACK_MAX_AGE", "MAILTRACK_DB", "MAILTRACK_TRACK_FLASK_MAIL",
                    "MAILTRACK_MAILMAN_BACKEND", "MAILTRACK_SPLIT_RECIPIENTS", "MAILTRACK_FAIL_SILENTLY_TRACKING",
-                   "MAILTRACK_ACCOUNT", "MAILTRACK_PRIVACY_IP", "MAILTRACK_PRIVACY_USER_AGENT", "MAILTRACK_TOKEN_FORMAT"})
+                   "MAILTRACK_ACCOUNT", "MAILTRACK_PRIVACY_IP", "MAILTRACK_PRIVACY_USER_AGENT",
+                   "MAILTRACK_MACHINE_RANGES", "MAILTRACK_HONEYPOT", "MAILTRACK_TOKEN_FORMAT"})
 log = logging.getLogger("mailtrack")
 
 
@@ -153,12 +162,14 @@ class Mailtrack:
         prefix = config.get("MAILTRACK_URL_PREFIX")
         if prefix is not None and (not isinstance(prefix, str) or not prefix.startswith("/")):
             raise ConfigurationError(f"MAILTRACK_URL_PREFIX must be a path starting with '/', not {prefix!r}")
+        honeypot = config_flag(config, "MAILTRACK_HONEYPOT", False)
         token_format = config.get("MAILTRACK_TOKEN_FORMAT", "opaque")  # opaque: encrypted tokens; signed: readable
         if token_format not in TOKEN_FORMATS:
             raise ConfigurationError(f"MAILTRACK_TOKEN_FORMAT must be one of {', '.join(TOKEN_FORMATS)}, "
                                      f"not {token_format!r}")
         try:
-            tracker = Tracker(keys, base_url, settings=config.get("MAILTRACK_TRACKING_SETTINGS"), token_format=token_format)
+            tracker = Tracker(keys, base_url, settings=config.get("MAILTRACK_TRACKING_SETTINGS"), honeypot=honeypot,
+                              token_format=token_format)
         except ConfigurationError as exc:
             raise ConfigurationError(f"{exc} (MAILTRACK_SECRET_KEYS, MAILTRACK_BASE_URL)") from None
         except MailtrackError as exc:
@@ -188,6 +199,10 @@ class Mailtrack:
                               user_agent=config.get("MAILTRACK_PRIVACY_USER_AGENT", "full"))
         except ConfigurationError as exc:
             raise ConfigurationError(f"MAILTRACK_PRIVACY_IP / MAILTRACK_PRIVACY_USER_AGENT: {exc}") from None
+        try:
+            classifier = classifier_for(config.get("MAILTRACK_MACHINE_RANGES"))
+        except ConfigurationError as exc:
+            raise ConfigurationError(f"MAILTRACK_MACHINE_RANGES: {exc}") from None
         track_mail = config_flag(config, "MAILTRACK_TRACK_FLASK_MAIL", False)
         # Read when Flask-Mailman sends (mailtrack.contrib.flask.mailman): checked now, at start-up, all the same.
         config_flag(config, "MAILTRACK_SPLIT_RECIPIENTS", True)
@@ -213,7 +228,8 @@ class Mailtrack:
                                          f"(mailtrack subuser create {account} --db {db})")
             # The same keys, URL and settings, now with the account's stored settings under each message's.
             tracker = Tracker(keys, base_url, settings=config.get("MAILTRACK_TRACKING_SETTINGS"),
-                              account_settings=StoredSettings(store), account=account, token_format=token_format)
+                              account_settings=StoredSettings(store), account=account, honeypot=honeypot,
+                              token_format=token_format)
 
         def signal(event: TrackingEvent) -> None:
             # Each receiver on its own, as Django's send_robust: blinker's send() stops at the first that raises.
@@ -224,7 +240,8 @@ class Mailtrack:
                     log.exception("mailtrack: tracking signal receiver %r raised", receiver)
 
         recorder = Recorder(store, [CallbackSink(signal)], privacy=privacy)
-        state = MailtrackState(tracker, recorder, Endpoints(tracker, recorder, trusted_proxies=proxies, max_age=max_age), store, track_mail)
+        state = MailtrackState(tracker, recorder, Endpoints(tracker, recorder, trusted_proxies=proxies, max_age=max_age,
+                                                                 classifier=classifier), store, track_mail)
         app.extensions["mailtrack"] = state
         app.register_blueprint(_blueprint(tracker, prefix.rstrip("/")))
         if track_mail:

@@ -10,9 +10,13 @@ import base64
 import binascii
 import bisect
 import codecs
+import functools
 import re
+import sys
 from dataclasses import dataclass
+from itertools import accumulate
 
+from mailtrack.core import speedups
 from mailtrack.core.mime.tree import MimeNode, line_break
 from mailtrack.core.rewrite import Edits, splice
 
@@ -87,7 +91,7 @@ def decode_part(raw: bytes, node: MimeNode, encoding: str, charset: str | None) 
             return "no charset declared, and the bytes are neither ASCII nor UTF-8"
     offsets: list[int] = []
     if raw_lines is not None:
-        offsets = _line_offsets(text, raw_lines, codec, qp)
+        offsets = _line_offsets(text, raw_lines, codec, qp, body)
         if not offsets and raw_lines:
             raw_lines = None  # no line map: a change re-encodes the whole part
     return DecodedPart(text, codec, declared, encoding, raw_lines, width, offsets, eol, guessed)
@@ -123,7 +127,10 @@ def _ascii_compatible(codec: str) -> bool:
 _LINE = re.compile(rb"[^\n]*(?:\n|\Z)")
 
 
-_QP_LINE = re.compile(rb"(?:[^\n]*=[ \t]*\r?\n)*[^\n]*(?:\n|\Z)")
+# Possessive where the engine has them (3.11+): the soft-broken lines matched are never given back (what follows
+# them matches any line), so nothing changes but the backtracking points the engine no longer saves.
+_P = "+" if sys.version_info >= (3, 11) else ""
+_QP_LINE = re.compile(rb"(?:[^\n]*=[ \t]*" + _P.encode() + rb"\r?\n)*" + _P.encode() + rb"[^\n]*" + _P.encode() + rb"(?:\n|\Z)")
 
 
 # Charsets that keep state across bytes, or can hold byte 0x0A inside a character: their lines
@@ -131,17 +138,18 @@ _QP_LINE = re.compile(rb"(?:[^\n]*=[ \t]*\r?\n)*[^\n]*(?:\n|\Z)")
 _UNSPLITTABLE = ("utf-16", "utf-32", "utf_16", "utf_32", "iso2022", "hz", "utf-7")
 
 
-def _line_offsets(text: str, raw_lines: list[bytes], codec: str, qp: bool) -> list[int]:
-    """Where each raw line starts in ``text``; [] when the lines do not map one to one."""
-    if not codec.startswith(_UNSPLITTABLE) and not (qp and re.search(rb"=0[aAdD]", b"".join(raw_lines))):
+_ENCODED_BREAK = re.compile(rb"=0[aAdD]")
+
+
+def _line_offsets(text: str, raw_lines: list[bytes], codec: str, qp: bool, body: bytes) -> list[int]:
+    """Where each raw line starts in ``text``; [] when the lines do not map one to one (``body``: the lines joined)."""
+    if not codec.startswith(_UNSPLITTABLE) and not (qp and _ENCODED_BREAK.search(body)):
         # Byte 0x0A is the character "\n" and nothing else: line i of the text is raw line i decoded.
-        lengths = [len(line) for line in text.split("\n")]
-        if len(lengths) == len(raw_lines) + (0 if raw_lines and not raw_lines[-1].endswith(b"\n") else 1):
-            offsets, at = [], 0
-            for length in lengths[: len(raw_lines)]:
-                offsets.append(at)
-                at += length + 1
-            return offsets
+        pieces = text.split("\n")
+        if len(pieces) == len(raw_lines) + (0 if raw_lines and not raw_lines[-1].endswith(b"\n") else 1):
+            # Each line starts one past the previous line's end (its "\n"): running sums of length + 1, in C.
+            return list(accumulate(map((1).__add__, map(len, pieces[: len(raw_lines) - 1])), initial=0)) \
+                if raw_lines else []
     offsets, pieces, at = [], [], 0
     try:
         for line in raw_lines:
@@ -162,6 +170,7 @@ class EncodedPart:
     encoding: str
     charset: str
     codec: str
+    exact: bool = False  # reads back as the rewritten text by construction (no read-back check needed)
 
 
 def encode_part(decoded: DecodedPart, changes: Edits, *, html: bool) -> EncodedPart | str:
@@ -171,14 +180,17 @@ def encode_part(decoded: DecodedPart, changes: Edits, *, html: bool) -> EncodedP
     must give exactly the rewritten text: a stateful codec (ISO-2022-*) reads
     stray escape or shift bytes in a state its encoder does not reproduce, so
     bytes that decoded can be rewritten into bytes that do not, or that read
-    as other text. Such a part is reported and left as it was.
+    as other text. Such a part is reported and left as it was. The check is
+    skipped only for what reads back by construction: the whole text encoded
+    strictly in a charset whose bytes come back from its text
+    (:func:`_encodes_back`), then written as is or in base64.
     """
     intended = splice(decoded.text, changes)
     try:
         encoded = _encode(decoded, changes, html, intended)
     except UnicodeError as exc:  # a codec that reads but cannot write back
         return f"cannot write {decoded.charset} back ({exc})"
-    problem = _decode_problem(encoded, intended)
+    problem = None if encoded.exact else _decode_problem(encoded, intended)
     if problem is not None:
         return (
             f"the rewritten text does not come back from {encoded.charset} in {encoded.encoding} ({problem}); "
@@ -193,13 +205,31 @@ def _encode(decoded: DecodedPart, changes: Edits, html: bool, intended: str) -> 
         # Only our footer can bring characters the part's charset lacks (the rest was decoded from it).
         charset = codec = "utf-8"
     elif decoded.raw_lines is not None:
-        body = _encode_lines(decoded, changes, html)
+        if encoding in _IDENTITY and _encodes_back(codec):
+            # Every untouched line's bytes are its text encoded again: the body is the rewritten text encoded, in
+            # one call, when every line of it fits (else the groups decide line by line, as they always did: a
+            # line that was already too long, or held a NUL, does not stop a change elsewhere).
+            whole = _strict_encode(intended, codec)
+            if whole is not None and _fits(whole, encoding):
+                return EncodedPart(whole, encoding, charset, codec, exact=True)
+        body = _encode_lines(decoded, changes, html, intended)
         if body is not None:
             return EncodedPart(body, encoding, charset, codec)
+    data = _strict_encode(intended, codec) if encoding == "base64" and _encodes_back(codec) else None
+    if data is not None:
+        return EncodedPart(_base64(data, decoded.eol, decoded.width), encoding, charset, codec, exact=True)
     data = _charset_encode(intended, codec, html)
     if encoding in _IDENTITY and not _fits(data, encoding):
         encoding = "quoted-printable"  # a new line is too long, or not ASCII in a 7bit part
     return EncodedPart(_transfer_encode(data, encoding, decoded.eol, decoded.width), encoding, charset, codec)
+
+
+def _strict_encode(text: str, codec: str) -> bytes | None:
+    """``text`` in ``codec`` with no character replaced, or None when one would have to be."""
+    try:
+        return text.encode(codec)
+    except UnicodeEncodeError:
+        return None
 
 
 def _decode_problem(encoded: EncodedPart, intended: str) -> str | None:
@@ -227,43 +257,86 @@ def _charset_encode(text: str, codec: str, html: bool) -> bytes:
     return text.encode(codec, "xmlcharrefreplace" if html else "strict")
 
 
-def _encode_lines(decoded: DecodedPart, changes: Edits, html: bool) -> bytes | None:
+# Single-byte charsets whose table is checked (``_encodes_back``) to map each byte to its own character and back.
+_SINGLE_BYTE = ("iso8859-", "cp125", "koi8-")
+
+
+@functools.lru_cache(maxsize=32)
+def _encodes_back(codec: str) -> bool:
+    """True if any text decoded from ``codec`` encodes back to exactly the bytes it came from.
+
+    UTF-8 and ASCII do (a strict decoder admits one spelling per character);
+    a single-byte charset does when its table is one to one, which is
+    checked here rather than assumed. Others (multibyte, stateful) are not
+    trusted: their parts keep the line map.
+    """
+    if codec in ("utf-8", "ascii"):
+        return True
+    if not codec.startswith(_SINGLE_BYTE):
+        return False
+    seen: set[str] = set()
+    for byte in range(256):
+        raw = bytes((byte,))
+        try:
+            char = raw.decode(codec)
+        except UnicodeDecodeError:
+            continue  # not a character in this charset: text decoded from it never holds this byte
+        if len(char) != 1 or char in seen or char.encode(codec) != raw:
+            return False
+        seen.add(char)
+    return True
+
+
+def _encode_lines(decoded: DecodedPart, changes: Edits, html: bool, intended: str) -> bytes | None:
     """Re-encode only the lines the changes touch; None if a new line breaks a 7bit/8bit encoding.
 
     An insertion where a line starts (a footer after the last line break)
     touches no line: it is encoded on its own, between the lines around it.
+    A group of touched lines is not spliced again: its new text is its span
+    in ``intended`` (the whole text, spliced once by the caller), shifted by
+    what the changes before it added. That span is exact because the changes
+    are sorted and apart, and each group holds every change within its lines;
+    the caller's read-back check would refuse the part were it ever not.
     """
     assert decoded.raw_lines is not None
     lines, offsets, text = decoded.raw_lines, decoded.offsets, decoded.text
-    count = len(lines)
-    starts = set(offsets)
+    count, size = len(lines), len(text)
     ends_with_break = not lines or lines[-1].endswith((b"\n",))
-    groups: list[list[int]] = []  # [first line, last line, first change, last change]; last = first - 1: between lines
-    for index, (start, end, replacement) in enumerate(changes):
-        at_end = start == len(text) and ends_with_break
-        if start == end and (at_end or (start in starts and replacement.endswith("\n"))):
+    # [first line, last line, growth of the changes before the group, growth of the group's];
+    # last = first - 1: between lines
+    groups: list[list[int]] = []
+    shift = 0
+    left, right = bisect.bisect_left, bisect.bisect_right
+    for start, end, replacement in changes:
+        growth = len(replacement) - (end - start)
+        first = right(offsets, start) - 1
+        if start == end and ((start == size and ends_with_break)
+                             or (first >= 0 and offsets[first] == start and replacement.endswith("\n"))):
             # Between lines: at the end, or whole lines before line ``first`` (which stays as it is).
-            first = count if at_end else bisect.bisect_left(offsets, start)
+            first = count if start == size and ends_with_break else left(offsets, start)
             last = first - 1
         else:
-            first = max(bisect.bisect_right(offsets, start) - 1, 0)
-            last = max(bisect.bisect_right(offsets, max(start, end - 1)) - 1, first)
-        previous = groups[-1] if groups else None
-        if previous is not None and (first <= previous[1] or (previous[1] < previous[0] == first)):
-            groups[-1][1] = max(groups[-1][1], last)
-            groups[-1][3] = index
+            first = max(first, 0)
+            # the change ends on its first line (the usual case), or the line holding its last character
+            last = first if first + 1 >= count or end <= offsets[first + 1] else right(offsets, end - 1) - 1
+        if groups and (first <= groups[-1][1] or (groups[-1][1] < groups[-1][0] == first)):
+            previous = groups[-1]
+            if last > previous[1]:
+                previous[1] = last
+            previous[3] += growth
         else:
-            groups.append([first, last, index, index])
+            groups.append([first, last, shift, growth])
+        shift += growth
     out: list[bytes] = []
     done = 0
-    for first, last, first_change, last_change in groups:
+    qp = decoded.encoding == "quoted-printable"
+    for first, last, before, growth in groups:
         out.extend(lines[done:first])
-        begin = offsets[first] if first < count else len(text)
-        stop = offsets[last + 1] if last + 1 < count else len(text)
-        local = [(s - begin, e - begin, r) for s, e, r in changes[first_change : last_change + 1]]
+        begin = offsets[first] if first < count else size
+        stop = offsets[last + 1] if last + 1 < count else size
         codec = "utf-8" if decoded.codec == "utf-8-sig" and first > 0 else decoded.codec  # one BOM, at the start
-        new = _charset_encode(splice(text[begin:stop], local), codec, html)
-        if decoded.encoding == "quoted-printable":
+        new = _charset_encode(intended[begin + before : stop + before + growth], codec, html)
+        if qp:
             out.append(_qp_lines(new, decoded.eol))
         elif _fits(new, decoded.encoding):
             out.append(new)
@@ -282,14 +355,34 @@ def _fits(data: bytes, encoding: str) -> bool:
         return False
     if b"\0" in data:
         return False
-    return all(len(line.rstrip(b"\r\n")) <= MAX_LINE for line in data.splitlines(keepends=True))
+    if len(data) <= MAX_LINE:  # the common case, a line or two touched: no line can be too long
+        return True
+    # CR, LF and CRLF all end a line here (bytes.splitlines): the longest run between two of them, in C.
+    return max(map(len, data.replace(b"\r", b"\n").split(b"\n"))) <= MAX_LINE
 
 
 def _qp_lines(data: bytes, eol: bytes) -> bytes:
     """Quoted-printable for whole lines of ``data``, each ending as it did (LF or CRLF).
 
     Only LF ends a line: a bare CR is content and is written as ``=0D``.
+    The compiled ``qp_lines`` (``_speedups_qp.h``) writes the same bytes in
+    one call; :func:`_qp_lines_pure` is the reference it is tested against.
     """
+    compiled = speedups.compiled
+    if compiled is not None:
+        encoded: bytes = compiled.qp_lines(data, eol)
+        return encoded
+    return _qp_lines_pure(data, eol)
+
+
+def _qp_lines_pure(data: bytes, eol: bytes) -> bytes:
+    """:func:`_qp_lines` in Python: ``binascii.b2a_qp`` per line, soft breaks ending in ``eol``."""
+    if data.find(b"\n") in (-1, len(data) - 1):  # one line (a group of touched lines is mostly one): no split
+        ending = b"\r\n" if data.endswith(b"\r\n") else b"\n" if data.endswith(b"\n") else b""
+        if not data:
+            return b""
+        encoded = binascii.b2a_qp(data[: len(data) - len(ending)], quotetabs=False, istext=False, header=False)
+        return (encoded if eol == b"\n" else encoded.replace(b"=\n", b"=" + eol)) + ending
     out = []
     for line in _LINE.findall(data):
         if not line:
@@ -314,4 +407,6 @@ def _transfer_encode(data: bytes, encoding: str, eol: bytes, width: int) -> byte
 def _base64(data: bytes, eol: bytes, width: int) -> bytes:
     """Base64 in lines of ``width`` (the body's own; at most RFC 2045's 76), each ending with ``eol``."""
     encoded = base64.b64encode(data)
-    return b"".join(encoded[i : i + width] + eol for i in range(0, len(encoded), width))
+    if not encoded:
+        return b""
+    return eol.join([encoded[i : i + width] for i in range(0, len(encoded), width)]) + eol

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from email.message import Message
 from email.parser import BytesHeaderParser
 from email.policy import compat32
+from functools import cached_property
 
 MAX_DEPTH = 64  # deeper nesting is left as it is: no real message needs it, a hostile one would
 
@@ -68,11 +69,13 @@ class MimeNode:
     children: list[MimeNode] = field(default_factory=list)
     depth: int = 0
 
-    @property
+    # Both read once per node (the stdlib re-parses the parameters on every call, and a rewrite asks several
+    # times): a node's headers are never changed after parsing (part header blocks are even shared, cached).
+    @cached_property
     def content_type(self) -> str:
         return self.headers.get_content_type()
 
-    @property
+    @cached_property
     def is_attachment(self) -> bool:
         """``Content-Disposition: attachment``, or a file name on a part without a disposition.
 

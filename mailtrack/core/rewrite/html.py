@@ -15,6 +15,7 @@ from mailtrack.core.results import (
     exceeds_gmail_clip,
 )
 from mailtrack.core.rewrite.footer import unsubscribe_edits
+from mailtrack.core.rewrite.honeypot import HONEYPOT_INDEX, honeypot_html
 from mailtrack.core.rewrite.links import LinkBook, earlier_tokens, track_html_links
 from mailtrack.core.rewrite.plan import RewritePlan
 from mailtrack.core.rewrite.splice import Edits, splice
@@ -57,12 +58,15 @@ def rewrite_html_edits(html: str, plan: RewritePlan) -> tuple[HtmlResult, Edits]
     if not pixels and plan.open_token is not None:
         pixels = _place_pixels(html, scanned, plan, warnings, present)
     edits.extend((p.position, p.position + len(p.replaced), p.html) for p in unsubscribe + pixels)
+    honeypot = _honeypot(html, scanned, plan, book, warnings)
+    if honeypot is not None:
+        edits.append((honeypot.position, honeypot.position, honeypot.html))  # after a pixel at the same place
     output = splice(html, edits)
     if exceeds_gmail_clip(output):
         at_top = bool(pixels) and pixels[0].position == scanned.body_start_end
         where = "" if at_top or not pixels else "; the open pixel may be cut off, consider pixel_position='top'"
         warnings.append(f"the output is over {GMAIL_CLIP_BYTES} bytes: Gmail will clip it{where}")
-    return HtmlResult(output, book.links, book.skipped, pixels, warnings, unsubscribe), edits
+    return HtmlResult(output, book.links, book.skipped, pixels, warnings, unsubscribe, honeypot), edits
 
 
 def _pixel_position(html: str, scanned: ScanResult, where: str) -> int:
@@ -73,6 +77,19 @@ def _pixel_position(html: str, scanned: ScanResult, where: str) -> int:
         if candidate is not None:
             return candidate
     return len(html)
+
+
+def _honeypot(
+    html: str, scanned: ScanResult, plan: RewritePlan, book: LinkBook, warnings: list[str]
+) -> PixelInsertion | None:
+    """The honeypot link to add (:mod:`.honeypot`), where the pixel goes by default; None when off or already there."""
+    if not plan.honeypot or plan.click is None or book.honeypot_present:
+        return None
+    url = book.prefix + plan.click(HONEYPOT_INDEX, plan.layout.base_url)
+    if len(url) > MAX_TOKEN_LENGTH:
+        warnings.append("the honeypot link's URL would exceed 8 KiB (metadata too large); none added")
+        return None
+    return PixelInsertion(_pixel_position(html, scanned, plan.pixel_position), honeypot_html(url))
 
 
 def _place_pixels(

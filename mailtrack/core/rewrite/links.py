@@ -18,6 +18,7 @@ from mailtrack.core.results import (
     SkipReason,
     TrackedLink,
 )
+from mailtrack.core.rewrite.honeypot import HONEYPOT_INDEX
 from mailtrack.core.rewrite.plan import RewritePlan
 from mailtrack.core.scanner import LinkTag, ScanResult
 from mailtrack.core.tokens import MAX_TOKEN_LENGTH
@@ -73,7 +74,8 @@ class LinkBook:
     same limit as the first.
     """
 
-    __slots__ = ("counted", "links", "max_links", "prefix", "quoted_as_is", "reissue", "sign", "skipped", "utm")
+    __slots__ = ("counted", "honeypot_present", "links", "max_links", "prefix", "quoted_as_is", "reissue", "sign",
+                 "skipped", "utm")
 
     def __init__(self, plan: RewritePlan) -> None:
         self.prefix = plan.layout.prefix("click")
@@ -84,6 +86,8 @@ class LinkBook:
         self.reissue = plan.reissue
         self.links: list[TrackedLink] = []
         self.skipped: list[SkippedLink] = []
+        #: A honeypot link of this message is in the document (one found there, or another message's signed again).
+        self.honeypot_present = False
         #: A click URL reads back unchanged inside quotes (token characters are base64url and "."):
         #: the per-link loop can leave out :func:`escape_attribute` for quoted values.
         self.quoted_as_is = not any(special in self.prefix for special in "&\"'")
@@ -116,8 +120,15 @@ class LinkBook:
             assert earlier is not None and earlier.url is not None, "classified as a verified click URL"
             if self.sign is None:
                 return earlier.url
+            if earlier.link_index == HONEYPOT_INDEX:  # another message's honeypot: this message's, still no real link
+                self.honeypot_present = True
+                return self.prefix + self.sign(HONEYPOT_INDEX, earlier.url)
             return self.decide(earlier.url, None, start, end, raw, quote, tag) or earlier.url
         elif reason == "already-tracked":
+            earlier = self.reissue.read(url, "click") if self.prefix in url else None
+            if earlier is not None and earlier.link_index == HONEYPOT_INDEX:
+                self.honeypot_present = True  # this message's honeypot: kept, neither counted nor reported
+                return None
             self.counted += 1
         self.skipped.append(_tuple(SkippedLink, (raw, reason, start, end, url, tag)))
         return None

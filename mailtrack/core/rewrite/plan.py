@@ -30,6 +30,7 @@ class RewritePlan:
     utm: tuple[tuple[str, str], ...] = ()  # Google Analytics parameters added to tracked destinations
     unsubscribe: Unsubscribe | None = None  # subscription tracking; None: off
     first_index: int = 0  # link_index of the first link (later parts of a message continue the count)
+    honeypot: bool = False  # add the invisible honeypot link to each HTML part (with click tracking on)
 
 
 class Earlier(NamedTuple):
@@ -38,6 +39,7 @@ class Earlier(NamedTuple):
     kind: TokenKind
     this_message: bool  # signed for this message ID, recipient and metadata: leave it as it is
     url: str | None  # a click's destination
+    link_index: int | None = None  # a click's index (the honeypot's is HONEYPOT_INDEX)
 
 
 @dataclass(frozen=True)

@@ -271,6 +271,107 @@ def test_huge_attributes_and_unterminated_markup_scan_the_same(size: int) -> Non
 
 
 # --------------------------------------------------------------------------
+# qp_lines: quoted-printable for touched MIME lines, as binascii writes it
+# --------------------------------------------------------------------------
+
+QP_BYTES = st.binary(max_size=400) | st.lists(
+    st.sampled_from([b"a", b" ", b"\t", b".", b"=", b"\r", b"\n", b"\r\n", b"\x00", b"\xe9", b"x" * 70, b"\x7f", b"~"]),
+    max_size=60).map(b"".join)
+
+
+@needs_extension
+@settings(max_examples=3000, deadline=None)
+@given(data=QP_BYTES, eol=st.sampled_from([b"\n", b"\r\n"]))
+def test_qp_lines_writes_what_binascii_writes_line_by_line(data: bytes, eol: bytes) -> None:
+    from mailtrack.core.mime.transfer import _qp_lines_pure
+
+    assert _speedups.qp_lines(data, eol) == _qp_lines_pure(data, eol)
+
+
+@needs_extension
+@pytest.mark.parametrize("data", [
+    b"", b"\n", b"\r\n", b"\r", b".", b".\n", b".\r\n", b".\r", b"\x00", b".\x00", b"a.", b" ", b" \n", b"\t\r\n",
+    b"=" * 200, b"x" * 75, b"x" * 76, b"x" * 77, b"x" * 74 + b"=", b"x" * 73 + b"==", b"\xff" * 100 + b"\n" + b"." + b" " * 80,
+    bytes(range(256)) * 3, b"a\rb\r\n\rc\n\n\n", b"x" * 75 + b"\n" + b"y" * 75 + b" ",
+])
+@pytest.mark.parametrize("eol", [b"\n", b"\r\n"])
+def test_qp_lines_on_the_edges(data: bytes, eol: bytes) -> None:
+    from mailtrack.core.mime.transfer import _qp_lines_pure
+
+    assert _speedups.qp_lines(data, eol) == _qp_lines_pure(data, eol)
+
+
+@needs_extension
+def test_qp_lines_refuses_what_is_not_bytes() -> None:
+    with pytest.raises(TypeError):
+        _speedups.qp_lines("text", b"\n")  # type: ignore[arg-type]
+    with pytest.raises(TypeError):
+        _speedups.qp_lines(b"x", "\n")  # type: ignore[arg-type]
+
+
+# --------------------------------------------------------------------------
+# ClickSigner(sealed=True): opaque click tokens, AES-256-SIV through OpenSSL
+# --------------------------------------------------------------------------
+
+needs_siv = pytest.mark.skipif(_speedups is None or not getattr(_speedups, "SIV_AVAILABLE", 0),
+                               reason="this build seals no tokens (no extension, or built without OpenSSL 3)")
+
+
+def pure_seal(key: bytes, head: bytes, tail: bytes, stamp: bytes, index: int, url: str) -> str:
+    """The opaque click token as the pure path makes it: cryptography's AES-SIV over stamp + the click payload."""
+    import base64
+    import json
+
+    from cryptography.hazmat.primitives.ciphers.aead import AESSIV
+
+    payload = head + f",{index},{json.encoder.encode_basestring(url)}".encode() + tail
+    sealed = AESSIV(key).encrypt(stamp + payload, None)
+    return base64.urlsafe_b64encode(sealed).rstrip(b"=").decode("ascii")
+
+
+@needs_siv
+@settings(max_examples=1500, deadline=None)
+@given(key=st.binary(min_size=64, max_size=64), stamp=st.binary(min_size=1, max_size=8),
+       head=st.text(max_size=80).map(lambda t: t.encode("utf-8", "replace")),
+       tail=st.text(max_size=300).map(lambda t: t.encode("utf-8", "replace")),
+       index=st.integers(min_value=-1, max_value=10**6), url=st.text(max_size=3000))
+def test_sealed_click_tokens_are_cryptographys_aes_siv(key: bytes, stamp: bytes, head: bytes, tail: bytes, index: int,
+                                                       url: str) -> None:
+    try:
+        url.encode("utf-8")
+    except UnicodeEncodeError:
+        return  # a lone surrogate: both refuse it (the pure signer's encode raises), as for signed tokens
+    sealer = _speedups.ClickSigner(key, head, tail, stamp, 16, sealed=True)
+    expected = pure_seal(key, head, tail, stamp, index, url)
+    assert sealer(index, url) == expected
+    assert sealer(index, url) == expected  # a second token from the same signer starts afresh (no S2V state kept)
+
+
+@needs_siv
+@pytest.mark.parametrize("stamp", [b"\x00", b"\x04abcd", b"\x07" + b"\xff" * 7])
+def test_sealed_tokens_of_every_plaintext_length_up_to_five_blocks(stamp: bytes) -> None:
+    """Each S2V branch: shorter than a block (dbl and pad), whole blocks (subkey 1), a partial last block (subkey 2)."""
+    key = bytes(range(64))
+    sealer = _speedups.ClickSigner(key, b"", b"", stamp, 16, sealed=True)
+    for length in range(0, 80):
+        url = "u" * length
+        assert sealer(0, url) == pure_seal(key, b"", b"", stamp, 0, url), length
+
+
+@needs_siv
+def test_a_sealing_signer_refuses_bad_keys_and_lone_surrogates() -> None:
+    with pytest.raises(ValueError, match="64-byte"):
+        _speedups.ClickSigner(b"k" * 32, b"[", b"]", b"\x05", 16, sealed=True)
+    sealer = _speedups.ClickSigner(b"k" * 64, b'["m","r"', b"]", b"\x04abcd", 16, sealed=True)
+    with pytest.raises(UnicodeEncodeError):
+        sealer(0, "https://x.example/\ud800")
+    with pytest.raises(TypeError):
+        sealer(0, b"https://x.example/")
+    signer = _speedups.ClickSigner(b"k" * 64, b"[", b"]", b".x", 16)  # the same type, signing: no SIV involved
+    assert "." in signer(0, "https://x.example/")
+
+
+# --------------------------------------------------------------------------
 # The C source compiles cleanly
 # --------------------------------------------------------------------------
 

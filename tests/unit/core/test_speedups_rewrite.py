@@ -568,6 +568,13 @@ def test_the_portable_sha256_matches_the_vectors(portable: ModuleType) -> None:
     check_sha256(portable)
 
 
+def test_the_portable_build_seals_no_tokens_and_says_so(portable: ModuleType) -> None:
+    """Without OpenSSL there is no AES-SIV in C: opaque clicks take the pure sealer (cryptography's), never a stub."""
+    assert portable.SIV_AVAILABLE == 0
+    with pytest.raises(ValueError, match="OpenSSL"):
+        portable.ClickSigner(b"k" * 64, b"[", b"]", b"\x04abcd", 16, sealed=True)
+
+
 @settings(max_examples=200, deadline=None)
 @given(key=st.binary(min_size=1, max_size=150), url=st.text(max_size=300), index=st.integers(0, 10**6))
 def test_the_portable_signer_signs_as_the_pure_one(portable: ModuleType, key: bytes, url: str, index: int) -> None:
@@ -726,3 +733,19 @@ def test_generated_messages_rewrite_the_same() -> None:
 
         compiled, pure = both(rewrite)
         assert compiled == pure, variant.name
+
+
+def test_the_default_placeholders_are_the_ones_the_compiled_rules_mirror() -> None:
+    """``default_rules`` and ``plain_authority`` in _speedups_links.h hand-code these patterns and trigger characters.
+
+    Changing a default placeholder (or the characters that can start one) without changing the C twin would let
+    the compiled path track a link the pure one leaves alone only where the differential tests happen to reach:
+    this pin fails first, and says where to look.
+    """
+    from mailtrack.core.rewrite import rules
+
+    assert rules.DEFAULT_PLACEHOLDERS == (
+        r"(?s:\{\{.*?\}\})", r"(?s:\{%.*?%\})", r"(?s:\*\|.*?\|\*)", r"(?s:<%.*?%>)",
+        r"%[A-Za-z_][A-Za-z0-9_.-]*%(?![0-9A-Fa-f]{2})", r"\A\[[^\[\]]+\]\Z", r"(?s:\$\{.*?\})",
+    ), "update default_rules/percent_tag/plain_authority in mailtrack/core/_speedups_links.h with the defaults"
+    assert rules._TRIGGER_CHARS == "{%|<[$", "plain_authority in _speedups_links.h refuses exactly these characters"
