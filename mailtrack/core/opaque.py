@@ -120,9 +120,13 @@ class OpaqueCipher:
     def __init__(self, secret_keys: Sequence[bytes], salt: str, kinds: Iterable[TokenKind] = KINDS) -> None:
         from cryptography.hazmat.primitives.ciphers.aead import AESSIV
 
+        #: Per purpose, the newest secret's AES-SIV key: the compiled sealer (``ClickSigner(sealed=True)``) takes it.
+        self.sealing_keys: dict[TokenKind, bytes] = {kind: derive_key(secret_keys[-1], salt, kind) for kind in kinds}
         #: Per purpose, one AES-SIV per secret key, newest first: the first seals, each opens in turn.
         self._ciphers: dict[TokenKind, list[Any]] = {
-            kind: [AESSIV(derive_key(secret, salt, kind)) for secret in reversed(secret_keys)] for kind in kinds
+            kind: [AESSIV(self.sealing_keys[kind] if i == 0 else derive_key(secret, salt, kind))
+                   for i, secret in enumerate(reversed(secret_keys))]
+            for kind in kinds
         }
         from cryptography.exceptions import InvalidTag
 

@@ -377,9 +377,11 @@ class TokenCodec:
         rule when ``compress`` is on (a payload over 48 bytes, when DEFLATE
         makes it shorter: a header bit marks it, no character is spent on a
         mark). Compressing before encrypting leaks only how well the claims
-        compress, through the token's length, never what they are. There is no compiled twin:
-        AES is OpenSSL's, through ``cryptography``, never hand-written; the
-        compiled link loop calls this function as it calls any signer.
+        compress, through the token's length, never what they are. The AES
+        is always OpenSSL's: through ``cryptography`` here, or, for clicks on
+        the compiled path, through :meth:`_compiled_sealer`'s ``ClickSigner``
+        (only S2V's block bookkeeping is C there); the compiled link loop runs
+        either as it runs any signer.
         """
         seal = self._opaque().sealer(kind)
         plain_lead = opaque.pack(issued_at, b"", compressed=False)
@@ -400,6 +402,9 @@ class TokenCodec:
                 return to_token(seal(plain_lead + raw_payload.encode("utf-8"), None))
 
         if kind == "click":
+            fast = self._compiled_sealer(head, tail, plain_lead)
+            if fast is not None:
+                return fast
             encode_str = json.encoder.encode_basestring
 
             def sign_click(link_index: int, url: str) -> str:
@@ -408,6 +413,28 @@ class TokenCodec:
             return sign_click
         raw = head + tail
         return lambda: sign(raw)
+
+    def _compiled_sealer(self, head: str, tail: str, lead: bytes) -> Callable[[int, str], str] | None:
+        """The compiled twin of the opaque click signer, or None where it cannot be.
+
+        ``ClickSigner(sealed=True)`` runs the same AES-256-SIV over the same
+        plaintext (``lead``: the header byte and issue time, then the payload)
+        with OpenSSL's AES keyed once per message, and returns the same token
+        (the differential tests check it against ``cryptography``). None on the
+        pure path, in a build without OpenSSL (``SIV_AVAILABLE`` 0), for
+        compressed tokens (compression is decided per link, in Python) and for
+        claims UTF-8 cannot write (the pure signer raises for those).
+        """
+        compiled = speedups.compiled
+        if compiled is None or self.compress or not getattr(compiled, "SIV_AVAILABLE", 0):
+            return None
+        try:
+            head_bytes, tail_bytes = head.encode(), tail.encode()
+        except UnicodeEncodeError:
+            return None
+        key = self._opaque().sealing_keys["click"]
+        signer: Callable[[int, str], str] = compiled.ClickSigner(key, head_bytes, tail_bytes, lead, 16, sealed=True)
+        return signer
 
     def _signer(self, kind: TokenKind, head: str, tail: str, stamp: bytes) -> Callable[..., str]:
         """The signing function of :meth:`message_signer`, from the claims encoded around the click's part."""

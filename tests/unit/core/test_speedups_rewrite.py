@@ -60,13 +60,14 @@ pytestmark = pytest.mark.skipif(
 BASE = "https://t.example.com/track"
 KEYS = ["new key", "old key"]
 
-#: Trackers whose options change what the compiled loop may settle itself. "default" issues opaque tokens (a
-#: Python signer the compiled loop calls); "signed" and the signature options issue signed ones (ClickSigner in C).
+#: Trackers whose options change what the compiled loop may settle itself. "default" and most others issue opaque
+#: tokens (ClickSigner(sealed=True) seals clicks in C; compressed ones are sealed in Python); "signed ..." and the
+#: signature options issue signed ones (ClickSigner signing with HMAC-SHA256).
 TRACKERS: dict[str, dict[str, Any]] = {
     "default": {},
     "signed": {"token_format": "signed"},
     "signed compressed": {"compress": True, "token_format": "signed"},
-    "opaque max_links 3": {"max_links": 3, "token_format": "opaque"},
+    "signed max_links 3": {"max_links": 3, "token_format": "signed"},
     "no opt-outs": {"opt_out_attributes": {}},
     "opt-outs without a common part": {"opt_out_attributes": {"x-no": None, "data-skip": "yes"}},
     "opt-out with a non-ASCII name": {"opt_out_attributes": {"data-k\u212arack": None}},
@@ -250,8 +251,8 @@ def direct_loop(html: str, tracker: mailtrack.Tracker) -> tuple[list[Any], list[
 
 @pytest.mark.parametrize("name", ["default", "signed"])
 def test_plain_links_never_reach_the_python_body(name: str) -> None:
-    """Opaque tokens (default) too: the compiled loop calls their Python signer itself (no AES in C), as it runs
-    ClickSigner for signed ones, and hands nothing to the pure loop's body."""
+    """Opaque tokens (default) too: the compiled loop seals them itself (ClickSigner(sealed=True), or the Python
+    sealer in a build without OpenSSL), as it signs signed ones, and hands nothing to the pure loop's body."""
     html = "".join(f'<a href="https://a.example/{i}?x=1&amp;y=2">{i}</a>' for i in range(50))
     links, skipped, edits, handed = direct_loop(html, make(name))
     assert handed == [] and skipped == []
@@ -420,6 +421,12 @@ def test_the_default_codec_signs_clicks_with_the_compiled_signer() -> None:
     compiled, pure = pure_and_compiled_signers(make("signed").codec, "<m@x>", "r@x.test", None, 1_700_000_000)
     assert isinstance(compiled, _speedups.ClickSigner)
     assert not isinstance(pure, _speedups.ClickSigner)
+    # opaque (the default): the sealing ClickSigner where this build has OpenSSL's AES, else the Python sealer
+    compiled, pure = pure_and_compiled_signers(make("default").codec, "<m@x>", "r@x.test", None, 1_700_000_000)
+    assert isinstance(compiled, _speedups.ClickSigner) is bool(getattr(_speedups, "SIV_AVAILABLE", 0))
+    assert not isinstance(pure, _speedups.ClickSigner) and compiled(0, "https://x.example/") == pure(0, "https://x.example/")
+    compressed, _ = pure_and_compiled_signers(make("compressed").codec, "<m@x>", "r@x.test", None, 1_700_000_000)
+    assert not isinstance(compressed, _speedups.ClickSigner)  # compression is decided per link, in Python
 
 
 @settings(max_examples=300, deadline=None)
