@@ -126,6 +126,10 @@ class StatsPage:
 class StatsRow:
     """The counts of one group. ``unique_*`` count recipients of a message (each counted on its first such event).
 
+    People are counted, machines beside them: ``opens``, ``clicks``, ``unsubscribes`` and their ``unique_*``
+    (hence the rates) count the events whose ``machine`` verdict is None; ``machine_opens``, ``machine_clicks``
+    and ``machine_unsubscribes`` count the others (every label), which never take a first-event slot.
+
     ``sent`` is None: the store does not know how many were sent, so the
     open and click rates (unique over sent) are None too; ``click_to_open``
     (unique clicks over unique opens) is known. In ``link`` rows only clicks
@@ -140,6 +144,9 @@ class StatsRow:
     unsubscribes: int | None
     unique_unsubscribes: int | None
     sent: int | None = None
+    machine_opens: int | None = 0
+    machine_clicks: int = 0
+    machine_unsubscribes: int | None = 0
 
     @property
     def open_rate(self) -> float | None:
@@ -158,7 +165,9 @@ class StatsRow:
         return {"key": self.key, "sent": self.sent, "opens": self.opens, "unique_opens": self.unique_opens,
                 "clicks": self.clicks, "unique_clicks": self.unique_clicks, "unsubscribes": self.unsubscribes,
                 "unique_unsubscribes": self.unique_unsubscribes, "open_rate": self.open_rate,
-                "click_rate": self.click_rate, "click_to_open_rate": self.click_to_open}
+                "click_rate": self.click_rate, "click_to_open_rate": self.click_to_open,
+                "machine_opens": self.machine_opens, "machine_clicks": self.machine_clicks,
+                "machine_unsubscribes": self.machine_unsubscribes}
 
 
 @dataclass(frozen=True)

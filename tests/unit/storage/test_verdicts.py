@@ -1,0 +1,160 @@
+"""Machine-event verdicts in the stores (issue 14): ``machine_reasons`` stored, people counted with machines beside
+them, and the stateful verdicts decided where events are written (link-scanner bursts, honeypot neighbours), with
+the rollups following a relabel. Every test runs against SQLite and PostgreSQL (``backend``)."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+import pytest
+
+from mailtrack.events import TrackingEvent
+from mailtrack.storage._shared import REASON_BURST, REASON_HONEYPOT, REASON_NO_OPEN
+from mailtrack.storage.base import GROUP_BYS, EventQuery
+from tests.unit.storage.test_queries import DAY0, brute_stats
+
+T0 = DAY0 + timedelta(hours=5)
+
+
+def event(kind: str, seconds: float, *, link: int | None = None, machine: str | None = None,
+          recipient: str | None = "a@x", message_id: str = "<m1@example.com>", **more: Any) -> TrackingEvent:
+    return TrackingEvent(event_type=kind, timestamp=T0 + timedelta(seconds=seconds), message_id=message_id,
+                         recipient=recipient, url=None if link is None else f"https://e.com/{link}", link_index=link,
+                         machine=machine, machine_reasons=(f"{machine} said so",) if machine else (),
+                         metadata={"campaign": "spring"}, tags=("news",), **more)
+
+
+def by_id(store: Any) -> dict[str, TrackingEvent]:
+    return {stored.event_id: stored for stored in store.events()}
+
+
+def assert_stats_exact(store: Any) -> None:
+    """Every grouping's stats (rollups, rolled or not) equal the brute force over the events as stored now."""
+    stored = store.events()
+    for query in (EventQuery(), EventQuery(metadata=(("campaign", "spring"),)), EventQuery(tag="news"),
+                  EventQuery(message_id="<m1@example.com>")):
+        for group_by in GROUP_BYS:
+            got = [row.to_dict() for row in store.grouped_stats(query, group_by)]
+            assert got == brute_stats(stored, query, group_by, "campaign"), (query, group_by)
+
+
+def test_reasons_are_stored_and_read_back(backend: Any) -> None:
+    store = backend.open()
+    made = event("opened", 0, machine="apple_mpp")
+    assert store.record(made).machine_reasons == ("apple_mpp said so",)
+    (read,) = store.events()
+    assert read.machine == "apple_mpp" and read.machine_reasons == ("apple_mpp said so",)
+    assert read.to_dict()["machine_reasons"] == ["apple_mpp said so"]
+    assert store.find(EventQuery()).events == [read]
+
+
+def test_old_rows_read_as_people_without_reasons(backend: Any) -> None:
+    """A row written before the reasons' column (its default) reads as machine None, reasons ()."""
+    store = backend.open()
+    store.record(event("opened", 0))
+    backend.sql("UPDATE events SET machine_reasons = DEFAULT" if backend.kind == "postgres"
+                else "UPDATE events SET machine_reasons = '[]'")
+    (read,) = store.events()
+    assert read.machine is None and read.machine_reasons == ()
+
+
+def test_a_machine_event_never_takes_the_first_slot(backend: Any) -> None:
+    store = backend.open()
+    mpp = store.record(event("opened", 0, machine="apple_mpp"))
+    person = store.record(event("opened", 3600))
+    again = store.record(event("opened", 7200))
+    assert (mpp.first, person.first, again.first) == (False, True, False)
+    batch = store.record_many([event("opened", 0, machine="image_proxy", recipient="b@x"),
+                               event("opened", 10, recipient="b@x")])
+    assert [stored.first for stored in batch] == [False, True]
+    (row,) = store.grouped_stats(EventQuery(), "message")
+    assert (row.opens, row.unique_opens, row.machine_opens) == (3, 2, 2)
+    assert row.to_dict()["machine_opens"] == 2
+    assert_stats_exact(store)
+
+
+@pytest.mark.parametrize("batched", [False, True])
+def test_several_links_clicked_within_a_second_are_a_scanner(backend: Any, batched: bool) -> None:
+    store = backend.open()
+    clicks = [event("clicked", 100, link=0), event("clicked", 100.4, link=1), event("clicked", 100.8, link=0)]
+    if batched:
+        store.record_many(clicks)
+    else:
+        for click in clicks:
+            store.record(click)
+    stored = store.events()
+    assert [click.machine for click in stored] == ["link_scanner"] * 3
+    assert all(click.machine_reasons == (REASON_BURST, REASON_NO_OPEN) for click in stored)
+    assert not any(click.first for click in stored)
+    # the same link twice within a second is a person's double click; a second later is a person too
+    store.record_many([event("clicked", 500, link=0, recipient="b@x"), event("clicked", 500.5, link=0, recipient="b@x"),
+                       event("clicked", 502, link=1, recipient="b@x")])
+    assert [click.machine for click in store.events()[3:]] == [None, None, None]
+    assert_stats_exact(store)
+
+
+def test_a_burst_after_an_open_says_no_more_than_the_burst(backend: Any) -> None:
+    store = backend.open()
+    store.record(event("opened", 10))
+    store.record_many([event("clicked", 100, link=0), event("clicked", 100.2, link=1)])
+    assert [click.machine_reasons for click in store.events()[1:]] == [(REASON_BURST,), (REASON_BURST,)]
+
+
+def test_a_honeypot_click_marks_the_clicks_around_it_stored_and_later(backend: Any) -> None:
+    store = backend.open()
+    store.record(event("opened", 0))
+    early = store.record(event("clicked", 10, link=0))  # a person's, as far as we know yet: the first click
+    far = store.record(event("clicked", -100, link=1))  # more than a minute before the honeypot: stays a person's
+    assert early.first is True and far.first is False
+    store.record(event("clicked", 65, link=9, machine="honeypot"))  # the honeypot link, 55 s after
+    late = store.record(event("clicked", 120, link=1))  # 55 s after it, arriving later
+    much_later = store.record(event("clicked", 200, link=2))
+    other = store.record(event("clicked", 70, link=0, recipient="b@x"))  # another recipient: not theirs
+    now = by_id(store)
+    assert now[early.event_id].machine == "honeypot"
+    assert now[early.event_id].machine_reasons == (REASON_HONEYPOT,)
+    assert (now[early.event_id].first, now[far.event_id].first) == (False, True)  # the slot passed on
+    assert late.machine == "honeypot" and now[late.event_id].machine_reasons == (REASON_HONEYPOT,)
+    assert much_later.machine is None and other.machine is None and now[far.event_id].machine is None
+    (row,) = store.grouped_stats(EventQuery(), "message")
+    assert (row.clicks, row.unique_clicks, row.machine_clicks) == (3, 2, 3)
+    assert_stats_exact(store)
+
+
+def test_a_relabel_in_the_batch_itself_hands_the_slot_to_the_batch(backend: Any) -> None:
+    store = backend.open()
+    first = store.record(event("clicked", 10, link=0))
+    person, _ = store.record_many([event("clicked", 500, link=0), event("clicked", 20, link=9, machine="honeypot")])
+    assert first.first is True and person.first is True  # the honeypot took the first's slot away; the next has it
+    assert by_id(store)[first.event_id].first is False
+    assert_stats_exact(store)
+
+
+def test_rollups_follow_a_relabel_after_rolling(backend: Any) -> None:
+    store = backend.open()
+    store.record_many([event("opened", 0), event("clicked", 10, link=0), event("clicked", 30, link=1),
+                       event("clicked", 30, link=1, recipient="b@x")])
+    if backend.kind == "sqlite":
+        assert store.roll() >= 0 and store.unrolled() == 0
+    assert_stats_exact(store)
+    store.record(event("clicked", 40, link=5, machine="honeypot"))
+    if backend.kind == "sqlite":
+        assert store.unrolled() == 1  # only the honeypot click: the relabels went into the rollups directly
+    assert_stats_exact(store)
+    (row,) = store.grouped_stats(EventQuery(), "message")
+    assert (row.clicks, row.unique_clicks, row.machine_clicks) == (1, 1, 3)
+
+
+def test_a_relabel_of_unrolled_events_moves_the_roller_mark(tmp_path: Any) -> None:
+    from mailtrack.storage.sqlite import SQLiteStore
+
+    store = SQLiteStore(tmp_path / "s.sqlite")
+    store.record(event("clicked", 10, link=0))
+    marks = store._connection().execute("SELECT rolled, relabels FROM rollup_state").fetchone()
+    store.record(event("clicked", 20, link=9, machine="honeypot"))
+    after = store._connection().execute("SELECT rolled, relabels FROM rollup_state").fetchone()
+    assert after == (marks[0], marks[1] + 1)  # a roller that summed the old row starts its batch again
+    store.roll()
+    assert_stats_exact(store)
+    store.close()
