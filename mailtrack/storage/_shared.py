@@ -183,6 +183,17 @@ def _rollup_spec(query: EventQuery, group_by: GroupBy, campaign_key: str) -> _Sp
     return None
 
 
+def _machine_filter(query: EventQuery, where: list[str], args: list[Any]) -> tuple[list[str], list[Any]]:
+    """``where``/``args`` with the condition of ``query.machine`` on events ``e`` (placeholders appended last)."""
+    if query.machine == "none":
+        return [*where, "e.machine IS NULL"], args
+    if query.machine == "any":
+        return [*where, "e.machine IS NOT NULL"], args
+    if query.machine is not None:
+        return [*where, f"e.machine = '{query.machine}'"], args  # one of MACHINE_LABELS (checked): a literal
+    return where, args
+
+
 def _nonzero(group_by: GroupBy, event_type: EventType | None, sums: tuple[str, ...]) -> str:
     """SQL true for a group with a count to show: clicks for links; else any of the counts ``type`` keeps.
 

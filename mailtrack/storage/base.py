@@ -16,11 +16,11 @@ from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol, get_args, runtime_checkable
 
 from mailtrack.core.settings import TrackingSettings
-from mailtrack.events import EventType, TrackingEvent
+from mailtrack.events import MACHINE_LABELS, EventType, TrackingEvent
 from mailtrack.exceptions import ArgumentError, MailtrackError
 from mailtrack.storage.accounts import Account, ApiKey
 
-__all__ = ["GROUP_BYS", "MAX_PAGE", "AccountStore", "Erased", "EventPage", "EventQuery", "EventStore", "EventWriter", "GroupBy", "OutboxItem",
+__all__ = ["GROUP_BYS", "MACHINE_FILTERS", "MAX_PAGE", "AccountStore", "Erased", "EventPage", "EventQuery", "EventStore", "EventWriter", "GroupBy", "OutboxItem",
            "StatsPage", "StatsRow", "StoreError", "StoreUnavailable", "UnknownAccount", "check_before", "check_recipient",
            "same_recipient"]
 
@@ -61,6 +61,10 @@ class OutboxItem:
     event: TrackingEvent
 
 
+#: What :attr:`EventQuery.machine` takes: people's events, machines' (any label), or one label's.
+MACHINE_FILTERS = ("none", "any", *MACHINE_LABELS)
+
+
 @dataclass(frozen=True)
 class EventQuery:
     """Which events a query or a stats request covers; every field None (or empty) means "no condition".
@@ -71,7 +75,9 @@ class EventQuery:
     that is not a str matches its compact JSON: ``5``, ``true``). An event
     matches ``tag`` when the tag is one of its tags. ``account`` None reads
     every account's events; ``""`` only the parent's (events of messages
-    rewritten without an account), a name only that subuser's. Built from untrusted input
+    rewritten without an account), a name only that subuser's. ``machine`` (events only: stats count people and
+    machines apart, see :class:`StatsRow`) is ``"none"`` for people's events (verdict None), ``"any"`` for
+    machines' (any label), or one of :data:`~mailtrack.events.MACHINE_LABELS`. Built from untrusted input
     by the HTTP API and the CLI, so every field is checked here
     (:class:`~mailtrack.exceptions.ArgumentError`).
     """
@@ -84,6 +90,7 @@ class EventQuery:
     metadata: tuple[tuple[str, str], ...] = field(default=())
     tag: str | None = None
     account: str | None = None
+    machine: str | None = None
 
     def __post_init__(self) -> None:
         for name in ("message_id", "recipient", "tag", "account"):
@@ -100,6 +107,8 @@ class EventQuery:
             if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))
                                       or not math.isfinite(value)):
                 raise ArgumentError(f"{name} must be Unix seconds, not {value!r}")
+        if self.machine is not None and self.machine not in MACHINE_FILTERS:
+            raise ArgumentError(f"machine must be one of {', '.join(MACHINE_FILTERS)}, not {self.machine!r}")
         if not isinstance(self.metadata, tuple) or not all(
                 isinstance(pair, tuple) and len(pair) == 2 and all(isinstance(x, str) for x in pair)
                 for pair in self.metadata):

@@ -50,6 +50,7 @@ from mailtrack.storage._shared import (
     _delta_cells,
     _event,
     _group_value,
+    _machine_filter,
     _merge,
     _meta_value,
     _nonzero,
@@ -796,6 +797,7 @@ class SQLiteStore:
             raise ArgumentError(f"before must be an event id (int) or None, not {before!r}")
         db = self._connection()
         source, order, where, args = _plan(query, _window_is_narrow(db, query))
+        where, args = _machine_filter(query, where, args)
         if before is not None:
             where.append(f"{order} < ?")
             args.append(before)
@@ -883,6 +885,9 @@ class SQLiteStore:
             raise ArgumentError(f"group_by must be one of {', '.join(GROUP_BYS)}, not {group_by!r}")
         if not isinstance(campaign_key, str) or not campaign_key:
             raise ArgumentError(f"campaign_key must be a non-empty str, not {campaign_key!r}")
+        if query.machine is not None:
+            raise ArgumentError("stats count people and machines apart (machine_* beside the people's counts): "
+                                "the machine filter is the events'")
         start = None if after is None else _group_value(after, group_by)
         fetch = None if limit is None else limit + 1
         spec = _rollup_spec(query, group_by, campaign_key)

@@ -319,7 +319,7 @@ def test_a_v5_store_written_by_the_old_code_upgrades_with_its_rollups_backfilled
     upgraded = SQLiteStore(path)
     fresh = SQLiteStore(tmp_path / "fresh.sqlite")
     try:
-        assert upgraded.version == len(MIGRATIONS) == 9
+        assert upgraded.version == len(MIGRATIONS) == 10
         stored = upgraded.events()
         assert len(stored) == 120 and all(event.account is None for event in stored)
         for event in stored:
@@ -423,7 +423,7 @@ def test_a_version_1_postgresql_store_upgrades_with_its_rollups_backfilled(
                 db.execute(f"INSERT INTO {table} SELECT DISTINCT {columns} FROM {fresh_db.schema}.{table}".encode())
             db.execute("INSERT INTO rollups VALUES ('all', '', '', -1, '', 999, 0, 0, 0, 0, 0, 0)")
         upgraded = old_db.open()
-        assert upgraded.version == len(PG_MIGRATIONS) == 3
+        assert upgraded.version == len(PG_MIGRATIONS) == 4
         stored = upgraded.events()
         assert stored == fresh.events() and len(stored) == 60 and all(event.account is None for event in stored)
         assert old_db.sql("SELECT count(*) FROM pg_tables WHERE tablename = 'rollups' AND schemaname = ?",
