@@ -195,10 +195,14 @@ def _print_grouped(args: argparse.Namespace, query: EventQuery) -> int:
     for row in rows:
         cto = "-" if row.click_to_open is None else f"{row.click_to_open:.1%}"
         if row.opens is None:
-            print(f"{row.key}: clicks {row.clicks} ({row.unique_clicks} unique)")
+            machines = f"; machine clicks {row.machine_clicks}" if row.machine_clicks else ""
+            print(f"{row.key}: clicks {row.clicks} ({row.unique_clicks} unique){machines}")
         else:
+            machines = (f"; machines: opens {row.machine_opens}, clicks {row.machine_clicks}, unsubscribes "
+                        f"{row.machine_unsubscribes}") if row.machine_opens or row.machine_clicks \
+                or row.machine_unsubscribes else ""
             print(f"{row.key}: opens {row.opens} ({row.unique_opens} unique), clicks {row.clicks} "
-                  f"({row.unique_clicks} unique), unsubscribes {row.unsubscribes}; click-to-open {cto}")
+                  f"({row.unique_clicks} unique), unsubscribes {row.unsubscribes}; click-to-open {cto}{machines}")
     return 0
 
 

@@ -253,7 +253,11 @@ class EventStore(Protocol):
         The recorder's group commit: concurrent requests' events in one
         commit. ``first`` must come out exactly as calling :meth:`record` on
         each event in turn would decide it, including between events of the
-        same batch (two opens of one recipient: ``True``, then ``False``), and
+        same batch (two opens of one recipient: ``True``, then ``False``),
+        except that a stateful machine verdict (issue 14: a burst of clicks, a
+        honeypot click) the batch gives one of its own events is known before
+        that event is written (one at a time, the event was a person's when
+        written, then relabelled; the stored rows end the same), and
         an ``event_id`` already stored, or earlier in the batch, is not stored
         again (it comes back with its stored ``first``). Each event's outbox
         rows are written in the same transaction. Raises

@@ -125,7 +125,8 @@ def expected_numbers(stats_row: object) -> dict[str, str]:
     cto = "\u2014" if d["click_to_open_rate"] is None else f"{d['click_to_open_rate'] * 100:.1f}%"
     return {"opens": f"{d['opens']:,}", "unique_opens": f"{d['unique_opens']:,}", "clicks": f"{d['clicks']:,}",
             "unique_clicks": f"{d['unique_clicks']:,}", "unsubscribes": f"{d['unsubscribes']:,}", **rate,
-            "click_to_open": cto}
+            "click_to_open": cto, "machine_opens": f"{d['machine_opens']:,}",
+            "machine_clicks": f"{d['machine_clicks']:,}", "machine_unsubscribes": f"{d['machine_unsubscribes']:,}"}
 
 
 def window(first: object = FIRST, last: object = TODAY, account: str = "") -> EventQuery:

@@ -201,10 +201,11 @@ def test_duplicate_event_id_is_stored_once(store: Any) -> None:
 
 def test_stored_event_round_trips_every_field(store: Any) -> None:
     e = event("clicked", url="https://example.com/日本?q=1", link_index=7, user_agent="UA", ip="2001:db8::1",
-              referer="https://ref/", metadata={"campaign": "x", "n": 3, "l": [1, "2"]}, machine="link_scanner")
+              referer="https://ref/", metadata={"campaign": "x", "n": 3, "l": [1, "2"]}, machine="link_scanner",
+              machine_reasons=("Safe Links' agent", "ü"))
     stored = store.record(e)
     [loaded] = store.events()
-    assert loaded == stored == e.with_first(True)
+    assert loaded == stored == e.with_first(False)  # a machine's event never takes the first slot
     assert loaded.timestamp == T0 and loaded.timestamp.tzinfo is not None
 
 
@@ -595,8 +596,14 @@ def test_record_many_stores_every_value_exactly_as_record_does(tmp_path: Path, e
         size = sizes[turn % len(sizes)]
         batched += many.record_many(events[at:at + size], hooks)
         at, turn = at + size, turn + 1
-    assert [(e.event_id, e.first) for e in batched] == [(e.event_id, e.first) for e in singly]
-    assert batched == singly
+    # a click a later event of the same batch relabels (two links within a second: issue 14's verdicts) is known as
+    # a machine's before the batch writes it, while one at a time it was a person's (and maybe first) when written;
+    # the rows end the same (below; their reasons may not: "clicked before any open" says what was stored when the
+    # verdict was made, and a batch knows its own later opens)
+    relabelled = {row[0] for row in many._connection().execute("SELECT event_id FROM events WHERE machine IS NOT NULL")}
+    assert [(e.event_id, e.first) for e in batched if e.event_id not in relabelled] == \
+        [(e.event_id, e.first) for e in singly if e.event_id not in relabelled]
+    assert [e for e in batched if e.event_id not in relabelled] == [e for e in singly if e.event_id not in relabelled]
     with raw(folder / "one.sqlite") as a, raw(folder / "many.sqlite") as b:
         assert b.execute(_ALL_COLUMNS).fetchall() == a.execute(_ALL_COLUMNS).fetchall()
     assert _state(folder / "many.sqlite") == _state(folder / "one.sqlite")
