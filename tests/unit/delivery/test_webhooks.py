@@ -800,3 +800,35 @@ def test_a_relabel_before_delivery_is_what_the_webhook_says(store: SQLiteStore) 
     finally:
         everything.close()
         people.close()
+
+
+def test_serve_wires_webhook_skip_machine_per_receiver(tmp_path: Any) -> None:
+    """``--webhook-skip-machine URL`` (Config.webhooks_skip_machine): that receiver gets people's events only, the
+    other every event; both through ``build_service``'s recorder, writer and deliveries."""
+    from mailtrack.config import Config
+    from mailtrack.service import build_service
+
+    everything, people = Receiver(), Receiver()
+    service = build_service(Config(secret_keys=("k" * 32,), base_url="https://t.example",
+                                   db=str(tmp_path / "events.sqlite"), webhooks=(everything.url, people.url),
+                                   webhooks_skip_machine=(people.url,), webhook_secret=SECRET))
+    try:
+        assert [(d.url, d.skip_machine) for d in service.deliveries] == [(everything.url, False), (people.url, True)]
+        now = datetime.now(timezone.utc)
+        person = service.recorder.record(event("opened", timestamp=now))
+        mpp = service.recorder.record(TrackingEvent(event_type="opened", timestamp=now, message_id="m1",
+                                                    recipient="b@x", machine="apple_mpp",
+                                                    machine_reasons=("Apple's proxy",)))
+        wait_until(lambda: len(everything.posts()) == 2, timeout=30, what="both events at the first receiver")
+        store = SQLiteStore(tmp_path / "events.sqlite")
+        try:
+            wait_until(lambda: all(row["delivered"] is not None for row in store.outbox_rows()), timeout=30,
+                       what="every delivery done")
+        finally:
+            store.close()
+        assert {json.loads(r["body"])["data"]["event_id"] for r in everything.posts()} == {person.event_id, mpp.event_id}
+        assert [json.loads(r["body"])["data"]["event_id"] for r in people.posts()] == [person.event_id]
+    finally:
+        service.close()
+        everything.close()
+        people.close()
