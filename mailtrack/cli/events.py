@@ -23,7 +23,7 @@ from mailtrack.http.events_api import (
     parse_parameters,
     stats_cursor,
 )
-from mailtrack.storage.base import GROUP_BYS, MAX_PAGE, EventQuery, EventStore, GroupBy
+from mailtrack.storage.base import GROUP_BYS, MACHINE_FILTERS, MAX_PAGE, EventQuery, EventStore, GroupBy
 
 __all__ = ["register"]
 
@@ -35,6 +35,8 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
         description="Print the stored events, oldest first; with --limit, the newest LIMIT of them (still oldest first).")
     events.add_argument("--json", action="store_true", help="one JSON object per line")
     add_filters(events)
+    events.add_argument("--machine", choices=MACHINE_FILTERS,
+                        help="only people's events (none), machines' (any), or one machine verdict's")
     events.add_argument("--limit", type=int, default=None, help="only the newest LIMIT matching events (1 to 1000)")
     stats = commands.add_parser(
         "stats", help="opens and clicks per message and link, or per --group-by",
@@ -107,7 +109,7 @@ def open_store(args: argparse.Namespace) -> Iterator[EventStore]:
 
 def print_events(args: argparse.Namespace) -> int:
     """``mailtrack events``."""
-    query, _ = event_query(args)
+    query, _ = event_query(args, *((("machine", args.machine),) if args.machine is not None else ()))
     if args.limit is not None and not 1 <= args.limit <= MAX_PAGE:
         raise ArgumentError(f"--limit must be from 1 to {MAX_PAGE}, not {args.limit}")
     with open_store(args) as store:
@@ -124,6 +126,7 @@ def print_events(args: argparse.Namespace) -> int:
             who = "(no recipient)" if event.recipient is None else event.recipient
             tags = f" tags={','.join(event.tags)}" if event.tags else ""
             account = f" account={event.account}" if event.account is not None else ""
+            account += f" machine={event.machine}" if event.machine is not None else ""
             print(f"{event.timestamp:%Y-%m-%d %H:%M:%S}Z {event.event_type:<12} {event.message_id} "
                   f"{who}{where}{first}{tags}{account} ip={event.ip} ua={event.user_agent!r}")
     return 0
