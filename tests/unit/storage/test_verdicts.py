@@ -158,3 +158,57 @@ def test_a_relabel_of_unrolled_events_moves_the_roller_mark(tmp_path: Any) -> No
     store.roll()
     assert_stats_exact(store)
     store.close()
+
+
+def test_forget_and_purge_erase_verdicts_with_their_events_and_the_counts_stay(backend: Any) -> None:
+    store = backend.open()
+    store.record_many([event("opened", 0), event("clicked", 10, link=0), event("clicked", 20, link=9,
+                                                                              machine="honeypot"),
+                       event("opened", 0, recipient="b@x", machine="apple_mpp")])
+    before = [row.to_dict() for row in store.grouped_stats(EventQuery(), "message")]
+    assert (before[0]["opens"], before[0]["machine_opens"], before[0]["machine_clicks"]) == (1, 1, 2)
+    erased = store.forget("A@X")
+    assert (erased.events, erased.firsts) == (3, 1)  # the honeypot's relabel left no click key behind
+    assert [e.recipient for e in store.events()] == ["b@x"]
+    assert [row.to_dict() for row in store.grouped_stats(EventQuery(), "message")] == before
+    erased = store.purge((T0 + timedelta(seconds=1)).timestamp())
+    assert erased.events == 1 and store.events() == []
+    assert [row.to_dict() for row in store.grouped_stats(EventQuery(), "message")] == before
+
+
+def test_rolling_while_relabels_happen_keeps_the_rollups_exact(tmp_path: Any) -> None:
+    """A roller (its own store object, thread) rolls small batches while writes relabel clicks both rolled and not
+    yet rolled: every read and the end state match the brute force (a roller that summed a row a relabel then
+    changed starts its batch again, ``rollup_state.relabels``)."""
+    import threading
+
+    from mailtrack.storage.sqlite import SQLiteStore
+
+    path = tmp_path / "s.sqlite"
+    writer, roller = SQLiteStore(path, busy_timeout=5), SQLiteStore(path, busy_timeout=5)
+    done = threading.Event()
+
+    def roll() -> None:
+        while not done.is_set():
+            roller.roll(batch=3)
+
+    thread = threading.Thread(target=roll)
+    thread.start()
+    try:
+        for i in range(60):
+            recipient = f"r{i % 4}@x"
+            writer.record_many([event("clicked", 100 * i, link=0, recipient=recipient),
+                                event("opened", 100 * i + 1, recipient=recipient)])
+            writer.record(event("clicked", 100 * i + 30, link=1, recipient=recipient))
+            if i % 3 == 0:  # relabels the two clicks above (30 s and 0 s before), rolled or not
+                writer.record(event("clicked", 100 * i + 40, link=9, recipient=recipient, machine="honeypot"))
+    finally:
+        done.set()
+        thread.join()
+    roller.roll()
+    assert writer.unrolled() == 0
+    assert_stats_exact(writer)
+    (row,) = writer.grouped_stats(EventQuery(), "message")
+    assert (row.machine_clicks, row.clicks) == (20 * 3, 40 * 2)
+    writer.close()
+    roller.close()
