@@ -21,6 +21,13 @@ reference), for when one box is not enough:
   :meth:`PostgresStore.stats_page` follows SQLite's plan (the pure part is
   :mod:`mailtrack.storage._shared`): rollups for what they hold, index-bounded
   event reads for the rest, key order in the "C" collation.
+* **Machine-event verdicts decided across servers.** The stateful verdicts
+  (a burst of clicks, a honeypot click's neighbours: see
+  :func:`~mailtrack.storage._shared._verdicts`) are decided in the batch's
+  transaction, after a transaction-level advisory lock per (account, message,
+  recipient) the batch clicks, so two servers writing clicks of one message at
+  once see each other's; a relabelled stored event's row, first-event slots
+  and rollups are updated in the same transaction.
 * **Batched.** :meth:`PostgresStore.record_many` writes many events (a group
   commit) in one transaction with one ``unnest`` statement per table.
 * **Webhook outbox with leases.** :meth:`PostgresStore.outbox_claim` takes due

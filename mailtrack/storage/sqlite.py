@@ -12,6 +12,11 @@ stats rollups are not written there: :meth:`SQLiteStore.roll` adds the events
 stored since its last run to them in batches (``mailtrack serve`` runs it in
 the background, every stats read runs it first), and a read adds the events
 it could not roll itself, so stats stay exact.
+
+Machine-event verdicts (issue 14): an event may be relabelled after it is
+stored (a honeypot click marks the clicks of its message around it), by the
+batch write that learns it (:func:`_decide_verdicts`, :func:`_apply_relabels`):
+the row is updated, its first-event slots pass on, and the rollups follow.
 """
 
 from __future__ import annotations
@@ -689,9 +694,12 @@ class SQLiteStore:
         upserts only) and written only if the watermark is still where the
         batch started, else read again from where another roller left it: so
         several threads and processes may roll one file, and each event is
-        added once. Exact because events are never changed once stored and ids
-        only grow (SQLite gives each new row the highest id plus one, under the
-        write lock). Rolls the events present when called (``max_events``: at
+        added once. Exact because ids only grow (SQLite gives each new row the
+        highest id plus one, under the write lock) and an event changed once
+        stored (a machine verdict given later: :func:`_apply_relabels`) either
+        is rolled already (the write corrects the rollups itself) or moves
+        ``rollup_state.relabels``, which the batch also checks (read again when
+        it moved: the rows it summed may be the old ones). Rolls the events present when called (``max_events``: at
         most that many), not those arriving meanwhile, so it always ends.
         Raises :class:`StoreUnavailable` when the database cannot be written now
         (whatever was committed before stays rolled).
