@@ -212,3 +212,33 @@ def test_rolling_while_relabels_happen_keeps_the_rollups_exact(tmp_path: Any) ->
     assert (row.machine_clicks, row.clicks) == (20 * 3, 40 * 2)
     writer.close()
     roller.close()
+
+
+def test_two_writers_at_once_see_each_others_clicks(backend: Any) -> None:
+    """Two store objects (two servers, or a server's writer and another's) write one message's honeypot click and
+    the clicks around it at the same moment: every click near a honeypot ends relabelled, whichever commits first
+    (PostgreSQL: an advisory lock per clicked message; SQLite: one writer at a time)."""
+    import threading
+
+    first, second = backend.open(), backend.open()
+    messages = [f"<h{i}@example.com>" for i in range(40)]
+    start = threading.Barrier(2)
+
+    def write(store: Any, honeypot: bool) -> None:
+        start.wait()
+        for message_id in messages:
+            if honeypot:
+                store.record(event("clicked", 5, link=9, machine="honeypot", message_id=message_id))
+            else:
+                store.record(event("clicked", 0, link=0, message_id=message_id))
+
+    threads = [threading.Thread(target=write, args=(store, honeypot))
+               for store, honeypot in ((first, False), (second, True))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    stored = first.events()
+    assert len(stored) == 80 and all(click.machine == "honeypot" for click in stored)
+    assert not any(click.first for click in stored)
+    assert_stats_exact(first)
