@@ -104,8 +104,6 @@ _PINNED_SUMS = ", ".join(f"sum({column}) AS n{i}" for i, column in enumerate(_RO
 _PINNED_SHOWN = ("n0", "n2", "n5", "n7", "n8", "n9")
 #: ``_nonzero``'s sums over rollup rows (opens, clicks, unsubscribes, then the machines').
 _GROUP_SHOWN = tuple(f"sum({_ROLLUP_COUNTS[i]})" for i in (0, 2, 5, 7, 8, 9))
-#: The machine counts' positions in a ``(group, *counts)`` row, per person count they stand beside.
-_MACHINE_OF = {1: 8, 3: 9, 6: 10}
 
 
 def _verdict_counts(kind: str, first: bool, link_first: bool, machine: str | None) -> tuple[int, ...]:
