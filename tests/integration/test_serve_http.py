@@ -332,7 +332,10 @@ def test_click_redirects_to_signed_destination_and_records_clicked(shared: Serve
     reply = shared.get(path_of(result.links[0].tracking_url))
     assert (reply.status, reply.header("Location")) == (302, "https://shop.example/a?x=1&y=2")
     events = stored(shared.db, message_id=message_id)
-    assert [(e.link_index, e.first) for e in events] == [(1, True), (0, False)]  # first per message and recipient
+    assert [(e.link_index, e.first) for e in events] == [(1, events[0].machine is None), (0, False)]  # per recipient
+    # two links of one message and recipient clicked within a second are a scanner's (issue 14): this test's two
+    # requests may come that close or not, and either way both clicks get the same verdict
+    assert events[0].machine == events[1].machine in (None, "link_scanner")
 
     head = shared.request("HEAD", path_of(second.tracking_url))
     assert (head.status, head.header("Location"), head.body) == (302, "https://shop.example/b#frag", b"")
@@ -970,10 +973,14 @@ def assert_no_duplicates(events: list[mailtrack.TrackingEvent]) -> None:
 
 
 def assert_firsts_consistent(events: list[mailtrack.TrackingEvent]) -> None:
-    """Exactly one first=True per (type, message, recipient), and it is the earliest stored."""
+    """Exactly one first=True per (type, message, recipient) among people's events, and it is the earliest stored;
+    none on a machine's (a load's clicks of several links of one message within a second are a scanner's: issue 14).
+    """
     groups: dict[tuple[str, str, str], list[bool]] = {}
     for event in events:
-        groups.setdefault((event.event_type, event.message_id, event.recipient), []).append(bool(event.first))
+        assert not (event.first and event.machine is not None), event
+        if event.machine is None:
+            groups.setdefault((event.event_type, event.message_id, event.recipient), []).append(bool(event.first))
     for key, firsts in groups.items():
         assert firsts[0] is True and firsts.count(True) == 1, (key, firsts)
 
