@@ -9,6 +9,7 @@ import time
 from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from typing import Any
 from urllib.parse import urlencode
 
 from mailtrack.cli._common import UsageError, add_settings, settings
@@ -161,10 +162,18 @@ def print_stats(args: argparse.Namespace) -> int:
               f"opens {message['opened_total']} ({message['opened_unique']} unique), "
               f"clicks {message['clicked_total']} ({message['clicked_unique']} unique), "
               f"unsubscribes {message['unsubscribed_unique']}; CTR {message['ctr']:.1%} (of recipients seen), "
-              f"click-to-open {cto}")
+              f"click-to-open {cto}{_machines(message)}")
         for link in message["links"]:
             print(f"  link {link['link_index']}: {link['clicks']} click(s), {link['unique']} unique  {link['url']}")
     return 0
+
+
+def _machines(message: dict[str, Any]) -> str:
+    """The machines' events of a message of :meth:`EventStore.stats`, for its line ("" when none)."""
+    counts = [(kind.value, message.get(f"machine_{kind.value}", 0)) for kind in EventType]
+    if not any(count for _, count in counts):
+        return ""
+    return "; machines: " + ", ".join(f"{name} {count}" for name, count in counts)
 
 
 def _print_grouped(args: argparse.Namespace, query: EventQuery) -> int:

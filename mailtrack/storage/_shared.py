@@ -86,6 +86,41 @@ def _event(row: Sequence[Any]) -> TrackingEvent:
     )
 
 
+def _message_report(totals: Iterable[Sequence[Any]], readers: Iterable[Sequence[Any]], links: Iterable[Sequence[Any]],
+                    machines: Iterable[Sequence[Any]]) -> dict[str, Any]:
+    """:meth:`EventStore.stats`'s document from its four queries' rows: people's ``(message_id, type, count,
+    distinct recipients)``, people's ``(message_id, distinct recipients)``, people's clicks ``(message_id,
+    link_index, url, count, distinct recipients)`` in order, and machines' ``(message_id, type, count)``.
+
+    People are counted (the events whose ``machine`` is None): the totals, uniques, ``recipients`` and the rates;
+    ``machine_<type>`` beside them counts the machines' events of each type (a message with machine events only
+    is listed with zeros for people).
+    """
+    messages: dict[str, dict[str, Any]] = {}
+
+    def entry(message_id: str) -> dict[str, Any]:
+        found = messages.get(message_id)
+        if found is None:
+            found = messages[message_id] = {"message_id": message_id, "links": [], "recipients": 0}
+            for kind in EventType:
+                found[f"{kind.value}_total"] = found[f"{kind.value}_unique"] = found[f"machine_{kind.value}"] = 0
+        return found
+
+    for message_id, event_type, total, unique in totals:
+        entry(message_id).update({f"{event_type}_total": total, f"{event_type}_unique": unique})
+    for message_id, recipients in readers:
+        entry(message_id)["recipients"] = recipients
+    for message_id, event_type, total in machines:
+        entry(message_id)[f"machine_{event_type}"] = total
+    for found in messages.values():
+        clickers, openers = found[f"{EventType.CLICKED}_unique"], found[f"{EventType.OPENED}_unique"]
+        found["ctr"] = clickers / found["recipients"] if found["recipients"] else 0.0
+        found["click_to_open"] = clickers / openers if openers else None
+    for message_id, index, url, total, unique in links:
+        entry(message_id)["links"].append({"link_index": index, "url": url, "clicks": total, "unique": unique})
+    return {"messages": sorted(messages.values(), key=lambda m: m["message_id"])}
+
+
 #: The atom every event has (the filter "none" and the group "per day / per link").
 _ALL = ("all", "", "")
 _DAY = 86400

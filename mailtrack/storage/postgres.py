@@ -88,6 +88,7 @@ from mailtrack.storage._shared import (
     _group_value,
     _machine_filter,
     _merge,
+    _message_report,
     _meta_value,
     _nonzero,
     _relabel_batch,
@@ -771,33 +772,20 @@ class PostgresStore:
 
     @_translated
     def stats(self) -> dict[str, Any]:
-        """Opens and clicks per message and per link, total and unique (as :meth:`SQLiteStore.stats`)."""
-        messages: dict[str, dict[str, Any]] = {}
+        """Opens and clicks per message and per link, total and unique, people's (as :meth:`SQLiteStore.stats`)."""
         with self._connection() as db:
             totals = db.execute("SELECT message_id, event_type, count(*), count(DISTINCT recipient) FROM events "
-                                "GROUP BY message_id, event_type").fetchall()
-            readers = db.execute("SELECT message_id, count(DISTINCT recipient) FROM events GROUP BY message_id").fetchall()
+                                "WHERE machine IS NULL GROUP BY message_id, event_type").fetchall()
+            readers = db.execute("SELECT message_id, count(DISTINCT recipient) FROM events WHERE machine IS NULL "
+                                 "GROUP BY message_id").fetchall()
             links = db.execute(
                 "SELECT message_id, link_index, url, count(*), count(DISTINCT recipient) FROM events "
-                "WHERE event_type = %s GROUP BY message_id, link_index, url "
+                "WHERE event_type = %s AND machine IS NULL GROUP BY message_id, link_index, url "
                 'ORDER BY message_id COLLATE "C", link_index NULLS FIRST, url COLLATE "C" NULLS FIRST',
                 (EventType.CLICKED.value,)).fetchall()
-        for message_id, event_type, total, unique in totals:
-            entry = messages.setdefault(message_id, {"message_id": message_id, "links": []})
-            entry[f"{event_type}_total"] = total
-            entry[f"{event_type}_unique"] = unique
-        for message_id, recipients in readers:
-            entry = messages[message_id]
-            entry["recipients"] = recipients
-            for kind in EventType:
-                entry.setdefault(f"{kind.value}_total", 0)
-                entry.setdefault(f"{kind.value}_unique", 0)
-            clickers, openers = entry[f"{EventType.CLICKED}_unique"], entry[f"{EventType.OPENED}_unique"]
-            entry["ctr"] = clickers / recipients if recipients else 0.0
-            entry["click_to_open"] = clickers / openers if openers else None
-        for message_id, index, url, total, unique in links:
-            messages[message_id]["links"].append({"link_index": index, "url": url, "clicks": total, "unique": unique})
-        return {"messages": sorted(messages.values(), key=lambda m: m["message_id"])}
+            machines = db.execute("SELECT message_id, event_type, count(*) FROM events WHERE machine IS NOT NULL "
+                                  "GROUP BY message_id, event_type").fetchall()
+        return _message_report(totals, readers, links, machines)
 
     # -- accounts, keys and settings (AccountStore) ----------------------------------------
     @contextmanager

@@ -57,6 +57,7 @@ from mailtrack.storage._shared import (
     _group_value,
     _machine_filter,
     _merge,
+    _message_report,
     _meta_value,
     _nonzero,
     _relabel_batch,
@@ -962,36 +963,25 @@ class SQLiteStore:
 
     @_translated
     def stats(self) -> dict[str, Any]:
-        """Opens and clicks per message and per link, total and unique (distinct recipients).
+        """Opens and clicks per message and per link, total and unique (distinct recipients), people's.
 
         ``recipients`` is how many recipients did anything at all: the store
         does not know how many were sent, so click-through is unique clickers
         over those (``ctr``) and over unique openers (``click_to_open``).
+        Events with a machine verdict are left out of those and counted beside
+        them (``machine_opened``, ``machine_clicked``, ``machine_unsubscribed``).
         """
         db = self._connection()
-        messages: dict[str, dict[str, Any]] = {}
-        for message_id, event_type, total, unique in db.execute(
-            "SELECT message_id, event_type, count(*), count(DISTINCT recipient) FROM events GROUP BY message_id, event_type"
-        ):
-            entry = messages.setdefault(message_id, {"message_id": message_id, "links": []})
-            entry[f"{event_type}_total"] = total
-            entry[f"{event_type}_unique"] = unique
-        for message_id, recipients in db.execute("SELECT message_id, count(DISTINCT recipient) FROM events GROUP BY message_id"):
-            entry = messages[message_id]
-            entry["recipients"] = recipients
-            for event_type in EventType:
-                entry.setdefault(f"{event_type.value}_total", 0)
-                entry.setdefault(f"{event_type.value}_unique", 0)
-            clickers, openers = entry[f"{EventType.CLICKED}_unique"], entry[f"{EventType.OPENED}_unique"]
-            entry["ctr"] = clickers / recipients if recipients else 0.0
-            entry["click_to_open"] = clickers / openers if openers else None
-        for message_id, index, url, total, unique in db.execute(
-            "SELECT message_id, link_index, url, count(*), count(DISTINCT recipient) FROM events "
-            "WHERE event_type = ? GROUP BY message_id, link_index, url ORDER BY message_id, link_index, url",
-            (EventType.CLICKED.value,),
-        ):
-            messages[message_id]["links"].append({"link_index": index, "url": url, "clicks": total, "unique": unique})
-        return {"messages": sorted(messages.values(), key=lambda m: m["message_id"])}
+        return _message_report(
+            db.execute("SELECT message_id, event_type, count(*), count(DISTINCT recipient) FROM events"
+                       " WHERE machine IS NULL GROUP BY message_id, event_type").fetchall(),
+            db.execute("SELECT message_id, count(DISTINCT recipient) FROM events WHERE machine IS NULL"
+                       " GROUP BY message_id").fetchall(),
+            db.execute("SELECT message_id, link_index, url, count(*), count(DISTINCT recipient) FROM events "
+                       "WHERE event_type = ? AND machine IS NULL GROUP BY message_id, link_index, url "
+                       "ORDER BY message_id, link_index, url", (EventType.CLICKED.value,)).fetchall(),
+            db.execute("SELECT message_id, event_type, count(*) FROM events WHERE machine IS NOT NULL"
+                       " GROUP BY message_id, event_type").fetchall())
 
     # -- accounts, keys and settings (AccountStore) ----------------------------------------
     @_translated

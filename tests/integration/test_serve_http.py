@@ -597,13 +597,15 @@ def test_stats_after_opens_and_clicks_from_two_recipients(serve: Callable[..., S
     server = serve()
     html = '<a href="https://a.example/">a</a><a href="https://b.example/">b</a>'
     ann = tracker.rewrite_html(html, message_id="m-stats", recipient="ann@example.com")
+    bob = tracker.rewrite_html(html, message_id="m-stats", recipient="bob@example.com")
     other = tracker.rewrite_html(html, message_id="m-other", recipient="ann@example.com")
     pixel = {name: path_of(tracker.tracking_url("open", message_id=m, recipient=r))
              for name, m, r in (("ann", "m-stats", "ann@example.com"), ("bob", "m-stats", "bob@example.com"),
                                 ("other", "m-other", "ann@example.com"))}
     for name in ("ann", "ann", "bob", "other"):
         assert server.get(pixel[name]).status == 200
-    for link in (ann.links[0], ann.links[0], ann.links[1], other.links[1]):
+    # one link per reader: two links of one message clicked by one reader within a second are a scanner's (issue 14)
+    for link in (ann.links[0], ann.links[0], bob.links[1], other.links[1]):
         assert server.get(path_of(link.tracking_url)).status == 302
 
     proc = cli("stats", "--db", str(server.db), "--json")
@@ -612,9 +614,11 @@ def test_stats_after_opens_and_clicks_from_two_recipients(serve: Callable[..., S
     assert stats == {"messages": [
         {"message_id": "m-other", "recipients": 1, "opened_total": 1, "opened_unique": 1, "clicked_total": 1,
          "clicked_unique": 1, "unsubscribed_total": 0, "unsubscribed_unique": 0, "ctr": 1.0, "click_to_open": 1.0,
+         "machine_opened": 0, "machine_clicked": 0, "machine_unsubscribed": 0,
          "links": [{"link_index": 1, "url": "https://b.example/", "clicks": 1, "unique": 1}]},
         {"message_id": "m-stats", "recipients": 2, "opened_total": 3, "opened_unique": 2, "clicked_total": 3,
-         "clicked_unique": 1, "unsubscribed_total": 0, "unsubscribed_unique": 0, "ctr": 0.5, "click_to_open": 0.5,
+         "clicked_unique": 2, "unsubscribed_total": 0, "unsubscribed_unique": 0, "ctr": 1.0, "click_to_open": 1.0,
+         "machine_opened": 0, "machine_clicked": 0, "machine_unsubscribed": 0,
          "links": [{"link_index": 0, "url": "https://a.example/", "clicks": 2, "unique": 1},
                    {"link_index": 1, "url": "https://b.example/", "clicks": 1, "unique": 1}]},
     ]}
@@ -624,8 +628,8 @@ def test_stats_after_opens_and_clicks_from_two_recipients(serve: Callable[..., S
         ("m-other: 1 recipient(s) seen; opens 1 (1 unique), clicks 1 (1 unique), unsubscribes 0; CTR 100.0% (of recipients seen), "
          "click-to-open 100.0%"),
         "  link 1: 1 click(s), 1 unique  https://b.example/",
-        ("m-stats: 2 recipient(s) seen; opens 3 (2 unique), clicks 3 (1 unique), unsubscribes 0; CTR 50.0% (of recipients seen), "
-         "click-to-open 50.0%"),
+        ("m-stats: 2 recipient(s) seen; opens 3 (2 unique), clicks 3 (2 unique), unsubscribes 0; CTR 100.0% (of recipients seen), "
+         "click-to-open 100.0%"),
         "  link 0: 2 click(s), 1 unique  https://a.example/",
         "  link 1: 1 click(s), 1 unique  https://b.example/",
     ]

@@ -4,6 +4,7 @@ handling (WAL, upgrades from its old versions, paths) is tested on SQLite alone,
 
 from __future__ import annotations
 
+import dataclasses
 import multiprocessing
 import sqlite3
 import tempfile
@@ -226,7 +227,11 @@ def test_events_filters(store: Any) -> None:
 
 
 def test_stats(store: Any) -> None:
-    record = store.record
+    ticks = iter(range(0, 1000, 10))  # a person's events, seconds apart (several links in a second: a scanner's)
+
+    def record(made: TrackingEvent) -> TrackingEvent:
+        return store.record(dataclasses.replace(made, timestamp=T0 + timedelta(seconds=next(ticks))))
+
     # m1: a opens twice and clicks link 0 twice and link 1; b opens; c clicks link 0 without opening
     for _ in range(2):
         record(event("opened", "m1", "a"))
@@ -245,6 +250,7 @@ def test_stats(store: Any) -> None:
         "opened_total": 3, "opened_unique": 2,
         "clicked_total": 4, "clicked_unique": 2,
         "unsubscribed_total": 1, "unsubscribed_unique": 1,
+        "machine_opened": 0, "machine_clicked": 0, "machine_unsubscribed": 0,
         "ctr": pytest.approx(2 / 3),
         "click_to_open": pytest.approx(1.0),
         "links": [
@@ -255,6 +261,20 @@ def test_stats(store: Any) -> None:
     assert m2["recipients"] == 1 and m2["opened_unique"] == 1
     assert m2["clicked_total"] == 0 and m2["ctr"] == 0.0 and m2["click_to_open"] == 0.0
     assert m2["links"] == []
+
+
+def test_stats_count_people_with_machines_beside(store: Any) -> None:
+    """Issue 14: the per-message report counts people; machines' events are counted apart (a message with only those
+    is listed with zeros for people)."""
+    store.record(event("opened", "m1", "a"))
+    store.record(event("opened", "m1", "b", machine="apple_mpp"))
+    store.record(event("clicked", "m1", "b", url="https://x/0", link_index=0, machine="link_scanner"))
+    store.record(event("opened", "m2", "c", machine="image_proxy"))
+    m1, m2 = store.stats()["messages"]
+    assert (m1["recipients"], m1["opened_total"], m1["opened_unique"], m1["clicked_total"], m1["links"]) == \
+        (1, 1, 1, 0, [])
+    assert (m1["machine_opened"], m1["machine_clicked"], m1["machine_unsubscribed"]) == (1, 1, 0)
+    assert (m2["recipients"], m2["opened_total"], m2["machine_opened"], m2["ctr"]) == (0, 0, 1, 0.0)
 
 
 def test_stats_empty_and_click_without_open(store: Any) -> None:
