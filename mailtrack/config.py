@@ -130,6 +130,9 @@ OPTIONS: dict[str, Option] = _options(
            "mailtrack adds its button", field="landing_html", metavar="FILE"),
     Option("webhook", "--webhook", "MAILTRACK_WEBHOOK", "POST each event to this URL; repeatable, "
            "comma-separated in the variable", field="webhooks", metavar="URL", many=True),
+    Option("webhook_skip_machine", "--webhook-skip-machine", "MAILTRACK_WEBHOOK_SKIP_MACHINE", "send this --webhook "
+           "URL people's events only, none whose machine verdict is set (Apple MPP opens, scanner clicks, ...); "
+           "repeatable, comma-separated in the variable", field="webhooks_skip_machine", metavar="URL", many=True),
     Option("webhook_secret", "--webhook-secret", "MAILTRACK_WEBHOOK_SECRET", "Standard Webhooks signing secret "
            "(whsec_..., from mailtrack webhooks --new-secret); several separated by spaces while rotating",
            metavar="SECRET", secret=True),
@@ -206,6 +209,7 @@ class Config:
     max_age: float | None = None
     landing_html: str | None = None
     webhooks: tuple[str, ...] = ()
+    webhooks_skip_machine: tuple[str, ...] = ()
     webhook_secret: str | None = None
     account_name: str = OPTIONS["account_name"].default
     account: str | None = None
@@ -218,7 +222,7 @@ class Config:
     token_format: str = OPTIONS["token_format"].default
 
     def __post_init__(self) -> None:
-        for name in ("secret_keys", "trusted_proxies", "webhooks"):
+        for name in ("secret_keys", "trusted_proxies", "webhooks", "webhooks_skip_machine"):
             value = getattr(self, name)
             if isinstance(value, (str, bytes)) or not isinstance(value, Iterable):
                 raise _invalid(name, f"{name} must be a list of strings")
@@ -255,6 +259,10 @@ class Config:
             raise _invalid("landing_html", "the landing page must be text")
         for url in self.webhooks:
             _checked("webhooks", check_url, url)
+        for url in self.webhooks_skip_machine:
+            if url not in self.webhooks:
+                raise _invalid("webhooks_skip_machine", f"{url} is not one of the webhooks (--webhook); "
+                                                        "--webhook-skip-machine names one of them")
         if self.webhook_secret is not None and not isinstance(self.webhook_secret, str):
             raise _invalid("webhook_secret", "the webhook secret must be a string")
         if self.webhooks and not self.webhook_secret:
@@ -347,7 +355,7 @@ class Config:
         value = pick("purge_after")
         if value is not None:
             values["purge_after"] = _duration("purge_after", value)
-        for name in ("trusted_proxy", "webhook"):
+        for name in ("trusted_proxy", "webhook", "webhook_skip_machine"):
             values[OPTIONS[name].field] = _listed(pick(name))
         landing = pick("landing")
         if landing is not None:

@@ -195,7 +195,8 @@ def build_service(config: Config, *, authorize: Authorize | None = None, backgro
     endpoints = Endpoints(tracker, recorder, trusted_proxies=config.trusted_proxies, max_age=config.max_age,
                           landing_html=landing, parent_account=config.account_name,
                           account_landing=functools.partial(_own_landing, store), classifier=config.classifier)
-    deliveries = [WebhookDelivery(store, url, config.webhook_secret or "").start()
+    deliveries = [WebhookDelivery(store, url, config.webhook_secret or "",
+                                  skip_machine=url in config.webhooks_skip_machine).start()
                   for url in (config.webhooks if background else ())]
     # SQLite's rollups are rolled in the background; PostgreSQL writes them in each event's transaction (no roll)
     if writer is not None:

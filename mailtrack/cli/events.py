@@ -9,6 +9,7 @@ import time
 from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from typing import Any
 from urllib.parse import urlencode
 
 from mailtrack.cli._common import UsageError, add_settings, settings
@@ -23,7 +24,7 @@ from mailtrack.http.events_api import (
     parse_parameters,
     stats_cursor,
 )
-from mailtrack.storage.base import GROUP_BYS, MAX_PAGE, EventQuery, EventStore, GroupBy
+from mailtrack.storage.base import GROUP_BYS, MACHINE_FILTERS, MAX_PAGE, EventQuery, EventStore, GroupBy
 
 __all__ = ["register"]
 
@@ -35,6 +36,8 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
         description="Print the stored events, oldest first; with --limit, the newest LIMIT of them (still oldest first).")
     events.add_argument("--json", action="store_true", help="one JSON object per line")
     add_filters(events)
+    events.add_argument("--machine", choices=MACHINE_FILTERS,
+                        help="only people's events (none), machines' (any), or one machine verdict's")
     events.add_argument("--limit", type=int, default=None, help="only the newest LIMIT matching events (1 to 1000)")
     stats = commands.add_parser(
         "stats", help="opens and clicks per message and link, or per --group-by",
@@ -107,7 +110,7 @@ def open_store(args: argparse.Namespace) -> Iterator[EventStore]:
 
 def print_events(args: argparse.Namespace) -> int:
     """``mailtrack events``."""
-    query, _ = event_query(args)
+    query, _ = event_query(args, *((("machine", args.machine),) if args.machine is not None else ()))
     if args.limit is not None and not 1 <= args.limit <= MAX_PAGE:
         raise ArgumentError(f"--limit must be from 1 to {MAX_PAGE}, not {args.limit}")
     with open_store(args) as store:
@@ -124,6 +127,7 @@ def print_events(args: argparse.Namespace) -> int:
             who = "(no recipient)" if event.recipient is None else event.recipient
             tags = f" tags={','.join(event.tags)}" if event.tags else ""
             account = f" account={event.account}" if event.account is not None else ""
+            account += f" machine={event.machine}" if event.machine is not None else ""
             print(f"{event.timestamp:%Y-%m-%d %H:%M:%S}Z {event.event_type:<12} {event.message_id} "
                   f"{who}{where}{first}{tags}{account} ip={event.ip} ua={event.user_agent!r}")
     return 0
@@ -158,10 +162,18 @@ def print_stats(args: argparse.Namespace) -> int:
               f"opens {message['opened_total']} ({message['opened_unique']} unique), "
               f"clicks {message['clicked_total']} ({message['clicked_unique']} unique), "
               f"unsubscribes {message['unsubscribed_unique']}; CTR {message['ctr']:.1%} (of recipients seen), "
-              f"click-to-open {cto}")
+              f"click-to-open {cto}{_machines(message)}")
         for link in message["links"]:
             print(f"  link {link['link_index']}: {link['clicks']} click(s), {link['unique']} unique  {link['url']}")
     return 0
+
+
+def _machines(message: dict[str, Any]) -> str:
+    """The machines' events of a message of :meth:`EventStore.stats`, for its line ("" when none)."""
+    counts = [(kind.value, message.get(f"machine_{kind.value}", 0)) for kind in EventType]
+    if not any(count for _, count in counts):
+        return ""
+    return "; machines: " + ", ".join(f"{name} {count}" for name, count in counts)
 
 
 def _print_grouped(args: argparse.Namespace, query: EventQuery) -> int:
@@ -195,10 +207,14 @@ def _print_grouped(args: argparse.Namespace, query: EventQuery) -> int:
     for row in rows:
         cto = "-" if row.click_to_open is None else f"{row.click_to_open:.1%}"
         if row.opens is None:
-            print(f"{row.key}: clicks {row.clicks} ({row.unique_clicks} unique)")
+            machines = f"; machine clicks {row.machine_clicks}" if row.machine_clicks else ""
+            print(f"{row.key}: clicks {row.clicks} ({row.unique_clicks} unique){machines}")
         else:
+            machines = (f"; machines: opens {row.machine_opens}, clicks {row.machine_clicks}, unsubscribes "
+                        f"{row.machine_unsubscribes}") if row.machine_opens or row.machine_clicks \
+                or row.machine_unsubscribes else ""
             print(f"{row.key}: opens {row.opens} ({row.unique_opens} unique), clicks {row.clicks} "
-                  f"({row.unique_clicks} unique), unsubscribes {row.unsubscribes}; click-to-open {cto}")
+                  f"({row.unique_clicks} unique), unsubscribes {row.unsubscribes}; click-to-open {cto}{machines}")
     return 0
 
 

@@ -25,8 +25,8 @@ DRAIN_SECONDS = 10.0
 #: Every setting ``serve`` reads (the order of its --help).
 SERVE_OPTIONS = ("db", "secret_key", "secret_key_file", "base_url", "host", "port", "server", "writer", "serve_workers",
                  "threads", "access_log",
-                 "trusted_proxy", "max_age", "landing", "webhook", "webhook_secret", "account_name", "spool_dir",
-                 "spool_max_bytes", "privacy_ip", "privacy_user_agent", "purge_after", "machine_ranges")
+                 "trusted_proxy", "max_age", "landing", "webhook", "webhook_skip_machine", "webhook_secret", "account_name",
+                 "spool_dir", "spool_max_bytes", "privacy_ip", "privacy_user_agent", "purge_after", "machine_ranges")
 
 
 def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:

@@ -58,7 +58,7 @@ from mailtrack.delivery.spool import Spool, SpoolFull
 from mailtrack.events import EventSink, TrackingEvent
 from mailtrack.exceptions import ConfigurationError
 from mailtrack.storage.base import EventStore, EventWriter, StoreError, StoreUnavailable
-from mailtrack.storage.writer_process import ProcessWriter, ReplyReader, encode_request, stored_as
+from mailtrack.storage.writer_process import ProcessWriter, ReplyReader, Stored, encode_request, stored_as
 
 __all__ = ["DEFAULT_SPOOL_MAX_BYTES", "Recorder", "RecorderHealth"]
 
@@ -482,7 +482,7 @@ class Recorder:
             sock.close()
             log.warning("mailtrack: cannot reach the store's writer process from the event loop (%s)", exc)
 
-    def _lane_stored(self, batch: list[_Waiter], firsts: list[bool]) -> None:
+    def _lane_stored(self, batch: list[_Waiter], firsts: list[Stored]) -> None:
         """A lane's batch is committed: the events as stored go to the sinks, the requests are answered."""
         self._store_ok = True
         for waiter, first in zip(batch, firsts, strict=True):

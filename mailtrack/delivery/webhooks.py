@@ -271,6 +271,14 @@ class WebhookDelivery:
     After ``max_attempts`` a row is marked dead too. The store is read and
     written from the loop's thread (short transactions: a claim per batch, one
     commit for the delivered ones of a batch, one per failure).
+
+    ``skip_machine``: the receiver subscribed without machine events, so an
+    event whose ``machine`` verdict is set (when its row is claimed, which
+    reads the event as stored then) is marked done without a POST. A verdict
+    the store gives an event later (a click relabelled by a honeypot click
+    that arrives within the minute after it) cannot take back a webhook
+    already sent; every payload carries ``machine`` and ``machine_reasons``
+    as stored when it was sent, and the Events API has the current verdict.
     """
 
     def __init__(
@@ -286,6 +294,7 @@ class WebhookDelivery:
         poll_interval: float = 0.5,
         concurrency: int = 16,
         jitter: bool = True,
+        skip_machine: bool = False,
         clock: Callable[[], float] = time.time,
     ) -> None:
         check_url(url)
@@ -301,6 +310,7 @@ class WebhookDelivery:
         self.poll_interval = poll_interval
         self.concurrency = concurrency
         self.jitter = jitter
+        self.skip_machine = skip_machine
         self.clock = clock
         self.disabled: str | None = None  # the reason, once the endpoint answered 410
         self._stop = threading.Event()
@@ -436,6 +446,8 @@ class WebhookDelivery:
         if self.disabled is not None:
             self.store.outbox_failed(item.id, self.disabled, None)
             return None
+        if self.skip_machine and item.event.machine is not None:
+            return item.id  # not this receiver's: marked done without a POST (the verdict as stored when claimed)
         body = payload(item.event)
         stamp = int(self.clock())
         headers = {

@@ -475,12 +475,21 @@ def safe_link(url: str | None, *, limit: int = 80) -> str:
     return f'<a href="{escape(url)}" rel="noreferrer noopener" title="{escape(url)}">{shown}</a>'
 
 
+#: What the people's and the machines' numbers are (shown above the totals).
+_PEOPLE_NOTE = ('<p class="muted" id="people-note">Opens, clicks, unsubscribes, their unique counts and the rates count '
+                "people; the machine counts beside them are events a machine made (Apple Mail Privacy Protection, "
+                "image proxies, link scanners, prefetches, honeypot clicks), kept and shown apart.</p>")
+
+
 def _totals(row: StatsRow) -> str:
     cells = [("opens", "Opens", row.opens), ("unique_opens", "Unique opens", row.unique_opens),
              ("clicks", "Clicks", row.clicks), ("unique_clicks", "Unique clicks", row.unique_clicks),
              ("unsubscribes", "Unsubscribes", row.unsubscribes),
-             ("click_to_open", "Click-to-open", _percent(row.click_to_open))]
-    return '<dl class="totals">' + "".join(
+             ("click_to_open", "Click-to-open", _percent(row.click_to_open)),
+             ("machine_opens", "Machine opens", row.machine_opens), ("machine_clicks", "Machine clicks",
+                                                                      row.machine_clicks),
+             ("machine_unsubscribes", "Machine unsubscribes", row.machine_unsubscribes)]
+    return _PEOPLE_NOTE + '<dl class="totals">' + "".join(
         f'<div><dt>{label}</dt><dd data-field="{field}">{value if isinstance(value, str) else f"{value or 0:,}"}</dd></div>'
         for field, label, value in cells) + "</dl>"
 
@@ -531,7 +540,8 @@ def _campaign_table(rows: Sequence[StatsRow], link: str | None, common: dict[str
 
 def _stats_table(rows: Sequence[StatsRow], first_column: str, link: str | None, common: dict[str, str]) -> str:
     head = "".join(f'<th class="n">{label}</th>' for label in (
-        "Opens", "Unique opens", "Clicks", "Unique clicks", "Unsubscribes", "Open rate", "Click rate", "Click-to-open"))
+        "Opens", "Unique opens", "Clicks", "Unique clicks", "Unsubscribes", "Open rate", "Click rate", "Click-to-open",
+        "Machine opens", "Machine clicks", "Machine unsubscribes"))
     body = []
     for row in rows:
         name = escape(row.key)
@@ -542,6 +552,9 @@ def _stats_table(rows: Sequence[StatsRow], first_column: str, link: str | None, 
         rates = [("open_rate", row.open_rate), ("click_rate", row.click_rate), ("click_to_open", row.click_to_open)]
         cells = "".join(f'<td class="n" data-field="{field}">{value or 0:,}</td>' for field, value in numbers)
         cells += "".join(f'<td class="n" data-field="{field}">{_percent(value)}</td>' for field, value in rates)
+        machines = [("machine_opens", row.machine_opens), ("machine_clicks", row.machine_clicks),
+                    ("machine_unsubscribes", row.machine_unsubscribes)]
+        cells += "".join(f'<td class="n machine" data-field="{field}">{value or 0:,}</td>' for field, value in machines)
         body.append(f'<tr data-key="{escape(row.key)}"><td class="wrap">{name}</td>{cells}</tr>')
     return (f'<table class="stats"><thead><tr><th>{first_column}</th>{head}</tr></thead>'
             f'<tbody>{"".join(body)}</tbody></table>')
@@ -556,9 +569,11 @@ def _links(rows: Sequence[StatsRow], campaign: str) -> str:
     body = "".join(
         f'<tr data-key="{escape(row.key)}"><td class="wrap">{safe_link(row.key, limit=120)}</td>'
         f'<td class="n" data-field="clicks">{row.clicks:,}</td>'
-        f'<td class="n" data-field="unique_clicks">{row.unique_clicks:,}</td></tr>' for row in rows)
+        f'<td class="n" data-field="unique_clicks">{row.unique_clicks:,}</td>'
+        f'<td class="n machine" data-field="machine_clicks">{row.machine_clicks:,}</td></tr>' for row in rows)
     return (chart + '<table class="links"><thead><tr><th>Link</th><th class="n">Clicks</th>'
-            f'<th class="n">Unique clicks</th></tr></thead><tbody>{body}</tbody></table>')
+            f'<th class="n">Unique clicks</th><th class="n">Machine clicks</th></tr></thead><tbody>{body}</tbody>'
+            '</table>')
 
 
 def _events_table(events: Sequence[TrackingEvent], campaign_key: str) -> str:
@@ -576,9 +591,11 @@ def _events_table(events: Sequence[TrackingEvent], campaign_key: str) -> str:
             f'<td class="wrap">{escape(event.recipient or "")}</td><td class="wrap">{escape(event.message_id)}</td>'
             f'<td class="wrap">{escape("" if campaign is None else campaign)}</td>'
             f'<td class="wrap">{safe_link(event.url)}</td><td class="wrap">{escape(", ".join(event.tags))}</td>'
-            f'<td class="wrap">{escape(metadata if event.metadata else "")}</td></tr>')
+            f'<td class="wrap">{escape(metadata if event.metadata else "")}</td>'
+            f'<td class="wrap" data-field="machine" title="{escape("; ".join(event.machine_reasons))}">'
+            f'{escape(event.machine or "")}</td></tr>')
     return ('<table class="events"><thead><tr><th>Time (UTC)</th><th>Event</th><th>Recipient</th><th>Message-ID</th>'
-            '<th>Campaign</th><th>Link</th><th>Tags</th><th>Metadata</th></tr></thead>'
+            '<th>Campaign</th><th>Link</th><th>Tags</th><th>Metadata</th><th>Machine</th></tr></thead>'
             f'<tbody>{"".join(rows)}</tbody></table>')
 
 
@@ -588,12 +605,17 @@ def _sum(rows: Iterable[StatsRow]) -> StatsRow:
         total = StatsRow("total", (total.opens or 0) + (row.opens or 0),
                          (total.unique_opens or 0) + (row.unique_opens or 0), total.clicks + row.clicks,
                          total.unique_clicks + row.unique_clicks, (total.unsubscribes or 0) + (row.unsubscribes or 0),
-                         (total.unique_unsubscribes or 0) + (row.unique_unsubscribes or 0))
+                         (total.unique_unsubscribes or 0) + (row.unique_unsubscribes or 0),
+                         machine_opens=(total.machine_opens or 0) + (row.machine_opens or 0),
+                         machine_clicks=total.machine_clicks + row.machine_clicks,
+                         machine_unsubscribes=(total.machine_unsubscribes or 0) + (row.machine_unsubscribes or 0))
     return total
 
 
 def _activity(row: StatsRow) -> int:
-    return (row.opens or 0) + row.clicks + (row.unsubscribes or 0)
+    """Every event a row counts, people's and machines'."""
+    return ((row.opens or 0) + row.clicks + (row.unsubscribes or 0) + (row.machine_opens or 0) + row.machine_clicks
+            + (row.machine_unsubscribes or 0))
 
 
 def _percent(value: float | None) -> str:

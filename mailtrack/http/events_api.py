@@ -14,7 +14,12 @@ messages tracked without one), ``type`` (``opened``, ``clicked``,
 ``unsubscribed``), ``since`` (inclusive) and ``until`` (exclusive) as ISO 8601
 (a date, or a date and time; UTC when no offset is given) or Unix seconds,
 ``metadata.KEY=VALUE`` (repeatable with different keys; all must match) and
-``tag``. Both take ``limit`` (events or groups per page, 1 to 1000, default
+``tag``; ``/v1/events`` also takes ``machine``: ``none`` (people's events: the
+verdict is null), ``any`` (machines', any label) or one label (``apple_mpp``,
+``image_proxy``, ``link_scanner``, ``prefetch``, ``honeypot``). Stats need no
+such filter: each group counts people (``opens``, ``unique_opens``, ... and the
+rates) with the machines' counts beside them (``machine_opens``,
+``machine_clicks``, ``machine_unsubscribes``). Both take ``limit`` (events or groups per page, 1 to 1000, default
 100) and ``cursor``; ``/v1/stats`` also takes ``group_by`` (``day``, ``campaign``,
 ``message``, ``link``, ``tag``; default ``day``) and ``campaign_key`` (the
 metadata key naming a campaign, default ``campaign``).
@@ -44,7 +49,7 @@ from urllib.parse import parse_qsl
 from mailtrack.events import EventType
 from mailtrack.exceptions import MailtrackError
 from mailtrack.http.messages import Request, Response
-from mailtrack.storage.base import GROUP_BYS, MAX_PAGE, EventQuery, EventStore, GroupBy, StoreError
+from mailtrack.storage.base import GROUP_BYS, MACHINE_FILTERS, MAX_PAGE, EventQuery, EventStore, GroupBy, StoreError
 
 __all__ = ["DEFAULT_LIMIT", "FILTERS", "PARAMETERS", "SCOPES", "Authorize", "EventsApi", "allow_all",
            "encode_stats_cursor", "error", "filters_query", "json_response", "parse_parameters", "stats_cursor"]
@@ -56,7 +61,7 @@ Authorize = Callable[[Request, str], "Response | str | None"]
 SCOPES = {"events": "events.read", "stats": "stats.read"}
 DEFAULT_LIMIT = 100
 FILTERS = ("message_id", "recipient", "type", "since", "until", "tag")
-_PARAMETERS = {"events": (*FILTERS, "limit", "cursor"), "stats": (*FILTERS, "group_by", "campaign_key", "limit", "cursor")}
+_PARAMETERS = {"events": (*FILTERS, "machine", "limit", "cursor"), "stats": (*FILTERS, "group_by", "campaign_key", "limit", "cursor")}
 #: Each endpoint's query parameters (besides ``metadata.KEY``); the OpenAPI document lists these.
 PARAMETERS = _PARAMETERS
 _CURSOR_PREFIX = "before:"
@@ -170,6 +175,9 @@ def filters_query(params: dict[str, str], problems: list[tuple[str | None, str]]
     for name in ("message_id", "tag"):
         if params.get(name) == "":
             problems.append((name, "must not be empty"))
+    machine = params.get("machine")
+    if machine is not None and machine not in MACHINE_FILTERS:
+        problems.append(("machine", f"must be one of {', '.join(MACHINE_FILTERS)}"))
     since, until = _time(params, "since", problems), _time(params, "until", problems)
     if since is not None and until is not None and since >= until:
         problems.append(("until", "must be later than since"))
@@ -179,7 +187,7 @@ def filters_query(params: dict[str, str], problems: list[tuple[str | None, str]]
                             if name.startswith("metadata.")))
     return EventQuery(message_id=params.get("message_id"), recipient=params.get("recipient"),
                       event_type=EventType(event_type) if event_type is not None else None, since=since, until=until,
-                      metadata=metadata, tag=params.get("tag"))
+                      metadata=metadata, tag=params.get("tag"), machine=machine)
 
 
 def _time(params: dict[str, str], name: str, problems: list[tuple[str | None, str]]) -> float | None:

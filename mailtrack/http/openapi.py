@@ -38,7 +38,7 @@ from mailtrack.http.events_api import DEFAULT_LIMIT, PARAMETERS
 from mailtrack.http.messages import MAX_BODY, Request, Response
 from mailtrack.http.settings_api import PREFIX as V3_PREFIX
 from mailtrack.http.v2_api import APPS, TASKS
-from mailtrack.storage.base import GROUP_BYS, MAX_PAGE
+from mailtrack.storage.base import GROUP_BYS, MACHINE_FILTERS, MAX_PAGE
 
 __all__ = ["PATH", "OpenApiDocument", "build_document"]
 
@@ -215,16 +215,23 @@ _RATE: dict[str, Any] = {"type": ["number", "null"], "minimum": 0}
 _STATS_ROW: dict[str, Any] = {
     "title": "StatsRow",
     "description": "The counts of one group; `sent` and the rates over it are null while the store does not know "
-                   "how many were sent; in `link` rows only the click counts mean anything (the rest are null).",
+                   "how many were sent; in `link` rows only the click counts mean anything (the rest are null). "
+                   "The SendGrid-shaped counts (`opens`, `unique_opens`, `clicks`, ... and the rates) count people "
+                   "(events whose `machine` verdict is null); `machine_opens`, `machine_clicks` and "
+                   "`machine_unsubscribes` count the machines' events (any label) beside them.",
     "type": "object",
     "additionalProperties": False,
     "required": ["key", "sent", "opens", "unique_opens", "clicks", "unique_clicks", "unsubscribes",
-                 "unique_unsubscribes", "open_rate", "click_rate", "click_to_open_rate"],
+                 "unique_unsubscribes", "open_rate", "click_rate", "click_to_open_rate", "machine_opens",
+                 "machine_clicks", "machine_unsubscribes"],
     "properties": {
         "key": {"type": "string"}, "sent": _NULLABLE_COUNT, "opens": _NULLABLE_COUNT,
         "unique_opens": _NULLABLE_COUNT, "clicks": _COUNT, "unique_clicks": _COUNT,
         "unsubscribes": _NULLABLE_COUNT, "unique_unsubscribes": _NULLABLE_COUNT, "open_rate": _RATE,
         "click_rate": _RATE, "click_to_open_rate": _RATE,
+        "machine_opens": {**_NULLABLE_COUNT, "description": "Opens a machine made (Apple MPP, image proxies, ...)."},
+        "machine_clicks": {**_COUNT, "description": "Clicks a machine made (link scanners, prefetches, honeypot)."},
+        "machine_unsubscribes": {**_NULLABLE_COUNT, "description": "Unsubscribes a machine made."},
     },
 }
 #: ``since``/``until``: what ``events_api`` reads (a year up to 9999; a date that does not exist is a 400).
@@ -242,6 +249,8 @@ _V1_PARAMETERS: dict[str, tuple[dict[str, Any], str]] = {
                        "given) or Unix seconds."),
     "until": (_MOMENT, "Events before this time (same forms as since; must be later than since)."),
     "tag": ({"type": "string", "minLength": 1}, "Only events of messages with this tag."),
+    "machine": ({"type": "string", "enum": list(MACHINE_FILTERS)},
+                "Only people's events (`none`: the machine verdict is null), machines' (`any`), or one verdict's."),
     "limit": ({"type": "integer", "minimum": 1, "maximum": MAX_PAGE, "default": DEFAULT_LIMIT},
               f"At most this many events (or stats groups) per page (1 to {MAX_PAGE})."),
     "cursor": ({"type": "string"}, "The next_cursor of the previous page, as it was given."),

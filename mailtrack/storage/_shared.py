@@ -9,7 +9,8 @@ that common part. The SQL each database speaks stays in its own module.
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections import Counter
+from collections.abc import Iterable, Sequence
 from datetime import datetime, timezone
 from typing import Any
 
@@ -20,10 +21,12 @@ from mailtrack.storage.base import EventQuery, GroupBy, StatsRow
 
 _COLUMNS = (
     "event_id, event_type, timestamp, message_id, recipient, url, link_index, user_agent, ip, referer, metadata, first, machine,"
-    " tags, account"
+    " tags, account, machine_reasons"
 )
 #: The columns of an event as schema v3 had them (before ``account``): for tests and benchmarks building old files.
-_V3_COLUMNS = _COLUMNS.rsplit(",", 1)[0]
+_V3_COLUMNS = _COLUMNS.rsplit(",", 2)[0]
+#: How many columns an event row (:func:`_row`) has; the stores insert ``link_first`` after them.
+_WIDTH = _COLUMNS.count(",") + 1
 #: How the parent's events (``account`` None) are stored: the column stays NOT NULL, so it can lead indexes and keys.
 _PARENT = ""
 #: How a message tracked without a recipient is stored: ``recipient`` stays NOT NULL, so that
@@ -56,12 +59,13 @@ def _row(event: TrackingEvent) -> tuple[Any, ...]:
         event.machine,
         json.dumps(list(event.tags), separators=(",", ":")),
         _PARENT if event.account is None else event.account,
+        json.dumps(list(event.machine_reasons), separators=(",", ":")),
     )
 
 
 def _event(row: Sequence[Any]) -> TrackingEvent:
     (event_id, event_type, timestamp, message_id, recipient, url, link_index, user_agent, ip, referer, metadata, first,
-     machine, tags, account) = row
+     machine, tags, account, reasons) = row
     return TrackingEvent(
         event_type=event_type,
         timestamp=datetime.fromtimestamp(timestamp, timezone.utc),
@@ -78,7 +82,43 @@ def _event(row: Sequence[Any]) -> TrackingEvent:
         event_id=event_id,
         tags=tuple(json.loads(tags)),
         account=None if account == _PARENT else account,
+        machine_reasons=tuple(json.loads(reasons)) if reasons else (),
     )
+
+
+def _message_report(totals: Iterable[Sequence[Any]], readers: Iterable[Sequence[Any]], links: Iterable[Sequence[Any]],
+                    machines: Iterable[Sequence[Any]]) -> dict[str, Any]:
+    """:meth:`EventStore.stats`'s document from its four queries' rows: people's ``(message_id, type, count,
+    distinct recipients)``, people's ``(message_id, distinct recipients)``, people's clicks ``(message_id,
+    link_index, url, count, distinct recipients)`` in order, and machines' ``(message_id, type, count)``.
+
+    People are counted (the events whose ``machine`` is None): the totals, uniques, ``recipients`` and the rates;
+    ``machine_<type>`` beside them counts the machines' events of each type (a message with machine events only
+    is listed with zeros for people).
+    """
+    messages: dict[str, dict[str, Any]] = {}
+
+    def entry(message_id: str) -> dict[str, Any]:
+        found = messages.get(message_id)
+        if found is None:
+            found = messages[message_id] = {"message_id": message_id, "links": [], "recipients": 0}
+            for kind in EventType:
+                found[f"{kind.value}_total"] = found[f"{kind.value}_unique"] = found[f"machine_{kind.value}"] = 0
+        return found
+
+    for message_id, event_type, total, unique in totals:
+        entry(message_id).update({f"{event_type}_total": total, f"{event_type}_unique": unique})
+    for message_id, recipients in readers:
+        entry(message_id)["recipients"] = recipients
+    for message_id, event_type, total in machines:
+        entry(message_id)[f"machine_{event_type}"] = total
+    for found in messages.values():
+        clickers, openers = found[f"{EventType.CLICKED}_unique"], found[f"{EventType.OPENED}_unique"]
+        found["ctr"] = clickers / found["recipients"] if found["recipients"] else 0.0
+        found["click_to_open"] = clickers / openers if openers else None
+    for message_id, index, url, total, unique in links:
+        entry(message_id)["links"].append({"link_index": index, "url": url, "clicks": total, "unique": unique})
+    return {"messages": sorted(messages.values(), key=lambda m: m["message_id"])}
 
 
 #: The atom every event has (the filter "none" and the group "per day / per link").
@@ -86,8 +126,34 @@ _ALL = ("all", "", "")
 _DAY = 86400
 
 
-_ROLLUP_SUMS = ("sum(opens), sum(unique_opens), sum(clicks), sum(unique_clicks), sum(link_unique_clicks),"
-                " sum(unsubscribes), sum(unique_unsubscribes)")
+#: The counts of a rollup row (and of every stats source), in column order: people's counts first (an event whose
+#: ``machine`` is None), then the machine events' (any label) per type. ``unique_*`` and ``link_unique_clicks``
+#: count people only: a machine event never takes a first-event slot (see ``VERDICTS_MIGRATION`` in sqlite.py).
+_ROLLUP_COUNTS = ("opens", "unique_opens", "clicks", "unique_clicks", "link_unique_clicks", "unsubscribes",
+                  "unique_unsubscribes", "machine_opens", "machine_clicks", "machine_unsubscribes")
+#: How many counts (``_ROLLUP_COUNTS``).
+_N = len(_ROLLUP_COUNTS)
+_ROLLUP_SUMS = ", ".join(f"sum({column})" for column in _ROLLUP_COUNTS)
+#: The sums named ``n0`` ... ``n9`` (a pinned group's one row, filtered by ``_nonzero(..., _PINNED_SHOWN)``).
+_PINNED_SUMS = ", ".join(f"sum({column}) AS n{i}" for i, column in enumerate(_ROLLUP_COUNTS))
+_PINNED_SHOWN = ("n0", "n2", "n5", "n7", "n8", "n9")
+#: ``_nonzero``'s sums over rollup rows (opens, clicks, unsubscribes, then the machines').
+_GROUP_SHOWN = tuple(f"sum({_ROLLUP_COUNTS[i]})" for i in (0, 2, 5, 7, 8, 9))
+
+
+def _verdict_counts(kind: str, first: bool, link_first: bool, machine: str | None) -> tuple[int, ...]:
+    """The ten counts (``_ROLLUP_COUNTS``) one event adds to each rollup cell it belongs to.
+
+    A person's event (``machine`` None) counts in the people's columns (and, when it holds the first-event slot,
+    the unique ones); a machine event counts in its type's machine column only.
+    """
+    person = machine is None
+    opened, clicked, unsubscribed = (kind == EventType.OPENED.value, kind == EventType.CLICKED.value,
+                                     kind == EventType.UNSUBSCRIBED.value)
+    first = bool(first) and person
+    return (int(opened and person), int(opened and first), int(clicked and person), int(clicked and first),
+            int(clicked and person and bool(link_first)), int(unsubscribed and person), int(unsubscribed and first),
+            int(opened and not person), int(clicked and not person), int(unsubscribed and not person))
 
 
 def _meta_value(value: Any) -> str:
@@ -150,13 +216,30 @@ def _rollup_spec(query: EventQuery, group_by: GroupBy, campaign_key: str) -> _Sp
     return None
 
 
-def _nonzero(group_by: GroupBy, event_type: EventType | None, sums: tuple[str, str, str]) -> str:
-    """SQL true for a group with a count to show: clicks for links; else any of the counts ``type`` keeps."""
-    opens, clicks, unsubscribes = sums
+def _machine_filter(query: EventQuery, where: list[str], args: list[Any]) -> tuple[list[str], list[Any]]:
+    """``where``/``args`` with the condition of ``query.machine`` on events ``e`` (placeholders appended last)."""
+    if query.machine == "none":
+        return [*where, "e.machine IS NULL"], args
+    if query.machine == "any":
+        return [*where, "e.machine IS NOT NULL"], args
+    if query.machine is not None:
+        return [*where, f"e.machine = '{query.machine}'"], args  # one of MACHINE_LABELS (checked): a literal
+    return where, args
+
+
+def _nonzero(group_by: GroupBy, event_type: EventType | None, sums: tuple[str, ...]) -> str:
+    """SQL true for a group with a count to show: clicks for links; else any of the counts ``type`` keeps.
+
+    ``sums`` are the expressions of the opens, clicks and unsubscribes (people's), then the machine opens, clicks
+    and unsubscribes: a group of machine events only is shown too (its people's counts are zeros).
+    """
+    opens, clicks, unsubscribes, machine_opens, machine_clicks, machine_unsubscribes = sums
     if group_by == "link":
-        return f"{clicks} > 0" if event_type in (None, EventType.CLICKED) else "0"
-    kept = {EventType.OPENED: opens, EventType.CLICKED: clicks, EventType.UNSUBSCRIBED: unsubscribes}
-    return " OR ".join(f"{column} > 0" for kind, column in kept.items() if event_type in (None, kind))
+        return f"({clicks} > 0 OR {machine_clicks} > 0)" if event_type in (None, EventType.CLICKED) else "0"
+    kept = {EventType.OPENED: (opens, machine_opens), EventType.CLICKED: (clicks, machine_clicks),
+            EventType.UNSUBSCRIBED: (unsubscribes, machine_unsubscribes)}
+    return " OR ".join(f"{column} > 0" for kind, columns in kept.items() if event_type in (None, kind)
+                       for column in columns)
 
 
 def _window(query: EventQuery) -> tuple[bool, int | None, int | None, list[tuple[float, float]]]:
@@ -182,9 +265,9 @@ def _window(query: EventQuery) -> tuple[bool, int | None, int | None, list[tuple
     return True, low, high, edges
 
 
-#: Which of the seven counts (after the group) make a group worth showing, per ``type`` filter.
-_SHOWN: dict[EventType | None, tuple[int, ...]] = {None: (1, 3, 6), EventType.OPENED: (1,), EventType.CLICKED: (3,),
-                                                   EventType.UNSUBSCRIBED: (6,)}
+#: Which of the ten counts (after the group; people's and machines') make a group worth showing, per ``type`` filter.
+_SHOWN: dict[EventType | None, tuple[int, ...]] = {None: (1, 3, 6, 8, 9, 10), EventType.OPENED: (1, 8),
+                                                   EventType.CLICKED: (3, 9), EventType.UNSUBSCRIBED: (6, 10)}
 
 
 def _group_value(key: str, group_by: GroupBy) -> int | str:
@@ -213,7 +296,7 @@ def _merge(sources: list[tuple[list[tuple[Any, ...]], bool]], after: int | str |
         for group, *counts in rows:
             if group is None or (after is not None and group <= after):
                 continue
-            into = totals.setdefault(group, [0] * 7)
+            into = totals.setdefault(group, [0] * _N)
             for i, count in enumerate(counts):
                 into[i] += int(count or 0)
     return sorted((group, *counts) for group, counts in totals.items() if horizon is None or group <= horizon)
@@ -222,22 +305,29 @@ def _merge(sources: list[tuple[list[tuple[Any, ...]], bool]], after: int | str |
 def _stats_rows(rows: list[tuple[Any, ...]], group_by: GroupBy, event_type: EventType | None) -> list[StatsRow]:
     """:class:`StatsRow` per group, counts of other types than ``event_type`` zeroed, groups with nothing left out."""
     result = []
-    for group, opens, unique_opens, clicks, unique_clicks, link_unique, unsubscribes, unique_unsubscribes in rows:
+    for group, opens, unique_opens, clicks, unique_clicks, link_unique, unsubscribes, unique_unsubscribes, \
+            machine_opens, machine_clicks, machine_unsubscribes in rows:
         keep = {t: event_type is None or event_type is t for t in EventType}
-        opens, unique_opens = (opens, unique_opens) if keep[EventType.OPENED] else (0, 0)
-        clicks, unique_clicks, link_unique = (clicks, unique_clicks, link_unique) if keep[EventType.CLICKED] else (0, 0, 0)
+        if not keep[EventType.OPENED]:
+            opens = unique_opens = machine_opens = 0
+        if not keep[EventType.CLICKED]:
+            clicks = unique_clicks = link_unique = machine_clicks = 0
         if not keep[EventType.UNSUBSCRIBED]:
-            unsubscribes = unique_unsubscribes = 0
+            unsubscribes = unique_unsubscribes = machine_unsubscribes = 0
         if group_by == "day":
             key = datetime.fromtimestamp(int(group) * _DAY, timezone.utc).strftime("%Y-%m-%d")
         else:
             key = str(group)
         if group_by == "link":
-            row = StatsRow(key, None, None, int(clicks or 0), int(link_unique or 0), None, None)
+            row = StatsRow(key, None, None, int(clicks or 0), int(link_unique or 0), None, None,
+                           machine_opens=None, machine_clicks=int(machine_clicks or 0), machine_unsubscribes=None)
         else:
             row = StatsRow(key, int(opens or 0), int(unique_opens or 0), int(clicks or 0),
-                           int(unique_clicks or 0), int(unsubscribes or 0), int(unique_unsubscribes or 0))
-        if row.opens or row.clicks or row.unsubscribes:
+                           int(unique_clicks or 0), int(unsubscribes or 0), int(unique_unsubscribes or 0),
+                           machine_opens=int(machine_opens or 0), machine_clicks=int(machine_clicks or 0),
+                           machine_unsubscribes=int(machine_unsubscribes or 0))
+        if row.opens or row.clicks or row.unsubscribes or row.machine_opens or row.machine_clicks \
+                or row.machine_unsubscribes:
             result.append(row)
     return result
 
@@ -247,13 +337,8 @@ _Cell = tuple[tuple[str, str, str], tuple[str, str, str], str]
 
 
 def _counts(event: TrackingEvent, link_first: bool) -> tuple[int, ...]:
-    """The seven counts one stored event adds to each rollup row it belongs to (rollup column order)."""
-    kind, first = event.event_type, bool(event.first)
-    return (
-        int(kind is EventType.OPENED), int(kind is EventType.OPENED and first),
-        int(kind is EventType.CLICKED), int(kind is EventType.CLICKED and first), int(link_first),
-        int(kind is EventType.UNSUBSCRIBED), int(kind is EventType.UNSUBSCRIBED and first),
-    )
+    """The ten counts one stored event adds to each rollup row it belongs to (rollup column order)."""
+    return _verdict_counts(event.event_type.value, bool(event.first), link_first, event.machine)
 
 
 def _event_cells(event: TrackingEvent, row: Sequence[Any]) -> list[_Cell]:
@@ -270,3 +355,214 @@ def _event_cells(event: TrackingEvent, row: Sequence[Any]) -> list[_Cell]:
     cells: list[_Cell] = [(f, _ALL, url) for f in (_ALL, *atoms)]
     cells += [(f, g, url) for f in atoms if f[0] != "message" for g in atoms if g != f or f[0] == "tag"]
     return cells
+
+
+#: What :func:`_rollup_cells` reads of each event.
+_ROLL_COLUMNS = "id, event_type, timestamp, message_id, url, metadata, first, tags, account, link_first, machine"
+
+
+def _rollup_cells(rows: Iterable[Sequence[Any]]) -> dict[tuple[Any, ...], list[int]]:
+    """The ``rollup_days`` cells of events (rows of ``_ROLL_COLUMNS``), each key with its ten counts summed.
+
+    An event counts in (see ``STATS_MIGRATION``) the cells (all, all) and
+    (atom, all) for each of its atoms (its message, each metadata pair, each
+    tag), and (metadata pair or tag f, atom g) for every other atom g (g = f
+    too for a tag), each on its UTC day and URL ('' when none): about 22 cells
+    for an event with two metadata pairs and two tags. Metadata values as the
+    index holds them (:func:`_meta_value`), tags once each.
+    """
+    shapes: dict[tuple[str, str], tuple[list[tuple[str, ...]], list[tuple[str, str, str]]]] = {}
+    # cells counted per counts vector (a handful of kinds of event), in C (Counter.update), multiplied out at the end
+    tallies: dict[tuple[int, ...], Counter[tuple[Any, ...]]] = {}
+    vectors: dict[tuple[Any, ...], tuple[int, ...]] = {}
+    for _, kind, timestamp, message_id, url, metadata, first, tags, account, link_first, machine in rows:
+        person = machine is None
+        sort = (kind, bool(first) and person, bool(link_first) and person, person)
+        counts = vectors.get(sort)
+        if counts is None:
+            counts = vectors[sort] = _verdict_counts(kind, bool(first), bool(link_first), machine)
+        shape = shapes.get((metadata, tags))
+        if shape is None:  # a campaign's events share their metadata and tags: their cells but the message's
+            shape = shapes[(metadata, tags)] = _shape(metadata, tags)
+        fixed, by_message = shape
+        day, url = int(timestamp // _DAY), url or ""
+        keys = [(account, *pair, day, url) for pair in fixed]
+        keys.append((account, "message", "all", message_id, "", "", "", day, url))
+        keys += [(account, fdim, "message", fkey, fvalue, message_id, "", day, url) for fdim, fkey, fvalue in by_message]
+        tally = tallies.get(counts)
+        if tally is None:
+            tally = tallies[counts] = Counter()
+        tally.update(keys)
+    cells: dict[tuple[Any, ...], list[int]] = {}
+    for vector, tally in tallies.items():
+        for key, times in tally.items():
+            into = cells.get(key)
+            if into is None:
+                cells[key] = [count * times for count in vector]
+            else:
+                cells[key] = [have + count * times for have, count in zip(into, vector, strict=True)]
+    return cells
+
+
+def _shape(metadata: str, tags: str) -> tuple[list[tuple[str, ...]], list[tuple[str, str, str]]]:
+    """The cells of an event with this metadata and these tags (JSON as stored), without its message.
+
+    ``(fdim, gdim, fkey, fvalue, gkey, gvalue)`` of the cells that do not name
+    the message, and the atoms f of the cells (f, its message) that do.
+    """
+    atoms = [*(("meta", key, _meta_value(value)) for key, value in json.loads(metadata).items()),
+             *(("tag", tag, "") for tag in sorted(set(json.loads(tags))))]
+    pairs = [(f, _ALL) for f in (_ALL, *atoms)]
+    pairs += [(f, g) for f in atoms for g in atoms if g != f or f[0] == "tag"]
+    return [(f[0], g[0], f[1], f[2], g[1], g[2]) for f, g in pairs], atoms
+
+
+# -- the stateful verdicts (issue 14), decided where events are written ------------------------------------------
+
+#: Clicks of different links (``link_index``) of one message and recipient this close together (seconds): a
+#: scanner following every link, not a person (who reads, then clicks, then comes back for the next one).
+BURST_SECONDS = 1.0
+#: A click of a message and recipient this close (seconds, either side) to a click of its honeypot link is the same
+#: scanner's: a minute covers a scanner that walks a message's links one by one with pauses, and is shorter than a
+#: person takes to open a message, read it and click, so a person's click seldom falls inside it by chance.
+HONEYPOT_SECONDS = 60.0
+REASON_BURST = "several links of the message clicked within a second"
+REASON_HONEYPOT = "near a honeypot click"
+#: Weak on its own (a person who blocks images clicks without an open): only added beside another reason.
+REASON_NO_OPEN = "clicked before any open"
+
+
+def _with_reason(reasons: tuple[str, ...], *more: str) -> tuple[str, ...]:
+    return (*reasons, *(reason for reason in more if reason not in reasons))
+
+
+def _verdicts(clicks: Sequence[tuple[float, int | None, str | None]], first_open: float | None
+              ) -> dict[int, tuple[str, tuple[str, ...]]]:
+    """The clicks (of one message, recipient and account) a person's verdict no longer fits: index -> (label, reasons).
+
+    ``clicks`` are ``(timestamp, link_index, machine)``, stored ones and new ones alike; ``first_open`` is the
+    earliest person's open of the message (None: none). Only a person's click (``machine`` None) is relabelled
+    (a machine verdict stays the classifier's): ``honeypot`` within :data:`HONEYPOT_SECONDS` of a honeypot click,
+    else ``link_scanner`` within :data:`BURST_SECONDS` of a click (any verdict) of another link. Either one gets
+    :data:`REASON_NO_OPEN` too when no person's open came before it. Monotone (person to machine only), so
+    deciding again over more clicks never undoes a verdict: each write applies it to what it can see.
+    """
+    honeypots = [at for at, _, machine in clicks if machine == "honeypot"]
+    found: dict[int, tuple[str, tuple[str, ...]]] = {}
+    for i, (at, link, machine) in enumerate(clicks):
+        if machine is not None:
+            continue
+        if any(abs(at - other) <= HONEYPOT_SECONDS for other in honeypots):
+            label, reason = "honeypot", REASON_HONEYPOT
+        elif link is not None and any(j != i and other_link is not None and other_link != link
+                                      and abs(at - other) <= BURST_SECONDS
+                                      for j, (other, other_link, _) in enumerate(clicks)):
+            label, reason = "link_scanner", REASON_BURST
+        else:
+            continue
+        more = (reason,) if first_open is not None and first_open <= at else (reason, REASON_NO_OPEN)
+        found[i] = (label, more)
+    return found
+
+
+def _relabel_batch(events: Sequence[TrackingEvent], stored_clicks: Sequence[tuple[Any, ...]],
+                   first_opens: dict[tuple[str, str, str], float | None]
+                   ) -> tuple[list[TrackingEvent], list[tuple[tuple[Any, ...], str, tuple[str, ...]]]]:
+    """Apply :func:`_verdicts` to a batch: the new events with their verdicts, and the stored clicks to relabel.
+
+    ``events`` are the batch's new events (not stored yet). ``stored_clicks`` are stored clicks near the batch's
+    clicks, as rows of ``_STORED_CLICK`` columns (their ``_ROLL_COLUMNS``, then link_index, machine_reasons,
+    recipient); ``first_opens`` the earliest person's open per ``(account, message_id, recipient)`` (stored or in
+    the batch). Returns the new events (relabelled ones replaced) and ``(stored row, label, reasons)`` per stored
+    click to relabel.
+    """
+    groups: dict[tuple[str, str, str], list[tuple[str, Any]]] = {}
+    for row in stored_clicks:
+        groups.setdefault((row[8], row[3], row[13]), []).append(("stored", row))
+    for index, event in enumerate(events):
+        if event.event_type is EventType.CLICKED:
+            key = (_PARENT if event.account is None else event.account, event.message_id,
+                   _NO_RECIPIENT if event.recipient is None else event.recipient)
+            groups.setdefault(key, []).append(("new", index))
+    result = list(events)
+    relabels: list[tuple[tuple[Any, ...], str, tuple[str, ...]]] = []
+    for key, members in groups.items():
+        if not any(kind == "new" for kind, _ in members):
+            continue
+        clicks = [(float(item[2]), item[11], item[10]) if kind == "stored"
+                  else (events[item].timestamp.timestamp(), events[item].link_index, events[item].machine)
+                  for kind, item in members]
+        for i, (label, more) in _verdicts(clicks, first_opens.get(key)).items():
+            kind, item = members[i]
+            if kind == "new":
+                event = events[item]
+                result[item] = _relabelled(event, label, _with_reason(event.machine_reasons, *more))
+            else:
+                relabels.append((item, label, _with_reason(tuple(json.loads(item[12] or "[]")), *more)))
+    return result, relabels
+
+
+def _relabelled(event: TrackingEvent, machine: str, reasons: tuple[str, ...]) -> TrackingEvent:
+    """``event`` with a machine verdict (and so without a first-event slot)."""
+    copy = object.__new__(TrackingEvent)
+    copy.__dict__.update(event.__dict__)
+    object.__setattr__(copy, "machine", machine)
+    object.__setattr__(copy, "machine_reasons", reasons)
+    object.__setattr__(copy, "first", False if event.first is not None else None)
+    return copy
+
+
+#: The columns of a stored click the verdicts read (``_ROLL_COLUMNS`` first, so its rollup cells come from it).
+_STORED_CLICK = f"{_ROLL_COLUMNS}, link_index, machine_reasons, recipient"
+
+
+def _click_groups(events: Sequence[TrackingEvent]) -> dict[tuple[str, str, str], tuple[float, float]]:
+    """Per ``(account, message_id, recipient)`` of the batch's clicks, the time span of stored clicks to read."""
+    spans: dict[tuple[str, str, str], tuple[float, float]] = {}
+    reach = max(HONEYPOT_SECONDS, BURST_SECONDS)
+    for event in events:
+        if event.event_type is EventType.CLICKED:
+            key = (_PARENT if event.account is None else event.account, event.message_id,
+                   _NO_RECIPIENT if event.recipient is None else event.recipient)
+            at = event.timestamp.timestamp()
+            low, high = spans.get(key, (at - reach, at + reach))
+            spans[key] = (min(low, at - reach), max(high, at + reach))
+    return spans
+
+
+def _batch_first_opens(events: Iterable[TrackingEvent]) -> dict[tuple[str, str, str], float]:
+    """The earliest person's open per ``(account, message_id, recipient)`` among the batch's new events."""
+    opens: dict[tuple[str, str, str], float] = {}
+    for event in events:
+        if event.event_type is EventType.OPENED and event.machine is None:
+            key = (_PARENT if event.account is None else event.account, event.message_id,
+                   _NO_RECIPIENT if event.recipient is None else event.recipient)
+            at = event.timestamp.timestamp()
+            opens[key] = min(opens.get(key, at), at)
+    return opens
+
+
+def _delta_cells(changes: Iterable[tuple[tuple[Any, ...], tuple[Any, ...]]]) -> dict[tuple[Any, ...], list[int]]:
+    """What relabelling stored events changes in ``rollup_days``: per cell, new counts minus old ones.
+
+    ``changes`` are ``(old, new)`` rows of ``_ROLL_COLUMNS`` (the same event before and after: its ``machine``,
+    ``first`` and ``link_first`` may differ). Cells whose counts do not change are left out.
+    """
+    cells: dict[tuple[Any, ...], list[int]] = {}
+    changes = list(changes)
+    for rows, sign in (([new for _, new in changes], 1), ([old for old, _ in changes], -1)):
+        for key, counts in _rollup_cells(rows).items():
+            into = cells.setdefault(key, [0] * _N)
+            for i, count in enumerate(counts):
+                into[i] += sign * count
+    return {key: counts for key, counts in cells.items() if any(counts)}
+
+
+def _totals_of(days: dict[tuple[Any, ...], list[int]]) -> dict[tuple[Any, ...], list[int]]:
+    """``rollup_totals`` cells from ``rollup_days`` ones (the day left out of the key, counts summed)."""
+    totals: dict[tuple[Any, ...], list[int]] = {}
+    for key, counts in days.items():
+        into = totals.setdefault((*key[:7], key[8]), [0] * _N)
+        for i, count in enumerate(counts):
+            into[i] += count
+    return totals

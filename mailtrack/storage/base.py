@@ -16,11 +16,11 @@ from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol, get_args, runtime_checkable
 
 from mailtrack.core.settings import TrackingSettings
-from mailtrack.events import EventType, TrackingEvent
+from mailtrack.events import MACHINE_LABELS, EventType, TrackingEvent
 from mailtrack.exceptions import ArgumentError, MailtrackError
 from mailtrack.storage.accounts import Account, ApiKey
 
-__all__ = ["GROUP_BYS", "MAX_PAGE", "AccountStore", "Erased", "EventPage", "EventQuery", "EventStore", "EventWriter", "GroupBy", "OutboxItem",
+__all__ = ["GROUP_BYS", "MACHINE_FILTERS", "MAX_PAGE", "AccountStore", "Erased", "EventPage", "EventQuery", "EventStore", "EventWriter", "GroupBy", "OutboxItem",
            "StatsPage", "StatsRow", "StoreError", "StoreUnavailable", "UnknownAccount", "check_before", "check_recipient",
            "same_recipient"]
 
@@ -61,6 +61,10 @@ class OutboxItem:
     event: TrackingEvent
 
 
+#: What :attr:`EventQuery.machine` takes: people's events, machines' (any label), or one label's.
+MACHINE_FILTERS = ("none", "any", *MACHINE_LABELS)
+
+
 @dataclass(frozen=True)
 class EventQuery:
     """Which events a query or a stats request covers; every field None (or empty) means "no condition".
@@ -71,7 +75,9 @@ class EventQuery:
     that is not a str matches its compact JSON: ``5``, ``true``). An event
     matches ``tag`` when the tag is one of its tags. ``account`` None reads
     every account's events; ``""`` only the parent's (events of messages
-    rewritten without an account), a name only that subuser's. Built from untrusted input
+    rewritten without an account), a name only that subuser's. ``machine`` (events only: stats count people and
+    machines apart, see :class:`StatsRow`) is ``"none"`` for people's events (verdict None), ``"any"`` for
+    machines' (any label), or one of :data:`~mailtrack.events.MACHINE_LABELS`. Built from untrusted input
     by the HTTP API and the CLI, so every field is checked here
     (:class:`~mailtrack.exceptions.ArgumentError`).
     """
@@ -84,6 +90,7 @@ class EventQuery:
     metadata: tuple[tuple[str, str], ...] = field(default=())
     tag: str | None = None
     account: str | None = None
+    machine: str | None = None
 
     def __post_init__(self) -> None:
         for name in ("message_id", "recipient", "tag", "account"):
@@ -100,6 +107,8 @@ class EventQuery:
             if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))
                                       or not math.isfinite(value)):
                 raise ArgumentError(f"{name} must be Unix seconds, not {value!r}")
+        if self.machine is not None and self.machine not in MACHINE_FILTERS:
+            raise ArgumentError(f"machine must be one of {', '.join(MACHINE_FILTERS)}, not {self.machine!r}")
         if not isinstance(self.metadata, tuple) or not all(
                 isinstance(pair, tuple) and len(pair) == 2 and all(isinstance(x, str) for x in pair)
                 for pair in self.metadata):
@@ -126,6 +135,10 @@ class StatsPage:
 class StatsRow:
     """The counts of one group. ``unique_*`` count recipients of a message (each counted on its first such event).
 
+    People are counted, machines beside them: ``opens``, ``clicks``, ``unsubscribes`` and their ``unique_*``
+    (hence the rates) count the events whose ``machine`` verdict is None; ``machine_opens``, ``machine_clicks``
+    and ``machine_unsubscribes`` count the others (every label), which never take a first-event slot.
+
     ``sent`` is None: the store does not know how many were sent, so the
     open and click rates (unique over sent) are None too; ``click_to_open``
     (unique clicks over unique opens) is known. In ``link`` rows only clicks
@@ -140,6 +153,9 @@ class StatsRow:
     unsubscribes: int | None
     unique_unsubscribes: int | None
     sent: int | None = None
+    machine_opens: int | None = 0
+    machine_clicks: int = 0
+    machine_unsubscribes: int | None = 0
 
     @property
     def open_rate(self) -> float | None:
@@ -158,7 +174,9 @@ class StatsRow:
         return {"key": self.key, "sent": self.sent, "opens": self.opens, "unique_opens": self.unique_opens,
                 "clicks": self.clicks, "unique_clicks": self.unique_clicks, "unsubscribes": self.unsubscribes,
                 "unique_unsubscribes": self.unique_unsubscribes, "open_rate": self.open_rate,
-                "click_rate": self.click_rate, "click_to_open_rate": self.click_to_open}
+                "click_rate": self.click_rate, "click_to_open_rate": self.click_to_open,
+                "machine_opens": self.machine_opens, "machine_clicks": self.machine_clicks,
+                "machine_unsubscribes": self.machine_unsubscribes}
 
 
 @dataclass(frozen=True)
@@ -235,7 +253,11 @@ class EventStore(Protocol):
         The recorder's group commit: concurrent requests' events in one
         commit. ``first`` must come out exactly as calling :meth:`record` on
         each event in turn would decide it, including between events of the
-        same batch (two opens of one recipient: ``True``, then ``False``), and
+        same batch (two opens of one recipient: ``True``, then ``False``),
+        except that a stateful machine verdict (issue 14: a burst of clicks, a
+        honeypot click) the batch gives one of its own events is known before
+        that event is written (one at a time, the event was a person's when
+        written, then relabelled; the stored rows end the same), and
         an ``event_id`` already stored, or earlier in the batch, is not stored
         again (it comes back with its stored ``first``). Each event's outbox
         rows are written in the same transaction. Raises

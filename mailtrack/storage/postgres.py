@@ -21,6 +21,13 @@ reference), for when one box is not enough:
   :meth:`PostgresStore.stats_page` follows SQLite's plan (the pure part is
   :mod:`mailtrack.storage._shared`): rollups for what they hold, index-bounded
   event reads for the rest, key order in the "C" collation.
+* **Machine-event verdicts decided across servers.** The stateful verdicts
+  (a burst of clicks, a honeypot click's neighbours: see
+  :func:`~mailtrack.storage._shared._verdicts`) are decided in the batch's
+  transaction, after a transaction-level advisory lock per (account, message,
+  recipient) the batch clicks, so two servers writing clicks of one message at
+  once see each other's; a relabelled stored event's row, first-event slots
+  and rollups are updated in the same transaction.
 * **Batched.** :meth:`PostgresStore.record_many` writes many events (a group
   commit) in one transaction with one ``unnest`` statement per table.
 * **Webhook outbox with leases.** :meth:`PostgresStore.outbox_claim` takes due
@@ -40,6 +47,7 @@ reference), for when one box is not enough:
 from __future__ import annotations
 
 import functools
+import hashlib
 import json
 import re
 import threading
@@ -60,20 +68,35 @@ from mailtrack.exceptions import ArgumentError, ConfigurationError
 from mailtrack.storage._shared import (
     _COLUMNS,
     _DAY,
+    _GROUP_SHOWN,
+    _N,
+    _PINNED_SHOWN,
+    _PINNED_SUMS,
+    _ROLL_COLUMNS,
+    _ROLLUP_COUNTS,
     _ROLLUP_SUMS,
     _SHOWN,
+    _STORED_CLICK,
+    _WIDTH,
     _api_key,
+    _batch_first_opens,
+    _click_groups,
     _counts,
+    _delta_cells,
     _event,
     _event_cells,
     _group_value,
+    _machine_filter,
     _merge,
+    _message_report,
     _meta_value,
     _nonzero,
+    _relabel_batch,
     _rollup_spec,
     _row,
     _Spec,
     _stats_rows,
+    _totals_of,
     _window,
 )
 from mailtrack.storage.accounts import Account, ApiKey, check_account_name, check_scopes, digest_matches, new_key, split_key
@@ -96,7 +119,7 @@ from mailtrack.storage.base import (
 )
 from mailtrack.storage.dsn import is_postgres_url, masked
 
-__all__ = ["MIGRATIONS", "STATS_MIGRATION", "PostgresStore"]
+__all__ = ["MIGRATIONS", "STATS_MIGRATION", "VERDICTS_MIGRATION", "PostgresStore"]
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -287,6 +310,18 @@ ACCOUNT_FIRSTS_MIGRATION = f"""
 """
 MIGRATIONS += (ACCOUNT_FIRSTS_MIGRATION,)
 
+#: Version 4: machine-event verdicts, as SQLite's ``VERDICTS_MIGRATION`` (each event's ``machine_reasons``, the
+#: rollups' machine counts beside the people's, the index the stateful verdicts read a message's clicks by).
+VERDICTS_MIGRATION = f"""
+    ALTER TABLE events ADD COLUMN machine_reasons TEXT NOT NULL DEFAULT '[]';
+    ALTER TABLE rollup_days ADD COLUMN machine_opens BIGINT NOT NULL DEFAULT 0,
+        ADD COLUMN machine_clicks BIGINT NOT NULL DEFAULT 0, ADD COLUMN machine_unsubscribes BIGINT NOT NULL DEFAULT 0;
+    ALTER TABLE rollup_totals ADD COLUMN machine_opens BIGINT NOT NULL DEFAULT 0,
+        ADD COLUMN machine_clicks BIGINT NOT NULL DEFAULT 0, ADD COLUMN machine_unsubscribes BIGINT NOT NULL DEFAULT 0;
+    CREATE INDEX events_clicks ON events (message_id, recipient, timestamp) WHERE event_type = {_CLICKED};
+"""
+MIGRATIONS += (VERDICTS_MIGRATION,)
+
 #: The advisory lock every mailtrack takes while it migrates (any 64-bit number no other application uses).
 MIGRATION_LOCK = 0x6D61_696C_7472_6B01
 _SCHEMA_NAME = re.compile(r"[a-z_][a-z0-9_]{0,62}")
@@ -303,22 +338,23 @@ _UNAVAILABLE_STATES = ("55P03", "25006", "55006")
 
 _E_COLUMNS = ", ".join("e." + column.strip() for column in _COLUMNS.split(","))
 _EVENT_SUMS = (
-    f"count(*) FILTER (WHERE e.event_type = {_OPENED}),"
-    f" count(*) FILTER (WHERE e.event_type = {_OPENED} AND e.first),"
-    f" count(*) FILTER (WHERE e.event_type = {_CLICKED}),"
-    f" count(*) FILTER (WHERE e.event_type = {_CLICKED} AND e.first),"
-    f" count(*) FILTER (WHERE e.event_type = {_CLICKED} AND e.link_first),"
-    f" count(*) FILTER (WHERE e.event_type = {_UNSUBSCRIBED}),"
-    f" count(*) FILTER (WHERE e.event_type = {_UNSUBSCRIBED} AND e.first)"
+    f"count(*) FILTER (WHERE e.event_type = {_OPENED} AND e.machine IS NULL),"
+    f" count(*) FILTER (WHERE e.event_type = {_OPENED} AND e.first AND e.machine IS NULL),"
+    f" count(*) FILTER (WHERE e.event_type = {_CLICKED} AND e.machine IS NULL),"
+    f" count(*) FILTER (WHERE e.event_type = {_CLICKED} AND e.first AND e.machine IS NULL),"
+    f" count(*) FILTER (WHERE e.event_type = {_CLICKED} AND e.link_first AND e.machine IS NULL),"
+    f" count(*) FILTER (WHERE e.event_type = {_UNSUBSCRIBED} AND e.machine IS NULL),"
+    f" count(*) FILTER (WHERE e.event_type = {_UNSUBSCRIBED} AND e.first AND e.machine IS NULL),"
+    f" count(*) FILTER (WHERE e.event_type = {_OPENED} AND e.machine IS NOT NULL),"
+    f" count(*) FILTER (WHERE e.event_type = {_CLICKED} AND e.machine IS NOT NULL),"
+    f" count(*) FILTER (WHERE e.event_type = {_UNSUBSCRIBED} AND e.machine IS NOT NULL)"
 )
 _KEY_COLUMNS = "key_id, account, scopes, created, revoked, name"
-#: Names for the 16 columns an events insert unnests (ids handed out in the batch's order).
-_U_COLUMNS = ", ".join(f"c{i}" for i in range(16))
+#: Names for the columns an events insert unnests (ids handed out in the batch's order).
+_U_COLUMNS = ", ".join(f"c{i}" for i in range(_WIDTH + 1))
 _ROLLUP_KEY = "account, fdim, gdim, fkey, fvalue, gkey, gvalue"
-_ROLLUP_COUNTS = ("opens", "unique_opens", "clicks", "unique_clicks", "link_unique_clicks", "unsubscribes",
-                  "unique_unsubscribes")
-_DAY_TYPES = ", ".join(["%s::text[]"] * 7 + ["%s::bigint[]", "%s::text[]"] + ["%s::bigint[]"] * 7)
-_TOTAL_TYPES = ", ".join(["%s::text[]"] * 8 + ["%s::bigint[]"] * 7)
+_DAY_TYPES = ", ".join(["%s::text[]"] * 7 + ["%s::bigint[]", "%s::text[]"] + ["%s::bigint[]"] * _N)
+_TOTAL_TYPES = ", ".join(["%s::text[]"] * 8 + ["%s::bigint[]"] * _N)
 #: Adds a batch's summed counts to the rows of ``{table}`` (key columns ``{key}``, unnest casts ``{types}``).
 _ROLLUP_UPSERT = ("INSERT INTO {table} ({key}, " + ", ".join(_ROLLUP_COUNTS) + ") SELECT * FROM unnest({types})"
                   " ON CONFLICT ({key}) DO UPDATE SET "
@@ -539,15 +575,17 @@ class PostgresStore:
         for event in events:
             if event.event_id not in stored:
                 new.setdefault(event.event_id, event)
+        relabels = _decide_verdicts(cursor, new) if new else []
         if new:
             rows = [_row(event) for event in new.values()]  # builds (and checks) every row before anything is written
-            firsts = sorted({(row[14], row[1], row[3], row[4]) for row in rows})  # per account (v3)
+            # per account (v3); people's only (v4): a machine event never takes a first-event slot
+            firsts = sorted({(row[14], row[1], row[3], row[4]) for row in rows if row[12] is None})
             won = set(cursor.execute(
                 "INSERT INTO firsts (account, event_type, message_id, recipient) "
                 "SELECT * FROM unnest(%s::text[], %s::text[], %s::text[], %s::text[]) ON CONFLICT DO NOTHING "
                 "RETURNING account, event_type, message_id, recipient", _columns(firsts, 4)).fetchall())
             links = sorted({(row[14], row[5], row[3], row[4]) for row in rows if row[1] == EventType.CLICKED.value
-                            and row[5] is not None})
+                            and row[5] is not None and row[12] is None})
             link_won = set(cursor.execute(
                 "INSERT INTO link_firsts (account, url, message_id, recipient) "
                 "SELECT * FROM unnest(%s::text[], %s::text[], %s::text[], %s::text[]) ON CONFLICT DO NOTHING "
@@ -555,11 +593,14 @@ class PostgresStore:
             decided: list[tuple[TrackingEvent, tuple[Any, ...], bool]] = []
             for event, row in zip(new.values(), rows, strict=True):
                 key = (row[14], row[1], row[3], row[4])
-                first = key in won
-                won.discard(key)  # one first per key, the earliest of the batch
+                first = row[12] is None and key in won
+                if row[12] is None:
+                    won.discard(key)  # one first per key, the earliest person's event of the batch
                 link_key = (row[14], row[5], row[3], row[4])
-                link_first = row[1] == EventType.CLICKED.value and row[5] is not None and link_key in link_won
-                link_won.discard(link_key)
+                link_first = row[1] == EventType.CLICKED.value and row[5] is not None and row[12] is None \
+                    and link_key in link_won
+                if row[12] is None:
+                    link_won.discard(link_key)
                 event = event.with_first(first)
                 decided.append((event, (*row[:11], first, *row[12:]), link_first))
             # every event transaction takes the one event_order row before its ids: they follow the commit order;
@@ -567,15 +608,16 @@ class PostgresStore:
             cursor.execute("UPDATE event_order SET writes = writes + %s", (len(decided),))
             days, totals = _rollup_rows(decided)
             cursor.execute(_ROLLUP_UPSERT.format(table="rollup_days", key=f"{_ROLLUP_KEY}, day, url", types=_DAY_TYPES),
-                           _columns(days, 16))
+                           _columns(days, 9 + _N))
             cursor.execute(_ROLLUP_UPSERT.format(table="rollup_totals", key=f"{_ROLLUP_KEY}, url", types=_TOTAL_TYPES),
-                           _columns(totals, 15))
+                           _columns(totals, 8 + _N))
             inserted = cursor.execute(
                 f"INSERT INTO events ({_COLUMNS}, link_first) SELECT {_U_COLUMNS} FROM unnest(%s::text[], %s::text[],"
                 " %s::float8[], %s::text[], %s::text[], %s::text[], %s::integer[], %s::text[], %s::text[], %s::text[],"
-                " %s::text[], %s::boolean[], %s::text[], %s::text[], %s::text[], %s::boolean[]) WITH ORDINALITY"
-                f" AS u({_U_COLUMNS}, n) ORDER BY n ON CONFLICT (event_id) DO NOTHING RETURNING id, event_id",
-                _columns([(*row, link_first) for _, row, link_first in decided], 16)).fetchall()
+                " %s::text[], %s::boolean[], %s::text[], %s::text[], %s::text[], %s::text[], %s::boolean[])"
+                f" WITH ORDINALITY AS u({_U_COLUMNS}, n) ORDER BY n ON CONFLICT (event_id) DO NOTHING"
+                " RETURNING id, event_id",
+                _columns([(*row, link_first) for _, row, link_first in decided], _WIDTH + 1)).fetchall()
             if len(inserted) != len(decided):
                 raise _Retry  # another server stored one of these event_ids since the SELECT above
             ids = dict((event_id, rowid) for rowid, event_id in inserted)
@@ -594,7 +636,11 @@ class PostgresStore:
                     " %s::float8[]) ON CONFLICT DO NOTHING",
                     _columns([(event.event_id, target, row[2]) for event, row, _ in decided for target in targets], 3))
             stored.update((event.event_id, bool(event.first)) for event, _, _ in decided)
-        return [event.with_first(bool(stored[event.event_id])) for event in events]
+            for event_id in _apply_relabels(cursor, relabels):
+                if event_id in stored:
+                    stored[event_id] = True
+        return [(new[event.event_id] if event.event_id in new else event).with_first(bool(stored[event.event_id]))
+                for event in events]
 
     # -- reading -------------------------------------------------------------------
     @_translated
@@ -612,6 +658,7 @@ class PostgresStore:
         if before is not None and (isinstance(before, bool) or not isinstance(before, int)):
             raise ArgumentError(f"before must be an event id (int) or None, not {before!r}")
         source, order, where, args = _plan(query)
+        where, args = _machine_filter(query, where, args)
         if before is not None:
             where.append(f"{order} < %s")
             args.append(before)
@@ -659,6 +706,9 @@ class PostgresStore:
             raise ArgumentError(f"group_by must be one of {', '.join(GROUP_BYS)}, not {group_by!r}")
         if not isinstance(campaign_key, str) or not campaign_key:
             raise ArgumentError(f"campaign_key must be a non-empty str, not {campaign_key!r}")
+        if query.machine is not None:
+            raise ArgumentError("stats count people and machines apart (machine_* beside the people's counts): "
+                                "the machine filter is the events'")
         start = None if after is None else _group_value(after, group_by)
         fetch = None if limit is None else limit + 1
         spec = _rollup_spec(query, group_by, campaign_key)
@@ -722,33 +772,20 @@ class PostgresStore:
 
     @_translated
     def stats(self) -> dict[str, Any]:
-        """Opens and clicks per message and per link, total and unique (as :meth:`SQLiteStore.stats`)."""
-        messages: dict[str, dict[str, Any]] = {}
+        """Opens and clicks per message and per link, total and unique, people's (as :meth:`SQLiteStore.stats`)."""
         with self._connection() as db:
             totals = db.execute("SELECT message_id, event_type, count(*), count(DISTINCT recipient) FROM events "
-                                "GROUP BY message_id, event_type").fetchall()
-            readers = db.execute("SELECT message_id, count(DISTINCT recipient) FROM events GROUP BY message_id").fetchall()
+                                "WHERE machine IS NULL GROUP BY message_id, event_type").fetchall()
+            readers = db.execute("SELECT message_id, count(DISTINCT recipient) FROM events WHERE machine IS NULL "
+                                 "GROUP BY message_id").fetchall()
             links = db.execute(
                 "SELECT message_id, link_index, url, count(*), count(DISTINCT recipient) FROM events "
-                "WHERE event_type = %s GROUP BY message_id, link_index, url "
+                "WHERE event_type = %s AND machine IS NULL GROUP BY message_id, link_index, url "
                 'ORDER BY message_id COLLATE "C", link_index NULLS FIRST, url COLLATE "C" NULLS FIRST',
                 (EventType.CLICKED.value,)).fetchall()
-        for message_id, event_type, total, unique in totals:
-            entry = messages.setdefault(message_id, {"message_id": message_id, "links": []})
-            entry[f"{event_type}_total"] = total
-            entry[f"{event_type}_unique"] = unique
-        for message_id, recipients in readers:
-            entry = messages[message_id]
-            entry["recipients"] = recipients
-            for kind in EventType:
-                entry.setdefault(f"{kind.value}_total", 0)
-                entry.setdefault(f"{kind.value}_unique", 0)
-            clickers, openers = entry[f"{EventType.CLICKED}_unique"], entry[f"{EventType.OPENED}_unique"]
-            entry["ctr"] = clickers / recipients if recipients else 0.0
-            entry["click_to_open"] = clickers / openers if openers else None
-        for message_id, index, url, total, unique in links:
-            messages[message_id]["links"].append({"link_index": index, "url": url, "clicks": total, "unique": unique})
-        return {"messages": sorted(messages.values(), key=lambda m: m["message_id"])}
+            machines = db.execute("SELECT message_id, event_type, count(*) FROM events WHERE machine IS NOT NULL "
+                                  "GROUP BY message_id, event_type").fetchall()
+        return _message_report(totals, readers, links, machines)
 
     # -- accounts, keys and settings (AccountStore) ----------------------------------------
     @contextmanager
@@ -1045,6 +1082,93 @@ class PostgresStore:
             total += Erased(events, outbox, keys)
 
 
+def _lock_id(key: tuple[str, str, str]) -> int:
+    """A signed 64-bit advisory lock id for one (account, message, recipient)."""
+    digest = hashlib.blake2b("\0".join(key).encode("utf-8", "surrogatepass"), digest_size=8).digest()
+    return int.from_bytes(digest, "big", signed=True)
+
+
+def _decide_verdicts(cursor: psycopg.Cursor[Any], new: dict[str, TrackingEvent]
+                     ) -> list[tuple[tuple[Any, ...], str, tuple[str, ...]]]:
+    """SQLite's ``_decide_verdicts`` on PostgreSQL: relabels ``new`` in place; returns the stored clicks to relabel.
+
+    Servers write at once here, so each (account, message, recipient) the batch clicks is held by a
+    transaction-level advisory lock (taken in id order: no deadlock between two batches) before its stored clicks
+    are read: of two batches clicking one message at once, the second reads what the first wrote (each statement
+    of a READ COMMITTED transaction sees what committed before it), so a honeypot click and a click beside it
+    meet whichever server writes them.
+    """
+    spans = _click_groups(list(new.values()))
+    if not spans:
+        return []
+    cursor.execute("SELECT pg_advisory_xact_lock(k) FROM unnest(%s::bigint[]) AS k ORDER BY k",
+                   (sorted({_lock_id(key) for key in spans}),))
+    stored: list[tuple[Any, ...]] = []
+    first_opens: dict[tuple[str, str, str], float | None] = dict(_batch_first_opens(new.values()))
+    for (account, message_id, recipient), (low, high) in spans.items():
+        stored += cursor.execute(
+            f"SELECT {_STORED_CLICK} FROM events WHERE message_id = %s AND recipient = %s AND timestamp BETWEEN %s"
+            f" AND %s AND event_type = {_CLICKED} AND account = %s",
+            (message_id, recipient, low, high, account)).fetchall()
+        row = cursor.execute(f"SELECT min(timestamp) FROM events WHERE message_id = %s AND recipient = %s AND"
+                             f" event_type = {_OPENED} AND machine IS NULL AND account = %s",
+                             (message_id, recipient, account)).fetchone()
+        key = (account, message_id, recipient)
+        if row is not None and row[0] is not None:
+            first_opens[key] = min(row[0], first_opens.get(key) or row[0])
+    decided, relabels = _relabel_batch(list(new.values()), stored, first_opens)
+    for event in decided:
+        new[event.event_id] = event
+    return relabels
+
+
+def _apply_relabels(cursor: psycopg.Cursor[Any], relabels: Sequence[tuple[tuple[Any, ...], str, tuple[str, ...]]]
+                    ) -> set[str]:
+    """SQLite's ``_apply_relabels`` on PostgreSQL (whose rollups hold every stored event: the difference of the
+    changed events' cells is always added); returns the event ids that took a ``first`` slot."""
+    if not relabels:
+        return set()
+    rows: dict[int, list[Any]] = {}
+    before: dict[int, tuple[Any, ...]] = {}
+    for row, label, reasons in relabels:
+        cursor.execute("UPDATE events SET machine = %s, machine_reasons = %s, first = false, link_first = false"
+                       " WHERE id = %s", (label, json.dumps(list(reasons), separators=(",", ":")), row[0]))
+        before[row[0]] = tuple(row[:11])
+        rows[row[0]] = [*row[:6], False, row[7], row[8], False, label]
+    promoted: set[str] = set()
+    for row, _, _ in relabels:
+        account, kind, message_id, recipient, url = row[8], row[1], row[3], row[13], row[4]
+        slots = []
+        if row[6]:
+            slots.append(("firsts", "event_type", kind, "first", ""))
+        if row[9] and url is not None:
+            slots.append(("link_firsts", "url", url, "link_first", f" AND event_type = {_CLICKED}"))
+        for table, column, value, flag, more in slots:
+            cursor.execute(f"DELETE FROM {table} WHERE account = %s AND {column} = %s AND message_id = %s"
+                           " AND recipient = %s", (account, value, message_id, recipient))
+            successor = cursor.execute(
+                f"SELECT {_ROLL_COLUMNS}, event_id FROM events WHERE message_id = %s AND recipient = %s AND"
+                f" {column} = %s AND account = %s AND machine IS NULL{more} ORDER BY id LIMIT 1",
+                (message_id, recipient, value, account)).fetchone()
+            if successor is None:
+                continue
+            cursor.execute(f"UPDATE events SET {flag} = true WHERE id = %s", (successor[0],))
+            cursor.execute(f"INSERT INTO {table} (account, {column}, message_id, recipient) VALUES (%s, %s, %s, %s)"
+                           " ON CONFLICT DO NOTHING", (account, value, message_id, recipient))
+            before.setdefault(successor[0], tuple(successor[:11]))
+            into = rows.setdefault(successor[0], list(successor[:11]))
+            into[6 if flag == "first" else 9] = True
+            if flag == "first":
+                promoted.add(successor[11])
+    delta = _delta_cells((before[rowid], tuple(row)) for rowid, row in rows.items())
+    if delta:
+        cursor.execute(_ROLLUP_UPSERT.format(table="rollup_days", key=f"{_ROLLUP_KEY}, day, url", types=_DAY_TYPES),
+                       _columns([(*key, *counts) for key, counts in sorted(delta.items())], 9 + _N))
+        cursor.execute(_ROLLUP_UPSERT.format(table="rollup_totals", key=f"{_ROLLUP_KEY}, url", types=_TOTAL_TYPES),
+                       _columns([(*key, *counts) for key, counts in sorted(_totals_of(delta).items())], 8 + _N))
+    return promoted
+
+
 def _columns(rows: Sequence[Sequence[Any]], width: int) -> list[list[Any]]:
     """Rows as ``width`` column lists: the arrays an ``unnest(%s, %s, ...)`` insert takes."""
     return [[row[i] for row in rows] for i in range(width)]
@@ -1059,8 +1183,8 @@ def _rollup_rows(decided: list[tuple[TrackingEvent, tuple[Any, ...], bool]]
     transaction. One upsert statement may touch a row once only, hence the sums, and the sort gives every writer
     one lock order.
     """
-    days: dict[tuple[Any, ...], list[int]] = defaultdict(lambda: [0] * 7)
-    totals: dict[tuple[Any, ...], list[int]] = defaultdict(lambda: [0] * 7)
+    days: dict[tuple[Any, ...], list[int]] = defaultdict(lambda: [0] * _N)
+    totals: dict[tuple[Any, ...], list[int]] = defaultdict(lambda: [0] * _N)
     for event, row, link_first in decided:
         counts = _counts(event, link_first)
         account, day = row[14], int(row[2] // _DAY)
@@ -1184,15 +1308,14 @@ def _from_rollups(db: psycopg.Connection[Any], spec: _Spec, account: str, days: 
     if group is None:  # one group, pinned by a condition
         if after is not None and str(pinned) <= str(after):
             return []
-        nonzero = _having(_nonzero(group_by, event_type, ("o", "c", "u")))
-        statement = (f"SELECT * FROM (SELECT %s::text AS g, sum(opens) AS o, sum(unique_opens) AS uo, sum(clicks) AS c,"
-                     f" sum(unique_clicks) AS uc, sum(link_unique_clicks) AS lc, sum(unsubscribes) AS u,"
-                     f" sum(unique_unsubscribes) AS uu FROM {table} WHERE {' AND '.join(where)}) s WHERE {nonzero}")
+        nonzero = _having(_nonzero(group_by, event_type, _PINNED_SHOWN))
+        statement = (f"SELECT * FROM (SELECT %s::text AS g, {_PINNED_SUMS} FROM {table} WHERE {' AND '.join(where)}) s"
+                     f" WHERE {nonzero}")
         return list(db.execute(statement.encode(), [pinned, *args]).fetchall())
     if after is not None:
         where.append(f"{group} > %s")
         args.append(after)
-    nonzero = _having(_nonzero(group_by, event_type, ("sum(opens)", "sum(clicks)", "sum(unsubscribes)")))
+    nonzero = _having(_nonzero(group_by, event_type, _GROUP_SHOWN))
     statement = (f"SELECT {group}, {_ROLLUP_SUMS} FROM {table} WHERE {' AND '.join(where)} GROUP BY {group}"
                  f" HAVING {nonzero} ORDER BY {group}")
     if fetch is not None:

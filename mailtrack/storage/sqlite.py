@@ -12,6 +12,11 @@ stats rollups are not written there: :meth:`SQLiteStore.roll` adds the events
 stored since its last run to them in batches (``mailtrack serve`` runs it in
 the background, every stats read runs it first), and a read adds the events
 it could not roll itself, so stats stay exact.
+
+Machine-event verdicts (issue 14): an event may be relabelled after it is
+stored (a honeypot click marks the clicks of its message around it), by the
+batch write that learns it (:func:`_decide_verdicts`, :func:`_apply_relabels`):
+the row is updated, its first-event slots pass on, and the rollups follow.
 """
 
 from __future__ import annotations
@@ -22,7 +27,6 @@ import json
 import sqlite3
 import threading
 import time
-from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any, ParamSpec, TypeVar
@@ -31,24 +35,38 @@ from mailtrack.core.settings import TrackingSettings
 from mailtrack.events import EventType, TrackingEvent
 from mailtrack.exceptions import ArgumentError, ConfigurationError
 from mailtrack.storage._shared import (
-    _ALL,
     _COLUMNS,
-    _DAY,
+    _GROUP_SHOWN,
     _KEY_COLUMNS,
+    _N,
     _NO_RECIPIENT,
     _PARENT,
+    _PINNED_SHOWN,
+    _PINNED_SUMS,
+    _ROLL_COLUMNS,
+    _ROLLUP_COUNTS,
     _ROLLUP_SUMS,
     _SHOWN,
+    _STORED_CLICK,
+    _WIDTH,
     _api_key,
+    _batch_first_opens,
+    _click_groups,
+    _delta_cells,
     _event,
     _group_value,
+    _machine_filter,
     _merge,
+    _message_report,
     _meta_value,
     _nonzero,
+    _relabel_batch,
+    _rollup_cells,
     _rollup_spec,
     _row,
     _Spec,
     _stats_rows,
+    _totals_of,
     _window,
 )
 from mailtrack.storage.accounts import (
@@ -78,8 +96,8 @@ from mailtrack.storage.base import (
     same_recipient,
 )
 
-__all__ = ["EVENTS_API_MIGRATION", "MIGRATIONS", "ROLL_BATCH", "ROLLER_MIGRATION", "STATS_MIGRATION", "OutboxItem",
-           "SQLiteStore"]
+__all__ = ["EVENTS_API_MIGRATION", "MIGRATIONS", "ROLL_BATCH", "ROLLER_MIGRATION", "STATS_MIGRATION",
+           "VERDICTS_MIGRATION", "OutboxItem", "SQLiteStore"]
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -329,6 +347,26 @@ MIGRATIONS += (ACCOUNT_FIRSTS_MIGRATION,)
 DROP_MESSAGE_INDEX_MIGRATION = "DROP INDEX IF EXISTS events_message"
 MIGRATIONS += (DROP_MESSAGE_INDEX_MIGRATION,)
 
+#: Machine-event verdicts (issue 14): each event's ``machine_reasons`` (JSON list; ``machine`` has had its column
+#: since v1), the rollups' machine counts beside the people's, and ``rollup_state.relabels``, which every write
+#: that relabels an event not rolled yet moves, so that a roller that summed the old labels starts its batch again.
+#: From this version on a machine event never takes a ``firsts``/``link_firsts`` slot (``first`` and the unique
+#: counts are people's). mailtrack stored no verdict before (its endpoints left ``machine`` None), so the counts
+#: already rolled stay as they are (an event recorded by hand with a ``machine`` before this version stays counted
+#: as a person's in the rollups).
+VERDICTS_MIGRATION = f"""
+    ALTER TABLE events ADD COLUMN machine_reasons TEXT NOT NULL DEFAULT '[]';
+    ALTER TABLE rollup_days ADD COLUMN machine_opens INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE rollup_days ADD COLUMN machine_clicks INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE rollup_days ADD COLUMN machine_unsubscribes INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE rollup_totals ADD COLUMN machine_opens INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE rollup_totals ADD COLUMN machine_clicks INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE rollup_totals ADD COLUMN machine_unsubscribes INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE rollup_state ADD COLUMN relabels INTEGER NOT NULL DEFAULT 0;
+    CREATE INDEX events_clicks ON events (message_id, recipient, timestamp) WHERE event_type = {_CLICKED}
+"""
+MIGRATIONS += (VERDICTS_MIGRATION,)
+
 #: How many events :meth:`SQLiteStore.roll` adds to the rollups per write transaction (by default)...
 ROLL_BATCH = 2000
 #: ... unless their distinct ``rollup_days`` cells reach this many first (events of many distinct messages share few
@@ -506,10 +544,13 @@ class SQLiteStore:
         with self._writing():
             db.execute("BEGIN IMMEDIATE")
             try:
+                events, relabels = _decide_verdicts(db, events)
                 if batch is not None:
+                    batch.relabel(events)
                     stored = self._insert_batch(db, events, batch)
                 else:
                     stored = [self._insert(db, event, outbox) for event in events]
+                stored = _apply_relabels(db, relabels, stored)
                 db.execute("COMMIT")
             except BaseException:
                 if db.in_transaction:
@@ -533,7 +574,8 @@ class SQLiteStore:
     def _record(self, db: sqlite3.Connection, event: TrackingEvent, outbox: Sequence[str]) -> TrackingEvent:
         db.execute("BEGIN IMMEDIATE")
         try:
-            event = self._insert(db, event, outbox)
+            decided, relabels = _decide_verdicts(db, [event])
+            event = _apply_relabels(db, relabels, [self._insert(db, decided[0], outbox)])[0]
             db.execute("COMMIT")
         except BaseException:
             if db.in_transaction:
@@ -546,18 +588,19 @@ class SQLiteStore:
         stored = db.execute("SELECT first FROM events WHERE event_id = ?", (event.event_id,)).fetchone()
         if stored is not None:  # a retried write: recorded already
             return event.with_first(bool(stored[0]))
-        first = db.execute(
+        person = event.machine is None  # a machine event never takes a first-event slot
+        first = person and db.execute(
             "INSERT OR IGNORE INTO firsts (account, event_type, message_id, recipient) VALUES (?, ?, ?, ?)",
             (_PARENT if event.account is None else event.account, event.event_type, event.message_id,
              _NO_RECIPIENT if event.recipient is None else event.recipient),
         ).rowcount == 1
         event = event.with_first(first)
         row = _row(event)
-        link_first = event.event_type is EventType.CLICKED and event.url is not None and db.execute(
+        link_first = person and event.event_type is EventType.CLICKED and event.url is not None and db.execute(
             "INSERT OR IGNORE INTO link_firsts (account, url, message_id, recipient) VALUES (?, ?, ?, ?)",
             (row[14], event.url, row[3], row[4]),
         ).rowcount == 1
-        rowid = db.execute(f"INSERT INTO events ({_COLUMNS}, link_first) VALUES ({', '.join('?' * 16)})",
+        rowid = db.execute(f"INSERT INTO events ({_COLUMNS}, link_first) VALUES ({', '.join('?' * (_WIDTH + 1))})",
                            (*row, int(link_first))).lastrowid
         self._index(db, rowid, event, row, link_first)
         now = event.timestamp.timestamp()
@@ -598,7 +641,9 @@ class SQLiteStore:
                 result.append(_flagged(event, bool(stored_first[event.event_id])))
                 continue
             first_key, link_key = batch.first_of[index], batch.link_of[index]
-            first = first_key not in firsts_known and first_key not in taken_firsts
+            if event.machine is not None:  # a machine event never takes a first-event slot
+                link_key = None
+            first = event.machine is None and first_key not in firsts_known and first_key not in taken_firsts
             if first:
                 taken_firsts.add(first_key)
                 new_firsts.append(batch.first_key_values[first_key])
@@ -616,7 +661,7 @@ class SQLiteStore:
                      new_firsts, 4)
         _insert_rows(db, "INSERT OR IGNORE INTO link_firsts (account, url, message_id, recipient) VALUES {}",
                      new_links, 4)
-        _insert_rows(db, f"INSERT INTO events ({_COLUMNS}, link_first) VALUES {{}}", rows, 16)
+        _insert_rows(db, f"INSERT INTO events ({_COLUMNS}, link_first) VALUES {{}}", rows, _WIDTH + 1)
         if rows:
             stored_ids = {row[0] for row in rows}
             _insert_rows(db, _INSERT_TAGS, [pair for pair in batch.tags if pair[1] in stored_ids], 2)
@@ -650,9 +695,12 @@ class SQLiteStore:
         upserts only) and written only if the watermark is still where the
         batch started, else read again from where another roller left it: so
         several threads and processes may roll one file, and each event is
-        added once. Exact because events are never changed once stored and ids
-        only grow (SQLite gives each new row the highest id plus one, under the
-        write lock). Rolls the events present when called (``max_events``: at
+        added once. Exact because ids only grow (SQLite gives each new row the
+        highest id plus one, under the write lock) and an event changed once
+        stored (a machine verdict given later: :func:`_apply_relabels`) either
+        is rolled already (the write corrects the rollups itself) or moves
+        ``rollup_state.relabels``, which the batch also checks (read again when
+        it moved: the rows it summed may be the old ones). Rolls the events present when called (``max_events``: at
         most that many), not those arriving meanwhile, so it always ends.
         Raises :class:`StoreUnavailable` when the database cannot be written now
         (whatever was committed before stays rolled).
@@ -686,7 +734,7 @@ class SQLiteStore:
     def _roll_batch(self, db: sqlite3.Connection, end: int, size: int, wait: bool) -> int:
         """Roll the next at most ``size`` events with ids up to ``end``; how many (0: none left)."""
         while True:
-            start = _watermark(db)
+            start, relabels = db.execute("SELECT rolled, relabels FROM rollup_state").fetchone()
             rows = db.execute(f"SELECT {_ROLL_COLUMNS} FROM events WHERE id > ? AND id <= ? ORDER BY id LIMIT ?",
                               (start, end, size)).fetchall()
             if not rows:
@@ -699,15 +747,13 @@ class SQLiteStore:
                     days[key] = counts if into is None else [a + b for a, b in zip(into, counts, strict=True)]
                 taken += _ROLL_CHUNK
             rows = rows[:taken]
-            totals: dict[tuple[Any, ...], list[int]] = {}
-            for key, counts in days.items():
-                into = totals.setdefault((*key[:7], key[8]), [0] * 7)
-                for i, count in enumerate(counts):
-                    into[i] += count
+            totals = _totals_of(days)
             with self._writing(wait=wait):
                 db.execute("BEGIN IMMEDIATE")
                 try:
-                    if _watermark(db) != start:  # another roller took this batch meanwhile: read on from its mark
+                    # another roller took this batch meanwhile (read on from its mark), or a write relabelled
+                    # events not rolled yet (read them again, with their new verdicts)
+                    if tuple(db.execute("SELECT rolled, relabels FROM rollup_state").fetchone()) != (start, relabels):
                         db.execute("ROLLBACK")
                         continue
                     db.executemany(_DAYS_UPSERT, [(*key, *counts) for key, counts in sorted(days.items())])
@@ -760,6 +806,7 @@ class SQLiteStore:
             raise ArgumentError(f"before must be an event id (int) or None, not {before!r}")
         db = self._connection()
         source, order, where, args = _plan(query, _window_is_narrow(db, query))
+        where, args = _machine_filter(query, where, args)
         if before is not None:
             where.append(f"{order} < ?")
             args.append(before)
@@ -847,6 +894,9 @@ class SQLiteStore:
             raise ArgumentError(f"group_by must be one of {', '.join(GROUP_BYS)}, not {group_by!r}")
         if not isinstance(campaign_key, str) or not campaign_key:
             raise ArgumentError(f"campaign_key must be a non-empty str, not {campaign_key!r}")
+        if query.machine is not None:
+            raise ArgumentError("stats count people and machines apart (machine_* beside the people's counts): "
+                                "the machine filter is the events'")
         start = None if after is None else _group_value(after, group_by)
         fetch = None if limit is None else limit + 1
         spec = _rollup_spec(query, group_by, campaign_key)
@@ -913,36 +963,25 @@ class SQLiteStore:
 
     @_translated
     def stats(self) -> dict[str, Any]:
-        """Opens and clicks per message and per link, total and unique (distinct recipients).
+        """Opens and clicks per message and per link, total and unique (distinct recipients), people's.
 
         ``recipients`` is how many recipients did anything at all: the store
         does not know how many were sent, so click-through is unique clickers
         over those (``ctr``) and over unique openers (``click_to_open``).
+        Events with a machine verdict are left out of those and counted beside
+        them (``machine_opened``, ``machine_clicked``, ``machine_unsubscribed``).
         """
         db = self._connection()
-        messages: dict[str, dict[str, Any]] = {}
-        for message_id, event_type, total, unique in db.execute(
-            "SELECT message_id, event_type, count(*), count(DISTINCT recipient) FROM events GROUP BY message_id, event_type"
-        ):
-            entry = messages.setdefault(message_id, {"message_id": message_id, "links": []})
-            entry[f"{event_type}_total"] = total
-            entry[f"{event_type}_unique"] = unique
-        for message_id, recipients in db.execute("SELECT message_id, count(DISTINCT recipient) FROM events GROUP BY message_id"):
-            entry = messages[message_id]
-            entry["recipients"] = recipients
-            for event_type in EventType:
-                entry.setdefault(f"{event_type.value}_total", 0)
-                entry.setdefault(f"{event_type.value}_unique", 0)
-            clickers, openers = entry[f"{EventType.CLICKED}_unique"], entry[f"{EventType.OPENED}_unique"]
-            entry["ctr"] = clickers / recipients if recipients else 0.0
-            entry["click_to_open"] = clickers / openers if openers else None
-        for message_id, index, url, total, unique in db.execute(
-            "SELECT message_id, link_index, url, count(*), count(DISTINCT recipient) FROM events "
-            "WHERE event_type = ? GROUP BY message_id, link_index, url ORDER BY message_id, link_index, url",
-            (EventType.CLICKED.value,),
-        ):
-            messages[message_id]["links"].append({"link_index": index, "url": url, "clicks": total, "unique": unique})
-        return {"messages": sorted(messages.values(), key=lambda m: m["message_id"])}
+        return _message_report(
+            db.execute("SELECT message_id, event_type, count(*), count(DISTINCT recipient) FROM events"
+                       " WHERE machine IS NULL GROUP BY message_id, event_type").fetchall(),
+            db.execute("SELECT message_id, count(DISTINCT recipient) FROM events WHERE machine IS NULL"
+                       " GROUP BY message_id").fetchall(),
+            db.execute("SELECT message_id, link_index, url, count(*), count(DISTINCT recipient) FROM events "
+                       "WHERE event_type = ? AND machine IS NULL GROUP BY message_id, link_index, url "
+                       "ORDER BY message_id, link_index, url", (EventType.CLICKED.value,)).fetchall(),
+            db.execute("SELECT message_id, event_type, count(*) FROM events WHERE machine IS NOT NULL"
+                       " GROUP BY message_id, event_type").fetchall())
 
     # -- accounts, keys and settings (AccountStore) ----------------------------------------
     @_translated
@@ -1322,29 +1361,30 @@ class SQLiteStore:
 
 _E_COLUMNS = ", ".join("e." + column.strip() for column in _COLUMNS.split(","))
 _ROLLUP_KEY = "account, fdim, gdim, fkey, fvalue, gkey, gvalue"
-_ROLLUP_COUNTS = ("opens", "unique_opens", "clicks", "unique_clicks", "link_unique_clicks", "unsubscribes",
-                  "unique_unsubscribes")
 
 
 def _upsert(table: str, key: str) -> str:
-    """``INSERT ... ON CONFLICT DO UPDATE`` adding one event's seven counts to the ``table`` row of ``key``."""
-    return (f"INSERT INTO {table} ({key}, {', '.join(_ROLLUP_COUNTS)}) VALUES ({', '.join('?' * (key.count(',') + 8))})"
+    """``INSERT ... ON CONFLICT DO UPDATE`` adding one event's counts to the ``table`` row of ``key``."""
+    return (f"INSERT INTO {table} ({key}, {', '.join(_ROLLUP_COUNTS)}) VALUES "
+            f"({', '.join('?' * (key.count(',') + 1 + _N))})"
             f" ON CONFLICT ({key}) DO UPDATE SET "
             + ", ".join(f"{column} = {column} + excluded.{column}" for column in _ROLLUP_COUNTS))
 
 
 _DAYS_UPSERT = _upsert("rollup_days", f"{_ROLLUP_KEY}, day, url")
 _TOTALS_UPSERT = _upsert("rollup_totals", f"{_ROLLUP_KEY}, url")
-#: The seven counts, in rollup column order, as sums over events ``e`` (the fallback's equivalent of the rollups).
+#: The ten counts, in rollup column order, as sums over events ``e`` (the fallback's equivalent of the rollups):
+#: people's (``machine`` NULL), then machines'.
+_PERSON = "e.machine IS NULL"
 _EVENT_SUMS = (
-    f"sum(e.event_type = {_OPENED}), sum(e.event_type = {_OPENED} AND e.first), sum(e.event_type = {_CLICKED}),"
-    f" sum(e.event_type = {_CLICKED} AND e.first), sum(e.event_type = {_CLICKED} AND e.link_first),"
-    f" sum(e.event_type = {_UNSUBSCRIBED}), sum(e.event_type = {_UNSUBSCRIBED} AND e.first)"
+    f"sum(e.event_type = {_OPENED} AND {_PERSON}), sum(e.event_type = {_OPENED} AND e.first AND {_PERSON}),"
+    f" sum(e.event_type = {_CLICKED} AND {_PERSON}), sum(e.event_type = {_CLICKED} AND e.first AND {_PERSON}),"
+    f" sum(e.event_type = {_CLICKED} AND e.link_first AND {_PERSON}), sum(e.event_type = {_UNSUBSCRIBED} AND {_PERSON}),"
+    f" sum(e.event_type = {_UNSUBSCRIBED} AND e.first AND {_PERSON}), sum(e.event_type = {_OPENED} AND NOT {_PERSON}),"
+    f" sum(e.event_type = {_CLICKED} AND NOT {_PERSON}), sum(e.event_type = {_UNSUBSCRIBED} AND NOT {_PERSON})"
 )
 
 
-#: What :func:`_rollup_cells` reads of each event.
-_ROLL_COLUMNS = "id, event_type, timestamp, message_id, url, metadata, first, tags, account, link_first"
 #: Where each rollup column sits in a cell's key (a ``rollup_days`` primary key in column order).
 _CELL_COLUMNS = {column: i for i, column in enumerate(
     ("account", "fdim", "gdim", "fkey", "fvalue", "gkey", "gvalue", "day", "url"))}
@@ -1419,6 +1459,95 @@ def _flagged(event: TrackingEvent, first: bool) -> TrackingEvent:
     return copy
 
 
+def _decide_verdicts(db: sqlite3.Connection, events: Sequence[TrackingEvent]
+                     ) -> tuple[list[TrackingEvent], list[tuple[tuple[Any, ...], str, tuple[str, ...]]]]:
+    """The stateful verdicts of a batch (see :func:`~mailtrack.storage._shared._verdicts`), in its transaction.
+
+    Reads the stored clicks of each (account, message, recipient) the batch clicks, within reach of its clicks
+    (the ``events_clicks`` index), and the earliest person's open when a verdict may need it. Returns the events
+    (new ones relabelled) and the stored clicks to relabel (:func:`_apply_relabels`, after the batch's insert).
+    Batches without clicks cost nothing here.
+    """
+    spans = _click_groups(events)
+    if not spans:
+        return list(events), []
+    known = {row[0] for row in _select_rows(db, "SELECT event_id FROM events WHERE event_id IN ({})",
+                                            [[event.event_id] for event in events], 1, values=False)}
+    new: dict[str, TrackingEvent] = {}
+    for event in events:
+        if event.event_id not in known:
+            new.setdefault(event.event_id, event)
+    stored: list[tuple[Any, ...]] = []
+    first_opens: dict[tuple[str, str, str], float | None] = dict(_batch_first_opens(new.values()))
+    for (account, message_id, recipient), (low, high) in spans.items():
+        stored += db.execute(f"SELECT {_STORED_CLICK} FROM events INDEXED BY events_clicks WHERE message_id = ? AND"
+                             f" recipient = ? AND timestamp BETWEEN ? AND ? AND event_type = {_CLICKED} AND account = ?",
+                             (message_id, recipient, low, high, account)).fetchall()
+        opened = db.execute(f"SELECT min(timestamp) FROM events WHERE message_id = ? AND recipient = ? AND"
+                            f" +event_type = {_OPENED} AND machine IS NULL AND +account = ?",
+                            (message_id, recipient, account)).fetchone()[0]
+        key = (account, message_id, recipient)
+        if opened is not None:
+            first_opens[key] = min(opened, first_opens.get(key) or opened)
+    decided, relabels = _relabel_batch(list(new.values()), stored, first_opens)
+    by_id = {event.event_id: event for event in decided}
+    return [by_id.get(event.event_id, event) if event.event_id not in known else event for event in events], relabels
+
+
+def _apply_relabels(db: sqlite3.Connection, relabels: Sequence[tuple[tuple[Any, ...], str, tuple[str, ...]]],
+                    stored: list[TrackingEvent]) -> list[TrackingEvent]:
+    """Relabel stored clicks (their rows are updated; nothing of the request is deleted), in the batch's transaction.
+
+    A relabelled click loses its first-event slots (``firsts``, ``link_firsts``) to the next person's event of its
+    key in recording order, if any (so ``first`` and the unique counts stay people's). The rollups follow: for events
+    already rolled (ids up to the watermark) the difference of their cells is added to them here; for events not
+    rolled yet ``rollup_state.relabels`` moves, so a roller that summed their old rows reads them again. Returns
+    ``stored`` (the batch's events as stored) with ``first`` as it now stands for any that took a slot.
+    """
+    if not relabels:
+        return stored
+    rows: dict[int, list[Any]] = {}
+    before: dict[int, tuple[Any, ...]] = {}
+    for row, label, reasons in relabels:
+        db.execute("UPDATE events SET machine = ?, machine_reasons = ?, first = 0, link_first = 0 WHERE id = ?",
+                   (label, json.dumps(list(reasons), separators=(",", ":")), row[0]))
+        before[row[0]] = tuple(row[:11])
+        rows[row[0]] = [*row[:6], 0, row[7], row[8], 0, label]
+    promoted: set[str] = set()
+    for row, _, _ in relabels:
+        account, kind, message_id, recipient, url = row[8], row[1], row[3], row[13], row[4]
+        slots = []
+        if row[6]:
+            slots.append(("firsts", "event_type", kind, "first", ""))
+        if row[9] and url is not None:
+            slots.append(("link_firsts", "url", url, "link_first", f" AND event_type = {_CLICKED}"))
+        for table, column, value, flag, more in slots:
+            db.execute(f"DELETE FROM {table} WHERE account = ? AND {column} = ? AND message_id = ? AND recipient = ?",
+                       (account, value, message_id, recipient))
+            successor = db.execute(
+                f"SELECT {_ROLL_COLUMNS}, event_id FROM events WHERE message_id = ? AND recipient = ? AND"
+                f" +{column} = ? AND +account = ? AND machine IS NULL{more} ORDER BY id LIMIT 1",
+                (message_id, recipient, value, account)).fetchone()
+            if successor is None:
+                continue
+            db.execute(f"UPDATE events SET {flag} = 1 WHERE id = ?", (successor[0],))
+            db.execute(f"INSERT OR IGNORE INTO {table} (account, {column}, message_id, recipient) VALUES (?, ?, ?, ?)",
+                       (account, value, message_id, recipient))
+            before.setdefault(successor[0], tuple(successor[:11]))
+            into = rows.setdefault(successor[0], list(successor[:11]))
+            into[6 if flag == "first" else 9] = 1
+            if flag == "first":
+                promoted.add(successor[11])
+    watermark = _watermark(db)
+    delta = _delta_cells((before[rowid], tuple(row)) for rowid, row in rows.items() if rowid <= watermark)
+    if delta:
+        db.executemany(_DAYS_UPSERT, [(*key, *counts) for key, counts in sorted(delta.items())])
+        db.executemany(_TOTALS_UPSERT, [(*key, *counts) for key, counts in sorted(_totals_of(delta).items())])
+    if any(rowid > watermark for rowid in rows):
+        db.execute("UPDATE rollup_state SET relabels = relabels + 1")
+    return [_flagged(event, True) if event.event_id in promoted else event for event in stored]
+
+
 class _Batch:
     """The rows of a batch of events as ``record_many`` writes them, prepared before the write lock is taken.
 
@@ -1453,6 +1582,13 @@ class _Batch:
         self.first_key_values = [list(key) for key in firsts]
         self.link_key_values = [list(key) for key in links]
 
+    def relabel(self, events: Sequence[TrackingEvent]) -> None:
+        """Take the verdicts :func:`_decide_verdicts` gave the batch's events into their rows."""
+        for row, event in zip(self.rows, events, strict=True):
+            if row[12] != event.machine:
+                row[12] = event.machine
+                row[15] = json.dumps(list(event.machine_reasons), separators=(",", ":"))
+
 
 _KNOWN_FIRSTS = ("SELECT group_concat(column1) FROM (VALUES {}) WHERE EXISTS (SELECT 1 FROM firsts f"
                  " WHERE f.account = column2 AND f.event_type = column3 AND f.message_id = column4"
@@ -1469,60 +1605,6 @@ _INSERT_META = ("INSERT OR IGNORE INTO event_meta (key, value, event)"
 def _watermark(db: sqlite3.Connection) -> int:
     """The highest event id the rollups hold (``rollup_state``, see ``ROLLER_MIGRATION``)."""
     return int(db.execute("SELECT rolled FROM rollup_state").fetchone()[0])
-
-
-def _rollup_cells(rows: Iterable[Sequence[Any]]) -> dict[tuple[Any, ...], list[int]]:
-    """The ``rollup_days`` cells of events (rows of ``_ROLL_COLUMNS``), each key with its seven counts summed.
-
-    An event counts in (see ``STATS_MIGRATION``) the cells (all, all) and
-    (atom, all) for each of its atoms (its message, each metadata pair, each
-    tag), and (metadata pair or tag f, atom g) for every other atom g (g = f
-    too for a tag), each on its UTC day and URL ('' when none): about 22 cells
-    for an event with two metadata pairs and two tags. Metadata values as the
-    index holds them (:func:`_meta_value`), tags once each.
-    """
-    opened, clicked, unsubscribed = EventType.OPENED.value, EventType.CLICKED.value, EventType.UNSUBSCRIBED.value
-    shapes: dict[tuple[str, str], tuple[list[tuple[str, ...]], list[tuple[str, str, str]]]] = {}
-    # cells counted per counts vector (at most seven kinds of event), in C (Counter.update), multiplied out at the end
-    tallies: dict[tuple[int, ...], Counter[tuple[Any, ...]]] = {}
-    for _, kind, timestamp, message_id, url, metadata, first, tags, account, link_first in rows:
-        counts = (int(kind == opened), int(kind == opened and bool(first)), int(kind == clicked),
-                  int(kind == clicked and bool(first)), int(bool(link_first)), int(kind == unsubscribed),
-                  int(kind == unsubscribed and bool(first)))
-        shape = shapes.get((metadata, tags))
-        if shape is None:  # a campaign's events share their metadata and tags: their cells but the message's
-            shape = shapes[(metadata, tags)] = _shape(metadata, tags)
-        fixed, by_message = shape
-        day, url = int(timestamp // _DAY), url or ""
-        keys = [(account, *pair, day, url) for pair in fixed]
-        keys.append((account, "message", "all", message_id, "", "", "", day, url))
-        keys += [(account, fdim, "message", fkey, fvalue, message_id, "", day, url) for fdim, fkey, fvalue in by_message]
-        tally = tallies.get(counts)
-        if tally is None:
-            tally = tallies[counts] = Counter()
-        tally.update(keys)
-    cells: dict[tuple[Any, ...], list[int]] = {}
-    for vector, tally in tallies.items():
-        for key, times in tally.items():
-            into = cells.get(key)
-            if into is None:
-                cells[key] = [count * times for count in vector]
-            else:
-                cells[key] = [have + count * times for have, count in zip(into, vector, strict=True)]
-    return cells
-
-
-def _shape(metadata: str, tags: str) -> tuple[list[tuple[str, ...]], list[tuple[str, str, str]]]:
-    """The cells of an event with this metadata and these tags (JSON as stored), without its message.
-
-    ``(fdim, gdim, fkey, fvalue, gkey, gvalue)`` of the cells that do not name
-    the message, and the atoms f of the cells (f, its message) that do.
-    """
-    atoms = [*(("meta", key, _meta_value(value)) for key, value in json.loads(metadata).items()),
-             *(("tag", tag, "") for tag in sorted(set(json.loads(tags))))]
-    pairs = [(f, _ALL) for f in (_ALL, *atoms)]
-    pairs += [(f, g) for f in atoms for g in atoms if g != f or f[0] == "tag"]
-    return [(f[0], g[0], f[1], f[2], g[1], g[2]) for f, g in pairs], atoms
 
 
 class _Tail:
@@ -1555,7 +1637,7 @@ class _Tail:
                     or (low is not None and key[7] < low) or (high is not None and key[7] >= high) \
                     or (group_by == "link" and key[8] == ""):
                 continue
-            into = sums.setdefault(pinned if group is None else key[_CELL_COLUMNS[group]], [0] * 7)
+            into = sums.setdefault(pinned if group is None else key[_CELL_COLUMNS[group]], [0] * _N)
             for i, count in enumerate(counts):
                 into[i] += count
         return sorted((name, *counts) for name, counts in sums.items())
@@ -1709,16 +1791,14 @@ def _from_rollups(db: sqlite3.Connection, spec: _Spec, account: str, days: tuple
     if group is None:  # one group, pinned by a condition
         if after is not None and str(pinned) <= str(after):
             return []
-        nonzero = _nonzero(group_by, event_type, ("o", "c", "u"))
-        sql = (f"SELECT * FROM (SELECT ? AS g, sum(opens) AS o, sum(unique_opens), sum(clicks) AS c, sum(unique_clicks),"
-               f" sum(link_unique_clicks), sum(unsubscribes) AS u, sum(unique_unsubscribes) FROM "
-               f"{sums.split(' FROM ', 1)[1]}) WHERE {nonzero}")
+        nonzero = _nonzero(group_by, event_type, _PINNED_SHOWN)
+        sql = f"SELECT * FROM (SELECT ? AS g, {_PINNED_SUMS} FROM {sums.split(' FROM ', 1)[1]}) WHERE {nonzero}"
         return db.execute(sql, [pinned, *args]).fetchall()
     if after is not None:
         where.append(f"{group} > ?")
         args.append(after)
         sums = f"{_ROLLUP_SUMS} FROM {'rollup_days' if use_days else 'rollup_totals'} WHERE {' AND '.join(where)}"
-    nonzero = _nonzero(group_by, event_type, ("sum(opens)", "sum(clicks)", "sum(unsubscribes)"))
+    nonzero = _nonzero(group_by, event_type, _GROUP_SHOWN)
     sql = f"SELECT {group}, {sums} GROUP BY {group} HAVING {nonzero} ORDER BY {group}"
     if fetch is not None:
         sql += f" LIMIT {int(fetch)}"

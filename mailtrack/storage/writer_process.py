@@ -57,7 +57,7 @@ from mailtrack.exceptions import ArgumentError, ConfigurationError
 from mailtrack.storage.base import StoreError, StoreUnavailable
 from mailtrack.storage.sqlite import _flagged  # one copy of the trusted with_first (per event on the lane: no import)
 
-__all__ = ["ProcessWriter", "ReplyReader", "encode_request", "stored_as"]
+__all__ = ["ProcessWriter", "ReplyReader", "Stored", "encode_request", "stored_as"]
 
 log = logging.getLogger("mailtrack")
 _HEADER = struct.Struct("!I")
@@ -148,7 +148,7 @@ class ProcessWriter:
             self._stop(timeout)
 
     # -- the child, from the server's side ------------------------------------------
-    def _call(self, op: str, events: list[TrackingEvent], outbox: tuple[str, ...]) -> list[bool]:
+    def _call(self, op: str, events: list[TrackingEvent], outbox: tuple[str, ...]) -> list[Stored]:
         request = pickle.dumps((op, events, outbox), protocol=pickle.HIGHEST_PROTOCOL)
         with self._lock:
             sock = self._started()
@@ -282,9 +282,29 @@ def _is_python(executable: str | None) -> bool:
     return re.fullmatch(r"(python|pypy)(\d+(\.\d+)*)?[dmtw]*(\.exe)?", os.path.basename(executable or "").lower()) is not None
 
 
-def stored_as(event: TrackingEvent, first: bool) -> TrackingEvent:
-    """``event`` as the child stored it: with its ``first`` (the events were checked when made, and the child
-    stored them, so this copies without validating every field again)."""
+#: What the child answers per event: its stored ``first``, or ``(first, machine, machine_reasons)`` when the store
+#: gave it another machine verdict than it was sent with (a verdict of the batch write: issue 14).
+Stored = bool | tuple[bool, str | None, tuple[str, ...]]
+
+
+def _stored(sent: TrackingEvent, stored: TrackingEvent) -> Stored:
+    """The child's answer for one event: ``first`` alone unless the verdict changed."""
+    if (stored.machine, stored.machine_reasons) == (sent.machine, sent.machine_reasons):
+        return bool(stored.first)
+    return (bool(stored.first), stored.machine, tuple(stored.machine_reasons))
+
+
+def stored_as(event: TrackingEvent, first: Stored) -> TrackingEvent:
+    """``event`` as the child stored it: with its ``first`` and, when the store changed it, its machine verdict (the
+    events were checked when made, and the child stored them, so this copies without validating every field again)."""
+    if isinstance(first, tuple):
+        flag, machine, reasons = first
+        copy = object.__new__(TrackingEvent)
+        copy.__dict__.update(event.__dict__)
+        object.__setattr__(copy, "first", bool(flag))
+        object.__setattr__(copy, "machine", machine)
+        object.__setattr__(copy, "machine_reasons", tuple(reasons))
+        return copy
     return _flagged(event, bool(first))
 
 
@@ -302,9 +322,9 @@ class ReplyReader:
     def __init__(self) -> None:
         self._buffer = bytearray()
 
-    def feed(self, data: bytes) -> list[list[bool] | StoreError]:
+    def feed(self, data: bytes) -> list[list[Stored] | StoreError]:
         self._buffer += data
-        replies: list[list[bool] | StoreError] = []
+        replies: list[list[Stored] | StoreError] = []
         while len(self._buffer) >= _HEADER.size:
             (size,) = _HEADER.unpack_from(self._buffer)
             if size > _MAX_FRAME:
@@ -318,9 +338,10 @@ class ReplyReader:
         return replies
 
 
-def _reply(status: str, value: Any) -> list[bool] | StoreError:
+def _reply(status: str, value: Any) -> list[Stored] | StoreError:
     if status == "ok":
-        return [bool(first) for first in value]
+        return [(bool(first[0]), first[1], tuple(first[2])) if isinstance(first, tuple) else bool(first)
+                for first in value]
     return StoreUnavailable(value) if status == "unavailable" else StoreError(value)
 
 
@@ -413,8 +434,9 @@ def _answer(child: _Child, op: str, events: list[TrackingEvent], outbox: tuple[s
     try:
         store = child.store()
         if op == "record":
-            return ("ok", [bool(store.record(events[0], outbox).first)])
-        return ("ok", [bool(event.first) for event in store.record_many(events, outbox)])
+            return ("ok", [_stored(events[0], store.record(events[0], outbox))])
+        return ("ok", [_stored(sent, stored) for sent, stored in zip(events, store.record_many(events, outbox),
+                                                                     strict=True)])
     except StoreUnavailable as exc:
         return ("unavailable", str(exc) or type(exc).__name__)
     except (StoreError, TypeError, ValueError) as exc:  # an event the store refuses: the recorder finds it

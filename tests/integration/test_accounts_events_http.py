@@ -71,7 +71,8 @@ def test_each_key_reads_its_accounts_events_and_each_subuser_gets_its_landing_pa
         assert stats["data"] == [{"key": "spring", "sent": None, "opens": len(expected),  # type: ignore[index]
                                   "unique_opens": len(expected), "clicks": len(expected),
                                   "unique_clicks": len(expected), "unsubscribes": 0, "unique_unsubscribes": 0,
-                                  "open_rate": None, "click_rate": None, "click_to_open_rate": 1.0}]
+                                  "open_rate": None, "click_rate": None, "click_to_open_rate": 1.0,
+                                  "machine_opens": 0, "machine_clicks": 0, "machine_unsubscribes": 0}]
 
     # the unsubscribe page: the subuser's stored landing, else the parent's
     def landing(account: str | None, message_id: str) -> str:

@@ -116,3 +116,21 @@ def test_bad_filters_are_one_line_errors(db: Path, capsys: pytest.CaptureFixture
                                          message: str) -> None:
     code, out, err = run(capsys, *args, "--db", str(db))
     assert code == status and out == "" and message in err and len(err.splitlines()) == 1
+
+
+def test_events_machine_filter_and_stats_machine_counts(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Issue 14: ``mailtrack events --machine none|any|<label>``; ``mailtrack stats`` shows machines beside people."""
+    path = tmp_path / "events.sqlite"
+    store = SQLiteStore(path)
+    person = store.record(TrackingEvent(event_type="opened", message_id="m", recipient="a@x", timestamp=DAY0))
+    mpp = store.record(TrackingEvent(event_type="opened", message_id="m", recipient="b@x", timestamp=DAY0,
+                                     machine="apple_mpp", machine_reasons=("Apple's proxy",)))
+    store.close()
+    for machine, wanted in (("none", [person]), ("any", [mpp]), ("apple_mpp", [mpp]), ("prefetch", [])):
+        status, out, _ = run(capsys, "events", "--db", str(path), "--json", "--machine", machine)
+        assert status == 0 and [json.loads(line)["event_id"] for line in out.splitlines()] == \
+            [event.event_id for event in wanted], machine
+    status, out, _ = run(capsys, "events", "--db", str(path))
+    assert status == 0 and "machine=apple_mpp" in out
+    status, out, _ = run(capsys, "stats", "--db", str(path), "--group-by", "message")
+    assert status == 0 and "opens 1 (1 unique)" in out and "machines: opens 1, clicks 0, unsubscribes 0" in out

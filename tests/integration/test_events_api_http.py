@@ -59,7 +59,8 @@ def test_events_and_stats_over_http(serve: Callable[..., Server], tracker: mailt
     assert status == 200
     assert stats["data"] == [{"key": "spring", "sent": None, "opens": 3, "unique_opens": 2, "clicks": 2,
                               "unique_clicks": 2, "unsubscribes": 0, "unique_unsubscribes": 0, "open_rate": None,
-                              "click_rate": None, "click_to_open_rate": 1.0}]
+                              "click_rate": None, "click_to_open_rate": 1.0, "machine_opens": 0,
+                              "machine_clicks": 0, "machine_unsubscribes": 0}]
     status, errors = api(server, "/v1/stats", key, group_by="week")
     assert status == 400 and errors == {"errors": [{"field": "group_by",
                                                     "message": "must be one of day, campaign, message, link, tag"}]}

@@ -99,6 +99,9 @@ def test_lists_repeat_as_arguments_and_are_comma_separated_in_the_environment() 
         ({"MAILTRACK_WEBHOOK": "file:///etc/passwd", "MAILTRACK_WEBHOOK_SECRET": "s"}, "--webhook, MAILTRACK_WEBHOOK"),
         ({"MAILTRACK_LANDING": "/no/such/landing.html"}, "--landing, MAILTRACK_LANDING"),
         ({"MAILTRACK_TOKEN_FORMAT": "encrypted"}, "--token-format, MAILTRACK_TOKEN_FORMAT"),
+        ({"MAILTRACK_WEBHOOK": "https://h.example/", "MAILTRACK_WEBHOOK_SECRET": "s" * 16,
+          "MAILTRACK_WEBHOOK_SKIP_MACHINE": "https://other.example/"},
+         "--webhook-skip-machine, MAILTRACK_WEBHOOK_SKIP_MACHINE"),
     ],
 )
 def test_invalid_values_raise_configuration_error_naming_option_and_variable(env: dict[str, str], names: str) -> None:
@@ -148,6 +151,16 @@ def test_landing_page_is_read_once_from_the_file(tmp_path: Path) -> None:
     page = tmp_path / "landing.html"
     page.write_text("<p>Leaving?</p>", encoding="utf-8")
     assert Config.from_sources({"landing": str(page)}, {}).landing_html == "<p>Leaving?</p>"
+
+
+def test_webhook_skip_machine_names_webhooks_that_get_peoples_events_only() -> None:
+    env = {"MAILTRACK_WEBHOOK": "https://a.example/h,https://b.example/h", "MAILTRACK_WEBHOOK_SECRET": "s" * 16,
+           "MAILTRACK_WEBHOOK_SKIP_MACHINE": "https://b.example/h"}
+    config = Config.from_sources(None, env)
+    assert config.webhooks_skip_machine == ("https://b.example/h",)
+    config = Config.from_sources({"webhook_skip_machine": ["https://a.example/h"]}, env)
+    assert config.webhooks_skip_machine == ("https://a.example/h",)
+    assert Config.from_sources(None, {k: v for k, v in env.items() if "SKIP" not in k}).webhooks_skip_machine == ()
 
 
 def test_a_short_webhook_secret_is_refused_naming_its_option_and_variable() -> None:

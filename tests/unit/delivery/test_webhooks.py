@@ -752,3 +752,83 @@ def test_connections_are_kept_alive_and_reused(store: SQLiteStore) -> None:
         assert 1 <= len(held.ports) <= 3  # 60 posts over at most one connection per thread
     finally:
         held.close()
+
+
+# -- machine-event verdicts (issue 14) ---------------------------------------------------------
+
+
+def test_payloads_carry_the_verdict_and_a_receiver_may_skip_machine_events(store: SQLiteStore) -> None:
+    everything, people = Receiver(), Receiver()
+    try:
+        targets = [everything.url, people.url]
+        person = store.record(event("opened"), outbox=targets)
+        mpp = store.record(event("opened", machine="apple_mpp", machine_reasons=("Apple's proxy address",)),
+                           outbox=targets)
+        click = store.record(event("clicked"), outbox=targets)
+        assert WebhookDelivery(store, everything.url, SECRET, clock=Clock()).deliver_due() == 3
+        assert WebhookDelivery(store, people.url, SECRET, clock=Clock(), skip_machine=True).deliver_due() == 3
+        sent = {json.loads(r["body"])["data"]["event_id"]: json.loads(r["body"])["data"] for r in everything.posts()}
+        assert set(sent) == {person.event_id, mpp.event_id, click.event_id}
+        assert (sent[mpp.event_id]["machine"], sent[mpp.event_id]["machine_reasons"]) == \
+            ("apple_mpp", ["Apple's proxy address"])
+        assert (sent[person.event_id]["machine"], sent[person.event_id]["machine_reasons"]) == (None, [])
+        assert sorted(json.loads(r["body"])["data"]["event_id"] for r in people.posts()) == \
+            sorted([person.event_id, click.event_id])  # posted concurrently: in no fixed order
+        assert all(outbox["delivered"] is not None for outbox in store.outbox_rows())  # the skipped one is done too
+    finally:
+        everything.close()
+        people.close()
+
+
+def test_a_relabel_before_delivery_is_what_the_webhook_says(store: SQLiteStore) -> None:
+    """A click relabelled by a honeypot click a few seconds later, before its delivery, goes out relabelled (and not
+    at all to a receiver without machine events)."""
+    everything, people = Receiver(), Receiver()
+    try:
+        targets = [everything.url, people.url]
+        click = store.record(event("clicked", link_index=0, url="https://example.com/a"), outbox=targets)
+        honeypot = store.record(event("clicked", link_index=7, url="https://example.com/trap", machine="honeypot",
+                                      machine_reasons=("the honeypot link",),
+                                      timestamp=datetime.fromtimestamp(T0 + 5, timezone.utc)), outbox=targets)
+        assert WebhookDelivery(store, everything.url, SECRET, clock=Clock(T0 + 10)).deliver_due() == 2
+        assert WebhookDelivery(store, people.url, SECRET, clock=Clock(T0 + 10), skip_machine=True).deliver_due() == 2
+        sent = {json.loads(r["body"])["data"]["event_id"]: json.loads(r["body"])["data"] for r in everything.posts()}
+        assert (sent[click.event_id]["machine"], sent[click.event_id]["machine_reasons"]) == \
+            ("honeypot", ["near a honeypot click", "clicked before any open"])
+        assert sent[honeypot.event_id]["machine"] == "honeypot"
+        assert people.posts() == []
+    finally:
+        everything.close()
+        people.close()
+
+
+def test_serve_wires_webhook_skip_machine_per_receiver(tmp_path: Any) -> None:
+    """``--webhook-skip-machine URL`` (Config.webhooks_skip_machine): that receiver gets people's events only, the
+    other every event; both through ``build_service``'s recorder, writer and deliveries."""
+    from mailtrack.config import Config
+    from mailtrack.service import build_service
+
+    everything, people = Receiver(), Receiver()
+    service = build_service(Config(secret_keys=("k" * 32,), base_url="https://t.example",
+                                   db=str(tmp_path / "events.sqlite"), webhooks=(everything.url, people.url),
+                                   webhooks_skip_machine=(people.url,), webhook_secret=SECRET))
+    try:
+        assert [(d.url, d.skip_machine) for d in service.deliveries] == [(everything.url, False), (people.url, True)]
+        now = datetime.now(timezone.utc)
+        person = service.recorder.record(event("opened", timestamp=now))
+        mpp = service.recorder.record(TrackingEvent(event_type="opened", timestamp=now, message_id="m1",
+                                                    recipient="b@x", machine="apple_mpp",
+                                                    machine_reasons=("Apple's proxy",)))
+        wait_until(lambda: len(everything.posts()) == 2, timeout=30, what="both events at the first receiver")
+        store = SQLiteStore(tmp_path / "events.sqlite")
+        try:
+            wait_until(lambda: all(row["delivered"] is not None for row in store.outbox_rows()), timeout=30,
+                       what="every delivery done")
+        finally:
+            store.close()
+        assert {json.loads(r["body"])["data"]["event_id"] for r in everything.posts()} == {person.event_id, mpp.event_id}
+        assert [json.loads(r["body"])["data"]["event_id"] for r in people.posts()] == [person.event_id]
+    finally:
+        service.close()
+        everything.close()
+        people.close()

@@ -125,7 +125,8 @@ def expected_numbers(stats_row: object) -> dict[str, str]:
     cto = "\u2014" if d["click_to_open_rate"] is None else f"{d['click_to_open_rate'] * 100:.1f}%"
     return {"opens": f"{d['opens']:,}", "unique_opens": f"{d['unique_opens']:,}", "clicks": f"{d['clicks']:,}",
             "unique_clicks": f"{d['unique_clicks']:,}", "unsubscribes": f"{d['unsubscribes']:,}", **rate,
-            "click_to_open": cto}
+            "click_to_open": cto, "machine_opens": f"{d['machine_opens']:,}",
+            "machine_clicks": f"{d['machine_clicks']:,}", "machine_unsubscribes": f"{d['machine_unsubscribes']:,}"}
 
 
 def window(first: object = FIRST, last: object = TODAY, account: str = "") -> EventQuery:
@@ -528,3 +529,25 @@ def test_a_key_reads_its_own_accounts_events_only(store: SQLiteStore, keys: Keys
     hidden = get(board, "/dashboard/campaign", {"name": "sub-campaign"}, headers=basic(keys.full))
     assert "No events yet for this campaign" in hidden.body.decode()  # the parent's key does not see it
     assert "sub1" in (sub_page.select_one("header nav") or Tag(name="x")).get_text()
+
+
+def test_machine_counts_are_shown_beside_peoples_and_each_events_verdict(store: SQLiteStore, keys: Keys) -> None:
+    """Issue 14: totals and tables count people, with the machines' counts beside them; the latest events show
+    each verdict (its reasons as the cell's title)."""
+    store.record(TrackingEvent(event_type="opened", message_id="m1", recipient="mpp@example.com",
+                               timestamp=NOW - timedelta(minutes=5), metadata={"campaign": "spring"},
+                               machine="apple_mpp", machine_reasons=("Apple's proxy network",)))
+    store.record(TrackingEvent(event_type="clicked", message_id="m1", recipient="mpp@example.com",
+                               url="https://example.com/a", timestamp=NOW - timedelta(minutes=4),
+                               metadata={"campaign": "spring"}, machine="link_scanner"))
+    page = soup(get(dashboard(store), headers=basic(keys.full)))
+    days = store.grouped_stats(window(), "day")
+    totals = {str(dd["data-field"]): dd.get_text() for dd in page.select("#totals dd[data-field]")}
+    assert totals["machine_opens"] == str(sum(row.machine_opens or 0 for row in days)) == "1"
+    assert totals["machine_clicks"] == "1" and totals["machine_unsubscribes"] == "0"
+    assert totals["opens"] == str(sum(row.opens or 0 for row in days))  # people's, as before
+    assert page.select_one("#people-note") is not None
+    spring = next(tr for tr in page.select("#campaigns table.stats tbody tr") if tr["data-key"] == "spring")
+    assert row_numbers(spring)["machine_opens"] == "1" and row_numbers(spring)["machine_clicks"] == "1"
+    verdicts = {str(td.get_text()): str(td.get("title")) for td in page.select('#recent td[data-field="machine"]')}
+    assert verdicts["apple_mpp"] == "Apple's proxy network" and verdicts["link_scanner"] == ""

@@ -86,7 +86,8 @@ def test_stats_groups(store: Any) -> None:
     assert [row["key"] for row in body["data"]] == ["fall", "spring"]
     assert sum(row["opens"] + row["clicks"] + row["unsubscribes"] for row in body["data"]) == 30
     assert set(body["data"][0]) == {"key", "sent", "opens", "unique_opens", "clicks", "unique_clicks", "unsubscribes",
-                                    "unique_unsubscribes", "open_rate", "click_rate", "click_to_open_rate"}
+                                    "unique_unsubscribes", "open_rate", "click_rate", "click_to_open_rate",
+                                    "machine_opens", "machine_clicks", "machine_unsubscribes"}
     _, day = get(api, "/v1/stats")  # group_by defaults to day
     assert day["group_by"] == "day" and day["data"][0]["key"] == "2024-03-01"
     _, links = get(api, "/v1/stats", {"group_by": "link", "metadata.campaign": "fall"})
@@ -223,3 +224,35 @@ def test_serves_default_authorization_is_this_machine_only(store: Any, tracker: 
         assert response.status == status, (address, forwarded)
         if status == 403:
             assert json.loads(response.body)["errors"][0]["message"].startswith("the stats.read scope")
+
+
+def test_events_carry_the_verdict_and_filter_by_it_and_stats_count_people_with_machines_beside(backend: Any) -> None:
+    """Issue 14: ``machine=none|any|<label>`` on /v1/events (a bad value is a 400; /v1/stats refuses the parameter),
+    each event with ``machine`` and ``machine_reasons``; stats' SendGrid-shaped counts are people's."""
+    from datetime import datetime, timezone
+
+    from mailtrack.events import TrackingEvent
+
+    store = backend.open()
+    at = datetime(2024, 3, 1, 12, tzinfo=timezone.utc)
+    person = store.record(TrackingEvent(event_type="opened", timestamp=at, message_id="m", recipient="a@x"))
+    mpp = store.record(TrackingEvent(event_type="opened", timestamp=at, message_id="m", recipient="b@x",
+                                     machine="apple_mpp", machine_reasons=("Apple's proxy",)))
+    scan = store.record(TrackingEvent(event_type="clicked", timestamp=at, message_id="m", recipient="b@x",
+                                      url="https://e.com/", link_index=0, machine="link_scanner",
+                                      machine_reasons=("a scanner's agent",)))
+    api = EventsApi(store)
+    for value, wanted in (("none", [person]), ("any", [scan, mpp]), ("apple_mpp", [mpp]), ("link_scanner", [scan]),
+                          ("honeypot", []), (None, [scan, mpp, person])):
+        response, body = get(api, "/v1/events", {} if value is None else {"machine": value})
+        assert response.status == 200 and [event["event_id"] for event in body["data"]] == [e.event_id for e in wanted], value
+    _, body = get(api, "/v1/events", {"machine": "apple_mpp"})
+    assert (body["data"][0]["machine"], body["data"][0]["machine_reasons"]) == ("apple_mpp", ["Apple's proxy"])
+    response, body = get(api, "/v1/events", {"machine": "robot"})
+    assert response.status == 400 and body["errors"][0]["field"] == "machine"
+    response, body = get(api, "/v1/stats", {"machine": "none"})
+    assert response.status == 400 and body["errors"][0]["field"] == "machine"
+    _, stats = get(api, "/v1/stats", {"group_by": "message"})
+    (row,) = stats["data"]
+    assert (row["opens"], row["unique_opens"], row["clicks"], row["unique_clicks"]) == (1, 1, 0, 0)
+    assert (row["machine_opens"], row["machine_clicks"], row["machine_unsubscribes"]) == (1, 1, 0)

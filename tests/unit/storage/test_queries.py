@@ -41,13 +41,15 @@ def store(backend: Backend) -> Iterator[Any]:
 
 
 event_st = st.builds(
-    lambda kind, m, r, u, hours, c, t, a: TrackingEvent(
+    lambda kind, m, r, u, hours, c, t, a, machine: TrackingEvent(
         event_type=kind, message_id=MESSAGES[m], recipient=RECIPIENTS[r],
         url=URLS[u] if kind == "clicked" else None, link_index=u if kind == "clicked" else None,
         timestamp=DAY0 + timedelta(hours=hours), metadata=CAMPAIGNS[m if c else 3 - m % 2], tags=TAGS[(m + c) % 3],
-        account=a),
+        account=a, machine=machine if kind == "clicked" or machine != "honeypot" else None,
+        machine_reasons=("a reason",) if machine else ()),
     st.sampled_from(["opened", "clicked", "unsubscribed"]), st.integers(0, 2), st.integers(0, 2), st.integers(0, 1),
-    st.floats(0, 24 * 4, allow_nan=False), st.booleans(), st.integers(0, 2), st.sampled_from([None, None, "sub1"]))
+    st.floats(0, 24 * 4, allow_nan=False), st.booleans(), st.integers(0, 2), st.sampled_from([None, None, "sub1"]),
+    st.sampled_from([None, None, None, "apple_mpp", "honeypot"]))
 
 query_st = st.builds(
     EventQuery,
@@ -76,15 +78,19 @@ def matches(event: TrackingEvent, query: EventQuery) -> bool:
 
 
 def brute_stats(events: list[TrackingEvent], query: EventQuery, group_by: str, campaign_key: str) -> list[dict[str, Any]]:
-    """Brute force of grouped_stats: ``events`` in recording order (``first`` as stored)."""
+    """Brute force of grouped_stats: ``events`` in recording order (``first`` and ``machine`` as stored).
+
+    People (``machine`` None) are counted, machines beside them; ``first`` is stored (the store's to decide), the
+    per-link first is the first person's click of each (account, url, message, recipient), checked here."""
     seen_links: set[tuple[str, str, str, str]] = set()
     link_first = []
     for event in events:
         key = (event.account or "", event.url or "", event.message_id, event.recipient or "")  # per account
-        link_first.append(event.event_type is EventType.CLICKED and event.url is not None and key not in seen_links)
-        if event.event_type is EventType.CLICKED and event.url is not None:
+        person_click = event.event_type is EventType.CLICKED and event.url is not None and event.machine is None
+        link_first.append(person_click and key not in seen_links)
+        if person_click:
             seen_links.add(key)
-    counts: dict[str, list[int]] = defaultdict(lambda: [0] * 7)
+    counts: dict[str, list[int]] = defaultdict(lambda: [0] * 10)
     for event, lf in zip(events, link_first, strict=True):
         if not matches(event, query):
             continue
@@ -99,16 +105,22 @@ def brute_stats(events: list[TrackingEvent], query: EventQuery, group_by: str, c
             groups = sorted(set(event.tags))
         else:
             groups = [event.url] if event.event_type is EventType.CLICKED and event.url else []
-        kind, first = event.event_type, bool(event.first)
-        add = [kind is EventType.OPENED, kind is EventType.OPENED and first, kind is EventType.CLICKED,
-               kind is EventType.CLICKED and first, lf, kind is EventType.UNSUBSCRIBED,
-               kind is EventType.UNSUBSCRIBED and first]
+        kind, first, person = event.event_type, bool(event.first), event.machine is None
+        assert not (first and not person), event  # a machine event never holds a first-event slot
+        add = [kind is EventType.OPENED and person, kind is EventType.OPENED and first,
+               kind is EventType.CLICKED and person, kind is EventType.CLICKED and first, lf,
+               kind is EventType.UNSUBSCRIBED and person, kind is EventType.UNSUBSCRIBED and first,
+               kind is EventType.OPENED and not person, kind is EventType.CLICKED and not person,
+               kind is EventType.UNSUBSCRIBED and not person]
         for group in groups:
             counts[group] = [a + int(b) for a, b in zip(counts[group], add, strict=True)]
     rows = []
-    for key, (o, uo, c, uc, lc, u, uu) in counts.items():
-        row = StatsRow(key, None, None, c, lc, None, None) if group_by == "link" else StatsRow(key, o, uo, c, uc, u, uu)
-        if row.opens or row.clicks or row.unsubscribes:
+    for key, (o, uo, c, uc, lc, u, uu, mo, mc, mu) in counts.items():
+        row = StatsRow(key, None, None, c, lc, None, None, machine_opens=None, machine_clicks=mc,
+                       machine_unsubscribes=None) if group_by == "link" \
+            else StatsRow(key, o, uo, c, uc, u, uu, machine_opens=mo, machine_clicks=mc, machine_unsubscribes=mu)
+        if row.opens or row.clicks or row.unsubscribes or row.machine_opens or row.machine_clicks \
+                or row.machine_unsubscribes:
             rows.append(row.to_dict())
     rows.sort(key=lambda r: (-r["clicks"], r["key"]) if group_by == "link" else r["key"])
     return rows
@@ -307,7 +319,7 @@ def test_a_v5_store_written_by_the_old_code_upgrades_with_its_rollups_backfilled
     upgraded = SQLiteStore(path)
     fresh = SQLiteStore(tmp_path / "fresh.sqlite")
     try:
-        assert upgraded.version == len(MIGRATIONS) == 9
+        assert upgraded.version == len(MIGRATIONS) == 10
         stored = upgraded.events()
         assert len(stored) == 120 and all(event.account is None for event in stored)
         for event in stored:
@@ -411,7 +423,7 @@ def test_a_version_1_postgresql_store_upgrades_with_its_rollups_backfilled(
                 db.execute(f"INSERT INTO {table} SELECT DISTINCT {columns} FROM {fresh_db.schema}.{table}".encode())
             db.execute("INSERT INTO rollups VALUES ('all', '', '', -1, '', 999, 0, 0, 0, 0, 0, 0)")
         upgraded = old_db.open()
-        assert upgraded.version == len(PG_MIGRATIONS) == 3
+        assert upgraded.version == len(PG_MIGRATIONS) == 4
         stored = upgraded.events()
         assert stored == fresh.events() and len(stored) == 60 and all(event.account is None for event in stored)
         assert old_db.sql("SELECT count(*) FROM pg_tables WHERE tablename = 'rollups' AND schemaname = ?",

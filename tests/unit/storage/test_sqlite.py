@@ -4,6 +4,7 @@ handling (WAL, upgrades from its old versions, paths) is tested on SQLite alone,
 
 from __future__ import annotations
 
+import dataclasses
 import multiprocessing
 import sqlite3
 import tempfile
@@ -201,10 +202,11 @@ def test_duplicate_event_id_is_stored_once(store: Any) -> None:
 
 def test_stored_event_round_trips_every_field(store: Any) -> None:
     e = event("clicked", url="https://example.com/日本?q=1", link_index=7, user_agent="UA", ip="2001:db8::1",
-              referer="https://ref/", metadata={"campaign": "x", "n": 3, "l": [1, "2"]}, machine="link_scanner")
+              referer="https://ref/", metadata={"campaign": "x", "n": 3, "l": [1, "2"]}, machine="link_scanner",
+              machine_reasons=("Safe Links' agent", "ü"))
     stored = store.record(e)
     [loaded] = store.events()
-    assert loaded == stored == e.with_first(True)
+    assert loaded == stored == e.with_first(False)  # a machine's event never takes the first slot
     assert loaded.timestamp == T0 and loaded.timestamp.tzinfo is not None
 
 
@@ -225,7 +227,11 @@ def test_events_filters(store: Any) -> None:
 
 
 def test_stats(store: Any) -> None:
-    record = store.record
+    ticks = iter(range(0, 1000, 10))  # a person's events, seconds apart (several links in a second: a scanner's)
+
+    def record(made: TrackingEvent) -> TrackingEvent:
+        return store.record(dataclasses.replace(made, timestamp=T0 + timedelta(seconds=next(ticks))))
+
     # m1: a opens twice and clicks link 0 twice and link 1; b opens; c clicks link 0 without opening
     for _ in range(2):
         record(event("opened", "m1", "a"))
@@ -244,6 +250,7 @@ def test_stats(store: Any) -> None:
         "opened_total": 3, "opened_unique": 2,
         "clicked_total": 4, "clicked_unique": 2,
         "unsubscribed_total": 1, "unsubscribed_unique": 1,
+        "machine_opened": 0, "machine_clicked": 0, "machine_unsubscribed": 0,
         "ctr": pytest.approx(2 / 3),
         "click_to_open": pytest.approx(1.0),
         "links": [
@@ -254,6 +261,20 @@ def test_stats(store: Any) -> None:
     assert m2["recipients"] == 1 and m2["opened_unique"] == 1
     assert m2["clicked_total"] == 0 and m2["ctr"] == 0.0 and m2["click_to_open"] == 0.0
     assert m2["links"] == []
+
+
+def test_stats_count_people_with_machines_beside(store: Any) -> None:
+    """Issue 14: the per-message report counts people; machines' events are counted apart (a message with only those
+    is listed with zeros for people)."""
+    store.record(event("opened", "m1", "a"))
+    store.record(event("opened", "m1", "b", machine="apple_mpp"))
+    store.record(event("clicked", "m1", "b", url="https://x/0", link_index=0, machine="link_scanner"))
+    store.record(event("opened", "m2", "c", machine="image_proxy"))
+    m1, m2 = store.stats()["messages"]
+    assert (m1["recipients"], m1["opened_total"], m1["opened_unique"], m1["clicked_total"], m1["links"]) == \
+        (1, 1, 1, 0, [])
+    assert (m1["machine_opened"], m1["machine_clicked"], m1["machine_unsubscribed"]) == (1, 1, 0)
+    assert (m2["recipients"], m2["opened_total"], m2["machine_opened"], m2["ctr"]) == (0, 0, 1, 0.0)
 
 
 def test_stats_empty_and_click_without_open(store: Any) -> None:
@@ -595,8 +616,14 @@ def test_record_many_stores_every_value_exactly_as_record_does(tmp_path: Path, e
         size = sizes[turn % len(sizes)]
         batched += many.record_many(events[at:at + size], hooks)
         at, turn = at + size, turn + 1
-    assert [(e.event_id, e.first) for e in batched] == [(e.event_id, e.first) for e in singly]
-    assert batched == singly
+    # a click a later event of the same batch relabels (two links within a second: issue 14's verdicts) is known as
+    # a machine's before the batch writes it, while one at a time it was a person's (and maybe first) when written;
+    # the rows end the same (below; their reasons may not: "clicked before any open" says what was stored when the
+    # verdict was made, and a batch knows its own later opens)
+    relabelled = {row[0] for row in many._connection().execute("SELECT event_id FROM events WHERE machine IS NOT NULL")}
+    assert [(e.event_id, e.first) for e in batched if e.event_id not in relabelled] == \
+        [(e.event_id, e.first) for e in singly if e.event_id not in relabelled]
+    assert [e for e in batched if e.event_id not in relabelled] == [e for e in singly if e.event_id not in relabelled]
     with raw(folder / "one.sqlite") as a, raw(folder / "many.sqlite") as b:
         assert b.execute(_ALL_COLUMNS).fetchall() == a.execute(_ALL_COLUMNS).fetchall()
     assert _state(folder / "many.sqlite") == _state(folder / "one.sqlite")

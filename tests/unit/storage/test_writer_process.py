@@ -330,3 +330,35 @@ def test_a_forked_copy_starts_its_own_child_and_leaves_the_parents_alone(tmp_pat
         os.close(read)
     assert child_of(writer) == parent_child and len(writer.record_many(mixed(2))) == 2  # the parent's still works
     assert SQLiteStore(tmp_path / "e.sqlite").count() == 5
+
+
+def test_the_child_answers_a_verdict_the_batch_write_gave(tmp_path: Path, writers: list[ProcessWriter]) -> None:
+    """Issue 14: two links of one message clicked within a second are a scanner's; the server learns the verdict
+    the child's store gave (machine, reasons, first) with the answer, on both channels, as a store in-process says."""
+    writer = start(writers, tmp_path / "e.sqlite")
+    at = datetime(2024, 3, 1, tzinfo=timezone.utc)
+    clicks = [TrackingEvent(event_type="clicked", timestamp=at + timedelta(seconds=offset), message_id="m1",
+                            recipient="a@x", url=f"https://e.com/{link}", link_index=link)
+              for offset, link in ((0, 0), (0.5, 1))]
+    stored = writer.record_many(clicks)
+    assert [(e.machine, e.first) for e in stored] == [("link_scanner", False)] * 2
+    assert stored[0].machine_reasons == ("several links of the message clicked within a second",
+                                         "clicked before any open")
+    person = writer.record(TrackingEvent(event_type="clicked", timestamp=at + timedelta(seconds=30),
+                                         message_id="m1", recipient="a@x", url="https://e.com/0", link_index=0))
+    assert (person.machine, person.machine_reasons, person.first) == (None, (), True)
+    reader = ReplyReader()
+    later = [TrackingEvent(event_type="clicked", timestamp=at + timedelta(seconds=offset), message_id="m2",
+                           recipient="a@x", url=f"https://e.com/{link}", link_index=link)
+             for offset, link in ((0, 0), (0.2, 1))]
+    found = writer.loop_channel()
+    assert found is not None
+    _, channel = found
+    channel.setblocking(True)
+    channel.sendall(encode_request(later, ()))
+    replies: list[Any] = []
+    while not replies:
+        replies = reader.feed(channel.recv(65536))
+    channel.close()
+    (answer,) = replies
+    assert [value[1] for value in answer] == ["link_scanner", "link_scanner"]
