@@ -327,6 +327,7 @@ class Classifier:
         now: float | None = None,
         *,
         honeypot: bool = False,
+        one_click: bool = False,
     ) -> Verdict:
         """The verdict of one request: ``(None, ())`` for a person, else ``(label, reasons)``.
 
@@ -335,6 +336,11 @@ class Classifier:
         ``ip`` is the client's address after trusted-proxy resolution;
         ``issued_at`` and ``now`` are Unix times (when the token was signed,
         when the request came). ``honeypot``: the click is on the honeypot link.
+        ``one_click``: an unsubscribe ``POST`` carrying RFC 8058's body. The
+        weak signals are not weighed for it: a mailbox provider's server sends
+        that POST when its user presses Unsubscribe (no browser's headers,
+        seconds after delivery: what the weak signals describe), and the body
+        is the user's request (RFC 8058 section 3.2). Strong signals still label it.
         """
         strong: dict[str, list[str]] = {}
         agent = headers.get("user-agent") or ""
@@ -367,7 +373,7 @@ class Classifier:
         if strong:
             label = next(name for name in _PRIORITY if name in strong)
             return label, tuple(reason for name in _PRIORITY for reason in strong.get(name, ()))
-        if kind == "open" or headers.get("sec-fetch-user") == "?1":  # a user-activated navigation: a person's
+        if kind == "open" or one_click or headers.get("sec-fetch-user") == "?1":  # (a user-activated navigation)
             return _PERSON
         weak = []
         if issued_at is not None and now is not None and 0 <= now - issued_at < self.scanner_seconds:

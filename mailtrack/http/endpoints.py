@@ -188,9 +188,9 @@ class Endpoints:
             return pages.page(404, "Link not found", "This unsubscribe link is not valid or has expired.",
                               head=request.method == "HEAD"), None
         if request.method == "POST":
-            verdict = self._verdict(request, claims)
-            if verdict[0] in ("link_scanner", "prefetch") and \
-                    not one_click_body(request.body, request.headers.get("content-type")):
+            one_click = one_click_body(request.body, request.headers.get("content-type"))
+            verdict = self._verdict(request, claims, one_click=one_click)
+            if verdict[0] in ("link_scanner", "prefetch") and not one_click:
                 # A scanner replaying the URL, without RFC 8058's body: ask, as a GET would, and record nothing.
                 return pages.confirmation(self._landing(self._account(claims))), None
             who = html.escape(claims.recipient) if claims.recipient is not None else "You"
@@ -224,9 +224,11 @@ class Endpoints:
         except Exception:  # a MailtrackError for every refusal; anything else a hostile token provokes: a 404, never a 500
             return None
 
-    def _verdict(self, request: Request, claims: Verified, ip: str | None = None, now: float | None = None) -> Verdict:
+    def _verdict(self, request: Request, claims: Verified, ip: str | None = None, now: float | None = None, *,
+                 one_click: bool = False) -> Verdict:
         """The machine verdict of ``request`` for a token of ``claims`` (``(None, ())`` with classification off);
-        ``ip`` and ``now``: the client's address and the time, when the caller has them already."""
+        ``ip`` and ``now``: the client's address and the time, when the caller has them already; ``one_click``: an
+        unsubscribe POST with RFC 8058's body (a mailbox provider relaying its user's request)."""
         if self.classifier is None:
             return None, ()
         if now is None:
@@ -234,7 +236,7 @@ class Endpoints:
         return self.classifier.classify(
             request.method, claims.kind, request.headers, ip if ip is not None else self.client_ip(request),
             claims.issued_at.timestamp(), now,
-            honeypot=claims.kind == "click" and claims.link_index == HONEYPOT_INDEX,
+            honeypot=claims.kind == "click" and claims.link_index == HONEYPOT_INDEX, one_click=one_click,
         )
 
     def _event(self, request: Request, claims: Verified, verdict: Verdict | None = None) -> TrackingEvent | None:

@@ -10,7 +10,7 @@ from urllib.parse import urlencode
 from support.stores import Backend
 from test_serve_http import Server, path_of, serve  # noqa: F401, F811  (the fixture)
 
-from tests.support.helpers import make_tracker
+from tests.support.helpers import READER_HEADERS, make_tracker
 
 HTML = '<html><body><a href="https://example.com/a">a</a></body></html>'
 
@@ -39,8 +39,8 @@ def test_each_key_reads_its_accounts_events_and_each_subuser_gets_its_landing_pa
         result = tracker.rewrite_html(HTML, message_id=message_id, recipient=f"{message_id[2:]}@example.com",
                                       metadata={"campaign": "spring"}, account=account)
         pixel = result.html.split('src="', 1)[1].split('"', 1)[0]
-        assert server.get(path_of(pixel)).status == 200
-        assert server.get(path_of(result.links[0].tracking_url)).status == 302
+        assert server.get(path_of(pixel), headers=READER_HEADERS).status == 200
+        assert server.get(path_of(result.links[0].tracking_url), headers=READER_HEADERS).status == 302
 
     # the account travelled in the tokens: each event is its subuser's, the parent's have none (in the webhook shape too)
     stored = {(event.message_id, event.account) for event in store.events()}

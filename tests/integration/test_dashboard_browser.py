@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from support.helpers import READER_HEADERS
 from test_serve_http import Server, path_of, serve  # noqa: F401  (the fixture)
 
 import mailtrack
@@ -80,9 +81,9 @@ def fill(server: Server, tracker: mailtrack.Tracker) -> None:
         assert result.pixel is not None
         pixel = result.html.split('src="', 1)[1].split('"', 1)[0]
         for _ in range(opens):
-            assert server.get(path_of(pixel)).status == 200
+            assert server.get(path_of(pixel), headers=READER_HEADERS).status == 200
         for link in clicks:
-            assert server.get(path_of(result.links[link].tracking_url)).status == 302
+            assert server.get(path_of(result.links[link].tracking_url), headers=READER_HEADERS).status == 302
     store = SQLiteStore(server.db)
     try:
         now = datetime.now(timezone.utc)
@@ -110,7 +111,9 @@ def numbers(row: Any) -> dict[str, str]:
         return "\u2014" if value is None else f"{value * 100:.1f}%"
     return {"opens": f"{row.opens:,}", "unique_opens": f"{row.unique_opens:,}", "clicks": f"{row.clicks:,}",
             "unique_clicks": f"{row.unique_clicks:,}", "unsubscribes": f"{row.unsubscribes:,}",
-            "open_rate": rate(row.open_rate), "click_rate": rate(row.click_rate), "click_to_open": rate(row.click_to_open)}
+            "open_rate": rate(row.open_rate), "click_rate": rate(row.click_rate), "click_to_open": rate(row.click_to_open),
+            "machine_opens": f"{row.machine_opens or 0:,}", "machine_clicks": f"{row.machine_clicks or 0:,}",
+            "machine_unsubscribes": f"{row.machine_unsubscribes or 0:,}"}
 
 
 def bars(row: Any | None) -> dict[str, str]:
@@ -217,7 +220,8 @@ def test_dashboard_in_chromium_matches_the_store(serve: Callable[..., Server], t
             if g["key"] in spring_days} == {key: bars(row) for key, row in spring_days.items()}
     top = page.eval_on_selector_all("#links table.links tbody tr", READ_ROWS)
     assert [(row["key"], row["cells"]) for row in top] == [
-        (row.key, {"clicks": str(row.clicks), "unique_clicks": str(row.unique_clicks)}) for row in links]
+        (row.key, {"clicks": str(row.clicks), "unique_clicks": str(row.unique_clicks),
+                   "machine_clicks": str(row.machine_clicks)}) for row in links]
     assert [row.key for row in links] == ["https://example.com/offer", "https://example.com/more?x=1&y=2"]
     link_bars = page.eval_on_selector_all("svg.hchart g.group", READ_GROUPS)
     assert [(g["key"], g["clicks"], g["uniqueClicks"]) for g in link_bars] == [

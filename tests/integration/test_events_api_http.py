@@ -7,6 +7,7 @@ from collections.abc import Callable
 from typing import Any
 from urllib.parse import urlencode
 
+from support.helpers import READER_HEADERS
 from support.stores import Backend
 from test_serve_http import Server, path_of, serve  # noqa: F401, F811  (the fixture)
 
@@ -38,9 +39,9 @@ def test_events_and_stats_over_http(serve: Callable[..., Server], tracker: mailt
                                       metadata={"campaign": "spring"})
         assert result.pixel is not None
         pixel = result.html.split('src="', 1)[1].split('"', 1)[0]
-        assert server.get(path_of(pixel)).status == 200
-        assert server.get(path_of(result.links[0].tracking_url)).status == 302
-    assert server.get(path_of(pixel)).status == 200  # bob opens again
+        assert server.get(path_of(pixel), headers=READER_HEADERS).status == 200
+        assert server.get(path_of(result.links[0].tracking_url), headers=READER_HEADERS).status == 302
+    assert server.get(path_of(pixel), headers=READER_HEADERS).status == 200  # bob opens again
 
     assert api(server, "/v1/events")[0] == 401  # no key
     key = key_for(store, "events.read", "stats.read")

@@ -118,7 +118,8 @@ def test_three_servers_one_killed_with_kill_9_stored_equals_answered(database: t
             connection = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
             try:
                 connection.request(method, path, body=b"List-Unsubscribe=One-Click" if method == "POST" else None,
-                                   headers={"User-Agent": agent, **(FORM if method == "POST" else {})})
+                                   headers={"User-Agent": agent, "Accept-Language": "en",
+                                            **(FORM if method == "POST" else {})})
                 reply = connection.getresponse()
                 body = reply.read()
             except (OSError, http.client.HTTPException) as exc:

@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from support.helpers import BASE_URL, make_tracker, wait_until
+from support.helpers import BASE_URL, READER_HEADERS, make_tracker, wait_until
 
 import mailtrack
 from mailtrack.delivery.webhooks import WebhookDelivery, verify_signature
@@ -319,7 +319,8 @@ def test_click_redirects_to_signed_destination_and_records_clicked(shared: Serve
         '<p><a href="https://shop.example/a?x=1&amp;y=2">a</a> <a href="https://shop.example/b#frag">b</a></p>',
         message_id=message_id, recipient="bob@example.com", metadata={"campaign": "c1"})
     second = result.links[1]
-    reply = shared.get(path_of(second.tracking_url), headers={"User-Agent": "clicker", "Referer": "https://webmail.example/"})
+    reply = shared.get(path_of(second.tracking_url), headers={"User-Agent": "clicker", "Referer": "https://webmail.example/",
+                                                              "Accept-Language": "en"})
     assert reply.status == 302
     assert reply.all("Location") == ["https://shop.example/b#frag"]
     assert reply.body == b"" and reply.all("Set-Cookie") == []
@@ -329,7 +330,7 @@ def test_click_redirects_to_signed_destination_and_records_clicked(shared: Serve
     assert (event.user_agent, event.ip, event.referer, dict(event.metadata), event.first) == (
         "clicker", "127.0.0.1", "https://webmail.example/", {"campaign": "c1"}, True)
 
-    reply = shared.get(path_of(result.links[0].tracking_url))
+    reply = shared.get(path_of(result.links[0].tracking_url), headers=READER_HEADERS)
     assert (reply.status, reply.header("Location")) == (302, "https://shop.example/a?x=1&y=2")
     events = stored(shared.db, message_id=message_id)
     assert [(e.link_index, e.first) for e in events] == [(1, events[0].machine is None), (0, False)]  # per recipient
@@ -642,7 +643,7 @@ def test_stats_after_opens_and_clicks_from_two_recipients(serve: Callable[..., S
         assert server.get(pixel[name]).status == 200
     # one link per reader: two links of one message clicked by one reader within a second are a scanner's (issue 14)
     for link in (ann.links[0], ann.links[0], bob.links[1], other.links[1]):
-        assert server.get(path_of(link.tracking_url)).status == 302
+        assert server.get(path_of(link.tracking_url), headers=READER_HEADERS).status == 302
 
     proc = cli("stats", "--db", str(server.db), "--json")
     assert proc.returncode == 0, proc.stderr
@@ -930,7 +931,7 @@ def test_locked_store_still_serves_then_spool_drains(serve: Callable[..., Server
     lock = sqlite3.connect(server.db, timeout=10, isolation_level=None)  # (waits out a stats roll in progress)
     try:
         lock.execute("BEGIN EXCLUSIVE")
-        reply = server.get(click, headers={"User-Agent": "locked-click"})
+        reply = server.get(click, headers={"User-Agent": "locked-click", "Accept-Language": "en"})
         assert reply.status == 302 and reply.header("Location") == "https://x.example/locked"
         opened = server.get(pixel, headers={"User-Agent": "locked-open"})
         assert opened.status == 200 and opened.body == GIF

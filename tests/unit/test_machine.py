@@ -99,6 +99,19 @@ def test_weak_signals_need_a_second(classify: Classifier) -> None:
     assert Classifier(None, scanner_seconds=0).classify("GET", "click", old, None, 1000, 1000) == (None, ())
 
 
+def test_an_rfc_8058_post_is_the_readers_request_whatever_its_weak_signals(classify: Classifier) -> None:
+    """Gmail's, Yahoo's and Apple's servers send RFC 8058's POST when their user presses Unsubscribe: no browser's
+    headers, seconds after delivery. The body is the user's request: weak signals do not make it a machine's."""
+    server = {"user-agent": "Google-One-Click-Unsubscribe", "content-type": "application/x-www-form-urlencoded"}
+    assert classify.classify("POST", "unsubscribe", {}, "203.0.113.5", 1000, 1002)[0] == "link_scanner"
+    assert classify.classify("POST", "unsubscribe", {}, "203.0.113.5", 1000, 1002, one_click=True) == (None, ())
+    assert classify.classify("POST", "unsubscribe", server, "203.0.113.5", 1000, 1002, one_click=True) == (None, ())
+    # a strong signal still labels it (the endpoint honours the body all the same)
+    label, _ = classify.classify("POST", "unsubscribe", {"user-agent": "python-requests/2.31"}, None, 1000, 1002,
+                                 one_click=True)
+    assert label == "link_scanner"
+
+
 def test_honeypot_wins(classify: Classifier) -> None:
     label, reasons = classify.classify("GET", "click", BROWSER, "40.107.1.1", honeypot=True)
     assert label == "honeypot" and "honeypot" in reasons[0] and len(reasons) == 2

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from support.helpers import READER_HEADERS
 
 from mailtrack import Tracker
 from mailtrack.config import Config
@@ -131,7 +132,7 @@ def test_opens_and_clicks_answered_on_the_loop_are_stored_before_the_answer(serv
     try:
         for _ in range(3):
             assert asgi_call(app, "GET", found["open"], headers={"User-Agent": "UA"})[0] == 200
-            assert asgi_call(app, "GET", found["click"])[0] == 302
+            assert asgi_call(app, "GET", found["click"], headers=READER_HEADERS)[0] == 302
             # the answer came after the commit: the events are there now, not "eventually"
         assert asgi_call(app, "HEAD", found["open"])[0] == 200  # HEAD never records
     finally:

@@ -20,7 +20,7 @@ from wsgiref.validate import WSGIWarning, validator
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from support.helpers import BASE_URL, make_tracker
+from support.helpers import BASE_URL, READER_HEADERS, make_tracker
 
 import mailtrack
 from mailtrack.delivery.recorder import Recorder
@@ -77,6 +77,10 @@ def url_of(tracker: mailtrack.Tracker, kind: str, **kwargs: Any) -> str:
         kwargs.setdefault("url", DEST)
         kwargs.setdefault("link_index", 3)
     return tracker.tracking_url(kind, **kwargs)
+
+
+#: A person's browser (lowercase names, as Request holds them): bare requests seconds after signing are scanners'.
+READER = {name.lower(): value for name, value in READER_HEADERS.items()}
 
 
 def get(endpoints: Endpoints, target: str, method: str = "GET", **kwargs: Any) -> Response:
@@ -213,7 +217,7 @@ def test_open_other_methods_405(endpoints: Endpoints, tracker: mailtrack.Tracker
 
 def test_click_get_redirects_and_records(endpoints: Endpoints, tracker: mailtrack.Tracker, store: SQLiteStore) -> None:
     url = url_of(tracker, "click", metadata={"k": "v"})
-    response = get(endpoints, path(url), headers={"user-agent": "UA"}, remote_addr="2001:db8::5")
+    response = get(endpoints, path(url), headers={"user-agent": "UA", "accept-language": "en"}, remote_addr="2001:db8::5")
     h = headers(response)
     assert response.status == 302
     assert h["location"] == DEST
@@ -233,7 +237,8 @@ def test_click_first_flag_is_per_message_and_recipient(recorder: Recorder, track
     ticks = iter(range(1_700_000_000, 1_700_001_000, 10))
     endpoints = Endpoints(tracker, recorder, clock=lambda: float(next(ticks)))
     for recipient, link in [("a@x", 0), ("a@x", 1), ("b@x", 0), ("a@x", 0)]:
-        assert get(endpoints, path(url_of(tracker, "click", recipient=recipient, link_index=link))).status == 302
+        assert get(endpoints, path(url_of(tracker, "click", recipient=recipient, link_index=link)),
+                   headers=READER).status == 302
     assert [(e.recipient, e.link_index, e.first) for e in store.events()] == [
         ("a@x", 0, True), ("a@x", 1, False), ("b@x", 0, True), ("a@x", 0, False)
     ]
