@@ -190,8 +190,9 @@ class Endpoints:
         if request.method == "POST":
             one_click = one_click_body(request.body, request.headers.get("content-type"))
             verdict = self._verdict(request, claims, one_click=one_click)
-            if verdict[0] in ("link_scanner", "prefetch") and not one_click:
-                # A scanner replaying the URL, without RFC 8058's body: ask, as a GET would, and record nothing.
+            if verdict[0] is not None and not one_click:
+                # A machine (scanner, prefetch, image proxy) replaying the URL, without RFC 8058's body: ask, as a
+                # GET would, and record nothing.
                 return pages.confirmation(self._landing(self._account(claims))), None
             who = html.escape(claims.recipient) if claims.recipient is not None else "You"
             return (pages.page(200, "Unsubscribed", f"{who} will no longer receive these emails."),
