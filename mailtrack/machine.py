@@ -134,8 +134,12 @@ _AGENT_TOKENS: tuple[tuple[str, str], ...] = (
                                             "aiohttp", "curl/", "wget/", "go-http-client", "java/", "apache-httpclient",
                                             "libwww-perl", "node-fetch", "scrapy", "crawler", "spider/")),
 )
-_CRAWLER = re.compile(r"[a-z0-9_-]*[a-z]bot/")  # Googlebot/2.1, bingbot/2.0: checked only when "bot/" is in the agent
-_OLD_CHROME = re.compile(r"Windows NT [^;)]*[;)].*\bChrome/(\d+)\.")
+#: A crawler's name before its "bot/" (Googlebot/2.1, bingbot/2.0): found by :func:`_crawler`, which is linear in the
+#: agent, where the regex ``[a-z0-9_-]*[a-z]bot/`` was quadratic (a 40 kB agent of letters and " bot/": seconds).
+_CRAWLER_NAME = frozenset("abcdefghijklmnopqrstuvwxyz0123456789_-")
+#: Chrome's version after the Windows NT token: searched only past the first ";" or ")" after "Windows NT " (see
+#: :func:`_old_chrome`; the one regex ``Windows NT [^;)]*[;)].*\bChrome/(\d+)\.`` was quadratic in the agent).
+_CHROME_VERSION = re.compile(r"\bChrome/(\d+)\.")
 _SOURCES = {
     "google": ("image_proxy", "user agent names GoogleImageProxy (Gmail's image proxy)"),
     "yahoo": ("image_proxy", "user agent names YahooMailProxy (Yahoo Mail's image proxy)"),
@@ -381,9 +385,9 @@ class Classifier:
         if not agent:
             weak.append("no User-Agent (weak)")
         else:
-            old = _OLD_CHROME.search(agent)
-            if old is not None and int(old.group(1)) < OLD_CHROME:
-                weak.append(f"Chrome {old.group(1)} on Windows, older than {OLD_CHROME} (Safe Links' browser; weak)")
+            old = _old_chrome(agent)
+            if old is not None and int(old) < OLD_CHROME:
+                weak.append(f"Chrome {old} on Windows, older than {OLD_CHROME} (Safe Links' browser; weak)")
         if not headers.get("accept-language"):
             weak.append("no Accept-Language (browsers send one; weak)")
         if len(weak) >= 2:
@@ -397,10 +401,41 @@ def _agent_token(agent: str) -> tuple[str, str] | None:
         if token in agent:
             return token, group
     if "bot/" in agent:
-        match = _CRAWLER.search(agent)
-        if match is not None:
-            return match.group(), "automation"
+        name = _crawler(agent)
+        if name is not None:
+            return name, "automation"
     return None
+
+
+def _crawler(agent: str) -> str | None:
+    """The first ``name + "bot/"`` in a lowercased agent (``[a-z0-9_-]*[a-z]bot/``, leftmost), in linear time.
+
+    Runs of name characters cannot hold a ``/``, so the leftmost match ends at the first ``bot/`` with a letter
+    before it, and starts where the run of name characters before that letter starts.
+    """
+    at = agent.find("bot/")
+    while at != -1:
+        if at > 0 and "a" <= agent[at - 1] <= "z":
+            start = at - 1
+            while start > 0 and agent[start - 1] in _CRAWLER_NAME:
+                start -= 1
+            return agent[start : at + 4]
+        at = agent.find("bot/", at + 1)
+    return None
+
+
+def _old_chrome(agent: str) -> str | None:
+    """The version of the last ``Chrome/N.`` after ``Windows NT ...;`` (or ``)``) in ``agent``, or None; linear."""
+    at = agent.find("Windows NT ")
+    if at == -1:
+        return None
+    ends = [end for end in (agent.find(";", at + 11), agent.find(")", at + 11)) if end != -1]
+    if not ends:
+        return None
+    version = None
+    for found in _CHROME_VERSION.finditer(agent, min(ends) + 1):
+        version = found.group(1)
+    return version
 
 
 def _prefetch_header(headers: Mapping[str, str]) -> str | None:
