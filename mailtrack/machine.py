@@ -297,12 +297,37 @@ def one_click_body(body: bytes, content_type: str | None) -> bool:
         return False
     kind = (content_type or "").split(";", 1)[0].strip().lower()
     if kind == "multipart/form-data":
-        return re.search(rb'name="?List-Unsubscribe"?\r?\n(?:[^\r\n]+\r?\n)*\r?\nOne-Click\r?\n', body) is not None
+        return _multipart_one_click(body)
     try:
         pairs = parse_qsl(body.decode("ascii"), keep_blank_values=True, strict_parsing=False)
     except UnicodeDecodeError:
         return False
     return ("List-Unsubscribe", "One-Click") in pairs
+
+
+_PART_NAME = re.compile(rb'name="?List-Unsubscribe"?\r?\Z')
+
+
+def _multipart_one_click(body: bytes) -> bool:
+    """Whether a ``multipart/form-data`` body has a part named ``List-Unsubscribe`` whose value is ``One-Click``.
+
+    One pass over the lines: the part's header lines after its name, a blank line, then ``One-Click`` on a line of
+    its own. (The one regex that said this rescanned the lines after every ``name=`` line: 64 kB of them, a second
+    and a half of CPU for one POST.)
+    """
+    lines = body.split(b"\n")
+    last = len(lines) - 1  # the text after the last newline: not a whole line
+    i = 0
+    while i < last:
+        if _PART_NAME.search(lines[i]) is None:
+            i += 1
+            continue
+        i += 1
+        while i < last and lines[i] not in (b"", b"\r"):
+            i += 1  # the part's other header lines
+        if i + 1 < last and lines[i + 1] in (b"One-Click", b"One-Click\r"):
+            return True
+    return False
 
 
 class Classifier:

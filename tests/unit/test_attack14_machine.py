@@ -38,3 +38,21 @@ def test_a_head_sized_agent_is_classified_in_linear_time(agent: str) -> None:
     assert classifier.classify("GET", "click", {"user-agent": agent, "accept-language": "en"}, None, 0, 10**9) == (
         None, ())
     assert classifier.classify("GET", "open", {"user-agent": agent}, None) == (None, ())
+
+
+OLD_MULTIPART = re.compile(rb'name="?List-Unsubscribe"?\r?\n(?:[^\r\n]+\r?\n)*\r?\nOne-Click\r?\n')
+BODY_PIECES = st.sampled_from([b"\r\n", b"\n", b'Content-Disposition: form-data; name="List-Unsubscribe"',
+                               b"name=List-Unsubscribe", b"One-Click", b"--x", b"Content-Type: text/plain", b"a"])
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.lists(BODY_PIECES, max_size=16).map(b"".join))
+def test_the_multipart_one_click_pass_finds_what_the_regex_found(body: bytes) -> None:
+    assert machine._multipart_one_click(body) == (OLD_MULTIPART.search(body) is not None)
+
+
+def test_a_multipart_body_of_name_lines_is_read_in_one_pass() -> None:
+    """64 kB of ``name=List-Unsubscribe`` lines took the regex 1.4 s of CPU for each unsubscribe POST."""
+    assert not machine.one_click_body(b"name=List-Unsubscribe\n" * 2970, "multipart/form-data; boundary=x")
+    rfc_8058 = (b'--x\r\nContent-Disposition: form-data; name="List-Unsubscribe"\r\n\r\nOne-Click\r\n--x--\r\n')
+    assert machine.one_click_body(rfc_8058, "multipart/form-data; boundary=x")
