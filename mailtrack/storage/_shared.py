@@ -480,9 +480,8 @@ def _relabel_batch(events: Sequence[TrackingEvent], stored_clicks: Sequence[tupl
     for row in stored_clicks:
         groups.setdefault((row[8], row[3], row[13]), []).append(("stored", row))
     for index, event in enumerate(events):
-        if event.event_type is EventType.CLICKED:
-            key = (_PARENT if event.account is None else event.account, event.message_id,
-                   _NO_RECIPIENT if event.recipient is None else event.recipient)
+        if event.event_type is EventType.CLICKED and event.recipient is not None:  # (see _click_groups)
+            key = (_PARENT if event.account is None else event.account, event.message_id, event.recipient)
             groups.setdefault(key, []).append(("new", index))
     result = list(events)
     relabels: list[tuple[tuple[Any, ...], str, tuple[str, ...]]] = []
@@ -521,9 +520,10 @@ def _click_groups(events: Sequence[TrackingEvent]) -> dict[tuple[str, str, str],
     spans: dict[tuple[str, str, str], tuple[float, float]] = {}
     reach = max(HONEYPOT_SECONDS, BURST_SECONDS)
     for event in events:
-        if event.event_type is EventType.CLICKED:
-            key = (_PARENT if event.account is None else event.account, event.message_id,
-                   _NO_RECIPIENT if event.recipient is None else event.recipient)
+        # A broadcast's click (no recipient) is one of many readers' clicks of one copy: a burst or a honeypot click
+        # among them says nothing about another reader's, so its clicks are never relabelled (nor read for it).
+        if event.event_type is EventType.CLICKED and event.recipient is not None:
+            key = (_PARENT if event.account is None else event.account, event.message_id, event.recipient)
             at = event.timestamp.timestamp()
             low, high = spans.get(key, (at - reach, at + reach))
             spans[key] = (min(low, at - reach), max(high, at + reach))
