@@ -58,6 +58,8 @@ from mailtrack.machine import Classifier, Verdict, default_classifier, one_click
 
 __all__ = ["GIF", "Answer", "Endpoints", "Request", "Response", "check_max_age"]
 
+#: The reason of a honeypot click's verdict when classification is off (the classifier words its own).
+_HONEYPOT_REASON = "clicked the honeypot link, which no person sees (display:none, aria-hidden)"
 _MAX_HEADER = 1024  # user agents and referers are stored up to this many characters
 
 #: An endpoint's answer: the response, and the event to record before it is sent (or None).
@@ -230,7 +232,9 @@ class Endpoints:
         """The machine verdict of ``request`` for a token of ``claims`` (``(None, ())`` with classification off);
         ``ip`` and ``now``: the client's address and the time, when the caller has them already; ``one_click``: an
         unsubscribe POST with RFC 8058's body (a mailbox provider relaying its user's request)."""
-        if self.classifier is None:
+        if self.classifier is None:  # classification off; the honeypot link's click is still no person's
+            if claims.kind == "click" and claims.link_index == HONEYPOT_INDEX:
+                return "honeypot", (_HONEYPOT_REASON,)
             return None, ()
         if now is None:
             now = self.clock() if self.clock is not None else time.time()

@@ -57,3 +57,19 @@ def test_a_machine_labelled_image_proxy_never_unsubscribes_with_a_bare_post(
     finally:
         recorder.close()
     assert [(e.event_type, e.machine) for e in store.events()] == [("unsubscribed", "image_proxy")]
+
+
+def test_a_honeypot_click_is_no_persons_with_classification_off(tracker: mailtrack.Tracker,
+                                                                 store: SQLiteStore) -> None:
+    """With ``machine_ranges="off"`` every verdict was None, so the honeypot link's 204 recorded a person's click:
+    the honeypot, opt-in, then added a unique click to the stats for every scanner that followed it."""
+    honeypot = mailtrack.Tracker(secret_keys=["older-key", "newest-key"], base_url=BASE_URL, honeypot=True)
+    target = honeypot.honeypot_url(message_id="msg-1", recipient="ann@example.com")[len(BASE_URL):]
+    recorder = Recorder(store, [], retry_interval=0.05, privacy=Privacy())
+    try:
+        response = Endpoints(honeypot, recorder, classifier=None).handle(
+            Request("GET", target, headers=BROWSER, remote_addr="203.0.113.5"))
+    finally:
+        recorder.close()
+    assert response.status == 204
+    assert [(e.link_index, e.machine, e.first) for e in store.events()] == [(-1, "honeypot", False)]
