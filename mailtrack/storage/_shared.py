@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import json
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any
 
@@ -540,6 +541,77 @@ def _batch_first_opens(events: Iterable[TrackingEvent]) -> dict[tuple[str, str, 
             at = event.timestamp.timestamp()
             opens[key] = min(opens.get(key, at), at)
     return opens
+
+
+@dataclass(frozen=True)
+class _Dialect:
+    """How one store's SQL spells what :func:`_relabel_rows` writes.
+
+    ``param``: the parameter marker; ``true``/``false``: the flag values; ``hint``: put before a column to keep
+    the planner on the message index (SQLite's unary ``+``); ``insert``/``ignore``: "insert unless present".
+    """
+
+    param: str
+    true: Any
+    false: Any
+    hint: str
+    insert: str
+    ignore: str
+
+
+_SQLITE = _Dialect("?", 1, 0, "+", "INSERT OR IGNORE INTO", "")
+_POSTGRES = _Dialect("%s", True, False, "", "INSERT INTO", " ON CONFLICT DO NOTHING")
+
+#: One relabel: a stored click's ``_ROLL_COLUMNS`` row (then its event id, ..., its recipient at 13), its new
+#: label and reasons.
+Relabel = tuple[tuple[Any, ...], str, tuple[str, ...]]
+
+
+def _relabel_rows(execute: Callable[[str, Sequence[Any]], Any], sql: _Dialect, relabels: Sequence[Relabel]
+                  ) -> tuple[dict[int, tuple[Any, ...]], dict[int, list[Any]], set[str]]:
+    """Relabel stored clicks, in the caller's transaction: both stores' ``_apply_relabels`` up to the rollups.
+
+    Each click's row gets its label and reasons and loses its first-event slots (``firsts``, ``link_firsts``)
+    to the next person's event of its key in recording order, if any (so ``first`` and the unique counts stay
+    people's). Returns the changed events' ``_ROLL_COLUMNS`` rows before and after (by row id: the rollups'
+    difference, which each store applies its own way) and the event ids that took a ``first`` slot.
+    """
+    mark = sql.param
+    rows: dict[int, list[Any]] = {}
+    before: dict[int, tuple[Any, ...]] = {}
+    for row, label, reasons in relabels:
+        execute(f"UPDATE events SET machine = {mark}, machine_reasons = {mark}, first = {mark}, link_first = {mark}"
+                f" WHERE id = {mark}", (label, json.dumps(list(reasons), separators=(",", ":")), sql.false, sql.false,
+                                       row[0]))
+        before[row[0]] = tuple(row[:11])
+        rows[row[0]] = [*row[:6], sql.false, row[7], row[8], sql.false, label]
+    promoted: set[str] = set()
+    clicked = f"'{EventType.CLICKED.value}'"
+    for row, _, _ in relabels:
+        account, kind, message_id, recipient, url = row[8], row[1], row[3], row[13], row[4]
+        slots = []
+        if row[6]:
+            slots.append(("firsts", "event_type", kind, "first", ""))
+        if row[9] and url is not None:
+            slots.append(("link_firsts", "url", url, "link_first", f" AND event_type = {clicked}"))
+        for table, column, value, flag, more in slots:
+            execute(f"DELETE FROM {table} WHERE account = {mark} AND {column} = {mark} AND message_id = {mark}"
+                    f" AND recipient = {mark}", (account, value, message_id, recipient))
+            successor = execute(
+                f"SELECT {_ROLL_COLUMNS}, event_id FROM events WHERE message_id = {mark} AND recipient = {mark} AND"
+                f" {sql.hint}{column} = {mark} AND {sql.hint}account = {mark} AND machine IS NULL{more}"
+                " ORDER BY id LIMIT 1", (message_id, recipient, value, account)).fetchone()
+            if successor is None:
+                continue
+            execute(f"UPDATE events SET {flag} = {mark} WHERE id = {mark}", (sql.true, successor[0]))
+            execute(f"{sql.insert} {table} (account, {column}, message_id, recipient) VALUES ({mark}, {mark}, {mark},"
+                    f" {mark}){sql.ignore}", (account, value, message_id, recipient))
+            before.setdefault(successor[0], tuple(successor[:11]))
+            into = rows.setdefault(successor[0], list(successor[:11]))
+            into[6 if flag == "first" else 9] = sql.true
+            if flag == "first":
+                promoted.add(successor[11])
+    return before, rows, promoted
 
 
 def _delta_cells(changes: Iterable[tuple[tuple[Any, ...], tuple[Any, ...]]]) -> dict[tuple[Any, ...], list[int]]:

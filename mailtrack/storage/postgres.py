@@ -72,7 +72,7 @@ from mailtrack.storage._shared import (
     _N,
     _PINNED_SHOWN,
     _PINNED_SUMS,
-    _ROLL_COLUMNS,
+    _POSTGRES,
     _ROLLUP_COUNTS,
     _ROLLUP_SUMS,
     _SHOWN,
@@ -92,6 +92,7 @@ from mailtrack.storage._shared import (
     _meta_value,
     _nonzero,
     _relabel_batch,
+    _relabel_rows,
     _rollup_spec,
     _row,
     _Spec,
@@ -1128,38 +1129,7 @@ def _apply_relabels(cursor: psycopg.Cursor[Any], relabels: Sequence[tuple[tuple[
     changed events' cells is always added); returns the event ids that took a ``first`` slot."""
     if not relabels:
         return set()
-    rows: dict[int, list[Any]] = {}
-    before: dict[int, tuple[Any, ...]] = {}
-    for row, label, reasons in relabels:
-        cursor.execute("UPDATE events SET machine = %s, machine_reasons = %s, first = false, link_first = false"
-                       " WHERE id = %s", (label, json.dumps(list(reasons), separators=(",", ":")), row[0]))
-        before[row[0]] = tuple(row[:11])
-        rows[row[0]] = [*row[:6], False, row[7], row[8], False, label]
-    promoted: set[str] = set()
-    for row, _, _ in relabels:
-        account, kind, message_id, recipient, url = row[8], row[1], row[3], row[13], row[4]
-        slots = []
-        if row[6]:
-            slots.append(("firsts", "event_type", kind, "first", ""))
-        if row[9] and url is not None:
-            slots.append(("link_firsts", "url", url, "link_first", f" AND event_type = {_CLICKED}"))
-        for table, column, value, flag, more in slots:
-            cursor.execute(f"DELETE FROM {table} WHERE account = %s AND {column} = %s AND message_id = %s"
-                           " AND recipient = %s", (account, value, message_id, recipient))
-            successor = cursor.execute(
-                f"SELECT {_ROLL_COLUMNS}, event_id FROM events WHERE message_id = %s AND recipient = %s AND"
-                f" {column} = %s AND account = %s AND machine IS NULL{more} ORDER BY id LIMIT 1",
-                (message_id, recipient, value, account)).fetchone()
-            if successor is None:
-                continue
-            cursor.execute(f"UPDATE events SET {flag} = true WHERE id = %s", (successor[0],))
-            cursor.execute(f"INSERT INTO {table} (account, {column}, message_id, recipient) VALUES (%s, %s, %s, %s)"
-                           " ON CONFLICT DO NOTHING", (account, value, message_id, recipient))
-            before.setdefault(successor[0], tuple(successor[:11]))
-            into = rows.setdefault(successor[0], list(successor[:11]))
-            into[6 if flag == "first" else 9] = True
-            if flag == "first":
-                promoted.add(successor[11])
+    before, rows, promoted = _relabel_rows(cursor.execute, _POSTGRES, relabels)
     delta = _delta_cells((before[rowid], tuple(row)) for rowid, row in rows.items())
     if delta:
         cursor.execute(_ROLLUP_UPSERT.format(table="rollup_days", key=f"{_ROLLUP_KEY}, day, url", types=_DAY_TYPES),

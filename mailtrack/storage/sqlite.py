@@ -47,6 +47,7 @@ from mailtrack.storage._shared import (
     _ROLLUP_COUNTS,
     _ROLLUP_SUMS,
     _SHOWN,
+    _SQLITE,
     _STORED_CLICK,
     _WIDTH,
     _api_key,
@@ -61,6 +62,7 @@ from mailtrack.storage._shared import (
     _meta_value,
     _nonzero,
     _relabel_batch,
+    _relabel_rows,
     _rollup_cells,
     _rollup_spec,
     _row,
@@ -1506,38 +1508,7 @@ def _apply_relabels(db: sqlite3.Connection, relabels: Sequence[tuple[tuple[Any, 
     """
     if not relabels:
         return stored
-    rows: dict[int, list[Any]] = {}
-    before: dict[int, tuple[Any, ...]] = {}
-    for row, label, reasons in relabels:
-        db.execute("UPDATE events SET machine = ?, machine_reasons = ?, first = 0, link_first = 0 WHERE id = ?",
-                   (label, json.dumps(list(reasons), separators=(",", ":")), row[0]))
-        before[row[0]] = tuple(row[:11])
-        rows[row[0]] = [*row[:6], 0, row[7], row[8], 0, label]
-    promoted: set[str] = set()
-    for row, _, _ in relabels:
-        account, kind, message_id, recipient, url = row[8], row[1], row[3], row[13], row[4]
-        slots = []
-        if row[6]:
-            slots.append(("firsts", "event_type", kind, "first", ""))
-        if row[9] and url is not None:
-            slots.append(("link_firsts", "url", url, "link_first", f" AND event_type = {_CLICKED}"))
-        for table, column, value, flag, more in slots:
-            db.execute(f"DELETE FROM {table} WHERE account = ? AND {column} = ? AND message_id = ? AND recipient = ?",
-                       (account, value, message_id, recipient))
-            successor = db.execute(
-                f"SELECT {_ROLL_COLUMNS}, event_id FROM events WHERE message_id = ? AND recipient = ? AND"
-                f" +{column} = ? AND +account = ? AND machine IS NULL{more} ORDER BY id LIMIT 1",
-                (message_id, recipient, value, account)).fetchone()
-            if successor is None:
-                continue
-            db.execute(f"UPDATE events SET {flag} = 1 WHERE id = ?", (successor[0],))
-            db.execute(f"INSERT OR IGNORE INTO {table} (account, {column}, message_id, recipient) VALUES (?, ?, ?, ?)",
-                       (account, value, message_id, recipient))
-            before.setdefault(successor[0], tuple(successor[:11]))
-            into = rows.setdefault(successor[0], list(successor[:11]))
-            into[6 if flag == "first" else 9] = 1
-            if flag == "first":
-                promoted.add(successor[11])
+    before, rows, promoted = _relabel_rows(db.execute, _SQLITE, relabels)
     watermark = _watermark(db)
     delta = _delta_cells((before[rowid], tuple(row)) for rowid, row in rows.items() if rowid <= watermark)
     if delta:
