@@ -156,12 +156,16 @@ def _serve_and_fetch(html: str, out: Callable[[str], None]) -> int:
             assert served.pixel is not None
             pixel = served.pixel.html.split('src="', 1)[1].split('"', 1)[0]
             click = served.links[0].tracking_url
-            agent = {"User-Agent": "Mozilla/5.0 (demo mail client)"}
-            for label, url, want in (("pixel", pixel, 200), ("click", click, 302), ("forged click", _forged(click), 404)):
+            # A reader's mail client and browser send these; a link scanner fetching the link as the mail arrives
+            # sends no browser headers (mailtrack.machine labels its click, and stats count people apart).
+            reader = {"User-Agent": "Mozilla/5.0 (demo mail client)", "Accept-Language": "en"}
+            for label, url, want, agent in (("pixel", pixel, 200, reader), ("click", click, 302, reader),
+                                            ("click (scanner)", click, 302, {}),
+                                            ("forged click", _forged(click), 404, reader)):
                 status, headers, body = _get(port, url[len(base_url):], agent)
                 failures += status != want
                 detail = f"Location: {headers.get('location')}" if status == 302 else f"{headers.get('content-type')}, {len(body)} bytes"
-                out(f"  GET {label:<13} -> {status} {detail}")
+                out(f"  GET {label:<15} -> {status} {detail}")
         finally:
             _stop(server, thread)
             service.close()
@@ -170,8 +174,9 @@ def _serve_and_fetch(html: str, out: Callable[[str], None]) -> int:
         for event in events:
             where = f" {event.url} (link {event.link_index})" if event.url else ""
             out(f"  {event.event_type:<8} {event.message_id} {event.recipient}{where} first={event.first} "
-                f"ip={event.ip} metadata={dict(event.metadata)}")
-        failures += [e.event_type for e in events] != [EventType.OPENED, EventType.CLICKED]
+                f"ip={event.ip} metadata={dict(event.metadata)} machine={event.machine or 'none (a person)'}")
+        failures += [(e.event_type, e.machine, e.first) for e in events] != [
+            (EventType.OPENED, None, True), (EventType.CLICKED, None, True), (EventType.CLICKED, "link_scanner", False)]
         store.close()
     return failures
 

@@ -26,10 +26,14 @@ def test_demo_runs_end_to_end() -> None:
     assert "Forged URL refused: signature" in out
     assert "Second pass over the output changes nothing: True" in out
     # The server part: real HTTP against waitress on loopback, events read back from SQLite.
-    assert "GET pixel         -> 200 image/gif, 43 bytes" in out
-    assert "GET click         -> 302 Location: https://shop.example.com/sale?src=mail&id=42" in out
-    assert "GET forged click  -> 404" in out
-    assert "Recorded events (2):" in out and "opened   <spring-2026-0001@example.com> ann@example.com" in out
+    assert "GET pixel           -> 200 image/gif, 43 bytes" in out
+    assert "GET click           -> 302 Location: https://shop.example.com/sale?src=mail&id=42" in out
+    assert "GET click (scanner) -> 302 Location: https://shop.example.com/sale?src=mail&id=42" in out
+    assert "GET forged click    -> 404" in out
+    assert "Recorded events (3):" in out and "opened   <spring-2026-0001@example.com> ann@example.com" in out
+    # the reader's click is theirs (the first); the scanner's is labelled and takes no first slot
+    assert "(link 0) first=True ip=127.0.0.1 metadata={'campaign': 'spring'} machine=none (a person)" in out
+    assert "(link 0) first=False ip=127.0.0.1 metadata={'campaign': 'spring'} machine=link_scanner" in out
 
 
 
