@@ -379,12 +379,16 @@ class TokenCodec:
         mark). Compressing before encrypting leaks only how well the claims
         compress, through the token's length, never what they are. The AES
         is always OpenSSL's: through ``cryptography`` here, or, for clicks on
-        the compiled path, through :meth:`_compiled_sealer`'s ``ClickSigner``
+        the compiled path, through :meth:`_compiled_click`'s ``ClickSigner``
         (only S2V's block bookkeeping is C there); the compiled link loop runs
         either as it runs any signer.
         """
-        seal = self._opaque().sealer(kind)
         plain_lead = opaque.pack(issued_at, b"", compressed=False)
+        if kind == "click":
+            fast = self._compiled_click(head, tail, plain_lead, sealed=True)
+            if fast is not None:
+                return fast
+        seal = self._opaque().sealer(kind)
         to_token = opaque.encode
         if self.compress:
 
@@ -402,9 +406,6 @@ class TokenCodec:
                 return to_token(seal(plain_lead + raw_payload.encode("utf-8"), None))
 
         if kind == "click":
-            fast = self._compiled_sealer(head, tail, plain_lead)
-            if fast is not None:
-                return fast
             encode_str = json.encoder.encode_basestring
 
             def sign_click(link_index: int, url: str) -> str:
@@ -413,28 +414,6 @@ class TokenCodec:
             return sign_click
         raw = head + tail
         return lambda: sign(raw)
-
-    def _compiled_sealer(self, head: str, tail: str, lead: bytes) -> Callable[[int, str], str] | None:
-        """The compiled twin of the opaque click signer, or None where it cannot be.
-
-        ``ClickSigner(sealed=True)`` runs the same AES-256-SIV over the same
-        plaintext (``lead``: the header byte and issue time, then the payload)
-        with OpenSSL's AES keyed once per message, and returns the same token
-        (the differential tests check it against ``cryptography``). None on the
-        pure path, in a build without OpenSSL (``SIV_AVAILABLE`` 0), for
-        compressed tokens (compression is decided per link, in Python) and for
-        claims UTF-8 cannot write (the pure signer raises for those).
-        """
-        compiled = speedups.compiled
-        if compiled is None or self.compress or not getattr(compiled, "SIV_AVAILABLE", 0):
-            return None
-        try:
-            head_bytes, tail_bytes = head.encode(), tail.encode()
-        except UnicodeEncodeError:
-            return None
-        key = self._opaque().sealing_keys["click"]
-        signer: Callable[[int, str], str] = compiled.ClickSigner(key, head_bytes, tail_bytes, lead, 16, sealed=True)
-        return signer
 
     def _signer(self, kind: TokenKind, head: str, tail: str, stamp: bytes) -> Callable[..., str]:
         """The signing function of :meth:`message_signer`, from the claims encoded around the click's part."""
@@ -453,7 +432,7 @@ class TokenCodec:
             return (value + b"." + _b64(outer.digest()[:size])).decode("ascii")
 
         if kind == "click":
-            fast = self._compiled_click_signer(head, tail, stamp)
+            fast = self._compiled_click(head, tail, stamp, sealed=False)
             if fast is not None:
                 return fast
             encode_str = json.encoder.encode_basestring
@@ -488,21 +467,33 @@ class TokenCodec:
             return lambda: str(compiled.sign_value(key, data, stamp, size))
         return lambda: sign(raw)
 
-    def _compiled_click_signer(self, head: str, tail: str, stamp: bytes) -> Callable[[int, str], str] | None:
-        """The compiled twin of the pure click signer (same tokens, a tenth of the cost), or None where it cannot be.
+    def _compiled_click(self, head: str, tail: str, stamp: bytes, *, sealed: bool) -> Callable[[int, str], str] | None:
+        """The compiled twin of a click signer (same tokens, a fraction of the cost), or None where it cannot be.
 
-        None on the pure path, for compressed tokens, for a digest other than
-        SHA-256, and for claims UTF-8 cannot write (a lone surrogate: the pure
-        signer raises for those, as it always has).
+        ``sealed=False``: the signed format, ``stamp`` the issue time written
+        after the payload; ``sealed=True``: the opaque format, ``stamp`` the
+        plaintext's lead (header byte and issue time), sealed with AES-256-SIV
+        over OpenSSL's AES (the differential tests check it against
+        ``cryptography``). None on the pure path, for compressed tokens
+        (compression is decided per link, in Python), for a digest other than
+        SHA-256 (signed), in a build without OpenSSL (sealed:
+        ``SIV_AVAILABLE`` 0), and for claims UTF-8 cannot write (a lone
+        surrogate: the pure signer raises for those, as it always has).
         """
         compiled = speedups.compiled
-        if compiled is None or self.compress or self._click_key is None:
+        if compiled is None or self.compress or (not getattr(compiled, "SIV_AVAILABLE", 0) if sealed
+                                                 else self._click_key is None):
             return None
         try:
             head_bytes, tail_bytes = head.encode(), tail.encode()
         except UnicodeEncodeError:
             return None
-        signer: Callable[[int, str], str] = compiled.ClickSigner(self._click_key, head_bytes, tail_bytes, stamp, self._size)
+        if sealed:
+            key, size = self._opaque().sealing_keys["click"], 16
+        else:
+            assert self._click_key is not None
+            key, size = self._click_key, self._size
+        signer: Callable[[int, str], str] = compiled.ClickSigner(key, head_bytes, tail_bytes, stamp, size, sealed=sealed)
         return signer
 
     # -- verification ------------------------------------------------------------
