@@ -361,6 +361,10 @@ def _event_cells(event: TrackingEvent, row: Sequence[Any]) -> list[_Cell]:
 #: What :func:`_rollup_cells` reads of each event.
 _ROLL_COLUMNS = "id, event_type, timestamp, message_id, url, metadata, first, tags, account, link_first, machine"
 
+#: One relabel: a stored click's ``_ROLL_COLUMNS`` row (then its event id, ..., its recipient at 13), its new
+#: label and reasons.
+Relabel = tuple[tuple[Any, ...], str, tuple[str, ...]]
+
 
 def _rollup_cells(rows: Iterable[Sequence[Any]]) -> dict[tuple[Any, ...], list[int]]:
     """The ``rollup_days`` cells of events (rows of ``_ROLL_COLUMNS``), each key with its ten counts summed.
@@ -468,7 +472,7 @@ def _verdicts(clicks: Sequence[tuple[float, int | None, str | None]], first_open
 
 def _relabel_batch(events: Sequence[TrackingEvent], stored_clicks: Sequence[tuple[Any, ...]],
                    first_opens: dict[tuple[str, str, str], float | None]
-                   ) -> tuple[list[TrackingEvent], list[tuple[tuple[Any, ...], str, tuple[str, ...]]]]:
+                   ) -> tuple[list[TrackingEvent], list[Relabel]]:
     """Apply :func:`_verdicts` to a batch: the new events with their verdicts, and the stored clicks to relabel.
 
     ``events`` are the batch's new events (not stored yet). ``stored_clicks`` are stored clicks near the batch's
@@ -485,7 +489,7 @@ def _relabel_batch(events: Sequence[TrackingEvent], stored_clicks: Sequence[tupl
             key = (_PARENT if event.account is None else event.account, event.message_id, event.recipient)
             groups.setdefault(key, []).append(("new", index))
     result = list(events)
-    relabels: list[tuple[tuple[Any, ...], str, tuple[str, ...]]] = []
+    relabels: list[Relabel] = []
     for key, members in groups.items():
         if not any(kind == "new" for kind, _ in members):
             continue
@@ -561,11 +565,6 @@ class _Dialect:
 
 _SQLITE = _Dialect("?", 1, 0, "+", "INSERT OR IGNORE INTO", "")
 _POSTGRES = _Dialect("%s", True, False, "", "INSERT INTO", " ON CONFLICT DO NOTHING")
-
-#: One relabel: a stored click's ``_ROLL_COLUMNS`` row (then its event id, ..., its recipient at 13), its new
-#: label and reasons.
-Relabel = tuple[tuple[Any, ...], str, tuple[str, ...]]
-
 
 def _relabel_rows(execute: Callable[[str, Sequence[Any]], Any], sql: _Dialect, relabels: Sequence[Relabel]
                   ) -> tuple[dict[int, tuple[Any, ...]], dict[int, list[Any]], set[str]]:

@@ -78,6 +78,7 @@ from mailtrack.storage._shared import (
     _SHOWN,
     _STORED_CLICK,
     _WIDTH,
+    Relabel,
     _api_key,
     _batch_first_opens,
     _click_groups,
@@ -1090,7 +1091,7 @@ def _lock_id(key: tuple[str, str, str]) -> int:
 
 
 def _decide_verdicts(cursor: psycopg.Cursor[Any], new: dict[str, TrackingEvent]
-                     ) -> list[tuple[tuple[Any, ...], str, tuple[str, ...]]]:
+                     ) -> list[Relabel]:
     """SQLite's ``_decide_verdicts`` on PostgreSQL: relabels ``new`` in place; returns the stored clicks to relabel.
 
     Servers write at once here, so each (account, message, recipient) the batch clicks is held by a
@@ -1123,7 +1124,7 @@ def _decide_verdicts(cursor: psycopg.Cursor[Any], new: dict[str, TrackingEvent]
     return relabels
 
 
-def _apply_relabels(cursor: psycopg.Cursor[Any], relabels: Sequence[tuple[tuple[Any, ...], str, tuple[str, ...]]]
+def _apply_relabels(cursor: psycopg.Cursor[Any], relabels: Sequence[Relabel]
                     ) -> set[str]:
     """SQLite's ``_apply_relabels`` on PostgreSQL (whose rollups hold every stored event: the difference of the
     changed events' cells is always added); returns the event ids that took a ``first`` slot."""

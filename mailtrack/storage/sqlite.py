@@ -50,6 +50,7 @@ from mailtrack.storage._shared import (
     _SQLITE,
     _STORED_CLICK,
     _WIDTH,
+    Relabel,
     _api_key,
     _batch_first_opens,
     _click_groups,
@@ -1462,7 +1463,7 @@ def _flagged(event: TrackingEvent, first: bool) -> TrackingEvent:
 
 
 def _decide_verdicts(db: sqlite3.Connection, events: Sequence[TrackingEvent]
-                     ) -> tuple[list[TrackingEvent], list[tuple[tuple[Any, ...], str, tuple[str, ...]]]]:
+                     ) -> tuple[list[TrackingEvent], list[Relabel]]:
     """The stateful verdicts of a batch (see :func:`~mailtrack.storage._shared._verdicts`), in its transaction.
 
     Reads the stored clicks of each (account, message, recipient) the batch clicks, within reach of its clicks
@@ -1496,7 +1497,7 @@ def _decide_verdicts(db: sqlite3.Connection, events: Sequence[TrackingEvent]
     return [by_id.get(event.event_id, event) if event.event_id not in known else event for event in events], relabels
 
 
-def _apply_relabels(db: sqlite3.Connection, relabels: Sequence[tuple[tuple[Any, ...], str, tuple[str, ...]]],
+def _apply_relabels(db: sqlite3.Connection, relabels: Sequence[Relabel],
                     stored: list[TrackingEvent]) -> list[TrackingEvent]:
     """Relabel stored clicks (their rows are updated; nothing of the request is deleted), in the batch's transaction.
 
