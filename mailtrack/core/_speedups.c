@@ -17,6 +17,8 @@
  *       string assembly for the rewriters (_speedups_splice.h).
  *   sign_value(key, data, stamp, size) -> token
  *       the pure signer's token for one payload (open and unsubscribe tokens; _speedups_sign.h).
+ *   qp_lines(data, eol) -> bytes (_speedups_qp.h); split_lines, line_starts, qp_encode_lines
+ *       a MIME part's line map and its touched lines written back (_speedups_lines.h).
  *   sha256(data) -> digest
  *       the SHA-256 ClickSigner uses (OpenSSL's where setup.py found it, else _speedups_sha256.h's).
  *
@@ -124,6 +126,7 @@ new_link_tag(PyObject *link_tag, PyObject *fields)
 #include "_speedups_links.h"
 #include "_speedups_splice.h"
 #include "_speedups_qp.h"
+#include "_speedups_lines.h" /* after _speedups_qp.h: writes with qp_write */
 
 static PyObject *
 optional_offset(Py_ssize_t offset)
@@ -200,6 +203,10 @@ static PyMethodDef speedups_methods[] = {
     {"splice", (PyCFunction)(void (*)(void))speedups_splice, METH_FASTCALL, splice_doc},
     {"utf8_length", (PyCFunction)speedups_utf8_length, METH_O, utf8_length_doc},
     {"qp_lines", (PyCFunction)(void (*)(void))speedups_qp_lines, METH_FASTCALL, qp_lines_doc},
+    /* the line map of a MIME part and its touched lines written back (_speedups_lines.h) */
+    {"split_lines", (PyCFunction)(void (*)(void))speedups_split_lines, METH_FASTCALL, split_lines_doc},
+    {"line_starts", (PyCFunction)(void (*)(void))speedups_line_starts, METH_FASTCALL, line_starts_doc},
+    {"qp_encode_lines", (PyCFunction)(void (*)(void))speedups_qp_encode_lines, METH_FASTCALL, qp_encode_lines_doc},
     {NULL, NULL, 0, NULL},
 };
 

@@ -31,43 +31,22 @@ qp_must_encode(const unsigned char *line, Py_ssize_t n, Py_ssize_t i, Py_ssize_t
     return c < 33;
 }
 
-PyDoc_STRVAR(qp_lines_doc,
-"qp_lines(data, eol, /)\n--\n\n"
-"Quoted-printable for the whole lines of data, each ending as it did, soft breaks ending in eol:\n"
-"mailtrack.core.mime.transfer._qp_lines_pure, in one call.");
-
-static PyObject *
-speedups_qp_lines(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+/* The most bytes qp_write writes for n input bytes (3 per byte, and a soft break, "=" + eol, per 25 of them: 25
+ * escapes fill a line); -1 when that does not fit a Py_ssize_t. */
+static Py_ssize_t
+qp_bound(Py_ssize_t n, Py_ssize_t eol_size)
 {
-    const unsigned char *in;
-    const char *eol;
-    char *out;
-    Py_ssize_t n, eol_size, bound, o = 0, start = 0;
-    PyObject *result;
-    (void)module;
-    if (nargs != 2) {
-        PyErr_Format(PyExc_TypeError, "qp_lines() takes 2 arguments (%zd given)", nargs);
-        return NULL;
+    if (n < 0 || eol_size < 0 || eol_size > 16 || n > (PY_SSIZE_T_MAX - 64) / 4 / (2 + eol_size)) {
+        return -1;
     }
-    if (!PyBytes_Check(args[0]) || !PyBytes_Check(args[1])) {
-        PyErr_SetString(PyExc_TypeError, "qp_lines() takes bytes and bytes");
-        return NULL;
-    }
-    in = (const unsigned char *)PyBytes_AS_STRING(args[0]);
-    n = PyBytes_GET_SIZE(args[0]);
-    eol = PyBytes_AS_STRING(args[1]);
-    eol_size = PyBytes_GET_SIZE(args[1]);
-    /* At most 3 bytes per input byte, and a soft break ("=" + eol) per 25 of them (25 escapes fill a line). */
-    if (eol_size > 16 || n > (PY_SSIZE_T_MAX - 64) / 4 / (2 + eol_size)) {
-        PyErr_SetString(PyExc_OverflowError, "qp_lines() input too large");
-        return NULL;
-    }
-    bound = 3 * n + (n / 25 + 2) * (1 + eol_size);
-    result = PyBytes_FromStringAndSize(NULL, bound);
-    if (result == NULL) {
-        return NULL;
-    }
-    out = PyBytes_AS_STRING(result);
+    return 3 * n + (n / 25 + 2) * (1 + eol_size);
+}
+
+/* Writes the quoted-printable lines of in[0:n] at out (room for qp_bound(n, eol_size) bytes); returns how many. */
+static Py_ssize_t
+qp_write(const unsigned char *in, Py_ssize_t n, const char *eol, Py_ssize_t eol_size, char *out)
+{
+    Py_ssize_t o = 0, start = 0;
     while (start < n) {
         const unsigned char *newline = memchr(in + start, '\n', (size_t)(n - start));
         Py_ssize_t stop = newline != NULL ? (Py_ssize_t)(newline - in) + 1 : n; /* the line, its ending included */
@@ -109,6 +88,44 @@ speedups_qp_lines(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
         o += stop - end;
         start = stop;
     }
+    return o;
+}
+
+PyDoc_STRVAR(qp_lines_doc,
+"qp_lines(data, eol, /)\n--\n\n"
+"Quoted-printable for the whole lines of data, each ending as it did, soft breaks ending in eol:\n"
+"mailtrack.core.mime.transfer._qp_lines_pure, in one call.");
+
+static PyObject *
+speedups_qp_lines(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    const unsigned char *in;
+    const char *eol;
+    Py_ssize_t n, eol_size, bound, o;
+    PyObject *result;
+    (void)module;
+    if (nargs != 2) {
+        PyErr_Format(PyExc_TypeError, "qp_lines() takes 2 arguments (%zd given)", nargs);
+        return NULL;
+    }
+    if (!PyBytes_Check(args[0]) || !PyBytes_Check(args[1])) {
+        PyErr_SetString(PyExc_TypeError, "qp_lines() takes bytes and bytes");
+        return NULL;
+    }
+    in = (const unsigned char *)PyBytes_AS_STRING(args[0]);
+    n = PyBytes_GET_SIZE(args[0]);
+    eol = PyBytes_AS_STRING(args[1]);
+    eol_size = PyBytes_GET_SIZE(args[1]);
+    bound = qp_bound(n, eol_size);
+    if (bound < 0) {
+        PyErr_SetString(PyExc_OverflowError, "qp_lines() input too large");
+        return NULL;
+    }
+    result = PyBytes_FromStringAndSize(NULL, bound);
+    if (result == NULL) {
+        return NULL;
+    }
+    o = qp_write(in, n, eol, eol_size, PyBytes_AS_STRING(result));
     if (_PyBytes_Resize(&result, o) < 0) {
         return NULL;
     }

@@ -13,7 +13,7 @@ import codecs
 import functools
 import re
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from itertools import accumulate
 
 from mailtrack.core import speedups
@@ -29,17 +29,37 @@ _IDENTITY = ("7bit", "8bit", "binary")
 
 @dataclass
 class DecodedPart:
-    """A text part decoded, with the line map that lets unchanged lines keep their bytes."""
+    """A text part decoded, with the line map that lets unchanged lines keep their bytes.
+
+    The line map (``raw_lines``, ``offsets``) is made on first use: a part
+    encoded whole (7bit/8bit in UTF-8, ASCII or a one-to-one single-byte
+    charset, when every line fits) or in base64 never needs it.
+    """
 
     text: str
     codec: str
     charset: str
     encoding: str  # the transfer encoding, lowercased
-    raw_lines: list[bytes] | None  # raw logical lines (a QP line with its soft breaks), None: no line map
     width: int  # base64 line length to write (the body's own)
-    offsets: list[int]  # where each raw line starts in ``text``
     eol: bytes
     guessed: bool  # no charset declared and not ASCII: read as UTF-8
+    body: bytes = field(repr=False)  # the raw body the text was decoded from
+    _line_map: tuple[list[bytes] | None, list[int]] | None = field(default=None, repr=False, compare=False)
+
+    @property
+    def raw_lines(self) -> list[bytes] | None:
+        """Raw logical lines (a QP line with its soft breaks); None: no line map (base64, or lines that do not map)."""
+        return self._lines()[0]
+
+    @property
+    def offsets(self) -> list[int]:
+        """Where each raw line starts in ``text`` ([] without a line map)."""
+        return self._lines()[1]
+
+    def _lines(self) -> tuple[list[bytes] | None, list[int]]:
+        if self._line_map is None:
+            self._line_map = _line_map(self.body, self.text, self.codec, self.encoding)
+        return self._line_map
 
 
 def can_encode(text: str, codec: str) -> bool:
@@ -70,12 +90,7 @@ def decode_part(raw: bytes, node: MimeNode, encoding: str, charset: str | None) 
     if isinstance(data, str):
         return data
     width = 76
-    raw_lines: list[bytes] | None = None
-    if encoding in _IDENTITY or qp:
-        raw_lines = _QP_LINE.findall(body) if qp else _LINE.findall(body)
-        if raw_lines and not raw_lines[-1]:
-            raw_lines.pop()  # the empty match at the end
-    else:  # base64
+    if encoding not in _IDENTITY and not qp:  # base64
         first = len(body.split(b"\n", 1)[0].rstrip(b"\r"))
         width = first if 4 <= first <= 76 and first % 4 == 0 and len(body) > first + 2 else 76
     guessed = False
@@ -89,12 +104,28 @@ def decode_part(raw: bytes, node: MimeNode, encoding: str, charset: str | None) 
             text, codec, guessed = data.decode("utf-8"), "utf-8", True
         except UnicodeDecodeError:
             return "no charset declared, and the bytes are neither ASCII nor UTF-8"
-    offsets: list[int] = []
-    if raw_lines is not None:
-        offsets = _line_offsets(text, raw_lines, codec, qp, body)
-        if not offsets and raw_lines:
-            raw_lines = None  # no line map: a change re-encodes the whole part
-    return DecodedPart(text, codec, declared, encoding, raw_lines, width, offsets, eol, guessed)
+    return DecodedPart(text, codec, declared, encoding, width, eol, guessed, body)
+
+
+def _line_map(body: bytes, text: str, codec: str, encoding: str) -> tuple[list[bytes] | None, list[int]]:
+    """The raw lines of a 7bit/8bit/QP ``body`` and where each starts in ``text``; (None, []) when there is no map."""
+    qp = encoding == "quoted-printable"
+    if encoding not in _IDENTITY and not qp:
+        return None, []  # base64: re-encoded whole
+    compiled = speedups.compiled
+    raw_lines: list[bytes] | None = compiled.split_lines(body, qp) if compiled is not None else _split_lines_pure(body, qp)
+    offsets = _line_offsets(text, raw_lines, codec, qp, body)
+    if not offsets and raw_lines:
+        raw_lines = None  # no line map: a change re-encodes the whole part
+    return raw_lines, offsets
+
+
+def _split_lines_pure(body: bytes, qp: bool) -> list[bytes]:
+    """The lines of ``body`` with their LF; with ``qp``, soft-broken lines joined to the next (``split_lines``'s twin)."""
+    lines: list[bytes] = _QP_LINE.findall(body) if qp else _LINE.findall(body)
+    if lines and not lines[-1]:
+        lines.pop()  # the empty match at the end
+    return lines
 
 
 def transfer_decode(body: bytes, encoding: str) -> bytes | str:
@@ -145,11 +176,12 @@ def _line_offsets(text: str, raw_lines: list[bytes], codec: str, qp: bool, body:
     """Where each raw line starts in ``text``; [] when the lines do not map one to one (``body``: the lines joined)."""
     if not codec.startswith(_UNSPLITTABLE) and not (qp and _ENCODED_BREAK.search(body)):
         # Byte 0x0A is the character "\n" and nothing else: line i of the text is raw line i decoded.
-        pieces = text.split("\n")
-        if len(pieces) == len(raw_lines) + (0 if raw_lines and not raw_lines[-1].endswith(b"\n") else 1):
-            # Each line starts one past the previous line's end (its "\n"): running sums of length + 1, in C.
-            return list(accumulate(map((1).__add__, map(len, pieces[: len(raw_lines) - 1])), initial=0)) \
-                if raw_lines else []
+        if text.count("\n") + 1 == len(raw_lines) + (0 if raw_lines and not raw_lines[-1].endswith(b"\n") else 1):
+            if not raw_lines:
+                return []
+            compiled = speedups.compiled
+            return compiled.line_starts(text, len(raw_lines)) if compiled is not None \
+                else _line_starts_pure(text, len(raw_lines))
     offsets, pieces, at = [], [], 0
     try:
         for line in raw_lines:
@@ -160,6 +192,14 @@ def _line_offsets(text: str, raw_lines: list[bytes], codec: str, qp: bool, body:
     except UnicodeError:
         return []
     return offsets if "".join(pieces) == text else []
+
+
+def _line_starts_pure(text: str, count: int) -> list[int]:
+    """0, then one past each of the first ``count - 1`` "\\n" of ``text`` (``line_starts``' twin; ``count`` > 0)."""
+    if count < 1 or text.count("\n") < count - 1:
+        raise ValueError("line_starts() needs 0 < count <= the number of lines")
+    # Each line starts one past the previous line's end (its "\n"): running sums of length + 1, in C.
+    return list(accumulate(map((1).__add__, map(len, text.split("\n", count - 1)[: count - 1])), initial=0))
 
 
 @dataclass(frozen=True)
@@ -204,17 +244,20 @@ def _encode(decoded: DecodedPart, changes: Edits, html: bool, intended: str) -> 
     if not _encodable(changes, codec, html):
         # Only our footer can bring characters the part's charset lacks (the rest was decoded from it).
         charset = codec = "utf-8"
-    elif decoded.raw_lines is not None:
+    else:
         if encoding in _IDENTITY and _encodes_back(codec):
             # Every untouched line's bytes are its text encoded again: the body is the rewritten text encoded, in
             # one call, when every line of it fits (else the groups decide line by line, as they always did: a
-            # line that was already too long, or held a NUL, does not stop a change elsewhere).
+            # line that was already too long, or held a NUL, does not stop a change elsewhere). Asked before the
+            # line map is made (it is not needed here): without one, the fallback below would write these same
+            # bytes, which read back as ``intended`` (that is what _encodes_back means).
             whole = _strict_encode(intended, codec)
             if whole is not None and _fits(whole, encoding):
                 return EncodedPart(whole, encoding, charset, codec, exact=True)
-        body = _encode_lines(decoded, changes, html, intended)
-        if body is not None:
-            return EncodedPart(body, encoding, charset, codec)
+        if decoded.raw_lines is not None:
+            body = _encode_lines(decoded, changes, html, intended)
+            if body is not None:
+                return EncodedPart(body, encoding, charset, codec)
     data = _strict_encode(intended, codec) if encoding == "base64" and _encodes_back(codec) else None
     if data is not None:
         return EncodedPart(_base64(data, decoded.eol, decoded.width), encoding, charset, codec, exact=True)
@@ -289,6 +332,26 @@ def _encodes_back(codec: str) -> bool:
 
 def _encode_lines(decoded: DecodedPart, changes: Edits, html: bool, intended: str) -> bytes | None:
     """Re-encode only the lines the changes touch; None if a new line breaks a 7bit/8bit encoding.
+
+    A quoted-printable part goes through the compiled ``qp_encode_lines``
+    (``_speedups_lines.h``) when it is built: the same groups and bytes in
+    one call; :func:`_encode_lines_pure` is the reference it is tested against.
+    """
+    compiled = speedups.compiled
+    if compiled is not None and decoded.encoding == "quoted-printable":
+        assert decoded.raw_lines is not None
+        codec = decoded.codec
+        body: bytes | None = compiled.qp_encode_lines(
+            decoded.raw_lines, decoded.offsets, len(decoded.text), changes, intended, codec,
+            "utf-8" if codec == "utf-8-sig" else codec, "xmlcharrefreplace" if html else "strict", decoded.eol,
+        )
+        if body is not None:
+            return body
+    return _encode_lines_pure(decoded, changes, html, intended)
+
+
+def _encode_lines_pure(decoded: DecodedPart, changes: Edits, html: bool, intended: str) -> bytes | None:
+    """:func:`_encode_lines` in Python.
 
     An insertion where a line starts (a footer after the last line break)
     touches no line: it is encoded on its own, between the lines around it.

@@ -1,0 +1,419 @@
+/* The line map of a 7bit/8bit/quoted-printable MIME part, and its touched lines written back (included by
+ * _speedups.c only, after _speedups_qp.h).
+ *
+ *   split_lines(body, qp) -> list[bytes]
+ *       mailtrack.core.mime.transfer._split_lines_pure(body, qp): the body's lines, each with its "\n"; with qp,
+ *       a line ending in "=", then blanks, then an optional CR (a soft line break) joined to the next one (what
+ *       transfer._QP_LINE.findall finds, without the empty match at the end).
+ *   line_starts(text, count) -> list[int]
+ *       transfer._line_starts_pure(text, count): 0, then one past each of the first count - 1 "\n" of text
+ *       (count > 0; text must hold that many, else ValueError).
+ *   qp_encode_lines(lines, offsets, size, changes, intended, codec, rest_codec, errors, eol) -> bytes or None
+ *       transfer._encode_lines_pure for a quoted-printable part: its group loop and assembly in one call. Each
+ *       group's text is encoded with str.encode(codec or rest_codec, errors) (the codec's own errors propagate),
+ *       then written as qp_lines writes it. None when an argument is not what that function is given (then the
+ *       pure function runs and decides): the result is its result whenever this one returns bytes.
+ */
+
+/* CPython's bisect_right / bisect_left over a[0:n] (the same probes, so the same answer on any list). */
+static Py_ssize_t
+lines_bisect_right(const Py_ssize_t *a, Py_ssize_t n, Py_ssize_t x)
+{
+    Py_ssize_t lo = 0, hi = n;
+    while (lo < hi) {
+        Py_ssize_t mid = lo + (hi - lo) / 2;
+        if (x < a[mid]) {
+            hi = mid;
+        }
+        else {
+            lo = mid + 1;
+        }
+    }
+    return lo;
+}
+
+static Py_ssize_t
+lines_bisect_left(const Py_ssize_t *a, Py_ssize_t n, Py_ssize_t x)
+{
+    Py_ssize_t lo = 0, hi = n;
+    while (lo < hi) {
+        Py_ssize_t mid = lo + (hi - lo) / 2;
+        if (a[mid] < x) {
+            lo = mid + 1;
+        }
+        else {
+            hi = mid;
+        }
+    }
+    return lo;
+}
+
+/* Whether line[0:n] (no "\n" in it) is a soft-broken quoted-printable line: "=", then blanks, then an optional CR,
+ * at its end (transfer._QP_LINE's "[^\n]*=[ \t]*\r?\n" without the "\n"). */
+static int
+lines_soft_break(const unsigned char *line, Py_ssize_t n)
+{
+    if (n > 0 && line[n - 1] == '\r') {
+        n--;
+    }
+    while (n > 0 && (line[n - 1] == ' ' || line[n - 1] == '\t')) {
+        n--;
+    }
+    return n > 0 && line[n - 1] == '=';
+}
+
+PyDoc_STRVAR(split_lines_doc,
+"split_lines(body, qp, /)\n--\n\n"
+"The lines of body, each with its LF; with qp, soft-broken lines joined to the next:\n"
+"mailtrack.core.mime.transfer._split_lines_pure, in one call.");
+
+static PyObject *
+speedups_split_lines(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    const unsigned char *in;
+    Py_ssize_t n, start = 0;
+    int qp;
+    PyObject *lines;
+    (void)module;
+    if (nargs != 2 || !PyBytes_Check(args[0])) {
+        PyErr_SetString(PyExc_TypeError, "split_lines() takes bytes and a bool");
+        return NULL;
+    }
+    qp = PyObject_IsTrue(args[1]);
+    if (qp < 0) {
+        return NULL;
+    }
+    in = (const unsigned char *)PyBytes_AS_STRING(args[0]);
+    n = PyBytes_GET_SIZE(args[0]);
+    lines = PyList_New(0);
+    if (lines == NULL) {
+        return NULL;
+    }
+    while (start < n) {
+        Py_ssize_t stop = start;
+        PyObject *line;
+        int status;
+        for (;;) {
+            const unsigned char *newline = memchr(in + stop, '\n', (size_t)(n - stop));
+            if (newline == NULL) {
+                stop = n; /* the last line, without a line break */
+                break;
+            }
+            {
+                Py_ssize_t at = (Py_ssize_t)(newline - in);
+                int soft = qp && lines_soft_break(in + stop, at - stop);
+                stop = at + 1;
+                if (!soft || stop >= n) {
+                    break; /* a soft-broken last line ends the body: the line is complete */
+                }
+            }
+        }
+        line = PyBytes_FromStringAndSize((const char *)in + start, stop - start);
+        if (line == NULL) {
+            Py_DECREF(lines);
+            return NULL;
+        }
+        status = PyList_Append(lines, line);
+        Py_DECREF(line);
+        if (status < 0) {
+            Py_DECREF(lines);
+            return NULL;
+        }
+        start = stop;
+    }
+    return lines;
+}
+
+PyDoc_STRVAR(line_starts_doc,
+"line_starts(text, count, /)\n--\n\n"
+"0, then one past each of the first count - 1 LFs of text: mailtrack.core.mime.transfer._line_starts_pure.");
+
+static PyObject *
+speedups_line_starts(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    PyObject *text, *starts;
+    Py_ssize_t count, length, i, found = 1;
+    int kind;
+    const void *data;
+    (void)module;
+    if (nargs != 2 || !PyUnicode_Check(args[0]) || !PyLong_Check(args[1])) {
+        PyErr_SetString(PyExc_TypeError, "line_starts() takes a str and an int");
+        return NULL;
+    }
+    text = args[0];
+    count = PyLong_AsSsize_t(args[1]);
+    if (count == -1 && PyErr_Occurred()) {
+        return NULL;
+    }
+    length = PyUnicode_GET_LENGTH(text);
+    if (count < 1 || count - 1 > length) {
+        PyErr_SetString(PyExc_ValueError, "line_starts() needs 0 < count <= the number of lines");
+        return NULL;
+    }
+    starts = PyList_New(count);
+    if (starts == NULL) {
+        return NULL;
+    }
+    PyList_SET_ITEM(starts, 0, PyLong_FromSsize_t(0));
+    if (PyList_GET_ITEM(starts, 0) == NULL) {
+        Py_DECREF(starts);
+        return NULL;
+    }
+    kind = PyUnicode_KIND(text);
+    data = PyUnicode_DATA(text);
+    for (i = 0; i < length && found < count; i++) {
+        if (PyUnicode_READ(kind, data, i) == '\n') {
+            PyObject *value = PyLong_FromSsize_t(i + 1);
+            if (value == NULL) {
+                Py_DECREF(starts); /* the items not set yet are NULL: list_dealloc skips them */
+                return NULL;
+            }
+            PyList_SET_ITEM(starts, found, value);
+            found++;
+        }
+    }
+    if (found < count) {
+        Py_DECREF(starts);
+        PyErr_SetString(PyExc_ValueError, "line_starts() needs 0 < count <= the number of lines");
+        return NULL;
+    }
+    return starts;
+}
+
+/* One group of touched lines: [first, last] (last = first - 1: between lines), the growth of the changes before it
+ * and of its own. */
+typedef struct {
+    Py_ssize_t first, last, before, growth;
+} LinesGroup;
+
+/* Reads list[i] (an int) into *value; 0 if it is not an int in range (no exception left set). */
+static int
+lines_ssize(PyObject *list, Py_ssize_t i, Py_ssize_t *value)
+{
+    PyObject *item = PyList_GET_ITEM(list, i);
+    if (!PyLong_CheckExact(item)) {
+        return 0;
+    }
+    *value = PyLong_AsSsize_t(item);
+    if (*value == -1 && PyErr_Occurred()) {
+        PyErr_Clear();
+        return 0;
+    }
+    return 1;
+}
+
+PyDoc_STRVAR(qp_encode_lines_doc,
+"qp_encode_lines(lines, offsets, size, changes, intended, codec, rest_codec, errors, eol, /)\n--\n\n"
+"The quoted-printable body with only the touched lines written again, or None to let the pure function decide:\n"
+"mailtrack.core.mime.transfer._encode_lines_pure for a quoted-printable part, in one call.");
+
+static PyObject *
+speedups_qp_encode_lines(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    PyObject *lines, *offsets_list, *changes, *intended, *encoded = NULL, *result = NULL;
+    const char *codec, *rest_codec, *errors, *eol;
+    Py_ssize_t count, size, n_changes, n_groups = 0, i, g, shift = 0, total = 0, done = 0, o = 0, eol_size;
+    Py_ssize_t *offsets = NULL;
+    LinesGroup *groups = NULL;
+    int ends_with_break;
+    char *out;
+    (void)module;
+    if (nargs != 9 || !PyList_CheckExact(args[0]) || !PyList_CheckExact(args[1]) || !PyLong_CheckExact(args[2]) ||
+        !PyList_CheckExact(args[3]) || !PyUnicode_CheckExact(args[4]) || !PyUnicode_Check(args[5]) ||
+        !PyUnicode_Check(args[6]) || !PyUnicode_Check(args[7]) || !PyBytes_Check(args[8])) {
+        Py_RETURN_NONE;
+    }
+    lines = args[0];
+    offsets_list = args[1];
+    changes = args[3];
+    intended = args[4];
+    size = PyLong_AsSsize_t(args[2]);
+    if (size == -1 && PyErr_Occurred()) {
+        PyErr_Clear();
+        Py_RETURN_NONE;
+    }
+    codec = PyUnicode_AsUTF8(args[5]);
+    rest_codec = PyUnicode_AsUTF8(args[6]);
+    errors = PyUnicode_AsUTF8(args[7]);
+    if (codec == NULL || rest_codec == NULL || errors == NULL) {
+        return NULL;
+    }
+    eol = PyBytes_AS_STRING(args[8]);
+    eol_size = PyBytes_GET_SIZE(args[8]);
+    count = PyList_GET_SIZE(lines);
+    n_changes = PyList_GET_SIZE(changes);
+    if (PyList_GET_SIZE(offsets_list) != count || eol_size > 16 || size < 0) {
+        Py_RETURN_NONE;
+    }
+    for (i = 0; i < count; i++) {
+        if (!PyBytes_CheckExact(PyList_GET_ITEM(lines, i))) {
+            Py_RETURN_NONE;
+        }
+    }
+    offsets = PyMem_New(Py_ssize_t, count > 0 ? count : 1);
+    groups = PyMem_New(LinesGroup, n_changes > 0 ? n_changes : 1);
+    encoded = PyList_New(0);
+    if (offsets == NULL || groups == NULL || encoded == NULL) {
+        PyErr_NoMemory();
+        goto done;
+    }
+    for (i = 0; i < count; i++) {
+        if (!lines_ssize(offsets_list, i, &offsets[i])) {
+            goto fallback;
+        }
+    }
+    {
+        PyObject *last_line = count > 0 ? PyList_GET_ITEM(lines, count - 1) : NULL;
+        ends_with_break = last_line == NULL ||
+            (PyBytes_GET_SIZE(last_line) > 0 && PyBytes_AS_STRING(last_line)[PyBytes_GET_SIZE(last_line) - 1] == '\n');
+    }
+    /* The groups, as the pure loop forms them. */
+    for (i = 0; i < n_changes; i++) {
+        PyObject *change = PyList_GET_ITEM(changes, i), *replacement;
+        Py_ssize_t start, end, growth, first, last, replacement_length;
+        int ends_with_newline;
+        if (!PyTuple_CheckExact(change) || PyTuple_GET_SIZE(change) != 3 ||
+            !PyLong_CheckExact(PyTuple_GET_ITEM(change, 0)) || !PyLong_CheckExact(PyTuple_GET_ITEM(change, 1)) ||
+            !PyUnicode_CheckExact(PyTuple_GET_ITEM(change, 2))) {
+            goto fallback;
+        }
+        start = PyLong_AsSsize_t(PyTuple_GET_ITEM(change, 0));
+        end = PyLong_AsSsize_t(PyTuple_GET_ITEM(change, 1));
+        if ((start == -1 || end == -1) && PyErr_Occurred()) {
+            PyErr_Clear();
+            goto fallback;
+        }
+        if (start < 0 || end < 0 || start > size || end > size) {
+            goto fallback; /* never given: a pure slice would count from the end */
+        }
+        replacement = PyTuple_GET_ITEM(change, 2);
+        replacement_length = PyUnicode_GET_LENGTH(replacement);
+        ends_with_newline = replacement_length > 0 &&
+            PyUnicode_READ_CHAR(replacement, replacement_length - 1) == '\n';
+        growth = replacement_length - (end - start);
+        first = lines_bisect_right(offsets, count, start) - 1;
+        if (start == end && ((start == size && ends_with_break) ||
+                             (first >= 0 && offsets[first] == start && ends_with_newline))) {
+            first = (start == size && ends_with_break) ? count : lines_bisect_left(offsets, count, start);
+            last = first - 1;
+        }
+        else {
+            if (first < 0) {
+                first = 0;
+            }
+            last = (first + 1 >= count || end <= offsets[first + 1]) ? first
+                : lines_bisect_right(offsets, count, end - 1) - 1;
+        }
+        if (n_groups > 0 && (first <= groups[n_groups - 1].last ||
+                             (groups[n_groups - 1].last < groups[n_groups - 1].first &&
+                              groups[n_groups - 1].first == first))) {
+            LinesGroup *previous = &groups[n_groups - 1];
+            if (last > previous->last) {
+                previous->last = last;
+            }
+            previous->growth += growth;
+        }
+        else {
+            groups[n_groups].first = first;
+            groups[n_groups].last = last;
+            groups[n_groups].before = shift;
+            groups[n_groups].growth = growth;
+            n_groups++;
+        }
+        shift += growth;
+    }
+    /* Each group's text encoded in the part's charset (what may raise, raises here, in the pure loop's order). */
+    for (g = 0; g < n_groups; g++) {
+        LinesGroup *group = &groups[g];
+        Py_ssize_t begin, stop, from, to;
+        PyObject *piece, *data;
+        int status;
+        if (group->first < 0 || group->first > count || group->last < -1 || group->last >= count) {
+            goto fallback;
+        }
+        begin = group->first < count ? offsets[group->first] : size;
+        stop = group->last + 1 < count ? offsets[group->last + 1] : size;
+        from = begin + group->before;
+        to = stop + group->before + group->growth;
+        if (from < 0 || to < 0) {
+            goto fallback; /* a pure slice would count from the end */
+        }
+        piece = PyUnicode_Substring(intended, from, to < from ? from : to);
+        if (piece == NULL) {
+            goto done;
+        }
+        data = PyUnicode_AsEncodedString(piece, group->first > 0 ? rest_codec : codec, errors);
+        Py_DECREF(piece);
+        if (data == NULL) {
+            goto done;
+        }
+        if (!PyBytes_Check(data)) {
+            Py_DECREF(data);
+            goto fallback;
+        }
+        status = PyList_Append(encoded, data);
+        Py_DECREF(data);
+        if (status < 0) {
+            goto done;
+        }
+    }
+    /* The size: untouched lines as they are, each group's lines at most qp_bound of its bytes. */
+    for (g = 0, done = 0; g <= n_groups; g++) {
+        Py_ssize_t upto = g < n_groups ? groups[g].first : count, bound;
+        for (i = done; i < upto; i++) {
+            Py_ssize_t line_size = PyBytes_GET_SIZE(PyList_GET_ITEM(lines, i));
+            if (total > PY_SSIZE_T_MAX - line_size) {
+                goto too_large;
+            }
+            total += line_size;
+        }
+        if (g == n_groups) {
+            break;
+        }
+        bound = qp_bound(PyBytes_GET_SIZE(PyList_GET_ITEM(encoded, g)), eol_size);
+        if (bound < 0 || total > PY_SSIZE_T_MAX - bound) {
+            goto too_large;
+        }
+        total += bound;
+        if (groups[g].last + 1 > done) {
+            done = groups[g].last + 1;
+        }
+    }
+    result = PyBytes_FromStringAndSize(NULL, total);
+    if (result == NULL) {
+        goto done;
+    }
+    out = PyBytes_AS_STRING(result);
+    for (g = 0, done = 0; g <= n_groups; g++) {
+        Py_ssize_t upto = g < n_groups ? groups[g].first : count;
+        PyObject *data;
+        for (i = done; i < upto; i++) {
+            PyObject *line = PyList_GET_ITEM(lines, i);
+            memcpy(out + o, PyBytes_AS_STRING(line), (size_t)PyBytes_GET_SIZE(line));
+            o += PyBytes_GET_SIZE(line);
+        }
+        if (g == n_groups) {
+            break;
+        }
+        data = PyList_GET_ITEM(encoded, g);
+        o += qp_write((const unsigned char *)PyBytes_AS_STRING(data), PyBytes_GET_SIZE(data), eol, eol_size, out + o);
+        if (groups[g].last + 1 > done) {
+            done = groups[g].last + 1;
+        }
+    }
+    if (_PyBytes_Resize(&result, o) < 0) {
+        result = NULL;
+    }
+    goto done;
+too_large:
+    PyErr_SetString(PyExc_OverflowError, "qp_encode_lines() output too large");
+    goto done;
+fallback:
+    result = Py_None;
+    Py_INCREF(result);
+done:
+    PyMem_Free(offsets);
+    PyMem_Free(groups);
+    Py_XDECREF(encoded);
+    return result;
+}

@@ -1,0 +1,216 @@
+"""The compiled line map and QP line writer give exactly what their pure twins give, for every input (issue 13).
+
+``_speedups.split_lines`` is ``transfer._split_lines_pure`` (the ``_LINE`` /
+``_QP_LINE`` regular expressions), ``_speedups.line_starts`` is
+``transfer._line_starts_pure`` and ``_speedups.qp_encode_lines`` is
+``transfer._encode_lines_pure`` for a quoted-printable part (or None, which
+hands the part to it). Inputs: hypothesis's malformed quoted-printable (lone
+"=", "=" at the end, bad hex, soft breaks with blanks and CRs, CRLF and LF,
+8-bit bytes, long lines), text in all three ``str`` widths, and random
+changes over the decoded text (insertions at line starts, at the end,
+replacements across lines, replacements ending in a line break); then whole
+messages rewritten with ``speedups.compiled`` set and None, which must give
+the same bytes. Skipped, saying so, when the extension is not built.
+"""
+
+from __future__ import annotations
+
+import binascii
+from typing import Any
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from support.helpers import make_tracker
+
+from mailtrack.core import speedups
+from mailtrack.core.mime import transfer
+from mailtrack.core.mime.transfer import _encode_lines_pure, _line_starts_pure, _split_lines_pure
+
+try:
+    from mailtrack.core import _speedups
+except ImportError:  # pragma: no cover - depends on the build
+    _speedups = None  # type: ignore[assignment]
+
+needs_extension = pytest.mark.skipif(
+    _speedups is None, reason="the C extension is not built (python setup.py build_ext --inplace, or pip install -e .)"
+)
+
+#: Quoted-printable as it comes, well formed or not.
+QP_PIECES = [
+    b"a", b"b c", b" ", b"\t", b".", b"=", b"==", b"=3D", b"=3d", b"=C3=A9", b"=E2=80", b"=G1", b"=4", b"=\n",
+    b"=\r\n", b"= \n", b"=\t\r\n", b"= \t \r\n", b"=\r", b"=\rx\n", b"\r", b"\n", b"\r\n", b"\x00", b"\xe9", b"\xff",
+    b"x" * 80, b"y" * 1200, b"=0A", b"=0D", b"=0D=0A", b"https://example.com/a?b=3Dc", b"\xc3\xa9", b"\xe2\x82\xac",
+]
+QP_BODIES = st.binary(max_size=300) | st.lists(st.sampled_from(QP_PIECES), max_size=60).map(b"".join)
+#: Many short lines (the line map's groups), each ending in LF or CRLF, soft breaks among them.
+QP_LINES = st.lists(st.lists(st.sampled_from(QP_PIECES[:12] + [b"=\r", b"\r", b"x" * 80]), max_size=5).map(b"".join),
+                    min_size=2, max_size=30).flatmap(
+    lambda lines: st.sampled_from([b"\n", b"\r\n"]).map(lambda eol: eol.join(lines)))
+TEXT_PIECES = ["a", "\n", "\r\n", "\r", " ", "é", "\u20ac", "\U0001f600", "=", "x" * 90, "\ud800"]
+
+
+# --------------------------------------------------------------------------
+# split_lines
+# --------------------------------------------------------------------------
+
+
+@needs_extension
+@settings(max_examples=3000, deadline=None)
+@given(body=QP_BODIES | QP_LINES, qp=st.booleans())
+def test_split_lines_finds_what_the_regular_expressions_find(body: bytes, qp: bool) -> None:
+    expected = _split_lines_pure(body, qp)
+    assert _speedups.split_lines(body, qp) == expected
+    assert b"".join(expected) == body
+
+
+@needs_extension
+@pytest.mark.parametrize("body", [
+    b"", b"\n", b"=", b"=\n", b"=\n=\n", b"a=\nb", b"a=\nb\n", b"a= \t\r\nb\r\n", b"a=\r\r\nb\n", b"a=x\nb",
+    b"a\r=\nb", b"=\r", b"\r\n\r\n", b"x" * 5000 + b"=\n" + b"y" * 5000, b"a=\n" * 1000,
+])
+@pytest.mark.parametrize("qp", [False, True])
+def test_split_lines_on_the_edges(body: bytes, qp: bool) -> None:
+    assert _speedups.split_lines(body, qp) == _split_lines_pure(body, qp)
+
+
+@needs_extension
+def test_split_lines_refuses_what_is_not_bytes() -> None:
+    with pytest.raises(TypeError):
+        _speedups.split_lines("text", True)  # type: ignore[arg-type]
+    with pytest.raises(TypeError):
+        _speedups.split_lines(b"x")  # type: ignore[call-arg]
+
+
+# --------------------------------------------------------------------------
+# line_starts
+# --------------------------------------------------------------------------
+
+
+@needs_extension
+@settings(max_examples=2000, deadline=None)
+@given(text=st.lists(st.sampled_from(TEXT_PIECES[:-1]), max_size=50).map("".join), data=st.data())
+def test_line_starts_are_the_pure_ones(text: str, data: Any) -> None:
+    lines = text.count("\n") + 1
+    count = data.draw(st.integers(min_value=1, max_value=lines))
+    assert _speedups.line_starts(text, count) == _line_starts_pure(text, count)
+    too_many = data.draw(st.integers(min_value=lines + 1, max_value=lines + 3) | st.integers(min_value=-3, max_value=0))
+    for starts in (_speedups.line_starts, _line_starts_pure):
+        with pytest.raises(ValueError):
+            starts(text, too_many)
+
+
+@needs_extension
+def test_line_starts_refuses_what_is_not_a_str_and_an_int() -> None:
+    with pytest.raises(TypeError):
+        _speedups.line_starts(b"a\nb", 1)  # type: ignore[arg-type]
+    with pytest.raises(TypeError):
+        _speedups.line_starts("a\nb", "1")  # type: ignore[arg-type]
+
+
+# --------------------------------------------------------------------------
+# qp_encode_lines
+# --------------------------------------------------------------------------
+
+
+def decoded_qp(body: bytes, codec: str, eol: bytes) -> transfer.DecodedPart | None:
+    """``body`` read as a quoted-printable part in ``codec``, as decode_part reads one; None when it does not decode."""
+    try:
+        text = binascii.a2b_qp(body).decode(codec)
+    except UnicodeDecodeError:
+        return None
+    return transfer.DecodedPart(text, codec, codec, "quoted-printable", 76, eol, False, body)
+
+
+@st.composite
+def changes_for(draw: Any, text: str) -> list[tuple[int, int, str]]:
+    """Sorted changes that do not overlap: replacements, insertions (at line starts too), line breaks at the end."""
+    points = sorted(set(draw(st.lists(st.integers(min_value=0, max_value=len(text)), max_size=12))))
+    starts = [0] + [i + 1 for i, c in enumerate(text) if c == "\n"]
+    points = sorted(set(points + draw(st.lists(st.sampled_from(starts), max_size=3)) + draw(st.sampled_from([[], [len(text)]]))))
+    replacements = st.lists(st.sampled_from(TEXT_PIECES + ["https://t.example/c/xyz"]), max_size=4).map("".join)
+    out: list[tuple[int, int, str]] = []
+    i = 0
+    while i < len(points):
+        if i + 1 < len(points) and draw(st.booleans()):
+            out.append((points[i], points[i + 1], draw(replacements)))
+            i += 2
+        else:
+            out.append((points[i], points[i], draw(replacements)))
+            i += 1
+    return out
+
+
+def outcome(call: Any) -> Any:
+    try:
+        return call()
+    except UnicodeError as exc:  # what encode_part reports: the same exception, the same message
+        return type(exc), str(exc)
+
+
+@needs_extension
+@settings(max_examples=1500, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much])
+@given(body=QP_BODIES | QP_LINES, codec=st.sampled_from(["utf-8", "ascii", "iso8859-1", "utf-8-sig", "cp1252"]),
+       eol=st.sampled_from([b"\n", b"\r\n"]), html=st.booleans(), data=st.data())
+def test_qp_encode_lines_writes_what_the_pure_loop_writes(body: bytes, codec: str, eol: bytes, html: bool, data: Any) -> None:
+    decoded = decoded_qp(body, codec, eol)
+    if decoded is None or decoded.raw_lines is None:
+        return  # no line map: _encode_lines is never called
+    changes = data.draw(changes_for(decoded.text))
+    intended = transfer.splice(decoded.text, changes)
+    expected = outcome(lambda: _encode_lines_pure(decoded, changes, html, intended))
+    rest = "utf-8" if codec == "utf-8-sig" else codec
+    errors = "xmlcharrefreplace" if html else "strict"
+    actual = outcome(lambda: _speedups.qp_encode_lines(decoded.raw_lines, decoded.offsets, len(decoded.text), changes,
+                                                       intended, codec, rest, errors, eol))
+    assert actual is None or actual == expected
+    assert outcome(lambda: transfer._encode_lines(decoded, changes, html, intended)) == expected
+
+
+@needs_extension
+def test_qp_encode_lines_gives_none_for_what_it_does_not_take() -> None:
+    lines, offsets = [b"a\n", b"b\n"], [0, 2]
+    good = (lines, offsets, 4, [(0, 1, "x")], "x\nb\n", "utf-8", "utf-8", "strict", b"\n")
+    assert _speedups.qp_encode_lines(*good) == b"x\nb\n"
+    for i, bad in [(0, (b"a\n",)), (1, [0]), (1, [0, "2"]), (3, [(0, 1)]), (3, [(-1, 1, "x")]), (3, [(0, 99, "x")]),
+                   (3, [(0, 1, b"x")]), (0, [b"a\n", "b\n"]), (2, 2**70), (8, "\n")]:
+        args: list[Any] = list(good)
+        args[i] = bad
+        assert _speedups.qp_encode_lines(*args) is None, (i, bad)
+    assert _speedups.qp_encode_lines(*good[:8]) is None  # type: ignore[call-arg]
+    with pytest.raises(UnicodeEncodeError):
+        _speedups.qp_encode_lines(lines, offsets, 4, [(0, 1, "é")], "é\nb\n", "ascii", "ascii", "strict", b"\n")
+    with pytest.raises(LookupError):
+        _speedups.qp_encode_lines(lines, offsets, 4, [(0, 1, "x")], "x\nb\n", "no-such-codec", "x", "strict", b"\n")
+
+
+# --------------------------------------------------------------------------
+# Whole messages: the compiled and the pure path write the same bytes
+# --------------------------------------------------------------------------
+
+TRACKER = make_tracker(settings={"click_tracking": {"enable_text": True}, "subscription_tracking": {"enable": True}})
+IDENTITY = {"message_id": "m-lines", "recipient": "ann@example.com", "issued_at": 1_700_000_000}
+LINKS = [b"https://example.com/a", b"<a href=3D\"https://example.com/b?x=3D1\">b</a>", b"http://example.org/=C3=A9",
+         b"https://exa=\nmple.com/c", b"<a href=\"https://example.com/d\">d</a>"]
+
+
+@needs_extension
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(pieces=st.lists(st.sampled_from(QP_PIECES + LINKS), max_size=40), html=st.booleans(),
+       cte=st.sampled_from([b"quoted-printable", b"8bit", b"7bit"]),
+       charset=st.sampled_from([b"utf-8", b"iso-8859-1", b"us-ascii", b"utf-8-sig"]), eol=st.sampled_from([b"\n", b"\r\n"]))
+def test_messages_rewrite_the_same_on_both_paths(pieces: list[bytes], html: bool, cte: bytes, charset: bytes,
+                                                 eol: bytes) -> None:
+    body = b"".join(pieces)
+    raw = (b"To: ann@example.com" + eol + b"Content-Type: text/" + (b"html" if html else b"plain") + b"; charset=" +
+           charset + eol + b"Content-Transfer-Encoding: " + cte + eol + eol + body)
+    results = []
+    saved = speedups.compiled
+    try:
+        for module in (_speedups, None):
+            speedups.compiled = module
+            result = TRACKER.rewrite_message(raw, **IDENTITY)
+            results.append((result.message, [(p.status, p.reason) for p in result.parts], result.warnings))
+    finally:
+        speedups.compiled = saved
+    assert results[0] == results[1]
