@@ -24,6 +24,7 @@ def qp_encode_lines(
     lines: list[bytes], offsets: list[int], size: int, changes: list[tuple[int, int, str]], intended: str,
     codec: str, rest_codec: str, errors: str, eol: bytes, /,
 ) -> bytes | None: ...
+def max_line_length(data: bytes, /) -> int: ...
 
 SIV_AVAILABLE: int
 

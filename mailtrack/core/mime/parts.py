@@ -58,9 +58,8 @@ def _rewrite_leaf(
     counted: int,
 ) -> MessagePart:
     ctype = node.content_type
-    # str(): the stdlib gives a Header object, not a str, for a value with non-ASCII bytes.
-    encoding = str(node.headers.get("content-transfer-encoding") or "7bit").strip().lower()
-    charset = node.headers.get_content_charset()
+    encoding = node.transfer_encoding
+    charset = node.charset
     part = MessagePart(node.path, ctype, charset, encoding, "left", body=is_body)
     if node.depth >= MAX_DEPTH:
         return replace(part, reason=f"nested more than {MAX_DEPTH} levels deep")

@@ -420,8 +420,13 @@ def _fits(data: bytes, encoding: str) -> bool:
         return False
     if len(data) <= MAX_LINE:  # the common case, a line or two touched: no line can be too long
         return True
-    # CR, LF and CRLF all end a line here (bytes.splitlines): the longest run between two of them, in C.
-    return max(map(len, data.replace(b"\r", b"\n").split(b"\n"))) <= MAX_LINE
+    compiled = speedups.compiled
+    return (compiled.max_line_length(data) if compiled is not None else _max_line_length_pure(data)) <= MAX_LINE
+
+
+def _max_line_length_pure(data: bytes) -> int:
+    """The longest line of ``data``, CR, LF and CRLF all ending one (bytes.splitlines); ``max_line_length``'s twin."""
+    return max(map(len, data.replace(b"\r", b"\n").split(b"\n")))
 
 
 def _qp_lines(data: bytes, eol: bytes) -> bytes:

@@ -7,6 +7,8 @@ Read by the rules of Python's ``email`` package (``headerRE``, ``boundaryre``,
 from __future__ import annotations
 
 import re
+from typing import Any
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from email.message import Message
 from email.parser import BytesHeaderParser
@@ -25,25 +27,31 @@ _HEADER_PARSER = BytesHeaderParser(policy=compat32)
 #: Parsed header blocks of body parts (not of whole messages), by their bytes: a campaign's messages carry the
 #: same few part headers (``Content-Type: text/html; charset=utf-8`` ...), and the stdlib's parser was an eighth
 #: of a rewrite. The parsed objects are only read (MimeNode.headers is never changed after _parse), so one can
-#: serve every message. Bounded: blocks up to 4 KB, emptied when it holds 256.
-_PART_HEADERS: dict[tuple[bytes, bool], Message] = {}
+#: serve every message; so can what is read from them (the second item: MimeNode's facts, such as the content
+#: type and charset, which the stdlib parses again from the field on every call). Bounded: blocks up to 4 KB,
+#: emptied when it holds 256.
+_PART_HEADERS: dict[tuple[bytes, bool], tuple[Message, dict[str, Any]]] = {}
 _PART_HEADERS_MAX = 256
 _PART_HEADER_BYTES = 4096
 
 
-def _part_headers(block: bytes, digest: bool) -> Message:
-    """``block`` parsed (as a digest's child when ``digest``), from the cache when seen before."""
+def _part_headers(block: bytes, digest: bool) -> tuple[Message, dict[str, Any]]:
+    """``block`` parsed (as a digest's child when ``digest``) and the facts read from it, from the cache when seen before."""
     key = (block, digest)
-    headers = _PART_HEADERS.get(key) if len(block) <= _PART_HEADER_BYTES else None
-    if headers is None:
+    cached = _PART_HEADERS.get(key) if len(block) <= _PART_HEADER_BYTES else None
+    if cached is None:
         headers = _HEADER_PARSER.parsebytes(block)
         if digest:
             headers.set_default_type("message/rfc822")
+        cached = (headers, {})
         if len(block) <= _PART_HEADER_BYTES:
             if len(_PART_HEADERS) >= _PART_HEADERS_MAX:
                 _PART_HEADERS.clear()
-            _PART_HEADERS[key] = headers
-    return headers
+            _PART_HEADERS[key] = cached
+    return cached
+
+
+_MISSING = object()
 
 
 @dataclass
@@ -68,12 +76,44 @@ class MimeNode:
     fields: list[Field]
     children: list[MimeNode] = field(default_factory=list)
     depth: int = 0
+    #: What has been read from ``headers`` (by the properties below), shared by every node with the same cached
+    #: part header block: a node's headers are never changed after parsing, so neither are these.
+    facts: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
 
-    # Both read once per node (the stdlib re-parses the parameters on every call, and a rewrite asks several
-    # times): a node's headers are never changed after parsing (part header blocks are even shared, cached).
+    def _fact(self, name: str, read: Callable[[], Any]) -> Any:
+        value = self.facts.get(name, _MISSING)
+        if value is _MISSING:
+            value = self.facts[name] = read()
+        return value
+
+    # Each read once per node, and once per cached header block (the stdlib re-parses the parameters on every
+    # call, and a rewrite asks several times).
     @cached_property
     def content_type(self) -> str:
-        return self.headers.get_content_type()
+        value: str = self._fact("content_type", self.headers.get_content_type)
+        return value
+
+    @cached_property
+    def charset(self) -> str | None:
+        """The ``charset`` parameter, lowercased (``Message.get_content_charset``); None when there is none."""
+        value: str | None = self._fact("charset", self.headers.get_content_charset)
+        return value
+
+    @cached_property
+    def transfer_encoding(self) -> str:
+        """``Content-Transfer-Encoding``, stripped and lowercased; ``7bit`` when missing or empty."""
+        # str(): the stdlib gives a Header object, not a str, for a value with non-ASCII bytes.
+        value: str = self._fact("transfer_encoding", lambda: str(self.headers.get("content-transfer-encoding") or "7bit")
+                                .strip().lower())
+        return value
+
+    @cached_property
+    def boundary(self) -> str | None:
+        """The boundary of a multipart entity (None for any other, or a multipart without one)."""
+        headers = self.headers
+        value: str | None = self._fact(
+            "boundary", lambda: headers.get_boundary() if headers.get_content_maintype() == "multipart" else None)
+        return value
 
     @cached_property
     def is_attachment(self) -> bool:
@@ -83,6 +123,10 @@ class MimeNode:
         text/plain; name="server.log"`` with no disposition: such a part is a
         file, not the message's text.
         """
+        value: bool = self._fact("is_attachment", self._is_attachment)
+        return value
+
+    def _is_attachment(self) -> bool:
         disposition = self.headers.get_content_disposition()
         if disposition is not None:
             return disposition == "attachment" or (disposition != "inline" and self.headers.get_filename() is not None)
@@ -107,15 +151,15 @@ def parse_message(raw: bytes) -> MimeNode:
 def _parse(raw: bytes, start: int, end: int, path: str, depth: int, *, top: bool = False, digest: bool = False) -> MimeNode:
     fields, header_end, body_start = _header_block(raw, start, end)
     if top:  # a message's own headers differ from one recipient to the next: not worth keeping
-        headers = _HEADER_PARSER.parsebytes(raw[start:body_start])
+        headers, facts = _HEADER_PARSER.parsebytes(raw[start:body_start]), {}
     else:
-        headers = _part_headers(raw[start:body_start], digest)
-    node = MimeNode(path, start, header_end, body_start, end, headers, fields, depth=depth)
-    boundary = headers.get_boundary() if headers.get_content_maintype() == "multipart" else None
+        headers, facts = _part_headers(raw[start:body_start], digest)
+    node = MimeNode(path, start, header_end, body_start, end, headers, fields, depth=depth, facts=facts)
+    boundary = node.boundary
     if boundary and depth < MAX_DEPTH:
         prefix = "" if top else path + "."
         spans = _child_spans(raw, body_start, end, boundary)
-        child_digest = headers.get_content_subtype() == "digest"
+        child_digest = node.content_type == "multipart/digest"
         node.children = [
             _parse(raw, s, e, f"{prefix}{i}", depth + 1, digest=child_digest) for i, (s, e) in enumerate(spans, 1)
         ]

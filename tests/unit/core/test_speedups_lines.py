@@ -25,7 +25,7 @@ from support.helpers import make_tracker
 
 from mailtrack.core import speedups
 from mailtrack.core.mime import transfer
-from mailtrack.core.mime.transfer import _encode_lines_pure, _line_starts_pure, _split_lines_pure
+from mailtrack.core.mime.transfer import _encode_lines_pure, _line_starts_pure, _max_line_length_pure, _split_lines_pure
 
 try:
     from mailtrack.core import _speedups
@@ -106,6 +106,24 @@ def test_line_starts_refuses_what_is_not_a_str_and_an_int() -> None:
         _speedups.line_starts(b"a\nb", 1)  # type: ignore[arg-type]
     with pytest.raises(TypeError):
         _speedups.line_starts("a\nb", "1")  # type: ignore[arg-type]
+
+
+# --------------------------------------------------------------------------
+# max_line_length
+# --------------------------------------------------------------------------
+
+
+@needs_extension
+@settings(max_examples=2000, deadline=None)
+@given(data=QP_BODIES | QP_LINES | st.lists(st.sampled_from([b"\r", b"\n", b"\r\n", b"x" * 500, b"y"]), max_size=20).map(b"".join))
+def test_max_line_length_is_the_pure_one(data: bytes) -> None:
+    assert _speedups.max_line_length(data) == _max_line_length_pure(data)
+
+
+@needs_extension
+def test_max_line_length_refuses_what_is_not_bytes() -> None:
+    with pytest.raises(TypeError):
+        _speedups.max_line_length("x")  # type: ignore[arg-type]
 
 
 # --------------------------------------------------------------------------
