@@ -17,7 +17,8 @@
  *       string assembly for the rewriters (_speedups_splice.h).
  *   sign_value(key, data, stamp, size) -> token
  *       the pure signer's token for one payload (open and unsubscribe tokens; _speedups_sign.h).
- *   qp_lines(data, eol) -> bytes (_speedups_qp.h); split_lines, line_starts, qp_encode_lines, max_line_length
+ *   qp_lines(data, eol) -> bytes (_speedups_qp.h); split_lines, line_starts, qp_encode_lines, max_line_length,
+ *       qp_decode
  *       a MIME part's line map and its touched lines written back (_speedups_lines.h).
  *   sha256(data) -> digest
  *       the SHA-256 ClickSigner uses (OpenSSL's where setup.py found it, else _speedups_sha256.h's).
@@ -208,6 +209,7 @@ static PyMethodDef speedups_methods[] = {
     {"line_starts", (PyCFunction)(void (*)(void))speedups_line_starts, METH_FASTCALL, line_starts_doc},
     {"qp_encode_lines", (PyCFunction)(void (*)(void))speedups_qp_encode_lines, METH_FASTCALL, qp_encode_lines_doc},
     {"max_line_length", (PyCFunction)speedups_max_line_length, METH_O, max_line_length_doc},
+    {"qp_decode", (PyCFunction)speedups_qp_decode, METH_O, qp_decode_doc},
     {NULL, NULL, 0, NULL},
 };
 

@@ -8,11 +8,15 @@
  *   line_starts(text, count) -> list[int]
  *       transfer._line_starts_pure(text, count): 0, then one past each of the first count - 1 "\n" of text
  *       (count > 0; text must hold that many, else ValueError).
- *   qp_encode_lines(lines, offsets, size, changes, intended, codec, rest_codec, errors, eol) -> bytes or None
+ *   qp_encode_lines(lines, offsets, size, changes, intended, codec, rest_codec, errors, eol, body, decoded, mode)
+ *           -> (bytes, exact) or None
  *       transfer._encode_lines_pure for a quoted-printable part: its group loop and assembly in one call. Each
  *       group's text is encoded with str.encode(codec or rest_codec, errors) (the codec's own errors propagate),
  *       then written as qp_lines writes it. None when an argument is not what that function is given (then the
- *       pure function runs and decides): the result is its result whenever this one returns bytes.
+ *       pure function runs and decides): the bytes are its result whenever this one returns them. exact: the
+ *       body reads back as intended by construction (see LinesCheck), so the caller's read-back check can go.
+ *   qp_decode(data) -> bytes
+ *       binascii.a2b_qp(data), the decoder that certificate relies on (exposed for the differential tests).
  *   max_line_length(data) -> int
  *       transfer._max_line_length_pure(data): the longest line, CR, LF and CRLF all ending one.
  */
@@ -204,10 +208,167 @@ lines_ssize(PyObject *list, Py_ssize_t i, Py_ssize_t *value)
     return 1;
 }
 
+static inline int
+qp_is_hex(unsigned char c)
+{
+    return (c >= '0' && c <= '9') || (c >= 'A' && c <= 'F') || (c >= 'a' && c <= 'f');
+}
+
+static inline unsigned char
+qp_hex_value(unsigned char c)
+{
+    return (unsigned char)(c <= '9' ? c - '0' : (c | 0x20) - 'a' + 10);
+}
+
+/* binascii.a2b_qp(in[0:n]) (header=False), CPython's Modules/binascii.c rules: written at out (room for n bytes,
+ * the most it writes) or, when out is NULL, only counted. Returns the decoded length. */
+static Py_ssize_t
+qp_decode_write(const unsigned char *in, Py_ssize_t n, unsigned char *out)
+{
+    Py_ssize_t i = 0, o = 0;
+    while (i < n) {
+        if (in[i] != '=') {
+            /* a run of plain bytes, copied as they are */
+            const unsigned char *next = memchr(in + i, '=', (size_t)(n - i));
+            Py_ssize_t stop = next != NULL ? (Py_ssize_t)(next - in) : n;
+            if (out != NULL) {
+                memcpy(out + o, in + i, (size_t)(stop - i));
+            }
+            o += stop - i;
+            i = stop;
+            continue;
+        }
+        i++;
+        if (i >= n) {
+            break; /* a lone "=" at the end is dropped */
+        }
+        if (in[i] == '\n' || in[i] == '\r') { /* a soft line break; after "=\r", everything up to the next LF */
+            if (in[i] != '\n') {
+                while (i < n && in[i] != '\n') {
+                    i++;
+                }
+            }
+            if (i < n) {
+                i++;
+            }
+        }
+        else if (in[i] == '=') { /* "==": one "=" (binascii: "broken case from broken python qp") */
+            if (out != NULL) {
+                out[o] = '=';
+            }
+            o++;
+            i++;
+        }
+        else if (i + 1 < n && qp_is_hex(in[i]) && qp_is_hex(in[i + 1])) {
+            if (out != NULL) {
+                out[o] = (unsigned char)((qp_hex_value(in[i]) << 4) | qp_hex_value(in[i + 1]));
+            }
+            o++;
+            i += 2;
+        }
+        else { /* not an escape: the "=" stays, the next byte is read again */
+            if (out != NULL) {
+                out[o] = '=';
+            }
+            o++;
+        }
+    }
+    return o;
+}
+
+PyDoc_STRVAR(qp_decode_doc,
+"qp_decode(data, /)\n--\n\n"
+"binascii.a2b_qp(data): the decoder qp_encode_lines checks its lines with, exposed for the differential tests.");
+
+static PyObject *
+speedups_qp_decode(PyObject *module, PyObject *data)
+{
+    PyObject *result;
+    Py_ssize_t n;
+    (void)module;
+    if (!PyBytes_Check(data)) {
+        PyErr_SetString(PyExc_TypeError, "qp_decode() takes bytes");
+        return NULL;
+    }
+    n = PyBytes_GET_SIZE(data);
+    result = PyBytes_FromStringAndSize(NULL, n);
+    if (result == NULL) {
+        return NULL;
+    }
+    n = qp_decode_write((const unsigned char *)PyBytes_AS_STRING(data), n, (unsigned char *)PyBytes_AS_STRING(result));
+    if (_PyBytes_Resize(&result, n) < 0) {
+        return NULL;
+    }
+    return result;
+}
+
+/* The certificate qp_encode_lines gives with its body: 1 when the body reads back (a2b_qp, then the codec) as
+ * intended, by construction. It holds when
+ *   - the lines are the body's, in order, each but the last ending in LF (split_lines made them): a2b_qp reads
+ *     each piece ending in LF on its own (every step it takes ends at or before the piece's LF), so the decoded
+ *     body is the pieces decoded, one after another, for the old body and for the new one;
+ *   - where each group starts and ends, the old decoded bytes and the text agree: the same number of characters
+ *     before it (UTF-8: the bytes that start one; ASCII and Latin-1: the bytes), at a character's first byte;
+ *     then every untouched run of lines decodes to its own span of the text;
+ *   - the changes are in order, apart, each within its group's span: the untouched runs of the text are then
+ *     untouched in intended, and each group's slice of intended is its span with its changes;
+ *   - each group's bytes came from a strict encode (they decode back to its slice), and its written lines
+ *     a2b_qp-decode back to those bytes, and end in LF unless the body ends with them.
+ * Given: decoded is binascii.a2b_qp(body), and the text (size characters) is decoded read in the codec, as
+ * transfer.decode_part made them; their lengths are checked (all of decoded is walked, to the text's end).
+ * The codec being stateless with one spelling per character (mode 1: UTF-8, 2: ASCII or Latin-1), what decodes
+ * piece by piece decodes whole. */
+typedef struct {
+    const unsigned char *body, *decoded;
+    Py_ssize_t body_size, decoded_size;
+    int mode;
+    Py_ssize_t line; /* the next line to walk to */
+    Py_ssize_t raw_at, decoded_at, chars_at; /* where that line starts: in the body, decoded, in characters */
+    Py_ssize_t last_offset;
+} LinesCheck;
+
+/* Walks to line index i (a group's first line or one past its last) and checks that the text offset there
+ * (offsets[i], or size at the end) is where the decoded bytes say it is. */
+static int
+lines_check_boundary(LinesCheck *check, PyObject *lines, const Py_ssize_t *offsets, Py_ssize_t count, Py_ssize_t size,
+                     Py_ssize_t i)
+{
+    Py_ssize_t raw_to = check->raw_at, decoded_to, offset = i < count ? offsets[i] : size;
+    if (i < check->line || offset < check->last_offset) {
+        return 0;
+    }
+    for (; check->line < i; check->line++) {
+        raw_to += PyBytes_GET_SIZE(PyList_GET_ITEM(lines, check->line));
+    }
+    decoded_to = check->decoded_at + qp_decode_write(check->body + check->raw_at, raw_to - check->raw_at, NULL);
+    if (decoded_to > check->decoded_size) {
+        return 0;
+    }
+    if (check->mode == 1) {
+        Py_ssize_t k, starts = 0;
+        for (k = check->decoded_at; k < decoded_to; k++) {
+            starts += (check->decoded[k] & 0xC0) != 0x80;
+        }
+        check->chars_at += starts;
+        if (decoded_to < check->decoded_size && (check->decoded[decoded_to] & 0xC0) == 0x80) {
+            return 0; /* inside a character */
+        }
+    }
+    else {
+        check->chars_at = decoded_to;
+    }
+    check->raw_at = raw_to;
+    check->decoded_at = decoded_to;
+    check->last_offset = offset;
+    return check->chars_at == offset;
+}
+
 PyDoc_STRVAR(qp_encode_lines_doc,
-"qp_encode_lines(lines, offsets, size, changes, intended, codec, rest_codec, errors, eol, /)\n--\n\n"
-"The quoted-printable body with only the touched lines written again, or None to let the pure function decide:\n"
-"mailtrack.core.mime.transfer._encode_lines_pure for a quoted-printable part, in one call.");
+"qp_encode_lines(lines, offsets, size, changes, intended, codec, rest_codec, errors, eol, body, decoded, mode, /)\n"
+"--\n\n"
+"(body, exact): the quoted-printable body with only the touched lines written again, and whether it reads back\n"
+"as intended by construction; or None to let the pure function decide. The body is\n"
+"mailtrack.core.mime.transfer._encode_lines_pure's for a quoted-printable part.");
 
 static PyObject *
 speedups_qp_encode_lines(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
@@ -215,14 +376,16 @@ speedups_qp_encode_lines(PyObject *module, PyObject *const *args, Py_ssize_t nar
     PyObject *lines, *offsets_list, *changes, *intended, *encoded = NULL, *result = NULL;
     const char *codec, *rest_codec, *errors, *eol;
     Py_ssize_t count, size, n_changes, n_groups = 0, i, g, shift = 0, total = 0, done = 0, o = 0, eol_size;
-    Py_ssize_t *offsets = NULL;
+    Py_ssize_t *offsets = NULL, *owner = NULL;
     LinesGroup *groups = NULL;
-    int ends_with_break;
+    unsigned char *scratch = NULL;
+    int ends_with_break, exact, strict_errors;
+    long mode;
     char *out;
     (void)module;
-    if (nargs != 9 || !PyList_CheckExact(args[0]) || !PyList_CheckExact(args[1]) || !PyLong_CheckExact(args[2]) ||
+    if (nargs != 12 || !PyList_CheckExact(args[0]) || !PyList_CheckExact(args[1]) || !PyLong_CheckExact(args[2]) ||
         !PyList_CheckExact(args[3]) || !PyUnicode_CheckExact(args[4]) || !PyUnicode_Check(args[5]) ||
-        !PyUnicode_Check(args[6]) || !PyUnicode_Check(args[7]) || !PyBytes_Check(args[8])) {
+        !PyUnicode_Check(args[6]) || !PyUnicode_Check(args[7]) || !PyBytes_Check(args[8]) || !PyLong_Check(args[11])) {
         Py_RETURN_NONE;
     }
     lines = args[0];
@@ -230,16 +393,19 @@ speedups_qp_encode_lines(PyObject *module, PyObject *const *args, Py_ssize_t nar
     changes = args[3];
     intended = args[4];
     size = PyLong_AsSsize_t(args[2]);
-    if (size == -1 && PyErr_Occurred()) {
+    mode = PyLong_AsLong(args[11]);
+    if ((size == -1 || mode == -1) && PyErr_Occurred()) {
         PyErr_Clear();
         Py_RETURN_NONE;
     }
+    exact = (mode == 1 || mode == 2) && PyBytes_Check(args[9]) && PyBytes_Check(args[10]);
     codec = PyUnicode_AsUTF8(args[5]);
     rest_codec = PyUnicode_AsUTF8(args[6]);
     errors = PyUnicode_AsUTF8(args[7]);
     if (codec == NULL || rest_codec == NULL || errors == NULL) {
         return NULL;
     }
+    strict_errors = strcmp(errors, "strict") == 0;
     eol = PyBytes_AS_STRING(args[8]);
     eol_size = PyBytes_GET_SIZE(args[8]);
     count = PyList_GET_SIZE(lines);
@@ -253,10 +419,13 @@ speedups_qp_encode_lines(PyObject *module, PyObject *const *args, Py_ssize_t nar
         }
     }
     offsets = PyMem_New(Py_ssize_t, count > 0 ? count : 1);
+    owner = PyMem_New(Py_ssize_t, n_changes > 0 ? n_changes : 1);
     groups = PyMem_New(LinesGroup, n_changes > 0 ? n_changes : 1);
     encoded = PyList_New(0);
-    if (offsets == NULL || groups == NULL || encoded == NULL) {
-        PyErr_NoMemory();
+    if (offsets == NULL || owner == NULL || groups == NULL || encoded == NULL) {
+        if (encoded != NULL) {
+            PyErr_NoMemory();
+        }
         goto done;
     }
     for (i = 0; i < count; i++) {
@@ -322,13 +491,15 @@ speedups_qp_encode_lines(PyObject *module, PyObject *const *args, Py_ssize_t nar
             groups[n_groups].growth = growth;
             n_groups++;
         }
+        owner[i] = n_groups - 1;
         shift += growth;
     }
     /* Each group's text encoded in the part's charset (what may raise, raises here, in the pure loop's order). */
     for (g = 0; g < n_groups; g++) {
         LinesGroup *group = &groups[g];
         Py_ssize_t begin, stop, from, to;
-        PyObject *piece, *data;
+        const char *group_codec = group->first > 0 ? rest_codec : codec;
+        PyObject *piece, *data = NULL;
         int status;
         if (group->first < 0 || group->first > count || group->last < -1 || group->last >= count) {
             goto fallback;
@@ -344,7 +515,19 @@ speedups_qp_encode_lines(PyObject *module, PyObject *const *args, Py_ssize_t nar
         if (piece == NULL) {
             goto done;
         }
-        data = PyUnicode_AsEncodedString(piece, group->first > 0 ? rest_codec : codec, errors);
+        if (exact && !strict_errors) {
+            /* Strict first: the same bytes when it succeeds (an error handler only runs on a failure), and then
+             * they decode back; when a character needs the handler, the body is written as the pure loop writes
+             * it, but not certified. */
+            data = PyUnicode_AsEncodedString(piece, group_codec, "strict");
+            if (data == NULL) {
+                PyErr_Clear(); /* encoded again below, with errors: what that raises, the pure loop raises */
+                exact = 0;
+            }
+        }
+        if (data == NULL) {
+            data = PyUnicode_AsEncodedString(piece, group_codec, errors);
+        }
         Py_DECREF(piece);
         if (data == NULL) {
             goto done;
@@ -387,7 +570,7 @@ speedups_qp_encode_lines(PyObject *module, PyObject *const *args, Py_ssize_t nar
     }
     out = PyBytes_AS_STRING(result);
     for (g = 0, done = 0; g <= n_groups; g++) {
-        Py_ssize_t upto = g < n_groups ? groups[g].first : count;
+        Py_ssize_t upto = g < n_groups ? groups[g].first : count, written;
         PyObject *data;
         for (i = done; i < upto; i++) {
             PyObject *line = PyList_GET_ITEM(lines, i);
@@ -398,13 +581,81 @@ speedups_qp_encode_lines(PyObject *module, PyObject *const *args, Py_ssize_t nar
             break;
         }
         data = PyList_GET_ITEM(encoded, g);
-        o += qp_write((const unsigned char *)PyBytes_AS_STRING(data), PyBytes_GET_SIZE(data), eol, eol_size, out + o);
+        written = qp_write((const unsigned char *)PyBytes_AS_STRING(data), PyBytes_GET_SIZE(data), eol, eol_size, out + o);
+        if (exact) {
+            /* The group's lines decode back to its bytes, and end in LF unless nothing follows them. */
+            Py_ssize_t back;
+            PyMem_Free(scratch);
+            scratch = PyMem_Malloc(written > 0 ? (size_t)written : 1);
+            if (scratch == NULL) {
+                PyErr_NoMemory();
+                Py_CLEAR(result);
+                goto done;
+            }
+            back = qp_decode_write((const unsigned char *)out + o, written, scratch);
+            if (back != PyBytes_GET_SIZE(data) || memcmp(scratch, PyBytes_AS_STRING(data), (size_t)back) != 0 ||
+                (groups[g].last + 1 < count && (written == 0 || out[o + written - 1] != '\n'))) {
+                exact = 0;
+            }
+        }
+        o += written;
         if (groups[g].last + 1 > done) {
             done = groups[g].last + 1;
         }
     }
     if (_PyBytes_Resize(&result, o) < 0) {
         result = NULL;
+        goto done;
+    }
+    if (exact) {
+        /* The lines are the body's, each but the last ending in LF. */
+        const char *body = PyBytes_AS_STRING(args[9]);
+        Py_ssize_t at = 0, body_size = PyBytes_GET_SIZE(args[9]);
+        for (i = 0; i < count && exact; i++) {
+            PyObject *line = PyList_GET_ITEM(lines, i);
+            Py_ssize_t line_size = PyBytes_GET_SIZE(line);
+            if (line_size > body_size - at || memcmp(body + at, PyBytes_AS_STRING(line), (size_t)line_size) != 0 ||
+                (i + 1 < count && (line_size == 0 || PyBytes_AS_STRING(line)[line_size - 1] != '\n'))) {
+                exact = 0;
+            }
+            at += line_size;
+        }
+        exact = exact && at == body_size;
+    }
+    if (exact) {
+        /* The changes in order, apart, each within its group's span. */
+        Py_ssize_t previous_end = 0;
+        for (i = 0; i < n_changes && exact; i++) {
+            PyObject *change = PyList_GET_ITEM(changes, i);
+            Py_ssize_t start = PyLong_AsSsize_t(PyTuple_GET_ITEM(change, 0));
+            Py_ssize_t end = PyLong_AsSsize_t(PyTuple_GET_ITEM(change, 1));
+            const LinesGroup *group = &groups[owner[i]];
+            Py_ssize_t begin = group->first < count ? offsets[group->first] : size;
+            Py_ssize_t stop = group->last + 1 < count ? offsets[group->last + 1] : size;
+            exact = start >= previous_end && end >= start && start >= begin && end <= stop;
+            previous_end = end;
+        }
+    }
+    if (exact) {
+        /* Where each group starts and ends, the decoded bytes and the text agree. */
+        LinesCheck check;
+        check.body = (const unsigned char *)PyBytes_AS_STRING(args[9]);
+        check.body_size = PyBytes_GET_SIZE(args[9]);
+        check.decoded = (const unsigned char *)PyBytes_AS_STRING(args[10]);
+        check.decoded_size = PyBytes_GET_SIZE(args[10]);
+        check.mode = (int)mode;
+        check.line = check.raw_at = check.decoded_at = check.chars_at = check.last_offset = 0;
+        for (g = 0; g < n_groups && exact; g++) {
+            exact = lines_check_boundary(&check, lines, offsets, count, size, groups[g].first) &&
+                lines_check_boundary(&check, lines, offsets, count, size, groups[g].last + 1);
+        }
+        /* and at the end: all of the decoded bytes, all of the text (decoded is the body's, read as the text) */
+        exact = exact && lines_check_boundary(&check, lines, offsets, count, size, count) &&
+            check.decoded_at == check.decoded_size;
+    }
+    {
+        PyObject *pair = Py_BuildValue("(NO)", result, exact ? Py_True : Py_False);
+        result = pair; /* Py_BuildValue took the body ("N"), even on failure */
     }
     goto done;
 too_large:
@@ -415,7 +666,9 @@ fallback:
     Py_INCREF(result);
 done:
     PyMem_Free(offsets);
+    PyMem_Free(owner);
     PyMem_Free(groups);
+    PyMem_Free(scratch);
     Py_XDECREF(encoded);
     return result;
 }

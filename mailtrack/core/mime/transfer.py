@@ -44,6 +44,7 @@ class DecodedPart:
     eol: bytes
     guessed: bool  # no charset declared and not ASCII: read as UTF-8
     body: bytes = field(repr=False)  # the raw body the text was decoded from
+    data: bytes | None = field(default=None, repr=False)  # the body transfer-decoded: ``text`` is it in ``codec``
     _line_map: tuple[list[bytes] | None, list[int]] | None = field(default=None, repr=False, compare=False)
 
     @property
@@ -104,7 +105,7 @@ def decode_part(raw: bytes, node: MimeNode, encoding: str, charset: str | None) 
             text, codec, guessed = data.decode("utf-8"), "utf-8", True
         except UnicodeDecodeError:
             return "no charset declared, and the bytes are neither ASCII nor UTF-8"
-    return DecodedPart(text, codec, declared, encoding, width, eol, guessed, body)
+    return DecodedPart(text, codec, declared, encoding, width, eol, guessed, body, data)
 
 
 def _line_map(body: bytes, text: str, codec: str, encoding: str) -> tuple[list[bytes] | None, list[int]]:
@@ -223,7 +224,8 @@ def encode_part(decoded: DecodedPart, changes: Edits, *, html: bool) -> EncodedP
     as other text. Such a part is reported and left as it was. The check is
     skipped only for what reads back by construction: the whole text encoded
     strictly in a charset whose bytes come back from its text
-    (:func:`_encodes_back`), then written as is or in base64.
+    (:func:`_encodes_back`), then written as is or in base64; or touched
+    quoted-printable lines the compiled writer certifies (:func:`_encode_lines`).
     """
     intended = splice(decoded.text, changes)
     try:
@@ -255,9 +257,9 @@ def _encode(decoded: DecodedPart, changes: Edits, html: bool, intended: str) -> 
             if whole is not None and _fits(whole, encoding):
                 return EncodedPart(whole, encoding, charset, codec, exact=True)
         if decoded.raw_lines is not None:
-            body = _encode_lines(decoded, changes, html, intended)
-            if body is not None:
-                return EncodedPart(body, encoding, charset, codec)
+            lines = _encode_lines(decoded, changes, html, intended)
+            if lines is not None:
+                return EncodedPart(lines[0], encoding, charset, codec, exact=lines[1])
     data = _strict_encode(intended, codec) if encoding == "base64" and _encodes_back(codec) else None
     if data is not None:
         return EncodedPart(_base64(data, decoded.eol, decoded.width), encoding, charset, codec, exact=True)
@@ -330,24 +332,34 @@ def _encodes_back(codec: str) -> bool:
     return True
 
 
-def _encode_lines(decoded: DecodedPart, changes: Edits, html: bool, intended: str) -> bytes | None:
-    """Re-encode only the lines the changes touch; None if a new line breaks a 7bit/8bit encoding.
+#: Codecs whose text and bytes the compiled ``qp_encode_lines`` can line up to certify its body (1: UTF-8,
+#: counted by the bytes that start a character; 2: one byte per character).
+_CERTIFIABLE = {"utf-8": 1, "ascii": 2, "iso8859-1": 2}
 
-    A quoted-printable part goes through the compiled ``qp_encode_lines``
-    (``_speedups_lines.h``) when it is built: the same groups and bytes in
-    one call; :func:`_encode_lines_pure` is the reference it is tested against.
+
+def _encode_lines(decoded: DecodedPart, changes: Edits, html: bool, intended: str) -> tuple[bytes, bool] | None:
+    """Re-encode only the lines the changes touch, and whether that reads back as ``intended`` by construction.
+
+    None if a new line breaks a 7bit/8bit encoding. A quoted-printable part
+    goes through the compiled ``qp_encode_lines`` (``_speedups_lines.h``)
+    when it is built: the same groups and bytes in one call, and in UTF-8,
+    ASCII or Latin-1 a certificate that they read back (which spares the
+    caller decoding the whole body again); :func:`_encode_lines_pure` is the
+    reference it is tested against, and never certifies.
     """
     compiled = speedups.compiled
     if compiled is not None and decoded.encoding == "quoted-printable":
         assert decoded.raw_lines is not None
         codec = decoded.codec
-        body: bytes | None = compiled.qp_encode_lines(
+        written: tuple[bytes, bool] | None = compiled.qp_encode_lines(
             decoded.raw_lines, decoded.offsets, len(decoded.text), changes, intended, codec,
             "utf-8" if codec == "utf-8-sig" else codec, "xmlcharrefreplace" if html else "strict", decoded.eol,
+            decoded.body, decoded.data, _CERTIFIABLE.get(codec, 0),
         )
-        if body is not None:
-            return body
-    return _encode_lines_pure(decoded, changes, html, intended)
+        if written is not None:
+            return written
+    body = _encode_lines_pure(decoded, changes, html, intended)
+    return None if body is None else (body, False)
 
 
 def _encode_lines_pure(decoded: DecodedPart, changes: Edits, html: bool, intended: str) -> bytes | None:

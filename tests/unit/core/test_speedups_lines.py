@@ -133,11 +133,12 @@ def test_max_line_length_refuses_what_is_not_bytes() -> None:
 
 def decoded_qp(body: bytes, codec: str, eol: bytes) -> transfer.DecodedPart | None:
     """``body`` read as a quoted-printable part in ``codec``, as decode_part reads one; None when it does not decode."""
+    data = binascii.a2b_qp(body)
     try:
-        text = binascii.a2b_qp(body).decode(codec)
+        text = data.decode(codec)
     except UnicodeDecodeError:
         return None
-    return transfer.DecodedPart(text, codec, codec, "quoted-printable", 76, eol, False, body)
+    return transfer.DecodedPart(text, codec, codec, "quoted-printable", 76, eol, False, body, data)
 
 
 @st.composite
@@ -166,40 +167,111 @@ def outcome(call: Any) -> Any:
         return type(exc), str(exc)
 
 
+CODECS = ["utf-8", "ascii", "iso8859-1", "utf-8-sig", "cp1252"]
+
+
+def compiled_lines(decoded: transfer.DecodedPart, changes: list[tuple[int, int, str]], intended: str, html: bool,
+                   mode: int | None = None) -> Any:
+    codec = decoded.codec
+    return _speedups.qp_encode_lines(
+        decoded.raw_lines, decoded.offsets, len(decoded.text), changes, intended, codec,
+        "utf-8" if codec == "utf-8-sig" else codec, "xmlcharrefreplace" if html else "strict", decoded.eol,
+        decoded.body, decoded.data, transfer._CERTIFIABLE.get(codec, 0) if mode is None else mode)
+
+
 @needs_extension
-@settings(max_examples=1500, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much])
-@given(body=QP_BODIES | QP_LINES, codec=st.sampled_from(["utf-8", "ascii", "iso8859-1", "utf-8-sig", "cp1252"]),
-       eol=st.sampled_from([b"\n", b"\r\n"]), html=st.booleans(), data=st.data())
-def test_qp_encode_lines_writes_what_the_pure_loop_writes(body: bytes, codec: str, eol: bytes, html: bool, data: Any) -> None:
+@settings(max_examples=2000, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much])
+@given(body=QP_BODIES | QP_LINES, codec=st.sampled_from(CODECS), eol=st.sampled_from([b"\n", b"\r\n"]),
+       html=st.booleans(), data=st.data())
+def test_qp_encode_lines_writes_what_the_pure_loop_writes_and_certifies_only_what_reads_back(
+        body: bytes, codec: str, eol: bytes, html: bool, data: Any) -> None:
     decoded = decoded_qp(body, codec, eol)
     if decoded is None or decoded.raw_lines is None:
         return  # no line map: _encode_lines is never called
     changes = data.draw(changes_for(decoded.text))
     intended = transfer.splice(decoded.text, changes)
     expected = outcome(lambda: _encode_lines_pure(decoded, changes, html, intended))
-    rest = "utf-8" if codec == "utf-8-sig" else codec
-    errors = "xmlcharrefreplace" if html else "strict"
-    actual = outcome(lambda: _speedups.qp_encode_lines(decoded.raw_lines, decoded.offsets, len(decoded.text), changes,
-                                                       intended, codec, rest, errors, eol))
-    assert actual is None or actual == expected
-    assert outcome(lambda: transfer._encode_lines(decoded, changes, html, intended)) == expected
+    for mode in (None, 0):
+        actual = outcome(lambda: compiled_lines(decoded, changes, intended, html, mode))
+        if isinstance(actual, tuple) and isinstance(actual[0], bytes):
+            body_out, exact = actual
+            assert body_out == expected
+            if exact:  # the certificate: what the caller's read-back check would say, without it
+                assert mode is None and codec in transfer._CERTIFIABLE
+                part = transfer.EncodedPart(body_out, "quoted-printable", codec, codec)
+                assert transfer._decode_problem(part, intended) is None
+        else:
+            assert actual is None or actual == expected
+    got = outcome(lambda: transfer._encode_lines(decoded, changes, html, intended))
+    assert (got[0] if isinstance(got, tuple) and isinstance(got[0], bytes) else got) == expected
+
+
+@needs_extension
+@settings(max_examples=500, deadline=None)
+@given(data=st.data(), codec=st.sampled_from(["utf-8", "ascii", "iso8859-1"]))
+def test_a_wrong_certificate_is_never_given(data: Any, codec: str) -> None:
+    """Lines that read back otherwise (decoded bytes longer or shorter than the body's, a body that is not its
+    lines): the body may still be written, but never certified."""
+    body = data.draw(QP_LINES)
+    decoded = decoded_qp(body, codec, b"\n")
+    if decoded is None or decoded.raw_lines is None or not decoded.text:
+        return
+    changes = data.draw(changes_for(decoded.text))
+    intended = transfer.splice(decoded.text, changes)
+    other = data.draw(st.sampled_from(["data", "body", "lines"]))
+    if other == "data":
+        decoded.data = decoded.data + b"x" if data.draw(st.booleans()) else b"x" + (decoded.data or b"")
+    elif other == "body":
+        decoded.body = decoded.body[:-1]
+    else:
+        decoded._lines()
+        lines = list(decoded.raw_lines or [])
+        lines[0] = b"=3D" + lines[0]
+        decoded._line_map = (lines, decoded.offsets)
+    actual = outcome(lambda: compiled_lines(decoded, changes, intended, False))
+    if isinstance(actual, tuple) and isinstance(actual[0], bytes) and actual[1]:
+        part = transfer.EncodedPart(actual[0], "quoted-printable", codec, codec)
+        assert transfer._decode_problem(part, intended) is None
+
+
+@needs_extension
+@settings(max_examples=3000, deadline=None)
+@given(body=QP_BODIES | QP_LINES)
+def test_qp_decode_is_binascii(body: bytes) -> None:
+    assert _speedups.qp_decode(body) == binascii.a2b_qp(body)
+
+
+@needs_extension
+@pytest.mark.parametrize("body", [b"", b"=", b"==", b"=\r", b"=\rabc", b"=\r\n", b"=4", b"=4g", b"=4F", b"=f4x", b"a=",
+                                  b"=\n=", b"= \n", b"=\x00", b"\xff=FF"])
+def test_qp_decode_on_the_edges(body: bytes) -> None:
+    assert _speedups.qp_decode(body) == binascii.a2b_qp(body)
 
 
 @needs_extension
 def test_qp_encode_lines_gives_none_for_what_it_does_not_take() -> None:
     lines, offsets = [b"a\n", b"b\n"], [0, 2]
-    good = (lines, offsets, 4, [(0, 1, "x")], "x\nb\n", "utf-8", "utf-8", "strict", b"\n")
-    assert _speedups.qp_encode_lines(*good) == b"x\nb\n"
+    good = (lines, offsets, 4, [(0, 1, "x")], "x\nb\n", "utf-8", "utf-8", "strict", b"\n", b"a\nb\n", b"a\nb\n", 1)
+    assert _speedups.qp_encode_lines(*good) == (b"x\nb\n", True)
     for i, bad in [(0, (b"a\n",)), (1, [0]), (1, [0, "2"]), (3, [(0, 1)]), (3, [(-1, 1, "x")]), (3, [(0, 99, "x")]),
-                   (3, [(0, 1, b"x")]), (0, [b"a\n", "b\n"]), (2, 2**70), (8, "\n")]:
+                   (3, [(0, 1, b"x")]), (0, [b"a\n", "b\n"]), (2, 2**70), (8, "\n"), (11, "1")]:
         args: list[Any] = list(good)
         args[i] = bad
         assert _speedups.qp_encode_lines(*args) is None, (i, bad)
-    assert _speedups.qp_encode_lines(*good[:8]) is None  # type: ignore[call-arg]
+    for i, bad in [(9, b"a\nc\n"), (10, b"a\nb\nc"), (10, None), (11, 0), (11, 7)]:
+        args = list(good)
+        args[i] = bad
+        assert _speedups.qp_encode_lines(*args) == (b"x\nb\n", False), (i, bad)
+    assert _speedups.qp_encode_lines(*good[:11]) is None  # type: ignore[call-arg]
     with pytest.raises(UnicodeEncodeError):
-        _speedups.qp_encode_lines(lines, offsets, 4, [(0, 1, "é")], "é\nb\n", "ascii", "ascii", "strict", b"\n")
+        _speedups.qp_encode_lines(lines, offsets, 4, [(0, 1, "é")], "é\nb\n", "ascii", "ascii", "strict", b"\n",
+                                  b"a\nb\n", b"a\nb\n", 2)
     with pytest.raises(LookupError):
-        _speedups.qp_encode_lines(lines, offsets, 4, [(0, 1, "x")], "x\nb\n", "no-such-codec", "x", "strict", b"\n")
+        _speedups.qp_encode_lines(lines, offsets, 4, [(0, 1, "x")], "x\nb\n", "no-such-codec", "x", "strict", b"\n",
+                                  b"a\nb\n", b"a\nb\n", 0)
+    # A character the charset lacks, written as a reference by the pure loop's handler: written, not certified.
+    assert _speedups.qp_encode_lines(lines, offsets, 4, [(0, 1, "é")], "é\nb\n", "ascii", "ascii", "xmlcharrefreplace",
+                                     b"\n", b"a\nb\n", b"a\nb\n", 2) == (b"&#233;\nb\n", False)
 
 
 # --------------------------------------------------------------------------
