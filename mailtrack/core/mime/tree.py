@@ -24,19 +24,28 @@ _HEADER_LINE = re.compile(rb"(From |[\041-\071\073-\176]*:|[\t ])")
 
 _HEADER_PARSER = BytesHeaderParser(policy=compat32)
 
-#: Parsed header blocks of body parts (not of whole messages), by their bytes: a campaign's messages carry the
-#: same few part headers (``Content-Type: text/html; charset=utf-8`` ...), and the stdlib's parser was an eighth
-#: of a rewrite. The parsed objects are only read (MimeNode.headers is never changed after _parse), so one can
-#: serve every message; so can what is read from them (the second item: MimeNode's facts, such as the content
-#: type and charset, which the stdlib parses again from the field on every call). Bounded: blocks up to 4 KB,
-#: emptied when it holds 256.
+#: The fields a node's MIME structure is read from (type, parameters, disposition, transfer encoding, the
+#: Content-ID multipart/related's start names): all MimeNode.headers holds. The other fields (To, Subject, a
+#: message's own headers that differ from one recipient to the next) are only ever patched through their spans.
+_STRUCTURE = frozenset({"content-type", "content-disposition", "content-transfer-encoding", "content-id"})
+
+#: Those fields of a node, parsed, by their bytes: a campaign's messages carry the same few (``Content-Type:
+#: text/html; charset=utf-8`` ...), and the stdlib's parser was an eighth of a rewrite. The parsed objects are
+#: only read (MimeNode.headers is never changed after _parse), so one can serve every message; so can what is
+#: read from them (the second item: MimeNode's facts, such as the content type and charset, which the stdlib
+#: parses again from the field on every call). Bounded: blocks up to 4 KB, emptied when it holds 256.
 _PART_HEADERS: dict[tuple[bytes, bool], tuple[Message, dict[str, Any]]] = {}
 _PART_HEADERS_MAX = 256
 _PART_HEADER_BYTES = 4096
 
 
 def _part_headers(block: bytes, digest: bool) -> tuple[Message, dict[str, Any]]:
-    """``block`` parsed (as a digest's child when ``digest``) and the facts read from it, from the cache when seen before."""
+    """``block`` parsed (as a digest's child when ``digest``) and the facts read from it, from the cache when seen before.
+
+    The stdlib reads each field of a header block on its own (its name,
+    then its value with the continuation lines): a node's structure fields
+    alone, parsed, answer every question MimeNode asks as its whole block would.
+    """
     key = (block, digest)
     cached = _PART_HEADERS.get(key) if len(block) <= _PART_HEADER_BYTES else None
     if cached is None:
@@ -72,7 +81,7 @@ class MimeNode:
     header_end: int  # where the last field ends (new fields go here)
     body_start: int
     end: int
-    headers: Message  # the header block, parsed by the stdlib (values only; spans are in ``fields``)
+    headers: Message  # the structure fields (_STRUCTURE) of the block, parsed by the stdlib; spans are in ``fields``
     fields: list[Field]
     children: list[MimeNode] = field(default_factory=list)
     depth: int = 0
@@ -150,10 +159,8 @@ def parse_message(raw: bytes) -> MimeNode:
 
 def _parse(raw: bytes, start: int, end: int, path: str, depth: int, *, top: bool = False, digest: bool = False) -> MimeNode:
     fields, header_end, body_start = _header_block(raw, start, end)
-    if top:  # a message's own headers differ from one recipient to the next: not worth keeping
-        headers, facts = _HEADER_PARSER.parsebytes(raw[start:body_start]), {}
-    else:
-        headers, facts = _part_headers(raw[start:body_start], digest)
+    structure = b"".join([raw[f.start : f.end] for f in fields if f.name in _STRUCTURE])
+    headers, facts = _part_headers(structure, digest)
     node = MimeNode(path, start, header_end, body_start, end, headers, fields, depth=depth, facts=facts)
     boundary = node.boundary
     if boundary and depth < MAX_DEPTH:
