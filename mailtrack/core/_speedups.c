@@ -19,6 +19,7 @@
  *       the pure signer's token for one payload (open and unsubscribe tokens; _speedups_sign.h).
  *   qp_lines(data, eol) -> bytes (_speedups_qp.h); split_lines, line_starts, qp_encode_lines, max_line_length,
  *       qp_decode
+ *   b64_lines, b64_decode: base64 bodies written in lines and read (_speedups_base64.h).
  *       a MIME part's line map and its touched lines written back (_speedups_lines.h).
  *   sha256(data) -> digest
  *       the SHA-256 ClickSigner uses (OpenSSL's where setup.py found it, else _speedups_sha256.h's).
@@ -128,6 +129,7 @@ new_link_tag(PyObject *link_tag, PyObject *fields)
 #include "_speedups_splice.h"
 #include "_speedups_qp.h"
 #include "_speedups_lines.h" /* after _speedups_qp.h: writes with qp_write */
+#include "_speedups_base64.h"
 
 static PyObject *
 optional_offset(Py_ssize_t offset)
@@ -210,6 +212,9 @@ static PyMethodDef speedups_methods[] = {
     {"qp_encode_lines", (PyCFunction)(void (*)(void))speedups_qp_encode_lines, METH_FASTCALL, qp_encode_lines_doc},
     {"max_line_length", (PyCFunction)speedups_max_line_length, METH_O, max_line_length_doc},
     {"qp_decode", (PyCFunction)speedups_qp_decode, METH_O, qp_decode_doc},
+    /* base64 bodies (_speedups_base64.h) */
+    {"b64_lines", (PyCFunction)(void (*)(void))speedups_b64_lines, METH_FASTCALL, b64_lines_doc},
+    {"b64_decode", (PyCFunction)speedups_b64_decode, METH_O, b64_decode_doc},
     {NULL, NULL, 0, NULL},
 };
 

@@ -136,6 +136,11 @@ def transfer_decode(body: bytes, encoding: str) -> bytes | str:
     if encoding == "quoted-printable":
         return binascii.a2b_qp(body)
     if encoding == "base64":
+        compiled = speedups.compiled
+        if compiled is not None:  # the usual shape, read in C (None: binascii reads, or refuses, the rest)
+            decoded: bytes | None = compiled.b64_decode(body)
+            if decoded is not None:
+                return decoded
         try:
             return base64.b64decode(body)
         except (binascii.Error, ValueError) as exc:
@@ -485,7 +490,21 @@ def _transfer_encode(data: bytes, encoding: str, eol: bytes, width: int) -> byte
 
 
 def _base64(data: bytes, eol: bytes, width: int) -> bytes:
-    """Base64 in lines of ``width`` (the body's own; at most RFC 2045's 76), each ending with ``eol``."""
+    """Base64 in lines of ``width`` (the body's own; at most RFC 2045's 76), each ending with ``eol``.
+
+    The compiled ``b64_lines`` (``_speedups_base64.h``) writes the same bytes
+    in one call; :func:`_base64_pure` is the reference it is tested against.
+    """
+    compiled = speedups.compiled
+    if compiled is not None:
+        written: bytes | None = compiled.b64_lines(data, eol, width)
+        if written is not None:
+            return written
+    return _base64_pure(data, eol, width)
+
+
+def _base64_pure(data: bytes, eol: bytes, width: int) -> bytes:
+    """:func:`_base64` in Python."""
     encoded = base64.b64encode(data)
     if not encoded:
         return b""

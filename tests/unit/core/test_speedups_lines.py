@@ -1,4 +1,4 @@
-"""The compiled line map and QP line writer give exactly what their pure twins give, for every input (issue 13).
+"""The compiled line map, QP and base64 writers give exactly what their pure twins give, for every input (issue 13).
 
 ``_speedups.split_lines`` is ``transfer._split_lines_pure`` (the ``_LINE`` /
 ``_QP_LINE`` regular expressions), ``_speedups.line_starts`` is
@@ -10,11 +10,15 @@ hands the part to it). Inputs: hypothesis's malformed quoted-printable (lone
 changes over the decoded text (insertions at line starts, at the end,
 replacements across lines, replacements ending in a line break); then whole
 messages rewritten with ``speedups.compiled`` set and None, which must give
-the same bytes. Skipped, saying so, when the extension is not built.
+the same bytes. ``b64_lines`` is ``transfer._base64_pure``; ``b64_decode`` is
+``base64.b64decode`` wherever it answers (None hands the body to it), over
+well-formed bodies, every kind of damage to them and random bytes. Skipped,
+saying so, when the extension is not built.
 """
 
 from __future__ import annotations
 
+import base64
 import binascii
 from typing import Any
 
@@ -25,7 +29,7 @@ from support.helpers import make_tracker
 
 from mailtrack.core import speedups
 from mailtrack.core.mime import transfer
-from mailtrack.core.mime.transfer import _encode_lines_pure, _line_starts_pure, _max_line_length_pure, _split_lines_pure
+from mailtrack.core.mime.transfer import _base64_pure, _encode_lines_pure, _line_starts_pure, _max_line_length_pure, _split_lines_pure
 
 try:
     from mailtrack.core import _speedups
@@ -275,6 +279,75 @@ def test_qp_encode_lines_gives_none_for_what_it_does_not_take() -> None:
 
 
 # --------------------------------------------------------------------------
+# base64
+# --------------------------------------------------------------------------
+
+
+@needs_extension
+@settings(max_examples=2000, deadline=None)
+@given(data=st.binary(max_size=400), eol=st.sampled_from([b"\n", b"\r\n", b"", b"\r"]),
+       width=st.integers(min_value=-2, max_value=90))
+def test_b64_lines_writes_what_the_pure_function_writes(data: bytes, eol: bytes, width: int) -> None:
+    written = _speedups.b64_lines(data, eol, width)
+    if width < 1:
+        assert written is None
+    else:
+        assert written == _base64_pure(data, eol, width)
+
+
+def pure_b64decode(body: bytes) -> Any:
+    try:
+        return base64.b64decode(body)
+    except (binascii.Error, ValueError) as exc:
+        return type(exc)
+
+
+@st.composite
+def b64_bodies(draw: Any) -> bytes:
+    """Base64 bodies as senders write them, then perhaps damaged: a byte changed, dropped or added."""
+    data = draw(st.binary(max_size=300))
+    body = _base64_pure(data, draw(st.sampled_from([b"\n", b"\r\n"])), draw(st.sampled_from([76, 64, 4, 8])))
+    for _ in range(draw(st.integers(min_value=0, max_value=3))):
+        if not body:
+            break
+        at = draw(st.integers(min_value=0, max_value=len(body) - 1))
+        what = draw(st.sampled_from([b"", b"=", b"==", b"\n", b"\r", b" ", b"A", b"-", b"_", b"\xff", b"\x00"]))
+        body = body[:at] + what + body[at + draw(st.integers(min_value=0, max_value=2)):]
+    return body
+
+
+@needs_extension
+@settings(max_examples=3000, deadline=None)
+@given(body=b64_bodies() | st.binary(max_size=80) | st.lists(st.sampled_from([b"QUJD", b"QQ", b"QUI", b"=", b"\n", b"\r\n",
+                                                                           b" ", b"Q", b"+/", b"\t"]), max_size=12).map(b"".join))
+def test_b64_decode_reads_what_base64_reads(body: bytes) -> None:
+    decoded = _speedups.b64_decode(body)
+    if decoded is not None:
+        assert decoded == pure_b64decode(body)
+
+
+@needs_extension
+@pytest.mark.parametrize("body", [b"", b"\n", b"QUJD", b"QUJD\n", b"QQ==", b"QQ==\n", b"QUI=", b"QUI=\r\n", b"QQ=\n=",
+                                  b"QR==", b"QUJ=", b"Q===", b"QQ=", b"QQ===", b"QUJD=", b"=", b"Q", b"QU\nJD", b"QUJD QUJD",
+                                  b"QQ==QUJD", b"QUJD\x00", b"Q-_D"])
+def test_b64_decode_on_the_edges(body: bytes) -> None:
+    decoded = _speedups.b64_decode(body)
+    assert decoded is None or decoded == pure_b64decode(body)
+    if body in (b"QUJD\n", b"QQ==\n", b"QUI=\r\n", b"QQ=\n=", b"QR==", b"QU\nJD"):
+        assert decoded == base64.b64decode(body)  # the usual shapes are read here, not handed on
+
+
+@needs_extension
+def test_base64_helpers_refuse_what_they_do_not_take() -> None:
+    with pytest.raises(TypeError):
+        _speedups.b64_decode("QUJD")  # type: ignore[arg-type]
+    with pytest.raises(TypeError):
+        _speedups.b64_lines("x", b"\n", 76)  # type: ignore[arg-type]
+    with pytest.raises(TypeError):
+        _speedups.b64_lines(b"x", b"\n", "76")  # type: ignore[arg-type]
+
+
+# --------------------------------------------------------------------------
 # Whole messages: the compiled and the pure path write the same bytes
 # --------------------------------------------------------------------------
 
@@ -287,11 +360,13 @@ LINKS = [b"https://example.com/a", b"<a href=3D\"https://example.com/b?x=3D1\">b
 @needs_extension
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(pieces=st.lists(st.sampled_from(QP_PIECES + LINKS), max_size=40), html=st.booleans(),
-       cte=st.sampled_from([b"quoted-printable", b"8bit", b"7bit"]),
+       cte=st.sampled_from([b"quoted-printable", b"8bit", b"7bit", b"base64"]),
        charset=st.sampled_from([b"utf-8", b"iso-8859-1", b"us-ascii", b"utf-8-sig"]), eol=st.sampled_from([b"\n", b"\r\n"]))
 def test_messages_rewrite_the_same_on_both_paths(pieces: list[bytes], html: bool, cte: bytes, charset: bytes,
                                                  eol: bytes) -> None:
     body = b"".join(pieces)
+    if cte == b"base64":
+        body = _base64_pure(body.replace(b"=3D", b"="), eol, 76)
     raw = (b"To: ann@example.com" + eol + b"Content-Type: text/" + (b"html" if html else b"plain") + b"; charset=" +
            charset + eol + b"Content-Transfer-Encoding: " + cte + eol + eol + body)
     results = []
