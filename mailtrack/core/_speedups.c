@@ -17,7 +17,8 @@
  *       string assembly for the rewriters (_speedups_splice.h).
  *   sign_value(key, data, stamp, size) -> token
  *       the pure signer's token for one payload (open and unsubscribe tokens; _speedups_sign.h).
- *   qp_lines(data, eol) -> bytes (_speedups_qp.h); split_lines, line_starts, qp_encode_lines, max_line_length,
+ *   qp_lines(data, eol) -> bytes (_speedups_qp.h); split_lines, line_starts, qp_encoded_break,
+ *       qp_encode_lines, max_line_length,
  *       qp_decode
  *   b64_lines, b64_decode: base64 bodies written in lines and read (_speedups_base64.h).
  *       a MIME part's line map and its touched lines written back (_speedups_lines.h).
@@ -208,7 +209,8 @@ static PyMethodDef speedups_methods[] = {
     {"qp_lines", (PyCFunction)(void (*)(void))speedups_qp_lines, METH_FASTCALL, qp_lines_doc},
     /* the line map of a MIME part and its touched lines written back (_speedups_lines.h) */
     {"split_lines", (PyCFunction)(void (*)(void))speedups_split_lines, METH_FASTCALL, split_lines_doc},
-    {"line_starts", (PyCFunction)(void (*)(void))speedups_line_starts, METH_FASTCALL, line_starts_doc},
+    {"line_starts", (PyCFunction)speedups_line_starts, METH_O, line_starts_doc},
+    {"qp_encoded_break", (PyCFunction)speedups_qp_encoded_break, METH_O, qp_encoded_break_doc},
     {"qp_encode_lines", (PyCFunction)(void (*)(void))speedups_qp_encode_lines, METH_FASTCALL, qp_encode_lines_doc},
     {"max_line_length", (PyCFunction)speedups_max_line_length, METH_O, max_line_length_doc},
     {"qp_decode", (PyCFunction)speedups_qp_decode, METH_O, qp_decode_doc},

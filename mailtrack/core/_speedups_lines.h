@@ -5,9 +5,10 @@
  *       mailtrack.core.mime.transfer._split_lines_pure(body, qp): the body's lines, each with its "\n"; with qp,
  *       a line ending in "=", then blanks, then an optional CR (a soft line break) joined to the next one (what
  *       transfer._QP_LINE.findall finds, without the empty match at the end).
- *   line_starts(text, count) -> list[int]
- *       transfer._line_starts_pure(text, count): 0, then one past each of the first count - 1 "\n" of text
- *       (count > 0; text must hold that many, else ValueError).
+ *   line_starts(text) -> list[int]
+ *       transfer._line_starts_pure(text): 0, then one past each "\n" of text.
+ *   qp_encoded_break(body) -> bool
+ *       transfer._ENCODED_BREAK.search(body) is not None: an encoded CR or LF ("=0A", "=0d" ...).
  *   qp_encode_lines(lines, offsets, size, changes, intended, codec, rest_codec, errors, eol, body, decoded, mode)
  *           -> (bytes, exact) or None
  *       transfer._encode_lines_pure for a quoted-printable part: its group loop and assembly in one call. Each
@@ -131,59 +132,107 @@ speedups_split_lines(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
 }
 
 PyDoc_STRVAR(line_starts_doc,
-"line_starts(text, count, /)\n--\n\n"
-"0, then one past each of the first count - 1 LFs of text: mailtrack.core.mime.transfer._line_starts_pure.");
+"line_starts(text, /)\n--\n\n"
+"0, then one past each LF of text: mailtrack.core.mime.transfer._line_starts_pure.");
+
+/* Appends i + 1 for each LF at data[i], i < length (one str kind). */
+#define LINES_SCAN_LF(TYPE)                                                    \
+    do {                                                                       \
+        const TYPE *chars = (const TYPE *)data;                                \
+        for (i = 0; i < length; i++) {                                         \
+            if (chars[i] == '\n') {                                            \
+                PyObject *value = PyLong_FromSsize_t(i + 1);                   \
+                if (value == NULL || PyList_Append(starts, value) < 0) {       \
+                    Py_XDECREF(value);                                         \
+                    Py_DECREF(starts);                                         \
+                    return NULL;                                               \
+                }                                                              \
+                Py_DECREF(value);                                              \
+            }                                                                  \
+        }                                                                      \
+    } while (0)
 
 static PyObject *
-speedups_line_starts(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+speedups_line_starts(PyObject *module, PyObject *text)
 {
-    PyObject *text, *starts;
-    Py_ssize_t count, length, i, found = 1;
-    int kind;
+    PyObject *starts, *zero;
+    Py_ssize_t length, i;
     const void *data;
     (void)module;
-    if (nargs != 2 || !PyUnicode_Check(args[0]) || !PyLong_Check(args[1])) {
-        PyErr_SetString(PyExc_TypeError, "line_starts() takes a str and an int");
-        return NULL;
-    }
-    text = args[0];
-    count = PyLong_AsSsize_t(args[1]);
-    if (count == -1 && PyErr_Occurred()) {
+    if (!PyUnicode_Check(text)) {
+        PyErr_SetString(PyExc_TypeError, "line_starts() takes a str");
         return NULL;
     }
     length = PyUnicode_GET_LENGTH(text);
-    if (count < 1 || count - 1 > length) {
-        PyErr_SetString(PyExc_ValueError, "line_starts() needs 0 < count <= the number of lines");
-        return NULL;
-    }
-    starts = PyList_New(count);
-    if (starts == NULL) {
-        return NULL;
-    }
-    PyList_SET_ITEM(starts, 0, PyLong_FromSsize_t(0));
-    if (PyList_GET_ITEM(starts, 0) == NULL) {
-        Py_DECREF(starts);
-        return NULL;
-    }
-    kind = PyUnicode_KIND(text);
     data = PyUnicode_DATA(text);
-    for (i = 0; i < length && found < count; i++) {
-        if (PyUnicode_READ(kind, data, i) == '\n') {
-            PyObject *value = PyLong_FromSsize_t(i + 1);
-            if (value == NULL) {
-                Py_DECREF(starts); /* the items not set yet are NULL: list_dealloc skips them */
+    starts = PyList_New(0);
+    zero = PyLong_FromSsize_t(0);
+    if (starts == NULL || zero == NULL || PyList_Append(starts, zero) < 0) {
+        Py_XDECREF(starts);
+        Py_XDECREF(zero);
+        return NULL;
+    }
+    Py_DECREF(zero);
+    switch (PyUnicode_KIND(text)) {
+    case PyUnicode_1BYTE_KIND: {
+        const Py_UCS1 *chars = (const Py_UCS1 *)data;
+        const Py_UCS1 *at = chars, *stop = chars + length;
+        while (at < stop) { /* memchr: LFs are a few per line */
+            const Py_UCS1 *found = memchr(at, '\n', (size_t)(stop - at));
+            PyObject *value;
+            if (found == NULL) {
+                break;
+            }
+            value = PyLong_FromSsize_t((Py_ssize_t)(found - chars) + 1);
+            if (value == NULL || PyList_Append(starts, value) < 0) {
+                Py_XDECREF(value);
+                Py_DECREF(starts);
                 return NULL;
             }
-            PyList_SET_ITEM(starts, found, value);
-            found++;
+            Py_DECREF(value);
+            at = found + 1;
         }
+        break;
     }
-    if (found < count) {
-        Py_DECREF(starts);
-        PyErr_SetString(PyExc_ValueError, "line_starts() needs 0 < count <= the number of lines");
-        return NULL;
+    case PyUnicode_2BYTE_KIND:
+        LINES_SCAN_LF(Py_UCS2);
+        break;
+    default:
+        LINES_SCAN_LF(Py_UCS4);
+        break;
     }
     return starts;
+}
+
+#undef LINES_SCAN_LF
+
+PyDoc_STRVAR(qp_encoded_break_doc,
+"qp_encoded_break(body, /)\n--\n\n"
+"Whether body holds \"=0A\" or \"=0D\" (either case): mailtrack.core.mime.transfer._ENCODED_BREAK.search, as a bool.");
+
+static PyObject *
+speedups_qp_encoded_break(PyObject *module, PyObject *body)
+{
+    const unsigned char *in, *at, *stop;
+    (void)module;
+    if (!PyBytes_Check(body)) {
+        PyErr_SetString(PyExc_TypeError, "qp_encoded_break() takes bytes");
+        return NULL;
+    }
+    in = (const unsigned char *)PyBytes_AS_STRING(body);
+    at = in;
+    stop = in + PyBytes_GET_SIZE(body);
+    while (at < stop) {
+        const unsigned char *found = memchr(at, '=', (size_t)(stop - at));
+        if (found == NULL || stop - found < 3) {
+            break;
+        }
+        if (found[1] == '0' && (found[2] == 'a' || found[2] == 'A' || found[2] == 'd' || found[2] == 'D')) {
+            Py_RETURN_TRUE;
+        }
+        at = found + 1;
+    }
+    Py_RETURN_FALSE;
 }
 
 /* One group of touched lines: [first, last] (last = first - 1: between lines), the growth of the changes before it

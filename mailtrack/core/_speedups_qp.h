@@ -13,6 +13,10 @@
 
 static const char qp_hex[] = "0123456789ABCDEF";
 
+/* A byte b2a_qp always writes as it is, wherever it is: printable ASCII but "=" and "." (which it escapes at the
+ * start of a line holding nothing else). Spaces and tabs are not: it escapes them at the end of a line. */
+#define QP_PLAIN(c) ((c) > 32 && (c) < 127 && (c) != '=' && (c) != '.')
+
 /* Whether b2a_qp(content, quotetabs=False, istext=False, header=False) writes line[i] as "=XX" (n: the content's
  * length, column: the written line's length so far). */
 static inline int
@@ -61,6 +65,38 @@ qp_write(const unsigned char *in, Py_ssize_t n, const char *eol, Py_ssize_t eol_
         size = end - start;
         for (i = 0; i < size; i++) {
             unsigned char c = line[i];
+            if (QP_PLAIN(c)) {
+                /* A run of bytes always written as they are: copied a stretch at a time, soft-breaking where the
+                 * byte by byte rule below would (before a byte at column 75, unless it ends the line). */
+                Py_ssize_t run = i + 1;
+                while (run < size && QP_PLAIN(line[run])) {
+                    run++;
+                }
+                while (i < run) {
+                    Py_ssize_t room;
+                    if (column >= QP_MAX_LINE - 1) {
+                        if (i + 1 == size) {
+                            out[o++] = (char)line[i++];
+                            column++;
+                            continue;
+                        }
+                        out[o++] = '=';
+                        memcpy(out + o, eol, (size_t)eol_size);
+                        o += eol_size;
+                        column = 0;
+                    }
+                    room = QP_MAX_LINE - 1 - column;
+                    if (room > run - i) {
+                        room = run - i;
+                    }
+                    memcpy(out + o, line + i, (size_t)room);
+                    o += room;
+                    i += room;
+                    column += room;
+                }
+                i--; /* the for loop's i++ */
+                continue;
+            }
             if (qp_must_encode(line, size, i, column)) {
                 if (column + 3 >= QP_MAX_LINE) {
                     out[o++] = '=';

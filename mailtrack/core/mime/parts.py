@@ -94,7 +94,9 @@ def _rewrite_leaf(
         notes.insert(0, "no charset declared and the bytes are not ASCII: read and written as UTF-8")
     if not changes:
         return report("unchanged", result=result, warnings=notes)
-    encoded = encode_part(decoded, changes, html=subtype == "html")
+    # The rewriters' output is the decoded text with exactly these changes spliced in: not spliced again.
+    encoded = encode_part(decoded, changes, html=subtype == "html",
+                          intended=result.html if isinstance(result, HtmlResult) else result.text)
     if isinstance(encoded, str):  # what would be written does not decode to the rewritten text: leave the part
         return report("unencodable", reason=encoded, warnings=notes[:1] if decoded.guessed else [])
     body, new_encoding, new_charset = encoded.body, encoded.encoding, encoded.charset

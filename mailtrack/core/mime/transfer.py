@@ -180,14 +180,14 @@ _ENCODED_BREAK = re.compile(rb"=0[aAdD]")
 
 def _line_offsets(text: str, raw_lines: list[bytes], codec: str, qp: bool, body: bytes) -> list[int]:
     """Where each raw line starts in ``text``; [] when the lines do not map one to one (``body``: the lines joined)."""
-    if not codec.startswith(_UNSPLITTABLE) and not (qp and _ENCODED_BREAK.search(body)):
+    compiled = speedups.compiled
+    if not codec.startswith(_UNSPLITTABLE) and not (qp and (
+            compiled.qp_encoded_break(body) if compiled is not None else _ENCODED_BREAK.search(body))):
         # Byte 0x0A is the character "\n" and nothing else: line i of the text is raw line i decoded.
-        if text.count("\n") + 1 == len(raw_lines) + (0 if raw_lines and not raw_lines[-1].endswith(b"\n") else 1):
-            if not raw_lines:
-                return []
-            compiled = speedups.compiled
-            return compiled.line_starts(text, len(raw_lines)) if compiled is not None \
-                else _line_starts_pure(text, len(raw_lines))
+        starts = compiled.line_starts(text) if compiled is not None else _line_starts_pure(text)
+        if len(starts) == len(raw_lines) + (0 if raw_lines and not raw_lines[-1].endswith(b"\n") else 1):
+            del starts[len(raw_lines):]
+            return starts
     offsets, pieces, at = [], [], 0
     try:
         for line in raw_lines:
@@ -200,12 +200,10 @@ def _line_offsets(text: str, raw_lines: list[bytes], codec: str, qp: bool, body:
     return offsets if "".join(pieces) == text else []
 
 
-def _line_starts_pure(text: str, count: int) -> list[int]:
-    """0, then one past each of the first ``count - 1`` "\\n" of ``text`` (``line_starts``' twin; ``count`` > 0)."""
-    if count < 1 or text.count("\n") < count - 1:
-        raise ValueError("line_starts() needs 0 < count <= the number of lines")
+def _line_starts_pure(text: str) -> list[int]:
+    """0, then one past each "\\n" of ``text`` (``line_starts``' twin): where each line of ``text`` starts."""
     # Each line starts one past the previous line's end (its "\n"): running sums of length + 1, in C.
-    return list(accumulate(map((1).__add__, map(len, text.split("\n", count - 1)[: count - 1])), initial=0))
+    return list(accumulate(map((1).__add__, map(len, text.split("\n")[:-1])), initial=0))
 
 
 @dataclass(frozen=True)
@@ -219,7 +217,7 @@ class EncodedPart:
     exact: bool = False  # reads back as the rewritten text by construction (no read-back check needed)
 
 
-def encode_part(decoded: DecodedPart, changes: Edits, *, html: bool) -> EncodedPart | str:
+def encode_part(decoded: DecodedPart, changes: Edits, *, html: bool, intended: str | None = None) -> EncodedPart | str:
     """The new raw body (original bytes for every untouched line), or why the part cannot be written back.
 
     What is written is decoded again (transfer encoding, then charset) and
@@ -231,8 +229,11 @@ def encode_part(decoded: DecodedPart, changes: Edits, *, html: bool) -> EncodedP
     strictly in a charset whose bytes come back from its text
     (:func:`_encodes_back`), then written as is or in base64; or touched
     quoted-printable lines the compiled writer certifies (:func:`_encode_lines`).
+    ``intended``: the text with ``changes`` spliced in, when the caller has
+    it already (the rewriters return it as their result's text).
     """
-    intended = splice(decoded.text, changes)
+    if intended is None:
+        intended = splice(decoded.text, changes)
     try:
         encoded = _encode(decoded, changes, html, intended)
     except UnicodeError as exc:  # a codec that reads but cannot write back

@@ -2,7 +2,7 @@
 
 ``_speedups.split_lines`` is ``transfer._split_lines_pure`` (the ``_LINE`` /
 ``_QP_LINE`` regular expressions), ``_speedups.line_starts`` is
-``transfer._line_starts_pure`` and ``_speedups.qp_encode_lines`` is
+``transfer._line_starts_pure``, ``qp_encoded_break`` is ``_ENCODED_BREAK`` and ``_speedups.qp_encode_lines`` is
 ``transfer._encode_lines_pure`` for a quoted-printable part (or None, which
 hands the part to it). Inputs: hypothesis's malformed quoted-printable (lone
 "=", "=" at the end, bad hex, soft breaks with blanks and CRs, CRLF and LF,
@@ -93,23 +93,25 @@ def test_split_lines_refuses_what_is_not_bytes() -> None:
 
 @needs_extension
 @settings(max_examples=2000, deadline=None)
-@given(text=st.lists(st.sampled_from(TEXT_PIECES[:-1]), max_size=50).map("".join), data=st.data())
-def test_line_starts_are_the_pure_ones(text: str, data: Any) -> None:
-    lines = text.count("\n") + 1
-    count = data.draw(st.integers(min_value=1, max_value=lines))
-    assert _speedups.line_starts(text, count) == _line_starts_pure(text, count)
-    too_many = data.draw(st.integers(min_value=lines + 1, max_value=lines + 3) | st.integers(min_value=-3, max_value=0))
-    for starts in (_speedups.line_starts, _line_starts_pure):
-        with pytest.raises(ValueError):
-            starts(text, too_many)
+@given(text=st.lists(st.sampled_from(TEXT_PIECES[:-1]), max_size=50).map("".join))
+def test_line_starts_are_the_pure_ones(text: str) -> None:
+    for wide in (text, text + "\u0100", text + "\U0001f600"):
+        assert _speedups.line_starts(wide) == _line_starts_pure(wide) == [0] + [i + 1 for i, c in enumerate(wide) if c == "\n"]
 
 
 @needs_extension
-def test_line_starts_refuses_what_is_not_a_str_and_an_int() -> None:
+def test_line_starts_refuses_what_is_not_a_str() -> None:
     with pytest.raises(TypeError):
-        _speedups.line_starts(b"a\nb", 1)  # type: ignore[arg-type]
+        _speedups.line_starts(b"a\nb")  # type: ignore[arg-type]
+
+
+@needs_extension
+@settings(max_examples=2000, deadline=None)
+@given(body=QP_BODIES | QP_LINES | st.lists(st.sampled_from([b"=", b"0", b"a", b"A", b"d", b"D", b"=0", b"x"]), max_size=12).map(b"".join))
+def test_qp_encoded_break_is_the_regular_expression(body: bytes) -> None:
+    assert _speedups.qp_encoded_break(body) is (transfer._ENCODED_BREAK.search(body) is not None)
     with pytest.raises(TypeError):
-        _speedups.line_starts("a\nb", "1")  # type: ignore[arg-type]
+        _speedups.qp_encoded_break("=0A")  # type: ignore[arg-type]
 
 
 # --------------------------------------------------------------------------
