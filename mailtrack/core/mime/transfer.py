@@ -114,10 +114,10 @@ def _line_map(body: bytes, text: str, codec: str, encoding: str) -> tuple[list[b
     if encoding not in _IDENTITY and not qp:
         return None, []  # base64: re-encoded whole
     compiled = speedups.compiled
-    raw_lines: list[bytes] | None = compiled.split_lines(body, qp) if compiled is not None else _split_lines_pure(body, qp)
+    raw_lines = compiled.split_lines(body, qp) if compiled is not None else _split_lines_pure(body, qp)
     offsets = _line_offsets(text, raw_lines, codec, qp, body)
     if not offsets and raw_lines:
-        raw_lines = None  # no line map: a change re-encodes the whole part
+        return None, []  # no line map: a change re-encodes the whole part
     return raw_lines, offsets
 
 

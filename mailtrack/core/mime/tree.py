@@ -7,13 +7,13 @@ Read by the rules of Python's ``email`` package (``headerRE``, ``boundaryre``,
 from __future__ import annotations
 
 import re
-from typing import Any
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from email.message import Message
 from email.parser import BytesHeaderParser
 from email.policy import compat32
 from functools import cached_property
+from typing import Any
 
 MAX_DEPTH = 64  # deeper nesting is left as it is: no real message needs it, a hostile one would
 

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+from functools import partial
 from typing import Any
 
 import pytest
@@ -29,7 +30,13 @@ from support.helpers import make_tracker
 
 from mailtrack.core import speedups
 from mailtrack.core.mime import transfer
-from mailtrack.core.mime.transfer import _base64_pure, _encode_lines_pure, _line_starts_pure, _max_line_length_pure, _split_lines_pure
+from mailtrack.core.mime.transfer import (
+    _base64_pure,
+    _encode_lines_pure,
+    _line_starts_pure,
+    _max_line_length_pure,
+    _split_lines_pure,
+)
 
 try:
     from mailtrack.core import _speedups
@@ -198,7 +205,7 @@ def test_qp_encode_lines_writes_what_the_pure_loop_writes_and_certifies_only_wha
     intended = transfer.splice(decoded.text, changes)
     expected = outcome(lambda: _encode_lines_pure(decoded, changes, html, intended))
     for mode in (None, 0):
-        actual = outcome(lambda: compiled_lines(decoded, changes, intended, html, mode))
+        actual = outcome(partial(compiled_lines, decoded, changes, intended, html, mode))
         if isinstance(actual, tuple) and isinstance(actual[0], bytes):
             body_out, exact = actual
             assert body_out == expected
