@@ -9,8 +9,8 @@
  *       transfer._line_starts_pure(text): 0, then one past each "\n" of text.
  *   qp_encoded_break(body) -> bool
  *       transfer._ENCODED_BREAK.search(body) is not None: an encoded CR or LF ("=0A", "=0d" ...).
- *   qp_encode_lines(lines, offsets, size, changes, intended, codec, rest_codec, errors, eol, body, decoded, mode)
- *           -> (bytes, exact) or None
+ *   qp_encode_lines(lines, offsets, size, changes, intended, codec, rest_codec, errors, eol, body, decoded, mode,
+ *                   text) -> (bytes, exact) or None
  *       transfer._encode_lines_pure for a quoted-printable part: its group loop and assembly in one call. Each
  *       group's text is encoded with str.encode(codec or rest_codec, errors) (the codec's own errors propagate),
  *       then written as qp_lines writes it. None when an argument is not what that function is given (then the
@@ -359,8 +359,9 @@ speedups_qp_decode(PyObject *module, PyObject *data)
  *   - where each group starts and ends, the old decoded bytes and the text agree: the same number of characters
  *     before it (UTF-8: the bytes that start one; ASCII and Latin-1: the bytes), at a character's first byte;
  *     then every untouched run of lines decodes to its own span of the text;
- *   - the changes are in order, apart, each within its group's span: the untouched runs of the text are then
- *     untouched in intended, and each group's slice of intended is its span with its changes;
+ *   - the text between the groups is in intended, where the growth before it puts it, and intended is as long
+ *     as the text and the changes' growth: intended is those runs and the groups' slices, one after another
+ *     (and the changes are in order, apart, each within its group's span, as the slices assume);
  *   - each group's bytes came from a strict encode (they decode back to its slice), and its written lines
  *     a2b_qp-decode back to those bytes, and end in LF unless the body ends with them.
  * Given: decoded is binascii.a2b_qp(body), and the text (size characters) is decoded read in the codec, as
@@ -413,7 +414,8 @@ lines_check_boundary(LinesCheck *check, PyObject *lines, const Py_ssize_t *offse
 }
 
 PyDoc_STRVAR(qp_encode_lines_doc,
-"qp_encode_lines(lines, offsets, size, changes, intended, codec, rest_codec, errors, eol, body, decoded, mode, /)\n"
+"qp_encode_lines(lines, offsets, size, changes, intended, codec, rest_codec, errors, eol, body, decoded, mode,\n"
+"                text, /)\n"
 "--\n\n"
 "(body, exact): the quoted-printable body with only the touched lines written again, and whether it reads back\n"
 "as intended by construction; or None to let the pure function decide. The body is\n"
@@ -432,7 +434,7 @@ speedups_qp_encode_lines(PyObject *module, PyObject *const *args, Py_ssize_t nar
     long mode;
     char *out;
     (void)module;
-    if (nargs != 12 || !PyList_CheckExact(args[0]) || !PyList_CheckExact(args[1]) || !PyLong_CheckExact(args[2]) ||
+    if (nargs != 13 || !PyList_CheckExact(args[0]) || !PyList_CheckExact(args[1]) || !PyLong_CheckExact(args[2]) ||
         !PyList_CheckExact(args[3]) || !PyUnicode_CheckExact(args[4]) || !PyUnicode_Check(args[5]) ||
         !PyUnicode_Check(args[6]) || !PyUnicode_Check(args[7]) || !PyBytes_Check(args[8]) || !PyLong_Check(args[11])) {
         Py_RETURN_NONE;
@@ -447,7 +449,8 @@ speedups_qp_encode_lines(PyObject *module, PyObject *const *args, Py_ssize_t nar
         PyErr_Clear();
         Py_RETURN_NONE;
     }
-    exact = (mode == 1 || mode == 2) && PyBytes_Check(args[9]) && PyBytes_Check(args[10]);
+    exact = (mode == 1 || mode == 2) && PyBytes_Check(args[9]) && PyBytes_Check(args[10]) &&
+        PyUnicode_Check(args[12]) && PyUnicode_GET_LENGTH(args[12]) == size;
     codec = PyUnicode_AsUTF8(args[5]);
     rest_codec = PyUnicode_AsUTF8(args[6]);
     errors = PyUnicode_AsUTF8(args[7]);
@@ -670,6 +673,26 @@ speedups_qp_encode_lines(PyObject *module, PyObject *const *args, Py_ssize_t nar
             at += line_size;
         }
         exact = exact && at == body_size;
+    }
+    if (exact) {
+        /* intended is the text with each group's span replaced by its slice: the text between the groups is in
+         * intended, moved by the growth before it (compared in place: both strs of one kind, else no certificate),
+         * and intended is as long as the text and every change's growth. */
+        PyObject *text = args[12];
+        int kind = PyUnicode_KIND(text);
+        const char *text_data = (const char *)PyUnicode_DATA(text);
+        const char *intended_data = (const char *)PyUnicode_DATA(intended);
+        Py_ssize_t from = 0;
+        exact = kind == (int)PyUnicode_KIND(intended) && PyUnicode_GET_LENGTH(intended) == size + shift;
+        for (g = 0; g <= n_groups && exact; g++) {
+            Py_ssize_t upto = g < n_groups ? (groups[g].first < count ? offsets[groups[g].first] : size) : size;
+            Py_ssize_t moved = g < n_groups ? groups[g].before : shift;
+            exact = from <= upto && upto <= size && from + moved >= 0 &&
+                memcmp(text_data + from * kind, intended_data + (from + moved) * kind, (size_t)((upto - from) * kind)) == 0;
+            if (g < n_groups) {
+                from = groups[g].last + 1 < count ? offsets[groups[g].last + 1] : size;
+            }
+        }
     }
     if (exact) {
         /* The changes in order, apart, each within its group's span. */

@@ -12,7 +12,7 @@ Steps, each timed, any failure fatal (exit status 1):
 2. A self-check that the sanitizers are live: a throwaway extension compiled the same way reads past
    a heap buffer (AddressSanitizer must report ``heap-buffer-overflow``) and overflows a signed int
    (UBSan must report it), while its in-bounds calls run clean.
-3. ``pytest`` on ``tests/unit/core/test_speedups.py`` and the compiled half of every module using the
+3. ``pytest`` on ``tests/unit/core/test_speedups.py``, ``test_speedups_lines.py`` and the compiled half of every module using the
    ``both_paths`` fixture (their pure half calls no C, and is deselected), from the temporary folder (first on ``sys.path``: ``python -m`` puts the working folder there, and
    setuptools' editable finder only answers after it), with a plugin that fails the run unless
    ``mailtrack`` and ``mailtrack.core._speedups`` were imported from the temporary folder.
@@ -54,7 +54,8 @@ CFLAGS = f"{SANITIZERS} -fno-omit-frame-pointer -fno-sanitize-recover=undefined 
 #: What a sanitizer prints when it finds something (UBSan ignores ``log_path`` beside ASan: it writes to stderr).
 MARKERS = ("ERROR: AddressSanitizer", "runtime error:", "SUMMARY: UndefinedBehaviorSanitizer")
 #: The differential test module that calls the extension directly; the ``both_paths`` modules are found.
-SPEEDUPS_TESTS = "tests/unit/core/test_speedups.py"
+#: The compiled functions' own differential tests (the scanner, signers, splice, QP; the MIME line map and base64).
+SPEEDUPS_TESTS = ("tests/unit/core/test_speedups.py", "tests/unit/core/test_speedups_lines.py")
 
 CANARY_C = r"""
 #define PY_SSIZE_T_CLEAN
@@ -287,7 +288,7 @@ def job(work: Path, fuzz_seconds: float, pytest_args: list[str]) -> None:
     (build / "mailtrack_sanitize_probe.py").write_text(PROBE_PLUGIN)
     env = sanitizer_env(libasan, logs, PYTHONPATH=str(build), MAILTRACK_SANITIZE_DIR=str(build),
                         MYPY_CACHE_DIR=str(work / "mypy-cache"))
-    modules = [SPEEDUPS_TESTS, *both_paths_modules()]
+    modules = [*SPEEDUPS_TESTS, *both_paths_modules()]
     started = time.monotonic()
     say(f"pytest {' '.join(modules)}")
     # -p no:timeout: the tests' own time limits (test_linear_time's 60 s per megabyte) are for the normal build;

@@ -360,7 +360,7 @@ def _encode_lines(decoded: DecodedPart, changes: Edits, html: bool, intended: st
         written: tuple[bytes, bool] | None = compiled.qp_encode_lines(
             decoded.raw_lines, decoded.offsets, len(decoded.text), changes, intended, codec,
             "utf-8" if codec == "utf-8-sig" else codec, "xmlcharrefreplace" if html else "strict", decoded.eol,
-            decoded.body, decoded.data, _CERTIFIABLE.get(codec, 0),
+            decoded.body, decoded.data, _CERTIFIABLE.get(codec, 0), decoded.text,
         )
         if written is not None:
             return written

@@ -189,7 +189,7 @@ def compiled_lines(decoded: transfer.DecodedPart, changes: list[tuple[int, int, 
     return _speedups.qp_encode_lines(
         decoded.raw_lines, decoded.offsets, len(decoded.text), changes, intended, codec,
         "utf-8" if codec == "utf-8-sig" else codec, "xmlcharrefreplace" if html else "strict", decoded.eol,
-        decoded.body, decoded.data, transfer._CERTIFIABLE.get(codec, 0) if mode is None else mode)
+        decoded.body, decoded.data, transfer._CERTIFIABLE.get(codec, 0) if mode is None else mode, decoded.text)
 
 
 @needs_extension
@@ -231,7 +231,10 @@ def test_a_wrong_certificate_is_never_given(data: Any, codec: str) -> None:
         return
     changes = data.draw(changes_for(decoded.text))
     intended = transfer.splice(decoded.text, changes)
-    other = data.draw(st.sampled_from(["data", "body", "lines"]))
+    other = data.draw(st.sampled_from(["data", "body", "lines", "intended"]))
+    if other == "intended":  # a text to encode that is not the text with these changes
+        at = data.draw(st.integers(min_value=0, max_value=len(intended)))
+        intended = intended[:at] + data.draw(st.sampled_from(["x", "", "\n"])) + intended[at + 1:]
     if other == "data":
         decoded.data = decoded.data + b"x" if data.draw(st.booleans()) else b"x" + (decoded.data or b"")
     elif other == "body":
@@ -264,27 +267,28 @@ def test_qp_decode_on_the_edges(body: bytes) -> None:
 @needs_extension
 def test_qp_encode_lines_gives_none_for_what_it_does_not_take() -> None:
     lines, offsets = [b"a\n", b"b\n"], [0, 2]
-    good = (lines, offsets, 4, [(0, 1, "x")], "x\nb\n", "utf-8", "utf-8", "strict", b"\n", b"a\nb\n", b"a\nb\n", 1)
+    good = (lines, offsets, 4, [(0, 1, "x")], "x\nb\n", "utf-8", "utf-8", "strict", b"\n", b"a\nb\n", b"a\nb\n", 1, "a\nb\n")
     assert _speedups.qp_encode_lines(*good) == (b"x\nb\n", True)
     for i, bad in [(0, (b"a\n",)), (1, [0]), (1, [0, "2"]), (3, [(0, 1)]), (3, [(-1, 1, "x")]), (3, [(0, 99, "x")]),
                    (3, [(0, 1, b"x")]), (0, [b"a\n", "b\n"]), (2, 2**70), (8, "\n"), (11, "1")]:
         args: list[Any] = list(good)
         args[i] = bad
         assert _speedups.qp_encode_lines(*args) is None, (i, bad)
-    for i, bad in [(9, b"a\nc\n"), (10, b"a\nb\nc"), (10, None), (11, 0), (11, 7)]:
+    for i, bad in [(9, b"a\nc\n"), (10, b"a\nb\nc"), (10, None), (11, 0), (11, 7), (12, "a\nc\n"), (12, "a\nb\u0100"),
+                   (12, None), (4, "x\nc\n"), (4, "x\nb\nc")]:
         args = list(good)
         args[i] = bad
         assert _speedups.qp_encode_lines(*args) == (b"x\nb\n", False), (i, bad)
-    assert _speedups.qp_encode_lines(*good[:11]) is None  # type: ignore[call-arg]
+    assert _speedups.qp_encode_lines(*good[:12]) is None  # type: ignore[call-arg]
     with pytest.raises(UnicodeEncodeError):
         _speedups.qp_encode_lines(lines, offsets, 4, [(0, 1, "é")], "é\nb\n", "ascii", "ascii", "strict", b"\n",
-                                  b"a\nb\n", b"a\nb\n", 2)
+                                  b"a\nb\n", b"a\nb\n", 2, "a\nb\n")
     with pytest.raises(LookupError):
         _speedups.qp_encode_lines(lines, offsets, 4, [(0, 1, "x")], "x\nb\n", "no-such-codec", "x", "strict", b"\n",
-                                  b"a\nb\n", b"a\nb\n", 0)
+                                  b"a\nb\n", b"a\nb\n", 0, "a\nb\n")
     # A character the charset lacks, written as a reference by the pure loop's handler: written, not certified.
     assert _speedups.qp_encode_lines(lines, offsets, 4, [(0, 1, "é")], "é\nb\n", "ascii", "ascii", "xmlcharrefreplace",
-                                     b"\n", b"a\nb\n", b"a\nb\n", 2) == (b"&#233;\nb\n", False)
+                                     b"\n", b"a\nb\n", b"a\nb\n", 2, "a\nb\n") == (b"&#233;\nb\n", False)
 
 
 # --------------------------------------------------------------------------
