@@ -298,10 +298,18 @@ def _decode_problem(encoded: EncodedPart, intended: str) -> str | None:
     return f"it reads differently from character {at}"
 
 
+#: Codecs whose strict encoder refuses a str exactly when it refuses one of its characters (whatever is next to
+#: it): the replacements can be tried joined, in one call.
+_PER_CHARACTER = ("utf-8", "ascii", "iso8859-1")
+
+
 def _encodable(changes: Edits, codec: str, html: bool) -> bool:
     """True if what the changes bring fits the charset (the rest was decoded from it)."""
-    # HTML can write any character as a character reference.
-    return html or all(can_encode(replacement, codec) for _, _, replacement in changes)
+    if html:
+        return True  # HTML can write any character as a character reference
+    if codec in _PER_CHARACTER:
+        return can_encode("".join([replacement for _, _, replacement in changes]), codec)
+    return all(can_encode(replacement, codec) for _, _, replacement in changes)
 
 
 def _charset_encode(text: str, codec: str, html: bool) -> bytes:

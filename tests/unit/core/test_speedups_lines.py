@@ -392,3 +392,17 @@ def test_messages_rewrite_the_same_on_both_paths(pieces: list[bytes], html: bool
     finally:
         speedups.compiled = saved
     assert results[0] == results[1]
+
+
+# --------------------------------------------------------------------------
+# A pure shortcut: the replacements tried in one call where the codec refuses character by character
+# --------------------------------------------------------------------------
+
+
+@settings(max_examples=1000, deadline=None)
+@given(replacements=st.lists(st.text(alphabet=st.sampled_from(["a", "é", "\u20ac", "\ud83d", "\ude00", "\U0001f600", "\n"]),
+                                     max_size=4), max_size=6),
+       codec=st.sampled_from(list(transfer._PER_CHARACTER)))
+def test_joined_replacements_encode_as_each_does(replacements: list[str], codec: str) -> None:
+    changes = [(0, 0, r) for r in replacements]
+    assert transfer._encodable(changes, codec, False) == all(transfer.can_encode(r, codec) for r in replacements)
