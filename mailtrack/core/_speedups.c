@@ -11,6 +11,8 @@
  *   ClickSigner(key, head, tail, stamp, size, *, sealed=False)(link_index, url) -> token
  *       the click signer mailtrack.core.tokens.TokenCodec builds per message (_speedups_sign.h); sealed: the
  *       opaque format's AES-256-SIV token (OpenSSL's AES; SIV_AVAILABLE says whether this build has it).
+ *   SivKey(key).seal(plaintext) -> token; .open(sealed) -> plaintext or None
+ *       one purpose's AES-256-SIV key, keyed once: what a codec seals and opens opaque tokens with.
  *   track_links(...)
  *       the common link of mailtrack.core.rewrite.links.track_html_links's loop (_speedups_links.h).
  *   splice(source, edits) -> str or None; utf8_length(text) -> int
@@ -57,6 +59,7 @@ static const Py_ssize_t RAW_TEXT_LEN[N_RAW_TEXT] = {6, 5, 8, 5, 3, 6, 7, 8, 9};
 
 typedef struct {
     PyTypeObject *click_signer_type;
+    PyTypeObject *siv_key_type; /* NULL in a build without OpenSSL */
     PyObject *str_counted, *str_sign, *str_prefix, *str_links, *str_max_links, *str_skipped; /* LinkBook's attributes */
     PyObject *str_scheme, *str_placeholder; /* skip reasons */
     PyObject *str_a;     /* "a" */
@@ -212,6 +215,12 @@ speedups_exec(PyObject *module)
         PyModule_AddStringConstant(module, "SHA256_BACKEND", MT_SHA256_BACKEND) < 0) {
         return -1;
     }
+#ifdef MT_SIV
+    state->siv_key_type = (PyTypeObject *)PyType_FromModuleAndSpec(module, &siv_key_spec, NULL);
+    if (state->siv_key_type == NULL || PyModule_AddObjectRef(module, "SivKey", (PyObject *)state->siv_key_type) < 0) {
+        return -1;
+    }
+#endif
     if (PyModule_AddIntConstant(module, "SIV_AVAILABLE", siv_available()) < 0) {
         return -1;
     }
@@ -246,6 +255,7 @@ speedups_traverse(PyObject *module, visitproc visit, void *arg)
     ModuleState *state = (ModuleState *)PyModule_GetState(module);
     if (state != NULL) {
         Py_VISIT(state->click_signer_type);
+        Py_VISIT(state->siv_key_type);
         Py_VISIT(state->str_counted);
         Py_VISIT(state->str_sign);
         Py_VISIT(state->str_prefix);
@@ -269,6 +279,7 @@ speedups_clear(PyObject *module)
     ModuleState *state = (ModuleState *)PyModule_GetState(module);
     if (state != NULL) {
         Py_CLEAR(state->click_signer_type);
+        Py_CLEAR(state->siv_key_type);
         Py_CLEAR(state->str_counted);
         Py_CLEAR(state->str_sign);
         Py_CLEAR(state->str_prefix);
