@@ -667,8 +667,9 @@ click_sign(ClickSigner *self, PyObject *index, PyObject *url)
     sig_len = b64_length(self->size);
 #ifdef MT_SIV
     if (self->siv != NULL) { /* sealed: stamp + payload, then tag || ciphertext, then its base64 */
-        Py_ssize_t plain_len = stamp_len + payload_len, sealed_len = MT_SIV_TAG + plain_len;
-        value_len = plain_len + sealed_len;
+        /* the buffer: stamp (counted here) + payload, then tag || ciphertext, then its base64 */
+        Py_ssize_t sealed_len = MT_SIV_TAG + stamp_len + payload_len;
+        value_len = stamp_len + sealed_len;
         sig_len = b64_length(sealed_len) - 1; /* (the "+ 1" below) */
     }
 #endif
