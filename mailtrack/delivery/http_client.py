@@ -13,6 +13,15 @@ read by httptools (llhttp, the parser uvicorn uses; installed with
 host names verified). Redirects are never followed (a redirect is a failed
 delivery: the receiver must give the final URL). An answer's body is read up
 to :data:`MAX_ANSWER` bytes and ignored; a longer one closes its connection.
+
+An answer that has no body (a ``204``, a ``304``: RFC 9112 6.3) ends at its
+head. Bytes after an answer (a sloppy receiver's body for a ``204``, in the
+same packet or a later one) are nobody's answer: a connection that has any,
+or that the receiver closed, is not reused. Each kept-alive connection waits
+in the pool with a read pending, so bytes arriving while it is idle are seen
+when it is taken, before the next request is written; it is then closed and
+the request goes on another connection (it failed once with "unreadable
+answer" and was retried: the stray bytes were read as the next answer).
 """
 
 from __future__ import annotations
@@ -58,20 +67,31 @@ class _Reading:
         self.head_done = False
         self.interim = False
         self.done = False
+        self.after = False  # bytes came after the whole answer: a second message nobody asked for
         self.body = 0
 
+    def on_message_begin(self) -> None:
+        if self.done:
+            self.after = True
+
     def on_header(self, name: bytes, value: bytes) -> None:
-        self.headers[name.decode("latin-1").lower()] = value.decode("latin-1")
+        if not self.after:
+            self.headers[name.decode("latin-1").lower()] = value.decode("latin-1")
 
     def on_headers_complete(self) -> None:
+        if self.after:  # the answer is read: what follows it must not replace its status
+            return
         self.status = int(self.parser.get_status_code())
         self.interim = 100 <= self.status < 200 and self.status != 101
         self.head_done = not self.interim
 
     def on_body(self, body: bytes) -> None:
-        self.body += len(body)
+        if not self.after:
+            self.body += len(body)
 
     def on_message_complete(self) -> None:
+        if self.after:
+            return
         if self.interim:  # a 1xx: the final answer is still to come on this connection
             self.interim = False
             self.headers = {}
@@ -79,9 +99,43 @@ class _Reading:
         self.done = True
 
 
-class _Connection(NamedTuple):
-    reader: asyncio.StreamReader
-    writer: asyncio.StreamWriter
+class _Connection:
+    """A connection and, while it waits in the pool, the read that watches it (see :meth:`park`)."""
+
+    __slots__ = ("reader", "writer", "watch")
+
+    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.reader = reader
+        self.writer = writer
+        self.watch: asyncio.Task[bytes] | None = None
+
+    def park(self) -> None:
+        """Going idle in the pool: a read waits on it, so a byte or the end arriving while it is idle is seen."""
+        self.watch = asyncio.ensure_future(self.reader.read(1))
+
+    async def take(self) -> bool:
+        """Taken from the pool: whether it may carry the next request (nothing arrived on it while idle: no stray
+        bytes after the last answer, no close). The watching read is cancelled before it consumed anything."""
+        watch, self.watch = self.watch, None
+        if self.writer.is_closing():
+            if watch is not None:
+                watch.cancel()
+            return False
+        if watch is None:
+            return not self.reader.at_eof()
+        if not watch.done():
+            watch.cancel()
+            await asyncio.wait([watch])  # the read's own clean-up; a cancellation of ours still propagates
+        if not watch.cancelled():
+            watch.exception()  # retrieved (a reset while idle): either way, bytes or an end came
+            return False
+        return True
+
+    def close(self) -> None:
+        if self.watch is not None:
+            self.watch.cancel()
+            self.watch = None
+        self.writer.close()
 
 
 class PostClient:
@@ -122,8 +176,8 @@ class PostClient:
         ])
         while self._idle:
             connection = self._idle.pop()
-            if connection.writer.is_closing() or connection.reader.at_eof():
-                connection.writer.close()
+            if not await connection.take():  # stray bytes after its last answer, or closed: not reused
+                connection.close()
                 continue
             try:
                 return await self._exchange(connection, request, reused=True)
@@ -135,7 +189,7 @@ class PostClient:
         """Close the idle connections."""
         idle, self._idle = self._idle, []
         for connection in idle:
-            connection.writer.close()
+            connection.close()
         for connection in idle:
             try:
                 await asyncio.wait_for(connection.writer.wait_closed(), 1)
@@ -197,7 +251,8 @@ class PostClient:
                     raise PostFailed(f"the answer's head is longer than {_MAX_HEAD} bytes")
                 if reading.head_done and reading.body > MAX_ANSWER:
                     break  # enough: the status is known; the connection is not reused
-            keep = reading.done and parser.should_keep_alive() and len(self._idle) < self.limit
+            keep = (reading.done and not reading.after and parser.should_keep_alive()
+                    and len(self._idle) < self.limit)
             return Answer(reading.status, reading.headers)
         except asyncio.TimeoutError:
             if reading.head_done:  # the status is known, only the body is late: it stands, the connection goes
@@ -209,9 +264,10 @@ class PostClient:
             raise PostFailed(f"connection failed: {exc.strerror or exc}") from None
         finally:
             if keep:
+                connection.park()
                 self._idle.append(connection)
             else:
-                connection.writer.close()
+                connection.close()
 
 
 class _Stale(Exception):
