@@ -21,6 +21,9 @@ clients are cut off by time, never good ones by count:
   joins a long header piece by piece, so one client sending gigabytes of a
   head (or of a chunked body's trailer) kept the loop copying them and every
   other client waiting;
+* a request URL up to the head limit (uvicorn answered ``400`` from 64 KiB:
+  ``httptools.parse_url`` keeps offsets in 16 bits), past it a ``431`` as
+  on waitress (see :data:`HEAD_BYTES`);
 * a refusal (400, 431) answers the request it refuses, after the answers owed
   to the requests pipelined before it (uvicorn wrote it at once, in place of
   theirs); an ``Upgrade`` request is answered as any other and the bytes
@@ -59,6 +62,8 @@ __all__ = ["FLUSH_SECONDS", "HEAD_BYTES", "LoopServer", "available", "bind", "cr
 #: it, every other client waiting). Counted from the packet after the one the head began in, so a head is cut
 #: off at most one read (256 KiB) past this, and never before.
 HEAD_BYTES = 262_144
+#: The longest URL ``httptools.parse_url`` takes (its offsets are 16-bit): a longer one is split here instead.
+_PARSE_URL_MAX = 65_535
 #: Stopping, seconds an answer's output may make no progress (a client that does not read) before it is dropped.
 FLUSH_SECONDS = 1.0
 
@@ -193,8 +198,11 @@ def _protocol_class() -> type:
                     offset = int(upgrade.args[0]) if upgrade.args else 0
                     data = data[offset:] if 0 < offset < len(data) else b""
                     continue
-                except httptools.HttpParserError:
-                    self.send_400_response("Invalid HTTP request received.")
+                except httptools.HttpParserError as error:
+                    if isinstance(error.__context__, _HeadTooLong):  # raised by on_url: the parser stopped there
+                        self._refuse(431, f"the request's head is longer than {HEAD_BYTES} bytes")
+                    else:
+                        self.send_400_response("Invalid HTTP request received.")
                     return
                 break
             if self._arriving and self._messages == messages and self._refusal is None:
@@ -214,9 +222,26 @@ def _protocol_class() -> type:
                 self._arriving = True
                 self._arm(REQUEST_SECONDS)
 
+        def on_url(self, url: bytes) -> None:
+            if len(self.url) + len(url) > HEAD_BYTES:  # the URL alone is over the head limit: a 431, as waitress
+                raise _HeadTooLong  # stops the parser: nothing after it is read as a request
+            super().on_url(url)
+
         def on_headers_complete(self) -> None:
+            """uvicorn's, for a URL of any length up to the head limit: ``httptools.parse_url`` refuses one past
+            64 KiB (16-bit offsets), which uvicorn answered with a 400; such a URL is split here instead."""
             self._in_head = False
+            url = self.url
+            if len(url) <= _PARSE_URL_MAX:
+                super().on_headers_complete()
+                return
+            self.url = b"/"  # parsed by uvicorn in its place; the scope then gets the real path and query
             super().on_headers_complete()
+            self.url = url
+            path, query = _split_target(url)
+            self.scope["path"] = self.root_path + (urllib.parse.unquote(path) if "%" in path else path)
+            self.scope["raw_path"] = self.root_path.encode("ascii") + path.encode("ascii")
+            self.scope["query_string"] = query
 
         def on_body(self, body: bytes) -> None:
             self._body_bytes += len(body)
@@ -347,3 +372,19 @@ def _protocol_class() -> type:
 
     _PROTOCOL = DeadlineProtocol
     return _PROTOCOL
+
+
+class _HeadTooLong(Exception):
+    """Raised from the parser's URL callback: the request line alone passes :data:`HEAD_BYTES`."""
+
+
+def _split_target(url: bytes) -> tuple[str, bytes]:
+    """A request target's path (ASCII, not yet percent-decoded) and query, as ``httptools.parse_url`` gives them,
+    for a target too long for it. Origin form (``/path?query``) as it is; absolute form (``http://host/path``)
+    without its scheme and authority; the fragment (never sent by clients) dropped."""
+    target = url.split(b"#", 1)[0]
+    if not target.startswith(b"/"):
+        parts = urllib.parse.urlsplit(target)
+        target = (parts.path or b"/") + (b"?" + parts.query if parts.query else b"")
+    path, _, query = target.partition(b"?")
+    return path.decode("ascii", "replace"), query
