@@ -28,7 +28,7 @@ from collections.abc import Awaitable, Callable, MutableMapping
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from mailtrack.http.messages import MAX_BODY, Request, Response, too_large
+from mailtrack.http.messages import MAX_BODY, Request, Response, routed_path, too_large
 from mailtrack.http.wsgi import WsgiApp
 
 __all__ = ["AsgiApp", "LOOP_KINDS"]
@@ -124,10 +124,11 @@ class AsgiApp:
 
 
 def text_path(scope: Scope) -> str:
-    """The request path as text, decoded as the WSGI app decodes ``PATH_INFO`` (percent-decoded UTF-8)."""
+    """The request path as text, decoded as the WSGI app decodes ``PATH_INFO`` (percent-decoded UTF-8), leading
+    slashes as one (:func:`~mailtrack.http.messages.routed_path`: ``//healthz`` was a 404 here, a 200 on waitress)."""
     root = str(scope.get("root_path", ""))
     path = str(scope.get("path", ""))
-    return root + path if root and not path.startswith(root) else path
+    return routed_path(root + path if root and not path.startswith(root) else path)
 
 
 async def _body(receive: Receive) -> bytes | None:

@@ -269,7 +269,7 @@ def test_a_body_in_one_byte_chunks_up_to_the_limit_is_not_taken_for_a_long_head(
     assert data.startswith(b"HTTP/1.1 200 OK\r\n") and data.endswith(str(MAX_BODY).encode())
 
 
-# -- issue 12: long URLs are answered alike on both servers ---------------------------------------------------------
+# -- issue 12: long URLs and doubled slashes route alike on both servers ----------------------------------------
 
 
 def sent_and_read(port: int, data: bytes) -> bytes:
@@ -322,3 +322,24 @@ def test_a_url_past_the_head_limit_is_a_431_on_both_servers(server: Server) -> N
     answer = sent_and_read(server.port, f"GET /c/{'a' * (HEAD_BYTES + 10_000)} HTTP/1.1\r\nHost: t\r\n"
                            "Connection: close\r\n\r\n".encode())
     assert answer.split(b"\r\n", 1)[0].endswith(b" 431 Request Header Fields Too Large"), answer[:200]
+
+
+@pytest.mark.parametrize("target", ["//healthz", "///healthz", "//healthz?x=1"])
+def test_leading_slashes_route_alike_on_both_servers(server: Server, target: str) -> None:
+    """``//healthz`` was a 404 under uvicorn and a 200 under waitress (which gives ``PATH_INFO`` with one
+    leading slash): the same request now routes the same on both."""
+    answer = sent_and_read(server.port, f"GET {target} HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n".encode())
+    assert answer.startswith(b"HTTP/1.1 200 "), answer[:200]
+    assert json.loads(answer.split(b"\r\n\r\n", 1)[1])["status"] in ("ok", "degraded")
+
+
+def test_a_doubled_slash_click_is_a_click_and_a_host_like_path_is_never_a_redirect(server: Server) -> None:
+    path = click_path("<slashes@x>", "https://example.com/signed")
+    answer = sent_and_read(server.port, f"GET /{path} HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n".encode())
+    assert answer.startswith(b"HTTP/1.1 302 ") and b"https://example.com/signed\r\n" in answer, answer[:300]
+    for target in ["//evil.com/", "//evil.com/healthz", "//evil.com" + path, "///evil.com/c/x", "//evil.com/%2e%2e/"]:
+        answer = sent_and_read(server.port, f"GET {target} HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n"
+                               .encode())
+        head = answer.split(b"\r\n\r\n", 1)[0].lower()
+        assert answer.startswith(b"HTTP/1.1 404 "), (target, answer[:200])
+        assert b"\r\nlocation:" not in head and b"evil" not in head, (target, head)

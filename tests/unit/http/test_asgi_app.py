@@ -203,3 +203,19 @@ def test_many_concurrent_requests_share_group_commits(tmp_path: Path, writer: st
     assert 199 <= sum(commits) <= 200  # (the first one may have gone through the thread before the lane connected)
     assert len(commits) < 100, commits  # batched: the loop queued many events during each commit
     print(f"200 concurrent pixel requests: {len(commits)} commits, sizes {commits}")
+
+
+@pytest.mark.parametrize(("scope", "expected"), [
+    ({"path": "//healthz"}, "/healthz"),
+    ({"path": "///healthz"}, "/healthz"),
+    ({"path": "//evil.com/x"}, "/evil.com/x"),  # a path, never an authority
+    ({"path": "/a//b"}, "/a//b"),  # only the leading run: a token may hold anything
+    ({"path": "//o/x", "root_path": "/t"}, "/t//o/x"),
+    ({"path": "", "root_path": ""}, ""),
+])
+def test_text_path_takes_leading_slashes_as_one_as_waitress_does(scope: dict[str, str], expected: str) -> None:
+    from mailtrack.http.asgi import text_path
+    from mailtrack.http.messages import routed_path
+
+    assert text_path(scope) == expected
+    assert routed_path(expected) == expected
