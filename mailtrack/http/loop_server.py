@@ -33,6 +33,8 @@ clients are cut off by time, never good ones by count:
   uvicorn held such a connection for ever, and a stop for its whole grace;
 * the open-file limit raised to its hard limit, so thousands of idle
   connections fit (an idle connection costs a socket and a few KB, no thread);
+* the scope's ``mailtrack.client_gone`` extension, so the access log says
+  ``499`` for a request whose client left before its answer was written;
 * SIGTERM/SIGINT: stop accepting, answer the requests in flight (at most
   ``grace`` seconds), close the idle connections, return, so the caller
   closes the recorder (every answered event is committed or spooled).
@@ -52,6 +54,7 @@ import urllib.parse
 from collections.abc import Iterator, Sequence
 from typing import Any
 
+from mailtrack.http.asgi import CLIENT_GONE
 from mailtrack.http.messages import MAX_BODY, Response
 from mailtrack.http.server import IDLE_SECONDS, REQUEST_SECONDS, Refusal, raise_file_limit
 
@@ -234,6 +237,7 @@ def _protocol_class() -> type:
             url = self.url
             if len(url) <= _PARSE_URL_MAX:
                 super().on_headers_complete()
+                self._tell_client_gone()
                 return
             self.url = b"/"  # parsed by uvicorn in its place; the scope then gets the real path and query
             super().on_headers_complete()
@@ -242,6 +246,14 @@ def _protocol_class() -> type:
             self.scope["path"] = self.root_path + (urllib.parse.unquote(path) if "%" in path else path)
             self.scope["raw_path"] = self.root_path.encode("ascii") + path.encode("ascii")
             self.scope["query_string"] = query
+            self._tell_client_gone()
+
+        def _tell_client_gone(self) -> None:
+            """The scope's :data:`~mailtrack.http.asgi.CLIENT_GONE` extension for the request just read: its client
+            closed the connection (uvicorn marks the request disconnected; a pipelined request's transport closes)."""
+            cycle, transport = self.cycle, self.transport
+            self.scope.setdefault("extensions", {})[CLIENT_GONE] = {
+                "gone": lambda: cycle.disconnected or transport.is_closing()}
 
         def on_body(self, body: bytes) -> None:
             self._body_bytes += len(body)

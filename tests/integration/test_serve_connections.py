@@ -245,6 +245,48 @@ def test_access_log_is_off_by_default_and_never_shows_a_whole_token_or_query(tmp
         loud.stop()
 
 
+@pytest.mark.timeout(120)
+def test_access_log_says_499_for_a_client_that_left_while_its_event_was_committed(tmp_path: Path) -> None:
+    """A pixel request waits for its event's commit before it is answered; a client that closes meanwhile gets no
+    answer. The access log said ``200 43`` (nobody received it); it says ``499`` (nginx's "client closed the
+    request"), and the event is stored once all the same. The writer child is stopped (SIGSTOP) so the commit
+    waits; the server closing its side proves it saw the client leave before the child goes on."""
+    from support.helpers import make_tracker
+    from test_serve_durable import writer_children
+
+    from mailtrack.storage.sqlite import SQLiteStore
+
+    rewritten = make_tracker().rewrite_html("<p>hi</p>", message_id="<gone@x>", recipient="ann@example.com")
+    assert rewritten.pixel is not None
+    path = rewritten.pixel.html.split('src="', 1)[1].split('"', 1)[0].split("example.com", 1)[1]
+    server = Server(tmp_path / "events.sqlite", tmp_path / "logs", "--access-log")
+    try:
+        assert server.get("/healthz").status == 200
+        (child,) = wait_until(lambda: writer_children(server.pid), timeout=30, what="the writer process")
+        os.kill(child, signal.SIGSTOP)
+        try:
+            with socket.create_connection(("127.0.0.1", server.port), timeout=30) as conn:
+                conn.sendall(f"GET {path} HTTP/1.1\r\nHost: t\r\n\r\n".encode())
+                conn.shutdown(socket.SHUT_WR)  # the client leaves while its event waits for the stopped writer
+                assert conn.recv(65536) == b""  # the server saw it go and closed its side: no answer was written
+        finally:
+            os.kill(child, signal.SIGCONT)
+        line = wait_until(lambda: [entry for entry in server.stderr().splitlines()
+                                   if "mailtrack.access" in entry and '"GET /o/' in entry],
+                          timeout=30, what="the pixel's access log line")[0]
+        assert '" 499 0 ' in line, line
+        store = SQLiteStore(tmp_path / "events.sqlite")
+        try:
+            events = wait_until(lambda: store.events(message_id="<gone@x>"), timeout=30, what="the event stored")
+            assert len(events) == 1 and events[0].event_type == "opened"
+        finally:
+            store.close()
+        assert server.get(path).status == 200  # a client that stays gets its answer, logged as sent
+        wait_until(lambda: server.stderr().count('" 200 43 ') >= 1, timeout=30, what="the answered line")
+    finally:
+        server.stop()
+
+
 # -- the event-loop server (uvicorn, mailtrack serve's default) ---------------------------------------------------
 
 def _slow_asgi(delay: float) -> Any:
