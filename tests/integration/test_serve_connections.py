@@ -187,10 +187,92 @@ def test_healthz_reports_the_store_the_spool_and_the_webhook_backlog(tmp_path: P
         assert reply.header("Cache-Control") == "no-store"
         body = json.loads(reply.body)
         assert body == {"status": "ok", "store": {"ok": True, "error": None},
+                        "writer": {"ok": True, "error": None, "queued": 0, "oldest_wait": 0.0, "stalled": False},
                         "spool": {"events": 0, "bytes": 0, "full": False}, "webhooks": {"backlog": 0}, "lost": 0}
         head = server.request("HEAD", "/healthz")
         assert head.status == 200 and head.body == b""
         assert server.request("POST", "/healthz", body=b"").status == 405
+    finally:
+        server.stop()
+
+
+def _pixel_path(message_id: str) -> str:
+    from support.helpers import make_tracker
+
+    rewritten = make_tracker().rewrite_html("<p>hi</p>", message_id=message_id, recipient="ann@example.com")
+    assert rewritten.pixel is not None
+    return rewritten.pixel.html.split('src="', 1)[1].split('"', 1)[0].split("example.com", 1)[1]
+
+
+def _health(server: Server) -> tuple[int, dict[str, Any]]:
+    import json
+
+    reply = server.get("/healthz")
+    return reply.status, json.loads(reply.body)
+
+
+@pytest.mark.timeout(120)
+@pytest.mark.parametrize("writer", ["process", "thread"])
+def test_healthz_tells_a_writer_refused_by_a_lock_from_an_unreachable_store(tmp_path: Path, writer: str) -> None:
+    """Another process holds SQLite's write lock: the writer's writes fail (busy timeout) and the events are
+    spooled, but the store answers reads. /healthz said ``store.ok: false``, as for a store that is gone; now
+    the store is reachable and the writer is what fails (``degraded``, still 200: nothing is lost)."""
+    server = Server(tmp_path / "events.sqlite", tmp_path / "logs", "--writer", writer)
+    try:
+        assert server.get(_pixel_path("<before-lock@x>")).status == 200
+        locker = sqlite3.connect(tmp_path / "events.sqlite", isolation_level=None, timeout=1)
+        locker.execute("BEGIN IMMEDIATE")  # the write lock, held elsewhere (WAL: reads go on)
+        try:
+            assert server.get(_pixel_path("<during-lock@x>")).status == 200  # answered once spooled
+            status, body = _health(server)
+            assert status == 200 and body["status"] == "degraded", body
+            assert body["store"] == {"ok": True, "error": None}, body
+            assert body["writer"]["ok"] is False and "locked" in body["writer"]["error"], body
+            assert body["spool"]["bytes"] > 0 and body["lost"] == 0, body
+        finally:
+            locker.execute("ROLLBACK")
+            locker.close()
+        wait_until(lambda: _health(server)[1]["status"] == "ok", timeout=60, what="the spool to drain")
+        status, body = _health(server)
+        assert status == 200 and body["writer"]["ok"] is True and body["writer"]["error"] is None, body
+    finally:
+        server.stop()
+
+
+@pytest.mark.timeout(120)
+def test_healthz_shows_a_stopped_writer_stalling_while_the_store_is_reachable(tmp_path: Path) -> None:
+    """The writer child stopped (SIGSTOP: a hung disk, a debugger): requests wait for it. /healthz showed nothing
+    until a write failed, and then an unreachable store; now the store is reachable and the writer's backlog and
+    its oldest wait show, ``stalled`` past STALL_SECONDS (``degraded``, 200: the requests spool their events
+    themselves after the recorder's write timeout, so nothing is lost)."""
+    from test_serve_durable import writer_children
+
+    from mailtrack.storage.sqlite import SQLiteStore
+
+    server = Server(tmp_path / "events.sqlite", tmp_path / "logs")
+    try:
+        assert server.get("/healthz").status == 200
+        (child,) = wait_until(lambda: writer_children(server.pid), timeout=30, what="the writer process")
+        os.kill(child, signal.SIGSTOP)
+        answers: list[int] = []
+        try:
+            request = threading.Thread(target=lambda: answers.append(server.get(_pixel_path("<stalled@x>")).status))
+            request.start()
+            status, body = wait_until(lambda: (lambda answer: answer if answer[1]["writer"]["stalled"] else None)(
+                _health(server)), timeout=60, what="the writer to show as stalled")
+            assert status == 200 and body["status"] == "degraded", body
+            assert body["store"] == {"ok": True, "error": None}, body
+            assert body["writer"]["queued"] >= 1 and body["writer"]["oldest_wait"] > 0, body
+        finally:
+            os.kill(child, signal.SIGCONT)
+        request.join(60)
+        assert answers == [200]
+        wait_until(lambda: _health(server)[1]["status"] == "ok", timeout=60, what="the writer to catch up")
+        store = SQLiteStore(tmp_path / "events.sqlite")
+        try:
+            assert len(wait_until(lambda: store.events(message_id="<stalled@x>"), timeout=30)) == 1
+        finally:
+            store.close()
     finally:
         server.stop()
 
