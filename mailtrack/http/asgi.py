@@ -72,6 +72,8 @@ class AsgiApp:
         try:
             response = await self._respond(scope, receive, method, path)
         except asyncio.CancelledError:
+            if _client_gone(scope):  # the server closed the connection (a forced stop): nobody to answer, no error
+                return  # a pixel's or click's event stays queued for the writer (Recorder.record_async)
             raise
         except Exception:  # a bug, or a stored value the code did not expect: a 500, never a hung request
             response = self.app.internal_error(method, path)
@@ -118,14 +120,17 @@ class AsgiApp:
         return kind in LOOP_KINDS
 
     async def _lifespan(self, receive: Receive, send: Send) -> None:
-        while True:
-            message = await receive()
-            if message["type"] == "lifespan.startup":
-                await send({"type": "lifespan.startup.complete"})
-            elif message["type"] == "lifespan.shutdown":
-                self._executor.shutdown(wait=True)
-                await send({"type": "lifespan.shutdown.complete"})
-                return
+        try:
+            while True:
+                message = await receive()
+                if message["type"] == "lifespan.startup":
+                    await send({"type": "lifespan.startup.complete"})
+                elif message["type"] == "lifespan.shutdown":
+                    self._executor.shutdown(wait=True)
+                    await send({"type": "lifespan.shutdown.complete"})
+                    return
+        except asyncio.CancelledError:  # a forced stop (a second Ctrl-C): no shutdown comes; not an error to log
+            self._executor.shutdown(wait=False, cancel_futures=True)
 
     def close(self) -> None:
         """Let the thread pool's requests finish and stop its threads (the server's lifespan does it too)."""

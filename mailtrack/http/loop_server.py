@@ -37,7 +37,12 @@ clients are cut off by time, never good ones by count:
   ``499`` for a request whose client left before its answer was written;
 * SIGTERM/SIGINT: stop accepting, answer the requests in flight (at most
   ``grace`` seconds), close the idle connections, return, so the caller
-  closes the recorder (every answered event is committed or spooled).
+  closes the recorder (every answered event is committed or spooled);
+* a second Ctrl-C (uvicorn's forced exit) closes the connections of the
+  requests still in flight without an answer and says so in one log line
+  (uvicorn answered each with a ``500`` and logged a traceback per request);
+  their events stay queued for the writer, which the caller's close of the
+  recorder writes or spools.
 
 ``X-Forwarded-For`` is left to the endpoints (``--trusted-proxy``): uvicorn's
 own proxy-header handling is off. Pinned to uvicorn's documented ``Config``
@@ -49,6 +54,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import importlib.util
+import logging
 import socket
 import urllib.parse
 from collections.abc import Iterator, Sequence
@@ -59,6 +65,8 @@ from mailtrack.http.messages import MAX_BODY, Response
 from mailtrack.http.server import IDLE_SECONDS, REQUEST_SECONDS, Refusal, raise_file_limit
 
 __all__ = ["FLUSH_SECONDS", "HEAD_BYTES", "LoopServer", "available", "bind", "create"]
+
+log = logging.getLogger("mailtrack")
 
 #: Bytes a request's head (request line and headers) may have, as in waitress: past it, a 431 and the connection
 #: closed (httptools has no limit and joins a header value piece by piece: a head of gigabytes, the loop copying
@@ -144,6 +152,19 @@ def _server_class() -> type:
             with super().capture_signals():
                 yield
                 self._captured_signals.clear()  # before uvicorn's own exit code raises them again
+
+        async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+            """uvicorn's; after a forced exit (a second Ctrl-C) the requests still in flight are closed without an
+            answer, in one log line: uvicorn left them to be cancelled, each answered ``500`` with a traceback."""
+            await super().shutdown(sockets=sockets)
+            if self.force_exit:
+                closed = 0
+                for connection in list(self.server_state.connections):  # ours all (DeadlineProtocol)
+                    close_in_flight = getattr(connection, "close_in_flight", None)
+                    if close_in_flight is not None:
+                        closed += int(close_in_flight())
+                log.warning("mailtrack: stopped at once (a second Ctrl-C): %d request(s) in flight closed without an "
+                            "answer; their events are still written or spooled", closed)
 
     return Server
 
@@ -301,6 +322,21 @@ def _protocol_class() -> type:
             super().shutdown()
             self._unwatch_output()
             self._watch_output()
+
+        def close_in_flight(self) -> int:
+            """A forced stop: the requests of this connection without a complete answer get none (marked
+            disconnected: the app returns quietly when cancelled, uvicorn writes no ``500``), the connection is
+            closed once the answers already written are out. How many requests that left unanswered."""
+            cycles = [entry[0] for entry in self.pipeline]
+            if self._running is not None:
+                cycles.append(self._running)
+            open_cycles = [cycle for cycle in cycles if not cycle.response_complete]
+            for cycle in open_cycles:
+                cycle.disconnected = True
+                cycle.message_event.set()
+            if not self.transport.is_closing():
+                self.transport.close()
+            return len(open_cycles)
 
         def _watch_output(self) -> None:
             if self._output_watch is None and self.transport.get_write_buffer_size():

@@ -24,7 +24,9 @@ from support.helpers import asgi_lifespan, serving, wait_until
 from test_serve_http import Server
 
 from mailtrack.http import server as holding
+from mailtrack.http.pages import GIF
 
+GIF_END = GIF[-8:]
 GUARD = 5.0  # seconds a fresh client may wait before the test calls it locked out (the goal is well under 1 s)
 
 
@@ -171,6 +173,66 @@ def test_serve_stops_on_sigterm_with_two_thousand_connections_open(tmp_path: Pat
     finally:
         for conn in idle:
             conn.close()
+        server.stop()
+
+
+@pytest.mark.timeout(120)
+def test_a_second_ctrl_c_stops_at_once_without_a_500_or_a_traceback_per_request(tmp_path: Path) -> None:
+    """uvicorn's forced exit (SIGINT twice) cancelled each request in flight: each got a 500 and logged a
+    traceback. Now they are closed without an answer (or answered, if their commit came first), one log line says
+    so, the exit status is 0, and every event is stored: a request waiting for its commit left it queued. The
+    writer child is stopped (SIGSTOP) so the requests are surely in flight when the second SIGINT comes."""
+    from test_serve_durable import writer_children
+
+    server = Server(tmp_path / "events.sqlite", tmp_path / "logs")
+    answers: dict[int, bytes] = {}
+
+    def request(number: int) -> None:
+        with socket.create_connection(("127.0.0.1", server.port), timeout=60) as conn:
+            conn.sendall(f"GET {_pixel_path(f'<forced-{number}@x>')} HTTP/1.1\r\nHost: t\r\n\r\n".encode())
+            data = b""
+            try:
+                while chunk := conn.recv(65536):
+                    data += chunk
+                    if data.endswith(GIF_END):  # answered (keep-alive: the server does not close)
+                        break
+            except ConnectionResetError:
+                pass
+            answers[number] = data
+
+    def refused() -> bool:
+        try:
+            socket.create_connection(("127.0.0.1", server.port), timeout=GUARD).close()
+        except OSError:
+            return True
+        return False
+
+    try:
+        assert server.get("/healthz").status == 200
+        (child,) = wait_until(lambda: writer_children(server.pid), timeout=30, what="the writer process")
+        os.kill(child, signal.SIGSTOP)
+        try:
+            clients = [threading.Thread(target=request, args=(number,)) for number in range(5)]
+            for client in clients:
+                client.start()
+            wait_until(lambda: _health(server)[1]["writer"]["queued"] >= 5, timeout=30, what="five requests waiting")
+            server.proc.send_signal(signal.SIGINT)
+            wait_until(refused, timeout=30, what="the first Ctrl-C to stop the listening")
+            server.proc.send_signal(signal.SIGINT)  # the second: stop at once
+        finally:
+            os.kill(child, signal.SIGCONT)
+        for client in clients:
+            client.join(60)
+        assert server.proc.wait(60) == 0
+        stderr = server.stderr()
+        assert "Traceback" not in stderr and "Exception in ASGI" not in stderr, stderr
+        assert stderr.count("stopped at once") == 1, stderr
+        assert sorted(answers) == list(range(5))
+        for data in answers.values():
+            assert data == b"" or (data.startswith(b"HTTP/1.1 200 ") and data.endswith(GIF_END)), data[:100]
+        with sqlite3.connect(tmp_path / "events.sqlite") as db:
+            assert db.execute("SELECT count(*) FROM events").fetchone() == (5,)  # nothing answered (or not) lost
+    finally:
         server.stop()
 
 
