@@ -16,12 +16,12 @@ to :data:`MAX_ANSWER` bytes and ignored; a longer one closes its connection.
 
 An answer that has no body (a ``204``, a ``304``: RFC 9112 6.3) ends at its
 head. Bytes after an answer (a sloppy receiver's body for a ``204``, in the
-same packet or a later one) are nobody's answer: a connection that has any,
-or that the receiver closed, is not reused. Each kept-alive connection waits
-in the pool with a read pending, so bytes arriving while it is idle are seen
-when it is taken, before the next request is written; it is then closed and
-the request goes on another connection (it failed once with "unreadable
-answer" and was retried: the stray bytes were read as the next answer).
+same packet or a later one) are nobody's answer, so a connection that has
+any, or that the receiver closed, is not reused: the reader counts the bytes
+that arrive, and a connection on which more arrived than its answers read is
+closed when it is taken from the pool, before the next request is written;
+that request goes on another connection. (It failed once with "unreadable
+answer" and was retried: the stray bytes were read as the next answer.)
 """
 
 from __future__ import annotations
@@ -99,42 +99,32 @@ class _Reading:
         self.done = True
 
 
+class _Reader(asyncio.StreamReader):
+    """A stream reader that counts the bytes that arrived, so the pool can tell whether any came while idle."""
+
+    arrived = 0
+
+    def feed_data(self, data: Any) -> None:  # bytes from the transport (typeshed says Iterable[SupportsIndex])
+        self.arrived += len(data)
+        super().feed_data(data)
+
+
 class _Connection:
-    """A connection and, while it waits in the pool, the read that watches it (see :meth:`park`)."""
+    """A connection and how many of the bytes that arrived on it its answers have read."""
 
-    __slots__ = ("reader", "writer", "watch")
+    __slots__ = ("reader", "writer", "read")
 
-    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    def __init__(self, reader: _Reader, writer: asyncio.StreamWriter) -> None:
         self.reader = reader
         self.writer = writer
-        self.watch: asyncio.Task[bytes] | None = None
+        self.read = 0
 
-    def park(self) -> None:
-        """Going idle in the pool: a read waits on it, so a byte or the end arriving while it is idle is seen."""
-        self.watch = asyncio.ensure_future(self.reader.read(1))
-
-    async def take(self) -> bool:
-        """Taken from the pool: whether it may carry the next request (nothing arrived on it while idle: no stray
-        bytes after the last answer, no close). The watching read is cancelled before it consumed anything."""
-        watch, self.watch = self.watch, None
-        if self.writer.is_closing():
-            if watch is not None:
-                watch.cancel()
-            return False
-        if watch is None:
-            return not self.reader.at_eof()
-        if not watch.done():
-            watch.cancel()
-            await asyncio.wait([watch])  # the read's own clean-up; a cancellation of ours still propagates
-        if not watch.cancelled():
-            watch.exception()  # retrieved (a reset while idle): either way, bytes or an end came
-            return False
-        return True
+    def reusable(self) -> bool:
+        """Taken from the pool: whether it may carry the next request: open, and nothing arrived on it since its
+        last answer (stray bytes after it, or the receiver's close)."""
+        return not self.writer.is_closing() and not self.reader.at_eof() and self.reader.arrived == self.read
 
     def close(self) -> None:
-        if self.watch is not None:
-            self.watch.cancel()
-            self.watch = None
         self.writer.close()
 
 
@@ -176,7 +166,7 @@ class PostClient:
         ])
         while self._idle:
             connection = self._idle.pop()
-            if not await connection.take():  # stray bytes after its last answer, or closed: not reused
+            if not connection.reusable():  # stray bytes after its last answer, or closed: not reused
                 connection.close()
                 continue
             try:
@@ -197,11 +187,13 @@ class PostClient:
                 pass
 
     async def _open(self) -> _Connection:
+        loop = asyncio.get_running_loop()
+        reader = _Reader(limit=_MAX_HEAD, loop=loop)
+        protocol = asyncio.StreamReaderProtocol(reader, loop=loop)  # asyncio.open_connection, with our reader
         try:
-            reader, writer = await asyncio.wait_for(
-                asyncio.open_connection(self.host, self.port, ssl=self.tls,
-                                        server_hostname=self.host if self.tls is not None else None,
-                                        limit=_MAX_HEAD),
+            transport, _ = await asyncio.wait_for(
+                loop.create_connection(lambda: protocol, self.host, self.port, ssl=self.tls,
+                                       server_hostname=self.host if self.tls is not None else None),
                 self.timeout)
         except asyncio.TimeoutError:
             raise PostFailed(f"timed out: no connection within {self.timeout:g} s") from None
@@ -209,7 +201,7 @@ class PostClient:
             raise PostFailed(f"TLS failed: {exc.reason or exc}") from None
         except OSError as exc:
             raise PostFailed(f"cannot connect: {exc.strerror or exc}") from None
-        return _Connection(reader, writer)
+        return _Connection(reader, asyncio.StreamWriter(transport, protocol, reader, loop))
 
     async def _exchange(self, connection: _Connection, request: bytes, *, reused: bool) -> Answer:
         """Write ``request`` and read its answer, all within ``timeout`` seconds in total (an answer dribbled a
@@ -264,7 +256,7 @@ class PostClient:
             raise PostFailed(f"connection failed: {exc.strerror or exc}") from None
         finally:
             if keep:
-                connection.park()
+                connection.read += received
                 self._idle.append(connection)
             else:
                 connection.close()
