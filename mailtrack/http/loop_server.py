@@ -435,4 +435,4 @@ def _split_target(url: bytes) -> tuple[str, bytes]:
         parts = urllib.parse.urlsplit(target)
         target = (parts.path or b"/") + (b"?" + parts.query if parts.query else b"")
     path, _, query = target.partition(b"?")
-    return path.decode("ascii", "replace"), query
+    return path.decode("ascii"), query  # not ASCII: raised, a 400, as uvicorn does for a short URL

@@ -219,3 +219,23 @@ def test_text_path_takes_leading_slashes_as_one_as_waitress_does(scope: dict[str
 
     assert text_path(scope) == expected
     assert routed_path(expected) == expected
+
+
+@pytest.mark.parametrize(("target", "expected"), [
+    (b"/c/" + b"a" * 70_000 + b"?q=1", ("/c/" + "a" * 70_000, b"q=1")),
+    (b"//c/x?q=" + b"b" * 70_000, ("//c/x", b"q=" + b"b" * 70_000)),  # a path, as httptools.parse_url reads it
+    (b"http://t.example.com/o/x?" + b"c" * 70_000 + b"#frag", ("/o/x", b"c" * 70_000)),  # absolute form
+    (b"/%41" + b"d" * 70_000, ("/%41" + "d" * 70_000, b"")),  # percent-decoded later, as uvicorn does
+])
+def test_a_long_request_target_is_split_as_httptools_splits_a_short_one(target: bytes,
+                                                                         expected: tuple[str, bytes]) -> None:
+    pytest.importorskip("httptools")
+    import httptools
+
+    from mailtrack.http.loop_server import _split_target
+
+    assert _split_target(target) == expected
+    short = target.replace(b"a" * 70_000, b"a").replace(b"b" * 70_000, b"b").replace(b"c" * 70_000, b"c")
+    short = short.replace(b"d" * 70_000, b"d")
+    parsed = httptools.parse_url(short)
+    assert _split_target(short) == (parsed.path.decode("ascii"), parsed.query or b"")
