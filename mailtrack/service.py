@@ -221,7 +221,9 @@ def build_service(config: Config, *, authorize: Authorize | None = None, backgro
 
 
 def health_report(recorder: Recorder, store: EventStore) -> HealthReport:
-    """``/healthz``'s answer now: the store asked (a cheap indexed count) and the recorder's own account of the spool."""
+    """``/healthz``'s answer now: the store asked (a cheap indexed count: is it reachable), and the recorder's own
+    account of its writer (do events reach the store, does it make progress) and of the spool; kept apart, so a
+    writer that is stuck or refused (a lock held elsewhere) does not read as an unreachable store."""
     try:
         backlog: int | None = store.outbox_backlog()
         ok, error = True, None
@@ -229,7 +231,9 @@ def health_report(recorder: Recorder, store: EventStore) -> HealthReport:
         backlog, ok, error = None, False, str(exc) or type(exc).__name__
     recording = recorder.health()
     return HealthReport(
-        store_ok=ok and recording.store_ok, store_error=error or (None if recording.store_ok else recording.last_error),
+        store_ok=ok, store_error=error,
+        writer_ok=recording.store_ok, writer_error=None if recording.store_ok else recording.last_error,
+        writer_queued=recording.queued, writer_oldest_wait=recording.oldest_wait,
         spool_events=recording.spool_events, spool_bytes=recording.spool_bytes,
         spool_full=recording.spool_full or recording.memory_events > 0, webhook_backlog=backlog, lost=recording.lost)
 
