@@ -9,6 +9,7 @@ timing assertion; the latencies seen are printed.
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import socket
@@ -267,8 +268,6 @@ def _pixel_path(message_id: str) -> str:
 
 
 def _health(server: Server) -> tuple[int, dict[str, Any]]:
-    import json
-
     reply = server.get("/healthz")
     return reply.status, json.loads(reply.body)
 
@@ -290,6 +289,7 @@ def test_healthz_tells_a_writer_refused_by_a_lock_from_an_unreachable_store(tmp_
             assert status == 200 and body["status"] == "degraded", body
             assert body["store"] == {"ok": True, "error": None}, body
             assert body["writer"]["ok"] is False and "locked" in body["writer"]["error"], body
+            assert str(tmp_path) not in json.dumps(body) and "<hidden>" in body["writer"]["error"], body  # no paths
             assert body["spool"]["bytes"] > 0 and body["lost"] == 0, body
         finally:
             locker.execute("ROLLBACK")

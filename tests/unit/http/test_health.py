@@ -31,3 +31,18 @@ def test_the_status_and_the_http_status_follow_the_store_the_writer_and_the_spoo
     assert body["writer"] == {"ok": report.writer_ok, "error": report.writer_error, "queued": report.writer_queued,
                               "oldest_wait": round(report.writer_oldest_wait, 3),
                               "stalled": report.writer_oldest_wait > STALL_SECONDS}
+
+
+def test_errors_shown_to_anyone_name_no_path_or_host() -> None:
+    """/healthz needs no key: the store's file, a database URL and the spool's folder are hidden from its errors."""
+    from mailtrack.service import public_error
+
+    places = ["/srv/mail/events.sqlite", "'postgresql://app:***@db.internal/mail'", "/srv/mail/events.sqlite.spool"]
+    assert public_error("the SQLite store at '/srv/mail/events.sqlite' is unavailable: database is locked",
+                        places) == "the SQLite store at <hidden> is unavailable: database is locked"
+    assert public_error("the PostgreSQL store at 'postgresql://app:***@db.internal/mail' kept losing write races",
+                        places) == "the PostgreSQL store at <hidden> kept losing write races"
+    assert public_error("spool write failed: [Errno 28] No space left on device: '/srv/mail/events.sqlite.spool/x'",
+                        places) == "spool write failed: [Errno 28] No space left on device: <hidden>"
+    assert public_error("[Errno 13] Permission denied: '/var/other/file'", []) == "[Errno 13] Permission denied: <hidden>"
+    assert public_error(None, places) is None and public_error("database is locked", places) == "database is locked"
