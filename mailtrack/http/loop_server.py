@@ -154,17 +154,40 @@ def _server_class() -> type:
                 self._captured_signals.clear()  # before uvicorn's own exit code raises them again
 
         async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
-            """uvicorn's; after a forced exit (a second Ctrl-C) the requests still in flight are closed without an
-            answer, in one log line: uvicorn left them to be cancelled, each answered ``500`` with a traceback."""
-            await super().shutdown(sockets=sockets)
+            """uvicorn's; the requests still in flight when the stop cannot wait for them are closed without an
+            answer, in one log line: after a forced exit (a second Ctrl-C), and when the grace runs out (just
+            before uvicorn would cancel them). uvicorn answered each with a ``500`` and logged a traceback."""
+            grace = self.config.timeout_graceful_shutdown
+            # uvicorn starts its grace 0.1 s into the shutdown: ours ends a little before it
+            watchdog = (asyncio.get_running_loop().call_later(max(0.0, grace - 0.2), self._grace_ran_out)
+                        if grace is not None and not self.force_exit else None)
+            try:
+                await super().shutdown(sockets=sockets)
+            finally:
+                if watchdog is not None:
+                    watchdog.cancel()
             if self.force_exit:
-                closed = 0
-                for connection in list(self.server_state.connections):  # ours all (DeadlineProtocol)
-                    close_in_flight = getattr(connection, "close_in_flight", None)
-                    if close_in_flight is not None:
-                        closed += int(close_in_flight())
                 log.warning("mailtrack: stopped at once (a second Ctrl-C): %d request(s) in flight closed without an "
-                            "answer; their events are still written or spooled", closed)
+                            "answer; their events are still written or spooled", self._close_in_flight())
+
+        def _close_in_flight(self) -> int:
+            closed = 0
+            for connection in list(self.server_state.connections):  # ours all (DeadlineProtocol)
+                close_in_flight = getattr(connection, "close_in_flight", None)
+                if close_in_flight is not None:
+                    closed += int(close_in_flight())
+            return closed
+
+        def _grace_ran_out(self) -> None:
+            """The stop's grace is over: close what is in flight, then cancel it (marked disconnected first, so the
+            app returns quietly and uvicorn writes no ``500``); uvicorn then finds nothing left to cancel."""
+            if self.force_exit:
+                return
+            closed = self._close_in_flight()
+            for task in list(self.server_state.tasks):
+                task.cancel()
+            log.warning("mailtrack: the stop's grace (%s s) ran out: %d request(s) in flight closed without an answer; "
+                        "their events are still written or spooled", self.config.timeout_graceful_shutdown, closed)
 
     return Server
 

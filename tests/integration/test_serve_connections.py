@@ -9,6 +9,7 @@ timing assertion; the latencies seen are printed.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -474,6 +475,57 @@ def test_loop_server_stop_answers_the_request_in_flight_then_returns_at_once() -
         assert returned[0] - answered < 5  # a hang guard; the goal (well under 1 s) is printed
         with pytest.raises(OSError):
             socket.create_connection(("127.0.0.1", port), timeout=2).sendall(b"GET / HTTP/1.1\r\n\r\n")
+    finally:
+        server.stop()
+        runner.join(10)
+        server.close()
+
+
+@pytest.mark.timeout(60)
+def test_when_the_stops_grace_runs_out_requests_in_flight_are_closed_without_a_500(caplog: Any) -> None:
+    """A request still waiting when the grace ends (its event's commit and spool both stuck) was cancelled by
+    uvicorn: a 500 and a traceback each. Now the connection is closed without an answer, one line says so, and
+    the app (as AsgiApp does) sees its client gone and returns quietly."""
+    import asyncio
+
+    from mailtrack.http import loop_server
+    from mailtrack.http.asgi import _client_gone
+
+    async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] == "lifespan":
+            await asgi_lifespan(receive, send)
+            return
+        if scope["path"] == "/stuck":
+            try:
+                await asyncio.Event().wait()  # a commit that never comes
+            except asyncio.CancelledError:
+                if _client_gone(scope):
+                    return
+                raise
+        await send({"type": "http.response.start", "status": 200,
+                    "headers": [(b"content-type", b"text/plain"), (b"content-length", b"4")]})
+        await send({"type": "http.response.body", "body": b"done"})
+
+    server = loop_server.create(app, host="127.0.0.1", port=0, grace=1)
+    port = server.effective_port
+    runner = threading.Thread(target=server.run)
+    runner.start()
+    try:
+        wait_until(lambda: pixel(port)[0] == b"HTTP/1.1 200 OK", timeout=10, what="the loop server to answer")
+        with socket.create_connection(("127.0.0.1", port), timeout=GUARD) as conn:
+            conn.sendall(b"GET /stuck HTTP/1.1\r\nHost: t\r\n\r\n")
+            time.sleep(0.3)
+            server.stop()
+            data = b""
+            with contextlib.suppress(ConnectionResetError):
+                while chunk := conn.recv(65536):
+                    data += chunk
+        assert data == b""  # closed without an answer: never a 500
+        runner.join(GUARD)
+        assert not runner.is_alive()
+        logged = caplog.text
+        assert "Exception in ASGI" not in logged and "Traceback" not in logged, logged
+        assert logged.count("grace (1 s) ran out: 1 request(s) in flight closed") == 1, logged
     finally:
         server.stop()
         runner.join(10)
