@@ -32,6 +32,7 @@ SPEEDUPS = Extension(
         "mailtrack/core/_speedups_sha256.h",
         "mailtrack/core/_speedups_splice.h",
         "mailtrack/core/_speedups_qp.h",
+        "mailtrack/core/_speedups_json.h",
     ],
 )
 #: What the first build adds: OpenSSL's SHA-256.

@@ -21,6 +21,9 @@
  *       the pure signer's token for one payload (open and unsubscribe tokens; _speedups_sign.h).
  *   sha256(data) -> digest
  *       the SHA-256 ClickSigner uses (OpenSSL's where setup.py found it, else _speedups_sha256.h's).
+ *   json_long_values(data, min_length), json_unescape(data, start, end), json_escape(data)
+ *       a batch's JSON lines records, message kept as bytes (_speedups_json.h; pure references in
+ *       mailtrack.batch.jsonbytes).
  *
  * Plain CPython C API; OpenSSL's libcrypto (CPython's hashlib links it too) when found at build time.
  */
@@ -127,6 +130,7 @@ new_link_tag(PyObject *link_tag, PyObject *fields)
 #include "_speedups_links.h"
 #include "_speedups_splice.h"
 #include "_speedups_qp.h"
+#include "_speedups_json.h"
 
 static PyObject *
 optional_offset(Py_ssize_t offset)
@@ -203,6 +207,9 @@ static PyMethodDef speedups_methods[] = {
     {"splice", (PyCFunction)(void (*)(void))speedups_splice, METH_FASTCALL, splice_doc},
     {"utf8_length", (PyCFunction)speedups_utf8_length, METH_O, utf8_length_doc},
     {"qp_lines", (PyCFunction)(void (*)(void))speedups_qp_lines, METH_FASTCALL, qp_lines_doc},
+    {"json_long_values", (PyCFunction)(void (*)(void))speedups_json_long_values, METH_FASTCALL, json_long_values_doc},
+    {"json_unescape", (PyCFunction)(void (*)(void))speedups_json_unescape, METH_FASTCALL, json_unescape_doc},
+    {"json_escape", (PyCFunction)speedups_json_escape, METH_O, json_escape_doc},
     {NULL, NULL, 0, NULL},
 };
 
