@@ -21,6 +21,23 @@
  *       ensure_ascii=False).encode("utf-8"). None when data is not valid UTF-8.
  */
 
+#include <stdint.h>
+
+/* Eight bytes at a time: whether none of w's bytes is a quote, a backslash, a control character or non-ASCII
+ * (what both directions copy as it is; the words come from memcpy, so alignment does not matter). */
+#define JSON_ONES 0x0101010101010101ULL
+#define JSON_HIGHS 0x8080808080808080ULL
+#define JSON_HAS_ZERO(v) (((v) - JSON_ONES) & ~(v) & JSON_HIGHS)
+
+static inline int
+json_plain8(const unsigned char *p)
+{
+    uint64_t w;
+    memcpy(&w, p, 8);
+    return ((w & JSON_HIGHS) | (((w) - JSON_ONES * 0x20) & ~(w) & JSON_HIGHS) | JSON_HAS_ZERO(w ^ (JSON_ONES * '"')) |
+            JSON_HAS_ZERO(w ^ (JSON_ONES * '\\'))) == 0;
+}
+
 /* The length of the UTF-8 sequence at in[i] (1-4), or 0 when it is invalid or encodes a surrogate. */
 static inline Py_ssize_t
 json_utf8_sequence(const unsigned char *in, Py_ssize_t i, Py_ssize_t n)
@@ -207,7 +224,14 @@ speedups_json_unescape(PyObject *module, PyObject *const *args, Py_ssize_t nargs
     out = (unsigned char *)PyBytes_AS_STRING(result);
     i = start;
     while (i < end) {
-        unsigned char c = in[i];
+        unsigned char c;
+        if (i + 8 <= end && json_plain8(in + i)) {
+            memcpy(out + o, in + i, 8);
+            o += 8;
+            i += 8;
+            continue;
+        }
+        c = in[i];
         if (c >= 0x20 && c < 0x80 && c != '\\' && c != '"') {
             out[o++] = c;
             i++;
@@ -326,7 +350,12 @@ speedups_json_escape(PyObject *module, PyObject *arg)
     n = PyBytes_GET_SIZE(arg);
     size = n + 2;
     for (i = 0; i < n;) {
-        unsigned char c = in[i];
+        unsigned char c;
+        if (i + 8 <= n && json_plain8(in + i)) {
+            i += 8;
+            continue;
+        }
+        c = in[i];
         if (c < 0x80) {
             char letter = json_escape_letter[c];
             size += letter == 0 ? 0 : letter == 'u' ? 5 : 1;
@@ -347,8 +376,18 @@ speedups_json_escape(PyObject *module, PyObject *arg)
     out = (unsigned char *)PyBytes_AS_STRING(result);
     out[o++] = '"';
     for (i = 0; i < n; i++) {
-        unsigned char c = in[i];
-        char letter = c < 0x80 ? json_escape_letter[c] : 0;
+        unsigned char c;
+        char letter;
+        while (i + 8 <= n && json_plain8(in + i)) {
+            memcpy(out + o, in + i, 8);
+            o += 8;
+            i += 8;
+        }
+        if (i >= n) {
+            break;
+        }
+        c = in[i];
+        letter = c < 0x80 ? json_escape_letter[c] : 0;
         if (letter == 0) {
             out[o++] = c;
         }
