@@ -106,12 +106,13 @@ def write_record(record: Mapping[str, Any], raw: bytes, dumps: Callable[[Mapping
     for a str message), byte for byte.
     """
     compiled = speedups.compiled
-    escaped = compiled.json_escape(raw) if compiled is not None else None
-    if escaped is not None:
+    if compiled is not None:
         out = dumps({**record, "raw": _MARK})
         if out.count(_MARK_JSON) == 1:
             head, _, tail = out.partition(_MARK_JSON)
-            return b"".join((head, escaped, tail))
+            written: bytes | None = compiled.json_escape(raw, head, tail)
+            if written is not None:
+                return written
     return dumps({**record, "raw": raw.decode("utf-8", "surrogateescape")})
 
 
@@ -172,10 +173,10 @@ def unescape_pure(data: bytes, start: int, end: int) -> bytes | None:
         return None
 
 
-def escape_pure(data: bytes) -> bytes | None:
-    """``data`` (UTF-8) as a JSON string, quotes included, as ``json.dumps(ensure_ascii=False)`` writes it; None if not UTF-8."""
+def escape_pure(data: bytes, head: bytes = b"", tail: bytes = b"") -> bytes | None:
+    """``head``, ``data`` (UTF-8) as a JSON string as ``json.dumps(ensure_ascii=False)`` writes it, ``tail``; None if not UTF-8."""
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError:
         return None
-    return json.dumps(text, ensure_ascii=False).encode("utf-8")
+    return head + json.dumps(text, ensure_ascii=False).encode("utf-8") + tail

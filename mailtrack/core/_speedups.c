@@ -21,7 +21,7 @@
  *       the pure signer's token for one payload (open and unsubscribe tokens; _speedups_sign.h).
  *   sha256(data) -> digest
  *       the SHA-256 ClickSigner uses (OpenSSL's where setup.py found it, else _speedups_sha256.h's).
- *   json_long_values(data, min_length), json_unescape(data, start, end), json_escape(data)
+ *   json_long_values(data, min_length), json_unescape(data, start, end), json_escape(data, head, tail)
  *       a batch's JSON lines records, message kept as bytes (_speedups_json.h; pure references in
  *       mailtrack.batch.jsonbytes).
  *
@@ -209,7 +209,7 @@ static PyMethodDef speedups_methods[] = {
     {"qp_lines", (PyCFunction)(void (*)(void))speedups_qp_lines, METH_FASTCALL, qp_lines_doc},
     {"json_long_values", (PyCFunction)(void (*)(void))speedups_json_long_values, METH_FASTCALL, json_long_values_doc},
     {"json_unescape", (PyCFunction)(void (*)(void))speedups_json_unescape, METH_FASTCALL, json_unescape_doc},
-    {"json_escape", (PyCFunction)speedups_json_escape, METH_O, json_escape_doc},
+    {"json_escape", (PyCFunction)(void (*)(void))speedups_json_escape, METH_FASTCALL, json_escape_doc},
     {NULL, NULL, 0, NULL},
 };
 

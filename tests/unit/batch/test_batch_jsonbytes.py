@@ -111,6 +111,14 @@ def test_unescape_refuses_what_json_loads_would_not_give_as_utf8() -> None:
 def test_escape_is_json_dumps_of_the_utf8_text(data: bytes) -> None:
     assert compiled is not None
     assert compiled.json_escape(data) == escape_pure(data)
+    assert compiled.json_escape(data, b"{", b"}") == escape_pure(data, b"{", b"}")
+
+
+@needs_compiled
+@pytest.mark.parametrize("data", [b"\x01" * 1000, b'"' * 999 + b"\n", b"\x1f\\" * 777, b"x" * 1000 + b"\x00" * 1000])
+def test_escape_grows_its_buffer_when_escapes_are_dense(data: bytes) -> None:
+    assert compiled is not None
+    assert compiled.json_escape(data, b"h" * 100, b"t" * 100) == escape_pure(data, b"h" * 100, b"t" * 100)
 
 
 def test_escape_writes_every_ascii_byte_as_json_dumps_does() -> None:
@@ -153,6 +161,10 @@ def test_the_compiled_helpers_refuse_wrong_arguments() -> None:
         pytest.skip("the compiled module is not built")
     with pytest.raises(TypeError):
         compiled.json_escape("text")
+    with pytest.raises(TypeError):
+        compiled.json_escape(b"text", b"", "tail")
+    with pytest.raises(TypeError):
+        compiled.json_escape(b"text", b"", b"", b"")
     with pytest.raises(TypeError):
         compiled.json_long_values("text", 1)
     with pytest.raises(ValueError):
