@@ -34,6 +34,7 @@ SPEEDUPS = Extension(
         "mailtrack/core/_speedups_qp.h",
         "mailtrack/core/_speedups_lines.h",
         "mailtrack/core/_speedups_base64.h",
+        "mailtrack/core/_speedups_json.h",
     ],
 )
 #: What the first build adds: OpenSSL's SHA-256.

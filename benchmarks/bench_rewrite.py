@@ -8,8 +8,9 @@ Run from the repository root::
 Inputs: three generated newsletters (``harness.newsletters.SIZES``) and, when present,
 every ``format == html`` file of the shared corpus (``../shared/corpus``).
 Contenders (``harness.peers.CONTENDERS``) run interleaved: each repetition runs every
-contender once, in an order rotated by one per repetition, so drift and noise on
-a shared machine hit all of them alike. We report medians, minima and *ratios
+contender once, in an order shuffled afresh per repetition
+(``harness.timing.interleaved_order``), so drift and noise on a shared machine,
+and the cache state a call inherits from the one before it, hit all of them alike. We report medians, minima and *ratios
 within the run*, never absolute goals. Memory (tracemalloc) and bytes per link
 are measured in separate, untimed passes. See ``benchmarks/README.md``.
 """
@@ -36,7 +37,7 @@ sys.path.insert(0, str(HERE))
 from harness.newsletters import SIZES, make_newsletter  # noqa: E402
 from harness.peers import BASE_URL, CONTENDERS, MESSAGE_ID, METADATA, RECIPIENT, Rewrite, make_tracker  # noqa: E402
 from harness.report import header  # noqa: E402
-from harness.timing import time_call  # noqa: E402
+from harness.timing import interleaved_order, time_call  # noqa: E402
 
 DEFAULT_CORPUS = REPO.parent / "shared" / "corpus"
 README = HERE / "README.md"
@@ -182,13 +183,12 @@ def warm_up(result: Result, contenders: dict[str, Rewrite]) -> list[str]:
 def run_interleaved(
     result: Result, contenders: dict[str, Rewrite], docs: list[str], budget_s: float, min_reps: int, max_reps: int
 ) -> None:
-    """Round-robin repetitions (order rotated each time) until the time budget is spent."""
+    """Repetitions of every contender (order shuffled each time) until the time budget is spent."""
     names = [name for name in contenders if name not in result.failed]
     times: dict[str, list[int]] = {name: [] for name in names}
     started = time.monotonic()
     for rep in range(max_reps):
-        shift = rep % len(names)
-        for name in names[shift:] + names[:shift]:
+        for name in interleaved_order(names, rep):
             times[name].append(time_call(contenders[name], docs))
         if rep + 1 >= min_reps and time.monotonic() - started >= budget_s:
             break
@@ -414,7 +414,7 @@ def render(results: list[Result], names: list[str], missing: dict[str, str], pla
     """The markdown report: header, four tables, goal check, notes."""
     lines = [
         *header("mailtrack rewrite benchmark", command, plan_name, _versions()),
-        "- method: contenders interleaved in one process (round robin, order rotated each repetition), "
+        "- method: contenders interleaved in one process (each repetition runs each once, in an order shuffled afresh: each follows every other about equally often), "
         "GC collected (survivors frozen, so it walks only new objects) before and disabled during each timed call, one warm-up call each; "
         "ratios are median ÷ median within this run (min ÷ min in parentheses).",
         "",

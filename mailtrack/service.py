@@ -12,6 +12,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import ipaddress
+import re
 import socket
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
@@ -220,16 +221,39 @@ def build_service(config: Config, *, authorize: Authorize | None = None, backgro
 
 
 
+_QUOTED_PATH = re.compile(r"""(['"])/[^'"]*\1""")
+
+
+def public_error(error: str | None, places: Sequence[str]) -> str | None:
+    """``error`` as ``/healthz`` may show it to anyone: the store's file or database and the spool's folder (and
+    any other quoted absolute path, as an ``OSError`` names its file) replaced by ``<hidden>``. The log keeps the
+    whole message, for the operator; a health check needs no key, so it shows no paths or hosts."""
+    if not error:
+        return error
+    error = _QUOTED_PATH.sub("<hidden>", error)
+    for place in sorted(places, key=len, reverse=True):
+        for spelling in (repr(place), place):
+            error = error.replace(spelling, "<hidden>")
+    return error
+
+
 def health_report(recorder: Recorder, store: EventStore) -> HealthReport:
-    """``/healthz``'s answer now: the store asked (a cheap indexed count) and the recorder's own account of the spool."""
+    """``/healthz``'s answer now: the store asked (a cheap indexed count: is it reachable), and the recorder's own
+    account of its writer (do events reach the store, does it make progress) and of the spool; kept apart, so a
+    writer that is stuck or refused (a lock held elsewhere) does not read as an unreachable store."""
     try:
         backlog: int | None = store.outbox_backlog()
         ok, error = True, None
     except StoreUnavailable as exc:
         backlog, ok, error = None, False, str(exc) or type(exc).__name__
     recording = recorder.health()
+    places = [str(place) for place in (getattr(store, "path", None), getattr(store, "where", None),
+                                       getattr(recorder, "spool_dir", None)) if place]
     return HealthReport(
-        store_ok=ok and recording.store_ok, store_error=error or (None if recording.store_ok else recording.last_error),
+        store_ok=ok, store_error=public_error(error, places),
+        writer_ok=recording.store_ok,
+        writer_error=None if recording.store_ok else public_error(recording.last_error, places),
+        writer_queued=recording.queued, writer_oldest_wait=recording.oldest_wait,
         spool_events=recording.spool_events, spool_bytes=recording.spool_bytes,
         spool_full=recording.spool_full or recording.memory_events > 0, webhook_backlog=backlog, lost=recording.lost)
 

@@ -3,9 +3,29 @@
 from __future__ import annotations
 
 import gc
+import random
 import time
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, TypeVar
+
+_T = TypeVar("_T")
+
+
+def interleaved_order(names: Sequence[_T], repetition: int) -> list[_T]:
+    """The order the contenders run in for one repetition: shuffled afresh each time, seeded by ``repetition``.
+
+    Each contender then follows every other about equally often, so each
+    inherits the same mix of CPU cache and allocator states from the call
+    before it. A rotation by one per repetition (what the benchmarks did
+    before) keeps the cyclic order: every contender always followed the same
+    one, e.g. mailtrack-signed always ran right after mailtrack, with the
+    scanner's code and data still warm, and mailtrack right after the floor,
+    itself right after bs4 freed hundreds of MB. The seed keeps runs
+    repeatable.
+    """
+    order = list(names)
+    random.Random(repetition).shuffle(order)
+    return order
 
 
 def time_call(fn: Callable[[Any], object], docs: Sequence[Any]) -> int:

@@ -25,6 +25,7 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 
+from mailtrack.batch.allocator import keep_freed_memory
 from mailtrack.batch.items import Item, Partition
 from mailtrack.batch.job import Job
 from mailtrack.batch.rewriter import Rewriter
@@ -55,9 +56,13 @@ _WATCH_SECONDS = 0.5
 
 
 def _start_worker(job: Job, batch_pid: int) -> None:
-    """A pool worker's initializer: keep the job's rewriter; leave Ctrl-C to the batch process, which stops the pool."""
+    """A pool worker's initializer: keep the job's rewriter; leave Ctrl-C to the batch process, which stops the pool.
+
+    The worker keeps the memory it frees for the next message (:mod:`~mailtrack.batch.allocator`).
+    """
     global _WORKER
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    keep_freed_memory()
     _WORKER = Rewriter(job)
     threading.Thread(target=_exit_with, args=(batch_pid,), name="mailtrack-batch-watch", daemon=True).start()
 

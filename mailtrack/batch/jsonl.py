@@ -17,6 +17,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from mailtrack.batch.job import Job
+from mailtrack.batch.jsonbytes import read_record, write_record
 from mailtrack.batch.summary import Summary
 from mailtrack.batch.tally import count_html, count_message, count_text
 from mailtrack.core.tracker import Tracker
@@ -51,8 +52,13 @@ def _optional(record: Mapping[str, Any], key: str, kind: type, what: str) -> Any
 
 
 def rewrite_record(tracker: Tracker, job: Job, data: bytes, counts: Summary) -> bytes:
-    """The rewritten record for the JSON line ``data`` (no line break); counts go to ``counts``."""
-    record = parse(data)
+    """The rewritten record for the JSON line ``data`` (no line break); counts go to ``counts``.
+
+    A long ``raw`` message stays bytes from the line read to the line written
+    (:mod:`mailtrack.batch.jsonbytes`), where that gives the same bytes.
+    """
+    fast = read_record(data)
+    record, raw_bytes = fast if fast is not None else (parse(data), None)
     settings = _optional(record, "tracking_settings", dict, "a JSON object")
     metadata = _optional(record, "metadata", dict, "a JSON object")
     if job.metadata or metadata:
@@ -60,7 +66,8 @@ def rewrite_record(tracker: Tracker, job: Job, data: bytes, counts: Summary) -> 
     tags = _optional(record, "tags", list, "a list of strings")
     message_id = _optional(record, "message_id", str, "a string")
     recipient = _optional(record, "recipient", str, "a string")
-    raw = _optional(record, "raw", str, "a string (a whole message)")
+    raw: str | bytes | None = raw_bytes if raw_bytes is not None else _optional(record, "raw", str,
+                                                                                "a string (a whole message)")
     bodies = {key: _optional(record, key, str, "a string") for key in _BODIES}
     if raw is not None:
         if any(body is not None for body in bodies.values()):
@@ -69,6 +76,8 @@ def rewrite_record(tracker: Tracker, job: Job, data: bytes, counts: Summary) -> 
                                          metadata=metadata, issued_at=job.issued_at, force=job.force, tags=tags)
         count_message(result, counts)
         record.update(raw=result.message, message_id=result.message_id, recipient=result.recipient)
+        if isinstance(result.message, bytes):
+            return write_record(record, result.message, dumps)
         return dumps(record)
     if all(body is None for body in bodies.values()):
         raise ArgumentError("a record needs html or text (or raw, a whole message)")

@@ -23,6 +23,7 @@ from typing import Any
 from mailtrack.batch import Engine, Interrupted, Job, LayoutError, Report, in_process, issued_at_seconds, process_pool
 from mailtrack.batch import plan as plan_inputs
 from mailtrack.batch import run_batch as run_engine
+from mailtrack.batch.allocator import keep_freed_memory
 from mailtrack.batch.sources import EXTENSIONS, Source
 from mailtrack.cli._common import UsageError, account_settings, cli_wording, json_option, settings
 from mailtrack.cli.progress import BatchProgress
@@ -137,6 +138,7 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError("HTML inputs need --recipient (an HTML file has no To header to take it from)")
     engine = _engine(args)
     _stop_on_sigterm()
+    keep_freed_memory()  # this process reads and writes every message (and rewrites them, with one worker)
     show = sys.stderr.isatty()
     with BatchProgress(enabled=show, total=_total_bytes(args) if show else None) as progress:
         try:

@@ -77,10 +77,12 @@ def run_serve(args: argparse.Namespace) -> int:
 
 
 def run_loop_server(server: LoopServer, service: Service) -> int:
-    """uvicorn handles SIGTERM/SIGINT itself: it stops accepting and answers what is in flight, then returns."""
+    """uvicorn handles SIGTERM/SIGINT itself: it stops accepting and answers what is in flight, then returns; a second
+    Ctrl-C returns at once, the requests still in flight closed without an answer (:mod:`mailtrack.http.loop_server`).
+    Either way the recorder is closed here (what was queued is written or spooled) and the exit status is 0."""
     try:
         server.run()
-    except KeyboardInterrupt:  # a second Ctrl-C: stop now (the recorder still writes what was answered)
+    except KeyboardInterrupt:  # a Ctrl-C before uvicorn's handlers are in place, or after they are gone: stop now
         pass
     finally:
         signal.signal(signal.SIGTERM, signal.SIG_IGN)

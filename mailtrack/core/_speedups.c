@@ -11,19 +11,25 @@
  *   ClickSigner(key, head, tail, stamp, size, *, sealed=False)(link_index, url) -> token
  *       the click signer mailtrack.core.tokens.TokenCodec builds per message (_speedups_sign.h); sealed: the
  *       opaque format's AES-256-SIV token (OpenSSL's AES; SIV_AVAILABLE says whether this build has it).
+ *   SivKey(key).seal(plaintext) -> token; .open(sealed) -> plaintext or None
+ *       one purpose's AES-256-SIV key, keyed once: what a codec seals and opens opaque tokens with.
  *   track_links(...)
  *       the common link of mailtrack.core.rewrite.links.track_html_links's loop (_speedups_links.h).
  *   splice(source, edits) -> str or None; utf8_length(text) -> int
  *       string assembly for the rewriters (_speedups_splice.h).
  *   sign_value(key, data, stamp, size) -> token
  *       the pure signer's token for one payload (open and unsubscribe tokens; _speedups_sign.h).
- *   qp_lines(data, eol) -> bytes (_speedups_qp.h); split_lines, line_starts, qp_encoded_break,
- *       qp_encode_lines, max_line_length,
- *       qp_decode
- *   b64_lines, b64_decode: base64 bodies written in lines and read (_speedups_base64.h).
+ *   qp_lines(data, eol) -> bytes
+ *       quoted-printable for touched MIME lines (_speedups_qp.h).
+ *   split_lines, line_starts, qp_encoded_break, qp_encode_lines, max_line_length, qp_decode
  *       a MIME part's line map and its touched lines written back (_speedups_lines.h).
+ *   b64_lines, b64_decode
+ *       base64 bodies written in lines and read (_speedups_base64.h).
  *   sha256(data) -> digest
  *       the SHA-256 ClickSigner uses (OpenSSL's where setup.py found it, else _speedups_sha256.h's).
+ *   json_long_values(data, min_length), json_unescape(data, start, end), json_escape(data, head, tail)
+ *       a batch's JSON lines records, message kept as bytes (_speedups_json.h; pure references in
+ *       mailtrack.batch.jsonbytes).
  *
  * Plain CPython C API; OpenSSL's libcrypto (CPython's hashlib links it too) when found at build time.
  */
@@ -62,6 +68,7 @@ static const Py_ssize_t RAW_TEXT_LEN[N_RAW_TEXT] = {6, 5, 8, 5, 3, 6, 7, 8, 9};
 
 typedef struct {
     PyTypeObject *click_signer_type;
+    PyTypeObject *siv_key_type; /* NULL in a build without OpenSSL */
     PyObject *str_counted, *str_sign, *str_prefix, *str_links, *str_max_links, *str_skipped; /* LinkBook's attributes */
     PyObject *str_scheme, *str_placeholder; /* skip reasons */
     PyObject *str_a;     /* "a" */
@@ -131,6 +138,7 @@ new_link_tag(PyObject *link_tag, PyObject *fields)
 #include "_speedups_qp.h"
 #include "_speedups_lines.h" /* after _speedups_qp.h: writes with qp_write */
 #include "_speedups_base64.h"
+#include "_speedups_json.h"
 
 static PyObject *
 optional_offset(Py_ssize_t offset)
@@ -217,6 +225,9 @@ static PyMethodDef speedups_methods[] = {
     /* base64 bodies (_speedups_base64.h) */
     {"b64_lines", (PyCFunction)(void (*)(void))speedups_b64_lines, METH_FASTCALL, b64_lines_doc},
     {"b64_decode", (PyCFunction)speedups_b64_decode, METH_O, b64_decode_doc},
+    {"json_long_values", (PyCFunction)(void (*)(void))speedups_json_long_values, METH_FASTCALL, json_long_values_doc},
+    {"json_unescape", (PyCFunction)(void (*)(void))speedups_json_unescape, METH_FASTCALL, json_unescape_doc},
+    {"json_escape", (PyCFunction)(void (*)(void))speedups_json_escape, METH_FASTCALL, json_escape_doc},
     {NULL, NULL, 0, NULL},
 };
 
@@ -229,6 +240,12 @@ speedups_exec(PyObject *module)
         PyModule_AddStringConstant(module, "SHA256_BACKEND", MT_SHA256_BACKEND) < 0) {
         return -1;
     }
+#ifdef MT_SIV
+    state->siv_key_type = (PyTypeObject *)PyType_FromModuleAndSpec(module, &siv_key_spec, NULL);
+    if (state->siv_key_type == NULL || PyModule_AddObjectRef(module, "SivKey", (PyObject *)state->siv_key_type) < 0) {
+        return -1;
+    }
+#endif
     if (PyModule_AddIntConstant(module, "SIV_AVAILABLE", siv_available()) < 0) {
         return -1;
     }
@@ -263,6 +280,7 @@ speedups_traverse(PyObject *module, visitproc visit, void *arg)
     ModuleState *state = (ModuleState *)PyModule_GetState(module);
     if (state != NULL) {
         Py_VISIT(state->click_signer_type);
+        Py_VISIT(state->siv_key_type);
         Py_VISIT(state->str_counted);
         Py_VISIT(state->str_sign);
         Py_VISIT(state->str_prefix);
@@ -286,6 +304,7 @@ speedups_clear(PyObject *module)
     ModuleState *state = (ModuleState *)PyModule_GetState(module);
     if (state != NULL) {
         Py_CLEAR(state->click_signer_type);
+        Py_CLEAR(state->siv_key_type);
         Py_CLEAR(state->str_counted);
         Py_CLEAR(state->str_sign);
         Py_CLEAR(state->str_prefix);

@@ -41,15 +41,24 @@
 #define MT_SIV_KEY 64 /* AES-256-SIV: K1 for S2V's CMAC, K2 for CTR */
 #define MT_SIV_TAG 16
 
+#ifdef MT_SIV
+/* SivKey: one AES-256-SIV key, keyed once (a codec keeps one per purpose and key, for every message it signs). Its
+ * contexts are reused by each operation, which runs whole under the GIL (nothing here releases it). */
+typedef struct {
+    PyObject_HEAD
+    EVP_CIPHER_CTX *cbc; /* AES-256-CBC under K1 (CMAC's chaining) */
+    EVP_CIPHER_CTX *ctr; /* AES-256-CTR under K2 */
+    unsigned char sub1[16], sub2[16], d[16]; /* CMAC's subkeys under K1; D = AES-CMAC(K1, 0^128) */
+} SivKey;
+#endif
+
 typedef struct {
     PyObject_HEAD
     mt_sha256 inner, outer; /* SHA-256 states after the key's ipad and opad blocks */
     PyObject *head, *tail, *stamp; /* bytes */
     int size;                      /* signature bytes kept: 10..32 */
 #ifdef MT_SIV
-    EVP_CIPHER_CTX *cbc; /* sealed mode: AES-256-CBC under K1 (CMAC's chaining), NULL when signing */
-    EVP_CIPHER_CTX *ctr; /* sealed mode: AES-256-CTR under K2 */
-    unsigned char sub1[16], sub2[16], d[16]; /* CMAC's subkeys under K1; D = AES-CMAC(K1, 0^128) */
+    SivKey *siv; /* sealed mode: the purpose's key (shared with every signer of its codec), NULL when signing */
 #endif
 } ClickSigner;
 
@@ -98,7 +107,7 @@ siv_chain(EVP_CIPHER_CTX *cbc, unsigned char *data, Py_ssize_t len, unsigned cha
 /* V = AES-CMAC(K1, T) where T = P xorend D (len >= 16) or dbl(D) xor pad(P) (len < 16), into v. scratch has room
  * for len bytes (T is built there: P itself is left as it is, for CTR). 0 on success, -1 if OpenSSL failed. */
 static int
-siv_s2v(ClickSigner *self, const unsigned char *plain, Py_ssize_t len, unsigned char *scratch, unsigned char v[16])
+siv_s2v(SivKey *self, const unsigned char *plain, Py_ssize_t len, unsigned char *scratch, unsigned char v[16])
 {
     unsigned char last[16];
     Py_ssize_t i, full, rest;
@@ -146,7 +155,7 @@ siv_s2v(ClickSigner *self, const unsigned char *plain, Py_ssize_t len, unsigned 
 
 /* Keys a sealing signer: the CBC and CTR contexts, CMAC's subkeys and D. 0, or -1 with an exception set. */
 static int
-siv_setup(ClickSigner *self, const unsigned char *key)
+siv_setup(SivKey *self, const unsigned char *key)
 {
     unsigned char block[16];
     int i;
@@ -185,7 +194,7 @@ failed:
 }
 
 static void
-siv_clear(ClickSigner *self)
+siv_clear(SivKey *self)
 {
     EVP_CIPHER_CTX_free(self->cbc); /* (cleanses the key schedules) */
     EVP_CIPHER_CTX_free(self->ctr);
@@ -193,6 +202,59 @@ siv_clear(ClickSigner *self)
     OPENSSL_cleanse(self->sub1, sizeof(self->sub1));
     OPENSSL_cleanse(self->sub2, sizeof(self->sub2));
     OPENSSL_cleanse(self->d, sizeof(self->d));
+}
+
+/* The CTR counter of RFC 5297 section 2.6: Q = V with bits 63 and 31 cleared. */
+static void
+siv_counter(const unsigned char v[16], unsigned char counter[16])
+{
+    memcpy(counter, v, 16);
+    counter[8] &= 0x7f;
+    counter[12] &= 0x7f;
+}
+
+/* V || C of plain[0:len] into out (room for 16 + len bytes; S2V builds T in out + 16, then CTR overwrites it).
+ * 0 on success, -1 if OpenSSL failed (no exception set; the caller words it). len < INT_MAX - 32. */
+static int
+siv_seal(SivKey *self, const unsigned char *plain, Py_ssize_t len, unsigned char *out)
+{
+    unsigned char counter[16];
+    int written = 0;
+    if (siv_s2v(self, plain, len, out + MT_SIV_TAG, out) < 0) {
+        return -1;
+    }
+    siv_counter(out, counter);
+    if (EVP_EncryptInit_ex(self->ctr, NULL, NULL, NULL, counter) != 1) {
+        return -1;
+    }
+    if (len > 0 && (EVP_EncryptUpdate(self->ctr, out + MT_SIV_TAG, &written, plain, (int)len) != 1 || written != len)) {
+        return -1;
+    }
+    return 0;
+}
+
+/* Opens sealed[0:len] (V || C, len > 16): the plaintext into plain (len - 16 bytes), with scratch the same size
+ * for S2V. 1 when the tag matches (compared in constant time), 0 when it does not (plain is wiped), -1 if OpenSSL
+ * failed. len < INT_MAX. */
+static int
+siv_open(SivKey *self, const unsigned char *sealed, Py_ssize_t len, unsigned char *plain, unsigned char *scratch)
+{
+    unsigned char counter[16], v[16];
+    Py_ssize_t plain_len = len - MT_SIV_TAG;
+    int written = 0;
+    siv_counter(sealed, counter);
+    if (EVP_EncryptInit_ex(self->ctr, NULL, NULL, NULL, counter) != 1 ||
+        EVP_EncryptUpdate(self->ctr, plain, &written, sealed + MT_SIV_TAG, (int)plain_len) != 1 || written != plain_len) {
+        return -1;
+    }
+    if (siv_s2v(self, plain, plain_len, scratch, v) < 0) {
+        return -1;
+    }
+    if (CRYPTO_memcmp(v, sealed, MT_SIV_TAG) != 0) {
+        OPENSSL_cleanse(plain, (size_t)plain_len);
+        return 0;
+    }
+    return 1;
 }
 #endif
 
@@ -276,42 +338,54 @@ click_signer_init(ClickSigner *self, PyObject *args, PyObject *kwargs)
 {
     static char *keywords[] = {"key", "head", "tail", "stamp", "size", "sealed", NULL};
     Py_buffer key;
-    PyObject *head, *tail, *stamp;
+    PyObject *key_object, *head, *tail, *stamp;
     int size, i, sealed = 0;
     unsigned char block[64], pad[64];
 
-    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "y*SSSi|$p:ClickSigner", keywords, &key, &head, &tail, &stamp, &size,
-                                     &sealed)) {
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "OSSSi|$p:ClickSigner", keywords, &key_object, &head, &tail, &stamp,
+                                     &size, &sealed)) {
         return -1;
     }
     if (sealed) {
 #ifdef MT_SIV
-        if (key.len != MT_SIV_KEY) {
-            PyBuffer_Release(&key);
-            PyErr_Format(PyExc_ValueError, "a sealing ClickSigner takes a %d-byte AES-256-SIV key", MT_SIV_KEY);
+        /* the key: a SivKey (a codec's, keyed once for all its messages), or its 64 bytes (keyed here) */
+        PyObject *module = PyType_GetModule(Py_TYPE(self));
+        PyTypeObject *siv_type = module == NULL ? NULL : ((ModuleState *)PyModule_GetState(module))->siv_key_type;
+        PyObject *siv;
+        if (siv_type == NULL) {
             return -1;
         }
-        i = siv_setup(self, (const unsigned char *)key.buf);
-        PyBuffer_Release(&key);
-        if (i < 0) {
-            return -1;
+        if (PyObject_TypeCheck(key_object, siv_type)) {
+            siv = Py_NewRef(key_object);
         }
+        else {
+            siv = PyObject_CallOneArg((PyObject *)siv_type, key_object);
+            if (siv == NULL) {
+                if (PyErr_ExceptionMatches(PyExc_ValueError)) {
+                    PyErr_Clear();
+                    PyErr_Format(PyExc_ValueError, "a sealing ClickSigner takes a SivKey or a %d-byte AES-256-SIV key",
+                                 MT_SIV_KEY);
+                }
+                return -1;
+            }
+        }
+        Py_XSETREF(self->siv, (SivKey *)siv);
         Py_XSETREF(self->head, Py_NewRef(head));
         Py_XSETREF(self->tail, Py_NewRef(tail));
         Py_XSETREF(self->stamp, Py_NewRef(stamp));
         self->size = MT_SIV_TAG;
         return 0;
 #else
-        PyBuffer_Release(&key);
         PyErr_SetString(PyExc_ValueError, "this build seals no tokens (built without OpenSSL: SIV_AVAILABLE is False)");
         return -1;
 #endif
     }
 #ifdef MT_SIV
-    if (self->cbc != NULL) { /* initialised again, to sign */
-        siv_clear(self);
-    }
+    Py_CLEAR(self->siv); /* initialised again, to sign */
 #endif
+    if (PyObject_GetBuffer(key_object, &key, PyBUF_SIMPLE) < 0) {
+        return -1;
+    }
     if (size < 10 || size > 32) {
         PyBuffer_Release(&key);
         PyErr_Format(PyExc_ValueError, "ClickSigner size must be between 10 and 32, not %d", size);
@@ -351,25 +425,18 @@ click_signer_init(ClickSigner *self, PyObject *args, PyObject *kwargs)
 static PyObject *
 click_seal(ClickSigner *self, unsigned char *plain, Py_ssize_t len)
 {
-    unsigned char *sealed = plain + len, counter[16];
+    unsigned char *sealed = plain + len;
     char *text = (char *)sealed + MT_SIV_TAG + len;
-    int written = 0;
     Py_ssize_t text_len;
     PyObject *result;
     if (len > INT_MAX - 2 * MT_SIV_TAG) {
         PyErr_SetString(PyExc_OverflowError, "click token too long to seal");
         return NULL;
     }
-    /* S2V builds T in the ciphertext's room (sealed + 16: len bytes), then CTR overwrites it */
-    if (siv_s2v(self, plain, len, sealed + MT_SIV_TAG, sealed) < 0) {
-        goto failed;
-    }
-    memcpy(counter, sealed, 16);
-    counter[8] &= 0x7f; /* RFC 5297 section 2.6: Q = V with bits 63 and 31 cleared */
-    counter[12] &= 0x7f;
-    if (EVP_EncryptInit_ex(self->ctr, NULL, NULL, NULL, counter) != 1 ||
-        EVP_EncryptUpdate(self->ctr, sealed + MT_SIV_TAG, &written, plain, (int)len) != 1 || written != len) {
-        goto failed;
+    if (siv_seal(self->siv, plain, len, sealed) < 0) {
+        ERR_clear_error();
+        PyErr_SetString(PyExc_RuntimeError, "OpenSSL's AES-256 failed to seal a click token");
+        return NULL;
     }
     text_len = b64url(sealed, MT_SIV_TAG + len, text);
     result = PyUnicode_New(text_len, 127);
@@ -377,11 +444,170 @@ click_seal(ClickSigner *self, unsigned char *plain, Py_ssize_t len)
         memcpy(PyUnicode_1BYTE_DATA(result), text, (size_t)text_len);
     }
     return result;
-failed:
-    ERR_clear_error();
-    PyErr_SetString(PyExc_RuntimeError, "OpenSSL's AES-256 failed to seal a click token");
-    return NULL;
 }
+
+/* SivKey(key): a 64-byte AES-256-SIV key keyed once, for ClickSigner(sealed=True) and the codec's other tokens. */
+static int
+siv_key_init(SivKey *self, PyObject *args, PyObject *kwargs)
+{
+    static char *keywords[] = {"key", NULL};
+    Py_buffer key;
+    int status;
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "y*:SivKey", keywords, &key)) {
+        return -1;
+    }
+    if (key.len != MT_SIV_KEY) {
+        PyBuffer_Release(&key);
+        PyErr_Format(PyExc_ValueError, "SivKey takes a %d-byte AES-256-SIV key", MT_SIV_KEY);
+        return -1;
+    }
+    status = siv_setup(self, (const unsigned char *)key.buf);
+    PyBuffer_Release(&key);
+    return status;
+}
+
+PyDoc_STRVAR(siv_key_seal_doc,
+"seal(plaintext, /)\n--\n\n"
+"The opaque token of plaintext: unpadded URL-safe base64 of V || C, as str (what\n"
+"mailtrack.core.opaque.encode(AESSIV(key).encrypt(plaintext, None)) returns).");
+
+static PyObject *
+siv_key_seal(SivKey *self, PyObject *arg)
+{
+    Py_buffer plain;
+    unsigned char small[1024], *buffer = NULL, *sealed;
+    Py_ssize_t sealed_len, text_len;
+    PyObject *result = NULL;
+    if (self->cbc == NULL) {
+        PyErr_SetString(PyExc_ValueError, "SivKey was not initialised");
+        return NULL;
+    }
+    if (PyObject_GetBuffer(arg, &plain, PyBUF_SIMPLE) < 0) {
+        return NULL;
+    }
+    if (plain.len > (INT_MAX - 2 * MT_SIV_TAG) / 3) {
+        PyErr_SetString(PyExc_OverflowError, "plaintext too long to seal");
+        goto done;
+    }
+    sealed_len = MT_SIV_TAG + plain.len;
+    text_len = b64_length(sealed_len);
+    if (sealed_len <= (Py_ssize_t)sizeof(small)) {
+        sealed = small;
+    }
+    else if ((sealed = buffer = PyMem_Malloc((size_t)sealed_len)) == NULL) {
+        PyErr_NoMemory();
+        goto done;
+    }
+    if (siv_seal(self, (const unsigned char *)plain.buf, plain.len, sealed) < 0) {
+        ERR_clear_error();
+        PyErr_SetString(PyExc_RuntimeError, "OpenSSL's AES-256 failed to seal a token");
+        goto done;
+    }
+    result = PyUnicode_New(text_len, 127);
+    if (result != NULL) {
+        b64url(sealed, sealed_len, (char *)PyUnicode_1BYTE_DATA(result));
+    }
+done:
+    if (buffer != NULL) {
+        PyMem_Free(buffer);
+    }
+    PyBuffer_Release(&plain);
+    return result;
+}
+
+PyDoc_STRVAR(siv_key_open_doc,
+"open(sealed, /)\n--\n\n"
+"The plaintext of sealed (V || C, a decoded token's bytes) as bytes, or None when its tag does not match\n"
+"this key (or it is 16 bytes or shorter). The tag is compared in constant time.");
+
+static PyObject *
+siv_key_open(SivKey *self, PyObject *arg)
+{
+    Py_buffer sealed;
+    unsigned char small[1024], *buffer = NULL, *plain;
+    Py_ssize_t plain_len;
+    PyObject *result = NULL;
+    int status;
+    if (self->cbc == NULL) {
+        PyErr_SetString(PyExc_ValueError, "SivKey was not initialised");
+        return NULL;
+    }
+    if (PyObject_GetBuffer(arg, &sealed, PyBUF_SIMPLE) < 0) {
+        return NULL;
+    }
+    if (sealed.len <= MT_SIV_TAG) {
+        PyBuffer_Release(&sealed);
+        Py_RETURN_NONE;
+    }
+    if (sealed.len > INT_MAX / 2) {
+        PyErr_SetString(PyExc_OverflowError, "token too long to open");
+        goto done;
+    }
+    plain_len = sealed.len - MT_SIV_TAG;
+    if (2 * plain_len <= (Py_ssize_t)sizeof(small)) {
+        plain = small;
+    }
+    else if ((plain = buffer = PyMem_Malloc((size_t)(2 * plain_len))) == NULL) {
+        PyErr_NoMemory();
+        goto done;
+    }
+    status = siv_open(self, (const unsigned char *)sealed.buf, sealed.len, plain, plain + plain_len);
+    if (status < 0) {
+        ERR_clear_error();
+        PyErr_SetString(PyExc_RuntimeError, "OpenSSL's AES-256 failed to open a token");
+    }
+    else if (status == 0) {
+        result = Py_NewRef(Py_None);
+    }
+    else {
+        result = PyBytes_FromStringAndSize((const char *)plain, plain_len);
+        OPENSSL_cleanse(plain, (size_t)plain_len);
+    }
+done:
+    if (buffer != NULL) {
+        PyMem_Free(buffer);
+    }
+    PyBuffer_Release(&sealed);
+    return result;
+}
+
+static void
+siv_key_dealloc(SivKey *self)
+{
+    PyTypeObject *type = Py_TYPE(self);
+    siv_clear(self);
+    type->tp_free((PyObject *)self);
+    Py_DECREF(type);
+}
+
+static PyMethodDef siv_key_methods[] = {
+    {"seal", (PyCFunction)siv_key_seal, METH_O, siv_key_seal_doc},
+    {"open", (PyCFunction)siv_key_open, METH_O, siv_key_open_doc},
+    {NULL, NULL, 0, NULL},
+};
+
+PyDoc_STRVAR(siv_key_doc,
+"SivKey(key)\n--\n\n"
+"One purpose's 64-byte AES-256-SIV key (K1 for S2V's CMAC, K2 for CTR), keyed once over OpenSSL's AES:\n"
+"seal() and open() opaque tokens, and ClickSigner(sealed=True) takes it as its key, so a codec keys its\n"
+"AES once rather than once per message. Not to be shared between threads that run without the GIL.");
+
+static PyType_Slot siv_key_slots[] = {
+    {Py_tp_doc, (void *)siv_key_doc},
+    {Py_tp_init, (void *)siv_key_init},
+    {Py_tp_methods, (void *)siv_key_methods},
+    {Py_tp_dealloc, (void *)siv_key_dealloc},
+    {Py_tp_new, (void *)PyType_GenericNew},
+    {0, NULL},
+};
+
+static PyType_Spec siv_key_spec = {
+    "mailtrack.core._speedups.SivKey",
+    sizeof(SivKey),
+    0,
+    Py_TPFLAGS_DEFAULT | Py_TPFLAGS_IMMUTABLETYPE,
+    siv_key_slots,
+};
 #endif
 
 /* The token for (index, url), or NULL with an exception set. */
@@ -440,9 +666,10 @@ click_sign(ClickSigner *self, PyObject *index, PyObject *url)
     value_len = b64_length(payload_len) + stamp_len;
     sig_len = b64_length(self->size);
 #ifdef MT_SIV
-    if (self->cbc != NULL) { /* sealed: stamp + payload, then tag || ciphertext, then its base64 */
-        Py_ssize_t plain_len = stamp_len + payload_len, sealed_len = MT_SIV_TAG + plain_len;
-        value_len = plain_len + sealed_len;
+    if (self->siv != NULL) { /* sealed: stamp + payload, then tag || ciphertext, then its base64 */
+        /* the buffer: stamp (counted here) + payload, then tag || ciphertext, then its base64 */
+        Py_ssize_t sealed_len = MT_SIV_TAG + stamp_len + payload_len;
+        value_len = stamp_len + sealed_len;
         sig_len = b64_length(sealed_len) - 1; /* (the "+ 1" below) */
     }
 #endif
@@ -457,7 +684,7 @@ click_sign(ClickSigner *self, PyObject *index, PyObject *url)
         }
     }
 #ifdef MT_SIV
-    if (self->cbc != NULL) {
+    if (self->siv != NULL) {
         memcpy(payload, PyBytes_AS_STRING(self->stamp), (size_t)stamp_len);
         payload += stamp_len;
     }
@@ -474,7 +701,7 @@ click_sign(ClickSigner *self, PyObject *index, PyObject *url)
     *p++ = '"';
     memcpy(p, PyBytes_AS_STRING(self->tail), (size_t)PyBytes_GET_SIZE(self->tail));
 #ifdef MT_SIV
-    if (self->cbc != NULL) {
+    if (self->siv != NULL) {
         result = click_seal(self, (unsigned char *)payload - stamp_len, stamp_len + payload_len);
         goto done;
     }
@@ -524,6 +751,9 @@ static int
 click_signer_traverse(ClickSigner *self, visitproc visit, void *arg)
 {
     Py_VISIT(Py_TYPE(self));
+#ifdef MT_SIV
+    Py_VISIT(self->siv);
+#endif
     return 0;
 }
 
@@ -538,9 +768,7 @@ click_signer_dealloc(ClickSigner *self)
     memset(&self->inner, 0, sizeof(self->inner)); /* key material */
     memset(&self->outer, 0, sizeof(self->outer));
 #ifdef MT_SIV
-    if (self->cbc != NULL) {
-        siv_clear(self);
-    }
+    Py_CLEAR(self->siv);
 #endif
     type->tp_free((PyObject *)self);
     Py_DECREF(type);
@@ -551,8 +779,8 @@ PyDoc_STRVAR(click_signer_doc,
 "A compiled twin of the click signer TokenCodec builds for one message: called as\n"
 "signer(link_index, url), it returns the same token. key is the derived HMAC-SHA256 key;\n"
 "head, tail and stamp the UTF-8 bytes around the click's part; size the signature bytes kept.\n"
-"sealed=True (where SIV_AVAILABLE): the opaque format's token instead, key the purpose's 64-byte\n"
-"AES-256-SIV key and stamp the plaintext's lead (header byte and issue time); size is ignored.");
+"sealed=True (where SIV_AVAILABLE): the opaque format's token instead, key the purpose's SivKey (or\n"
+"its 64-byte AES-256-SIV key) and stamp the plaintext's lead (header byte and issue time); size is ignored.");
 
 static PyType_Slot click_signer_slots[] = {
     {Py_tp_doc, (void *)click_signer_doc},

@@ -9,10 +9,12 @@ rewritten output is byte-identical and a batch is reproducible. AES-SIV is the
 standard deterministic authenticated encryption: its synthetic IV is a PRF
 (S2V, an AES-CMAC) of the plaintext, so no nonce is carried, equal inputs give
 equal outputs (which reveals only that two tokens are equal: the same claims)
-and any change to the token fails the 128-bit tag check, which the
-``cryptography`` package makes in constant time. It is not written here:
-``cryptography`` (OpenSSL) does the AES and the tag check; this module only
-derives keys and lays out bytes.
+and any change to the token fails the 128-bit tag check, made in constant
+time. The AES is never written here: it is OpenSSL's, through ``cryptography``
+on the pure path, or through the compiled speedups' ``SivKey`` (which writes
+out only S2V's and CMAC's block bookkeeping, RFC 5297 and RFC 4493, over
+OpenSSL's AES, and compares tags with ``CRYPTO_memcmp``); this module derives
+keys and lays out bytes.
 
 Layout. A token is base64url without padding (``A-Z a-z 0-9 - _``, no ``.``:
 a signed token always holds two dots, so the two formats are told apart by
@@ -48,9 +50,10 @@ which a program that never signs or verifies a token need not pay.
 from __future__ import annotations
 
 import binascii
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
+from mailtrack.core import speedups
 from mailtrack.core.urls import KINDS, TokenKind
 
 __all__ = ["HKDF_SALT", "TAG_SIZE", "OpaqueCipher", "decode", "encode", "pack", "unpack"]
@@ -115,30 +118,59 @@ def derive_key(secret: bytes, salt: str, kind: TokenKind) -> bytes:
 
 
 class OpaqueCipher:
-    """Seals and opens opaque tokens for every purpose with one list of secret keys (oldest first)."""
+    """Seals and opens opaque tokens for every purpose with one list of secret keys (oldest first).
+
+    Two implementations of the same AES-SIV, chosen per call: the compiled
+    speedups' ``SivKey`` (S2V's bookkeeping in C over OpenSSL's AES, keyed once
+    per key and purpose, for every message: a token costs a fraction of a
+    microsecond) when they are built with OpenSSL and switched on, else
+    ``cryptography``'s ``AESSIV`` (which sets its cipher up again for each
+    token). Both give the same bytes: the differential tests seal and open
+    with each. Either is made on first use.
+    """
 
     def __init__(self, secret_keys: Sequence[bytes], salt: str, kinds: Iterable[TokenKind] = KINDS) -> None:
-        from cryptography.hazmat.primitives.ciphers.aead import AESSIV
-
-        #: Per purpose, the newest secret's AES-SIV key: the compiled sealer (``ClickSigner(sealed=True)``) takes it.
-        self.sealing_keys: dict[TokenKind, bytes] = {kind: derive_key(secret_keys[-1], salt, kind) for kind in kinds}
-        #: Per purpose, one AES-SIV per secret key, newest first: the first seals, each opens in turn.
-        self._ciphers: dict[TokenKind, list[Any]] = {
-            kind: [AESSIV(self.sealing_keys[kind] if i == 0 else derive_key(secret, salt, kind))
-                   for i, secret in enumerate(reversed(secret_keys))]
-            for kind in kinds
+        #: Per purpose, one AES-SIV key per secret key, newest first: the first seals, each opens in turn.
+        self.keys: dict[TokenKind, list[bytes]] = {
+            kind: [derive_key(secret, salt, kind) for secret in reversed(secret_keys)] for kind in kinds
         }
-        from cryptography.exceptions import InvalidTag
+        self._pure: dict[TokenKind, list[Any]] = {}
+        self._compiled: dict[TokenKind, list[Any]] = {}
+        self._invalid_tag: type[Exception] | None = None
 
-        self._invalid_tag = InvalidTag
+    def siv_keys(self, kind: TokenKind) -> list[Any] | None:
+        """``kind``'s compiled ``SivKey`` objects, newest first; None where the compiled sealer is off or not built."""
+        compiled = speedups.compiled
+        if compiled is None or not getattr(compiled, "SIV_AVAILABLE", 0):
+            return None
+        keys = self._compiled.get(kind)
+        if keys is None:
+            keys = self._compiled[kind] = [compiled.SivKey(key) for key in self.keys[kind]]
+        return keys
 
-    def sealer(self, kind: TokenKind) -> Any:
-        """The newest key's ``encrypt(plaintext, None) -> tag || ciphertext`` for ``kind`` (bound once per message)."""
-        return self._ciphers[kind][0].encrypt
+    def _ciphers(self, kind: TokenKind) -> list[Any]:
+        """``kind``'s ``cryptography`` AESSIV objects, newest first (the pure path)."""
+        ciphers = self._pure.get(kind)
+        if ciphers is None:
+            from cryptography.exceptions import InvalidTag
+            from cryptography.hazmat.primitives.ciphers.aead import AESSIV
+
+            self._invalid_tag = InvalidTag
+            ciphers = self._pure[kind] = [AESSIV(key) for key in self.keys[kind]]
+        return ciphers
+
+    def sealer(self, kind: TokenKind) -> Callable[[bytes], str]:
+        """The newest key's ``plaintext -> token`` for ``kind`` (bound once per message): :meth:`seal` without lookups."""
+        keys = self.siv_keys(kind)
+        if keys is not None:
+            seal: Callable[[bytes], str] = keys[0].seal
+            return seal
+        encrypt = self._ciphers(kind)[0].encrypt
+        return lambda plaintext: encode(encrypt(plaintext, None))
 
     def seal(self, kind: TokenKind, plaintext: bytes) -> str:
         """The opaque token of ``plaintext`` for ``kind``: the same plaintext always gives the same token."""
-        return encode(self._ciphers[kind][0].encrypt(plaintext, None))
+        return self.sealer(kind)(plaintext)
 
     def open(self, kind: TokenKind, sealed: bytes) -> bytes | None:
         """The plaintext of ``sealed`` (decoded token bytes) under any of ``kind``'s keys, or None if none opens it.
@@ -148,10 +180,17 @@ class OpaqueCipher:
         """
         if len(sealed) <= TAG_SIZE:
             return None
-        for cipher in self._ciphers[kind]:
+        keys = self.siv_keys(kind)
+        if keys is not None:
+            for key in keys:
+                opened: bytes | None = key.open(sealed)
+                if opened is not None:
+                    return opened
+            return None
+        for cipher in self._ciphers(kind):
             try:
                 plaintext: bytes = cipher.decrypt(sealed, None)
-            except self._invalid_tag:
+            except self._invalid_tag:  # type: ignore[misc]  # set by _ciphers()
                 continue
             return plaintext
         return None

@@ -378,10 +378,11 @@ class TokenCodec:
         makes it shorter: a header bit marks it, no character is spent on a
         mark). Compressing before encrypting leaks only how well the claims
         compress, through the token's length, never what they are. The AES
-        is always OpenSSL's: through ``cryptography`` here, or, for clicks on
-        the compiled path, through :meth:`_compiled_click`'s ``ClickSigner``
-        (only S2V's block bookkeeping is C there); the compiled link loop runs
-        either as it runs any signer.
+        is always OpenSSL's: through :class:`~mailtrack.core.opaque.OpaqueCipher`
+        (the compiled ``SivKey`` or ``cryptography``), or, for clicks on the
+        compiled path, through :meth:`_compiled_click`'s ``ClickSigner`` with the
+        codec's ``SivKey`` (only S2V's block bookkeeping is C there); the
+        compiled link loop runs either as it runs any signer.
         """
         plain_lead = opaque.pack(issued_at, b"", compressed=False)
         if kind == "click":
@@ -389,7 +390,6 @@ class TokenCodec:
             if fast is not None:
                 return fast
         seal = self._opaque().sealer(kind)
-        to_token = opaque.encode
         if self.compress:
 
             def sign(raw_payload: str) -> str:
@@ -397,13 +397,13 @@ class TokenCodec:
                 if len(data) > 48:
                     packed = _deflate(data)
                     if len(packed) < len(data):
-                        return to_token(seal(opaque.pack(issued_at, packed, compressed=True), None))
-                return to_token(seal(plain_lead + data, None))
+                        return seal(opaque.pack(issued_at, packed, compressed=True))
+                return seal(plain_lead + data)
 
         else:
 
             def sign(raw_payload: str) -> str:
-                return to_token(seal(plain_lead + raw_payload.encode("utf-8"), None))
+                return seal(plain_lead + raw_payload.encode("utf-8"))
 
         if kind == "click":
             encode_str = json.encoder.encode_basestring
@@ -489,10 +489,13 @@ class TokenCodec:
         except UnicodeEncodeError:
             return None
         if sealed:
-            key, size = self._opaque().sealing_keys["click"], 16
+            siv_keys = self._opaque().siv_keys("click")
+            assert siv_keys is not None  # (SIV_AVAILABLE, checked above)
+            key, size = siv_keys[0], 16
         else:
             assert self._click_key is not None
             key, size = self._click_key, self._size
+        # sealed: the codec's SivKey, keyed once for every message (keying AES per message cost more than its tokens)
         signer: Callable[[int, str], str] = compiled.ClickSigner(key, head_bytes, tail_bytes, stamp, size, sealed=sealed)
         return signer
 

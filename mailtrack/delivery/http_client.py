@@ -13,6 +13,15 @@ read by httptools (llhttp, the parser uvicorn uses; installed with
 host names verified). Redirects are never followed (a redirect is a failed
 delivery: the receiver must give the final URL). An answer's body is read up
 to :data:`MAX_ANSWER` bytes and ignored; a longer one closes its connection.
+
+An answer that has no body (a ``204``, a ``304``: RFC 9112 6.3) ends at its
+head. Bytes after an answer (a sloppy receiver's body for a ``204``, in the
+same packet or a later one) are nobody's answer, so a connection that has
+any, or that the receiver closed, is not reused: the reader counts the bytes
+that arrive, and a connection on which more arrived than its answers read is
+closed when it is taken from the pool, before the next request is written;
+that request goes on another connection. (It failed once with "unreadable
+answer" and was retried: the stray bytes were read as the next answer.)
 """
 
 from __future__ import annotations
@@ -58,20 +67,31 @@ class _Reading:
         self.head_done = False
         self.interim = False
         self.done = False
+        self.after = False  # bytes came after the whole answer: a second message nobody asked for
         self.body = 0
 
+    def on_message_begin(self) -> None:
+        if self.done:
+            self.after = True
+
     def on_header(self, name: bytes, value: bytes) -> None:
-        self.headers[name.decode("latin-1").lower()] = value.decode("latin-1")
+        if not self.after:
+            self.headers[name.decode("latin-1").lower()] = value.decode("latin-1")
 
     def on_headers_complete(self) -> None:
+        if self.after:  # the answer is read: what follows it must not replace its status
+            return
         self.status = int(self.parser.get_status_code())
         self.interim = 100 <= self.status < 200 and self.status != 101
         self.head_done = not self.interim
 
     def on_body(self, body: bytes) -> None:
-        self.body += len(body)
+        if not self.after:
+            self.body += len(body)
 
     def on_message_complete(self) -> None:
+        if self.after:
+            return
         if self.interim:  # a 1xx: the final answer is still to come on this connection
             self.interim = False
             self.headers = {}
@@ -79,9 +99,33 @@ class _Reading:
         self.done = True
 
 
-class _Connection(NamedTuple):
-    reader: asyncio.StreamReader
-    writer: asyncio.StreamWriter
+class _Reader(asyncio.StreamReader):
+    """A stream reader that counts the bytes that arrived, so the pool can tell whether any came while idle."""
+
+    arrived = 0
+
+    def feed_data(self, data: Any) -> None:  # bytes from the transport (typeshed says Iterable[SupportsIndex])
+        self.arrived += len(data)
+        super().feed_data(data)
+
+
+class _Connection:
+    """A connection and how many of the bytes that arrived on it its answers have read."""
+
+    __slots__ = ("reader", "writer", "read")
+
+    def __init__(self, reader: _Reader, writer: asyncio.StreamWriter) -> None:
+        self.reader = reader
+        self.writer = writer
+        self.read = 0
+
+    def reusable(self) -> bool:
+        """Taken from the pool: whether it may carry the next request: open, and nothing arrived on it since its
+        last answer (stray bytes after it, or the receiver's close)."""
+        return not self.writer.is_closing() and not self.reader.at_eof() and self.reader.arrived == self.read
+
+    def close(self) -> None:
+        self.writer.close()
 
 
 class PostClient:
@@ -122,8 +166,8 @@ class PostClient:
         ])
         while self._idle:
             connection = self._idle.pop()
-            if connection.writer.is_closing() or connection.reader.at_eof():
-                connection.writer.close()
+            if not connection.reusable():  # stray bytes after its last answer, or closed: not reused
+                connection.close()
                 continue
             try:
                 return await self._exchange(connection, request, reused=True)
@@ -135,7 +179,7 @@ class PostClient:
         """Close the idle connections."""
         idle, self._idle = self._idle, []
         for connection in idle:
-            connection.writer.close()
+            connection.close()
         for connection in idle:
             try:
                 await asyncio.wait_for(connection.writer.wait_closed(), 1)
@@ -143,11 +187,13 @@ class PostClient:
                 pass
 
     async def _open(self) -> _Connection:
+        loop = asyncio.get_running_loop()
+        reader = _Reader(limit=_MAX_HEAD, loop=loop)
+        protocol = asyncio.StreamReaderProtocol(reader, loop=loop)  # asyncio.open_connection, with our reader
         try:
-            reader, writer = await asyncio.wait_for(
-                asyncio.open_connection(self.host, self.port, ssl=self.tls,
-                                        server_hostname=self.host if self.tls is not None else None,
-                                        limit=_MAX_HEAD),
+            transport, _ = await asyncio.wait_for(
+                loop.create_connection(lambda: protocol, self.host, self.port, ssl=self.tls,
+                                       server_hostname=self.host if self.tls is not None else None),
                 self.timeout)
         except asyncio.TimeoutError:
             raise PostFailed(f"timed out: no connection within {self.timeout:g} s") from None
@@ -155,7 +201,7 @@ class PostClient:
             raise PostFailed(f"TLS failed: {exc.reason or exc}") from None
         except OSError as exc:
             raise PostFailed(f"cannot connect: {exc.strerror or exc}") from None
-        return _Connection(reader, writer)
+        return _Connection(reader, asyncio.StreamWriter(transport, protocol, reader, loop))
 
     async def _exchange(self, connection: _Connection, request: bytes, *, reused: bool) -> Answer:
         """Write ``request`` and read its answer, all within ``timeout`` seconds in total (an answer dribbled a
@@ -197,7 +243,8 @@ class PostClient:
                     raise PostFailed(f"the answer's head is longer than {_MAX_HEAD} bytes")
                 if reading.head_done and reading.body > MAX_ANSWER:
                     break  # enough: the status is known; the connection is not reused
-            keep = reading.done and parser.should_keep_alive() and len(self._idle) < self.limit
+            keep = (reading.done and not reading.after and parser.should_keep_alive()
+                    and len(self._idle) < self.limit)
             return Answer(reading.status, reading.headers)
         except asyncio.TimeoutError:
             if reading.head_done:  # the status is known, only the body is late: it stands, the connection goes
@@ -209,9 +256,10 @@ class PostClient:
             raise PostFailed(f"connection failed: {exc.strerror or exc}") from None
         finally:
             if keep:
+                connection.read += received
                 self._idle.append(connection)
             else:
-                connection.writer.close()
+                connection.close()
 
 
 class _Stale(Exception):

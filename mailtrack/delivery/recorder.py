@@ -82,7 +82,10 @@ class RecorderHealth:
     spool could take, held in memory (not safe from a crash). ``lost``:
     answered events never stored nor spooled since this recorder started.
     ``queued``: events waiting for the writer now. ``last_error``: the last
-    store or spool failure, for the operator.
+    store or spool failure, for the operator. ``oldest_wait``: seconds the
+    event waiting longest for the writer has waited (0.0 when none waits): a
+    writer that makes no progress (stopped, blocked on a lock) shows here
+    while the store itself may be fine, before any write failed.
     """
 
     store_ok: bool
@@ -95,6 +98,7 @@ class RecorderHealth:
     lost: int
     queued: int
     last_error: str | None
+    oldest_wait: float = 0.0
 
     @property
     def ok(self) -> bool:
@@ -113,10 +117,11 @@ class _Waiter:
     the writer resolves (one wake-up of each loop per batch) instead of a thread waiting on ``done``.
     """
 
-    __slots__ = ("done", "event", "future", "loop", "result")
+    __slots__ = ("done", "event", "future", "loop", "result", "since")
 
     def __init__(self, event: TrackingEvent, loop: asyncio.AbstractEventLoop | None = None,
                  future: asyncio.Future[TrackingEvent] | None = None) -> None:
+        self.since = time.monotonic()  # when it began to wait for the writer (health's oldest_wait)
         self.event = event
         self.result = event
         self.done = threading.Event() if future is None else None  # a thread waits on it; a coroutine on its future
@@ -245,6 +250,16 @@ class _Lane(asyncio.Protocol):
         """Events of this lane not yet answered (sent or not): part of the recorder's ``queued``."""
         return len(self.pending) + sum(map(len, list(self.inflight)))  # list(): one step, safe from another thread
 
+    def oldest(self) -> float | None:
+        """When this lane's longest-waiting event began to wait (None: none waits); from any thread."""
+        for batch in (*list(self.inflight), self.pending):  # the oldest first (sent in order)
+            if batch:
+                try:
+                    return batch[0].since
+                except IndexError:  # taken meanwhile by the loop
+                    continue
+        return None
+
     def leftovers(self) -> list[_Waiter]:
         """What this lane holds unanswered, taken from it (for :meth:`Recorder.close`)."""
         waiting = [waiter for batch in self.inflight for waiter in batch] + self.pending
@@ -359,6 +374,7 @@ class Recorder:
         self._accepting = threading.Lock()  # record() enqueues and close() stops the writer under it: nothing is left behind
         self._recovered = threading.Event()  # set once the start-up recovery of earlier spools has run
         self._queue: queue.SimpleQueue[_Waiter | None] = queue.SimpleQueue()
+        self._writing: list[_Waiter] | None = None  # the batch the writer thread is writing now (health)
         self._fanout: queue.SimpleQueue[TrackingEvent | None] = queue.SimpleQueue()
         self._writer = threading.Thread(target=self._writer_loop, name="mailtrack-writer", daemon=True)
         self._threads = [
@@ -518,12 +534,14 @@ class Recorder:
                     stop = True
                     break
                 batch.append(item)
+            self._writing = batch
             try:
                 self._write(batch, keep_in_memory=True)
             except Exception:  # never let this thread die; _write has its own guards, this is the last one
                 log.exception("mailtrack: the event writer failed on %d event(s)", len(batch))
                 self._lose([waiter.event for waiter in batch], "the event writer failed (see the traceback)")
             finally:
+                self._writing = None
                 _wake(batch)
             if stop:
                 return
@@ -640,9 +658,21 @@ class Recorder:
             spool_full=self._spool_full or (self.spool.max_bytes is not None and used >= self.spool.max_bytes),
             memory_events=len(self._pending),
             lost=lost,
-            queued=self._queue.qsize() + (self._lane.waiting() if self._lane is not None else 0),
+            queued=self._queue.qsize() + len(self._writing or ()) + (self._lane.waiting() if self._lane else 0),
             last_error=self._last_error,
+            oldest_wait=self._oldest_wait(),
         )
+
+    def _oldest_wait(self) -> float:
+        """Seconds the event waiting longest for the writer (thread or event-loop lane) has waited; 0.0: none."""
+        starts = []
+        writing, lane = self._writing, self._lane
+        if writing:
+            starts.append(writing[0].since)
+        oldest = lane.oldest() if lane is not None else None
+        if oldest is not None:
+            starts.append(oldest)
+        return max(0.0, time.monotonic() - min(starts)) if starts else 0.0
 
     # -- background work --------------------------------------------------------------
     def _retry_loop(self) -> None:

@@ -28,10 +28,10 @@ from collections.abc import Awaitable, Callable, MutableMapping
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from mailtrack.http.messages import MAX_BODY, Request, Response, too_large
+from mailtrack.http.messages import MAX_BODY, Request, Response, routed_path, too_large
 from mailtrack.http.wsgi import WsgiApp
 
-__all__ = ["AsgiApp", "LOOP_KINDS"]
+__all__ = ["CLIENT_GONE", "CLIENT_CLOSED", "AsgiApp", "LOOP_KINDS"]
 
 Scope = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
@@ -41,6 +41,13 @@ Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]
 LOOP_KINDS = frozenset({"open", "click"})
 #: Paths the API handlers may claim: never taken for the loop's fast path, whatever the tracker's base path.
 _API_PREFIXES = ("/v3", "/v1", "/apiv2", "/dashboard", "/healthz", "/openapi.json")
+#: The scope extension by which ``mailtrack serve``'s server tells whether a request's client is gone (closed its
+#: connection) before its answer is written: ``scope["extensions"][CLIENT_GONE]["gone"]()``. ASGI's own way (a
+#: ``receive()`` kept waiting beside the commit) would cost a task per pixel.
+CLIENT_GONE = "mailtrack.client_gone"
+#: The status the access log gives a request whose client closed the connection before its answer was written
+#: (nginx's ``499``): the answer was made (a pixel's or click's event is stored) but nobody received it.
+CLIENT_CLOSED = 499
 _TOO_LARGE = f"the request body is larger than {MAX_BODY} bytes"
 
 
@@ -65,17 +72,21 @@ class AsgiApp:
         try:
             response = await self._respond(scope, receive, method, path)
         except asyncio.CancelledError:
+            if _client_gone(scope):  # the server closed the connection (a forced stop): nobody to answer, no error
+                return  # a pixel's or click's event stays queued for the writer (Recorder.record_async)
             raise
         except Exception:  # a bug, or a stored value the code did not expect: a 500, never a hung request
             response = self.app.internal_error(method, path)
         headers = [(name.encode("latin-1"), value.encode("latin-1")) for name, value in response.safe_headers]
+        gone = self.app.access_log and _client_gone(scope)  # before the answer is written: it will never arrive
         await send({"type": "http.response.start", "status": response.status, "headers": headers})
         # HEAD: the headers of the GET, never a body (one would desynchronize a keep-alive connection).
         await send({"type": "http.response.body", "body": b"" if method == "HEAD" else response.body})
         if self.app.access_log:
             client = scope.get("client")
-            self.app.log_access(client[0] if client else None, method, path, bool(scope.get("query_string")), response,
-                       time.perf_counter() - started, _header(scope, b"user-agent"))
+            logged = Response(CLIENT_CLOSED, []) if gone else response
+            self.app.log_access(client[0] if client else None, method, path, bool(scope.get("query_string")), logged,
+                                time.perf_counter() - started, _header(scope, b"user-agent"))
 
     async def _respond(self, scope: Scope, receive: Receive, method: str, path: str) -> Response:
         headers: dict[str, str] = {}
@@ -109,14 +120,17 @@ class AsgiApp:
         return kind in LOOP_KINDS
 
     async def _lifespan(self, receive: Receive, send: Send) -> None:
-        while True:
-            message = await receive()
-            if message["type"] == "lifespan.startup":
-                await send({"type": "lifespan.startup.complete"})
-            elif message["type"] == "lifespan.shutdown":
-                self._executor.shutdown(wait=True)
-                await send({"type": "lifespan.shutdown.complete"})
-                return
+        try:
+            while True:
+                message = await receive()
+                if message["type"] == "lifespan.startup":
+                    await send({"type": "lifespan.startup.complete"})
+                elif message["type"] == "lifespan.shutdown":
+                    self._executor.shutdown(wait=True)
+                    await send({"type": "lifespan.shutdown.complete"})
+                    return
+        except asyncio.CancelledError:  # a forced stop (a second Ctrl-C): no shutdown comes; not an error to log
+            self._executor.shutdown(wait=False, cancel_futures=True)
 
     def close(self) -> None:
         """Let the thread pool's requests finish and stop its threads (the server's lifespan does it too)."""
@@ -124,10 +138,11 @@ class AsgiApp:
 
 
 def text_path(scope: Scope) -> str:
-    """The request path as text, decoded as the WSGI app decodes ``PATH_INFO`` (percent-decoded UTF-8)."""
+    """The request path as text, decoded as the WSGI app decodes ``PATH_INFO`` (percent-decoded UTF-8), leading
+    slashes as one (:func:`~mailtrack.http.messages.routed_path`: ``//healthz`` was a 404 here, a 200 on waitress)."""
     root = str(scope.get("root_path", ""))
     path = str(scope.get("path", ""))
-    return root + path if root and not path.startswith(root) else path
+    return routed_path(root + path if root and not path.startswith(root) else path)
 
 
 async def _body(receive: Receive) -> bytes | None:
@@ -146,6 +161,13 @@ async def _body(receive: Receive) -> bytes | None:
         if not message.get("more_body", False):
             break
     return b"".join(chunks)
+
+
+def _client_gone(scope: Scope) -> bool:
+    """Whether the server says the request's client closed its connection (see :data:`CLIENT_GONE`); False under a
+    server that does not say."""
+    extension = scope.get("extensions", {}).get(CLIENT_GONE)
+    return bool(extension is not None and extension["gone"]())
 
 
 def _header(scope: Scope, name: bytes) -> str:

@@ -21,6 +21,9 @@ clients are cut off by time, never good ones by count:
   joins a long header piece by piece, so one client sending gigabytes of a
   head (or of a chunked body's trailer) kept the loop copying them and every
   other client waiting;
+* a request URL up to the head limit (uvicorn answered ``400`` from 64 KiB:
+  ``httptools.parse_url`` keeps offsets in 16 bits), past it a ``431`` as
+  on waitress (see :data:`HEAD_BYTES`);
 * a refusal (400, 431) answers the request it refuses, after the answers owed
   to the requests pipelined before it (uvicorn wrote it at once, in place of
   theirs); an ``Upgrade`` request is answered as any other and the bytes
@@ -30,9 +33,16 @@ clients are cut off by time, never good ones by count:
   uvicorn held such a connection for ever, and a stop for its whole grace;
 * the open-file limit raised to its hard limit, so thousands of idle
   connections fit (an idle connection costs a socket and a few KB, no thread);
+* the scope's ``mailtrack.client_gone`` extension, so the access log says
+  ``499`` for a request whose client left before its answer was written;
 * SIGTERM/SIGINT: stop accepting, answer the requests in flight (at most
   ``grace`` seconds), close the idle connections, return, so the caller
-  closes the recorder (every answered event is committed or spooled).
+  closes the recorder (every answered event is committed or spooled);
+* a second Ctrl-C (uvicorn's forced exit) closes the connections of the
+  requests still in flight without an answer and says so in one log line
+  (uvicorn answered each with a ``500`` and logged a traceback per request);
+  their events stay queued for the writer, which the caller's close of the
+  recorder writes or spools.
 
 ``X-Forwarded-For`` is left to the endpoints (``--trusted-proxy``): uvicorn's
 own proxy-header handling is off. Pinned to uvicorn's documented ``Config``
@@ -44,21 +54,27 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import importlib.util
+import logging
 import socket
 import urllib.parse
 from collections.abc import Iterator, Sequence
 from typing import Any
 
+from mailtrack.http.asgi import CLIENT_GONE
 from mailtrack.http.messages import MAX_BODY, Response
 from mailtrack.http.server import IDLE_SECONDS, REQUEST_SECONDS, Refusal, raise_file_limit
 
 __all__ = ["FLUSH_SECONDS", "HEAD_BYTES", "LoopServer", "available", "bind", "create"]
+
+log = logging.getLogger("mailtrack")
 
 #: Bytes a request's head (request line and headers) may have, as in waitress: past it, a 431 and the connection
 #: closed (httptools has no limit and joins a header value piece by piece: a head of gigabytes, the loop copying
 #: it, every other client waiting). Counted from the packet after the one the head began in, so a head is cut
 #: off at most one read (256 KiB) past this, and never before.
 HEAD_BYTES = 262_144
+#: The longest URL ``httptools.parse_url`` takes (its offsets are 16-bit): a longer one is split here instead.
+_PARSE_URL_MAX = 65_535
 #: Stopping, seconds an answer's output may make no progress (a client that does not read) before it is dropped.
 FLUSH_SECONDS = 1.0
 
@@ -137,6 +153,42 @@ def _server_class() -> type:
                 yield
                 self._captured_signals.clear()  # before uvicorn's own exit code raises them again
 
+        async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+            """uvicorn's; the requests still in flight when the stop cannot wait for them are closed without an
+            answer, in one log line: after a forced exit (a second Ctrl-C), and when the grace runs out (just
+            before uvicorn would cancel them). uvicorn answered each with a ``500`` and logged a traceback."""
+            grace = self.config.timeout_graceful_shutdown
+            # uvicorn starts its grace 0.1 s into the shutdown: ours ends a little before it
+            watchdog = (asyncio.get_running_loop().call_later(max(0.0, grace - 0.2), self._grace_ran_out)
+                        if grace is not None and not self.force_exit else None)
+            try:
+                await super().shutdown(sockets=sockets)
+            finally:
+                if watchdog is not None:
+                    watchdog.cancel()
+            if self.force_exit:
+                log.warning("mailtrack: stopped at once (a second Ctrl-C): %d request(s) in flight closed without an "
+                            "answer; their events are still written or spooled", self._close_in_flight())
+
+        def _close_in_flight(self) -> int:
+            closed = 0
+            for connection in list(self.server_state.connections):  # ours all (DeadlineProtocol)
+                close_in_flight = getattr(connection, "close_in_flight", None)
+                if close_in_flight is not None:
+                    closed += int(close_in_flight())
+            return closed
+
+        def _grace_ran_out(self) -> None:
+            """The stop's grace is over: close what is in flight, then cancel it (marked disconnected first, so the
+            app returns quietly and uvicorn writes no ``500``); uvicorn then finds nothing left to cancel."""
+            if self.force_exit:
+                return
+            closed = self._close_in_flight()
+            for task in list(self.server_state.tasks):
+                task.cancel()
+            log.warning("mailtrack: the stop's grace (%s s) ran out: %d request(s) in flight closed without an answer; "
+                        "their events are still written or spooled", self.config.timeout_graceful_shutdown, closed)
+
     return Server
 
 
@@ -193,8 +245,11 @@ def _protocol_class() -> type:
                     offset = int(upgrade.args[0]) if upgrade.args else 0
                     data = data[offset:] if 0 < offset < len(data) else b""
                     continue
-                except httptools.HttpParserError:
-                    self.send_400_response("Invalid HTTP request received.")
+                except httptools.HttpParserError as error:
+                    if isinstance(error.__context__, _HeadTooLong):  # raised by on_url: the parser stopped there
+                        self._refuse(431, f"the request's head is longer than {HEAD_BYTES} bytes")
+                    else:
+                        self.send_400_response("Invalid HTTP request received.")
                     return
                 break
             if self._arriving and self._messages == messages and self._refusal is None:
@@ -214,9 +269,35 @@ def _protocol_class() -> type:
                 self._arriving = True
                 self._arm(REQUEST_SECONDS)
 
+        def on_url(self, url: bytes) -> None:
+            if len(self.url) + len(url) > HEAD_BYTES:  # the URL alone is over the head limit: a 431, as waitress
+                raise _HeadTooLong  # stops the parser: nothing after it is read as a request
+            super().on_url(url)
+
         def on_headers_complete(self) -> None:
+            """uvicorn's, for a URL of any length up to the head limit: ``httptools.parse_url`` refuses one past
+            64 KiB (16-bit offsets), which uvicorn answered with a 400; such a URL is split here instead."""
             self._in_head = False
+            url = self.url
+            if len(url) <= _PARSE_URL_MAX:
+                super().on_headers_complete()
+                self._tell_client_gone()
+                return
+            self.url = b"/"  # parsed by uvicorn in its place; the scope then gets the real path and query
             super().on_headers_complete()
+            self.url = url
+            path, query = _split_target(url)
+            self.scope["path"] = self.root_path + (urllib.parse.unquote(path) if "%" in path else path)
+            self.scope["raw_path"] = self.root_path.encode("ascii") + path.encode("ascii")
+            self.scope["query_string"] = query
+            self._tell_client_gone()
+
+        def _tell_client_gone(self) -> None:
+            """The scope's :data:`~mailtrack.http.asgi.CLIENT_GONE` extension for the request just read: its client
+            closed the connection (uvicorn marks the request disconnected; a pipelined request's transport closes)."""
+            cycle, transport = self.cycle, self.transport
+            self.scope.setdefault("extensions", {})[CLIENT_GONE] = {
+                "gone": lambda: cycle.disconnected or transport.is_closing()}
 
         def on_body(self, body: bytes) -> None:
             self._body_bytes += len(body)
@@ -264,6 +345,21 @@ def _protocol_class() -> type:
             super().shutdown()
             self._unwatch_output()
             self._watch_output()
+
+        def close_in_flight(self) -> int:
+            """A forced stop: the requests of this connection without a complete answer get none (marked
+            disconnected: the app returns quietly when cancelled, uvicorn writes no ``500``), the connection is
+            closed once the answers already written are out. How many requests that left unanswered."""
+            cycles = [entry[0] for entry in self.pipeline]
+            if self._running is not None:
+                cycles.append(self._running)
+            open_cycles = [cycle for cycle in cycles if not cycle.response_complete]
+            for cycle in open_cycles:
+                cycle.disconnected = True
+                cycle.message_event.set()
+            if not self.transport.is_closing():
+                self.transport.close()
+            return len(open_cycles)
 
         def _watch_output(self) -> None:
             if self._output_watch is None and self.transport.get_write_buffer_size():
@@ -347,3 +443,19 @@ def _protocol_class() -> type:
 
     _PROTOCOL = DeadlineProtocol
     return _PROTOCOL
+
+
+class _HeadTooLong(Exception):
+    """Raised from the parser's URL callback: the request line alone passes :data:`HEAD_BYTES`."""
+
+
+def _split_target(url: bytes) -> tuple[str, bytes]:
+    """A request target's path (ASCII, not yet percent-decoded) and query, as ``httptools.parse_url`` gives them,
+    for a target too long for it. Origin form (``/path?query``) as it is; absolute form (``http://host/path``)
+    without its scheme and authority; the fragment (never sent by clients) dropped."""
+    target = url.split(b"#", 1)[0]
+    if not target.startswith(b"/"):
+        parts = urllib.parse.urlsplit(target)
+        target = (parts.path or b"/") + (b"?" + parts.query if parts.query else b"")
+    path, _, query = target.partition(b"?")
+    return path.decode("ascii"), query  # not ASCII: raised, a 400, as uvicorn does for a short URL

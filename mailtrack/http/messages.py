@@ -11,10 +11,21 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-__all__ = ["MAX_BODY", "Request", "Response", "too_large"]
+__all__ = ["MAX_BODY", "Request", "Response", "routed_path", "too_large"]
 
 #: Request bodies above this many bytes are refused unread (an unsubscribe POST is a few dozen).
 MAX_BODY = 64 * 1024
+
+
+def routed_path(path: str) -> str:
+    """``path`` with a run of leading slashes as one (``//healthz`` is ``/healthz``), as waitress gives
+    ``PATH_INFO``: so every server routes a request alike (uvicorn, gunicorn and others pass ``//`` through).
+
+    Only the path's start: ``/a//b`` is left alone (a token may hold anything). Safe because a request path is
+    only ever matched against our own routes, never echoed into a ``Location``: ``//evil.com/x`` becomes the
+    path ``/evil.com/x``, which no route takes (a 404), never a redirect to ``evil.com``.
+    """
+    return "/" + path.lstrip("/") if path.startswith("//") else path
 
 
 @dataclass(frozen=True)

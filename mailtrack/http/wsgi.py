@@ -18,7 +18,7 @@ from typing import Any
 from mailtrack.delivery.privacy import Privacy
 from mailtrack.http.auth import error
 from mailtrack.http.endpoints import Endpoints
-from mailtrack.http.messages import MAX_BODY, Request, Response, too_large
+from mailtrack.http.messages import MAX_BODY, Request, Response, routed_path, too_large
 from mailtrack.http.v2_api import PREFIX as V2_PREFIX
 from mailtrack.http.v2_api import refusal as v2_refusal
 
@@ -104,7 +104,7 @@ class WsgiApp:
 
     def respond(self, environ: dict[str, Any]) -> Response:
         """The answer to one request: an API's, else the tracking endpoints'; bodies over MAX_BODY get a 413."""
-        path = text(environ.get("SCRIPT_NAME", "") + environ.get("PATH_INFO", ""))
+        path = routed_path(text(environ.get("SCRIPT_NAME", "") + environ.get("PATH_INFO", "")))
         refused = too_large(environ.get("CONTENT_LENGTH"))
         if refused is not None:
             return self.refusal(path, 413, _TOO_LARGE) or refused

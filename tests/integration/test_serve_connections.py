@@ -9,6 +9,8 @@ timing assertion; the latencies seen are printed.
 
 from __future__ import annotations
 
+import contextlib
+import json
 import os
 import signal
 import socket
@@ -24,7 +26,9 @@ from support.helpers import asgi_lifespan, serving, wait_until
 from test_serve_http import Server
 
 from mailtrack.http import server as holding
+from mailtrack.http.pages import GIF
 
+GIF_END = GIF[-8:]
 GUARD = 5.0  # seconds a fresh client may wait before the test calls it locked out (the goal is well under 1 s)
 
 
@@ -174,6 +178,66 @@ def test_serve_stops_on_sigterm_with_two_thousand_connections_open(tmp_path: Pat
         server.stop()
 
 
+@pytest.mark.timeout(120)
+def test_a_second_ctrl_c_stops_at_once_without_a_500_or_a_traceback_per_request(tmp_path: Path) -> None:
+    """uvicorn's forced exit (SIGINT twice) cancelled each request in flight: each got a 500 and logged a
+    traceback. Now they are closed without an answer (or answered, if their commit came first), one log line says
+    so, the exit status is 0, and every event is stored: a request waiting for its commit left it queued. The
+    writer child is stopped (SIGSTOP) so the requests are surely in flight when the second SIGINT comes."""
+    from test_serve_durable import writer_children
+
+    server = Server(tmp_path / "events.sqlite", tmp_path / "logs")
+    answers: dict[int, bytes] = {}
+
+    def request(number: int) -> None:
+        with socket.create_connection(("127.0.0.1", server.port), timeout=60) as conn:
+            conn.sendall(f"GET {_pixel_path(f'<forced-{number}@x>')} HTTP/1.1\r\nHost: t\r\n\r\n".encode())
+            data = b""
+            try:
+                while chunk := conn.recv(65536):
+                    data += chunk
+                    if data.endswith(GIF_END):  # answered (keep-alive: the server does not close)
+                        break
+            except ConnectionResetError:
+                pass
+            answers[number] = data
+
+    def refused() -> bool:
+        try:
+            socket.create_connection(("127.0.0.1", server.port), timeout=GUARD).close()
+        except OSError:
+            return True
+        return False
+
+    try:
+        assert server.get("/healthz").status == 200
+        (child,) = wait_until(lambda: writer_children(server.pid), timeout=30, what="the writer process")
+        os.kill(child, signal.SIGSTOP)
+        try:
+            clients = [threading.Thread(target=request, args=(number,)) for number in range(5)]
+            for client in clients:
+                client.start()
+            wait_until(lambda: _health(server)[1]["writer"]["queued"] >= 5, timeout=30, what="five requests waiting")
+            server.proc.send_signal(signal.SIGINT)
+            wait_until(refused, timeout=30, what="the first Ctrl-C to stop the listening")
+            server.proc.send_signal(signal.SIGINT)  # the second: stop at once
+        finally:
+            os.kill(child, signal.SIGCONT)
+        for client in clients:
+            client.join(60)
+        assert server.proc.wait(60) == 0
+        stderr = server.stderr()
+        assert "Traceback" not in stderr and "Exception in ASGI" not in stderr, stderr
+        assert stderr.count("stopped at once") == 1, stderr
+        assert sorted(answers) == list(range(5))
+        for data in answers.values():
+            assert data == b"" or (data.startswith(b"HTTP/1.1 200 ") and data.endswith(GIF_END)), data[:100]
+        with sqlite3.connect(tmp_path / "events.sqlite") as db:
+            assert db.execute("SELECT count(*) FROM events").fetchone() == (5,)  # nothing answered (or not) lost
+    finally:
+        server.stop()
+
+
 # -- /healthz and the access log -----------------------------------------------------------------
 
 def test_healthz_reports_the_store_the_spool_and_the_webhook_backlog(tmp_path: Path) -> None:
@@ -187,10 +251,91 @@ def test_healthz_reports_the_store_the_spool_and_the_webhook_backlog(tmp_path: P
         assert reply.header("Cache-Control") == "no-store"
         body = json.loads(reply.body)
         assert body == {"status": "ok", "store": {"ok": True, "error": None},
+                        "writer": {"ok": True, "error": None, "queued": 0, "oldest_wait": 0.0, "stalled": False},
                         "spool": {"events": 0, "bytes": 0, "full": False}, "webhooks": {"backlog": 0}, "lost": 0}
         head = server.request("HEAD", "/healthz")
         assert head.status == 200 and head.body == b""
         assert server.request("POST", "/healthz", body=b"").status == 405
+    finally:
+        server.stop()
+
+
+def _pixel_path(message_id: str) -> str:
+    from support.helpers import make_tracker
+
+    rewritten = make_tracker().rewrite_html("<p>hi</p>", message_id=message_id, recipient="ann@example.com")
+    assert rewritten.pixel is not None
+    return rewritten.pixel.html.split('src="', 1)[1].split('"', 1)[0].split("example.com", 1)[1]
+
+
+def _health(server: Server) -> tuple[int, dict[str, Any]]:
+    reply = server.get("/healthz")
+    return reply.status, json.loads(reply.body)
+
+
+@pytest.mark.timeout(120)
+@pytest.mark.parametrize("writer", ["process", "thread"])
+def test_healthz_tells_a_writer_refused_by_a_lock_from_an_unreachable_store(tmp_path: Path, writer: str) -> None:
+    """Another process holds SQLite's write lock: the writer's writes fail (busy timeout) and the events are
+    spooled, but the store answers reads. /healthz said ``store.ok: false``, as for a store that is gone; now
+    the store is reachable and the writer is what fails (``degraded``, still 200: nothing is lost)."""
+    server = Server(tmp_path / "events.sqlite", tmp_path / "logs", "--writer", writer)
+    try:
+        assert server.get(_pixel_path("<before-lock@x>")).status == 200
+        locker = sqlite3.connect(tmp_path / "events.sqlite", isolation_level=None, timeout=1)
+        locker.execute("BEGIN IMMEDIATE")  # the write lock, held elsewhere (WAL: reads go on)
+        try:
+            assert server.get(_pixel_path("<during-lock@x>")).status == 200  # answered once spooled
+            status, body = _health(server)
+            assert status == 200 and body["status"] == "degraded", body
+            assert body["store"] == {"ok": True, "error": None}, body
+            assert body["writer"]["ok"] is False and "locked" in body["writer"]["error"], body
+            assert str(tmp_path) not in json.dumps(body) and "<hidden>" in body["writer"]["error"], body  # no paths
+            assert body["spool"]["bytes"] > 0 and body["lost"] == 0, body
+        finally:
+            locker.execute("ROLLBACK")
+            locker.close()
+        wait_until(lambda: _health(server)[1]["status"] == "ok", timeout=60, what="the spool to drain")
+        status, body = _health(server)
+        assert status == 200 and body["writer"]["ok"] is True and body["writer"]["error"] is None, body
+    finally:
+        server.stop()
+
+
+@pytest.mark.timeout(120)
+def test_healthz_shows_a_stopped_writer_stalling_while_the_store_is_reachable(tmp_path: Path) -> None:
+    """The writer child stopped (SIGSTOP: a hung disk, a debugger): requests wait for it. /healthz showed nothing
+    until a write failed, and then an unreachable store; now the store is reachable and the writer's backlog and
+    its oldest wait show, ``stalled`` past STALL_SECONDS (``degraded``, 200: the requests spool their events
+    themselves after the recorder's write timeout, so nothing is lost)."""
+    from test_serve_durable import writer_children
+
+    from mailtrack.storage.sqlite import SQLiteStore
+
+    server = Server(tmp_path / "events.sqlite", tmp_path / "logs")
+    try:
+        assert server.get("/healthz").status == 200
+        (child,) = wait_until(lambda: writer_children(server.pid), timeout=30, what="the writer process")
+        os.kill(child, signal.SIGSTOP)
+        answers: list[int] = []
+        try:
+            request = threading.Thread(target=lambda: answers.append(server.get(_pixel_path("<stalled@x>")).status))
+            request.start()
+            status, body = wait_until(lambda: (lambda answer: answer if answer[1]["writer"]["stalled"] else None)(
+                _health(server)), timeout=60, what="the writer to show as stalled")
+            assert status == 200 and body["status"] == "degraded", body
+            assert body["store"] == {"ok": True, "error": None}, body
+            assert body["writer"]["queued"] >= 1 and body["writer"]["oldest_wait"] > 0, body
+        finally:
+            os.kill(child, signal.SIGCONT)
+        request.join(60)
+        assert answers == [200]
+        wait_until(lambda: _health(server)[1]["status"] == "ok", timeout=60, what="the writer to catch up")
+        store = SQLiteStore(tmp_path / "events.sqlite")
+        try:
+            assert len(wait_until(lambda: store.events(message_id="<stalled@x>"), timeout=30)) == 1
+        finally:
+            store.close()
     finally:
         server.stop()
 
@@ -245,6 +390,48 @@ def test_access_log_is_off_by_default_and_never_shows_a_whole_token_or_query(tmp
         loud.stop()
 
 
+@pytest.mark.timeout(120)
+def test_access_log_says_499_for_a_client_that_left_while_its_event_was_committed(tmp_path: Path) -> None:
+    """A pixel request waits for its event's commit before it is answered; a client that closes meanwhile gets no
+    answer. The access log said ``200 43`` (nobody received it); it says ``499`` (nginx's "client closed the
+    request"), and the event is stored once all the same. The writer child is stopped (SIGSTOP) so the commit
+    waits; the server closing its side proves it saw the client leave before the child goes on."""
+    from support.helpers import make_tracker
+    from test_serve_durable import writer_children
+
+    from mailtrack.storage.sqlite import SQLiteStore
+
+    rewritten = make_tracker().rewrite_html("<p>hi</p>", message_id="<gone@x>", recipient="ann@example.com")
+    assert rewritten.pixel is not None
+    path = rewritten.pixel.html.split('src="', 1)[1].split('"', 1)[0].split("example.com", 1)[1]
+    server = Server(tmp_path / "events.sqlite", tmp_path / "logs", "--access-log")
+    try:
+        assert server.get("/healthz").status == 200
+        (child,) = wait_until(lambda: writer_children(server.pid), timeout=30, what="the writer process")
+        os.kill(child, signal.SIGSTOP)
+        try:
+            with socket.create_connection(("127.0.0.1", server.port), timeout=30) as conn:
+                conn.sendall(f"GET {path} HTTP/1.1\r\nHost: t\r\n\r\n".encode())
+                conn.shutdown(socket.SHUT_WR)  # the client leaves while its event waits for the stopped writer
+                assert conn.recv(65536) == b""  # the server saw it go and closed its side: no answer was written
+        finally:
+            os.kill(child, signal.SIGCONT)
+        line = wait_until(lambda: [entry for entry in server.stderr().splitlines()
+                                   if "mailtrack.access" in entry and '"GET /o/' in entry],
+                          timeout=30, what="the pixel's access log line")[0]
+        assert '" 499 0 ' in line, line
+        store = SQLiteStore(tmp_path / "events.sqlite")
+        try:
+            events = wait_until(lambda: store.events(message_id="<gone@x>"), timeout=30, what="the event stored")
+            assert len(events) == 1 and events[0].event_type == "opened"
+        finally:
+            store.close()
+        assert server.get(path).status == 200  # a client that stays gets its answer, logged as sent
+        wait_until(lambda: server.stderr().count('" 200 43 ') >= 1, timeout=30, what="the answered line")
+    finally:
+        server.stop()
+
+
 # -- the event-loop server (uvicorn, mailtrack serve's default) ---------------------------------------------------
 
 def _slow_asgi(delay: float) -> Any:
@@ -288,6 +475,57 @@ def test_loop_server_stop_answers_the_request_in_flight_then_returns_at_once() -
         assert returned[0] - answered < 5  # a hang guard; the goal (well under 1 s) is printed
         with pytest.raises(OSError):
             socket.create_connection(("127.0.0.1", port), timeout=2).sendall(b"GET / HTTP/1.1\r\n\r\n")
+    finally:
+        server.stop()
+        runner.join(10)
+        server.close()
+
+
+@pytest.mark.timeout(60)
+def test_when_the_stops_grace_runs_out_requests_in_flight_are_closed_without_a_500(caplog: Any) -> None:
+    """A request still waiting when the grace ends (its event's commit and spool both stuck) was cancelled by
+    uvicorn: a 500 and a traceback each. Now the connection is closed without an answer, one line says so, and
+    the app (as AsgiApp does) sees its client gone and returns quietly."""
+    import asyncio
+
+    from mailtrack.http import loop_server
+    from mailtrack.http.asgi import _client_gone
+
+    async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] == "lifespan":
+            await asgi_lifespan(receive, send)
+            return
+        if scope["path"] == "/stuck":
+            try:
+                await asyncio.Event().wait()  # a commit that never comes
+            except asyncio.CancelledError:
+                if _client_gone(scope):
+                    return
+                raise
+        await send({"type": "http.response.start", "status": 200,
+                    "headers": [(b"content-type", b"text/plain"), (b"content-length", b"4")]})
+        await send({"type": "http.response.body", "body": b"done"})
+
+    server = loop_server.create(app, host="127.0.0.1", port=0, grace=1)
+    port = server.effective_port
+    runner = threading.Thread(target=server.run)
+    runner.start()
+    try:
+        wait_until(lambda: pixel(port)[0] == b"HTTP/1.1 200 OK", timeout=10, what="the loop server to answer")
+        with socket.create_connection(("127.0.0.1", port), timeout=GUARD) as conn:
+            conn.sendall(b"GET /stuck HTTP/1.1\r\nHost: t\r\n\r\n")
+            time.sleep(0.3)
+            server.stop()
+            data = b""
+            with contextlib.suppress(ConnectionResetError):
+                while chunk := conn.recv(65536):
+                    data += chunk
+        assert data == b""  # closed without an answer: never a 500
+        runner.join(GUARD)
+        assert not runner.is_alive()
+        logged = caplog.text
+        assert "Exception in ASGI" not in logged and "Traceback" not in logged, logged
+        assert logged.count("grace (1 s) ran out: 1 request(s) in flight closed") == 1, logged
     finally:
         server.stop()
         runner.join(10)

@@ -267,3 +267,79 @@ def test_a_body_in_one_byte_chunks_up_to_the_limit_is_not_taken_for_a_long_head(
         while chunk := conn.recv(65536):
             data += chunk
     assert data.startswith(b"HTTP/1.1 200 OK\r\n") and data.endswith(str(MAX_BODY).encode())
+
+
+# -- issue 12: long URLs and doubled slashes route alike on both servers ----------------------------------------
+
+
+def sent_and_read(port: int, data: bytes) -> bytes:
+    """Send ``data`` from a thread while reading here, so an answer sent before the request is whole (a refusal)
+    is read even when the server then resets the connection for the bytes it left unread."""
+    with socket.create_connection(("127.0.0.1", port), timeout=GUARD) as conn:
+        def send() -> None:
+            try:
+                conn.sendall(data)
+            except OSError:  # the server refused and closed: its answer is read below
+                pass
+
+        sender = threading.Thread(target=send, daemon=True)
+        sender.start()
+        received = b""
+        try:
+            while chunk := conn.recv(65536):
+                received += chunk
+        except (TimeoutError, ConnectionResetError):
+            pass
+        sender.join(GUARD)
+    return received
+
+
+def click_path(message_id: str, destination: str) -> str:
+    rewritten = make_tracker().rewrite_html(f'<a href="{destination}">a</a>', message_id=message_id,
+                                            recipient="ann@example.com")
+    return rewritten.html.split('href="', 1)[1].split('"', 1)[0].split("example.com", 1)[1]
+
+
+@pytest.mark.parametrize("size", [70_000, 200_000])
+def test_a_click_url_longer_than_64_kib_is_answered_alike_on_both_servers(server: Server, size: int) -> None:
+    """uvicorn answered 400 to any URL of 64 KiB or more (``httptools.parse_url`` keeps 16-bit offsets) where
+    waitress took it up to its head limit: a click with a long query (a token padded by a mail filter, a long
+    signed link) went nowhere on one server and to its destination on the other."""
+    path = click_path(f"<long-{size}@x>", "https://example.com/landing")
+    query = "pad=" + "x" * size
+    answer = sent_and_read(server.port, f"GET {path}?{query} HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n"
+                           .encode())
+    assert answer.startswith(b"HTTP/1.1 302 "), answer[:200]
+    assert b"\r\nLocation: https://example.com/landing\r\n" in answer.replace(b"location:", b"Location:")
+    bogus = sent_and_read(server.port, f"GET /c/{'a' * size} HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n"
+                          .encode())
+    assert bogus.startswith(b"HTTP/1.1 404 "), bogus[:200]  # the click page's own 404, not a server's 400
+
+
+def test_a_url_past_the_head_limit_is_a_431_on_both_servers(server: Server) -> None:
+    from mailtrack.http.loop_server import HEAD_BYTES
+
+    answer = sent_and_read(server.port, f"GET /c/{'a' * (HEAD_BYTES + 10_000)} HTTP/1.1\r\nHost: t\r\n"
+                           "Connection: close\r\n\r\n".encode())
+    assert answer.split(b"\r\n", 1)[0].endswith(b" 431 Request Header Fields Too Large"), answer[:200]
+
+
+@pytest.mark.parametrize("target", ["//healthz", "///healthz", "//healthz?x=1"])
+def test_leading_slashes_route_alike_on_both_servers(server: Server, target: str) -> None:
+    """``//healthz`` was a 404 under uvicorn and a 200 under waitress (which gives ``PATH_INFO`` with one
+    leading slash): the same request now routes the same on both."""
+    answer = sent_and_read(server.port, f"GET {target} HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n".encode())
+    assert answer.startswith(b"HTTP/1.1 200 "), answer[:200]
+    assert json.loads(answer.split(b"\r\n\r\n", 1)[1])["status"] in ("ok", "degraded")
+
+
+def test_a_doubled_slash_click_is_a_click_and_a_host_like_path_is_never_a_redirect(server: Server) -> None:
+    path = click_path("<slashes@x>", "https://example.com/signed")
+    answer = sent_and_read(server.port, f"GET /{path} HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n".encode())
+    assert answer.startswith(b"HTTP/1.1 302 ") and b"https://example.com/signed\r\n" in answer, answer[:300]
+    for target in ["//evil.com/", "//evil.com/healthz", "//evil.com" + path, "///evil.com/c/x", "//evil.com/%2e%2e/"]:
+        answer = sent_and_read(server.port, f"GET {target} HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n"
+                               .encode())
+        head = answer.split(b"\r\n\r\n", 1)[0].lower()
+        assert answer.startswith(b"HTTP/1.1 404 "), (target, answer[:200])
+        assert b"\r\nlocation:" not in head and b"evil" not in head, (target, head)

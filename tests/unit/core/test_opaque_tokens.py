@@ -125,6 +125,35 @@ def test_keys_rotate_newest_first_and_a_dropped_key_fails_cleanly() -> None:
     assert (error.reason, str(error), error.token) == ("signature", "token does not open under any key", token)
 
 
+def test_tokens_sealed_on_one_path_open_on_the_other_under_every_key() -> None:
+    """The compiled SivKey and cryptography's AESSIV are one cipher: each opens what the other sealed, old keys too,
+    and both refuse the same tampered tokens (whichever path this module runs on, the other is switched to)."""
+    from mailtrack.core import speedups
+
+    if speedups.compiled is None or not getattr(speedups.compiled, "SIV_AVAILABLE", 0):
+        pytest.skip("one AES-SIV only here (no compiled sealer): nothing to compare")
+    old, rotated = TokenCodec(["key-1"]), TokenCodec(["key-1", "key-2"])
+    compiled = speedups.compiled
+    issued: dict[str, list[str]] = {}
+    for path in ("compiled", "pure"):
+        speedups.compiled = compiled if path == "compiled" else None
+        try:
+            issued[path] = [click(old), click(rotated), old.message_signer("open", "m", "r", {"k": 1}, T0)(),
+                            rotated.message_signer("unsubscribe", "m", None, None, T0)()]
+        finally:
+            speedups.compiled = compiled
+    assert issued["compiled"] == issued["pure"]
+    for path in ("compiled", "pure"):
+        speedups.compiled = compiled if path == "compiled" else None
+        try:
+            for token in issued["pure" if path == "compiled" else "compiled"]:
+                assert rotated.loads(token).message_id in {"msg-1", "m"}
+                tampered = token[:-2] + ("A" if token[-2] != "A" else "B") + token[-1]
+                assert refusal(rotated, tampered).reason in {"signature", "malformed"}
+        finally:
+            speedups.compiled = compiled
+
+
 def test_max_age_reads_the_time_inside_the_ciphertext() -> None:
     codec = TokenCodec(SECRET, clock=lambda: float(T0 + 101))
     token = codec.message_signer("open", "m", "r", None, T0)()

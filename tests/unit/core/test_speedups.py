@@ -371,6 +371,70 @@ def test_a_sealing_signer_refuses_bad_keys_and_lone_surrogates() -> None:
     assert "." in signer(0, "https://x.example/")
 
 
+@needs_siv
+@settings(max_examples=1500, deadline=None)
+@given(key=st.binary(min_size=64, max_size=64), plaintext=st.binary(min_size=1, max_size=2000),
+       flip=st.integers(min_value=0))
+def test_siv_keys_seal_and_open_as_cryptographys_aes_siv(key: bytes, plaintext: bytes, flip: int) -> None:
+    """SivKey (the codec's compiled key, keyed once) against AESSIV: the same token out, the same plaintext back,
+    and any flipped bit (tag or ciphertext) or another key refused, as cryptography refuses it."""
+    import base64
+
+    from cryptography.exceptions import InvalidTag
+    from cryptography.hazmat.primitives.ciphers.aead import AESSIV
+
+    siv, reference = _speedups.SivKey(key), AESSIV(key)
+    sealed = reference.encrypt(plaintext, None)
+    assert siv.seal(plaintext) == base64.urlsafe_b64encode(sealed).rstrip(b"=").decode("ascii")
+    assert siv.seal(plaintext) == siv.seal(plaintext)  # no state carried from one token to the next
+    assert siv.open(sealed) == plaintext
+    tampered = bytearray(sealed)
+    tampered[flip % len(sealed)] ^= 1 << (flip // len(sealed) % 8)
+    assert siv.open(bytes(tampered)) is None
+    with pytest.raises(InvalidTag):
+        reference.decrypt(bytes(tampered), None)
+    assert _speedups.SivKey(bytes(b ^ 1 for b in key)).open(sealed) is None
+    assert siv.open(sealed) == plaintext  # a refusal leaves the key as it was
+
+
+@needs_siv
+def test_siv_keys_refuse_what_is_not_a_sealed_token() -> None:
+    siv = _speedups.SivKey(bytes(range(64)))
+    assert siv.open(b"") is None and siv.open(b"\x00" * 16) is None  # a tag and nothing sealed: never a token
+    assert siv.open(bytearray(siv.open(b"x" * 17) or b"y" * 40)) is None
+    with pytest.raises(TypeError):
+        siv.open("text")  # type: ignore[arg-type]
+    with pytest.raises(TypeError):
+        siv.seal("text")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="64-byte"):
+        _speedups.SivKey(b"k" * 63)
+    with pytest.raises(ValueError, match="not initialised"):
+        _speedups.SivKey.__new__(_speedups.SivKey).seal(b"x")
+    big = b"p" * 300_000  # past the stack buffer: the heap one
+    assert siv.open(base64_decode(siv.seal(big))) == big
+
+
+def base64_decode(token: str) -> bytes:
+    import base64
+
+    return base64.urlsafe_b64decode(token + "=" * (-len(token) % 4))
+
+
+@needs_siv
+def test_sealing_click_signers_share_their_codecs_siv_key() -> None:
+    """ClickSigner takes a SivKey (keyed once per codec) or its 64 bytes, and seals the same either way."""
+    key = bytes(range(64))
+    shared = _speedups.SivKey(key)
+    signers = [_speedups.ClickSigner(shared, b'["m%d","r"' % i, b"]", b"\x04abcd", 16, sealed=True) for i in range(3)]
+    for i, signer in enumerate(signers):
+        own = _speedups.ClickSigner(key, b'["m%d","r"' % i, b"]", b"\x04abcd", 16, sealed=True)
+        assert signer(i, "https://x.example/") == own(i, "https://x.example/")
+        assert signer(i, "https://x.example/") == pure_seal(key, b'["m%d","r"' % i, b"]", b"\x04abcd", i,
+                                                             "https://x.example/")
+    del shared
+    assert signers[0](0, "https://x.example/") == pure_seal(key, b'["m0","r"', b"]", b"\x04abcd", 0, "https://x.example/")
+
+
 # --------------------------------------------------------------------------
 # The C source compiles cleanly
 # --------------------------------------------------------------------------

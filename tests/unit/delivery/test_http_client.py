@@ -9,8 +9,11 @@ from __future__ import annotations
 
 import asyncio
 import shutil
+import socket
 import ssl
 import subprocess
+import threading
+import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
@@ -222,3 +225,106 @@ def test_tls_is_verified_and_works_with_a_trusted_certificate(certificate: tuple
 def test_only_http_urls_are_taken() -> None:
     with pytest.raises(PostFailed, match="not an http"):
         PostClient("ftp://example.com/")
+
+
+@pytest.mark.parametrize("head", [
+    b"HTTP/1.1 204 No Content\r\n\r\n",
+    b"HTTP/1.1 204 No Content\r\nContent-Length: 0\r\n\r\n",
+    b"HTTP/1.1 304 Not Modified\r\nETag: \"x\"\r\n\r\n",
+])
+def test_a_stray_body_arriving_after_a_bodiless_answer_costs_the_connection_never_a_delivery(head: bytes) -> None:
+    """A 204/304 has no body (RFC 9112 6.3): its answer ends at its head. A sloppy receiver that writes a body
+    anyway, in a later TCP segment, leaves bytes on the kept-alive connection; the next POST must not read them
+    as its answer (it failed once with "unreadable answer" and was retried): the connection is not reused."""
+    listener = socket.create_server(("127.0.0.1", 0))
+    port = listener.getsockname()[1]
+    connections: list[int] = []
+    stop = threading.Event()
+
+    def receiver() -> None:  # a raw socket receiver: the head, a pause (another segment), then junk
+        listener.settimeout(0.2)
+        while not stop.is_set():
+            try:
+                conn, _ = listener.accept()
+            except TimeoutError:
+                continue
+            connections.append(1)
+            threading.Thread(target=answer, args=(conn,), daemon=True).start()
+
+    def answer(conn: socket.socket) -> None:
+        with conn:
+            buffered = b""
+            while True:
+                while b"\r\n\r\n" not in buffered:
+                    data = conn.recv(65536)
+                    if not data:
+                        return
+                    buffered += data
+                head_end = buffered.index(b"\r\n\r\n") + 4
+                length = int(next(line.split(b":", 1)[1] for line in buffered[:head_end].split(b"\r\n")
+                                  if line.lower().startswith(b"content-length:")))
+                while len(buffered) < head_end + length:
+                    data = conn.recv(65536)
+                    if not data:
+                        return
+                    buffered += data
+                buffered = buffered[head_end + length:]
+                try:
+                    conn.sendall(head)
+                    time.sleep(0.05)  # the stray body comes in a later segment, after the answer was read
+                    conn.sendall(b"stray body the answer must not have")
+                except OSError:
+                    return
+
+    thread = threading.Thread(target=receiver, daemon=True)
+    thread.start()
+
+    async def main() -> list[object]:
+        client = PostClient(f"http://127.0.0.1:{port}/hook", timeout=5)
+        results: list[object] = []
+        try:
+            for _ in range(4):
+                try:
+                    results.append((await client.post(b"{}", {})).status)
+                except PostFailed as exc:
+                    results.append(str(exc))
+                await asyncio.sleep(0.1)  # the stray body has arrived on the idle connection
+        finally:
+            await client.close()
+        return results
+
+    try:
+        status = int(head.split()[1])
+        assert run(main()) == [status] * 4
+        assert len(connections) == 4  # each connection was left with bytes on it: none reused
+    finally:
+        stop.set()
+        thread.join(5)
+        listener.close()
+
+
+def test_a_second_answer_glued_to_a_204_neither_replaces_its_status_nor_keeps_the_connection() -> None:
+    """llhttp parses on past a whole answer: a second head in the same packet overwrote the status read."""
+    peers: list[object] = []
+
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        peers.append(writer.get_extra_info("peername"))
+        while True:
+            try:
+                await read_request(reader)
+            except asyncio.IncompleteReadError:
+                break
+            writer.write(b"HTTP/1.1 204 No Content\r\n\r\nHTTP/1.1 500 Oops\r\nContent-Length: 0\r\n\r\n")
+            await writer.drain()
+        writer.close()
+
+    async def main() -> list[int]:
+        server, port = await serve(handler)
+        client = PostClient(f"http://127.0.0.1:{port}/", timeout=5)
+        statuses = [(await client.post(b"{}", {})).status for _ in range(3)]
+        await client.close()
+        server.close()
+        return statuses
+
+    assert run(main()) == [204] * 3
+    assert len(peers) == 3

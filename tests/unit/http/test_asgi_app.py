@@ -203,3 +203,39 @@ def test_many_concurrent_requests_share_group_commits(tmp_path: Path, writer: st
     assert 199 <= sum(commits) <= 200  # (the first one may have gone through the thread before the lane connected)
     assert len(commits) < 100, commits  # batched: the loop queued many events during each commit
     print(f"200 concurrent pixel requests: {len(commits)} commits, sizes {commits}")
+
+
+@pytest.mark.parametrize(("scope", "expected"), [
+    ({"path": "//healthz"}, "/healthz"),
+    ({"path": "///healthz"}, "/healthz"),
+    ({"path": "//evil.com/x"}, "/evil.com/x"),  # a path, never an authority
+    ({"path": "/a//b"}, "/a//b"),  # only the leading run: a token may hold anything
+    ({"path": "//o/x", "root_path": "/t"}, "/t//o/x"),
+    ({"path": "", "root_path": ""}, ""),
+])
+def test_text_path_takes_leading_slashes_as_one_as_waitress_does(scope: dict[str, str], expected: str) -> None:
+    from mailtrack.http.asgi import text_path
+    from mailtrack.http.messages import routed_path
+
+    assert text_path(scope) == expected
+    assert routed_path(expected) == expected
+
+
+@pytest.mark.parametrize(("target", "expected"), [
+    (b"/c/" + b"a" * 70_000 + b"?q=1", ("/c/" + "a" * 70_000, b"q=1")),
+    (b"//c/x?q=" + b"b" * 70_000, ("//c/x", b"q=" + b"b" * 70_000)),  # a path, as httptools.parse_url reads it
+    (b"http://t.example.com/o/x?" + b"c" * 70_000 + b"#frag", ("/o/x", b"c" * 70_000)),  # absolute form
+    (b"/%41" + b"d" * 70_000, ("/%41" + "d" * 70_000, b"")),  # percent-decoded later, as uvicorn does
+])
+def test_a_long_request_target_is_split_as_httptools_splits_a_short_one(target: bytes,
+                                                                         expected: tuple[str, bytes]) -> None:
+    pytest.importorskip("httptools")
+    import httptools
+
+    from mailtrack.http.loop_server import _split_target
+
+    assert _split_target(target) == expected
+    short = target.replace(b"a" * 70_000, b"a").replace(b"b" * 70_000, b"b").replace(b"c" * 70_000, b"c")
+    short = short.replace(b"d" * 70_000, b"d")
+    parsed = httptools.parse_url(short)
+    assert _split_target(short) == (parsed.path.decode("ascii"), parsed.query or b"")
