@@ -10,9 +10,10 @@ Input: one ``make_newsletter(25_000, 40)`` HTML body, wrapped into lines of at m
 with the stdlib ``EmailMessage`` three times: quoted-printable bodies (what most
 senders produce), 8bit and base64. Each is serialized to bytes once, up front.
 
-Six calls per variant run interleaved in one process (round robin over all
-eighteen, order rotated each repetition), so drift and noise on a shared machine
-hit all of them alike: (a) ``rewrite_html`` on the decoded HTML, (b) that plus
+Six calls per variant run interleaved in one process (each repetition runs all
+eighteen, in an order shuffled afresh: ``harness.timing.interleaved_order``), so
+drift, noise and the cache state a call inherits from the one before hit all of
+them alike: (a) ``rewrite_html`` on the decoded HTML, (b) that plus
 ``rewrite_text`` on the decoded text, (c) ``rewrite_message(bytes)``, (d)
 ``rewrite_message(EmailMessage)`` and (e) the stdlib round trip a naive
 integration pays without any tracking (parse, ``get_body``, ``get_content``,
@@ -53,7 +54,7 @@ sys.path.insert(0, str(HERE))
 from harness.newsletters import count_trackable_links, make_newsletter  # noqa: E402
 from harness.peers import BASE_URL, MESSAGE_ID, METADATA, RECIPIENT, SECRET_KEYS  # noqa: E402
 from harness.report import header  # noqa: E402
-from harness.timing import time_call  # noqa: E402  (GC collected before and disabled during the timed span)
+from harness.timing import interleaved_order, time_call  # noqa: E402  (GC collected before and disabled during the timed span)
 
 HTML_BYTES, HTML_LINKS = 25_000, 40
 WRAP = 78  # RFC 5322's recommended line length; tags are never split, so a few lines are longer
@@ -272,13 +273,12 @@ class Series:
 
 
 def run_interleaved(calls: dict[tuple[str, str], Callable[[], object]], plan: Plan) -> Series:
-    """Round robin over every call (order rotated by one each repetition) until the budget is spent."""
+    """Every call once per repetition (order shuffled each time) until the budget is spent."""
     keys = list(calls)
     series = Series({key: [] for key in keys})
     started = time.monotonic()
     for rep in range(plan.max_reps):
-        shift = rep % len(keys)
-        for key in keys[shift:] + keys[:shift]:
+        for key in interleaved_order(keys, rep):
             series.times[key].append(time_call(lambda fn: fn(), (calls[key],)))
         if rep + 1 >= plan.min_reps and time.monotonic() - started >= plan.budget_s:
             break
@@ -463,8 +463,8 @@ def render(
             f"recipient `{RECIPIENT}`, metadata {METADATA}, fixed `issued_at` for every call"
         ),
         (
-            "- method: the 18 calls (6 per variant) interleaved in one process (round robin, order rotated each "
-            "repetition), GC collected (survivors frozen, so it walks only new objects) before and disabled during each timed call, one warm-up call each; "
+            "- method: the 18 calls (6 per variant) interleaved in one process (each repetition runs each once, in an "
+            "order shuffled afresh), GC collected (survivors frozen, so it walks only new objects) before and disabled during each timed call, one warm-up call each; "
             "ratios are median ÷ median within this run (min ÷ min in parentheses)."
         ),
         "",
