@@ -287,9 +287,10 @@ class Tracker:
         def plans(
             resolved: TrackingSettings, mid: str, rcpt: str, meta: Mapping[str, Any] | None
         ) -> tuple[RewritePlan, RewritePlan]:
+            shared: dict[str, Any] = {}  # the HTML and text plans sign the same claims: encoded and checked once
             return (
-                self._plan(resolved, mid, rcpt, meta, when, None, text=False, tags=labels, account=signed),
-                self._plan(resolved, mid, rcpt, meta, when, None, text=True, tags=labels, account=signed),
+                self._plan(resolved, mid, rcpt, meta, when, None, text=False, tags=labels, account=signed, shared=shared),
+                self._plan(resolved, mid, rcpt, meta, when, None, text=True, tags=labels, account=signed, shared=shared),
             )
 
         return rewrite_message(
@@ -345,13 +346,22 @@ class Tracker:
         text: bool,
         tags: Iterable[str] | None = None,
         account: str | None = None,
+        shared: dict[str, Any] | None = None,
     ) -> RewritePlan:
-        """Resolve settings (account < message) and signers for one body."""
+        """Resolve settings (account < message) and signers for one body.
+
+        ``shared``: a dict the plans of one message's bodies pass along (same
+        claims, same settings): the claims are checked once and each purpose's
+        signer is made once, for whichever body needs it first.
+        """
         resolved = self._settings.merged(settings)
         when = self._timestamp(issued_at)
         position = self._pixel_position if pixel_position is None else _check_position(pixel_position)
         labels = _check_tags(tags)
-        self._check_identity(message_id, recipient, metadata, tags=labels)
+        if shared is None or not shared.get("checked"):
+            self._check_identity(message_id, recipient, metadata, tags=labels)
+            if shared is not None:
+                shared["checked"] = True
         codec = self._codec
         subscription = resolved.subscription_tracking
         clicks = resolved.click_tracking.enable and (resolved.click_tracking.enable_text or not text)
@@ -368,7 +378,14 @@ class Tracker:
             wanted.append("unsubscribe")
         if clicks:
             wanted.append("click")
-        signers = codec.message_signers(wanted, message_id, recipient, metadata, when, labels, account)  # encoded once
+        if shared is None:
+            signers = codec.message_signers(wanted, message_id, recipient, metadata, when, labels, account)  # encoded once
+        else:
+            made: dict[TokenKind, Callable[..., str]] = shared.setdefault("signers", {})
+            missing = [kind for kind in wanted if kind not in made]
+            if missing:
+                made.update(codec.message_signers(missing, message_id, recipient, metadata, when, labels, account))
+            signers = {kind: made[kind] for kind in wanted}
         open_token = signers.get("open")
         unsubscribe_token = signers.get("unsubscribe")
         unsubscribe = Unsubscribe(
