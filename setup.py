@@ -34,6 +34,7 @@ SPEEDUPS = Extension(
         "mailtrack/core/_speedups_qp.h",
         "mailtrack/core/_speedups_lines.h",
         "mailtrack/core/_speedups_base64.h",
+        "mailtrack/core/_speedups_urls.h",
         "mailtrack/core/_speedups_json.h",
     ],
 )

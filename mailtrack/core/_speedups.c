@@ -25,6 +25,8 @@
  *       a MIME part's line map and its touched lines written back (_speedups_lines.h).
  *   b64_lines, b64_decode
  *       base64 bodies written in lines and read (_speedups_base64.h).
+ *   find_urls(text) -> [(start, end), ...]
+ *       the http(s) URLs of a plain-text body, as mailtrack.core.urlfinder finds them (_speedups_urls.h).
  *   sha256(data) -> digest
  *       the SHA-256 ClickSigner uses (OpenSSL's where setup.py found it, else _speedups_sha256.h's).
  *   json_long_values(data, min_length), json_unescape(data, start, end), json_escape(data, head, tail)
@@ -139,6 +141,7 @@ new_link_tag(PyObject *link_tag, PyObject *fields)
 #include "_speedups_lines.h" /* after _speedups_qp.h: writes with qp_write */
 #include "_speedups_base64.h"
 #include "_speedups_json.h"
+#include "_speedups_urls.h"
 
 static PyObject *
 optional_offset(Py_ssize_t offset)
@@ -215,6 +218,7 @@ static PyMethodDef speedups_methods[] = {
     {"splice", (PyCFunction)(void (*)(void))speedups_splice, METH_FASTCALL, splice_doc},
     {"utf8_length", (PyCFunction)speedups_utf8_length, METH_O, utf8_length_doc},
     {"qp_lines", (PyCFunction)(void (*)(void))speedups_qp_lines, METH_FASTCALL, qp_lines_doc},
+    {"find_urls", (PyCFunction)speedups_find_urls, METH_O, find_urls_doc},
     /* the line map of a MIME part and its touched lines written back (_speedups_lines.h) */
     {"split_lines", (PyCFunction)(void (*)(void))speedups_split_lines, METH_FASTCALL, split_lines_doc},
     {"line_starts", (PyCFunction)speedups_line_starts, METH_O, line_starts_doc},

@@ -310,6 +310,45 @@ def test_qp_lines_refuses_what_is_not_bytes() -> None:
 
 
 # --------------------------------------------------------------------------
+# find_urls: the plain-text URL finder
+# --------------------------------------------------------------------------
+
+#: What the finder's rules turn on: the scheme's letters in both cases, brackets and their partners, trailing
+#: punctuation and quotes (ASCII and not), the "|*" of a merge tag, what ends a URL (every kind of Unicode
+#: whitespace, < > "), letters and digits before an "h", a newline, non-BMP and surrogate code points.
+_URL_PIECES = st.sampled_from([
+    "h", "H", "t", "T", "p", "P", "s", "S", ":", "/", "://", "http://", "https://", "HTTPS://", "hTtP://", "xhttp://",
+    "1https://", "(", ")", "[", "]", "{", "}", ".", ",", ";", "!", "?", "'", "*", "|", "|*", "<", ">", '"', " ", "\n",
+    "\t", "\r", "\x0b", "\x0c", "\x1c", "\x85", "\u00a0", "\u1680", "\u2028", "\u3000", "\u200b", "\u2019",
+    "\u201d", "\u00bb", "a", "Z", "0", "_", "-", "é", "\U0001f600", "\ud800", "example.com/a", "%20",
+])
+
+
+@needs_extension
+@settings(max_examples=3000, deadline=None)
+@given(pieces=st.lists(_URL_PIECES, max_size=60), tail=st.text(max_size=20))
+def test_find_urls_finds_what_the_pure_finder_finds(pieces: list[str], tail: str) -> None:
+    from mailtrack.core.urlfinder import find_urls_pure
+
+    text = "".join(pieces) + tail
+    assert _speedups.find_urls(text) == list(find_urls_pure(text))
+
+
+@needs_extension
+def test_find_urls_on_texts_of_every_str_kind_and_the_corner_cases() -> None:
+    from mailtrack.core.urlfinder import find_urls_pure
+
+    cases = ["", "http://", "http://x", "https://x", "https:/x", "httpss://x", "xhttp://y https://z", "(see https://a.b/c)",
+             "https://w.org/wiki/Foo_(bar)", "https://a.b/x))))", "https://a.b/*|NAME|*", "https://a.b/end.*",
+             "<https://a.b/>", '"https://a.b/"', "https://a.b/),https://c.d/", "é https://a.b/é", "😀https://a.b/😀",
+             "\ud800https://a.b/\ud800", "https://a.b/\u2028next", "ahttps://no 1https://no _https://yes"]
+    for text in cases + [case * 50 for case in cases]:
+        assert _speedups.find_urls(text) == list(find_urls_pure(text)), text
+    with pytest.raises(TypeError):
+        _speedups.find_urls(b"https://a.b/")  # type: ignore[arg-type]
+
+
+# --------------------------------------------------------------------------
 # ClickSigner(sealed=True): opaque click tokens, AES-256-SIV through OpenSSL
 # --------------------------------------------------------------------------
 
