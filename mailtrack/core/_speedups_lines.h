@@ -687,7 +687,7 @@ speedups_qp_encode_lines(PyObject *module, PyObject *const *args, Py_ssize_t nar
         for (g = 0; g <= n_groups && exact; g++) {
             Py_ssize_t upto = g < n_groups ? (groups[g].first < count ? offsets[groups[g].first] : size) : size;
             Py_ssize_t moved = g < n_groups ? groups[g].before : shift;
-            exact = from <= upto && upto <= size && from + moved >= 0 &&
+            exact = from <= upto && upto <= size && from + moved >= 0 && upto + moved <= size + shift &&
                 memcmp(text_data + from * kind, intended_data + (from + moved) * kind, (size_t)((upto - from) * kind)) == 0;
             if (g < n_groups) {
                 from = groups[g].last + 1 < count ? offsets[groups[g].last + 1] : size;

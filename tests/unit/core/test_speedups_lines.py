@@ -291,6 +291,22 @@ def test_qp_encode_lines_gives_none_for_what_it_does_not_take() -> None:
                                      b"\n", b"a\nb\n", b"a\nb\n", 2, "a\nb\n") == (b"&#233;\nb\n", False)
 
 
+@needs_extension
+def test_qp_encode_lines_reads_no_further_than_intended_for_changes_out_of_order() -> None:
+    """A later group's growth before it can exceed the growth of the whole (changes out of order, never given by
+    the pure loop, but taken): the text between the groups is then looked for past the end of intended, which the
+    certificate's comparison must not read (AddressSanitizer: heap-buffer-overflow in the sanitizer job)."""
+    lines = [b"a" * 99 + b"\n", b"b" * 99 + b"\n", b"c" * 100]
+    body = b"".join(lines)
+    text = body.decode()
+    # group 0: line 0, growth +50; group 1: line 2, then (0, 300) merged into it: growth -300, intended 50 chars
+    changes = [(0, 0, "y" * 50), (250, 250, ""), (0, 300, "")]
+    written, exact = _speedups.qp_encode_lines(lines, [0, 100, 200], len(text), changes, "z" * 49 + "\n", "utf-8",
+                                               "utf-8", "strict", b"\n", body, body, 1, text)
+    assert exact is False
+    assert written == b"z" * 49 + b"\n" + lines[1]
+
+
 # --------------------------------------------------------------------------
 # base64
 # --------------------------------------------------------------------------
