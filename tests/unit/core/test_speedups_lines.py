@@ -356,6 +356,15 @@ def test_b64_decode_reads_what_base64_reads(body: bytes) -> None:
 
 
 @needs_extension
+@pytest.mark.parametrize("width", [2**63 - 1, 2**63 - 4, 2**62])
+def test_b64_lines_takes_the_widest_width(width: int) -> None:
+    """One line however wide: the line count is rounded up without adding width - 1 to the size (a signed overflow,
+    undefined behaviour: UBSan stops the sanitizer job on it)."""
+    for data in (b"", b"a", b"abcd"):
+        assert _speedups.b64_lines(data, b"\r\n", width) == _base64_pure(data, b"\r\n", width)
+
+
+@needs_extension
 @pytest.mark.parametrize("body", [b"", b"\n", b"QUJD", b"QUJD\n", b"QQ==", b"QQ==\n", b"QUI=", b"QUI=\r\n", b"QQ=\n=",
                                   b"QR==", b"QUJ=", b"Q===", b"QQ=", b"QQ===", b"QUJD=", b"=", b"Q", b"QU\nJD", b"QUJD QUJD",
                                   b"QQ==QUJD", b"QUJD\x00", b"Q-_D"])
