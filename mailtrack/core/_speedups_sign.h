@@ -356,6 +356,10 @@ click_signer_init(ClickSigner *self, PyObject *args, PyObject *kwargs)
             return -1;
         }
         if (PyObject_TypeCheck(key_object, siv_type)) {
+            if (((SivKey *)key_object)->cbc == NULL) { /* SivKey.__new__ without __init__: no key to seal with */
+                PyErr_SetString(PyExc_ValueError, "SivKey was not initialised");
+                return -1;
+            }
             siv = Py_NewRef(key_object);
         }
         else {
