@@ -424,7 +424,12 @@ def test_a_sealing_signer_refuses_a_siv_key_never_initialised() -> None:
     sealer = _speedups.ClickSigner(_speedups.SivKey(b"k" * 64), b"h", b"t", b"s", 16, sealed=True)
     with pytest.raises(ValueError, match="not initialised"):
         sealer.__init__(blank, b"h", b"t", b"s", 16, sealed=True)  # type: ignore[misc]
-    assert sealer(0, "https://x.example/")  # the refused __init__ left it sealing with its key
+    token = sealer(0, "https://x.example/")  # the refused __init__ left it sealing with its key
+    for bad in [(object(), b"h", b"t", b"s", 16), (b"k" * 64, b"h", b"t", b"s", 5)]:
+        with pytest.raises((TypeError, ValueError)):
+            sealer.__init__(*bad)  # type: ignore[misc]
+        # not switched to signing with SHA-256 states no key set (a signature anyone could compute)
+        assert sealer(0, "https://x.example/") == token
 
 
 def base64_decode(token: str) -> bytes:
