@@ -462,7 +462,7 @@ speedups_qp_encode_lines(PyObject *module, PyObject *const *args, Py_ssize_t nar
     eol_size = PyBytes_GET_SIZE(args[8]);
     count = PyList_GET_SIZE(lines);
     n_changes = PyList_GET_SIZE(changes);
-    if (PyList_GET_SIZE(offsets_list) != count || eol_size > 16 || size < 0) {
+    if (PyList_GET_SIZE(offsets_list) != count || eol_size > 16 || size < 0 || size > PY_SSIZE_T_MAX / 4) {
         Py_RETURN_NONE;
     }
     for (i = 0; i < count; i++) {
@@ -481,8 +481,8 @@ speedups_qp_encode_lines(PyObject *module, PyObject *const *args, Py_ssize_t nar
         goto done;
     }
     for (i = 0; i < count; i++) {
-        if (!lines_ssize(offsets_list, i, &offsets[i])) {
-            goto fallback;
+        if (!lines_ssize(offsets_list, i, &offsets[i]) || offsets[i] < 0 || offsets[i] > size) {
+            goto fallback; /* (line starts are in the text: outside it, begin + before below could overflow) */
         }
     }
     {

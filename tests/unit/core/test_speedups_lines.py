@@ -292,6 +292,19 @@ def test_qp_encode_lines_gives_none_for_what_it_does_not_take() -> None:
 
 
 @needs_extension
+def test_qp_encode_lines_leaves_sizes_and_line_starts_past_any_text_to_the_pure_function() -> None:
+    """A size or a line start no text has (near PY_SSIZE_T_MAX) made a group's start plus the growth before it
+    overflow (undefined behaviour: UBSan stops the sanitizer job); such arguments are not the line map's, so None."""
+    top = 2**63 - 1
+    assert _speedups.qp_encode_lines([b"a\n"], [0], top, [(0, 0, "xy"), (top, top, "")], "xya\n", "utf-8", "utf-8",
+                                     "strict", b"\n", b"a\n", b"a\n", 1, "a\n") is None
+    assert _speedups.qp_encode_lines([b"a\n", b"b\n"], [0, top], 4, [(0, 0, "xy"), (3, 3, "")], "xya\nb\n", "utf-8",
+                                     "utf-8", "strict", b"\n", b"a\nb\n", b"a\nb\n", 1, "a\nb\n") is None
+    assert _speedups.qp_encode_lines([b"a\n", b"b\n"], [0, -1], 4, [(0, 1, "x")], "x\nb\n", "utf-8", "utf-8", "strict",
+                                     b"\n", b"a\nb\n", b"a\nb\n", 1, "a\nb\n") is None
+
+
+@needs_extension
 def test_qp_encode_lines_reads_no_further_than_intended_for_changes_out_of_order() -> None:
     """A later group's growth before it can exceed the growth of the whole (changes out of order, never given by
     the pure loop, but taken): the text between the groups is then looked for past the end of intended, which the
