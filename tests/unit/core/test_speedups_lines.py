@@ -314,10 +314,9 @@ def test_qp_encode_lines_reads_no_further_than_intended_for_changes_out_of_order
     text = body.decode()
     # group 0: line 0, growth +50; group 1: line 2, then (0, 300) merged into it: growth -300, intended 50 chars
     changes = [(0, 0, "y" * 50), (250, 250, ""), (0, 300, "")]
-    written, exact = _speedups.qp_encode_lines(lines, [0, 100, 200], len(text), changes, "z" * 49 + "\n", "utf-8",
-                                               "utf-8", "strict", b"\n", body, body, 1, text)
-    assert exact is False
-    assert written == b"z" * 49 + b"\n" + lines[1]
+    result = _speedups.qp_encode_lines(lines, [0, 100, 200], len(text), changes, "z" * 49 + "\n", "utf-8", "utf-8",
+                                       "strict", b"\n", body, body, 1, text)
+    assert result == (b"z" * 49 + b"\n" + lines[1], False)
 
 
 # --------------------------------------------------------------------------
