@@ -46,7 +46,7 @@ speedups_b64_lines(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
         return NULL;
     }
     encoded_size = (n + 2) / 3 * 4;
-    lines = (encoded_size + width - 1) / width;
+    lines = encoded_size / width + (encoded_size % width != 0); /* (not + width - 1: width may be PY_SSIZE_T_MAX) */
     if (lines > (PY_SSIZE_T_MAX - encoded_size) / (eol_size + 1)) {
         PyErr_SetString(PyExc_OverflowError, "b64_lines() input too large");
         return NULL;

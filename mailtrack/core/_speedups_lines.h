@@ -462,7 +462,7 @@ speedups_qp_encode_lines(PyObject *module, PyObject *const *args, Py_ssize_t nar
     eol_size = PyBytes_GET_SIZE(args[8]);
     count = PyList_GET_SIZE(lines);
     n_changes = PyList_GET_SIZE(changes);
-    if (PyList_GET_SIZE(offsets_list) != count || eol_size > 16 || size < 0) {
+    if (PyList_GET_SIZE(offsets_list) != count || eol_size > 16 || size < 0 || size > PY_SSIZE_T_MAX / 4) {
         Py_RETURN_NONE;
     }
     for (i = 0; i < count; i++) {
@@ -481,8 +481,8 @@ speedups_qp_encode_lines(PyObject *module, PyObject *const *args, Py_ssize_t nar
         goto done;
     }
     for (i = 0; i < count; i++) {
-        if (!lines_ssize(offsets_list, i, &offsets[i])) {
-            goto fallback;
+        if (!lines_ssize(offsets_list, i, &offsets[i]) || offsets[i] < 0 || offsets[i] > size) {
+            goto fallback; /* (line starts are in the text: outside it, begin + before below could overflow) */
         }
     }
     {
@@ -687,7 +687,7 @@ speedups_qp_encode_lines(PyObject *module, PyObject *const *args, Py_ssize_t nar
         for (g = 0; g <= n_groups && exact; g++) {
             Py_ssize_t upto = g < n_groups ? (groups[g].first < count ? offsets[groups[g].first] : size) : size;
             Py_ssize_t moved = g < n_groups ? groups[g].before : shift;
-            exact = from <= upto && upto <= size && from + moved >= 0 &&
+            exact = from <= upto && upto <= size && from + moved >= 0 && upto + moved <= size + shift &&
                 memcmp(text_data + from * kind, intended_data + (from + moved) * kind, (size_t)((upto - from) * kind)) == 0;
             if (g < n_groups) {
                 from = groups[g].last + 1 < count ? offsets[groups[g].last + 1] : size;

@@ -356,6 +356,10 @@ click_signer_init(ClickSigner *self, PyObject *args, PyObject *kwargs)
             return -1;
         }
         if (PyObject_TypeCheck(key_object, siv_type)) {
+            if (((SivKey *)key_object)->cbc == NULL) { /* SivKey.__new__ without __init__: no key to seal with */
+                PyErr_SetString(PyExc_ValueError, "SivKey was not initialised");
+                return -1;
+            }
             siv = Py_NewRef(key_object);
         }
         else {
@@ -380,9 +384,6 @@ click_signer_init(ClickSigner *self, PyObject *args, PyObject *kwargs)
         return -1;
 #endif
     }
-#ifdef MT_SIV
-    Py_CLEAR(self->siv); /* initialised again, to sign */
-#endif
     if (PyObject_GetBuffer(key_object, &key, PyBUF_SIMPLE) < 0) {
         return -1;
     }
@@ -391,6 +392,11 @@ click_signer_init(ClickSigner *self, PyObject *args, PyObject *kwargs)
         PyErr_Format(PyExc_ValueError, "ClickSigner size must be between 10 and 32, not %d", size);
         return -1;
     }
+#ifdef MT_SIV
+    /* initialised again, to sign: only once the arguments are taken (a refused __init__ leaves a sealing signer
+     * sealing, not signing with SHA-256 states its key never set) */
+    Py_CLEAR(self->siv);
+#endif
     memset(block, 0, sizeof(block));
     if (key.len > 64) { /* HMAC: a key longer than the block is hashed first */
         mt_sha256 ctx;

@@ -453,6 +453,24 @@ def test_siv_keys_refuse_what_is_not_a_sealed_token() -> None:
     assert siv.open(base64_decode(siv.seal(big))) == big
 
 
+@needs_siv
+def test_a_sealing_signer_refuses_a_siv_key_never_initialised() -> None:
+    """SivKey.__new__ without __init__ has no OpenSSL contexts: a signer sealing with it crashed (a NULL context,
+    SIGSEGV in libcrypto) on its first token; it is refused when the signer is made."""
+    blank = _speedups.SivKey.__new__(_speedups.SivKey)
+    with pytest.raises(ValueError, match="not initialised"):
+        _speedups.ClickSigner(blank, b"h", b"t", b"s", 16, sealed=True)
+    sealer = _speedups.ClickSigner(_speedups.SivKey(b"k" * 64), b"h", b"t", b"s", 16, sealed=True)
+    with pytest.raises(ValueError, match="not initialised"):
+        sealer.__init__(blank, b"h", b"t", b"s", 16, sealed=True)  # type: ignore[misc]
+    token = sealer(0, "https://x.example/")  # the refused __init__ left it sealing with its key
+    for bad in [(object(), b"h", b"t", b"s", 16), (b"k" * 64, b"h", b"t", b"s", 5)]:
+        with pytest.raises((TypeError, ValueError)):
+            sealer.__init__(*bad)  # type: ignore[misc]
+        # not switched to signing with SHA-256 states no key set (a signature anyone could compute)
+        assert sealer(0, "https://x.example/") == token
+
+
 def base64_decode(token: str) -> bytes:
     import base64
 

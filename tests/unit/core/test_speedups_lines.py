@@ -291,6 +291,34 @@ def test_qp_encode_lines_gives_none_for_what_it_does_not_take() -> None:
                                      b"\n", b"a\nb\n", b"a\nb\n", 2, "a\nb\n") == (b"&#233;\nb\n", False)
 
 
+@needs_extension
+def test_qp_encode_lines_leaves_sizes_and_line_starts_past_any_text_to_the_pure_function() -> None:
+    """A size or a line start no text has (near PY_SSIZE_T_MAX) made a group's start plus the growth before it
+    overflow (undefined behaviour: UBSan stops the sanitizer job); such arguments are not the line map's, so None."""
+    top = 2**63 - 1
+    assert _speedups.qp_encode_lines([b"a\n"], [0], top, [(0, 0, "xy"), (top, top, "")], "xya\n", "utf-8", "utf-8",
+                                     "strict", b"\n", b"a\n", b"a\n", 1, "a\n") is None
+    assert _speedups.qp_encode_lines([b"a\n", b"b\n"], [0, top], 4, [(0, 0, "xy"), (3, 3, "")], "xya\nb\n", "utf-8",
+                                     "utf-8", "strict", b"\n", b"a\nb\n", b"a\nb\n", 1, "a\nb\n") is None
+    assert _speedups.qp_encode_lines([b"a\n", b"b\n"], [0, -1], 4, [(0, 1, "x")], "x\nb\n", "utf-8", "utf-8", "strict",
+                                     b"\n", b"a\nb\n", b"a\nb\n", 1, "a\nb\n") is None
+
+
+@needs_extension
+def test_qp_encode_lines_reads_no_further_than_intended_for_changes_out_of_order() -> None:
+    """A later group's growth before it can exceed the growth of the whole (changes out of order, never given by
+    the pure loop, but taken): the text between the groups is then looked for past the end of intended, which the
+    certificate's comparison must not read (AddressSanitizer: heap-buffer-overflow in the sanitizer job)."""
+    lines = [b"a" * 99 + b"\n", b"b" * 99 + b"\n", b"c" * 100]
+    body = b"".join(lines)
+    text = body.decode()
+    # group 0: line 0, growth +50; group 1: line 2, then (0, 300) merged into it: growth -300, intended 50 chars
+    changes = [(0, 0, "y" * 50), (250, 250, ""), (0, 300, "")]
+    result = _speedups.qp_encode_lines(lines, [0, 100, 200], len(text), changes, "z" * 49 + "\n", "utf-8", "utf-8",
+                                       "strict", b"\n", body, body, 1, text)
+    assert result == (b"z" * 49 + b"\n" + lines[1], False)
+
+
 # --------------------------------------------------------------------------
 # base64
 # --------------------------------------------------------------------------
@@ -337,6 +365,15 @@ def test_b64_decode_reads_what_base64_reads(body: bytes) -> None:
     decoded = _speedups.b64_decode(body)
     if decoded is not None:
         assert decoded == pure_b64decode(body)
+
+
+@needs_extension
+@pytest.mark.parametrize("width", [2**63 - 1, 2**63 - 4, 2**62])
+def test_b64_lines_takes_the_widest_width(width: int) -> None:
+    """One line however wide: the line count is rounded up without adding width - 1 to the size (a signed overflow,
+    undefined behaviour: UBSan stops the sanitizer job on it)."""
+    for data in (b"", b"a", b"abcd"):
+        assert _speedups.b64_lines(data, b"\r\n", width) == _base64_pure(data, b"\r\n", width)
 
 
 @needs_extension
