@@ -136,7 +136,6 @@ class OpaqueCipher:
         }
         self._pure: dict[TokenKind, list[Any]] = {}
         self._compiled: dict[TokenKind, list[Any]] = {}
-        self._invalid_tag: type[Exception] | None = None
 
     def siv_keys(self, kind: TokenKind) -> list[Any] | None:
         """``kind``'s compiled ``SivKey`` objects, newest first; None where the compiled sealer is off or not built."""
@@ -152,10 +151,8 @@ class OpaqueCipher:
         """``kind``'s ``cryptography`` AESSIV objects, newest first (the pure path)."""
         ciphers = self._pure.get(kind)
         if ciphers is None:
-            from cryptography.exceptions import InvalidTag
             from cryptography.hazmat.primitives.ciphers.aead import AESSIV
 
-            self._invalid_tag = InvalidTag
             ciphers = self._pure[kind] = [AESSIV(key) for key in self.keys[kind]]
         return ciphers
 
@@ -187,10 +184,12 @@ class OpaqueCipher:
                 if opened is not None:
                     return opened
             return None
+        from cryptography.exceptions import InvalidTag
+
         for cipher in self._ciphers(kind):
             try:
                 plaintext: bytes = cipher.decrypt(sealed, None)
-            except self._invalid_tag:  # type: ignore[misc]  # set by _ciphers()
+            except InvalidTag:
                 continue
             return plaintext
         return None
