@@ -139,17 +139,25 @@ def _run_in(folder: Path, generator: str, store: str, workload: Workload, args: 
     )
 
 
+#: The contenders ``run_static`` loads, by name: the static GIF, serve without its store writes, the verify-only floor.
+CONTENDERS = ("static", "no-store", "verify-only")
+
+
 def run_static(generator: str, workload: Workload, args: argparse.Namespace, duration_s: float,
-               wrk: str | None, *, no_store: bool = False) -> float:
-    """Requests/s of the static-GIF contender (the same server, no store) under ``generator`` (every answer is the
-    pixel; wrk counts responses whatever their body, which is the pixel here); with ``no_store``, of ``mailtrack
-    serve`` with its store writes skipped instead (the pixels and redirects it really answers)."""
+               wrk: str | None, *, no_store: bool = False, contender: str | None = None) -> float:
+    """Requests/s of a contender under ``generator``: the static GIF (the same server, no store; every answer is the
+    pixel; wrk counts responses whatever their body, which is the pixel here); with ``no_store`` (or ``contender=
+    "no-store"``), ``mailtrack serve`` with its store writes skipped (the pixels and redirects it really answers);
+    with ``contender="verify-only"``, the same server verifying each token and answering, nothing else
+    (harness/serve/verify_floor.py; uvicorn only)."""
+    name = contender or ("no-store" if no_store else "static")
+    if name not in CONTENDERS:
+        raise ValueError(f"unknown contender {name!r}")
     folder = Path(tempfile.mkdtemp(prefix="mailtrack-bench-serve-static-"))
-    server = Server(folder, args.threads, static=not no_store, server=args.server, workers=args.workers,
-                    no_store=no_store, db=str(folder / "unused.sqlite"))
+    server = Server(folder, args.threads, static=name == "static", server=args.server, workers=args.workers,
+                    no_store=name == "no-store", verify_only=name == "verify-only", db=str(folder / "unused.sqlite"))
     try:
         server.start()
-        name = "no-store" if no_store else "static"
         print(f"{name} ({generator}): {server.banner}", file=sys.stderr, flush=True)
         if generator == "python":
             load = run_python_generator(server.port, workload, duration_s, args.connections, folder)
@@ -159,6 +167,8 @@ def run_static(generator: str, workload: Workload, args: argparse.Namespace, dur
     finally:
         server.stop()
         shutil.rmtree(folder, ignore_errors=True)
+    if name == "verify-only" and load.get("errors"):  # its answers must be right: it really verified every token
+        raise RuntimeError(f"the {name} contender answered with errors: {load['errors']}")
     rate = float(load["responses"]) / float(load["elapsed_s"])
     print(f"{name} ({generator}): {load['responses']:,} responses, {rate:,.0f} requests/s", file=sys.stderr, flush=True)
     return rate
@@ -213,6 +223,10 @@ def main(argv: list[str] | None = None) -> int:
                         help="also load `mailtrack serve` with its store writes skipped (the same endpoints, tokens "
                              "and recorder; harness/serve/no_store_serve.py) with each generator: the ceiling any store "
                              "leaves, reported beside the static contender")
+    parser.add_argument("--verify-contender", action="store_true",
+                        help="also load the verify-only floor (the same server verifying each token, then the pixel or "
+                             "the redirect: no event, no store; harness/serve/verify_floor.py) with each generator: what "
+                             "no tracking server can skip, reported beside the static contender (uvicorn only)")
     parser.add_argument("--loadgen", help=argparse.SUPPRESS)  # internal: run the Python generator from a spec file
     args = parser.parse_args(argv)
     if args.loadgen:
@@ -229,6 +243,8 @@ def main(argv: list[str] | None = None) -> int:
             parser.error("wrk is not on PATH (Debian: apt-get install wrk)")
         generators = ["wrk"] if args.generator == "wrk" else ["python", "wrk"]
     stores = list(STORES) if args.store == "both" else [args.store]
+    if args.verify_contender and args.server != "uvicorn":
+        parser.error("--verify-contender runs on uvicorn only (the server `mailtrack serve` runs by default)")
     if "postgres" in stores and (reason := unavailable()):
         parser.error(f"--store {args.store}: {reason}")
     notes = []
@@ -261,10 +277,12 @@ def main(argv: list[str] | None = None) -> int:
                    for generator in generators} if args.static_contender else {}
         ceilings = {generator: run_static(generator, workload, args, args.duration_s, wrk, no_store=True)
                     for generator in generators} if args.no_store_contender else {}
+        floors = {generator: run_static(generator, workload, args, args.duration_s, wrk, contender="verify-only")
+                  for generator in generators} if args.verify_contender else {}
         described = (postgres.describe(), postgres.settings) if postgres else None
     report = render(results, workload, args, "quick" if args.quick else "full", command, wrk, notes, described)
-    if statics or ceilings:
-        report += render_static(results, statics, args, ceilings)
+    if statics or ceilings or floors:
+        report += render_static(results, statics, args, ceilings, floors)
     report += f"\nTotal wall time: {time.monotonic() - started:.0f} s.\n"
     print(report)
     out_path.write_text(report, encoding="utf-8")

@@ -61,11 +61,12 @@ def test_quick_run_wrk(bench_serve, tmp_path: Path) -> None:  # type: ignore[no-
 
 
 def test_quick_run_with_both_contenders(bench_serve, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
-    """The static GIF and serve-without-its-store each answer under the same load; the report gives the three ratios."""
+    """The static GIF, serve-without-its-store and the verify-only floor each answer under the same load; the report
+    gives the three ratios, and the floor's beside the static GIF (its answers all right: it raises otherwise)."""
     out = tmp_path / "results_serve.md"
 
     assert bench_serve.main(["--quick", "--duration", "2", "--generator", "python", "--static-contender",
-                             "--no-store-contender", "--out", str(out)]) == 0
+                             "--no-store-contender", "--verify-contender", "--out", str(out)]) == 0
 
     report = out.read_text(encoding="utf-8")
     row = next(line for line in report.split("## Against the contenders", 1)[1].splitlines()
@@ -75,6 +76,12 @@ def test_quick_run_with_both_contenders(bench_serve, tmp_path: Path) -> None:  #
     assert static > 0 and no_store > 0 and ours > 0
     assert cells[5] == f"{ours / static:.2f}x" and cells[6] == f"{no_store / static:.2f}x"
     assert cells[7] == f"{ours / no_store:.2f}x"
+    floor_row = next(line for line in report.split("Verify-only floor", 1)[1].splitlines()
+                     if line.startswith("| python |"))
+    floor_cells = [cell.strip() for cell in floor_row.strip("|").split("|")]
+    assert float(floor_cells[1].replace(",", "")) == static
+    floor = float(floor_cells[2].replace(",", ""))
+    assert floor > 0 and floor_cells[3] == f"{floor / static:.2f}x"
 
 
 @pytest.mark.timeout(300)

@@ -59,7 +59,8 @@ class Server:
     """
 
     def __init__(self, folder: Path, threads: int | None, *, db: str = "", static: bool = False,
-                 server: str = "uvicorn", workers: int = 1, no_store: bool = False, writer: str | None = None) -> None:
+                 server: str = "uvicorn", workers: int = 1, no_store: bool = False, writer: str | None = None,
+                 verify_only: bool = False) -> None:
         self.folder = folder
         self.threads = threads
         self.stderr_path = folder / "server.stderr"
@@ -89,6 +90,8 @@ class Server:
         if static:  # the static-GIF contender (harness/serve/static_gif.py): the same server, no store
             self.command = [sys.executable, str(Path(__file__).with_name("static_gif.py")), HOST, str(threads or 8),
                             server, str(workers)]
+        if verify_only:  # the verify-only floor (harness/serve/verify_floor.py): tokens checked, no event, no store
+            self.command = [sys.executable, str(Path(__file__).with_name("verify_floor.py")), HOST]
         self.proc: subprocess.Popen[str] | None = None
         self.port = 0
         self.banner = ""

@@ -268,7 +268,7 @@ def render(
 
 
 def render_static(results: list[RunResult], statics: dict[str, float], args: argparse.Namespace,
-                  ceilings: dict[str, float] | None = None) -> str:
+                  ceilings: dict[str, float] | None = None, floors: dict[str, float] | None = None) -> str:
     """The contenders' section: the static GIF's requests/s under each generator (it has no store, so it ran once per
     generator) beside every mailtrack run's, and their ratio; with ``ceilings``, also ``mailtrack serve`` with its
     store writes skipped (``--no-store-contender``): what the request path allows whatever the store."""
@@ -298,4 +298,19 @@ def render_static(results: list[RunResult], statics: dict[str, float], args: arg
             f"| {f'{ceiling:,.0f}' if ceiling else 'n/a'} | {ours:,.0f} | {f'{ours / static:.2f}x' if static else 'n/a'} "
             f"| {f'{ceiling / static:.2f}x' if static and ceiling else 'n/a'} "
             f"| {f'{ours / ceiling:.2f}x' if ceiling else 'n/a'} |")
+    if floors:
+        lines += [
+            "",
+            "Verify-only floor (`--verify-contender`, harness/serve/verify_floor.py): the same server verifying each "
+            "request's token (`Tracker.verify`) and answering the pixel or the redirect, nothing else: no request "
+            "object, no classification, no event, no store. No tracking server can do less, so its ratio to the static "
+            "GIF bounds what any store and recorder can reach on this stack.",
+            "",
+            "| generator | static GIF requests/s | verify-only requests/s | verify-only ÷ static |",
+            "|---|--:|--:|--:|",
+        ]
+        for generator, floor in floors.items():
+            static = statics.get(generator)
+            lines.append(f"| {generator} | {f'{static:,.0f}' if static else 'n/a'} | {floor:,.0f} "
+                         f"| {f'{floor / static:.2f}x' if static else 'n/a'} |")
     return "\n".join(lines) + "\n"
