@@ -552,7 +552,9 @@ class _Dialect:
     """How one store's SQL spells what :func:`_relabel_rows` writes.
 
     ``param``: the parameter marker; ``true``/``false``: the flag values; ``hint``: put before a column to keep
-    the planner on the message index (SQLite's unary ``+``); ``insert``/``ignore``: "insert unless present".
+    the planner off its index (SQLite's unary ``+``): on the recipient's rows (``events_clicks``, ``events_recipient``),
+    never walking ``events_type`` in id order for ``ORDER BY id LIMIT 1`` (which read every click stored when no
+    successor exists); ``insert``/``ignore``: "insert unless present".
     """
 
     param: str
@@ -599,7 +601,7 @@ def _relabel_rows(execute: Callable[[str, Sequence[Any]], Any], sql: _Dialect, r
             successor = execute(
                 f"SELECT {_ROLL_COLUMNS}, event_id FROM events WHERE message_id = {mark} AND recipient = {mark} AND"
                 f" {sql.hint}{column} = {mark} AND {sql.hint}account = {mark} AND machine IS NULL{more}"
-                " ORDER BY id LIMIT 1", (message_id, recipient, value, account)).fetchone()
+                f" ORDER BY {sql.hint}id LIMIT 1", (message_id, recipient, value, account)).fetchone()
             if successor is None:
                 continue
             execute(f"UPDATE events SET {flag} = {mark} WHERE id = {mark}", (sql.true, successor[0]))
