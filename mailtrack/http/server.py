@@ -38,6 +38,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from mailtrack.http.messages import Response
+from mailtrack.storage.heap import freeze_heap
 
 __all__ = ["CHECK_SECONDS", "IDLE_SECONDS", "REQUEST_SECONDS", "SHED_FRACTION", "connection_limit", "create", "drain",
            "raise_file_limit", "run"]
@@ -108,8 +109,11 @@ def create(app: Callable[..., Any], *, threads: int, max_body: int, host: str | 
 
 def run(server: Any) -> None:
     """Run ``server``'s loop until interrupted; unlike waitress' ``run()``, a KeyboardInterrupt (SIGTERM) is not
-    swallowed with the worker threads shut down and queued requests dropped: it propagates, for :func:`drain`."""
+    swallowed with the worker threads shut down and queued requests dropped: it propagates, for :func:`drain`. The
+    heap made so far is frozen first (:func:`~mailtrack.storage.heap.freeze_heap`)."""
     from waitress import wasyncore
+
+    freeze_heap()
 
     wasyncore.loop(timeout=server.adj.asyncore_loop_timeout, map=_socket_map(server), use_poll=True)
 

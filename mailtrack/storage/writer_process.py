@@ -55,6 +55,7 @@ from typing import Any
 from mailtrack.events import TrackingEvent
 from mailtrack.exceptions import ArgumentError, ConfigurationError
 from mailtrack.storage.base import StoreError, StoreUnavailable
+from mailtrack.storage.heap import freeze_heap
 from mailtrack.storage.sqlite import _flagged  # one copy of the trusted with_first (per event on the lane: no import)
 
 __all__ = ["ProcessWriter", "ReplyReader", "Stored", "encode_request", "stored_as"]
@@ -390,6 +391,7 @@ class _Child:
 
             self._store = SQLiteStore(self.path, busy_timeout=self.busy_timeout)
             self._roller = Roller(self._store, interval=self.roll_interval or 0.5, chunk=_ROLL_STEP)
+            freeze_heap()  # the child is started: its full collections walk only what it makes from here
         return self._store
 
     def roll(self) -> bool:

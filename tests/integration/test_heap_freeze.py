@@ -1,0 +1,141 @@
+"""The processes ``mailtrack serve`` runs freeze their startup heap (:mod:`mailtrack.storage.heap`): the uvicorn
+server once started, the waitress server before its loop, the SQLite writer process once its store is open. Each
+runs in its own Python process here (freezing pytest's own heap would change every other test's), and says what it
+sees from inside: the frozen count, and that a cycle made later is still collected."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+
+_SERVER = textwrap.dedent("""
+    import gc, json, sys, threading, urllib.request, weakref
+    kind = sys.argv[1]
+
+    def probe():
+        class Node:
+            pass
+        node = Node()
+        node.me = node  # a cycle made after the freeze: the collector must still free it
+        ref = weakref.ref(node)
+        del node
+        gc.collect()
+        return {"frozen": gc.get_freeze_count(), "cycle_freed": ref() is None, "enabled": gc.isenabled()}
+
+    async def asgi(scope, receive, send):
+        if scope["type"] == "lifespan":
+            while True:
+                message = await receive()
+                await send({"type": message["type"] + ".complete"})
+                if message["type"] == "lifespan.shutdown":
+                    return
+        body = json.dumps(probe()).encode()
+        await send({"type": "http.response.start", "status": 200,
+                    "headers": [(b"content-length", str(len(body)).encode())]})
+        await send({"type": "http.response.body", "body": body})
+
+    def wsgi(environ, start_response):
+        body = json.dumps(probe()).encode()
+        start_response("200 OK", [("Content-Length", str(len(body)))])
+        return [body]
+
+    before = gc.get_freeze_count()
+    if kind == "uvicorn":
+        from mailtrack.http import loop_server
+        listener = loop_server.bind("127.0.0.1", 0)
+        server = loop_server.create(asgi, sockets=[listener])
+        port = listener.getsockname()[1]
+        stop = server.stop
+    else:
+        from mailtrack.http import server as tuned
+        server = tuned.create(wsgi, threads=2, max_body=1 << 16, host="127.0.0.1", port=0)
+        port = server.effective_port
+        def stop():
+            raise_in_main.set()
+        raise_in_main = threading.Event()
+
+    def client():
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=30) as answer:
+            print(json.dumps({"before": before, "seen": json.loads(answer.read())}), flush=True)
+        if kind == "uvicorn":
+            stop()
+        else:
+            import os, signal
+            os.kill(os.getpid(), signal.SIGINT)
+
+    threading.Thread(target=client, daemon=True).start()
+    if kind == "uvicorn":
+        server.run()
+    else:
+        try:
+            tuned.run(server)
+        except KeyboardInterrupt:
+            pass
+""")
+
+
+def _run(code: str, *args: str) -> dict[str, object]:
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])))
+    done = subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True, timeout=60, env=env,
+                          check=False)
+    assert done.returncode == 0, done.stderr[-3000:]
+    line = next(line for line in done.stdout.splitlines() if line.startswith("{"))
+    return dict(json.loads(line))
+
+
+@pytest.mark.parametrize("kind", ["uvicorn", "waitress"])
+def test_the_server_freezes_its_startup_heap_and_still_collects_what_it_makes_later(kind: str) -> None:
+    if kind == "uvicorn":
+        pytest.importorskip("uvicorn")
+    else:
+        pytest.importorskip("waitress")
+    seen = _run(_SERVER, kind)
+    assert seen["before"] == 0  # nothing frozen at import: only a started server freezes
+    inside = seen["seen"]
+    assert isinstance(inside, dict)
+    assert inside["frozen"] > 5_000  # the interpreter, mailtrack's modules and the server's, frozen while serving
+    assert inside["cycle_freed"] is True and inside["enabled"] is True
+
+
+def test_the_writer_process_freezes_once_its_store_is_open(tmp_path: Path) -> None:
+    code = textwrap.dedent("""
+        import gc, json, sys
+        from mailtrack.storage.writer_process import _Child
+        child = _Child(sys.argv[1], 5.0, 0.0)
+        before = gc.get_freeze_count()
+        child.store()
+        print(json.dumps({"before": before, "after": gc.get_freeze_count()}))
+    """)
+    seen = _run(code, str(tmp_path / "events.sqlite"))
+    assert seen["before"] == 0
+    assert isinstance(seen["after"], int) and seen["after"] > 5_000
+
+
+def test_import_and_a_rewrite_freeze_nothing() -> None:
+    """A library: ``import mailtrack`` and its work never touch the caller's collector."""
+    code = textwrap.dedent("""
+        import gc, json
+        import mailtrack
+        tracker = mailtrack.Tracker(secret_keys=["k"], base_url="https://t.example.com")
+        tracker.rewrite_html('<a href="https://e.com/">x</a>', message_id="m", recipient="a@example.com")
+        print(json.dumps({"frozen": gc.get_freeze_count()}))
+    """)
+    assert _run(code)["frozen"] == 0
+
+
+def test_freeze_heap_leaves_a_disabled_collector_alone() -> None:
+    code = textwrap.dedent("""
+        import gc, json
+        from mailtrack.storage.heap import freeze_heap
+        gc.disable()
+        print(json.dumps({"returned": freeze_heap(), "frozen": gc.get_freeze_count(), "enabled": gc.isenabled()}))
+    """)
+    assert _run(code) == {"returned": 0, "frozen": 0, "enabled": False}
