@@ -81,7 +81,7 @@ def run_loop_server(server: LoopServer, service: Service) -> int:
     Ctrl-C returns at once, the requests still in flight closed without an answer (:mod:`mailtrack.http.loop_server`).
     Either way the recorder is closed here (what was queued is written or spooled) and the exit status is 0."""
     try:
-        server.run()
+        server.run(freeze=True)  # this process is ours: its startup heap is frozen (mailtrack.storage.heap)
     except KeyboardInterrupt:  # a Ctrl-C before uvicorn's handlers are in place, or after they are gone: stop now
         pass
     finally:
@@ -103,7 +103,7 @@ def _run_waitress(server: Any, service: Service) -> int:
     from mailtrack.http.server import drain, run
 
     try:
-        run(server)
+        run(server, freeze=True)
     except KeyboardInterrupt:
         pass
     finally:

@@ -31,8 +31,9 @@ clients are cut off by time, never good ones by count:
 * output a client does not read is cut off once it makes no progress for
   :data:`~.server.IDLE_SECONDS` (:data:`FLUSH_SECONDS` when stopping):
   uvicorn held such a connection for ever, and a stop for its whole grace;
-* the heap frozen once it has started (:func:`~mailtrack.storage.heap.freeze_heap`): full garbage collections
-  walked every startup object with the loop stopped, 18-24 ms each, the p99 of the serve benchmark;
+* under ``mailtrack serve`` (``run(freeze=True)``), the heap frozen once the server has started
+  (:func:`~mailtrack.storage.heap.freeze_heap`): full garbage collections walked every startup object with the
+  loop stopped, 18-24 ms each, the p99 of the serve benchmark;
 * the open-file limit raised to its hard limit, so thousands of idle
   connections fit (an idle connection costs a socket and a few KB, no thread);
 * the scope's ``mailtrack.client_gone`` extension, so the access log says
@@ -128,8 +129,13 @@ class LoopServer:
         setattr(self.config, "mailtrack_refusal", refusal)  # noqa: B010 - read by the protocol (it gets the config)
         self.server = _Server(self.config)
 
-    def run(self) -> None:
-        """Serve until stopped; returns after the requests in flight were answered (or ``grace`` ran out)."""
+    def run(self, *, freeze: bool = False) -> None:
+        """Serve until stopped; returns after the requests in flight were answered (or ``grace`` ran out).
+
+        ``freeze``: once started, freeze the process' heap (:func:`~mailtrack.storage.heap.freeze_heap`), as
+        ``mailtrack serve`` does in the process it owns; off by default, the collector of a program embedding
+        this server being that program's."""
+        self.server.mailtrack_freeze = freeze
         self.server.run(sockets=self.listeners)
 
     def stop(self) -> None:
@@ -151,10 +157,12 @@ def _server_class() -> type:
         process before the recorder is closed)."""
 
         async def startup(self, sockets: list[socket.socket] | None = None) -> None:
-            """uvicorn's; then the heap made so far is frozen (:func:`~mailtrack.storage.heap.freeze_heap`): the
-            full collections that paused the loop for 18-24 ms under load walk only what was made since."""
+            """uvicorn's; then, for ``run(freeze=True)``, the heap made so far is frozen
+            (:func:`~mailtrack.storage.heap.freeze_heap`): the full collections that paused the loop for 18-24 ms
+            under load walk only what was made since."""
             await super().startup(sockets=sockets)
-            freeze_heap()
+            if getattr(self, "mailtrack_freeze", False):
+                freeze_heap()
 
         @contextlib.contextmanager
         def capture_signals(self) -> Iterator[None]:

@@ -107,13 +107,15 @@ def create(app: Callable[..., Any], *, threads: int, max_body: int, host: str | 
     return server
 
 
-def run(server: Any) -> None:
+def run(server: Any, *, freeze: bool = False) -> None:
     """Run ``server``'s loop until interrupted; unlike waitress' ``run()``, a KeyboardInterrupt (SIGTERM) is not
-    swallowed with the worker threads shut down and queued requests dropped: it propagates, for :func:`drain`. The
-    heap made so far is frozen first (:func:`~mailtrack.storage.heap.freeze_heap`)."""
+    swallowed with the worker threads shut down and queued requests dropped: it propagates, for :func:`drain`.
+    ``freeze``: freeze the heap made so far first (:func:`~mailtrack.storage.heap.freeze_heap`), as ``mailtrack
+    serve`` does in the process it owns."""
     from waitress import wasyncore
 
-    freeze_heap()
+    if freeze:
+        freeze_heap()
 
     wasyncore.loop(timeout=server.adj.asyncore_loop_timeout, map=_socket_map(server), use_poll=True)
 

@@ -18,9 +18,11 @@ them that becomes garbage later would be kept, and a process' startup
 objects are not such cycles. After ``fork()`` the frozen objects are not
 written by the collector either, so forked workers keep sharing their pages.
 
-Called only by the processes ``mailtrack`` itself starts (``mailtrack
-serve``'s server, its workers and its SQLite writer process), never at
-import: freezing another program's heap is that program's choice. In
+Called only in the processes ``mailtrack`` itself owns (``mailtrack
+serve``'s server and workers, through ``run(freeze=True)`` of
+:mod:`mailtrack.http.loop_server` and :mod:`mailtrack.http.server`, and its
+SQLite writer process), never at import nor by default: freezing another
+program's heap is that program's choice. In
 :mod:`mailtrack.storage` because the writer process (here) uses it too; the
 servers above import it from here.
 """

@@ -7,9 +7,11 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 import textwrap
+import time
 from pathlib import Path
 
 import pytest
@@ -18,7 +20,7 @@ ROOT = Path(__file__).resolve().parents[2]
 
 _SERVER = textwrap.dedent("""
     import gc, json, sys, threading, urllib.request, weakref
-    kind = sys.argv[1]
+    kind, freeze = sys.argv[1], sys.argv[2] == "freeze"
 
     def probe():
         class Node:
@@ -73,10 +75,10 @@ _SERVER = textwrap.dedent("""
 
     threading.Thread(target=client, daemon=True).start()
     if kind == "uvicorn":
-        server.run()
+        server.run(freeze=freeze)
     else:
         try:
-            tuned.run(server)
+            tuned.run(server, freeze=freeze)
         except KeyboardInterrupt:
             pass
 """)
@@ -97,12 +99,68 @@ def test_the_server_freezes_its_startup_heap_and_still_collects_what_it_makes_la
         pytest.importorskip("uvicorn")
     else:
         pytest.importorskip("waitress")
-    seen = _run(_SERVER, kind)
+    seen = _run(_SERVER, kind, "freeze")
     assert seen["before"] == 0  # nothing frozen at import: only a started server freezes
     inside = seen["seen"]
     assert isinstance(inside, dict)
     assert inside["frozen"] > 5_000  # the interpreter, mailtrack's modules and the server's, frozen while serving
     assert inside["cycle_freed"] is True and inside["enabled"] is True
+
+
+@pytest.mark.parametrize("kind", ["uvicorn", "waitress"])
+def test_a_server_embedded_by_another_program_leaves_its_collector_alone(kind: str) -> None:
+    pytest.importorskip(kind)
+    inside = _run(_SERVER, kind, "no")["seen"]
+    assert isinstance(inside, dict) and inside["frozen"] == 0 and inside["cycle_freed"] is True
+
+
+_WATCH = textwrap.dedent("""
+    # sitecustomize of the test: in every Python process started with it, a thread writes the frozen count to
+    # $MAILTRACK_TEST_FREEZE_DIR/<pid> once the process has frozen its heap
+    import gc, os, threading, time
+
+    def watch():
+        while not gc.get_freeze_count():
+            time.sleep(0.05)
+        path = os.path.join(os.environ["MAILTRACK_TEST_FREEZE_DIR"], str(os.getpid()))
+        with open(path + ".tmp", "w") as out:
+            out.write(str(gc.get_freeze_count()))
+        os.replace(path + ".tmp", path)  # whole, never seen half written
+
+    if os.environ.get("MAILTRACK_TEST_FREEZE_DIR"):
+        threading.Thread(target=watch, daemon=True).start()
+""")
+
+
+@pytest.mark.parametrize("server", ["uvicorn", "waitress"])
+def test_mailtrack_serve_and_its_writer_process_run_frozen(tmp_path: Path, server: str) -> None:
+    """A real ``mailtrack serve``: its own process freezes its heap once serving, and so does its SQLite writer
+    process (uvicorn, the default ``--writer process``); seen from inside each by a watching thread."""
+    pytest.importorskip(server)
+    site = tmp_path / "site"
+    site.mkdir()
+    (site / "sitecustomize.py").write_text(_WATCH, encoding="utf-8")
+    seen = tmp_path / "seen"
+    seen.mkdir()
+    env = dict(os.environ, MAILTRACK_TEST_FREEZE_DIR=str(seen), PYTHONPATH=os.pathsep.join(
+        filter(None, [str(site), str(ROOT), os.environ.get("PYTHONPATH")])))
+    proc = subprocess.Popen([sys.executable, "-m", "mailtrack", "serve", "--db", str(tmp_path / "events.sqlite"),
+                             "--secret-key", "k", "--base-url", "https://t.example.com", "--port", "0",
+                             "--server", server], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout is not None
+        assert "serving" in proc.stdout.readline()
+        wanted = 2 if server == "uvicorn" else 1  # the server, and its writer process (started with the service)
+        deadline = time.monotonic() + 30
+        while len(list(seen.glob("[0-9]*[0-9]"))) < wanted and time.monotonic() < deadline and proc.poll() is None:
+            time.sleep(0.05)
+        counts = {int(path.name): int(path.read_text()) for path in seen.glob("[0-9]*[0-9]")}
+        assert proc.pid in counts, (counts, proc.pid)
+        assert len(counts) >= wanted and all(count > 5_000 for count in counts.values()), counts
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=30)
+    assert proc.returncode == 0, err[-2000:]
 
 
 def test_the_writer_process_freezes_once_its_store_is_open(tmp_path: Path) -> None:

@@ -46,7 +46,7 @@ def _serve(listener: object) -> None:
 
     server = loop_server.create(asgi_app, sockets=[listener])  # type: ignore[list-item]
     try:
-        server.run()
+        server.run(freeze=True)  # as mailtrack serve runs it
     finally:
         server.close()
 
@@ -93,7 +93,7 @@ def main() -> None:
     wsgi = tuned.create(app, threads=threads, max_body=1 << 16, host=host, port=0)
     print(f"static GIF (no store) on http://{host}:{wsgi.effective_port} (waitress, {threads} threads)", flush=True)
     try:
-        tuned.run(wsgi)
+        tuned.run(wsgi, freeze=True)  # as mailtrack serve runs it
     except KeyboardInterrupt:
         pass
 

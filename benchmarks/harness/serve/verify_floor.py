@@ -66,7 +66,7 @@ def main() -> None:
           f"mailtrack serve runs it)", flush=True)
     server = loop_server.create(asgi_app, sockets=[listener])
     try:
-        server.run()
+        server.run(freeze=True)  # as mailtrack serve runs it
     finally:
         server.close()
 
