@@ -60,6 +60,7 @@ import importlib.util
 import logging
 import socket
 import urllib.parse
+import weakref
 from collections.abc import Iterator, Sequence
 from typing import Any
 
@@ -147,6 +148,22 @@ class LoopServer:
         for listener in self.listeners:
             with contextlib.suppress(OSError):
                 listener.close()
+
+
+class _ClientGone:
+    """``scope["extensions"][CLIENT_GONE]["gone"]``: whether the request's client closed its connection, holding
+    the request (uvicorn's ``RequestResponseCycle``, whose scope holds this) and its transport weakly; a request or
+    transport gone counts as a client gone."""
+
+    __slots__ = ("_cycle", "_transport")
+
+    def __init__(self, cycle: Any, transport: Any) -> None:
+        self._cycle = weakref.ref(cycle)
+        self._transport = weakref.ref(transport)
+
+    def __call__(self) -> bool:
+        cycle, transport = self._cycle(), self._transport()
+        return cycle is None or transport is None or bool(cycle.disconnected) or bool(transport.is_closing())
 
 
 def _server_class() -> type:
@@ -311,10 +328,11 @@ def _protocol_class() -> type:
 
         def _tell_client_gone(self) -> None:
             """The scope's :data:`~mailtrack.http.asgi.CLIENT_GONE` extension for the request just read: its client
-            closed the connection (uvicorn marks the request disconnected; a pipelined request's transport closes)."""
-            cycle, transport = self.cycle, self.transport
-            self.scope.setdefault("extensions", {})[CLIENT_GONE] = {
-                "gone": lambda: cycle.disconnected or transport.is_closing()}
+            closed the connection (uvicorn marks the request disconnected; a pipelined request's transport closes).
+            It holds the request and the transport weakly: a closure holding them made every request a reference
+            cycle (request -> scope -> closure -> request), about a dozen objects a request that only the cyclic
+            collector could free, in collections that stop the loop."""
+            self.scope.setdefault("extensions", {})[CLIENT_GONE] = {"gone": _ClientGone(self.cycle, self.transport)}
 
         def on_body(self, body: bytes) -> None:
             self._body_bytes += len(body)
