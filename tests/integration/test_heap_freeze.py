@@ -18,7 +18,17 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 
-_SERVER = textwrap.dedent("""
+#: ASGI's lifespan for the apps below, which have nothing to start or stop (prepended to their code).
+_LIFESPAN = textwrap.dedent("""
+    async def lifespan(receive, send):
+        while True:
+            message = await receive()
+            await send({"type": message["type"] + ".complete"})
+            if message["type"] == "lifespan.shutdown":
+                return
+""")
+
+_SERVER = _LIFESPAN + textwrap.dedent("""
     import gc, json, sys, threading, urllib.request, weakref
     kind, freeze = sys.argv[1], sys.argv[2] == "freeze"
 
@@ -34,11 +44,7 @@ _SERVER = textwrap.dedent("""
 
     async def asgi(scope, receive, send):
         if scope["type"] == "lifespan":
-            while True:
-                message = await receive()
-                await send({"type": message["type"] + ".complete"})
-                if message["type"] == "lifespan.shutdown":
-                    return
+            return await lifespan(receive, send)
         body = json.dumps(probe()).encode()
         await send({"type": "http.response.start", "status": 200,
                     "headers": [(b"content-length", str(len(body)).encode())]})
@@ -204,7 +210,7 @@ def test_a_request_leaves_no_reference_cycle_for_the_collector() -> None:
     extension once made each request a cycle (request -> scope -> closure -> request), a dozen objects a request
     left to the cyclic collector, whose collections stop the loop. The collector is off here, so any cycle a
     request makes stays until the count."""
-    code = textwrap.dedent("""
+    code = _LIFESPAN + textwrap.dedent("""
         import gc, http.client, json, sys, threading
         gc.disable()
         from mailtrack.http import loop_server
@@ -212,11 +218,7 @@ def test_a_request_leaves_no_reference_cycle_for_the_collector() -> None:
 
         async def app(scope, receive, send):
             if scope["type"] == "lifespan":
-                while True:
-                    message = await receive()
-                    await send({"type": message["type"] + ".complete"})
-                    if message["type"] == "lifespan.shutdown":
-                        return
+                return await lifespan(receive, send)
             await receive()
             gone = scope["extensions"][CLIENT_GONE]["gone"]()
             body = b"gone" if gone else b"here"

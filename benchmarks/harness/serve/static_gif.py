@@ -28,13 +28,19 @@ def app(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable
     return [GIF]
 
 
+async def lifespan(receive: Callable[..., Any], send: Callable[..., Any]) -> None:
+    """ASGI's lifespan protocol for a contender with nothing to start or stop: every message acknowledged."""
+    while True:
+        message = await receive()
+        await send({"type": message["type"] + ".complete"})
+        if message["type"] == "lifespan.shutdown":
+            return
+
+
 async def asgi_app(scope: dict[str, Any], receive: Callable[..., Any], send: Callable[..., Any]) -> None:
     if scope["type"] == "lifespan":
-        while True:
-            message = await receive()
-            await send({"type": message["type"] + ".complete"})
-            if message["type"] == "lifespan.shutdown":
-                return
+        await lifespan(receive, send)
+        return
     if scope["type"] != "http":
         return
     await send({"type": "http.response.start", "status": 200, "headers": _ASGI_HEADERS})

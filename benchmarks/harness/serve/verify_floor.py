@@ -22,7 +22,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # benchmarks/, for ``harness`` when run as a script
 
-from harness.serve.static_gif import _ASGI_HEADERS  # noqa: E402 - after the path it needs
+from harness.serve.static_gif import _ASGI_HEADERS, lifespan  # noqa: E402 - after the path it needs
 from harness.serve.workload import BASE_URL, SECRET_KEY  # noqa: E402
 from mailtrack import MailtrackError, Tracker  # noqa: E402
 from mailtrack.http.pages import GIF  # noqa: E402
@@ -34,11 +34,8 @@ _PREFIXES = {"/o/": "open", "/c/": "click"}
 
 async def asgi_app(scope: dict[str, Any], receive: Callable[..., Any], send: Callable[..., Any]) -> None:
     if scope["type"] == "lifespan":
-        while True:
-            message = await receive()
-            await send({"type": message["type"] + ".complete"})
-            if message["type"] == "lifespan.shutdown":
-                return
+        await lifespan(receive, send)
+        return
     if scope["type"] != "http":
         return
     path = str(scope["path"])
