@@ -63,6 +63,13 @@ _ATTR = _NAME + _VALUE
 _SEPARATORS = rf"[{_WS}/]*{_P}"
 _TAG_TAIL = rf"{_SEPARATORS}(?:{_ATTR}{_SEPARATORS})*{_P}>"
 _TAG_NAME_END = rf"(?![^{_WS}/>])"
+# The rest of most start tags after the name's first letter, written for speed: a name, then attributes with
+# double-quoted values, space before each, "/" only at the end. Everything it matches, the full grammar
+# (``[^{_WS}/>]*`` then ``_TAG_TAIL``) matches to the same ">", so a scanner that tries it first and falls back
+# to the full grammar ends every tag where the full grammar alone would.
+_PLAIN_TAG_REST = (
+    rf"[^{_WS}/>\"'<=]*{_P}(?:[{_WS}]+{_P}[^{_WS}/>\"'<=]+{_P}=\"[^\"]*{_P}\")*{_P}[{_WS}]*{_P}/?>"
+)
 # The first ``href`` of a link tag, captured by the scanner itself so that the
 # common case needs no attribute parsing in Python: non-href attributes, then
 # the href with its value in one of three groups by quoting.
@@ -106,7 +113,7 @@ def _master(link_tags: str, interesting_start: str) -> re.Pattern[str]:
     interesting_end = rf"(?:body|html){_TAG_NAME_END}"
     # Markup that cannot hold a link and never changes the tokenizer state.
     other = (
-        rf"<(?!{interesting_start})[a-zA-Z][^{_WS}/>]*{_P}{_TAG_TAIL}"  # start tag
+        rf"<(?!{interesting_start})[a-zA-Z](?:{_PLAIN_TAG_REST}|[^{_WS}/>]*{_P}{_TAG_TAIL})"  # start tag
         rf"|</(?!{interesting_end})[a-zA-Z][^{_WS}/>]*{_P}{_TAG_TAIL}"  # end tag
         r"|<!--(?!\[if)(?:-?>|.*?--!?>)"  # plain comment (also <!--> and <!--->)
         rf"|<!(?!--)[^>]*{_P}>"  # doctype, CDATA-as-bogus-comment, other bogus comments
@@ -292,26 +299,24 @@ def _scan(text: str, pos: int, endpos: int, pattern: re.Pattern[str], conditiona
         if m is None:  # cannot happen (the eof branch always matches); be safe anyway
             return
         kind = m.lastgroup
-        if kind == "link":  # once per link: every span read in one call, values sliced from the text
-            spans = m.regs
+        if kind == "link":  # once per link: the spans it needs by group number, values sliced from the text
             href: Attribute | None = None
-            if spans[_HREF_AT][0] >= 0:
-                start, stop = spans[_HDQ]
+            start, stop = m.span(_HDQ)
+            if start >= 0:  # the common href: double-quoted
+                href = (text[start:stop], start, stop, '"')
+            elif m.start(_HREF_AT) >= 0:
+                start, stop = m.span(_HSQ)
                 if start >= 0:
-                    href = (text[start:stop], start, stop, '"')
+                    href = (text[start:stop], start, stop, "'")
                 else:
-                    start, stop = spans[_HSQ]
-                    if start >= 0:
-                        href = (text[start:stop], start, stop, "'")
-                    else:
-                        start, stop = spans[_HUQ]
-                        if start < 0:
-                            start = stop = spans[_HREF_AT][1]
-                        href = (text[start:stop], start, stop, "")
-            start, stop = spans[_LNAME]
-            name = text[start:stop]
-            name = name.lower() if name.isascii() else name.translate(_ASCII_LOWER)  # _lower(), inlined
-            start, stop = spans[_LINK]  # the link group ends the match
+                    start, stop = m.span(_HUQ)
+                    if start < 0:  # no value: an empty one at the end of the name
+                        start = stop = m.end(_HREF_AT)
+                    href = (text[start:stop], start, stop, "")
+            name = m.group(_LNAME)
+            if name != "a":
+                name = name.lower() if name.isascii() else name.translate(_ASCII_LOWER)  # _lower(), inlined
+            start, stop = m.span(_LINK)  # the link group ends the match
             result.links.append(_tuple(LinkTag, (name, start, stop, href, conditional)))
             if stop >= endpos:
                 return

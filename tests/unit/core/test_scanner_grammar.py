@@ -69,3 +69,16 @@ def test_alternation_before_a_name_end_matches_as_the_plain_alternation(words: l
 def test_the_alternation_of_the_skipped_names() -> None:
     assert scanner._alternation(["a", "area", "body"]) == "(?:a(?:rea)?|body)"
     assert scanner._alternation(["style", "script"]) == "s(?:cript|tyle)"
+
+
+_FULL_START_TAG = re.compile(rf"[a-zA-Z][^{_WS}/>]*{_OLD_TAG_TAIL}", re.ASCII | re.DOTALL)
+_FAST_START_TAG = re.compile(rf"[a-zA-Z](?:{scanner._PLAIN_TAG_REST}|[^{_WS}/>]*{scanner._TAG_TAIL})", re.ASCII | re.DOTALL)
+_TAG_PIECES = ["td", "p", " ", "\n", "class", "style", '="x y"', "='v'", "=v", "=", '"', "'", "/", ">", "/>", "<", "é",
+               '=""', " / ", "\t", "a=b>"]
+
+
+@settings(max_examples=3000)
+@given(st.lists(st.sampled_from(_TAG_PIECES), max_size=25).map("".join))
+def test_a_start_tag_tried_the_plain_way_first_ends_where_the_full_grammar_ends_it(tag: str) -> None:
+    full, fast = _FULL_START_TAG.match("p" + tag), _FAST_START_TAG.match("p" + tag)
+    assert (full and full.end()) == (fast and fast.end())
