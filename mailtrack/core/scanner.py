@@ -67,6 +67,9 @@ _TAG_NAME_END = rf"(?![^{_WS}/>])"
 # double-quoted values, space before each, "/" only at the end. Everything it matches, the full grammar
 # (``[^{_WS}/>]*`` then ``_TAG_TAIL``) matches to the same ">", so a scanner that tries it first and falls back
 # to the full grammar ends every tag where the full grammar alone would.
+# Faster still, a tag without quotes: nothing in it can hide a ">", so the first one ends it (the full grammar's
+# names, unquoted values and separators all stop there).
+_UNQUOTED_TAG_REST = rf"[^>\"']*{_P}>"
 _PLAIN_TAG_REST = (
     rf"[^{_WS}/>\"'<=]*{_P}(?:[{_WS}]+{_P}[^{_WS}/>\"'<=]+{_P}=\"[^\"]*{_P}\")*{_P}[{_WS}]*{_P}/?>"
 )
@@ -113,8 +116,8 @@ def _master(link_tags: str, interesting_start: str) -> re.Pattern[str]:
     interesting_end = rf"(?:body|html){_TAG_NAME_END}"
     # Markup that cannot hold a link and never changes the tokenizer state.
     other = (
-        rf"<(?!{interesting_start})[a-zA-Z](?:{_PLAIN_TAG_REST}|[^{_WS}/>]*{_P}{_TAG_TAIL})"  # start tag
-        rf"|</(?!{interesting_end})[a-zA-Z][^{_WS}/>]*{_P}{_TAG_TAIL}"  # end tag
+        rf"<(?!{interesting_start})[a-zA-Z](?:{_UNQUOTED_TAG_REST}|{_PLAIN_TAG_REST}|[^{_WS}/>]*{_P}{_TAG_TAIL})"  # start tag
+        rf"|</(?!{interesting_end})[a-zA-Z](?:{_UNQUOTED_TAG_REST}|[^{_WS}/>]*{_P}{_TAG_TAIL})"  # end tag
         r"|<!--(?!\[if)(?:-?>|.*?--!?>)"  # plain comment (also <!--> and <!--->)
         rf"|<!(?!--)[^>]*{_P}>"  # doctype, CDATA-as-bogus-comment, other bogus comments
         rf"|<\?[^>]*{_P}>"  # processing-instruction-like bogus comment

@@ -174,7 +174,10 @@ def _check(url: str) -> Destination | DestinationProblem:
 
 def destination_problem(value: str) -> DestinationProblem | None:
     """Why ``value`` may not be a redirect destination (see :func:`check_destination`), or None if it may."""
-    checked = check_destination(value)
+    fast = _PLAIN.match(value)
+    if fast is not None and _plain_authority(fast):  # check_destination's fast path, without building its Destination
+        return None
+    checked = _check(value)
     return checked if isinstance(checked, str) else None
 
 
