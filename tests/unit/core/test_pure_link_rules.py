@@ -57,3 +57,21 @@ def test_a_custom_list_with_a_default_pair_and_a_back_reference_searches_as_one_
 def test_destination_problem_answers_as_check_destination(url: str) -> None:
     checked = check_destination(url)
     assert destination_problem(url) == (checked if isinstance(checked, str) else None)
+
+
+_OLD_PLAIN_AUTHORITY = re.compile(
+    r"[hH][tT][tT][pP][sS]?://((?:[A-Za-z0-9_-]{1,63}\.)*[A-Za-z][A-Za-z0-9_-]{0,62}\.?)(:[0-9]{1,5})?(?=[/?#]|\Z)"
+    r"[\x21-\x7e]*\Z"
+)
+_HOST_PIECES = st.sampled_from(["https://", "http://", "a", "Z", "9", "-", "_", ".", "..", "x" * 62, "y" * 63, "z" * 64,
+                                ":", ":8080", ":123456", "/", "?", "#", "é", " ", "[", "%"])
+
+
+@settings(max_examples=3000)
+@given(st.tuples(st.sampled_from(["https://", "http://", "HTTP://", ""]), st.lists(_HOST_PIECES, max_size=12))
+       .map(lambda parts: parts[0] + "".join(parts[1])))
+def test_the_possessive_plain_authority_reads_hosts_as_before(url: str) -> None:
+    from mailtrack.core import urls
+
+    old, new = _OLD_PLAIN_AUTHORITY.match(url), urls._PLAIN.match(url)
+    assert (old and old.groups()) == (new and new.groups())
