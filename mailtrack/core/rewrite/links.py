@@ -155,7 +155,7 @@ def track_html_links(
     is_ours = plan.layout.is_ours
     plain = plan.placeholders.plain
     opt_outs = plan.opt_outs
-    any_opt_out, common, may_apply = bool(opt_outs.attributes), opt_outs.common, opt_outs.may_apply
+    any_opt_out, common = bool(opt_outs.attributes), opt_outs.common
     decide = book.decide
     quoted_as_is = book.quoted_as_is
     # The common link (quoted, plain, not ours, within the limit and the length) is tracked in the loop itself,
@@ -191,7 +191,7 @@ def track_html_links(
             reason: Decision | None
             if not url:
                 reason = "empty"
-            elif any_opt_out and may_apply(html, tag_start, tag_end) and opt_outs.applies(html, tag):
+            elif any_opt_out and (not common or common in html[tag_start:tag_end].lower()) and opt_outs.applies(html, tag):
                 reason = "opt-out"
             elif plain(url):  # classify_destination, without its call: its first test settles most links
                 if not is_ours(url):

@@ -168,9 +168,6 @@ class OptOuts:
         #: A string in every name ("" if none is 3 characters or more): a tag whose lowercased text does not
         #: hold it carries no opt-out. The rewriter's per-link loop tests it itself before calling :meth:`applies`.
         self.common = _common_substring(self._names)
-        #: ``may_apply(text, start, end)``: False only if ``text[start:end].lower()`` cannot hold :attr:`common`, read
-        #: without copying or lower-casing the tag (the per-link loop's first test; :meth:`applies` decides).
-        self.may_apply: Callable[[str, int, int], bool] = _may_hold(self.common)
 
     def applies(self, text: str, tag: LinkTag) -> bool:
         """True if ``tag`` (scanned from ``text``) carries an opt-out attribute."""
@@ -189,31 +186,6 @@ class OptOuts:
             ):
                 return True
         return False
-
-
-#: The characters other than themselves whose ``str.lower()`` holds an ASCII character: upper-case ASCII letters,
-#: and two more (every code point checked by tests/unit/core/test_pure_link_rules.py).
-_LOWERS_TO = {"i": "I\u0130", "k": "K\u212a"}
-
-
-def _may_hold(common: str) -> Callable[[str, int, int], bool]:
-    """A test that ``text[start:end].lower()`` may hold ``common`` (True whenever it does), with no copy of the span.
-
-    For an ASCII ``common``, one search for its characters each in any case that lower-cases to it (a character
-    class per character: the engine scans for the first one's class). ``"İ"`` lower-cases to two characters, the
-    first an ``i``: the expression then matches where the lowered text might not (a needless full check, never a
-    missed one). Otherwise the span is lower-cased, as :meth:`OptOuts.applies` does.
-    """
-    if not common:
-        return lambda text, start, end: True
-    if not common.isascii():
-        return lambda text, start, end: common in text[start:end].lower()
-    classes = []
-    for char in common:
-        variants = char + (char.upper() if char.isalpha() else "") + _LOWERS_TO.get(char, "")
-        classes.append(f"[{re.escape(variants)}]" if len(variants) > 1 else re.escape(char))
-    search = re.compile("".join(classes)).search
-    return lambda text, start, end: search(text, start, end) is not None
 
 
 def _common_substring(names: tuple[str, ...]) -> str:
