@@ -63,16 +63,6 @@ _ATTR = _NAME + _VALUE
 _SEPARATORS = rf"[{_WS}/]*{_P}"
 _TAG_TAIL = rf"{_SEPARATORS}(?:{_ATTR}{_SEPARATORS})*{_P}>"
 _TAG_NAME_END = rf"(?![^{_WS}/>])"
-# The rest of most start tags after the name's first letter, written for speed: a name, then attributes with
-# double-quoted values, space before each, "/" only at the end. Everything it matches, the full grammar
-# (``[^{_WS}/>]*`` then ``_TAG_TAIL``) matches to the same ">", so a scanner that tries it first and falls back
-# to the full grammar ends every tag where the full grammar alone would.
-# Faster still, a tag without quotes: nothing in it can hide a ">", so the first one ends it (the full grammar's
-# names, unquoted values and separators all stop there).
-_UNQUOTED_TAG_REST = rf"[^>\"']*{_P}>"
-_PLAIN_TAG_REST = (
-    rf"[^{_WS}/>\"'<=]*{_P}(?:[{_WS}]+{_P}[^{_WS}/>\"'<=]+{_P}=\"[^\"]*{_P}\")*{_P}[{_WS}]*{_P}/?>"
-)
 # The first ``href`` of a link tag, captured by the scanner itself so that the
 # common case needs no attribute parsing in Python: non-href attributes, then
 # the href with its value in one of three groups by quoting.
@@ -88,36 +78,44 @@ _HREF = (
 _RAW_TEXT = ("script", "style", "textarea", "title", "xmp", "iframe", "noembed", "noframes", "plaintext")
 
 
-def _alternation(words: list[str]) -> str:
-    """An alternation of literal ``words`` factored by common prefixes ("a(?:rea)?", "s(?:cript|tyle)").
+def _other_name(words: list[str], prefixes: tuple[str, ...] = ()) -> str:
+    """A tag name, read to its end, that is none of ``words`` and does not start with one of ``prefixes`` plus a
+    name character (lower-case ASCII; the scanner ignores case).
 
-    It matches what ``"|".join(words)`` matches at a position, longest first,
-    but the engine tests each first letter once instead of trying every word
-    in turn: it runs at every tag of every document.
+    What ``(?!(?:words|prefixes[^ws/>])(?![^ws/>]))[^ws/>]+`` matches, written as a trie of the words with no
+    look-ahead but where a name could end as a word's prefix: a negative look-ahead runs at every tag of a
+    document, which this spelling spares most of them (issue 13).
     """
-    groups: dict[str, list[str]] = {}
+    stop = f"{_WS}/>"
+    children: dict[str, tuple[list[str], tuple[str, ...]]] = {}
     for word in words:
         if word:
-            groups.setdefault(word[0], []).append(word[1:])
-    if not groups:
-        return ""
-    branches = [first + _alternation(tails) for first, tails in sorted(groups.items())]
-    body = branches[0] if len(branches) == 1 else f"(?:{'|'.join(branches)})"
-    return f"(?:{body})?" if "" in words else body
+            children.setdefault(word[0], ([], ()))[0].append(word[1:])
+    for prefix in prefixes:
+        if prefix:
+            tails, inner = children.setdefault(prefix[0], ([], ()))
+            children[prefix[0]] = (tails, (*inner, prefix[1:]))
+    alternatives = []
+    if "" not in prefixes:  # any further character makes the name a prefix's: nothing more may follow
+        alternatives.append(f"[^{re.escape(''.join(children))}{stop}][^{stop}]*{_P}")
+        alternatives += [re.escape(char) + _other_name(*children[char]) for char in sorted(children)]
+    if "" not in words:
+        alternatives.append(_TAG_NAME_END)  # the name ends here, a proper prefix of a word
+    return f"(?:{'|'.join(alternatives)})" if alternatives else "(?!)"
 
 
-def _master(link_tags: str, interesting_start: str) -> re.Pattern[str]:
+def _master(link_tags: str, other_name: str) -> re.Pattern[str]:
     """Build the scanner for one context.
 
-    ``link_tags`` is an alternation of the link tag names; ``interesting_start``
-    matches the name of every start tag that is not skipped (those, ``body``
-    and the raw-text elements), followed by the name's end.
+    ``link_tags`` is an alternation of the link tag names; ``other_name``
+    matches the name of every start tag that is skipped (not those, ``body``
+    or a raw-text element), to its end.
     """
     interesting_end = rf"(?:body|html){_TAG_NAME_END}"
     # Markup that cannot hold a link and never changes the tokenizer state.
     other = (
-        rf"<(?!{interesting_start})[a-zA-Z](?:{_UNQUOTED_TAG_REST}|{_PLAIN_TAG_REST}|[^{_WS}/>]*{_P}{_TAG_TAIL})"  # start tag
-        rf"|</(?!{interesting_end})[a-zA-Z](?:{_UNQUOTED_TAG_REST}|[^{_WS}/>]*{_P}{_TAG_TAIL})"  # end tag
+        rf"<(?=[a-zA-Z]){other_name}{_TAG_TAIL}"  # start tag
+        rf"|</(?!{interesting_end})[a-zA-Z][^{_WS}/>]*{_P}{_TAG_TAIL}"  # end tag
         r"|<!--(?!\[if)(?:-?>|.*?--!?>)"  # plain comment (also <!--> and <!--->)
         rf"|<!(?!--)[^>]*{_P}>"  # doctype, CDATA-as-bogus-comment, other bogus comments
         rf"|<\?[^>]*{_P}>"  # processing-instruction-like bogus comment
@@ -141,10 +139,8 @@ def _master(link_tags: str, interesting_start: str) -> re.Pattern[str]:
     )
 
 
-_OUTER = _master("a|area", _alternation(["a", "area", "body", *_RAW_TEXT]) + _TAG_NAME_END)
-_CONDITIONAL = _master(
-    rf"a|area|v:[^{_WS}/>]+", rf"(?:v:[^{_WS}/>]|{_alternation(['a', 'area', 'body', *_RAW_TEXT])}{_TAG_NAME_END})"
-)
+_OUTER = _master("a|area", _other_name(["a", "area", "body", *_RAW_TEXT]))
+_CONDITIONAL = _master(rf"a|area|v:[^{_WS}/>]+", _other_name(["a", "area", "body", *_RAW_TEXT], ("v:",)))
 _CONDITIONAL_COMMENT = re.compile(r"<!--\[if[^\]]*\]>", re.IGNORECASE | re.ASCII)
 _ENDIF = re.compile(r"<!\[endif\](?:--!?>)?\Z", re.IGNORECASE | re.ASCII)
 # "Appropriate end tag" of a raw-text element, then the rest of that end tag.
