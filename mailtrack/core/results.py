@@ -140,11 +140,11 @@ def exceeds_gmail_clip(text: str) -> bool:
     if compiled is not None:
         encoded_size: int = compiled.utf8_length(text)  # counted, not encoded
         return encoded_size > GMAIL_CLIP_BYTES
-    # Encoded in slices of 32768 characters (at most 128 KiB more held at once: the body is at most
-    # GMAIL_CLIP_BYTES characters here); fewer slices cost less than many small ones.
+    # Encoded in slices of 65536 characters (at most 256 KiB more held at once; the body is at most
+    # GMAIL_CLIP_BYTES characters here, so one or two slices): fewer slices cost less than many small ones.
     size = 0
-    for start in range(0, len(text), 32768):
-        size += len(text[start : start + 32768].encode("utf-8", "surrogatepass"))
+    for start in range(0, len(text), 65536):
+        size += len(text[start : start + 65536].encode("utf-8", "surrogatepass"))
         if size > GMAIL_CLIP_BYTES:
             return True
     return False

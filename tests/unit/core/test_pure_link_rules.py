@@ -2,7 +2,7 @@
 
 ``PlaceholderMatcher.search`` finds any opening delimiter in one search before
 the per-pair ``str.find`` calls and, for the default list, searches the
-expression patterns one by one; ``destination_problem`` takes the destination
+expression patterns one by one; ``exceeds_gmail_clip`` encodes in fewer, larger slices; ``destination_problem`` takes the destination
 check's fast path without building its ``Destination``. Each is run here beside
 the spelling it replaced, on values built from the characters those rules
 look at.
@@ -75,3 +75,18 @@ def test_the_possessive_plain_authority_reads_hosts_as_before(url: str) -> None:
 
     old, new = _OLD_PLAIN_AUTHORITY.match(url), urls._PLAIN.match(url)
     assert (old and old.groups()) == (new and new.groups())
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.integers(min_value=0, max_value=40), st.sampled_from(["a", "é", "\u2603", "\U0001f600", "\ud800"]),
+       st.integers(min_value=25_000, max_value=102_400))
+def test_the_pure_gmail_clip_check_counts_utf8_bytes(count: int, wide: str, size: int) -> None:
+    from mailtrack.core import speedups
+    from mailtrack.core.results import GMAIL_CLIP_BYTES, exceeds_gmail_clip
+
+    text = ("x" * size)[: size - count] + wide * count
+    compiled, speedups.compiled = speedups.compiled, None
+    try:
+        assert exceeds_gmail_clip(text) == (len(text.encode("utf-8", "surrogatepass")) > GMAIL_CLIP_BYTES)
+    finally:
+        speedups.compiled = compiled
