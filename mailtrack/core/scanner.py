@@ -82,9 +82,10 @@ def _other_name(words: list[str], prefixes: tuple[str, ...] = ()) -> str:
     """A tag name, read to its end, that is none of ``words`` and does not start with one of ``prefixes`` plus a
     name character (lower-case ASCII; the scanner ignores case).
 
-    What ``(?!(?:words|prefixes[^ws/>])(?![^ws/>]))[^ws/>]+`` matches, written as a trie of the words with no
-    look-ahead but where a name could end as a word's prefix: a negative look-ahead runs at every tag of a
-    document, which this spelling spares most of them (issue 13).
+    After ``(?=[a-zA-Z])`` it matches what ``(?!(?:words|prefixes[^ws/>]+)(?![^ws/>]))[a-zA-Z][^ws/>]*``
+    matches (ws: whitespace), written as a trie of the words with no look-ahead but where a name could end as
+    a word's prefix: a negative look-ahead runs at every tag of a document, which this spelling spares most of
+    them (issue 13).
     """
     stop = f"{_WS}/>"
     children: dict[str, tuple[list[str], tuple[str, ...]]] = {}
@@ -165,7 +166,7 @@ _ATTR_ITER = re.compile(
 )
 _ASCII_LOWER = str.maketrans("ABCDEFGHIJKLMNOPQRSTUVWXYZ", "abcdefghijklmnopqrstuvwxyz")
 _QUOTES = {"dq": '"', "sq": "'", "uq": ""}
-#: Group numbers of the link branch, the same in both scanners (checked below): ``Match.regs`` by index.
+#: Group numbers of the link branch, the same in both scanners (checked below): spans read by number, not name.
 _HREF_AT, _HDQ, _HSQ, _HUQ, _LNAME, _LINK = (_OUTER.groupindex[name] for name in ("href", "hdq", "hsq", "huq", "lname", "link"))
 assert all(_OUTER.groupindex[name] == _CONDITIONAL.groupindex[name] for name in _OUTER.groupindex)
 
