@@ -204,7 +204,9 @@ def track_html_links(
                                 tracked(_tuple(TrackedLink, (counted, url, click_url, start, end, raw, quote, name)))
                                 book.counted = counted + 1
                                 edit((start, end, click_url))  # a click URL of ours: escape_attribute changes nothing
-                                continue
+                            else:  # signed once, as decide would, and skipped as decide skips it
+                                book.skipped.append(_tuple(SkippedLink, (raw, "too-long", start, end, url, name)))
+                            continue
                     reason = None
                 else:
                     reason = ours(url, plan)
