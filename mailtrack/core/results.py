@@ -140,11 +140,10 @@ def exceeds_gmail_clip(text: str) -> bool:
     if compiled is not None:
         encoded_size: int = compiled.utf8_length(text)  # counted, not encoded
         return encoded_size > GMAIL_CLIP_BYTES
-    # Encoded in slices of 65536 characters (at most 256 KiB more held at once; the body is at most
-    # GMAIL_CLIP_BYTES characters here, so one or two slices): fewer slices cost less than many small ones.
+    # Encode in slices so the check never holds a second copy of a large body.
     size = 0
-    for start in range(0, len(text), 65536):
-        size += len(text[start : start + 65536].encode("utf-8", "surrogatepass"))
+    for start in range(0, len(text), 4096):
+        size += len(text[start : start + 4096].encode("utf-8", "surrogatepass"))
         if size > GMAIL_CLIP_BYTES:
             return True
     return False

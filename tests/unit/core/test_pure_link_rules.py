@@ -2,7 +2,7 @@
 
 ``PlaceholderMatcher.search`` finds any opening delimiter in one search before
 the per-pair ``str.find`` calls and, for the default list, searches the
-expression patterns one by one; ``exceeds_gmail_clip`` encodes in fewer, larger slices; ``destination_problem`` takes the destination
+expression patterns one by one; ``destination_problem`` takes the destination
 check's fast path without building its ``Destination``. Each is run here beside
 the spelling it replaced, on values built from the characters those rules
 look at.
