@@ -39,30 +39,37 @@ __all__ = ["Attribute", "LinkTag", "ScanResult", "parse_attributes", "scan", "sc
 _WS = r"\t\n\f\r "
 
 # One attribute, exactly as the tokenizer states "before attribute name" ..
-# "after attribute value" read it. The grammar is written so that no input can be
-# split in two ways (names and unquoted values must run to their end, a value
-# must follow "="), which keeps the expression linear even when it fails at EOF.
-_ATTR = (
-    rf"[^{_WS}/>][^{_WS}/>=]*(?![^{_WS}/>=])"  # name: first char may be "="
-    rf"(?:[{_WS}]*=[{_WS}]*"  # "=" with optional space around it
-    rf"(?:\"[^\"]*\"|'[^']*'|[^{_WS}>\"'][^{_WS}>]*(?![^{_WS}>])|(?=>))"  # value
+# "after attribute value" read it: a name, then "=" and a value, or no value.
+# The grammar is written so that no input can be split in two ways (names and
+# unquoted values run to their end, a value must follow "="), which keeps the
+# expression linear even when it fails at EOF. Every loop is possessive
+# (Python 3.11+): the grammar never needs to give back what a loop took, so this
+# changes no result, and the engine then neither saves a backtracking point
+# per skipped tag (memory in proportion to the markup between two links) nor
+# needs a look-ahead to stop a name or value where it ends (each of those costs
+# time per attribute of every tag of a document).
+_P = "+" if sys.version_info >= (3, 11) else ""
+# Where a possessive loop cannot stop early, the look-aheads that end a name or
+# value are only needed without one (3.10).
+_NAME = rf"[^{_WS}/>][^{_WS}/>=]*{_P}" + ("" if _P else rf"(?![^{_WS}/>=])")  # first char may be "="
+_VALUE = (
+    rf"(?:[{_WS}]*{_P}=[{_WS}]*{_P}"  # "=" with optional space around it
+    rf"(?:\"[^\"]*{_P}\"|'[^']*{_P}'|[^{_WS}>\"'][^{_WS}>]*{_P}{'' if _P else rf'(?![^{_WS}>])'}|(?=>))"  # value
     rf"|(?![{_WS}]*=))"  # or no value at all
 )
-# Python 3.11+ has possessive quantifiers. The grammar never needs to backtrack
-# into a finished loop, so they change no result; they keep the engine from
-# saving a backtracking point per skipped tag, which otherwise costs memory in
-# proportion to the markup between two links (3.10 pays that memory).
-_P = "+" if sys.version_info >= (3, 11) else ""
-# The inside of a tag after its name: separators and attributes up to ">".
-_TAG_TAIL = rf"(?:[{_WS}/]|{_ATTR})*{_P}>"
+_ATTR = _NAME + _VALUE
+# The inside of a tag after its name: separators, then attributes each followed
+# by its separators (none after a quoted value), up to ">".
+_SEPARATORS = rf"[{_WS}/]*{_P}"
+_TAG_TAIL = rf"{_SEPARATORS}(?:{_ATTR}{_SEPARATORS})*{_P}>"
 _TAG_NAME_END = rf"(?![^{_WS}/>])"
 # The first ``href`` of a link tag, captured by the scanner itself so that the
 # common case needs no attribute parsing in Python: non-href attributes, then
 # the href with its value in one of three groups by quoting.
 _HREF_NAME = rf"href(?![^{_WS}/>=])"
 _HREF = (
-    rf"(?P<href>{_HREF_NAME}(?:[{_WS}]*=[{_WS}]*"
-    rf"(?:\"(?P<hdq>[^\"]*)\"|'(?P<hsq>[^']*)'|(?P<huq>[^{_WS}>\"'][^{_WS}>]*(?![^{_WS}>]))|(?=>))"
+    rf"(?P<href>{_HREF_NAME}(?:[{_WS}]*{_P}=[{_WS}]*{_P}"
+    rf"(?:\"(?P<hdq>[^\"]*)\"|'(?P<hsq>[^']*)'|(?P<huq>[^{_WS}>\"'][^{_WS}>]*{_P}(?![^{_WS}>]))|(?=>))"
     rf"|(?![{_WS}]*=)))"
 )
 
@@ -71,18 +78,49 @@ _HREF = (
 _RAW_TEXT = ("script", "style", "textarea", "title", "xmp", "iframe", "noembed", "noframes", "plaintext")
 
 
-def _master(link_tags: str) -> re.Pattern[str]:
-    """Build the scanner for one context; ``link_tags`` is an alternation of tag names."""
-    interesting_start = rf"(?:{link_tags}|body|{'|'.join(_RAW_TEXT)}){_TAG_NAME_END}"
+def _other_name(words: list[str], prefixes: tuple[str, ...] = ()) -> str:
+    """A tag name, read to its end, that is none of ``words`` and does not start with one of ``prefixes`` plus a
+    name character (lower-case ASCII; the scanner ignores case).
+
+    After ``(?=[a-zA-Z])`` it matches what ``(?!(?:words|prefixes[^ws/>]+)(?![^ws/>]))[a-zA-Z][^ws/>]*``
+    matches (ws: whitespace), written as a trie of the words with no look-ahead but where a name could end as
+    a word's prefix: a negative look-ahead runs at every tag of a document, which this spelling spares most of
+    them (issue 13).
+    """
+    stop = f"{_WS}/>"
+    children: dict[str, tuple[list[str], tuple[str, ...]]] = {}
+    for word in words:
+        if word:
+            children.setdefault(word[0], ([], ()))[0].append(word[1:])
+    for prefix in prefixes:
+        if prefix:
+            tails, inner = children.setdefault(prefix[0], ([], ()))
+            children[prefix[0]] = (tails, (*inner, prefix[1:]))
+    alternatives = []
+    if "" not in prefixes:  # any further character makes the name a prefix's: nothing more may follow
+        alternatives.append(f"[^{re.escape(''.join(children))}{stop}][^{stop}]*{_P}")
+        alternatives += [re.escape(char) + _other_name(*children[char]) for char in sorted(children)]
+    if "" not in words:
+        alternatives.append(_TAG_NAME_END)  # the name ends here, a proper prefix of a word
+    return f"(?:{'|'.join(alternatives)})" if alternatives else "(?!)"
+
+
+def _master(link_tags: str, other_name: str) -> re.Pattern[str]:
+    """Build the scanner for one context.
+
+    ``link_tags`` is an alternation of the link tag names; ``other_name``
+    matches the name of every start tag that is skipped (not those, ``body``
+    or a raw-text element), to its end.
+    """
     interesting_end = rf"(?:body|html){_TAG_NAME_END}"
     # Markup that cannot hold a link and never changes the tokenizer state.
     other = (
-        rf"<(?!{interesting_start})[a-zA-Z][^{_WS}/>]*{_TAG_NAME_END}{_TAG_TAIL}"  # start tag
-        rf"|</(?!{interesting_end})[a-zA-Z][^{_WS}/>]*{_TAG_NAME_END}{_TAG_TAIL}"  # end tag
+        rf"<(?=[a-zA-Z]){other_name}{_TAG_TAIL}"  # start tag
+        rf"|</(?!{interesting_end})[a-zA-Z][^{_WS}/>]*{_P}{_TAG_TAIL}"  # end tag
         r"|<!--(?!\[if)(?:-?>|.*?--!?>)"  # plain comment (also <!--> and <!--->)
-        r"|<!(?!--)[^>]*>"  # doctype, CDATA-as-bogus-comment, other bogus comments
-        r"|<\?[^>]*>"  # processing-instruction-like bogus comment
-        r"|</(?![a-zA-Z])[^>]*>"  # </> (ignored) and </ + non-letter (bogus comment)
+        rf"|<!(?!--)[^>]*{_P}>"  # doctype, CDATA-as-bogus-comment, other bogus comments
+        rf"|<\?[^>]*{_P}>"  # processing-instruction-like bogus comment
+        rf"|</(?![a-zA-Z])[^>]*{_P}>"  # </> (ignored) and </ + non-letter (bogus comment)
         r"|<(?![a-zA-Z!/?])"  # a lone "<" is text
     )
     return re.compile(
@@ -90,7 +128,7 @@ def _master(link_tags: str) -> re.Pattern[str]:
         r"(?:"
         rf"(?P<cond><!--\[if.*?--!?>)"
         rf"|(?P<link><(?P<lname>{link_tags}){_TAG_NAME_END}"
-        rf"(?:(?:[{_WS}/]|(?!{_HREF_NAME}){_ATTR})*{_P}{_HREF})?{_TAG_TAIL})"
+        rf"(?:{_SEPARATORS}(?:(?!{_HREF_NAME}){_ATTR}{_SEPARATORS})*{_P}{_HREF})?{_TAG_TAIL})"
         rf"|(?P<raw><(?P<rname>{'|'.join(_RAW_TEXT)}){_TAG_NAME_END}{_TAG_TAIL})"
         rf"|(?P<body><body{_TAG_NAME_END}{_TAG_TAIL})"
         rf"|(?P<end></(?P<ename>body|html){_TAG_NAME_END}{_TAG_TAIL})"
@@ -102,8 +140,8 @@ def _master(link_tags: str) -> re.Pattern[str]:
     )
 
 
-_OUTER = _master("a|area")
-_CONDITIONAL = _master("a|area|v:[^" + _WS + "/>]+")
+_OUTER = _master("a|area", _other_name(["a", "area", "body", *_RAW_TEXT]))
+_CONDITIONAL = _master(rf"a|area|v:[^{_WS}/>]+", _other_name(["a", "area", "body", *_RAW_TEXT], ("v:",)))
 _CONDITIONAL_COMMENT = re.compile(r"<!--\[if[^\]]*\]>", re.IGNORECASE | re.ASCII)
 _ENDIF = re.compile(r"<!\[endif\](?:--!?>)?\Z", re.IGNORECASE | re.ASCII)
 # "Appropriate end tag" of a raw-text element, then the rest of that end tag.
@@ -128,7 +166,9 @@ _ATTR_ITER = re.compile(
 )
 _ASCII_LOWER = str.maketrans("ABCDEFGHIJKLMNOPQRSTUVWXYZ", "abcdefghijklmnopqrstuvwxyz")
 _QUOTES = {"dq": '"', "sq": "'", "uq": ""}
-_HREF_GROUPS = (("hdq", '"'), ("hsq", "'"), ("huq", ""))
+#: Group numbers of the link branch, the same in both scanners (checked below): spans read by number, not name.
+_HREF_AT, _HDQ, _HSQ, _HUQ, _LNAME, _LINK = (_OUTER.groupindex[name] for name in ("href", "hdq", "hsq", "huq", "lname", "link"))
+assert all(_OUTER.groupindex[name] == _CONDITIONAL.groupindex[name] for name in _OUTER.groupindex)
 
 #: An attribute as the tokenizer keeps it: ``(value, start, end, quote)``, where
 #: ``start``/``end`` delimit the raw value in the scanned string without its quotes
@@ -259,20 +299,24 @@ def _scan(text: str, pos: int, endpos: int, pattern: re.Pattern[str], conditiona
         if m is None:  # cannot happen (the eof branch always matches); be safe anyway
             return
         kind = m.lastgroup
-        if kind == "link":  # once per link: spans read in one call each, values sliced from the text
+        if kind == "link":  # once per link: the spans it needs by group number, values sliced from the text
             href: Attribute | None = None
-            if m.start("href") >= 0:
-                for group, quote in _HREF_GROUPS:
-                    start, stop = m.span(group)
-                    if start >= 0:
-                        href = (text[start:stop], start, stop, quote)
-                        break
+            start, stop = m.span(_HDQ)
+            if start >= 0:  # the common href: double-quoted
+                href = (text[start:stop], start, stop, '"')
+            elif m.start(_HREF_AT) >= 0:
+                start, stop = m.span(_HSQ)
+                if start >= 0:
+                    href = (text[start:stop], start, stop, "'")
                 else:
-                    at = m.end("href")
-                    href = ("", at, at, "")
-            name = m.group("lname")
-            name = name.lower() if name.isascii() else name.translate(_ASCII_LOWER)  # _lower(), inlined
-            start, stop = m.span("link")  # the link group ends the match
+                    start, stop = m.span(_HUQ)
+                    if start < 0:  # no value: an empty one at the end of the name
+                        start = stop = m.end(_HREF_AT)
+                    href = (text[start:stop], start, stop, "")
+            name = m.group(_LNAME)
+            if name != "a":
+                name = name.lower() if name.isascii() else name.translate(_ASCII_LOWER)  # _lower(), inlined
+            start, stop = m.span(_LINK)  # the link group ends the match
             result.links.append(_tuple(LinkTag, (name, start, stop, href, conditional)))
             if stop >= endpos:
                 return

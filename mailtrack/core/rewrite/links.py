@@ -158,14 +158,32 @@ def track_html_links(
     any_opt_out, common = bool(opt_outs.attributes), opt_outs.common
     decide = book.decide
     quoted_as_is = book.quoted_as_is
+    # The common link (quoted, plain, not ours, within the limit and the length) is tracked in the loop itself,
+    # as LinkBook.decide would track it, without the call; every other link goes to decide. Only where
+    # decide's common case is this one: click tracking on, no UTM parameters, spans reported as they are.
+    inline = not only_ours and not book.utm and recorded_at is None and quoted_as_is
+    sign, prefix, max_links = book.sign, book.prefix, book.max_links
+    tracked = book.links.append
+    edit = edits.append
 
     def run(tags: Iterable[LinkTag]) -> None:
         for tag in tags:
-            href = tag.href
+            name, tag_start, tag_end, href, _ = tag
             if href is None:
                 continue
             raw, start, end, quote = href
-            url = decode_attribute(raw).strip(ASCII_WHITESPACE)
+            # decode_attribute(raw), with its common cases (no reference, or only "&amp;") inlined.
+            if "\r" in raw or "\x00" in raw:
+                url = decode_attribute(raw)
+            else:
+                ampersands = raw.count("&")
+                if not ampersands:
+                    url = raw
+                elif ampersands == raw.count("&amp;"):
+                    url = raw.replace("&amp;", "&")
+                else:
+                    url = decode_attribute(raw)
+            url = url.strip(ASCII_WHITESPACE)
             if only_ours and not is_ours(url):
                 continue
             # Why it is left alone, or None to track it. The opt-out rule's own first test, done here without a call:
@@ -173,23 +191,38 @@ def track_html_links(
             reason: Decision | None
             if not url:
                 reason = "empty"
-            elif any_opt_out and (not common or common in html[tag.start : tag.end].lower()) and opt_outs.applies(html, tag):
+            elif any_opt_out and (not common or common in html[tag_start:tag_end].lower()) and opt_outs.applies(html, tag):
                 reason = "opt-out"
             elif plain(url):  # classify_destination, without its call: its first test settles most links
-                reason = ours(url, plan) if is_ours(url) else None
+                if not is_ours(url):
+                    if inline and quote:  # LinkBook.decide's common case, without the call
+                        counted = book.counted
+                        if counted < max_links:
+                            assert sign is not None
+                            click_url = prefix + sign(counted, url)
+                            if len(click_url) <= MAX_TOKEN_LENGTH:
+                                tracked(_tuple(TrackedLink, (counted, url, click_url, start, end, raw, quote, name)))
+                                book.counted = counted + 1
+                                edit((start, end, click_url))  # a click URL of ours: escape_attribute changes nothing
+                            else:  # signed once, as decide would, and skipped as decide skips it
+                                book.skipped.append(_tuple(SkippedLink, (raw, "too-long", start, end, url, name)))
+                            continue
+                    reason = None
+                else:
+                    reason = ours(url, plan)
             else:
                 reason = classify_unplain(url, plan)
             if only_ours and reason != ANOTHER_MESSAGE:
                 continue  # click tracking off: nothing is tracked or reported, but another message's click URLs must go
             if recorded_at is None:
-                tracking_url = decide(url, reason, start, end, raw, quote, tag.tag)
+                tracking_url = decide(url, reason, start, end, raw, quote, name)
             else:
-                tracking_url = decide(url, reason, recorded_at, recorded_at, raw, quote, tag.tag)
+                tracking_url = decide(url, reason, recorded_at, recorded_at, raw, quote, name)
             if tracking_url is not None:
                 if reason is None and quote and quoted_as_is:
-                    edits.append((start, end, tracking_url))  # a click URL of ours: escape_attribute would change nothing
+                    edit((start, end, tracking_url))  # a click URL of ours: escape_attribute would change nothing
                 else:
-                    edits.append((start, end, escape_attribute(tracking_url, quote)))
+                    edit((start, end, escape_attribute(tracking_url, quote)))
 
     compiled = speedups.compiled
     if compiled is not None and recorded_at is None and not only_ours and quoted_as_is and not book.utm:

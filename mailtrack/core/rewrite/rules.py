@@ -79,6 +79,8 @@ class PlaceholderMatcher:
         sources = [_scoped(p) for p in patterns]
         self.patterns = tuple(sources)
         self._pairs = tuple(_DELIMITED[s] for s in sources if s in _DELIMITED)
+        #: Finds any pair's opening delimiter in one search, so a value with none costs no ``str.find`` per pair.
+        self._opening = re.compile("|".join(re.escape(opening) for opening, _ in self._pairs)).search if self._pairs else None
         rest = [s for s in sources if s not in _DELIMITED]
         try:
             self._regex = re.compile("|".join(f"(?:{s})" for s in rest)) if rest else None
@@ -96,6 +98,12 @@ class PlaceholderMatcher:
         self.plain: Callable[[str], bool] = plain_destination(_TRIGGER_CHARS) if defaults else _never
         #: True for the default patterns: the compiled per-link loop then runs :attr:`plain`'s test itself.
         self.defaults = defaults
+        # The default patterns left to expressions are searched one by one: "%tag%" starts with a literal, which
+        # the engine finds without trying every position, and "[tag]" is anchored at the start, so each is searched
+        # faster alone than in one alternation (same answer: A|B is found where A or B is). Custom lists keep the
+        # one combined expression, whose group numbers are what their back-references refer to.
+        self._searches = tuple(re.compile(s).search for s in rest) if defaults else (
+            () if self._regex is None else (self._regex.search,))
 
     def plain_http(self, url: str) -> bool:
         """True if ``url`` is a destination the destination check accepts and that cannot hold a placeholder.
@@ -110,11 +118,18 @@ class PlaceholderMatcher:
         """True if ``value`` holds a placeholder (linear time for the default patterns)."""
         if self._trigger is not None and self._trigger(value) is None:
             return False
-        for opening, closing in self._pairs:
+        if self._opening is not None and self._opening(value) is not None:  # no opening delimiter: no pair matches
+            pairs = self._pairs
+        else:
+            pairs = ()
+        for opening, closing in pairs:
             first = value.find(opening)
             if first != -1 and value.find(closing, first + len(opening)) != -1:
                 return True
-        return self._regex is not None and self._regex.search(value) is not None
+        for search in self._searches:
+            if search(value) is not None:
+                return True
+        return False
 
 
 def _scoped(pattern: PatternInput) -> str:
