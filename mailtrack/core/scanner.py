@@ -63,6 +63,10 @@ _ATTR = _NAME + _VALUE
 _SEPARATORS = rf"[{_WS}/]*{_P}"
 _TAG_TAIL = rf"{_SEPARATORS}(?:{_ATTR}{_SEPARATORS})*{_P}>"
 _TAG_NAME_END = rf"(?![^{_WS}/>])"
+# After a name's loop that runs to its end: a possessive loop (3.11+) cannot give characters back; without one
+# (3.10) a failing tail would backtrack into the name and read its rest as an attribute ("<v:\t= ='x>" as
+# the tag "v" with an attribute ":"), so the name's end is required.
+_NAME_RUN_END = "" if _P else _TAG_NAME_END
 # The first ``href`` of a link tag, captured by the scanner itself so that the
 # common case needs no attribute parsing in Python: non-href attributes, then
 # the href with its value in one of three groups by quoting.
@@ -98,7 +102,7 @@ def _other_name(words: list[str], prefixes: tuple[str, ...] = ()) -> str:
             children[prefix[0]] = (tails, (*inner, prefix[1:]))
     alternatives = []
     if "" not in prefixes:  # any further character makes the name a prefix's: nothing more may follow
-        alternatives.append(f"[^{re.escape(''.join(children))}{stop}][^{stop}]*{_P}")
+        alternatives.append(f"[^{re.escape(''.join(children))}{stop}][^{stop}]*{_P}{_NAME_RUN_END}")
         alternatives += [re.escape(char) + _other_name(*children[char]) for char in sorted(children)]
     if "" not in words:
         alternatives.append(_TAG_NAME_END)  # the name ends here, a proper prefix of a word
@@ -116,7 +120,7 @@ def _master(link_tags: str, other_name: str) -> re.Pattern[str]:
     # Markup that cannot hold a link and never changes the tokenizer state.
     other = (
         rf"<(?=[a-zA-Z]){other_name}{_TAG_TAIL}"  # start tag
-        rf"|</(?!{interesting_end})[a-zA-Z][^{_WS}/>]*{_P}{_TAG_TAIL}"  # end tag
+        rf"|</(?!{interesting_end})[a-zA-Z][^{_WS}/>]*{_P}{_NAME_RUN_END}{_TAG_TAIL}"  # end tag
         r"|<!--(?!\[if)(?:-?>|.*?--!?>)"  # plain comment (also <!--> and <!--->)
         rf"|<!(?!--)[^>]*{_P}>"  # doctype, CDATA-as-bogus-comment, other bogus comments
         rf"|<\?[^>]*{_P}>"  # processing-instruction-like bogus comment
