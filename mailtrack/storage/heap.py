@@ -15,8 +15,9 @@ CPython's permanent generation (:func:`gc.freeze`): later collections walk
 only what was made since, so a full collection costs a few milliseconds.
 Objects frozen are still freed by reference counting; only a cycle among
 them that becomes garbage later would be kept, and a process' startup
-objects are not such cycles. After ``fork()`` the frozen objects are not
-written by the collector either, so forked workers keep sharing their pages.
+objects are not such cycles. (``serve --workers`` freezes in each worker once
+its server has started, after the fork: the freeze is about pauses, not about
+sharing pages between workers.)
 
 Called only in the processes ``mailtrack`` itself owns (``mailtrack
 serve``'s server and workers, through ``run(freeze=True)`` of
