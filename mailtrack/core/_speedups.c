@@ -134,6 +134,20 @@ new_link_tag(PyObject *link_tag, PyObject *fields)
 #undef SUFFIX
 #undef CHAR_IS_UCS1
 
+/* Append (start, end) to the list spans; -1 with an exception set when it cannot (the caller drops spans). */
+static int
+append_span(PyObject *spans, Py_ssize_t start, Py_ssize_t end)
+{
+    int failed;
+    PyObject *span = Py_BuildValue("(nn)", start, end);
+    if (span == NULL) {
+        return -1;
+    }
+    failed = PyList_Append(spans, span);
+    Py_DECREF(span);
+    return failed;
+}
+
 #include "_speedups_sign.h"
 #include "_speedups_links.h"
 #include "_speedups_splice.h"

@@ -159,13 +159,10 @@ speedups_json_long_values(PyObject *module, PyObject *const *args, Py_ssize_t na
                 j++;
             }
             if (depth == 1 && last == ':' && j - start >= min_length) {
-                PyObject *span = Py_BuildValue("(nn)", start, j);
-                if (span == NULL || PyList_Append(spans, span) < 0) {
-                    Py_XDECREF(span);
+                if (append_span(spans, start, j) < 0) {
                     Py_DECREF(spans);
                     return NULL;
                 }
-                Py_DECREF(span);
             }
             last = '"';
             i = j + 1;

@@ -130,14 +130,9 @@ speedups_find_urls(PyObject *module, PyObject *text)
         }
         {
             Py_ssize_t trimmed = url_trim(kind, data, i, end);
-            if (trimmed > i) {
-                PyObject *span = Py_BuildValue("(nn)", i, trimmed);
-                if (span == NULL || PyList_Append(spans, span) < 0) {
-                    Py_XDECREF(span);
-                    Py_DECREF(spans);
-                    return NULL;
-                }
-                Py_DECREF(span);
+            if (trimmed > i && append_span(spans, i, trimmed) < 0) {
+                Py_DECREF(spans);
+                return NULL;
             }
         }
         i = end; /* finditer: the next search starts where this match ended */
