@@ -111,10 +111,16 @@ def check_destination(url: str) -> Destination | DestinationProblem:
     (userinfo, host, port) that browsers would refuse or that parsers disagree
     on (see the module docstring). Never raises, linear in ``len(url)``.
     """
-    fast = _PLAIN.match(url)
-    if fast is not None and _plain_authority(fast):  # most links: printable ASCII, a plain name as host
+    fast = _fast_path(url)
+    if fast is not None:  # most links: printable ASCII, a plain name as host
         return Destination(url, fast.group(1).lower(), url)
     return _check(url)
+
+
+def _fast_path(url: str) -> re.Match[str] | None:
+    """The fast path's match when it settles ``url`` (accepted, its host in group 1), else None: :func:`_check`."""
+    fast = _PLAIN.match(url)
+    return fast if fast is not None and _plain_authority(fast) else None
 
 
 def _plain_authority(match: re.Match[str]) -> bool:
@@ -180,8 +186,7 @@ def _check(url: str) -> Destination | DestinationProblem:
 
 def destination_problem(value: str) -> DestinationProblem | None:
     """Why ``value`` may not be a redirect destination (see :func:`check_destination`), or None if it may."""
-    fast = _PLAIN.match(value)
-    if fast is not None and _plain_authority(fast):  # check_destination's fast path, without building its Destination
+    if _fast_path(value) is not None:  # check_destination's fast path, without building its Destination
         return None
     checked = _check(value)
     return checked if isinstance(checked, str) else None
