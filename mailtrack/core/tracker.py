@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
 from datetime import datetime
 from email.message import Message
 from typing import Any, Optional, TypeVar, overload
@@ -39,6 +40,15 @@ def _check_position(position: object) -> str:
     if position not in ("bottom", "top"):
         raise ConfigurationError(f"pixel_position must be 'bottom' or 'top', not {position!r}")
     return str(position)
+
+
+@dataclass
+class _MessagePlans:
+    """What the plans of one message's bodies share (the same claims, the same settings): whether the claims were
+    checked, and each purpose's signer, made once by whichever body needs it first."""
+
+    checked: bool = False
+    signers: dict[TokenKind, Callable[..., str]] = field(default_factory=dict)
 
 
 class Tracker:
@@ -287,7 +297,7 @@ class Tracker:
         def plans(
             resolved: TrackingSettings, mid: str, rcpt: str, meta: Mapping[str, Any] | None
         ) -> tuple[RewritePlan, RewritePlan]:
-            shared: dict[str, Any] = {}  # the HTML and text plans sign the same claims: encoded and checked once
+            shared = _MessagePlans()  # the HTML and text plans sign the same claims: encoded and checked once
             return (
                 self._plan(resolved, mid, rcpt, meta, when, None, text=False, tags=labels, account=signed, shared=shared),
                 self._plan(resolved, mid, rcpt, meta, when, None, text=True, tags=labels, account=signed, shared=shared),
@@ -346,11 +356,11 @@ class Tracker:
         text: bool,
         tags: Iterable[str] | None = None,
         account: str | None = None,
-        shared: dict[str, Any] | None = None,
+        shared: _MessagePlans | None = None,
     ) -> RewritePlan:
         """Resolve settings (account < message) and signers for one body.
 
-        ``shared``: a dict the plans of one message's bodies pass along (same
+        ``shared``: what the plans of one message's bodies pass along (same
         claims, same settings): the claims are checked once and each purpose's
         signer is made once, for whichever body needs it first.
         """
@@ -358,10 +368,10 @@ class Tracker:
         when = self._timestamp(issued_at)
         position = self._pixel_position if pixel_position is None else _check_position(pixel_position)
         labels = _check_tags(tags)
-        if shared is None or not shared.get("checked"):
+        if shared is None or not shared.checked:
             self._check_identity(message_id, recipient, metadata, tags=labels)
             if shared is not None:
-                shared["checked"] = True
+                shared.checked = True
         codec = self._codec
         subscription = resolved.subscription_tracking
         clicks = resolved.click_tracking.enable and (resolved.click_tracking.enable_text or not text)
@@ -381,7 +391,7 @@ class Tracker:
         if shared is None:
             signers = codec.message_signers(wanted, message_id, recipient, metadata, when, labels, account)  # encoded once
         else:
-            made: dict[TokenKind, Callable[..., str]] = shared.setdefault("signers", {})
+            made = shared.signers
             missing = [kind for kind in wanted if kind not in made]
             if missing:
                 made.update(codec.message_signers(missing, message_id, recipient, metadata, when, labels, account))
