@@ -173,12 +173,15 @@ def _server_class() -> type:
         """uvicorn's server, minus its re-raising of the stopping signal once it has stopped (that would kill the
         process before the recorder is closed)."""
 
+        #: Set by :meth:`LoopServer.run`: freeze the heap once started.
+        mailtrack_freeze = False
+
         async def startup(self, sockets: list[socket.socket] | None = None) -> None:
             """uvicorn's; then, for ``run(freeze=True)``, the heap made so far is frozen
             (:func:`~mailtrack.storage.heap.freeze_heap`): the full collections that paused the loop for 18-24 ms
             under load walk only what was made since."""
             await super().startup(sockets=sockets)
-            if getattr(self, "mailtrack_freeze", False):
+            if self.mailtrack_freeze:
                 freeze_heap()
 
         @contextlib.contextmanager
