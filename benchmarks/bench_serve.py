@@ -139,26 +139,19 @@ def _run_in(folder: Path, generator: str, store: str, workload: Workload, args: 
     )
 
 
-#: The contenders ``run_static`` loads, by name: the static GIF, serve without its store writes, the verify-only floor.
-CONTENDERS = ("static", "no-store", "verify-only")
-
-
 def run_static(generator: str, workload: Workload, args: argparse.Namespace, duration_s: float,
-               wrk: str | None, *, no_store: bool = False, contender: str | None = None) -> float:
-    """Requests/s of a contender under ``generator``: the static GIF (the same server, no store; every answer is the
-    pixel; wrk counts responses whatever their body, which is the pixel here); with ``no_store`` (or ``contender=
-    "no-store"``), ``mailtrack serve`` with its store writes skipped (the pixels and redirects it really answers);
-    with ``contender="verify-only"``, the same server verifying each token and answering, nothing else
+               wrk: str | None, *, contender: str = "static") -> float:
+    """Requests/s of a contender under ``generator``: ``"static"``, the static GIF (the same server, no store; every
+    answer is the pixel; wrk counts responses whatever their body, which is the pixel here); ``"no-store"``,
+    ``mailtrack serve`` with its store writes skipped (the pixels and redirects it really answers);
+    ``"verify-only"``, the same server verifying each token and answering, nothing else
     (harness/serve/verify_floor.py; uvicorn only)."""
-    name = contender or ("no-store" if no_store else "static")
-    if name not in CONTENDERS:
-        raise ValueError(f"unknown contender {name!r}")
     folder = Path(tempfile.mkdtemp(prefix="mailtrack-bench-serve-static-"))
-    server = Server(folder, args.threads, static=name == "static", server=args.server, workers=args.workers,
-                    no_store=name == "no-store", verify_only=name == "verify-only", db=str(folder / "unused.sqlite"))
+    server = Server(folder, args.threads, server=args.server, workers=args.workers, contender=contender,
+                    db=str(folder / "unused.sqlite"))
     try:
         server.start()
-        print(f"{name} ({generator}): {server.banner}", file=sys.stderr, flush=True)
+        print(f"{contender} ({generator}): {server.banner}", file=sys.stderr, flush=True)
         if generator == "python":
             load = run_python_generator(server.port, workload, duration_s, args.connections, folder)
         else:
@@ -167,10 +160,10 @@ def run_static(generator: str, workload: Workload, args: argparse.Namespace, dur
     finally:
         server.stop()
         shutil.rmtree(folder, ignore_errors=True)
-    if name == "verify-only" and load.get("errors"):  # its answers must be right: it really verified every token
-        raise RuntimeError(f"the {name} contender answered with errors: {load['errors']}")
+    if contender == "verify-only" and load.get("errors"):  # its answers must be right: it really verified every token
+        raise RuntimeError(f"the {contender} contender answered with errors: {load['errors']}")
     rate = float(load["responses"]) / float(load["elapsed_s"])
-    print(f"{name} ({generator}): {load['responses']:,} responses, {rate:,.0f} requests/s", file=sys.stderr, flush=True)
+    print(f"{contender} ({generator}): {load['responses']:,} responses, {rate:,.0f} requests/s", file=sys.stderr, flush=True)
     return rate
 
 
@@ -275,7 +268,7 @@ def main(argv: list[str] | None = None) -> int:
         # the contender stores nothing: once per generator, whatever the stores
         statics = {generator: run_static(generator, workload, args, args.duration_s, wrk)
                    for generator in generators} if args.static_contender else {}
-        ceilings = {generator: run_static(generator, workload, args, args.duration_s, wrk, no_store=True)
+        ceilings = {generator: run_static(generator, workload, args, args.duration_s, wrk, contender="no-store")
                     for generator in generators} if args.no_store_contender else {}
         floors = {generator: run_static(generator, workload, args, args.duration_s, wrk, contender="verify-only")
                   for generator in generators} if args.verify_contender else {}

@@ -54,13 +54,13 @@ def _os_threads(pid: int) -> int | None:
 class Server:
     """``python -m mailtrack serve --db db`` on a free loopback port, in ``folder`` (its working directory).
 
-    ``db`` is a fresh database (:class:`~harness.serve.stores.Target`); ``static`` runs the static-GIF contender
-    instead, which has none; ``no_store`` runs serve with its store writes skipped (the request path's ceiling).
+    ``db`` is a fresh database (:class:`~harness.serve.stores.Target`); ``contender`` runs one instead of serve:
+    ``"static"`` the static-GIF server, which has no store; ``"no-store"`` serve with its store writes skipped (the
+    request path's ceiling); ``"verify-only"`` the server that verifies tokens and stores nothing (the floor).
     """
 
-    def __init__(self, folder: Path, threads: int | None, *, db: str = "", static: bool = False,
-                 server: str = "uvicorn", workers: int = 1, no_store: bool = False, writer: str | None = None,
-                 verify_only: bool = False) -> None:
+    def __init__(self, folder: Path, threads: int | None, *, db: str = "", server: str = "uvicorn", workers: int = 1,
+                 writer: str | None = None, contender: str | None = None) -> None:
         self.folder = folder
         self.threads = threads
         self.stderr_path = folder / "server.stderr"
@@ -85,13 +85,15 @@ class Server:
             *(["--workers", str(workers)] if workers != 1 else []),
             *(["--writer", writer] if writer else []),
         ]
-        if no_store:  # the request path with its store writes skipped (harness/serve/no_store_serve.py)
+        if contender == "no-store":  # the request path with its store writes skipped (harness/serve/no_store_serve.py)
             self.command = [sys.executable, str(Path(__file__).with_name("no_store_serve.py")), *self.command[4:]]
-        if static:  # the static-GIF contender (harness/serve/static_gif.py): the same server, no store
+        elif contender == "static":  # the static-GIF contender (harness/serve/static_gif.py): the same server, no store
             self.command = [sys.executable, str(Path(__file__).with_name("static_gif.py")), HOST, str(threads or 8),
                             server, str(workers)]
-        if verify_only:  # the verify-only floor (harness/serve/verify_floor.py): tokens checked, no event, no store
+        elif contender == "verify-only":  # the verify-only floor (harness/serve/verify_floor.py): no event, no store
             self.command = [sys.executable, str(Path(__file__).with_name("verify_floor.py")), HOST]
+        elif contender is not None:
+            raise ValueError(f"unknown contender {contender!r}")
         self.proc: subprocess.Popen[str] | None = None
         self.port = 0
         self.banner = ""
