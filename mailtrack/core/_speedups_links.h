@@ -420,11 +420,19 @@ static int
 append_skipped(PyObject *skipped, PyObject *skipped_link, PyObject *raw, PyObject *reason, PyObject *href, PyObject *url,
                PyObject *tag_name)
 {
-    PyObject *fields = Py_BuildValue("(ONOONO)", raw, reason, PyTuple_GET_ITEM(href, 1), PyTuple_GET_ITEM(href, 2), url,
-                                     tag_name);
-    PyObject *link = fields == NULL ? NULL : new_link_tag(skipped_link, fields);
-    int status = link == NULL ? -1 : PyList_Append(skipped, link);
-    Py_XDECREF(fields);
+    PyObject *items[6];
+    PyObject *link;
+    int status;
+    items[0] = raw;
+    items[1] = reason;
+    items[2] = PyTuple_GET_ITEM(href, 1);
+    items[3] = PyTuple_GET_ITEM(href, 2);
+    items[4] = url;
+    items[5] = tag_name;
+    link = new_link_tag(skipped_link, items, 6);
+    status = link == NULL ? -1 : PyList_Append(skipped, link);
+    Py_DECREF(reason);
+    Py_DECREF(url);
     Py_XDECREF(link);
     return status;
 }
@@ -520,7 +528,7 @@ speedups_track_links(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
         goto done;
     }
     for (i = 0; i < PyList_GET_SIZE(links); i++) {
-        PyObject *tag = PyList_GET_ITEM(links, i), *href, *raw, *quote, *url = NULL, *tracking_url = NULL, *fields, *link,
+        PyObject *tag = PyList_GET_ITEM(links, i), *href, *raw, *quote, *url = NULL, *tracking_url = NULL, *link,
                  *edit;
         Py_ssize_t tag_start, tag_end;
         int fast;
@@ -664,10 +672,20 @@ speedups_track_links(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
             continue;
         }
         /* TrackedLink(index, url, tracking_url, start, end, raw, quote, tag) and the edit (start, end, tracking_url) */
-        fields = Py_BuildValue("(nNOOOOOO)", counter.counted, url, tracking_url, PyTuple_GET_ITEM(href, 1),
-                               PyTuple_GET_ITEM(href, 2), raw, quote, PyTuple_GET_ITEM(tag, 0));
-        link = fields == NULL ? NULL : new_link_tag(tracked_link, fields);
-        Py_XDECREF(fields);
+        {
+            PyObject *items[8];
+            items[0] = PyLong_FromSsize_t(counter.counted);
+            items[1] = url;
+            items[2] = tracking_url;
+            items[3] = PyTuple_GET_ITEM(href, 1);
+            items[4] = PyTuple_GET_ITEM(href, 2);
+            items[5] = raw;
+            items[6] = quote;
+            items[7] = PyTuple_GET_ITEM(tag, 0);
+            link = items[0] == NULL ? NULL : new_link_tag(tracked_link, items, 8);
+            Py_XDECREF(items[0]);
+            Py_DECREF(url); /* the reference "N" took */
+        }
         edit = link == NULL ? NULL : PyTuple_Pack(3, PyTuple_GET_ITEM(href, 1), PyTuple_GET_ITEM(href, 2), tracking_url);
         Py_DECREF(tracking_url);
         if (edit == NULL || PyList_Append(book_links, link) < 0 || PyList_Append(edits, edit) < 0) {

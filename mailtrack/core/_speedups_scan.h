@@ -199,7 +199,7 @@ static int
 FN(add_link)(Scan *st, const CHAR *s, Py_ssize_t n, Py_ssize_t name_end, Py_ssize_t start, Py_ssize_t stop,
              const Href *href, int conditional)
 {
-    PyObject *name, *href_obj, *fields, *link;
+    PyObject *name, *href_obj, *start_obj, *stop_obj, *link;
     Py_ssize_t len = name_end - n, i;
     if (len == 1) {
         name = Py_NewRef(st->state->str_a);
@@ -228,27 +228,49 @@ FN(add_link)(Scan *st, const CHAR *s, Py_ssize_t n, Py_ssize_t name_end, Py_ssiz
             PyUnicode_WRITE(kind, data, i, ASCII_LOWER(s[n + i]));
         }
     }
+    start_obj = PyLong_FromSsize_t(start);
+    stop_obj = start_obj == NULL ? NULL : PyLong_FromSsize_t(stop);
+    if (stop_obj == NULL) {
+        Py_DECREF(name);
+        Py_XDECREF(start_obj);
+        return -1;
+    }
     if (href->found) {
+        /* (value, start, stop, quote): a plain tuple, filled in place */
         PyObject *value = PyUnicode_Substring(st->text, href->start, href->stop);
-        if (value == NULL) {
-            Py_DECREF(name);
-            return -1;
-        }
-        href_obj = Py_BuildValue("(NnnO)", value, href->start, href->stop, st->state->quotes[href->quote]);
+        PyObject *value_start = value == NULL ? NULL : PyLong_FromSsize_t(href->start);
+        PyObject *value_stop = value_start == NULL ? NULL : PyLong_FromSsize_t(href->stop);
+        href_obj = value_stop == NULL ? NULL : PyTuple_New(4);
         if (href_obj == NULL) {
+            Py_XDECREF(value);
+            Py_XDECREF(value_start);
+            Py_XDECREF(value_stop);
             Py_DECREF(name);
+            Py_DECREF(start_obj);
+            Py_DECREF(stop_obj);
             return -1;
         }
+        PyTuple_SET_ITEM(href_obj, 0, value);
+        PyTuple_SET_ITEM(href_obj, 1, value_start);
+        PyTuple_SET_ITEM(href_obj, 2, value_stop);
+        PyTuple_SET_ITEM(href_obj, 3, Py_NewRef(st->state->quotes[href->quote]));
     }
     else {
         href_obj = Py_NewRef(Py_None);
     }
-    fields = Py_BuildValue("(NnnNO)", name, start, stop, href_obj, conditional ? Py_True : Py_False);
-    if (fields == NULL) {
-        return -1;
+    {
+        PyObject *items[5];
+        items[0] = name;
+        items[1] = start_obj;
+        items[2] = stop_obj;
+        items[3] = href_obj;
+        items[4] = conditional ? Py_True : Py_False;
+        link = new_link_tag(st->link_tag, items, 5);
     }
-    link = new_link_tag(st->link_tag, fields);
-    Py_DECREF(fields);
+    Py_DECREF(name);
+    Py_DECREF(start_obj);
+    Py_DECREF(stop_obj);
+    Py_DECREF(href_obj);
     if (link == NULL) {
         return -1;
     }

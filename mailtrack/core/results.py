@@ -6,6 +6,7 @@ every change back to the original bytes.
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -140,6 +141,10 @@ def exceeds_gmail_clip(text: str) -> bool:
     if compiled is not None:
         encoded_size: int = compiled.utf8_length(text)  # counted, not encoded
         return encoded_size > GMAIL_CLIP_BYTES
+    if sys.getsizeof(text) >= 4 * len(text):
+        # Four bytes per character in memory: its UTF-8 (at most four per character) is never larger than the
+        # string, and one encoding is cheaper than slicing it (a third of this check's time, issue 13).
+        return len(text.encode("utf-8", "surrogatepass")) > GMAIL_CLIP_BYTES
     # Encode in slices so the check never holds a second copy of a large body.
     size = 0
     for start in range(0, len(text), 4096):
