@@ -651,6 +651,25 @@ def test_splice_leaves_what_it_cannot_do_straight_to_the_pure_loop() -> None:
         _speedups.splice(b"abc", [])  # type: ignore[arg-type]
 
 
+@settings(max_examples=500, deadline=None)
+@given(width=st.sampled_from(["\xe9", "\u4e2d", "\U0001f600", "\ud800"]), size=st.integers(0, 300),
+       places=st.lists(st.tuples(st.integers(0, 299), st.sampled_from(["\x7f", "\x80", "\xff", "\u07ff", "\u0800",
+                                                                     "\uffff", "\U00010000", "\U0010ffff", "\udfff"])),
+                       max_size=6))
+def test_utf8_length_counts_long_mostly_ascii_text_block_by_block(width: str, size: int,
+                                                                  places: list[tuple[int, str]]) -> None:
+    """utf8_length reads 32 bytes at a time where no character is past ASCII: sparse wide characters at any
+    offset of a long text, in each storage width, at block edges and in the tail, are each counted."""
+    assert _speedups is not None
+    chars = list("a" * size)
+    for at, char in places:
+        if at < size:
+            chars[at] = char
+    text = width + "".join(chars)  # the first character sets the storage width
+    assert _speedups.utf8_length(text) == len(text.encode("utf-8", "surrogatepass"))
+    assert _speedups.utf8_length(text[1:]) == len(text[1:].encode("utf-8", "surrogatepass"))
+
+
 @settings(max_examples=2000, deadline=None)
 @given(text=st.one_of(WIDE_TEXT, st.text()))
 def test_utf8_length_counts_what_encoding_writes(text: str) -> None:
