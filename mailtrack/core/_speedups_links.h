@@ -420,17 +420,9 @@ static int
 append_skipped(PyObject *skipped, PyObject *skipped_link, PyObject *raw, PyObject *reason, PyObject *href, PyObject *url,
                PyObject *tag_name)
 {
-    PyObject *items[6];
-    PyObject *link;
-    int status;
-    items[0] = raw;
-    items[1] = reason;
-    items[2] = PyTuple_GET_ITEM(href, 1);
-    items[3] = PyTuple_GET_ITEM(href, 2);
-    items[4] = url;
-    items[5] = tag_name;
-    link = new_link_tag(skipped_link, items, 6);
-    status = link == NULL ? -1 : PyList_Append(skipped, link);
+    PyObject *items[] = {raw, reason, PyTuple_GET_ITEM(href, 1), PyTuple_GET_ITEM(href, 2), url, tag_name};
+    PyObject *link = new_link_tag(skipped_link, items, 6);
+    int status = link == NULL ? -1 : PyList_Append(skipped, link);
     Py_DECREF(reason);
     Py_DECREF(url);
     Py_XDECREF(link);
@@ -673,18 +665,12 @@ speedups_track_links(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
         }
         /* TrackedLink(index, url, tracking_url, start, end, raw, quote, tag) and the edit (start, end, tracking_url) */
         {
-            PyObject *items[8];
-            items[0] = PyLong_FromSsize_t(counter.counted);
-            items[1] = url;
-            items[2] = tracking_url;
-            items[3] = PyTuple_GET_ITEM(href, 1);
-            items[4] = PyTuple_GET_ITEM(href, 2);
-            items[5] = raw;
-            items[6] = quote;
-            items[7] = PyTuple_GET_ITEM(tag, 0);
-            link = items[0] == NULL ? NULL : new_link_tag(tracked_link, items, 8);
-            Py_XDECREF(items[0]);
-            Py_DECREF(url); /* the reference "N" took */
+            PyObject *index = PyLong_FromSsize_t(counter.counted);
+            PyObject *items[] = {index, url, tracking_url, PyTuple_GET_ITEM(href, 1), PyTuple_GET_ITEM(href, 2), raw,
+                                 quote, PyTuple_GET_ITEM(tag, 0)};
+            link = index == NULL ? NULL : new_link_tag(tracked_link, items, 8);
+            Py_XDECREF(index);
+            Py_DECREF(url); /* the link holds its own reference */
         }
         edit = link == NULL ? NULL : PyTuple_Pack(3, PyTuple_GET_ITEM(href, 1), PyTuple_GET_ITEM(href, 2), tracking_url);
         Py_DECREF(tracking_url);

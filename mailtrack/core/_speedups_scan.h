@@ -259,12 +259,7 @@ FN(add_link)(Scan *st, const CHAR *s, Py_ssize_t n, Py_ssize_t name_end, Py_ssiz
         href_obj = Py_NewRef(Py_None);
     }
     {
-        PyObject *items[5];
-        items[0] = name;
-        items[1] = start_obj;
-        items[2] = stop_obj;
-        items[3] = href_obj;
-        items[4] = conditional ? Py_True : Py_False;
+        PyObject *items[] = {name, start_obj, stop_obj, href_obj, conditional ? Py_True : Py_False};
         link = new_link_tag(st->link_tag, items, 5);
     }
     Py_DECREF(name);
