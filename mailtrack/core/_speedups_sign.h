@@ -666,7 +666,6 @@ static PyType_Spec siv_key_spec = {
 };
 #endif
 
-/* The token for (index, url), or NULL with an exception set. */
 /* The decimal digits of n into digits (room for 21 bytes; not NUL-terminated), as "%lld" writes them: what
  * f"{link_index}" gives for an int. Returns their number. Written out: snprintf's format parsing was a tenth of a
  * signature's cost. */
@@ -689,6 +688,7 @@ format_index(long long n, char digits[24])
     return len;
 }
 
+/* The token for (index, url), or NULL with an exception set. */
 static PyObject *
 click_sign(ClickSigner *self, PyObject *index, PyObject *url)
 {
