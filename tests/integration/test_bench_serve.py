@@ -74,14 +74,23 @@ def test_quick_run_with_both_contenders(bench_serve, tmp_path: Path) -> None:  #
     cells = [cell.strip() for cell in row.strip("|").split("|")]
     static, no_store, ours = (float(cell.replace(",", "")) for cell in cells[2:5])
     assert static > 0 and no_store > 0 and ours > 0
-    assert cells[5] == f"{ours / static:.2f}x" and cells[6] == f"{no_store / static:.2f}x"
-    assert cells[7] == f"{ours / no_store:.2f}x"
+    # The report divides the rates it measured; the cells show them rounded to whole requests per second, so a
+    # ratio recomputed from the cells may round the other way in its last digit (0.295 shown as 0.30 or 0.29).
+    assert _ratio(cells[5]) == pytest.approx(ours / static, abs=0.011)
+    assert _ratio(cells[6]) == pytest.approx(no_store / static, abs=0.011)
+    assert _ratio(cells[7]) == pytest.approx(ours / no_store, abs=0.011)
     floor_row = next(line for line in report.split("Verify-only floor", 1)[1].splitlines()
                      if line.startswith("| python |"))
     floor_cells = [cell.strip() for cell in floor_row.strip("|").split("|")]
     assert float(floor_cells[1].replace(",", "")) == static
     floor = float(floor_cells[2].replace(",", ""))
-    assert floor > 0 and floor_cells[3] == f"{floor / static:.2f}x"
+    assert floor > 0 and _ratio(floor_cells[3]) == pytest.approx(floor / static, abs=0.011)
+
+
+def _ratio(cell: str) -> float:
+    """A report's ratio cell ("0.61x") as a number; anything else fails the test."""
+    assert cell.endswith("x"), cell
+    return float(cell[:-1])
 
 
 @pytest.mark.timeout(300)
