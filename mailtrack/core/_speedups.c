@@ -15,7 +15,7 @@
  *       one purpose's AES-256-SIV key, keyed once: what a codec seals and opens opaque tokens with.
  *   track_links(...)
  *       the common link of mailtrack.core.rewrite.links.track_html_links's loop (_speedups_links.h).
- *   splice(source, edits) -> str or None; utf8_length(text) -> int
+ *   splice(source, edits) -> str or None; utf8_length(text) -> int; utf8_encode(text) -> bytes or None
  *       string assembly for the rewriters (_speedups_splice.h).
  *   sign_value(key, data, stamp, size) -> token
  *       the pure signer's token for one payload (open and unsubscribe tokens; _speedups_sign.h).
@@ -233,6 +233,7 @@ static PyMethodDef speedups_methods[] = {
     {"default_rules", (PyCFunction)speedups_default_rules, METH_O, default_rules_doc},
     {"splice", (PyCFunction)(void (*)(void))speedups_splice, METH_FASTCALL, splice_doc},
     {"utf8_length", (PyCFunction)speedups_utf8_length, METH_O, utf8_length_doc},
+    {"utf8_encode", (PyCFunction)speedups_utf8_encode, METH_O, utf8_encode_doc},
     {"qp_lines", (PyCFunction)(void (*)(void))speedups_qp_lines, METH_FASTCALL, qp_lines_doc},
     {"find_urls", (PyCFunction)speedups_find_urls, METH_O, find_urls_doc},
     /* the line map of a MIME part and its touched lines written back (_speedups_lines.h) */

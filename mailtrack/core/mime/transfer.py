@@ -276,7 +276,17 @@ def _encode(decoded: DecodedPart, changes: Edits, html: bool, intended: str) -> 
 
 
 def _strict_encode(text: str, codec: str) -> bytes | None:
-    """``text`` in ``codec`` with no character replaced, or None when one would have to be."""
+    """``text`` in ``codec`` with no character replaced, or None when one would have to be.
+
+    UTF-8 goes through the compiled ``utf8_encode`` when there is one: the
+    same bytes, and None exactly where ``str.encode`` raises (a surrogate), in
+    a fifth of the instructions on a 4-byte-wide body (a part written back
+    whole is encoded here, every message of a batch).
+    """
+    compiled = speedups.compiled
+    if compiled is not None and codec == "utf-8":
+        encoded: bytes | None = compiled.utf8_encode(text)
+        return encoded
     try:
         return text.encode(codec)
     except UnicodeEncodeError:

@@ -121,6 +121,25 @@ def test_escape_grows_its_buffer_when_escapes_are_dense(data: bytes) -> None:
     assert compiled.json_escape(data, b"h" * 100, b"t" * 100) == escape_pure(data, b"h" * 100, b"t" * 100)
 
 
+@needs_compiled
+@pytest.mark.parametrize("special", [b'"', b"\\", b"\n", b"\x00", b"\x1f", b"\x7f", b"\xc3\xa9", b"\xf0\x9f\x91\x9f",
+                                     b"\xc3", b"\xed\xa0\x80"])
+def test_escape_and_unescape_find_a_special_byte_at_every_offset_of_a_block(special: bytes) -> None:
+    """Plain runs are copied a block (8 or 16 bytes) at a time up to the first special byte: one at each offset
+    of a block, after and before runs of every length up to two blocks, is handled exactly once."""
+    assert compiled is not None
+    for before in range(40):
+        for after in (0, 1, 7, 8, 15, 16, 17, 33):
+            data = b"a" * before + special + b"b" * after + special
+            assert compiled.json_escape(data) == escape_pure(data), (before, after)
+            assert compiled.json_escape(data, b"{", b"}") == escape_pure(data, b"{", b"}"), (before, after)
+            escaped = escape_pure(data)
+            if escaped is not None:
+                content = escaped[1:-1]
+                assert compiled.json_unescape(content, 0, len(content)) == data
+            assert compiled.json_unescape(data, 0, len(data)) == unescape_pure(data, 0, len(data)), (before, after)
+
+
 def test_escape_writes_every_ascii_byte_as_json_dumps_does() -> None:
     data = bytes(range(128))
     assert escape_pure(data) == json.dumps(data.decode(), ensure_ascii=False).encode()

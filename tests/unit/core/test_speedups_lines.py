@@ -134,6 +134,17 @@ def test_max_line_length_is_the_pure_one(data: bytes) -> None:
 
 
 @needs_extension
+@pytest.mark.parametrize("data", [
+    b"", b"\n", b"\r", b"\r\n", b"abc", b"abc\n", b"a\nbbbb\ncc", b"aaaa\r\nbb\r\n", b"a" * 80 + b"\r" + b"b" * 90 + b"\n",
+    b"short\n" + b"x" * 50 + b"\r" + b"y" * 49 + b"\n" + b"z" * 51, b"\r" * 5 + b"q" * 3, b"x" * 1000 + b"\r\n" + b"y" * 999,
+    b"\n".join(b"l" * n for n in (3, 10, 10, 2, 11, 11, 0)), b"\r\n".join(b"m" * n for n in (76, 77, 76, 78)) + b"\r",
+])
+def test_max_line_length_looks_into_a_stretch_between_line_feeds_only_when_it_could_be_longer(data: bytes) -> None:
+    """Stretches between LFs are found with memchr; one longer than the longest line so far is cut at its CRs."""
+    assert _speedups.max_line_length(data) == _max_line_length_pure(data)
+
+
+@needs_extension
 def test_max_line_length_refuses_what_is_not_bytes() -> None:
     with pytest.raises(TypeError):
         _speedups.max_line_length("x")  # type: ignore[arg-type]

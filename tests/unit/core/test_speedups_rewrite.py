@@ -670,6 +670,43 @@ def test_utf8_length_counts_long_mostly_ascii_text_block_by_block(width: str, si
     assert _speedups.utf8_length(text[1:]) == len(text[1:].encode("utf-8", "surrogatepass"))
 
 
+@settings(max_examples=500, deadline=None)
+@given(width=st.sampled_from(["\xe9", "\u4e2d", "\U0001f600"]), size=st.integers(0, 300),
+       places=st.lists(st.tuples(st.integers(0, 299), st.sampled_from(["\x7f", "\x80", "\xff", "\u07ff", "\u0800",
+                                                                     "\ud7ff", "\ud800", "\udfff", "\ue000",
+                                                                     "\uffff", "\U00010000", "\U0010ffff"])),
+                       max_size=6))
+def test_utf8_encode_writes_long_mostly_ascii_text_block_by_block(width: str, size: int,
+                                                                   places: list[tuple[int, str]]) -> None:
+    """utf8_encode narrows 32 bytes at a time where no character is past ASCII: sparse wide characters (and
+    surrogates, refused as str.encode refuses them) at any offset, in each storage width, at block edges and in
+    the tail, come out as str.encode writes them."""
+    assert _speedups is not None
+    chars = list("a" * size)
+    for at, char in places:
+        if at < size:
+            chars[at] = char
+    for text in (width + "".join(chars), "".join(chars)):
+        try:
+            expected: bytes | None = text.encode("utf-8")
+        except UnicodeEncodeError:
+            expected = None
+        assert _speedups.utf8_encode(text) == expected
+
+
+@settings(max_examples=2000, deadline=None)
+@given(text=st.one_of(WIDE_TEXT, st.text()))
+def test_utf8_encode_is_str_encode_or_none_where_that_raises(text: str) -> None:
+    assert _speedups is not None
+    try:
+        expected: bytes | None = text.encode("utf-8")
+    except UnicodeEncodeError:
+        expected = None
+    assert _speedups.utf8_encode(text) == expected
+    with pytest.raises(TypeError):
+        _speedups.utf8_encode(b"abc")  # type: ignore[arg-type]
+
+
 @settings(max_examples=2000, deadline=None)
 @given(text=st.one_of(WIDE_TEXT, st.text()))
 def test_utf8_length_counts_what_encoding_writes(text: str) -> None:
