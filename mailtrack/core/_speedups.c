@@ -21,7 +21,7 @@
  *       the pure signer's token for one payload (open and unsubscribe tokens; _speedups_sign.h).
  *   qp_lines(data, eol) -> bytes
  *       quoted-printable for touched MIME lines (_speedups_qp.h).
- *   split_lines, line_starts, qp_encoded_break, qp_encode_lines, max_line_length, qp_decode
+ *   split_lines, line_starts, qp_encoded_break, qp_encode_lines, max_line_length, qp_decode, header_block
  *       a MIME part's line map and its touched lines written back (_speedups_lines.h).
  *   b64_lines, b64_decode
  *       base64 bodies written in lines and read (_speedups_base64.h).
@@ -242,6 +242,7 @@ static PyMethodDef speedups_methods[] = {
     {"qp_encoded_break", (PyCFunction)speedups_qp_encoded_break, METH_O, qp_encoded_break_doc},
     {"qp_encode_lines", (PyCFunction)(void (*)(void))speedups_qp_encode_lines, METH_FASTCALL, qp_encode_lines_doc},
     {"max_line_length", (PyCFunction)speedups_max_line_length, METH_O, max_line_length_doc},
+    {"header_block", (PyCFunction)(void (*)(void))speedups_header_block, METH_FASTCALL, header_block_doc},
     {"qp_decode", (PyCFunction)speedups_qp_decode, METH_O, qp_decode_doc},
     /* base64 bodies (_speedups_base64.h) */
     {"b64_lines", (PyCFunction)(void (*)(void))speedups_b64_lines, METH_FASTCALL, b64_lines_doc},

@@ -20,6 +20,8 @@
  *       binascii.a2b_qp(data), the decoder that certificate relies on (exposed for the differential tests).
  *   max_line_length(data) -> int
  *       transfer._max_line_length_pure(data): the longest line, CR, LF and CRLF all ending one.
+ *   header_block(raw, start, end) -> (list[tuple[str, int, int]], int, int)
+ *       tree._header_block_pure(raw, start, end), each Field as a (name, start, end) tuple.
  */
 
 /* CPython's bisect_right / bisect_left over a[0:n] (the same probes, so the same answer on any list). */
@@ -787,4 +789,111 @@ speedups_max_line_length(PyObject *module, PyObject *data)
         at = newline + 1;
     }
     return PyLong_FromSsize_t(longest);
+}
+
+PyDoc_STRVAR(header_block_doc,
+"header_block(raw, start, end, /)\n--\n\n"
+"The header fields of raw[start:end] as (name, start, end) tuples, where the last one ends and where the body\n"
+"starts: mailtrack.core.mime.tree._header_block_pure, in one call.");
+
+/* A header block is read line by line, three times a message (the message and each part); in Python each line
+ * cost a regular-expression search, a match, a slice, a split and a decode: a twelfth of a batch worker's time on
+ * a 33 KB newsletter. The rules are _header_block_pure's, character for character: a line ends at CRLF, CR or LF
+ * (a CR at the end of the span is a line end of its own); a blank line ends the block (the body starts after it);
+ * a line that is none of "From " (an envelope line, kept under no name), a blank-led continuation or a name of
+ * printable characters but ":" then ":", starts the body; a continuation extends the field before it, if any. */
+static PyObject *
+speedups_header_block(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    const unsigned char *raw;
+    Py_ssize_t n, start, end, pos, header_end, body_start;
+    PyObject *fields, *result;
+    (void)module;
+    if (nargs != 3 || !PyBytes_Check(args[0]) || !PyLong_Check(args[1]) || !PyLong_Check(args[2])) {
+        PyErr_SetString(PyExc_TypeError, "header_block() takes bytes, an int and an int");
+        return NULL;
+    }
+    n = PyBytes_GET_SIZE(args[0]);
+    start = PyLong_AsSsize_t(args[1]);
+    end = PyLong_AsSsize_t(args[2]);
+    if (PyErr_Occurred()) {
+        return NULL;
+    }
+    if (start < 0 || end < start || end > n) {
+        PyErr_SetString(PyExc_ValueError, "header_block(): start and end must be 0 <= start <= end <= len(raw)");
+        return NULL;
+    }
+    raw = (const unsigned char *)PyBytes_AS_STRING(args[0]);
+    fields = PyList_New(0);
+    if (fields == NULL) {
+        return NULL;
+    }
+    pos = start;
+    header_end = body_start = end;
+    while (pos < end) {
+        const unsigned char *line = raw + pos;
+        Py_ssize_t stop = pos, line_end, size, k;
+        while (stop < end && raw[stop] != '\n' && raw[stop] != '\r') {
+            stop++;
+        }
+        line_end = stop == end ? end : (raw[stop] == '\r' && stop + 1 < end && raw[stop + 1] == '\n') ? stop + 2 : stop + 1;
+        size = line_end - pos;
+        if ((size == 1 && (line[0] == '\n' || line[0] == '\r')) || (size == 2 && line[0] == '\r' && line[1] == '\n')) {
+            header_end = pos;
+            body_start = line_end;
+            break;
+        }
+        if (line[0] == ' ' || line[0] == '\t') {
+            Py_ssize_t count = PyList_GET_SIZE(fields);
+            if (count > 0) {
+                PyObject *previous = PyList_GET_ITEM(fields, count - 1), *span_end = PyLong_FromSsize_t(line_end);
+                if (span_end == NULL) {
+                    Py_DECREF(fields);
+                    return NULL;
+                }
+                Py_SETREF(((PyTupleObject *)previous)->ob_item[2], span_end); /* our own tuple, not shared yet */
+            }
+        }
+        else {
+            PyObject *name, *field;
+            int status;
+            if (size >= 5 && memcmp(line, "From ", 5) == 0) {
+                name = PyUnicode_New(0, 127);
+            }
+            else {
+                for (k = 0; k < size && line[k] >= 0x21 && line[k] <= 0x7e && line[k] != ':'; k++) {
+                }
+                if (k == size || line[k] != ':') {
+                    header_end = body_start = pos; /* not a header line: the body starts here */
+                    break;
+                }
+                name = PyUnicode_New(k, 127);
+                if (name != NULL) {
+                    Py_UCS1 *chars = PyUnicode_1BYTE_DATA(name);
+                    Py_ssize_t j;
+                    for (j = 0; j < k; j++) {
+                        chars[j] = (Py_UCS1)(line[j] >= 'A' && line[j] <= 'Z' ? line[j] + 32 : line[j]);
+                    }
+                }
+            }
+            if (name == NULL) {
+                Py_DECREF(fields);
+                return NULL;
+            }
+            field = Py_BuildValue("(Nnn)", name, pos, line_end);
+            if (field == NULL) {
+                Py_DECREF(fields);
+                return NULL;
+            }
+            status = PyList_Append(fields, field);
+            Py_DECREF(field);
+            if (status < 0) {
+                Py_DECREF(fields);
+                return NULL;
+            }
+        }
+        pos = line_end;
+    }
+    result = Py_BuildValue("(Nnn)", fields, header_end, body_start);
+    return result;
 }

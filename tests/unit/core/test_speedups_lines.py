@@ -454,3 +454,36 @@ def test_messages_rewrite_the_same_on_both_paths(pieces: list[bytes], html: bool
 def test_joined_replacements_encode_as_each_does(replacements: list[str], codec: str) -> None:
     changes = [(0, 0, r) for r in replacements]
     assert transfer._encodable(changes, codec, False) == all(transfer.can_encode(r, codec) for r in replacements)
+
+
+# --------------------------------------------------------------------------
+# header_block
+# --------------------------------------------------------------------------
+
+HEADER_PIECES = st.lists(st.sampled_from([
+    b"From: a\r\n", b"From x\n", b"From ", b"To: b\n", b"Subject: \xc3\xa9\n", b" folded\r\n", b"\tfolded\n", b"  \n",
+    b"\r\n", b"\n", b"\r", b"X-Y:", b":", b"no colon\n", b"A:b\r", b"\xff:\n", b"\x7f:\n", b"N", b"Content-TYPE: text/html\n",
+]), max_size=14).map(b"".join)
+
+
+@needs_extension
+@settings(max_examples=3000, deadline=None)
+@given(raw=HEADER_PIECES | st.binary(max_size=60), bounds=st.tuples(st.integers(0, 200), st.integers(0, 200)))
+def test_header_block_is_the_pure_one(raw: bytes, bounds: tuple[int, int]) -> None:
+    from mailtrack.core.mime.tree import _header_block_pure
+
+    start = min(bounds[0], len(raw))
+    end = min(max(bounds[1], start), len(raw))
+    fields, header_end, body_start = _header_block_pure(raw, start, end)
+    expected = ([(f.name, f.start, f.end) for f in fields], header_end, body_start)
+    assert _speedups.header_block(raw, start, end) == expected
+
+
+@needs_extension
+def test_header_block_refuses_what_it_is_not_given() -> None:
+    assert _speedups.header_block(b"A: b\n\nbody", 0, 10) == ([("a", 0, 5)], 5, 6)
+    for args in ((b"A: b", -1, 2), (b"A: b", 3, 2), (b"A: b", 0, 5)):
+        with pytest.raises(ValueError):
+            _speedups.header_block(*args)
+    with pytest.raises(TypeError):
+        _speedups.header_block("A: b", 0, 4)  # type: ignore[arg-type]
