@@ -156,16 +156,35 @@ plain_url(PyObject *raw)
  * is 1-5 digits, all of the digits before the next character; "/", "?", "#" or the end comes next. Then
  * _plain_authority: a host of at most 253 characters, no A-label ("xn--" in any case), a port of at most 65535.
  * plain_authority(u, n, 1) lets "%" through: check_destination's own fast path (_PLAIN then _plain_authority). */
+/* What each byte is to plain_authority, one lookup a character (eight comparisons were a tenth of a message's
+ * link work): MT_URL_REFUSED never in a plain URL, MT_URL_PERCENT "%", MT_URL_HOST in a host run. */
+#define MT_URL_REFUSED 1
+#define MT_URL_PERCENT 2
+#define MT_URL_HOST 4
+#define MT_URL_CLASS(c)                                                                                             \
+    (((c) < 0x21 || (c) > 0x7e || (c) == '{' || (c) == '|' || (c) == '<' || (c) == '[' || (c) == '$' ? MT_URL_REFUSED : 0) | \
+     ((c) == '%' ? MT_URL_PERCENT : 0) |                                                                            \
+     (((c) >= 'A' && (c) <= 'Z') || ((c) >= 'a' && (c) <= 'z') || ((c) >= '0' && (c) <= '9') || (c) == '_' ||      \
+      (c) == '-' || (c) == '.' ? MT_URL_HOST : 0))
+#define MT_URL4(c) MT_URL_CLASS(c), MT_URL_CLASS((c) + 1), MT_URL_CLASS((c) + 2), MT_URL_CLASS((c) + 3)
+#define MT_URL16(c) MT_URL4(c), MT_URL4((c) + 4), MT_URL4((c) + 8), MT_URL4((c) + 12)
+#define MT_URL64(c) MT_URL16(c), MT_URL16((c) + 16), MT_URL16((c) + 32), MT_URL16((c) + 48)
+static const unsigned char URL_CLASS[256] = {MT_URL64(0), MT_URL64(64), MT_URL64(128), MT_URL64(192)};
+#undef MT_URL64
+#undef MT_URL16
+#undef MT_URL4
+#undef MT_URL_CLASS
+
 static int
 plain_authority(const Py_UCS1 *u, Py_ssize_t n, int percent_ok)
 {
     Py_ssize_t i, host_start, host_end, label_start, last_label, digits;
     int dashes = 0;
     long port = 0;
+    const unsigned char refused = percent_ok ? MT_URL_REFUSED : MT_URL_REFUSED | MT_URL_PERCENT;
 
     for (i = 0; i < n; i++) {
-        Py_UCS1 c = u[i];
-        if (c < 0x21 || c > 0x7e || c == '{' || (c == '%' && !percent_ok) || c == '|' || c == '<' || c == '[' || c == '$') {
+        if (URL_CLASS[u[i]] & refused) {
             return 0;
         }
     }
@@ -179,7 +198,7 @@ plain_authority(const Py_UCS1 *u, Py_ssize_t n, int percent_ok)
     host_start = i + 3;
     for (host_end = host_start; host_end < n; host_end++) {
         Py_UCS1 c = u[host_end];
-        if (!(IS_ALPHA(c) || (c >= '0' && c <= '9') || c == '_' || c == '-' || c == '.')) {
+        if (!(URL_CLASS[c] & MT_URL_HOST)) {
             break;
         }
         if (c == '-' && host_end > host_start && u[host_end - 1] == '-') {
