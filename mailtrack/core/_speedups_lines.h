@@ -797,8 +797,8 @@ PyDoc_STRVAR(header_block_doc,
 "starts: mailtrack.core.mime.tree._header_block_pure, in one call.");
 
 /* A header block is read line by line, three times a message (the message and each part); in Python each line
- * cost a regular-expression search, a match, a slice, a split and a decode: a twelfth of a batch worker's time on
- * a 33 KB newsletter. The rules are _header_block_pure's, character for character: a line ends at CRLF, CR or LF
+ * cost a regular-expression search, a match, a slice, a split and a decode: 18 microseconds a block of 8 fields
+ * (4.5 here, most of it the Field objects), about 5 % of a batch worker's time on a 33 KB newsletter. The rules are _header_block_pure's, character for character: a line ends at CRLF, CR or LF
  * (a CR at the end of the span is a line end of its own); a blank line ends the block (the body starts after it);
  * a line that is none of "From " (an envelope line, kept under no name), a blank-led continuation or a name of
  * printable characters but ":" then ":", starts the body; a continuation extends the field before it, if any. */

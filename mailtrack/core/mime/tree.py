@@ -230,8 +230,8 @@ def _header_block(raw: bytes, start: int, end: int) -> tuple[list[Field], int, i
     """Fields, where the last one ends, and where the body starts (after the blank line, if any).
 
     Lines end at CRLF, CR or LF, as the stdlib's parser reads them. The
-    compiled ``header_block`` reads the lines in one call (a line cost about
-    3 microseconds here, a twelfth of a batch worker's time);
+    compiled ``header_block`` reads the lines in one call (18 against 4.5
+    microseconds a block of 8 fields, three blocks a campaign message);
     :func:`_header_block_pure` is its reference.
     """
     compiled = speedups.compiled
