@@ -136,6 +136,28 @@ new_link_tag(PyObject *link_tag, PyObject *const *items, Py_ssize_t n)
 #undef SUFFIX
 #undef CHAR_IS_UCS1
 
+/* The arguments (bytes, start, end) of a function reading bytes[start:end]: 0 with *start and *end set, or -1
+ * with TypeError (other types) or ValueError (not 0 <= start <= end <= len(bytes)) naming function and argument. */
+static int
+bytes_span_args(PyObject *const *args, Py_ssize_t nargs, const char *function, const char *argument,
+                Py_ssize_t *start, Py_ssize_t *end)
+{
+    if (nargs != 3 || !PyBytes_Check(args[0]) || !PyLong_Check(args[1]) || !PyLong_Check(args[2])) {
+        PyErr_Format(PyExc_TypeError, "%s() takes bytes, an int and an int", function);
+        return -1;
+    }
+    *start = PyLong_AsSsize_t(args[1]);
+    *end = PyLong_AsSsize_t(args[2]);
+    if (PyErr_Occurred()) {
+        return -1;
+    }
+    if (*start < 0 || *end < *start || *end > PyBytes_GET_SIZE(args[0])) {
+        PyErr_Format(PyExc_ValueError, "%s(): start and end must be 0 <= start <= end <= len(%s)", function, argument);
+        return -1;
+    }
+    return 0;
+}
+
 /* Append (start, end) to the list spans; -1 with an exception set when it cannot (the caller drops spans). */
 static int
 append_span(PyObject *spans, Py_ssize_t start, Py_ssize_t end)

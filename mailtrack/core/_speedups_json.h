@@ -232,21 +232,10 @@ speedups_json_unescape(PyObject *module, PyObject *const *args, Py_ssize_t nargs
 {
     const unsigned char *in;
     unsigned char *out;
-    Py_ssize_t n, start, end, i, o = 0;
+    Py_ssize_t start, end, i, o = 0;
     PyObject *result;
     (void)module;
-    if (nargs != 3 || !PyBytes_Check(args[0]) || !PyLong_Check(args[1]) || !PyLong_Check(args[2])) {
-        PyErr_SetString(PyExc_TypeError, "json_unescape() takes bytes, an int and an int");
-        return NULL;
-    }
-    n = PyBytes_GET_SIZE(args[0]);
-    start = PyLong_AsSsize_t(args[1]);
-    end = PyLong_AsSsize_t(args[2]);
-    if (PyErr_Occurred()) {
-        return NULL;
-    }
-    if (start < 0 || end < start || end > n) {
-        PyErr_SetString(PyExc_ValueError, "json_unescape(): start and end must be 0 <= start <= end <= len(data)");
+    if (bytes_span_args(args, nargs, "json_unescape", "data", &start, &end) < 0) {
         return NULL;
     }
     in = (const unsigned char *)PyBytes_AS_STRING(args[0]);
