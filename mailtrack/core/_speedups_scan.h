@@ -199,8 +199,11 @@ static int
 FN(add_link)(Scan *st, const CHAR *s, Py_ssize_t n, Py_ssize_t name_end, Py_ssize_t start, Py_ssize_t stop,
              const Href *href, int conditional)
 {
-    PyObject *name, *href_obj, *start_obj, *stop_obj, *link;
+    /* Every object made here is held in one of these and released once, at the end, whatever happened. */
+    PyObject *name = NULL, *start_obj = NULL, *stop_obj = NULL, *value = NULL, *value_start = NULL,
+             *value_stop = NULL, *href_obj = NULL, *link = NULL;
     Py_ssize_t len = name_end - n, i;
+    int status = -1;
     if (len == 1) {
         name = Py_NewRef(st->state->str_a);
     }
@@ -220,7 +223,7 @@ FN(add_link)(Scan *st, const CHAR *s, Py_ssize_t n, Py_ssize_t name_end, Py_ssiz
         }
         name = PyUnicode_New(len, maxchar);
         if (name == NULL) {
-            return -1;
+            goto done;
         }
         kind = PyUnicode_KIND(name);
         data = PyUnicode_DATA(name);
@@ -228,32 +231,16 @@ FN(add_link)(Scan *st, const CHAR *s, Py_ssize_t n, Py_ssize_t name_end, Py_ssiz
             PyUnicode_WRITE(kind, data, i, ASCII_LOWER(s[n + i]));
         }
     }
-    start_obj = PyLong_FromSsize_t(start);
-    stop_obj = start_obj == NULL ? NULL : PyLong_FromSsize_t(stop);
-    if (stop_obj == NULL) {
-        Py_DECREF(name);
-        Py_XDECREF(start_obj);
-        return -1;
+    if ((start_obj = PyLong_FromSsize_t(start)) == NULL || (stop_obj = PyLong_FromSsize_t(stop)) == NULL) {
+        goto done;
     }
-    if (href->found) {
-        /* (value, start, stop, quote): a plain tuple, filled in place */
-        PyObject *value = PyUnicode_Substring(st->text, href->start, href->stop);
-        PyObject *value_start = value == NULL ? NULL : PyLong_FromSsize_t(href->start);
-        PyObject *value_stop = value_start == NULL ? NULL : PyLong_FromSsize_t(href->stop);
-        href_obj = value_stop == NULL ? NULL : PyTuple_New(4);
-        if (href_obj == NULL) {
-            Py_XDECREF(value);
-            Py_XDECREF(value_start);
-            Py_XDECREF(value_stop);
-            Py_DECREF(name);
-            Py_DECREF(start_obj);
-            Py_DECREF(stop_obj);
-            return -1;
+    if (href->found) { /* (value, start, stop, quote) */
+        if ((value = PyUnicode_Substring(st->text, href->start, href->stop)) == NULL ||
+            (value_start = PyLong_FromSsize_t(href->start)) == NULL ||
+            (value_stop = PyLong_FromSsize_t(href->stop)) == NULL ||
+            (href_obj = PyTuple_Pack(4, value, value_start, value_stop, st->state->quotes[href->quote])) == NULL) {
+            goto done;
         }
-        PyTuple_SET_ITEM(href_obj, 0, value);
-        PyTuple_SET_ITEM(href_obj, 1, value_start);
-        PyTuple_SET_ITEM(href_obj, 2, value_stop);
-        PyTuple_SET_ITEM(href_obj, 3, Py_NewRef(st->state->quotes[href->quote]));
     }
     else {
         href_obj = Py_NewRef(Py_None);
@@ -262,19 +249,19 @@ FN(add_link)(Scan *st, const CHAR *s, Py_ssize_t n, Py_ssize_t name_end, Py_ssiz
         PyObject *items[] = {name, start_obj, stop_obj, href_obj, conditional ? Py_True : Py_False};
         link = new_link_tag(st->link_tag, items, 5);
     }
-    Py_DECREF(name);
-    Py_DECREF(start_obj);
-    Py_DECREF(stop_obj);
-    Py_DECREF(href_obj);
-    if (link == NULL) {
-        return -1;
+    if (link != NULL && PyList_Append(st->links, link) == 0) {
+        status = 0;
     }
-    if (PyList_Append(st->links, link) < 0) {
-        Py_DECREF(link);
-        return -1;
-    }
-    Py_DECREF(link);
-    return 0;
+done:
+    Py_XDECREF(name);
+    Py_XDECREF(start_obj);
+    Py_XDECREF(stop_obj);
+    Py_XDECREF(value);
+    Py_XDECREF(value_start);
+    Py_XDECREF(value_stop);
+    Py_XDECREF(href_obj);
+    Py_XDECREF(link);
+    return status;
 }
 
 /* _scan: s[pos:end] into st; conditional inside an Outlook conditional comment. 0, or -1 with an exception set. */
