@@ -41,6 +41,15 @@
 #include <string.h>
 #include <stdint.h>
 
+/* SSE2 (every x86-64), through GCC's and Clang's intrinsics: the block loops of _speedups_json.h and
+ * _speedups_splice.h use it, and fall back to 8-byte words elsewhere. */
+#if defined(__SSE2__) && defined(__GNUC__)
+#define MT_SSE2 1
+#include <emmintrin.h>
+#else
+#define MT_SSE2 0
+#endif
+
 #if PY_VERSION_HEX < 0x030A0000
 #error "mailtrack needs Python 3.10 or later"
 #endif

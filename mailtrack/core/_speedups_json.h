@@ -30,8 +30,7 @@
  * Elsewhere it is an 8-byte word, read with memcpy (alignment does not matter): each test's lowest flagged byte
  * is exact (a borrow only runs upwards from a byte flagged rightly), so the lowest flag of their union is the
  * first special byte. */
-#if defined(__SSE2__) && defined(__GNUC__)
-#include <emmintrin.h>
+#if MT_SSE2
 #define JSON_STEP 16
 
 static inline int

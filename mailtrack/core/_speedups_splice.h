@@ -7,11 +7,24 @@
  *       width would then need a scan: a str must be stored at the narrowest width its characters allow).
  *   utf8_length(text) -> int
  *       len(text.encode("utf-8", "surrogatepass")), without encoding.
+ *   utf8_encode(text) -> bytes | None
+ *       text.encode("utf-8"), or None where that raises (a surrogate): a MIME part written back, in one pass.
  */
 
-#if defined(__SSE2__) && defined(__GNUC__)
-#include <emmintrin.h> /* (utf8_encode's narrowing) */
-#endif
+/* Whether the 32 bytes at chars hold no character past ASCII: four 8-byte words ORed and masked with each
+ * character's bits above 0x7f (MT_ASCII_HIGH_BITS of its width), with no branch per character. utf8_length and
+ * utf8_encode go block by block with it, and character by character only through a block that holds one. */
+#define MT_ASCII_HIGH_BITS(CHAR_T)                                                                                  \
+    (sizeof(CHAR_T) == 1 ? UINT64_C(0x8080808080808080)                                                             \
+     : sizeof(CHAR_T) == 2 ? UINT64_C(0xFF80FF80FF80FF80) : UINT64_C(0xFFFFFF80FFFFFF80))
+
+static inline int
+ascii_block(const void *chars, uint64_t high_bits)
+{
+    uint64_t words[4];
+    memcpy(words, chars, 32);
+    return ((words[0] | words[1] | words[2] | words[3]) & high_bits) == 0;
+}
 
 /* The widest width class of text (PyUnicode_MAX_CHAR_VALUE: 127, 255, 65535, 1114111) below which every character
  * of text[start:end] is: 1 if all are, 0 if one is at text's own width. */
@@ -123,18 +136,15 @@ speedups_utf8_length(PyObject *module, PyObject *text)
     }
     kind = PyUnicode_KIND(text);
     data = PyUnicode_DATA(text);
-    /* 32 bytes at a time where no character is past ASCII (most of any body): four 8-byte words ORed and masked
-     * with each character's bits above 0x7f tell, with no branch per character; a block holding one is counted
-     * character by character. */
+    /* 32 bytes at a time where no character is past ASCII (most of any body: ascii_block); a block holding one is
+     * counted character by character. */
 #define MT_UTF8_EXTRA(c) (((c) >= 0x80) + ((c) >= 0x800) + ((c) >= 0x10000))
-#define MT_UTF8_COUNT(CHAR_T, HIGH_BITS)                                                                            \
+#define MT_UTF8_COUNT(CHAR_T)                                                                                       \
     do {                                                                                                            \
         const CHAR_T *chars = (const CHAR_T *)data;                                                                 \
         const Py_ssize_t per_block = 32 / (Py_ssize_t)sizeof(CHAR_T);                                               \
         for (i = 0; i + per_block <= n; i += per_block) {                                                           \
-            uint64_t words[4];                                                                                      \
-            memcpy(words, chars + i, 32);                                                                           \
-            if (((words[0] | words[1] | words[2] | words[3]) & (HIGH_BITS)) != 0) {                                 \
+            if (!ascii_block(chars + i, MT_ASCII_HIGH_BITS(CHAR_T))) {                                              \
                 Py_ssize_t j;                                                                                       \
                 for (j = i; j < i + per_block; j++) {                                                               \
                     size += MT_UTF8_EXTRA((Py_UCS4)chars[j]);                                                       \
@@ -146,13 +156,13 @@ speedups_utf8_length(PyObject *module, PyObject *text)
         }                                                                                                           \
     } while (0)
     if (kind == PyUnicode_1BYTE_KIND) {
-        MT_UTF8_COUNT(Py_UCS1, UINT64_C(0x8080808080808080));
+        MT_UTF8_COUNT(Py_UCS1);
     }
     else if (kind == PyUnicode_2BYTE_KIND) {
-        MT_UTF8_COUNT(Py_UCS2, UINT64_C(0xFF80FF80FF80FF80));
+        MT_UTF8_COUNT(Py_UCS2);
     }
     else {
-        MT_UTF8_COUNT(Py_UCS4, UINT64_C(0xFFFFFF80FFFFFF80));
+        MT_UTF8_COUNT(Py_UCS4);
     }
 #undef MT_UTF8_COUNT
 #undef MT_UTF8_EXTRA
@@ -165,8 +175,8 @@ PyDoc_STRVAR(utf8_encode_doc,
 
 /* CPython's UTF-8 encoder takes a branch per character, ~15 instructions a character of a 4-byte-wide str (one
  * emoji makes a whole body that wide); a MIME part written back is encoded whole. Here a block of 32 bytes with no
- * character past ASCII (four words ORed and masked, as utf8_length does) is narrowed without a branch per
- * character, and only the blocks holding one go character by character. */
+ * character past ASCII (ascii_block, as utf8_length reads it) is narrowed without a branch per character, and
+ * only the blocks holding one go character by character. */
 static PyObject *
 speedups_utf8_encode(PyObject *module, PyObject *text)
 {
@@ -220,15 +230,13 @@ speedups_utf8_encode(PyObject *module, PyObject *text)
             out[o++] = (unsigned char)(0x80 | (ch & 0x3F));                                                         \
         }                                                                                                           \
     } while (0)
-#define MT_UTF8_ENCODE(CHAR_T, HIGH_BITS)                                                                           \
+#define MT_UTF8_ENCODE(CHAR_T)                                                                                      \
     do {                                                                                                            \
         const CHAR_T *chars = (const CHAR_T *)data;                                                                 \
         const Py_ssize_t per_block = 32 / (Py_ssize_t)sizeof(CHAR_T);                                               \
         for (i = 0; i + per_block <= n; i += per_block) {                                                           \
-            uint64_t words[4];                                                                                      \
             Py_ssize_t j;                                                                                           \
-            memcpy(words, chars + i, 32);                                                                           \
-            if (((words[0] | words[1] | words[2] | words[3]) & (HIGH_BITS)) == 0) {                                 \
+            if (ascii_block(chars + i, MT_ASCII_HIGH_BITS(CHAR_T))) {                                               \
                 MT_UTF8_NARROW(CHAR_T);                                                                             \
                 o += per_block;                                                                                     \
             }                                                                                                       \
@@ -244,7 +252,7 @@ speedups_utf8_encode(PyObject *module, PyObject *text)
     } while (0)
 /* A block of ASCII characters (32 bytes) written as bytes: with SSE2, its two 16-byte halves packed to bytes
  * (every value is below 0x80, so the saturating packs keep it); elsewhere one character at a time. */
-#if defined(__SSE2__) && defined(__GNUC__)
+#if MT_SSE2
 #define MT_UTF8_NARROW(CHAR_T)                                                                                      \
     do {                                                                                                            \
         const __m128i *in = (const __m128i *)(const void *)(chars + i);                                             \
@@ -270,13 +278,13 @@ speedups_utf8_encode(PyObject *module, PyObject *text)
     } while (0)
 #endif
     if (kind == PyUnicode_1BYTE_KIND) {
-        MT_UTF8_ENCODE(Py_UCS1, UINT64_C(0x8080808080808080));
+        MT_UTF8_ENCODE(Py_UCS1);
     }
     else if (kind == PyUnicode_2BYTE_KIND) {
-        MT_UTF8_ENCODE(Py_UCS2, UINT64_C(0xFF80FF80FF80FF80));
+        MT_UTF8_ENCODE(Py_UCS2);
     }
     else {
-        MT_UTF8_ENCODE(Py_UCS4, UINT64_C(0xFFFFFF80FFFFFF80));
+        MT_UTF8_ENCODE(Py_UCS4);
     }
 #undef MT_UTF8_NARROW
 #undef MT_UTF8_ENCODE
