@@ -356,9 +356,8 @@ def test(rest: list[str]) -> int:
         statuses = [part.wait() for part in parts]
         if starter is not None:
             starter.join()
-            parts += django
-            statuses += [part.wait() for part in django]
-            django_status, django_seconds = (statuses[-1], parts[-1].seconds) if django else (1, 0.0)
+            django_status = django[0].wait() if django else 1  # (1: the thread could not start it)
+            django_seconds = django[0].seconds if django else 0.0
         else:
             django_started = time.monotonic()
             django_status = test_django([])
@@ -369,14 +368,11 @@ def test(rest: list[str]) -> int:
             part.stop()
         if starter is not None:
             starter.join(timeout=60)  # (the sanitizer job was just stopped: a django part, if any, exists by now)
-            for part in django:
-                if part not in parts:
-                    part.stop()
-    labels = {"pure": "pure pass (MAILTRACK_PURE=1)", "sanitize": "sanitize job (ASan+UBSan, fuzz)",
-              "django": "test-django"}
+        for part in django:
+            part.stop()
     rows = [("main pass (compiled path)", main_status, main_seconds)]
-    rows += [(labels[part.name], status, part.seconds) for part, status in zip(parts, statuses, strict=True)
-             if part.name != "django"]
+    rows += [(f"{part.name} {'pass (MAILTRACK_PURE=1)' if part.name == 'pure' else 'job (ASan+UBSan, fuzz)'}",
+              status, part.seconds) for part, status in zip(parts, statuses, strict=True)]
     rows.append(("test-django", django_status, django_seconds))
     print("\ntasks.py test:", flush=True)
     for label, status, seconds in rows:
