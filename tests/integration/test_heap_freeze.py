@@ -29,8 +29,11 @@ _LIFESPAN = textwrap.dedent("""
 """)
 
 _SERVER = _LIFESPAN + textwrap.dedent("""
-    import gc, json, sys, threading, urllib.request, weakref
+    import gc, json, signal, sys, threading, urllib.request, weakref
     kind, freeze = sys.argv[1], sys.argv[2] == "freeze"
+    # The waitress case stops itself with SIGINT, which a process started in the background of a shell without job
+    # control (CI run with `&`) inherits as ignored: this program, like `mailtrack serve`, restores Python's handler.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
     def probe():
         class Node:
