@@ -336,7 +336,7 @@ def test(rest: list[str]) -> int:
     stopping = threading.Event()  # set when the run ends early: test-django is then not started
     if not rest and os.name == "posix":
         parts.append(Part("pure", [str(PYTHON), "-m", "pytest", "-q", "-p", "no:cacheprovider", "--basetemp",
-                                   "{tmp}/pytest"], {"MAILTRACK_PURE": "1"}))
+                                   "{tmp}/pytest"], {"MAILTRACK_PURE": "1", "MAILTRACK_MAIN_PASS_RAN_BOTH_PATHS": "1"}))
         sanitize = Part("sanitize", [str(PYTHON), SANITIZE])
         parts.append(sanitize)
 

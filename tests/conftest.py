@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import os
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -28,17 +29,36 @@ settings.register_profile(
 settings.load_profile("mailtrack")
 
 
+#: Set by ``tasks.py test`` for its pure pass (``MAILTRACK_PURE=1``), whose main pass runs the ``both_paths``
+#: modules on both paths already: the pure pass then skips them rather than run their pure half a second time.
+MAIN_PASS_RAN_BOTH = "MAILTRACK_MAIN_PASS_RAN_BOTH_PATHS"
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """In ``tasks.py test``'s pure pass, skip the modules marked ``calls_extension``: they call the extension
+    directly whatever ``MAILTRACK_PURE`` says, so the pure pass would only run the main pass's tests again."""
+    if os.environ.get(MAIN_PASS_RAN_BOTH) != "1":
+        return
+    skip = pytest.mark.skip(reason=f"{MAIN_PASS_RAN_BOTH}=1: they call the extension directly; the main pass ran them")
+    for item in items:
+        if item.get_closest_marker("calls_extension") is not None:
+            item.add_marker(skip)
+
+
 @pytest.fixture(scope="module", params=["compiled", "pure"])
 def both_paths(request: pytest.FixtureRequest) -> Iterator[str]:
     """Run a module's tests once on the compiled fast path and once on the pure-Python path (issue 13).
 
     Modules opt in with ``pytestmark = pytest.mark.usefixtures("both_paths")``. Module-scoped (so
     hypothesis tests may use it); the "compiled" run is skipped, saying why, where the extension is
-    not built or ``MAILTRACK_PURE=1`` is set, since it would only repeat the pure run.
+    not built or ``MAILTRACK_PURE=1`` is set, since it would only repeat the pure run, and the "pure" run is
+    skipped in ``tasks.py test``'s pure pass (:data:`MAIN_PASS_RAN_BOTH`), since its main pass ran it.
     """
     saved = speedups.compiled
     if request.param == "compiled" and saved is None:
         pytest.skip("the compiled path is off (extension not built, or MAILTRACK_PURE=1): the pure run covers it")
+    if request.param == "pure" and os.environ.get(MAIN_PASS_RAN_BOTH) == "1":
+        pytest.skip(f"{MAIN_PASS_RAN_BOTH}=1: the main pass of this run takes these on both paths")
     if request.param == "pure":
         speedups.compiled = None
     try:

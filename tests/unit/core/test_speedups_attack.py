@@ -24,7 +24,7 @@ try:
 except ImportError:  # pragma: no cover - depends on the build
     _speedups = None  # type: ignore[assignment]
 
-pytestmark = pytest.mark.skipif(_speedups is None, reason="the C extension is not built")
+pytestmark = [pytest.mark.calls_extension, pytest.mark.skipif(_speedups is None, reason="the C extension is not built")]
 
 BASE = "https://t.example.com/track"
 

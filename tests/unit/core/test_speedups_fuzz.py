@@ -18,6 +18,7 @@ from support import fuzz
 from mailtrack.core.scanner import scan_pure
 
 needs_extension = pytest.mark.skipif(fuzz.compiled_module() is None, reason="the C extension is not built")
+pytestmark = pytest.mark.calls_extension  # the main pass runs these; tasks.py test's pure pass skips them
 
 
 @needs_extension

@@ -46,6 +46,7 @@ except ImportError:  # pragma: no cover - depends on the build
 needs_extension = pytest.mark.skipif(
     _speedups is None, reason="the C extension is not built (python setup.py build_ext --inplace, or pip install -e .)"
 )
+pytestmark = pytest.mark.calls_extension  # the main pass runs these; tasks.py test's pure pass skips them
 
 #: Quoted-printable as it comes, well formed or not.
 QP_PIECES = [

@@ -53,9 +53,9 @@ try:
 except ImportError:  # pragma: no cover - depends on the build
     _speedups = None  # type: ignore[assignment]
 
-pytestmark = pytest.mark.skipif(
+pytestmark = [pytest.mark.calls_extension, pytest.mark.skipif(
     _speedups is None, reason="the C extension is not built (python setup.py build_ext --inplace, or pip install -e .)"
-)
+)]
 
 BASE = "https://t.example.com/track"
 KEYS = ["new key", "old key"]
