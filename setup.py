@@ -25,6 +25,9 @@ from setuptools.errors import CCompilerError, ExecError, PlatformError
 SPEEDUPS = Extension(
     "mailtrack.core._speedups",
     sources=["mailtrack/core/_speedups.c"],
+    # Optional: a build that failed (and warned, below) leaves no .so, which setuptools' in-place and editable
+    # builds then do not try to copy (without it, `pip install -e .` failed where no C compiler is present).
+    optional=True,
     depends=[
         "mailtrack/core/_speedups_scan.h",
         "mailtrack/core/_speedups_sign.h",
