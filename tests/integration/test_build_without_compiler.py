@@ -2,8 +2,9 @@
 
 The project's own ``setup.py build_ext --inplace`` (the step an editable install, ``pip install -e .``, runs
 too) on a copy of the tree, with ``CC=false``: the compiler fails on both tries (OpenSSL's SHA-256, then the
-portable one). A build with gcc is what every other test runs on (``pip install -e .``). Before ``optional=True``, setuptools then tried to copy the missing ``.so`` and the build, so
-``pip install -e .`` and ``python3 tasks.py`` on a machine without gcc, failed.
+portable one). Every other test runs on a build with gcc (``pip install -e .``). Before ``optional=True``,
+setuptools then tried to copy the missing ``.so`` and failed, and with it ``pip install -e .`` and
+``python3 tasks.py`` on a machine without gcc.
 """
 
 from __future__ import annotations
