@@ -15,7 +15,11 @@ Steps, each timed, any failure fatal (exit status 1):
 3. ``pytest`` on ``tests/unit/core/test_speedups.py``, ``test_speedups_lines.py`` and the compiled half of every module using the
    ``both_paths`` fixture (their pure half calls no C, and is deselected), from the temporary folder (first on ``sys.path``: ``python -m`` puts the working folder there, and
    setuptools' editable finder only answers after it), with a plugin that fails the run unless
-   ``mailtrack`` and ``mailtrack.core._speedups`` were imported from the temporary folder.
+   ``mailtrack`` and ``mailtrack.core._speedups`` were imported from the temporary folder. Each hypothesis
+   test there draws ``MAILTRACK_SANITIZE_EXAMPLES`` (default 0.3) of its own ``max_examples``, at least 10:
+   the main pass runs the full budget on the same build without sanitizers, and step 4 gives the compiled
+   path its large budget under them; at the full budget this step alone took 21 of CI's 30 minutes on a
+   slow host (1,261 s, 2026-12-02), which pushed the whole CI run to 36.
 4. The differential fuzz run (``tests/support/fuzz.py``) for ``--fuzz-seconds`` against the same build.
 
 Every process runs with ``LD_PRELOAD`` of gcc's ``libasan`` (CPython is not built with it, and the
@@ -116,11 +120,30 @@ def pytest_configure(config):
 
 
 def pytest_collection_modifyitems(config, items):
-    """The both_paths modules' pure runs call no C: deselected here, they would only be slow under the sanitizers."""
+    """The both_paths modules' pure runs call no C: deselected here, they would only be slow under the sanitizers.
+
+    Every hypothesis test left draws MAILTRACK_SANITIZE_EXAMPLES of its max_examples (at least 10): the main pass
+    runs the full budget on this build's sources without sanitizers, and the fuzz run that follows runs long.
+    """
     pure = {id(item) for item in items if getattr(getattr(item, "callspec", None), "params", {}).get("both_paths") == "pure"}
     if pure:
         config.hook.pytest_deselected(items=[item for item in items if id(item) in pure])
         items[:] = [item for item in items if id(item) not in pure]
+    share = float(os.environ.get("MAILTRACK_SANITIZE_EXAMPLES", "0.3"))
+    if share >= 1:
+        return
+    from hypothesis import settings
+
+    scaled = set()
+    for item in items:
+        test = getattr(item, "obj", None)
+        test = getattr(test, "__func__", test)
+        current = getattr(test, "_hypothesis_internal_use_settings", None)
+        if current is None or id(test) in scaled:
+            continue
+        scaled.add(id(test))
+        examples = min(current.max_examples, max(10, round(current.max_examples * share)))
+        test._hypothesis_internal_use_settings = settings(current, max_examples=examples)
 
 
 def pytest_report_header(config):
