@@ -35,14 +35,47 @@ MAIN_PASS_RAN_BOTH = "MAILTRACK_MAIN_PASS_RAN_BOTH_PATHS"
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """In ``tasks.py test``'s pure pass, skip the modules marked ``calls_extension``: they call the extension
-    directly whatever ``MAILTRACK_PURE`` says, so the pure pass would only run the main pass's tests again."""
+    """In ``tasks.py test``'s pure pass, skip what would only run the main pass's tests again: the modules marked
+    ``calls_extension`` (they call the extension directly whatever ``MAILTRACK_PURE`` says) and the tests marked
+    ``path_independent`` (they reach neither path: :func:`_path_independent_tripwire` checks it in the main pass)."""
     if os.environ.get(MAIN_PASS_RAN_BOTH) != "1":
         return
-    skip = pytest.mark.skip(reason=f"{MAIN_PASS_RAN_BOTH}=1: they call the extension directly; the main pass ran them")
+    direct = pytest.mark.skip(reason=f"{MAIN_PASS_RAN_BOTH}=1: they call the extension directly; the main pass ran them")
+    neither = pytest.mark.skip(reason=f"{MAIN_PASS_RAN_BOTH}=1: path-independent (checked in the main pass); it ran them")
     for item in items:
         if item.get_closest_marker("calls_extension") is not None:
-            item.add_marker(skip)
+            item.add_marker(direct)
+        elif item.get_closest_marker("path_independent") is not None:
+            item.add_marker(neither)
+
+
+class _Tripwire:
+    """Stands in for the compiled module during a ``path_independent`` test: records every name read, then
+    answers as the module would (the test runs unchanged; the fixture fails it afterwards if anything was read)."""
+
+    def __init__(self, module: object) -> None:
+        self._module = module
+        self.read: list[str] = []
+
+    def __getattr__(self, name: str) -> object:
+        self.read.append(name)
+        return getattr(self._module, name)
+
+
+@pytest.fixture(autouse=True)
+def _path_independent_tripwire(request: pytest.FixtureRequest) -> Iterator[None]:
+    """A test marked ``path_independent`` must not reach the compiled path (checked where it runs compiled)."""
+    saved = speedups.compiled
+    if request.node.get_closest_marker("path_independent") is None or saved is None:
+        yield
+        return
+    wire = _Tripwire(saved)
+    speedups.compiled = wire  # type: ignore[assignment]
+    try:
+        yield
+    finally:
+        speedups.compiled = saved
+    assert not wire.read, f"marked path_independent, yet it read {sorted(set(wire.read))} from the compiled module"
 
 
 @pytest.fixture(scope="module", params=["compiled", "pure"])

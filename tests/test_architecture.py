@@ -21,12 +21,14 @@ ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
 
 
+@pytest.mark.path_independent  # static: reads the source
 def test_mypy_strict() -> None:
     api = pytest.importorskip("mypy.api")
     stdout, stderr, status = api.run(["--config-file", str(ROOT / "pyproject.toml"), str(ROOT / "mailtrack")])
     assert status == 0, stdout + stderr
 
 
+@pytest.mark.path_independent  # static: reads the source
 def test_ruff_is_clean() -> None:
     ruff = BIN / "ruff"
     if not ruff.exists():
@@ -37,6 +39,7 @@ def test_ruff_is_clean() -> None:
     assert result.returncode == 0, result.stdout + result.stderr
 
 
+@pytest.mark.path_independent  # static: reads the source
 def test_import_contracts_are_kept() -> None:
     lint_imports = BIN / "lint-imports"
     if not lint_imports.exists():

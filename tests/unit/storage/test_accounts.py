@@ -17,6 +17,8 @@ from mailtrack.storage.accounts import ALL_SCOPES, hash_key, split_key
 from mailtrack.storage.base import AccountStore, StoreError, UnknownAccount
 from mailtrack.storage.sqlite import MIGRATIONS, SQLiteStore
 
+pytestmark = pytest.mark.path_independent  # storage only: checked in conftest.py
+
 
 @pytest.fixture
 def store(backend: Backend) -> Iterator[Any]:

@@ -22,6 +22,8 @@ from mailtrack.storage.dsn import is_postgres_url, masked
 psycopg = pytest.importorskip("psycopg", reason="psycopg is not installed: pip install 'mailtrack[postgres]'")
 from mailtrack.storage.postgres import MIGRATIONS, PostgresStore  # noqa: E402
 
+pytestmark = pytest.mark.path_independent  # storage only: checked in conftest.py
+
 T0 = datetime(2024, 5, 1, 12, 0, tzinfo=timezone.utc)
 
 

@@ -24,6 +24,8 @@ from mailtrack.storage._shared import _V3_COLUMNS, _rollup_spec, _row
 from mailtrack.storage.base import GROUP_BYS, EventQuery, StatsRow
 from mailtrack.storage.sqlite import MIGRATIONS, SQLiteStore
 
+pytestmark = pytest.mark.path_independent  # storage only: checked in conftest.py
+
 DAY0 = datetime(2024, 3, 1, tzinfo=timezone.utc)
 MESSAGES = ["m1", "m2", "m3"]
 RECIPIENTS = ["a@x", "b@x", None]

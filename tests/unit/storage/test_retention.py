@@ -19,6 +19,8 @@ from mailtrack.events import TrackingEvent
 from mailtrack.exceptions import ArgumentError, MailtrackError
 from mailtrack.storage.base import Erased, EventQuery, EventStore
 
+pytestmark = pytest.mark.path_independent  # storage only: checked in conftest.py
+
 NOW = datetime(2026, 6, 1, 12, 0, tzinfo=timezone.utc)
 OLD = NOW - timedelta(days=100)
 HOOK = "https://hook.example/"

@@ -27,6 +27,8 @@ from mailtrack.storage.roller import Roller
 from mailtrack.storage.sqlite import MIGRATIONS, SQLiteStore
 from tests.unit.storage.test_queries import DAY0, all_stats_pages, brute_stats, event_st, query_st
 
+pytestmark = pytest.mark.path_independent  # storage only: checked in conftest.py
+
 V6_STORE = Path(__file__).resolve().parents[2] / "data" / "v6_store.sqlite"
 QUERIES = [EventQuery(), EventQuery(metadata=(("campaign", "spring"),)), EventQuery(tag="news"),
            EventQuery(message_id="<m2@example.com>"), EventQuery(event_type=EventType.CLICKED),

@@ -23,6 +23,8 @@ from mailtrack.events import EVENT_TYPES, TrackingEvent
 from mailtrack.storage.base import StoreError, StoreUnavailable
 from mailtrack.storage.sqlite import MIGRATIONS, SQLiteStore
 
+pytestmark = pytest.mark.path_independent  # storage only: checked in conftest.py
+
 T0 = datetime(2023, 11, 14, 22, 13, 20, 123456, tzinfo=timezone.utc)
 
 

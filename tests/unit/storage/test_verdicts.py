@@ -14,6 +14,8 @@ from mailtrack.storage._shared import REASON_BURST, REASON_HONEYPOT, REASON_NO_O
 from mailtrack.storage.base import GROUP_BYS, EventQuery
 from tests.unit.storage.test_queries import DAY0, brute_stats
 
+pytestmark = pytest.mark.path_independent  # storage only: checked in conftest.py
+
 T0 = DAY0 + timedelta(hours=5)
 
 

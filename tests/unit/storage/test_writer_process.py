@@ -24,6 +24,8 @@ from mailtrack.storage.base import StoreUnavailable
 from mailtrack.storage.sqlite import SQLiteStore
 from mailtrack.storage.writer_process import ProcessWriter, ReplyReader, encode_request
 
+pytestmark = pytest.mark.path_independent  # storage only: checked in conftest.py
+
 T0 = datetime(2024, 5, 1, 12, 0, tzinfo=timezone.utc)
 
 

@@ -22,7 +22,7 @@ import mailtrack
 from mailtrack.storage.base import StoreUnavailable
 from mailtrack.storage.writer_process import ProcessWriter
 
-pytestmark = pytest.mark.skipif(os.name != "posix", reason="signals and fork are POSIX")
+pytestmark = [pytest.mark.skipif(os.name != "posix", reason="signals and fork are POSIX"), pytest.mark.path_independent]
 
 
 def gone(pid: int) -> bool:
