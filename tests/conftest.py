@@ -29,19 +29,22 @@ settings.register_profile(
 settings.load_profile("mailtrack")
 
 
-#: Set by ``tasks.py test`` for its pure pass (``MAILTRACK_PURE=1``), whose main pass runs the ``both_paths``
-#: modules on both paths already: the pure pass then skips them rather than run their pure half a second time.
-MAIN_PASS_RAN_BOTH = "MAILTRACK_MAIN_PASS_RAN_BOTH_PATHS"
+#: Set by ``tasks.py test``'s full run, which runs the suite twice side by side: ``main`` for its main pass (the
+#: compiled path, the critical path of CI) and ``pure`` for its pure pass (``MAILTRACK_PURE=1``). Each skips what
+#: the other runs anyway: the main pass the ``both_paths`` modules' pure half, the pure pass the tests that call
+#: the extension directly (``calls_extension``) or reach neither path (``path_independent``). Unset (a plain
+#: ``pytest``), nothing is skipped for it.
+SPLIT_PASS = "MAILTRACK_SPLIT_PASS"
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """In ``tasks.py test``'s pure pass, skip what would only run the main pass's tests again: the modules marked
     ``calls_extension`` (they call the extension directly whatever ``MAILTRACK_PURE`` says) and the tests marked
     ``path_independent`` (they reach neither path: :func:`_path_independent_tripwire` checks it in the main pass)."""
-    if os.environ.get(MAIN_PASS_RAN_BOTH) != "1":
+    if os.environ.get(SPLIT_PASS) != "pure":
         return
-    direct = pytest.mark.skip(reason=f"{MAIN_PASS_RAN_BOTH}=1: they call the extension directly; the main pass ran them")
-    neither = pytest.mark.skip(reason=f"{MAIN_PASS_RAN_BOTH}=1: path-independent (checked in the main pass); it ran them")
+    direct = pytest.mark.skip(reason=f"{SPLIT_PASS}=pure: they call the extension directly; the main pass runs them")
+    neither = pytest.mark.skip(reason=f"{SPLIT_PASS}=pure: path-independent (checked in the main pass); it runs them")
     for item in items:
         if item.get_closest_marker("calls_extension") is not None:
             item.add_marker(direct)
@@ -85,13 +88,13 @@ def both_paths(request: pytest.FixtureRequest) -> Iterator[str]:
     Modules opt in with ``pytestmark = pytest.mark.usefixtures("both_paths")``. Module-scoped (so
     hypothesis tests may use it); the "compiled" run is skipped, saying why, where the extension is
     not built or ``MAILTRACK_PURE=1`` is set, since it would only repeat the pure run, and the "pure" run is
-    skipped in ``tasks.py test``'s pure pass (:data:`MAIN_PASS_RAN_BOTH`), since its main pass ran it.
+    skipped in ``tasks.py test``'s main pass (:data:`SPLIT_PASS`), since its pure pass runs it.
     """
     saved = speedups.compiled
     if request.param == "compiled" and saved is None:
         pytest.skip("the compiled path is off (extension not built, or MAILTRACK_PURE=1): the pure run covers it")
-    if request.param == "pure" and os.environ.get(MAIN_PASS_RAN_BOTH) == "1":
-        pytest.skip(f"{MAIN_PASS_RAN_BOTH}=1: the main pass of this run takes these on both paths")
+    if request.param == "pure" and os.environ.get(SPLIT_PASS) == "main":
+        pytest.skip(f"{SPLIT_PASS}=main: the pure pass of this run (MAILTRACK_PURE=1) takes these on the pure path")
     if request.param == "pure":
         speedups.compiled = None
     try:
